@@ -1,0 +1,166 @@
+{{/*
+The chart name, or nameOverride.
+*/}}
+{{- define "vllm-rdma.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's objects: fullnameOverride, else release name (plus the chart name when the release
+name does not contain it). Truncated to 52 characters: StatefulSet and LeaderWorkerSet pod names add suffixes.
+*/}}
+{{- define "vllm-rdma.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "vllm-rdma.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object.
+*/}}
+{{- define "vllm-rdma.labels" -}}
+helm.sh/chart: {{ include "vllm-rdma.chart" . }}
+{{ include "vllm-rdma.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm-rdma.io/preset: {{ .Values.preset.name | quote }}
+{{- end }}
+
+{{/*
+Selector labels: name and instance only.
+*/}}
+{{- define "vllm-rdma.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vllm-rdma.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The ServiceAccount the pods run as.
+*/}}
+{{- define "vllm-rdma.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vllm-rdma.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The NCCL settings in force: the preset's and the user's, plus NCCL_DEBUG, NCCL_SOCKET_IFNAME and, in SR-IOV mode,
+NCCL_IB_HCA=mlx5 (the VFs' names are not the host's). Returned as YAML; callers use fromYaml.
+*/}}
+{{- define "vllm-rdma.ncclSettings" -}}
+{{- $s := dict }}
+{{- range $k, $v := .Values.nccl.settings }}
+{{- $_ := set $s $k (toString $v) }}
+{{- end }}
+{{- if .Values.nccl.debug }}
+{{- $_ := set $s "NCCL_DEBUG" .Values.nccl.debug }}
+{{- end }}
+{{- if .Values.nccl.debugSubsys }}
+{{- $_ := set $s "NCCL_DEBUG_SUBSYS" .Values.nccl.debugSubsys }}
+{{- end }}
+{{- if not (hasKey $s "NCCL_SOCKET_IFNAME") }}
+{{- $_ := set $s "NCCL_SOCKET_IFNAME" .Values.network.interface }}
+{{- end }}
+{{- if eq .Values.rdma.mode "sriov" }}
+{{- $_ := set $s "NCCL_IB_HCA" "mlx5" }}
+{{- end }}
+{{- toYaml $s }}
+{{- end }}
+
+{{/*
+Cross-field checks that the schema cannot express. Fails once, listing every problem and the keys to change.
+*/}}
+{{- define "vllm-rdma.validateValues" -}}
+{{- $v := .Values }}
+{{- $problems := list }}
+{{- $gpus := mul $v.nodes $v.preset.gpusPerNode | int }}
+{{- $tpxpp := mul $v.vllm.tensorParallelSize $v.vllm.pipelineParallelSize | int }}
+{{- if ne $gpus $tpxpp }}
+{{- $problems = append $problems (printf "vllm.tensorParallelSize (%d) x vllm.pipelineParallelSize (%d) = %d, but a group has nodes (%d) x preset.gpusPerNode (%d) = %d GPUs: make them equal (usually TP = %d, PP = %d)" (int $v.vllm.tensorParallelSize) (int $v.vllm.pipelineParallelSize) $tpxpp (int $v.nodes) (int $v.preset.gpusPerNode) $gpus (int $v.preset.gpusPerNode) (int $v.nodes)) }}
+{{- end }}
+{{- if and (eq $v.preset.gpuVendor "nvidia") (ne $v.preset.gpuResource "nvidia.com/gpu") }}
+{{- $problems = append $problems "preset.gpuVendor is nvidia but preset.gpuResource is not nvidia.com/gpu: set preset.gpuResource=nvidia.com/gpu" }}
+{{- end }}
+{{- if eq $v.preset.gpuVendor "amd" }}
+{{- if ne $v.preset.gpuResource "amd.com/gpu" }}
+{{- $problems = append $problems "preset.gpuVendor is amd but preset.gpuResource is not amd.com/gpu: set preset.gpuResource=amd.com/gpu" }}
+{{- end }}
+{{- if ne $v.nccl.configFile "/etc/rccl.conf" }}
+{{- $problems = append $problems "preset.gpuVendor is amd: RCCL reads /etc/rccl.conf, set nccl.configFile=/etc/rccl.conf" }}
+{{- end }}
+{{- else if ne $v.nccl.configFile "/etc/nccl.conf" }}
+{{- $problems = append $problems "preset.gpuVendor is nvidia: NCCL reads /etc/nccl.conf, set nccl.configFile=/etc/nccl.conf" }}
+{{- end }}
+{{- if eq $v.distributed.backend "ray" }}
+{{- $tag := $v.image.tag | trimPrefix "v" }}
+{{- if and (eq $v.image.repository "vllm/vllm-openai" "docker.io/vllm/vllm-openai") (regexMatch "^[0-9]+\\.[0-9]+\\.[0-9]+" $tag) }}
+{{- if semverCompare ">=0.18.0-0" (regexFind "^[0-9]+\\.[0-9]+\\.[0-9]+" $tag) }}
+{{- $problems = append $problems (printf "distributed.backend is ray but image %s:%s ships no Ray (stock vLLM images dropped it from v0.18): set image.tag=v0.17.1, use an image with Ray, or set distributed.backend=native" $v.image.repository $v.image.tag) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (eq $v.model.storage.type "pvc") (not $v.model.storage.claimName) }}
+{{- $problems = append $problems "model.storage.type is pvc but model.storage.claimName is empty: name an existing ReadWriteMany/ReadOnlyMany claim" }}
+{{- end }}
+{{- if eq $v.rdma.mode "hostNetwork" }}
+{{- $ports := list (int $v.vllm.port) (int $v.distributed.masterPort) }}
+{{- if eq $v.distributed.backend "ray" }}
+{{- $ports = concat $ports (list (int $v.distributed.ray.port) (int $v.distributed.ray.dashboardPort) (int $v.distributed.ray.clientPort)) }}
+{{- end }}
+{{- if ne (len $ports) (len (uniq $ports)) }}
+{{- $problems = append $problems (printf "under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort and the Ray ports repeat one (%s): make them distinct" (join ", " $ports)) }}
+{{- end }}
+{{- end }}
+{{- if $problems }}
+{{- fail (printf "\n\nvllm-rdma: the values do not fit together:\n  - %s\n" (join "\n  - " $problems)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The model argument of vllm serve: the repository id (read through HF_HOME), or the downloaded directory.
+*/}}
+{{- define "vllm-rdma.modelArg" -}}
+{{- if eq .Values.model.storage.type "download" }}
+{{- printf "%s/%s" .Values.model.storage.mountPath .Values.model.name }}
+{{- else }}
+{{- .Values.model.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Arguments of vllm serve common to every pod; the entrypoint adds the multi-node ones for the pod's role.
+*/}}
+{{- define "vllm-rdma.serveArgs" -}}
+- {{ include "vllm-rdma.modelArg" . | quote }}
+- "--served-model-name"
+- {{ .Values.model.servedName | quote }}
+- "--tensor-parallel-size"
+- {{ .Values.vllm.tensorParallelSize | quote }}
+- "--pipeline-parallel-size"
+- {{ .Values.vllm.pipelineParallelSize | quote }}
+- "--max-model-len"
+- {{ .Values.vllm.maxModelLen | quote }}
+- "--gpu-memory-utilization"
+- {{ .Values.vllm.gpuMemoryUtilization | quote }}
+- "--port"
+- {{ .Values.vllm.port | quote }}
+{{- range .Values.vllm.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}

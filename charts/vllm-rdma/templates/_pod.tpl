@@ -1,0 +1,278 @@
+{{/*
+The pod template of one role of a group, shared by the LeaderWorkerSet and the StatefulSets.
+Call with (dict "root" $ "role" "leader"|"worker").
+*/}}
+{{- define "vllm-rdma.podTemplate" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $role := .role }}
+{{- $hostNetwork := eq $v.rdma.mode "hostNetwork" -}}
+metadata:
+  labels:
+    {{- include "vllm-rdma.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $role }}
+    {{- with $v.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ printf "%s%s" (include (print $root.Template.BasePath "/configmap-nccl.yaml") $root) (include (print $root.Template.BasePath "/configmap-scripts.yaml") $root) | sha256sum }}
+    {{- if not $hostNetwork }}
+    {{- $networks := list }}
+    {{- range until (int $v.rdma.sriov.vfs) }}
+    {{- $networks = append $networks $v.rdma.sriov.networkName }}
+    {{- end }}
+    k8s.v1.cni.cncf.io/networks: {{ join "," $networks | quote }}
+    {{- end }}
+    {{- with $v.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "vllm-rdma.serviceAccountName" $root }}
+  {{- with $v.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $hostNetwork }}
+  hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
+  {{- end }}
+  terminationGracePeriodSeconds: 60
+  nodeSelector:
+    node.kubernetes.io/instance-type: {{ $v.preset.shape | quote }}
+    {{- if $v.placement.clusterNetworkLabel.enabled }}
+    {{ $v.placement.clusterNetworkLabel.key }}: {{ $v.placement.clusterNetworkLabel.value | quote }}
+    {{- end }}
+    {{- with $v.placement.nodeSelector }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  tolerations:
+    - key: {{ $v.preset.gpuTaint | quote }}
+      operator: Exists
+      effect: NoSchedule
+    {{- with $v.placement.tolerations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  affinity:
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        - topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "vllm-rdma.selectorLabels" $root | nindent 14 }}
+    {{- if and $v.placement.rdmaLocality.enabled $v.placement.rdmaLocality.topologyKeys }}
+    podAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        {{- range $i, $key := $v.placement.rdmaLocality.topologyKeys }}
+        - weight: {{ max 1 (sub 100 (mul $i 30)) }}
+          podAffinityTerm:
+            topologyKey: {{ $key | quote }}
+            labelSelector:
+              matchLabels:
+                {{- include "vllm-rdma.selectorLabels" $root | nindent 16 }}
+        {{- end }}
+    {{- end }}
+  {{- if eq $v.model.storage.type "download" }}
+  initContainers:
+    - name: download-model
+      image: "{{ $v.image.repository }}:{{ $v.image.tag }}"
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
+      env:
+        - name: HELM_RDMA_ROLE
+          value: download
+        - name: HELM_RDMA_MODEL
+          value: {{ $v.model.name | quote }}
+        - name: HELM_RDMA_MODEL_DIR
+          value: {{ include "vllm-rdma.modelArg" $root | quote }}
+        - name: HF_HOME
+          value: {{ printf "%s/hf" $v.model.storage.mountPath | quote }}
+        {{- with include "vllm-rdma.hfTokenEnv" $root }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      volumeMounts:
+        - name: model
+          mountPath: {{ $v.model.storage.mountPath | quote }}
+        - name: scripts
+          mountPath: /opt/helm-rdma
+  {{- end }}
+  containers:
+    - name: vllm
+      image: "{{ $v.image.repository }}:{{ $v.image.tag }}"
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
+      args:
+        {{- include "vllm-rdma.serveArgs" $root | nindent 8 }}
+      env:
+        - name: HELM_RDMA_ROLE
+          value: {{ $role | quote }}
+        - name: HELM_RDMA_BACKEND
+          value: {{ $v.distributed.backend | quote }}
+        - name: HELM_RDMA_WORKLOAD
+          value: {{ $v.workload.kind | quote }}
+        - name: HELM_RDMA_NNODES
+          value: {{ $v.nodes | quote }}
+        - name: HELM_RDMA_MASTER_PORT
+          value: {{ $v.distributed.masterPort | quote }}
+        - name: HELM_RDMA_WAIT_SECONDS
+          value: {{ $v.distributed.leaderWaitSeconds | quote }}
+        {{- if eq $v.workload.kind "LeaderWorkerSet" }}
+        - name: HELM_RDMA_GROUP
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['leaderworkerset.sigs.k8s.io/group-index']
+        {{- else }}
+        - name: HELM_RDMA_LEADER_PREFIX
+          value: {{ printf "%s-leader" (include "vllm-rdma.fullname" $root) | quote }}
+        {{- end }}
+        {{- if eq $v.distributed.backend "ray" }}
+        - name: HELM_RDMA_RAY_PORT
+          value: {{ $v.distributed.ray.port | quote }}
+        - name: HELM_RDMA_RAY_DASHBOARD_PORT
+          value: {{ $v.distributed.ray.dashboardPort | quote }}
+        - name: HELM_RDMA_RAY_CLIENT_PORT
+          value: {{ $v.distributed.ray.clientPort | quote }}
+        - name: HELM_RDMA_RAY_JOIN_TIMEOUT
+          value: {{ $v.distributed.ray.joinTimeoutSeconds | quote }}
+        {{- end }}
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        - name: POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
+        - name: VLLM_HOST_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
+        - name: GLOO_SOCKET_IFNAME
+          value: {{ $v.network.interface | quote }}
+        - name: HF_HOME
+          value: {{ printf "%s/hf" $v.model.storage.mountPath | quote }}
+        {{- with include "vllm-rdma.hfTokenEnv" $root }}
+        {{- . | nindent 8 }}
+        {{- end }}
+        {{- range $k, $val := (include "vllm-rdma.ncclSettings" $root | fromYaml) }}
+        - name: {{ $k }}
+          value: {{ $val | quote }}
+        {{- end }}
+        {{- with $v.vllm.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        {{- if eq $role "leader" }}
+        - name: http
+          containerPort: {{ $v.vllm.port }}
+          protocol: TCP
+        {{- if eq $v.distributed.backend "ray" }}
+        - name: ray-gcs
+          containerPort: {{ $v.distributed.ray.port }}
+          protocol: TCP
+        - name: ray-dashboard
+          containerPort: {{ $v.distributed.ray.dashboardPort }}
+          protocol: TCP
+        - name: ray-client
+          containerPort: {{ $v.distributed.ray.clientPort }}
+          protocol: TCP
+        {{- else }}
+        - name: rendezvous
+          containerPort: {{ $v.distributed.masterPort }}
+          protocol: TCP
+        {{- end }}
+        {{- end }}
+      {{- if eq $role "leader" }}
+      startupProbe:
+        httpGet:
+          path: /health
+          port: {{ $v.vllm.port }}
+        periodSeconds: 30
+        timeoutSeconds: 5
+        failureThreshold: {{ mul $v.probes.startupMinutes 2 }}
+      readinessProbe:
+        httpGet:
+          path: /health
+          port: {{ $v.vllm.port }}
+        periodSeconds: {{ $v.probes.readinessPeriodSeconds }}
+        timeoutSeconds: 5
+        failureThreshold: 3
+      {{- end }}
+      resources:
+        requests:
+          cpu: {{ $v.resources.cpu | quote }}
+          memory: {{ $v.resources.memory | quote }}
+          {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
+          {{- if not $hostNetwork }}
+          {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
+          {{- end }}
+        limits:
+          {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
+          {{- if not $hostNetwork }}
+          {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
+          {{- end }}
+      securityContext:
+        {{- if $v.rdma.privileged }}
+        privileged: true
+        {{- else }}
+        capabilities:
+          add: ["IPC_LOCK"]
+        {{- end }}
+      volumeMounts:
+        - name: dshm
+          mountPath: /dev/shm
+        - name: nccl-config
+          mountPath: {{ $v.nccl.configFile }}
+          subPath: nccl.conf
+          readOnly: true
+        - name: scripts
+          mountPath: /opt/helm-rdma
+        - name: model
+          mountPath: {{ $v.model.storage.mountPath | quote }}
+        {{- if $hostNetwork }}
+        - name: infiniband
+          mountPath: {{ $v.rdma.devicePath }}
+        {{- end }}
+  volumes:
+    - name: dshm
+      emptyDir:
+        medium: Memory
+        sizeLimit: {{ $v.resources.shmSize }}
+    - name: nccl-config
+      configMap:
+        name: {{ include "vllm-rdma.fullname" $root }}-nccl
+    - name: scripts
+      configMap:
+        name: {{ include "vllm-rdma.fullname" $root }}-scripts
+        defaultMode: 0555
+    - name: model
+      {{- if eq $v.model.storage.type "hostPath" }}
+      hostPath:
+        path: {{ $v.model.storage.hostPath | quote }}
+        type: DirectoryOrCreate
+      {{- else if eq $v.model.storage.type "pvc" }}
+      persistentVolumeClaim:
+        claimName: {{ $v.model.storage.claimName | quote }}
+      {{- else }}
+      emptyDir:
+        sizeLimit: {{ $v.model.storage.sizeLimit }}
+      {{- end }}
+    {{- if $hostNetwork }}
+    - name: infiniband
+      hostPath:
+        path: {{ $v.rdma.devicePath | quote }}
+        type: Directory
+    {{- end }}
+{{- end }}
+
+{{/*
+HF_TOKEN from an existing Secret, when one is named.
+*/}}
+{{- define "vllm-rdma.hfTokenEnv" -}}
+{{- if .Values.model.hfTokenSecret.name }}
+- name: HF_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.model.hfTokenSecret.name | quote }}
+      key: {{ .Values.model.hfTokenSecret.key | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,38 @@
+"""`helm-rdma generate`: write a complete chart directory for one release."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..chart import write_chart
+from ..planner import Plan
+from ..values import resolve
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """The chart that was written and the plan behind it."""
+
+    path: Path
+    files: tuple[str, ...]
+    plan: Plan
+
+
+def generate(
+    *,
+    release: str,
+    preset: str,
+    output: Path,
+    model: str | None = None,
+    nodes: int | None = None,
+    max_model_len: int | None = None,
+    value_files: tuple[Path, ...] = (),
+    set_values: tuple[str, ...] = (),
+    force: bool = False,
+) -> GenerateResult:
+    """Resolve the values and write the chart into ``output`` atomically (nothing is written on error)."""
+    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
+                       set_values=set_values, nodes=nodes, max_model_len=max_model_len)
+    written = write_chart(resolved, output=output, force=force)
+    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan)

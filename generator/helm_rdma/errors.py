@@ -1,0 +1,121 @@
+"""The one error hierarchy of helm-rdma.
+
+Core code raises these; only the CLI turns them into a message and an exit code (2 for bad input, 1 for a failure
+at run time). Every message names the file, flag or key, what was expected, and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+EXIT_RUNTIME = 1
+EXIT_INPUT = 2
+
+
+class HelmRdmaError(Exception):
+    """Base class of every error helm-rdma reports to its user."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class InputError(HelmRdmaError):
+    """Bad input from the user: flags, values, presets or files (exit 2)."""
+
+    exit_code = EXIT_INPUT
+
+
+class RuntimeFailure(HelmRdmaError):
+    """A failure while running: helm, OCI, the cluster (exit 1)."""
+
+    exit_code = EXIT_RUNTIME
+
+
+def _known(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names)) or "(none)"
+
+
+class UnknownPresetError(InputError):
+    """A preset name that has no file under presets/."""
+
+    def __init__(self, *, name: str, known: Iterable[str]) -> None:
+        super().__init__(f'unknown preset "{name}"; known: {_known(known)} (see `helm-rdma presets`)')
+
+
+class UnknownModelError(InputError):
+    """A model alias that is not in the catalog."""
+
+    def __init__(self, *, name: str, known: Iterable[str]) -> None:
+        super().__init__(
+            f'unknown model "{name}"; known: {_known(known)}. Give a catalog alias with --model, '
+            "or name the release after one"
+        )
+
+
+class YamlFileError(InputError):
+    """A YAML file that cannot be read or parsed."""
+
+    def __init__(self, *, path: str, problem: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {problem}")
+
+
+class SchemaViolation(InputError):
+    """A document (preset, catalog, values) that its JSON Schema rejects; lists every problem."""
+
+    def __init__(self, *, what: str, problems: Sequence[str], fix: str) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{what} is not valid:\n{lines}\n{fix}")
+
+
+class SetSyntaxError(InputError):
+    """A --set argument that is not KEY=VALUE with a dotted key."""
+
+    def __init__(self, *, argument: str, problem: str) -> None:
+        super().__init__(f'--set "{argument}": {problem}; expected KEY=VALUE such as --set vllm.maxModelLen=32768')
+
+
+class TooFewNodesError(InputError):
+    """--nodes (or values `nodes`) below what the model needs on the preset."""
+
+    def __init__(self, *, model: str, preset: str, nodes: int, minimum: int, detail: str) -> None:
+        super().__init__(
+            f"{model} needs at least {minimum} node(s) of preset {preset}, got nodes={nodes} ({detail}); "
+            f"use --nodes {minimum} or more, a shorter --max-model-len, or a larger preset"
+        )
+
+
+class ParallelismError(InputError):
+    """A tensor-parallel size that the model's attention heads cannot be split by."""
+
+    def __init__(self, *, model: str, tp: int, heads: int, kind: str) -> None:
+        super().__init__(
+            f"{model}: tensor parallel size {tp} does not split its {heads} {kind} evenly; "
+            "choose a preset or vllm.tensorParallelSize that divides it"
+        )
+
+
+class OutputExistsError(InputError):
+    """An output directory that is not empty, without --force."""
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(f"-o {path}: directory is not empty; choose another directory or pass --force to replace it")
+
+
+class HelmNotFoundError(RuntimeFailure):
+    """No helm binary where HELM_BIN or PATH says."""
+
+    def __init__(self, *, tried: str) -> None:
+        super().__init__(
+            f"helm not found ({tried}); install helm 3.17+ or 4.x (https://helm.sh/docs/intro/install/), "
+            "run `make setup` in a checkout, or set HELM_BIN to its path"
+        )
+
+
+class HelmCommandError(RuntimeFailure):
+    """A helm command that exited non-zero."""
+
+    def __init__(self, *, command: Sequence[str], returncode: int, stderr: str) -> None:
+        self.returncode = returncode
+        detail = stderr.strip() or "(no output on stderr)"
+        super().__init__(f"`{' '.join(command)}` exited {returncode}:\n{detail}")

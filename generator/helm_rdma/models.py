@@ -1,0 +1,94 @@
+"""The model catalog (presets/models.yaml): architecture figures the planner needs, per model alias."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import SchemaViolation, UnknownModelError
+from .presets import CATALOG_FILE
+from .resources import presets_dir, schema_path
+from .validation import schema_problems
+from .yamlfile import load_json_schema, load_yaml_file
+
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry."""
+
+    alias: str
+    repo: str
+    description: str
+    params_billions: float
+    dtype: str
+    kv_cache_dtype: str
+    layers: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    max_context: int
+    gated: bool
+    source: str
+    mla_kv_lora_rank: int | None = None
+    mla_rope_dim: int | None = None
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights at their checkpoint dtype (parameters x bytes per parameter)."""
+        return int(self.params_billions * 1e9) * DTYPE_BYTES[self.dtype]
+
+
+def catalog_path() -> Path:
+    return presets_dir() / CATALOG_FILE
+
+
+@lru_cache(maxsize=None)
+def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
+    """Load and validate the model catalog.
+
+    Raises:
+        YamlFileError: The file is not valid YAML.
+        SchemaViolation: The catalog breaks schemas/models.schema.json or cites an unknown source.
+    """
+    path = path or catalog_path()
+    data = load_yaml_file(path)
+    problems = [f"{k}: {m}" for k, m in schema_problems(data, load_json_schema(schema_path("models.schema.json")))]
+    if not problems:
+        problems = [
+            f'models.{alias}.source: "{entry["source"]}" is not a key of sources'
+            for alias, entry in data["models"].items()
+            if entry["source"] not in data["sources"]
+        ]
+    if problems:
+        raise SchemaViolation(what=f"model catalog {path}", problems=problems,
+                              fix="Fix it against schemas/models.schema.json.")
+    catalog = {}
+    for alias, e in data["models"].items():
+        mla = e.get("mla") or {}
+        catalog[alias] = ModelSpec(
+            alias=alias, repo=e["repo"], description=e["description"], params_billions=float(e["paramsBillions"]),
+            dtype=e["dtype"], kv_cache_dtype=e.get("kvCacheDtype", "bf16"), layers=e["layers"],
+            attention_heads=e["attentionHeads"], kv_heads=e["kvHeads"], head_dim=e["headDim"],
+            max_context=e["maxContext"], gated=e["gated"], source=data["sources"][e["source"]],
+            mla_kv_lora_rank=mla.get("kvLoraRank"), mla_rope_dim=mla.get("qkRopeHeadDim"),
+        )
+    return catalog
+
+
+def model_names() -> list[str]:
+    return sorted(load_catalog())
+
+
+def get_model(alias: str) -> ModelSpec:
+    """One catalog entry by alias.
+
+    Raises:
+        UnknownModelError: The alias is not in the catalog (the message lists the known ones).
+    """
+    catalog = load_catalog()
+    if alias not in catalog:
+        raise UnknownModelError(name=alias, known=catalog)
+    return catalog[alias]

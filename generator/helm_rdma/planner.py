@@ -1,0 +1,122 @@
+"""Sizing: how many nodes of a preset one model needs, at TP = GPUs per node and PP = nodes.
+
+The estimate is deliberately simple and conservative enough to plan hardware:
+- weights = parameters x bytes per parameter of the checkpoint dtype;
+- KV cache per token, for the whole group = 2 (K and V) x layers x KV heads held x head dim x KV dtype bytes, where a
+  tensor-parallel rank holds at least one KV head (vLLM replicates KV heads when TP exceeds them); with multi-head
+  latent attention, every TP rank holds the full latent (kv_lora_rank + rope dim) per layer;
+- usable memory per node = GPUs x GPU memory x gpu-memory-utilization, less an activation reserve per GPU.
+A group fits when usable memory over all its nodes holds the weights plus the KV cache of one full-length sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ParallelismError, TooFewNodesError
+from .models import DTYPE_BYTES, ModelSpec
+from .presets import Preset
+
+GIB = 1024**3
+ACTIVATION_RESERVE_GIB_PER_GPU = 1.0
+MAX_NODES = 64
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.90
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizing of one model on one preset."""
+
+    model: str
+    preset: str
+    nodes: int
+    min_nodes: int
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    weight_bytes: int
+    kv_bytes_per_token: int
+    kv_bytes_per_sequence: int
+    usable_bytes_per_node: int
+    kv_budget_bytes: int
+    full_length_sequences: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def kv_bytes_per_token(model: ModelSpec, *, tp: int) -> int:
+    """KV cache bytes one token takes across the whole group (all TP ranks and PP stages)."""
+    dtype = DTYPE_BYTES[model.kv_cache_dtype]
+    if model.mla_kv_lora_rank is not None and model.mla_rope_dim is not None:
+        return model.layers * (model.mla_kv_lora_rank + model.mla_rope_dim) * dtype * tp
+    heads_held = max(model.kv_heads, tp)
+    return 2 * model.layers * heads_held * model.head_dim * dtype
+
+
+def check_parallelism(model: ModelSpec, *, tp: int) -> None:
+    """TP must divide the attention heads, and the KV heads (or be a multiple of them, which replicates them).
+
+    Raises:
+        ParallelismError: The heads cannot be split over ``tp`` ranks.
+    """
+    if model.attention_heads % tp:
+        raise ParallelismError(model=model.alias, tp=tp, heads=model.attention_heads, kind="attention heads")
+    if model.kv_heads % tp and tp % model.kv_heads:
+        raise ParallelismError(model=model.alias, tp=tp, heads=model.kv_heads, kind="KV heads")
+
+
+def usable_bytes_per_node(preset: Preset, *, gpu_memory_utilization: float) -> int:
+    gpus = preset.gpus_per_node
+    per_gpu = preset.gpu_memory_gib * gpu_memory_utilization - ACTIVATION_RESERVE_GIB_PER_GPU
+    return int(gpus * per_gpu * GIB)
+
+
+def plan_model(
+    *,
+    model: ModelSpec,
+    preset: Preset,
+    nodes: int | None = None,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    tensor_parallel_size: int | None = None,
+) -> Plan:
+    """Size ``model`` on ``preset``.
+
+    Args:
+        model: The catalog entry.
+        preset: The shape preset.
+        nodes: Nodes per group chosen by the user; None picks the smallest that fits.
+        max_model_len: Context length to plan for; None uses the model's maximum.
+        gpu_memory_utilization: The fraction of each GPU vLLM may use.
+        tensor_parallel_size: TP; None uses the preset's GPUs per node.
+
+    Raises:
+        ParallelismError: TP does not split the model's heads.
+        TooFewNodesError: ``nodes`` is below the minimum (the message names it).
+    """
+    tp = tensor_parallel_size or preset.gpus_per_node
+    check_parallelism(model, tp=tp)
+    length = max_model_len or model.max_context
+    per_token = kv_bytes_per_token(model, tp=tp)
+    per_sequence = per_token * length
+    usable = usable_bytes_per_node(preset, gpu_memory_utilization=gpu_memory_utilization)
+    need = model.weight_bytes + per_sequence
+    minimum = next((n for n in range(1, MAX_NODES + 1) if n * usable >= need), None)
+    if minimum is None:
+        minimum = MAX_NODES + 1
+    chosen = nodes if nodes is not None else minimum
+    if chosen < minimum:
+        detail = (f"weights {model.weight_bytes / GIB:.0f} GiB + one {length}-token sequence "
+                  f"{per_sequence / GIB:.1f} GiB > {chosen} x {usable / GIB:.0f} GiB usable")
+        raise TooFewNodesError(model=model.alias, preset=preset.name, nodes=chosen, minimum=minimum, detail=detail)
+    budget = chosen * usable - model.weight_bytes
+    return Plan(
+        model=model.alias, preset=preset.name, nodes=chosen, min_nodes=minimum,
+        tensor_parallel_size=tp, pipeline_parallel_size=chosen, max_model_len=length,
+        gpu_memory_utilization=gpu_memory_utilization, weight_bytes=model.weight_bytes,
+        kv_bytes_per_token=per_token, kv_bytes_per_sequence=per_sequence, usable_bytes_per_node=usable,
+        kv_budget_bytes=budget, full_length_sequences=budget // per_sequence,
+    )

@@ -1,0 +1,181 @@
+"""Resolving chart values: preset < model catalog < -f files in order < --set < explicit flags, then the schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SchemaViolation, YamlFileError
+from .models import ModelSpec, get_model
+from .overrides import Layered, parse_set
+from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, plan_model
+from .presets import Preset, load_preset
+from .resources import schema_path
+from .validation import schema_problems
+from .yamlfile import load_json_schema, load_yaml_file
+
+VALUES_SCHEMA = "values.schema.json"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Everything a chart is written from."""
+
+    release: str
+    preset: Preset
+    model: ModelSpec
+    plan: Plan
+    values: dict[str, Any]
+    notes: dict[str, str]
+
+
+def preset_values(preset: Preset, *, release: str) -> dict[str, Any]:
+    """The chart values a preset alone determines."""
+    raw = preset.raw
+    settings: dict[str, Any] = {"NCCL_IB_HCA": "=" + ",".join(preset.hcas)}
+    settings.update({s.name: s.value for s in preset.nccl_settings})
+    return {
+        "preset": {
+            "name": preset.name,
+            "shape": preset.shape,
+            "gpuVendor": raw["gpu"]["vendor"],
+            "gpuModel": raw["gpu"]["model"],
+            "gpusPerNode": raw["gpu"]["count"],
+            "gpuMemoryGiB": raw["gpu"]["memoryGiB"],
+            "gpuResource": raw["gpu"]["resource"],
+            "gpuTaint": raw["gpu"]["taint"],
+            "rdmaNics": raw["rdma"]["nics"],
+            "rdmaNicGbps": raw["rdma"]["nicGbps"],
+            "busBandwidthExpectedGBps": raw["busBandwidth"]["expectedGBps"],
+            "busBandwidthThresholdGBps": raw["busBandwidth"]["thresholdGBps"],
+        },
+        "image": {"repository": raw["image"]["repository"], "tag": raw["image"]["tag"]},
+        "rdma": {"sriov": {"vfs": raw["rdma"]["sriovVfs"]}},
+        "nccl": {"configFile": raw["nccl"]["configFile"], "settings": settings},
+        "network": {"interface": raw["network"]["interface"]},
+        "placement": {"clusterNetworkLabel": {"value": release}},
+        "resources": {"cpu": raw["pod"]["cpu"], "memory": raw["pod"]["memory"], "shmSize": raw["pod"]["shmSize"]},
+    }
+
+
+def model_values(model: ModelSpec) -> dict[str, Any]:
+    """The chart values the model catalog determines."""
+    return {
+        "model": {"name": model.repo, "servedName": model.alias, "gated": model.gated},
+        "vllm": {"maxModelLen": model.max_context},
+    }
+
+
+def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """The chart's own defaults: every ``default`` of the values schema, nested."""
+    out: dict[str, Any] = {}
+    for key, sub in schema.get("properties", {}).items():
+        if sub.get("type") == "object" and "properties" in sub:
+            out[key] = schema_defaults(sub)
+        else:
+            out[key] = sub.get("default")
+    return out
+
+
+def preset_notes(preset: Preset) -> dict[str, str]:
+    """Comments for generated values.yaml: the source of every preset-derived value."""
+    raw = preset.raw
+    notes = {
+        "nccl.settings.NCCL_IB_HCA": (f"The RDMA NICs, exact names (leading '='), front-end NICs left out. "
+                                      f"Source: {preset.source(raw['rdma']['source'])}"),
+    }
+    for s in preset.nccl_settings:
+        notes[f"nccl.settings.{s.name}"] = f"{s.note}. Source: {s.source}" if s.note else f"Source: {s.source}"
+    for key, section in (("gpuVendor", "gpu"), ("gpusPerNode", "gpu"), ("gpuMemoryGiB", "gpu"),
+                         ("rdmaNics", "rdma"), ("rdmaNicGbps", "rdma"),
+                         ("busBandwidthExpectedGBps", "busBandwidth"), ("busBandwidthThresholdGBps", "busBandwidth")):
+        notes[f"preset.{key}"] = f"Source: {preset.source(raw[section]['source'])}"
+    notes["resources.shmSize"] = f"Source: {preset.source(raw['pod']['source'])}"
+    notes["network.interface"] = f"Source: {preset.source(raw['network']['source'])}"
+    notes["image.tag"] = f"Source: {preset.source(raw['image']['source'])}"
+    return notes
+
+
+def resolve(
+    *,
+    release: str,
+    preset: str,
+    model: str | None = None,
+    value_files: tuple[Path, ...] = (),
+    set_values: tuple[str, ...] = (),
+    nodes: int | None = None,
+    max_model_len: int | None = None,
+) -> Resolved:
+    """Resolve the values of one chart.
+
+    Args:
+        release: The release name; also the model alias when ``model`` is None.
+        preset: Preset name.
+        model: Catalog alias; None takes ``release``.
+        value_files: ``-f`` files, applied in order.
+        set_values: ``--set`` arguments, applied in order.
+        nodes: ``--nodes``; None lets values or the planner decide.
+        max_model_len: ``--max-model-len``; None lets values or the model decide.
+
+    Raises:
+        InputError: Unknown preset or model, bad files, bad --set, values the schema rejects, too few nodes.
+    """
+    the_preset = load_preset(preset)
+    the_model = get_model(model or release)
+    schema = load_json_schema(schema_path(VALUES_SCHEMA))
+
+    layered = Layered()
+    layered.apply(schema_defaults(schema), "defaults")
+    layered.apply(preset_values(the_preset, release=release), "defaults")
+    layered.apply(model_values(the_model), "defaults")
+    for path in value_files:
+        data = load_yaml_file(path)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise YamlFileError(path=str(path), problem=f"expected a mapping of values, got {type(data).__name__}")
+        layered.apply(data, f"-f {path}")
+    for argument in set_values:
+        layered.apply(parse_set(argument), f"--set {argument}")
+    flags: dict[str, Any] = {}
+    if nodes is not None:
+        flags["nodes"] = nodes
+    if max_model_len is not None:
+        flags["vllm"] = {"maxModelLen": max_model_len}
+    layered.apply(flags, "flags")
+
+    _validate(layered, schema)
+    values = layered.values
+    vllm = values["vllm"]
+    plan = plan_model(
+        model=the_model,
+        preset=the_preset,
+        nodes=values["nodes"] if layered.set_by_user("nodes") else None,
+        max_model_len=vllm["maxModelLen"],
+        gpu_memory_utilization=vllm.get("gpuMemoryUtilization", DEFAULT_GPU_MEMORY_UTILIZATION),
+        tensor_parallel_size=vllm["tensorParallelSize"] if layered.set_by_user("vllm.tensorParallelSize") else None,
+    )
+    if not layered.set_by_user("nodes"):
+        values["nodes"] = plan.nodes
+    if not layered.set_by_user("vllm.tensorParallelSize"):
+        vllm["tensorParallelSize"] = plan.tensor_parallel_size
+    if not layered.set_by_user("vllm.pipelineParallelSize"):
+        vllm["pipelineParallelSize"] = values["nodes"]
+
+    notes = preset_notes(the_preset)
+    for path, origin in layered.origins.items():
+        if origin != "defaults":
+            notes[path] = f"Set by {origin}."
+    return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes)
+
+
+def _validate(layered: Layered, schema: dict[str, Any]) -> None:
+    problems = schema_problems(layered.values, schema)
+    if problems:
+        lines = [f"{path}: {message} (from {layered.origin_of(path)})" for path, message in problems]
+        raise SchemaViolation(
+            what="values", problems=lines,
+            fix="Fix the keys above in the named -f file or --set flag; `helm-rdma presets show` and "
+                "values.schema.json list every key.",
+        )

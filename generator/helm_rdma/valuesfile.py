@@ -1,0 +1,96 @@
+"""Writing values.yaml with a comment on every key, taken from the values schema and the preset's sources."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+import yaml
+
+MODELINE = "# yaml-language-server: $schema=values.schema.json"
+WIDTH = 116
+
+
+def render_values(values: dict[str, Any], schema: dict[str, Any], *, notes: dict[str, str], header: str) -> str:
+    """Render ``values`` as YAML in the schema's key order, each key preceded by its description.
+
+    Args:
+        values: Resolved values.
+        schema: The values schema (descriptions come from it).
+        notes: Extra comments by dotted path (sources of preset values, the flag that set a key).
+        header: Comment lines placed after the modeline.
+    """
+    lines = [MODELINE] + [f"# {line}" if line else "#" for line in header.splitlines()] + [""]
+    _render_mapping(values, schema, notes, "", 0, lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _comment(text: str, indent: int) -> list[str]:
+    pad = " " * indent
+    return [f"{pad}# {line}" for line in textwrap.wrap(text, WIDTH - indent - 2, break_on_hyphens=False, break_long_words=False)]
+
+
+def _scalar(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) or value == "" or _needs_quotes(value) else value
+
+
+def _needs_quotes(text: str) -> bool:
+    try:
+        plain = text[0].isalnum() or text[0] in "/._-"
+        return not plain or yaml.safe_load(text) != text or text != text.strip() or ": " in text or " #" in text
+    except yaml.YAMLError:
+        return True
+
+
+def _ordered_keys(values: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    known = [k for k in schema.get("properties", {}) if k in values]
+    return known + [k for k in values if k not in known]
+
+
+def _render_mapping(values: dict[str, Any], schema: dict[str, Any], notes: dict[str, str], prefix: str,
+                    indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for key in _ordered_keys(values, schema):
+        value = values[key]
+        path = f"{prefix}.{key}" if prefix else key
+        sub = schema.get("properties", {}).get(key) or _additional(schema)
+        text = sub.get("description", "")
+        if path in notes:
+            text = f"{text} {notes[path]}".strip() if text else notes[path]
+        if indent == 0 and lines[-1] != "":
+            lines.append("")
+        lines.extend(_comment(text, indent))
+        name = _scalar(key)
+        if isinstance(value, dict) and value:
+            lines.append(f"{pad}{name}:")
+            _render_mapping(value, sub, notes, path, indent + 2, lines)
+        elif isinstance(value, list) and value:
+            lines.append(f"{pad}{name}:")
+            dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, width=1000)
+            lines.extend(f"{pad}  {line}" for line in dumped.rstrip().splitlines())
+        elif isinstance(value, dict):
+            lines.append(f"{pad}{name}: {{}}")
+        elif isinstance(value, list):
+            lines.append(f"{pad}{name}: []")
+        else:
+            lines.append(f"{pad}{name}: {_scalar(value)}")
+
+
+def _additional(schema: dict[str, Any]) -> dict[str, Any]:
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else {}
+
+
+def schema_with_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` whose ``default`` of each key is the resolved value, so an IDE shows what was generated."""
+    out = dict(schema)
+    props = schema.get("properties")
+    if isinstance(props, dict):
+        out["properties"] = {}
+        for key, sub in props.items():
+            if key in values:
+                sub = schema_with_defaults(sub, values[key]) if isinstance(values[key], dict) else dict(sub)
+                sub["default"] = values[key]
+            out["properties"][key] = sub
+    return out
