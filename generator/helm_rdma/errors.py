@@ -117,5 +117,24 @@ class HelmCommandError(RuntimeFailure):
 
     def __init__(self, *, command: Sequence[str], returncode: int, stderr: str) -> None:
         self.returncode = returncode
+        self.stderr = stderr
         detail = stderr.strip() or "(no output on stderr)"
         super().__init__(f"`{' '.join(command)}` exited {returncode}:\n{detail}")
+
+
+class ChartValuesError(InputError):
+    """Values that the chart's validateValues helper rejected when helm rendered it."""
+
+    MARKER = "vllm-rdma: the values do not fit together:"
+
+    def __init__(self, *, problems: str) -> None:
+        super().__init__(f"the values do not fit together:\n{problems}")
+
+    @classmethod
+    def from_helm(cls, error: HelmCommandError) -> HelmRdmaError:
+        """Turn helm's failure into this error when the chart's own check failed; otherwise keep helm's error."""
+        if cls.MARKER not in error.stderr:
+            return error
+        tail = error.stderr.split(cls.MARKER, 1)[1]
+        lines = [line for line in tail.splitlines() if line.strip().startswith("- ")]
+        return cls(problems="\n".join(lines))

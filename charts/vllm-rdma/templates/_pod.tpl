@@ -160,8 +160,8 @@ spec:
         {{- with $v.vllm.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- if eq $role "leader" }}
       ports:
-        {{- if eq $role "leader" }}
         - name: http
           containerPort: {{ $v.vllm.port }}
           protocol: TCP
@@ -180,8 +180,6 @@ spec:
           containerPort: {{ $v.distributed.masterPort }}
           protocol: TCP
         {{- end }}
-        {{- end }}
-      {{- if eq $role "leader" }}
       startupProbe:
         httpGet:
           path: /health

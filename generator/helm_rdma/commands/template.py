@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chart import write_chart
+from ..errors import ChartValuesError, HelmCommandError
 from ..helm import find_helm, run_helm
 from ..values import resolve
 
@@ -41,5 +42,8 @@ def template(
         args = ["template", release, str(chart)]
         if namespace:
             args += ["--namespace", namespace]
-        result = run_helm([*args, *helm_args], helm=helm)
+        try:
+            result = run_helm([*args, *helm_args], helm=helm)
+        except HelmCommandError as exc:
+            raise ChartValuesError.from_helm(exc) from None
     return TemplateResult(manifests=result.stdout, command=result.command)

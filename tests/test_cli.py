@@ -1,0 +1,156 @@
+"""The CLI through click's CliRunner: exit codes, messages, and nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from helm_rdma.cli import main
+
+H100_HCA = "=mlx5_0,mlx5_1,mlx5_3,mlx5_4,mlx5_5,mlx5_6,mlx5_7,mlx5_8,mlx5_9,mlx5_10,mlx5_12,mlx5_13,mlx5_14,mlx5_15,mlx5_16,mlx5_17"
+
+
+def docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_template_llama405b_on_h100_has_the_rdma_essentials(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f'value: "{H100_HCA}"' in out
+    assert "NCCL_IB_GID_INDEX" in out and 'value: "3"' in out
+    assert "IPC_LOCK" in out and "/dev/infiniband" in out and "hostNetwork: true" in out
+    assert "NCCL_TIMEOUT" not in out
+    lws = next(d for d in docs(out) if d["kind"] == "LeaderWorkerSet")
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+    args = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "8"
+    assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+
+
+def test_template_passes_arguments_after_dashdash_to_helm(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "--",
+                                  "--show-only", "templates/service.yaml"])
+    assert result.exit_code == 0, result.output
+    assert [d["kind"] for d in docs(result.output)] == ["Service"]
+
+
+def test_template_namespace_reaches_the_manifests(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "-n", "team-a", "--",
+                                  "--show-only", "templates/configmap-scripts.yaml"])
+    assert result.exit_code == 0, result.output
+    assert docs(result.output)[0]["metadata"]["namespace"] == "team-a"
+
+
+def test_generate_writes_a_complete_chart(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "gpu4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 x gpu4" in result.output
+    for name in ("Chart.yaml", "values.yaml", "values.schema.json", "README.md", "templates/_helpers.tpl",
+                 "files/entrypoint.sh"):
+        assert (out / name).is_file(), name
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["nodes"] == 3 and values["preset"]["shape"] == "BM.GPU4.8"
+    readme = (out / "README.md").read_text()
+    assert "BM.GPU4.8" in readme and "meta-llama/Llama-3.1-405B-Instruct" in readme
+
+
+def test_generate_refuses_a_non_empty_directory_without_force(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out)])
+    assert result.exit_code == 2
+    assert "directory is not empty" in result.output and "--force" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and (out / "Chart.yaml").is_file()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--preset", "h1000"], 'unknown preset "h1000"; known: a100-v2, b200, gpu4, h100, h200, mi300x'),
+    (["--preset", "h100", "--model", "gpt5"], 'unknown model "gpt5"; known: deepseek-r1'),
+    (["--preset", "h100", "--nodes", "1"], "needs at least 2 node(s) of preset h100, got nodes=1"),
+    (["--preset", "h100", "--set", "rdma.mode=ib"], "rdma.mode: 'ib' is not one of 'hostNetwork', 'sriov' (from --set rdma.mode=ib)"),
+    (["--preset", "h100", "--set", "novalue"], '--set "novalue": "novalue" has no "="'),
+    (["--preset", "h100", "--set", "vllm.pipelineParallelSize=3"], "vllm.tensorParallelSize (8) x vllm.pipelineParallelSize (3) = 24"),
+])
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(runner: CliRunner, tmp_path: Path, args: list[str],
+                                                               message: str) -> None:
+    out = tmp_path / "deploy"
+    gen = runner.invoke(main, ["generate", "llama405b", *args, "-o", str(out)])
+    tpl = runner.invoke(main, ["template", "llama405b", *args])
+    assert tpl.exit_code == 2, tpl.output
+    assert message in tpl.output
+    if "pipelineParallelSize" not in message:  # that one only helm's render finds; generate writes the chart
+        assert gen.exit_code == 2 and message in gen.output
+        assert not out.exists()
+    assert list(tmp_path.iterdir()) in ([], [out])
+
+
+def test_bad_yaml_in_a_values_file_names_file_and_line(runner: CliRunner, tmp_path: Path) -> None:
+    f = tmp_path / "v.yaml"
+    f.write_text("vllm:\n  maxModelLen: [1\n")
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "-f", str(f)])
+    assert result.exit_code == 2
+    assert f"{f}:3: invalid YAML" in result.output
+
+
+def test_missing_values_file_is_named(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "-f", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "nope.yaml: no such file" in result.output
+
+
+def test_helm_not_found_says_how_to_get_it(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELM_BIN", "/nonexistent/helm")
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert result.exit_code == 1
+    assert "helm not found (HELM_BIN=/nonexistent/helm is not an executable)" in result.output
+    assert "HELM_BIN" in result.output and "make setup" in result.output
+
+
+def test_helm_failure_exits_1_with_the_command(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "--", "--no-such-flag"])
+    assert result.exit_code == 1
+    assert "template llama405b" in result.output and "unknown flag: --no-such-flag" in result.output
+
+
+def test_plan_table_and_json(runner: CliRunner) -> None:
+    table = runner.invoke(main, ["plan", "llama405b", "--preset", "gpu4"])
+    assert table.exit_code == 0, table.output
+    assert "nodes                  3 (minimum 3)" in table.output
+    data = json.loads(runner.invoke(main, ["plan", "llama405b", "--preset", "h100", "-o", "json"]).output)
+    assert data["nodes"] == 2 and data["tensor_parallel_size"] == 8 and data["kv_bytes_per_token"] == 516096
+
+
+def test_plan_with_too_few_nodes_exits_2_naming_the_minimum(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["plan", "llama405b", "--preset", "gpu4", "--nodes", "2"])
+    assert result.exit_code == 2
+    assert "needs at least 3 node(s)" in result.output and "--nodes 3" in result.output
+
+
+def test_presets_list_and_show(runner: CliRunner) -> None:
+    listing = runner.invoke(main, ["presets"])
+    assert listing.exit_code == 0
+    assert listing.output.splitlines()[0].split()[:2] == ["PRESET", "SHAPE"]
+    assert "BM.GPU.H100.8" in listing.output and "16 x 200 Gb/s" in listing.output
+    rows = json.loads(runner.invoke(main, ["presets", "-o", "json"]).output)
+    assert {r["name"] for r in rows} == {"a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"}
+    shown = yaml.safe_load(runner.invoke(main, ["presets", "show", "h100"]).output)
+    assert shown["ncclIbHca"] == H100_HCA
+    missing = runner.invoke(main, ["presets", "show", "x"])
+    assert missing.exit_code == 2 and 'unknown preset "x"' in missing.output
+
+
+def test_unknown_option_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "--bogus"])
+    assert result.exit_code == 2
+    assert "No such option '--bogus'" in result.output

@@ -1,0 +1,196 @@
+"""The pods' entrypoint script, run with bash against stand-in vllm, ray and getent commands that record their calls."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helm_rdma.resources import chart_dir
+
+SCRIPT = chart_dir() / "files" / "entrypoint.sh"
+SERVE_ARGS = ["meta-llama/Llama-3.1-405B-Instruct", "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2"]
+
+
+@pytest.fixture
+def fakebin(tmp_path: Path) -> Path:
+    """vllm and ray record their arguments; getent resolves after $RESOLVE_AFTER failed attempts."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {
+        "vllm": 'echo "vllm $*" >> "$CALLS"',
+        "ray": 'echo "ray $*" >> "$CALLS"',
+        "getent": ('n=$(cat "$STATE/getent" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/getent"\n'
+                   '[ "$n" -ge "${RESOLVE_AFTER:-0}" ] || exit 2\necho "${LEADER_IP:-10.0.0.7}  $2"'),
+        "python3": ('if [ "$1" = "-c" ]; then n=$(cat "$STATE/alive" 2>/dev/null || echo 1); echo $((n + 1)) > "$STATE/alive"; echo "$n"; '
+                    'else mkdir -p "$3"; echo "{}" > "$3/config.json"; echo "python3 download $2 $3" >> "$CALLS"; fi'),
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(0o755)
+    return bin_dir
+
+
+def run(fakebin: Path, env: dict[str, str], *args: str, without: tuple[str, ...] = ()) -> tuple[int, str, list[str]]:
+    for name in without:
+        (fakebin / name).unlink()
+    state = fakebin.parent
+    calls = state / "calls"
+    full = {"PATH": f"{fakebin}:/usr/bin:/bin", "CALLS": str(calls), "STATE": str(state),
+            "HELM_RDMA_RETRY_SECONDS": "0", "VLLM_HOST_IP": "10.0.0.5", "POD_NAMESPACE": "ml", **env}
+    proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=full, timeout=60)
+    recorded = calls.read_text().splitlines() if calls.exists() else []
+    return proc.returncode, proc.stderr, recorded
+
+
+LWS = {"HELM_RDMA_WORKLOAD": "LeaderWorkerSet", "HELM_RDMA_NNODES": "2", "HELM_RDMA_MASTER_PORT": "29500",
+       "LWS_LEADER_ADDRESS": "llama-0.llama.ml"}
+
+
+def test_native_leader_serves_as_rank_0_on_its_own_ip(fakebin: Path) -> None:
+    code, err, calls = run(fakebin, {**LWS, "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "native",
+                                     "LWS_WORKER_INDEX": "0"}, *SERVE_ARGS)
+    assert code == 0, err
+    assert calls == [f"vllm serve {' '.join(SERVE_ARGS)} --nnodes 2 --node-rank 0 --master-addr 10.0.0.5 --master-port 29500"]
+
+
+def test_native_worker_waits_for_the_leader_then_runs_headless(fakebin: Path) -> None:
+    code, err, calls = run(fakebin, {**LWS, "HELM_RDMA_ROLE": "worker", "HELM_RDMA_BACKEND": "native",
+                                     "LWS_WORKER_INDEX": "1", "RESOLVE_AFTER": "3"}, *SERVE_ARGS)
+    assert code == 0, err
+    assert err.count("waiting for leader address llama-0.llama.ml to resolve") == 3
+    assert "leader llama-0.llama.ml is 10.0.0.7" in err
+    assert calls == [f"vllm serve {' '.join(SERVE_ARGS)} --nnodes 2 --node-rank 1 --master-addr 10.0.0.7 "
+                     "--master-port 29500 --headless"]
+
+
+def test_worker_gives_up_when_the_leader_never_resolves(fakebin: Path) -> None:
+    code, err, calls = run(fakebin, {**LWS, "HELM_RDMA_ROLE": "worker", "HELM_RDMA_BACKEND": "native",
+                                     "LWS_WORKER_INDEX": "1", "RESOLVE_AFTER": "100000",
+                                     "HELM_RDMA_WAIT_SECONDS": "1", "HELM_RDMA_RETRY_SECONDS": "0.2"})
+    assert code == 1
+    assert "error: leader address llama-0.llama.ml did not resolve within 1s" in err
+    assert calls == []
+
+
+@pytest.mark.parametrize(("pod", "rank", "leader"), [
+    ("llama-vllm-rdma-worker-0", 1, "llama-vllm-rdma-leader-0"),
+    ("llama-vllm-rdma-worker-2", 3, "llama-vllm-rdma-leader-0"),
+    ("llama-vllm-rdma-worker-3", 1, "llama-vllm-rdma-leader-1"),
+])
+def test_statefulset_worker_rank_and_leader_come_from_the_pod_name(fakebin: Path, pod: str, rank: int,
+                                                                    leader: str) -> None:
+    env = {"HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "4", "HELM_RDMA_MASTER_PORT": "29500",
+           "HELM_RDMA_ROLE": "worker", "HELM_RDMA_BACKEND": "native", "POD_NAME": pod,
+           "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "HOSTNAME": "gpu-node-17"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 0, err
+    assert f"leader {leader}.llama-vllm-rdma-leader.ml.svc is 10.0.0.7" in err
+    assert calls == [f"vllm serve m --nnodes 4 --node-rank {rank} --master-addr 10.0.0.7 --master-port 29500 --headless"]
+
+
+def test_single_node_group_is_plain_vllm_serve(fakebin: Path) -> None:
+    code, err, calls = run(fakebin, {**LWS, "HELM_RDMA_NNODES": "1", "HELM_RDMA_ROLE": "leader",
+                                     "HELM_RDMA_BACKEND": "native"}, "m", "--port", "8000")
+    assert code == 0, err
+    assert calls == ["vllm serve m --port 8000"]
+
+
+def test_ray_backend_without_ray_explains_in_one_line_and_fails(fakebin: Path) -> None:
+    code, err, calls = run(fakebin, {**LWS, "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "ray"}, "m",
+                           without=("ray",))
+    assert code == 1
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert errors == [
+        "helm-rdma: error: this image has no 'ray' command, which distributed.backend=ray needs; use an image that "
+        "ships Ray (stock vllm/vllm-openai up to v0.17.1) or set distributed.backend=native"]
+    assert calls == []
+
+
+RAY = {"HELM_RDMA_RAY_PORT": "6379", "HELM_RDMA_RAY_DASHBOARD_PORT": "8265", "HELM_RDMA_RAY_CLIENT_PORT": "10001"}
+
+
+def test_ray_leader_starts_the_head_waits_for_every_node_then_serves(fakebin: Path) -> None:
+    env = {**LWS, **RAY, "HELM_RDMA_NNODES": "3", "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "ray"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 0, err
+    assert "waiting for Ray nodes: 1 of 3 joined" in err and "waiting for Ray nodes: 2 of 3 joined" in err
+    assert calls == [
+        "ray start --head --node-ip-address=10.0.0.5 --port=6379 --dashboard-host=0.0.0.0 --dashboard-port=8265 "
+        "--ray-client-server-port=10001",
+        "vllm serve m --distributed-executor-backend ray",
+    ]
+
+
+def test_ray_leader_fails_when_nodes_do_not_join_in_time(fakebin: Path) -> None:
+    env = {**LWS, **RAY, "HELM_RDMA_NNODES": "50", "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "ray",
+           "HELM_RDMA_RAY_JOIN_TIMEOUT": "1", "HELM_RDMA_RETRY_SECONDS": "0.2"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 1
+    assert "of 50 nodes joined the Ray cluster within 1s" in err
+    assert not any(c.startswith("vllm") for c in calls)
+
+
+@pytest.fixture
+def ray_head() -> Iterator[int]:
+    """A TCP listener standing in for the Ray head's GCS port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_ray_worker_waits_for_the_head_port_then_joins(fakebin: Path, ray_head: int) -> None:
+    env = {**LWS, **RAY, "HELM_RDMA_RAY_PORT": str(ray_head), "HELM_RDMA_ROLE": "worker",
+           "HELM_RDMA_BACKEND": "ray", "LEADER_IP": "127.0.0.1"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 0, err
+    assert calls == [f"ray start --address=127.0.0.1:{ray_head} --node-ip-address=10.0.0.5 --block"]
+
+
+def test_ray_worker_gives_up_when_the_head_never_answers(fakebin: Path) -> None:
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**LWS, **RAY, "HELM_RDMA_RAY_PORT": str(port), "HELM_RDMA_ROLE": "worker", "HELM_RDMA_BACKEND": "ray",
+           "LEADER_IP": "127.0.0.1", "HELM_RDMA_WAIT_SECONDS": "1", "HELM_RDMA_RETRY_SECONDS": "0.2"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 1
+    assert f"the Ray head at 127.0.0.1:{port} did not answer within 1s" in err
+    assert calls == []
+
+
+def test_download_fills_the_model_directory_once(fakebin: Path, tmp_path: Path) -> None:
+    env = {"HELM_RDMA_ROLE": "download", "HELM_RDMA_MODEL": "org/model", "HELM_RDMA_MODEL_DIR": str(tmp_path / "m")}
+    code, err, calls = run(fakebin, env)
+    assert code == 0, err
+    assert calls == [f"python3 download org/model {tmp_path / 'm'}"]
+    code, err, _ = run(fakebin, env)
+    assert code == 0 and "already in" in err
+
+
+def test_script_is_valid_bash() -> None:
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+    assert os.access(SCRIPT, os.R_OK)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from helm_rdma.errors import ParallelismError, TooFewNodesError, UnknownModelError
+from helm_rdma.models import get_model, model_names
+from helm_rdma.planner import kv_bytes_per_token, plan_model
+from helm_rdma.presets import load_preset, preset_names
+
+
+def plan(model: str, preset: str, **kw: object):
+    return plan_model(model=get_model(model), preset=load_preset(preset), **kw)
+
+
+def test_catalog_has_the_models_users_ask_for() -> None:
+    assert {"llama405b", "llama405b-fp8", "llama70b", "deepseek-r1", "qwen3-235b"} <= set(model_names())
+    assert get_model("llama405b").repo == "meta-llama/Llama-3.1-405B-Instruct"
+
+
+def test_unknown_model_lists_the_catalog() -> None:
+    with pytest.raises(UnknownModelError, match='unknown model "gpt5"; known: deepseek-r1, llama405b'):
+        get_model("gpt5")
+
+
+@pytest.mark.parametrize(("model", "preset", "nodes"), [
+    ("llama405b", "h100", 2),
+    ("llama405b", "a100-v2", 2),
+    ("llama405b-fp8", "h100", 1),
+])
+def test_smallest_group_that_holds_the_model(model: str, preset: str, nodes: int) -> None:
+    p = plan(model, preset)
+    assert p.nodes == p.min_nodes == nodes
+    assert (p.tensor_parallel_size, p.pipeline_parallel_size) == (8, nodes)
+    assert p.full_length_sequences >= 1
+
+
+def test_405b_bf16_needs_at_least_three_gpu4_nodes() -> None:
+    assert plan("llama405b", "gpu4").nodes >= 3
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_70b_fits_one_node_of_any_preset(preset: str) -> None:
+    assert plan("llama70b", preset).nodes == 1
+
+
+def test_kv_cache_per_token_follows_the_architecture() -> None:
+    # 2 (K, V) x 126 layers x 8 KV heads x 128 head dim x 2 bytes
+    assert kv_bytes_per_token(get_model("llama405b"), tp=8) == 2 * 126 * 8 * 128 * 2
+    # Qwen3 has 4 KV heads: at TP 8 each is held twice.
+    assert kv_bytes_per_token(get_model("qwen3-235b"), tp=8) == 2 * 94 * 8 * 128 * 2
+    # MLA: one 576-wide latent per layer, on every TP rank.
+    assert kv_bytes_per_token(get_model("deepseek-r1"), tp=8) == 61 * (512 + 64) * 2 * 8
+
+
+def test_too_few_nodes_names_the_minimum() -> None:
+    with pytest.raises(TooFewNodesError, match=r"llama405b needs at least 2 node\(s\) of preset h100, got nodes=1.*--nodes 2"):
+        plan("llama405b", "h100", nodes=1)
+
+
+def test_more_nodes_than_needed_fit_more_sequences() -> None:
+    two, three = plan("llama405b", "h100"), plan("llama405b", "h100", nodes=3)
+    assert three.nodes == 3 and three.min_nodes == 2
+    assert three.full_length_sequences > two.full_length_sequences
+
+
+def test_shorter_context_can_need_fewer_nodes() -> None:
+    full = plan("llama405b", "gpu4")
+    short = plan("llama405b", "gpu4", max_model_len=8192)
+    assert short.max_model_len == 8192 and short.nodes <= full.nodes
+
+
+def test_tp_that_does_not_divide_the_heads_is_refused() -> None:
+    with pytest.raises(ParallelismError, match="tensor parallel size 6 does not split its 128 attention heads"):
+        plan("llama405b", "h100", tensor_parallel_size=6)
+    odd = dataclasses.replace(get_model("llama70b"), kv_heads=3)
+    with pytest.raises(ParallelismError, match="KV heads"):
+        plan_model(model=odd, preset=load_preset("h100"))
