@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HELMS := $(BIN)/helm3 $(BIN)/helm4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint golden chart bench clean
+.PHONY: setup demo test golden chart clean
 
 setup: $(STAMP) $(HELMS)
 
@@ -26,11 +26,9 @@ demo: setup
 	helm-rdma plan llama405b --preset gpu4
 
 test: setup
-	$(BIN)/python -m pytest -q
-
-lint: setup
-	$(BIN)/ruff check generator tests bench
+	$(BIN)/ruff check generator tests
 	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
 
 # Refresh charts/vllm-rdma's generated files (values.yaml, values.schema.json, Chart.yaml, README.md).
 chart: setup
@@ -39,9 +37,6 @@ chart: setup
 # Refresh tests/golden after an intended change to the chart or the presets.
 golden: setup
 	HELM_RDMA_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
-
-bench: setup
-	$(BIN)/python bench/template_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ def closed(schema: Any) -> Any:
     return schema
 
 
-@lru_cache(maxsize=None)
+@cache
 def lws_validator(crd_path: Path) -> jsonschema.Draft7Validator:
     crd = yaml.safe_load(crd_path.read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")

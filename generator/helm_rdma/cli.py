@@ -56,7 +56,8 @@ def main() -> None:
 @main.command()
 @click.argument("release")
 @_chart_options
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Directory to write the chart into.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Directory to write the chart into.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
 def generate(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
              value_files: tuple[Path, ...], set_values: tuple[str, ...], output: Path, force: bool) -> None:
@@ -122,7 +123,7 @@ def presets(ctx: click.Context, fmt: str) -> None:
     table = [header] + [(r.name, r.shape, r.gpus, r.rdma, f"{r.busbw_threshold_gbps:g}", r.image) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 @presets.command("show")

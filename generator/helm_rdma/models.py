@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .errors import SchemaViolation, UnknownModelError
@@ -45,7 +45,7 @@ def catalog_path() -> Path:
     return presets_dir() / CATALOG_FILE
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
     """Load and validate the model catalog.
 

@@ -96,7 +96,8 @@ def preset_from_file(path: Path) -> Preset:
     """Load and validate a preset file (any path; used for the shipped presets and for tests)."""
     data = load_yaml_file(path)
     label = f"preset file {path}"
-    problems = [f"{key}: {msg}" for key, msg in schema_problems(data, load_json_schema(schema_path("preset.schema.json")))]
+    schema = load_json_schema(schema_path("preset.schema.json"))
+    problems = [f"{key}: {msg}" for key, msg in schema_problems(data, schema)]
     if not problems:
         problems = _cross_checks(data, path)
     if problems:

@@ -30,7 +30,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         want = error.validator_value
         want_text = " or ".join(want) if isinstance(want, list) else want
         return f"expected {want_text}, got {type(error.instance).__name__} {error.instance!r}"
-    return error.message
+    return str(error.message)
 
 
 def schema_problems(data: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:

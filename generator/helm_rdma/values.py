@@ -164,9 +164,9 @@ def resolve(
         vllm["pipelineParallelSize"] = values["nodes"]
 
     notes = preset_notes(the_preset)
-    for path, origin in layered.origins.items():
+    for key, origin in layered.origins.items():
         if origin != "defaults":
-            notes[path] = f"Set by {origin}."
+            notes[key] = f"Set by {origin}."
     return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes)
 
 

@@ -28,7 +28,8 @@ def render_values(values: dict[str, Any], schema: dict[str, Any], *, notes: dict
 
 def _comment(text: str, indent: int) -> list[str]:
     pad = " " * indent
-    return [f"{pad}# {line}" for line in textwrap.wrap(text, WIDTH - indent - 2, break_on_hyphens=False, break_long_words=False)]
+    lines = textwrap.wrap(text, WIDTH - indent - 2, break_on_hyphens=False, break_long_words=False)
+    return [f"{pad}# {line}" for line in lines]
 
 
 def _scalar(value: Any) -> str:

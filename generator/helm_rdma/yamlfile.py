@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def load_yaml_file(path: Path, *, label: str | None = None) -> Any:
         raise YamlFileError(path=name, line=line, problem=f"invalid YAML: {problem}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_json_schema(path: Path) -> dict[str, Any]:
     """Load a JSON Schema that ships with the package (cached: schemas never change at run time)."""
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))

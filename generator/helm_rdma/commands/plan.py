@@ -31,7 +31,8 @@ def plan_table(p: Plan) -> str:
         ("weights", f"{p.weight_bytes / GIB:.1f} GiB"),
         ("KV cache per token", f"{p.kv_bytes_per_token / 2**20:.3f} MiB (whole group)"),
         ("KV cache per sequence", f"{p.kv_bytes_per_sequence / GIB:.1f} GiB"),
-        ("usable per node", f"{p.usable_bytes_per_node / GIB:.1f} GiB at gpu-memory-utilization {p.gpu_memory_utilization}"),
+        ("usable per node",
+         f"{p.usable_bytes_per_node / GIB:.1f} GiB at gpu-memory-utilization {p.gpu_memory_utilization}"),
         ("KV cache budget", f"{p.kv_budget_bytes / GIB:.1f} GiB"),
         ("full-length sequences", str(p.full_length_sequences)),
     ]
