@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HELMS := $(BIN)/helm3 $(BIN)/helm4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test golden chart clean
+.PHONY: setup demo test golden chart bench clean
 
 setup: $(STAMP) $(HELMS)
 
@@ -26,7 +26,7 @@ demo: setup
 	helm-rdma plan llama405b --preset gpu4
 
 test: setup
-	$(BIN)/ruff check generator tests
+	$(BIN)/ruff check generator tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
@@ -37,6 +37,9 @@ chart: setup
 # Refresh tests/golden after an intended change to the chart or the presets.
 golden: setup
 	HELM_RDMA_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
+
+bench: setup
+	$(BIN)/python bench/template_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -41,3 +41,9 @@ def _default_helm(monkeypatch: pytest.MonkeyPatch) -> None:
     if "HELM_BIN" not in os.environ:
         monkeypatch.setenv("HELM_BIN", str(BIN / "helm4"))
     monkeypatch.delenv("HELM_NAMESPACE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_validation_memo(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test validates shipped presets for real: no memo of earlier runs."""
+    monkeypatch.setenv("HELM_RDMA_CACHE", str(tmp_path_factory.mktemp("helm-rdma-cache")))

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from helm_rdma.errors import ParallelismError, TooFewNodesError, UnknownModelError
@@ -74,6 +72,6 @@ def test_shorter_context_can_need_fewer_nodes() -> None:
 def test_tp_that_does_not_divide_the_heads_is_refused() -> None:
     with pytest.raises(ParallelismError, match="tensor parallel size 6 does not split its 128 attention heads"):
         plan("llama405b", "h100", tensor_parallel_size=6)
-    odd = dataclasses.replace(get_model("llama70b"), kv_heads=3)
+    odd = get_model("llama70b")._replace(kv_heads=3)
     with pytest.raises(ParallelismError, match="KV heads"):
         plan_model(model=odd, preset=load_preset("h100"))

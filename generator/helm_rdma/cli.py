@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from . import __version__
 from .errors import HelmRdmaError
+from .helmenv import HelmEnv
 
 
 class Cli(click.Group):
@@ -25,6 +23,11 @@ class Cli(click.Group):
         except HelmRdmaError as exc:
             click.echo(f"helm-rdma: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _notice(text: str | None) -> None:
+    if text:
+        click.echo(f"helm-rdma: {text}", err=True)
 
 
 def _preset_option(func: Any) -> Any:
@@ -47,6 +50,15 @@ def _chart_options(func: Any) -> Any:
     return func
 
 
+def _namespace_option(func: Any) -> Any:
+    return click.option("-n", "--namespace", default=None,
+                        help="Namespace of the release (default: $HELM_NAMESPACE, as helm sets it for plugins).")(func)
+
+
+def _helm_args(func: Any) -> Any:
+    return click.argument("helm_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HELM_ARGS]...")(func)
+
+
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="helm-rdma")
 def main() -> None:
@@ -66,17 +78,17 @@ def generate(release: str, preset: str, model: str | None, nodes: int | None, ma
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
                  value_files=value_files, set_values=set_values, output=output, force=force)
+    _notice(result.notice)
     p = result.plan
     click.echo(f"wrote {result.path} ({len(result.files)} files): {p.model} on {p.nodes} x {p.preset}, "
                f"TP {p.tensor_parallel_size} x PP {p.pipeline_parallel_size}")
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+@main.command()
 @click.argument("release")
 @_chart_options
-@click.option("-n", "--namespace", default=lambda: os.environ.get("HELM_NAMESPACE") or None,
-              help="Namespace of the release (default: $HELM_NAMESPACE).")
-@click.argument("helm_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HELM_ARGS]...")
+@_namespace_option
+@_helm_args
 def template(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
              value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None,
              helm_args: tuple[str, ...]) -> None:
@@ -84,8 +96,94 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
     from .commands.template import template as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 value_files=value_files, set_values=set_values, namespace=namespace, helm_args=helm_args)
+                 value_files=value_files, set_values=set_values,
+                 namespace=HelmEnv.from_environ(namespace=namespace).namespace, helm_args=helm_args)
+    _notice(result.notice)
     sys.stdout.write(result.manifests)
+
+
+def _deploy_command(upgrade: bool) -> Any:
+    verb = "upgrade" if upgrade else "install"
+    doc = (
+        "Upgrade RELEASE, or install it if it is absent (helm upgrade --install)."
+        if upgrade else
+        "Install RELEASE: generate its chart and run helm install (fails if the release exists, like helm)."
+    ) + (
+        " The chart is kept under $HELM_CACHE_HOME/rdma/NAMESPACE/RELEASE. --dry-run renders the manifests and needs"
+        " no cluster. Arguments after -- go to helm."
+    )
+
+    @click.argument("release")
+    @_chart_options
+    @_namespace_option
+    @click.option("--wait", is_flag=True, help="Wait until the pods are ready (helm --wait).")
+    @click.option("--timeout", default=None, metavar="DURATION",
+                  help="helm --timeout (default 60m: a large model takes long to load).")
+    @click.option("--dry-run", is_flag=True, help="Render the manifests instead, with no cluster.")
+    @click.option("--atomic", "--rollback-on-failure", "atomic", is_flag=True,
+                  help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).")
+    @_helm_args
+    def command(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
+                value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None, wait: bool,
+                timeout: str | None, dry_run: bool, atomic: bool, helm_args: tuple[str, ...]) -> None:
+        from .commands.deploy import deploy
+
+        result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
+                        max_model_len=max_model_len, value_files=value_files, set_values=set_values,
+                        env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
+                        dry_run=dry_run, atomic=atomic, helm_args=helm_args)
+        _notice(result.notice)
+        sys.stdout.write(result.output)
+        if result.chart is not None:
+            click.echo(f"helm-rdma: chart kept in {result.chart}", err=True)
+
+    command.__doc__ = doc
+    return main.command(verb)(command)
+
+
+install = _deploy_command(upgrade=False)
+upgrade = _deploy_command(upgrade=True)
+
+
+@main.command()
+@click.argument("release")
+@_namespace_option
+def status(release: str, namespace: str | None) -> None:
+    """helm's status of RELEASE, how many pods of each group are ready, and where its chart is kept."""
+    from .commands.status import status as run
+
+    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace))
+    sys.stdout.write(result.helm_status)
+    click.echo(f"\nGROUPS (namespace {result.namespace}):")
+    if not result.groups:
+        click.echo("  no pods of this release")
+    for g in result.groups:
+        leader = "ready" if g.leader_ready else "not ready"
+        click.echo(f"  group {g.group}: {g.ready}/{g.total} pods ready, leader {leader}")
+    click.echo(f"CHART: {result.chart}" if result.chart else "CHART: not kept here (installed by another tool)")
+
+
+@main.command()
+@click.argument("release")
+@_namespace_option
+@_helm_args
+def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -> None:
+    """Uninstall RELEASE with helm and drop its kept chart; arguments after -- go to helm."""
+    from .commands.uninstall import uninstall as run
+
+    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), helm_args=helm_args)
+    sys.stdout.write(result.output)
+
+
+@main.command("complete-words", hidden=True)
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def complete_words(words: tuple[str, ...]) -> None:
+    """Shell completion candidates for `helm rdma WORDS...` (used by plugin.complete)."""
+    from .completion import candidates
+
+    for candidate in candidates(list(words)):
+        click.echo(candidate)
+    click.echo(":4")  # cobra's ShellCompDirectiveNoFileComp
 
 
 @main.command()
@@ -117,7 +215,7 @@ def presets(ctx: click.Context, fmt: str) -> None:
 
     rows = list_presets()
     if fmt == "json":
-        click.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        click.echo(json.dumps([r._asdict() for r in rows], indent=2))
         return
     header = ("PRESET", "SHAPE", "GPUS", "RDMA", "BUSBW MIN GB/s", "IMAGE")
     table = [header] + [(r.name, r.shape, r.gpus, r.rdma, f"{r.busbw_threshold_gbps:g}", r.image) for r in rows]
@@ -134,5 +232,7 @@ def presets_show(name: str, fmt: str) -> None:
     from .commands.presets import show_preset
 
     data = show_preset(name)
+    import yaml
+
     click.echo(json.dumps(data, indent=2) if fmt == "json" else yaml.safe_dump(data, sort_keys=False, width=1000))
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-from .errors import HelmCommandError, HelmNotFoundError
+from .errors import ChartValuesError, HelmCommandError, HelmNotFoundError
 
 
-@dataclass(frozen=True)
-class HelmResult:
+class HelmResult(NamedTuple):
     """What a helm command printed."""
 
     command: tuple[str, ...]
@@ -55,3 +54,29 @@ def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None =
     if proc.returncode != 0:
         raise HelmCommandError(command=command, returncode=proc.returncode, stderr=proc.stderr)
     return HelmResult(command=command, stdout=proc.stdout, stderr=proc.stderr)
+
+
+def helm_major_version(helm: str) -> int:
+    """The major version of a helm binary (3 or 4), from `helm version --short`.
+
+    Raises:
+        HelmCommandError: helm did not answer with a version.
+    """
+    out = run_helm(["version", "--short"], helm=helm).stdout.strip()
+    try:
+        return int(out.lstrip("v").split(".", 1)[0])
+    except ValueError:
+        raise HelmCommandError(command=(helm, "version", "--short"), returncode=0,
+                               stderr=f"unexpected version output: {out!r}") from None
+
+
+def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], None] | None = None) -> HelmResult:
+    """``run_helm`` for commands that render our chart. When helm fails, ``explain`` (our own check of the values,
+    with the file or flag of each problem) may raise first; when the chart's cross-field checks fail, the error is a
+    ChartValuesError (bad input, exit 2) listing the problems, not helm's raw output."""
+    try:
+        return run_helm(args, helm=helm)
+    except HelmCommandError as exc:
+        if explain is not None:
+            explain()
+        raise ChartValuesError.from_helm(exc) from None

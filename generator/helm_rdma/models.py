@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
+from .doccache import load_checked
 from .errors import SchemaViolation, UnknownModelError
 from .presets import CATALOG_FILE
 from .resources import presets_dir, schema_path
-from .validation import schema_problems
-from .yamlfile import load_json_schema, load_yaml_file
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(NamedTuple):
     """One catalog entry."""
 
     alias: str
@@ -54,8 +52,8 @@ def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
         SchemaViolation: The catalog breaks schemas/models.schema.json or cites an unknown source.
     """
     path = path or catalog_path()
-    data = load_yaml_file(path)
-    problems = [f"{k}: {m}" for k, m in schema_problems(data, load_json_schema(schema_path("models.schema.json")))]
+    data, found = load_checked(path, schema=schema_path("models.schema.json"))
+    problems = [f"{k}: {m}" for k, m in found]
     if not problems:
         problems = [
             f'models.{alias}.source: "{entry["source"]}" is not a key of sources'
@@ -92,3 +90,29 @@ def get_model(alias: str) -> ModelSpec:
     if alias not in catalog:
         raise UnknownModelError(name=alias, known=catalog)
     return catalog[alias]
+
+
+DEFAULT_MODEL = "llama405b"
+
+
+def pick_model(*, release: str, model: str | None) -> tuple[ModelSpec, str | None]:
+    """The model a release serves, and a note when it was not named outright.
+
+    ``--model`` wins; else the release name when it is a catalog alias; else the longest alias that the release name
+    starts with, followed by "-" (``llama405b-fp8-prod`` serves llama405b-fp8); else the default model, with a note.
+
+    Raises:
+        UnknownModelError: ``model`` is given and not in the catalog.
+    """
+    if model is not None:
+        return get_model(model), None
+    catalog = load_catalog()
+    if release in catalog:
+        return catalog[release], None
+    prefixed = sorted((a for a in catalog if release.startswith(a + "-")), key=len)
+    if prefixed:
+        return catalog[prefixed[-1]], None
+    return catalog[DEFAULT_MODEL], (
+        f'release "{release}" names no catalog model; serving {DEFAULT_MODEL} (choose with --model: '
+        f"{', '.join(sorted(catalog))})"
+    )

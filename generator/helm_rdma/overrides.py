@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from .errors import SetSyntaxError
 
 _INDEX = re.compile(r"^(?P<key>[^\[\]]+)\[(?P<index>\d+)\]$")
 
 
-@dataclass
 class Layered:
     """Values built up layer by layer; ``origins`` maps each dotted key path set by a layer to that layer's name."""
 
-    values: dict[str, Any] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)
+    def __init__(self, values: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> None:
+        self.values: dict[str, Any] = values if values is not None else {}
+        self.origins: dict[str, str] = origins if origins is not None else {}
 
     def apply(self, layer: dict[str, Any], origin: str) -> None:
         """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm)."""
@@ -75,6 +72,8 @@ def _split_key(key: str) -> list[str]:
 
 
 def _scalar(text: str) -> Any:
+    import yaml
+
     if text == "":
         return ""
     try:

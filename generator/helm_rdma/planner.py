@@ -11,8 +11,7 @@ A group fits when usable memory over all its nodes holds the weights plus the KV
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ParallelismError, TooFewNodesError
 from .models import DTYPE_BYTES, ModelSpec
@@ -24,8 +23,7 @@ MAX_NODES = 64
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.90
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The sizing of one model on one preset."""
 
     model: str
@@ -44,7 +42,7 @@ class Plan:
     full_length_sequences: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 def kv_bytes_per_token(model: ModelSpec, *, tp: int) -> int:

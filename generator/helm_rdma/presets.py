@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from .doccache import load_checked
 from .errors import SchemaViolation, UnknownPresetError
 from .resources import presets_dir, schema_path
-from .validation import schema_problems
-from .yamlfile import load_json_schema, load_yaml_file
 
 CATALOG_FILE = "models.yaml"
 
 
-@dataclass(frozen=True)
-class NcclSetting:
+class NcclSetting(NamedTuple):
     """One NCCL variable with the public source that recommends it."""
 
     name: str
@@ -24,8 +21,7 @@ class NcclSetting:
     note: str
 
 
-@dataclass(frozen=True)
-class Preset:
+class Preset(NamedTuple):
     """A validated shape preset."""
 
     name: str
@@ -94,10 +90,9 @@ def load_preset(name: str) -> Preset:
 
 def preset_from_file(path: Path) -> Preset:
     """Load and validate a preset file (any path; used for the shipped presets and for tests)."""
-    data = load_yaml_file(path)
+    data, found = load_checked(path, schema=schema_path("preset.schema.json"))
     label = f"preset file {path}"
-    schema = load_json_schema(schema_path("preset.schema.json"))
-    problems = [f"{key}: {msg}" for key, msg in schema_problems(data, schema)]
+    problems = [f"{key}: {msg}" for key, msg in found]
     if not problems:
         problems = _cross_checks(data, path)
     if problems:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
 
 
 def dotted(path: Any) -> str:
@@ -39,6 +40,8 @@ def schema_problems(data: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
     Returns:
         (dotted key path, what is wrong) for every violation, sorted by path; empty when valid.
     """
+    import jsonschema  # 60 ms to import: only where something is really validated
+
     validator = jsonschema.Draft7Validator(schema)
     found = []
     for error in validator.iter_errors(data):
@@ -49,3 +52,4 @@ def schema_problems(data: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
                 path.append(extra[0])
         found.append((dotted(path), _describe(error)))
     return sorted(set(found))
+

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import SchemaViolation, YamlFileError
-from .models import ModelSpec, get_model
+from .models import ModelSpec, pick_model
 from .overrides import Layered, parse_set
 from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, plan_model
 from .presets import Preset, load_preset
@@ -18,8 +17,7 @@ from .yamlfile import load_json_schema, load_yaml_file
 VALUES_SCHEMA = "values.schema.json"
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """Everything a chart is written from."""
 
     release: str
@@ -28,6 +26,8 @@ class Resolved:
     plan: Plan
     values: dict[str, Any]
     notes: dict[str, str]
+    origins: dict[str, str]
+    model_note: str | None = None
 
 
 def preset_values(preset: Preset, *, release: str) -> dict[str, Any]:
@@ -106,23 +106,26 @@ def resolve(
     set_values: tuple[str, ...] = (),
     nodes: int | None = None,
     max_model_len: int | None = None,
+    validate: bool = True,
 ) -> Resolved:
     """Resolve the values of one chart.
 
     Args:
         release: The release name; also the model alias when ``model`` is None.
         preset: Preset name.
-        model: Catalog alias; None takes ``release``.
+        model: Catalog alias; None picks one from ``release`` (see models.pick_model).
         value_files: ``-f`` files, applied in order.
         set_values: ``--set`` arguments, applied in order.
         nodes: ``--nodes``; None lets values or the planner decide.
         max_model_len: ``--max-model-len``; None lets values or the model decide.
+        validate: Check the values against the schema here. Commands that hand the chart to helm pass False:
+            helm checks the same schema, and on failure they call ``check_values`` for our better message.
 
     Raises:
         InputError: Unknown preset or model, bad files, bad --set, values the schema rejects, too few nodes.
     """
     the_preset = load_preset(preset)
-    the_model = get_model(model or release)
+    the_model, model_note = pick_model(release=release, model=model)
     schema = load_json_schema(schema_path(VALUES_SCHEMA))
 
     layered = Layered()
@@ -145,7 +148,8 @@ def resolve(
         flags["vllm"] = {"maxModelLen": max_model_len}
     layered.apply(flags, "flags")
 
-    _validate(layered, schema)
+    if validate or not _plannable(layered.values):
+        _validate(layered.values, layered.origins, schema)
     values = layered.values
     vllm = values["vllm"]
     plan = plan_model(
@@ -167,12 +171,34 @@ def resolve(
     for key, origin in layered.origins.items():
         if origin != "defaults":
             notes[key] = f"Set by {origin}."
-    return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes)
+    return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes,
+                    origins=dict(layered.origins), model_note=model_note)
 
 
-def _validate(layered: Layered, schema: dict[str, Any]) -> None:
-    problems = schema_problems(layered.values, schema)
+def check_values(resolved: Resolved) -> None:
+    """Validate resolved values against the schema (for commands that resolved with ``validate=False``).
+
+    Raises:
+        SchemaViolation: Every problem, with its key and the file or flag it came from.
+    """
+    _validate(resolved.values, resolved.origins, load_json_schema(schema_path(VALUES_SCHEMA)))
+
+
+def _plannable(values: dict[str, Any]) -> bool:
+    """Whether the keys the planner reads have usable types (else validate now, for a clear message)."""
+    vllm = values.get("vllm")
+    if not isinstance(vllm, dict):
+        return False
+    ints = (values.get("nodes"), vllm.get("maxModelLen"), vllm.get("tensorParallelSize"))
+    util = vllm.get("gpuMemoryUtilization")
+    return (all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ints)
+            and isinstance(util, (int, float)) and not isinstance(util, bool) and 0 < util <= 1)
+
+
+def _validate(values: dict[str, Any], origins: dict[str, str], schema: dict[str, Any]) -> None:
+    problems = schema_problems(values, schema)
     if problems:
+        layered = Layered(values=values, origins=origins)
         lines = [f"{path}: {message} (from {layered.origin_of(path)})" for path, message in problems]
         raise SchemaViolation(
             what="values", problems=lines,

@@ -6,8 +6,6 @@ import json
 import textwrap
 from typing import Any
 
-import yaml
-
 MODELINE = "# yaml-language-server: $schema=values.schema.json"
 WIDTH = 116
 
@@ -37,9 +35,13 @@ def _scalar(value: Any) -> str:
 
 
 def _needs_quotes(text: str) -> bool:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         plain = text[0].isalnum() or text[0] in "/._-"
-        return not plain or yaml.safe_load(text) != text or text != text.strip() or ": " in text or " #" in text
+        return (not plain or yaml.load(text, Loader=loader) != text or text != text.strip()
+                or ": " in text or " #" in text)
     except yaml.YAMLError:
         return True
 
@@ -67,6 +69,8 @@ def _render_mapping(values: dict[str, Any], schema: dict[str, Any], notes: dict[
             lines.append(f"{pad}{name}:")
             _render_mapping(value, sub, notes, path, indent + 2, lines)
         elif isinstance(value, list) and value:
+            import yaml
+
             lines.append(f"{pad}{name}:")
             dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, width=1000)
             lines.extend(f"{pad}  {line}" for line in dumped.rstrip().splitlines())

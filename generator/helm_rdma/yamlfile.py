@@ -7,13 +7,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import YamlFileError
 
 
 def load_yaml_file(path: Path, *, label: str | None = None) -> Any:
-    """Load one YAML document with ``yaml.safe_load``.
+    """Load one YAML document with PyYAML's safe loader.
 
     Args:
         path: The file to read.
@@ -22,15 +20,19 @@ def load_yaml_file(path: Path, *, label: str | None = None) -> Any:
     Raises:
         YamlFileError: The file is missing, unreadable, or not valid YAML (with its line).
     """
+    import yaml  # PyYAML costs 10 ms to import: only where a YAML file is really read
+
     name = label or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise YamlFileError(path=name, problem="no such file") from None
     except OSError as exc:
         raise YamlFileError(path=name, problem=f"cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise YamlFileError(path=name, problem="not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe, in C where possible
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

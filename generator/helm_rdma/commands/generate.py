@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..chart import write_chart
 from ..planner import Plan
 from ..values import resolve
 
 
-@dataclass(frozen=True)
-class GenerateResult:
+class GenerateResult(NamedTuple):
     """The chart that was written and the plan behind it."""
 
     path: Path
     files: tuple[str, ...]
     plan: Plan
+    notice: str | None = None
 
 
 def generate(
@@ -35,4 +35,4 @@ def generate(
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
                        set_values=set_values, nodes=nodes, max_model_len=max_model_len)
     written = write_chart(resolved, output=output, force=force)
-    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan)
+    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=resolved.model_note)

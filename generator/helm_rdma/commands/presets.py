@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..presets import load_preset, preset_names
 
 
-@dataclass(frozen=True)
-class PresetSummary:
+class PresetSummary(NamedTuple):
     """One row of `helm-rdma presets`."""
 
     name: str

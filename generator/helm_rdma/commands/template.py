@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..chart import write_chart
-from ..errors import ChartValuesError, HelmCommandError
-from ..helm import find_helm, run_helm
-from ..values import resolve
+from ..helm import find_helm, run_chart_command
+from ..values import check_values, resolve
 
 
-@dataclass(frozen=True)
-class TemplateResult:
+class TemplateResult(NamedTuple):
     """The rendered manifests and the helm command that rendered them."""
 
     manifests: str
     command: tuple[str, ...]
+    notice: str | None = None
 
 
 def template(
@@ -35,15 +34,12 @@ def template(
 ) -> TemplateResult:
     """Render the chart of one release with ``helm template``; ``helm_args`` go to helm as they are."""
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                       set_values=set_values, nodes=nodes, max_model_len=max_model_len)
+                       set_values=set_values, nodes=nodes, max_model_len=max_model_len, validate=False)
     helm = find_helm()
     with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
-        chart = write_chart(resolved, output=Path(tmp) / "chart", readme=False).path
+        chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
         args = ["template", release, str(chart)]
         if namespace:
             args += ["--namespace", namespace]
-        try:
-            result = run_helm([*args, *helm_args], helm=helm)
-        except HelmCommandError as exc:
-            raise ChartValuesError.from_helm(exc) from None
-    return TemplateResult(manifests=result.stdout, command=result.command)
+        result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
+    return TemplateResult(manifests=result.stdout, command=result.command, notice=resolved.model_note)

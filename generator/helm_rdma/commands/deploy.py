@@ -1,0 +1,87 @@
+"""`helm-rdma install` and `upgrade`: generate the chart, run helm install / upgrade --install, keep the chart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from ..chart import write_chart
+from ..helm import find_helm, helm_major_version, run_chart_command
+from ..helmenv import HelmEnv
+from ..planner import Plan
+from ..values import check_values, resolve
+
+DEFAULT_TIMEOUT = "60m"  # a 405B model takes long to load; helm's own default is 5m
+
+
+class DeployResult(NamedTuple):
+    """What helm printed, the command that ran, and where the installed chart is kept (None for a dry run)."""
+
+    output: str
+    command: tuple[str, ...]
+    chart: Path | None
+    plan: Plan
+    notice: str | None = None
+
+
+def deploy(
+    *,
+    upgrade: bool,
+    release: str,
+    preset: str,
+    env: HelmEnv,
+    model: str | None = None,
+    nodes: int | None = None,
+    max_model_len: int | None = None,
+    value_files: tuple[Path, ...] = (),
+    set_values: tuple[str, ...] = (),
+    wait: bool = False,
+    timeout: str | None = None,
+    dry_run: bool = False,
+    atomic: bool = False,
+    helm_args: Sequence[str] = (),
+) -> DeployResult:
+    """Install (``upgrade=False``) or upgrade-or-install one release.
+
+    A dry run renders with `helm template` (Helm 3's client dry-run wants a cluster) and keeps nothing. Otherwise the
+    chart is written to a staging directory beside the cache, helm runs on it, and only a successful run replaces
+    the kept chart, so the cache always holds what is installed.
+
+    Raises:
+        InputError: Bad values (before helm runs) or values the chart's checks reject.
+        HelmNotFoundError, HelmCommandError: helm is missing or failed.
+    """
+    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
+                       set_values=set_values, nodes=nodes, max_model_len=max_model_len, validate=False)
+    helm = find_helm()
+    cache = env.chart_cache(release)
+    if dry_run:
+        with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
+            chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
+            args = ["template", release, str(chart), *env.global_flags(), *helm_args]
+            result = run_chart_command(args, helm=helm, explain=lambda: check_values(resolved))
+        return DeployResult(output=result.stdout, command=result.command, chart=None, plan=resolved.plan,
+                            notice=resolved.model_note)
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=cache.parent))
+    try:
+        chart = write_chart(resolved, output=staging / "chart").path
+        args = ["upgrade", "--install"] if upgrade else ["install"]
+        args += [release, str(chart), *env.global_flags(), "--timeout", timeout or DEFAULT_TIMEOUT]
+        if wait:
+            args.append("--wait")
+        if atomic:
+            args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
+        result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
+        if cache.exists():
+            shutil.rmtree(cache)
+        os.replace(chart, cache)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return DeployResult(output=result.stdout, command=result.command, chart=cache, plan=resolved.plan,
+                        notice=resolved.model_note)

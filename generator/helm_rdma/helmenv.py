@@ -1,0 +1,62 @@
+"""What helm tells its plugins through the environment, and where helm-rdma keeps installed charts.
+
+Helm strips its global flags (-n/--namespace, --kube-context, --kubeconfig, --debug) from a plugin's arguments and
+passes them as HELM_NAMESPACE, HELM_KUBECONTEXT, KUBECONFIG and HELM_DEBUG; HELM_BIN is the helm that called us.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+
+class HelmEnv(NamedTuple):
+    """The cluster coordinates and settings a command passes on to helm."""
+
+    namespace: str | None = None
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+    debug: bool = False
+    cache_home: Path = Path.home() / ".cache" / "helm"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, *, namespace: str | None = None) -> HelmEnv:
+        """Read the environment helm sets for plugins; an explicit ``namespace`` wins over HELM_NAMESPACE."""
+        env = os.environ if environ is None else environ
+        return cls(
+            namespace=namespace or env.get("HELM_NAMESPACE") or None,
+            kube_context=env.get("HELM_KUBECONTEXT") or None,
+            kubeconfig=env.get("KUBECONFIG") or None,
+            debug=env.get("HELM_DEBUG", "").lower() in ("1", "true"),
+            cache_home=_cache_home(env),
+        )
+
+    def global_flags(self) -> list[str]:
+        """helm's global flags that carry these settings to the helm we call."""
+        flags = []
+        if self.namespace:
+            flags += ["--namespace", self.namespace]
+        if self.kube_context:
+            flags += ["--kube-context", self.kube_context]
+        if self.kubeconfig:
+            flags += ["--kubeconfig", self.kubeconfig]
+        if self.debug:
+            flags.append("--debug")
+        return flags
+
+    def chart_cache(self, release: str) -> Path:
+        """Where the chart of an installed release is kept: $HELM_CACHE_HOME/rdma/<namespace>/<release>."""
+        return self.cache_home / "rdma" / (self.namespace or "default") / release
+
+
+def _cache_home(env: Mapping[str, str]) -> Path:
+    if env.get("HELM_CACHE_HOME"):
+        return Path(env["HELM_CACHE_HOME"])
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "helm"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "helm"
+    return Path.home() / ".cache" / "helm"

@@ -1,0 +1,239 @@
+"""The Helm plugin on the real helm 3.17.2 and 4.1.4, with isolated helm homes.
+
+Commands that need a cluster (install, upgrade, uninstall) run against a HELM_BIN wrapper that records the exact
+command line and, for install and upgrade, renders the chart it was given with the real helm's `template`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import HELM_VERSIONS, REPO, helm_path
+
+H100_HCA = "=mlx5_0,mlx5_1,mlx5_3,mlx5_4,mlx5_5,mlx5_6,mlx5_7,mlx5_8,mlx5_9,mlx5_10,mlx5_12,mlx5_13,mlx5_14,mlx5_15,mlx5_16,mlx5_17"
+
+RECORDER = """#!/bin/bash
+# Stands in for helm where a cluster would be needed; everything else goes to the real helm, with this script as
+# argv[0] so that helm hands it to plugins as HELM_BIN.
+case "$1" in
+  install|upgrade|uninstall|status)
+    python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$HELM_CALLS"
+    if [ "$1" = install ] || [ "$1" = upgrade ]; then
+      [ "$1" = upgrade ] && shift
+      "$REAL_HELM" template "$2" "$3" > "$HELM_CALLS.rendered" || exit 1
+      echo "NAME: $2"; echo "STATUS: deployed"
+    fi
+    [ "$1" = uninstall ] && echo "release \\"$2\\" uninstalled"
+    exit 0 ;;
+esac
+exec -a "$0" "$REAL_HELM" "$@"
+"""
+
+
+class Helm:
+    """One helm version with its own plugin, cache, config and data homes."""
+
+    def __init__(self, name: str, home: Path) -> None:
+        self.name = name
+        self.real = helm_path(name)
+        self.bin = home / "bin" / "helm"
+        self.bin.parent.mkdir(parents=True)
+        self.bin.write_text(RECORDER)
+        self.bin.chmod(0o755)
+        self.calls = home / "calls.jsonl"
+        self.cache = home / "cache"
+        self.env = {
+            "PATH": f"{Path(os.sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "HELM_DATA_HOME": str(home / "data"),
+            "HELM_PLUGINS": str(home / "data" / "plugins"),  # helm 4 installs under the data home
+            "HELM_CACHE_HOME": str(self.cache),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "REAL_HELM": str(self.real),
+            "HELM_CALLS": str(self.calls),
+        }
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.bin), *args], capture_output=True, text=True, env={**self.env, **(env or {})},
+                              timeout=timeout)
+
+    def recorded(self) -> list[list[str]]:
+        return [json.loads(line) for line in self.calls.read_text().splitlines()] if self.calls.exists() else []
+
+    def install_plugin(self, source: str) -> None:
+        extra = ["--verify=false"] if self.name == "helm4" and source.startswith("file://") else []
+        out = self.run("plugin", "install", source, *extra)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture(params=sorted(HELM_VERSIONS))
+def helm(request: pytest.FixtureRequest, tmp_path: Path) -> Helm:
+    h = Helm(request.param, tmp_path)
+    h.install_plugin(str(REPO))
+    return h
+
+
+def docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_plugin_help_lists_every_command(helm: Helm) -> None:
+    out = helm.run("rdma", "--help")
+    assert out.returncode == 0, out.stderr
+    for command in ("install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall"):
+        assert command in out.stdout
+
+
+def test_plugin_template_renders_the_h100_chart(helm: Helm) -> None:
+    out = helm.run("rdma", "template", "llama405b", "--preset", "h100")
+    assert out.returncode == 0, out.stderr
+    assert f'value: "{H100_HCA}"' in out.stdout and "IPC_LOCK" in out.stdout
+
+
+def test_helm_namespace_flag_reaches_the_manifests(helm: Helm) -> None:
+    out = helm.run("-n", "team-a", "rdma", "template", "llama405b", "--preset", "h100")
+    assert out.returncode == 0, out.stderr
+    namespaces = {d["metadata"].get("namespace") for d in docs(out.stdout)}
+    assert namespaces == {"team-a"}
+
+
+def test_install_dry_run_prints_manifests_without_a_cluster(helm: Helm) -> None:
+    out = helm.run("rdma", "install", "x", "--preset", "h100", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    kinds = [d["kind"] for d in docs(out.stdout)]
+    assert "LeaderWorkerSet" in kinds and "Service" in kinds
+    assert 'release "x" names no catalog model; serving llama405b' in out.stderr
+    assert helm.recorded() == []
+    assert not (helm.cache / "rdma").exists()
+
+
+def test_failing_command_exit_code_and_message_reach_the_caller(helm: Helm) -> None:
+    out = helm.run("rdma", "template", "llama405b", "--preset", "h1000")
+    assert out.returncode == 2
+    assert 'unknown preset "h1000"; known: a100-v2, b200, gpu4, h100, h200, mi300x' in out.stderr
+
+
+def test_install_calls_helm_with_the_global_flags_and_keeps_the_chart(helm: Helm) -> None:
+    out = helm.run("-n", "team-a", "--kube-context", "prod", "rdma", "install", "llama405b", "--preset", "h100",
+                   "--wait", "--atomic", "--", "--create-namespace")
+    assert out.returncode == 0, out.stderr
+    kept = helm.cache / "rdma" / "team-a" / "llama405b"
+    [call] = helm.recorded()
+    atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
+    assert call[:2] == ["install", "llama405b"]
+    assert Path(call[2]).parent.parent == kept.parent  # a staging directory beside the kept chart
+    assert call[3:] == ["--namespace", "team-a", "--kube-context", "prod", "--timeout", "60m", "--wait", atomic,
+                        "--create-namespace"]
+    assert (kept / "Chart.yaml").is_file() and (kept / "values.yaml").is_file()
+    assert f"chart kept in {kept}" in out.stderr
+    assert "STATUS: deployed" in out.stdout
+    assert "kind: LeaderWorkerSet" in (helm.calls.parent / "calls.jsonl.rendered").read_text()
+
+
+def test_helm4_name_of_atomic_is_accepted_too(helm: Helm) -> None:
+    out = helm.run("rdma", "upgrade", "llama405b", "--preset", "h100", "--rollback-on-failure", "--timeout", "90m")
+    assert out.returncode == 0, out.stderr
+    [call] = helm.recorded()
+    atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
+    assert call[:3] == ["upgrade", "--install", "llama405b"]
+    assert call[4:] == ["--namespace", "default", "--timeout", "90m", atomic]
+
+
+def test_debug_and_kubeconfig_are_passed_on(helm: Helm, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    out = helm.run("--debug", "--kubeconfig", str(kubeconfig), "rdma", "uninstall", "llama405b")
+    assert out.returncode == 0, out.stderr
+    [call] = helm.recorded()
+    assert call == ["uninstall", "llama405b", "--namespace", "default", "--kubeconfig", str(kubeconfig), "--debug"]
+
+
+def test_a_failed_install_keeps_nothing(helm: Helm) -> None:
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", "--set", "vllm.pipelineParallelSize=3")
+    assert out.returncode == 2
+    assert "vllm.tensorParallelSize (8) x vllm.pipelineParallelSize (3)" in out.stderr
+    assert not (helm.cache / "rdma" / "default" / "llama405b").exists()
+    assert list((helm.cache / "rdma" / "default").iterdir()) == []
+
+
+def test_completion_offers_commands_presets_and_models(helm: Helm) -> None:
+    out = helm.run("__complete", "rdma", "up")
+    assert out.stdout.splitlines()[0] == "upgrade"
+    out = helm.run("__complete", "rdma", "template", "--preset", "")
+    assert out.stdout.splitlines()[:6] == ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
+    out = helm.run("__complete", "rdma", "install", "llama")
+    assert out.stdout.splitlines()[:3] == ["llama405b", "llama405b-fp8", "llama70b"]
+
+
+def snapshot_repo(target: Path) -> str:
+    """The working tree (tracked and untracked, not ignored) as a git repository, for a git-URL install."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=target, check=True)
+    subprocess.run([*git, "commit", "-qm", "snapshot"], cwd=target, check=True)
+    return f"file://{target}"
+
+
+@pytest.mark.parametrize("name", sorted(HELM_VERSIONS))
+def test_git_install_builds_its_venv_then_update_and_uninstall_work(name: str, tmp_path: Path) -> None:
+    helm = Helm(name, tmp_path / "home")
+    source = tmp_path / "src"
+    url = snapshot_repo(source)
+    out = helm.run("plugin", "install", url, *(["--verify=false"] if name == "helm4" else []))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "creating" in out.stdout and "ready: helm-rdma, version" in out.stdout
+    [plugin_dir] = [p for p in (tmp_path / "home" / "data" / "plugins").iterdir()]
+    assert (plugin_dir / ".venv" / "bin" / "helm-rdma").is_file()
+    out = helm.run("rdma", "template", "llama405b", "--preset", "h100")
+    assert out.returncode == 0 and f'value: "{H100_HCA}"' in out.stdout
+
+    # A new commit upstream: update pulls it and refreshes the venv (the venv is ignored by git).
+    readme = source / "presets" / "models.yaml"
+    readme.write_text(readme.read_text().replace("Llama 3.1 70B Instruct, BF16", "Llama 3.1 70B Instruct (BF16)"))
+    subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "edit"],
+                   cwd=source, check=True)
+    out = helm.run("plugin", "update", "rdma")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "installing helm-rdma" in out.stdout
+    out = helm.run("rdma", "template", "llama70b", "--preset", "h100", "--", "--show-only", "templates/service.yaml")
+    assert out.returncode == 0, out.stderr
+    site = next((plugin_dir / ".venv").glob("lib/python*/site-packages/helm_rdma/_data/presets/models.yaml"))
+    assert "Llama 3.1 70B Instruct (BF16)" in site.read_text()
+
+    out = helm.run("plugin", "uninstall", "rdma")
+    assert out.returncode == 0, out.stderr
+    assert not plugin_dir.exists()
+    assert helm.run("rdma", "--help").returncode != 0
+
+
+def test_hook_names_what_to_install_without_python(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "dirname", "cat"):
+        found = shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    out = subprocess.run(["/bin/sh", str(REPO / "scripts" / "plugin-venv"), "install"], capture_output=True, text=True,
+                         env={"PATH": str(bin_dir), "HELM_PLUGIN_DIR": str(tmp_path)})
+    assert out.returncode == 1
+    assert "needs Python 3.10 or newer" in out.stderr and "apt-get install python3 python3-venv" in out.stderr
+
+
+def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:
+    out = subprocess.run(["/bin/sh", str(REPO / "scripts" / "helm-rdma"), "--help"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HELM_PLUGIN_DIR": str(tmp_path)})
+    assert out.returncode == 1
+    assert "run: helm plugin update rdma" in out.stderr

@@ -1,0 +1,148 @@
+"""`helm-rdma status`: group readiness read with the real kubernetes client from kmock, over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from helm_rdma.cli import main
+from helm_rdma.kube import GroupReadiness, group_readiness
+
+STATUS_HELM = """#!/bin/sh
+echo "$@" >> "{log}"
+echo "NAME: $2"
+echo "STATUS: deployed"
+"""
+
+
+def pod(name: str, *, release: str = "llama405b", component: str, ready: bool, group: int | None = None,
+        nodes: int = 2) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/instance": release, "app.kubernetes.io/component": component}
+    if group is not None:
+        labels["leaderworkerset.sigs.k8s.io/group-index"] = str(group)
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "labels": labels},
+        "spec": {"containers": [{"name": "vllm", "image": "i",
+                                 "env": [{"name": "HELM_RDMA_NNODES", "value": str(nodes)}]}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+class Cluster:
+    """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
+
+    def __init__(self, pods: list[dict[str, Any]], kubeconfig: Path) -> None:
+        self.pods, self.kubeconfig = pods, kubeconfig
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: self._loop.run_until_complete(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
+            for p in self.pods:
+                k8s.objects["v1/pods", p["metadata"]["namespace"], p["metadata"]["name"]] = p
+            self.kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+                "clusters": [{"name": "kmock", "cluster": {"server": str(server.url).rstrip("/")}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": "ml"}}],
+            }))
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> Cluster:
+        self._thread.start()
+        assert self._ready.wait(20), "kmock did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "helm.log"
+    script = tmp_path / "helm"
+    script.write_text(STATUS_HELM.format(log=log))
+    script.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(script))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    return log
+
+
+@pytest.fixture
+def lws_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    pods = [
+        pod("llama405b-vllm-rdma-0", component="leader", ready=True, group=0),
+        pod("llama405b-vllm-rdma-0-1", component="worker", ready=True, group=0),
+        pod("llama405b-vllm-rdma-1", component="leader", ready=False, group=1),
+        pod("llama405b-vllm-rdma-1-1", component="worker", ready=True, group=1),
+        pod("other-0", release="other", component="leader", ready=True, group=0),
+    ]
+    with Cluster(pods, tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        yield cluster
+
+
+def test_status_shows_helm_status_and_each_groups_readiness(fake_helm: Path, lws_cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "cache" / "rdma" / "ml" / "llama405b").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["status", "llama405b", "-n", "ml"])
+    assert result.exit_code == 0, result.output
+    assert "STATUS: deployed" in result.output
+    assert "group 0: 2/2 pods ready, leader ready" in result.output
+    assert "group 1: 1/2 pods ready, leader not ready" in result.output
+    assert "group 2" not in result.output  # the other release's pod is not counted
+    assert f"CHART: {tmp_path / 'cache' / 'rdma' / 'ml' / 'llama405b'}" in result.output
+    assert fake_helm.read_text().split() == ["status", "llama405b", "--namespace", "ml", "--kubeconfig",
+                                             str(lws_cluster.kubeconfig)]
+
+
+def test_status_takes_the_namespace_from_the_kube_context(fake_helm: Path, lws_cluster: Cluster) -> None:
+    result = CliRunner().invoke(main, ["status", "llama405b"])
+    assert result.exit_code == 0, result.output
+    assert "GROUPS (namespace ml):" in result.output and "group 0: 2/2" in result.output
+    assert "CHART: not kept here" in result.output
+
+
+def test_status_without_a_reachable_cluster_exits_1(fake_helm: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    kubeconfig = tmp_path / "dead"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    result = CliRunner().invoke(main, ["status", "llama405b", "-n", "ml"])
+    assert result.exit_code == 1
+    assert "listing pods in namespace ml failed" in result.output and "check the kube context" in result.output
+
+
+def test_statefulset_pods_are_grouped_by_ordinal() -> None:
+    pods = [
+        pod("r-vllm-rdma-leader-0", component="leader", ready=True, nodes=3),
+        pod("r-vllm-rdma-leader-1", component="leader", ready=True, nodes=3),
+        pod("r-vllm-rdma-worker-0", component="worker", ready=True, nodes=3),
+        pod("r-vllm-rdma-worker-1", component="worker", ready=False, nodes=3),
+        pod("r-vllm-rdma-worker-2", component="worker", ready=True, nodes=3),
+        pod("r-vllm-rdma-worker-3", component="worker", ready=True, nodes=3),
+    ]
+    assert group_readiness(pods) == [
+        GroupReadiness(group=0, ready=2, total=3, leader_ready=True),
+        GroupReadiness(group=1, ready=3, total=3, leader_ready=True),
+    ]
