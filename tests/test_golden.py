@@ -22,10 +22,29 @@ GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
 CASES = list(itertools.product(preset_names(), ("native", "ray"), ("LeaderWorkerSet", "StatefulSet"),
                                ("hostNetwork", "sriov")))
+CLUSTER_NETWORK = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
+                   "clusterNetwork.availabilityDomain=Uocm:US-ASHBURN-AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
+                   "clusterNetwork.imageId=ocid1.image.oc1..i")
+# Optional parts, each on the default preset: the OCI hooks in each auth mode, monitoring, model download.
+EXTRAS = {
+    "h100-provision-workload-identity": (*CLUSTER_NETWORK, "clusterNetwork.region=us-ashburn-1"),
+    "h100-provision-api-key-delete-on-uninstall": (*CLUSTER_NETWORK, "clusterNetwork.auth=apiKey",
+                                                   "clusterNetwork.apiKeySecret=oci-api-key",
+                                                   "clusterNetwork.deleteOnUninstall=true"),
+    "h100-provision-instance-principal": (*CLUSTER_NETWORK, "clusterNetwork.auth=instancePrincipal"),
+    "h100-download-replicas-monitoring": ("model.storage.type=download", "model.hfTokenSecret.name=hf-token",
+                                          "replicas=2", "serviceMonitor.enabled=true"),
+}
 
 
 def case_id(case: tuple[str, ...]) -> str:
     return "-".join(case)
+
+
+def render_sets(preset: str, sets: tuple[str, ...], helm: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("HELM_BIN", str(helm_path(helm)))
+    return template(release="llama405b", preset=preset, set_values=sets,
+                    helm_args=("--kube-version", KUBE_VERSION)).manifests
 
 
 def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -33,33 +52,49 @@ def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.Monke
     sets = [f"distributed.backend={backend}", f"workload.kind={kind}", f"rdma.mode={mode}"]
     if backend == "ray" and preset != "mi300x":
         sets.append("image.tag=v0.17.1")  # the last stock vLLM image with Ray
-    monkeypatch.setenv("HELM_BIN", str(helm_path(helm)))
-    return template(release="llama405b", preset=preset, set_values=tuple(sets),
-                    helm_args=("--kube-version", KUBE_VERSION)).manifests
+    return render_sets(preset, tuple(sets), helm, monkeypatch)
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_render_matches_golden_on_both_helms_and_validates(case: tuple[str, str, str, str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    helm3 = render(case, "helm3", monkeypatch)
-    helm4 = render(case, "helm4", monkeypatch)
+def check_golden(name: str, helm3: str, helm4: str) -> list[dict]:
     assert helm3 == helm4, "helm 3.17.2 and helm 4.1.4 render differently"
-    golden = GOLDEN / f"{case_id(case)}.yaml"
+    golden = GOLDEN / f"{name}.yaml"
     if os.environ.get("HELM_RDMA_UPDATE_GOLDEN"):
         GOLDEN.mkdir(exist_ok=True)
         golden.write_text(helm4)
     assert golden.is_file(), f"{golden} is missing: run `make golden`"
     assert helm4 == golden.read_text(), f"{golden.name} differs: review, then `make golden`"
-
     documents = [d for d in yaml.safe_load_all(helm4) if d]
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
     if crds is None:
         print(f"LeaderWorkerSet CRD validation skipped: {SHARED_CRDS} is absent")
     assert validate_documents(documents, crds=crds) == []
+    return documents
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_render_matches_golden_on_both_helms_and_validates(case: tuple[str, str, str, str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = check_golden(case_id(case), render(case, "helm3", monkeypatch), render(case, "helm4", monkeypatch))
     kinds = {d["kind"] for d in documents}
     preset, backend, kind, mode = case
     assert kind in kinds
     assert ("Service" in kinds) and ("ConfigMap" in kinds)
+
+
+@pytest.mark.parametrize("name", sorted(EXTRAS))
+def test_optional_parts_match_golden_on_both_helms_and_validate(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = check_golden(name, render_sets("h100", EXTRAS[name], "helm3", monkeypatch),
+                             render_sets("h100", EXTRAS[name], "helm4", monkeypatch))
+    hooks = {d["metadata"]["name"]: d["metadata"].get("annotations", {}) for d in documents
+             if "helm.sh/hook" in d["metadata"].get("annotations", {})}
+    if "provision" in name:
+        job = hooks["llama405b-vllm-rdma-provision"]
+        assert job["helm.sh/hook"] == "pre-install,pre-upgrade"
+        weights = {n: int(a["helm.sh/hook-weight"]) for n, a in hooks.items()}
+        # the account, its RBAC and the values come before the Job that uses them
+        assert max(w for n, w in weights.items() if not n.endswith(("-provision", "-deprovision"))) < weights[
+            "llama405b-vllm-rdma-provision"]
+        assert ("llama405b-vllm-rdma-deprovision" in hooks) == ("delete-on-uninstall" in name)
 
 
 def test_shared_crds_are_present_for_lws_validation() -> None:

@@ -237,3 +237,33 @@ def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:
                          env={"PATH": "/usr/bin:/bin", "HELM_PLUGIN_DIR": str(tmp_path)})
     assert out.returncode == 1
     assert "run: helm plugin update rdma" in out.stderr
+
+
+PROVISION = ["--provision", "--compartment", "ocid1.compartment.oc1..c", "--availability-domain", "AD-1",
+             "--subnet", "ocid1.subnet.oc1..s", "--image", "ocid1.image.oc1..i"]
+
+
+def test_install_provision_fills_the_values_and_covers_the_hook_in_the_timeout(helm: Helm) -> None:
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", *PROVISION, "--auth", "instance_principal")
+    assert out.returncode == 0, out.stderr
+    [call] = helm.recorded()
+    assert call[call.index("--timeout") + 1] == "210m"  # 60m model start-up + 120m network + 30m nodes
+    values = yaml.safe_load((helm.cache / "rdma" / "default" / "llama405b" / "values.yaml").read_text())
+    assert values["clusterNetwork"]["provision"] is True
+    assert values["clusterNetwork"]["auth"] == "instancePrincipal"
+    assert values["clusterNetwork"]["subnetId"] == "ocid1.subnet.oc1..s"
+    assert "name: llama405b-vllm-rdma-provision" in (helm.calls.parent / "calls.jsonl.rendered").read_text()
+
+
+def test_install_provision_keeps_a_timeout_the_user_set(helm: Helm) -> None:
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", *PROVISION, "--timeout", "4h")
+    assert out.returncode == 0, out.stderr
+    [call] = helm.recorded()
+    assert call[call.index("--timeout") + 1] == "4h"
+
+
+def test_install_provision_without_the_network_settings_is_refused(helm: Helm) -> None:
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", "--provision", "--dry-run")
+    assert out.returncode == 2
+    assert "clusterNetwork.compartmentId is empty but provisioning is on" in out.stderr
+    assert "clusterNetwork.imageId is empty" in out.stderr

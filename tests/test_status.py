@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
 from helm_rdma.kube import GroupReadiness, group_readiness
+
+from .kmock_cluster import Cluster
 
 STATUS_HELM = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -35,41 +34,6 @@ def pod(name: str, *, release: str = "llama405b", component: str, ready: bool, g
                                  "env": [{"name": "HELM_RDMA_NNODES", "value": str(nodes)}]}]},
         "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
     }
-
-
-class Cluster:
-    """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
-
-    def __init__(self, pods: list[dict[str, Any]], kubeconfig: Path) -> None:
-        self.pods, self.kubeconfig = pods, kubeconfig
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=lambda: self._loop.run_until_complete(self._serve()), daemon=True)
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
-            for p in self.pods:
-                k8s.objects["v1/pods", p["metadata"]["namespace"], p["metadata"]["name"]] = p
-            self.kubeconfig.write_text(yaml.safe_dump({
-                "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-                "clusters": [{"name": "kmock", "cluster": {"server": str(server.url).rstrip("/")}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": "ml"}}],
-            }))
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> Cluster:
-        self._thread.start()
-        assert self._ready.wait(20), "kmock did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
 
 @pytest.fixture

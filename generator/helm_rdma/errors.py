@@ -138,3 +138,61 @@ class ChartValuesError(InputError):
         tail = error.stderr.split(cls.MARKER, 1)[1]
         lines = [line for line in tail.splitlines() if line.strip().startswith("- ")]
         return cls(problems="\n".join(lines))
+
+
+class OciSdkMissingError(RuntimeFailure):
+    """The oci package is not installed where a provisioning command runs."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the OCI SDK (python package oci) is not installed here; install it with pip install 'helm-rdma[oci]' "
+            "(the plugin: HELM_RDMA_EXTRAS=oci helm plugin update rdma), or run provisioning from the chart's hook"
+        )
+
+
+class OciConfigError(InputError):
+    """An OCI config file or profile that cannot be used."""
+
+    def __init__(self, *, path: str, profile: str, problem: str) -> None:
+        super().__init__(f"--oci-config {path}, profile [{profile}]: {problem}; fix the file or pass --oci-profile")
+
+
+class OciAuthError(RuntimeFailure):
+    """OCI refused the credentials of the auth mode in use."""
+
+    CHECKS = {
+        "api_key": "check user, fingerprint, key_file and tenancy in the config profile, and that the key is uploaded",
+        "instance_principal": "check that the instance is in a dynamic group that a policy allows to manage "
+                              "cluster-networks and instance-configurations in the compartment",
+        "workload_identity": "check that the cluster is an enhanced cluster and that a policy allows the workload "
+                             "(namespace and service account) to manage cluster-networks in the compartment",
+    }
+
+    def __init__(self, *, auth: str, detail: str) -> None:
+        super().__init__(f"OCI refused auth mode {auth}: {detail}; {self.CHECKS.get(auth, 'check the credentials')}")
+
+
+class OciRequestError(RuntimeFailure):
+    """An OCI API call that failed."""
+
+    def __init__(self, *, operation: str, status: int | str, code: str, message: str, request_id: str) -> None:
+        self.status, self.code, self.oci_message, self.request_id = status, code, message, request_id
+        super().__init__(f"OCI {operation} failed: {status} {code}: {message} (opc-request-id {request_id})")
+
+
+class CapacityError(RuntimeFailure):
+    """OCI has no hosts for the requested shape in the availability domain."""
+
+    def __init__(self, *, shape: str, size: int, availability_domain: str, request_id: str, left: str) -> None:
+        super().__init__(
+            f"OCI is out of host capacity for {size} x {shape} in {availability_domain} "
+            f"(opc-request-id {request_id}). Try another availability domain, a capacity reservation, or fewer "
+            f"nodes. {left}"
+        )
+
+
+class ClusterNetworkFailedError(RuntimeFailure):
+    """A cluster network that ended TERMINATED, STOPPED or not RUNNING in time."""
+
+    def __init__(self, *, name: str, network_id: str, state: str, detail: str) -> None:
+        super().__init__(f"cluster network {name} ({network_id}) is {state}: {detail}")

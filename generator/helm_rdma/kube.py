@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .errors import RuntimeFailure
@@ -30,17 +31,90 @@ class GroupReadiness(NamedTuple):
     leader_ready: bool
 
 
+def _api_client(env: HelmEnv) -> Any:
+    """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account)."""
+    import os
+
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        if env.kubeconfig is None and env.kube_context is None and os.environ.get("KUBERNETES_SERVICE_HOST") \
+                and not os.path.exists(os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)):
+            config.load_incluster_config()
+            from kubernetes import client
+
+            return client.ApiClient()
+        return config.new_client_from_config(config_file=env.kubeconfig, context=env.kube_context)
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+
+
+class NodeProgress(NamedTuple):
+    """Nodes seen while waiting for them."""
+
+    ready: int
+    total: int
+    wanted: int
+    elapsed_seconds: float
+
+
+def wait_for_nodes(
+    *,
+    label: str,
+    value: str,
+    count: int,
+    env: HelmEnv,
+    timeout_seconds: float = 1800,
+    poll_seconds: float = 10,
+    on_progress: Callable[[NodeProgress], None] = lambda _: None,
+    clock: Any = None,
+) -> NodeProgress:
+    """Wait until ``count`` nodes labelled ``label=value`` are Ready.
+
+    Raises:
+        ClusterError: The API server cannot be reached, or the nodes are not Ready in time.
+    """
+    from kubernetes import client
+
+    now = clock.now if clock else time.monotonic
+    sleep = clock.sleep if clock else time.sleep
+    api = client.CoreV1Api(_api_client(env))
+    start = now()
+    selector = f"{label}={value}"
+    while True:
+        try:
+            listing = api.list_node(label_selector=selector)
+        except client.ApiException as exc:
+            raise ClusterError(action=f"listing nodes with {selector}", reason=f"HTTP {exc.status} {exc.reason}") \
+                from None
+        except Exception as exc:
+            raise ClusterError(action=f"listing nodes with {selector}", reason=str(exc)) from None
+        nodes = [api.api_client.sanitize_for_serialization(n) for n in listing.items]
+        nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
+        ready = sum(1 for n in nodes if _ready(n))
+        seen = NodeProgress(ready=ready, total=len(nodes), wanted=count, elapsed_seconds=now() - start)
+        on_progress(seen)
+        if ready >= count:
+            return seen
+        if seen.elapsed_seconds >= timeout_seconds:
+            raise ClusterError(action=f"waiting for {count} Ready nodes with {selector}",
+                               reason=f"{ready} Ready of {len(nodes)} after {seen.elapsed_seconds:.0f}s "
+                                      "(do the nodes join the cluster? see their cloud-init and kubelet logs)")
+        sleep(poll_seconds)
+
+
 def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any]]]:
     """The namespace used and the pods of ``release`` in it, as plain dicts.
 
     Raises:
         ClusterError: No kubeconfig, or the API server failed the request.
     """
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.config.config_exception import ConfigException
 
+    api_client = _api_client(env)
     try:
-        api_client = config.new_client_from_config(config_file=env.kubeconfig, context=env.kube_context)
         namespace = env.namespace or _context_namespace(env)
     except (ConfigException, OSError) as exc:
         raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None

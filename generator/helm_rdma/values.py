@@ -106,6 +106,7 @@ def resolve(
     set_values: tuple[str, ...] = (),
     nodes: int | None = None,
     max_model_len: int | None = None,
+    flag_values: dict[str, Any] | None = None,
     validate: bool = True,
 ) -> Resolved:
     """Resolve the values of one chart.
@@ -118,6 +119,7 @@ def resolve(
         set_values: ``--set`` arguments, applied in order.
         nodes: ``--nodes``; None lets values or the planner decide.
         max_model_len: ``--max-model-len``; None lets values or the model decide.
+        flag_values: Values from other explicit flags (for example install --provision), applied last.
         validate: Check the values against the schema here. Commands that hand the chart to helm pass False:
             helm checks the same schema, and on failure they call ``check_values`` for our better message.
 
@@ -147,6 +149,8 @@ def resolve(
     if max_model_len is not None:
         flags["vllm"] = {"maxModelLen": max_model_len}
     layered.apply(flags, "flags")
+    if flag_values:
+        layered.apply(flag_values, "flags")
 
     if validate or not _plannable(layered.values):
         _validate(layered.values, layered.origins, schema)

@@ -127,6 +127,17 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 {{- $problems = append $problems (printf "under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort and the Ray ports repeat one (%s): make them distinct" (join ", " $ports)) }}
 {{- end }}
 {{- end }}
+{{- $cn := $v.clusterNetwork }}
+{{- if or $cn.provision $cn.deleteOnUninstall }}
+{{- range $key := list "compartmentId" "availabilityDomain" "subnetId" "imageId" }}
+{{- if and (not (get $cn $key)) (or $cn.provision (eq $key "compartmentId")) }}
+{{- $problems = append $problems (printf "clusterNetwork.%s is empty but provisioning is on: set it (or clusterNetwork.provision=false)" $key) }}
+{{- end }}
+{{- end }}
+{{- if and (eq $cn.auth "apiKey") (not $cn.apiKeySecret) }}
+{{- $problems = append $problems "clusterNetwork.auth is apiKey but clusterNetwork.apiKeySecret is empty: name a Secret with config and oci_api_key.pem" }}
+{{- end }}
+{{- end }}
 {{- if $problems }}
 {{- fail (printf "\n\nvllm-rdma: the values do not fit together:\n  - %s\n" (join "\n  - " $problems)) }}
 {{- end }}

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..chart import write_chart
 from ..helm import find_helm, helm_major_version, run_chart_command
@@ -15,7 +15,17 @@ from ..helmenv import HelmEnv
 from ..planner import Plan
 from ..values import check_values, resolve
 
-DEFAULT_TIMEOUT = "60m"  # a 405B model takes long to load; helm's own default is 5m
+DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
+
+
+def default_timeout(values: dict[str, Any]) -> str:
+    """helm's --timeout: model start-up, plus the provisioning hook's own limits when it runs (each hook gets the
+    whole timeout)."""
+    minutes = DEFAULT_TIMEOUT_MINUTES
+    cn = values.get("clusterNetwork", {})
+    if cn.get("provision"):
+        minutes += int(cn.get("timeoutMinutes", 120)) + int(cn.get("nodeTimeoutMinutes", 30))
+    return f"{minutes}m"
 
 
 class DeployResult(NamedTuple):
@@ -43,6 +53,7 @@ def deploy(
     timeout: str | None = None,
     dry_run: bool = False,
     atomic: bool = False,
+    cluster_network: dict[str, Any] | None = None,
     helm_args: Sequence[str] = (),
 ) -> DeployResult:
     """Install (``upgrade=False``) or upgrade-or-install one release.
@@ -51,12 +62,19 @@ def deploy(
     chart is written to a staging directory beside the cache, helm runs on it, and only a successful run replaces
     the kept chart, so the cache always holds what is installed.
 
+    ``cluster_network`` (from install --provision) fills the chart's clusterNetwork values; helm's --timeout then
+    also covers the provisioning hook (network and nodes) unless the caller set one.
+
     Raises:
         InputError: Bad values (before helm runs) or values the chart's checks reject.
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
     """
+    flag_values = {"clusterNetwork": cluster_network} if cluster_network else None
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                       set_values=set_values, nodes=nodes, max_model_len=max_model_len, validate=False)
+                       set_values=set_values, nodes=nodes, max_model_len=max_model_len, flag_values=flag_values,
+                       validate=False)
+    if timeout is None:
+        timeout = default_timeout(resolved.values)
     helm = find_helm()
     cache = env.chart_cache(release)
     if dry_run:
@@ -72,7 +90,7 @@ def deploy(
     try:
         chart = write_chart(resolved, output=staging / "chart").path
         args = ["upgrade", "--install"] if upgrade else ["install"]
-        args += [release, str(chart), *env.global_flags(), "--timeout", timeout or DEFAULT_TIMEOUT]
+        args += [release, str(chart), *env.global_flags(), "--timeout", timeout]
         if wait:
             args.append("--wait")
         if atomic:

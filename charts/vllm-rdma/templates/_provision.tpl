@@ -1,0 +1,118 @@
+{{/*
+Whether any OCI hook runs: provisioning before install/upgrade, or deprovisioning on uninstall.
+*/}}
+{{- define "vllm-rdma.ociHooks" -}}
+{{- if or .Values.clusterNetwork.provision .Values.clusterNetwork.deleteOnUninstall }}true{{ end }}
+{{- end }}
+
+{{/*
+Hook events of the objects the OCI hook Jobs need (ServiceAccount, RBAC, values ConfigMap).
+*/}}
+{{- define "vllm-rdma.ociHookEvents" -}}
+{{- $events := list }}
+{{- if .Values.clusterNetwork.provision }}{{ $events = concat $events (list "pre-install" "pre-upgrade") }}{{ end }}
+{{- if .Values.clusterNetwork.deleteOnUninstall }}{{ $events = append $events "pre-delete" }}{{ end }}
+{{- join "," $events }}
+{{- end }}
+
+{{/*
+Name of the provisioner's ServiceAccount (also its ClusterRole's, prefixed with the namespace).
+*/}}
+{{- define "vllm-rdma.provisionerName" -}}
+{{- printf "%s-provisioner" (include "vllm-rdma.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The cluster network's display name: clusterNetwork.name, else the release name.
+*/}}
+{{- define "vllm-rdma.clusterNetworkName" -}}
+{{- default .Release.Name .Values.clusterNetwork.name }}
+{{- end }}
+
+{{/*
+The pod spec of an OCI hook Job. Call with (dict "root" $ "args" (list ...)).
+*/}}
+{{- define "vllm-rdma.provisionerPod" -}}
+{{- $root := .root }}
+{{- $cn := $root.Values.clusterNetwork -}}
+metadata:
+  labels:
+    {{- include "vllm-rdma.selectorLabels" $root | nindent 4 }}
+    app.kubernetes.io/component: provisioner
+spec:
+  serviceAccountName: {{ include "vllm-rdma.provisionerName" $root }}
+  restartPolicy: Never
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    runAsGroup: 65532
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+    - name: provisioner
+      image: "{{ $cn.image.repository }}:{{ default $root.Chart.AppVersion $cn.image.tag }}"
+      imagePullPolicy: {{ $cn.image.pullPolicy }}
+      args:
+        {{- toYaml .args | nindent 8 }}
+      env:
+        - name: HOME
+          value: /tmp
+        {{- if $cn.region }}
+        - name: OCI_RESOURCE_PRINCIPAL_REGION
+          value: {{ $cn.region | quote }}
+        {{- end }}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop: ["ALL"]
+      resources:
+        requests:
+          cpu: 50m
+          memory: 128Mi
+        limits:
+          memory: 512Mi
+      volumeMounts:
+        - name: values
+          mountPath: /etc/helm-rdma
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+        {{- if eq $cn.auth "apiKey" }}
+        - name: oci
+          mountPath: /etc/oci
+          readOnly: true
+        {{- end }}
+  volumes:
+    - name: values
+      configMap:
+        name: {{ include "vllm-rdma.provisionerName" $root }}
+    - name: tmp
+      emptyDir: {}
+    {{- if eq $cn.auth "apiKey" }}
+    - name: oci
+      secret:
+        secretName: {{ $cn.apiKeySecret | quote }}
+        defaultMode: 0400
+    {{- end }}
+{{- end }}
+
+{{/*
+Auth flags of the helm-rdma CLI for the configured auth mode.
+*/}}
+{{- define "vllm-rdma.ociAuthArgs" -}}
+{{- $cn := .Values.clusterNetwork }}
+{{- $mode := get (dict "apiKey" "api_key" "instancePrincipal" "instance_principal" "workloadIdentity" "workload_identity") $cn.auth }}
+- "--auth"
+- {{ $mode | quote }}
+{{- if eq $cn.auth "apiKey" }}
+- "--oci-config"
+- "/etc/oci/config"
+- "--oci-profile"
+- {{ $cn.apiKeyProfile | quote }}
+{{- end }}
+{{- if $cn.endpoint }}
+- "--oci-endpoint"
+- {{ $cn.endpoint | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,228 @@
+"""`helm-rdma provision` and `deprovision`: the OCI cluster network of a release, from flags or chart values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..clusternet import (
+    SYSTEM_CLOCK,
+    Clock,
+    Deprovisioned,
+    NetworkSpec,
+    Progress,
+    Provisioned,
+    deprovision_network,
+    ours_to_remove,
+    provision_network,
+)
+from ..errors import InputError
+from ..helmenv import HelmEnv
+from ..kube import NodeProgress, wait_for_nodes
+from ..ocicloud import OciAuth
+
+CAMEL_AUTH = {"apiKey": "api_key", "instancePrincipal": "instance_principal", "workloadIdentity": "workload_identity"}
+
+
+class MissingSettingError(InputError):
+    """A cluster-network setting that provisioning needs and nobody gave."""
+
+    def __init__(self, *, key: str, flag: str) -> None:
+        super().__init__(f"{key} is empty: provisioning needs it; set it in the values or pass {flag}")
+
+
+class ProvisionPlan(NamedTuple):
+    """Everything one provisioning run needs, whether it came from flags or from chart values."""
+
+    spec: NetworkSpec
+    auth: OciAuth
+    timeout_seconds: float = 7200
+    wait_nodes: bool = True
+    node_label: tuple[str, str] | None = None
+    node_timeout_seconds: float = 1800
+
+
+class ProvisionResult(NamedTuple):
+    """The network and, when waited for, its nodes."""
+
+    network: Provisioned
+    nodes: NodeProgress | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.network._asdict()
+        out["nodes_ready"] = None if self.nodes is None else self.nodes.ready
+        return out
+
+
+def plan_from_flags(
+    *,
+    preset: str | None,
+    nodes: int | None,
+    name: str | None,
+    compartment: str | None,
+    availability_domain: str | None,
+    subnet: str | None,
+    image: str | None,
+    release: str | None,
+    namespace: str,
+    boot_volume_gbs: int = 512,
+    ssh_key_file: Path | None = None,
+    placement_constraint: str | None = None,
+    instance_configuration: str | None = None,
+    node_label: str | None = None,
+    api_server_host: str | None = None,
+    cluster_ca_cert_file: Path | None = None,
+    cloud_init_file: Path | None = None,
+    auth: str = "api_key",
+    oci_config: str = "~/.oci/config",
+    oci_profile: str = "DEFAULT",
+    oci_endpoint: str | None = None,
+    timeout_seconds: float = 7200,
+    node_timeout_seconds: float = 1800,
+    wait_nodes: bool = True,
+) -> ProvisionPlan:
+    """A provisioning plan from command-line flags.
+
+    Raises:
+        InputError: A required flag is missing, the preset is unknown, or a file cannot be read.
+    """
+    from ..presets import load_preset
+
+    required = {"--preset": preset, "--nodes": nodes, "--name": name, "--compartment": compartment,
+                "--availability-domain": availability_domain, "--subnet": subnet, "--image": image}
+    missing = [flag for flag, value in required.items() if not value]
+    if missing:
+        raise InputError(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
+    assert preset and nodes and name and compartment and availability_domain and subnet and image
+    the_release = release or name
+    key, _, value = (node_label or f"helm-rdma.io/cluster-network={the_release}").partition("=")
+    if not key or not value:
+        raise InputError(f'--node-label "{node_label}": expected KEY=VALUE')
+    spec = NetworkSpec(
+        name=name, compartment_id=compartment, availability_domain=availability_domain, subnet_id=subnet,
+        image_id=image, shape=load_preset(preset).shape, size=nodes, release=the_release, namespace=namespace,
+        boot_volume_gbs=boot_volume_gbs, ssh_authorized_keys=_read(ssh_key_file, "--ssh-key-file"),
+        placement_constraint=placement_constraint or "", instance_configuration_id=instance_configuration or "",
+        node_labels={key: value}, api_server_host=api_server_host or "",
+        cluster_ca_cert=_read(cluster_ca_cert_file, "--cluster-ca-cert-file"),
+        cloud_init=_read(cloud_init_file, "--cloud-init-file"),
+    )
+    return ProvisionPlan(spec=spec, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile,
+                                                 endpoint=oci_endpoint),
+                         timeout_seconds=timeout_seconds, wait_nodes=wait_nodes, node_label=(key, value),
+                         node_timeout_seconds=node_timeout_seconds)
+
+
+def _read(path: Path | None, flag: str) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+
+
+def plan_from_values(path: Path, *, release: str, namespace: str) -> ProvisionPlan:
+    """Read a chart's values (YAML or JSON, as the hook mounts them) into a provisioning plan.
+
+    Raises:
+        YamlFileError: The file cannot be read.
+        MissingSettingError: A required clusterNetwork key is empty.
+    """
+    from ..yamlfile import load_yaml_file
+
+    values = load_yaml_file(path)
+    if not isinstance(values, dict) or not isinstance(values.get("clusterNetwork"), dict):
+        raise InputError(f"--from-values {path}: no clusterNetwork section; pass a values file of the vllm-rdma chart")
+    cn = values["clusterNetwork"]
+    for key, flag in (("compartmentId", "--compartment"), ("availabilityDomain", "--availability-domain"),
+                      ("subnetId", "--subnet"), ("imageId", "--image")):
+        if not cn.get(key):
+            raise MissingSettingError(key=f"clusterNetwork.{key}", flag=f"--set clusterNetwork.{key}=... ({flag})")
+    label = values.get("placement", {}).get("clusterNetworkLabel", {})
+    node_labels = dict(cn.get("oke", {}).get("nodeLabels") or {})
+    node_label = None
+    if label.get("enabled") and label.get("key"):
+        node_label = (label["key"], label.get("value") or release)
+        node_labels[node_label[0]] = node_label[1]
+    oke = cn.get("oke", {})
+    spec = NetworkSpec(
+        name=cn.get("name") or release, compartment_id=cn["compartmentId"],
+        availability_domain=cn["availabilityDomain"], subnet_id=cn["subnetId"], image_id=cn["imageId"],
+        shape=values["preset"]["shape"], size=int(values["nodes"]) * int(values.get("replicas", 1)),
+        release=release, namespace=namespace, boot_volume_gbs=int(cn.get("bootVolumeSizeGBs", 512)),
+        ssh_authorized_keys=cn.get("sshAuthorizedKeys", ""), placement_constraint=cn.get("placementConstraint", ""),
+        instance_configuration_id=cn.get("instanceConfigurationId", ""), node_labels=node_labels,
+        api_server_host=oke.get("apiServerHost", ""), cluster_ca_cert=oke.get("clusterCaCert", ""),
+        cloud_init=oke.get("cloudInit", ""),
+    )
+    auth = OciAuth(mode=CAMEL_AUTH.get(cn.get("auth", "workloadIdentity"), cn.get("auth", "")),
+                   config_file="/etc/oci/config",
+                   profile=cn.get("apiKeyProfile") or "DEFAULT", endpoint=cn.get("endpoint") or None)
+    return ProvisionPlan(spec=spec, auth=auth, timeout_seconds=float(cn.get("timeoutMinutes", 120)) * 60,
+                         wait_nodes=bool(cn.get("waitForNodes", True)), node_label=node_label,
+                         node_timeout_seconds=float(cn.get("nodeTimeoutMinutes", 30)) * 60)
+
+
+def provision(
+    plan: ProvisionPlan,
+    *,
+    env: HelmEnv,
+    poll_seconds: float = 10,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+    on_nodes: Callable[[NodeProgress], None] = lambda _: None,
+    retry_strategy: Any = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> ProvisionResult:
+    """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready."""
+    from ..ocicloud import CountingApi, compute_management_client
+
+    api = CountingApi(compute_management_client(plan.auth, retry_strategy=retry_strategy), auth=plan.auth.mode)
+    network = provision_network(api, plan.spec, timeout_seconds=plan.timeout_seconds, poll_seconds=poll_seconds,
+                                on_progress=on_progress, clock=clock)
+    nodes = None
+    if plan.wait_nodes and plan.node_label is not None:
+        nodes = wait_for_nodes(label=plan.node_label[0], value=plan.node_label[1], count=plan.spec.size, env=env,
+                               timeout_seconds=plan.node_timeout_seconds, poll_seconds=max(poll_seconds, 0.05),
+                               on_progress=on_nodes, clock=clock)
+    return ProvisionResult(network=network, nodes=nodes)
+
+
+class DeprovisionResult(NamedTuple):
+    """What was removed, or that the user declined."""
+
+    removed: Deprovisioned | None
+    found_networks: tuple[str, ...]
+    found_configurations: tuple[str, ...]
+
+
+def deprovision(
+    spec: NetworkSpec,
+    auth: OciAuth,
+    *,
+    confirm: Callable[[list[str]], bool],
+    poll_seconds: float = 10,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+    retry_strategy: Any = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> DeprovisionResult:
+    """Terminate the cluster network and delete the instance configuration tagged as ours, once ``confirm`` agrees
+    (it gets a line per resource)."""
+    from ..ocicloud import CountingApi, compute_management_client
+
+    api = CountingApi(compute_management_client(auth, retry_strategy=retry_strategy), auth=auth.mode)
+    networks, configs = ours_to_remove(api, spec)
+    lines = [f"cluster network {n.display_name} {n.id} ({n.lifecycle_state})" for n in networks]
+    lines += [f"instance configuration {c.display_name} {c.id}" for c in configs]
+    found = (tuple(n.id for n in networks), tuple(c.id for c in configs))
+    if not lines or not confirm(lines):
+        return DeprovisionResult(removed=None, found_networks=found[0], found_configurations=found[1])
+    removed = deprovision_network(api, spec, networks, configs, poll_seconds=poll_seconds, on_progress=on_progress,
+                                  clock=clock)
+    return DeprovisionResult(removed=removed, found_networks=found[0], found_configurations=found[1])
+
+
+def result_json(result: ProvisionResult) -> str:
+    return json.dumps(result.to_dict(), indent=2)

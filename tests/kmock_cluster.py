@@ -1,0 +1,48 @@
+"""kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it: the real `kubernetes`
+client talks to it over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import kmock
+import yaml
+
+
+class Cluster:
+    """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
+
+    def __init__(self, objects: list[dict[str, Any]], kubeconfig: Path) -> None:
+        self.objects, self.kubeconfig = objects, kubeconfig
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: self._loop.run_until_complete(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
+            for obj in self.objects:
+                resource = "v1/pods" if obj["kind"] == "Pod" else "v1/nodes"
+                k8s.objects[resource, obj["metadata"].get("namespace"), obj["metadata"]["name"]] = obj
+            self.kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+                "clusters": [{"name": "kmock", "cluster": {"server": str(server.url).rstrip("/")}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": "ml"}}],
+            }))
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> Cluster:
+        self._thread.start()
+        assert self._ready.wait(20), "kmock did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)

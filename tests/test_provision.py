@@ -1,0 +1,275 @@
+"""Provisioning with the real `oci` SDK, signing real requests to a fake Compute Management API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import oci
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from helm_rdma.cli import main
+from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_RELEASE, NetworkSpec
+from helm_rdma.commands.generate import generate
+from helm_rdma.commands.provision import ProvisionPlan, plan_from_values, provision
+from helm_rdma.errors import CapacityError
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.ocicloud import OciAuth
+
+from .fake_oci import FakeOci, make_key, serve, write_config
+from .kmock_cluster import Cluster
+
+COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaatest"
+BASE = ["provision", "--preset", "h100", "--nodes", "2", "--name", "llama", "--compartment", COMPARTMENT,
+        "--availability-domain", "Uocm:US-ASHBURN-AD-1", "--subnet", "ocid1.subnet.oc1..sub",
+        "--image", "ocid1.image.oc1..img", "--poll-interval", "0.01"]
+OURS = {TAG_RELEASE: "llama", TAG_NAMESPACE: "default", TAG_NETWORK: "llama"}
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, str]:
+    return make_key(tmp_path_factory.mktemp("oci-key"))
+
+
+@pytest.fixture
+def config(key: tuple[Path, Any, str], tmp_path: Path) -> Path:
+    return write_config(tmp_path, key[0], key[2])
+
+
+@pytest.fixture
+def fake(key: tuple[Path, Any, str]) -> Iterator[FakeOci]:
+    with serve(key[1]) as running:
+        yield running
+
+
+def run(config: Path, fake: FakeOci, *extra: str, args: list[str] | None = None, wait_nodes: bool = False,
+        input: str | None = None) -> Result:
+    cli = [*(args or BASE), "--oci-config", str(config), "--oci-endpoint", fake.url, *extra]
+    if not wait_nodes and cli[0] == "provision":
+        cli.append("--no-wait-nodes")
+    return CliRunner().invoke(main, cli, input=input)
+
+
+def posts(fake: FakeOci, what: str) -> int:
+    return sum(1 for method, path in fake.calls if method == "POST" and path.endswith(what))
+
+
+def test_creates_the_instance_configuration_and_the_network_and_reports_running(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, "-o", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["state"] == "RUNNING" and out["instances_running"] == 2
+    assert out["created_cluster_network"] and out["created_instance_configuration"]
+    assert out["cluster_network_id"] in fake.cluster_networks
+    assert out["instance_configuration_id"] in fake.instance_configurations
+    assert f"helm-rdma: {out['api_calls']} OCI API calls" in result.stderr
+    assert "cluster network PROVISIONING, " in result.stderr and "cluster network RUNNING, 2/2" in result.stderr
+    assert fake.rejected == []  # every request carried a valid signature
+
+    [config_item] = fake.instance_configurations.values()
+    launch = config_item["instanceDetails"]["launchDetails"]
+    assert launch["shape"] == "BM.GPU.H100.8"
+    assert {p["name"] for p in launch["agentConfig"]["pluginsConfig"]} == {
+        "Compute HPC RDMA Authentication", "Compute HPC RDMA Auto-Configuration"}
+    assert all(p["desiredState"] == "ENABLED" for p in launch["agentConfig"]["pluginsConfig"])
+    assert launch["metadata"]["oke-initial-node-labels"] == "helm-rdma.io/cluster-network=llama"
+    assert launch["createVnicDetails"]["assignPublicIp"] is False
+    [network] = fake.cluster_networks.values()
+    assert network["freeformTags"] == OURS == config_item["freeformTags"]
+    assert network["instancePools"][0]["size"] == 2
+    assert network["placementConfiguration"]["primaryVnicSubnets"]["subnetId"] == "ocid1.subnet.oc1..sub"
+
+
+def test_a_second_run_creates_nothing_and_returns_at_once(config: Path, fake: FakeOci) -> None:
+    assert run(config, fake).exit_code == 0
+    calls_before = len(fake.calls)
+    result = run(config, fake, "-o", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert not out["created_cluster_network"] and not out["created_instance_configuration"]
+    assert (len(fake.instance_configurations), len(fake.cluster_networks)) == (1, 1)
+    assert posts(fake, "/clusterNetworks") == 1
+    assert len(fake.calls) - calls_before == out["api_calls"] <= 4  # list networks, list instances (paged)
+
+
+def test_a_run_after_a_crash_reuses_the_instance_configuration(config: Path, fake: FakeOci) -> None:
+    # The crashed run got as far as the instance configuration.
+    fake.polls_to_running = 10**6
+    crashed = run(config, fake, "--timeout", "0.05s")
+    assert crashed.exit_code == 1
+    assert "not RUNNING after" in crashed.output and "the next run resumes this network" in crashed.output
+    fake.cluster_networks.clear()
+    fake.tokens = {t: i for t, i in fake.tokens.items() if i in fake.instance_configurations}
+    fake.polls_to_running = 2
+    result = run(config, fake, "-o", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert not out["created_instance_configuration"] and out["created_cluster_network"]
+    assert len(fake.instance_configurations) == 1 and posts(fake, "/instanceConfigurations") == 1
+
+
+def test_a_run_after_a_crash_resumes_waiting_for_the_network(config: Path, fake: FakeOci) -> None:
+    fake.polls_to_running = 10**6
+    assert run(config, fake, "--timeout", "0.05s").exit_code == 1
+    fake.polls_to_running = 1
+    result = run(config, fake, "-o", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["state"] == "RUNNING" and not out["created_cluster_network"]
+    assert posts(fake, "/clusterNetworks") == 1
+
+
+def test_throttling_and_server_errors_are_retried(config: Path, fake: FakeOci) -> None:
+    fake.fail("POST", r".*/instanceConfigurations", 429, "TooManyRequests", "slow down")
+    fake.fail("GET", r".*/clusterNetworks/[^/]+", 500, "InternalServerError", "try again")
+    result = run(config, fake)
+    assert result.exit_code == 0, result.output
+    assert posts(fake, "/instanceConfigurations") == 2  # the 429, then the retry with the same token
+    assert len(fake.instance_configurations) == 1
+
+
+def test_out_of_capacity_names_shape_and_domain_and_cleans_up(config: Path, fake: FakeOci) -> None:
+    fake.fail("POST", r".*/clusterNetworks", 400, "LimitExceeded", "Out of host capacity.")
+    result = run(config, fake)
+    assert result.exit_code == 1
+    assert "OCI is out of host capacity for 2 x BM.GPU.H100.8 in Uocm:US-ASHBURN-AD-1" in result.output
+    assert "another availability domain, a capacity reservation, or fewer nodes" in result.output
+    assert "opc-request-id fake-" in result.output
+    assert "was deleted" in result.output and fake.instance_configurations == {}
+
+
+def test_out_of_capacity_as_a_server_error_after_retries(key: tuple[Path, Any, str], config: Path,
+                                                         fake: FakeOci) -> None:
+    fake.fail("POST", r".*/clusterNetworks", 500, "InternalError", "Out of host capacity.", times=100)
+    quick = oci.retry.RetryStrategyBuilder(max_attempts=3, retry_base_sleep_time_seconds=0.01,
+                                           retry_max_wait_between_calls_seconds=0.02).get_retry_strategy()
+    plan = ProvisionPlan(spec=NetworkSpec(name="llama", compartment_id=COMPARTMENT, availability_domain="AD-2",
+                                          subnet_id="s", image_id="i", shape="BM.GPU.H200.8", size=4,
+                                          release="llama", namespace="default"),
+                         auth=OciAuth(config_file=str(config), endpoint=fake.url), wait_nodes=False)
+    with pytest.raises(CapacityError, match="out of host capacity for 4 x BM.GPU.H200.8 in AD-2"):
+        provision(plan, env=HelmEnv(), poll_seconds=0.01, retry_strategy=quick)
+    assert posts(fake, "/clusterNetworks") == 3
+
+
+def test_slow_progress_is_reported_until_running(config: Path, fake: FakeOci) -> None:
+    fake.polls_to_running = 5
+    result = run(config, fake)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "cluster network PROVISIONING" in line]
+    assert len(lines) == 5
+    assert "1/2 instances running" in result.stderr
+
+
+def test_a_network_that_ends_terminated_is_an_error(config: Path, fake: FakeOci) -> None:
+    fake.add_network("llama", COMPARTMENT, tags=OURS, state="STOPPED")
+    result = run(config, fake)
+    assert result.exit_code == 1
+    assert "is STOPPED: expected RUNNING" in result.output
+
+
+def test_wrong_key_names_the_auth_mode_and_what_to_check(tmp_path: Path, fake: FakeOci) -> None:
+    other_key, _, fingerprint = make_key(tmp_path)
+    result = run(write_config(tmp_path, other_key, fingerprint), fake)
+    assert result.exit_code == 1
+    assert "OCI refused auth mode api_key: 401 NotAuthenticated" in result.output
+    assert "check user, fingerprint, key_file and tenancy" in result.output
+    assert fake.cluster_networks == {} and fake.instance_configurations == {}
+
+
+def test_missing_config_file_is_bad_input(tmp_path: Path, fake: FakeOci) -> None:
+    result = run(tmp_path / "nope", fake)
+    assert result.exit_code == 2
+    assert f"--oci-config {tmp_path / 'nope'}, profile [DEFAULT]: no such file" in result.output
+
+
+def test_missing_flags_are_named(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, args=["provision", "--preset", "h100", "--nodes", "2"])
+    assert result.exit_code == 2
+    assert "provision needs --name, --compartment, --availability-domain, --subnet, --image" in result.output
+
+
+def test_deprovision_touches_only_what_is_tagged_as_ours(config: Path, fake: FakeOci) -> None:
+    assert run(config, fake).exit_code == 0
+    foreign = fake.add_network("llama", COMPARTMENT, tags={})
+    other_release = fake.add_network("llama", COMPARTMENT, tags={**OURS, TAG_RELEASE: "other"})
+    [ours] = [i for i, n in fake.cluster_networks.items() if n["freeformTags"] == OURS]
+    args = ["deprovision", "--name", "llama", "--compartment", COMPARTMENT, "--poll-interval", "0.01"]
+
+    declined = run(config, fake, args=args, input="n\n")
+    assert declined.exit_code == 1 and "nothing terminated" in declined.output
+    assert ours in declined.output and foreign not in declined.output
+    assert fake.cluster_networks[ours]["lifecycleState"] == "RUNNING"
+
+    result = run(config, fake, "--yes", args=args)
+    assert result.exit_code == 0, result.output
+    assert "terminated 1 cluster network(s), deleted 1 instance configuration(s)" in result.output
+    assert fake.cluster_networks[ours]["lifecycleState"] == "TERMINATED"
+    assert fake.cluster_networks[foreign]["lifecycleState"] == "RUNNING"
+    assert fake.cluster_networks[other_release]["lifecycleState"] == "RUNNING"
+    assert fake.instance_configurations == {}
+    again = run(config, fake, "--yes", args=args)
+    assert again.exit_code == 0 and "nothing tagged as ours" in again.output
+
+
+def values_file(tmp_path: Path, fake: FakeOci, **cluster_network: Any) -> Path:
+    chart = generate(release="llama405b", preset="h100", output=tmp_path / "chart").path
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    values["clusterNetwork"].update(cluster_network)
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                       subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i", auth="apiKey")
+    plan = plan_from_values(path, release="llama405b", namespace="ml")
+    assert plan.spec.size == 2 and plan.spec.shape == "BM.GPU.H100.8" and plan.spec.name == "llama405b"
+    assert plan.node_label == ("helm-rdma.io/cluster-network", "llama405b")
+    assert plan.auth.mode == "api_key"
+    assert plan.auth.config_file == "/etc/oci/config"  # where the hook mounts the apiKey Secret
+    plan = plan._replace(auth=plan.auth._replace(config_file=str(config), endpoint=fake.url), wait_nodes=False)
+    result = provision(plan, env=HelmEnv(), poll_seconds=0.01)
+    assert result.network.state == "RUNNING"
+    [network] = fake.cluster_networks.values()
+    assert network["freeformTags"] == {TAG_RELEASE: "llama405b", TAG_NAMESPACE: "ml", TAG_NETWORK: "llama405b"}
+
+
+def test_from_values_names_a_missing_setting(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT)
+    result = run(config, fake, args=["provision", "--from-values", str(path), "--release", "llama405b"])
+    assert result.exit_code == 2
+    assert "clusterNetwork.availabilityDomain is empty: provisioning needs it" in result.output
+
+
+def node(name: str, *, ready: bool, label: str | None = "llama") -> dict[str, Any]:
+    labels = {"node.kubernetes.io/instance-type": "BM.GPU.H100.8"}
+    if label:
+        labels["helm-rdma.io/cluster-network"] = label
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_waits_for_the_network_nodes_to_be_ready(config: Path, fake: FakeOci, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = [node("gpu-1", ready=True), node("gpu-2", ready=True), node("cpu-1", ready=True, label=None)]
+    with Cluster(nodes, tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        result = run(config, fake, "-o", "json", wait_nodes=True)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["nodes_ready"] == 2
+    assert "nodes Ready 2/2 (2 seen)" in result.stderr
+
+
+def test_gives_up_when_the_nodes_never_turn_ready(config: Path, fake: FakeOci, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with Cluster([node("gpu-1", ready=True), node("gpu-2", ready=False)], tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        result = run(config, fake, "--node-timeout", "0.1s", wait_nodes=True)
+    assert result.exit_code == 1
+    assert "waiting for 2 Ready nodes with helm-rdma.io/cluster-network=llama failed: 1 Ready of 2" in result.output
