@@ -1,12 +1,179 @@
 {{/*
+Label selector of one kind of pod of the release: (dict "root" $ "components" (list "leader" "worker")).
+The serving pods' anti-affinity uses it so that test and preflight pods may share their nodes.
+*/}}
+{{- define "vllm-rdma.componentSelector" -}}
+matchLabels:
+  {{- include "vllm-rdma.selectorLabels" .root | nindent 2 }}
+matchExpressions:
+  - key: app.kubernetes.io/component
+    operator: In
+    values:
+      {{- toYaml .components | nindent 6 }}
+{{- end }}
+
+{{/*
+Where pods of the group's kind run, as pod spec fields: the RDMA network mode, the shape's nodes, the GPU taint, one
+pod per node among (dict "root" $ "components" ...), and a preference for one RDMA block.
+*/}}
+{{- define "vllm-rdma.placement" -}}
+{{- $v := .root.Values }}
+{{- if eq $v.rdma.mode "hostNetwork" }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
+nodeSelector:
+  node.kubernetes.io/instance-type: {{ $v.preset.shape | quote }}
+  {{- if $v.placement.clusterNetworkLabel.enabled }}
+  {{ $v.placement.clusterNetworkLabel.key }}: {{ $v.placement.clusterNetworkLabel.value | quote }}
+  {{- end }}
+  {{- with $v.placement.nodeSelector }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+tolerations:
+  - key: {{ $v.preset.gpuTaint | quote }}
+    operator: Exists
+    effect: NoSchedule
+  {{- with $v.placement.tolerations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          {{- include "vllm-rdma.componentSelector" . | nindent 10 }}
+  {{- if and $v.placement.rdmaLocality.enabled $v.placement.rdmaLocality.topologyKeys }}
+  podAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      {{- range $i, $key := $v.placement.rdmaLocality.topologyKeys }}
+      - weight: {{ max 1 (sub 100 (mul $i 30)) }}
+        podAffinityTerm:
+          topologyKey: {{ $key | quote }}
+          labelSelector:
+            {{- include "vllm-rdma.componentSelector" $ | nindent 12 }}
+      {{- end }}
+  {{- end }}
+{{- end }}
+
+{{/*
+The Multus annotation that attaches one rdma-vf network per VF (SR-IOV mode only).
+*/}}
+{{- define "vllm-rdma.sriovAnnotation" -}}
+{{- $v := .Values }}
+{{- if eq $v.rdma.mode "sriov" }}
+{{- $networks := list }}
+{{- range until (int $v.rdma.sriov.vfs) }}
+{{- $networks = append $networks $v.rdma.sriov.networkName }}
+{{- end }}
+k8s.v1.cni.cncf.io/networks: {{ join "," $networks | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment every GPU container of the group gets: pod identity, the TCP interface, and the NCCL settings.
+*/}}
+{{- define "vllm-rdma.ncclEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: VLLM_HOST_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: GLOO_SOCKET_IFNAME
+  value: {{ .Values.network.interface | quote }}
+{{- range $k, $val := (include "vllm-rdma.ncclSettings" . | fromYaml) }}
+- name: {{ $k }}
+  value: {{ $val | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Resources of a GPU container: every GPU of the node, and the VFs in SR-IOV mode (requests = limits).
+*/}}
+{{- define "vllm-rdma.gpuResources" -}}
+{{- $v := .Values }}
+requests:
+  cpu: {{ $v.resources.cpu | quote }}
+  memory: {{ $v.resources.memory | quote }}
+  {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
+  {{- if eq $v.rdma.mode "sriov" }}
+  {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
+  {{- end }}
+limits:
+  {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
+  {{- if eq $v.rdma.mode "sriov" }}
+  {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Security context of a container that registers memory with the RDMA NICs: IPC_LOCK, privileged only when asked.
+*/}}
+{{- define "vllm-rdma.rdmaSecurityContext" -}}
+{{- if .Values.rdma.privileged }}
+privileged: true
+{{- else }}
+capabilities:
+  add: ["IPC_LOCK"]
+{{- end }}
+{{- end }}
+
+{{/*
+Mounts of a GPU container: /dev/shm, the NCCL config file, the scripts, and /dev/infiniband in hostNetwork mode.
+*/}}
+{{- define "vllm-rdma.rdmaVolumeMounts" -}}
+- name: dshm
+  mountPath: /dev/shm
+- name: nccl-config
+  mountPath: {{ .Values.nccl.configFile }}
+  subPath: nccl.conf
+  readOnly: true
+- name: scripts
+  mountPath: /opt/helm-rdma
+{{- if eq .Values.rdma.mode "hostNetwork" }}
+- name: infiniband
+  mountPath: {{ .Values.rdma.devicePath }}
+{{- end }}
+{{- end }}
+
+{{/*
+The volumes behind vllm-rdma.rdmaVolumeMounts.
+*/}}
+{{- define "vllm-rdma.rdmaVolumes" -}}
+- name: dshm
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ .Values.resources.shmSize }}
+- name: nccl-config
+  configMap:
+    name: {{ include "vllm-rdma.fullname" . }}-nccl
+- name: scripts
+  configMap:
+    name: {{ include "vllm-rdma.fullname" . }}-scripts
+    defaultMode: 0555
+{{- if eq .Values.rdma.mode "hostNetwork" }}
+- name: infiniband
+  hostPath:
+    path: {{ .Values.rdma.devicePath | quote }}
+    type: Directory
+{{- end }}
+{{- end }}
+
+{{/*
 The pod template of one role of a group, shared by the LeaderWorkerSet and the StatefulSets.
 Call with (dict "root" $ "role" "leader"|"worker").
 */}}
 {{- define "vllm-rdma.podTemplate" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
-{{- $role := .role }}
-{{- $hostNetwork := eq $v.rdma.mode "hostNetwork" -}}
+{{- $role := .role -}}
 metadata:
   labels:
     {{- include "vllm-rdma.labels" $root | nindent 4 }}
@@ -16,12 +183,8 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ printf "%s%s" (include (print $root.Template.BasePath "/configmap-nccl.yaml") $root) (include (print $root.Template.BasePath "/configmap-scripts.yaml") $root) | sha256sum }}
-    {{- if not $hostNetwork }}
-    {{- $networks := list }}
-    {{- range until (int $v.rdma.sriov.vfs) }}
-    {{- $networks = append $networks $v.rdma.sriov.networkName }}
-    {{- end }}
-    k8s.v1.cni.cncf.io/networks: {{ join "," $networks | quote }}
+    {{- with include "vllm-rdma.sriovAnnotation" $root | trim }}
+    {{- . | nindent 4 }}
     {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
@@ -32,45 +195,8 @@ spec:
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $hostNetwork }}
-  hostNetwork: true
-  dnsPolicy: ClusterFirstWithHostNet
-  {{- end }}
   terminationGracePeriodSeconds: 60
-  nodeSelector:
-    node.kubernetes.io/instance-type: {{ $v.preset.shape | quote }}
-    {{- if $v.placement.clusterNetworkLabel.enabled }}
-    {{ $v.placement.clusterNetworkLabel.key }}: {{ $v.placement.clusterNetworkLabel.value | quote }}
-    {{- end }}
-    {{- with $v.placement.nodeSelector }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
-  tolerations:
-    - key: {{ $v.preset.gpuTaint | quote }}
-      operator: Exists
-      effect: NoSchedule
-    {{- with $v.placement.tolerations }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
-  affinity:
-    podAntiAffinity:
-      requiredDuringSchedulingIgnoredDuringExecution:
-        - topologyKey: kubernetes.io/hostname
-          labelSelector:
-            matchLabels:
-              {{- include "vllm-rdma.selectorLabels" $root | nindent 14 }}
-    {{- if and $v.placement.rdmaLocality.enabled $v.placement.rdmaLocality.topologyKeys }}
-    podAffinity:
-      preferredDuringSchedulingIgnoredDuringExecution:
-        {{- range $i, $key := $v.placement.rdmaLocality.topologyKeys }}
-        - weight: {{ max 1 (sub 100 (mul $i 30)) }}
-          podAffinityTerm:
-            topologyKey: {{ $key | quote }}
-            labelSelector:
-              matchLabels:
-                {{- include "vllm-rdma.selectorLabels" $root | nindent 16 }}
-        {{- end }}
-    {{- end }}
+  {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
   {{- if eq $v.model.storage.type "download" }}
   initContainers:
     - name: download-model
@@ -134,29 +260,12 @@ spec:
         - name: HELM_RDMA_RAY_JOIN_TIMEOUT
           value: {{ $v.distributed.ray.joinTimeoutSeconds | quote }}
         {{- end }}
-        - name: POD_NAME
-          valueFrom:
-            fieldRef:
-              fieldPath: metadata.name
-        - name: POD_NAMESPACE
-          valueFrom:
-            fieldRef:
-              fieldPath: metadata.namespace
-        - name: VLLM_HOST_IP
-          valueFrom:
-            fieldRef:
-              fieldPath: status.podIP
-        - name: GLOO_SOCKET_IFNAME
-          value: {{ $v.network.interface | quote }}
         - name: HF_HOME
           value: {{ printf "%s/hf" $v.model.storage.mountPath | quote }}
         {{- with include "vllm-rdma.hfTokenEnv" $root }}
         {{- . | nindent 8 }}
         {{- end }}
-        {{- range $k, $val := (include "vllm-rdma.ncclSettings" $root | fromYaml) }}
-        - name: {{ $k }}
-          value: {{ $val | quote }}
-        {{- end }}
+        {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 8 }}
         {{- with $v.vllm.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -196,52 +305,15 @@ spec:
         failureThreshold: 3
       {{- end }}
       resources:
-        requests:
-          cpu: {{ $v.resources.cpu | quote }}
-          memory: {{ $v.resources.memory | quote }}
-          {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
-          {{- if not $hostNetwork }}
-          {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
-          {{- end }}
-        limits:
-          {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
-          {{- if not $hostNetwork }}
-          {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
-          {{- end }}
+        {{- include "vllm-rdma.gpuResources" $root | trim | nindent 8 }}
       securityContext:
-        {{- if $v.rdma.privileged }}
-        privileged: true
-        {{- else }}
-        capabilities:
-          add: ["IPC_LOCK"]
-        {{- end }}
+        {{- include "vllm-rdma.rdmaSecurityContext" $root | trim | nindent 8 }}
       volumeMounts:
-        - name: dshm
-          mountPath: /dev/shm
-        - name: nccl-config
-          mountPath: {{ $v.nccl.configFile }}
-          subPath: nccl.conf
-          readOnly: true
-        - name: scripts
-          mountPath: /opt/helm-rdma
+        {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 8 }}
         - name: model
           mountPath: {{ $v.model.storage.mountPath | quote }}
-        {{- if $hostNetwork }}
-        - name: infiniband
-          mountPath: {{ $v.rdma.devicePath }}
-        {{- end }}
   volumes:
-    - name: dshm
-      emptyDir:
-        medium: Memory
-        sizeLimit: {{ $v.resources.shmSize }}
-    - name: nccl-config
-      configMap:
-        name: {{ include "vllm-rdma.fullname" $root }}-nccl
-    - name: scripts
-      configMap:
-        name: {{ include "vllm-rdma.fullname" $root }}-scripts
-        defaultMode: 0555
+    {{- include "vllm-rdma.rdmaVolumes" $root | trim | nindent 4 }}
     - name: model
       {{- if eq $v.model.storage.type "hostPath" }}
       hostPath:
@@ -254,12 +326,6 @@ spec:
       emptyDir:
         sizeLimit: {{ $v.model.storage.sizeLimit }}
       {{- end }}
-    {{- if $hostNetwork }}
-    - name: infiniband
-      hostPath:
-        path: {{ $v.rdma.devicePath | quote }}
-        type: Directory
-    {{- end }}
 {{- end }}
 
 {{/*
