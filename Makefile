@@ -26,7 +26,7 @@ demo: setup
 	helm-rdma plan llama405b --preset gpu4
 
 test: setup
-	$(BIN)/ruff check generator tests bench
+	$(BIN)/ruff check generator tests bench charts/vllm-rdma/files
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -26,7 +26,7 @@ class Cluster:
         self._stop = asyncio.Event()
         async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
             for obj in self.objects:
-                resource = "v1/pods" if obj["kind"] == "Pod" else "v1/nodes"
+                resource = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps"}[obj["kind"]]
                 k8s.objects[resource, obj["metadata"].get("namespace"), obj["metadata"]["name"]] = obj
             self.kubeconfig.write_text(yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
@@ -34,8 +34,13 @@ class Cluster:
                 "users": [{"name": "u", "user": {"token": "t"}}],
                 "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": "ml"}}],
             }))
+            self._k8s = k8s
             self._ready.set()
             await self._stop.wait()
+
+    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """An object as the emulator holds it now."""
+        return dict(self._k8s.objects[resource, namespace, name].raw)
 
     def __enter__(self) -> Cluster:
         self._thread.start()

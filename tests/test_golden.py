@@ -91,9 +91,10 @@ def test_optional_parts_match_golden_on_both_helms_and_validate(name: str, monke
         job = hooks["llama405b-vllm-rdma-provision"]
         assert job["helm.sh/hook"] == "pre-install,pre-upgrade"
         weights = {n: int(a["helm.sh/hook-weight"]) for n, a in hooks.items()}
-        # the account, its RBAC and the values come before the Job that uses them
-        assert max(w for n, w in weights.items() if not n.endswith(("-provision", "-deprovision"))) < weights[
-            "llama405b-vllm-rdma-provision"]
+        provision = weights["llama405b-vllm-rdma-provision"]
+        # the provisioner's account, RBAC and values come before its Job; the preflight comes after it
+        assert max(w for n, w in weights.items() if n.endswith("provisioner")) < provision
+        assert weights["llama405b-vllm-rdma-preflight"] > provision
         assert ("llama405b-vllm-rdma-deprovision" in hooks) == ("delete-on-uninstall" in name)
 
 

@@ -56,6 +56,7 @@ def preset_values(preset: Preset, *, release: str) -> dict[str, Any]:
         "network": {"interface": raw["network"]["interface"]},
         "placement": {"clusterNetworkLabel": {"value": release}},
         "resources": {"cpu": raw["pod"]["cpu"], "memory": raw["pod"]["memory"], "shmSize": raw["pod"]["shmSize"]},
+        "verify": {"preflight": {"thresholdGBps": raw["busBandwidth"]["thresholdGBps"]}},
     }
 
 
@@ -91,6 +92,7 @@ def preset_notes(preset: Preset) -> dict[str, str]:
                          ("rdmaNics", "rdma"), ("rdmaNicGbps", "rdma"),
                          ("busBandwidthExpectedGBps", "busBandwidth"), ("busBandwidthThresholdGBps", "busBandwidth")):
         notes[f"preset.{key}"] = f"Source: {preset.source(raw[section]['source'])}"
+    notes["verify.preflight.thresholdGBps"] = f"Source: {preset.source(raw['busBandwidth']['source'])}"
     notes["resources.shmSize"] = f"Source: {preset.source(raw['pod']['source'])}"
     notes["network.interface"] = f"Source: {preset.source(raw['network']['source'])}"
     notes["image.tag"] = f"Source: {preset.source(raw['image']['source'])}"

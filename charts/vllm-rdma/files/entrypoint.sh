@@ -3,7 +3,7 @@
 #
 # The container's arguments are the `vllm serve` arguments common to every pod; this script adds what the pod's
 # role needs. Settings come from the environment (set by the chart):
-#   HELM_RDMA_ROLE          leader | worker | download
+#   HELM_RDMA_ROLE          leader | worker | download | preflight
 #   HELM_RDMA_BACKEND       native | ray
 #   HELM_RDMA_WORKLOAD      LeaderWorkerSet | StatefulSet
 #   HELM_RDMA_NNODES        nodes in one group
@@ -99,6 +99,23 @@ ray_nodes_alive() {
 if [ "$role" = download ]; then
   download_model
   exit 0
+fi
+
+if [ "$role" = preflight ]; then
+  # One pod per node of an Indexed Job; pod 0 hosts torchrun's rendezvous, the others find it by DNS.
+  nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}
+  rank=${JOB_COMPLETION_INDEX:?JOB_COMPLETION_INDEX is not set: the preflight runs as an Indexed Job}
+  host_ip=${VLLM_HOST_IP:?VLLM_HOST_IP is not set}
+  if [ "$rank" -eq 0 ]; then
+    master=$host_ip
+  else
+    leader="${HELM_RDMA_PREFLIGHT_JOB:?}-0.${HELM_RDMA_PREFLIGHT_SERVICE:?}.${POD_NAMESPACE:?}.svc"
+    wait_for_leader
+    master=$leader_ip
+  fi
+  log "preflight: node $rank of $nnodes, ${HELM_RDMA_GPUS_PER_NODE:?} GPUs each, rendezvous $master:${HELM_RDMA_MASTER_PORT:?}"
+  exec torchrun --nnodes "$nnodes" --nproc-per-node "$HELM_RDMA_GPUS_PER_NODE" --node-rank "$rank" \
+    --master-addr "$master" --master-port "$HELM_RDMA_MASTER_PORT" /opt/helm-rdma/nccl_allreduce.py "$@"
 fi
 
 nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}

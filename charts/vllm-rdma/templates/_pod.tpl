@@ -144,24 +144,27 @@ Mounts of a GPU container: /dev/shm, the NCCL config file, the scripts, and /dev
 {{- end }}
 
 {{/*
-The volumes behind vllm-rdma.rdmaVolumeMounts.
+The volumes behind vllm-rdma.rdmaVolumeMounts: (dict "root" $ "configMap" NAME-OR-EMPTY). The release's own nccl and
+scripts ConfigMaps by default; a hook (which runs before those exist) names its own ConfigMap holding both.
 */}}
 {{- define "vllm-rdma.rdmaVolumes" -}}
+{{- $root := .root }}
+{{- $fullname := include "vllm-rdma.fullname" $root -}}
 - name: dshm
   emptyDir:
     medium: Memory
-    sizeLimit: {{ .Values.resources.shmSize }}
+    sizeLimit: {{ $root.Values.resources.shmSize }}
 - name: nccl-config
   configMap:
-    name: {{ include "vllm-rdma.fullname" . }}-nccl
+    name: {{ default (printf "%s-nccl" $fullname) .configMap }}
 - name: scripts
   configMap:
-    name: {{ include "vllm-rdma.fullname" . }}-scripts
+    name: {{ default (printf "%s-scripts" $fullname) .configMap }}
     defaultMode: 0555
-{{- if eq .Values.rdma.mode "hostNetwork" }}
+{{- if eq $root.Values.rdma.mode "hostNetwork" }}
 - name: infiniband
   hostPath:
-    path: {{ .Values.rdma.devicePath | quote }}
+    path: {{ $root.Values.rdma.devicePath | quote }}
     type: Directory
 {{- end }}
 {{- end }}
@@ -313,7 +316,7 @@ spec:
         - name: model
           mountPath: {{ $v.model.storage.mountPath | quote }}
   volumes:
-    {{- include "vllm-rdma.rdmaVolumes" $root | trim | nindent 4 }}
+    {{- include "vllm-rdma.rdmaVolumes" (dict "root" $root "configMap" "") | trim | nindent 4 }}
     - name: model
       {{- if eq $v.model.storage.type "hostPath" }}
       hostPath:
