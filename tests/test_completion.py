@@ -9,8 +9,9 @@ PRESETS = ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
 
 
 @pytest.mark.parametrize(("words", "expected"), [
-    ([""], ["install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall"]),
-    (["pr"], ["presets"]),
+    ([""], ["install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall", "verify",
+            "doctor", "provision", "deprovision"]),
+    (["pr"], ["presets", "provision"]),
     (["template", "--preset", ""], PRESETS),
     (["install", "-p", "h"], ["h100", "h200"]),
     (["generate", "--model", "q"], ["qwen3-235b"]),

@@ -47,6 +47,7 @@ def test_preset_matches_the_published_facts(name: str) -> None:
     preset = load_preset(name)
     assert "=" + ",".join(preset.hcas) == HCAS[name]
     assert not FRONT_END[name] & set(preset.hcas)
+    assert set(preset.front_end_nics) == FRONT_END[name]
     assert preset.line_rate_gbps == LINE_RATE_GBPS[name]
     assert preset.raw["busBandwidth"]["thresholdGBps"] == THRESHOLD[name]
     settings = {s.name: s.value for s in preset.nccl_settings}

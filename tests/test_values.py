@@ -77,6 +77,7 @@ def test_values_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     ("t[1].key=k", {"t": [{}, {"key": "k"}]}),
     ("args={--a,--b}", {"args": ["--a", "--b"]}),
     ("s=", {"s": ""}),
+    (r"h==a\,b,c=1", {"h": "=a,b", "c": 1}),
 ])
 def test_set_parses_like_helm(argument: str, expected: dict) -> None:
     assert parse_set(argument) == expected

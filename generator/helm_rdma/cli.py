@@ -195,6 +195,24 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
     sys.stdout.write(result.output)
 
 
+@main.command()
+@click.argument("release", required=False)
+@_chart_options
+def doctor(release: str | None, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
+           value_files: tuple[Path, ...], set_values: tuple[str, ...]) -> None:
+    """Check values before anything is applied: NCCL look-alikes, device lists, TP x PP, backend and image, host
+    ports, the model's token. Exit 1 on errors, 0 with warnings only. RELEASE names the model as for install."""
+    from .commands.doctor import doctor as run
+
+    result = run(release=release or (model or "llama405b"), preset=preset, model=model, nodes=nodes,
+                 max_model_len=max_model_len, value_files=value_files, set_values=set_values)
+    for finding in result.findings:
+        click.echo(finding.line())
+    click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")
+    if result.errors:
+        sys.exit(1)
+
+
 class Duration(click.ParamType):  # type: ignore[type-arg]
     """A duration like helm's: 90m, 2h, 1h30m, 45s (a bare number is seconds)."""
 
@@ -362,6 +380,23 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
         click.echo(f"terminated {len(result.removed.terminated_networks)} cluster network(s), deleted "
                    f"{len(result.removed.deleted_instance_configurations)} instance configuration(s) "
                    f"in {result.removed.api_calls} OCI API calls")
+
+
+@main.command()
+@click.argument("release")
+@_namespace_option
+@click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
+def verify(release: str, namespace: str | None, timeout: str) -> None:
+    """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and the preflight's
+    all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
+    from .commands.verify import verify as run
+
+    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout)
+    marks = {True: "PASS", False: "FAIL", None: "    "}
+    for check in result.checks:
+        click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
+    if not result.passed:
+        sys.exit(1)
 
 
 @main.command("complete-words", hidden=True)

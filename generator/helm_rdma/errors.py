@@ -196,3 +196,12 @@ class ClusterNetworkFailedError(RuntimeFailure):
 
     def __init__(self, *, name: str, network_id: str, state: str, detail: str) -> None:
         super().__init__(f"cluster network {name} ({network_id}) is {state}: {detail}")
+
+
+class ValuesCheckError(InputError):
+    """Values that helm-rdma's checks (the same as `helm-rdma doctor`) reject before anything is applied."""
+
+    def __init__(self, *, lines: Sequence[str]) -> None:
+        listed = "\n".join(f"  {line}" for line in lines)
+        super().__init__(f"the values fail helm-rdma's checks:\n{listed}\n(`helm-rdma doctor` with the same "
+                         "flags prints every finding)")

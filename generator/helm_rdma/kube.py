@@ -131,6 +131,31 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
     return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
 
 
+def read_configmap(*, name: str, env: HelmEnv) -> dict[str, str] | None:
+    """The data of ConfigMap ``name`` in the release's namespace, or None when there is none.
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+    from kubernetes.config.config_exception import ConfigException
+
+    api_client = _api_client(env)
+    try:
+        namespace = env.namespace or _context_namespace(env)
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    try:
+        found = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise ClusterError(action=f"reading ConfigMap {name} in {namespace}", reason=f"HTTP {exc.status}") from None
+    except Exception as exc:
+        raise ClusterError(action=f"reading ConfigMap {name} in {namespace}", reason=str(exc)) from None
+    return dict(found.data or {})
+
+
 def _context_namespace(env: HelmEnv) -> str:
     from kubernetes import config
 

@@ -88,7 +88,8 @@ def parse_set(argument: str) -> dict[str, Any]:
 
     ``a.b=1`` gives ``{"a": {"b": 1}}``; values are read as YAML scalars (``true``, ``3``, ``null``), ``\\.`` escapes a
     dot inside a key (``placement.nodeSelector.node\\.kubernetes\\.io/x=y``), ``k[0]=v`` sets a list item, and
-    ``{a,b}`` gives a list of strings. Several assignments may be joined with commas outside braces.
+    ``{a,b}`` gives a list of strings. Several assignments may be joined with commas outside braces; ``\\,`` is a
+    comma inside a value.
 
     Raises:
         SetSyntaxError: The argument is not KEY=VALUE.
@@ -110,8 +111,15 @@ def parse_set(argument: str) -> dict[str, Any]:
 
 
 def _split_assignments(argument: str) -> list[str]:
-    out, current, depth = [], "", 0
+    out, current, depth, escaped = [], "", 0, False
     for char in argument:
+        if escaped:  # "\," is a literal comma, as in helm; other escapes (such as "\." in keys) stay as they are
+            current += char if char == "," else "\\" + char
+            escaped = False
+            continue
+        if char == "\\":
+            escaped = True
+            continue
         if char == "{":
             depth += 1
         elif char == "}":

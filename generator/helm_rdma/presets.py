@@ -51,6 +51,10 @@ class Preset(NamedTuple):
         return list(self.raw["rdma"]["hcas"])
 
     @property
+    def front_end_nics(self) -> list[str]:
+        return list(self.raw["rdma"]["frontEndNics"])
+
+    @property
     def line_rate_gbps(self) -> int:
         """Total RDMA line rate of one node in Gb/s."""
         return int(self.raw["rdma"]["nics"]) * int(self.raw["rdma"]["nicGbps"])
@@ -113,6 +117,9 @@ def _cross_checks(data: dict[str, Any], path: Path) -> list[str]:
             problems.append(f'{key}: "{ref}" is not a key of sources ({", ".join(sorted(sources))})')
     if "NCCL_IB_HCA" in data["nccl"]["settings"]:
         problems.append("nccl.settings.NCCL_IB_HCA: list the devices under rdma.hcas instead; it is derived from them")
+    overlap = set(data["rdma"]["hcas"]) & set(data["rdma"]["frontEndNics"])
+    if overlap:
+        problems.append(f"rdma.hcas: {', '.join(sorted(overlap))} are listed as front-end NICs too")
     if data["gpu"]["vendor"] == "amd" and data["nccl"]["configFile"] != "/etc/rccl.conf":
         problems.append("nccl.configFile: AMD presets use /etc/rccl.conf")
     return problems

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..chart import write_chart
+from ..doctor import require_clean
 from ..helm import find_helm, helm_major_version, run_chart_command
 from ..helmenv import HelmEnv
 from ..planner import Plan
@@ -73,6 +74,8 @@ def deploy(
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
                        set_values=set_values, nodes=nodes, max_model_len=max_model_len, flag_values=flag_values,
                        validate=False)
+    warnings = require_clean(resolved)
+    notice = "\n".join(filter(None, [resolved.model_note, *warnings])) or None
     if timeout is None:
         timeout = default_timeout(resolved.values)
     helm = find_helm()
@@ -83,7 +86,7 @@ def deploy(
             args = ["template", release, str(chart), *env.global_flags(), *helm_args]
             result = run_chart_command(args, helm=helm, explain=lambda: check_values(resolved))
         return DeployResult(output=result.stdout, command=result.command, chart=None, plan=resolved.plan,
-                            notice=resolved.model_note)
+                            notice=notice)
 
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=cache.parent))
@@ -102,4 +105,4 @@ def deploy(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return DeployResult(output=result.stdout, command=result.command, chart=cache, plan=resolved.plan,
-                        notice=resolved.model_note)
+                        notice=notice)

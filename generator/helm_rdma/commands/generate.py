@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..chart import write_chart
+from ..doctor import require_clean
 from ..planner import Plan
 from ..values import resolve
 
@@ -31,8 +32,11 @@ def generate(
     set_values: tuple[str, ...] = (),
     force: bool = False,
 ) -> GenerateResult:
-    """Resolve the values and write the chart into ``output`` atomically (nothing is written on error)."""
+    """Resolve and check the values (stopping on errors, as `doctor` reports them), then write the chart into
+    ``output`` atomically (nothing is written on error)."""
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
                        set_values=set_values, nodes=nodes, max_model_len=max_model_len)
+    warnings = require_clean(resolved)
     written = write_chart(resolved, output=output, force=force)
-    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=resolved.model_note)
+    notice = "\n".join(filter(None, [resolved.model_note, *warnings])) or None
+    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice)

@@ -1,0 +1,173 @@
+"""Checks of resolved values before anything is applied: settings NCCL does not read, device lists, parallelism,
+backend and image, host ports, and the model's token. Each finding names the key and the fix."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+from .errors import ValuesCheckError
+from .values import Resolved
+
+# Variables named like NCCL's that NCCL does not read (see FACTS: NCCL environment variables).
+NOT_NCCL = {
+    "NCCL_TIMEOUT": ("is not an NCCL variable: NCCL's verbs timeout is NCCL_IB_TIMEOUT (the preset sets it), and "
+                     "collective timeouts belong to PyTorch and vLLM", "remove it"),
+    "NCCL_ASYNC_ERROR_HANDLING": ("is PyTorch's old name, which current PyTorch no longer reads",
+                                  "rename it TORCH_NCCL_ASYNC_ERROR_HANDLING (under vllm.extraEnv)"),
+    "NCCL_BLOCKING_WAIT": ("is PyTorch's old name, which current PyTorch no longer reads",
+                           "rename it TORCH_NCCL_BLOCKING_WAIT (under vllm.extraEnv)"),
+    "NCCL_SHM_USE_CUDA_MEMCPY": ("was removed in NCCL 2.30.7 (it existed from 2.13.4) and never had to do with huge "
+                                 "pages or RDMA", "remove it"),
+}
+# Ports that services of an OKE node listen on: a hostNetwork pod cannot bind them.
+NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10248: "the kubelet health check",
+              10249: "kube-proxy metrics", 10250: "the kubelet", 10255: "the kubelet read-only port",
+              10256: "kube-proxy health"}
+LAST_STOCK_RAY = (0, 17, 1)
+
+
+class Finding(NamedTuple):
+    """One problem (error) or doubt (warning) about the values."""
+
+    severity: str
+    key: str
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.severity:<7} {self.key}: {self.message}; fix: {self.fix}"
+
+
+def diagnose(resolved: Resolved) -> list[Finding]:
+    """Every finding about ``resolved``'s values, errors first."""
+    v = resolved.values
+    found = _env_names(v) + _hca_list(v, resolved) + _parallelism(v) + _ray_image(v) + _ports(v) + _token(v)
+    found += _debug(v)
+    return sorted(found, key=lambda f: (f.severity != "error", f.key))
+
+
+def _env_names(v: dict[str, Any]) -> list[Finding]:
+    places = [(f"nccl.settings.{k}", k) for k in v["nccl"]["settings"]]
+    places += [(f"vllm.extraEnv[{i}].name", e.get("name", "")) for i, e in enumerate(v["vllm"]["extraEnv"])]
+    return [Finding("error", key, f"{name} {NOT_NCCL[name][0]}", NOT_NCCL[name][1])
+            for key, name in places if name in NOT_NCCL]
+
+
+def _hca_list(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
+    if v["rdma"]["mode"] != "hostNetwork":
+        return []
+    key = "nccl.settings.NCCL_IB_HCA"
+    raw = str(v["nccl"]["settings"].get("NCCL_IB_HCA", ""))
+    preset = resolved.preset
+    if not raw:
+        return [Finding("error", key, "is not set, so NCCL may use any NIC, the front-end ones included",
+                        f"set it to the preset's list, ={','.join(preset.hcas)}")]
+    exact, exclude = raw.startswith("="), raw.startswith("^")
+    names = [part.split(":")[0] for part in raw.lstrip("=^").split(",") if part]
+    found = []
+    if exclude:
+        return [Finding("warning", key, "excludes devices (^), so NCCL may use every other NIC, new ones included",
+                        f"list the RDMA NICs exactly: ={','.join(preset.hcas)}")]
+    front = sorted(set(names) & set(preset.front_end_nics), key=_device_order)
+    if not exact:
+        prefixed = sorted({d for d in preset.hcas + preset.front_end_nics for n in names
+                           if d != n and d.startswith(n)}, key=_device_order)
+        if prefixed:
+            front += [d for d in prefixed if d in preset.front_end_nics and d not in front]
+            found.append(Finding("warning", key, f"has no leading '=', so NCCL treats each name as a prefix "
+                                 f"({', '.join(prefixed)} match too)", "start the list with '='"))
+    if front:
+        found.append(Finding("error", key, f"selects front-end NIC(s) {', '.join(front)} of {preset.shape}",
+                             f"use the preset's list, ={','.join(preset.hcas)}"))
+    missing = sorted(set(preset.hcas) - set(names), key=_device_order)
+    extra = sorted(set(names) - set(preset.hcas) - set(front), key=_device_order)
+    if missing or extra:
+        detail = "; ".join(p for p in (f"missing {', '.join(missing)}" if missing else "",
+                                       f"extra {', '.join(extra)}" if extra else "") if p)
+        found.append(Finding("warning", key, f"differs from the {preset.name} preset's RDMA NICs ({detail})",
+                             "check the names with `rdma link` on a node (they can change with the node image), "
+                             "or drop the override"))
+    return found
+
+
+def _device_order(name: str) -> int:
+    return int(name.split("_")[1]) if "_" in name and name.split("_")[1].isdigit() else 0
+
+
+def _parallelism(v: dict[str, Any]) -> list[Finding]:
+    tp, pp = v["vllm"]["tensorParallelSize"], v["vllm"]["pipelineParallelSize"]
+    gpus = v["nodes"] * v["preset"]["gpusPerNode"]
+    if tp * pp == gpus:
+        return []
+    return [Finding("error", "vllm.tensorParallelSize", f"TP {tp} x PP {pp} = {tp * pp}, but a group has {gpus} GPUs "
+                    f"({v['nodes']} nodes x {v['preset']['gpusPerNode']})",
+                    f"set vllm.tensorParallelSize={v['preset']['gpusPerNode']} and "
+                    f"vllm.pipelineParallelSize={v['nodes']}, or change nodes")]
+
+
+def _ray_image(v: dict[str, Any]) -> list[Finding]:
+    if v["distributed"]["backend"] != "ray":
+        return []
+    repo, tag = v["image"]["repository"], v["image"]["tag"]
+    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", tag)
+    if repo.removeprefix("docker.io/") != "vllm/vllm-openai" or not match:
+        return []
+    if tuple(int(x) for x in match.groups()) <= LAST_STOCK_RAY:
+        return []
+    return [Finding("error", "distributed.backend", f"is ray, but the stock image {repo}:{tag} ships no Ray "
+                    "(stock vLLM images dropped it from v0.18)",
+                    "set image.tag=v0.17.1, use an image with Ray, or set distributed.backend=native")]
+
+
+def _ports(v: dict[str, Any]) -> list[Finding]:
+    if v["rdma"]["mode"] != "hostNetwork":
+        return []
+    ports = {"vllm.port": v["vllm"]["port"], "distributed.masterPort": v["distributed"]["masterPort"]}
+    if v["distributed"]["backend"] == "ray":
+        ray = v["distributed"]["ray"]
+        ports.update({"distributed.ray.port": ray["port"], "distributed.ray.dashboardPort": ray["dashboardPort"],
+                      "distributed.ray.clientPort": ray["clientPort"]})
+    found = []
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            found.append(Finding("error", key, f"port {port} is also {seen[port]}, and under hostNetwork both bind "
+                                 "on the node", "choose distinct ports"))
+        seen.setdefault(port, key)
+        if port in NODE_PORTS:
+            found.append(Finding("error", key, f"port {port} is taken on the node by {NODE_PORTS[port]} (hostNetwork)",
+                                 "choose another port"))
+    return found
+
+
+def _token(v: dict[str, Any]) -> list[Finding]:
+    model = v["model"]
+    if not model["gated"] or model["hfTokenSecret"]["name"]:
+        return []
+    downloads = model["storage"]["type"] == "download"
+    return [Finding("error" if downloads else "warning", "model.hfTokenSecret.name",
+                    f"{model['name']} is gated and no Hugging Face token Secret is named"
+                    + ("" if downloads else ", so the download fails unless the weights are already in the cache"),
+                    "kubectl create secret generic hf-token --from-literal=token=hf_..., then set "
+                    "model.hfTokenSecret.name=hf-token")]
+
+
+def _debug(v: dict[str, Any]) -> list[Finding]:
+    if v["nccl"]["debug"] in ("INFO", "TRACE"):
+        return []
+    return [Finding("warning", "nccl.debug", "NCCL will not log which transport it uses, so a fallback from RDMA "
+                    "to TCP sockets goes unseen in the pods' logs", "set nccl.debug=INFO")]
+
+
+def require_clean(resolved: Resolved) -> list[str]:
+    """For install, upgrade and generate: raise on errors, return the warnings' lines.
+
+    Raises:
+        ValuesCheckError: Any finding is an error.
+    """
+    findings = diagnose(resolved)
+    errors = [f.line() for f in findings if f.severity == "error"]
+    if errors:
+        raise ValuesCheckError(lines=errors)
+    return [f.line() for f in findings]

@@ -1,0 +1,104 @@
+"""`helm-rdma doctor` and the same checks run by install, upgrade and generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helm_rdma.cli import main
+from helm_rdma.doctor import diagnose
+from helm_rdma.presets import preset_names
+from helm_rdma.values import resolve
+
+TOKEN = "model.hfTokenSecret.name=hf-token"
+
+
+def doctor(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["doctor", *args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_a_clean_presets_values_pass_with_no_warnings(preset: str) -> None:
+    code, out = doctor("llama405b", "--preset", preset, "--set", TOKEN)
+    assert (code, out) == (0, "0 error(s), 0 warning(s)\n")
+
+
+def test_nccl_timeout_in_a_values_file_is_an_error(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text('nccl:\n  settings:\n    NCCL_TIMEOUT: "1800"\n')
+    code, out = doctor("--preset", "h100", "-f", str(values), "--set", TOKEN)
+    assert code == 1
+    assert "error   nccl.settings.NCCL_TIMEOUT: NCCL_TIMEOUT is not an NCCL variable" in out
+    assert "NCCL's verbs timeout is NCCL_IB_TIMEOUT" in out and "fix: remove it" in out
+
+
+@pytest.mark.parametrize(("setting", "message", "fix"), [
+    ("vllm.extraEnv[0].name=NCCL_ASYNC_ERROR_HANDLING,vllm.extraEnv[0].value=x",
+     "vllm.extraEnv[0].name: NCCL_ASYNC_ERROR_HANDLING is PyTorch's old name", "TORCH_NCCL_ASYNC_ERROR_HANDLING"),
+    ("nccl.settings.NCCL_BLOCKING_WAIT=1", "nccl.settings.NCCL_BLOCKING_WAIT: NCCL_BLOCKING_WAIT is PyTorch's old name",
+     "TORCH_NCCL_BLOCKING_WAIT"),
+    ("nccl.settings.NCCL_SHM_USE_CUDA_MEMCPY=1", "was removed in NCCL 2.30.7", "remove it"),
+    ("nccl.settings.NCCL_IB_HCA==mlx5_0\\,mlx5_2", "selects front-end NIC(s) mlx5_2 of BM.GPU.H100.8",
+     "=mlx5_0,mlx5_1,mlx5_3"),
+    ("vllm.pipelineParallelSize=3", "TP 8 x PP 3 = 24, but a group has 16 GPUs", "vllm.pipelineParallelSize=2"),
+    ("distributed.backend=ray", "the stock image vllm/vllm-openai:v0.33.0 ships no Ray", "image.tag=v0.17.1"),
+    ("vllm.port=29500", "distributed.masterPort: port 29500 is also vllm.port", "choose distinct ports"),
+    ("distributed.masterPort=10250", "port 10250 is taken on the node by the kubelet", "choose another port"),
+    ("model.storage.type=download", "is gated and no Hugging Face token Secret is named", "model.hfTokenSecret.name"),
+])
+def test_each_bad_setting_is_an_error_with_its_fix(setting: str, message: str, fix: str) -> None:
+    args = ["--preset", "h100", "--set", setting]
+    if "hfTokenSecret" not in fix:
+        args += ["--set", TOKEN]
+    code, out = doctor(*args)
+    assert code == 1, out
+    line = next(line for line in out.splitlines() if message in line)
+    assert line.startswith("error") and fix in line.split("; fix: ", 1)[1]
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("nccl.settings.NCCL_IB_HCA==mlx5_0\\,mlx5_1", "differs from the h100 preset's RDMA NICs (missing mlx5_3"),
+    ("nccl.settings.NCCL_IB_HCA=^mlx5_2", "excludes devices (^)"),
+    ("nccl.debug=WARN", "NCCL will not log which transport it uses"),
+    ("model.storage.type=hostPath,model.hfTokenSecret.name=", "unless the weights are already in the cache"),
+])
+def test_doubtful_settings_are_warnings_and_exit_0(setting: str, message: str) -> None:
+    args = ["--preset", "h100", "--set", setting]
+    if "hfTokenSecret" not in setting:
+        args += ["--set", TOKEN]
+    code, out = doctor(*args)
+    assert code == 0, out
+    assert any(line.startswith("warning") and message in line for line in out.splitlines()), out
+
+
+def test_a_hca_list_without_equals_matches_front_end_nics_by_prefix() -> None:
+    code, out = doctor("--preset", "h100", "--set", "nccl.settings.NCCL_IB_HCA=mlx5_1", "--set", TOKEN)
+    assert code == 1
+    assert "NCCL treats each name as a prefix (mlx5_10, mlx5_11" in out
+    assert "selects front-end NIC(s) mlx5_11" in out
+
+
+def test_schema_problems_and_too_few_nodes_are_reported_as_errors() -> None:
+    code, out = doctor("--preset", "h100", "--set", "rdma.mode=ib")
+    assert code == 1 and "error   rdma.mode: 'ib' is not one of 'hostNetwork', 'sriov'" in out
+    code, out = doctor("--preset", "h100", "--nodes", "1")
+    assert code == 1 and "needs at least 2 node(s)" in out
+
+
+def test_generate_stops_on_errors_and_prints_warnings(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--set", "nccl.settings.NCCL_TIMEOUT=60",
+                               "-o", str(tmp_path / "a")])
+    assert bad.exit_code == 2 and "NCCL_TIMEOUT is not an NCCL variable" in bad.output
+    assert not (tmp_path / "a").exists()
+    ok = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "b")])
+    assert ok.exit_code == 0 and "warning model.hfTokenSecret.name" in ok.stderr
+
+
+def test_sriov_mode_does_not_judge_the_host_device_list() -> None:
+    resolved = resolve(release="llama405b", preset="h100",
+                       set_values=("rdma.mode=sriov", "nccl.settings.NCCL_IB_HCA=mlx5", TOKEN))
+    assert diagnose(resolved) == []
