@@ -11,6 +11,10 @@ from typing import Any
 import kmock
 import yaml
 
+LWS = "leaderworkerset.x-k8s.io/v1/leaderworkersets"
+RESOURCES = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps", "StatefulSet": "apps/v1/statefulsets",
+             "LeaderWorkerSet": LWS}
+
 
 class Cluster:
     """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
@@ -25,8 +29,10 @@ class Cluster:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
+            k8s.resources[LWS] = {"kind": "LeaderWorkerSet", "namespaced": True, "singular": "leaderworkerset",
+                                  "verbs": ["get", "list", "create", "update", "patch", "delete"]}
             for obj in self.objects:
-                resource = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps"}[obj["kind"]]
+                resource = RESOURCES[obj["kind"]]
                 k8s.objects[resource, obj["metadata"].get("namespace"), obj["metadata"]["name"]] = obj
             self.kubeconfig.write_text(yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": "kmock",

@@ -21,6 +21,7 @@ HELM = """#!/bin/sh
 echo "$@" >> "{log}"
 case "$1" in
   get) cat "{values}" ;;
+  upgrade) if [ -f "{fail}.upgrade" ]; then echo "Error: pre-upgrade hooks failed: job failed" >&2; exit 1; fi ;;
   test) if [ -f "{fail}" ]; then echo "Error: 1 error occurred: pod llama405b-vllm-rdma-test-api failed" >&2; exit 1; fi
         echo "NAME: llama405b"; echo "Phase: Succeeded" ;;
 esac
@@ -115,3 +116,75 @@ def test_a_missing_preflight_result_fails_verify(setup: dict[str, Path], kube: A
 ])
 def test_fullname_matches_the_chart_helper(release: str, values: dict[str, Any], expected: str) -> None:
     assert fullname(release, values) == expected
+
+
+LWS_OBJECT = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+              "metadata": {"name": "llama405b-vllm-rdma", "namespace": "ml"}, "spec": {"replicas": 2}}
+
+
+@pytest.fixture
+def kept(setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    return generate(release="llama405b", preset="h100", output=tmp_path / "cache" / "rdma" / "ml" / "llama405b").path
+
+
+def start_with_lws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    objects = [LWS_OBJECT, {"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "llama405b-vllm-rdma-preflight-result", "namespace": "ml"},
+                            "data": {"result.json": json.dumps(result())}}]
+    c = Cluster(objects, tmp_path / "kubeconfig").__enter__()
+    monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
+    return c
+
+
+def test_nccl_stops_the_model_reruns_the_preflight_through_helm_upgrade(
+        setup: dict[str, Path], kept: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = start_with_lws(tmp_path, monkeypatch)
+    try:
+        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl", "--yes"])
+        assert out.exit_code == 0, out.output
+        assert "needs every GPU of the nodes: the LeaderWorkerSet llama405b-vllm-rdma is scaled to 0" in out.output
+        assert "PASS  re-run     preflight ran again" in out.output
+        assert c.get("leaderworkerset.x-k8s.io/v1/leaderworkersets", "ml", "llama405b-vllm-rdma")["spec"][
+            "replicas"] == 0  # the real helm upgrade puts the chart's replicas back
+        upgrade = next(line for line in setup["log"].read_text().splitlines() if line.startswith("upgrade"))
+        assert upgrade.startswith(f"upgrade llama405b {kept} --reuse-values --namespace ml")
+        assert upgrade.endswith("--set verify.preflight.enabled=true")
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_nccl_puts_the_replicas_back_when_the_upgrade_fails(
+        setup: dict[str, Path], kept: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(f"{setup['fail']}.upgrade").write_text("")
+    c = start_with_lws(tmp_path, monkeypatch)
+    try:
+        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl", "--yes"])
+        assert out.exit_code == 1
+        assert "FAIL  re-run     helm upgrade failed, replicas put back: Error: pre-upgrade hooks failed" in out.output
+        assert c.get("leaderworkerset.x-k8s.io/v1/leaderworkersets", "ml", "llama405b-vllm-rdma")["spec"][
+            "replicas"] == 2
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_nccl_asks_first_and_declining_changes_nothing(
+        setup: dict[str, Path], kept: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = start_with_lws(tmp_path, monkeypatch)
+    try:
+        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl"], input="n\n")
+        assert out.exit_code == 0, out.output
+        assert "declined: the last preflight result is shown" in out.output
+        assert not any(line.startswith("upgrade") for line in setup["log"].read_text().splitlines())
+        assert c.get("leaderworkerset.x-k8s.io/v1/leaderworkersets", "ml", "llama405b-vllm-rdma")["spec"][
+            "replicas"] == 2
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_nccl_needs_the_chart_helm_rdma_installed(setup: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "empty-cache"))
+    out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl", "--yes"])
+    assert out.exit_code == 2
+    assert "verify --nccl re-runs the chart helm rdma installed, kept in" in out.output

@@ -386,12 +386,19 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
 @click.argument("release")
 @_namespace_option
 @click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
-def verify(release: str, namespace: str | None, timeout: str) -> None:
+@click.option("--nccl", is_flag=True, help="Re-run the bandwidth test first (it needs the GPUs: asks before).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl stops the serving pods.")
+def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool) -> None:
     """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and the preflight's
     all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
     from .commands.verify import verify as run
 
-    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout)
+    def confirm(warning: str) -> bool:
+        click.echo(f"helm-rdma: {warning}", err=True)
+        return yes or click.confirm("Stop the serving pods and run the bandwidth test?", default=False, err=True)
+
+    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout,
+                 rerun_bandwidth=confirm if nccl else None)
     marks = {True: "PASS", False: "FAIL", None: "    "}
     for check in result.checks:
         click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from .errors import RuntimeFailure
@@ -154,6 +154,45 @@ def read_configmap(*, name: str, env: HelmEnv) -> dict[str, str] | None:
     except Exception as exc:
         raise ClusterError(action=f"reading ConfigMap {name} in {namespace}", reason=str(exc)) from None
     return dict(found.data or {})
+
+
+def scale_workload(*, kind: str, name: str, replicas: int | Mapping[str, int], env: HelmEnv) -> dict[str, int]:
+    """Set the replicas of the release's serving workload (the LeaderWorkerSet, or the leader and worker
+    StatefulSets): one count for all, or a count per object as an earlier call returned them.
+
+    Returns:
+        The replicas each object had before, by object name.
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+    from kubernetes.config.config_exception import ConfigException
+
+    api_client = _api_client(env)
+    try:
+        namespace = env.namespace or _context_namespace(env)
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
+    names = [name] if kind == "LeaderWorkerSet" else [f"{name}-leader", f"{name}-worker"]
+    before: dict[str, int] = {}
+    for obj in names:
+        target = replicas[obj] if isinstance(replicas, Mapping) else replicas
+        try:
+            if kind == "LeaderWorkerSet":
+                lws = ("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", obj)
+                before[obj] = int(custom.get_namespaced_custom_object(*lws).get("spec", {}).get("replicas", 1))
+                custom.patch_namespaced_custom_object(*lws, {"spec": {"replicas": target}})
+            else:
+                before[obj] = int(apps.read_namespaced_stateful_set(obj, namespace).spec.replicas or 0)
+                apps.patch_namespaced_stateful_set(obj, namespace, {"spec": {"replicas": target}})
+        except client.ApiException as exc:
+            if exc.status == 404 and obj.endswith("-worker"):  # groups of one node have no workers
+                continue
+            raise ClusterError(action=f"scaling {obj} in {namespace}", reason=f"HTTP {exc.status} {exc.reason}") \
+                from None
+    return before
 
 
 def _context_namespace(env: HelmEnv) -> str:
