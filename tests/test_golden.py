@@ -118,3 +118,27 @@ def test_lws_validation_rejects_an_unknown_field() -> None:
 def test_kubernetes_validation_rejects_an_unknown_field() -> None:
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {}, "bogus": 1}
     assert validate_documents([cm], crds=None)
+
+
+@pytest.mark.parametrize("mode", ["hostNetwork", "sriov"])
+@pytest.mark.parametrize("preset", preset_names())
+def test_preflight_and_test_hooks_render_and_validate_for_every_preset(preset: str, mode: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two nodes even where the model fits one: groups of one node have no preflight.
+    manifests = template(release="llama405b", model="llama70b", preset=preset, nodes=2,
+                         set_values=(f"rdma.mode={mode}",),
+                         helm_args=("--kube-version", KUBE_VERSION)).manifests
+    documents = [d for d in yaml.safe_load_all(manifests) if d]
+    crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
+    assert validate_documents(documents, crds=crds) == []
+    hooks = {d["metadata"]["name"]: d for d in documents if "helm.sh/hook" in d["metadata"].get("annotations", {})}
+    preflight = hooks["llama405b-vllm-rdma-preflight"]
+    assert preflight["kind"] == "Job" and preflight["spec"]["completionMode"] == "Indexed"
+    assert preflight["spec"]["completions"] == 2
+    pod = preflight["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["NCCL_IB_GID_INDEX"] == "3" or preset == "mi300x" and env["NCCL_NET_PLUGIN"] == "none"
+    assert env["NCCL_IB_HCA"] == "mlx5" if mode == "sriov" else env["NCCL_IB_HCA"].startswith("=mlx5_")
+    assert pod.get("hostNetwork", False) == (mode == "hostNetwork")
+    assert hooks["llama405b-vllm-rdma-test-rdma"]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert hooks["llama405b-vllm-rdma-test-api"]["kind"] == "Pod"
