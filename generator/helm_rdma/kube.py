@@ -111,13 +111,8 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
         ClusterError: No kubeconfig, or the API server failed the request.
     """
     from kubernetes import client
-    from kubernetes.config.config_exception import ConfigException
 
-    api_client = _api_client(env)
-    try:
-        namespace = env.namespace or _context_namespace(env)
-    except (ConfigException, OSError) as exc:
-        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    api_client, namespace = _client_and_namespace(env)
     selector = f"{INSTANCE_LABEL}={release}"
     try:
         listing = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector)
@@ -138,13 +133,8 @@ def read_configmap(*, name: str, env: HelmEnv) -> dict[str, str] | None:
         ClusterError: The API server cannot be reached or refuses.
     """
     from kubernetes import client
-    from kubernetes.config.config_exception import ConfigException
 
-    api_client = _api_client(env)
-    try:
-        namespace = env.namespace or _context_namespace(env)
-    except (ConfigException, OSError) as exc:
-        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    api_client, namespace = _client_and_namespace(env)
     try:
         found = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
     except client.ApiException as exc:
@@ -167,13 +157,8 @@ def scale_workload(*, kind: str, name: str, replicas: int | Mapping[str, int], e
         ClusterError: The API server cannot be reached or refuses.
     """
     from kubernetes import client
-    from kubernetes.config.config_exception import ConfigException
 
-    api_client = _api_client(env)
-    try:
-        namespace = env.namespace or _context_namespace(env)
-    except (ConfigException, OSError) as exc:
-        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    api_client, namespace = _client_and_namespace(env)
     custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
     names = [name] if kind == "LeaderWorkerSet" else [f"{name}-leader", f"{name}-worker"]
     before: dict[str, int] = {}
@@ -193,6 +178,17 @@ def scale_workload(*, kind: str, name: str, replicas: int | Mapping[str, int], e
             raise ClusterError(action=f"scaling {obj} in {namespace}", reason=f"HTTP {exc.status} {exc.reason}") \
                 from None
     return before
+
+
+def _client_and_namespace(env: HelmEnv) -> tuple[Any, str]:
+    """An API client and the namespace to act in (HELM_NAMESPACE, else the kube context's, else default)."""
+    from kubernetes.config.config_exception import ConfigException
+
+    api_client = _api_client(env)
+    try:
+        return api_client, env.namespace or _context_namespace(env)
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
 
 
 def _context_namespace(env: HelmEnv) -> str:
