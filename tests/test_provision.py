@@ -16,7 +16,7 @@ from helm_rdma.cli import main
 from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_RELEASE, NetworkSpec
 from helm_rdma.commands.generate import generate
 from helm_rdma.commands.provision import ProvisionPlan, plan_from_values, provision
-from helm_rdma.errors import CapacityError
+from helm_rdma.errors import CapacityError, InputError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.ocicloud import OciAuth
 
@@ -228,16 +228,26 @@ def values_file(tmp_path: Path, fake: FakeOci, **cluster_network: Any) -> Path:
 def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path: Path) -> None:
     path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
                        subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i", auth="apiKey")
-    plan = plan_from_values(path, release="llama405b", namespace="ml")
-    assert plan.spec.size == 2 and plan.spec.shape == "BM.GPU.H100.8" and plan.spec.name == "llama405b"
-    assert plan.node_label == ("helm-rdma.io/cluster-network", "llama405b")
+    # The hook passes the name and label its helpers computed (tests/test_placement.py checks the chart side).
+    plan = plan_from_values(path, release="llama405b", namespace="ml", name="llama405b.ml",
+                            node_label="helm-rdma.io/cluster-network=llama405b.ml")
+    assert plan.spec.size == 2 and plan.spec.shape == "BM.GPU.H100.8" and plan.spec.name == "llama405b.ml"
+    assert plan.node_label == ("helm-rdma.io/cluster-network", "llama405b.ml")
+    assert plan.spec.node_labels == {"helm-rdma.io/cluster-network": "llama405b.ml"}
     assert plan.auth.mode == "api_key"
     assert plan.auth.config_file == "/etc/oci/config"  # where the hook mounts the apiKey Secret
     plan = plan._replace(auth=plan.auth._replace(config_file=str(config), endpoint=fake.url), wait_nodes=False)
     result = provision(plan, env=HelmEnv(), poll_seconds=0.01)
     assert result.network.state == "RUNNING"
     [network] = fake.cluster_networks.values()
-    assert network["freeformTags"] == {TAG_RELEASE: "llama405b", TAG_NAMESPACE: "ml", TAG_NETWORK: "llama405b"}
+    assert network["freeformTags"] == {TAG_RELEASE: "llama405b", TAG_NAMESPACE: "ml", TAG_NETWORK: "llama405b.ml"}
+
+
+def test_from_values_without_a_name_asks_for_one(tmp_path: Path, fake: FakeOci) -> None:
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                       subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i")
+    with pytest.raises(InputError, match="clusterNetwork.name is empty: provisioning needs it; .* --name"):
+        plan_from_values(path, release="llama405b", namespace="ml")
 
 
 def test_from_values_names_a_missing_setting(config: Path, fake: FakeOci, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ def test_preset_and_model_fill_the_values() -> None:
     assert (v["nodes"], v["vllm"]["tensorParallelSize"], v["vllm"]["pipelineParallelSize"]) == (2, 8, 2)
     assert v["nccl"]["settings"]["NCCL_IB_GID_INDEX"] == "3"
     assert "NCCL_TIMEOUT" not in v["nccl"]["settings"]
-    assert v["placement"]["clusterNetworkLabel"]["value"] == "llama405b"
+    assert v["placement"]["clusterNetworkLabel"] == {"enabled": None, "key": "helm-rdma.io/cluster-network", "value": ""}
 
 
 def test_release_name_that_is_not_an_alias_needs_model() -> None:

@@ -19,8 +19,9 @@ class Layered:
         self.origins: dict[str, str] = origins if origins is not None else {}
 
     def apply(self, layer: dict[str, Any], origin: str) -> None:
-        """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm)."""
-        _merge(self.values, layer, origin, "", self.origins)
+        """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm, except
+        in the chart's own defaults, where null is a value: "decide from other keys")."""
+        _merge(self.values, layer, origin, "", self.origins, keep_null=origin == "defaults")
 
     def set_by_user(self, path: str) -> bool:
         """Whether a layer other than the defaults set ``path`` (or a parent of it)."""
@@ -39,14 +40,15 @@ def _covers(parent: str, path: str) -> bool:
     return path == parent or path.startswith(parent + ".") or path.startswith(parent + "[")
 
 
-def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str, origins: dict[str, str]) -> None:
+def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str, origins: dict[str, str],
+           *, keep_null: bool = False) -> None:
     for key, value in layer.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if value is None:
+        if value is None and not keep_null:
             base.pop(key, None)
             origins[path] = origin
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value, origin, path, origins)
+            _merge(base[key], value, origin, path, origins, keep_null=keep_null)
             if not value:
                 origins.setdefault(path, origin)
         else:

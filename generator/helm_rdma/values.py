@@ -30,7 +30,7 @@ class Resolved(NamedTuple):
     model_note: str | None = None
 
 
-def preset_values(preset: Preset, *, release: str) -> dict[str, Any]:
+def preset_values(preset: Preset) -> dict[str, Any]:
     """The chart values a preset alone determines."""
     raw = preset.raw
     settings: dict[str, Any] = {"NCCL_IB_HCA": "=" + ",".join(preset.hcas)}
@@ -54,7 +54,6 @@ def preset_values(preset: Preset, *, release: str) -> dict[str, Any]:
         "rdma": {"sriov": {"vfs": raw["rdma"]["sriovVfs"]}},
         "nccl": {"configFile": raw["nccl"]["configFile"], "settings": settings},
         "network": {"interface": raw["network"]["interface"]},
-        "placement": {"clusterNetworkLabel": {"value": release}},
         "resources": {"cpu": raw["pod"]["cpu"], "memory": raw["pod"]["memory"], "shmSize": raw["pod"]["shmSize"]},
         "verify": {"preflight": {"thresholdGBps": raw["busBandwidth"]["thresholdGBps"]}},
     }
@@ -134,7 +133,7 @@ def resolve(
 
     layered = Layered()
     layered.apply(schema_defaults(schema), "defaults")
-    layered.apply(preset_values(the_preset, release=release), "defaults")
+    layered.apply(preset_values(the_preset), "defaults")
     layered.apply(model_values(the_model), "defaults")
     for path in value_files:
         data = load_yaml_file(path)

@@ -24,8 +24,8 @@ dnsPolicy: ClusterFirstWithHostNet
 {{- end }}
 nodeSelector:
   node.kubernetes.io/instance-type: {{ $v.preset.shape | quote }}
-  {{- if $v.placement.clusterNetworkLabel.enabled }}
-  {{ $v.placement.clusterNetworkLabel.key }}: {{ $v.placement.clusterNetworkLabel.value | quote }}
+  {{- if include "vllm-rdma.clusterNetworkLabelEnabled" .root }}
+  {{ $v.placement.clusterNetworkLabel.key | quote }}: {{ include "vllm-rdma.clusterNetworkLabelValue" .root | quote }}
   {{- end }}
   {{- with $v.placement.nodeSelector }}
   {{- toYaml . | nindent 2 }}

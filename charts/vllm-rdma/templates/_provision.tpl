@@ -23,10 +23,34 @@ Name of the provisioner's ServiceAccount (also its ClusterRole's, prefixed with 
 {{- end }}
 
 {{/*
-The cluster network's display name: clusterNetwork.name, else the release name.
+The cluster network's display name: clusterNetwork.name, else RELEASE.NAMESPACE, so that one release name in two
+namespaces never shares a network. It is also the nodes' placement label value, hence label-safe: at most 63
+characters (a longer default keeps 54 and adds a hash of the whole).
 */}}
 {{- define "vllm-rdma.clusterNetworkName" -}}
-{{- default .Release.Name .Values.clusterNetwork.name }}
+{{- $name := default (printf "%s.%s" .Release.Name .Release.Namespace) .Values.clusterNetwork.name }}
+{{- if gt (len $name) 63 }}
+{{- printf "%s-%s" ($name | trunc 54) ($name | sha256sum | trunc 8) }}
+{{- else }}
+{{- $name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether pods select nodes by the cluster-network label: placement.clusterNetworkLabel.enabled, and when that is
+null, whether this release provisions the nodes (and so labels them).
+*/}}
+{{- define "vllm-rdma.clusterNetworkLabelEnabled" -}}
+{{- $enabled := .Values.placement.clusterNetworkLabel.enabled }}
+{{- if kindIs "invalid" $enabled }}{{ $enabled = .Values.clusterNetwork.provision }}{{ end }}
+{{- if $enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The cluster-network label value: placement.clusterNetworkLabel.value, else the cluster network's name.
+*/}}
+{{- define "vllm-rdma.clusterNetworkLabelValue" -}}
+{{- default (include "vllm-rdma.clusterNetworkName" .) .Values.placement.clusterNetworkLabel.value }}
 {{- end }}
 
 {{/*

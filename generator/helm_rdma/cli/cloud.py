@@ -77,7 +77,7 @@ def _nodes_progress(event: Any) -> None:
                                                            "PACKED_DISTRIBUTION_MULTI_BLOCK"]))
 @click.option("--instance-configuration", help="Use this existing instance configuration OCID.")
 @click.option("--node-label", metavar="KEY=VALUE",
-              help="Initial node label that marks the network's nodes (default helm-rdma.io/cluster-network=RELEASE).")
+              help="Initial node label that marks the network's nodes (default helm-rdma.io/cluster-network=NAME).")
 @click.option("--api-server-host", help="OKE API server host, for self-managed nodes to join.")
 @click.option("--cluster-ca-cert-file", type=click.Path(path_type=Path), help="OKE cluster CA certificate file.")
 @click.option("--cloud-init-file", type=click.Path(path_type=Path), help="cloud-init user data for the nodes.")
@@ -105,7 +105,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     env = HelmEnv.from_environ(namespace=namespace)
     ns = env.namespace or "default"
     if from_values is not None:
-        plan = plan_from_values(from_values, release=release or "", namespace=ns)
+        plan = plan_from_values(from_values, release=release or "", namespace=ns, name=name, node_label=node_label)
         if not release:
             raise click.UsageError("--from-values needs --release (the hook passes the release name)")
         if oci_endpoint:

@@ -97,9 +97,7 @@ def plan_from_flags(
         raise InputError(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
     assert preset and nodes and name and compartment and availability_domain and subnet and image
     the_release = release or name
-    key, _, value = (node_label or f"helm-rdma.io/cluster-network={the_release}").partition("=")
-    if not key or not value:
-        raise InputError(f'--node-label "{node_label}": expected KEY=VALUE')
+    key, value = _label_pair(node_label or f"helm-rdma.io/cluster-network={name}")
     spec = NetworkSpec(
         name=name, compartment_id=compartment, availability_domain=availability_domain, subnet_id=subnet,
         image_id=image, shape=load_preset(preset).shape, size=nodes, release=the_release, namespace=namespace,
@@ -115,6 +113,13 @@ def plan_from_flags(
                          node_timeout_seconds=node_timeout_seconds)
 
 
+def _label_pair(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    if not key or not value:
+        raise InputError(f'--node-label "{text}": expected KEY=VALUE')
+    return key, value
+
+
 def _read(path: Path | None, flag: str) -> str:
     if path is None:
         return ""
@@ -124,8 +129,12 @@ def _read(path: Path | None, flag: str) -> str:
         raise InputError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
 
 
-def plan_from_values(path: Path, *, release: str, namespace: str) -> ProvisionPlan:
+def plan_from_values(path: Path, *, release: str, namespace: str, name: str | None = None,
+                     node_label: str | None = None) -> ProvisionPlan:
     """Read a chart's values (YAML or JSON, as the hook mounts them) into a provisioning plan.
+
+    The chart's hook passes the cluster network's ``name`` and the ``node_label`` (KEY=VALUE) its pods select on,
+    as its helpers compute them (they depend on the release's namespace); without them the values must name both.
 
     Raises:
         YamlFileError: The file cannot be read.
@@ -141,15 +150,20 @@ def plan_from_values(path: Path, *, release: str, namespace: str) -> ProvisionPl
                       ("subnetId", "--subnet"), ("imageId", "--image")):
         if not cn.get(key):
             raise MissingSettingError(key=f"clusterNetwork.{key}", flag=f"--set clusterNetwork.{key}=... ({flag})")
-    label = values.get("placement", {}).get("clusterNetworkLabel", {})
+    name = name or cn.get("name")
+    if not name:
+        raise MissingSettingError(key="clusterNetwork.name", flag="--name")
     node_labels = dict(cn.get("oke", {}).get("nodeLabels") or {})
-    node_label = None
-    if label.get("enabled") and label.get("key"):
-        node_label = (label["key"], label.get("value") or release)
-        node_labels[node_label[0]] = node_label[1]
+    label = _label_pair(node_label) if node_label else None
+    if label is None:
+        chosen = values.get("placement", {}).get("clusterNetworkLabel", {})
+        if chosen.get("enabled") and chosen.get("key") and chosen.get("value"):
+            label = (chosen["key"], chosen["value"])
+    if label is not None:
+        node_labels[label[0]] = label[1]
     oke = cn.get("oke", {})
     spec = NetworkSpec(
-        name=cn.get("name") or release, compartment_id=cn["compartmentId"],
+        name=name, compartment_id=cn["compartmentId"],
         availability_domain=cn["availabilityDomain"], subnet_id=cn["subnetId"], image_id=cn["imageId"],
         shape=values["preset"]["shape"], size=int(values["nodes"]) * int(values.get("replicas", 1)),
         release=release, namespace=namespace, boot_volume_gbs=int(cn.get("bootVolumeSizeGBs", 512)),
@@ -162,7 +176,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str) -> ProvisionPl
                    config_file="/etc/oci/config",
                    profile=cn.get("apiKeyProfile") or "DEFAULT", endpoint=cn.get("endpoint") or None)
     return ProvisionPlan(spec=spec, auth=auth, timeout_seconds=float(cn.get("timeoutMinutes", 120)) * 60,
-                         wait_nodes=bool(cn.get("waitForNodes", True)), node_label=node_label,
+                         wait_nodes=bool(cn.get("waitForNodes", True)), node_label=label,
                          node_timeout_seconds=float(cn.get("nodeTimeoutMinutes", 30)) * 60)
 
 

@@ -1,0 +1,70 @@
+"""Rendering the chart once per set of inputs, for tests that read rendered objects against their consumers' rules."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from helm_rdma.commands.template import template
+
+from .conftest import helm_path
+
+KUBE_VERSION = "1.30.0"
+
+
+@functools.lru_cache(maxsize=256)
+def _render(release: str, preset: str, model: str | None, nodes: int | None, namespace: str,
+            sets: tuple[str, ...], extra: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    previous = os.environ.get("HELM_BIN")
+    os.environ["HELM_BIN"] = str(helm_path("helm4"))
+    try:
+        manifests = template(release=release, preset=preset, model=model, nodes=nodes, set_values=sets,
+                             namespace=namespace, helm_args=("--kube-version", KUBE_VERSION, *extra)).manifests
+    finally:
+        if previous is None:
+            os.environ.pop("HELM_BIN", None)
+        else:
+            os.environ["HELM_BIN"] = previous
+    return tuple(d for d in yaml.safe_load_all(manifests) if d)
+
+
+def render(*sets: str, release: str = "llama405b", preset: str = "h100", model: str | None = None,
+           nodes: int | None = None, namespace: str = "llm", upgrade: bool = False) -> list[dict[str, Any]]:
+    """The documents `helm template` renders (helm 4; memoized: treat them as read-only)."""
+    extra = ("--is-upgrade",) if upgrade else ()
+    return list(_render(release, preset, model, nodes, namespace, tuple(sets), extra))
+
+
+def of_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in documents if d["kind"] == kind]
+
+
+def pod_specs(documents: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(object/role, pod spec) of every pod template: LeaderWorkerSet leader and worker, StatefulSets, Jobs, Pods."""
+    for d in documents:
+        name, spec = d["metadata"]["name"], d.get("spec", {})
+        if d["kind"] == "LeaderWorkerSet":
+            lwt = spec["leaderWorkerTemplate"]
+            if "leaderTemplate" in lwt:
+                yield f"{name}/leader", lwt["leaderTemplate"]["spec"]
+            yield f"{name}/worker", lwt["workerTemplate"]["spec"]
+        elif d["kind"] in ("StatefulSet", "Job", "Deployment", "DaemonSet"):
+            yield name, spec["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield name, spec
+
+
+def serving_pod_specs(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pod specs of the serving workload (LeaderWorkerSet or the leader and worker StatefulSets)."""
+    return [spec for name, spec in pod_specs(documents)
+            if "/" in name or name.endswith(("-leader", "-worker"))]
+
+
+def hooks(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Hook objects by name."""
+    return {d["metadata"]["name"]: d for d in documents
+            if "helm.sh/hook" in (d["metadata"].get("annotations") or {})}

@@ -1,0 +1,77 @@
+"""Which nodes the pods select, read against who labels the nodes.
+
+Rules of the consumers:
+- Kubernetes: a label value is at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric
+  (kubernetes/apimachinery pkg/util/validation/validation.go, IsValidLabelValue; FACTS.md "Node labels").
+- OKE self-managed nodes get their initial labels from the instance metadata `oke-initial-node-labels`, which the
+  provisioning hook writes from its --node-label (oracle-quickstart/oci-hpc-oke terraform/oke-workers.tf).
+- The kube-scheduler places a pod only on nodes that carry every nodeSelector label: a label nobody put on the nodes
+  keeps every pod Pending.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .rendering import hooks, render, serving_pod_specs
+
+KEY = "helm-rdma.io/cluster-network"
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
+             "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
+             "clusterNetwork.imageId=ocid1.image.oc1..i")
+
+
+def selected(documents: list[dict]) -> set[str | None]:
+    return {spec["nodeSelector"].get(KEY) for spec in serving_pod_specs(documents)}
+
+
+def hook_args(documents: list[dict], name: str) -> list[str]:
+    job = hooks(documents)[name]
+    return job["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_one_release_name_in_two_namespaces_selects_different_nodes() -> None:
+    dev, prod = render(*PROVISION, namespace="dev"), render(*PROVISION, namespace="prod")
+    assert selected(dev) == {"llama405b.dev"} and selected(prod) == {"llama405b.prod"}
+    # and the two hooks create two networks, each labelling its own nodes
+    for docs, ns in ((dev, "dev"), (prod, "prod")):
+        args = hook_args(docs, "llama405b-vllm-rdma-provision")
+        assert flag(args, "--name") == f"llama405b.{ns}"
+        assert flag(args, "--node-label") == f"{KEY}=llama405b.{ns}"
+
+
+def test_the_provisioner_labels_nodes_with_exactly_what_the_pods_select() -> None:
+    docs = render(*PROVISION, "placement.clusterNetworkLabel.key=example.com/pool", namespace="team-a")
+    key, _, value = flag(hook_args(docs, "llama405b-vllm-rdma-provision"), "--node-label").partition("=")
+    for spec in serving_pod_specs(docs):
+        assert spec["nodeSelector"][key] == value
+
+
+def test_a_long_namespace_and_release_give_a_valid_label_value_unique_to_both() -> None:
+    release, long_ns = "llama405b-" + "x" * 43, "n" * 63
+    values = set()
+    for ns in (long_ns, long_ns[:-1] + "m"):
+        [value] = selected(render(*PROVISION, release=release, model="llama405b", namespace=ns))
+        assert value is not None and len(value) <= 63 and LABEL_VALUE.match(value)
+        values.add(value)
+    assert len(values) == 2
+
+
+def test_without_provisioning_pods_do_not_require_a_label_nobody_set() -> None:
+    assert selected(render()) == {None}
+
+
+def test_without_provisioning_the_label_can_still_be_required() -> None:
+    docs = render("placement.clusterNetworkLabel.enabled=true", "placement.clusterNetworkLabel.value=pool-a")
+    assert selected(docs) == {"pool-a"}
+
+
+def test_a_given_cluster_network_name_is_the_label_value() -> None:
+    docs = render(*PROVISION, "clusterNetwork.name=h100-pool")
+    assert selected(docs) == {"h100-pool"}
+    assert flag(hook_args(docs, "llama405b-vllm-rdma-provision"), "--name") == "h100-pool"
