@@ -24,7 +24,7 @@ def test_template_llama405b_on_h100_has_the_rdma_essentials(runner: CliRunner) -
     out = result.output
     assert f'value: "{H100_HCA}"' in out
     assert "NCCL_IB_GID_INDEX" in out and 'value: "3"' in out
-    assert "IPC_LOCK" in out and "/dev/infiniband" in out and "hostNetwork: true" in out
+    assert "privileged: true" in out and "/dev/infiniband" in out and "hostNetwork: true" in out
     assert "NCCL_TIMEOUT" not in out
     lws = next(d for d in docs(out) if d["kind"] == "LeaderWorkerSet")
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2

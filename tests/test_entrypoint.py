@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +28,12 @@ def fakebin(tmp_path: Path) -> Path:
         "ray": 'echo "ray $*" >> "$CALLS"',
         "getent": ('n=$(cat "$STATE/getent" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/getent"\n'
                    '[ "$n" -ge "${RESOLVE_AFTER:-0}" ] || exit 2\necho "${LEADER_IP:-10.0.0.7}  $2"'),
-        "python3": ('if [ "$1" = "-c" ]; then n=$(cat "$STATE/alive" 2>/dev/null || echo 1); echo $((n + 1)) > "$STATE/alive"; echo "$n"; '
-                    'else mkdir -p "$3"; echo "{}" > "$3/config.json"; echo "python3 download $2 $3" >> "$CALLS"; fi'),
+        # python3 -c counts live Ray nodes or prints Ray's version; python3 - runs a script from stdin for real,
+        # except the model download, which is recorded.
+        "python3": ('case "$1" in *.py) exec "$REAL_PYTHON" "$@" ;; esac\nif [ "$1" = "-c" ]; then case "$2" in *__version__*) echo "${RAY_VERSION:-2.53.0}"; exit ;; esac\n'
+                    'n=$(cat "$STATE/alive" 2>/dev/null || echo 1); echo $((n + 1)) > "$STATE/alive"; echo "$n"\n'
+                    'else body=$(cat); case "$body" in *snapshot_download*) mkdir -p "$3"; echo "{}" > "$3/config.json"; '
+                    'echo "python3 download $2 $3" >> "$CALLS" ;; *) printf "%s" "$body" | "$REAL_PYTHON" "$@" ;; esac; fi'),
     }
     for name, body in scripts.items():
         path = bin_dir / name
@@ -43,7 +48,8 @@ def run(fakebin: Path, env: dict[str, str], *args: str, without: tuple[str, ...]
     state = fakebin.parent
     calls = state / "calls"
     full = {"PATH": f"{fakebin}:/usr/bin:/bin", "CALLS": str(calls), "STATE": str(state),
-            "HELM_RDMA_RETRY_SECONDS": "0", "VLLM_HOST_IP": "10.0.0.5", "POD_NAMESPACE": "ml", **env}
+            "HELM_RDMA_RETRY_SECONDS": "0", "VLLM_HOST_IP": "10.0.0.5", "POD_NAMESPACE": "ml",
+            "REAL_PYTHON": sys.executable, **env}
     proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=full, timeout=60)
     recorded = calls.read_text().splitlines() if calls.exists() else []
     return proc.returncode, proc.stderr, recorded
@@ -116,13 +122,27 @@ def test_ray_backend_without_ray_explains_in_one_line_and_fails(fakebin: Path) -
 RAY = {"HELM_RDMA_RAY_PORT": "6379", "HELM_RDMA_RAY_DASHBOARD_PORT": "8265", "HELM_RDMA_RAY_CLIENT_PORT": "10001"}
 
 
+@pytest.mark.parametrize(("version", "starts"), [("2.51.1", False), ("2.52.0", True), ("2.60.0", True)])
+def test_ray_token_authentication_needs_ray_2_52(fakebin: Path, version: str, starts: bool) -> None:
+    env = {**LWS, **RAY, "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "ray", "RAY_AUTH_MODE": "token",
+           "RAY_VERSION": version}
+    code, err, calls = run(fakebin, env, "m")
+    if starts:
+        assert code == 0, err
+        assert calls[0].startswith("ray start --head")
+    else:
+        assert code == 1 and calls == []
+        assert f"this image's Ray ({version}) predates token authentication (Ray 2.52.0)" in err
+
+
 def test_ray_leader_starts_the_head_waits_for_every_node_then_serves(fakebin: Path) -> None:
     env = {**LWS, **RAY, "HELM_RDMA_NNODES": "3", "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "ray"}
     code, err, calls = run(fakebin, env, "m")
     assert code == 0, err
     assert "waiting for Ray nodes: 1 of 3 joined" in err and "waiting for Ray nodes: 2 of 3 joined" in err
     assert calls == [
-        "ray start --head --node-ip-address=10.0.0.5 --port=6379 --dashboard-host=0.0.0.0 --dashboard-port=8265 "
+        # the dashboard on the node's loopback only: under hostNetwork 0.0.0.0 is the node's VCN address
+        "ray start --head --node-ip-address=10.0.0.5 --port=6379 --dashboard-host=127.0.0.1 --dashboard-port=8265 "
         "--ray-client-server-port=10001",
         "vllm serve m --distributed-executor-backend ray",
     ]
@@ -183,7 +203,7 @@ def test_ray_worker_gives_up_when_the_head_never_answers(fakebin: Path) -> None:
 
 
 def test_download_fills_the_model_directory_once(fakebin: Path, tmp_path: Path) -> None:
-    env = {"HELM_RDMA_ROLE": "download", "HELM_RDMA_MODEL": "org/model", "HELM_RDMA_MODEL_DIR": str(tmp_path / "m")}
+    env = {"HELM_RDMA_TASK": "download", "HELM_RDMA_MODEL": "org/model", "HELM_RDMA_MODEL_DIR": str(tmp_path / "m")}
     code, err, calls = run(fakebin, env)
     assert code == 0, err
     assert calls == [f"python3 download org/model {tmp_path / 'm'}"]

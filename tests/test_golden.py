@@ -15,6 +15,7 @@ import yaml
 from helm_rdma.commands.template import template
 from helm_rdma.presets import preset_names
 
+from . import consumer_rules
 from .conftest import SHARED_CRDS, helm_path
 from .k8s_validation import validate_documents
 
@@ -52,6 +53,8 @@ def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.Monke
     sets = [f"distributed.backend={backend}", f"workload.kind={kind}", f"rdma.mode={mode}"]
     if backend == "ray" and preset != "mi300x":
         sets.append("image.tag=v0.17.1")  # the last stock vLLM image with Ray
+    if backend == "ray":
+        sets.append("distributed.ray.authTokenSecret.name=ray-token")
     return render_sets(preset, tuple(sets), helm, monkeypatch)
 
 
@@ -68,6 +71,7 @@ def check_golden(name: str, helm3: str, helm4: str) -> list[dict]:
     if crds is None:
         print(f"LeaderWorkerSet CRD validation skipped: {SHARED_CRDS} is absent")
     assert validate_documents(documents, crds=crds) == []
+    assert consumer_rules.problems(documents) == []
     return documents
 
 
@@ -92,9 +96,8 @@ def test_optional_parts_match_golden_on_both_helms_and_validate(name: str, monke
         assert job["helm.sh/hook"] == "pre-install,pre-upgrade"
         weights = {n: int(a["helm.sh/hook-weight"]) for n, a in hooks.items()}
         provision = weights["llama405b-vllm-rdma-provision"]
-        # the provisioner's account, RBAC and values come before its Job; the preflight comes after it
+        # the provisioner's account, RBAC and values come before its Job
         assert max(w for n, w in weights.items() if n.endswith("provisioner")) < provision
-        assert weights["llama405b-vllm-rdma-preflight"] > provision
         assert ("llama405b-vllm-rdma-deprovision" in hooks) == ("delete-on-uninstall" in name)
 
 
@@ -131,14 +134,15 @@ def test_preflight_and_test_hooks_render_and_validate_for_every_preset(preset: s
     documents = [d for d in yaml.safe_load_all(manifests) if d]
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
     assert validate_documents(documents, crds=crds) == []
-    hooks = {d["metadata"]["name"]: d for d in documents if "helm.sh/hook" in d["metadata"].get("annotations", {})}
-    preflight = hooks["llama405b-vllm-rdma-preflight"]
-    assert preflight["kind"] == "Job" and preflight["spec"]["completionMode"] == "Indexed"
-    assert preflight["spec"]["completions"] == 2
-    pod = preflight["spec"]["template"]["spec"]
-    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert consumer_rules.problems(documents) == []
+    [lws] = [d for d in documents if d["kind"] == "LeaderWorkerSet"]
+    pod = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    [preflight] = pod["initContainers"]
+    env = {e["name"]: e.get("value") for e in preflight["env"]}
+    assert env["HELM_RDMA_TASK"] == "preflight" and env["HELM_RDMA_GPUS_PER_NODE"] == "8"
     assert env["NCCL_IB_GID_INDEX"] == "3" or preset == "mi300x" and env["NCCL_NET_PLUGIN"] == "none"
     assert env["NCCL_IB_HCA"] == "mlx5" if mode == "sriov" else env["NCCL_IB_HCA"].startswith("=mlx5_")
     assert pod.get("hostNetwork", False) == (mode == "hostNetwork")
-    assert hooks["llama405b-vllm-rdma-test-rdma"]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    hooks = {d["metadata"]["name"]: d for d in documents if "helm.sh/hook" in d["metadata"].get("annotations", {})}
+    assert ("llama405b-vllm-rdma-test-rdma" in hooks) == (mode == "hostNetwork")
     assert hooks["llama405b-vllm-rdma-test-api"]["kind"] == "Pod"

@@ -75,3 +75,33 @@ def test_a_given_cluster_network_name_is_the_label_value() -> None:
     docs = render(*PROVISION, "clusterNetwork.name=h100-pool")
     assert selected(docs) == {"h100-pool"}
     assert flag(hook_args(docs, "llama405b-vllm-rdma-provision"), "--name") == "h100-pool"
+
+
+def notes(*sets: str) -> str:
+    """NOTES.txt as helm prints it after an install (helm 4 renders a client dry run without a cluster)."""
+    import subprocess
+
+    from helm_rdma.resources import chart_dir
+
+    from .conftest import helm_path
+
+    args = [a for s in sets for a in ("--set", s)]
+    out = subprocess.run([str(helm_path("helm4")), "install", "llama405b", str(chart_dir()), "--dry-run=client",
+                          "-n", "llm", *args], capture_output=True, text=True, check=True).stdout
+    return out[out.index("NOTES:"):]
+
+
+def test_notes_say_which_nodes_to_label_when_the_release_does_not_label_them() -> None:
+    text = notes("placement.clusterNetworkLabel.enabled=true")
+    assert "kubectl label node NODE helm-rdma.io/cluster-network=llama405b.llm" in text
+    assert "kubectl label node" not in notes()  # nothing required, nothing to do
+    assert "kubectl label node" not in notes(*PROVISION)  # the provisioner labels what it creates
+    assert "kubectl label namespace llm pod-security.kubernetes.io/enforce=privileged" in text
+
+
+def test_notes_call_the_api_service_with_the_key_from_its_secret() -> None:
+    text = notes("api.keySecret.name=vllm-api-key")
+    assert "port-forward svc/llama405b-vllm-rdma-api 8000:8000" in text
+    assert "get secret vllm-api-key -o jsonpath='{.data.api-key}'" in text
+    assert 'curl -s localhost:8000/v1/models -H "Authorization: Bearer $KEY"' in text
+    assert "WARNING: api.keySecret.name is empty" in notes()

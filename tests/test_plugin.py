@@ -94,7 +94,7 @@ def test_plugin_help_lists_every_command(helm: Helm) -> None:
 def test_plugin_template_renders_the_h100_chart(helm: Helm) -> None:
     out = helm.run("rdma", "template", "llama405b", "--preset", "h100")
     assert out.returncode == 0, out.stderr
-    assert f'value: "{H100_HCA}"' in out.stdout and "IPC_LOCK" in out.stdout
+    assert f'value: "{H100_HCA}"' in out.stdout and "privileged: true" in out.stdout
 
 
 def test_helm_namespace_flag_reaches_the_manifests(helm: Helm) -> None:
@@ -122,15 +122,15 @@ def test_failing_command_exit_code_and_message_reach_the_caller(helm: Helm) -> N
 
 def test_install_calls_helm_with_the_global_flags_and_keeps_the_chart(helm: Helm) -> None:
     out = helm.run("-n", "team-a", "--kube-context", "prod", "rdma", "install", "llama405b", "--preset", "h100",
-                   "--wait", "--atomic", "--", "--create-namespace")
+                   "--atomic", "--", "--create-namespace")
     assert out.returncode == 0, out.stderr
     kept = helm.cache / "rdma" / "team-a" / "llama405b"
     [call] = helm.recorded()
     atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
     assert call[:2] == ["install", "llama405b"]
     assert Path(call[2]).parent.parent == kept.parent  # a staging directory beside the kept chart
-    assert call[3:] == ["--namespace", "team-a", "--kube-context", "prod", "--timeout", "60m", "--wait", atomic,
-                        "--create-namespace"]
+    assert call[3:] == ["--namespace", "team-a", "--kube-context", "prod", "--timeout", "60m", atomic,
+                        "--create-namespace"]  # --wait (helm's, then the groups') is in tests/test_rollout.py
     assert (kept / "Chart.yaml").is_file() and (kept / "values.yaml").is_file()
     assert f"chart kept in {kept}" in out.stderr
     assert "STATUS: deployed" in out.stdout

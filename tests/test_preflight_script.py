@@ -1,5 +1,5 @@
 """The preflight's bandwidth script (charts/vllm-rdma/files/nccl_allreduce.py): its arithmetic, its reading of NCCL
-logs and its verdict without GPUs, then a real run under torchrun on the CPU (gloo) that publishes to kmock."""
+logs and its verdict without GPUs, then a real run under torchrun on the CPU (gloo) that prints its result line."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from types import ModuleType
 import pytest
 
 from helm_rdma.resources import chart_dir
-
-from .kmock_cluster import Cluster
 
 SCRIPT = chart_dir() / "files" / "nccl_allreduce.py"
 
@@ -99,32 +97,30 @@ def test_nccl_debug_file_patterns_are_expanded(allreduce: ModuleType, tmp_path: 
     assert allreduce.read_nccl_logs(str(tmp_path / "nccl.%h.%p.log")) == IB_GDR_LOG + "\nmore"
 
 
-def test_torchrun_measures_publishes_and_judges_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def result_line(stdout: str, allreduce: ModuleType) -> dict:
+    [line] = [line for line in stdout.splitlines() if line.startswith(allreduce.RESULT_PREFIX)]
+    return json.loads(line[len(allreduce.RESULT_PREFIX):])
+
+
+def test_torchrun_measures_prints_and_judges_on_cpu(tmp_path: Path, allreduce: ModuleType) -> None:
     pytest.importorskip("torch", reason="CPU PyTorch is installed only on x86-64 Python 3.11 (see pyproject.toml)")
     result_file = tmp_path / "result.json"
-    with Cluster([], tmp_path / "kubeconfig") as cluster:
-        import yaml
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(SCRIPT), "--backend", "gloo",
+           "--sizes", "4K,64K", "--iters", "3", "--warmup", "1", "--threshold-gbps", "0",
+           "--result-file", str(result_file)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(result_file.read_text())
+    assert result["ranks"] == 2 and result["backend"] == "gloo" and result["passed"] is True
+    assert [r["bytes"] for r in result["results"]] == [4096, 65536]
+    assert all(r["busbw_gbps"] > 0 for r in result["results"])
+    assert "helm-rdma preflight: PASS" in run.stdout
+    assert result_line(run.stdout, allreduce) == result  # what verify reads from the leader's log
 
-        api = yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-        env = {**os.environ, "HELM_RDMA_KUBE_API": api, "POD_NAMESPACE": "ml", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(SCRIPT), "--backend", "gloo",
-               "--sizes", "4K,64K", "--iters", "3", "--warmup", "1", "--threshold-gbps", "0",
-               "--result-file", str(result_file), "--configmap", "llama-preflight-result"]
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stdout + run.stderr
-        result = json.loads(result_file.read_text())
-        assert result["ranks"] == 2 and result["backend"] == "gloo" and result["passed"] is True
-        assert [r["bytes"] for r in result["results"]] == [4096, 65536]
-        assert all(r["busbw_gbps"] > 0 for r in result["results"])
-        assert "helm-rdma preflight: PASS" in run.stdout
-        published = cluster.get("v1/configmaps", "ml", "llama-preflight-result")
-        assert json.loads(published["data"]["result.json"]) == result
-
-        # The same run demanding RDMA fails on every rank, with the reason.
-        cmd[cmd.index("--configmap") + 1] = "llama-preflight-result"
-        failing = subprocess.run([*cmd, "--require-ib"], env=env, capture_output=True, text=True, timeout=120)
-        assert failing.returncode != 0
-        assert "helm-rdma preflight: FAIL" in failing.stdout and "instead of NET/IB" in failing.stdout
-        republished = json.loads(cluster.get("v1/configmaps", "ml", "llama-preflight-result")["data"]["result.json"])
-        assert republished["passed"] is False
+    # The same run demanding RDMA fails on every rank, with the reason.
+    failing = subprocess.run([*cmd, "--require-ib"], env=env, capture_output=True, text=True, timeout=120)
+    assert failing.returncode != 0
+    assert "helm-rdma preflight: FAIL" in failing.stdout and "instead of NET/IB" in failing.stdout
+    assert result_line(failing.stdout, allreduce)["passed"] is False

@@ -1,25 +1,32 @@
 #!/bin/bash
-# helm-rdma entrypoint: starts one pod of a multi-node vLLM group (or downloads the model, as an init container).
+# helm-rdma entrypoint: one container of a pod of a multi-node vLLM group.
 #
-# The container's arguments are the `vllm serve` arguments common to every pod; this script adds what the pod's
-# role needs. Settings come from the environment (set by the chart):
-#   HELM_RDMA_ROLE          leader | worker | download | preflight
+# HELM_RDMA_TASK says what the container does: serve (vLLM, or a Ray worker), preflight (the NCCL bandwidth check,
+# an init container before serve) or download (the model, an init container). For serve, the container's arguments
+# are the `vllm serve` arguments common to every pod; this script adds what the pod's role needs; for preflight
+# they go to nccl_allreduce.py. Settings come from the environment (set by the chart):
+#   HELM_RDMA_ROLE          leader | worker: the pod's place in its group
 #   HELM_RDMA_BACKEND       native | ray
 #   HELM_RDMA_WORKLOAD      LeaderWorkerSet | StatefulSet
 #   HELM_RDMA_NNODES        nodes in one group
-#   HELM_RDMA_MASTER_PORT   rendezvous port (native)
+#   HELM_RDMA_MASTER_PORT   rendezvous port (native serve, and the preflight)
 #   HELM_RDMA_WAIT_SECONDS  how long a worker waits for the leader
 #   HELM_RDMA_LEADER_PREFIX StatefulSet only: the leader StatefulSet's name (also its headless Service's)
+#   HELM_RDMA_WATCH_PORT    StatefulSet only: the leader's group watch (group_watch.py), so the group restarts as one
 #   HELM_RDMA_RAY_*         Ray ports and the join timeout (ray)
+#   HELM_RDMA_GPUS_PER_NODE, HELM_RDMA_PREFLIGHT_SECONDS   preflight only
 #   HELM_RDMA_RETRY_SECONDS pause between retries (default 5)
-#   POD_NAME, POD_NAMESPACE, VLLM_HOST_IP from the downward API; LWS_* from the LeaderWorkerSet controller.
+#   HELM_RDMA_SCRIPTS       where the chart's scripts are mounted (default /opt/helm-rdma)
+#   POD_NAME, POD_NAMESPACE, VLLM_HOST_IP from the downward API; LWS_* from the LeaderWorkerSet controller (which
+#   sets them in init containers too: kubernetes-sigs/lws pkg/utils/pod/pod_utils.go, AddLWSVariables).
 set -euo pipefail
 
 log() { echo "helm-rdma: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-role=${HELM_RDMA_ROLE:?HELM_RDMA_ROLE is not set}
+task=${HELM_RDMA_TASK:-serve}
 retry=${HELM_RDMA_RETRY_SECONDS:-5}
+scripts=${HELM_RDMA_SCRIPTS:-/opt/helm-rdma}
 
 download_model() {
   local repo=${HELM_RDMA_MODEL:?} dir=${HELM_RDMA_MODEL_DIR:?}
@@ -90,37 +97,67 @@ wait_for_port() {
 
 require_ray() {
   command -v ray >/dev/null 2>&1 || die "this image has no 'ray' command, which distributed.backend=ray needs; use an image that ships Ray (stock vllm/vllm-openai up to v0.17.1) or set distributed.backend=native"
+  if [ "${RAY_AUTH_MODE:-}" = token ]; then
+    local version
+    version=$(python3 -c 'import ray; print(ray.__version__)' 2>/dev/null || echo unknown)
+    # Token authentication exists from Ray 2.52.0 on (docs.ray.io, ray-security/token-auth).
+    python3 - "$version" <<'PY' || die "this image's Ray ($version) predates token authentication (Ray 2.52.0); use an image with Ray 2.52 or newer, or drop distributed.ray.authTokenSecret and set distributed.ray.allowUnauthenticated=true"
+import re, sys
+m = re.match(r"(\d+)\.(\d+)", sys.argv[1])
+sys.exit(0 if m and (int(m.group(1)), int(m.group(2))) >= (2, 52) else 1)
+PY
+  fi
 }
 
 ray_nodes_alive() {
   python3 -c 'import ray; ray.init(address="auto", logging_level="ERROR"); print(sum(1 for n in ray.nodes() if n["Alive"]))' 2>/dev/null || echo 0
 }
 
-if [ "$role" = download ]; then
+# In StatefulSet mode the group watch (group_watch.py) supervises everything this script starts for serve: the
+# leader's watch ends when a worker's connection drops, a worker's when the leader's does, and either then stops the
+# processes and exits non-zero, so the kubelet restarts the container and the group forms again. LeaderWorkerSet
+# restarts groups by itself (RecreateGroupOnPodRestart), so it runs without.
+watch_group() {
+  export HELM_RDMA_WATCHED=1
+  if [ "$role" = leader ]; then
+    exec python3 "$scripts/group_watch.py" lead --port "$HELM_RDMA_WATCH_PORT" --size "$nnodes" -- /bin/bash "$0" "$@"
+  fi
+  wait_for_leader
+  exec python3 "$scripts/group_watch.py" follow --host "$leader_ip" --port "$HELM_RDMA_WATCH_PORT" \
+    --rank "$rank" --wait "${HELM_RDMA_WAIT_SECONDS:-900}" -- /bin/bash "$0" "$@"
+}
+
+if [ "$task" = download ]; then
   download_model
   exit 0
 fi
 
-if [ "$role" = preflight ]; then
-  # One pod per node of an Indexed Job; pod 0 hosts torchrun's rendezvous, the others find it by DNS.
-  nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}
-  rank=${JOB_COMPLETION_INDEX:?JOB_COMPLETION_INDEX is not set: the preflight runs as an Indexed Job}
-  host_ip=${VLLM_HOST_IP:?VLLM_HOST_IP is not set}
+role=${HELM_RDMA_ROLE:?HELM_RDMA_ROLE is not set}
+nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}
+host_ip=${VLLM_HOST_IP:?VLLM_HOST_IP is not set}
+
+if [ "$task" = preflight ]; then
+  # Every pod of the group, before vLLM: rank 0 (the leader) hosts torchrun's rendezvous on its own address.
+  locate "$nnodes"
   if [ "$rank" -eq 0 ]; then
     master=$host_ip
   else
-    leader="${HELM_RDMA_PREFLIGHT_JOB:?}-0.${HELM_RDMA_PREFLIGHT_SERVICE:?}.${POD_NAMESPACE:?}.svc"
     wait_for_leader
     master=$leader_ip
   fi
-  log "preflight: node $rank of $nnodes, ${HELM_RDMA_GPUS_PER_NODE:?} GPUs each, rendezvous $master:${HELM_RDMA_MASTER_PORT:?}"
-  exec torchrun --nnodes "$nnodes" --nproc-per-node "$HELM_RDMA_GPUS_PER_NODE" --node-rank "$rank" \
-    --master-addr "$master" --master-port "$HELM_RDMA_MASTER_PORT" /opt/helm-rdma/nccl_allreduce.py "$@"
+  limit=${HELM_RDMA_PREFLIGHT_SECONDS:-1800}
+  log "preflight: group $group, node $rank of $nnodes, ${HELM_RDMA_GPUS_PER_NODE:?} GPUs each, rendezvous $master:${HELM_RDMA_MASTER_PORT:?}, at most ${limit}s"
+  status=0
+  timeout "$limit" torchrun --nnodes "$nnodes" --nproc-per-node "$HELM_RDMA_GPUS_PER_NODE" --node-rank "$rank" \
+    --master-addr "$master" --master-port "$HELM_RDMA_MASTER_PORT" "$scripts/nccl_allreduce.py" "$@" || status=$?
+  if [ "$status" -eq 124 ]; then
+    die "preflight: no result within ${limit}s (verify.preflight.timeoutMinutes): a node that never joined the rendezvous, or NCCL hanging; see the other pods' preflight logs"
+  fi
+  exit "$status"
 fi
 
-nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}
+[ "$task" = serve ] || die "HELM_RDMA_TASK=$task; expected serve, preflight or download"
 backend=${HELM_RDMA_BACKEND:?HELM_RDMA_BACKEND is not set}
-host_ip=${VLLM_HOST_IP:?VLLM_HOST_IP is not set}
 
 if [ "$nnodes" -le 1 ]; then
   log "single-node group: vllm serve on this pod alone"
@@ -128,6 +165,9 @@ if [ "$nnodes" -le 1 ]; then
 fi
 
 locate "$nnodes"
+if [ -n "${HELM_RDMA_WATCH_PORT:-}" ] && [ -z "${HELM_RDMA_WATCHED:-}" ]; then
+  watch_group "$@"
+fi
 log "role $role, group $group, node rank $rank of $nnodes, backend $backend, pod IP $host_ip"
 
 case "$backend/$role" in
@@ -142,8 +182,10 @@ case "$backend/$role" in
     ;;
   ray/leader)
     require_ray
+    # The dashboard answers on the node's loopback only (kubectl port-forward reaches it); GCS and the client port
+    # need the token when distributed.ray.authTokenSecret is set.
     ray start --head --node-ip-address="$host_ip" --port="${HELM_RDMA_RAY_PORT:?}" \
-      --dashboard-host=0.0.0.0 --dashboard-port="${HELM_RDMA_RAY_DASHBOARD_PORT:?}" \
+      --dashboard-host=127.0.0.1 --dashboard-port="${HELM_RDMA_RAY_DASHBOARD_PORT:?}" \
       --ray-client-server-port="${HELM_RDMA_RAY_CLIENT_PORT:?}"
     limit=${HELM_RDMA_RAY_JOIN_TIMEOUT:-1800}
     start=$SECONDS

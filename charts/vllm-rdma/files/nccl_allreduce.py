@@ -6,7 +6,8 @@ rank 0 reports the time per operation (the slowest rank's), the algorithm bandwi
 bandwidth (algbw x 2(n-1)/n for n ranks, nccl-tests' definition for all_reduce), reads NCCL's own log to tell which
 transport it used (NET/IB, with GDRDMA when GPUDirect RDMA is on, or NET/Socket when RDMA is not used), and judges:
 the largest message's bus bandwidth must reach the threshold, and the transport must be IB. The result goes to stdout
-(a line starting with HELM_RDMA_RESULT), to --result-file, and to a ConfigMap for `helm rdma verify`.
+as one line starting with "helm-rdma preflight result: " and a JSON object (`helm rdma verify` and `diagnose` read
+it from the leader's log), and to --result-file.
 
 The measuring and judging functions use the standard library only, so they can be tested without GPUs; torch is
 imported by main() alone.
@@ -19,15 +20,12 @@ import glob
 import json
 import os
 import re
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-RESULT_PREFIX = "HELM_RDMA_RESULT "
+RESULT_PREFIX = "helm-rdma preflight result: "
 
 
 def parse_size(text: str) -> int:
@@ -96,33 +94,6 @@ def read_nccl_logs(pattern: str) -> str:
     return "\n".join(open(p, encoding="utf-8", errors="replace").read() for p in sorted(paths))
 
 
-def publish(name: str, namespace: str, data: dict[str, str], *, api: str | None = None,
-            token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token",
-            ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt") -> None:
-    """Create or replace ConfigMap ``name`` with ``data``, through the API server the pod can reach."""
-    if api is None:  # HELM_RDMA_KUBE_API overrides the in-cluster address (a proxy, or a test server)
-        api = os.environ.get("HELM_RDMA_KUBE_API") or (
-            f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ.get('KUBERNETES_SERVICE_PORT', '443')}")
-    headers = {"Content-Type": "application/json"}
-    if os.path.exists(token_file):
-        headers["Authorization"] = "Bearer " + open(token_file, encoding="utf-8").read().strip()
-    secure = api.startswith("https") and os.path.exists(ca_file)
-    context = ssl.create_default_context(cafile=ca_file) if secure else None
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
-            "data": data}
-    base = f"{api}/api/v1/namespaces/{namespace}/configmaps"
-    request = urllib.request.Request(base, data=json.dumps(body).encode(), headers=headers, method="POST")
-    try:
-        urllib.request.urlopen(request, context=context, timeout=30).close()
-    except urllib.error.HTTPError as exc:
-        if exc.code != 409:
-            raise
-        patch_headers = {**headers, "Content-Type": "application/merge-patch+json"}
-        request = urllib.request.Request(f"{base}/{name}", data=json.dumps({"data": data}).encode(),
-                                         headers=patch_headers, method="PATCH")
-        urllib.request.urlopen(request, context=context, timeout=30).close()
-
-
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1M,16M,256M,1G,4G,8G", help="message sizes, comma-separated")
@@ -133,7 +104,6 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--require-ib", action="store_true", help="fail unless NCCL used NET/IB")
     parser.add_argument("--backend", default="nccl", help="nccl (GPUs) or gloo (CPU, for testing the script)")
     parser.add_argument("--result-file", default="")
-    parser.add_argument("--configmap", default="", help="publish the result to this ConfigMap (in-cluster)")
     return parser.parse_args(argv)
 
 
@@ -197,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.result_file:
             with open(args.result_file, "w", encoding="utf-8") as out:
                 json.dump(result, out)
-        if args.configmap:
-            publish(args.configmap, os.environ.get("POD_NAMESPACE", "default"), {"result.json": json.dumps(result)})
     dist.destroy_process_group()
     return 0 if int(verdict.item()) else 1
 

@@ -2,16 +2,21 @@
 """helm test: the OpenAI-compatible API lists the served model and answers a one-token completion.
 
 Usage: smoke_test.py BASE_URL SERVED_NAME
+VLLM_API_KEY, when set, is sent as the bearer token (vLLM requires it on /v1 when it was started with a key).
 """
 
 import json
+import os
 import sys
 import urllib.request
 
 
 def call(url: str, body: dict | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("VLLM_API_KEY"):
+        headers["Authorization"] = "Bearer " + os.environ["VLLM_API_KEY"]
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)
 

@@ -49,6 +49,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+The Service in front of the leaders' OpenAI API: FULLNAME-api. Never the LeaderWorkerSet's name (FULLNAME): the LWS
+controller creates the headless Service that publishes LWS_LEADER_ADDRESS under that name only if no Service of that
+name exists (kubernetes-sigs/lws pkg/utils/controller/controller_utils.go, CreateHeadlessServiceIfNotExists).
+*/}}
+{{- define "vllm-rdma.apiServiceName" -}}
+{{- printf "%s-api" (include "vllm-rdma.fullname" .) }}
+{{- end }}
+
+{{/*
 The ServiceAccount the pods run as.
 */}}
 {{- define "vllm-rdma.serviceAccountName" -}}
@@ -123,8 +132,17 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 {{- if eq $v.distributed.backend "ray" }}
 {{- $ports = concat $ports (list (int $v.distributed.ray.port) (int $v.distributed.ray.dashboardPort) (int $v.distributed.ray.clientPort)) }}
 {{- end }}
+{{- if include "vllm-rdma.groupWatch" . }}
+{{- $ports = append $ports (int $v.distributed.groupWatchPort) }}
+{{- end }}
 {{- if ne (len $ports) (len (uniq $ports)) }}
-{{- $problems = append $problems (printf "under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort and the Ray ports repeat one (%s): make them distinct" (join ", " $ports)) }}
+{{- $problems = append $problems (printf "under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort, distributed.groupWatchPort and the Ray ports repeat one (%s): make them distinct" (join ", " $ports)) }}
+{{- end }}
+{{- if and (eq (toString $v.rdma.privileged) "false") (not $v.rdma.devicePluginResource) }}
+{{- $problems = append $problems "rdma.privileged is false in hostNetwork mode without rdma.devicePluginResource: an unprivileged container cannot open the node's /dev/infiniband devices and NCCL falls back to TCP sockets: set rdma.devicePluginResource (a device plugin that grants the RDMA devices) or leave rdma.privileged null" }}
+{{- end }}
+{{- if and (eq $v.distributed.backend "ray") (not $v.distributed.ray.authTokenSecret.name) (not $v.distributed.ray.allowUnauthenticated) }}
+{{- $problems = append $problems "distributed.backend is ray under hostNetwork without distributed.ray.authTokenSecret.name: Ray's ports would listen on the node's VCN address without authentication, and anyone who reaches them can run code in the pods: name a Secret with a token (Ray 2.52+), or set distributed.ray.allowUnauthenticated=true where OCI security rules keep the ports closed" }}
 {{- end }}
 {{- end }}
 {{- $cn := $v.clusterNetwork }}

@@ -102,22 +102,56 @@ Resources of a GPU container: every GPU of the node, and the VFs in SR-IOV mode 
 requests:
   cpu: {{ $v.resources.cpu | quote }}
   memory: {{ $v.resources.memory | quote }}
-  {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
-  {{- if eq $v.rdma.mode "sriov" }}
-  {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
-  {{- end }}
+  {{- include "vllm-rdma.deviceResources" . | nindent 2 }}
 limits:
-  {{ $v.preset.gpuResource }}: {{ $v.preset.gpusPerNode }}
-  {{- if eq $v.rdma.mode "sriov" }}
-  {{ $v.rdma.sriov.resourceName }}: {{ $v.rdma.sriov.vfs }}
-  {{- end }}
+  {{- include "vllm-rdma.deviceResources" . | nindent 2 }}
 {{- end }}
 
 {{/*
-Security context of a container that registers memory with the RDMA NICs: IPC_LOCK, privileged only when asked.
+The extended resources of a GPU container (requests = limits): every GPU, the VFs in SR-IOV mode, and the RDMA
+device plugin's resource when one grants the devices.
+*/}}
+{{- define "vllm-rdma.deviceResources" -}}
+{{- $v := .Values -}}
+{{ $v.preset.gpuResource | quote }}: {{ $v.preset.gpusPerNode }}
+{{- if eq $v.rdma.mode "sriov" }}
+{{ $v.rdma.sriov.resourceName | quote }}: {{ $v.rdma.sriov.vfs }}
+{{- end }}
+{{- with $v.rdma.devicePluginResource }}
+{{ . | quote }}: 1
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the RDMA containers run privileged: rdma.privileged, or when that is null, exactly in hostNetwork mode
+without rdma.devicePluginResource. A hostPath /dev/infiniband adds no device-cgroup permission: an unprivileged
+container sees the device nodes but cannot open uverbs* (runc, crun and CRI-O allow only default devices and those a
+device plugin grants), so NCCL falls back to sockets. Source: oracle-quickstart/oci-hpc-oke
+docs/using-rdma-network-interfaces-in-manifests.md (every RDMA manifest runs privileged).
+*/}}
+{{- define "vllm-rdma.privileged" -}}
+{{- $rdma := .Values.rdma }}
+{{- $privileged := $rdma.privileged }}
+{{- if kindIs "invalid" $privileged }}
+{{- $privileged = and (eq $rdma.mode "hostNetwork") (not $rdma.devicePluginResource) }}
+{{- end }}
+{{- if $privileged }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the node's /dev/infiniband is mounted: hostNetwork mode without a device plugin (which grants and mounts the
+devices itself).
+*/}}
+{{- define "vllm-rdma.hostDevices" -}}
+{{- if and (eq .Values.rdma.mode "hostNetwork") (not .Values.rdma.devicePluginResource) }}true{{ end }}
+{{- end }}
+
+{{/*
+Security context of a container that registers memory with the RDMA NICs: privileged (see vllm-rdma.privileged),
+else IPC_LOCK, which lifts the locked-memory limit for verbs memory registration.
 */}}
 {{- define "vllm-rdma.rdmaSecurityContext" -}}
-{{- if .Values.rdma.privileged }}
+{{- if include "vllm-rdma.privileged" . }}
 privileged: true
 {{- else }}
 capabilities:
@@ -137,36 +171,144 @@ Mounts of a GPU container: /dev/shm, the NCCL config file, the scripts, and /dev
   readOnly: true
 - name: scripts
   mountPath: /opt/helm-rdma
-{{- if eq .Values.rdma.mode "hostNetwork" }}
+{{- if include "vllm-rdma.hostDevices" . }}
 - name: infiniband
-  mountPath: {{ .Values.rdma.devicePath }}
+  mountPath: {{ .Values.rdma.devicePath | quote }}
 {{- end }}
 {{- end }}
 
 {{/*
-The volumes behind vllm-rdma.rdmaVolumeMounts: (dict "root" $ "configMap" NAME-OR-EMPTY). The release's own nccl and
-scripts ConfigMaps by default; a hook (which runs before those exist) names its own ConfigMap holding both.
+The volumes behind vllm-rdma.rdmaVolumeMounts.
 */}}
 {{- define "vllm-rdma.rdmaVolumes" -}}
-{{- $root := .root }}
-{{- $fullname := include "vllm-rdma.fullname" $root -}}
+{{- $fullname := include "vllm-rdma.fullname" . -}}
 - name: dshm
   emptyDir:
     medium: Memory
-    sizeLimit: {{ $root.Values.resources.shmSize }}
+    sizeLimit: {{ .Values.resources.shmSize | quote }}
 - name: nccl-config
   configMap:
-    name: {{ default (printf "%s-nccl" $fullname) .configMap }}
+    name: {{ printf "%s-nccl" $fullname }}
 - name: scripts
   configMap:
-    name: {{ default (printf "%s-scripts" $fullname) .configMap }}
+    name: {{ printf "%s-scripts" $fullname }}
     defaultMode: 0555
-{{- if eq $root.Values.rdma.mode "hostNetwork" }}
+{{- if include "vllm-rdma.hostDevices" . }}
 - name: infiniband
   hostPath:
-    path: {{ $root.Values.rdma.devicePath | quote }}
+    path: {{ .Values.rdma.devicePath | quote }}
     type: Directory
 {{- end }}
+{{- end }}
+
+{{/*
+Whether each group's pods run the NCCL preflight as an init container: enabled, and a group spans more than one
+node (one node has no RDMA path to test).
+*/}}
+{{- define "vllm-rdma.preflight" -}}
+{{- if and .Values.verify.preflight.enabled (gt (int .Values.nodes) 1) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the pods of a group watch each other and restart together (StatefulSet mode; LeaderWorkerSet's
+RecreateGroupOnPodRestart does it there): vLLM's headless workers block forever when the leader goes away
+(vllm v1/executor/multiproc_executor.py, dequeue(indefinite=True)), and a new leader waits for workers that never
+rejoin.
+*/}}
+{{- define "vllm-rdma.groupWatch" -}}
+{{- if and (eq .Values.workload.kind "StatefulSet") (gt (int .Values.nodes) 1) }}true{{ end }}
+{{- end }}
+
+{{/*
+Environment that tells the entrypoint where its pod stands in its group: (dict "root" $ "role" "leader"|"worker").
+*/}}
+{{- define "vllm-rdma.groupEnv" -}}
+{{- $v := .root.Values -}}
+- name: HELM_RDMA_ROLE
+  value: {{ .role | quote }}
+- name: HELM_RDMA_BACKEND
+  value: {{ $v.distributed.backend | quote }}
+- name: HELM_RDMA_WORKLOAD
+  value: {{ $v.workload.kind | quote }}
+- name: HELM_RDMA_NNODES
+  value: {{ $v.nodes | quote }}
+- name: HELM_RDMA_MASTER_PORT
+  value: {{ $v.distributed.masterPort | quote }}
+- name: HELM_RDMA_WAIT_SECONDS
+  value: {{ $v.distributed.leaderWaitSeconds | quote }}
+{{- if eq $v.workload.kind "LeaderWorkerSet" }}
+- name: HELM_RDMA_GROUP
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['leaderworkerset.sigs.k8s.io/group-index']
+{{- else }}
+- name: HELM_RDMA_LEADER_PREFIX
+  value: {{ printf "%s-leader" (include "vllm-rdma.fullname" .root) | quote }}
+{{- end }}
+{{- if include "vllm-rdma.groupWatch" .root }}
+- name: HELM_RDMA_WATCH_PORT
+  value: {{ $v.distributed.groupWatchPort | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The preflight init container: torchrun all-reduces across every GPU of the group's nodes over the group's own RDMA
+devices and NCCL settings, before vLLM starts, and fails (so the group restarts) when the bus bandwidth is below the
+threshold or NCCL fell back to sockets. As an init container it holds the pod's own GPUs: it never competes with a
+serving group, runs on every group start (every replica), and needs no hook. Rank 0 prints the result as one line
+that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.preflightContainer" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $pf := $v.verify.preflight -}}
+- name: preflight
+  image: {{ include "vllm-rdma.image" $root | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
+  args:
+    - "--sizes"
+    - {{ $pf.messageSizes | quote }}
+    - "--iters"
+    - {{ $pf.iterations | quote }}
+    - "--warmup"
+    - {{ $pf.warmupIterations | quote }}
+    - "--threshold-gbps"
+    - {{ $pf.thresholdGBps | quote }}
+    {{- if $v.preset.busBandwidthExpectedGBps }}
+    - "--expected-gbps"
+    - {{ $v.preset.busBandwidthExpectedGBps | quote }}
+    {{- end }}
+    {{- if $pf.requireInfiniband }}
+    - "--require-ib"
+    {{- end }}
+  env:
+    - name: HELM_RDMA_TASK
+      value: preflight
+    {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
+    - name: HELM_RDMA_GPUS_PER_NODE
+      value: {{ $v.preset.gpusPerNode | quote }}
+    - name: HELM_RDMA_PREFLIGHT_SECONDS
+      value: {{ mul $pf.timeoutMinutes 60 | quote }}
+    {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 4 }}
+    # NCCL's log goes to files too, so that rank 0 can tell NET/IB from NET/Socket.
+    - name: NCCL_DEBUG_FILE
+      value: /tmp/nccl.%h.%p.log
+  resources:
+    {{- include "vllm-rdma.gpuResources" $root | trim | nindent 4 }}
+  securityContext:
+    {{- include "vllm-rdma.rdmaSecurityContext" $root | trim | nindent 4 }}
+  volumeMounts:
+    {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 4 }}
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/*
+The workload image, repository:tag.
+*/}}
+{{- define "vllm-rdma.image" -}}
+{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) }}
 {{- end }}
 
 {{/*
@@ -200,14 +342,18 @@ spec:
   {{- end }}
   terminationGracePeriodSeconds: 60
   {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
-  {{- if eq $v.model.storage.type "download" }}
+  {{- if or (include "vllm-rdma.preflight" $root) (eq $v.model.storage.type "download") }}
   initContainers:
+    {{- if include "vllm-rdma.preflight" $root }}
+    {{- include "vllm-rdma.preflightContainer" . | nindent 4 }}
+    {{- end }}
+    {{- if eq $v.model.storage.type "download" }}
     - name: download-model
-      image: "{{ $v.image.repository }}:{{ $v.image.tag }}"
+      image: {{ include "vllm-rdma.image" $root | quote }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
       command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
       env:
-        - name: HELM_RDMA_ROLE
+        - name: HELM_RDMA_TASK
           value: download
         - name: HELM_RDMA_MODEL
           value: {{ $v.model.name | quote }}
@@ -223,36 +369,19 @@ spec:
           mountPath: {{ $v.model.storage.mountPath | quote }}
         - name: scripts
           mountPath: /opt/helm-rdma
+    {{- end }}
   {{- end }}
   containers:
     - name: vllm
-      image: "{{ $v.image.repository }}:{{ $v.image.tag }}"
+      image: {{ include "vllm-rdma.image" $root | quote }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
       command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
       args:
         {{- include "vllm-rdma.serveArgs" $root | nindent 8 }}
       env:
-        - name: HELM_RDMA_ROLE
-          value: {{ $role | quote }}
-        - name: HELM_RDMA_BACKEND
-          value: {{ $v.distributed.backend | quote }}
-        - name: HELM_RDMA_WORKLOAD
-          value: {{ $v.workload.kind | quote }}
-        - name: HELM_RDMA_NNODES
-          value: {{ $v.nodes | quote }}
-        - name: HELM_RDMA_MASTER_PORT
-          value: {{ $v.distributed.masterPort | quote }}
-        - name: HELM_RDMA_WAIT_SECONDS
-          value: {{ $v.distributed.leaderWaitSeconds | quote }}
-        {{- if eq $v.workload.kind "LeaderWorkerSet" }}
-        - name: HELM_RDMA_GROUP
-          valueFrom:
-            fieldRef:
-              fieldPath: metadata.labels['leaderworkerset.sigs.k8s.io/group-index']
-        {{- else }}
-        - name: HELM_RDMA_LEADER_PREFIX
-          value: {{ printf "%s-leader" (include "vllm-rdma.fullname" $root) | quote }}
-        {{- end }}
+        - name: HELM_RDMA_TASK
+          value: serve
+        {{- include "vllm-rdma.groupEnv" . | nindent 8 }}
         {{- if eq $v.distributed.backend "ray" }}
         - name: HELM_RDMA_RAY_PORT
           value: {{ $v.distributed.ray.port | quote }}
@@ -262,6 +391,24 @@ spec:
           value: {{ $v.distributed.ray.clientPort | quote }}
         - name: HELM_RDMA_RAY_JOIN_TIMEOUT
           value: {{ $v.distributed.ray.joinTimeoutSeconds | quote }}
+        {{- with $v.distributed.ray.authTokenSecret.name }}
+        # Ray's token authentication (Ray 2.52+): every Ray process of the group, vLLM's included, uses the token.
+        - name: RAY_AUTH_MODE
+          value: token
+        - name: RAY_AUTH_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ . | quote }}
+              key: {{ $v.distributed.ray.authTokenSecret.key | quote }}
+        {{- end }}
+        {{- end }}
+        {{- if and (eq $role "leader") $v.api.keySecret.name }}
+        # vLLM's OpenAI server requires this key on /v1 requests (read from the environment, never from args).
+        - name: VLLM_API_KEY
+          valueFrom:
+            secretKeyRef:
+              name: {{ $v.api.keySecret.name | quote }}
+              key: {{ $v.api.keySecret.key | quote }}
         {{- end }}
         - name: HF_HOME
           value: {{ printf "%s/hf" $v.model.storage.mountPath | quote }}
@@ -280,9 +427,6 @@ spec:
         {{- if eq $v.distributed.backend "ray" }}
         - name: ray-gcs
           containerPort: {{ $v.distributed.ray.port }}
-          protocol: TCP
-        - name: ray-dashboard
-          containerPort: {{ $v.distributed.ray.dashboardPort }}
           protocol: TCP
         - name: ray-client
           containerPort: {{ $v.distributed.ray.clientPort }}
@@ -316,7 +460,11 @@ spec:
         - name: model
           mountPath: {{ $v.model.storage.mountPath | quote }}
   volumes:
-    {{- include "vllm-rdma.rdmaVolumes" (dict "root" $root "configMap" "") | trim | nindent 4 }}
+    {{- include "vllm-rdma.rdmaVolumes" $root | trim | nindent 4 }}
+    {{- if include "vllm-rdma.preflight" $root }}
+    - name: tmp
+      emptyDir: {}
+    {{- end }}
     - name: model
       {{- if eq $v.model.storage.type "hostPath" }}
       hostPath:
@@ -327,7 +475,7 @@ spec:
         claimName: {{ $v.model.storage.claimName | quote }}
       {{- else }}
       emptyDir:
-        sizeLimit: {{ $v.model.storage.sizeLimit }}
+        sizeLimit: {{ $v.model.storage.sizeLimit | quote }}
       {{- end }}
 {{- end }}
 

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""helm-rdma group watch: makes the pods of one StatefulSet group restart as one (LeaderWorkerSet does it itself).
+
+vLLM's headless workers block forever when the leader goes away (vllm v1/executor/multiproc_executor.py,
+dequeue(indefinite=True)), and a restarted leader waits for workers that never come back. Under hostNetwork a
+restarted leader even keeps its address and DNS name, so a worker cannot tell from those. The watch gives each pod a
+signal that changes on every restart: a TCP connection from each worker to its leader's watch.
+
+    group_watch.py lead   --port P --size N                          -- COMMAND...
+    group_watch.py follow --host H --port P --rank R [--wait S]      -- COMMAND...
+
+Both run COMMAND (the pod's real work) as a child in its own process group, and end it, exiting 3, when the group
+breaks: the leader when a worker that had joined disconnects, or another process joins under a taken rank after the
+group formed; a worker when its connection to the leader drops, the leader stops answering, or the leader's epoch
+(a random id per start) changes. The kubelet then restarts the container and the group forms again. A worker that
+cannot reach the leader within --wait seconds ends too (exit 1). When COMMAND ends by itself, its exit code is
+returned. SIGTERM and SIGINT are passed to COMMAND.
+
+Protocol (one line each): worker "JOIN <rank>", leader "EPOCH <id>"; then the worker sends "PING" and the leader
+answers "PONG" every --interval seconds; silence for --timeout seconds counts as a break. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+BROKEN = 3
+
+
+def log(message: str) -> None:
+    print(f"helm-rdma group watch: {message}", file=sys.stderr, flush=True)
+
+
+class Child:
+    """COMMAND in its own process group, so that everything it started ends with it."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(command, start_new_session=True)
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def forward_signals(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            try:
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def read_line(conn: socket.socket, buffer: bytearray) -> str | None:
+    """One line from ``conn`` (None when it closed); ``buffer`` keeps what came after it."""
+    while b"\n" not in buffer:
+        chunk = conn.recv(256)
+        if not chunk:
+            return None
+        buffer += chunk
+        if len(buffer) > 4096:
+            return None
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line.decode("ascii", "replace").strip()
+
+
+class Leader:
+    """Accepts one connection per worker rank; the group has formed once every rank 1..size-1 joined."""
+
+    def __init__(self, port: int, size: int, timeout: float) -> None:
+        self.size, self.timeout = size, timeout
+        self.epoch = uuid.uuid4().hex
+        self.members: dict[int, socket.socket] = {}
+        self.formed = False
+        self.broken = threading.Event()
+        self.reason = ""
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("", port), reuse_port=False)
+        self.server.settimeout(0.5)
+
+    def serve(self) -> None:
+        while not self.broken.is_set():
+            try:
+                conn, address = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._member, args=(conn, address), daemon=True).start()
+
+    def _break(self, reason: str) -> None:
+        with self.lock:
+            if not self.broken.is_set():
+                self.reason = reason
+                self.broken.set()
+
+    def _member(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        buffer = bytearray()
+        conn.settimeout(10)
+        try:
+            hello = read_line(conn, buffer)
+        except OSError:
+            hello = None
+        parts = (hello or "").split()
+        if len(parts) != 2 or parts[0] != "JOIN" or not parts[1].isdigit() or not 0 < int(parts[1]) < self.size:
+            conn.close()  # not a worker of this group: ignored
+            return
+        rank = int(parts[1])
+        with self.lock:
+            old = self.members.get(rank)
+            self.members[rank] = conn
+            if not self.formed and len(self.members) == self.size - 1:
+                self.formed = True
+                log(f"group formed: {self.size - 1} worker(s) joined epoch {self.epoch}")
+        if old is not None:
+            old.close()
+            if self.formed:
+                self._break(f"worker rank {rank} joined again from {address[0]}: it restarted")
+                return
+        log(f"worker rank {rank} joined from {address[0]}")
+        try:
+            conn.sendall(f"EPOCH {self.epoch}\n".encode())
+            conn.settimeout(self.timeout)
+            while not self.broken.is_set():
+                line = read_line(conn, buffer)
+                if line is None:
+                    raise ConnectionError("closed")
+                if line == "PING":
+                    conn.sendall(b"PONG\n")
+        except (OSError, ConnectionError) as exc:
+            with self.lock:
+                current = self.members.get(rank) is conn
+                formed = self.formed
+                if current and not formed:
+                    del self.members[rank]
+            if current and formed:
+                self._break(f"worker rank {rank} ({address[0]}) went away ({exc or 'silent'})")
+            elif current:
+                log(f"worker rank {rank} left before the group formed; waiting for it to come back")
+
+
+def follow(host: str, port: int, rank: int, wait: float, interval: float, timeout: float,
+           child: Child) -> tuple[int, str]:
+    """Join the leader's watch and hold the connection; returns (exit code, reason) when the group breaks."""
+    start = time.monotonic()
+    while True:
+        if child.process.poll() is not None:
+            return -1, ""
+        try:
+            conn = socket.create_connection((host, port), timeout=5)
+            break
+        except OSError as exc:
+            if time.monotonic() - start >= wait:
+                return 1, f"the leader's group watch at {host}:{port} did not answer within {wait:.0f}s ({exc})"
+            time.sleep(min(interval, 2.0))
+    buffer = bytearray()
+    try:
+        conn.settimeout(timeout)
+        conn.sendall(f"JOIN {rank}\n".encode())
+        epoch = read_line(conn, buffer)
+        if epoch is None or not epoch.startswith("EPOCH "):
+            return BROKEN, f"the leader at {host}:{port} closed the watch before answering"
+        log(f"joined leader {host}:{port} as rank {rank}, {epoch.lower()}")
+        selector = selectors.DefaultSelector()
+        selector.register(conn, selectors.EVENT_READ)
+        last_pong = time.monotonic()
+        while True:
+            if child.process.poll() is not None:
+                return -1, ""
+            conn.sendall(b"PING\n")
+            deadline = time.monotonic() + interval
+            while (left := deadline - time.monotonic()) > 0:
+                if child.process.poll() is not None:
+                    return -1, ""
+                if selector.select(min(left, 0.5)):
+                    line = read_line(conn, buffer)
+                    if line is None:
+                        return BROKEN, f"the leader at {host}:{port} went away (connection closed)"
+                    if line == "PONG":
+                        last_pong = time.monotonic()
+                    elif line.startswith("EPOCH ") and line != epoch:
+                        return BROKEN, f"the leader at {host}:{port} restarted ({line.lower()})"
+            if time.monotonic() - last_pong > timeout:
+                return BROKEN, f"the leader at {host}:{port} stopped answering for {timeout:.0f}s"
+    except TimeoutError:
+        return BROKEN, f"the leader at {host}:{port} stopped answering for {timeout:.0f}s"
+    except OSError as exc:
+        return BROKEN, f"the leader at {host}:{port} went away ({exc})"
+    finally:
+        conn.close()
+
+
+def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    if "--" not in argv:
+        raise SystemExit("usage: group_watch.py lead|follow ... -- COMMAND...")
+    cut = argv.index("--")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["lead", "follow"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--size", type=int, default=0, help="nodes in the group (lead)")
+    parser.add_argument("--host", default="", help="the leader's address (follow)")
+    parser.add_argument("--rank", type=int, default=0, help="this worker's node rank (follow)")
+    parser.add_argument("--wait", type=float, default=900, help="seconds to reach the leader (follow)")
+    parser.add_argument("--interval", type=float, default=5)
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args(argv[:cut])
+    command = argv[cut + 1:]
+    if not command:
+        raise SystemExit("group_watch.py: no COMMAND after --")
+    if args.mode == "lead" and args.size < 2:
+        raise SystemExit("group_watch.py lead: --size must be 2 or more")
+    if args.mode == "follow" and (not args.host or args.rank < 1):
+        raise SystemExit("group_watch.py follow: --host and a --rank of 1 or more are required")
+    return args, command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, command = arguments(sys.argv[1:] if argv is None else argv)
+    if args.mode == "lead":
+        leader = Leader(args.port, args.size, args.timeout)
+        threading.Thread(target=leader.serve, daemon=True).start()
+        log(f"leading a group of {args.size} on port {args.port}, epoch {leader.epoch}")
+        child = Child(command)
+        child.forward_signals()
+        while child.process.poll() is None and not leader.broken.wait(0.5):
+            pass
+        if leader.broken.is_set() and child.process.poll() is None:
+            log(f"{leader.reason}: restarting this group")
+            child.stop()
+            leader.server.close()
+            return BROKEN
+        leader.server.close()
+        return child.process.returncode
+    child = Child(command)
+    child.forward_signals()
+    code, reason = follow(args.host, args.port, args.rank, args.wait, args.interval, args.timeout, child)
+    if code == -1:
+        return child.process.returncode
+    log(f"{reason}: restarting this pod to rejoin the group")
+    child.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

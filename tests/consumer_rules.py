@@ -1,0 +1,153 @@
+"""Rules that the consumers of our manifests apply, each citing where it comes from. Every rendered chart must pass
+all of them (test_golden applies them to the whole matrix; test_consumers shows each one catching what it is for).
+
+Each rule takes the rendered documents and returns the problems it finds (empty: the rule holds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Docs = list[dict[str, Any]]
+GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+MULTUS = "k8s.v1.cni.cncf.io/networks"
+
+
+def pod_templates(docs: Docs) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """(object, role, pod template) of every object that makes pods."""
+    for d in docs:
+        spec = d.get("spec", {})
+        if d["kind"] == "LeaderWorkerSet":
+            lwt = spec["leaderWorkerTemplate"]
+            if "leaderTemplate" in lwt:
+                yield d, "leader", lwt["leaderTemplate"]
+            yield d, "worker", lwt["workerTemplate"]
+        elif d["kind"] in ("StatefulSet", "Job", "Deployment", "DaemonSet"):
+            yield d, d["metadata"]["name"], spec["template"]
+        elif d["kind"] == "Pod":
+            yield d, d["metadata"]["name"], d
+
+
+def containers(template: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = template.get("spec", {})
+    return list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+
+
+def requests_of(container: dict[str, Any]) -> dict[str, Any]:
+    resources = container.get("resources") or {}
+    return {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+
+
+def lws_service_names_are_free(docs: Docs) -> list[str]:
+    """kubernetes-sigs/lws: the controller creates the headless Service that publishes LWS_LEADER_ADDRESS
+    (<lws>-<group>.<lws>.<namespace>) under the LeaderWorkerSet's own name, and only if no Service of that name
+    exists (pkg/utils/controller/controller_utils.go CreateHeadlessServiceIfNotExists, called with lws.Name from
+    pkg/controllers/leaderworkerset_controller.go). A chart Service of that name leaves the workers no leader."""
+    lws = {(d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs if d["kind"] == "LeaderWorkerSet"}
+    return [f"Service {d['metadata']['name']} has the name of a LeaderWorkerSet" for d in docs
+            if d["kind"] == "Service" and (d["metadata"].get("namespace"), d["metadata"]["name"]) in lws]
+
+
+def rdma_devices_can_be_opened(docs: Docs) -> list[str]:
+    """The container runtime (runc, crun, CRI-O) lets a container open only default devices and those a device
+    plugin grants: a hostPath /dev/infiniband mount is visible but `uverbs*` cannot be opened unless the container
+    is privileged (oracle-quickstart/oci-hpc-oke docs/using-rdma-network-interfaces-in-manifests.md; FACTS.md "How a
+    pod gets RDMA on OKE"). So a container that mounts the node's RDMA devices runs privileged, and one that uses
+    RDMA without them gets the devices from a device plugin resource (SR-IOV VFs, or an RDMA shared device)."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        volumes = {v["name"]: v for v in template.get("spec", {}).get("volumes") or []}
+        for c in containers(template):
+            mounts_devices = any(str((volumes.get(m["name"]) or {}).get("hostPath", {}).get("path", "")).startswith(
+                "/dev/infiniband") for m in c.get("volumeMounts") or [])
+            privileged = bool((c.get("securityContext") or {}).get("privileged"))
+            uses_rdma = any(e.get("name") == "NCCL_IB_HCA" for e in c.get("env") or [])
+            granted = any("/" in k and k not in GPU_RESOURCES for k in requests_of(c))
+            where = f"{obj['kind']} {obj['metadata']['name']} ({role}) container {c['name']}"
+            if mounts_devices and not privileged:
+                problems.append(f"{where} mounts the node's /dev/infiniband unprivileged: it cannot open uverbs*")
+            if uses_rdma and not privileged and not granted and not mounts_devices:
+                problems.append(f"{where} uses RDMA with no device access (not privileged, no device resource)")
+    return problems
+
+
+def hooks_never_take_gpus(docs: Docs) -> list[str]:
+    """Helm runs pre-upgrade hooks on every upgrade and `helm test` hooks beside a serving release; Argo CD maps
+    pre-install and pre-upgrade hooks to PreSync and runs them on every sync (FACTS.md "Helm"; argo-cd docs
+    user-guide/helm.md). The serving pods hold every GPU (and VF) of their nodes, so a hook that requests them
+    waits forever: no hook may request GPUs or RDMA VFs."""
+    problems = []
+    for obj, _role, template in pod_templates(docs):
+        if "helm.sh/hook" not in (obj["metadata"].get("annotations") or {}):
+            continue
+        for c in containers(template):
+            taken = [k for k in requests_of(c) if k in GPU_RESOURCES or "rdma" in k]
+            if taken:
+                problems.append(f"hook {obj['kind']} {obj['metadata']['name']} container {c['name']} requests "
+                                f"{', '.join(taken)}")
+    return problems
+
+
+def multus_networks_are_namespaced(docs: Docs) -> list[str]:
+    """Multus resolves a network named without a namespace in the pod's own namespace
+    (k8snetworkplumbingwg/multus-cni docs/how-to-use.md, "<namespace>/<network name>"); Oracle's rdma-vf
+    NetworkAttachmentDefinition lives in default, so pods elsewhere must write default/rdma-vf
+    (oracle-quickstart/oci-hpc-oke docs/using-rdma-network-interfaces-in-manifests.md)."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        networks = (template.get("metadata", {}).get("annotations") or {}).get(MULTUS)
+        if networks and any("/" not in n for n in networks.split(",")):
+            problems.append(f"{obj['kind']} {obj['metadata']['name']} ({role}) names {networks} without a namespace")
+    return problems
+
+
+def statefulset_groups_restart_together(docs: Docs) -> list[str]:
+    """vLLM's headless workers block forever when the leader goes away (vllm v1/executor/multiproc_executor.py,
+    dequeue(indefinite=True)) and StatefulSets restart pods one by one; only LeaderWorkerSet's
+    RecreateGroupOnPodRestart restarts a group as one (kubernetes-sigs/lws pkg/controllers/pod_controller.go). So
+    every serving container of a multi-node StatefulSet group runs under the group watch (files/group_watch.py)."""
+    problems = []
+    workers = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-worker")]
+    for d in docs:
+        if d["kind"] != "StatefulSet" or not workers:
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"] for e in c.get("env") or []}
+            if "HELM_RDMA_WATCH_PORT" not in env:
+                problems.append(f"StatefulSet {d['metadata']['name']} container {c['name']} has no group watch")
+    return problems
+
+
+def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
+    """Under hostNetwork a pod's ports listen on the node's VCN address, and NetworkPolicies do not reliably apply
+    to hostNetwork pods (FACTS.md "Controllers that consume our manifests"). Ray's dashboard and job API run code
+    for anyone who reaches them (docs.ray.io ray-security/token-auth): the chart binds the dashboard to the node's
+    loopback and runs Ray with RAY_AUTH_MODE=token, unless the user opted out explicitly. vLLM's key comes from a
+    Secret through the environment (VLLM_API_KEY), never in arguments anyone can read in the pod spec."""
+    problems = []
+    for obj, _role, template in pod_templates(docs):
+        spec = template.get("spec", {})
+        for c in containers(template):
+            args = [str(a) for a in (c.get("args") or []) + (c.get("command") or [])]
+            if any(a.startswith("--api-key") for a in args):
+                problems.append(f"{obj['metadata']['name']} passes --api-key in its arguments")
+            for e in c.get("env") or []:
+                if e["name"] in ("VLLM_API_KEY", "RAY_AUTH_TOKEN", "HF_TOKEN") and "value" in e:
+                    problems.append(f"{obj['metadata']['name']} container {c['name']} holds {e['name']} inline")
+            if spec.get("hostNetwork"):
+                names = {p.get("name") for p in c.get("ports") or []}
+                if "ray-dashboard" in names:
+                    problems.append(f"{obj['metadata']['name']} publishes the Ray dashboard on the node")
+    return problems
+
+
+RULES: tuple[Callable[[Docs], list[str]], ...] = (
+    lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
+    statefulset_groups_restart_together, nothing_unauthenticated_on_the_node,
+)
+
+
+def problems(docs: Docs) -> list[str]:
+    """Every problem every rule finds."""
+    return [p for rule in RULES for p in rule(docs)]

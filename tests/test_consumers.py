@@ -1,0 +1,139 @@
+"""The rules of what consumes our manifests (tests/consumer_rules.py), each shown catching the mistake it is for
+(the shape the chart rendered before it was fixed) and holding on what the chart renders now."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from . import consumer_rules as rules
+from .rendering import hooks, of_kind, render
+
+RAY_TOKEN = ("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.authTokenSecret.name=ray-token")
+CASES = {
+    "lws-hostNetwork": (),
+    "lws-sriov": ("rdma.mode=sriov",),
+    "sts-hostNetwork": ("workload.kind=StatefulSet",),
+    "sts-sriov-ray": ("workload.kind=StatefulSet", "rdma.mode=sriov", *RAY_TOKEN),
+    "lws-ray": RAY_TOKEN,
+    "device-plugin": ("rdma.devicePluginResource=rdma/rdma_shared_device_a",),
+    "replicas-api-key": ("replicas=3", "api.keySecret.name=vllm-api-key"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_rule_holds_on_what_the_chart_renders(case: str) -> None:
+    assert rules.problems(render(*CASES[case])) == []
+
+
+def first(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return of_kind(docs, kind)[0]
+
+
+def test_a_service_named_like_the_leaderworkerset_is_caught() -> None:
+    docs = copy.deepcopy(render())
+    api = next(d for d in of_kind(docs, "Service") if d["metadata"]["name"].endswith("-api"))
+    api["metadata"]["name"] = first(docs, "LeaderWorkerSet")["metadata"]["name"]  # what the chart once rendered
+    assert rules.lws_service_names_are_free(docs) == ["Service llama405b-vllm-rdma has the name of a LeaderWorkerSet"]
+
+
+def test_an_unprivileged_container_on_the_nodes_rdma_devices_is_caught() -> None:
+    docs = copy.deepcopy(render())
+    for c in first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"]:
+        c["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}  # what the chart once rendered
+    found = rules.rdma_devices_can_be_opened(docs)
+    assert found and "mounts the node's /dev/infiniband unprivileged" in found[0]
+
+
+def test_hostnetwork_defaults_to_privileged_and_a_device_plugin_to_ipc_lock_only() -> None:
+    [lws] = of_kind(render(), "LeaderWorkerSet")
+    vllm = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
+    assert vllm["securityContext"] == {"privileged": True}
+    [lws] = of_kind(render(*CASES["device-plugin"]), "LeaderWorkerSet")
+    spec = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    assert spec["containers"][0]["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
+    assert spec["containers"][0]["resources"]["limits"]["rdma/rdma_shared_device_a"] == 1
+    assert all(v["name"] != "infiniband" for v in spec["volumes"])  # the plugin mounts the devices itself
+    [lws] = of_kind(render(*CASES["lws-sriov"]), "LeaderWorkerSet")  # the SR-IOV device plugin grants the VFs
+    vllm = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
+    assert vllm["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
+
+
+def test_a_hook_that_takes_the_gpus_is_caught() -> None:
+    docs = copy.deepcopy(render())
+    lws = first(docs, "LeaderWorkerSet")
+    job = {"apiVersion": "batch/v1", "kind": "Job",  # the pre-install,pre-upgrade preflight Job the chart once had
+           "metadata": {"name": "llama405b-vllm-rdma-preflight",
+                        "annotations": {"helm.sh/hook": "pre-install,pre-upgrade"}},
+           "spec": {"template": lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]}}
+    found = rules.hooks_never_take_gpus([*docs, job])
+    assert found and "requests nvidia.com/gpu" in found[0]
+
+
+def test_an_unqualified_multus_network_is_caught() -> None:
+    docs = copy.deepcopy(render(*CASES["lws-sriov"]))
+    template = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+    assert template["metadata"]["annotations"][rules.MULTUS] == ",".join(["default/rdma-vf"] * 16)
+    template["metadata"]["annotations"][rules.MULTUS] = "rdma-vf,rdma-vf"  # what the chart once rendered
+    assert rules.multus_networks_are_namespaced(docs)
+
+
+def test_a_statefulset_group_without_the_group_watch_is_caught() -> None:
+    docs = copy.deepcopy(render(*CASES["sts-hostNetwork"]))
+    for d in of_kind(docs, "StatefulSet"):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            c["env"] = [e for e in c["env"] if e["name"] != "HELM_RDMA_WATCH_PORT"]
+    assert len(rules.statefulset_groups_restart_together(docs)) == 2
+
+
+def test_a_ray_dashboard_on_the_node_or_an_inline_key_is_caught() -> None:
+    docs = copy.deepcopy(render(*CASES["lws-ray"]))
+    vllm = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in vllm["env"]}
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "ray-token", "key": "token"}
+    vllm["ports"].append({"name": "ray-dashboard", "containerPort": 8265})
+    vllm["env"].append({"name": "VLLM_API_KEY", "value": "sk-123"})
+    assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 2
+
+
+def test_ray_without_a_token_renders_only_when_the_user_opts_out() -> None:
+    docs = render("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.allowUnauthenticated=true")
+    vllm = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    assert "RAY_AUTH_MODE" not in {e["name"] for e in vllm["env"]}
+    assert not [d for d in of_kind(docs, "Service") if d["metadata"]["name"].endswith("-ray")]  # no Ray Service
+
+
+def test_the_api_key_reaches_vllm_and_the_test_pod_from_the_secret_only() -> None:
+    docs = render(*CASES["replicas-api-key"])
+    leader = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    ref = {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}}
+    assert {e["name"]: e.get("valueFrom") for e in leader["containers"][0]["env"]}["VLLM_API_KEY"] == ref
+    test_api = hooks(docs)["llama405b-vllm-rdma-test-api"]
+    assert test_api["spec"]["containers"][0]["env"] == [{"name": "VLLM_API_KEY", "valueFrom": ref}]
+    # vLLM's key guards /v1 only (vllm/entrypoints/openai/api_server.py): the /health probes need none
+    assert leader["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_every_group_runs_its_own_preflight_before_vllm() -> None:
+    docs = render(*CASES["replicas-api-key"])
+    lws = first(docs, "LeaderWorkerSet")
+    assert lws["spec"]["replicas"] == 3
+    for role in ("leaderTemplate", "workerTemplate"):
+        spec = lws["spec"]["leaderWorkerTemplate"][role]["spec"]
+        assert [c["name"] for c in spec["initContainers"]] == ["preflight"]
+        preflight = spec["initContainers"][0]
+        assert preflight["resources"] == spec["containers"][0]["resources"]  # the pod's own GPUs, no more
+    assert not [d for d in docs if d["kind"] == "Job" and "preflight" in d["metadata"]["name"]]
+
+
+def test_the_helm_test_rdma_job_runs_in_hostnetwork_mode_only_and_the_api_test_pod_is_small() -> None:
+    host = hooks(render())
+    assert host["llama405b-vllm-rdma-test-rdma"]["spec"]["template"]["spec"]["hostNetwork"] is True
+    sriov = hooks(render(*CASES["lws-sriov"]))
+    assert "llama405b-vllm-rdma-test-rdma" not in sriov
+    api = sriov["llama405b-vllm-rdma-test-api"]["spec"]["containers"][0]
+    assert api["image"] == "python:3.13-alpine"
+    assert "http://llama405b-vllm-rdma-api.llm.svc:8000" in api["command"]

@@ -1,0 +1,217 @@
+"""The group watch (charts/vllm-rdma/files/group_watch.py) that makes a StatefulSet group restart as one.
+
+The consumer's rule it answers: vLLM's headless workers block forever when the leader goes away
+(vllm-project/vllm v1/executor/multiproc_executor.py, dequeue(indefinite=True)), and StatefulSets restart pods one
+by one; under hostNetwork a restarted leader keeps its IP and DNS name (FACTS.md, "vLLM multi-node"). So each worker
+holds a connection to its leader's watch, and either side ends its pod's process when the other restarts.
+These tests run the real script, and the real entrypoint, against a stand-in leader that restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helm_rdma.resources import chart_dir
+
+WATCH = chart_dir() / "files" / "group_watch.py"
+ENTRYPOINT = chart_dir() / "files" / "entrypoint.sh"
+FAST = ["--interval", "0.2", "--timeout", "2"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child(marker: Path) -> list[str]:
+    """A stand-in for vLLM: writes its pid, then runs until stopped (not holding the watch's stderr open, so that
+    a test can read the watch's output to its end after killing it)."""
+    return ["bash", "-c", f'echo $$ > {marker}; exec sleep 300 </dev/null >/dev/null 2>&1']
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(WATCH), *args], stderr=subprocess.PIPE, text=True)
+
+
+def lead(port: int, size: int, marker: Path) -> subprocess.Popen[str]:
+    return start("lead", "--port", str(port), "--size", str(size), *FAST, "--", *child(marker))
+
+
+def follow(port: int, rank: int, marker: Path, wait: float = 10) -> subprocess.Popen[str]:
+    return start("follow", "--host", "127.0.0.1", "--port", str(port), "--rank", str(rank), "--wait", str(wait),
+                 *FAST, "--", *child(marker))
+
+
+def alive(marker: Path) -> bool:
+    if not marker.exists() or not marker.read_text().strip():
+        return False
+    try:
+        os.kill(int(marker.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(condition, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def finish(proc: subprocess.Popen[str], seconds: float = 10) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=seconds)
+    return proc.returncode, err
+
+
+@pytest.fixture
+def procs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Watches started by a test; afterwards they and every stand-in they started (orphans of a killed watch) end."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    for marker in tmp_path.iterdir():
+        if marker.is_file() and marker.read_text().strip().isdigit():
+            try:
+                os.killpg(int(marker.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_leader_restart_ends_every_worker_and_its_child(tmp_path: Path, procs: list) -> None:
+    port = free_port()
+    leader = lead(port, 3, tmp_path / "leader")
+    workers = [follow(port, 1, tmp_path / "w1"), follow(port, 2, tmp_path / "w2")]
+    procs += [leader, *workers]
+    wait_for(lambda: all(alive(tmp_path / m) for m in ("leader", "w1", "w2")))
+    time.sleep(0.5)
+    leader.send_signal(signal.SIGKILL)  # the leader container dies (its sockets close with it)
+    leader.communicate()
+    for rank, worker in enumerate(workers, 1):
+        code, err = finish(worker)
+        assert code == 3
+        assert "went away" in err and "restarting this pod to rejoin the group" in err
+        wait_for(lambda rank=rank: not alive(tmp_path / f"w{rank}"))  # vLLM stopped with it
+
+    # the restarted leader keeps its address; restarted workers join its new epoch
+    leader = lead(port, 3, tmp_path / "leader2")
+    workers = [follow(port, 1, tmp_path / "w1b"), follow(port, 2, tmp_path / "w2b")]
+    procs += [leader, *workers]
+    wait_for(lambda: all(alive(tmp_path / m) for m in ("leader2", "w1b", "w2b")))
+
+
+def test_a_worker_restart_after_the_group_formed_restarts_the_leader(tmp_path: Path, procs: list) -> None:
+    port = free_port()
+    leader = lead(port, 3, tmp_path / "leader")
+    w1, w2 = follow(port, 1, tmp_path / "w1"), follow(port, 2, tmp_path / "w2")
+    procs += [leader, w1, w2]
+    wait_for(lambda: all(alive(tmp_path / m) for m in ("leader", "w1", "w2")))
+    time.sleep(0.5)
+    w1.send_signal(signal.SIGKILL)
+    code, err = finish(leader)
+    assert code == 3
+    assert "group formed" in err and "worker rank 1 (127.0.0.1) went away" in err
+    wait_for(lambda: not alive(tmp_path / "leader"))
+    code, _ = finish(w2)  # and the leader's restart ends the other worker
+    assert code == 3
+
+
+def test_a_worker_that_restarts_before_the_group_formed_is_just_waited_for(tmp_path: Path, procs: list) -> None:
+    port = free_port()
+    leader = lead(port, 3, tmp_path / "leader")
+    w1 = follow(port, 1, tmp_path / "w1")
+    procs += [leader, w1]
+    wait_for(lambda: alive(tmp_path / "w1"))
+    time.sleep(0.5)
+    w1.send_signal(signal.SIGKILL)
+    w1.communicate()
+    time.sleep(1)
+    assert leader.poll() is None
+    procs += [follow(port, 1, tmp_path / "w1b"), follow(port, 2, tmp_path / "w2")]
+    wait_for(lambda: alive(tmp_path / "w1b") and alive(tmp_path / "w2"))
+    time.sleep(0.5)
+    assert leader.poll() is None
+
+
+def test_a_silent_leader_counts_as_gone(tmp_path: Path, procs: list) -> None:
+    port = free_port()
+    leader = lead(port, 2, tmp_path / "leader")
+    worker = follow(port, 1, tmp_path / "w1")
+    procs += [leader, worker]
+    wait_for(lambda: alive(tmp_path / "w1"))
+    leader.send_signal(signal.SIGSTOP)  # a node that froze: no FIN, no answers
+    try:
+        code, err = finish(worker, seconds=15)
+    finally:
+        leader.send_signal(signal.SIGCONT)
+    assert code == 3 and "stopped answering for 2s" in err
+
+
+def test_a_worker_that_cannot_reach_its_leader_gives_up(tmp_path: Path, procs: list) -> None:
+    worker = follow(free_port(), 1, tmp_path / "w1", wait=1)
+    procs.append(worker)
+    code, err = finish(worker)
+    assert code == 1 and "did not answer within 1s" in err
+    wait_for(lambda: not alive(tmp_path / "w1"))
+
+
+def test_a_stranger_on_the_port_changes_nothing(tmp_path: Path, procs: list) -> None:
+    port = free_port()
+    leader = lead(port, 2, tmp_path / "leader")
+    worker = follow(port, 1, tmp_path / "w1")
+    procs += [leader, worker]
+    wait_for(lambda: alive(tmp_path / "w1"))
+    for junk in (b"GET / HTTP/1.1\r\n\r\n", b"JOIN 7\n", b"JOIN 0\n", b""):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(junk)
+    time.sleep(0.5)
+    assert leader.poll() is None and worker.poll() is None
+
+
+def test_the_child_exit_code_is_the_watch_exit_code(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start("lead", "--port", str(port), "--size", "2", *FAST, "--", "bash", "-c", "exit 7")
+    assert finish(proc)[0] == 7
+
+
+def test_the_statefulset_entrypoint_worker_restarts_when_its_leader_restarts(tmp_path: Path, procs: list) -> None:
+    """The entrypoint of a StatefulSet worker, with vLLM standing in as a long sleep, against a stand-in leader."""
+    port = free_port()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vllm").write_text(f'#!/bin/bash\necho "$@" > {tmp_path}/vllm-args\necho $$ > {tmp_path}/vllm\n'
+                                  "exec sleep 300 </dev/null >/dev/null 2>&1\n")
+    (bin_dir / "getent").write_text('#!/bin/bash\necho "127.0.0.1  $2"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HELM_RDMA_TASK": "serve", "HELM_RDMA_ROLE": "worker",
+           "HELM_RDMA_BACKEND": "native", "HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "2",
+           "HELM_RDMA_MASTER_PORT": "29500", "HELM_RDMA_WATCH_PORT": str(port), "HELM_RDMA_WAIT_SECONDS": "10",
+           "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "POD_NAME": "llama-vllm-rdma-worker-0",
+           "POD_NAMESPACE": "ml", "VLLM_HOST_IP": "127.0.0.2", "HELM_RDMA_SCRIPTS": str(WATCH.parent)}
+    leader = lead(port, 2, tmp_path / "leader")
+    worker = subprocess.Popen(["bash", str(ENTRYPOINT), "m"], env=env, stderr=subprocess.PIPE, text=True)
+    procs += [leader, worker]
+    wait_for(lambda: alive(tmp_path / "vllm"))
+    assert (tmp_path / "vllm-args").read_text().split() == [
+        "serve", "m", "--nnodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1", "--master-port", "29500",
+        "--headless"]
+    time.sleep(0.3)
+    leader.send_signal(signal.SIGKILL)
+    code, err = finish(worker, seconds=90)
+    assert code == 3, err
+    assert "joined leader 127.0.0.1" in err and "restarting this pod to rejoin the group" in err
+    wait_for(lambda: not alive(tmp_path / "vllm"))
