@@ -12,7 +12,7 @@ from helm_rdma.doctor import diagnose
 from helm_rdma.presets import preset_names
 from helm_rdma.values import resolve
 
-TOKEN = "model.hfTokenSecret.name=hf-token"
+TOKEN = "model.hfTokenSecret.name=hf-token,api.keySecret.name=vllm-api-key"
 
 
 def doctor(*args: str) -> tuple[int, str]:
@@ -102,3 +102,50 @@ def test_sriov_mode_does_not_judge_the_host_device_list() -> None:
     resolved = resolve(release="llama405b", preset="h100",
                        set_values=("rdma.mode=sriov", "nccl.settings.NCCL_IB_HCA=mlx5", TOKEN))
     assert diagnose(resolved) == []
+
+
+# Values the chart's validateValues refuses (so `helm template` fails on them, with or without the plugin) and the
+# doctor error that names the same problem before anything is rendered.
+REFUSED = [
+    # kubelet/runc: a hostPath /dev/infiniband grants no device access (FACTS.md, "How a pod gets RDMA on OKE")
+    (("rdma.privileged=false",), "rdma.privileged is false in hostNetwork mode", "rdma.privileged"),
+    # hostNetwork ports listen on the node's VCN address; Ray without a token runs anyone's code (docs.ray.io token-auth)
+    (("distributed.backend=ray", "image.tag=v0.17.1"), "distributed.backend is ray under hostNetwork without",
+     "distributed.ray.authTokenSecret.name"),
+    (("workload.kind=StatefulSet", "distributed.groupWatchPort=8000"), "repeat one", "distributed.groupWatchPort"),
+]
+
+
+@pytest.mark.parametrize(("sets", "chart_message", "key"), REFUSED, ids=[r[2] for r in REFUSED])
+def test_every_combination_the_chart_refuses_is_a_doctor_error(sets: tuple[str, ...], chart_message: str,
+                                                              key: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = [a for s in (*sets, TOKEN) for a in ("--set", s)]
+    code, out = doctor("llama405b", "--preset", "h100", *args)
+    assert code == 1
+    assert any(line.startswith(f"error   {key}:") for line in out.splitlines()), out
+    # and plain helm refuses the same values in the chart itself
+    generated = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "chart"),
+                                     "--set", TOKEN, "--set", "rdma.mode=sriov"])
+    assert generated.exit_code == 0, generated.output
+    import subprocess
+
+    from .conftest import helm_path
+
+    helm = subprocess.run([str(helm_path("helm4")), "template", "x", str(tmp_path / "chart"), "--set",
+                           "rdma.mode=hostNetwork", *args], capture_output=True, text=True)
+    assert helm.returncode == 1 and chart_message in helm.stderr, helm.stderr
+
+
+@pytest.mark.parametrize(("setting", "message", "fix"), [
+    ("rdma.mode=sriov,rdma.sriov.networkName=rdma-vf", "looks for it in the release's namespace",
+     "rdma.sriov.networkName=default/rdma-vf"),
+    ("api.keySecret.name=", "answers anyone who reaches it", "api.keySecret.name=vllm-api-key"),
+    ("placement.clusterNetworkLabel.enabled=true", "this release does not provision (so does not label) them",
+     "kubectl label node NODE helm-rdma.io/cluster-network=VALUE"),
+])
+def test_what_would_leave_the_group_unreachable_or_open_is_a_warning(setting: str, message: str, fix: str) -> None:
+    code, out = doctor("--preset", "h100", "--set", TOKEN, "--set", setting)
+    assert code == 0, out
+    line = next(line for line in out.splitlines() if message in line)
+    assert line.startswith("warning") and fix in line.split("; fix: ", 1)[1]

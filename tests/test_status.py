@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.kube import GroupReadiness, group_readiness
+from helm_rdma.groups import group_states
 
 from .kmock_cluster import Cluster
 
@@ -106,7 +106,9 @@ def test_statefulset_pods_are_grouped_by_ordinal() -> None:
         pod("r-vllm-rdma-worker-2", component="worker", ready=True, nodes=3),
         pod("r-vllm-rdma-worker-3", component="worker", ready=True, nodes=3),
     ]
-    assert group_readiness(pods) == [
-        GroupReadiness(group=0, ready=2, total=3, leader_ready=True),
-        GroupReadiness(group=1, ready=3, total=3, leader_ready=True),
+    groups = group_states(pods)
+    assert [(g.group, sorted(p.name for p in g.pods), g.serving) for g in groups] == [
+        (0, ["r-vllm-rdma-leader-0", "r-vllm-rdma-worker-0", "r-vllm-rdma-worker-1"], True),
+        (1, ["r-vllm-rdma-leader-1", "r-vllm-rdma-worker-2", "r-vllm-rdma-worker-3"], True),
     ]
+    assert [sum(p.ready for p in g.pods) for g in groups] == [2, 3]

@@ -1,8 +1,11 @@
-"""`helm-rdma verify`: helm test through a stand-in helm, the preflight result from kmock."""
+"""`helm-rdma verify`: helm test through a stand-in helm; each group's preflight result from its leader's log,
+read with the real kubernetes client from kmock."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from click.testing import CliRunner
 
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
-from helm_rdma.commands.verify import fullname
+from helm_rdma.groups import PREFLIGHT_RESULT_PREFIX
 
 from .kmock_cluster import Cluster
 
@@ -49,16 +52,44 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return paths
 
 
+def pod(name: str, *, group: int, leader: bool, uid: str, preflight: str = "done") -> dict[str, Any]:
+    """A pod of a LeaderWorkerSet group, its preflight init container "done", "running" or "failed"."""
+    state = {"done": {"terminated": {"exitCode": 0, "reason": "Completed"}}, "running": {"running": {}},
+             "failed": {"terminated": {"exitCode": 1, "reason": "Error"}}}[preflight]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "uid": uid,
+                     "labels": {"app.kubernetes.io/instance": "llama405b",
+                                "app.kubernetes.io/component": "leader" if leader else "worker",
+                                "leaderworkerset.sigs.k8s.io/group-index": str(group)}},
+        "spec": {"nodeName": f"gpu-{group}-{int(not leader)}", "containers": [{"name": "vllm", "image": "i"}],
+                 "initContainers": [{"name": "preflight", "image": "i"}]},
+        "status": {"phase": "Running" if preflight == "done" else "Pending",
+                   "initContainerStatuses": [{"name": "preflight", "state": state, "restartCount": 0, "image": "i",
+                                              "imageID": "", "ready": preflight == "done"}],
+                   "conditions": [{"type": "Ready", "status": "True" if preflight == "done" else "False"}]},
+    }
+
+
+def group_pods(groups: int = 1, uid: str = "a", preflight: str = "done") -> list[dict[str, Any]]:
+    return [p for g in range(groups) for p in (
+        pod(f"llama405b-vllm-rdma-{g}", group=g, leader=True, uid=f"{uid}{g}0", preflight=preflight),
+        pod(f"llama405b-vllm-rdma-{g}-1", group=g, leader=False, uid=f"{uid}{g}1", preflight=preflight))]
+
+
+def preflight_log(data: dict[str, Any]) -> str:
+    return ("helm-rdma: preflight: group 0, node 0 of 2, 8 GPUs each\n"
+            "   bytes  time (us)  algbw (GB/s)  busbw (GB/s)\n"
+            f"helm-rdma preflight: {'PASS' if data['passed'] else 'FAIL'}: {data['reason']}\n"
+            f"{PREFLIGHT_RESULT_PREFIX}{json.dumps(data)}\n")
+
+
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Start kmock holding the preflight's result ConfigMap (or none)."""
+    """Start kmock with a release's pods and their leaders' preflight logs."""
 
-    def start(data: dict[str, Any] | None) -> Cluster:
-        objects = [] if data is None else [{
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "llama405b-vllm-rdma-preflight-result", "namespace": "ml"},
-            "data": {"result.json": json.dumps(data)}}]
-        c = Cluster(objects, tmp_path / "kubeconfig")
+    def start(pods: list[dict[str, Any]], logs: dict[tuple[str, str], str]) -> Cluster:
+        c = Cluster(pods, tmp_path / "kubeconfig", logs=logs)
         c.__enter__()
         monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
         started.append(c)
@@ -70,121 +101,105 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         c.__exit__(None, None, None)
 
 
+def verify(*args: str, **kwargs: Any) -> Any:
+    return CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", *args], **kwargs)
+
+
 def test_a_healthy_release_passes_with_one_summary(setup: dict[str, Path], kube: Any) -> None:
-    kube(result())
-    out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml"])
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    out = verify()
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0].startswith("      release    llama405b: 2 x BM.GPU.H100.8")
     assert "PASS  helm test  Phase: Succeeded" in out.output
     assert "PASS  RDMA NICs  16 per node expected (=mlx5_0,mlx5_1,mlx5_3" in out.output
-    assert ("PASS  bandwidth  452.7 GB/s all_reduce bus bandwidth over IB with GPUDirect RDMA (floor 440, "
-            "published 470, line rate 400 GB/s per node); NCCL 2.23.4, 16 ranks") in out.output
+    assert ("PASS  group 0    llama405b-vllm-rdma-0: 452.7 GB/s all_reduce bus bandwidth over IB with GPUDirect "
+            "RDMA (floor 440, published 470, line rate 400 GB/s per node); NCCL 2.23.4, 16 ranks") in out.output
     calls = setup["log"].read_text().splitlines()
     assert calls[0] == "get values llama405b --all --output json --namespace ml --kubeconfig " + str(
         Path(setup["log"]).parent / "kubeconfig")
     assert calls[1].startswith("test llama405b --namespace ml") and calls[1].endswith("--timeout 15m")
 
 
-def test_a_socket_fallback_fails_verify(setup: dict[str, Path], kube: Any) -> None:
-    kube(result(passed=False, busbw=23.0, transport="Socket"))
-    out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml"])
+def test_every_group_is_judged_by_its_own_preflight(setup: dict[str, Path], kube: Any) -> None:
+    kube(group_pods(groups=2), {
+        ("llama405b-vllm-rdma-0", "preflight"): preflight_log(result()),
+        ("llama405b-vllm-rdma-1", "preflight"): preflight_log(result(passed=False, busbw=23.0, transport="Socket")),
+    })
+    out = verify()
     assert out.exit_code == 1
-    assert "FAIL  bandwidth  NCCL used Socket instead of NET/IB: RDMA is not in use: 23.0 GB/s" in out.output
+    assert "PASS  group 0    llama405b-vllm-rdma-0: 452.7 GB/s" in out.output
+    assert ("FAIL  group 1    NCCL used Socket instead of NET/IB: RDMA is not in use: llama405b-vllm-rdma-1: "
+            "23.0 GB/s") in out.output
+
+
+def test_a_failed_preflight_is_read_from_the_previous_container(setup: dict[str, Path], kube: Any) -> None:
+    pods = group_pods(preflight="failed")
+    kube(pods, {("llama405b-vllm-rdma-0", "preflight:previous"): preflight_log(result(passed=False, busbw=12.0))})
+    out = verify()
+    assert out.exit_code == 1 and "FAIL  group 0" in out.output and "12.0 GB/s" in out.output
 
 
 def test_a_failed_helm_test_fails_verify(setup: dict[str, Path], kube: Any) -> None:
-    kube(result())
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
     setup["fail"].write_text("")
-    out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml"])
+    out = verify()
     assert out.exit_code == 1
     assert "FAIL  helm test  Error: 1 error occurred: pod llama405b-vllm-rdma-test-api failed" in out.output
 
 
 def test_a_missing_preflight_result_fails_verify(setup: dict[str, Path], kube: Any) -> None:
-    kube(None)
-    out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml"])
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): "helm-rdma: error: preflight: no result within 1800s\n"})
+    out = verify()
     assert out.exit_code == 1
-    assert "FAIL  bandwidth  no preflight result (ConfigMap llama405b-vllm-rdma-preflight-result)" in out.output
+    assert ("FAIL  group 0    llama405b-vllm-rdma-0: no preflight result in its log (kubectl logs "
+            "llama405b-vllm-rdma-0 -c preflight)") in out.output
 
 
-@pytest.mark.parametrize(("release", "values", "expected"), [
-    ("llama405b", {}, "llama405b-vllm-rdma"),
-    ("vllm-rdma-prod", {}, "vllm-rdma-prod"),
-    ("x", {"nameOverride": "serve"}, "x-serve"),
-    ("x", {"fullnameOverride": "mine"}, "mine"),
-])
-def test_fullname_matches_the_chart_helper(release: str, values: dict[str, Any], expected: str) -> None:
-    assert fullname(release, values) == expected
+def test_a_preflight_still_running_is_not_judged(setup: dict[str, Path], kube: Any) -> None:
+    kube(group_pods(preflight="running"), {})
+    out = verify()
+    assert "      group 0    llama405b-vllm-rdma-0: the preflight has not finished yet (init:preflight)" in out.output
 
 
-LWS_OBJECT = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-              "metadata": {"name": "llama405b-vllm-rdma", "namespace": "ml"}, "spec": {"replicas": 2}}
+def test_sriov_mode_says_the_preflight_proves_the_vfs(setup: dict[str, Path], kube: Any) -> None:
+    values = json.loads(setup["values"].read_text())
+    values["rdma"]["mode"] = "sriov"
+    setup["values"].write_text(json.dumps(values))
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    out = verify()
+    assert out.exit_code == 0, out.output
+    assert "      RDMA NICs  SR-IOV: the VFs live in the serving pods; each group's preflight proves them" in out.output
 
 
-@pytest.fixture
-def kept(setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
-    return generate(release="llama405b", preset="h100", output=tmp_path / "cache" / "rdma" / "ml" / "llama405b").path
+def test_nccl_restarts_every_group_and_reads_the_new_results(setup: dict[str, Path], kube: Any) -> None:
+    """--nccl deletes the serving pods; the controller (here: this test) brings new ones whose preflight ran."""
+    old_log = preflight_log(result(busbw=441.0))
+    cluster = kube(group_pods(uid="old"), {("llama405b-vllm-rdma-0", "preflight"): old_log})
+    done = threading.Event()
+
+    def controller() -> None:
+        deadline = time.monotonic() + 30
+        while cluster.names("v1/pods", "ml") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cluster.logs[("llama405b-vllm-rdma-0", "preflight")] = preflight_log(result(busbw=466.0))
+        for p in group_pods(uid="new"):
+            cluster.put(p)
+        done.set()
+
+    threading.Thread(target=controller, daemon=True).start()
+    out = verify("--nccl", "--yes", "--poll-interval", "0.1")
+    assert done.is_set()
+    assert out.exit_code == 0, out.output
+    assert "every group restarts (its pods are deleted and come back)" in out.output
+    assert "PASS  re-run     2 pod(s) restarted; the preflight ran again in 1 group(s)" in out.output
+    assert "466.0 GB/s" in out.output and "441.0" not in out.output
+    assert not any(line.startswith("upgrade") for line in setup["log"].read_text().splitlines())
 
 
-def start_with_lws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    objects = [LWS_OBJECT, {"apiVersion": "v1", "kind": "ConfigMap",
-                            "metadata": {"name": "llama405b-vllm-rdma-preflight-result", "namespace": "ml"},
-                            "data": {"result.json": json.dumps(result())}}]
-    c = Cluster(objects, tmp_path / "kubeconfig").__enter__()
-    monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
-    return c
-
-
-def test_nccl_stops_the_model_reruns_the_preflight_through_helm_upgrade(
-        setup: dict[str, Path], kept: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = start_with_lws(tmp_path, monkeypatch)
-    try:
-        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl", "--yes"])
-        assert out.exit_code == 0, out.output
-        assert "needs every GPU of the nodes: the LeaderWorkerSet llama405b-vllm-rdma is scaled to 0" in out.output
-        assert "PASS  re-run     preflight ran again" in out.output
-        assert c.get("leaderworkerset.x-k8s.io/v1/leaderworkersets", "ml", "llama405b-vllm-rdma")["spec"][
-            "replicas"] == 0  # the real helm upgrade puts the chart's replicas back
-        upgrade = next(line for line in setup["log"].read_text().splitlines() if line.startswith("upgrade"))
-        assert upgrade.startswith(f"upgrade llama405b {kept} --reuse-values --namespace ml")
-        assert upgrade.endswith("--set verify.preflight.enabled=true")
-    finally:
-        c.__exit__(None, None, None)
-
-
-def test_nccl_puts_the_replicas_back_when_the_upgrade_fails(
-        setup: dict[str, Path], kept: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    Path(f"{setup['fail']}.upgrade").write_text("")
-    c = start_with_lws(tmp_path, monkeypatch)
-    try:
-        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl", "--yes"])
-        assert out.exit_code == 1
-        assert "FAIL  re-run     helm upgrade failed, replicas put back: Error: pre-upgrade hooks failed" in out.output
-        assert c.get("leaderworkerset.x-k8s.io/v1/leaderworkersets", "ml", "llama405b-vllm-rdma")["spec"][
-            "replicas"] == 2
-    finally:
-        c.__exit__(None, None, None)
-
-
-def test_nccl_asks_first_and_declining_changes_nothing(
-        setup: dict[str, Path], kept: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = start_with_lws(tmp_path, monkeypatch)
-    try:
-        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl"], input="n\n")
-        assert out.exit_code == 0, out.output
-        assert "declined: the last preflight result is shown" in out.output
-        assert not any(line.startswith("upgrade") for line in setup["log"].read_text().splitlines())
-        assert c.get("leaderworkerset.x-k8s.io/v1/leaderworkersets", "ml", "llama405b-vllm-rdma")["spec"][
-            "replicas"] == 2
-    finally:
-        c.__exit__(None, None, None)
-
-
-def test_nccl_needs_the_chart_helm_rdma_installed(setup: dict[str, Path], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "empty-cache"))
-    out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--nccl", "--yes"])
-    assert out.exit_code == 2
-    assert "verify --nccl re-runs the chart helm rdma installed, kept in" in out.output
+def test_nccl_asks_first_and_declining_changes_nothing(setup: dict[str, Path], kube: Any) -> None:
+    cluster = kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    out = verify("--nccl", input="n\n")
+    assert out.exit_code == 0, out.output
+    assert "declined: the last preflight results are shown" in out.output
+    assert cluster.names("v1/pods", "ml") == ["llama405b-vllm-rdma-0", "llama405b-vllm-rdma-0-1"]

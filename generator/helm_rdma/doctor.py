@@ -43,7 +43,7 @@ def diagnose(resolved: Resolved) -> list[Finding]:
     """Every finding about ``resolved``'s values, errors first."""
     v = resolved.values
     found = _env_names(v) + _hca_list(v, resolved) + _parallelism(v) + _ray_image(v) + _ports(v) + _token(v)
-    found += _debug(v)
+    found += _debug(v) + _rdma_access(v) + _exposure(v) + _sriov_network(v) + _placement(v)
     return sorted(found, key=lambda f: (f.severity != "error", f.key))
 
 
@@ -124,6 +124,8 @@ def _ports(v: dict[str, Any]) -> list[Finding]:
     if v["rdma"]["mode"] != "hostNetwork":
         return []
     ports = {"vllm.port": v["vllm"]["port"], "distributed.masterPort": v["distributed"]["masterPort"]}
+    if v["workload"]["kind"] == "StatefulSet" and v["nodes"] > 1:
+        ports["distributed.groupWatchPort"] = v["distributed"]["groupWatchPort"]
     if v["distributed"]["backend"] == "ray":
         ray = v["distributed"]["ray"]
         ports.update({"distributed.ray.port": ray["port"], "distributed.ray.dashboardPort": ray["dashboardPort"],
@@ -158,6 +160,63 @@ def _debug(v: dict[str, Any]) -> list[Finding]:
         return []
     return [Finding("warning", "nccl.debug", "NCCL will not log which transport it uses, so a fallback from RDMA "
                     "to TCP sockets goes unseen in the pods' logs", "set nccl.debug=INFO")]
+
+
+def _rdma_access(v: dict[str, Any]) -> list[Finding]:
+    """A hostPath /dev/infiniband adds no device-cgroup permission: unprivileged, NCCL cannot open uverbs* and falls
+    back to sockets (FACTS.md, "How a pod gets RDMA on OKE"; the chart's vllm-rdma.privileged)."""
+    rdma = v["rdma"]
+    if rdma["mode"] != "hostNetwork" or rdma.get("privileged") is not False or rdma.get("devicePluginResource"):
+        return []
+    return [Finding("error", "rdma.privileged", "is false in hostNetwork mode without rdma.devicePluginResource: an "
+                    "unprivileged container cannot open the node's /dev/infiniband devices and NCCL falls back to TCP "
+                    "sockets", "set rdma.devicePluginResource (a device plugin that grants the RDMA devices, such as "
+                    "rdma/rdma_shared_device_a) or leave rdma.privileged null")]
+
+
+def _exposure(v: dict[str, Any]) -> list[Finding]:
+    """Under hostNetwork every port listens on the node's VCN address; NetworkPolicies do not reliably apply there."""
+    if v["rdma"]["mode"] != "hostNetwork":
+        return []
+    found = []
+    ray = v["distributed"]["ray"]
+    if v["distributed"]["backend"] == "ray" and not ray["authTokenSecret"]["name"] and not ray["allowUnauthenticated"]:
+        found.append(Finding("error", "distributed.ray.authTokenSecret.name", "Ray's ports would listen on the node's "
+                             "VCN address without authentication, and anyone who reaches them can run code in the pods",
+                             "kubectl create secret generic ray-token --from-literal=token=$(openssl rand -hex 32), "
+                             "then set distributed.ray.authTokenSecret.name=ray-token (Ray 2.52+); or set "
+                             "distributed.ray.allowUnauthenticated=true where OCI security rules keep the ports "
+                             "closed"))
+    if not v["api"]["keySecret"]["name"]:
+        found.append(Finding("warning", "api.keySecret.name", f"the OpenAI API listens on the node's VCN address "
+                             f"(port {v['vllm']['port']}) and answers anyone who reaches it",
+                             "kubectl create secret generic vllm-api-key "
+                             "--from-literal=api-key=$(openssl rand -hex 32), then set "
+                             "api.keySecret.name=vllm-api-key"))
+    return found
+
+
+def _sriov_network(v: dict[str, Any]) -> list[Finding]:
+    """Multus looks an unqualified network name up in the pod's namespace; Oracle's rdma-vf lives in default."""
+    name = v["rdma"]["sriov"]["networkName"]
+    if v["rdma"]["mode"] != "sriov" or "/" in name:
+        return []
+    return [Finding("warning", "rdma.sriov.networkName", f"{name} has no namespace, so Multus looks for it in the "
+                    "release's namespace, and Oracle's rdma-vf NetworkAttachmentDefinition lives in default",
+                    f"set rdma.sriov.networkName=default/{name}, unless you created {name} in this namespace")]
+
+
+def _placement(v: dict[str, Any]) -> list[Finding]:
+    """Pods that select a node label nobody set stay Pending."""
+    label = v["placement"]["clusterNetworkLabel"]
+    if v["clusterNetwork"]["provision"] or label.get("enabled") is not True:
+        return []
+    value = label.get("value") or "the cluster network's name (clusterNetwork.name, else RELEASE.NAMESPACE)"
+    return [Finding("warning", "placement.clusterNetworkLabel.enabled", f"pods select nodes labelled "
+                    f"{label['key']}={value}, and this release does not provision (so does not label) them",
+                    f"label the nodes of one cluster network: kubectl label node NODE {label['key']}=VALUE (the "
+                    "value the pods select is in `helm rdma template ... | grep cluster-network`), or set "
+                    "placement.clusterNetworkLabel.enabled=null")]
 
 
 def require_clean(resolved: Resolved) -> list[str]:

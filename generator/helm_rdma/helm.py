@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import ChartValuesError, HelmCommandError, HelmNotFoundError
+from .errors import ChartValuesError, HelmCommandError, HelmNotFoundError, InputError
 
 
 class HelmResult(NamedTuple):
@@ -80,3 +80,20 @@ def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], N
         if explain is not None:
             explain()
         raise ChartValuesError.from_helm(exc) from None
+
+
+def duration_seconds(text: str, *, flag: str = "--timeout") -> float:
+    """Seconds in a duration as helm writes them (90m, 2h, 1h30m, 45s; a bare number is seconds).
+
+    Raises:
+        InputError: ``text`` is not such a duration (the message names ``flag``).
+    """
+    import re
+
+    value = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise InputError(f"{flag} {text!r} is not a duration; use for example 90m, 2h or 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)

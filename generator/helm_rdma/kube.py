@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .errors import RuntimeFailure
 from .helmenv import HelmEnv
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-LWS_GROUP_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 
 
 class ClusterError(RuntimeFailure):
@@ -20,15 +17,6 @@ class ClusterError(RuntimeFailure):
 
     def __init__(self, *, action: str, reason: str) -> None:
         super().__init__(f"{action} failed: {reason}; check the kube context (--kube-context, KUBECONFIG) and access")
-
-
-class GroupReadiness(NamedTuple):
-    """How many pods of one serving group are ready."""
-
-    group: int
-    ready: int
-    total: int
-    leader_ready: bool
 
 
 def _api_client(env: HelmEnv) -> Any:
@@ -126,8 +114,9 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
     return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
 
 
-def read_configmap(*, name: str, env: HelmEnv) -> dict[str, str] | None:
-    """The data of ConfigMap ``name`` in the release's namespace, or None when there is none.
+def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = None,
+            previous: bool = False) -> str | None:
+    """The log of one container of ``pod`` in the release's namespace; None when there is none (yet).
 
     Raises:
         ClusterError: The API server cannot be reached or refuses.
@@ -135,23 +124,23 @@ def read_configmap(*, name: str, env: HelmEnv) -> dict[str, str] | None:
     from kubernetes import client
 
     api_client, namespace = _client_and_namespace(env)
+    kwargs: dict[str, Any] = {"container": container, "previous": previous}
+    if tail_lines is not None:
+        kwargs["tail_lines"] = tail_lines
     try:
-        found = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+        text = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
     except client.ApiException as exc:
-        if exc.status == 404:
+        if exc.status in (400, 404):  # no such pod, container not started, or no previous instance
             return None
-        raise ClusterError(action=f"reading ConfigMap {name} in {namespace}", reason=f"HTTP {exc.status}") from None
+        raise ClusterError(action=f"reading the log of {pod}/{container} in {namespace}",
+                           reason=f"HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:
-        raise ClusterError(action=f"reading ConfigMap {name} in {namespace}", reason=str(exc)) from None
-    return dict(found.data or {})
+        raise ClusterError(action=f"reading the log of {pod}/{container} in {namespace}", reason=str(exc)) from None
+    return str(text)
 
 
-def scale_workload(*, kind: str, name: str, replicas: int | Mapping[str, int], env: HelmEnv) -> dict[str, int]:
-    """Set the replicas of the release's serving workload (the LeaderWorkerSet, or the leader and worker
-    StatefulSets): one count for all, or a count per object as an earlier call returned them.
-
-    Returns:
-        The replicas each object had before, by object name.
+def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:
+    """Delete pods of the release's namespace by name; returns those that existed.
 
     Raises:
         ClusterError: The API server cannot be reached or refuses.
@@ -159,25 +148,20 @@ def scale_workload(*, kind: str, name: str, replicas: int | Mapping[str, int], e
     from kubernetes import client
 
     api_client, namespace = _client_and_namespace(env)
-    custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
-    names = [name] if kind == "LeaderWorkerSet" else [f"{name}-leader", f"{name}-worker"]
-    before: dict[str, int] = {}
-    for obj in names:
-        target = replicas[obj] if isinstance(replicas, Mapping) else replicas
+    api = client.CoreV1Api(api_client)
+    deleted = []
+    for name in names:
         try:
-            if kind == "LeaderWorkerSet":
-                lws = ("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", obj)
-                before[obj] = int(custom.get_namespaced_custom_object(*lws).get("spec", {}).get("replicas", 1))
-                custom.patch_namespaced_custom_object(*lws, {"spec": {"replicas": target}})
-            else:
-                before[obj] = int(apps.read_namespaced_stateful_set(obj, namespace).spec.replicas or 0)
-                apps.patch_namespaced_stateful_set(obj, namespace, {"spec": {"replicas": target}})
+            api.delete_namespaced_pod(name, namespace)
+            deleted.append(name)
         except client.ApiException as exc:
-            if exc.status == 404 and obj.endswith("-worker"):  # groups of one node have no workers
+            if exc.status == 404:
                 continue
-            raise ClusterError(action=f"scaling {obj} in {namespace}", reason=f"HTTP {exc.status} {exc.reason}") \
+            raise ClusterError(action=f"deleting pod {name} in {namespace}", reason=f"HTTP {exc.status} {exc.reason}") \
                 from None
-    return before
+        except Exception as exc:
+            raise ClusterError(action=f"deleting pod {name} in {namespace}", reason=str(exc)) from None
+    return deleted
 
 
 def _client_and_namespace(env: HelmEnv) -> tuple[Any, str]:
@@ -197,33 +181,6 @@ def _context_namespace(env: HelmEnv) -> str:
     contexts, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
     chosen = next((c for c in contexts if c["name"] == env.kube_context), active) if env.kube_context else active
     return str((chosen or {}).get("context", {}).get("namespace") or "default")
-
-
-def group_readiness(pods: Iterable[dict[str, Any]]) -> list[GroupReadiness]:
-    """Readiness per serving group, from pods of a LeaderWorkerSet (group-index label) or of the StatefulSets
-    (group = leader ordinal, or worker ordinal // (nodes - 1) with nodes from the pod's HELM_RDMA_NNODES)."""
-    groups: dict[int, list[tuple[bool, bool]]] = defaultdict(list)
-    for pod in pods:
-        meta = pod.get("metadata", {})
-        labels = meta.get("labels", {})
-        leader = labels.get(COMPONENT_LABEL) == "leader"
-        groups[_group_of(meta.get("name", ""), labels, pod, leader)].append((leader, _ready(pod)))
-    return [
-        GroupReadiness(group=g, ready=sum(r for _, r in members), total=len(members),
-                       leader_ready=any(leader and r for leader, r in members))
-        for g, members in sorted(groups.items())
-    ]
-
-
-def _group_of(name: str, labels: dict[str, str], pod: dict[str, Any], leader: bool) -> int:
-    if LWS_GROUP_LABEL in labels:
-        return int(labels[LWS_GROUP_LABEL])
-    ordinal = int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else 0
-    if leader:
-        return ordinal
-    env = {e.get("name"): e.get("value") for c in pod.get("spec", {}).get("containers", []) for e in c.get("env", [])}
-    nodes = int(env.get("HELM_RDMA_NNODES") or 2)
-    return ordinal // max(nodes - 1, 1)
 
 
 def _ready(pod: dict[str, Any]) -> bool:

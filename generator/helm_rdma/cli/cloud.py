@@ -18,17 +18,15 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from ..errors import InputError
+        from ..helm import duration_seconds
+
         if isinstance(value, (int, float)):
             return float(value)
-        import re
-
-        text = str(value).strip()
-        parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s)", text)
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            return float(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
+        try:
+            return duration_seconds(value)
+        except InputError:
             self.fail(f"{value!r} is not a duration; use for example 90m, 2h or 1h30m", param, ctx)
-        return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
 def _oci_options(func: Any) -> Any:

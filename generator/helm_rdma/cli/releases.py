@@ -28,7 +28,10 @@ def _deploy_command(upgrade: bool) -> Any:
     @click.argument("release")
     @_chart_options
     @_namespace_option
-    @click.option("--wait", is_flag=True, help="Wait until the pods are ready (helm --wait).")
+    @click.option("--wait", is_flag=True, help="Wait until every group serves: helm --wait, then until each "
+                                              "group's leader is Ready, with progress (exit 1 naming the pod that "
+                                              "holds it up).")
+    @click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, hidden=True)
     @click.option("--timeout", default=None, metavar="DURATION",
                   help="helm --timeout (default 60m: a large model takes long to load).")
     @click.option("--dry-run", is_flag=True, help="Render the manifests instead, with no cluster.")
@@ -49,7 +52,8 @@ def _deploy_command(upgrade: bool) -> Any:
                 value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None, wait: bool,
                 timeout: str | None, dry_run: bool, atomic: bool, provision: bool, compartment: str | None,
                 availability_domain: str | None, subnet: str | None, image: str | None, auth: str | None,
-                oci_api_key_secret: str | None, oci_endpoint: str | None, helm_args: tuple[str, ...]) -> None:
+                oci_api_key_secret: str | None, oci_endpoint: str | None, helm_args: tuple[str, ...],
+                poll_interval: float) -> None:
         from ..commands.deploy import deploy
 
         network = {key: value for key, value in (
@@ -60,11 +64,15 @@ def _deploy_command(upgrade: bool) -> Any:
         result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
                         max_model_len=max_model_len, value_files=value_files, set_values=set_values,
                         env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
-                        dry_run=dry_run, atomic=atomic, cluster_network=network or None, helm_args=helm_args)
+                        dry_run=dry_run, atomic=atomic, cluster_network=network or None, helm_args=helm_args,
+                        on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True),
+                        poll_seconds=poll_interval)
         _notice(result.notice)
         sys.stdout.write(result.output)
         if result.chart is not None:
             click.echo(f"helm-rdma: chart kept in {result.chart}", err=True)
+        if result.serving is not None:
+            click.echo(f"helm-rdma: serving: {result.serving}", err=True)
 
     command.__doc__ = doc
     return main.command(verb)(command)
@@ -87,8 +95,9 @@ def status(release: str, namespace: str | None) -> None:
     if not result.groups:
         click.echo("  no pods of this release")
     for g in result.groups:
-        leader = "ready" if g.leader_ready else "not ready"
-        click.echo(f"  group {g.group}: {g.ready}/{g.total} pods ready, leader {leader}")
+        leader = "ready" if g.serving else "not ready"
+        ready = sum(1 for p in g.pods if p.ready)
+        click.echo(f"  group {g.group}: {ready}/{len(g.pods)} pods ready, leader {leader}")
     click.echo(f"CHART: {result.chart}" if result.chart else "CHART: not kept here (installed by another tool)")
 
 
@@ -108,19 +117,22 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
 @click.argument("release")
 @_namespace_option
 @click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
-@click.option("--nccl", is_flag=True, help="Re-run the bandwidth test first (it needs the GPUs: asks before).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl stops the serving pods.")
-def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool) -> None:
-    """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and the preflight's
-    all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
+@click.option("--nccl", is_flag=True,
+              help="Measure the bandwidth again first: restarts every group, whose preflight runs before vLLM "
+                   "(asks before).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl restarts the groups.")
+@click.option("--poll-interval", type=click.FloatRange(0.01), default=15.0, hidden=True)
+def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float) -> None:
+    """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and each group's
+    preflight all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
     from ..commands.verify import verify as run
 
     def confirm(warning: str) -> bool:
         click.echo(f"helm-rdma: {warning}", err=True)
-        return yes or click.confirm("Stop the serving pods and run the bandwidth test?", default=False, err=True)
+        return yes or click.confirm("Restart the groups and measure again?", default=False, err=True)
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout,
-                 rerun_bandwidth=confirm if nccl else None)
+                 remeasure=confirm if nccl else None, poll_seconds=poll_interval)
     marks = {True: "PASS", False: "FAIL", None: "    "}
     for check in result.checks:
         click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")

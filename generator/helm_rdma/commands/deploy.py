@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..chart import write_chart
 from ..doctor import require_clean
-from ..helm import find_helm, helm_major_version, run_chart_command
+from ..helm import duration_seconds, find_helm, helm_major_version, run_chart_command
 from ..helmenv import HelmEnv
 from ..planner import Plan
+from ..rollout import wait_until_serving
 from ..values import check_values, resolve
 
 DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
@@ -37,6 +39,7 @@ class DeployResult(NamedTuple):
     chart: Path | None
     plan: Plan
     notice: str | None = None
+    serving: str | None = None  # the last progress line of --wait
 
 
 def deploy(
@@ -56,6 +59,8 @@ def deploy(
     atomic: bool = False,
     cluster_network: dict[str, Any] | None = None,
     helm_args: Sequence[str] = (),
+    on_progress: Callable[[str], None] = lambda _: None,
+    poll_seconds: float = 10,
 ) -> DeployResult:
     """Install (``upgrade=False``) or upgrade-or-install one release.
 
@@ -66,9 +71,14 @@ def deploy(
     ``cluster_network`` (from install --provision) fills the chart's clusterNetwork values; helm's --timeout then
     also covers the provisioning hook (network and nodes) unless the caller set one.
 
+    With ``wait``, after helm returns this waits (within what is left of the timeout) until every group's leader is
+    Ready, calling ``on_progress`` with a line of where the rollout stands: helm has no readiness rule for a
+    LeaderWorkerSet, so its own --wait returns at once.
+
     Raises:
         InputError: Bad values (before helm runs) or values the chart's checks reject.
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
+        NotServingError: With ``wait``, the groups did not serve in time (names the pod and its last log lines).
     """
     flag_values = {"clusterNetwork": cluster_network} if cluster_network else None
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
@@ -78,6 +88,7 @@ def deploy(
     notice = "\n".join(filter(None, [resolved.model_note, *warnings])) or None
     if timeout is None:
         timeout = default_timeout(resolved.values)
+    budget = duration_seconds(timeout)
     helm = find_helm()
     cache = env.chart_cache(release)
     if dry_run:
@@ -98,11 +109,18 @@ def deploy(
             args.append("--wait")
         if atomic:
             args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
+        started = time.monotonic()
         result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
         if cache.exists():
             shutil.rmtree(cache)
         os.replace(chart, cache)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    serving = None
+    if wait:
+        values = resolved.values
+        serving = wait_until_serving(release=release, env=env, groups=int(values["replicas"]),
+                                     nodes=int(values["nodes"]), on_progress=on_progress, poll_seconds=poll_seconds,
+                                     timeout_seconds=max(budget - (time.monotonic() - started), 0.0))
     return DeployResult(output=result.stdout, command=result.command, chart=cache, plan=resolved.plan,
-                        notice=notice)
+                        notice=notice, serving=serving)

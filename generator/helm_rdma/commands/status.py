@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..groups import GroupState, group_states
 from ..helm import run_helm
 from ..helmenv import HelmEnv
-from ..kube import GroupReadiness, group_readiness, release_pods
+from ..kube import release_pods
 
 
 class StatusResult(NamedTuple):
@@ -15,7 +16,7 @@ class StatusResult(NamedTuple):
 
     helm_status: str
     namespace: str
-    groups: tuple[GroupReadiness, ...]
+    groups: tuple[GroupState, ...]
     chart: Path | None
 
 
@@ -29,5 +30,5 @@ def status(*, release: str, env: HelmEnv) -> StatusResult:
     helm_status = run_helm(["status", release, *env.global_flags()]).stdout
     namespace, pods = release_pods(release=release, env=env)
     cache = env.chart_cache(release)
-    return StatusResult(helm_status=helm_status, namespace=namespace, groups=tuple(group_readiness(pods)),
+    return StatusResult(helm_status=helm_status, namespace=namespace, groups=tuple(group_states(pods)),
                         chart=cache if cache.is_dir() else None)

@@ -1,4 +1,4 @@
-"""`helm-rdma verify`: run helm test, read the preflight's result, and print one summary of the fabric."""
+"""`helm-rdma verify`: run helm test, read each group's preflight result, and print one summary of the fabric."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ..errors import HelmCommandError, InputError
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import HelmCommandError
+from ..groups import PREFLIGHT_CONTAINER, GroupState, group_states, preflight_result
 from ..helm import run_helm
 from ..helmenv import HelmEnv
-from ..kube import read_configmap, scale_workload
+from ..kube import delete_pods, pod_log, release_pods
+
+# Steps of a leader whose preflight has not finished yet.
+WAITING = ("pending", f"init:{PREFLIGHT_CONTAINER}")
 
 
 class Check(NamedTuple):
@@ -30,92 +35,105 @@ class VerifyResult(NamedTuple):
         return all(c.passed is not False for c in self.checks)
 
 
-def fullname(release: str, values: dict[str, Any]) -> str:
-    """The chart's vllm-rdma.fullname for these values (see _helpers.tpl)."""
-    if values.get("fullnameOverride"):
-        return str(values["fullnameOverride"])[:52].rstrip("-")
-    name = values.get("nameOverride") or "vllm-rdma"
-    return (release if name in release else f"{release}-{name}")[:52].rstrip("-")
+def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Callable[[str], bool] | None = None,
+           remeasure_seconds: float = 3600, poll_seconds: float = 15, clock: Clock = SYSTEM_CLOCK) -> VerifyResult:
+    """Verify ``release``: helm test (RDMA NICs on every node, then the API), and each group's preflight.
 
-
-def verify(*, release: str, env: HelmEnv, timeout: str = "15m",
-           rerun_bandwidth: Callable[[str], bool] | None = None) -> VerifyResult:
-    """Verify ``release``: helm test (RDMA NICs on every node, then the API), and the preflight's bandwidth.
-
-    With ``rerun_bandwidth`` (verify --nccl), the bandwidth test runs again first; the callback gets the warning to
-    show and says whether to go on.
+    The preflight runs as an init container of every group's pods before vLLM starts, so it measures the fabric on
+    every group start. With ``remeasure`` (verify --nccl), the groups restart first (their pods are deleted and come
+    back, the model loads again) and verify waits up to ``remeasure_seconds`` for the new results; ``remeasure``
+    gets the warning to show and says whether to go on.
 
     Raises:
         HelmCommandError: `helm get values` failed (no such release, no cluster).
-        ClusterError: The preflight result could not be read.
-        InputError: --nccl without the chart that helm rdma installed.
+        ClusterError: The pods or their logs could not be read.
     """
     values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json", *env.global_flags()]).stdout)
-    rerun = None
-    if rerun_bandwidth is not None:
-        rerun = _rerun_preflight(release, values, env, rerun_bandwidth)
     preset = values.get("preset", {})
-    nodes = int(values.get("nodes", 1)) * int(values.get("replicas", 1))
-    checks = [Check("release", None, f"{release}: {nodes} x {preset.get('shape')} "
-                                     f"({values.get('nodes')} per group, {values.get('replicas')} group(s))")]
+    nodes, replicas = int(values.get("nodes", 1)), int(values.get("replicas", 1))
+    checks = [Check("release", None, f"{release}: {nodes * replicas} x {preset.get('shape')} "
+                                     f"({nodes} per group, {replicas} group(s))")]
+    preflight_on = nodes > 1 and bool(values.get("verify", {}).get("preflight", {}).get("enabled", True))
+    if remeasure is not None:
+        checks.append(_remeasure(release, env, remeasure, preflight_on=preflight_on, seconds=remeasure_seconds,
+                                 poll_seconds=poll_seconds, clock=clock))
     try:
         tested = run_helm(["test", release, *env.global_flags(), "--timeout", timeout])
         checks.append(Check("helm test", True, _last_line(tested.stdout) or "all test hooks succeeded"))
     except HelmCommandError as exc:
         checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
     hcas = str(values.get("nccl", {}).get("settings", {}).get("NCCL_IB_HCA", ""))
-    checks.append(Check("RDMA NICs", checks[-1].passed, f"{len(hcas.lstrip('=^').split(','))} per node expected "
-                                                        f"({hcas}); checked ACTIVE by helm test on every node"))
-    if rerun is not None:
-        checks.append(rerun)
-    checks.append(_preflight(release, values, env))
+    if values.get("rdma", {}).get("mode") == "sriov":
+        checks.append(Check("RDMA NICs", None, "SR-IOV: the VFs live in the serving pods; each group's preflight "
+                                               "proves them (below)"))
+    else:
+        checks.append(Check("RDMA NICs", checks[-1].passed, f"{len(hcas.lstrip('=^').split(','))} per node "
+                                                            f"expected ({hcas}); checked ACTIVE by helm test on "
+                                                            "every node"))
+    if not preflight_on:
+        why = "groups of one node have no RDMA path to test" if nodes < 2 else "verify.preflight.enabled is false"
+        checks.append(Check("bandwidth", None, why))
+    else:
+        _, pods = release_pods(release=release, env=env)
+        groups = group_states(pods)
+        if not groups:
+            checks.append(Check("bandwidth", False, "no serving pods of this release"))
+        checks += [_group_preflight(g, values, env) for g in groups]
     return VerifyResult(checks=tuple(checks))
 
 
-def _rerun_preflight(release: str, values: dict[str, Any], env: HelmEnv, confirm: Callable[[str], bool]) -> Check:
-    """Stop the serving pods (the test needs every GPU), run the pre-upgrade preflight hook through helm upgrade
-    --reuse-values (which also brings the pods back), and put the replicas back by hand if helm did not."""
-    chart = env.chart_cache(release)
-    if not (chart / "Chart.yaml").is_file():
-        raise InputError(f"verify --nccl re-runs the chart helm rdma installed, kept in {chart}, and there is none: "
-                         "install or upgrade with helm rdma first")
-    if int(values.get("nodes", 1)) < 2:
-        return Check("re-run", None, "groups of one node have no RDMA path to test")
-    kind, name = values.get("workload", {}).get("kind", "LeaderWorkerSet"), fullname(release, values)
-    warning = (f"The bandwidth test needs every GPU of the nodes: the {kind} {name} is scaled to 0 (the model "
-               "unloads), the preflight runs, and helm upgrade --reuse-values brings the pods back (a 405B model "
-               "takes long to load again).")
+def _remeasure(release: str, env: HelmEnv, confirm: Callable[[str], bool], *, preflight_on: bool, seconds: float,
+               poll_seconds: float, clock: Clock) -> Check:
+    """Restart every group (delete its pods; the LeaderWorkerSet or StatefulSets bring them back) so that the
+    preflight runs again, and wait until each group's new leader has its result."""
+    if not preflight_on:
+        return Check("re-run", None, "no preflight to run: groups of one node, or verify.preflight.enabled=false")
+    warning = ("The bandwidth test runs in each group's pods before vLLM: every group restarts (its pods are "
+               "deleted and come back) and the model loads again, which takes long for a large model.")
     if not confirm(warning):
-        return Check("re-run", None, "declined: the last preflight result is shown")
-    before = scale_workload(kind=kind, name=name, replicas=0, env=env)
-    try:
-        run_helm(["upgrade", release, str(chart), "--reuse-values", *env.global_flags(), "--timeout", "60m",
-                  "--set", "verify.preflight.enabled=true"])
-    except HelmCommandError as exc:
-        scale_workload(kind=kind, name=name, replicas=before, env=env)
-        return Check("re-run", False, f"helm upgrade failed, replicas put back: {_last_line(exc.stderr)}")
-    return Check("re-run", True, f"preflight ran again; {kind} {name} restored by helm upgrade")
+        return Check("re-run", None, "declined: the last preflight results are shown")
+    _, pods = release_pods(release=release, env=env)
+    before = {p.uid for g in group_states(pods) for p in g.pods}
+    deleted = delete_pods(names=[p.name for g in group_states(pods) for p in g.pods], env=env)
+    start = clock.now()
+    while True:
+        _, pods = release_pods(release=release, env=env)
+        groups = group_states(pods)
+        leaders = [g.leader for g in groups]
+        fresh = [p for p in leaders if p is not None and p.uid not in before]
+        if groups and len(fresh) == len(groups) and all(
+                PREFLIGHT_CONTAINER in p.finished_inits or p.step not in WAITING for p in fresh):
+            return Check("re-run", True, f"{len(deleted)} pod(s) restarted; the preflight ran again in "
+                                         f"{len(groups)} group(s)")
+        if clock.now() - start >= seconds:
+            return Check("re-run", False, f"{len(deleted)} pod(s) restarted, but after {seconds:.0f}s "
+                                          f"{len(fresh)} of {len(groups)} group(s) had a new leader past its preflight")
+        clock.sleep(poll_seconds)
 
 
-def _preflight(release: str, values: dict[str, Any], env: HelmEnv) -> Check:
+def _group_preflight(group: GroupState, values: dict[str, Any], env: HelmEnv) -> Check:
+    name = f"group {group.group}"
+    leader = group.leader
+    if leader is None:
+        return Check(name, False, "no leader pod")
+    if PREFLIGHT_CONTAINER not in leader.finished_inits and leader.step in WAITING:
+        return Check(name, None, f"{leader.name}: the preflight has not finished yet ({leader.step})")
+    result = preflight_result(pod_log(pod=leader.name, container=PREFLIGHT_CONTAINER, env=env))
+    if result is None:
+        result = preflight_result(pod_log(pod=leader.name, container=PREFLIGHT_CONTAINER, env=env, previous=True))
+    if result is None:
+        return Check(name, False, f"{leader.name}: no preflight result in its log (kubectl logs {leader.name} -c "
+                                  f"{PREFLIGHT_CONTAINER}): it failed before measuring")
     preset = values.get("preset", {})
     line_rate = int(preset.get("rdmaNics", 0)) * int(preset.get("rdmaNicGbps", 0)) / 8
-    if int(values.get("nodes", 1)) < 2:
-        return Check("bandwidth", None, "groups of one node have no RDMA path to test")
-    name = f"{fullname(release, values)}-preflight-result"
-    data = read_configmap(name=name, env=env)
-    if data is None or "result.json" not in data:
-        return Check("bandwidth", False, f"no preflight result (ConfigMap {name}): the preflight did not run "
-                                         "(verify.preflight.enabled) or failed before measuring")
-    result = json.loads(data["result.json"])
     expected = preset.get("busBandwidthExpectedGBps")
     transport = result.get("transport", "unknown") + (" with GPUDirect RDMA" if result.get("gdrdma") else "")
-    detail = (f"{result.get('busbw_gbps', 0):.1f} GB/s all_reduce bus bandwidth over {transport} "
-              f"(floor {result.get('threshold_gbps'):g}, published {expected if expected else 'n/a'}, "
-              f"line rate {line_rate:g} GB/s per node); NCCL {result.get('nccl_version') or 'unknown'}, "
-              f"{result.get('ranks')} ranks, measured {result.get('time', '?')}")
-    return Check("bandwidth", bool(result.get("passed")), detail if result.get("passed") else
-                 f"{result.get('reason')}: {detail}")
+    detail = (f"{leader.name}: {result.get('busbw_gbps', 0):.1f} GB/s all_reduce bus bandwidth over {transport} "
+              f"(floor {result.get('threshold_gbps')}, published {expected if expected else 'n/a'}, line rate "
+              f"{line_rate:g} GB/s per node); NCCL {result.get('nccl_version') or 'unknown'}, {result.get('ranks')} "
+              f"ranks, measured {result.get('time', '?')}")
+    passed = bool(result.get("passed"))
+    return Check(name, passed, detail if passed else f"{result.get('reason')}: {detail}")
 
 
 def _last_line(text: str) -> str:

@@ -1,0 +1,133 @@
+"""`helm rdma install --wait`: helm has no readiness rule for a LeaderWorkerSet (its --wait returns as soon as the
+object exists: helm/helm pkg/kube/ready.go checks only built-in kinds), so the plugin waits for every group's leader
+itself, reading the pods with the real kubernetes client from kmock; helm is a stand-in that records its call."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from helm_rdma.cli import main
+from helm_rdma.groups import group_states, progress
+
+from .kmock_cluster import Cluster
+
+HELM = """#!/bin/sh
+echo "$@" >> "{log}"
+case "$1" in
+  version) echo "v4.1.4+g0" ;;
+  install) echo "NAME: $2"; echo "STATUS: deployed" ;;
+esac
+"""
+
+
+def pod(name: str, *, group: int, leader: bool, step: str, uid: str = "") -> dict[str, Any]:
+    """A LeaderWorkerSet pod at one step: pending, preflight, download, loading, ready, crashing."""
+    init = [{"name": "preflight", "image": "i", "imageID": "", "ready": False, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0}} if step not in ("pending", "preflight") else {"running": {}}}]
+    container = {"name": "vllm", "image": "i", "imageID": "", "ready": step == "ready",
+                 "restartCount": 3 if step == "crashing" else 0,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}} if step == "crashing" else {"running": {}}}
+    status: dict[str, Any] = {"phase": "Pending" if step in ("pending", "preflight") else "Running",
+                              "conditions": [{"type": "Ready", "status": "True" if step == "ready" else "False"}]}
+    if step == "pending":
+        status["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"})
+    else:
+        status["initContainerStatuses"] = init
+        status["containerStatuses"] = [container]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ml", "uid": uid or name,
+                         "labels": {"app.kubernetes.io/instance": "llama405b",
+                                    "app.kubernetes.io/component": "leader" if leader else "worker",
+                                    "leaderworkerset.sigs.k8s.io/group-index": str(group)}},
+            "spec": {"nodeName": None if step == "pending" else f"gpu-{group}-{int(not leader)}",
+                     "containers": [{"name": "vllm", "image": "i"}],
+                     "initContainers": [{"name": "preflight", "image": "i"}]},
+            "status": status}
+
+
+def group(step_leader: str, step_worker: str, g: int = 0) -> list[dict[str, Any]]:
+    return [pod(f"llama405b-vllm-rdma-{g}", group=g, leader=True, step=step_leader),
+            pod(f"llama405b-vllm-rdma-{g}-1", group=g, leader=False, step=step_worker)]
+
+
+@pytest.fixture
+def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "helm.log"
+    helm = tmp_path / "helm"
+    helm.write_text(HELM.format(log=log))
+    helm.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(helm))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    return log
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    started: list[Cluster] = []
+
+    def start(pods: list[dict[str, Any]], logs: dict[tuple[str, str], str] | None = None) -> Cluster:
+        c = Cluster(pods, tmp_path / "kubeconfig", logs=logs).__enter__()
+        monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        c.__exit__(None, None, None)
+
+
+def install(*args: str) -> Any:
+    return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "-n", "ml", "--wait",
+                                     "--poll-interval", "0.05", *args])
+
+
+def test_wait_returns_once_every_leader_is_ready_and_reports_each_step(helm_log: Path, cluster: Any) -> None:
+    c = cluster(group("preflight", "preflight"))
+
+    def rollout() -> None:  # the controllers and kubelet, from the moment helm has installed
+        while not (helm_log.exists() and "install" in helm_log.read_text()):
+            time.sleep(0.05)
+        for leader, worker in (("running", "running"), ("ready", "running")):
+            time.sleep(0.5)
+            for p in group(leader, worker):
+                c.put(p)
+
+    threading.Thread(target=rollout, daemon=True).start()
+    out = install()
+    assert out.exit_code == 0, out.output
+    assert "install llama405b" in helm_log.read_text() and "--wait" in helm_log.read_text()
+    assert "helm-rdma: 0/1 group(s) serving; pods 2/2 scheduled (2 preflight)" in out.stderr
+    assert "helm-rdma: 0/1 group(s) serving; pods 2/2 scheduled (2 loading)" in out.stderr
+    assert "helm-rdma: serving: 1/1 group(s) serving; pods 2/2 scheduled (1 loading, 1 ready)" in out.stderr
+
+
+def test_wait_times_out_naming_the_pod_that_holds_it_up_with_its_log(helm_log: Path, cluster: Any) -> None:
+    crash = "\n".join(f"line {i}" for i in range(40)) + "\ntorch.OutOfMemoryError: CUDA out of memory."
+    cluster(group("crashing", "running"), logs={("llama405b-vllm-rdma-0", "vllm:previous"): crash})
+    out = install("--timeout", "1s")
+    assert out.exit_code == 1
+    assert "helm-rdma: error: llama405b is not serving after" in out.output
+    assert "llama405b-vllm-rdma-0 is at starting (CrashLoopBackOff); the last lines of its log:" in out.output
+    assert "torch.OutOfMemoryError: CUDA out of memory." in out.output and "line 20" not in out.output
+    assert "more: kubectl -n ml logs llama405b-vllm-rdma-0 --all-containers; helm rdma diagnose llama405b" \
+        in out.output
+
+
+def test_a_pod_nobody_schedules_is_named(helm_log: Path, cluster: Any) -> None:
+    cluster(group("preflight", "pending"))
+    out = install("--timeout", "1s")
+    assert out.exit_code == 1
+    assert "llama405b-vllm-rdma-0-1 is at pending (Unschedulable)" in out.output
+
+
+def test_progress_counts_every_group() -> None:
+    states = group_states(group("ready", "running") + group("preflight", "pending", g=1))
+    assert progress(states, wanted_groups=2, nodes=2) == (
+        "1/2 group(s) serving; pods 3/4 scheduled (1 pending, 1 preflight, 1 loading, 1 ready)")
