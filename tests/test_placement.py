@@ -19,7 +19,8 @@ KEY = "helm-rdma.io/cluster-network"
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
              "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
-             "clusterNetwork.imageId=ocid1.image.oc1..i")
+             "clusterNetwork.imageId=ocid1.image.oc1..i",
+             "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
 
 
 def selected(documents: list[dict]) -> set[str | None]:
