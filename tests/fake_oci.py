@@ -398,7 +398,7 @@ class Handler(BaseHTTPRequestHandler):
             if pool["id"] == pool_id:
                 pool["size"] = size
         network["lifecycleState"] = "SCALING"
-        network["timeUpdated"] = _now() + f"#{next(self.fake._ids)}"
+        network["timeUpdated"] = _now()
         self.fake.polls[network["id"]] = 0
 
     def _advance(self, item: dict[str, Any]) -> None:

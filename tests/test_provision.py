@@ -1,4 +1,5 @@
 """Provisioning with the real `oci` SDK, signing real requests to a fake Compute Management API on 127.0.0.1."""
+# ruff: noqa: F811  (the fixtures imported from ocitest are redefined as test parameters)
 
 from __future__ import annotations
 
