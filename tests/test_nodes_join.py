@@ -155,7 +155,7 @@ def test_an_unknown_cluster_names_the_key_and_the_policy(config: Path, fake: Fak
     assert result.exit_code == 1
     assert "OCI get_cluster failed: 404 NotAuthorizedOrNotFound" in result.output
     assert "check clusterNetwork.oke.clusterId (--oke-cluster), the region, and that a policy lets auth mode apiKey " \
-           "read clusters (cluster-family)" in result.output
+           "use clusters (GetCluster, CreateKubeconfig)" in result.output
     assert "Traceback" not in result.output
 
 

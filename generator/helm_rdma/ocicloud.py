@@ -42,7 +42,7 @@ POLICY_CHECK = ("clusterNetwork.compartmentId (--compartment), and that a policy
                 "\"OCI policies\")")
 NOT_FOUND_CHECKS = {
     "get_cluster": "clusterNetwork.oke.clusterId (--oke-cluster), the region, and that a policy lets auth mode "
-                   "{auth} read clusters (cluster-family) in the cluster's compartment",
+                   "{auth} use clusters (GetCluster, CreateKubeconfig) in the cluster's compartment",
     "get_image": "clusterNetwork.imageId (--image): an image OCID of this region that auth mode {auth} may read "
                  "(instance-family)",
 }
