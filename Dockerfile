@@ -1,6 +1,7 @@
 # The provisioner image: slim Python with helm-rdma and the OCI SDK. The chart's pre-install hook runs
-# `helm-rdma provision --from-values ...` in it; its default tag is the chart's appVersion.
-#   docker build -t REGISTRY/helm-rdma-provisioner:0.1.0 . && docker push REGISTRY/helm-rdma-provisioner:0.1.0
+# `helm-rdma provision --from-values ...` in it; its default tag is the chart's appVersion. No public registry holds
+# it: `make provisioner-image` prints the commands that build it and push it to OCIR, and the chart needs
+# clusterNetwork.image.repository set to where it was pushed.
 FROM python:3.12-slim
 
 COPY . /src

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HELMS := $(BIN)/helm3 $(BIN)/helm4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test golden chart bench clean
+.PHONY: setup demo test golden chart bench clean provisioner-image
 
 setup: $(STAMP) $(HELMS)
 
@@ -26,6 +26,7 @@ demo: setup
 	helm-rdma plan llama405b --preset gpu4
 
 test: setup
+	scripts/test-tools
 	$(BIN)/ruff check generator tests bench charts/vllm-rdma/files
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -37,6 +38,27 @@ chart: setup
 # Refresh tests/golden after an intended change to the chart or the presets.
 golden: setup
 	HELM_RDMA_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
+
+# The chart's OCI hooks run the provisioner image, which no public registry holds. Docker cannot run on the machines
+# this project builds on, so this prints the commands that build it and push it to OCIR, for a machine that has
+# Docker. OCIR_REGION is the region key (iad, phx, fra, ...); OCIR_NAMESPACE is the tenancy's Object Storage
+# namespace (`oci os ns get`); OCIR_USER the OCI user name (federated users: oracleidentitycloudservice/NAME).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+OCIR_REGION ?= iad
+OCIR_NAMESPACE ?= TENANCY-NAMESPACE
+OCIR_USER ?= USER
+PROVISIONER := $(OCIR_REGION).ocir.io/$(OCIR_NAMESPACE)/helm-rdma-provisioner
+provisioner-image:
+	@echo "# in this checkout, on a machine with Docker (the GPU nodes are x86_64):"
+	@echo "docker build --platform linux/amd64 -t $(PROVISIONER):$(VERSION) ."
+	@echo "docker login $(OCIR_REGION).ocir.io -u '$(OCIR_NAMESPACE)/$(OCIR_USER)'   # password: an auth token"
+	@echo "docker push $(PROVISIONER):$(VERSION)"
+	@echo "# a private repository also needs a pull Secret in the release's namespace:"
+	@echo "kubectl -n NAMESPACE create secret docker-registry ocir-pull --docker-server=$(OCIR_REGION).ocir.io \\"
+	@echo "  --docker-username='$(OCIR_NAMESPACE)/$(OCIR_USER)' --docker-password='AUTH-TOKEN'"
+	@echo "# then point the chart at it:"
+	@echo "helm rdma install ... --set clusterNetwork.image.repository=$(PROVISIONER) \\"
+	@echo "  --set clusterNetwork.image.pullSecrets[0].name=ocir-pull"
 
 bench: setup
 	$(BIN)/python bench/template_speed.py

@@ -1,17 +1,25 @@
-"""A fake OCI Compute Management API on 127.0.0.1, for the real `oci` SDK to talk to over a real socket.
+"""A fake OCI API on 127.0.0.1 (Compute Management, Compute images, Container Engine), for the real `oci` SDK to
+talk to over a real socket.
 
 It checks every request's signature against the test key (draft-cavage HTTP signatures, as the SDK signs), keeps
-instance configurations and cluster networks in memory with a lifecycle that moves PROVISIONING -> RUNNING over a
-few polls (and TERMINATING -> TERMINATED), honours opc-retry-token, serves pages, and injects faults on demand.
+instance configurations, cluster networks and OKE clusters in memory with a lifecycle that moves PROVISIONING or
+SCALING -> RUNNING over a few polls (and TERMINATING -> TERMINATED), serves pages, and injects faults on demand.
+
+Retry tokens follow OCI's rules (FACTS.md): the same token with the same body answers the first answer again (as it
+was then, even for a resource terminated since); the same token with another body is a 409. With
+``reject_tokens_of_deleted`` a token whose resource was deleted or terminated is a 409 too (OCI "can invalidate"
+such tokens).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import itertools
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +33,18 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-PREFIX = "/20160918"
+CORE = "/20160918"
+CONTAINER_ENGINE = "/20180222"
 TENANCY = "ocid1.tenancy.oc1..aaaaaaaatesttenancy"
 USER = "ocid1.user.oc1..aaaaaaaatestuser"
+CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBfakefakefake\n-----END CERTIFICATE-----\n"
+CA_B64 = base64.b64encode(CA_PEM).decode()
 
 
 @dataclass
 class Fault:
-    """Answer the next `times` requests matching `method` and `path` (a regex) with an error."""
+    """Answer the next `times` requests matching `method` and `path` (a regex) with an error, or (kind "reset")
+    carry them out and then close the connection without an answer."""
 
     method: str
     path: str
@@ -40,6 +52,7 @@ class Fault:
     code: str
     message: str
     times: int = 1
+    kind: str = "error"
 
 
 @dataclass
@@ -49,13 +62,17 @@ class FakeOci:
     polls_to_running: int = 2
     polls_to_terminated: int = 1
     page_size: int = 2
+    reject_tokens_of_deleted: bool = False
     faults: list[Fault] = field(default_factory=list)
     instance_configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
     cluster_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing_images: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
-    tokens: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
+    create_barrier: threading.Barrier | None = None
     public_key: Any = None
     url: str = ""
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -64,17 +81,45 @@ class FakeOci:
     def fail(self, method: str, path: str, status: int, code: str, message: str, times: int = 1) -> None:
         self.faults.append(Fault(method, path, status, code, message, times))
 
+    def reset_after(self, method: str, path: str, times: int = 1) -> None:
+        """Carry out the next matching requests, then drop the connection without answering."""
+        self.faults.append(Fault(method, path, 0, "", "", times, kind="reset"))
+
     def new_id(self, kind: str) -> str:
         return f"ocid1.{kind}.oc1.iad.fake{next(self._ids):04d}"
 
-    def add_network(self, name: str, compartment: str, *, tags: dict[str, str], state: str = "RUNNING") -> str:
+    def add_network(self, name: str, compartment: str, *, tags: dict[str, str], state: str = "RUNNING",
+                    size: int = 2, config_id: str = "") -> str:
         """A cluster network made outside helm-rdma (or by an earlier run)."""
         net_id = self.new_id("clusternetwork")
+        pool = {"id": self.new_id("instancepool"), "compartmentId": compartment, "size": size,
+                "instanceConfigurationId": config_id or self.new_id("instanceconfiguration"),
+                "lifecycleState": state, "availabilityDomains": ["Uocm:US-ASHBURN-AD-1"]}
         self.cluster_networks[net_id] = {
             "id": net_id, "compartmentId": compartment, "displayName": name, "freeformTags": tags,
-            "lifecycleState": state, "timeCreated": _now(), "instancePools": [], "size": 0,
+            "lifecycleState": state, "timeCreated": _now(), "timeUpdated": _now(), "instancePools": [pool],
         }
         return net_id
+
+    def add_cluster(self, *, cni: str = "FLANNEL_OVERLAY", kind: str = "ENHANCED_CLUSTER",
+                    private_endpoint: str = "10.0.0.10:6443", version: str = "v1.31.1") -> str:
+        """An OKE cluster for the Container Engine API to describe."""
+        cluster_id = self.new_id("cluster")
+        self.clusters[cluster_id] = {
+            "id": cluster_id, "name": "oke", "compartmentId": "ocid1.compartment.oc1..aaaaaaaatest",
+            "vcnId": "ocid1.vcn.oc1..v", "kubernetesVersion": version, "lifecycleState": "ACTIVE", "type": kind,
+            "endpoints": {"privateEndpoint": private_endpoint, "kubernetes": None},
+            "clusterPodNetworkOptions": [{"cniType": cni}],
+        }
+        return cluster_id
+
+    def network(self) -> dict[str, Any]:
+        """The one live cluster network (the tests' usual case)."""
+        [live] = [n for n in self.cluster_networks.values() if n["lifecycleState"] != "TERMINATED"]
+        return live
+
+    def pool_size(self, net_id: str) -> int:
+        return int(self.cluster_networks[net_id]["instancePools"][0]["size"])
 
 
 def _now() -> str:
@@ -93,7 +138,7 @@ def make_key(directory: Path) -> tuple[Path, Any, str]:
     return path, key.public_key(), fingerprint
 
 
-def write_config(directory: Path, key_path: Path, fingerprint: str, profile: str = "DEFAULT") -> Path:
+def write_config(directory: Path, key_path: Path | str, fingerprint: str, profile: str = "DEFAULT") -> Path:
     config = directory / "config"
     config.write_text(f"[{profile}]\nuser={USER}\nfingerprint={fingerprint}\ntenancy={TENANCY}\n"
                       f"region=us-ashburn-1\nkey_file={key_path}\n")
@@ -112,13 +157,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle("POST")
 
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None,
+              content_type: str = "application/json") -> None:
+        data = b"" if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("opc-request-id", f"fake-{len(self.fake.calls):04d}")
         for k, v in (headers or {}).items():
@@ -146,7 +195,7 @@ class Handler(BaseHTTPRequestHandler):
                     return False
                 lines.append(f"{name}: {value}")
         required = {"date", "(request-target)", "host"}
-        if method == "POST":
+        if method in ("POST", "PUT"):
             required |= {"content-length", "content-type", "x-content-sha256"}
             digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
             if self.headers.get("x-content-sha256") != digest:
@@ -166,6 +215,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if fake.create_barrier is not None and method == "POST" and path == f"{CORE}/clusterNetworks":
+            fake.create_barrier.wait(10)  # let concurrent creates meet here, then take them one at a time
         with fake.lock:
             fake.calls.append((method, path))
             if not self._verified(method, body):
@@ -173,49 +224,100 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(401, "NotAuthenticated", "The required information to complete authentication was "
                                                      "not provided or was incorrect.")
                 return
+            reset = False
             for fault in fake.faults:
                 if fault.times > 0 and fault.method == method and re.fullmatch(fault.path, path):
                     fault.times -= 1
+                    if fault.kind == "reset":
+                        reset = True
+                        break
                     self._error(fault.status, fault.code, fault.message)
                     return
-            if not path.startswith(PREFIX):
-                self._error(404, "NotFound", path)
-                return
-            route = path[len(PREFIX):]
+            if reset:
+                self.wfile = _Discard()  # carry the request out, but let no answer reach the client
+                self.close_connection = True
             payload = json.loads(body) if body else {}
-            self._route(method, route, query, payload)
-
-    def _route(self, method: str, route: str, query: dict[str, str], payload: dict[str, Any]) -> None:
-        fake = self.fake
-        token = self.headers.get("opc-retry-token")
-        if method == "POST" and route in ("/instanceConfigurations", "/clusterNetworks"):
-            if token and token in fake.tokens:
-                store = fake.instance_configurations if route == "/instanceConfigurations" else fake.cluster_networks
-                self._send(200, store[fake.tokens[token]])
-                return
-            if route == "/instanceConfigurations":
-                item = {**payload, "id": fake.new_id("instanceconfiguration"), "timeCreated": _now()}
-                fake.instance_configurations[item["id"]] = item
+            if path.startswith(CONTAINER_ENGINE):
+                self._container_engine(method, path[len(CONTAINER_ENGINE):])
+            elif path.startswith(CORE):
+                self._core(method, path[len(CORE):], query, payload)
             else:
-                pools = payload.get("instancePools", [])
-                for pool in pools:
-                    if pool["instanceConfigurationId"] not in fake.instance_configurations:
-                        self._error(404, "NotAuthorizedOrNotFound", "instance configuration not found")
-                        return
-                net_id = fake.new_id("clusternetwork")
-                item = {
-                    "id": net_id, "compartmentId": payload["compartmentId"], "displayName": payload["displayName"],
-                    "freeformTags": payload.get("freeformTags", {}), "lifecycleState": "PROVISIONING",
-                    "timeCreated": _now(), "placementConfiguration": payload.get("placementConfiguration"),
-                    "instancePools": [{"id": fake.new_id("instancepool"), "compartmentId": payload["compartmentId"],
-                                       "instanceConfigurationId": p["instanceConfigurationId"], "size": p["size"],
-                                       "lifecycleState": "PROVISIONING"} for p in pools],
-                    "size": sum(p["size"] for p in pools),
-                }
-                fake.cluster_networks[net_id] = item
-            if token:
-                fake.tokens[token] = item["id"]
+                self._error(404, "NotFound", path)
+
+    def _container_engine(self, method: str, route: str) -> None:
+        match = re.fullmatch(r"/clusters/([^/]+)(/kubeconfig/content)?", route)
+        cluster = self.fake.clusters.get(match.group(1)) if match else None
+        if cluster is None:
+            self._error(404, "NotAuthorizedOrNotFound", f"{route} not found")
+        elif match and match.group(2) and method == "POST":
+            server = f"https://{cluster['endpoints']['privateEndpoint']}"
+            kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "ctx",
+                          "clusters": [{"name": "c", "cluster": {"server": server,
+                                                                 "certificate-authority-data": CA_B64}}],
+                          "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                          "users": [{"name": "u", "user": {"exec": {"command": "oci"}}}]}
+            self._send(200, json.dumps(kubeconfig), content_type="application/x-yaml")
+        else:
+            self._send(200, cluster)
+
+    def _retried(self, method: str, route: str, payload: dict[str, Any]) -> bool:
+        """Answer a request whose retry token was seen before; False for a new token (or none)."""
+        fake, token = self.fake, self.headers.get("opc-retry-token")
+        if not token or token not in fake.tokens:
+            return False
+        seen = fake.tokens[token]
+        if seen["request"] != (method, route, payload):
+            self._error(409, "Conflict", "The retry token was already used for a different request")
+        elif seen.get("invalid"):
+            self._error(409, "Conflict", "The retry token is no longer valid: its resource was deleted")
+        else:
+            self._send(200, seen["answer"])
+        return True
+
+    def _remember(self, method: str, route: str, payload: dict[str, Any], item: dict[str, Any]) -> None:
+        token = self.headers.get("opc-retry-token")
+        if token:
+            self.fake.tokens[token] = {"request": (method, route, payload), "answer": copy.deepcopy(item),
+                                       "id": item["id"]}
+
+    def _gone(self, item_id: str) -> None:
+        if self.fake.reject_tokens_of_deleted:
+            for seen in self.fake.tokens.values():
+                if seen["id"] == item_id:
+                    seen["invalid"] = True
+
+    def _core(self, method: str, route: str, query: dict[str, str], payload: dict[str, Any]) -> None:
+        fake = self.fake
+        if method in ("POST", "PUT") and self._retried(method, route, payload):
+            return
+        if method == "POST" and route == "/instanceConfigurations":
+            item = {**payload, "id": fake.new_id("instanceconfiguration"), "timeCreated": _now()}
+            fake.instance_configurations[item["id"]] = item
+            self._remember(method, route, payload, item)
             self._send(200, item)
+            return
+        if method == "POST" and route == "/clusterNetworks":
+            self._create_network(payload)
+            return
+        match = re.fullmatch(r"/images/([^/]+)", route)
+        if match:
+            if match.group(1) in fake.missing_images:
+                self._error(404, "NotAuthorizedOrNotFound", "image not found")
+            else:
+                self._send(200, {"id": match.group(1), "compartmentId": None, "operatingSystem": "Canonical Ubuntu",
+                                 "operatingSystemVersion": "22.04", "lifecycleState": "AVAILABLE"})
+            return
+        match = re.fullmatch(r"/instancePools/([^/]+)", route)
+        if match and method == "PUT":
+            nets = [n for n in fake.cluster_networks.values()
+                    if any(p["id"] == match.group(1) for p in n["instancePools"])]
+            if not nets:
+                self._error(404, "NotAuthorizedOrNotFound", "instance pool not found")
+                return
+            self._resize(nets[0], match.group(1), int(payload["size"]))
+            [pool] = [p for p in nets[0]["instancePools"] if p["id"] == match.group(1)]
+            self._remember(method, route, payload, pool)
+            self._send(200, pool)
             return
         match = re.fullmatch(r"/(instanceConfigurations|clusterNetworks)(?:/([^/]+))?(/instances)?", route)
         if not match:
@@ -239,16 +341,26 @@ class Handler(BaseHTTPRequestHandler):
             self._advance(item)
         if instances:
             running = item["lifecycleState"] == "RUNNING"
-            up = item["size"] if running else min(fake.polls.get(item_id, 0), max(item["size"] - 1, 0))
+            size = sum(p["size"] for p in item["instancePools"])
+            up = size if running else min(fake.polls.get(item_id, 0), max(size - 1, 0))
             listed = [{"id": f"{item_id}-instance-{n}", "compartmentId": item["compartmentId"],
                        "availabilityDomain": "AD-1", "region": "iad", "shape": "BM.GPU", "timeCreated": _now(),
-                       "state": "Running" if n < up else "Provisioning"} for n in range(item["size"])]
+                       "state": "Running" if n < up else "Provisioning"} for n in range(size)]
             self._page(listed, query)
         elif method == "GET":
+            self._send(200, item)
+        elif method == "PUT" and kind == "clusterNetworks":
+            if item["lifecycleState"] != "RUNNING":
+                self._error(409, "IncorrectState", f"cluster network is {item['lifecycleState']}")
+                return
+            for change in payload.get("instancePools", []):
+                self._resize(item, change["id"], int(change["size"]))
+            self._remember(method, route, payload, item)
             self._send(200, item)
         elif method == "DELETE" and kind == "clusterNetworks":
             item["lifecycleState"] = "TERMINATING"
             fake.polls[item_id] = 0
+            self._gone(item_id)
             self._send(204, None)
         elif method == "DELETE":
             in_use = [n for n in fake.cluster_networks.values() if n["lifecycleState"] != "TERMINATED"
@@ -257,13 +369,43 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(409, "Conflict", "instance configuration is in use by an instance pool")
                 return
             del store[item_id]
+            self._gone(item_id)
             self._send(204, None)
+
+    def _create_network(self, payload: dict[str, Any]) -> None:
+        fake = self.fake
+        pools = payload.get("instancePools", [])
+        for pool in pools:
+            if pool["instanceConfigurationId"] not in fake.instance_configurations:
+                self._error(404, "NotAuthorizedOrNotFound", "instance configuration not found")
+                return
+        net_id = fake.new_id("clusternetwork")
+        ad = payload["placementConfiguration"]["availabilityDomain"]
+        item = {
+            "id": net_id, "compartmentId": payload["compartmentId"], "displayName": payload["displayName"],
+            "freeformTags": payload.get("freeformTags", {}), "lifecycleState": "PROVISIONING",
+            "timeCreated": _now(), "timeUpdated": _now(), "placementConfiguration": payload["placementConfiguration"],
+            "instancePools": [{"id": fake.new_id("instancepool"), "compartmentId": payload["compartmentId"],
+                               "instanceConfigurationId": p["instanceConfigurationId"], "size": p["size"],
+                               "lifecycleState": "PROVISIONING", "availabilityDomains": [ad]} for p in pools],
+        }
+        fake.cluster_networks[net_id] = item
+        self._remember("POST", "/clusterNetworks", payload, item)
+        self._send(200, item)
+
+    def _resize(self, network: dict[str, Any], pool_id: str, size: int) -> None:
+        for pool in network["instancePools"]:
+            if pool["id"] == pool_id:
+                pool["size"] = size
+        network["lifecycleState"] = "SCALING"
+        network["timeUpdated"] = _now()
+        self.fake.polls[network["id"]] = 0
 
     def _advance(self, item: dict[str, Any]) -> None:
         fake = self.fake
         seen = fake.polls.get(item["id"], 0) + 1
         fake.polls[item["id"]] = seen
-        if item["lifecycleState"] == "PROVISIONING" and seen >= fake.polls_to_running:
+        if item["lifecycleState"] in ("PROVISIONING", "SCALING") and seen >= fake.polls_to_running:
             item["lifecycleState"] = "RUNNING"
         elif item["lifecycleState"] == "TERMINATING" and seen >= fake.polls_to_terminated:
             item["lifecycleState"] = "TERMINATED"
@@ -274,6 +416,21 @@ class Handler(BaseHTTPRequestHandler):
         chunk = items[start:start + size]
         headers = {"opc-next-page": str(start + size)} if start + size < len(items) else {}
         self._send(200, chunk, headers)
+
+
+class _Discard:
+    """A write end that drops everything (the answer of a request whose connection the fake resets)."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 @contextmanager
@@ -291,3 +448,39 @@ def serve(public_key: Any, **knobs: Any) -> Iterator[FakeOci]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def refused_endpoint() -> str:
+    """An endpoint where nothing listens (a port just released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"

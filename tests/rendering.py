@@ -14,6 +14,11 @@ from helm_rdma.commands.template import template
 from .conftest import helm_path
 
 KUBE_VERSION = "1.30.0"
+# The values that turn the provisioning hook on (the --provision flags of install).
+PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
+             "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
+             "clusterNetwork.imageId=ocid1.image.oc1..i",
+             "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
 
 
 @functools.lru_cache(maxsize=256)

@@ -25,7 +25,8 @@ CASES = list(itertools.product(preset_names(), ("native", "ray"), ("LeaderWorker
                                ("hostNetwork", "sriov")))
 CLUSTER_NETWORK = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
                    "clusterNetwork.availabilityDomain=Uocm:US-ASHBURN-AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
-                   "clusterNetwork.imageId=ocid1.image.oc1..i")
+                   "clusterNetwork.imageId=ocid1.image.oc1..i",
+                   "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
 # Optional parts, each on the default preset: the OCI hooks in each auth mode, monitoring, model download.
 EXTRAS = {
     "h100-provision-workload-identity": (*CLUSTER_NETWORK, "clusterNetwork.region=us-ashburn-1"),

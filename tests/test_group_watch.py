@@ -38,15 +38,40 @@ def child(marker: Path) -> list[str]:
     return ["bash", "-c", f'echo $$ > {marker}; exec sleep 300 </dev/null >/dev/null 2>&1']
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(WATCH), *args], stderr=subprocess.PIPE, text=True)
+class Watch(subprocess.Popen):  # type: ignore[type-arg]
+    """A running group_watch.py whose stderr goes to a file, so a test can wait for what it logged."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as err:
+            super().__init__([sys.executable, str(WATCH), *args], stderr=err, text=True)
+
+    def said(self, text: str) -> bool:
+        return text in self.log.read_text()
+
+    def finish(self, seconds: float = 10) -> tuple[int, str]:
+        return self.wait(timeout=seconds), self.log.read_text()
 
 
-def lead(port: int, size: int, marker: Path) -> subprocess.Popen[str]:
+def start(*args: str) -> Watch:
+    return Watch(_log_for(args), *args)
+
+
+def _log_for(args: tuple[str, ...]) -> Path:
+    """Beside the stand-in's pid marker (MARKER.log), or a temporary file when there is none."""
+    marker = next((a for a in args if "echo $$ >" in a), None)
+    if marker is None:
+        import tempfile
+
+        return Path(tempfile.mkstemp(suffix=".log")[1])
+    return Path(marker.split("echo $$ > ", 1)[1].split(";", 1)[0] + ".log")
+
+
+def lead(port: int, size: int, marker: Path) -> Watch:
     return start("lead", "--port", str(port), "--size", str(size), *FAST, "--", *child(marker))
 
 
-def follow(port: int, rank: int, marker: Path, wait: float = 10) -> subprocess.Popen[str]:
+def follow(port: int, rank: int, marker: Path, wait: float = 10) -> Watch:
     return start("follow", "--host", "127.0.0.1", "--port", str(port), "--rank", str(rank), "--wait", str(wait),
                  *FAST, "--", *child(marker))
 
@@ -68,20 +93,19 @@ def wait_for(condition, seconds: float = 10) -> None:  # type: ignore[no-untyped
         time.sleep(0.05)
 
 
-def finish(proc: subprocess.Popen[str], seconds: float = 10) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=seconds)
-    return proc.returncode, err
+def finish(proc: Watch, seconds: float = 10) -> tuple[int, str]:
+    return proc.finish(seconds)
 
 
 @pytest.fixture
 def procs(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Watches started by a test; afterwards they and every stand-in they started (orphans of a killed watch) end."""
-    started: list[subprocess.Popen[str]] = []
+    started: list[subprocess.Popen] = []  # type: ignore[type-arg]
     yield started
     for p in started:
         if p.poll() is None:
             p.kill()
-            p.communicate()
+            p.wait()
     for marker in tmp_path.iterdir():
         if marker.is_file() and marker.read_text().strip().isdigit():
             try:
@@ -95,10 +119,9 @@ def test_a_leader_restart_ends_every_worker_and_its_child(tmp_path: Path, procs:
     leader = lead(port, 3, tmp_path / "leader")
     workers = [follow(port, 1, tmp_path / "w1"), follow(port, 2, tmp_path / "w2")]
     procs += [leader, *workers]
-    wait_for(lambda: all(alive(tmp_path / m) for m in ("leader", "w1", "w2")))
-    time.sleep(0.5)
+    wait_for(lambda: leader.said("group formed") and all(w.said("joined leader") for w in workers), 30)
     leader.send_signal(signal.SIGKILL)  # the leader container dies (its sockets close with it)
-    leader.communicate()
+    leader.wait()
     for rank, worker in enumerate(workers, 1):
         code, err = finish(worker)
         assert code == 3
@@ -117,8 +140,7 @@ def test_a_worker_restart_after_the_group_formed_restarts_the_leader(tmp_path: P
     leader = lead(port, 3, tmp_path / "leader")
     w1, w2 = follow(port, 1, tmp_path / "w1"), follow(port, 2, tmp_path / "w2")
     procs += [leader, w1, w2]
-    wait_for(lambda: all(alive(tmp_path / m) for m in ("leader", "w1", "w2")))
-    time.sleep(0.5)
+    wait_for(lambda: leader.said("group formed") and w1.said("joined leader") and w2.said("joined leader"), 30)
     w1.send_signal(signal.SIGKILL)
     code, err = finish(leader)
     assert code == 3
@@ -133,15 +155,14 @@ def test_a_worker_that_restarts_before_the_group_formed_is_just_waited_for(tmp_p
     leader = lead(port, 3, tmp_path / "leader")
     w1 = follow(port, 1, tmp_path / "w1")
     procs += [leader, w1]
-    wait_for(lambda: alive(tmp_path / "w1"))
-    time.sleep(0.5)
+    wait_for(lambda: w1.said("joined leader"), 30)
     w1.send_signal(signal.SIGKILL)
-    w1.communicate()
-    time.sleep(1)
+    w1.wait()
+    wait_for(lambda: leader.said("left before the group formed"), 30)
     assert leader.poll() is None
-    procs += [follow(port, 1, tmp_path / "w1b"), follow(port, 2, tmp_path / "w2")]
-    wait_for(lambda: alive(tmp_path / "w1b") and alive(tmp_path / "w2"))
-    time.sleep(0.5)
+    w1b, w2 = follow(port, 1, tmp_path / "w1b"), follow(port, 2, tmp_path / "w2")
+    procs += [w1b, w2]
+    wait_for(lambda: leader.said("group formed") and w1b.said("joined leader") and w2.said("joined leader"), 30)
     assert leader.poll() is None
 
 
@@ -150,7 +171,7 @@ def test_a_silent_leader_counts_as_gone(tmp_path: Path, procs: list) -> None:
     leader = lead(port, 2, tmp_path / "leader")
     worker = follow(port, 1, tmp_path / "w1")
     procs += [leader, worker]
-    wait_for(lambda: alive(tmp_path / "w1"))
+    wait_for(lambda: worker.said("joined leader"), 30)
     leader.send_signal(signal.SIGSTOP)  # a node that froze: no FIN, no answers
     try:
         code, err = finish(worker, seconds=15)
@@ -172,7 +193,7 @@ def test_a_stranger_on_the_port_changes_nothing(tmp_path: Path, procs: list) -> 
     leader = lead(port, 2, tmp_path / "leader")
     worker = follow(port, 1, tmp_path / "w1")
     procs += [leader, worker]
-    wait_for(lambda: alive(tmp_path / "w1"))
+    wait_for(lambda: worker.said("joined leader"), 30)
     for junk in (b"GET / HTTP/1.1\r\n\r\n", b"JOIN 7\n", b"JOIN 0\n", b""):
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(junk)
@@ -203,15 +224,17 @@ def test_the_statefulset_entrypoint_worker_restarts_when_its_leader_restarts(tmp
            "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "POD_NAME": "llama-vllm-rdma-worker-0",
            "POD_NAMESPACE": "ml", "VLLM_HOST_IP": "127.0.0.2", "HELM_RDMA_SCRIPTS": str(WATCH.parent)}
     leader = lead(port, 2, tmp_path / "leader")
-    worker = subprocess.Popen(["bash", str(ENTRYPOINT), "m"], env=env, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "worker.log"
+    with log.open("w") as err_file:
+        worker = subprocess.Popen(["bash", str(ENTRYPOINT), "m"], env=env, stderr=err_file, text=True)
     procs += [leader, worker]
-    wait_for(lambda: alive(tmp_path / "vllm"))
+    wait_for(lambda: alive(tmp_path / "vllm") and "joined leader" in log.read_text(), seconds=30)
     assert (tmp_path / "vllm-args").read_text().split() == [
         "serve", "m", "--nnodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1", "--master-port", "29500",
         "--headless"]
-    time.sleep(0.3)
     leader.send_signal(signal.SIGKILL)
-    code, err = finish(worker, seconds=90)
+    code = worker.wait(timeout=90)
+    err = log.read_text()
     assert code == 3, err
     assert "joined leader 127.0.0.1" in err and "restarting this pod to rejoin the group" in err
     wait_for(lambda: not alive(tmp_path / "vllm"))

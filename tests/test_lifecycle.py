@@ -15,12 +15,10 @@ import json
 from typing import Any
 
 from . import consumer_rules as rules
+from . import rendering
 from .rendering import render
 
-PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
-             "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
-             "clusterNetwork.imageId=ocid1.image.oc1..i", "clusterNetwork.deleteOnUninstall=true",
-             "api.keySecret.name=vllm-api-key")
+PROVISION = (*rendering.PROVISION, "clusterNetwork.deleteOnUninstall=true", "api.keySecret.name=vllm-api-key")
 HELM_EVENTS = {"install": {"pre-install", "post-install"}, "upgrade": {"pre-upgrade", "post-upgrade"},
                "uninstall": {"pre-delete", "post-delete"}, "test": {"test"}}
 ARGO_MAPPING = {"pre-install": "PreSync", "pre-upgrade": "PreSync", "post-install": "PostSync",

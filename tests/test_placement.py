@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import re
 
-from .rendering import hooks, render, serving_pod_specs
+from .rendering import PROVISION, hooks, render, serving_pod_specs
 
 KEY = "helm-rdma.io/cluster-network"
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
-             "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
-             "clusterNetwork.imageId=ocid1.image.oc1..i")
 
 
 def selected(documents: list[dict]) -> set[str | None]:

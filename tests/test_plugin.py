@@ -243,7 +243,8 @@ def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:
 
 
 PROVISION = ["--provision", "--compartment", "ocid1.compartment.oc1..c", "--availability-domain", "AD-1",
-             "--subnet", "ocid1.subnet.oc1..s", "--image", "ocid1.image.oc1..i"]
+             "--subnet", "ocid1.subnet.oc1..s", "--image", "ocid1.image.oc1..i",
+             "--set", "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner"]
 
 
 def test_install_provision_fills_the_values_and_covers_the_hook_in_the_timeout(helm: Helm) -> None:
@@ -266,7 +267,8 @@ def test_install_provision_keeps_a_timeout_the_user_set(helm: Helm) -> None:
 
 
 def test_install_provision_without_the_network_settings_is_refused(helm: Helm) -> None:
-    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", "--provision", "--dry-run")
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", "--provision", "--dry-run",
+                   "--set", "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
     assert out.returncode == 2
     assert "clusterNetwork.compartmentId is empty but provisioning is on" in out.stderr
     assert "clusterNetwork.imageId is empty" in out.stderr

@@ -1,61 +1,26 @@
 """Provisioning with the real `oci` SDK, signing real requests to a fake Compute Management API on 127.0.0.1."""
+# ruff: noqa: F811  (the fixtures imported from ocitest are redefined as test parameters)
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import oci
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
-from helm_rdma.cli import main
-from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_RELEASE, NetworkSpec
+from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_NODES, TAG_RELEASE, NetworkSpec
 from helm_rdma.commands.generate import generate
 from helm_rdma.commands.provision import ProvisionPlan, plan_from_values, provision
 from helm_rdma.errors import CapacityError, InputError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.ocicloud import OciAuth
 
-from .fake_oci import FakeOci, make_key, serve, write_config
+from .fake_oci import FakeOci, make_key, write_config
 from .kmock_cluster import Cluster
-
-COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaatest"
-BASE = ["provision", "--preset", "h100", "--nodes", "2", "--name", "llama", "--compartment", COMPARTMENT,
-        "--availability-domain", "Uocm:US-ASHBURN-AD-1", "--subnet", "ocid1.subnet.oc1..sub",
-        "--image", "ocid1.image.oc1..img", "--poll-interval", "0.01"]
-OURS = {TAG_RELEASE: "llama", TAG_NAMESPACE: "default", TAG_NETWORK: "llama"}
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, str]:
-    return make_key(tmp_path_factory.mktemp("oci-key"))
-
-
-@pytest.fixture
-def config(key: tuple[Path, Any, str], tmp_path: Path) -> Path:
-    return write_config(tmp_path, key[0], key[2])
-
-
-@pytest.fixture
-def fake(key: tuple[Path, Any, str]) -> Iterator[FakeOci]:
-    with serve(key[1]) as running:
-        yield running
-
-
-def run(config: Path, fake: FakeOci, *extra: str, args: list[str] | None = None, wait_nodes: bool = False,
-        input: str | None = None) -> Result:
-    cli = [*(args or BASE), "--oci-config", str(config), "--oci-endpoint", fake.url, *extra]
-    if not wait_nodes and cli[0] == "provision":
-        cli.append("--no-wait-nodes")
-    return CliRunner().invoke(main, cli, input=input)
-
-
-def posts(fake: FakeOci, what: str) -> int:
-    return sum(1 for method, path in fake.calls if method == "POST" and path.endswith(what))
+from .ocitest import COMPARTMENT, OURS, config, fake, key, posts, run  # noqa: F401  (fixtures)
 
 
 def test_creates_the_instance_configuration_and_the_network_and_reports_running(config: Path, fake: FakeOci) -> None:
@@ -79,7 +44,7 @@ def test_creates_the_instance_configuration_and_the_network_and_reports_running(
     assert launch["metadata"]["oke-initial-node-labels"] == "helm-rdma.io/cluster-network=llama"
     assert launch["createVnicDetails"]["assignPublicIp"] is False
     [network] = fake.cluster_networks.values()
-    assert network["freeformTags"] == OURS == config_item["freeformTags"]
+    assert network["freeformTags"] == config_item["freeformTags"] == {**OURS, TAG_NODES: network["freeformTags"][TAG_NODES]}
     assert network["instancePools"][0]["size"] == 2
     assert network["placementConfiguration"]["primaryVnicSubnets"]["subnetId"] == "ocid1.subnet.oc1..sub"
 
@@ -103,7 +68,7 @@ def test_a_run_after_a_crash_reuses_the_instance_configuration(config: Path, fak
     assert crashed.exit_code == 1
     assert "not RUNNING after" in crashed.output and "the next run resumes this network" in crashed.output
     fake.cluster_networks.clear()
-    fake.tokens = {t: i for t, i in fake.tokens.items() if i in fake.instance_configurations}
+    fake.tokens = {t: s for t, s in fake.tokens.items() if s["id"] in fake.instance_configurations}
     fake.polls_to_running = 2
     result = run(config, fake, "-o", "json")
     assert result.exit_code == 0, result.output
@@ -161,7 +126,7 @@ def test_slow_progress_is_reported_until_running(config: Path, fake: FakeOci) ->
     result = run(config, fake)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if "cluster network PROVISIONING" in line]
-    assert len(lines) == 5
+    assert len(lines) == 4  # the first look right after the create call is not reported
     assert "1/2 instances running" in result.stderr
 
 
@@ -169,14 +134,14 @@ def test_a_network_that_ends_terminated_is_an_error(config: Path, fake: FakeOci)
     fake.add_network("llama", COMPARTMENT, tags=OURS, state="STOPPED")
     result = run(config, fake)
     assert result.exit_code == 1
-    assert "is STOPPED: expected RUNNING" in result.output
+    assert "is STOPPED: start it again in the OCI console, or delete it (helm rdma deprovision --name llama" in result.output
 
 
 def test_wrong_key_names_the_auth_mode_and_what_to_check(tmp_path: Path, fake: FakeOci) -> None:
     other_key, _, fingerprint = make_key(tmp_path)
     result = run(write_config(tmp_path, other_key, fingerprint), fake)
     assert result.exit_code == 1
-    assert "OCI refused auth mode api_key: 401 NotAuthenticated" in result.output
+    assert "OCI refused auth mode apiKey: 401 NotAuthenticated" in result.output
     assert "check user, fingerprint, key_file and tenancy" in result.output
     assert fake.cluster_networks == {} and fake.instance_configurations == {}
 
@@ -197,7 +162,7 @@ def test_deprovision_touches_only_what_is_tagged_as_ours(config: Path, fake: Fak
     assert run(config, fake).exit_code == 0
     foreign = fake.add_network("llama", COMPARTMENT, tags={})
     other_release = fake.add_network("llama", COMPARTMENT, tags={**OURS, TAG_RELEASE: "other"})
-    [ours] = [i for i, n in fake.cluster_networks.items() if n["freeformTags"] == OURS]
+    [ours] = [i for i, n in fake.cluster_networks.items() if n["freeformTags"].get(TAG_NODES)]
     args = ["deprovision", "--name", "llama", "--compartment", COMPARTMENT, "--poll-interval", "0.01"]
 
     declined = run(config, fake, args=args, input="n\n")
@@ -233,14 +198,15 @@ def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path
                             node_label="helm-rdma.io/cluster-network=llama405b.ml")
     assert plan.spec.size == 2 and plan.spec.shape == "BM.GPU.H100.8" and plan.spec.name == "llama405b.ml"
     assert plan.node_label == ("helm-rdma.io/cluster-network", "llama405b.ml")
-    assert plan.spec.node_labels == {"helm-rdma.io/cluster-network": "llama405b.ml"}
-    assert plan.auth.mode == "api_key"
+    assert plan.setup.labels == {"helm-rdma.io/cluster-network": "llama405b.ml"}
+    assert plan.auth.mode == "apiKey"
     assert plan.auth.config_file == "/etc/oci/config"  # where the hook mounts the apiKey Secret
     plan = plan._replace(auth=plan.auth._replace(config_file=str(config), endpoint=fake.url), wait_nodes=False)
     result = provision(plan, env=HelmEnv(), poll_seconds=0.01)
     assert result.network.state == "RUNNING"
     [network] = fake.cluster_networks.values()
-    assert network["freeformTags"] == {TAG_RELEASE: "llama405b", TAG_NAMESPACE: "ml", TAG_NETWORK: "llama405b.ml"}
+    assert {k: network["freeformTags"][k] for k in (TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK)} == {
+        TAG_RELEASE: "llama405b", TAG_NAMESPACE: "ml", TAG_NETWORK: "llama405b.ml"}
 
 
 def test_from_values_without_a_name_asks_for_one(tmp_path: Path, fake: FakeOci) -> None:
@@ -282,4 +248,8 @@ def test_gives_up_when_the_nodes_never_turn_ready(config: Path, fake: FakeOci, t
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         result = run(config, fake, "--node-timeout", "0.1s", wait_nodes=True)
     assert result.exit_code == 1
-    assert "waiting for 2 Ready nodes with helm-rdma.io/cluster-network=llama failed: 1 Ready of 2" in result.output
+    assert "1 of 2 nodes with helm-rdma.io/cluster-network=llama are Ready after" in result.output
+    assert "(2 joined the cluster). Cluster network llama (ocid1.clusternetwork." in result.output
+    assert "is still running and billed" in result.output
+    assert "delete it: helm rdma deprovision --name llama --compartment ocid1.compartment.oc1..aaaaaaaatest " \
+           "--release llama --namespace default" in result.output

@@ -1,28 +1,43 @@
-"""Provisioning an OCI cluster network (RDMA-connected bare-metal GPU nodes): find, create, wait, terminate.
+"""Provisioning an OCI cluster network (RDMA-connected bare-metal GPU nodes): find, compare, create, resize, wait,
+terminate. Works on a ``CountingApi`` (see ocicloud).
 
-Idempotent and resumable: resources carry freeform tags naming the release, namespace and network, and creation uses
-deterministic retry tokens, so a second run finds what the first made (and returns at once when it is RUNNING), and a
-run after a crash reuses what the crashed run created. Works on a ``CountingApi`` (see ocicloud).
+What exists is compared with what is asked. A network of our name and tags whose nodes match returns at once (two
+API calls); one of another size is resized; one of another shape, image, availability domain or boot volume is
+refused with both ways out. A network that is TERMINATED or FAILED, or a missing instance configuration, is no reason
+to stop: new ones are created.
+
+Retry tokens (OCI keeps them 24 hours; same token and body: the first answer again; same token, other body: 409):
+- the instance configuration's token comes from its body, so a retry of the same request dedupes and another request
+  gets another token;
+- the cluster network's token comes from the name alone, so two runs started together create one network: the loser
+  gets a 409 (or, with the same body, the winner's answer), finds the winner's network and compares as above;
+- both tokens also carry the ids of our dead networks of that name, so a request after a network died (or was
+  deprovisioned, which also deletes the instance configuration) is a new request with a new token. Should OCI still
+  answer a token with a dead network, or reject it with 409, the next token of a fixed chain is used.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import CapacityError, ClusterNetworkFailedError, OciRequestError
+from .errors import CapacityError, ClusterNetworkFailedError, NetworkMismatchError, OciRequestError
 
 TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK = "helm-rdma-release", "helm-rdma-namespace", "helm-rdma-network"
+TAG_NODES = "helm-rdma-nodes"  # a digest of shape, image, availability domain and boot volume: a quick comparison
 RDMA_PLUGINS = ("Compute HPC RDMA Authentication", "Compute HPC RDMA Auto-Configuration")
-GONE = ("TERMINATING", "TERMINATED")
+DEAD = ("TERMINATING", "TERMINATED", "FAILED")
 WAITING = ("PROVISIONING", "SCALING", "STARTING")
+STOPPED = ("STOPPING", "STOPPED")
+UNKNOWN = "UNKNOWN_ENUM_VALUE"  # the SDK's stand-in for an enum value it does not know
+TOKEN_TRIES = 3
 
 
 class NetworkSpec(NamedTuple):
-    """What to provision: the shape, how many nodes, where, and what the nodes need to join OKE."""
+    """What to provision: the shape, how many nodes, where."""
 
     name: str
     compartment_id: str
@@ -34,17 +49,18 @@ class NetworkSpec(NamedTuple):
     release: str
     namespace: str
     boot_volume_gbs: int = 512
-    ssh_authorized_keys: str = ""
     placement_constraint: str = ""
     instance_configuration_id: str = ""
-    node_labels: dict[str, str] = {}
-    api_server_host: str = ""
-    cluster_ca_cert: str = ""
-    cloud_init: str = ""
 
     @property
     def tags(self) -> dict[str, str]:
         return {TAG_RELEASE: self.release, TAG_NAMESPACE: self.namespace, TAG_NETWORK: self.name}
+
+    @property
+    def nodes_digest(self) -> str:
+        what = self.instance_configuration_id or "|".join(
+            (self.shape, self.image_id, self.availability_domain, str(self.boot_volume_gbs)))
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
 class Progress(NamedTuple):
@@ -67,6 +83,8 @@ class Provisioned(NamedTuple):
     instances_running: int
     api_calls: int
     elapsed_seconds: float
+    size: int = 0
+    resized_from: int | None = None
 
 
 class Clock(NamedTuple):
@@ -80,8 +98,14 @@ SYSTEM_CLOCK = Clock()
 
 
 def retry_token(*parts: str) -> str:
-    """A deterministic opc-retry-token (OCI keeps them 24 hours): the same request gets the same resource."""
+    """A deterministic opc-retry-token: the same parts give the same token."""
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:64]
+
+
+def deprovision_command(spec: NetworkSpec) -> str:
+    """The command that deletes this network and its instance configuration."""
+    return (f"helm rdma deprovision --name {spec.name} --compartment {spec.compartment_id} --release {spec.release} "
+            f"--namespace {spec.namespace}")
 
 
 def _ours(resource: Any, spec: NetworkSpec) -> bool:
@@ -89,36 +113,53 @@ def _ours(resource: Any, spec: NetworkSpec) -> bool:
     return all(tags.get(k) == v for k, v in spec.tags.items())
 
 
-def find_network(api: Any, spec: NetworkSpec) -> Any | None:
-    """Our live cluster network of this name, if any (tagged as ours; not terminating or terminated)."""
-    found = [n for n in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name)
-             if _ours(n, spec) and n.lifecycle_state not in GONE]
-    return max(found, key=lambda n: str(n.time_created)) if found else None
+def state_of(api: Any, network: Any) -> str:
+    """The network's lifecycle state by name, also when the SDK does not know it."""
+    state = str(network.lifecycle_state)
+    if state == UNKNOWN:
+        raw = api.raw("get_cluster_network", network.id)
+        state = str((raw or {}).get("lifecycleState") or state)
+    return state
+
+
+class Found(NamedTuple):
+    """Our networks of one name: the newest live one (with its state), and the ids of the dead ones."""
+
+    network: Any
+    state: str
+    dead: tuple[str, ...]
+
+
+def survey(api: Any, spec: NetworkSpec) -> Found:
+    """Our cluster networks of this name (tagged as ours), split into the newest live one and the dead ones."""
+    live: list[tuple[Any, str]] = []
+    dead: list[str] = []
+    for network in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name):
+        if not _ours(network, spec):
+            continue
+        state = state_of(api, network)
+        if state in DEAD:
+            dead.append(network.id)
+        else:
+            live.append((network, state))
+    newest = max(live, key=lambda ns: str(ns[0].time_created)) if live else (None, "")
+    return Found(network=newest[0], state=newest[1], dead=tuple(sorted(dead)))
 
 
 def find_instance_configuration(api: Any, spec: NetworkSpec) -> Any | None:
-    """Our instance configuration for this network, if a run already made one."""
+    """Our newest instance configuration for this network whose nodes match the request, if a run made one."""
     found = [c for c in api.all_pages("list_instance_configurations", spec.compartment_id)
-             if _ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"]
+             if _ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"
+             and (c.freeform_tags or {}).get(TAG_NODES) == spec.nodes_digest]
     return max(found, key=lambda c: str(c.time_created)) if found else None
 
 
-def instance_configuration_details(spec: NetworkSpec) -> Any:
+def instance_configuration_details(spec: NetworkSpec, metadata: dict[str, str]) -> Any:
     """The SDK request that creates the instance configuration of the GPU nodes."""
     import oci
 
     m = oci.core.models
-    metadata = {}
-    if spec.ssh_authorized_keys:
-        metadata["ssh_authorized_keys"] = spec.ssh_authorized_keys
-    if spec.node_labels:
-        metadata["oke-initial-node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(spec.node_labels.items()))
-    if spec.api_server_host:
-        metadata["apiserver_host"] = spec.api_server_host
-    if spec.cluster_ca_cert:
-        metadata["cluster_ca_cert"] = spec.cluster_ca_cert
-    if spec.cloud_init:
-        metadata["user_data"] = base64.b64encode(spec.cloud_init.encode()).decode()
+    tags = {**spec.tags, TAG_NODES: spec.nodes_digest}
     launch = m.InstanceConfigurationLaunchInstanceDetails(
         availability_domain=spec.availability_domain,
         compartment_id=spec.compartment_id,
@@ -135,7 +176,7 @@ def instance_configuration_details(spec: NetworkSpec) -> Any:
     return m.CreateInstanceConfigurationDetails(
         compartment_id=spec.compartment_id,
         display_name=f"{spec.name}-instance-configuration",
-        freeform_tags=spec.tags,
+        freeform_tags=tags,
         instance_details=m.ComputeInstanceDetails(instance_type="compute", launch_details=launch),
     )
 
@@ -154,80 +195,213 @@ def cluster_network_details(spec: NetworkSpec, instance_configuration_id: str) -
     return m.CreateClusterNetworkDetails(
         compartment_id=spec.compartment_id,
         display_name=spec.name,
-        freeform_tags=spec.tags,
+        freeform_tags={**spec.tags, TAG_NODES: spec.nodes_digest},
         instance_pools=[m.CreateClusterNetworkInstancePoolDetails(
             instance_configuration_id=instance_configuration_id, size=spec.size, display_name=f"{spec.name}-pool")],
         placement_configuration=m.ClusterNetworkPlacementConfigurationDetails(**placement),
     )
 
 
+def _digest(model: Any) -> str:
+    import oci
+
+    return hashlib.sha256(json.dumps(oci.util.to_dict(model), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _instance_configuration(api: Any, spec: NetworkSpec, node_metadata: Callable[[], dict[str, str]],
+                            dead: tuple[str, ...]) -> tuple[str, bool]:
+    """The id of the instance configuration to use, and whether this run created it."""
+    if spec.instance_configuration_id:
+        return spec.instance_configuration_id, False
+    existing = find_instance_configuration(api, spec)
+    if existing is not None:
+        return str(existing.id), False
+    api.call("get_image", spec.image_id)  # a wrong image fails here, named, rather than as a FAILED network later
+    details = instance_configuration_details(spec, node_metadata())
+    token = retry_token(spec.namespace, spec.release, spec.name, "instance-configuration", _digest(details), *dead)
+    for attempt in range(TOKEN_TRIES):
+        try:
+            return str(api.call("create_instance_configuration", details, opc_retry_token=token).id), True
+        except OciRequestError as exc:
+            if exc.status != 409 or attempt == TOKEN_TRIES - 1:
+                raise
+            token = retry_token(token, "next")  # OCI no longer honours this token (its resource was deleted)
+    raise AssertionError("unreachable")
+
+
+def _create_network(api: Any, spec: NetworkSpec, config_id: str, dead: tuple[str, ...],
+                    created_config: bool) -> tuple[Any, str, bool]:
+    """Create the network, or find the one a concurrent run created: (network, state, created by this run)."""
+    token = retry_token(spec.namespace, spec.release, spec.name, "cluster-network", *dead)
+    for attempt in range(TOKEN_TRIES):
+        try:
+            made = api.call("create_cluster_network", cluster_network_details(spec, config_id),
+                            opc_retry_token=token)
+        except OciRequestError as exc:
+            if exc.status == 409:
+                found = survey(api, spec)
+                if found.network is not None:  # a run started at the same time created it
+                    return found.network, found.state, False
+                if attempt < TOKEN_TRIES - 1:
+                    token = retry_token(token, "next")
+                    continue
+            if "out of host capacity" in exc.oci_message.lower():
+                left = _clean_up(api, config_id) if created_config else ""
+                raise CapacityError(shape=spec.shape, size=spec.size, availability_domain=spec.availability_domain,
+                                    request_id=exc.request_id, left=left) from None
+            raise
+        current = api.call("get_cluster_network", made.id)
+        state = state_of(api, current)
+        if state not in DEAD:
+            return current, state, True
+        token = retry_token(token, made.id)  # the answer to an earlier request with this token: that network died
+    raise ClusterNetworkFailedError(name=spec.name, network_id="-", state="not created",
+                                    detail="OCI kept answering with networks that are gone; run again")
+
+
+def _pool(api: Any, network: Any) -> Any:
+    pools = network.instance_pools or api.call("get_cluster_network", network.id).instance_pools or []
+    if not pools:
+        raise ClusterNetworkFailedError(name=network.display_name, network_id=network.id, state="without pool",
+                                        detail="it has no instance pool; deprovision it and run again")
+    return pools[0]
+
+
+def _refuse_differences(api: Any, spec: NetworkSpec, network: Any, pool: Any) -> None:
+    """Raise NetworkMismatchError when the network's nodes are not the ones asked (a resize cannot change them)."""
+    if (network.freeform_tags or {}).get(TAG_NODES) == spec.nodes_digest:
+        return
+    if spec.instance_configuration_id:
+        differences = [("instance configuration", pool.instance_configuration_id, spec.instance_configuration_id)]
+        if pool.instance_configuration_id == spec.instance_configuration_id:
+            return
+    else:
+        try:
+            config = api.call("get_instance_configuration", pool.instance_configuration_id)
+        except OciRequestError as exc:
+            if exc.status == 404:
+                return  # nothing left to compare with
+            raise
+        launch = config.instance_details.launch_details
+        source = launch.source_details
+        differences = [(what, str(now), str(asked)) for what, now, asked in (
+            ("shape", launch.shape, spec.shape),
+            ("image", source.image_id, spec.image_id),
+            ("availability domain", launch.availability_domain, spec.availability_domain),
+            ("boot volume", f"{source.boot_volume_size_in_gbs} GB", f"{spec.boot_volume_gbs} GB"),
+        ) if now != asked]
+        if not differences:
+            return
+    raise NetworkMismatchError(name=spec.name, network_id=network.id, differences=differences,
+                               deprovision=deprovision_command(spec))
+
+
+def _resize(api: Any, spec: NetworkSpec, network: Any, pool: Any) -> None:
+    import oci
+
+    m = oci.core.models
+    details = m.UpdateClusterNetworkDetails(instance_pools=[
+        m.UpdateClusterNetworkInstancePoolDetails(id=pool.id, size=spec.size)])
+    # A retry of this change dedupes; the same change later (after a resize back) is another request.
+    token = retry_token(network.id, pool.id, str(pool.size), str(spec.size), str(network.time_updated))
+    api.call("update_cluster_network", network.id, details, opc_retry_token=token)
+
+
 def provision_network(
     api: Any,
     spec: NetworkSpec,
     *,
+    node_metadata: Callable[[], dict[str, str]] = dict,
     timeout_seconds: float = 7200,
     poll_seconds: float = 10,
     max_poll_seconds: float = 60,
     on_progress: Callable[[Progress], None] = lambda _: None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Provisioned:
-    """Make sure our cluster network exists and is RUNNING, creating what is missing.
+    """Make sure our cluster network exists with the nodes asked and is RUNNING: create it, resize it, or refuse.
+
+    ``node_metadata`` gives the nodes' instance metadata; it is called only when an instance configuration is made.
 
     Raises:
-        CapacityError: OCI has no hosts for the shape (what this run created is deleted, or listed).
-        ClusterNetworkFailedError: The network ended TERMINATED or STOPPED, or was not RUNNING in time.
-        OciRequestError, OciAuthError: Other API failures.
+        NetworkMismatchError: A network of this name has another shape, image, availability domain or boot volume.
+        CapacityError: OCI has no hosts for the shape (the instance configuration this run created is deleted).
+        ClusterNetworkFailedError: The network stopped, died, is in an unknown state, or was not RUNNING in time.
+        OciRequestError, OciAuthError, OciUnreachableError: Other API failures.
     """
     start = clock.now()
-    created_config = created_network = False
-    network = find_network(api, spec)
+    wait = _Waiter(api, spec, timeout_seconds, poll_seconds, max_poll_seconds, on_progress, clock, start)
+    found = survey(api, spec)
+    network, state, created_network, created_config = found.network, found.state, False, False
     config_id = spec.instance_configuration_id
     if network is None:
-        if not config_id:
-            existing = find_instance_configuration(api, spec)
-            if existing is not None:
-                config_id = existing.id
-            else:
-                config_id = api.call("create_instance_configuration", instance_configuration_details(spec),
-                                     opc_retry_token=retry_token(spec.namespace, spec.release, spec.name, "ic")).id
-                created_config = True
-        try:
-            network = api.call("create_cluster_network", cluster_network_details(spec, config_id),
-                               opc_retry_token=retry_token(spec.namespace, spec.release, spec.name, config_id,
-                                                           str(spec.size)))
-        except OciRequestError as exc:
-            left = _clean_up(api, config_id) if created_config else ""
-            if "out of host capacity" in exc.oci_message.lower():
-                raise CapacityError(shape=spec.shape, size=spec.size, availability_domain=spec.availability_domain,
-                                    request_id=exc.request_id, left=left) from None
-            raise
-        created_network = True
-    elif network.instance_pools:
-        config_id = network.instance_pools[0].instance_configuration_id or config_id
+        config_id, created_config = _instance_configuration(api, spec, node_metadata, found.dead)
+        network, state, created_network = _create_network(api, spec, config_id, found.dead, created_config)
+    resized_from = None
+    if not created_network:
+        pool = _pool(api, network)
+        _refuse_differences(api, spec, network, pool)
+        if created_config and pool.instance_configuration_id != config_id:
+            _clean_up(api, config_id)  # a concurrent run's network won; ours is unused
+            created_config = False
+        config_id = pool.instance_configuration_id or config_id
+        if pool.size != spec.size and state in WAITING:  # OCI resizes only a RUNNING network
+            network, state, _ = wait.until_running(network, state, size=pool.size)
+            pool = _pool(api, network)
+        if pool.size != spec.size and state == "RUNNING":
+            resized_from = int(pool.size)
+            _resize(api, spec, network, pool)
+            network = api.call("get_cluster_network", network.id)
+            state = state_of(api, network)
+    network, state, running = wait.until_running(network, state, size=spec.size)
+    return Provisioned(cluster_network_id=network.id, state=state, instance_configuration_id=config_id,
+                       created_cluster_network=created_network, created_instance_configuration=created_config,
+                       instances_running=running, api_calls=api.calls, elapsed_seconds=clock.now() - start,
+                       size=spec.size, resized_from=resized_from)
 
-    delay = poll_seconds
-    while True:
-        state = network.lifecycle_state
-        running = _running_instances(api, spec, network.id) if state in (*WAITING, "RUNNING") else 0
-        elapsed = clock.now() - start
-        on_progress(Progress(state=state, instances_running=running, size=spec.size, elapsed_seconds=elapsed))
-        if state == "RUNNING":
-            return Provisioned(cluster_network_id=network.id, state=state, instance_configuration_id=config_id,
-                               created_cluster_network=created_network, created_instance_configuration=created_config,
-                               instances_running=running, api_calls=api.calls, elapsed_seconds=elapsed)
-        if state not in WAITING:
-            raise ClusterNetworkFailedError(
-                name=spec.name, network_id=network.id, state=state,
-                detail=f"expected RUNNING; instance configuration {config_id} is left for a retry; "
-                       "look at the network's work requests in the OCI console for the cause")
-        if elapsed >= timeout_seconds:
-            raise ClusterNetworkFailedError(
-                name=spec.name, network_id=network.id, state=state,
-                detail=f"not RUNNING after {elapsed:.0f}s ({running}/{spec.size} instances up); run again to keep "
-                       "waiting: the next run resumes this network")
-        clock.sleep(min(delay, max(timeout_seconds - elapsed, 0)))
-        delay = min(delay * 1.5, max_poll_seconds)
-        network = api.call("get_cluster_network", network.id)
+
+class _Waiter(NamedTuple):
+    api: Any
+    spec: NetworkSpec
+    timeout_seconds: float
+    poll_seconds: float
+    max_poll_seconds: float
+    on_progress: Callable[[Progress], None]
+    clock: Clock
+    start: float
+
+    def until_running(self, network: Any, state: str, *, size: int) -> tuple[Any, str, int]:
+        """Poll with a capped backoff until RUNNING: (network, state, instances running)."""
+        spec, delay = self.spec, self.poll_seconds
+        while True:
+            running = _running_instances(self.api, spec, network.id) if state in (*WAITING, "RUNNING") else 0
+            elapsed = self.clock.now() - self.start
+            self.on_progress(Progress(state=state, instances_running=running, size=size, elapsed_seconds=elapsed))
+            if state == "RUNNING":
+                return network, state, running
+            if state in DEAD:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail="OCI ended it while it came up (out of capacity after the request was accepted, or "
+                           "terminated by hand); look at its work requests in the OCI console, then run again: the "
+                           "next run creates a new network")
+            if state in STOPPED:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail=f"start it again in the OCI console, or delete it ({deprovision_command(spec)})")
+            if state not in WAITING:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail="helm-rdma does not know this lifecycle state; look at the network in the OCI console "
+                           "and run again when it is RUNNING")
+            if elapsed >= self.timeout_seconds:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail=f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
+                           "waiting: the next run resumes this network")
+            self.clock.sleep(min(delay, max(self.timeout_seconds - elapsed, 0)))
+            delay = min(delay * 1.5, self.max_poll_seconds)
+            network = self.api.call("get_cluster_network", network.id)
+            state = state_of(self.api, network)
 
 
 def _running_instances(api: Any, spec: NetworkSpec, network_id: str) -> int:
@@ -252,7 +426,8 @@ class Deprovisioned(NamedTuple):
 
 
 def ours_to_remove(api: Any, spec: NetworkSpec) -> tuple[list[Any], list[Any]]:
-    """Our live cluster networks and instance configurations of this name (never anything untagged)."""
+    """Our cluster networks not yet TERMINATED and our instance configurations of this name (never anything
+    untagged)."""
     networks = [n for n in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name)
                 if _ours(n, spec) and n.lifecycle_state != "TERMINATED"]
     configs = [c for c in api.all_pages("list_instance_configurations", spec.compartment_id)
@@ -279,19 +454,20 @@ def deprovision_network(
     """
     start = clock.now()
     for network in networks:
-        if network.lifecycle_state not in GONE:
+        if network.lifecycle_state not in ("TERMINATING", "TERMINATED"):
             api.call("terminate_cluster_network", network.id)
     delay = poll_seconds
     for network in networks:
         while True:
             current = api.call("get_cluster_network", network.id)
+            state = state_of(api, current)
             elapsed = clock.now() - start
-            on_progress(Progress(state=current.lifecycle_state, instances_running=0, size=0, elapsed_seconds=elapsed))
-            if current.lifecycle_state == "TERMINATED":
+            on_progress(Progress(state=state, instances_running=0, size=0, elapsed_seconds=elapsed))
+            if state == "TERMINATED":
                 break
             if elapsed >= timeout_seconds:
                 raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=current.lifecycle_state,
+                    name=spec.name, network_id=network.id, state=state,
                     detail=f"not TERMINATED after {elapsed:.0f}s; run deprovision again to finish")
             clock.sleep(delay)
             delay = min(delay * 1.5, max_poll_seconds)

@@ -44,6 +44,9 @@ def diagnose(resolved: Resolved) -> list[Finding]:
     v = resolved.values
     found = _env_names(v) + _hca_list(v, resolved) + _parallelism(v) + _ray_image(v) + _ports(v) + _token(v)
     found += _debug(v) + _rdma_access(v) + _exposure(v) + _sriov_network(v) + _placement(v)
+    from .provisioncheck import provisioning_findings
+
+    found += provisioning_findings(v)
     return sorted(found, key=lambda f: (f.severity != "error", f.key))
 
 

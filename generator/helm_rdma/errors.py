@@ -161,11 +161,11 @@ class OciAuthError(RuntimeFailure):
     """OCI refused the credentials of the auth mode in use."""
 
     CHECKS = {
-        "api_key": "check user, fingerprint, key_file and tenancy in the config profile, and that the key is uploaded",
-        "instance_principal": "check that the instance is in a dynamic group that a policy allows to manage "
-                              "cluster-networks and instance-configurations in the compartment",
-        "workload_identity": "check that the cluster is an enhanced cluster and that a policy allows the workload "
-                             "(namespace and service account) to manage cluster-networks in the compartment",
+        "apiKey": "check user, fingerprint, key_file and tenancy in the config profile, and that the key is uploaded",
+        "instancePrincipal": "check that the instance is in a dynamic group that a policy allows to manage "
+                             "cluster-networks and instance-configurations in the compartment",
+        "workloadIdentity": "check that the cluster is an enhanced cluster and that a policy allows the workload "
+                            "(namespace and service account) to manage cluster-networks in the compartment",
     }
 
     def __init__(self, *, auth: str, detail: str) -> None:
@@ -175,9 +175,11 @@ class OciAuthError(RuntimeFailure):
 class OciRequestError(RuntimeFailure):
     """An OCI API call that failed."""
 
-    def __init__(self, *, operation: str, status: int | str, code: str, message: str, request_id: str) -> None:
+    def __init__(self, *, operation: str, status: int | str, code: str, message: str, request_id: str,
+                 hint: str = "") -> None:
         self.status, self.code, self.oci_message, self.request_id = status, code, message, request_id
-        super().__init__(f"OCI {operation} failed: {status} {code}: {message} (opc-request-id {request_id})")
+        super().__init__(f"OCI {operation} failed: {status} {code}: {message} (opc-request-id {request_id})"
+                         + (f"; {hint}" if hint else ""))
 
 
 class CapacityError(RuntimeFailure):
@@ -205,3 +207,70 @@ class ValuesCheckError(InputError):
         listed = "\n".join(f"  {line}" for line in lines)
         super().__init__(f"the values fail helm-rdma's checks:\n{listed}\n(`helm-rdma doctor` with the same "
                          "flags prints every finding)")
+
+
+class OciEndpointError(InputError):
+    """An OCI endpoint override that is not an http(s) URL with a host."""
+
+    def __init__(self, *, source: str, endpoint: str) -> None:
+        super().__init__(f'{source} "{endpoint}" is not an endpoint URL; give one such as '
+                         "https://iaas.us-ashburn-1.oraclecloud.com, or leave it empty for the region's endpoints")
+
+
+class OciUnreachableError(RuntimeFailure):
+    """OCI could not be reached: connection refused, DNS failure, time-out or TLS failure, after the retries."""
+
+    def __init__(self, *, endpoint: str, operation: str, problem: str, check: str, seconds: float) -> None:
+        super().__init__(f"cannot reach OCI at {endpoint} ({operation}): {problem}, still after {seconds:.0f}s of "
+                         f"retries; check {check}")
+
+
+class OciNotFoundError(OciRequestError):
+    """OCI answered 404 NotAuthorizedOrNotFound: the resource is missing or the policy does not show it."""
+
+    def __init__(self, *, operation: str, status: int | str, code: str, message: str, request_id: str,
+                 auth: str, check: str) -> None:
+        super().__init__(operation=operation, status=status, code=code, message=message, request_id=request_id,
+                         hint=f"it does not exist, or auth mode {auth} may not see it: check {check}")
+
+
+class OkeClusterError(InputError):
+    """An OKE cluster that self-managed nodes cannot join as it is (basic cluster, no private endpoint)."""
+
+    def __init__(self, *, cluster_id: str, problem: str, fix: str) -> None:
+        super().__init__(f"OKE cluster {cluster_id} (clusterNetwork.oke.clusterId, --oke-cluster): {problem}; {fix}")
+
+
+class PodSubnetMissingError(InputError):
+    """A VCN-native (OCI_VCN_IP_NATIVE) cluster whose nodes were given no pod subnet."""
+
+    def __init__(self, *, cluster_id: str) -> None:
+        super().__init__(
+            f"OKE cluster {cluster_id} uses VCN-native pod networking (OCI_VCN_IP_NATIVE), so its nodes need a pod "
+            "subnet, or their pods (the GPU device plugin's too) get no IP and no GPU is ever advertised; set "
+            "clusterNetwork.oke.podSubnetId (--pod-subnet) to the cluster's pod subnet OCID, and optionally "
+            "clusterNetwork.oke.podNsgIds (--pod-nsg)")
+
+
+class NetworkMismatchError(InputError):
+    """A cluster network of this name whose nodes differ from the request in ways a resize cannot fix."""
+
+    def __init__(self, *, name: str, network_id: str, differences: Sequence[tuple[str, str, str]],
+                 deprovision: str) -> None:
+        listed = "; ".join(f"{what} is {now}, asked {asked}" for what, now, asked in differences)
+        super().__init__(
+            f"cluster network {name} ({network_id}) exists with other nodes than asked: {listed}. Its nodes cannot "
+            f"be changed in place: either give the new nodes a new name (clusterNetwork.name, --name), or delete "
+            f"this network first ({deprovision}) and run again")
+
+
+class NodesNotReadyError(RuntimeFailure):
+    """The cluster network is up but its nodes did not all join the cluster in time."""
+
+    def __init__(self, *, name: str, network_id: str, ready: int, wanted: int, seen: int, seconds: float,
+                 selector: str, deprovision: str) -> None:
+        super().__init__(
+            f"{ready} of {wanted} nodes with {selector} are Ready after {seconds:.0f}s ({seen} joined the cluster). "
+            f"Cluster network {name} ({network_id}) is still running and billed: look at a node's cloud-init "
+            f"output (/var/log/cloud-init-output.log) and kubelet logs, run provision again to keep waiting, or "
+            f"delete it: {deprovision}")

@@ -19,6 +19,16 @@ class ClusterError(RuntimeFailure):
         super().__init__(f"{action} failed: {reason}; check the kube context (--kube-context, KUBECONFIG) and access")
 
 
+class NodesTimeout(ClusterError):
+    """Fewer Ready nodes than wanted when the wait ran out (``progress`` holds the last look)."""
+
+    def __init__(self, *, selector: str, progress: NodeProgress) -> None:
+        self.selector, self.progress = selector, progress
+        super().__init__(action=f"waiting for {progress.wanted} Ready nodes with {selector}",
+                         reason=f"{progress.ready} Ready of {progress.total} after {progress.elapsed_seconds:.0f}s "
+                                "(do the nodes join the cluster? see their cloud-init and kubelet logs)")
+
+
 def _api_client(env: HelmEnv) -> Any:
     """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account)."""
     import os
@@ -61,7 +71,8 @@ def wait_for_nodes(
     """Wait until ``count`` nodes labelled ``label=value`` are Ready.
 
     Raises:
-        ClusterError: The API server cannot be reached, or the nodes are not Ready in time.
+        NodesTimeout: The nodes are not Ready in time.
+        ClusterError: The API server cannot be reached.
     """
     from kubernetes import client
 
@@ -86,9 +97,7 @@ def wait_for_nodes(
         if ready >= count:
             return seen
         if seen.elapsed_seconds >= timeout_seconds:
-            raise ClusterError(action=f"waiting for {count} Ready nodes with {selector}",
-                               reason=f"{ready} Ready of {len(nodes)} after {seen.elapsed_seconds:.0f}s "
-                                      "(do the nodes join the cluster? see their cloud-init and kubelet logs)")
+            raise NodesTimeout(selector=selector, progress=seen)
         sleep(poll_seconds)
 
 

@@ -66,10 +66,16 @@ metadata:
 spec:
   serviceAccountName: {{ include "vllm-rdma.provisionerName" $root }}
   restartPolicy: Never
+  {{- with $cn.image.pullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   securityContext:
     runAsNonRoot: true
     runAsUser: 65532
     runAsGroup: 65532
+    # The kubelet gives a Secret volume's files group fsGroup and group read: the apiKey Secret is root's otherwise.
+    fsGroup: 65532
     seccompProfile:
       type: RuntimeDefault
   containers:
@@ -117,7 +123,7 @@ spec:
     - name: oci
       secret:
         secretName: {{ $cn.apiKeySecret | quote }}
-        defaultMode: 0400
+        defaultMode: 0440
     {{- end }}
 {{- end }}
 
@@ -126,9 +132,8 @@ Auth flags of the helm-rdma CLI for the configured auth mode.
 */}}
 {{- define "vllm-rdma.ociAuthArgs" -}}
 {{- $cn := .Values.clusterNetwork }}
-{{- $mode := get (dict "apiKey" "api_key" "instancePrincipal" "instance_principal" "workloadIdentity" "workload_identity") $cn.auth }}
 - "--auth"
-- {{ $mode | quote }}
+- {{ $cn.auth | quote }}
 {{- if eq $cn.auth "apiKey" }}
 - "--oci-config"
 - "/etc/oci/config"

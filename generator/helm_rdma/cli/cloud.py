@@ -29,20 +29,43 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{value!r} is not a duration; use for example 90m, 2h or 1h30m", param, ctx)
 
 
+def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from ..ocicloud import canonical_auth
+
+    return canonical_auth(value)
+
+
 def _oci_options(func: Any) -> Any:
+    from ..ocicloud import AUTH_ALIASES, AUTH_MODES
+
     options = [
-        click.option("--auth", type=click.Choice(["api_key", "instance_principal", "workload_identity"]),
-                     default="api_key", show_default=True, help="How to sign in to OCI."),
-        click.option("--oci-config", default="~/.oci/config", show_default=True, help="OCI config file (api_key)."),
+        click.option("--auth", type=click.Choice([*AUTH_MODES, *AUTH_ALIASES]), default="apiKey", show_default=True,
+                     callback=_auth, help="How to sign in to OCI, spelled as clusterNetwork.auth "
+                     f"({', '.join(AUTH_MODES)}); {', '.join(AUTH_ALIASES)} are accepted as aliases."),
+        click.option("--oci-config", default="~/.oci/config", show_default=True, help="OCI config file (apiKey)."),
         click.option("--oci-profile", default="DEFAULT", show_default=True, help="Profile in the config file."),
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
-                     help="Compute Management endpoint, for dedicated regions or tests [env HELM_RDMA_OCI_ENDPOINT]."),
+                     help="Endpoint of every OCI client (Compute Management, Compute, Container Engine), for "
+                          "dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
+        click.option("--oci-timeout", type=Duration(), default="60s", show_default=True,
+                     help="How long one OCI request may go unanswered."),
+        click.option("--oci-retry-for", type=Duration(), default="5m", show_default=True,
+                     help="How long to keep retrying an OCI request that fails on the network, times out, is "
+                          "throttled or meets a server error."),
         click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, show_default=True,
-                     help="Seconds before the first status check; later checks back off to 60 s."),
+                     help="Seconds before the first status check; later checks back off to 60 s. A request to OCI "
+                          "still unanswered is reported at this interval (at most every 30 s)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _patience(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> Any:
+    from ..ocicloud import OciPatience
+
+    return OciPatience(connect_timeout=min(10.0, oci_timeout), read_timeout=oci_timeout,
+                       retry_seconds=oci_retry_for, heartbeat_seconds=min(30.0, max(poll_interval, 0.5)))
 
 
 def _progress(event: Any) -> None:
@@ -56,6 +79,12 @@ def _progress(event: Any) -> None:
 def _nodes_progress(event: Any) -> None:
     click.echo(f"helm-rdma: nodes Ready {event.ready}/{event.wanted} ({event.total} seen), "
                f"{event.elapsed_seconds:.0f}s", err=True)
+
+
+def _waiting(event: Any) -> None:
+    why = f"; last attempt: {event.last_error}, retrying" if event.last_error else ""
+    click.echo(f"helm-rdma: still waiting for OCI at {event.endpoint} ({event.operation}), "
+               f"{event.elapsed_seconds:.0f}s{why}", err=True)
 
 
 @main.command()
@@ -76,9 +105,17 @@ def _nodes_progress(event: Any) -> None:
 @click.option("--instance-configuration", help="Use this existing instance configuration OCID.")
 @click.option("--node-label", metavar="KEY=VALUE",
               help="Initial node label that marks the network's nodes (default helm-rdma.io/cluster-network=NAME).")
-@click.option("--api-server-host", help="OKE API server host, for self-managed nodes to join.")
-@click.option("--cluster-ca-cert-file", type=click.Path(path_type=Path), help="OKE cluster CA certificate file.")
-@click.option("--cloud-init-file", type=click.Path(path_type=Path), help="cloud-init user data for the nodes.")
+@click.option("--oke-cluster", metavar="OCID", help="OKE cluster the nodes join: its private endpoint, CA and CNI "
+              "are read with the Container Engine API and the nodes' cloud-init is generated.")
+@click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native (OCI_VCN_IP_NATIVE) cluster.")
+@click.option("--pod-nsg", "pod_nsgs", multiple=True, metavar="OCID", help="NSG of the pods (repeatable).")
+@click.option("--max-pods", type=click.IntRange(1, 110), default=64, show_default=True,
+              help="Pods per node on a VCN-native cluster.")
+@click.option("--api-server-host", help="OKE API server host (instead of reading it with --oke-cluster).")
+@click.option("--cluster-ca-cert-file", type=click.Path(path_type=Path),
+              help="OKE cluster CA, base64 (instead of reading it with --oke-cluster).")
+@click.option("--cloud-init-file", type=click.Path(path_type=Path),
+              help="Your own cloud-init for the nodes, used instead of the generated one.")
 @_oci_options
 @click.option("--timeout", type=Duration(), default="2h", show_default=True, help="How long to wait for RUNNING.")
 @click.option("--node-timeout", type=Duration(), default="30m", show_default=True,
@@ -89,16 +126,21 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
               nodes: int | None, name: str | None, compartment: str | None, availability_domain: str | None,
               subnet: str | None, image: str | None, boot_volume_gbs: int, ssh_key_file: Path | None,
               placement_constraint: str | None, instance_configuration: str | None, node_label: str | None,
+              oke_cluster: str | None, pod_subnet: str | None, pod_nsgs: tuple[str, ...], max_pods: int,
               api_server_host: str | None, cluster_ca_cert_file: Path | None, cloud_init_file: Path | None,
-              auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None, poll_interval: float,
-              timeout: float, node_timeout: float, no_wait_nodes: bool, fmt: str) -> None:
-    """Create (or find) the OCI cluster network of RDMA-connected GPU nodes and wait until it is RUNNING.
+              auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None, oci_timeout: float,
+              oci_retry_for: float, poll_interval: float, timeout: float, node_timeout: float, no_wait_nodes: bool,
+              fmt: str) -> None:
+    """Create (or find) the OCI cluster network of RDMA-connected GPU nodes, wait until it is RUNNING, then until
+    its nodes have joined the cluster.
 
-    Idempotent: a second run finds the network by its tags and returns at once when it is RUNNING; a run after a
-    crash resumes and reuses what the crashed run created.
+    Idempotent: a second run finds the network by its tags and returns at once when its nodes match; another node
+    count resizes it; another shape, image, availability domain or boot volume is refused (exit 2). A run after a
+    crash resumes with what the crashed run created; a network that died is replaced.
     """
     from ..commands.provision import plan_from_flags, plan_from_values, result_json
     from ..commands.provision import provision as run
+    from ..ocicloud import check_endpoint
 
     env = HelmEnv.from_environ(namespace=namespace)
     ns = env.namespace or "default"
@@ -107,7 +149,8 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
         if not release:
             raise click.UsageError("--from-values needs --release (the hook passes the release name)")
         if oci_endpoint:
-            plan = plan._replace(auth=plan.auth._replace(endpoint=oci_endpoint))
+            plan = plan._replace(auth=plan.auth._replace(endpoint=check_endpoint(oci_endpoint,
+                                                                                source="--oci-endpoint")))
         if no_wait_nodes:
             plan = plan._replace(wait_nodes=False)
     else:
@@ -115,11 +158,13 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
             preset=preset, nodes=nodes, name=name, compartment=compartment, availability_domain=availability_domain,
             subnet=subnet, image=image, release=release, namespace=ns, boot_volume_gbs=boot_volume_gbs,
             ssh_key_file=ssh_key_file, placement_constraint=placement_constraint,
-            instance_configuration=instance_configuration, node_label=node_label, api_server_host=api_server_host,
+            instance_configuration=instance_configuration, node_label=node_label, oke_cluster=oke_cluster,
+            pod_subnet=pod_subnet, pod_nsgs=pod_nsgs, max_pods=max_pods, api_server_host=api_server_host,
             cluster_ca_cert_file=cluster_ca_cert_file, cloud_init_file=cloud_init_file, auth=auth,
             oci_config=oci_config, oci_profile=oci_profile, oci_endpoint=oci_endpoint, timeout_seconds=timeout,
             node_timeout_seconds=node_timeout, wait_nodes=not no_wait_nodes)
-    result = run(plan, env=env, poll_seconds=poll_interval, on_progress=_progress, on_nodes=_nodes_progress)
+    result = run(plan, env=env, poll_seconds=poll_interval, on_progress=_progress, on_nodes=_nodes_progress,
+                 on_wait=_waiting, patience=_patience(oci_timeout, oci_retry_for, poll_interval))
     n = result.network
     click.echo(f"helm-rdma: {n.api_calls} OCI API calls", err=True)
     if fmt == "json":
@@ -127,6 +172,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
         return
     rows = [("cluster network", n.cluster_network_id), ("state", n.state),
             ("instances running", f"{n.instances_running}/{plan.spec.size}"),
+            ("resized", "no" if n.resized_from is None else f"{n.resized_from} -> {n.size} nodes"),
             ("instance configuration", n.instance_configuration_id),
             ("created by this run", ", ".join(w for w, c in (("cluster network", n.created_cluster_network),
                                                               ("instance configuration",
@@ -146,11 +192,12 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
 @_oci_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def deprovision(name: str, compartment: str, release: str | None, namespace: str | None, auth: str,
-                oci_config: str, oci_profile: str, oci_endpoint: str | None, poll_interval: float, yes: bool) -> None:
+                oci_config: str, oci_profile: str, oci_endpoint: str | None, oci_timeout: float, oci_retry_for: float,
+                poll_interval: float, yes: bool) -> None:
     """Terminate the cluster network NAME and delete its instance configuration: only resources tagged as ours."""
     from ..clusternet import NetworkSpec
     from ..commands.provision import deprovision as run
-    from ..ocicloud import OciAuth
+    from ..ocicloud import OciAuth, check_endpoint
 
     ns = HelmEnv.from_environ(namespace=namespace).namespace or "default"
     spec = NetworkSpec(name=name, compartment_id=compartment, availability_domain="", subnet_id="", image_id="",
@@ -166,8 +213,10 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
             raise click.UsageError("no terminal to confirm on: pass --yes")
         return click.confirm("Terminate them?", default=False, err=True)
 
-    result = run(spec, OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=oci_endpoint),
-                 confirm=confirm, poll_seconds=poll_interval, on_progress=_progress)
+    endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
+    result = run(spec, OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
+                 confirm=confirm, poll_seconds=poll_interval, on_progress=_progress, on_wait=_waiting,
+                 patience=_patience(oci_timeout, oci_retry_for, poll_interval))
     if not result.found_networks and not result.found_configurations:
         click.echo(f"nothing tagged as ours named {name} in the compartment (release {spec.release}, namespace {ns})")
     elif result.removed is None:

@@ -9,9 +9,8 @@ from typing import Any
 import click
 
 from ..helmenv import HelmEnv
+from ..ocicloud import AUTH_ALIASES, AUTH_MODES, canonical_auth
 from .base import _chart_options, _helm_args, _namespace_option, _notice, main
-
-AUTH_VALUES = {"api_key": "apiKey", "instance_principal": "instancePrincipal", "workload_identity": "workloadIdentity"}
 
 
 def _deploy_command(upgrade: bool) -> Any:
@@ -43,24 +42,32 @@ def _deploy_command(upgrade: bool) -> Any:
     @click.option("--availability-domain", help="Availability domain (with --provision).")
     @click.option("--subnet", help="Subnet OCID of the nodes (with --provision).")
     @click.option("--image", help="Image OCID of the nodes (with --provision).")
-    @click.option("--auth", type=click.Choice(sorted(AUTH_VALUES)), default=None,
-                  help="How the hook signs in to OCI (default workload_identity).")
-    @click.option("--oci-api-key-secret", help="Secret with the OCI config and key, for --auth api_key.")
-    @click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None, help="Compute Management endpoint.")
+    @click.option("--oke-cluster", metavar="OCID", help="OKE cluster the provisioned nodes join (with --provision).")
+    @click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native cluster (with --provision).")
+    @click.option("--auth", type=click.Choice([*AUTH_MODES, *AUTH_ALIASES]), default=None,
+                  help=f"How the hook signs in to OCI (default workloadIdentity); {', '.join(AUTH_ALIASES)} are "
+                       "accepted as aliases.")
+    @click.option("--oci-api-key-secret", help="Secret with the OCI config and key, for --auth apiKey.")
+    @click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
+                  help="Endpoint of every OCI client the hook uses.")
     @_helm_args
     def command(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
                 value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None, wait: bool,
                 timeout: str | None, dry_run: bool, atomic: bool, provision: bool, compartment: str | None,
-                availability_domain: str | None, subnet: str | None, image: str | None, auth: str | None,
-                oci_api_key_secret: str | None, oci_endpoint: str | None, helm_args: tuple[str, ...],
-                poll_interval: float) -> None:
+                availability_domain: str | None, subnet: str | None, image: str | None, oke_cluster: str | None,
+                pod_subnet: str | None, auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None,
+                helm_args: tuple[str, ...], poll_interval: float) -> None:
         from ..commands.deploy import deploy
 
-        network = {key: value for key, value in (
+        network: dict[str, Any] = {key: value for key, value in (
             ("provision", provision or None), ("compartmentId", compartment),
             ("availabilityDomain", availability_domain), ("subnetId", subnet), ("imageId", image),
-            ("auth", AUTH_VALUES.get(auth or "")), ("apiKeySecret", oci_api_key_secret), ("endpoint", oci_endpoint),
+            ("auth", canonical_auth(auth) if auth else None), ("apiKeySecret", oci_api_key_secret),
+            ("endpoint", oci_endpoint),
         ) if value is not None}
+        oke = {key: value for key, value in (("clusterId", oke_cluster), ("podSubnetId", pod_subnet)) if value}
+        if oke:
+            network["oke"] = oke
         result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
                         max_model_len=max_model_len, value_files=value_files, set_values=set_values,
                         env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,

@@ -14,16 +14,16 @@ from ..clusternet import (
     NetworkSpec,
     Progress,
     Provisioned,
+    deprovision_command,
     deprovision_network,
     ours_to_remove,
     provision_network,
 )
-from ..errors import InputError
+from ..errors import InputError, NodesNotReadyError
 from ..helmenv import HelmEnv
-from ..kube import NodeProgress, wait_for_nodes
-from ..ocicloud import OciAuth
-
-CAMEL_AUTH = {"apiKey": "api_key", "instancePrincipal": "instance_principal", "workloadIdentity": "workload_identity"}
+from ..kube import NodeProgress, NodesTimeout, wait_for_nodes
+from ..ocicloud import DEFAULT_PATIENCE, OciAuth, OciPatience, Waiting, canonical_auth, check_endpoint
+from ..okejoin import NodeSetup
 
 
 class MissingSettingError(InputError):
@@ -38,6 +38,7 @@ class ProvisionPlan(NamedTuple):
 
     spec: NetworkSpec
     auth: OciAuth
+    setup: NodeSetup = NodeSetup()
     timeout_seconds: float = 7200
     wait_nodes: bool = True
     node_label: tuple[str, str] | None = None
@@ -72,10 +73,14 @@ def plan_from_flags(
     placement_constraint: str | None = None,
     instance_configuration: str | None = None,
     node_label: str | None = None,
+    oke_cluster: str | None = None,
+    pod_subnet: str | None = None,
+    pod_nsgs: tuple[str, ...] = (),
+    max_pods: int = 64,
     api_server_host: str | None = None,
     cluster_ca_cert_file: Path | None = None,
     cloud_init_file: Path | None = None,
-    auth: str = "api_key",
+    auth: str = "apiKey",
     oci_config: str = "~/.oci/config",
     oci_profile: str = "DEFAULT",
     oci_endpoint: str | None = None,
@@ -86,7 +91,8 @@ def plan_from_flags(
     """A provisioning plan from command-line flags.
 
     Raises:
-        InputError: A required flag is missing, the preset is unknown, or a file cannot be read.
+        InputError: A required flag is missing, the preset is unknown, the endpoint is malformed, or a file cannot
+            be read.
     """
     from ..presets import load_preset
 
@@ -101,14 +107,19 @@ def plan_from_flags(
     spec = NetworkSpec(
         name=name, compartment_id=compartment, availability_domain=availability_domain, subnet_id=subnet,
         image_id=image, shape=load_preset(preset).shape, size=nodes, release=the_release, namespace=namespace,
-        boot_volume_gbs=boot_volume_gbs, ssh_authorized_keys=_read(ssh_key_file, "--ssh-key-file"),
-        placement_constraint=placement_constraint or "", instance_configuration_id=instance_configuration or "",
-        node_labels={key: value}, api_server_host=api_server_host or "",
-        cluster_ca_cert=_read(cluster_ca_cert_file, "--cluster-ca-cert-file"),
+        boot_volume_gbs=boot_volume_gbs, placement_constraint=placement_constraint or "",
+        instance_configuration_id=instance_configuration or "",
+    )
+    setup = NodeSetup(
+        labels={key: value}, ssh_authorized_keys=_read(ssh_key_file, "--ssh-key-file"), cluster_id=oke_cluster or "",
+        api_server_host=api_server_host or "", cluster_ca_cert=_read(cluster_ca_cert_file, "--cluster-ca-cert-file"),
+        pod_subnet_id=pod_subnet or "", pod_nsg_ids=tuple(pod_nsgs), max_pods=max_pods,
         cloud_init=_read(cloud_init_file, "--cloud-init-file"),
     )
-    return ProvisionPlan(spec=spec, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile,
-                                                 endpoint=oci_endpoint),
+    endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
+    return ProvisionPlan(spec=spec, setup=setup,
+                         auth=OciAuth(mode=canonical_auth(auth), config_file=oci_config, profile=oci_profile,
+                                      endpoint=endpoint),
                          timeout_seconds=timeout_seconds, wait_nodes=wait_nodes, node_label=(key, value),
                          node_timeout_seconds=node_timeout_seconds)
 
@@ -129,6 +140,18 @@ def _read(path: Path | None, flag: str) -> str:
         raise InputError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
 
 
+def _lookup(values: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    """``values`` at the dotted ``key``, of type ``kind``, or an error naming the key."""
+    node: Any = values
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is None or not isinstance(node, kind) or isinstance(node, bool) and kind is not bool:
+        raise InputError(f"--from-values {path}: {key} is missing or not a {getattr(kind, '__name__', kind)}; pass "
+                         "the complete values of a vllm-rdma chart (the hook's ConfigMap holds them, as does "
+                         "`helm get values --all RELEASE -o json`)")
+    return node
+
+
 def plan_from_values(path: Path, *, release: str, namespace: str, name: str | None = None,
                      node_label: str | None = None) -> ProvisionPlan:
     """Read a chart's values (YAML or JSON, as the hook mounts them) into a provisioning plan.
@@ -139,6 +162,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
     Raises:
         YamlFileError: The file cannot be read.
         MissingSettingError: A required clusterNetwork key is empty.
+        InputError: A key the plan needs is missing or of the wrong type, or the endpoint is malformed.
     """
     from ..yamlfile import load_yaml_file
 
@@ -153,29 +177,36 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
     name = name or cn.get("name")
     if not name:
         raise MissingSettingError(key="clusterNetwork.name", flag="--name")
-    node_labels = dict(cn.get("oke", {}).get("nodeLabels") or {})
+    oke = cn.get("oke") if isinstance(cn.get("oke"), dict) else {}
+    node_labels = dict(oke.get("nodeLabels") or {})
     label = _label_pair(node_label) if node_label else None
     if label is None:
-        chosen = values.get("placement", {}).get("clusterNetworkLabel", {})
+        chosen = (values.get("placement") or {}).get("clusterNetworkLabel") or {}
         if chosen.get("enabled") and chosen.get("key") and chosen.get("value"):
             label = (chosen["key"], chosen["value"])
     if label is not None:
         node_labels[label[0]] = label[1]
-    oke = cn.get("oke", {})
     spec = NetworkSpec(
         name=name, compartment_id=cn["compartmentId"],
         availability_domain=cn["availabilityDomain"], subnet_id=cn["subnetId"], image_id=cn["imageId"],
-        shape=values["preset"]["shape"], size=int(values["nodes"]) * int(values.get("replicas", 1)),
+        shape=_lookup(values, "preset.shape", str, path),
+        size=_lookup(values, "nodes", int, path) * int(values.get("replicas", 1)),
         release=release, namespace=namespace, boot_volume_gbs=int(cn.get("bootVolumeSizeGBs", 512)),
-        ssh_authorized_keys=cn.get("sshAuthorizedKeys", ""), placement_constraint=cn.get("placementConstraint", ""),
-        instance_configuration_id=cn.get("instanceConfigurationId", ""), node_labels=node_labels,
-        api_server_host=oke.get("apiServerHost", ""), cluster_ca_cert=oke.get("clusterCaCert", ""),
+        placement_constraint=cn.get("placementConstraint", ""),
+        instance_configuration_id=cn.get("instanceConfigurationId", ""),
+    )
+    setup = NodeSetup(
+        labels=node_labels, ssh_authorized_keys=cn.get("sshAuthorizedKeys", ""),
+        cluster_id=oke.get("clusterId", ""), api_server_host=oke.get("apiServerHost", ""),
+        cluster_ca_cert=oke.get("clusterCaCert", ""), pod_subnet_id=oke.get("podSubnetId", ""),
+        pod_nsg_ids=tuple(oke.get("podNsgIds") or ()), max_pods=int(oke.get("maxPods", 64)),
         cloud_init=oke.get("cloudInit", ""),
     )
-    auth = OciAuth(mode=CAMEL_AUTH.get(cn.get("auth", "workloadIdentity"), cn.get("auth", "")),
-                   config_file="/etc/oci/config",
-                   profile=cn.get("apiKeyProfile") or "DEFAULT", endpoint=cn.get("endpoint") or None)
-    return ProvisionPlan(spec=spec, auth=auth, timeout_seconds=float(cn.get("timeoutMinutes", 120)) * 60,
+    endpoint = cn.get("endpoint") or None
+    auth = OciAuth(mode=canonical_auth(cn.get("auth", "workloadIdentity")), config_file="/etc/oci/config",
+                   profile=cn.get("apiKeyProfile") or "DEFAULT",
+                   endpoint=check_endpoint(endpoint, source="clusterNetwork.endpoint") if endpoint else None)
+    return ProvisionPlan(spec=spec, auth=auth, setup=setup, timeout_seconds=float(cn.get("timeoutMinutes", 120)) * 60,
                          wait_nodes=bool(cn.get("waitForNodes", True)), node_label=label,
                          node_timeout_seconds=float(cn.get("nodeTimeoutMinutes", 30)) * 60)
 
@@ -187,20 +218,39 @@ def provision(
     poll_seconds: float = 10,
     on_progress: Callable[[Progress], None] = lambda _: None,
     on_nodes: Callable[[NodeProgress], None] = lambda _: None,
+    on_wait: Callable[[Waiting], None] = lambda _: None,
+    patience: OciPatience = DEFAULT_PATIENCE,
     retry_strategy: Any = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> ProvisionResult:
-    """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready."""
-    from ..ocicloud import CountingApi, compute_management_client
+    """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready.
 
-    api = CountingApi(compute_management_client(plan.auth, retry_strategy=retry_strategy), auth=plan.auth.mode)
-    network = provision_network(api, plan.spec, timeout_seconds=plan.timeout_seconds, poll_seconds=poll_seconds,
-                                on_progress=on_progress, clock=clock)
+    Raises:
+        NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
+        HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
+    """
+    from ..ocicloud import CountingApi
+    from ..okejoin import node_metadata, read_cluster
+
+    api = CountingApi.connect(plan.auth, patience=patience, retry_strategy=retry_strategy, on_wait=on_wait)
+
+    def metadata() -> dict[str, str]:
+        cluster = read_cluster(api, plan.setup.cluster_id) if plan.setup.cluster_id else None
+        return node_metadata(plan.setup, cluster, tenancy=api.tenancy)
+
+    network = provision_network(api, plan.spec, node_metadata=metadata, timeout_seconds=plan.timeout_seconds,
+                                poll_seconds=poll_seconds, on_progress=on_progress, clock=clock)
     nodes = None
     if plan.wait_nodes and plan.node_label is not None:
-        nodes = wait_for_nodes(label=plan.node_label[0], value=plan.node_label[1], count=plan.spec.size, env=env,
-                               timeout_seconds=plan.node_timeout_seconds, poll_seconds=max(poll_seconds, 0.05),
-                               on_progress=on_nodes, clock=clock)
+        try:
+            nodes = wait_for_nodes(label=plan.node_label[0], value=plan.node_label[1], count=plan.spec.size, env=env,
+                                   timeout_seconds=plan.node_timeout_seconds, poll_seconds=max(poll_seconds, 0.05),
+                                   on_progress=on_nodes, clock=clock)
+        except NodesTimeout as exc:
+            seen = exc.progress
+            raise NodesNotReadyError(name=plan.spec.name, network_id=network.cluster_network_id, ready=seen.ready,
+                                     wanted=seen.wanted, seen=seen.total, seconds=seen.elapsed_seconds,
+                                     selector=exc.selector, deprovision=deprovision_command(plan.spec)) from None
     return ProvisionResult(network=network, nodes=nodes)
 
 
@@ -219,14 +269,16 @@ def deprovision(
     confirm: Callable[[list[str]], bool],
     poll_seconds: float = 10,
     on_progress: Callable[[Progress], None] = lambda _: None,
+    on_wait: Callable[[Waiting], None] = lambda _: None,
+    patience: OciPatience = DEFAULT_PATIENCE,
     retry_strategy: Any = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> DeprovisionResult:
     """Terminate the cluster network and delete the instance configuration tagged as ours, once ``confirm`` agrees
     (it gets a line per resource)."""
-    from ..ocicloud import CountingApi, compute_management_client
+    from ..ocicloud import CountingApi
 
-    api = CountingApi(compute_management_client(auth, retry_strategy=retry_strategy), auth=auth.mode)
+    api = CountingApi.connect(auth, patience=patience, retry_strategy=retry_strategy, on_wait=on_wait)
     networks, configs = ours_to_remove(api, spec)
     lines = [f"cluster network {n.display_name} {n.id} ({n.lifecycle_state})" for n in networks]
     lines += [f"instance configuration {c.display_name} {c.id}" for c in configs]
