@@ -1,5 +1,11 @@
 """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it: the real `kubernetes`
-client talks to it over a real socket."""
+client talks to it over a real socket.
+
+kmock serves no pod logs (a GET on pods/NAME/log answers with the pod object), so Cluster adds one kmock reaction on
+the `log` subresource that answers as the API server does: the log's bytes, or, for a container instance with no
+log, a 400 Status with the kubelet's message ("previous terminated container %q in pod %q not found",
+pkg/kubelet/kubelet_pods.go). Nothing else about kmock changes.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ RESOURCES = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps",
 class Cluster:
     """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
 
-    def __init__(self, objects: list[dict[str, Any]], kubeconfig: Path) -> None:
-        self.objects, self.kubeconfig = objects, kubeconfig
+    def __init__(self, objects: list[dict[str, Any]], kubeconfig: Path,
+                 logs: dict[tuple[str, str, bool], bytes | int] | None = None) -> None:
+        """``logs`` maps (pod, container, previous) to the log's bytes, or to an HTTP status to fail with."""
+        self.objects, self.kubeconfig, self.logs = objects, kubeconfig, logs or {}
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
@@ -31,6 +39,7 @@ class Cluster:
         async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
             k8s.resources[LWS] = {"kind": "LeaderWorkerSet", "namespaced": True, "singular": "leaderworkerset",
                                   "verbs": ["get", "list", "create", "update", "patch", "delete"]}
+            k8s[kmock.subresource("log")] << self._serve_log
             for obj in self.objects:
                 resource = RESOURCES[obj["kind"]]
                 k8s.objects[resource, obj["metadata"].get("namespace"), obj["metadata"]["name"]] = obj
@@ -43,6 +52,20 @@ class Cluster:
             self._k8s = k8s
             self._ready.set()
             await self._stop.wait()
+
+    def _serve_log(self, request: kmock.Request) -> bytes:
+        """GET pods/NAME/log?container=C&previous=true (the Python client sends previous=True)."""
+        container = request.params.get("container", "")
+        previous = request.params.get("previous", "").lower() == "true"
+        found = self.logs.get((request.name or "", container, previous))
+        if isinstance(found, bytes):
+            return found
+        if isinstance(found, int):
+            raise kmock.KubernetesError(status=found, reason="Forbidden" if found == 403 else "InternalError",
+                                        message=f"pods \"{request.name}\" log: refused ({found})")
+        message = (f'previous terminated container "{container}" in pod "{request.name}" not found' if previous else
+                   f'container "{container}" in pod "{request.name}" is waiting to start: ContainerCreating')
+        raise kmock.KubernetesError(status=400, reason="BadRequest", message=message)
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """An object as the emulator holds it now."""

@@ -1,5 +1,5 @@
 """`helm rdma diagnose`: the log checks on saved logs of every scenario (tests/fixtures/diagnose, formats cited in its
-README)."""
+README), the command through click, and the cluster path with the real kubernetes client talking to kmock."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import json
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from helm_rdma.cli import main
 from helm_rdma.logcheck import (
     CHECKS,
     Diagnosis,
@@ -31,6 +34,8 @@ from helm_rdma.logsources import (
     stream_lines,
 )
 from helm_rdma.presets import load_preset, preset_names
+
+from .kmock_cluster import Cluster
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnose"
 LEADER, WORKER = "llama405b-vllm-rdma-0", "llama405b-vllm-rdma-0-1"
@@ -269,3 +274,197 @@ def test_a_log_that_cannot_be_read_yet_is_a_warning() -> None:
     finding = only(diagnosis, "log-unavailable")
     assert finding.severity == "warning" and "waiting to start: ContainerCreating" in finding.cause
     assert diagnosis.passed
+
+
+# --- the command --------------------------------------------------------------------------------------------------
+
+def test_cli_on_the_clean_group_exits_0_with_a_summary() -> None:
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "--logs", str(FIXTURES / "clean"), "-p", "h100"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(line.startswith("info ") for line in lines[:-1])
+    assert lines[-1] == (f"0 error(s), 0 warning(s), 4 note(s) in 3 log(s), 228 line(s) read "
+                         f"(directory {FIXTURES / 'clean'})")
+
+
+def test_cli_exits_1_on_an_error_and_prints_one_line_per_finding_errors_first() -> None:
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "--logs", str(FIXTURES / "no-rdma-device")])
+    assert result.exit_code == 1
+    first, second = result.output.splitlines()[:2]
+    assert first.startswith(f"error   rdma-device [{LEADER}, {WORKER}]: NCCL found no usable RDMA device")
+    assert 'evidence: "inst-8kq2p-gpu-0:401:401 [0] NCCL INFO NET/IB : No device found."' in first
+    assert "fix: give the pod the RDMA devices: rdma.privileged=true" in first
+    assert second.startswith("error   transport-socket")
+
+
+def test_cli_warnings_alone_exit_0() -> None:
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "--logs", str(FIXTURES / "no-gdrdma")])
+    assert result.exit_code == 0
+    assert result.output.startswith("warning no-gdrdma")
+
+
+def test_cli_interface_flag_sets_the_expected_interface() -> None:
+    logs = str(FIXTURES / "bootstrap-other-interface")
+    assert "bootstrap-interface" in CliRunner().invoke(main, ["diagnose", "r", "--logs", logs]).output
+    result = CliRunner().invoke(main, ["diagnose", "r", "--logs", logs, "--interface", "ens300f0"])
+    assert "bootstrap-interface" not in result.output
+
+
+def test_cli_json_has_the_documented_shape() -> None:
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "--logs", str(FIXTURES / "init-incomplete"),
+                                       "-o", "json"])
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert set(data) == {"findings", "summary"}
+    assert set(data["findings"][0]) == {"severity", "check", "pods", "cause", "evidence", "fix"}
+    assert data["findings"][0]["check"] == "init-incomplete" and data["findings"][0]["pods"] == [WORKER]
+    assert data["summary"] == {"errors": 1, "warnings": 0, "info": 3, "logs": [LEADER, WORKER], "lines": 197,
+                               "passed": False}
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda d: d / "missing", "no such directory"),
+    (lambda d: d, "holds no .log files"),
+])
+def test_cli_bad_logs_directory_exits_2_naming_it_and_the_fix(tmp_path: Path, make: Any, problem: str) -> None:
+    (tmp_path / "notes.txt").write_text("not a log")
+    path = make(tmp_path)
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "--logs", str(path)])
+    assert result.exit_code == 2
+    assert f"--logs {path}: {problem}; save one file per pod, named after it" in result.output
+
+
+def test_cli_unknown_preset_exits_2() -> None:
+    result = CliRunner().invoke(main, ["diagnose", "r", "--logs", str(FIXTURES / "clean"), "-p", "h1000"])
+    assert result.exit_code == 2
+    assert 'unknown preset "h1000"' in result.output
+
+
+# --- the cluster, through the real kubernetes client and kmock ----------------------------------------------------
+
+FAKE_HELM = """#!/bin/sh
+if [ "$1" = get ] && [ -f "{values}" ]; then cat "{values}"; exit 0; fi
+echo "Error: release: not found" >&2
+exit 1
+"""
+
+
+def pod(name: str, *, release: str = "llama405b", component: str = "worker") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "labels": {"app.kubernetes.io/instance": release,
+                                                                  "app.kubernetes.io/component": component}},
+        "spec": {"initContainers": [{"name": "download-model", "image": "i"}],
+                 "containers": [{"name": "vllm", "image": "i"}]},
+    }
+
+
+PODS = [pod(LEADER, component="leader"), pod(WORKER), pod("other-0", release="other")]
+
+
+def fixture_bytes(name: str, file: str) -> bytes:
+    return (FIXTURES / name / file).read_bytes()
+
+
+@pytest.fixture
+def helm_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in helm whose `get values` prints the file this fixture returns (absent: no release)."""
+    values = tmp_path / "values.json"
+    script = tmp_path / "helm"
+    script.write_text(FAKE_HELM.format(values=values))
+    script.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(script))
+    return values
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    def start(logs: dict[tuple[str, str, bool], bytes | int], pods: list[dict[str, Any]] = PODS) -> Cluster:
+        running = Cluster(pods, tmp_path / "kubeconfig", logs=logs)
+        monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
+        started.append(running.__enter__())
+        return running
+
+    started: list[Cluster] = []
+    yield start
+    for running in started:
+        running.__exit__(None, None, None)
+
+
+def test_cluster_reads_every_container_of_every_pod_of_the_release(cluster: Any, helm_values: Path) -> None:
+    helm_values.write_text(json.dumps({"preset": {"name": "h100"}, "network": {"interface": "eth0"},
+                                       "verify": {"preflight": {"thresholdGBps": 440}}}))
+    cluster({
+        (LEADER, "download-model", False): b"helm-rdma: model meta-llama/Llama-3.1-405B-Instruct already in /models\n",
+        (LEADER, "vllm", False): fixture_bytes("clean", f"{LEADER}.log"),
+        (WORKER, "download-model", False): b"",
+        (WORKER, "vllm", False): fixture_bytes("clean", f"{WORKER}.log"),
+        ("other-0", "vllm", False): fixture_bytes("no-rdma-device", f"{LEADER}.log"),
+    })
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["summary"]["logs"] == [f"{LEADER}/download-model (previous)", f"{LEADER}/download-model",
+                                       f"{LEADER}/vllm (previous)", f"{LEADER}/vllm",
+                                       f"{WORKER}/download-model (previous)", f"{WORKER}/download-model",
+                                       f"{WORKER}/vllm (previous)", f"{WORKER}/vllm"]
+    assert {f["severity"] for f in data["findings"]} == {"info"}
+    assert data["summary"]["lines"] == 1 + len(fixture_bytes("clean", f"{LEADER}.log").splitlines()) + len(
+        fixture_bytes("clean", f"{WORKER}.log").splitlines())
+
+
+def test_cluster_previous_instances_and_containers_not_started(cluster: Any, helm_values: Path) -> None:
+    cluster({
+        (LEADER, "vllm", False): fixture_bytes("gpu-oom", f"{LEADER}.log"),
+        (WORKER, "vllm", True): fixture_bytes("gpu-oom", f"{WORKER}.previous.log"),
+        (LEADER, "download-model", False): b"", (WORKER, "download-model", False): b"",
+        # the worker's current vllm container has not started: the API server answers 400
+    })
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith(f"error   gpu-oom [{WORKER}/vllm (previous)]: a GPU ran out of memory")
+    assert (f'warning log-unavailable [{WORKER}/vllm]: no log to read: container "vllm" in pod "{WORKER}" is '
+            "waiting to start: ContainerCreating") in result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("warning")]) == 1
+    assert "no values of a helm release llama405b here" in result.stderr  # helm knows no such release: defaults
+
+
+def test_cluster_values_set_the_expected_interface(cluster: Any, helm_values: Path) -> None:
+    helm_values.write_text(json.dumps({"network": {"interface": "ens300f0"}}))
+    logs: dict[tuple[str, str, bool], bytes | int] = {
+        (p, "vllm", False): fixture_bytes("bootstrap-other-interface", f"{p}.log") for p in (LEADER, WORKER)}
+    cluster(logs)
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml"])
+    assert result.exit_code == 0, result.output
+    assert "bootstrap-interface" not in result.output
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml", "--interface", "eth0"])
+    assert "warning bootstrap-interface" in result.output
+
+
+def test_cluster_refusing_a_log_exits_1_naming_what_failed(cluster: Any, helm_values: Path) -> None:
+    cluster({(LEADER, "download-model", True): 403})
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml"])
+    assert result.exit_code == 1
+    assert (f"helm-rdma: error: reading the log of {LEADER}/download-model (previous instance) in namespace ml "
+            "failed: HTTP 403") in result.output
+
+
+def test_cluster_without_pods_of_the_release_exits_1(cluster: Any, helm_values: Path) -> None:
+    cluster({}, pods=[pod("other-0", release="other")])
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml"])
+    assert result.exit_code == 1
+    assert 'no pods of release "llama405b" in namespace ml (label app.kubernetes.io/instance=llama405b)' \
+        in result.output
+
+
+def test_cluster_unreachable_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helm_values: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    result = CliRunner().invoke(main, ["diagnose", "llama405b", "-n", "ml"])
+    assert result.exit_code == 1
+    assert "helm-rdma: error: listing pods in namespace ml failed" in result.output

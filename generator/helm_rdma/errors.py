@@ -205,3 +205,11 @@ class ValuesCheckError(InputError):
         listed = "\n".join(f"  {line}" for line in lines)
         super().__init__(f"the values fail helm-rdma's checks:\n{listed}\n(`helm-rdma doctor` with the same "
                          "flags prints every finding)")
+
+
+class NoPodsError(RuntimeFailure):
+    """A release with no pods to read in the namespace asked."""
+
+    def __init__(self, *, release: str, namespace: str, label: str) -> None:
+        super().__init__(f'no pods of release "{release}" in namespace {namespace} (label {label}={release}); check '
+                         "the release name and -n/--namespace, or read saved logs with --logs DIR")
