@@ -23,10 +23,12 @@ PYNCCL_VERSION = re.compile(r"vLLM is using nccl==(\d+\.\d+\.\d+)(\S*)")
 # and "... - Init COMPLETE" (2.28+ puts "[Rank 3] ncclCommInitRank" before START; split communicators log no commId).
 NCCL_INIT = re.compile(r"\bcomm (0x[0-9a-fA-F]+) rank (\d+) nranks (\d+) .*?commId (0x[0-9a-fA-F]+) "
                        r"- Init (START|COMPLETE)")
-# src/bootstrap.cc: "Bootstrap : Using eth0:10.0.0.5<0>" (up to 2.23), "Bootstrap: Using eth0:10.0.0.5<0>" (2.24+);
+# src/bootstrap.cc: "Bootstrap : Using eth0:10.0.0.5<0>" (to 2.23), "Bootstrap: Using eth0:10.0.0.5<0>" (2.26 on);
+# logged under NCCL_DEBUG_SUBSYS INIT up to 2.22, BOOTSTRAP from 2.23 (in NCCL's default INIT,BOOTSTRAP,ENV).
 # "Bootstrap: Using mlx5_0:1" names an OOB network device (NCCL_OOB_NET_ENABLE), not an interface: no "<port>".
 BOOTSTRAP = re.compile(r"Bootstrap ?: Using ?([^\s:]+):(\S+)")
-# src/transport/net_ib.cc: "NET/IB : Using [0]mlx5_0:1/RoCE [1]... ; OOB eth0:10.0.0.5<0>".
+# src/transport/net_ib.cc: "NET/IB : Using [0]mlx5_0:1/RoCE [1]... ; OOB eth0:10.0.0.5<0>" (subsystems INIT|NET: the
+# interface NCCL's IB transport talks out of band on, chosen as the bootstrap's is, by NCCL_SOCKET_IFNAME).
 IB_OOB = re.compile(r"NET/IB : Using .*; OOB ([^\s:]+):(\S+)")
 # src/transport/net_ib.cc (net_ib/init.cc since 2.28): "NET/IB : No device found."
 IB_NO_DEVICE = "NET/IB : No device found"
@@ -166,7 +168,7 @@ FIXES = {
     "preflight-bandwidth": "fix the transport findings first; `helm rdma verify RELEASE --nccl` measures again",
     "preflight-unreadable": "compare the chart version with helm-rdma's; the preflight Job's log holds the raw line",
     "log-unavailable": "`kubectl describe pod POD` tells why the container has not started",
-    "nccl-silent": "set nccl.debug=INFO (with nccl.debugSubsys=INIT,NET, the chart's default) so that NCCL logs "
-                   "its transport",
+    "nccl-silent": "set nccl.debug=INFO: with nccl.debugSubsys INIT,NET (the chart's default) NCCL logs its "
+                   "transport and ranks; add BOOTSTRAP for its bootstrap interface on NCCL 2.23 and later",
     "ok": "nothing to do",
 }
