@@ -1,5 +1,11 @@
 """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it: the real `kubernetes`
-client talks to it over a real socket."""
+client talks to it over a real socket.
+
+kmock serves no pod logs (a GET on pods/NAME/log answers with the pod object), so Cluster adds one kmock reaction on
+the `log` subresource that answers as the API server does: the log's bytes, or, for a container instance with no
+log, a 400 Status with the kubelet's message ("previous terminated container %q in pod %q not found",
+pkg/kubelet/kubelet_pods.go). Nothing else about kmock changes.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +26,9 @@ class Cluster:
     """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
 
     def __init__(self, objects: list[dict[str, Any]], kubeconfig: Path,
-                 logs: dict[tuple[str, str], str] | None = None) -> None:
-        """``logs`` maps (pod, container) to its log; (pod, container + ":previous") to the previous instance's.
-        kmock has no pod logs of its own: the log subresource is answered from this mapping (400, as the API
-        server answers for a container with no log, when absent)."""
-        self.objects, self.kubeconfig = objects, kubeconfig
-        self.logs: dict[tuple[str, str], str] = dict(logs or {})
+                 logs: dict[tuple[str, str, bool], bytes | int] | None = None) -> None:
+        """``logs`` maps (pod, container, previous) to the log's bytes, or to an HTTP status to fail with."""
+        self.objects, self.kubeconfig, self.logs = objects, kubeconfig, logs or {}
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
@@ -37,6 +40,7 @@ class Cluster:
             k8s.resources[LWS] = {"kind": "LeaderWorkerSet", "namespaced": True, "singular": "leaderworkerset",
                                   "verbs": ["get", "list", "create", "update", "patch", "delete"]}
             self._k8s = k8s
+            k8s[kmock.subresource("log")] << self._serve_log
             for obj in self.objects:
                 self._put(obj)
             self.kubeconfig.write_text(yaml.safe_dump({
@@ -49,22 +53,22 @@ class Cluster:
             await self._stop.wait()
 
     def _put(self, obj: dict[str, Any]) -> None:
-        namespace, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
-        self._k8s.objects[RESOURCES[obj["kind"]], namespace, name] = obj
-        if obj["kind"] == "Pod" and namespace is not None:
-            self._k8s[f"get /api/v1/namespaces/{namespace}/pods/{name}/log"] << (
-                lambda request, pod=name: self._log(pod, request))
+        self._k8s.objects[RESOURCES[obj["kind"]], obj["metadata"].get("namespace"), obj["metadata"]["name"]] = obj
 
-    def _log(self, pod: str, request: Any) -> Any:
+    def _serve_log(self, request: kmock.Request) -> bytes:
+        """GET pods/NAME/log?container=C&previous=true (the Python client sends previous=True)."""
         container = request.params.get("container", "")
-        previous = request.params.get("previous") in ("true", "True")
-        text = self.logs.get((pod, container + (":previous" if previous else "")))
-        if text is None:
-            return kmock.Response(status=400, payload={"kind": "Status", "status": "Failure", "code": 400,
-                                                       "message": f"container {container} has no log"})
-        tail = request.params.get("tailLines")
-        # an explicit status: kmock otherwise keeps the status of this reaction's previous answer
-        return kmock.Response(status=200, payload="\n".join(text.splitlines()[-int(tail):]) + "\n" if tail else text)
+        previous = request.params.get("previous", "").lower() == "true"
+        found = self.logs.get((request.name or "", container, previous))
+        if isinstance(found, bytes):
+            tail = request.params.get("tailLines")
+            return b"".join(found.splitlines(keepends=True)[-int(tail):]) if tail else found
+        if isinstance(found, int):
+            raise kmock.KubernetesError(status=found, reason="Forbidden" if found == 403 else "InternalError",
+                                        message=f"pods \"{request.name}\" log: refused ({found})")
+        message = (f'previous terminated container "{container}" in pod "{request.name}" not found' if previous else
+                   f'container "{container}" in pod "{request.name}" is waiting to start: ContainerCreating')
+        raise kmock.KubernetesError(status=400, reason="BadRequest", message=message)
 
     def put(self, obj: dict[str, Any]) -> None:
         """Create or replace an object while the emulator runs (from the test's thread)."""

@@ -10,7 +10,10 @@ PRESETS = ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
 
 @pytest.mark.parametrize(("words", "expected"), [
     ([""], ["install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall", "verify",
-            "doctor", "provision", "deprovision"]),
+            "diagnose", "doctor", "provision", "deprovision"]),
+    (["d"], ["diagnose", "doctor", "deprovision"]),
+    (["diagnose", "--preset", "m"], ["mi300x"]),
+    (["diagnose", "llama405b", ""], []),
     (["pr"], ["presets", "provision"]),
     (["template", "--preset", ""], PRESETS),
     (["install", "-p", "h"], ["h100", "h200"]),

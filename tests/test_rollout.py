@@ -72,7 +72,7 @@ def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     started: list[Cluster] = []
 
-    def start(pods: list[dict[str, Any]], logs: dict[tuple[str, str], str] | None = None) -> Cluster:
+    def start(pods: list[dict[str, Any]], logs: dict[tuple[str, str, bool], bytes] | None = None) -> Cluster:
         c = Cluster(pods, tmp_path / "kubeconfig", logs=logs).__enter__()
         monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
         started.append(c)
@@ -110,7 +110,7 @@ def test_wait_returns_once_every_leader_is_ready_and_reports_each_step(helm_log:
 
 def test_wait_times_out_naming_the_pod_that_holds_it_up_with_its_log(helm_log: Path, cluster: Any) -> None:
     crash = "\n".join(f"line {i}" for i in range(40)) + "\ntorch.OutOfMemoryError: CUDA out of memory."
-    cluster(group("crashing", "running"), logs={("llama405b-vllm-rdma-0", "vllm:previous"): crash})
+    cluster(group("crashing", "running"), logs={("llama405b-vllm-rdma-0", "vllm", True): crash.encode()})
     out = install("--timeout", "1s")
     assert out.exit_code == 1
     assert "helm-rdma: error: llama405b is not serving after" in out.output

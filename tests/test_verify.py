@@ -77,18 +77,18 @@ def group_pods(groups: int = 1, uid: str = "a", preflight: str = "done") -> list
         pod(f"llama405b-vllm-rdma-{g}-1", group=g, leader=False, uid=f"{uid}{g}1", preflight=preflight))]
 
 
-def preflight_log(data: dict[str, Any]) -> str:
+def preflight_log(data: dict[str, Any]) -> bytes:
     return ("helm-rdma: preflight: group 0, node 0 of 2, 8 GPUs each\n"
             "   bytes  time (us)  algbw (GB/s)  busbw (GB/s)\n"
             f"helm-rdma preflight: {'PASS' if data['passed'] else 'FAIL'}: {data['reason']}\n"
-            f"{PREFLIGHT_RESULT_PREFIX}{json.dumps(data)}\n")
+            f"{PREFLIGHT_RESULT_PREFIX}{json.dumps(data)}\n").encode()
 
 
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Start kmock with a release's pods and their leaders' preflight logs."""
 
-    def start(pods: list[dict[str, Any]], logs: dict[tuple[str, str], str]) -> Cluster:
+    def start(pods: list[dict[str, Any]], logs: dict[tuple[str, str, bool], bytes]) -> Cluster:
         c = Cluster(pods, tmp_path / "kubeconfig", logs=logs)
         c.__enter__()
         monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
@@ -106,7 +106,7 @@ def verify(*args: str, **kwargs: Any) -> Any:
 
 
 def test_a_healthy_release_passes_with_one_summary(setup: dict[str, Path], kube: Any) -> None:
-    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight", False): preflight_log(result())})
     out = verify()
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
@@ -123,8 +123,8 @@ def test_a_healthy_release_passes_with_one_summary(setup: dict[str, Path], kube:
 
 def test_every_group_is_judged_by_its_own_preflight(setup: dict[str, Path], kube: Any) -> None:
     kube(group_pods(groups=2), {
-        ("llama405b-vllm-rdma-0", "preflight"): preflight_log(result()),
-        ("llama405b-vllm-rdma-1", "preflight"): preflight_log(result(passed=False, busbw=23.0, transport="Socket")),
+        ("llama405b-vllm-rdma-0", "preflight", False): preflight_log(result()),
+        ("llama405b-vllm-rdma-1", "preflight", False): preflight_log(result(passed=False, busbw=23.0, transport="Socket")),
     })
     out = verify()
     assert out.exit_code == 1
@@ -135,13 +135,13 @@ def test_every_group_is_judged_by_its_own_preflight(setup: dict[str, Path], kube
 
 def test_a_failed_preflight_is_read_from_the_previous_container(setup: dict[str, Path], kube: Any) -> None:
     pods = group_pods(preflight="failed")
-    kube(pods, {("llama405b-vllm-rdma-0", "preflight:previous"): preflight_log(result(passed=False, busbw=12.0))})
+    kube(pods, {("llama405b-vllm-rdma-0", "preflight", True): preflight_log(result(passed=False, busbw=12.0))})
     out = verify()
     assert out.exit_code == 1 and "FAIL  group 0" in out.output and "12.0 GB/s" in out.output
 
 
 def test_a_failed_helm_test_fails_verify(setup: dict[str, Path], kube: Any) -> None:
-    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight", False): preflight_log(result())})
     setup["fail"].write_text("")
     out = verify()
     assert out.exit_code == 1
@@ -149,7 +149,7 @@ def test_a_failed_helm_test_fails_verify(setup: dict[str, Path], kube: Any) -> N
 
 
 def test_a_missing_preflight_result_fails_verify(setup: dict[str, Path], kube: Any) -> None:
-    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): "helm-rdma: error: preflight: no result within 1800s\n"})
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight", False): b"helm-rdma: error: preflight: no result within 1800s\n"})
     out = verify()
     assert out.exit_code == 1
     assert ("FAIL  group 0    llama405b-vllm-rdma-0: no preflight result in its log (kubectl logs "
@@ -166,7 +166,7 @@ def test_sriov_mode_says_the_preflight_proves_the_vfs(setup: dict[str, Path], ku
     values = json.loads(setup["values"].read_text())
     values["rdma"]["mode"] = "sriov"
     setup["values"].write_text(json.dumps(values))
-    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight", False): preflight_log(result())})
     out = verify()
     assert out.exit_code == 0, out.output
     assert "      RDMA NICs  SR-IOV: the VFs live in the serving pods; each group's preflight proves them" in out.output
@@ -175,14 +175,14 @@ def test_sriov_mode_says_the_preflight_proves_the_vfs(setup: dict[str, Path], ku
 def test_nccl_restarts_every_group_and_reads_the_new_results(setup: dict[str, Path], kube: Any) -> None:
     """--nccl deletes the serving pods; the controller (here: this test) brings new ones whose preflight ran."""
     old_log = preflight_log(result(busbw=441.0))
-    cluster = kube(group_pods(uid="old"), {("llama405b-vllm-rdma-0", "preflight"): old_log})
+    cluster = kube(group_pods(uid="old"), {("llama405b-vllm-rdma-0", "preflight", False): old_log})
     done = threading.Event()
 
     def controller() -> None:
         deadline = time.monotonic() + 30
         while cluster.names("v1/pods", "ml") and time.monotonic() < deadline:
             time.sleep(0.05)
-        cluster.logs[("llama405b-vllm-rdma-0", "preflight")] = preflight_log(result(busbw=466.0))
+        cluster.logs[("llama405b-vllm-rdma-0", "preflight", False)] = preflight_log(result(busbw=466.0))
         for p in group_pods(uid="new"):
             cluster.put(p)
         done.set()
@@ -198,7 +198,7 @@ def test_nccl_restarts_every_group_and_reads_the_new_results(setup: dict[str, Pa
 
 
 def test_nccl_asks_first_and_declining_changes_nothing(setup: dict[str, Path], kube: Any) -> None:
-    cluster = kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight"): preflight_log(result())})
+    cluster = kube(group_pods(), {("llama405b-vllm-rdma-0", "preflight", False): preflight_log(result())})
     out = verify("--nccl", input="n\n")
     assert out.exit_code == 0, out.output
     assert "declined: the last preflight results are shown" in out.output

@@ -6,11 +6,11 @@ from .models import model_names
 from .presets import preset_names
 
 COMMANDS = ("install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall", "verify",
-            "doctor", "provision", "deprovision")
+            "diagnose", "doctor", "provision", "deprovision")
 TAKES_MODEL = ("install", "upgrade", "template", "generate", "plan", "doctor")
 # Options whose next word is a value (to skip when counting positionals).
 VALUED = {"--preset", "-p", "--model", "-m", "--nodes", "--max-model-len", "-f", "--values", "--set", "-o",
-          "--output", "--timeout", "-n", "--namespace", "--gpu-memory-utilization"}
+          "--output", "--timeout", "-n", "--namespace", "--gpu-memory-utilization", "--logs", "--interface"}
 
 
 def candidates(words: list[str]) -> list[str]:

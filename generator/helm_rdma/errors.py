@@ -274,3 +274,11 @@ class NodesNotReadyError(RuntimeFailure):
             f"Cluster network {name} ({network_id}) is still running and billed: look at a node's cloud-init "
             f"output (/var/log/cloud-init-output.log) and kubelet logs, run provision again to keep waiting, or "
             f"delete it: {deprovision}")
+
+
+class NoPodsError(RuntimeFailure):
+    """A release with no pods to read in the namespace asked."""
+
+    def __init__(self, *, release: str, namespace: str, label: str) -> None:
+        super().__init__(f'no pods of release "{release}" in namespace {namespace} (label {label}={release}); check '
+                         "the release name and -n/--namespace, or read saved logs with --logs DIR")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, NamedTuple
 
 from .errors import RuntimeFailure
 from .helmenv import HelmEnv
+from .logsources import LogSource, LogUnavailable, chunk_lines
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
@@ -123,6 +126,69 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
     return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
 
 
+def pod_log_sources(*, release: str, env: HelmEnv) -> tuple[str, list[LogSource]]:
+    """The namespace used and one log source per container (init containers first) of every pod of ``release``,
+    the previous instance before the current one. Nothing is read until a source's lines are iterated.
+
+    Raises:
+        ClusterError: No kubeconfig, or the pods could not be listed.
+    """
+    namespace, pods = release_pods(release=release, env=env)
+    api = _core_api(env)
+    sources = []
+    for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
+        name = str(pod.get("metadata", {}).get("name", ""))
+        spec = pod.get("spec", {})
+        containers = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        for container in containers:
+            for previous in (True, False):
+                sources.append(LogSource(pod=name, container=container, previous=previous,
+                                         lines=partial(_log_lines, api, namespace, name, container, previous)))
+    return namespace, sources
+
+
+def _core_api(env: HelmEnv) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(_api_client(env))
+
+
+def _log_lines(api: Any, namespace: str, pod: str, container: str, previous: bool) -> Iterator[str]:
+    """The lines of one container's log, streamed from the API server.
+
+    A 400 is what the API server answers for a container with no such log: for the previous instance that means
+    there was none (nothing to read); for the current one, that it has not started (LogUnavailable, with why).
+    """
+    from kubernetes import client
+
+    what = f"reading the log of {pod}/{container}{' (previous instance)' if previous else ''} in namespace {namespace}"
+    try:
+        response = api.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
+                                               _preload_content=False)
+    except client.ApiException as exc:
+        if exc.status == 400:
+            if previous:
+                return
+            raise LogUnavailable(_status_message(exc)) from None
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    try:
+        yield from chunk_lines(response.stream(64 * 1024))
+    except Exception as exc:  # the connection broke while streaming
+        raise ClusterError(action=what, reason=str(exc)) from None
+    finally:
+        response.release_conn()
+
+
+def _status_message(exc: Any) -> str:
+    """The message of the Status an ApiException carries, else its reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"HTTP {exc.status} {exc.reason}"
+
+
 def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = None,
             previous: bool = False) -> str | None:
     """The log of one container of ``pod`` in the release's namespace; None when there is none (yet).
@@ -133,19 +199,19 @@ def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = 
     from kubernetes import client
 
     api_client, namespace = _client_and_namespace(env)
-    kwargs: dict[str, Any] = {"container": container, "previous": previous}
+    kwargs: dict[str, Any] = {"container": container, "previous": previous, "_preload_content": False}
     if tail_lines is not None:
         kwargs["tail_lines"] = tail_lines
+    what = f"reading the log of {pod}/{container} in {namespace}"
     try:
-        text = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
+        response = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
     except client.ApiException as exc:
         if exc.status in (400, 404):  # no such pod, container not started, or no previous instance
             return None
-        raise ClusterError(action=f"reading the log of {pod}/{container} in {namespace}",
-                           reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:
-        raise ClusterError(action=f"reading the log of {pod}/{container} in {namespace}", reason=str(exc)) from None
-    return str(text)
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    return bytes(response.data).decode("utf-8", "replace")
 
 
 def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:

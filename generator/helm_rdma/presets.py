@@ -55,6 +55,11 @@ class Preset(NamedTuple):
         return list(self.raw["rdma"]["frontEndNics"])
 
     @property
+    def gpu_direct_rdma(self) -> bool:
+        """Whether the shape supports GPUDirect RDMA (rdma.gpuDirectRdma; the schema's default is true)."""
+        return bool(self.raw["rdma"].get("gpuDirectRdma", True))
+
+    @property
     def line_rate_gbps(self) -> int:
         """Total RDMA line rate of one node in Gb/s."""
         return int(self.raw["rdma"]["nics"]) * int(self.raw["rdma"]["nicGbps"])

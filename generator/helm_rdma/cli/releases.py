@@ -1,7 +1,8 @@
-"""Commands that act on a release in a cluster: install, upgrade, status, uninstall, verify."""
+"""Commands that act on a release in a cluster: install, upgrade, status, uninstall, verify, diagnose."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -144,4 +145,37 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
     for check in result.checks:
         click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
     if not result.passed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("release")
+@_namespace_option
+@click.option("--logs", "logs_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Read saved logs instead of the cluster: one file per pod, POD.log (or POD.CONTAINER.log, "
+                   "POD.previous.log); lines with kubectl's --prefix count for the pod they name.")
+@click.option("--interface", default=None, metavar="NAME",
+              help="The nodes' front-end interface NCCL should bootstrap on (default: the release's "
+                   "network.interface, else the preset's, else the chart's).")
+@click.option("--preset", "-p", default=None,
+              help="Shape preset, for its GPUDirect RDMA support and bandwidth floor (default: the release's).")
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def diagnose(release: str, namespace: str | None, logs_dir: Path | None, interface: str | None, preset: str | None,
+             fmt: str) -> None:
+    """Read the logs of every pod of RELEASE (every container, current and previous instance) and say why its group
+    hangs or fails at start-up: NCCL on TCP sockets or without GPUDirect RDMA, bootstrap on the wrong interface,
+    NCCL, vLLM or Ray versions that differ, ranks that never finish NCCL init, timeouts, GPU out of memory, dead
+    workers, a gated or missing model, the preflight's bandwidth. Exit 1 when an error is found."""
+    from ..commands.diagnose import diagnose as run
+
+    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), logs_dir=logs_dir,
+                 interface=interface, preset=preset)
+    _notice(result.notice)
+    if fmt == "json":
+        click.echo(json.dumps(result.diagnosis.to_dict(), indent=2))
+    else:
+        for finding in result.diagnosis.findings:
+            click.echo(finding.line())
+        click.echo(f"{result.diagnosis.summary.line()} ({result.read_from})")
+    if not result.diagnosis.passed:
         sys.exit(1)
