@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ..helmenv import HelmEnv
-from .base import _chart_options, _helm_args, _namespace_option, _notice, main
+from ..valuesources import ValueSources
+from .base import ANY_RELEASE, CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, main
 
 AUTH_VALUES = {"api_key": "apiKey", "instance_principal": "instancePrincipal", "workload_identity": "workloadIdentity"}
 
@@ -25,7 +25,7 @@ def _deploy_command(upgrade: bool) -> Any:
         " no cluster. Arguments after -- go to helm."
     )
 
-    @click.argument("release")
+    @click.argument("release", type=CHART_RELEASE)
     @_chart_options
     @_namespace_option
     @click.option("--wait", is_flag=True, help="Wait until the pods are ready (helm --wait).")
@@ -46,7 +46,7 @@ def _deploy_command(upgrade: bool) -> Any:
     @click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None, help="Compute Management endpoint.")
     @_helm_args
     def command(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-                value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None, wait: bool,
+                sources: ValueSources, namespace: str | None, wait: bool,
                 timeout: str | None, dry_run: bool, atomic: bool, provision: bool, compartment: str | None,
                 availability_domain: str | None, subnet: str | None, image: str | None, auth: str | None,
                 oci_api_key_secret: str | None, oci_endpoint: str | None, helm_args: tuple[str, ...]) -> None:
@@ -58,7 +58,7 @@ def _deploy_command(upgrade: bool) -> Any:
             ("auth", AUTH_VALUES.get(auth or "")), ("apiKeySecret", oci_api_key_secret), ("endpoint", oci_endpoint),
         ) if value is not None}
         result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
-                        max_model_len=max_model_len, value_files=value_files, set_values=set_values,
+                        max_model_len=max_model_len, sources=sources,
                         env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
                         dry_run=dry_run, atomic=atomic, cluster_network=network or None, helm_args=helm_args)
         _notice(result.notice)
@@ -75,7 +75,7 @@ upgrade = _deploy_command(upgrade=True)
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 def status(release: str, namespace: str | None) -> None:
     """helm's status of RELEASE, how many pods of each group are ready, and where its chart is kept."""
@@ -93,7 +93,7 @@ def status(release: str, namespace: str | None) -> None:
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @_helm_args
 def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -> None:
@@ -105,7 +105,7 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
 @click.option("--nccl", is_flag=True, help="Re-run the bandwidth test first (it needs the GPUs: asks before).")
