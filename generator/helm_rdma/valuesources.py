@@ -53,7 +53,12 @@ class _Stdin:
         if self.used:
             return ""
         self.used = True
-        return read_input(STDIN, label=label, stdin=self.stream)
+        import sys
+
+        stream = self.stream if self.stream is not None else getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise YamlFileError(path=label, problem="there is no standard input to read")
+        return read_input(STDIN, label=label, stdin=stream)
 
 
 def _read(path: Path | str, label: str, stdin: _Stdin) -> str:
@@ -98,9 +103,7 @@ def user_values(sources: ValueSources, *, stdin: Any = None) -> UserValues:
         YamlFileError: A file is missing, unreadable, too large, not YAML, or not a mapping.
         SetSyntaxError: An argument of the --set family that helm would refuse.
     """
-    import sys
-
-    reader = _Stdin(stdin if stdin is not None else sys.stdin.buffer)
+    reader = _Stdin(stdin)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for path in sources.files:
