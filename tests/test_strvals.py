@@ -189,3 +189,10 @@ def test_a_values_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     f.write_text("- a\n")
     with pytest.raises(YamlFileError, match="expected a mapping of values, got a list"):
         user_values(ValueSources(files=(f,)))
+
+
+def test_without_standard_input_only_dash_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", None)
+    assert user_values(ValueSources(set=("a=1",))).values == {"a": 1}
+    with pytest.raises(YamlFileError, match=r"standard input \(-f -\): there is no standard input to read"):
+        user_values(ValueSources(files=(Path("-"),)))
