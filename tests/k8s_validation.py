@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def lws_validator(crd_path: Path) -> jsonschema.Draft7Validator:
 
 def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) -> list[str]:
     """Every problem found in ``documents``; empty when all pass."""
-    problems = []
+    problems = kubernetes_rules(documents)
     for doc in documents:
         kind, name = doc["kind"], doc["metadata"]["name"]
         if kind == "LeaderWorkerSet":
@@ -55,3 +56,143 @@ def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) ->
                 path = ".".join(str(p) for p in exc.path)
                 problems.append(f"{kind}/{name} (k8s {version}): {path}: {exc.message}")
     return problems
+
+
+# Rules the API server applies that the OpenAPI schemas above do not carry. Sources:
+# k8s.io/apimachinery/pkg/util/validation/validation.go (IsDNS1123Subdomain, IsDNS1035Label, IsQualifiedName,
+# IsValidLabelValue, IsEnvVarName, IsConfigMapKey) and pkg/apis/core/validation/validation.go (ValidateServiceName is
+# NameIsDNS1035Label; validateVolumeMounts: "must be unique"; ValidateTolerations; hostPath validatePathNoBacksteps).
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+POD_KINDS = {"Job": ("spec", "template"), "StatefulSet": ("spec", "template"), "Pod": ()}
+
+
+def is_subdomain(name: Any) -> bool:
+    return isinstance(name, str) and len(name) <= 253 and DNS1123_SUBDOMAIN.fullmatch(name) is not None
+
+
+def is_qualified_name(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not is_subdomain(prefix):
+        return False
+    return 0 < len(name) <= 63 and QUALIFIED_NAME.fullmatch(name) is not None
+
+
+def is_label_value(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and LABEL_VALUE.fullmatch(value) is not None
+
+
+def _labels(where: str, labels: Any) -> list[str]:
+    problems = []
+    for key, value in (labels or {}).items():
+        if not is_qualified_name(key):
+            problems.append(f"{where}: label key {key!r} is not a qualified name")
+        if not is_label_value(value):
+            problems.append(f"{where}: label {key} has the invalid value {value!r}")
+    return problems
+
+
+def _pod_spec(where: str, spec: dict[str, Any]) -> list[str]:
+    problems = _labels(f"{where}.nodeSelector", spec.get("nodeSelector"))
+    if "serviceAccountName" in spec and not is_subdomain(spec["serviceAccountName"]):
+        problems.append(f"{where}: serviceAccountName {spec['serviceAccountName']!r} is not an object name")
+    for secret in spec.get("imagePullSecrets") or []:
+        if not is_subdomain(secret.get("name")):
+            problems.append(f"{where}: imagePullSecrets name {secret.get('name')!r} is not an object name")
+    for t in spec.get("tolerations") or []:
+        if t.get("key") and not is_qualified_name(t["key"]):
+            problems.append(f"{where}: toleration key {t['key']!r} is not a qualified name")
+        if not t.get("key") and t.get("operator") != "Exists":
+            problems.append(f"{where}: a toleration without a key needs operator Exists")
+        if t.get("operator") == "Exists" and t.get("value"):
+            problems.append(f"{where}: a toleration with operator Exists takes no value")
+        if "tolerationSeconds" in t and t.get("effect") != "NoExecute":
+            problems.append(f"{where}: tolerationSeconds needs effect NoExecute")
+    for volume in spec.get("volumes") or []:
+        path = (volume.get("hostPath") or {}).get("path")
+        if path is not None and ".." in path.split("/"):
+            problems.append(f"{where}: hostPath {path!r} contains '..'")
+        secret = volume.get("secret") or {}
+        if secret and not is_subdomain(secret.get("secretName")):
+            problems.append(f"{where}: secretName {secret.get('secretName')!r} is not an object name")
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        name = f"{where}.{container.get('name')}"
+        image = container.get("image", "")
+        if not image or image != image.strip():
+            problems.append(f"{name}: image {image!r} is empty or has surrounding whitespace")
+        for env in container.get("env") or []:
+            if not ENV_NAME.fullmatch(env.get("name", "")):
+                problems.append(f"{name}: env name {env.get('name')!r} is not a valid variable name")
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref and (not is_subdomain(ref.get("name")) or not DATA_KEY.fullmatch(str(ref.get("key")))):
+                problems.append(f"{name}: secretKeyRef {ref} names no valid Secret and key")
+        mounts = [m.get("mountPath") for m in container.get("volumeMounts") or []]
+        if len(mounts) != len(set(mounts)):
+            problems.append(f"{name}: volume mount paths repeat: {mounts}")
+        for part in ("requests", "limits"):
+            for key in (container.get("resources") or {}).get(part) or {}:
+                if not is_qualified_name(key):
+                    problems.append(f"{name}: resource name {key!r} is not a qualified name")
+    return problems
+
+
+def kubernetes_rules(documents: list[dict[str, Any]]) -> list[str]:
+    """What the API server would refuse in ``documents`` beyond their OpenAPI schemas: names, labels, annotations,
+    env names, secret references, mounts, tolerations."""
+    problems = []
+    for doc in documents:
+        kind, meta = doc["kind"], doc["metadata"]
+        name = meta.get("name")
+        where = f"{kind}/{name}"
+        if not is_subdomain(name):
+            problems.append(f"{where}: the name is not a DNS-1123 subdomain")
+        if kind == "Service" and not (isinstance(name, str) and len(name) <= 63 and DNS1035_LABEL.fullmatch(name)):
+            problems.append(f"{where}: a Service name must be a DNS-1035 label")
+        if kind in ("Job", "StatefulSet", "LeaderWorkerSet") and len(str(name)) > 63:
+            problems.append(f"{where}: the name is longer than 63 characters (it becomes a label value)")
+        problems += _labels(where, meta.get("labels"))
+        problems += [f"{where}: annotation key {k!r} is not a qualified name"
+                     for k in meta.get("annotations") or {} if not is_qualified_name(k)]
+        if kind == "ConfigMap":
+            problems += [f"{where}: data key {k!r} is invalid" for k in doc.get("data") or {} if not DATA_KEY.fullmatch(k)]
+        spec = doc.get("spec") or {}
+        problems += _labels(f"{where}.selector", spec.get("selector") if kind == "Service" else None)
+        problems += _labels(f"{where}.selector", (spec.get("selector") or {}).get("matchLabels")
+                            if kind != "Service" else None)
+        templates = []
+        if kind == "LeaderWorkerSet":
+            lwt = spec.get("leaderWorkerTemplate") or {}
+            templates = [t for t in (lwt.get("leaderTemplate"), lwt.get("workerTemplate")) if t]
+        elif kind in ("Job", "StatefulSet"):
+            templates = [spec.get("template") or {}]
+        elif kind == "Pod":
+            templates = [doc]
+        for template in templates:
+            tmeta = template.get("metadata") or {}
+            problems += _labels(f"{where} pod", tmeta.get("labels"))
+            problems += [f"{where} pod: annotation key {k!r} is not a qualified name"
+                         for k in tmeta.get("annotations") or {} if not is_qualified_name(k)]
+            problems += _pod_spec(f"{where} pod", template.get("spec") or {})
+    return problems
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that appears twice in one mapping (the API server's decoder does)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"repeated keys {repeated}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_manifests(text: str) -> list[dict[str, Any]]:
+    """The documents of rendered manifests; a mapping with a repeated key fails the test."""
+    return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d]

@@ -70,8 +70,13 @@ def test_generate_refuses_a_non_empty_directory_without_force(runner: CliRunner,
     assert "directory is not empty" in result.output and "--force" in result.output
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out), "--force"])
+    assert result.exit_code == 2, result.output  # --force replaces only a chart generate wrote
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert runner.invoke(main, ["generate", "llama405b", "--preset", "gpu4", "-o", str(out)]).exit_code == 0
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out), "--force"])
     assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and (out / "Chart.yaml").is_file()
+    assert "BM.GPU.H100.8" in (out / "values.yaml").read_text() and (out / ".helm-rdma").is_file()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -79,7 +84,7 @@ def test_generate_refuses_a_non_empty_directory_without_force(runner: CliRunner,
     (["--preset", "h100", "--model", "gpt5"], 'unknown model "gpt5"; known: deepseek-r1'),
     (["--preset", "h100", "--nodes", "1"], "needs at least 2 node(s) of preset h100, got nodes=1"),
     (["--preset", "h100", "--set", "rdma.mode=ib"], "rdma.mode: 'ib' is not one of 'hostNetwork', 'sriov' (from --set rdma.mode=ib)"),
-    (["--preset", "h100", "--set", "novalue"], '--set "novalue": "novalue" has no "="'),
+    (["--preset", "h100", "--set", "novalue"], '--set "novalue": key "novalue" has no value'),
     (["--preset", "h100", "--set", "vllm.pipelineParallelSize=3"], "vllm.tensorParallelSize (8) x vllm.pipelineParallelSize (3) = 24"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(runner: CliRunner, tmp_path: Path, args: list[str],

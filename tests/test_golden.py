@@ -17,7 +17,7 @@ from helm_rdma.presets import preset_names
 
 from . import consumer_rules
 from .conftest import SHARED_CRDS, helm_path
-from .k8s_validation import validate_documents
+from .k8s_validation import load_manifests, validate_documents
 
 GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
@@ -67,7 +67,7 @@ def check_golden(name: str, helm3: str, helm4: str) -> list[dict]:
         golden.write_text(helm4)
     assert golden.is_file(), f"{golden} is missing: run `make golden`"
     assert helm4 == golden.read_text(), f"{golden.name} differs: review, then `make golden`"
-    documents = [d for d in yaml.safe_load_all(helm4) if d]
+    documents = load_manifests(helm4)
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
     if crds is None:
         print(f"LeaderWorkerSet CRD validation skipped: {SHARED_CRDS} is absent")

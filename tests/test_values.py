@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from helm_rdma.errors import SchemaViolation, SetSyntaxError, TooFewNodesError, YamlFileError
-from helm_rdma.overrides import parse_set
 from helm_rdma.values import resolve
+from helm_rdma.valuesources import ValueSources
 
 
 def test_preset_and_model_fill_the_values() -> None:
@@ -65,25 +65,36 @@ def test_schema_errors_name_the_key_the_expectation_and_the_origin(tmp_path: Pat
 def test_values_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     f = tmp_path / "list.yaml"
     f.write_text("- a\n- b\n")
-    with pytest.raises(YamlFileError, match="expected a mapping of values, got list"):
+    with pytest.raises(YamlFileError, match="expected a mapping of values, got a list"):
         resolve(release="llama405b", preset="h100", value_files=(f,))
 
 
-@pytest.mark.parametrize(("argument", "expected"), [
-    ("a.b=1", {"a": {"b": 1}}),
-    ("a=true,b=x", {"a": True, "b": "x"}),
-    ("a.b=null", {"a": {"b": None}}),
-    (r"sel.node\.kubernetes\.io/x=y", {"sel": {"node.kubernetes.io/x": "y"}}),
-    ("t[1].key=k", {"t": [{}, {"key": "k"}]}),
-    ("args={--a,--b}", {"args": ["--a", "--b"]}),
-    ("s=", {"s": ""}),
-    (r"h==a\,b,c=1", {"h": "=a,b", "c": 1}),
-])
-def test_set_parses_like_helm(argument: str, expected: dict) -> None:
-    assert parse_set(argument) == expected
+def test_set_types_only_integers_booleans_and_null_like_helm() -> None:
+    r = resolve(release="llama405b", preset="h100",
+                set_values=("image.tag=1.10", "podLabels.team=no", "podLabels.code=007", "replicas=2"))
+    assert r.values["image"]["tag"] == "1.10"
+    assert r.values["podLabels"] == {"team": "no", "code": "007"}
+    assert r.values["replicas"] == 2
 
 
-@pytest.mark.parametrize("argument", ["novalue", "=1", "a..b=1"])
+def test_set_family_applies_in_helms_order(tmp_path: Path) -> None:
+    f = tmp_path / "v.yaml"
+    f.write_text("podLabels: {a: file, b: file, c: file, d: file}\n")
+    sources = ValueSources(files=(f,), set=("podLabels.b=set,podLabels.c=set",), set_json=('podLabels.a="json"',),
+                           set_string=("podLabels.c=string",))
+    r = resolve(release="llama405b", preset="h100", sources=sources)
+    assert r.values["podLabels"] == {"a": "json", "b": "set", "c": "string", "d": "file"}
+    assert r.origins["podLabels.c"] == "--set-string podLabels.c=string"
+
+
+def test_null_removes_a_default_and_the_schema_names_the_key() -> None:
+    with pytest.raises(SchemaViolation, match=r"model.hfTokenSecret: is required .*\(from --set model.hfTokenSecret=null\)"):
+        resolve(release="llama405b", preset="h100", set_values=("model.hfTokenSecret=null",))
+    r = resolve(release="llama405b", preset="h100", set_values=("nccl.settings.NCCL_IB_TC=null",))
+    assert "NCCL_IB_TC" not in r.values["nccl"]["settings"]
+
+
+@pytest.mark.parametrize("argument", ["novalue", "a..b=1", "a[x]=1", "a={1"])
 def test_bad_set_says_what_is_expected(argument: str) -> None:
     with pytest.raises(SetSyntaxError, match="expected KEY=VALUE"):
-        parse_set(argument)
+        resolve(release="llama405b", preset="h100", set_values=(argument,))

@@ -6,11 +6,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
-from .errors import OutputExistsError
+from .errors import OutputExistsError, OutputRefusedError
 from .resources import chart_dir, schema_path
 from .values import VALUES_SCHEMA, Resolved
 from .valuesfile import render_values, schema_with_defaults
@@ -19,6 +20,9 @@ from .yamlfile import load_json_schema
 CHART_NAME = "vllm-rdma"
 # Files of charts/vllm-rdma that are sources; everything else in a generated chart is written here.
 COPIED = ("templates", "files", ".helmignore")
+# Left in every chart generate writes: `generate --force` replaces only a directory that holds it.
+MARKER = ".helm-rdma"
+MARKER_TEXT = "Written by `helm-rdma generate`; `helm-rdma generate --force` may replace this directory.\n"
 
 
 class WrittenChart(NamedTuple):
@@ -88,30 +92,74 @@ def chart_yaml(resolved: Resolved) -> str:
     )
 
 
-def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compact: bool = False) -> WrittenChart:
+def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compact: bool = False,
+                check: Callable[[Path], None] | None = None) -> WrittenChart:
     """Write a complete chart into ``output`` atomically: into a temporary sibling, then renamed into place.
+
+    ``force`` replaces a directory only when it holds a chart generate wrote (its MARKER file) and no ``.git``.
+    ``check`` sees the finished chart before it is moved into place; whatever it raises leaves ``output`` as it was.
+    Nothing is left behind on failure, on Ctrl-C or on SIGTERM (the CLI turns it into an exception).
 
     Raises:
         OutputExistsError: ``output`` exists, is not empty, and ``force`` is False.
+        OutputRefusedError: ``output`` is a file, a git work tree, a directory generate did not write, or not writable.
     """
     output = output.resolve()
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
-        raise OutputExistsError(path=str(output))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    _check_output(output, force=force)
+    parent = output.parent
     try:
-        names = _fill(staging, resolved, compact=compact)
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
+    except OSError as exc:
+        raise OutputRefusedError(path=str(output), problem=f"cannot write in {parent}: {exc.strerror or exc}",
+                                 fix="choose a directory you can write to") from None
+    trash: Path | None = None
+    try:
+        try:
+            names = _fill(staging, resolved, compact=compact)
+        except OSError as exc:
+            raise OutputRefusedError(path=str(output), problem=f"cannot write the chart: {exc.strerror or exc}",
+                                     fix="free some space or choose another directory") from None
+        if check is not None:
+            check(staging)
         if output.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
+            trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=parent))
             os.replace(output, trash / "chart")
             os.replace(staging, output)
-            shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
+        if trash is not None:
+            if not output.exists() and (trash / "chart").exists():
+                os.replace(trash / "chart", output)  # the new chart never arrived: put the old one back
+            shutil.rmtree(trash, ignore_errors=True)
     return WrittenChart(path=output, files=tuple(names))
+
+
+def _check_output(output: Path, *, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise OutputRefusedError(path=str(output), problem="is a file, not a directory",
+                                 fix="name a directory for the chart")
+    if not output.is_dir():
+        return
+    try:
+        entries = [p.name for p in output.iterdir()]
+    except OSError as exc:
+        raise OutputRefusedError(path=str(output), problem=f"cannot read it: {exc.strerror or exc}",
+                                 fix="choose a directory you can read and write") from None
+    if ".git" in entries:
+        raise OutputRefusedError(path=str(output), problem="holds a git repository (.git), which generate never "
+                                 "replaces", fix="write the chart into a directory of its own, such as "
+                                 f"-o {output / 'deploy'}")
+    if not entries:
+        return
+    if not force:
+        raise OutputExistsError(path=str(output))
+    if MARKER not in entries:
+        raise OutputRefusedError(path=str(output), problem=f"holds files generate did not write (no {MARKER} "
+                                 "file), and --force replaces only a chart generate wrote",
+                                 fix="choose another directory, or empty this one yourself")
 
 
 def _fill(target: Path, resolved: Resolved, *, compact: bool) -> list[str]:
@@ -128,5 +176,7 @@ def _fill(target: Path, resolved: Resolved, *, compact: bool) -> list[str]:
     for name, text in chart_files(resolved, compact=compact).items():
         (target / name).write_text(text, encoding="utf-8")
         names.append(name)
+    (target / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+    names.append(MARKER)
     target.chmod(0o755)
     return sorted(names)

@@ -62,17 +62,43 @@ class YamlFileError(InputError):
 class SchemaViolation(InputError):
     """A document (preset, catalog, values) that its JSON Schema rejects; lists every problem."""
 
+    LISTED = 25
+
     def __init__(self, *, what: str, problems: Sequence[str], fix: str) -> None:
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems[:self.LISTED])
+        if len(self.problems) > self.LISTED:
+            lines += f"\n  ... and {len(self.problems) - self.LISTED} more"
         super().__init__(f"{what} is not valid:\n{lines}\n{fix}")
 
 
 class SetSyntaxError(InputError):
-    """A --set argument that is not KEY=VALUE with a dotted key."""
+    """An argument of the --set family that helm's rules refuse."""
 
-    def __init__(self, *, argument: str, problem: str) -> None:
-        super().__init__(f'--set "{argument}": {problem}; expected KEY=VALUE such as --set vllm.maxModelLen=32768')
+    EXAMPLES = {"--set-json": 'vllm.extraArgs=["--enforce-eager"]', "--set-file": "clusterNetwork.cloudInit=init.yaml"}
+
+    def __init__(self, *, argument: str, problem: str, flag: str = "--set") -> None:
+        example = self.EXAMPLES.get(flag, "vllm.maxModelLen=32768")
+        shown = argument if len(argument) <= 200 else argument[:197] + "..."
+        super().__init__(f'{flag} "{shown}": {problem}; expected KEY=VALUE such as {flag} {example}')
+
+
+class ReleaseNameError(InputError):
+    """A release name that helm, or the Kubernetes names the chart derives from it, would refuse."""
+
+    def __init__(self, *, name: str, problem: str, suggestion: str) -> None:
+        super().__init__(f'release name "{name}" {problem}; choose a name such as "{suggestion}" (lower-case '
+                         f"letters, digits and '-', a letter first, at most 53 characters)")
+
+
+class NamespaceError(InputError):
+    """A namespace (-n, --namespace or HELM_NAMESPACE) that Kubernetes would refuse."""
+
+    def __init__(self, *, name: str) -> None:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        super().__init__(f'namespace "{shown}" is not a Kubernetes namespace name: at most 63 lower-case letters, '
+                         "digits and '-', starting and ending with a letter or digit; fix -n/--namespace or "
+                         "HELM_NAMESPACE")
 
 
 class TooFewNodesError(InputError):
@@ -82,6 +108,27 @@ class TooFewNodesError(InputError):
         super().__init__(
             f"{model} needs at least {minimum} node(s) of preset {preset}, got nodes={nodes} ({detail}); "
             f"use --nodes {minimum} or more, a shorter --max-model-len, or a larger preset"
+        )
+
+
+class ModelTooLargeError(InputError):
+    """A model that does not fit in the most nodes a group may have."""
+
+    def __init__(self, *, model: str, preset: str, max_nodes: int, detail: str) -> None:
+        super().__init__(
+            f"{model} does not fit in {max_nodes} nodes of preset {preset}, the most a group may have (nodes: at "
+            f"most {max_nodes}) ({detail}); use a larger preset, a shorter --max-model-len, or a higher "
+            "vllm.gpuMemoryUtilization"
+        )
+
+
+class ContextTooLongError(InputError):
+    """A context length above what the model supports."""
+
+    def __init__(self, *, model: str, asked: int, maximum: int) -> None:
+        super().__init__(
+            f"max model length {asked} (--max-model-len or vllm.maxModelLen) is above {model}'s context of "
+            f"{maximum} tokens; use {maximum} or less"
         )
 
 
@@ -100,6 +147,13 @@ class OutputExistsError(InputError):
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f"-o {path}: directory is not empty; choose another directory or pass --force to replace it")
+
+
+class OutputRefusedError(InputError):
+    """An output path that generate may not write or replace (not a generated chart, a git work tree, a file)."""
+
+    def __init__(self, *, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"-o {path}: {problem}; {fix}")
 
 
 class HelmNotFoundError(RuntimeFailure):

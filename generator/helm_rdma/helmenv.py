@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from .errors import InputError
+from .names import check_namespace, check_release
+
 
 class HelmEnv(NamedTuple):
     """The cluster coordinates and settings a command passes on to helm."""
@@ -24,10 +27,15 @@ class HelmEnv(NamedTuple):
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, *, namespace: str | None = None) -> HelmEnv:
-        """Read the environment helm sets for plugins; an explicit ``namespace`` wins over HELM_NAMESPACE."""
+        """Read the environment helm sets for plugins; an explicit ``namespace`` wins over HELM_NAMESPACE.
+
+        Raises:
+            NamespaceError: The namespace is not one Kubernetes accepts.
+        """
         env = os.environ if environ is None else environ
+        chosen = namespace or env.get("HELM_NAMESPACE") or None
         return cls(
-            namespace=namespace or env.get("HELM_NAMESPACE") or None,
+            namespace=check_namespace(chosen) if chosen is not None else None,
             kube_context=env.get("HELM_KUBECONTEXT") or None,
             kubeconfig=env.get("KUBECONFIG") or None,
             debug=env.get("HELM_DEBUG", "").lower() in ("1", "true"),
@@ -48,8 +56,20 @@ class HelmEnv(NamedTuple):
         return flags
 
     def chart_cache(self, release: str) -> Path:
-        """Where the chart of an installed release is kept: $HELM_CACHE_HOME/rdma/<namespace>/<release>."""
-        return self.cache_home / "rdma" / (self.namespace or "default") / release
+        """Where the chart of an installed release is kept: $HELM_CACHE_HOME/rdma/<namespace>/<release>.
+
+        Raises:
+            ReleaseNameError, NamespaceError: A name that is not helm's or Kubernetes', so never a path of its own.
+            InputError: The path would leave $HELM_CACHE_HOME/rdma (a symbolic link pointing elsewhere).
+        """
+        check_release(release, for_chart=False)
+        namespace = check_namespace(self.namespace or "default")
+        root = (self.cache_home / "rdma").resolve()
+        path = (root / namespace / release).resolve()
+        if not path.is_relative_to(root):
+            raise InputError(f"the kept chart of release {release} would be {path}, outside {root}; remove the "
+                             "symbolic link that leads there")
+        return path
 
 
 def _cache_home(env: Mapping[str, str]) -> Path:

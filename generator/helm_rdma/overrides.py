@@ -1,14 +1,13 @@
-"""Layering values: deep merge with a record of where each key came from, and helm-style --set parsing."""
+"""Layering values: deep merges with a record of where each key came from, by helm's rules.
+
+Two rules, both helm's: user values (files and the --set family) merge with ``merge_maps``; laid over the chart's
+own values they ``coalesce``, where a null removes a key the chart has.
+"""
 
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
-
-from .errors import SetSyntaxError
-
-_INDEX = re.compile(r"^(?P<key>[^\[\]]+)\[(?P<index>\d+)\]$")
 
 
 class Layered:
@@ -22,6 +21,11 @@ class Layered:
         """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm, except
         in the chart's own defaults, where null is a value: "decide from other keys")."""
         _merge(self.values, layer, origin, "", self.origins, keep_null=origin == "defaults")
+
+    def apply_user(self, user: dict[str, Any], origins: dict[str, str]) -> None:
+        """Lay the user's merged values over these, as helm lays them over a chart's values (see ``coalesce``)."""
+        self.values = coalesce(self.values, user)
+        self.origins.update(origins)
 
     def set_by_user(self, path: str) -> bool:
         """Whether a layer other than the defaults set ``path`` (or a parent of it)."""
@@ -56,107 +60,42 @@ def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str
             origins[path] = origin
 
 
-def _split_key(key: str) -> list[str]:
-    parts, current, escaped = [], "", False
-    for char in key:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ".":
-            parts.append(current)
-            current = ""
+def merge_maps(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """helm's MergeMaps (how -f files and JSON objects merge): maps merge, any other value of ``b`` replaces,
+    a null included."""
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_maps(out[key], value)
         else:
-            current += char
-    parts.append(current)
-    return parts
+            out[key] = value
+    return out
 
 
-def _scalar(text: str) -> Any:
-    import yaml
+def coalesce(chart: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """helm's CoalesceValues: the user's values over the chart's.
 
-    if text == "":
-        return ""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, (str, int, float, bool)) or value is None else text
-
-
-def parse_set(argument: str) -> dict[str, Any]:
-    """Turn one ``--set`` argument into a nested mapping.
-
-    ``a.b=1`` gives ``{"a": {"b": 1}}``; values are read as YAML scalars (``true``, ``3``, ``null``), ``\\.`` escapes a
-    dot inside a key (``placement.nodeSelector.node\\.kubernetes\\.io/x=y``), ``k[0]=v`` sets a list item, and
-    ``{a,b}`` gives a list of strings. Several assignments may be joined with commas outside braces; ``\\,`` is a
-    comma inside a value.
-
-    Raises:
-        SetSyntaxError: The argument is not KEY=VALUE.
+    Maps merge; any other user value replaces the chart's, even where the kinds differ. A null in the user's values
+    removes the chart's key (so "--set key=null" deletes a default); a null for a key the chart does not have stays
+    null, for the schema to judge.
     """
-    result: dict[str, Any] = {}
-    for assignment in _split_assignments(argument):
-        if "=" not in assignment:
-            raise SetSyntaxError(argument=argument, problem=f'"{assignment}" has no "="')
-        key, raw = assignment.split("=", 1)
-        parts = _split_key(key)
-        if not key or any(not p for p in parts):
-            raise SetSyntaxError(argument=argument, problem=f'"{key}" is not a dotted key')
-        if raw.startswith("{") and raw.endswith("}"):
-            value: Any = [item for item in raw[1:-1].split(",") if item]
-        else:
-            value = _scalar(raw)
-        _assign(result, parts, value, argument)
-    return result
+    out = copy.deepcopy(user)
+    for key, value in chart.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif out[key] is None:
+            del out[key]
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            _coalesce_tables(out[key], value)
+    return out
 
 
-def _split_assignments(argument: str) -> list[str]:
-    out, current, depth, escaped = [], "", 0, False
-    for char in argument:
-        if escaped:  # "\," is a literal comma, as in helm; other escapes (such as "\." in keys) stay as they are
-            current += char if char == "," else "\\" + char
-            escaped = False
-            continue
-        if char == "\\":
-            escaped = True
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-        if char == "," and depth == 0:
-            out.append(current)
-            current = ""
-        else:
-            current += char
-    out.append(current)
-    return [a for a in out if a]
-
-
-def _assign(target: dict[str, Any], parts: list[str], value: Any, argument: str) -> None:
-    node: Any = target
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        match = _INDEX.match(part)
-        if match:
-            name, index = match["key"], int(match["index"])
-            items = node.setdefault(name, [])
-            if not isinstance(items, list):
-                raise SetSyntaxError(argument=argument, problem=f'"{name}" is both a list and a map')
-            while len(items) <= index:
-                items.append({} if not last else None)
-            if last:
-                items[index] = value
-            else:
-                if not isinstance(items[index], dict):
-                    items[index] = {}
-                node = items[index]
-        elif last:
-            node[part] = value
-        else:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise SetSyntaxError(argument=argument, problem=f'"{part}" is set both as a value and as a map')
-            node = child
+def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for key, value in src.items():
+        if key not in dst:
+            dst[key] = copy.deepcopy(value)
+        elif dst[key] is None:
+            if value is not None:  # helm 4 keeps a null the chart has too; helm 3 drops it: both render the same
+                del dst[key]
+        elif isinstance(dst[key], dict) and isinstance(value, dict):
+            _coalesce_tables(dst[key], value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .errors import ParallelismError, TooFewNodesError
+from .errors import ContextTooLongError, ModelTooLargeError, ParallelismError, TooFewNodesError
 from .models import DTYPE_BYTES, ModelSpec
 from .presets import Preset
 
@@ -93,23 +93,31 @@ def plan_model(
 
     Raises:
         ParallelismError: TP does not split the model's heads.
+        ContextTooLongError: ``max_model_len`` is above the model's context.
+        ModelTooLargeError: Not even MAX_NODES nodes hold the model.
         TooFewNodesError: ``nodes`` is below the minimum (the message names it).
     """
     tp = tensor_parallel_size or preset.gpus_per_node
     check_parallelism(model, tp=tp)
     length = max_model_len or model.max_context
+    if length > model.max_context:
+        raise ContextTooLongError(model=model.alias, asked=length, maximum=model.max_context)
     per_token = kv_bytes_per_token(model, tp=tp)
     per_sequence = per_token * length
     usable = usable_bytes_per_node(preset, gpu_memory_utilization=gpu_memory_utilization)
     need = model.weight_bytes + per_sequence
     minimum = next((n for n in range(1, MAX_NODES + 1) if n * usable >= need), None)
+
+    def detail(n: int) -> str:
+        return (f"weights {model.weight_bytes / GIB:.0f} GiB + one {length}-token sequence "
+                f"{per_sequence / GIB:.1f} GiB > {n} x {usable / GIB:.0f} GiB usable")
+
     if minimum is None:
-        minimum = MAX_NODES + 1
+        raise ModelTooLargeError(model=model.alias, preset=preset.name, max_nodes=MAX_NODES, detail=detail(MAX_NODES))
     chosen = nodes if nodes is not None else minimum
     if chosen < minimum:
-        detail = (f"weights {model.weight_bytes / GIB:.0f} GiB + one {length}-token sequence "
-                  f"{per_sequence / GIB:.1f} GiB > {chosen} x {usable / GIB:.0f} GiB usable")
-        raise TooFewNodesError(model=model.alias, preset=preset.name, nodes=chosen, minimum=minimum, detail=detail)
+        raise TooFewNodesError(model=model.alias, preset=preset.name, nodes=chosen, minimum=minimum,
+                               detail=detail(chosen))
     budget = chosen * usable - model.weight_bytes
     return Plan(
         model=model.alias, preset=preset.name, nodes=chosen, min_nodes=minimum,

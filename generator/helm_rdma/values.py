@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import SchemaViolation, YamlFileError
+from .errors import SchemaViolation
 from .models import ModelSpec, pick_model
-from .overrides import Layered, parse_set
+from .names import check_release
+from .overrides import Layered
 from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, plan_model
 from .presets import Preset, load_preset
 from .resources import schema_path
 from .validation import schema_problems
-from .yamlfile import load_json_schema, load_yaml_file
+from .valuesources import ValueSources, user_values
+from .yamlfile import load_json_schema
 
 VALUES_SCHEMA = "values.schema.json"
 
@@ -105,6 +107,7 @@ def resolve(
     model: str | None = None,
     value_files: tuple[Path, ...] = (),
     set_values: tuple[str, ...] = (),
+    sources: ValueSources | None = None,
     nodes: int | None = None,
     max_model_len: int | None = None,
     flag_values: dict[str, Any] | None = None,
@@ -116,8 +119,9 @@ def resolve(
         release: The release name; also the model alias when ``model`` is None.
         preset: Preset name.
         model: Catalog alias; None picks one from ``release`` (see models.pick_model).
-        value_files: ``-f`` files, applied in order.
-        set_values: ``--set`` arguments, applied in order.
+        value_files: ``-f`` files, applied in order (after those of ``sources``).
+        set_values: ``--set`` arguments, applied in order (after those of ``sources``).
+        sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).
         nodes: ``--nodes``; None lets values or the planner decide.
         max_model_len: ``--max-model-len``; None lets values or the model decide.
         flag_values: Values from other explicit flags (for example install --provision), applied last.
@@ -125,8 +129,10 @@ def resolve(
             helm checks the same schema, and on failure they call ``check_values`` for our better message.
 
     Raises:
-        InputError: Unknown preset or model, bad files, bad --set, values the schema rejects, too few nodes.
+        InputError: A bad release name, unknown preset or model, bad files, bad --set, values the schema rejects,
+            too few nodes, a context longer than the model's.
     """
+    check_release(release)
     the_preset = load_preset(preset)
     the_model, model_note = pick_model(release=release, model=model)
     schema = load_json_schema(schema_path(VALUES_SCHEMA))
@@ -135,15 +141,8 @@ def resolve(
     layered.apply(schema_defaults(schema), "defaults")
     layered.apply(preset_values(the_preset), "defaults")
     layered.apply(model_values(the_model), "defaults")
-    for path in value_files:
-        data = load_yaml_file(path)
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            raise YamlFileError(path=str(path), problem=f"expected a mapping of values, got {type(data).__name__}")
-        layered.apply(data, f"-f {path}")
-    for argument in set_values:
-        layered.apply(parse_set(argument), f"--set {argument}")
+    user = user_values((sources or ValueSources()).extended(files=value_files, set_values=set_values))
+    layered.apply_user(user.values, user.origins)
     flags: dict[str, Any] = {}
     if nodes is not None:
         flags["nodes"] = nodes

@@ -26,6 +26,9 @@ def render_values(values: dict[str, Any], schema: dict[str, Any], *, notes: dict
 
 def _comment(text: str, indent: int) -> list[str]:
     pad = " " * indent
+    # Comments quote the user's flags: no character may end the comment's line (YAML 1.1 also breaks lines at
+    # U+0085, U+2028 and U+2029), or the rest would be read as values.
+    text = "".join(c if c.isprintable() else " " for c in text)
     lines = textwrap.wrap(text, WIDTH - indent - 2, break_on_hyphens=False, break_long_words=False)
     return [f"{pad}# {line}" for line in lines]
 

@@ -156,6 +156,24 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 {{- $problems = append $problems "clusterNetwork.auth is apiKey but clusterNetwork.apiKeySecret is empty: name a Secret with config and oci_api_key.pem" }}
 {{- end }}
 {{- end }}
+{{- $fullname := include "vllm-rdma.fullname" . }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
+{{- $problems = append $problems (printf "the chart names its Services %q (from the release name %q, nameOverride and fullnameOverride), but a Service name must be lower-case letters, digits and '-' starting with a letter: choose such a release name, or set fullnameOverride" $fullname .Release.Name) }}
+{{- end }}
+{{- $mounts := list "/dev/shm" "/opt/helm-rdma" "/tmp" $v.nccl.configFile $v.model.storage.mountPath }}
+{{- if eq $v.rdma.mode "hostNetwork" }}
+{{- $mounts = append $mounts $v.rdma.devicePath }}
+{{- end }}
+{{- if ne (len $mounts) (len (uniq $mounts)) }}
+{{- $problems = append $problems (printf "model.storage.mountPath (%s) and rdma.devicePath (%s) must differ from each other and from the chart's own mounts /dev/shm, /opt/helm-rdma, /tmp and %s: choose another path" $v.model.storage.mountPath $v.rdma.devicePath $v.nccl.configFile) }}
+{{- end }}
+{{- $label := $v.placement.clusterNetworkLabel }}
+{{- if and (include "vllm-rdma.clusterNetworkLabelEnabled" .) (hasKey $v.placement.nodeSelector $label.key) }}
+{{- $problems = append $problems (printf "placement.nodeSelector repeats the key %q of placement.clusterNetworkLabel: remove it from one of them" $label.key) }}
+{{- end }}
+{{- if and (eq $v.rdma.mode "sriov") (eq $v.rdma.sriov.resourceName $v.preset.gpuResource) }}
+{{- $problems = append $problems "rdma.sriov.resourceName equals preset.gpuResource: name the VFs' own resource (nvidia.com/rdma-vf)" }}
+{{- end }}
 {{- if $problems }}
 {{- fail (printf "\n\nvllm-rdma: the values do not fit together:\n  - %s\n" (join "\n  - " $problems)) }}
 {{- end }}

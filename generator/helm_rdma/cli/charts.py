@@ -9,22 +9,24 @@ from pathlib import Path
 import click
 
 from ..helmenv import HelmEnv
-from .base import _chart_options, _helm_args, _namespace_option, _notice, _preset_option, main
+from ..valuesources import ValueSources
+from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, _preset_option, main
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=CHART_RELEASE)
 @_chart_options
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Directory to write the chart into.")
-@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory that holds a chart generate "
+                                            "wrote before (never one with .git, nor other files).")
 def generate(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-             value_files: tuple[Path, ...], set_values: tuple[str, ...], output: Path, force: bool) -> None:
+             sources: ValueSources, output: Path, force: bool) -> None:
     """Write a complete chart for RELEASE into a directory (for GitOps: render it later with plain helm)."""
     from ..commands.generate import generate as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 value_files=value_files, set_values=set_values, output=output, force=force)
+                 sources=sources, output=output, force=force)
     _notice(result.notice)
     p = result.plan
     click.echo(f"wrote {result.path} ({len(result.files)} files): {p.model} on {p.nodes} x {p.preset}, "
@@ -32,34 +34,33 @@ def generate(release: str, preset: str, model: str | None, nodes: int | None, ma
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=CHART_RELEASE)
 @_chart_options
 @_namespace_option
 @_helm_args
 def template(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-             value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None,
-             helm_args: tuple[str, ...]) -> None:
+             sources: ValueSources, namespace: str | None, helm_args: tuple[str, ...]) -> None:
     """Render the chart of RELEASE with `helm template`; arguments after -- go to helm."""
     from ..commands.template import template as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 value_files=value_files, set_values=set_values,
+                 sources=sources,
                  namespace=HelmEnv.from_environ(namespace=namespace).namespace, helm_args=helm_args)
     _notice(result.notice)
     sys.stdout.write(result.manifests)
 
 
 @main.command()
-@click.argument("release", required=False)
+@click.argument("release", required=False, type=CHART_RELEASE)
 @_chart_options
 def doctor(release: str | None, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-           value_files: tuple[Path, ...], set_values: tuple[str, ...]) -> None:
+           sources: ValueSources) -> None:
     """Check values before anything is applied: NCCL look-alikes, device lists, TP x PP, backend and image, host
     ports, the model's token. Exit 1 on errors, 0 with warnings only. RELEASE names the model as for install."""
     from ..commands.doctor import doctor as run
 
     result = run(release=release or (model or "llama405b"), preset=preset, model=model, nodes=nodes,
-                 max_model_len=max_model_len, value_files=value_files, set_values=set_values)
+                 max_model_len=max_model_len, sources=sources)
     for finding in result.findings:
         click.echo(finding.line())
     click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")

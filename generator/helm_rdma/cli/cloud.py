@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..helmenv import HelmEnv
-from .base import _namespace_option, main
+from .base import ANY_RELEASE, _namespace_option, main
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -89,7 +89,8 @@ def _waiting(event: Any) -> None:
 
 @main.command()
 @click.option("--from-values", type=click.Path(path_type=Path), help="A vllm-rdma values file (what the hook runs).")
-@click.option("--release", help="Release the network belongs to (tags); default: --name, or the hook's release.")
+@click.option("--release", type=ANY_RELEASE,
+              help="Release the network belongs to (tags); default: --name, or the hook's release.")
 @_namespace_option
 @click.option("--preset", "-p", help="Shape preset.")
 @click.option("--nodes", type=click.IntRange(1, 256), help="Nodes in the cluster network.")
@@ -187,7 +188,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
 @main.command()
 @click.option("--name", required=True, help="Cluster network display name.")
 @click.option("--compartment", required=True, help="Compartment OCID.")
-@click.option("--release", help="Release the network belongs to (tags); default: --name.")
+@click.option("--release", type=ANY_RELEASE, help="Release the network belongs to (tags); default: --name.")
 @_namespace_option
 @_oci_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

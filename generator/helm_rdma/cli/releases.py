@@ -11,7 +11,8 @@ import click
 
 from ..helmenv import HelmEnv
 from ..ocicloud import AUTH_ALIASES, AUTH_MODES, canonical_auth
-from .base import _chart_options, _helm_args, _namespace_option, _notice, main
+from ..valuesources import ValueSources
+from .base import ANY_RELEASE, CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, main
 
 
 def _deploy_command(upgrade: bool) -> Any:
@@ -25,7 +26,7 @@ def _deploy_command(upgrade: bool) -> Any:
         " no cluster. Arguments after -- go to helm."
     )
 
-    @click.argument("release")
+    @click.argument("release", type=CHART_RELEASE)
     @_chart_options
     @_namespace_option
     @click.option("--wait", is_flag=True, help="Wait until every group serves: helm --wait, then until each "
@@ -53,7 +54,7 @@ def _deploy_command(upgrade: bool) -> Any:
                   help="Endpoint of every OCI client the hook uses.")
     @_helm_args
     def command(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-                value_files: tuple[Path, ...], set_values: tuple[str, ...], namespace: str | None, wait: bool,
+                sources: ValueSources, namespace: str | None, wait: bool,
                 timeout: str | None, dry_run: bool, atomic: bool, provision: bool, compartment: str | None,
                 availability_domain: str | None, subnet: str | None, image: str | None, oke_cluster: str | None,
                 pod_subnet: str | None, auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None,
@@ -70,7 +71,7 @@ def _deploy_command(upgrade: bool) -> Any:
         if oke:
             network["oke"] = oke
         result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
-                        max_model_len=max_model_len, value_files=value_files, set_values=set_values,
+                        max_model_len=max_model_len, sources=sources,
                         env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
                         dry_run=dry_run, atomic=atomic, cluster_network=network or None, helm_args=helm_args,
                         on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True),
@@ -91,7 +92,7 @@ upgrade = _deploy_command(upgrade=True)
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 def status(release: str, namespace: str | None) -> None:
     """helm's status of RELEASE, how many pods of each group are ready, and where its chart is kept."""
@@ -110,7 +111,7 @@ def status(release: str, namespace: str | None) -> None:
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @_helm_args
 def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -> None:
@@ -122,7 +123,7 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
 @click.option("--nccl", is_flag=True,
@@ -149,7 +150,7 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
 
 
 @main.command()
-@click.argument("release")
+@click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @click.option("--logs", "logs_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Read saved logs instead of the cluster: one file per pod, POD.log (or POD.CONTAINER.log, "

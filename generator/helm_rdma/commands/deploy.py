@@ -17,6 +17,7 @@ from ..helmenv import HelmEnv
 from ..planner import Plan
 from ..rollout import wait_until_serving
 from ..values import check_values, resolve
+from ..valuesources import ValueSources
 
 DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
 
@@ -53,6 +54,7 @@ def deploy(
     max_model_len: int | None = None,
     value_files: tuple[Path, ...] = (),
     set_values: tuple[str, ...] = (),
+    sources: ValueSources | None = None,
     wait: bool = False,
     timeout: str | None = None,
     dry_run: bool = False,
@@ -76,21 +78,24 @@ def deploy(
     LeaderWorkerSet, so its own --wait returns at once.
 
     Raises:
-        InputError: Bad values (before helm runs) or values the chart's checks reject.
+        InputError: A bad release name or namespace, bad values (before helm runs), or values the chart's checks
+            reject.
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
         NotServingError: With ``wait``, the groups did not serve in time (names the pod and its last log lines).
     """
     flag_values = {"clusterNetwork": cluster_network} if cluster_network else None
+    cache = env.chart_cache(release)  # checks the release name and namespace before anything else
+    # Checked here, not only by helm: helm-rdma's own checks read the values, and with --provision nothing may
+    # reach OCI before every check passed.
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                       set_values=set_values, nodes=nodes, max_model_len=max_model_len, flag_values=flag_values,
-                       validate=False)
+                       set_values=set_values, sources=sources, nodes=nodes, max_model_len=max_model_len,
+                       flag_values=flag_values)
     warnings = require_clean(resolved)
     notice = "\n".join(filter(None, [resolved.model_note, *warnings])) or None
     if timeout is None:
         timeout = default_timeout(resolved.values)
     budget = duration_seconds(timeout)
     helm = find_helm()
-    cache = env.chart_cache(release)
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..doctor import Finding, diagnose
-from ..errors import ParallelismError, SchemaViolation, TooFewNodesError
+from ..errors import ContextTooLongError, ModelTooLargeError, ParallelismError, SchemaViolation, TooFewNodesError
 from ..values import check_values, resolve
+from ..valuesources import ValueSources
 
 
 class DoctorResult(NamedTuple):
@@ -33,13 +34,15 @@ def doctor(
     max_model_len: int | None = None,
     value_files: tuple[Path, ...] = (),
     set_values: tuple[str, ...] = (),
+    sources: ValueSources | None = None,
 ) -> DoctorResult:
     """Resolve the values as install would and report what is wrong or doubtful, instead of stopping at the first
     problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2)."""
     try:
         resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                           set_values=set_values, nodes=nodes, max_model_len=max_model_len, validate=False)
-    except (TooFewNodesError, ParallelismError) as exc:
+                           set_values=set_values, sources=sources, nodes=nodes, max_model_len=max_model_len,
+                           validate=False)
+    except (TooFewNodesError, ModelTooLargeError, ContextTooLongError, ParallelismError) as exc:
         return DoctorResult(findings=(Finding("error", "nodes", str(exc), "see the message"),))
     findings: list[Finding] = []
     try:

@@ -7,8 +7,11 @@ from typing import NamedTuple
 
 from ..chart import write_chart
 from ..doctor import require_clean
+from ..errors import HelmNotFoundError
+from ..helm import find_helm, run_chart_command
 from ..planner import Plan
-from ..values import resolve
+from ..values import Resolved, check_values, resolve
+from ..valuesources import ValueSources
 
 
 class GenerateResult(NamedTuple):
@@ -30,13 +33,28 @@ def generate(
     max_model_len: int | None = None,
     value_files: tuple[Path, ...] = (),
     set_values: tuple[str, ...] = (),
+    sources: ValueSources | None = None,
     force: bool = False,
 ) -> GenerateResult:
-    """Resolve and check the values (stopping on errors, as `doctor` reports them), then write the chart into
-    ``output`` atomically (nothing is written on error)."""
-    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                       set_values=set_values, nodes=nodes, max_model_len=max_model_len)
+    """Resolve and check the values (stopping on errors, as `doctor` reports them), render the chart with helm when
+    one is installed (so that plain helm is known to take it), then write it into ``output`` atomically (nothing
+    is written on error)."""
+    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files, set_values=set_values,
+                       sources=sources, nodes=nodes, max_model_len=max_model_len)
     warnings = require_clean(resolved)
-    written = write_chart(resolved, output=output, force=force)
-    notice = "\n".join(filter(None, [resolved.model_note, *warnings])) or None
+    unchecked: list[str] = []
+    written = write_chart(resolved, output=output, force=force,
+                          check=lambda chart: _render(resolved, chart, unchecked))
+    notice = "\n".join(filter(None, [resolved.model_note, *warnings, *unchecked])) or None
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice)
+
+
+def _render(resolved: Resolved, chart: Path, unchecked: list[str]) -> None:
+    """Render the staged chart with `helm template`, as Argo CD or Flux will; a chart helm refuses is not written."""
+    try:
+        helm = find_helm()
+    except HelmNotFoundError:
+        unchecked.append("helm was not found, so the chart was not rendered before it was written; "
+                         "check it with `helm template` (or set HELM_BIN)")
+        return
+    run_chart_command(["template", resolved.release, str(chart)], helm=helm, explain=lambda: check_values(resolved))

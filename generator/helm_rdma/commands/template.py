@@ -10,6 +10,7 @@ from typing import NamedTuple
 from ..chart import write_chart
 from ..helm import find_helm, run_chart_command
 from ..values import check_values, resolve
+from ..valuesources import ValueSources
 
 
 class TemplateResult(NamedTuple):
@@ -29,12 +30,13 @@ def template(
     max_model_len: int | None = None,
     value_files: tuple[Path, ...] = (),
     set_values: tuple[str, ...] = (),
+    sources: ValueSources | None = None,
     namespace: str | None = None,
     helm_args: Sequence[str] = (),
 ) -> TemplateResult:
     """Render the chart of one release with ``helm template``; ``helm_args`` go to helm as they are."""
-    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                       set_values=set_values, nodes=nodes, max_model_len=max_model_len, validate=False)
+    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files, set_values=set_values,
+                       sources=sources, nodes=nodes, max_model_len=max_model_len, validate=False)
     helm = find_helm()
     with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
         chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path

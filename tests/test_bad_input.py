@@ -1,0 +1,449 @@
+"""Bad input, by the classes of issue 13: every one ends in exit 2 with a message naming the flag, file or key, and
+nothing written; plain helm refuses the same values with a schema or validateValues message, never a template error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from helm_rdma.cli import main
+from helm_rdma.errors import SchemaViolation
+from helm_rdma.planner import MAX_NODES
+from helm_rdma.resources import chart_dir, schema_path
+from helm_rdma.values import resolve
+
+from .conftest import REPO, helm_path
+
+BOMB = "global:\n" + "".join(
+    f"  {name}: &{name} [{','.join([f'*{prev}'] * 9) if prev else ','.join(['lol'] * 9)}]\n"
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True))
+# What a template error from helm looks like: none of these may ever show.
+TEMPLATE_ERRORS = ("nil pointer", "error calling", "wrong type for value", "can't evaluate field",
+                   "error converting YAML", "invalid value; expected")
+HELM_REFUSALS = ("values don't meet the specifications of the schema", "vllm-rdma: the values do not fit together")
+
+
+def cli(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> Any:
+    result = runner.invoke(main, list(args), env=env)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def plain_helm(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm_path(name)), "template", *args], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, timeout=60)
+
+
+def assert_refused_by_plain_helm(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert out.returncode != 0, out.stdout[:500]
+    assert any(r in out.stderr for r in HELM_REFUSALS), out.stderr
+    assert not any(t in out.stderr for t in TEMPLATE_ERRORS), out.stderr
+    for needle in needles:
+        assert needle in out.stderr
+
+
+# -- release names and namespaces ---------------------------------------------------------------------------------
+
+BAD_FOR_HELM = ["Llama405B", "../../etc", "", "a b", "llamà", "x" * 54, "a_b", "a-", "a..b"]
+BAD_FOR_THE_CHART = ["a.b", "405b"]  # helm takes them; the Services named after them are refused by Kubernetes
+
+
+@pytest.mark.parametrize("release", BAD_FOR_HELM + BAD_FOR_THE_CHART)
+@pytest.mark.parametrize("command", ["generate", "template", "install", "upgrade", "doctor"])
+def test_chart_commands_refuse_a_bad_release_name_first(runner: CliRunner, tmp_path: Path, command: str,
+                                                        release: str) -> None:
+    out = tmp_path / "out"
+    cache = tmp_path / "cache"
+    extra = ["-o", str(out)] if command == "generate" else []
+    result = cli(runner, command, release, "--preset", "no-such-preset", *extra,
+                 env={"HELM_CACHE_HOME": str(cache), "HELM_BIN": "/nonexistent"})
+    assert result.exit_code == 2, result.output
+    assert "release name" in result.output and "lower-case letters" in result.output
+    assert not out.exists() and not cache.exists()
+
+
+@pytest.mark.parametrize("release", BAD_FOR_HELM)
+@pytest.mark.parametrize("command", ["status", "uninstall", "verify"])
+def test_release_commands_refuse_what_helm_refuses(runner: CliRunner, tmp_path: Path, command: str,
+                                                   release: str) -> None:
+    result = cli(runner, command, release, env={"HELM_CACHE_HOME": str(tmp_path), "HELM_BIN": "/nonexistent"})
+    assert result.exit_code == 2 and "release name" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("release", BAD_FOR_THE_CHART)
+def test_plain_helm_refuses_a_release_whose_service_name_kubernetes_refuses(release: str) -> None:
+    assert_refused_by_plain_helm(plain_helm("helm4", release, str(chart_dir())), "Service name")
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (["-n", "../../../y"], {}),
+    (["-n", "Team A"], {}),
+    ([], {"HELM_NAMESPACE": "../escape"}),
+])
+def test_a_bad_namespace_is_refused_and_nothing_lands_outside_the_cache(runner: CliRunner, tmp_path: Path,
+                                                                       args: list[str], env: dict[str, str]) -> None:
+    cache = tmp_path / "home" / "cache"
+    result = cli(runner, "install", "llama405b", "--preset", "h100", *args,
+                 env={"HELM_CACHE_HOME": str(cache), **env})
+    assert result.exit_code == 2 and "is not a Kubernetes namespace name" in result.output
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_the_kept_chart_never_leaves_the_cache(tmp_path: Path) -> None:
+    from helm_rdma.helmenv import HelmEnv
+
+    root = tmp_path / "cache"
+    (root / "rdma").mkdir(parents=True)
+    (root / "rdma" / "default").symlink_to(tmp_path)
+    with pytest.raises(Exception, match="outside"):
+        HelmEnv(cache_home=root).chart_cache("llama405b")
+    assert HelmEnv(namespace="ml", cache_home=root).chart_cache("llama405b") == root.resolve() / "rdma/ml/llama405b"
+
+
+# -- nulls and missing keys ---------------------------------------------------------------------------------------
+
+def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    out = []
+    for key, sub in schema.get("properties", {}).items():
+        here = f"{path}.{key}" if path else key
+        out.append((here, sub, schema))
+        out += walk(sub, here)
+    return out
+
+
+SCHEMA = json.loads(schema_path("values.schema.json").read_text())
+KEYS = walk(SCHEMA)
+
+
+def test_every_key_the_templates_read_is_required_so_helm_checks_it_before_rendering() -> None:
+    optional = [path for path, sub, parent in KEYS
+                if path.rsplit(".", 1)[-1] not in parent.get("required", [])
+                and not (isinstance(sub.get("type"), list) and "null" in sub["type"])]
+    assert optional == ["global"]
+
+
+# Keys whose null means "decide from other keys" (the chart's helpers read a missing key the same way).
+NULLABLE = [p for p, sub, _ in KEYS if isinstance(sub.get("type"), list) and "null" in sub["type"]]
+
+
+@pytest.mark.parametrize("path", [p for p, _, _ in KEYS])
+def test_null_for_any_key_is_a_schema_message_naming_it(path: str) -> None:
+    try:
+        resolve(release="llama405b", preset="h100", set_values=(f"{path}=null",))
+    except SchemaViolation as exc:
+        assert f"{path}: is required" in str(exc) and f"(from --set {path}=null)" in str(exc)
+    else:
+        assert path in ("global", *NULLABLE)
+
+
+@pytest.mark.parametrize("helm", ["helm3", "helm4"])
+@pytest.mark.parametrize("path", ["vllm", "model.hfTokenSecret", "image.tag", "placement.clusterNetworkLabel"])
+def test_plain_helm_says_a_nulled_key_is_required(helm: str, path: str) -> None:
+    out = plain_helm(helm, "x", str(chart_dir()), "--set", f"{path}=null")
+    assert out.returncode != 0 and ("is required" in out.stderr or "missing property" in out.stderr), out.stderr
+    assert not any(t in out.stderr for t in TEMPLATE_ERRORS)
+
+
+# -- resource exhaustion ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["-f", "BOMB"], "document contains excessive aliasing"),
+    (["-f", "/dev/zero"], "/dev/zero: larger than 4 MiB"),
+    (["--set", "vllm.extraArgs[3000000]=x"], "above helm's limit of 65536"),
+    (["--set-json", "global.x=" + "[" * 100000 + "]" * 100000], "--set-json"),
+    (["-f", "DEEP"], "nested deeper than 100 levels"),
+])
+def test_resource_exhaustion_is_bounded(runner: CliRunner, tmp_path: Path, flags: list[str], message: str) -> None:
+    bomb, deep = tmp_path / "bomb.yaml", tmp_path / "deep.yaml"
+    bomb.write_text(BOMB)
+    deep.write_text("global:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(150)) + " " * 151 + "x: 1\n")
+    flags = [str(bomb) if f == "BOMB" else str(deep) if f == "DEEP" else f for f in flags]
+    started = time.monotonic()
+    result = cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "out"), *flags)
+    assert result.exit_code == 2 and message in result.output
+    assert time.monotonic() - started < 30  # each was minutes or the OOM killer before
+    assert not (tmp_path / "out").exists()
+
+
+def test_plain_helm_refuses_the_alias_bomb_too(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    out = plain_helm("helm4", "x", str(chart_dir()), "-f", str(bomb))
+    assert out.returncode != 0 and "excessive aliasing" in out.stderr
+
+
+# -- generate -o and --force --------------------------------------------------------------------------------------
+
+def generate(runner: CliRunner, out: Path, *extra: str) -> Any:
+    return cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(out), *extra)
+
+
+def test_force_never_replaces_a_git_work_tree(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "src.py").write_text("precious")
+    monkeypatch.chdir(tmp_path)
+    result = generate(runner, Path("."), "--force")
+    assert result.exit_code == 2 and "holds a git repository (.git)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "src.py"]
+
+
+def test_force_replaces_only_a_chart_generate_wrote(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = generate(runner, out, "--force")
+    assert result.exit_code == 2 and "holds files generate did not write (no .helm-rdma file)" in result.output
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    assert generate(runner, out).exit_code == 0
+    (out / "stale.yaml").write_text("old")
+    assert generate(runner, out).exit_code == 2  # not empty: --force is still needed
+    result = generate(runner, out, "--force")
+    assert result.exit_code == 0, result.output
+    assert (out / ".helm-rdma").is_file() and not (out / "stale.yaml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("FILE", "is a file, not a directory"),
+    ("/sys/kernel/helm-rdma-test/chart", "cannot write in /sys/kernel/helm-rdma-test"),
+    ("/proc/self/status/chart", "cannot write in"),
+])
+def test_an_output_that_cannot_hold_a_chart_is_exit_2(runner: CliRunner, tmp_path: Path, target: str,
+                                                      message: str) -> None:
+    if target == "FILE":
+        target = str(tmp_path / "file")
+        Path(target).write_text("x")
+    result = generate(runner, Path(target))
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_chart_helm_refuses_is_not_written(runner: CliRunner, tmp_path: Path) -> None:
+    result = generate(runner, tmp_path / "out", "--set", "model.storage.type=pvc")
+    assert result.exit_code == 2 and "model.storage.claimName is empty" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+SLOW_GENERATE = """
+import sys, time
+from helm_rdma import chart
+fill = chart._fill
+def slow(*args, **kwargs):
+    names = fill(*args, **kwargs)
+    print("staged", flush=True)
+    time.sleep(60)
+    return names
+chart._fill = slow
+from helm_rdma.cli import main
+main(["generate", "llama405b", "--preset", "h100", "-o", sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+def test_sigterm_and_sigint_leave_no_staging_directory(tmp_path: Path, sig: int, code: int) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_GENERATE, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "staged"
+    assert any(p.name.startswith(".out.") for p in tmp_path.iterdir())
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- YAML injection and values Kubernetes refuses -----------------------------------------------------------------
+
+INJECTIONS = {
+    "placement.clusterNetworkLabel.key": "x: y\n  hostPID: true\n  z",
+    "image.repository": 'vllm/vllm-openai"\n      hostPID: true\n      x: "',
+    "image.tag": "v1\n    hostPID: true",
+    "rdma.devicePath": "/dev/infiniband\n      hostPID: true",
+    "rdma.sriov.resourceName": "x: 1\n    hostPID: true\n    a/b",
+    "model.storage.sizeLimit": "1Ti\n    hostPID: true",
+    "serviceAccount.name": "x\n  hostPID: true",
+}
+KUBERNETES_REFUSES = {
+    "model.hfTokenSecret.name": "Hf_Token",
+    "clusterNetwork.apiKeySecret": "oci key",
+    "fullnameOverride": "Llama",
+    "nameOverride": "x.y",
+    "serviceAccount.name": "SA",
+    "placement.clusterNetworkLabel.value": "v" * 64,
+    "model.storage.claimName": "my_claim",
+    "model.storage.hostPath": "/mnt/../etc",
+}
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    nested: dict[str, Any] = {}
+    for path, value in values.items():
+        node = nested
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    f = tmp_path / "values.yaml"
+    f.write_text(json.dumps(nested))
+    return f
+
+
+@pytest.mark.parametrize("path", sorted({**INJECTIONS, **KUBERNETES_REFUSES}))
+def test_values_that_would_break_yaml_or_kubernetes_are_refused_by_us_and_by_plain_helm(
+        runner: CliRunner, tmp_path: Path, path: str) -> None:
+    value = INJECTIONS.get(path) or KUBERNETES_REFUSES[path]
+    f = values_file(tmp_path, {path: value})
+    result = cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "out"), "-f", str(f))
+    assert result.exit_code == 2 and f"{path}:" in result.output and f"(from -f {f})" in result.output
+    assert not (tmp_path / "out").exists()
+    assert_refused_by_plain_helm(plain_helm("helm4", "x", str(chart_dir()), "-f", str(f)), path.rsplit(".", 1)[-1])
+
+
+@pytest.mark.parametrize(("values", "needle"), [
+    ({"nccl.settings": {"NCCL_IB_HCA": "=mlx5_0\n  injected: true"}}, "NCCL_IB_HCA"),
+    ({"nccl.settings": {"NCCL_X: y": "1"}}, "NCCL_X: y"),
+    ({"podLabels": {"app.kubernetes.io/name": "other"}}, "app.kubernetes.io/name"),
+    ({"podAnnotations": {"checksum/config": "x"}}, "checksum/config"),
+    ({"placement.nodeSelector": {"bad key": "v"}}, "bad key"),
+    ({"placement.tolerations": [{"value": "x"}]}, "tolerations"),
+    ({"placement.tolerations": [{"key": "k", "operator": "Exists", "value": "x"}]}, "tolerations"),
+    ({"serviceMonitor.labels": {"helm.sh/chart": "x"}}, "helm.sh/chart"),
+    ({"rdma.sriov.vfs": 100000000}, "vfs"),
+    ({"replicas": 10**12}, "replicas"),
+])
+def test_map_keys_and_bounds_follow_kubernetes(tmp_path: Path, values: dict[str, Any], needle: str) -> None:
+    f = values_file(tmp_path, values)
+    with pytest.raises(SchemaViolation, match=needle.replace(".", r"\.").replace("/", "/")):
+        resolve(release="llama405b", preset="h100", value_files=(f,))
+    assert_refused_by_plain_helm(plain_helm("helm4", "x", str(chart_dir()), "-f", str(f)))
+
+
+def test_label_key_and_mount_path_clashes_are_caught_by_the_charts_own_check(tmp_path: Path) -> None:
+    f = values_file(tmp_path, {"placement.nodeSelector": {"helm-rdma.io/cluster-network": "x"},
+                               "placement.clusterNetworkLabel.enabled": True, "model.storage.mountPath": "/dev/shm"})
+    out = plain_helm("helm3", "x", str(chart_dir()), "-f", str(f))
+    assert_refused_by_plain_helm(out, "placement.nodeSelector repeats the key", "model.storage.mountPath (/dev/shm)")
+
+
+# -- impossible requests ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["template", "llama405b", "--preset", "h100", "--max-model-len", "200000"],
+     "max model length 200000 (--max-model-len or vllm.maxModelLen) is above llama405b's context of 131072 tokens"),
+    (["generate", "llama405b", "--preset", "h100", "-o", "OUT", "--set", "vllm.maxModelLen=131073"],
+     "is above llama405b's context of 131072"),
+    (["plan", "llama405b", "--preset", "h100", "--max-model-len", "131073"], "use 131072 or less"),
+    (["generate", "llama405b", "--preset", "gpu4", "-o", "OUT", "--set-json", "vllm.gpuMemoryUtilization=0.03"],
+     f"does not fit in {MAX_NODES} nodes of preset gpu4, the most a group may have"),
+])
+def test_impossible_requests_name_the_limit(runner: CliRunner, tmp_path: Path, args: list[str], message: str) -> None:
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = cli(runner, *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_planners_node_limit_is_the_schemas() -> None:
+    assert SCHEMA["properties"]["nodes"]["maximum"] == MAX_NODES
+
+
+# -- no traceback, anywhere ---------------------------------------------------------------------------------------
+
+SWEEP = [
+    ["generate"], ["generate", "llama405b"], ["generate", "llama405b", "--preset", "h100"],
+    ["template", "llama405b", "--preset", "h100", "-f", "DIR"],
+    ["template", "llama405b", "--preset", "h100", "-f", "BINARY"],
+    ["template", "llama405b", "--preset", "h100", "-f", "DATES"],
+    ["template", "llama405b", "--preset", "h100", "--set", "x\udcff=1"],
+    ["template", "llama405b", "--preset", "h100", "--set-json", "vllm.port=1e999"],
+    ["template", "llama405b", "--preset", "h100", "--set-json", "vllm=[1]"],
+    ["template", "llama405b", "--preset", "h100", "--set-file", "model.name=DIR"],
+    ["template", "llama405b", "--preset", "h100", "--set", "nodes=abc"],
+    ["template", "llama405b", "--preset", "h100", "--set", "vllm.maxModelLen=-5"],
+    ["template", "llama405b", "--preset", "h100", "--set", "vllm.gpuMemoryUtilization=0"],
+    ["template", "llama405b", "--preset", "h100", "--set-json", "vllm.tensorParallelSize=7"],
+    ["template", "llama405b", "--preset", "h100", "--set", "global=1"],
+    ["template", "llama405b", "--preset", "h100", "--set", "preset=x"],
+    ["template", "llama405b", "--preset", "h100", "--nodes", "0"],
+    ["install", "llama405b", "--preset", "h100", "--timeout", "x", "--provision"],
+    ["upgrade", "llama405b", "--preset", "h100", "--set", "clusterNetwork.provision=true"],
+    ["doctor", "--preset", "h100", "--set", "nccl.settings=[]"],
+    ["doctor", "--preset", "h100", "--set", "vllm.extraEnv[0].name=x"],
+    ["plan", "gpt5", "--preset", "h100"], ["plan", "llama405b", "--preset", "../../etc/passwd"],
+    ["presets", "show", "../../etc/passwd"], ["presets", "show", ""],
+    ["status", "a/b"], ["uninstall", "A"], ["verify", "x" * 100],
+    ["provision", "--from-values", "DIR", "--release", "x"],
+    ["provision", "--from-values", "BINARY", "--release", "x"],
+    ["provision", "--release", "Bad Name"],
+    ["deprovision", "--name", "x", "--compartment", "y", "--release", "../x"],
+]
+
+
+@pytest.mark.parametrize("args", SWEEP, ids=lambda a: " ".join(a)[:60])
+def test_no_command_ends_in_a_traceback(runner: CliRunner, tmp_path: Path, args: list[str]) -> None:
+    binary, dates = tmp_path / "binary.yaml", tmp_path / "dates.yaml"
+    binary.write_text("global: !!binary gIA=\n")
+    dates.write_text("global: {when: !!timestamp 2024-01-01, set: !!set {a: null}}\n")
+    args = [{"DIR": str(tmp_path), "BINARY": str(binary), "DATES": str(dates)}.get(a, a) for a in args]
+    result = cli(runner, *args, env={"HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_BIN": "/nonexistent"})
+    assert result.exit_code in (1, 2), result.output
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(runner: CliRunner,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("helm_rdma.commands.plan.plan", broken)
+    result = runner.invoke(main, ["plan", "llama405b", "--preset", "h100"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("helm-rdma: error: unexpected RuntimeError: boom (a bug in helm-rdma; run with "
+                                     "--debug or HELM_DEBUG=true for the traceback)")
+    for args, env in ((["--debug"], {}), ([], {"HELM_DEBUG": "true"})):
+        debug = runner.invoke(main, [*args, "plan", "llama405b", "--preset", "h100"], env=env)
+        assert debug.exit_code == 1 and "Traceback" in debug.output and "RuntimeError: boom" in debug.output
+
+
+def test_no_traceback_through_the_plugin_entry_point(tmp_path: Path) -> None:
+    env = {**os.environ, "HELM_PLUGIN_DIR": str(REPO), "HELM_RDMA_VENV": str(Path(sys.executable).parent.parent)}
+    out = subprocess.run([str(REPO / "scripts" / "helm-rdma"), "generate", "Bad", "--preset", "h100", "-o",
+                          str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "release name" in out.stderr
+
+
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\x85", "\u2028", "\u2029"])
+def test_a_flag_quoted_in_a_values_yaml_comment_cannot_add_values(runner: CliRunner, tmp_path: Path,
+                                                                  breaker: str) -> None:
+    out = tmp_path / "out"
+    annotation = f"a{breaker}rdma: {{privileged: true}}"
+    result = cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(out),
+                 "--set-string", f"podAnnotations.example\\.com/note={annotation}")
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["podAnnotations"] == {"example.com/note": annotation}
+    assert values["rdma"]["privileged"] is None  # the default, not the injected true
+
+
+def test_with_provision_bad_values_stop_before_helm_or_oci_is_reached(runner: CliRunner, tmp_path: Path) -> None:
+    # HELM_BIN names nothing: reaching helm (and so the provisioning hook) would be exit 1, not 2.
+    result = cli(runner, "install", "llama405b", "--preset", "h100", "--provision", "--compartment",
+                 "ocid1.compartment.oc1..c", "--availability-domain", "AD-1", "--subnet", "ocid1.subnet.oc1..s",
+                 "--image", "ocid1.image.oc1..i", "--set", "placement.clusterNetworkLabel.value=Not A Label",
+                 env={"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": str(tmp_path)})
+    assert result.exit_code == 2 and "placement.clusterNetworkLabel.value" in result.output
+    assert list(tmp_path.iterdir()) == []
