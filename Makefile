@@ -29,7 +29,7 @@ test: setup
 	scripts/test-tools
 	$(BIN)/ruff check generator tests bench charts/vllm-rdma/files
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # Refresh charts/vllm-rdma's generated files (values.yaml, values.schema.json, Chart.yaml, README.md).
 chart: setup

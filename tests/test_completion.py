@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from helm_rdma.completion import candidates
+from helm_rdma.errors import NoModelError
 from helm_rdma.models import pick_model
 
 PRESETS = ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
@@ -29,16 +30,17 @@ def test_completion_candidates(words: list[str], expected: list[str]) -> None:
     assert candidates(words) == expected
 
 
-@pytest.mark.parametrize(("release", "model", "alias", "noted"), [
-    ("llama70b", None, "llama70b", False),
-    ("llama405b-fp8-prod", None, "llama405b-fp8", False),
-    ("llama405b-prod", None, "llama405b", False),
-    ("prod", "qwen3-235b", "qwen3-235b", False),
-    ("prod", None, "llama405b", True),
+@pytest.mark.parametrize(("release", "model", "alias"), [
+    ("llama70b", None, "llama70b"),
+    ("llama405b-fp8-prod", None, "llama405b-fp8"),
+    ("llama405b-prod", None, "llama405b"),
+    ("prod", "qwen3-235b", "qwen3-235b"),
 ])
-def test_release_names_pick_the_model(release: str, model: str | None, alias: str, noted: bool) -> None:
-    spec, note = pick_model(release=release, model=model)
-    assert spec.alias == alias
-    assert (note is not None) == noted
-    if note:
-        assert "choose with --model" in note
+def test_release_names_pick_the_model(release: str, model: str | None, alias: str) -> None:
+    assert pick_model(release=release, model=model).alias == alias
+
+
+def test_a_release_name_that_names_no_model_is_refused_listing_the_aliases() -> None:
+    with pytest.raises(NoModelError, match='release "chatbot" names no catalog model and no --model was given: '
+                                          r"pass --model \(one of deepseek-r1, llama405b, "):
+        pick_model(release="chatbot", model=None)

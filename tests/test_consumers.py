@@ -123,10 +123,24 @@ def test_every_group_runs_its_own_preflight_before_vllm() -> None:
     assert lws["spec"]["replicas"] == 3
     for role in ("leaderTemplate", "workerTemplate"):
         spec = lws["spec"]["leaderWorkerTemplate"][role]["spec"]
-        assert [c["name"] for c in spec["initContainers"]] == ["preflight"]
+        assert [c["name"] for c in spec["initContainers"]] == ["preflight", "download-model"]
         preflight = spec["initContainers"][0]
         assert preflight["resources"] == spec["containers"][0]["resources"]  # the pod's own GPUs, no more
     assert not [d for d in docs if d["kind"] == "Job" and "preflight" in d["metadata"]["name"]]
+
+
+def test_a_statefulset_group_measures_in_its_serving_container_each_time_it_forms() -> None:
+    """Init containers do not run again when a container restarts (kubernetes.io/docs/concepts/workloads/pods/
+    init-containers), and StatefulSet groups restart their containers in place: there the preflight runs in the
+    serving container, under the group watch, before vLLM."""
+    docs = render(*CASES["sts-hostNetwork"])
+    for d in of_kind(docs, "StatefulSet"):
+        spec = d["spec"]["template"]["spec"]
+        assert "preflight" not in [c["name"] for c in spec.get("initContainers", [])]
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        assert env["HELM_RDMA_PREFLIGHT_ARGS"].startswith("--sizes 1M,16M,256M,1G,4G,8G --iters 20")
+        assert env["HELM_RDMA_PREFLIGHT_ARGS"].endswith("--threshold-gbps 440 --expected-gbps 470 --require-ib")
+        assert "HELM_RDMA_WATCH_PORT" in env
 
 
 def test_the_helm_test_rdma_job_runs_in_hostnetwork_mode_only_and_the_api_test_pod_is_small() -> None:

@@ -47,7 +47,9 @@ def test_nccl_timeout_in_a_values_file_is_an_error(tmp_path: Path) -> None:
     ("distributed.backend=ray", "the stock image vllm/vllm-openai:v0.33.0 ships no Ray", "image.tag=v0.17.1"),
     ("vllm.port=29500", "distributed.masterPort: port 29500 is also vllm.port", "choose distinct ports"),
     ("distributed.masterPort=10250", "port 10250 is taken on the node by the kubelet", "choose another port"),
-    ("model.storage.type=download", "is gated and no Hugging Face token Secret is named", "model.hfTokenSecret.name"),
+    ("model.storage.type=emptyDir", "is gated and no Hugging Face token Secret is named", "model.hfTokenSecret.name"),
+    ("model.storage.type=emptyDir,model.storage.sizeLimit=500Gi", "500Gi is less than the 812 GB of weights",
+     "raise it above 812G"),
 ])
 def test_each_bad_setting_is_an_error_with_its_fix(setting: str, message: str, fix: str) -> None:
     args = ["--preset", "h100", "--set", setting]
@@ -63,7 +65,7 @@ def test_each_bad_setting_is_an_error_with_its_fix(setting: str, message: str, f
     ("nccl.settings.NCCL_IB_HCA==mlx5_0\\,mlx5_1", "differs from the h100 preset's RDMA NICs (missing mlx5_3"),
     ("nccl.settings.NCCL_IB_HCA=^mlx5_2", "excludes devices (^)"),
     ("nccl.debug=WARN", "NCCL will not log which transport it uses"),
-    ("model.storage.type=hostPath,model.hfTokenSecret.name=", "unless the weights are already in the cache"),
+    ("model.storage.type=hostPath,model.hfTokenSecret.name=", "unless the weights are already in the model directory"),
 ])
 def test_doubtful_settings_are_warnings_and_exit_0(setting: str, message: str) -> None:
     args = ["--preset", "h100", "--set", setting]
@@ -149,3 +151,14 @@ def test_what_would_leave_the_group_unreachable_or_open_is_a_warning(setting: st
     assert code == 0, out
     line = next(line for line in out.splitlines() if message in line)
     assert line.startswith("warning") and fix in line.split("; fix: ", 1)[1]
+
+
+def test_weights_larger_than_the_boot_volume_off_nvme_are_a_warning() -> None:
+    # llama405b's 812 GB on a 512 GB boot volume (oracle-quickstart/oci-hpc-oke: worker_rdma_boot_volume_size = 512)
+    code, out = doctor("--preset", "h100", "--set", TOKEN, "--set", "model.storage.hostPath=/mnt/models")
+    assert code == 0
+    assert ("warning model.storage.hostPath: /mnt/models is not under /mnt/nvme, so the 812 GB of llama405b's "
+            "weights go to the boot volume, which holds 512 GB") in out
+    code, out = doctor("llama70b", "--preset", "h100", "--set", TOKEN, "--set", "model.storage.hostPath=/mnt/models")
+    assert "model.storage.hostPath" not in out  # 141 GB fits
+    assert doctor("--preset", "h100", "--set", TOKEN) == (0, "0 error(s), 0 warning(s)\n")  # the default: NVMe

@@ -28,12 +28,10 @@ def fakebin(tmp_path: Path) -> Path:
         "ray": 'echo "ray $*" >> "$CALLS"',
         "getent": ('n=$(cat "$STATE/getent" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/getent"\n'
                    '[ "$n" -ge "${RESOLVE_AFTER:-0}" ] || exit 2\necho "${LEADER_IP:-10.0.0.7}  $2"'),
-        # python3 -c counts live Ray nodes or prints Ray's version; python3 - runs a script from stdin for real,
-        # except the model download, which is recorded.
+        # python3 -c counts live Ray nodes or prints Ray's version; python3 - runs a script from stdin for real.
         "python3": ('case "$1" in *.py) exec "$REAL_PYTHON" "$@" ;; esac\nif [ "$1" = "-c" ]; then case "$2" in *__version__*) echo "${RAY_VERSION:-2.53.0}"; exit ;; esac\n'
                     'n=$(cat "$STATE/alive" 2>/dev/null || echo 1); echo $((n + 1)) > "$STATE/alive"; echo "$n"\n'
-                    'else body=$(cat); case "$body" in *snapshot_download*) mkdir -p "$3"; echo "{}" > "$3/config.json"; '
-                    'echo "python3 download $2 $3" >> "$CALLS" ;; *) printf "%s" "$body" | "$REAL_PYTHON" "$@" ;; esac; fi'),
+                    'else body=$(cat); printf "%s" "$body" | "$REAL_PYTHON" "$@"; fi'),
     }
     for name, body in scripts.items():
         path = bin_dir / name
@@ -202,13 +200,33 @@ def test_ray_worker_gives_up_when_the_head_never_answers(fakebin: Path) -> None:
     assert calls == []
 
 
-def test_download_fills_the_model_directory_once(fakebin: Path, tmp_path: Path) -> None:
-    env = {"HELM_RDMA_TASK": "download", "HELM_RDMA_MODEL": "org/model", "HELM_RDMA_MODEL_DIR": str(tmp_path / "m")}
-    code, err, calls = run(fakebin, env)
+def test_statefulset_serve_measures_the_fabric_before_vllm(fakebin: Path) -> None:
+    """In StatefulSet mode the preflight runs in the serving container each time the group forms (init containers do
+    not run again when a container restarts: kubernetes.io/docs/concepts/workloads/pods/init-containers)."""
+    (fakebin / "torchrun").write_text('#!/bin/bash\necho "torchrun $*" >> "$CALLS"\n')
+    (fakebin / "torchrun").chmod(0o755)
+    env = {"HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "2", "HELM_RDMA_MASTER_PORT": "29500",
+           "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "native", "POD_NAME": "llama-vllm-rdma-leader-0",
+           "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "HELM_RDMA_GPUS_PER_NODE": "8",
+           "HELM_RDMA_PREFLIGHT_ARGS": "--sizes 1M,8G --threshold-gbps 440 --require-ib"}
+    code, err, calls = run(fakebin, env, "m")
     assert code == 0, err
-    assert calls == [f"python3 download org/model {tmp_path / 'm'}"]
-    code, err, _ = run(fakebin, env)
-    assert code == 0 and "already in" in err
+    assert calls[0].startswith("torchrun --nnodes 2 --nproc-per-node 8 --node-rank 0 --master-addr 10.0.0.5 "
+                               "--master-port 29500 --rdzv-conf timeout=1800 ")
+    assert calls[0].endswith("nccl_allreduce.py --sizes 1M,8G --threshold-gbps 440 --require-ib")
+    assert calls[1].startswith("vllm serve m --nnodes 2 --node-rank 0")
+
+
+def test_a_failed_statefulset_preflight_never_starts_vllm(fakebin: Path) -> None:
+    (fakebin / "torchrun").write_text('#!/bin/bash\necho "torchrun" >> "$CALLS"; exit 1\n')
+    (fakebin / "torchrun").chmod(0o755)
+    env = {"HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "2", "HELM_RDMA_MASTER_PORT": "29500",
+           "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "native", "POD_NAME": "llama-vllm-rdma-leader-0",
+           "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "HELM_RDMA_GPUS_PER_NODE": "8",
+           "HELM_RDMA_PREFLIGHT_ARGS": "--sizes 1M", "HELM_RDMA_PREFLIGHT_HOLD_SECONDS": "1"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 1 and calls == ["torchrun"]
+    assert "keeping this container for 1s so that its log can be read" in err
 
 
 def test_script_is_valid_bash() -> None:

@@ -34,7 +34,7 @@ EXTRAS = {
                                                    "clusterNetwork.apiKeySecret=oci-api-key",
                                                    "clusterNetwork.deleteOnUninstall=true"),
     "h100-provision-instance-principal": (*CLUSTER_NETWORK, "clusterNetwork.auth=instancePrincipal"),
-    "h100-download-replicas-monitoring": ("model.storage.type=download", "model.hfTokenSecret.name=hf-token",
+    "h100-emptydir-replicas-monitoring": ("model.storage.type=emptyDir", "model.hfTokenSecret.name=hf-token",
                                           "replicas=2", "serviceMonitor.enabled=true"),
 }
 
@@ -138,7 +138,8 @@ def test_preflight_and_test_hooks_render_and_validate_for_every_preset(preset: s
     assert consumer_rules.problems(documents) == []
     [lws] = [d for d in documents if d["kind"] == "LeaderWorkerSet"]
     pod = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
-    [preflight] = pod["initContainers"]
+    preflight = pod["initContainers"][0]
+    assert [c["name"] for c in pod["initContainers"]] == ["preflight", "download-model"]
     env = {e["name"]: e.get("value") for e in preflight["env"]}
     assert env["HELM_RDMA_TASK"] == "preflight" and env["HELM_RDMA_GPUS_PER_NODE"] == "8"
     assert env["NCCL_IB_GID_INDEX"] == "3" or preset == "mi300x" and env["NCCL_NET_PLUGIN"] == "none"

@@ -105,13 +105,19 @@ def test_helm_namespace_flag_reaches_the_manifests(helm: Helm) -> None:
 
 
 def test_install_dry_run_prints_manifests_without_a_cluster(helm: Helm) -> None:
-    out = helm.run("rdma", "install", "x", "--preset", "h100", "--dry-run")
+    out = helm.run("rdma", "install", "x", "--preset", "h100", "--model", "llama405b", "--dry-run")
     assert out.returncode == 0, out.stderr
     kinds = [d["kind"] for d in docs(out.stdout)]
     assert "LeaderWorkerSet" in kinds and "Service" in kinds
-    assert 'release "x" names no catalog model; serving llama405b' in out.stderr
     assert helm.recorded() == []
     assert not (helm.cache / "rdma").exists()
+
+
+def test_a_release_that_names_no_model_needs_model(helm: Helm) -> None:
+    out = helm.run("rdma", "install", "chatbot", "--preset", "h100", "--dry-run")
+    assert out.returncode == 2
+    assert 'release "chatbot" names no catalog model and no --model was given: pass --model' in out.stderr
+    assert helm.recorded() == []
 
 
 def test_failing_command_exit_code_and_message_reach_the_caller(helm: Helm) -> None:

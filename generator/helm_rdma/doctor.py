@@ -43,7 +43,7 @@ def diagnose(resolved: Resolved) -> list[Finding]:
     """Every finding about ``resolved``'s values, errors first."""
     v = resolved.values
     found = _env_names(v) + _hca_list(v, resolved) + _parallelism(v) + _ray_image(v) + _ports(v) + _token(v)
-    found += _debug(v) + _rdma_access(v) + _exposure(v) + _sriov_network(v) + _placement(v)
+    found += _debug(v) + _rdma_access(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
     from .provisioncheck import provisioning_findings
 
     found += provisioning_findings(v)
@@ -148,14 +148,56 @@ def _ports(v: dict[str, Any]) -> list[Finding]:
 
 def _token(v: dict[str, Any]) -> list[Finding]:
     model = v["model"]
-    if not model["gated"] or model["hfTokenSecret"]["name"]:
+    if not model["gated"] or model["hfTokenSecret"]["name"] or model["name"].startswith("/"):
         return []
-    downloads = model["storage"]["type"] == "download"
-    return [Finding("error" if downloads else "warning", "model.hfTokenSecret.name",
+    always = model["storage"]["type"] == "emptyDir"  # an emptyDir starts empty at every group start
+    return [Finding("error" if always else "warning", "model.hfTokenSecret.name",
                     f"{model['name']} is gated and no Hugging Face token Secret is named"
-                    + ("" if downloads else ", so the download fails unless the weights are already in the cache"),
+                    + ("" if always else ", so the download fails unless the weights are already in the model "
+                                         "directory"),
                     "kubectl create secret generic hf-token --from-literal=token=hf_..., then set "
                     "model.hfTokenSecret.name=hf-token")]
+
+
+# Oracle's node set-up builds the local NVMe drives into a RAID mounted here (oracle-quickstart/oci-hpc-oke
+# files/oke-nvme-raid.sh; nodeinit/nvme-raid.sh for the nodes helm-rdma provisions); anything else on the node is
+# the boot volume.
+NVME_MOUNT = "/mnt/nvme"
+
+
+def _storage(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
+    """Where the weights land, against their size: the boot volume cannot hold a 405B model."""
+    storage, weights = v["model"]["storage"], resolved.model.weight_bytes
+    gb = weights / 1e9
+    if storage["type"] == "hostPath":
+        path, boot = storage["hostPath"].rstrip("/"), int(v["clusterNetwork"]["bootVolumeSizeGBs"])
+        on_nvme = path == NVME_MOUNT or path.startswith(NVME_MOUNT + "/")
+        if not on_nvme and weights > boot * 1e9:
+            return [Finding("warning", "model.storage.hostPath", f"{path} is not under {NVME_MOUNT}, so the "
+                            f"{gb:.0f} GB of {resolved.model.alias}'s weights go to the boot volume, which holds "
+                            f"{boot} GB (clusterNetwork.bootVolumeSizeGBs)",
+                            f"keep the weights on the local NVMe RAID: model.storage.hostPath={NVME_MOUNT}/models")]
+    if storage["type"] == "emptyDir":
+        found = [Finding("warning", "model.storage.type", "emptyDir is wiped at every group restart, so every "
+                         f"restart downloads {gb:.0f} GB again on every node",
+                         f"use model.storage.type=hostPath (on {NVME_MOUNT}) or a shared pvc")]
+        limit = _quantity(storage["sizeLimit"])
+        if limit is not None and limit < weights:
+            found.insert(0, Finding("error", "model.storage.sizeLimit", f"{storage['sizeLimit']} is less than the "
+                                    f"{gb:.0f} GB of weights: the kubelet evicts the pod mid-download",
+                                    f"raise it above {gb:.0f}G, or use hostPath"))
+        return found
+    return []
+
+
+def _quantity(text: str) -> float | None:
+    """Bytes in a Kubernetes quantity such as 1Ti, 900G or 512Mi."""
+    m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|m)?", str(text))
+    if not m:
+        return None
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 1e3, "M": 1e6, "G": 1e9,
+             "T": 1e12, "P": 1e15, "m": 1e-3, None: 1}
+    return float(m.group(1)) * units[m.group(2)]
 
 
 def _debug(v: dict[str, Any]) -> list[Finding]:

@@ -51,6 +51,17 @@ class UnknownModelError(InputError):
         )
 
 
+class NoModelError(InputError):
+    """A release name that names no catalog model, with no --model: never serve a model nobody asked for."""
+
+    def __init__(self, *, release: str, known: Iterable[str]) -> None:
+        super().__init__(
+            f'release "{release}" names no catalog model and no --model was given: pass --model (one of '
+            f"{_known(known)}), or name the release after one (an alias, or an alias and a suffix such as "
+            f"{sorted(known)[0] if known else 'ALIAS'}-prod)"
+        )
+
+
 class YamlFileError(InputError):
     """A YAML file that cannot be read or parsed."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .doccache import load_checked
-from .errors import SchemaViolation, UnknownModelError
+from .errors import NoModelError, SchemaViolation, UnknownModelError
 from .presets import CATALOG_FILE
 from .resources import presets_dir, schema_path
 
@@ -92,27 +92,23 @@ def get_model(alias: str) -> ModelSpec:
     return catalog[alias]
 
 
-DEFAULT_MODEL = "llama405b"
-
-
-def pick_model(*, release: str, model: str | None) -> tuple[ModelSpec, str | None]:
-    """The model a release serves, and a note when it was not named outright.
+def pick_model(*, release: str, model: str | None) -> ModelSpec:
+    """The model a release serves.
 
     ``--model`` wins; else the release name when it is a catalog alias; else the longest alias that the release name
-    starts with, followed by "-" (``llama405b-fp8-prod`` serves llama405b-fp8); else the default model, with a note.
+    starts with, followed by "-" (``llama405b-fp8-prod`` serves llama405b-fp8). Any other release name is refused:
+    a release called ``chatbot`` must not silently serve some default model.
 
     Raises:
         UnknownModelError: ``model`` is given and not in the catalog.
+        NoModelError: Neither ``model`` nor the release name picks a catalog model.
     """
     if model is not None:
-        return get_model(model), None
+        return get_model(model)
     catalog = load_catalog()
     if release in catalog:
-        return catalog[release], None
+        return catalog[release]
     prefixed = sorted((a for a in catalog if release.startswith(a + "-")), key=len)
     if prefixed:
-        return catalog[prefixed[-1]], None
-    return catalog[DEFAULT_MODEL], (
-        f'release "{release}" names no catalog model; serving {DEFAULT_MODEL} (choose with --model: '
-        f"{', '.join(sorted(catalog))})"
-    )
+        return catalog[prefixed[-1]]
+    raise NoModelError(release=release, known=list(catalog))

@@ -7,6 +7,11 @@ The estimate is deliberately simple and conservative enough to plan hardware:
   latent attention, every TP rank holds the full latent (kv_lora_rank + rope dim) per layer;
 - usable memory per node = GPUs x GPU memory x gpu-memory-utilization, less an activation reserve per GPU.
 A group fits when usable memory over all its nodes holds the weights plus the KV cache of one full-length sequence.
+
+The start-up budget (how long the leader may take to serve, and how long vLLM's front end waits for its engine)
+follows the bytes each node reads: a fixed part for what does not depend on the model's size (NCCL and engine
+initialisation, CUDA graph capture, compilation), plus the weights one node loads (weights / nodes, as each
+pipeline stage loads its own layers) at a stated, conservative load rate, doubled for headroom.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from .models import DTYPE_BYTES, ModelSpec
 from .presets import Preset
 
 GIB = 1024**3
+GB = 1000**3
 ACTIVATION_RESERVE_GIB_PER_GPU = 1.0
+STARTUP_FLOOR_MINUTES = 15  # engine and NCCL init, CUDA graph capture, torch.compile: independent of the model size
+LOAD_GB_PER_SECOND = 0.5  # safetensors from local NVMe into GPU memory, per node, with sharding: conservative
+STARTUP_HEADROOM = 2
 MAX_NODES = 64
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.90
 
@@ -40,9 +49,20 @@ class Plan(NamedTuple):
     usable_bytes_per_node: int
     kv_budget_bytes: int
     full_length_sequences: int
+    startup_minutes: int = 0
+    startup_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()
+
+
+def startup_budget(weight_bytes: int, nodes: int) -> tuple[int, str]:
+    """Minutes the leader may take to load and serve, and how they were reckoned."""
+    per_node = weight_bytes / max(nodes, 1)
+    load = per_node / (LOAD_GB_PER_SECOND * GB) / 60
+    minutes = STARTUP_FLOOR_MINUTES + int(-(-STARTUP_HEADROOM * load // 1))
+    return minutes, (f"{STARTUP_FLOOR_MINUTES} min fixed + {STARTUP_HEADROOM} x {per_node / GB:.0f} GB read per node "
+                     f"at {LOAD_GB_PER_SECOND:g} GB/s ({load:.1f} min)")
 
 
 def kv_bytes_per_token(model: ModelSpec, *, tp: int) -> int:
@@ -119,10 +139,12 @@ def plan_model(
         raise TooFewNodesError(model=model.alias, preset=preset.name, nodes=chosen, minimum=minimum,
                                detail=detail(chosen))
     budget = chosen * usable - model.weight_bytes
+    startup, why = startup_budget(model.weight_bytes, chosen)
     return Plan(
         model=model.alias, preset=preset.name, nodes=chosen, min_nodes=minimum,
         tensor_parallel_size=tp, pipeline_parallel_size=chosen, max_model_len=length,
         gpu_memory_utilization=gpu_memory_utilization, weight_bytes=model.weight_bytes,
         kv_bytes_per_token=per_token, kv_bytes_per_sequence=per_sequence, usable_bytes_per_node=usable,
         kv_budget_bytes=budget, full_length_sequences=budget // per_sequence,
+        startup_minutes=startup, startup_reason=why,
     )

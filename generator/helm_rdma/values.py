@@ -29,7 +29,6 @@ class Resolved(NamedTuple):
     values: dict[str, Any]
     notes: dict[str, str]
     origins: dict[str, str]
-    model_note: str | None = None
 
 
 def preset_values(preset: Preset) -> dict[str, Any]:
@@ -134,7 +133,7 @@ def resolve(
     """
     check_release(release)
     the_preset = load_preset(preset)
-    the_model, model_note = pick_model(release=release, model=model)
+    the_model = pick_model(release=release, model=model)
     schema = load_json_schema(schema_path(VALUES_SCHEMA))
 
     layered = Layered()
@@ -170,13 +169,16 @@ def resolve(
         vllm["tensorParallelSize"] = plan.tensor_parallel_size
     if not layered.set_by_user("vllm.pipelineParallelSize"):
         vllm["pipelineParallelSize"] = values["nodes"]
+    if not layered.set_by_user("probes.startupMinutes"):
+        values["probes"]["startupMinutes"] = plan.startup_minutes
 
     notes = preset_notes(the_preset)
+    notes["probes.startupMinutes"] = f"From the plan: {plan.startup_reason}."
     for key, origin in layered.origins.items():
         if origin != "defaults":
             notes[key] = f"Set by {origin}."
     return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes,
-                    origins=dict(layered.origins), model_note=model_note)
+                    origins=dict(layered.origins))
 
 
 def check_values(resolved: Resolved) -> None:

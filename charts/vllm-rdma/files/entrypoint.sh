@@ -1,10 +1,10 @@
 #!/bin/bash
 # helm-rdma entrypoint: one container of a pod of a multi-node vLLM group.
 #
-# HELM_RDMA_TASK says what the container does: serve (vLLM, or a Ray worker), preflight (the NCCL bandwidth check,
-# an init container before serve) or download (the model, an init container). For serve, the container's arguments
-# are the `vllm serve` arguments common to every pod; this script adds what the pod's role needs; for preflight
-# they go to nccl_allreduce.py. Settings come from the environment (set by the chart):
+# HELM_RDMA_TASK says what the container does: serve (vLLM, or a Ray worker) or preflight (the NCCL bandwidth check,
+# an init container before serve under LeaderWorkerSet). For serve, the container's arguments are the `vllm serve`
+# arguments common to every pod; this script adds what the pod's role needs; for preflight they go to
+# nccl_allreduce.py. Settings come from the environment (set by the chart):
 #   HELM_RDMA_ROLE          leader | worker: the pod's place in its group
 #   HELM_RDMA_BACKEND       native | ray
 #   HELM_RDMA_WORKLOAD      LeaderWorkerSet | StatefulSet
@@ -14,7 +14,8 @@
 #   HELM_RDMA_LEADER_PREFIX StatefulSet only: the leader StatefulSet's name (also its headless Service's)
 #   HELM_RDMA_WATCH_PORT    StatefulSet only: the leader's group watch (group_watch.py), so the group restarts as one
 #   HELM_RDMA_RAY_*         Ray ports and the join timeout (ray)
-#   HELM_RDMA_GPUS_PER_NODE, HELM_RDMA_PREFLIGHT_SECONDS   preflight only
+#   HELM_RDMA_GPUS_PER_NODE, HELM_RDMA_PREFLIGHT_SECONDS, HELM_RDMA_PREFLIGHT_HOLD_SECONDS   the preflight
+#   HELM_RDMA_PREFLIGHT_ARGS StatefulSet serve: run the preflight with these arguments before vLLM
 #   HELM_RDMA_RETRY_SECONDS pause between retries (default 5)
 #   HELM_RDMA_SCRIPTS       where the chart's scripts are mounted (default /opt/helm-rdma)
 #   POD_NAME, POD_NAMESPACE, VLLM_HOST_IP from the downward API; LWS_* from the LeaderWorkerSet controller (which
@@ -27,21 +28,6 @@ die() { log "error: $*"; exit 1; }
 task=${HELM_RDMA_TASK:-serve}
 retry=${HELM_RDMA_RETRY_SECONDS:-5}
 scripts=${HELM_RDMA_SCRIPTS:-/opt/helm-rdma}
-
-download_model() {
-  local repo=${HELM_RDMA_MODEL:?} dir=${HELM_RDMA_MODEL_DIR:?}
-  if [ -f "$dir/config.json" ]; then
-    log "model $repo already in $dir"
-    return 0
-  fi
-  log "downloading $repo into $dir"
-  python3 - "$repo" "$dir" <<'PY'
-import sys
-from huggingface_hub import snapshot_download
-snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2])
-PY
-  log "downloaded $repo"
-}
 
 # Sets $group, $rank and $leader (the leader's DNS name) for this pod.
 locate() {
@@ -127,17 +113,14 @@ watch_group() {
     --rank "$rank" --wait "${HELM_RDMA_WAIT_SECONDS:-900}" -- /bin/bash "$0" "$@"
 }
 
-if [ "$task" = download ]; then
-  download_model
-  exit 0
-fi
-
 role=${HELM_RDMA_ROLE:?HELM_RDMA_ROLE is not set}
 nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}
 host_ip=${VLLM_HOST_IP:?VLLM_HOST_IP is not set}
 
-if [ "$task" = preflight ]; then
-  # Every pod of the group, before vLLM: rank 0 (the leader) hosts torchrun's rendezvous on its own address.
+# The NCCL preflight of this pod's group ("$@": nccl_allreduce.py's arguments): rank 0 (the leader) hosts torchrun's
+# rendezvous on its own address. A failure prints NCCL's own log and keeps the container for
+# HELM_RDMA_PREFLIGHT_HOLD_SECONDS, so the result can be read before the group restarts.
+run_preflight() {
   locate "$nnodes"
   if [ "$rank" -eq 0 ]; then
     master=$host_ip
@@ -145,18 +128,37 @@ if [ "$task" = preflight ]; then
     wait_for_leader
     master=$leader_ip
   fi
-  limit=${HELM_RDMA_PREFLIGHT_SECONDS:-1800}
+  local limit=${HELM_RDMA_PREFLIGHT_SECONDS:-1800} hold=${HELM_RDMA_PREFLIGHT_HOLD_SECONDS:-0} status=0
+  local logs=${HELM_RDMA_NCCL_LOG_DIR:-/tmp}
   log "preflight: group $group, node $rank of $nnodes, ${HELM_RDMA_GPUS_PER_NODE:?} GPUs each, rendezvous $master:${HELM_RDMA_MASTER_PORT:?}, at most ${limit}s"
-  status=0
-  timeout "$limit" torchrun --nnodes "$nnodes" --nproc-per-node "$HELM_RDMA_GPUS_PER_NODE" --node-rank "$rank" \
-    --master-addr "$master" --master-port "$HELM_RDMA_MASTER_PORT" "$scripts/nccl_allreduce.py" "$@" || status=$?
+  # torchrun's static rendezvous waits 600 s by default (torch/distributed/elastic/rendezvous/
+  # static_tcp_rendezvous.py): give it the whole limit, as nodes of a group can start minutes apart.
+  NCCL_DEBUG_FILE="$logs/nccl.%h.%p.log" timeout "$limit" torchrun --nnodes "$nnodes" \
+    --nproc-per-node "$HELM_RDMA_GPUS_PER_NODE" --node-rank "$rank" --master-addr "$master" \
+    --master-port "$HELM_RDMA_MASTER_PORT" --rdzv-conf "timeout=$limit" "$scripts/nccl_allreduce.py" "$@" || status=$?
+  [ "$status" -eq 0 ] && return 0
   if [ "$status" -eq 124 ]; then
-    die "preflight: no result within ${limit}s (verify.preflight.timeoutMinutes): a node that never joined the rendezvous, or NCCL hanging; see the other pods' preflight logs"
+    log "error: preflight: no result within ${limit}s (verify.preflight.timeoutMinutes): a node that never joined the rendezvous, or NCCL hanging; see the other pods' preflight logs"
   fi
+  for f in "$logs"/nccl.*.log; do
+    [ -f "$f" ] || continue
+    log "the last lines of NCCL's log $f:"
+    tail -n 40 "$f" >&2
+  done
+  if [ "$hold" -gt 0 ]; then
+    log "preflight failed (exit $status); keeping this container for ${hold}s so that its log can be read (verify.preflight.holdOnFailureMinutes)"
+    sleep "$hold"
+  fi
+  return "$status"
+}
+
+if [ "$task" = preflight ]; then
+  status=0
+  run_preflight "$@" || status=$?
   exit "$status"
 fi
 
-[ "$task" = serve ] || die "HELM_RDMA_TASK=$task; expected serve, preflight or download"
+[ "$task" = serve ] || die "HELM_RDMA_TASK=$task; expected serve or preflight"
 backend=${HELM_RDMA_BACKEND:?HELM_RDMA_BACKEND is not set}
 
 if [ "$nnodes" -le 1 ]; then
@@ -167,6 +169,11 @@ fi
 locate "$nnodes"
 if [ -n "${HELM_RDMA_WATCH_PORT:-}" ] && [ -z "${HELM_RDMA_WATCHED:-}" ]; then
   watch_group "$@"
+fi
+if [ -n "${HELM_RDMA_PREFLIGHT_ARGS:-}" ]; then
+  # StatefulSet mode: the group (re)formed under the group watch; measure before vLLM, on every node of it.
+  # shellcheck disable=SC2086  # the chart writes plain space-separated arguments
+  run_preflight $HELM_RDMA_PREFLIGHT_ARGS
 fi
 log "role $role, group $group, node rank $rank of $nnodes, backend $backend, pod IP $host_ip"
 

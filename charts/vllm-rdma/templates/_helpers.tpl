@@ -180,11 +180,31 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 {{- end }}
 
 {{/*
-The model argument of vllm serve: the repository id (read through HF_HOME), or the downloaded directory.
+Where a pod finds the weights: MOUNTPATH/ORG/NAME/REVISION, one directory per model and revision, so that releases
+serving the same one share it (hostPath, pvc). A model.name that is a path is used as it is.
+*/}}
+{{- define "vllm-rdma.modelDir" -}}
+{{- if hasPrefix "/" .Values.model.name }}
+{{- .Values.model.name }}
+{{- else }}
+{{- printf "%s/%s/%s" (trimSuffix "/" .Values.model.storage.mountPath) .Values.model.name .Values.model.revision }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the download init container fills the model directory before vLLM starts.
+*/}}
+{{- define "vllm-rdma.download" -}}
+{{- if and .Values.model.download.enabled (not (hasPrefix "/" .Values.model.name)) }}true{{ end }}
+{{- end }}
+
+{{/*
+The model argument of vllm serve: the downloaded directory, or (download off) the repository id, which vLLM then
+fetches into HF_HOME itself.
 */}}
 {{- define "vllm-rdma.modelArg" -}}
-{{- if eq .Values.model.storage.type "download" }}
-{{- printf "%s/%s" .Values.model.storage.mountPath .Values.model.name }}
+{{- if or (include "vllm-rdma.download" .) (hasPrefix "/" .Values.model.name) }}
+{{- include "vllm-rdma.modelDir" . }}
 {{- else }}
 {{- .Values.model.name }}
 {{- end }}
@@ -195,6 +215,10 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 */}}
 {{- define "vllm-rdma.serveArgs" -}}
 - {{ include "vllm-rdma.modelArg" . | quote }}
+{{- if not (or (include "vllm-rdma.download" .) (hasPrefix "/" .Values.model.name)) }}
+- "--revision"
+- {{ .Values.model.revision | quote }}
+{{- end }}
 - "--served-model-name"
 - {{ .Values.model.servedName | quote }}
 - "--tensor-parallel-size"

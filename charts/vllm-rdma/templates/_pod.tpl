@@ -202,7 +202,7 @@ The volumes behind vllm-rdma.rdmaVolumeMounts.
 {{- end }}
 
 {{/*
-Whether each group's pods run the NCCL preflight as an init container: enabled, and a group spans more than one
+Whether each group's pods run the NCCL preflight: enabled, and a group spans more than one
 node (one node has no RDMA path to test).
 */}}
 {{- define "vllm-rdma.preflight" -}}
@@ -267,33 +267,13 @@ that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
   imagePullPolicy: {{ $v.image.pullPolicy }}
   command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
   args:
-    - "--sizes"
-    - {{ $pf.messageSizes | quote }}
-    - "--iters"
-    - {{ $pf.iterations | quote }}
-    - "--warmup"
-    - {{ $pf.warmupIterations | quote }}
-    - "--threshold-gbps"
-    - {{ $pf.thresholdGBps | quote }}
-    {{- if $v.preset.busBandwidthExpectedGBps }}
-    - "--expected-gbps"
-    - {{ $v.preset.busBandwidthExpectedGBps | quote }}
-    {{- end }}
-    {{- if $pf.requireInfiniband }}
-    - "--require-ib"
-    {{- end }}
+    {{- include "vllm-rdma.preflightArgs" $root | nindent 4 }}
   env:
     - name: HELM_RDMA_TASK
       value: preflight
     {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
-    - name: HELM_RDMA_GPUS_PER_NODE
-      value: {{ $v.preset.gpusPerNode | quote }}
-    - name: HELM_RDMA_PREFLIGHT_SECONDS
-      value: {{ mul $pf.timeoutMinutes 60 | quote }}
+    {{- include "vllm-rdma.preflightEnv" $root | nindent 4 }}
     {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 4 }}
-    # NCCL's log goes to files too, so that rank 0 can tell NET/IB from NET/Socket.
-    - name: NCCL_DEBUG_FILE
-      value: /tmp/nccl.%h.%p.log
   resources:
     {{- include "vllm-rdma.gpuResources" $root | trim | nindent 4 }}
   securityContext:
@@ -302,6 +282,53 @@ that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
     {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 4 }}
     - name: tmp
       mountPath: /tmp
+{{- end }}
+
+{{/*
+The arguments of the preflight's nccl_allreduce.py, one per line.
+*/}}
+{{- define "vllm-rdma.preflightArgs" -}}
+{{- $v := .Values }}
+{{- $pf := $v.verify.preflight -}}
+- "--sizes"
+- {{ $pf.messageSizes | quote }}
+- "--iters"
+- {{ $pf.iterations | quote }}
+- "--warmup"
+- {{ $pf.warmupIterations | quote }}
+- "--threshold-gbps"
+- {{ $pf.thresholdGBps | quote }}
+{{- if $v.preset.busBandwidthExpectedGBps }}
+- "--expected-gbps"
+- {{ $v.preset.busBandwidthExpectedGBps | quote }}
+{{- end }}
+{{- if $pf.requireInfiniband }}
+- "--require-ib"
+{{- end }}
+{{- end }}
+
+{{/*
+What the entrypoint's preflight needs besides its arguments: GPUs per node, its time limit, and how long a failed
+one keeps its container (so that its log can be read before the group restarts).
+*/}}
+{{- define "vllm-rdma.preflightEnv" -}}
+{{- $pf := .Values.verify.preflight -}}
+- name: HELM_RDMA_GPUS_PER_NODE
+  value: {{ .Values.preset.gpusPerNode | quote }}
+- name: HELM_RDMA_PREFLIGHT_SECONDS
+  value: {{ mul $pf.timeoutMinutes 60 | quote }}
+- name: HELM_RDMA_PREFLIGHT_HOLD_SECONDS
+  value: {{ mul $pf.holdOnFailureMinutes 60 | quote }}
+{{- end }}
+
+{{/*
+Whether the preflight is an init container (LeaderWorkerSet: a group restarts as new pods, so init containers run
+on every group start). In StatefulSet mode the pods restart their containers in place, and init containers do not
+run again on a container restart: there the preflight runs in the serving container, under the group watch, before
+vLLM, so every re-formed group measures again on all its nodes.
+*/}}
+{{- define "vllm-rdma.preflightInit" -}}
+{{- if and (include "vllm-rdma.preflight" .) (eq .Values.workload.kind "LeaderWorkerSet") }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -342,33 +369,13 @@ spec:
   {{- end }}
   terminationGracePeriodSeconds: 60
   {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
-  {{- if or (include "vllm-rdma.preflight" $root) (eq $v.model.storage.type "download") }}
+  {{- if or (include "vllm-rdma.preflightInit" $root) (include "vllm-rdma.download" $root) }}
   initContainers:
-    {{- if include "vllm-rdma.preflight" $root }}
+    {{- if include "vllm-rdma.preflightInit" $root }}
     {{- include "vllm-rdma.preflightContainer" . | nindent 4 }}
     {{- end }}
-    {{- if eq $v.model.storage.type "download" }}
-    - name: download-model
-      image: {{ include "vllm-rdma.image" $root | quote }}
-      imagePullPolicy: {{ $v.image.pullPolicy }}
-      command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
-      env:
-        - name: HELM_RDMA_TASK
-          value: download
-        - name: HELM_RDMA_MODEL
-          value: {{ $v.model.name | quote }}
-        - name: HELM_RDMA_MODEL_DIR
-          value: {{ include "vllm-rdma.modelArg" $root | quote }}
-        - name: HF_HOME
-          value: {{ printf "%s/hf" $v.model.storage.mountPath | quote }}
-        {{- with include "vllm-rdma.hfTokenEnv" $root }}
-        {{- . | nindent 8 }}
-        {{- end }}
-      volumeMounts:
-        - name: model
-          mountPath: {{ $v.model.storage.mountPath | quote }}
-        - name: scripts
-          mountPath: /opt/helm-rdma
+    {{- if include "vllm-rdma.download" $root }}
+    {{- include "vllm-rdma.downloadContainer" . | nindent 4 }}
     {{- end }}
   {{- end }}
   containers:
@@ -382,6 +389,12 @@ spec:
         - name: HELM_RDMA_TASK
           value: serve
         {{- include "vllm-rdma.groupEnv" . | nindent 8 }}
+        {{- if and (include "vllm-rdma.preflight" $root) (not (include "vllm-rdma.preflightInit" $root)) }}
+        # The preflight, before vLLM, each time the group forms (see vllm-rdma.preflightInit).
+        - name: HELM_RDMA_PREFLIGHT_ARGS
+          value: {{ include "vllm-rdma.preflightArgs" $root | fromYamlArray | join " " | quote }}
+        {{- include "vllm-rdma.preflightEnv" $root | nindent 8 }}
+        {{- end }}
         {{- if eq $v.distributed.backend "ray" }}
         - name: HELM_RDMA_RAY_PORT
           value: {{ $v.distributed.ray.port | quote }}
@@ -411,10 +424,20 @@ spec:
               key: {{ $v.api.keySecret.key | quote }}
         {{- end }}
         - name: HF_HOME
-          value: {{ printf "%s/hf" $v.model.storage.mountPath | quote }}
+          value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
+        {{- if include "vllm-rdma.download" $root }}
+        # The download container fetched everything: vLLM reads the directory and never reaches the Hub.
+        - name: HF_HUB_OFFLINE
+          value: "1"
+        {{- else }}
         {{- with include "vllm-rdma.hfTokenEnv" $root }}
         {{- . | nindent 8 }}
         {{- end }}
+        {{- end }}
+        # How long vLLM's front end waits for its engine to load the model (vLLM's default, 600 s, is too short
+        # for a large model): the start-up budget the plan chose (probes.startupMinutes).
+        - name: VLLM_ENGINE_READY_TIMEOUT_S
+          value: {{ mul $v.probes.startupMinutes 60 | quote }}
         {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 8 }}
         {{- with $v.vllm.extraEnv }}
         {{- toYaml . | nindent 8 }}
@@ -461,7 +484,7 @@ spec:
           mountPath: {{ $v.model.storage.mountPath | quote }}
   volumes:
     {{- include "vllm-rdma.rdmaVolumes" $root | trim | nindent 4 }}
-    {{- if include "vllm-rdma.preflight" $root }}
+    {{- if include "vllm-rdma.preflightInit" $root }}
     - name: tmp
       emptyDir: {}
     {{- end }}
@@ -474,9 +497,63 @@ spec:
       persistentVolumeClaim:
         claimName: {{ $v.model.storage.claimName | quote }}
       {{- else }}
+      # emptyDir: wiped at every group restart, so the model downloads again (the slow fallback).
       emptyDir:
         sizeLimit: {{ $v.model.storage.sizeLimit | quote }}
       {{- end }}
+{{- end }}
+
+{{/*
+The download init container: fetches only what vLLM loads into the model directory, resuming and skipping complete
+files, with progress (files/fetch_model.py). On a shared claim (pvc) the leader downloads and the workers wait for
+it. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.downloadContainer" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $dl := $v.model.download -}}
+- name: download-model
+  image: {{ include "vllm-rdma.image" $root | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command: ["python3", "/opt/helm-rdma/fetch_model.py"]
+  args:
+    - "--repo"
+    - {{ $v.model.name | quote }}
+    - "--revision"
+    - {{ $v.model.revision | quote }}
+    - "--dest"
+    - {{ include "vllm-rdma.modelDir" $root | quote }}
+    - "--workers"
+    - {{ $dl.maxWorkers | quote }}
+    - "--progress-seconds"
+    - {{ $dl.progressSeconds | quote }}
+    {{- range $dl.allowPatterns }}
+    - "--allow"
+    - {{ . | quote }}
+    {{- end }}
+    {{- range $dl.ignorePatterns }}
+    - "--ignore"
+    - {{ . | quote }}
+    {{- end }}
+    {{- if and (eq $v.model.storage.type "pvc") (eq .role "worker") }}
+    - "--wait-only"
+    - {{ mul $v.probes.startupMinutes 60 | quote }}
+    {{- end }}
+  env:
+    - name: HF_HOME
+      value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
+    - name: HF_HUB_DISABLE_PROGRESS_BARS
+      value: "1"
+    {{- with include "vllm-rdma.hfTokenEnv" $root }}
+    {{- . | nindent 4 }}
+    {{- end }}
+  resources:
+    requests:
+      cpu: "2"
+      memory: 2Gi
+  volumeMounts:
+    - name: model
+      mountPath: {{ $v.model.storage.mountPath | quote }}
 {{- end }}
 
 {{/*

@@ -46,7 +46,6 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
                  sources=sources,
                  namespace=HelmEnv.from_environ(namespace=namespace).namespace, helm_args=helm_args)
-    _notice(result.notice)
     sys.stdout.write(result.manifests)
 
 

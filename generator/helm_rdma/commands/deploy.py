@@ -91,7 +91,7 @@ def deploy(
                        set_values=set_values, sources=sources, nodes=nodes, max_model_len=max_model_len,
                        flag_values=flag_values)
     warnings = require_clean(resolved)
-    notice = "\n".join(filter(None, [resolved.model_note, *warnings])) or None
+    notice = "\n".join(warnings) or None
     if timeout is None:
         timeout = default_timeout(resolved.values)
     budget = duration_seconds(timeout)

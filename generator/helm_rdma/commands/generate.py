@@ -45,7 +45,7 @@ def generate(
     unchecked: list[str] = []
     written = write_chart(resolved, output=output, force=force,
                           check=lambda chart: _render(resolved, chart, unchecked))
-    notice = "\n".join(filter(None, [resolved.model_note, *warnings, *unchecked])) or None
+    notice = "\n".join([*warnings, *unchecked]) or None
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice)
 
 

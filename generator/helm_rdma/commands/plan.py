@@ -35,6 +35,7 @@ def plan_table(p: Plan) -> str:
          f"{p.usable_bytes_per_node / GIB:.1f} GiB at gpu-memory-utilization {p.gpu_memory_utilization}"),
         ("KV cache budget", f"{p.kv_budget_bytes / GIB:.1f} GiB"),
         ("full-length sequences", str(p.full_length_sequences)),
+        ("start-up budget", f"{p.startup_minutes} min: {p.startup_reason}"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

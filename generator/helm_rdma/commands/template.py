@@ -18,7 +18,6 @@ class TemplateResult(NamedTuple):
 
     manifests: str
     command: tuple[str, ...]
-    notice: str | None = None
 
 
 def template(
@@ -44,4 +43,4 @@ def template(
         if namespace:
             args += ["--namespace", namespace]
         result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
-    return TemplateResult(manifests=result.stdout, command=result.command, notice=resolved.model_note)
+    return TemplateResult(manifests=result.stdout, command=result.command)

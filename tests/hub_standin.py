@@ -1,0 +1,189 @@
+"""A local stand-in for the Hugging Face Hub, enough for the real `huggingface_hub` client (HF_ENDPOINT=its URL):
+model info with file sizes, the recursive tree listing, and file downloads with HEAD metadata and Range resumes.
+
+The answers follow the Hub's HTTP contract as huggingface_hub reads it: `X-Repo-Commit`, `ETag` / `X-Linked-Etag`,
+`X-Linked-Size` on `HEAD /{repo}/resolve/{revision}/{path}` (huggingface_hub file_download.py,
+get_hf_file_metadata); 206 with Content-Range for a Range request (http_get's resume); `X-Error-Code: GatedRepo`
+with 401/403 and `RepoNotFound` with 404 (huggingface_hub utils/_http.py, hf_raise_for_status).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+
+@dataclass
+class Repo:
+    files: dict[str, bytes]
+    sha: str = "0123456789abcdef0123456789abcdef01234567"
+    gated: bool = False
+    lfs: tuple[str, ...] = (".safetensors", ".bin", ".pth", ".pt")
+
+    def is_lfs(self, path: str) -> bool:
+        return path.endswith(self.lfs)
+
+    def etag(self, path: str) -> str:
+        return hashlib.sha256(self.files[path]).hexdigest() if self.is_lfs(path) else \
+            hashlib.sha1(self.files[path]).hexdigest()
+
+
+@dataclass
+class Hub:
+    """The stand-in's state: repositories, the requests it answered, and an optional throttle (bytes/second)."""
+
+    repos: dict[str, Repo] = field(default_factory=dict)
+    requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range header)
+    throttle: float | None = None
+    token: str | None = None  # gated repos answer only this bearer token
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def served(self, method: str, prefix: str = "") -> list[tuple[str, str, str]]:
+        with self.lock:
+            return [r for r in self.requests if r[0] == method and r[1].startswith(prefix)]
+
+
+def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+                  content_length: int | None = None) -> None:
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body) if content_length is None else content_length))
+            self.end_headers()
+            if self.command != "HEAD":
+                self._write(body)
+
+        def _write(self, body: bytes) -> None:
+            if hub.throttle is None:
+                self.wfile.write(body)
+                return
+            step = 64 * 1024
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(step / hub.throttle)
+
+        def _error(self, status: int, code: str, message: str) -> None:
+            body = json.dumps({"error": message}).encode()
+            self._send(status, body, {"Content-Type": "application/json", "X-Error-Code": code,
+                                      "X-Error-Message": message})
+
+        def _repo(self, repo_id: str) -> Repo | None:
+            repo = hub.repos.get(repo_id)
+            if repo is None:
+                self._error(404, "RepoNotFound", "Repository not found")
+                return None
+            if repo.gated and self.headers.get("Authorization") != f"Bearer {hub.token}":
+                self._error(401, "GatedRepo", "Access to model is restricted. You must have access to it.")
+                return None
+            return repo
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.do_GET()
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = unquote(urlparse(self.path).path)
+            with hub.lock:
+                hub.requests.append((self.command, path, self.headers.get("Range", "")))
+            m = re.match(r"^/api/models/([^/]+/[^/]+)/revision/([^/]+)$", path)
+            if m:
+                return self._info(m.group(1))
+            m = re.match(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?$", path)
+            if m:
+                return self._tree(m.group(1), (m.group(3) or "").strip("/"))
+            m = re.match(r"^/api/models/([^/]+/[^/]+)$", path)
+            if m:
+                return self._info(m.group(1))
+            m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+            if m:
+                return self._file(m.group(1), m.group(3))
+            self._error(404, "EntryNotFound", f"no route for {path}")
+
+        def _info(self, repo_id: str) -> None:
+            repo = self._repo(repo_id)
+            if repo is None:
+                return
+            siblings = [{"rfilename": p, "size": len(b), "blobId": hashlib.sha1(b).hexdigest(),
+                         **({"lfs": {"size": len(b), "sha256": repo.etag(p), "pointerSize": 134}}
+                            if repo.is_lfs(p) else {})} for p, b in sorted(repo.files.items())]
+            body = {"_id": repo_id, "id": repo_id, "modelId": repo_id, "sha": repo.sha, "private": False,
+                    "gated": "manual" if repo.gated else False, "disabled": False, "downloads": 0, "likes": 0,
+                    "tags": [], "siblings": siblings, "lastModified": "2026-01-01T00:00:00.000Z",
+                    "createdAt": "2026-01-01T00:00:00.000Z"}
+            self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+        def _tree(self, repo_id: str, prefix: str) -> None:
+            repo = self._repo(repo_id)
+            if repo is None:
+                return
+            entries = []
+            for p, b in sorted(repo.files.items()):
+                if prefix and not p.startswith(prefix + "/"):
+                    continue
+                entry: dict[str, Any] = {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                if repo.is_lfs(p):
+                    entry["lfs"] = {"oid": repo.etag(p), "size": len(b), "pointerSize": 134}
+                entries.append(entry)
+            self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"})
+
+        def _file(self, repo_id: str, name: str) -> None:
+            repo = self._repo(repo_id)
+            if repo is None:
+                return
+            if name not in repo.files:
+                self._error(404, "EntryNotFound", f"{name} does not exist")
+                return
+            data = repo.files[name]
+            headers = {"X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+            etag = f'"{repo.etag(name)}"'
+            if repo.is_lfs(name):
+                headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(len(data)), "ETag": etag})
+            else:
+                headers["ETag"] = etag
+            wanted = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+            if wanted and self.command == "GET":
+                start = int(wanted.group(1))
+                end = int(wanted.group(2)) if wanted.group(2) else len(data) - 1
+                headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+                self._send(206, data[start:end + 1], headers)
+                return
+            self._send(200, data, headers, content_length=len(data))
+
+    return Handler
+
+
+class HubServer:
+    """The stand-in on 127.0.0.1, on a thread: `with HubServer(hub) as url: ...`."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
