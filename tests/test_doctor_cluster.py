@@ -1,4 +1,4 @@
-"""`helm rdma doctor --cluster`: the real kubernetes client reads two
+"""`helm rdma doctor --cluster` and the same checks `install` runs before helm: the real kubernetes client reads two
 kmock clusters, one ready for the release and one that fails each cluster-wide check, and the chart is rendered by the
 real helm. Each bad case names its object and its cause."""
 
@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from helm_rdma.cli import main
 from helm_rdma.clusterneeds import cluster_needs, parse_manifests, pod_security_level
 
+from .conftest import helm_path
 from .kmock_cluster import Cluster
 
 SECRETS = "model.hfTokenSecret.name=hf-token,api.keySecret.name=vllm-api-key"
@@ -292,6 +293,73 @@ def test_baseline_refuses_what_rdma_pods_need() -> None:
                   "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": False,
                                                                    "capabilities": {"drop": ["ALL"]}}}]}
     assert pod_security_level(restricted) == ("restricted", [])
+
+
+# ---- install: the same checks before helm runs ---------------------------------------------------------------------
+
+HELM = """#!/bin/sh
+case "$1" in
+  install|upgrade) echo "$@" >> "{log}"; echo "NAME: $2"; echo "STATUS: deployed" ;;
+  *) exec "{helm}" "$@" ;;
+esac
+"""
+
+
+@pytest.fixture
+def installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A helm that renders for real and records install and upgrade instead of running them."""
+    log = tmp_path / "installs.log"
+    helm = tmp_path / "helm"
+    helm.write_text(HELM.format(log=log, helm=helm_path("helm4")))
+    helm.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(helm))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    return log
+
+
+def install(*args: str) -> Result:
+    return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, *args])
+
+
+def test_install_checks_the_cluster_first_and_stops_on_errors(use: Any, installs: Path) -> None:
+    use("ready")
+    ok = install("-n", "ml")
+    assert ok.exit_code == 0, ok.output
+    assert "helm-rdma: cluster checks (kube context kmock, namespace ml): 8 ok, 0 warning(s)" in ok.stderr
+    assert installs.read_text().startswith("install llama405b")
+    installs.unlink()
+    bad = install("-n", "strict", "--nodes", "5")
+    assert bad.exit_code == 1
+    assert "helm-rdma: error: the cluster (kube context kmock, namespace strict) would not run the release:" \
+        in bad.output
+    assert "  error   pod-security strict: enforces Pod Security level baseline" in bad.output
+    assert "  error   nodes node.kubernetes.io/instance-type=BM.GPU.H100.8: 4 usable node(s)" in bad.output
+    assert "nothing was installed; fix them, or pass --skip-cluster-checks to install anyway" in bad.output
+    assert not installs.exists()
+    skipped = install("-n", "strict", "--nodes", "5", "--skip-cluster-checks")
+    assert skipped.exit_code == 0 and "cluster checks" not in skipped.stderr
+    assert installs.read_text().startswith("install llama405b")
+
+
+def test_install_prints_warnings_and_goes_on(use: Any, installs: Path) -> None:
+    use("ready")
+    out = install("-n", "open")
+    assert out.exit_code == 0, out.output
+    assert "helm-rdma: warning pod-security open: has no pod-security.kubernetes.io/enforce label" in out.stderr
+    assert "helm-rdma: warning secret hf-token/token: key token of Secret hf-token is empty" in out.stderr
+    assert "helm-rdma: cluster checks (kube context kmock, namespace open): 6 ok, 2 warning(s)" in out.stderr
+    assert installs.read_text().startswith("install llama405b")
+
+
+def test_install_without_a_cluster_skips_the_checks_and_a_dry_run_never_looks(tmp_path: Path, installs: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HELM_RDMA_SKIP_CLUSTER_CHECKS", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    out = install("-n", "ml")
+    assert out.exit_code == 0, out.output
+    assert "helm-rdma: no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)" in out.stderr
+    dry = install("-n", "ml", "--dry-run")
+    assert dry.exit_code == 0 and "cluster checks" not in dry.stderr
 
 
 def test_the_needs_come_from_the_rendered_objects() -> None:

@@ -1,4 +1,5 @@
-"""`helm-rdma doctor`: check values before anything is applied and, with --cluster, the live cluster too."""
+"""`helm-rdma doctor`: check values before anything is applied and, with --cluster, the live cluster too; and the
+same cluster checks `install` and `upgrade` run before helm."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..doctor import Finding, diagnose
 from ..errors import InputError, ParallelismError, SchemaViolation, TooFewNodesError
 from ..helm import find_helm, run_chart_command
 from ..helmenv import HelmEnv
-from ..kube import Connection, connect
+from ..kube import ClusterError, Connection, connect, kubeconfig_found
 from ..values import Resolved, check_values, resolve
 
 
@@ -111,3 +112,17 @@ def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, h
                           values=resolved.values)
     return check_cluster(needs, connection=connection, create_namespace=create_namespace)
 
+
+def preinstall_report(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str,
+                      create_namespace: bool = False) -> tuple[ClusterReport | None, str | None]:
+    """The cluster checks `install` runs before helm when a cluster is reachable: a kubeconfig (or in-cluster
+    service account) is there and its API server answers within 5 s. Otherwise no report, and why (helm then
+    reports the cluster's absence itself)."""
+    if not kubeconfig_found(env):
+        return None, "no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)"
+    try:
+        connection = connect(env)
+    except ClusterError as exc:
+        return None, f"cluster checks skipped: {exc}"
+    return cluster_report(chart=chart, resolved=resolved, connection=connection, helm=helm,
+                          create_namespace=create_namespace), None
