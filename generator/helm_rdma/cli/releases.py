@@ -135,7 +135,9 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
                    "(asks before).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl restarts the groups.")
 @click.option("--poll-interval", type=click.FloatRange(0.01), default=15.0, hidden=True)
-def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float) -> None:
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float,
+           fmt: str) -> None:
     """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and each group's
     preflight all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
     from ..commands.verify import verify as run
@@ -147,7 +149,9 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout,
                  remeasure=confirm if nccl else None, poll_seconds=poll_interval)
     marks = {True: "PASS", False: "FAIL", None: "    "}
-    for check in result.checks:
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    for check in result.checks if fmt == "table" else ():
         click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
     if not result.passed:
         sys.exit(1)
