@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -85,8 +86,11 @@ def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
         context = env.kube_context or _active_context(env)
     except (ConfigException, OSError):
         context = "in-cluster"
+    settings = copy.copy(api_client.configuration)
+    settings.retries = 0  # one try: urllib3 would retry a silent server three times, each up to the timeout
+    probe = client.ApiClient(settings)
     try:
-        client.VersionApi(api_client).get_code(_request_timeout=timeout_seconds)
+        client.VersionApi(probe).get_code(_request_timeout=timeout_seconds)
     except client.ApiException as exc:
         if exc.status not in (401, 403):  # an API server that refuses /version still answers
             raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
@@ -94,6 +98,8 @@ def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
     except Exception as exc:  # urllib3 connection errors, time-outs
         raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
                            reason=_short_reason(exc)) from None
+    finally:
+        probe.close()
     return Connection(api_client=api_client, namespace=namespace, context=context, server=server)
 
 
