@@ -37,10 +37,12 @@ def runner() -> CliRunner:
 
 @pytest.fixture(autouse=True)
 def _default_helm(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests run helm 4 unless they ask for another: never a helm the machine happens to have."""
+    """Tests run helm 4 unless they ask for another: never a helm the machine happens to have. install and upgrade
+    check no cluster unless a test asks (tests/test_doctor_cluster.py): never a cluster a kubeconfig happens to name."""
     if "HELM_BIN" not in os.environ:
         monkeypatch.setenv("HELM_BIN", str(BIN / "helm4"))
     monkeypatch.delenv("HELM_NAMESPACE", raising=False)
+    monkeypatch.setenv("HELM_RDMA_SKIP_CLUSTER_CHECKS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -5,11 +5,18 @@ kmock serves no pod logs (a GET on pods/NAME/log answers with the pod object), s
 the `log` subresource that answers as the API server does: the log's bytes, or, for a container instance with no
 log, a 400 Status with the kubelet's message ("previous terminated container %q in pod %q not found",
 pkg/kubelet/kubelet_pods.go). Nothing else about kmock changes.
+
+Objects of the kinds in RESOURCES can be served (Namespaces, Secrets, Deployments, CRDs and Multus
+NetworkAttachmentDefinitions too, for `doctor --cluster`), `/version/` answers as `/version` does (the official client
+asks for the former), and a GET of /api/v1/namespaces/NAME answers with that Namespace object (kmock's URL parser takes
+NAME for the namespace of a request, not for an object); ``forbidden`` resources answer every request with 403, as an
+API server does to a user RBAC does not allow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,17 +25,24 @@ import kmock
 import yaml
 
 LWS = "leaderworkerset.x-k8s.io/v1/leaderworkersets"
+NAD = "k8s.cni.cncf.io/v1/network-attachment-definitions"
 RESOURCES = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps", "StatefulSet": "apps/v1/statefulsets",
-             "LeaderWorkerSet": LWS}
+             "LeaderWorkerSet": LWS, "Namespace": "v1/namespaces", "Secret": "v1/secrets",
+             "Deployment": "apps/v1/deployments",
+             "CustomResourceDefinition": "apiextensions.k8s.io/v1/customresourcedefinitions",
+             "NetworkAttachmentDefinition": NAD}
 
 
 class Cluster:
     """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
 
     def __init__(self, objects: list[dict[str, Any]], kubeconfig: Path,
-                 logs: dict[tuple[str, str, bool], bytes | int] | None = None) -> None:
-        """``logs`` maps (pod, container, previous) to the log's bytes, or to an HTTP status to fail with."""
+                 logs: dict[tuple[str, str, bool], bytes | int] | None = None,
+                 forbidden: tuple[str, ...] = ()) -> None:
+        """``logs`` maps (pod, container, previous) to the log's bytes, or to an HTTP status to fail with;
+        ``forbidden`` names resources (as in RESOURCES' values) that answer 403."""
         self.objects, self.kubeconfig, self.logs = objects, kubeconfig, logs or {}
+        self.forbidden = forbidden
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
@@ -41,6 +55,10 @@ class Cluster:
                                   "verbs": ["get", "list", "create", "update", "patch", "delete"]}
             self._k8s = k8s
             k8s[kmock.subresource("log")] << self._serve_log
+            k8s["get /version/"] << k8s._serve_server_version  # the path the Python client asks (VersionApi)
+            k8s["get", re.compile(r"/api/v1/namespaces/[^/]+")] << self._serve_namespace
+            for resource in self.forbidden:
+                k8s[kmock.resource(resource)] << self._refuse
             for obj in self.objects:
                 self._put(obj)
             self.kubeconfig.write_text(yaml.safe_dump({
@@ -69,6 +87,21 @@ class Cluster:
         message = (f'previous terminated container "{container}" in pod "{request.name}" not found' if previous else
                    f'container "{container}" in pod "{request.name}" is waiting to start: ContainerCreating')
         raise kmock.KubernetesError(status=400, reason="BadRequest", message=message)
+
+    def _serve_namespace(self, request: kmock.Request) -> dict[str, Any]:
+        if "v1/namespaces" in self.forbidden:
+            self._refuse(request)
+        found = [obj for (resource, _, name), obj in list(self._k8s.objects.items())
+                 if resource == "v1/namespaces" and name == request.namespace and not obj.deleted]
+        if not found:
+            raise kmock.KubernetesError(status=404, reason="NotFound",
+                                        message=f'namespaces "{request.namespace}" not found')
+        return dict(found[0].raw)
+
+    @staticmethod
+    def _refuse(request: kmock.Request) -> bytes:
+        raise kmock.KubernetesError(status=403, reason="Forbidden", message=f'{request.resource} is forbidden: '
+                                    'User "u" cannot access it')
 
     def put(self, obj: dict[str, Any]) -> None:
         """Create or replace an object while the emulator runs (from the test's thread)."""

@@ -131,6 +131,11 @@ def test_every_group_is_judged_by_its_own_preflight(setup: dict[str, Path], kube
     assert "PASS  group 0    llama405b-vllm-rdma-0: 452.7 GB/s" in out.output
     assert ("FAIL  group 1    NCCL used Socket instead of NET/IB: RDMA is not in use: llama405b-vllm-rdma-1: "
             "23.0 GB/s") in out.output
+    as_json = verify("-o", "json")  # what the field checklist asks to send back
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.stdout)
+    assert report["passed"] is False and set(report["checks"][0]) == {"name", "passed", "detail"}
+    assert [(c["name"], c["passed"]) for c in report["checks"]][-2:] == [("group 0", True), ("group 1", False)]
 
 
 def test_a_failed_preflight_is_read_from_the_previous_container(setup: dict[str, Path], kube: Any) -> None:

@@ -274,6 +274,15 @@ class ValuesCheckError(InputError):
                          "flags prints every finding)")
 
 
+class ClusterCheckError(RuntimeFailure):
+    """A cluster that would not run the release: the errors of `helm-rdma doctor --cluster`, found before helm runs."""
+
+    def __init__(self, *, context: str, namespace: str, lines: Sequence[str]) -> None:
+        listed = "\n".join(f"  {line}" for line in lines)
+        super().__init__(f"the cluster (kube context {context}, namespace {namespace}) would not run the release:\n"
+                         f"{listed}\nnothing was installed; fix them, or pass --skip-cluster-checks to install anyway")
+
+
 class OciEndpointError(InputError):
     """An OCI endpoint override that is not an http(s) URL with a host."""
 

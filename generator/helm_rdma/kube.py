@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +50,73 @@ def _api_client(env: HelmEnv) -> Any:
         return config.new_client_from_config(config_file=env.kubeconfig, context=env.kube_context)
     except (ConfigException, OSError) as exc:
         raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+
+
+class Connection(NamedTuple):
+    """An API server that answered: the client, the namespace to act in, and where it points (for messages)."""
+
+    api_client: Any
+    namespace: str
+    context: str
+    server: str
+
+
+def kubeconfig_found(env: HelmEnv) -> bool:
+    """Whether there is a cluster to talk to at all: a kubeconfig file (KUBECONFIG's, else ~/.kube/config) or,
+    inside a pod, the in-cluster service account."""
+    import os
+
+    if env.kubeconfig:
+        return any(os.path.isfile(p) for p in env.kubeconfig.split(os.pathsep) if p)
+    return os.path.isfile(os.path.expanduser("~/.kube/config")) or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
+    """A client whose API server answered `GET /version` within ``timeout_seconds``.
+
+    Raises:
+        ClusterError: No kubeconfig, or the API server did not answer (the message names the context and server).
+    """
+    from kubernetes import client
+    from kubernetes.config.config_exception import ConfigException
+
+    api_client, namespace = _client_and_namespace(env)
+    server = str(api_client.configuration.host)
+    try:
+        context = env.kube_context or _active_context(env)
+    except (ConfigException, OSError):
+        context = "in-cluster"
+    settings = copy.copy(api_client.configuration)
+    settings.retries = 0  # one try: urllib3 would retry a silent server three times, each up to the timeout
+    probe = client.ApiClient(settings)
+    try:
+        client.VersionApi(probe).get_code(_request_timeout=timeout_seconds)
+    except client.ApiException as exc:
+        if exc.status not in (401, 403):  # an API server that refuses /version still answers
+            raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
+                               reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors, time-outs
+        raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
+                           reason=_short_reason(exc)) from None
+    finally:
+        probe.close()
+    return Connection(api_client=api_client, namespace=namespace, context=context, server=server)
+
+
+def _active_context(env: HelmEnv) -> str:
+    from kubernetes import config
+
+    _, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
+    return str((active or {}).get("name", ""))
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The innermost cause of a urllib3 error (connection refused, timed out), not its whole chain."""
+    reason: object = getattr(exc, "reason", None)
+    while isinstance(reason, BaseException) and getattr(reason, "reason", None) is not None:
+        reason = getattr(reason, "reason", None)
+    text = str(reason if reason is not None else exc)
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
 class NodeProgress(NamedTuple):

@@ -52,17 +52,34 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
 @main.command()
 @click.argument("release", required=False, type=CHART_RELEASE)
 @_chart_options
+@_namespace_option
+@click.option("--cluster", is_flag=True,
+              help="Also check the live cluster (kube context and namespace as helm's): LWS, nodes, GPU and RDMA "
+                   "resources, Multus networks, Pod Security, Secrets, other releases on the same cluster network.")
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def doctor(release: str | None, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-           sources: ValueSources) -> None:
+           sources: ValueSources, namespace: str | None, cluster: bool, fmt: str) -> None:
     """Check values before anything is applied: NCCL look-alikes, device lists, TP x PP, backend and image, host
-    ports, the model's token. Exit 1 on errors, 0 with warnings only. RELEASE names the model as for install."""
+    ports, the model's token; with --cluster, the cluster the release would run on too. Exit 1 on errors, 0 with
+    warnings only. RELEASE names the model as for install."""
     from ..commands.doctor import doctor as run
 
+    env = HelmEnv.from_environ(namespace=namespace) if cluster else None
     result = run(release=release or (model or "llama405b"), preset=preset, model=model, nodes=nodes,
-                 max_model_len=max_model_len, sources=sources)
-    for finding in result.findings:
-        click.echo(finding.line())
-    click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")
+                 max_model_len=max_model_len, sources=sources, cluster=env)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for finding in result.findings:
+            click.echo(finding.line())
+        if result.cluster is not None:
+            c = result.cluster
+            click.echo(f"cluster: kube context {c.context} ({c.server}), namespace {c.namespace}, release {c.release}")
+            for check in c.checks:
+                click.echo(check.line())
+        elif result.cluster_note:
+            click.echo(f"cluster: {result.cluster_note}")
+        click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")
     if result.errors:
         sys.exit(1)
 

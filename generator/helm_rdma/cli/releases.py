@@ -22,6 +22,7 @@ def _deploy_command(upgrade: bool) -> Any:
         if upgrade else
         "Install RELEASE: generate its chart and run helm install (fails if the release exists, like helm)."
     ) + (
+        " When a cluster answers, it is first checked as `doctor --cluster` does: errors stop before helm runs."
         " The chart is kept under $HELM_CACHE_HOME/rdma/NAMESPACE/RELEASE. --dry-run renders the manifests and needs"
         " no cluster. Arguments after -- go to helm."
     )
@@ -36,6 +37,9 @@ def _deploy_command(upgrade: bool) -> Any:
     @click.option("--timeout", default=None, metavar="DURATION",
                   help="helm --timeout (default 60m: a large model takes long to load).")
     @click.option("--dry-run", is_flag=True, help="Render the manifests instead, with no cluster.")
+    @click.option("--skip-cluster-checks", is_flag=True, envvar="HELM_RDMA_SKIP_CLUSTER_CHECKS",
+                  help="Do not check the cluster before helm runs (as `doctor --cluster` does; by default they run "
+                       "when a cluster answers, and errors stop the install).")
     @click.option("--atomic", "--rollback-on-failure", "atomic", is_flag=True,
                   help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).")
     @click.option("--provision", is_flag=True,
@@ -58,7 +62,7 @@ def _deploy_command(upgrade: bool) -> Any:
                 timeout: str | None, dry_run: bool, atomic: bool, provision: bool, compartment: str | None,
                 availability_domain: str | None, subnet: str | None, image: str | None, oke_cluster: str | None,
                 pod_subnet: str | None, auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None,
-                helm_args: tuple[str, ...], poll_interval: float) -> None:
+                helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool) -> None:
         from ..commands.deploy import deploy
 
         network: dict[str, Any] = {key: value for key, value in (
@@ -74,6 +78,7 @@ def _deploy_command(upgrade: bool) -> Any:
                         max_model_len=max_model_len, sources=sources,
                         env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
                         dry_run=dry_run, atomic=atomic, cluster_network=network or None, helm_args=helm_args,
+                        cluster_checks=not skip_cluster_checks,
                         on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True),
                         poll_seconds=poll_interval)
         _notice(result.notice)
@@ -131,7 +136,9 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
                    "(asks before).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl restarts the groups.")
 @click.option("--poll-interval", type=click.FloatRange(0.01), default=15.0, hidden=True)
-def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float) -> None:
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float,
+           fmt: str) -> None:
     """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and each group's
     preflight all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
     from ..commands.verify import verify as run
@@ -143,7 +150,9 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout,
                  remeasure=confirm if nccl else None, poll_seconds=poll_interval)
     marks = {True: "PASS", False: "FAIL", None: "    "}
-    for check in result.checks:
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    for check in result.checks if fmt == "table" else ():
         click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
     if not result.passed:
         sys.exit(1)

@@ -12,11 +12,12 @@ from typing import Any, NamedTuple
 
 from ..chart import write_chart
 from ..doctor import require_clean
+from ..errors import ClusterCheckError
 from ..helm import duration_seconds, find_helm, helm_major_version, run_chart_command
 from ..helmenv import HelmEnv
 from ..planner import Plan
 from ..rollout import wait_until_serving
-from ..values import check_values, resolve
+from ..values import Resolved, check_values, resolve
 from ..valuesources import ValueSources
 
 DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
@@ -61,6 +62,7 @@ def deploy(
     atomic: bool = False,
     cluster_network: dict[str, Any] | None = None,
     helm_args: Sequence[str] = (),
+    cluster_checks: bool = False,
     on_progress: Callable[[str], None] = lambda _: None,
     poll_seconds: float = 10,
 ) -> DeployResult:
@@ -73,6 +75,9 @@ def deploy(
     ``cluster_network`` (from install --provision) fills the chart's clusterNetwork values; helm's --timeout then
     also covers the provisioning hook (network and nodes) unless the caller set one.
 
+    With ``cluster_checks``, when a cluster answers, it is checked before helm runs (as `doctor --cluster`):
+    errors stop here, warnings and a summary go to ``on_progress``. A dry run never contacts the cluster.
+
     With ``wait``, after helm returns this waits (within what is left of the timeout) until every group's leader is
     Ready, calling ``on_progress`` with a line of where the rollout stands: helm has no readiness rule for a
     LeaderWorkerSet, so its own --wait returns at once.
@@ -80,6 +85,7 @@ def deploy(
     Raises:
         InputError: A bad release name or namespace, bad values (before helm runs), or values the chart's checks
             reject.
+        ClusterCheckError: With ``cluster_checks``, the cluster would not run the release (nothing installed).
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
         NotServingError: With ``wait``, the groups did not serve in time (names the pod and its last log lines).
     """
@@ -108,6 +114,9 @@ def deploy(
     staging = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=cache.parent))
     try:
         chart = write_chart(resolved, output=staging / "chart").path
+        if cluster_checks:
+            _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
+                           create_namespace="--create-namespace" in helm_args)
         args = ["upgrade", "--install"] if upgrade else ["install"]
         args += [release, str(chart), *env.global_flags(), "--timeout", timeout]
         if wait:
@@ -129,3 +138,28 @@ def deploy(
                                      timeout_seconds=max(budget - (time.monotonic() - started), 0.0))
     return DeployResult(output=result.stdout, command=result.command, chart=cache, plan=resolved.plan,
                         notice=notice, serving=serving)
+
+
+def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, create_namespace: bool,
+                   on_progress: Callable[[str], None]) -> None:
+    """The cluster checks before helm: raise on errors, report warnings and a summary line.
+
+    Raises:
+        ClusterCheckError: Any check is an error.
+    """
+    from .doctor import preinstall_report
+
+    report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
+                                        create_namespace=create_namespace)
+    if report is None:
+        on_progress(str(skipped))
+        return
+    if report.errors:
+        raise ClusterCheckError(context=report.context, namespace=report.namespace,
+                                lines=[c.line() for c in report.checks if c.status != "ok"])
+    for check in report.checks:
+        if check.status == "warning":
+            on_progress(check.line())
+    ok = len(report.checks) - report.warnings
+    on_progress(f"cluster checks (kube context {report.context}, namespace {report.namespace}): {ok} ok, "
+                f"{report.warnings} warning(s)")

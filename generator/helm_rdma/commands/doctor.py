@@ -1,28 +1,56 @@
-"""`helm-rdma doctor`: check values before anything is applied."""
+"""`helm-rdma doctor`: check values before anything is applied and, with --cluster, the live cluster too; and the
+same cluster checks `install` and `upgrade` run before helm."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from ..chart import write_chart
+from ..clustercheck import ClusterReport, check_cluster
+from ..clusterneeds import cluster_needs, parse_manifests
 from ..doctor import Finding, diagnose
-from ..errors import ContextTooLongError, ModelTooLargeError, ParallelismError, SchemaViolation, TooFewNodesError
-from ..values import check_values, resolve
+from ..errors import (
+    ContextTooLongError,
+    InputError,
+    ModelTooLargeError,
+    ParallelismError,
+    SchemaViolation,
+    TooFewNodesError,
+)
+from ..helm import find_helm, run_chart_command
+from ..helmenv import HelmEnv
+from ..kube import ClusterError, Connection, connect, kubeconfig_found
+from ..values import Resolved, check_values, resolve
 from ..valuesources import ValueSources
 
 
 class DoctorResult(NamedTuple):
-    """Every finding, errors first."""
+    """Every finding about the values, errors first, and with --cluster the cluster's checks (or why they did not
+    run)."""
 
     findings: tuple[Finding, ...]
+    cluster: ClusterReport | None = None
+    cluster_note: str | None = None  # why the cluster was not checked
 
     @property
     def errors(self) -> int:
-        return sum(1 for f in self.findings if f.severity == "error")
+        found = sum(1 for f in self.findings if f.severity == "error")
+        return found + (self.cluster.errors if self.cluster else 0)
 
     @property
     def warnings(self) -> int:
-        return len(self.findings) - self.errors
+        found = sum(1 for f in self.findings if f.severity == "warning")
+        return found + (self.cluster.warnings if self.cluster else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `doctor -o json`: values findings, the cluster's checks (null without --cluster), a summary."""
+        cluster = self.cluster.to_dict() if self.cluster else None
+        if cluster is None and self.cluster_note:
+            cluster = {"checks": [], "note": self.cluster_note}
+        return {"values": [f._asdict() for f in self.findings], "cluster": cluster,
+                "summary": {"errors": self.errors, "warnings": self.warnings, "passed": self.errors == 0}}
 
 
 def doctor(
@@ -35,24 +63,76 @@ def doctor(
     value_files: tuple[Path, ...] = (),
     set_values: tuple[str, ...] = (),
     sources: ValueSources | None = None,
+    cluster: HelmEnv | None = None,
 ) -> DoctorResult:
     """Resolve the values as install would and report what is wrong or doubtful, instead of stopping at the first
-    problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2)."""
+    problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2).
+
+    With ``cluster`` (the kube context and namespace), also check that cluster for the release (see
+    clustercheck.check_cluster): the chart is rendered as install would render it, and the checks read the names
+    they need from the rendered objects.
+
+    Raises:
+        ClusterError: ``cluster`` is given and its API server does not answer (names the context and server).
+    """
     try:
         resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
                            set_values=set_values, sources=sources, nodes=nodes, max_model_len=max_model_len,
                            validate=False)
     except (TooFewNodesError, ModelTooLargeError, ContextTooLongError, ParallelismError) as exc:
-        return DoctorResult(findings=(Finding("error", "nodes", str(exc), "see the message"),))
-    findings: list[Finding] = []
+        return DoctorResult(findings=(Finding("error", "nodes", str(exc), "see the message"),),
+                            cluster_note="not checked: the values have errors" if cluster else None)
+    connection = connect(cluster) if cluster else None
     try:
         check_values(resolved)
     except SchemaViolation as exc:
-        findings += [Finding("error", p.split(":", 1)[0], p.split(":", 1)[1].strip(), "see values.schema.json")
-                     for p in exc.problems]
+        findings = [Finding("error", p.split(":", 1)[0], p.split(":", 1)[1].strip(), "see values.schema.json")
+                    for p in exc.problems]
         from ..provisioncheck import provisioning_findings
 
         ours = provisioning_findings(resolved.values)  # their fix says more than the schema's message
         findings = [f for f in findings if f.key not in {o.key for o in ours}] + ours
-        return DoctorResult(findings=tuple(findings))
-    return DoctorResult(findings=tuple(diagnose(resolved)))
+        return DoctorResult(findings=tuple(findings),
+                            cluster_note="not checked: the values have errors" if connection else None)
+    clean = tuple(diagnose(resolved))
+    if connection is None:
+        return DoctorResult(findings=clean)
+    try:
+        with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
+            chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
+            report = cluster_report(chart=chart, resolved=resolved, connection=connection)
+    except InputError as exc:  # values the chart refuses that the checks above let through
+        return DoctorResult(findings=(*clean, Finding("error", "chart", f"does not render: {exc}", "see the "
+                                                         "message")), cluster_note="not checked: the chart does "
+                                                                                   "not render")
+    return DoctorResult(findings=clean, cluster=report)
+
+
+def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, helm: str | None = None,
+                   create_namespace: bool = False) -> ClusterReport:
+    """Render ``chart`` as helm installs it into the connection's namespace and check the cluster for it.
+
+    Raises:
+        ChartValuesError, HelmCommandError: The chart does not render.
+        ClusterError: The API server stopped answering.
+    """
+    rendered = run_chart_command(["template", resolved.release, str(chart), "--namespace", connection.namespace],
+                                 helm=helm or find_helm(), explain=lambda: check_values(resolved))
+    needs = cluster_needs(parse_manifests(rendered.stdout), release=resolved.release, namespace=connection.namespace,
+                          values=resolved.values)
+    return check_cluster(needs, connection=connection, create_namespace=create_namespace)
+
+
+def preinstall_report(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str,
+                      create_namespace: bool = False) -> tuple[ClusterReport | None, str | None]:
+    """The cluster checks `install` runs before helm when a cluster is reachable: a kubeconfig (or in-cluster
+    service account) is there and its API server answers within 5 s. Otherwise no report, and why (helm then
+    reports the cluster's absence itself)."""
+    if not kubeconfig_found(env):
+        return None, "no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)"
+    try:
+        connection = connect(env)
+    except ClusterError as exc:
+        return None, f"cluster checks skipped: {exc}"
+    return cluster_report(chart=chart, resolved=resolved, connection=connection, helm=helm,
+                          create_namespace=create_namespace), None

@@ -34,6 +34,10 @@ class VerifyResult(NamedTuple):
     def passed(self) -> bool:
         return all(c.passed is not False for c in self.checks)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `verify -o json`: each check (passed is null when nothing was judged) and the verdict."""
+        return {"checks": [c._asdict() for c in self.checks], "passed": self.passed}
+
 
 def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Callable[[str], bool] | None = None,
            remeasure_seconds: float = 3600, poll_seconds: float = 15, clock: Clock = SYSTEM_CLOCK) -> VerifyResult:

@@ -1,0 +1,378 @@
+"""`helm rdma doctor --cluster` and the same checks `install` runs before helm: the real kubernetes client reads two
+kmock clusters, one ready for the release and one that fails each cluster-wide check, and the chart is rendered by the
+real helm. Each bad case names its object and its cause."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from helm_rdma.cli import main
+from helm_rdma.clusterneeds import cluster_needs, parse_manifests, pod_security_level
+
+from .conftest import helm_path
+from .kmock_cluster import Cluster
+
+SECRETS = "model.hfTokenSecret.name=hf-token,api.keySecret.name=vllm-api-key"
+H100, H200 = "BM.GPU.H100.8", "BM.GPU.H200.8"
+SHAPE = "node.kubernetes.io/instance-type"
+NETWORK = "helm-rdma.io/cluster-network"
+LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
+
+
+def meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, Any]:
+    found: dict[str, Any] = {"name": name, "labels": labels}
+    if namespace:
+        found["namespace"] = namespace
+    return found
+
+
+def node(name: str, shape: str, *, ready: bool = True, network: str | None = None, gpus: int = 8, vfs: int = 0,
+         taints: tuple[dict[str, str], ...] = ({"key": "nvidia.com/gpu", "effect": "NoSchedule"},),
+         cordoned: bool = False) -> dict[str, Any]:
+    labels = {SHAPE: shape, **({NETWORK: network} if network else {})}
+    allocatable = {"cpu": "224", "memory": "2000Gi", "nvidia.com/gpu": str(gpus)}
+    if vfs:
+        allocatable["nvidia.com/rdma-vf"] = str(vfs)
+    return {"apiVersion": "v1", "kind": "Node", "metadata": meta(name, **labels),
+            "spec": {"taints": list(taints), "unschedulable": cordoned},
+            "status": {"allocatable": allocatable,
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def namespace(name: str, level: str | None) -> dict[str, Any]:
+    labels = {"pod-security.kubernetes.io/enforce": level} if level else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(name, **labels)}
+
+
+def secret(name: str, ns: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta(name, ns), "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def crd(name: str, *versions: str) -> dict[str, Any]:
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": meta(name),
+            "spec": {"versions": [{"name": v, "served": True, "storage": True} for v in versions]}}
+
+
+def lws_controller(ready: int, namespace: str = "lws-system") -> dict[str, Any]:
+    """LWS's controller as its manifests and its chart label it (kubernetes-sigs/lws config/manager/manager.yaml,
+    config/default/kustomization.yaml)."""
+    labels = {"control-plane": "controller-manager", "app.kubernetes.io/name": "lws"}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("lws-controller-manager", namespace,
+                                                                             **labels),
+            "spec": {"replicas": 2}, "status": {"replicas": 2, "readyReplicas": ready}}
+
+
+def other_release_pod() -> dict[str, Any]:
+    """A pod of release `other` in namespace team-b, on the nodes of cluster network net-b."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": meta("other-vllm-rdma-0", "team-b", **{"app.kubernetes.io/instance": "other"}),
+            "spec": {"nodeSelector": {SHAPE: H100, NETWORK: "net-b"}, "containers": [{"name": "vllm", "image": "i"}]}}
+
+
+READY = [
+    namespace("ml", "privileged"), namespace("strict", "baseline"), namespace("open", None),
+    namespace("team-b", "privileged"),
+    *[secret("hf-token", ns, token="hf_x") for ns in ("ml", "strict")], secret("hf-token", "open", token=""),
+    *[secret("vllm-api-key", ns, **{"api-key": "k"}) for ns in ("ml", "strict", "open")],
+    crd(LWS_CRD, "v1"), crd("network-attachment-definitions.k8s.cni.cncf.io", "v1"),
+    lws_controller(ready=2, namespace="lws-operator"),  # installed with helm into another namespace: found by labels
+    {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": meta("rdma-vf", "default"),
+     "spec": {"config": "{}"}},
+    node("gpu-a1", H100, network="net-a", vfs=16), node("gpu-a2", H100, network="net-a", vfs=16),
+    node("gpu-b1", H100, network="net-b"), node("gpu-b2", H100, network="net-b"),
+    node("gpu-h1", H200, gpus=0), node("gpu-h2", H200, gpus=0),
+    node("cpu-1", "VM.Standard.E4.Flex", taints=()),
+    other_release_pod(),
+]
+BROKEN = [
+    namespace("ml", None), lws_controller(ready=0),
+    node("gpu-1", H100, ready=False), node("gpu-2", H100, cordoned=True),
+    node("gpu-3", H100, taints=({"key": "maintenance", "value": "true", "effect": "NoExecute"},)),
+]
+
+
+@pytest.fixture(scope="module")
+def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cluster]]:
+    tmp = tmp_path_factory.mktemp("clusters")
+    with Cluster(READY, tmp / "ready") as ready, Cluster(BROKEN, tmp / "broken", forbidden=("v1/secrets",)) as broken:
+        yield {"ready": ready, "broken": broken}
+
+
+@pytest.fixture
+def use(clusters: dict[str, Cluster], monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.delenv("HELM_RDMA_SKIP_CLUSTER_CHECKS", raising=False)
+
+    def pick(name: str) -> Cluster:
+        monkeypatch.setenv("KUBECONFIG", str(clusters[name].kubeconfig))
+        return clusters[name]
+
+    return pick
+
+
+def doctor(*args: str) -> Result:
+    return CliRunner().invoke(main, ["doctor", "llama405b", "--cluster", *args])
+
+
+def lines(result: Result, status: str, check: str) -> list[str]:
+    """The lines of one status whose check (and subject) start with ``check``."""
+    return [line for line in result.stdout.splitlines() if line.startswith(f"{status:<7} {check}")]
+
+
+def test_a_ready_cluster_passes_every_check(use: Any) -> None:
+    use("ready")
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS)
+    assert out.exit_code == 0, out.output
+    assert "cluster: kube context kmock (http://127.0.0.1:" in out.stdout and "namespace ml, release llama405b" \
+        in out.stdout
+    checks = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("ok ")]
+    assert checks == ["namespace", "pod-security", "secret", "secret", "lws-crd", "lws-controller", "nodes",
+                      "gpu-resource"]
+    assert lines(out, "ok", "pod-security ml") == ["ok      pod-security ml: enforces privileged, which admits the "
+                                                   "pods (they need privileged)"]
+    assert lines(out, "ok", "secret hf-token/token")[0].endswith(
+        "exists with key token (read by LeaderWorkerSet/llama405b-vllm-rdma, container download-model, env HF_TOKEN)")
+    assert lines(out, "ok", "lws-controller") == [
+        "ok      lws-controller lws-operator/lws-controller-manager: 2 of 2 replica(s) ready"]
+    assert "4 Ready node(s) fit the pods' node selector and tolerations (gpu-a1, gpu-a2, gpu-b1, gpu-b2); 2 needed " \
+           "(1 group(s), one pod per node)" in out.stdout
+    assert out.stdout.endswith("0 error(s), 0 warning(s)\n")
+
+
+def test_sriov_and_the_cluster_network_label_pass_where_they_are_there(use: Any) -> None:
+    use("ready")
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", "rdma.mode=sriov,nccl.settings."
+                 "NCCL_IB_HCA=mlx5,placement.clusterNetworkLabel.enabled=true,placement.clusterNetworkLabel.value=net-a")
+    assert out.exit_code == 0, out.output
+    assert lines(out, "ok", "nodes") == [f"ok      nodes {SHAPE}={H100}, {NETWORK}=net-a: 2 Ready node(s) fit the pods' "
+                                         "node selector and tolerations (gpu-a1, gpu-a2); 2 needed (1 group(s), one "
+                                         "pod per node)"]
+    assert lines(out, "ok", "rdma-resource nvidia.com/rdma-vf") and lines(out, "ok", "network-attachment "
+                                                                                       "default/rdma-vf")
+    assert lines(out, "ok", f"cluster-network-label {NETWORK}=net-a") == [
+        f"ok      cluster-network-label {NETWORK}=net-a: no other release selects these nodes"]
+
+
+def test_nodes_the_release_provisions_are_not_expected_yet_but_the_hooks_secret_is(use: Any) -> None:
+    use("ready")
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", ",".join([
+        "clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
+        "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
+        "clusterNetwork.imageId=ocid1.image.oc1..i", "clusterNetwork.image.repository=iad.ocir.io/ns/provisioner",
+        "clusterNetwork.oke.clusterId=ocid1.cluster.oc1..k", "clusterNetwork.auth=apiKey",
+        "clusterNetwork.apiKeySecret=oci-api-key"]))
+    assert out.exit_code == 1, out.output
+    assert lines(out, "ok", "nodes ")[0].endswith(
+        "none yet: the release's pre-install hook provisions 2 node(s) and waits until they are Ready")
+    assert lines(out, "error", "secret oci-api-key:") == [
+        "error   secret oci-api-key: Secret oci-api-key does not exist in namespace ml (read by "
+        "Job/llama405b-vllm-rdma-provision, volume oci), so the pods cannot start; fix: kubectl -n ml create secret "
+        "generic oci-api-key --from-literal=KEY=VALUE"]
+
+
+@pytest.mark.parametrize(("args", "check", "cause", "fix"), [
+    (("-n", "nowhere"), "namespace nowhere:", "does not exist, so helm install fails",
+     "kubectl create namespace nowhere && kubectl label namespace nowhere pod-security.kubernetes.io/enforce="
+     "privileged"),
+    (("-n", "strict"), "pod-security strict:", "enforces Pod Security level baseline, which refuses the pods: they "
+     "need privileged (LeaderWorkerSet/llama405b-vllm-rdma: hostNetwork: true; LeaderWorkerSet/llama405b-vllm-rdma: "
+     "container preflight is privileged", "pod-security.kubernetes.io/enforce=privileged --overwrite"),
+    (("--set", "model.hfTokenSecret.name=hf-tokn"), "secret hf-tokn/token:", "Secret hf-tokn does not exist in "
+     "namespace ml (read by LeaderWorkerSet/llama405b-vllm-rdma, container download-model, env HF_TOKEN)",
+     "kubectl -n ml create secret generic hf-tokn --from-literal=token=VALUE"),
+    (("--set", "model.hfTokenSecret.key=hf"), "secret hf-token/hf:", "Secret hf-token has no key hf (its keys: "
+     "token;", "or point the values at a key it has"),
+    (("--set", "api.keySecret.name=api-key"), "secret api-key/api-key:", "Secret api-key does not exist in namespace "
+     "ml (read by LeaderWorkerSet/llama405b-vllm-rdma, container vllm, env VLLM_API_KEY)", "create secret generic"),
+    (("--nodes", "5"), "nodes ", "4 usable node(s) for the pods, 5 needed (1 group(s), one pod per node)",
+     "add nodes of that shape"),
+    (("--preset", "a100-v2"), "nodes ", "0 usable node(s) for the pods, 2 needed (1 group(s), one pod per node): 0 of "
+     "7 carry node.kubernetes.io/instance-type=BM.GPU.A100-v2.8", "kubectl get nodes -L node.kubernetes.io/"
+     "instance-type"),
+    (("--set", "placement.clusterNetworkLabel.enabled=true"), "nodes ", f"0 of 4 carry {NETWORK}=llama405b.ml",
+     "label the 2 nodes of one RDMA cluster network (only those have RDMA paths between them; of this shape: gpu-a1, "
+     "gpu-a2, gpu-b1, gpu-b2): kubectl label node NODE... helm-rdma.io/cluster-network=llama405b.ml"),
+    (("--preset", "h200", "--nodes", "2"), "gpu-resource nvidia.com/gpu:", "each pod requests 8, and only 0 of 2 "
+     "node(s) advertise that many (gpu-h1 has 0, gpu-h2 has 0); 2 needed", "the GPU operator's device plugin"),
+    (("--set", "rdma.devicePluginResource=rdma/rdma_shared_device_a"), "rdma-resource rdma/rdma_shared_device_a:",
+     "each pod requests 1, and only 0 of 4 node(s) advertise that many", "RDMA shared device plugin"),
+    (("--set", "rdma.mode=sriov,nccl.settings.NCCL_IB_HCA=mlx5,rdma.sriov.networkName=default/rdma-vfs"),
+     "network-attachment default/rdma-vfs:", "NetworkAttachmentDefinition rdma-vfs does not exist in namespace "
+     "default, so Multus refuses the pods", "set rdma.sriov.networkName to one that exists"),
+    (("--set", "placement.clusterNetworkLabel.enabled=true,placement.clusterNetworkLabel.value=net-b"),
+     f"cluster-network-label {NETWORK}=net-b:", "already selected by release other in namespace team-b (pod "
+     "other-vllm-rdma-0): two releases on one cluster network's nodes compete for their GPUs",
+     "give this release its own cluster network"),
+], ids=["namespace", "pod-security", "hf-secret", "hf-key", "api-key-secret", "too-few-nodes", "no-node-of-shape",
+        "unlabelled-nodes", "no-gpus", "no-rdma-device", "no-network-attachment", "cluster-network-taken"])
+def test_each_missing_piece_is_an_error_naming_its_object_and_cause(use: Any, args: tuple[str, ...], check: str,
+                                                                   cause: str, fix: str) -> None:
+    use("ready")
+    base = ("--preset", "h100", "-n", "ml")
+    out = doctor(*base, "--set", SECRETS, *args) if "--preset" not in args else doctor(
+        "-n", "ml", "--set", SECRETS, *args)
+    assert out.exit_code == 1, out.output
+    [line] = lines(out, "error", check)
+    message, _, suggested = line.split(":", 1)[1].partition("; fix: ")
+    assert cause in message and fix in suggested, line
+
+
+def test_a_cluster_that_fails_every_cluster_wide_check(use: Any) -> None:
+    use("broken")
+    out = doctor("--preset", "h100", "--set", SECRETS)  # the kube context's namespace, ml
+    assert out.exit_code == 1, out.output
+    assert lines(out, "error", "lws-crd") == [
+        f"error   lws-crd {LWS_CRD}: is not installed, so the cluster does not know the LeaderWorkerSet the release "
+        "creates (helm install fails); fix: install the LeaderWorkerSet operator (https://lws.sigs.k8s.io/docs/"
+        "installation/: `helm install lws oci://registry.k8s.io/lws/charts/lws -n lws-system --create-namespace`), "
+        "or set workload.kind=StatefulSet"]
+    [controller] = lines(out, "error", "lws-controller lws-system/lws-controller-manager")
+    assert "has no ready replica (0 of 2), so nothing would create the pods of a LeaderWorkerSet" in controller
+    [nodes] = lines(out, "error", "nodes")
+    assert "0 usable node(s) for the pods, 2 needed (1 group(s), one pod per node): gpu-1 is not Ready; gpu-2 is " \
+           "cordoned; gpu-3 has taint maintenance=true:NoExecute, which the pods do not tolerate; fix: kubectl " \
+           "describe node gpu-1" in nodes
+    [pss] = lines(out, "warning", "pod-security ml")
+    assert "has no pod-security.kubernetes.io/enforce label, so the cluster's default level applies" in pss
+    assert lines(out, "warning", "secret hf-token/token") == [
+        "warning secret hf-token/token: not checked: HTTP 403: the kube user may not read secret hf-token in namespace "
+        "ml; fix: ask for read access, or check it by hand with kubectl"]
+    assert out.stdout.endswith("3 error(s), 3 warning(s)\n")
+    statefulsets = doctor("--preset", "h100", "--set", SECRETS, "--set", "workload.kind=StatefulSet")
+    assert not lines(statefulsets, "error", "lws-")  # no operator needed
+
+
+def test_json_has_one_stable_shape(use: Any) -> None:
+    use("broken")
+    out = doctor("--preset", "h100", "--set", SECRETS, "-o", "json")
+    assert out.exit_code == 1
+    report = json.loads(out.stdout)
+    assert set(report) == {"values", "cluster", "summary"}
+    assert report["summary"] == {"errors": 3, "warnings": 3, "passed": False}
+    cluster = report["cluster"]
+    assert set(cluster) == {"context", "server", "namespace", "release", "checks"}
+    assert (cluster["context"], cluster["namespace"], cluster["release"]) == ("kmock", "ml", "llama405b")
+    assert all(set(c) == {"check", "status", "subject", "message", "fix"} for c in cluster["checks"])
+    assert {c["check"] for c in cluster["checks"] if c["status"] == "error"} == {"lws-crd", "lws-controller", "nodes"}
+    values = json.loads(doctor("--preset", "h100", "-o", "json").stdout)["values"]
+    assert {"severity": "warning", "key": "api.keySecret.name"} .items() <= values[0].items()
+
+
+def test_an_unreachable_cluster_is_exit_1_naming_the_context_and_server(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    out = doctor("--preset", "h100", "--set", SECRETS)
+    assert out.exit_code == 1
+    assert "helm-rdma: error: reaching the API server http://127.0.0.1:9 (kube context prod) failed:" in out.output
+    assert "check the kube context (--kube-context, KUBECONFIG) and access" in out.output
+
+
+def test_baseline_refuses_what_rdma_pods_need() -> None:
+    """kubernetes.io/docs/concepts/security/pod-security-standards, Baseline: host namespaces, privileged, added
+    capabilities beyond the default set (IPC_LOCK is not in it), hostPath volumes."""
+    assert pod_security_level({"hostNetwork": True, "containers": [{"name": "c"}]})[0] == "privileged"
+    assert pod_security_level({"containers": [{"name": "c", "securityContext": {"capabilities": {
+        "add": ["IPC_LOCK"]}}}]}) == ("privileged", ["container c adds capability IPC_LOCK"])
+    assert pod_security_level({"containers": [{"name": "c", "securityContext": {"capabilities": {
+        "add": ["NET_BIND_SERVICE"]}}}]})[0] == "baseline"
+    assert pod_security_level({"containers": [{"name": "c"}], "volumes": [{"name": "m", "hostPath": {
+        "path": "/mnt"}}]}) == ("privileged", ["hostPath volume m"])
+    restricted = {"securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                  "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": False,
+                                                                   "capabilities": {"drop": ["ALL"]}}}]}
+    assert pod_security_level(restricted) == ("restricted", [])
+
+
+# ---- install: the same checks before helm runs ---------------------------------------------------------------------
+
+HELM = """#!/bin/sh
+case "$1" in
+  install|upgrade) echo "$@" >> "{log}"; echo "NAME: $2"; echo "STATUS: deployed" ;;
+  *) exec "{helm}" "$@" ;;
+esac
+"""
+
+
+@pytest.fixture
+def installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A helm that renders for real and records install and upgrade instead of running them."""
+    log = tmp_path / "installs.log"
+    helm = tmp_path / "helm"
+    helm.write_text(HELM.format(log=log, helm=helm_path("helm4")))
+    helm.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(helm))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    return log
+
+
+def install(*args: str) -> Result:
+    return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, *args])
+
+
+def test_install_checks_the_cluster_first_and_stops_on_errors(use: Any, installs: Path) -> None:
+    use("ready")
+    ok = install("-n", "ml")
+    assert ok.exit_code == 0, ok.output
+    assert "helm-rdma: cluster checks (kube context kmock, namespace ml): 8 ok, 0 warning(s)" in ok.stderr
+    assert installs.read_text().startswith("install llama405b")
+    installs.unlink()
+    bad = install("-n", "strict", "--nodes", "5")
+    assert bad.exit_code == 1
+    assert "helm-rdma: error: the cluster (kube context kmock, namespace strict) would not run the release:" \
+        in bad.output
+    assert "  error   pod-security strict: enforces Pod Security level baseline" in bad.output
+    assert "  error   nodes node.kubernetes.io/instance-type=BM.GPU.H100.8: 4 usable node(s)" in bad.output
+    assert "nothing was installed; fix them, or pass --skip-cluster-checks to install anyway" in bad.output
+    assert not installs.exists()
+    skipped = install("-n", "strict", "--nodes", "5", "--skip-cluster-checks")
+    assert skipped.exit_code == 0 and "cluster checks" not in skipped.stderr
+    assert installs.read_text().startswith("install llama405b")
+
+
+def test_install_prints_warnings_and_goes_on(use: Any, installs: Path) -> None:
+    use("ready")
+    out = install("-n", "open")
+    assert out.exit_code == 0, out.output
+    assert "helm-rdma: warning pod-security open: has no pod-security.kubernetes.io/enforce label" in out.stderr
+    assert "helm-rdma: warning secret hf-token/token: key token of Secret hf-token is empty" in out.stderr
+    assert "helm-rdma: cluster checks (kube context kmock, namespace open): 6 ok, 2 warning(s)" in out.stderr
+    assert installs.read_text().startswith("install llama405b")
+
+
+def test_install_without_a_cluster_skips_the_checks_and_a_dry_run_never_looks(tmp_path: Path, installs: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HELM_RDMA_SKIP_CLUSTER_CHECKS", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    out = install("-n", "ml")
+    assert out.exit_code == 0, out.output
+    assert "helm-rdma: no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)" in out.stderr
+    dry = install("-n", "ml", "--dry-run")
+    assert dry.exit_code == 0 and "cluster checks" not in dry.stderr
+
+
+def test_the_needs_come_from_the_rendered_objects() -> None:
+    """Names the checks use are read from what the chart renders, never restated: a release's own label value."""
+    from helm_rdma.commands.template import template
+
+    rendered = template(release="llama405b", preset="h100", namespace="team-a",
+                        set_values=(SECRETS, "placement.clusterNetworkLabel.enabled=true"))
+    from helm_rdma.values import resolve
+
+    values = resolve(release="llama405b", preset="h100", set_values=(SECRETS,)).values
+    needs = cluster_needs(parse_manifests(rendered.manifests), release="llama405b", namespace="team-a", values=values)
+    assert needs.cluster_network_label == (NETWORK, "llama405b.team-a")
+    assert (needs.pods, needs.groups, needs.lws_api) == (2, 1, ("leaderworkerset.x-k8s.io", "v1"))
+    assert dict(needs.resources) == {"nvidia.com/gpu": 8}
+    assert {(s.name, s.key) for s in needs.secrets} == {("hf-token", "token"), ("vllm-api-key", "api-key")}
