@@ -61,8 +61,11 @@ def test_the_locks_name_the_command_that_makes_them_and_cover_every_python_pypro
         assert f"-o locks/{lock.name}" in makefile
 
 
-def test_the_plugin_hook_installs_from_the_locks_with_hashes_and_no_build() -> None:
+def test_the_plugin_hook_and_the_provisioner_image_install_from_the_locks_with_hashes_and_no_build() -> None:
     hook = (REPO / "scripts" / "plugin-venv").read_text(encoding="utf-8")
     assert "--require-hashes --only-binary :all: -r \"$lock\"" in hook
     assert "locks/runtime.txt" in hook and "locks/oci.txt" in hook
     assert hook.count("-m pip install") == 1  # the locked wheels, and nothing else
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:[0-9.]+-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M)
+    assert "--require-hashes --only-binary :all: -r /tmp/oci.txt" in dockerfile
