@@ -305,10 +305,10 @@ that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
 {{- end }}
 
 {{/*
-The workload image, repository:tag.
+The workload image, repository:tag, with @digest when image.digest is set (vllm-rdma.imageRef).
 */}}
 {{- define "vllm-rdma.image" -}}
-{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) }}
+{{- include "vllm-rdma.imageRef" .Values.image }}
 {{- end }}
 
 {{/*

@@ -86,7 +86,7 @@ spec:
       type: RuntimeDefault
   containers:
     - name: provisioner
-      image: "{{ $cn.image.repository }}:{{ default $root.Chart.AppVersion $cn.image.tag }}"
+      image: {{ include "vllm-rdma.provisionerImage" $root | quote }}
       imagePullPolicy: {{ $cn.image.pullPolicy }}
       args:
         {{- toYaml .args | nindent 8 }}
