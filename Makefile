@@ -58,7 +58,8 @@ provisioner-image:
 	@echo "  --docker-username='$(OCIR_NAMESPACE)/$(OCIR_USER)' --docker-password='AUTH-TOKEN'"
 	@echo "# then point the chart at it:"
 	@echo "helm rdma install ... --set clusterNetwork.image.repository=$(PROVISIONER) \\"
-	@echo "  --set clusterNetwork.image.pullSecrets[0].name=ocir-pull"
+	@echo "  --set clusterNetwork.image.pullSecrets[0].name=ocir-pull \\"
+	@echo "  --set clusterNetwork.image.digest=sha256:...   # the digest docker push printed: the hooks run exactly it"
 
 bench: setup
 	$(BIN)/python bench/template_speed.py
