@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HELMS := $(BIN)/helm3 $(BIN)/helm4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test golden chart bench clean provisioner-image
+.PHONY: setup demo test golden chart bench clean provisioner-image lock
 
 setup: $(STAMP) $(HELMS)
 
@@ -58,10 +58,22 @@ provisioner-image:
 	@echo "  --docker-username='$(OCIR_NAMESPACE)/$(OCIR_USER)' --docker-password='AUTH-TOKEN'"
 	@echo "# then point the chart at it:"
 	@echo "helm rdma install ... --set clusterNetwork.image.repository=$(PROVISIONER) \\"
-	@echo "  --set clusterNetwork.image.pullSecrets[0].name=ocir-pull"
+	@echo "  --set clusterNetwork.image.pullSecrets[0].name=ocir-pull \\"
+	@echo "  --set clusterNetwork.image.digest=sha256:...   # the digest docker push printed: the hooks run exactly it"
 
 bench: setup
 	$(BIN)/python bench/template_speed.py
+
+# Refresh the hash-locked dependencies the Helm plugin (locks/runtime.txt) and the provisioner image (locks/oci.txt)
+# install, after a change to pyproject.toml's dependencies: one universal resolution for CPython 3.10 and newer on every
+# platform, every wheel and sdist of each pinned version hashed. Versions already locked are kept unless UPGRADE=1.
+# tests/test_locks.py checks the locks against pyproject.toml.
+UV_VERSION := 0.13.8
+LOCK_ARGS := --universal --python-version 3.10 --generate-hashes --custom-compile-command 'make lock' --quiet
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o locks/runtime.txt
+	$(BIN)/uv pip compile pyproject.toml --extra oci $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o locks/oci.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -112,7 +112,7 @@ def test_the_api_key_reaches_vllm_and_the_test_pod_from_the_secret_only() -> Non
     ref = {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}}
     assert {e["name"]: e.get("valueFrom") for e in leader["containers"][0]["env"]}["VLLM_API_KEY"] == ref
     test_api = hooks(docs)["llama405b-vllm-rdma-test-api"]
-    assert test_api["spec"]["containers"][0]["env"] == [{"name": "VLLM_API_KEY", "valueFrom": ref}]
+    assert test_api["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "VLLM_API_KEY", "valueFrom": ref}]
     # vLLM's key guards /v1 only (vllm/entrypoints/openai/api_server.py): the /health probes need none
     assert leader["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
 
@@ -148,6 +148,6 @@ def test_the_helm_test_rdma_job_runs_in_hostnetwork_mode_only_and_the_api_test_p
     assert host["llama405b-vllm-rdma-test-rdma"]["spec"]["template"]["spec"]["hostNetwork"] is True
     sriov = hooks(render(*CASES["lws-sriov"]))
     assert "llama405b-vllm-rdma-test-rdma" not in sriov
-    api = sriov["llama405b-vllm-rdma-test-api"]["spec"]["containers"][0]
+    api = sriov["llama405b-vllm-rdma-test-api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["image"] == "python:3.13-alpine"
     assert "http://llama405b-vllm-rdma-api.llm.svc:8000" in api["command"]

@@ -147,4 +147,4 @@ def test_preflight_and_test_hooks_render_and_validate_for_every_preset(preset: s
     assert pod.get("hostNetwork", False) == (mode == "hostNetwork")
     hooks = {d["metadata"]["name"]: d for d in documents if "helm.sh/hook" in d["metadata"].get("annotations", {})}
     assert ("llama405b-vllm-rdma-test-rdma" in hooks) == (mode == "hostNetwork")
-    assert hooks["llama405b-vllm-rdma-test-api"]["kind"] == "Pod"
+    assert hooks["llama405b-vllm-rdma-test-api"]["kind"] == "Job"

@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from .conftest import HELM_VERSIONS, REPO, helm_path
+from .lockfile import RUNTIME, parse_freeze, pinned_here
 
 H100_HCA = "=mlx5_0,mlx5_1,mlx5_3,mlx5_4,mlx5_5,mlx5_6,mlx5_7,mlx5_8,mlx5_9,mlx5_10,mlx5_12,mlx5_13,mlx5_14,mlx5_15,mlx5_16,mlx5_17"
 
@@ -196,31 +198,68 @@ def snapshot_repo(target: Path) -> str:
     return f"file://{target}"
 
 
-@pytest.mark.parametrize("name", sorted(HELM_VERSIONS))
-def test_git_install_builds_its_venv_then_update_and_uninstall_work(name: str, tmp_path: Path) -> None:
-    helm = Helm(name, tmp_path / "home")
+@pytest.fixture(scope="module")
+def wheelhouse() -> Path:
+    """The locked wheels for this Python in a local directory (pip's own cache answers after the first download), so
+    that the plugin installs below hash-check and install them without an index."""
+    target = REPO / ".cache" / "wheelhouse"
+    out = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                          "--require-hashes", "--only-binary", ":all:", "-r", str(RUNTIME), "-d", str(target)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        pytest.skip(f"the locked wheels could not be downloaded (no index reachable?): {out.stderr.strip()[-300:]}")
+    return target
+
+
+def venv_freeze(venv: Path) -> dict[str, str]:
+    out = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--disable-pip-version-check"],
+                         capture_output=True, text=True, check=True)
+    return parse_freeze(out.stdout)
+
+
+def test_git_installs_from_the_lock_are_identical_then_update_follows_the_lock(tmp_path: Path, wheelhouse: Path) -> None:
     source = tmp_path / "src"
     url = snapshot_repo(source)
-    out = helm.run("plugin", "install", url, *(["--verify=false"] if name == "helm4" else []))
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "creating" in out.stdout and "ready: helm-rdma, version" in out.stdout
-    [plugin_dir] = [p for p in (tmp_path / "home" / "data" / "plugins").iterdir()]
-    assert (plugin_dir / ".venv" / "bin" / "helm-rdma").is_file()
-    out = helm.run("rdma", "template", "llama405b", "--preset", "h100")
-    assert out.returncode == 0 and f'value: "{H100_HCA}"' in out.stdout
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}  # hash-checked against the lock all the same
+    freezes, installed = [], []
+    for name in sorted(HELM_VERSIONS):  # one fresh install per helm: the same lock, two environments
+        helm = Helm(name, tmp_path / name)
+        out = helm.run("plugin", "install", url, *(["--verify=false"] if name == "helm4" else []), env=offline)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "creating" in out.stdout and "from locks/runtime.txt" in out.stdout
+        assert "hash-checked wheels only, nothing built" in out.stdout and "ready: helm-rdma, version" in out.stdout
+        [plugin_dir] = list((tmp_path / name / "data" / "plugins").iterdir())
+        venv = plugin_dir / ".venv"
+        freezes.append(venv_freeze(venv))
+        installed.append((helm, plugin_dir, venv))
+        out = helm.run("rdma", "template", "llama405b", "--preset", "h100")
+        assert out.returncode == 0 and f'value: "{H100_HCA}"' in out.stdout
 
-    # A new commit upstream: update pulls it and refreshes the venv (the venv is ignored by git).
-    readme = source / "presets" / "models.yaml"
-    readme.write_text(readme.read_text().replace("Llama 3.1 70B Instruct, BF16", "Llama 3.1 70B Instruct (BF16)"))
+    # Both environments are exactly what the lock pins for this Python: no build backend, no helm-rdma dist (it runs
+    # from the plugin's source tree through a .pth file).
+    assert freezes[0] == freezes[1] == pinned_here(RUNTIME)
+    helm, plugin_dir, venv = installed[-1]
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import helm_rdma; print(helm_rdma.__file__)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).resolve() == (plugin_dir / "generator" / "helm_rdma" / "__init__.py").resolve()
+
+    # The hook run again on the same directory and lock leaves the environment alone.
+    out = subprocess.run(["/bin/sh", str(plugin_dir / "scripts" / "plugin-venv"), "update"], capture_output=True,
+                         text=True, env={**helm.env, **offline, "HELM_PLUGIN_DIR": str(plugin_dir)})
+    assert out.returncode == 0 and "matches locks/runtime.txt; nothing to install" in out.stdout, out.stderr
+
+    # A new commit upstream: update pulls it (helm's git client also cleans every untracked file, the venv included)
+    # and the hook makes the environment again from the lock; the new code runs.
+    preset = source / "presets" / "h100.yaml"
+    preset.write_text(preset.read_text().replace("description: 8x NVIDIA H100 80GB", "description: 8x NVIDIA H100"))
     subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "edit"],
                    cwd=source, check=True)
-    out = helm.run("plugin", "update", "rdma")
+    out = helm.run("plugin", "update", "rdma", env=offline)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "installing helm-rdma" in out.stdout
-    out = helm.run("rdma", "template", "llama70b", "--preset", "h100", "--", "--show-only", "templates/service.yaml")
-    assert out.returncode == 0, out.stderr
-    site = next((plugin_dir / ".venv").glob("lib/python*/site-packages/helm_rdma/_data/presets/models.yaml"))
-    assert "Llama 3.1 70B Instruct (BF16)" in site.read_text()
+    assert "creating" in out.stdout and "ready: helm-rdma, version" in out.stdout
+    assert venv_freeze(venv) == freezes[0]
+    out = helm.run("rdma", "presets", "show", "h100")
+    assert out.returncode == 0 and "description: 8x NVIDIA H100, 16 x 200 Gb/s" in out.stdout, out.stdout
 
     out = helm.run("plugin", "uninstall", "rdma")
     assert out.returncode == 0, out.stderr

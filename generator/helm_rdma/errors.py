@@ -356,3 +356,14 @@ class NoPodsError(RuntimeFailure):
     def __init__(self, *, release: str, namespace: str, label: str) -> None:
         super().__init__(f'no pods of release "{release}" in namespace {namespace} (label {label}={release}); check '
                          "the release name and -n/--namespace, or read saved logs with --logs DIR")
+
+
+class RegistryError(RuntimeFailure):
+    """A registry that did not say which digest an image tag points at (generate --pin-digests)."""
+
+    def __init__(self, *, image: str, key: str, problem: str) -> None:
+        super().__init__(
+            f"{key}: cannot pin {image} to a digest: {problem}. Check the name and that the registry is reachable "
+            f"(HELM_RDMA_REGISTRY_ENDPOINT names a mirror), set {key}.digest=sha256:... yourself, or leave "
+            "--pin-digests off"
+        )

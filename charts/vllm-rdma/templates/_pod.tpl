@@ -332,10 +332,10 @@ vLLM, so every re-formed group measures again on all its nodes.
 {{- end }}
 
 {{/*
-The workload image, repository:tag.
+The workload image, repository:tag, with @digest when image.digest is set (vllm-rdma.imageRef).
 */}}
 {{- define "vllm-rdma.image" -}}
-{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) }}
+{{- include "vllm-rdma.imageRef" .Values.image }}
 {{- end }}
 
 {{/*

@@ -6,12 +6,18 @@ Whether any OCI hook runs: provisioning before install/upgrade, or deprovisionin
 {{- end }}
 
 {{/*
-Hook events of the objects the OCI hook Jobs need (ServiceAccount, RBAC, values ConfigMap).
+Hook events of the objects the OCI hook Jobs need (ServiceAccount, RBAC, values ConfigMap). Hooks are not part of the
+release and helm uninstall never deletes them (helm docs "Chart Hooks"): these carry hook-delete-policy
+before-hook-creation,hook-succeeded (vllm-rdma.hookDeletePolicy), so helm deletes them once every hook of the event
+succeeded, and they are pre-delete hooks too, even without a deprovision Job: on helm uninstall helm deletes what a
+failed install left of them (before-hook-creation), creates them again and deletes them again (hook-succeeded). Helm
+3.17 and 3.18 do not delete the earlier hooks of an event whose later hook failed (3.19 and 4 do: pkg/action/hooks.go,
+deleteHooksByPolicy(executingHooks[0:i], HookSucceeded)); this pre-delete pass removes them there too.
 */}}
 {{- define "vllm-rdma.ociHookEvents" -}}
 {{- $events := list }}
 {{- if .Values.clusterNetwork.provision }}{{ $events = concat $events (list "pre-install" "pre-upgrade") }}{{ end }}
-{{- if .Values.clusterNetwork.deleteOnUninstall }}{{ $events = append $events "pre-delete" }}{{ end }}
+{{- $events = append $events "pre-delete" }}
 {{- join "," $events }}
 {{- end }}
 
@@ -80,7 +86,7 @@ spec:
       type: RuntimeDefault
   containers:
     - name: provisioner
-      image: "{{ $cn.image.repository }}:{{ default $root.Chart.AppVersion $cn.image.tag }}"
+      image: {{ include "vllm-rdma.provisionerImage" $root | quote }}
       imagePullPolicy: {{ $cn.image.pullPolicy }}
       args:
         {{- toYaml .args | nindent 8 }}

@@ -20,13 +20,16 @@ from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, 
               help="Directory to write the chart into.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory that holds a chart generate "
                                             "wrote before (never one with .git, nor other files).")
+@click.option("--pin-digests", is_flag=True, help="Ask each image's registry for the digest its tag points at and "
+                                                  "write it into values.yaml (image.digest and the like), so the "
+                                                  "chart always runs those exact images.")
 def generate(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-             sources: ValueSources, output: Path, force: bool) -> None:
+             sources: ValueSources, output: Path, force: bool, pin_digests: bool) -> None:
     """Write a complete chart for RELEASE into a directory (for GitOps: render it later with plain helm)."""
     from ..commands.generate import generate as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 sources=sources, output=output, force=force)
+                 sources=sources, output=output, force=force, pin_digests=pin_digests)
     _notice(result.notice)
     p = result.plan
     click.echo(f"wrote {result.path} ({len(result.files)} files): {p.model} on {p.nodes} x {p.preset}, "

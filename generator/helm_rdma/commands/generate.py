@@ -9,6 +9,7 @@ from ..chart import write_chart
 from ..doctor import require_clean
 from ..errors import HelmNotFoundError
 from ..helm import find_helm, run_chart_command
+from ..images import chart_images
 from ..planner import Plan
 from ..values import Resolved, check_values, resolve
 from ..valuesources import ValueSources
@@ -35,18 +36,47 @@ def generate(
     set_values: tuple[str, ...] = (),
     sources: ValueSources | None = None,
     force: bool = False,
+    pin_digests: bool = False,
 ) -> GenerateResult:
     """Resolve and check the values (stopping on errors, as `doctor` reports them), render the chart with helm when
     one is installed (so that plain helm is known to take it), then write it into ``output`` atomically (nothing
-    is written on error)."""
+    is written on error).
+
+    ``pin_digests`` asks each image's registry for the digest its tag points at and writes it into the image's
+    ``digest`` value (images whose digest is set already are left alone).
+
+    Raises:
+        RegistryError: With ``pin_digests``, a registry that did not answer with a digest (nothing is written).
+    """
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files, set_values=set_values,
                        sources=sources, nodes=nodes, max_model_len=max_model_len)
     warnings = require_clean(resolved)
+    pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
     written = write_chart(resolved, output=output, force=force,
                           check=lambda chart: _render(resolved, chart, unchecked))
-    notice = "\n".join([*warnings, *unchecked]) or None
+    notice = "\n".join([*warnings, *pinned, *unchecked]) or None
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice)
+
+
+def _pin_digests(resolved: Resolved) -> list[str]:
+    """Set the digest of every image of the chart that has none to what its tag points at now; one line each."""
+    from ..registry import resolve_digest  # urllib, only when asked
+
+    lines = []
+    for image in chart_images(resolved.values):
+        if image.digest:
+            continue
+        tag = image.tag or "latest"
+        digest = resolve_digest(repository=image.repository, tag=tag, key=image.key)
+        target = resolved.values
+        for part in image.key.split("."):
+            target = target[part]
+        target["digest"] = digest
+        resolved.notes[f"{image.key}.digest"] = (f"Pinned by `helm-rdma generate --pin-digests`: what "
+                                                 f"{image.repository}:{tag} pointed at when this chart was written.")
+        lines.append(f"pinned {image.key} {image.repository}:{tag} to {digest}")
+    return lines
 
 
 def _render(resolved: Resolved, chart: Path, unchecked: list[str]) -> None:

@@ -1,0 +1,7 @@
+"""`python -m helm_rdma`: the helm-rdma command line (the provisioner image's entry point)."""
+
+from __future__ import annotations
+
+from .cli import main
+
+main(prog_name="helm-rdma")
