@@ -32,6 +32,10 @@ case "$1" in
     fi
     [ "$1" = uninstall ] && echo "release \\"$2\\" uninstalled"
     exit 0 ;;
+  list)
+    python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$HELM_CALLS"
+    printf 'llama405b\nqwen-prod\n'
+    exit 0 ;;
 esac
 exec -a "$0" "$REAL_HELM" "$@"
 """
@@ -87,8 +91,12 @@ def docs(text: str) -> list[dict]:
 def test_plugin_help_lists_every_command(helm: Helm) -> None:
     out = helm.run("rdma", "--help")
     assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: helm rdma [OPTIONS] COMMAND [ARGS]...")
     for command in ("install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall"):
-        assert command in out.stdout
+        assert f"\n  {command} " in out.stdout
+    out = helm.run("rdma", "upgrade", "--help")
+    assert out.stdout.startswith("Usage: helm rdma upgrade [OPTIONS] RELEASE")
+    assert "\nExamples:\n" in out.stdout and "\n  helm rdma upgrade llama405b --preset h100" in out.stdout
 
 
 def test_plugin_template_renders_the_h100_chart(helm: Helm) -> None:
@@ -173,6 +181,27 @@ def test_completion_offers_commands_presets_and_models(helm: Helm) -> None:
     assert out.stdout.splitlines()[:6] == ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
     out = helm.run("__complete", "rdma", "install", "llama")
     assert out.stdout.splitlines()[:3] == ["llama405b", "llama405b-fp8", "llama70b"]
+
+
+def completed(out: subprocess.CompletedProcess[str]) -> tuple[list[str], str]:
+    """Candidates and directive of `helm __complete` (cobra prints `:N` after the candidates)."""
+    lines = out.stdout.splitlines()
+    directive = next(line for line in lines if line.startswith(":"))
+    return lines[:lines.index(directive)], directive
+
+
+def test_completion_offers_files_choices_flags_and_releases(helm: Helm) -> None:
+    assert completed(helm.run("__complete", "rdma", "install", "-f", "")) == ([], ":0")  # the shell's file names
+    assert completed(helm.run("__complete", "rdma", "install", "--auth", "")) == (
+        ["apiKey", "instancePrincipal", "workloadIdentity"], ":4")
+    assert completed(helm.run("__complete", "rdma", "plan", "x", "-o", "")) == (["table", "json"], ":4")
+    assert completed(helm.run("__complete", "rdma", "verify", "x", "--nc")) == (["--nccl"], ":4")
+    assert completed(helm.run("__complete", "rdma", "verify", "x", "--ye")) == (["--yes"], ":4")
+    flags, _ = completed(helm.run("__complete", "rdma", "install", "--oke"))
+    assert flags == ["--oke-cluster"]
+    assert completed(helm.run("-n", "team-a", "__complete", "rdma", "status", "")) == (
+        ["llama405b", "qwen-prod"], ":4")
+    assert helm.recorded() == [["list", "--short", "--all", "--namespace", "team-a"]]
 
 
 def snapshot_repo(target: Path) -> str:
