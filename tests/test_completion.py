@@ -19,7 +19,7 @@ MODELS = ["deepseek-r1", "llama405b", "llama405b-fp8", "llama70b", "qwen3-235b"]
 
 
 @pytest.mark.parametrize(("words", "expected"), [
-    (["d"], Completion(["deprovision", "diagnose", "doctor"], NO_FILES)),
+    (["d"], Completion(["deprovision", "diagnose", "diff", "doctor"], NO_FILES)),
     (["pr"], Completion(["presets", "provision"], NO_FILES)),
     (["template", "--preset", ""], Completion(PRESETS, NO_FILES)),
     (["install", "-p", "h"], Completion(["h100", "h200"], NO_FILES)),
@@ -69,6 +69,7 @@ def fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["verify", "--timeout", "5m", "l"], ["llama405b"]),
     (["provision", "--release", ""], ["llama405b", "qwen-prod"]),
     (["upgrade", "llama405b-"], ["llama405b-fp8"]),  # releases first, then the catalog's aliases
+    (["diff", "llama"], ["llama405b", "llama405b-fp8", "llama70b"]),
 ])
 def test_release_arguments_offer_the_releases_of_the_namespace(fake_helm: Path, monkeypatch: pytest.MonkeyPatch,
                                                                words: list[str], expected: list[str]) -> None:

@@ -181,6 +181,18 @@ class HelmCommandError(RuntimeFailure):
         super().__init__(f"`{' '.join(command)}` exited {returncode}:\n{detail}")
 
 
+class HelmDiffMissingError(RuntimeFailure):
+    """The helm-diff plugin, which `diff` runs, is not installed in the helm that would run it."""
+
+    SOURCE = "https://github.com/databus23/helm-diff"
+
+    def __init__(self, *, helm: str, major: int) -> None:
+        # Helm 4 verifies plugin sources by default and a git URL carries no signature (helm-diff's README).
+        verify = " --verify=false" if major >= 4 else ""
+        super().__init__(f"diff runs the helm-diff plugin, which {helm} does not have; install it with `helm plugin "
+                         f"install {self.SOURCE}{verify}` and run again")
+
+
 class ChartValuesError(InputError):
     """Values that the chart's validateValues helper rejected when helm rendered it."""
 

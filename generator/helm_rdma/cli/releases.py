@@ -32,7 +32,7 @@ INSTALL_EXAMPLES = [
     ("print the manifests instead; no cluster needed", "install llama405b --preset h100 --dry-run"),
 ]
 UPGRADE_EXAMPLES = [
-    ("a longer context, waiting until every group serves again",
+    ("a longer context; `diff` with the same flags shows first what would change",
      "upgrade llama405b --preset h100 -n llm --max-model-len 65536 --wait"),
     ("roll back by itself when the upgrade fails", "upgrade llama405b --preset h100 -n llm -f values.yaml --atomic"),
     ("print the manifests instead; no cluster needed", "upgrade llama405b --preset h100 --dry-run"),
@@ -43,7 +43,8 @@ def _deploy_command(upgrade: bool) -> Any:
     verb = "upgrade" if upgrade else "install"
     doc = (
         "Generate RELEASE's chart and upgrade it (or install it).\n\n"
-        "This is helm upgrade --install: it installs RELEASE if it is absent."
+        "This is helm upgrade --install: it installs RELEASE if it is absent; `diff` with the same flags shows "
+        "first what it would change."
         if upgrade else
         "Generate RELEASE's chart and install it with helm.\n\n"
         "It fails if the release exists, like helm install."
