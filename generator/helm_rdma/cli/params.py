@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 
 class Completed(click.ParamType):  # type: ignore[type-arg]
@@ -21,11 +22,10 @@ class Completed(click.ParamType):  # type: ignore[type-arg]
         return value
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter,
-                       incomplete: str) -> list[click.shell_completion.CompletionItem]:
+                       incomplete: str) -> list[CompletionItem]:
         from ..completion import source_values
 
-        return [click.shell_completion.CompletionItem(v) for v in source_values(self.completes)
-                if v.startswith(incomplete)]
+        return [CompletionItem(v) for v in source_values(self.completes) if v.startswith(incomplete)]
 
 
 class PresetName(Completed):
