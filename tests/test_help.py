@@ -67,9 +67,10 @@ def test_every_command_has_examples_that_parse(path: tuple[str, ...]) -> None:
 def test_help_lists_every_summary_whole_on_one_line(runner: CliRunner) -> None:
     out = runner.invoke(main, ["--help"]).output.split("\nCommands:\n")[1].split("\n\n")[0] + "\n"
     assert "..." not in out
+    width = max(len(path[0]) for path in COMMANDS)
     for path, command in commands():
         if len(path) == 1:
-            assert f"  {path[0].ljust(11)}  {summary(command)}\n" in out
+            assert f"  {path[0].ljust(width)}  {summary(command)}\n" in out
     shown = runner.invoke(main, ["presets", "--help"]).output
     assert "  show  Print one preset, with the source of every value.\n" in shown
 
