@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HELMS := $(BIN)/helm3 $(BIN)/helm4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test golden chart bench clean provisioner-image lock
+.PHONY: setup demo test golden chart docs bench clean provisioner-image lock
 
 setup: $(STAMP) $(HELMS)
 
@@ -34,6 +34,11 @@ test: setup
 # Refresh charts/vllm-rdma's generated files (values.yaml, values.schema.json, Chart.yaml, README.md).
 chart: setup
 	$(BIN)/python -m helm_rdma.chart_sync
+
+# Refresh what the click command tree generates: completion.yaml, the completion data plugin.complete reads,
+# plugin.yaml's usage and description, and the README's command table and CLI reference.
+docs: setup
+	$(BIN)/python -m helm_rdma.cli.docs
 
 # Refresh tests/golden after an intended change to the chart or the presets.
 golden: setup

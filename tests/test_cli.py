@@ -160,3 +160,24 @@ def test_unknown_option_is_a_usage_error(runner: CliRunner) -> None:
     result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "--bogus"])
     assert result.exit_code == 2
     assert "No such option '--bogus'" in result.output
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["template", "llama405b", "--preset", "H100"], 'did you mean "h100"?'),
+    (["template", "llama405b", "--preset", "h10"], 'did you mean "h100"?'),
+    (["presets", "show", "Gpu4"], 'did you mean "gpu4"?'),
+    (["plan", "lama405b", "--preset", "h100"], 'did you mean "llama405b"?'),
+    (["template", "x", "--preset", "h100", "--model", "llama70"], 'did you mean "llama70b"?'),
+    (["template", "llama405b", "--preset", "h100", "--set", "vllm.maxModelLength=4096"],
+     'unknown key "maxModelLength" (did you mean "vllm.maxModelLen"?)'),
+    (["template", "llama405b", "--preset", "h100", "--set", "replica=2"], 'did you mean "replicas"?'),
+])
+def test_a_mistyped_name_suggests_the_nearest_valid_one(runner: CliRunner, args: list[str], hint: str) -> None:
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert hint in result.output
+
+
+def test_no_suggestion_when_nothing_is_near(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["plan", "gpt5", "--preset", "h100"])
+    assert result.exit_code == 2 and "did you mean" not in result.output

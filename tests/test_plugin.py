@@ -34,6 +34,10 @@ case "$1" in
     fi
     [ "$1" = uninstall ] && echo "release \\"$2\\" uninstalled"
     exit 0 ;;
+  list)
+    python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$HELM_CALLS"
+    printf 'llama405b\nqwen-prod\n'
+    exit 0 ;;
 esac
 exec -a "$0" "$REAL_HELM" "$@"
 """
@@ -89,8 +93,12 @@ def docs(text: str) -> list[dict]:
 def test_plugin_help_lists_every_command(helm: Helm) -> None:
     out = helm.run("rdma", "--help")
     assert out.returncode == 0, out.stderr
-    for command in ("install", "upgrade", "template", "generate", "plan", "presets", "status", "uninstall"):
-        assert command in out.stdout
+    assert out.stdout.startswith("Usage: helm rdma [OPTIONS] COMMAND [ARGS]...")
+    for command in ("install", "upgrade", "diff", "template", "generate", "plan", "presets", "status", "uninstall"):
+        assert f"\n  {command} " in out.stdout
+    out = helm.run("rdma", "upgrade", "--help")
+    assert out.stdout.startswith("Usage: helm rdma upgrade [OPTIONS] RELEASE")
+    assert "\nExamples:\n" in out.stdout and "\n  helm rdma upgrade llama405b --preset h100" in out.stdout
 
 
 def test_plugin_template_renders_the_h100_chart(helm: Helm) -> None:
@@ -181,6 +189,55 @@ def test_completion_offers_commands_presets_and_models(helm: Helm) -> None:
     assert out.stdout.splitlines()[:6] == ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
     out = helm.run("__complete", "rdma", "install", "llama")
     assert out.stdout.splitlines()[:3] == ["llama405b", "llama405b-fp8", "llama70b"]
+
+
+def completed(out: subprocess.CompletedProcess[str]) -> tuple[list[str], str]:
+    """Candidates and directive of `helm __complete` (cobra prints `:N` after the candidates)."""
+    lines = out.stdout.splitlines()
+    directive = next(line for line in lines if line.startswith(":"))
+    return lines[:lines.index(directive)], directive
+
+
+def test_completion_offers_files_choices_flags_and_releases(helm: Helm) -> None:
+    assert completed(helm.run("__complete", "rdma", "install", "-f", "")) == ([], ":0")  # the shell's file names
+    assert completed(helm.run("__complete", "rdma", "install", "--auth", "")) == (
+        ["apiKey", "instancePrincipal", "workloadIdentity"], ":4")
+    assert completed(helm.run("__complete", "rdma", "plan", "x", "-o", "")) == (["table", "json"], ":4")
+    assert completed(helm.run("__complete", "rdma", "verify", "x", "--nc")) == (["--nccl"], ":4")
+    assert completed(helm.run("__complete", "rdma", "verify", "x", "--ye")) == (["--yes"], ":4")
+    flags, _ = completed(helm.run("__complete", "rdma", "install", "--oke"))
+    assert flags == ["--oke-cluster"]
+    assert completed(helm.run("-n", "team-a", "__complete", "rdma", "status", "")) == (
+        ["llama405b", "qwen-prod"], ":4")
+    assert helm.recorded() == [["list", "--short", "--all", "--namespace", "team-a"]]
+
+
+FAKE_HELM_DIFF = """#!/bin/sh
+python3 -c 'import json, os, sys; print(json.dumps({"argv": sys.argv[1:], "namespace": os.environ["HELM_NAMESPACE"],
+    "context": os.environ.get("HELM_KUBECONTEXT"), "chart": os.path.isfile(sys.argv[3] + "/Chart.yaml")}))' "$@" \
+  >> "$HELM_CALLS.diff"
+echo "team-a, llama405b-vllm-rdma-api, Service (v1) has changed:"
+"""
+
+
+def test_diff_runs_helm_diff_through_helm_with_the_global_flags(helm: Helm, tmp_path: Path) -> None:
+    out = helm.run("rdma", "diff", "llama405b", "--preset", "h100")
+    assert out.returncode == 1 and "helm plugin install https://github.com/databus23/helm-diff" in out.stderr
+    stand_in = tmp_path / "helm-diff"
+    stand_in.mkdir()
+    (stand_in / "plugin.yaml").write_text('name: "diff"\nversion: "3.15.11"\nusage: "stand-in for helm-diff"\n'
+                                          'command: "$HELM_PLUGIN_DIR/diff.sh"\n')
+    (stand_in / "diff.sh").write_text(FAKE_HELM_DIFF)
+    (stand_in / "diff.sh").chmod(0o755)
+    helm.install_plugin(str(stand_in))
+    out = helm.run("-n", "team-a", "--kube-context", "prod", "rdma", "diff", "llama405b", "--preset", "h100",
+                   "--", "--context", "3")
+    assert out.returncode == 0, out.stderr
+    assert "Service (v1) has changed:" in out.stdout
+    [call] = [json.loads(line) for line in Path(f"{helm.calls}.diff").read_text().splitlines()]
+    assert call["argv"][:2] == ["upgrade", "llama405b"] and call["chart"]
+    assert call["argv"][3:] == ["--allow-unreleased", "--context", "3"]  # helm took its global flags ...
+    assert (call["namespace"], call["context"]) == ("team-a", "prod")  # ... and handed them over
 
 
 def snapshot_repo(target: Path) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .suggest import did_you_mean
+
 EXIT_RUNTIME = 1
 EXIT_INPUT = 2
 
@@ -38,16 +40,19 @@ class UnknownPresetError(InputError):
     """A preset name that has no file under presets/."""
 
     def __init__(self, *, name: str, known: Iterable[str]) -> None:
-        super().__init__(f'unknown preset "{name}"; known: {_known(known)} (see `helm-rdma presets`)')
+        known = list(known)
+        super().__init__(f'unknown preset "{name}"; known: {_known(known)}{did_you_mean(name, known)} '
+                         "(see `helm-rdma presets`)")
 
 
 class UnknownModelError(InputError):
     """A model alias that is not in the catalog."""
 
     def __init__(self, *, name: str, known: Iterable[str]) -> None:
+        known = list(known)
         super().__init__(
-            f'unknown model "{name}"; known: {_known(known)}. Give a catalog alias with --model, '
-            "or name the release after one"
+            f'unknown model "{name}"; known: {_known(known)}{did_you_mean(name, known) or "."} Give a '
+            "catalog alias with --model, or name the release after one"
         )
 
 
@@ -185,6 +190,18 @@ class HelmCommandError(RuntimeFailure):
         self.stderr = stderr
         detail = stderr.strip() or "(no output on stderr)"
         super().__init__(f"`{' '.join(command)}` exited {returncode}:\n{detail}")
+
+
+class HelmDiffMissingError(RuntimeFailure):
+    """The helm-diff plugin, which `diff` runs, is not installed in the helm that would run it."""
+
+    SOURCE = "https://github.com/databus23/helm-diff"
+
+    def __init__(self, *, helm: str, major: int) -> None:
+        # Helm 4 verifies plugin sources by default and a git URL carries no signature (helm-diff's README).
+        verify = " --verify=false" if major >= 4 else ""
+        super().__init__(f"diff runs the helm-diff plugin, which {helm} does not have; install it with `helm plugin "
+                         f"install {self.SOURCE}{verify}` and run again")
 
 
 class ChartValuesError(InputError):

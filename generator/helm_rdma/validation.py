@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .suggest import nearest
+
 if TYPE_CHECKING:
     import jsonschema
 
@@ -111,7 +113,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         keys = ", ".join(f'"{k}"' for k in extra)
-        return f"unknown key {keys}; allowed: {', '.join(allowed)}"
+        parent = dotted(error.absolute_path) + "." if error.absolute_path else ""
+        hints = [f'"{parent}{found}"' for found in (nearest(k, allowed) for k in extra) if found]
+        hint = f" (did you mean {' or '.join(hints)}?)" if hints else ""
+        return f"unknown key {keys}{hint}; allowed: {', '.join(allowed)}"
     if error.validator == "enum":
         return f"{_shown(error.instance)} is not one of {', '.join(repr(v) for v in error.validator_value)}"
     if error.validator == "type":

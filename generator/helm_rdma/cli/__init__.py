@@ -5,7 +5,7 @@ One module per family of commands; importing them registers their commands on ``
 
 from __future__ import annotations
 
-from . import charts, cloud, complete, releases  # noqa: F401  (registers the commands)
+from . import charts, cloud, diff, releases  # noqa: F401  (registers the commands)
 from .base import main
 
 __all__ = ["main"]

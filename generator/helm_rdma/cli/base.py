@@ -13,6 +13,11 @@ import click
 
 from .. import __version__
 from ..errors import EXIT_RUNTIME, HelmRdmaError
+from ..suggest import did_you_mean
+from .help import RdmaCommand, Teaching, program_name
+from .params import ANY_RELEASE, CHART_RELEASE, MODEL, PRESET, UPGRADE_RELEASE, AliasedChoice
+
+__all__ = ["ANY_RELEASE", "CHART_RELEASE", "UPGRADE_RELEASE", "Cli", "main"]
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -24,9 +29,27 @@ def _debug(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true")
 
 
-class Cli(click.Group):
+class Cli(Teaching, click.Group):
     """A click group that reports our errors as `helm-rdma: error: ...` with their exit code, and any other error
-    in one line (the traceback only with --debug or HELM_DEBUG=true)."""
+    in one line (the traceback only with --debug or HELM_DEBUG=true). Its usage lines say `helm rdma` when helm
+    runs it as a plugin; a mistyped command gets the nearest one suggested."""
+
+    command_class = RdmaCommand
+    group_class = type
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("prog_name") is None or os.environ.get("HELM_PLUGIN_NAME"):
+            kwargs["prog_name"] = program_name()
+        return super().main(*args, **kwargs)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        name = args[0]
+        if not ctx.resilient_parsing and not name.startswith("-") and self.get_command(ctx, name) is None:
+            visible = [n for n in self.list_commands(ctx) if not getattr(self.get_command(ctx, n), "hidden", True)]
+            raise click.UsageError(f'unknown command "{name}" for "{ctx.command_path}"'
+                                   f"{did_you_mean(name, visible)}", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,30 +82,8 @@ def _notice(text: str | None) -> None:
         click.echo(f"helm-rdma: {text}", err=True)
 
 
-class ReleaseName(click.ParamType):  # type: ignore[type-arg]
-    """A release name as helm checks it (and, for commands that write a chart, as its Service names need)."""
-
-    name = "release"
-
-    def __init__(self, *, for_chart: bool) -> None:
-        self.for_chart = for_chart
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from ..errors import ReleaseNameError
-        from ..names import check_release
-
-        try:
-            return check_release(value, for_chart=self.for_chart)
-        except ReleaseNameError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-CHART_RELEASE = ReleaseName(for_chart=True)
-ANY_RELEASE = ReleaseName(for_chart=False)
-
-
 def _preset_option(func: Any) -> Any:
-    return click.option("--preset", "-p", required=True, help="Shape preset (see `helm-rdma presets`).")(func)
+    return click.option("--preset", "-p", required=True, type=PRESET, help="Shape preset (`presets` lists them).")(func)
 
 
 def _values_options(func: Any) -> Any:
@@ -121,7 +122,8 @@ def _values_options(func: Any) -> Any:
 
 def _chart_options(func: Any) -> Any:
     options = [
-        click.option("--model", "-m", help="Catalog model alias; defaults to RELEASE when that is an alias."),
+        click.option("--model", "-m", type=MODEL,
+                     help="Catalog model alias; defaults to RELEASE when that is an alias."),
         click.option("--nodes", type=click.IntRange(1, 64), help="Nodes per group; default: the planner's minimum."),
         click.option("--max-model-len", type=click.IntRange(1), help="Context length; default: the model's."),
         _values_options,
@@ -130,6 +132,48 @@ def _chart_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _provision_options(func: Any) -> Any:
+    """install/upgrade --provision and the OCI settings of the chart's hook, handed to the command as one
+    ``cluster_network`` (the chart's clusterNetwork values they set, or None)."""
+    from ..ocicloud import AUTH_ALIASES, AUTH_MODES
+
+    @functools.wraps(func)
+    def command(*args: Any, provision: bool, compartment: str | None, availability_domain: str | None,
+                subnet: str | None, image: str | None, oke_cluster: str | None, pod_subnet: str | None,
+                auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None, **kwargs: Any) -> Any:
+        network: dict[str, Any] = {key: value for key, value in (
+            ("provision", provision or None), ("compartmentId", compartment),
+            ("availabilityDomain", availability_domain), ("subnetId", subnet), ("imageId", image),
+            ("auth", auth), ("apiKeySecret", oci_api_key_secret), ("endpoint", oci_endpoint),
+        ) if value is not None}
+        oke = {key: value for key, value in (("clusterId", oke_cluster), ("podSubnetId", pod_subnet)) if value}
+        if oke:
+            network["oke"] = oke
+        return func(*args, cluster_network=network or None, **kwargs)
+
+    options = [
+        click.option("--provision", is_flag=True,
+                     help="Provision the OCI cluster network in the chart's pre-install hook (with the flags below)."),
+        click.option("--compartment", metavar="OCID", help="Compartment OCID (with --provision)."),
+        click.option("--availability-domain", metavar="AD", help="Availability domain (with --provision)."),
+        click.option("--subnet", metavar="OCID", help="Subnet OCID of the nodes (with --provision)."),
+        click.option("--image", metavar="OCID", help="Image OCID of the nodes (with --provision)."),
+        click.option("--oke-cluster", metavar="OCID",
+                     help="OKE cluster the provisioned nodes join (with --provision)."),
+        click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native cluster (with --provision)."),
+        click.option("--auth", type=AliasedChoice(AUTH_MODES, AUTH_ALIASES), default=None,
+                     help=f"How the hook signs in to OCI (default workloadIdentity); {', '.join(AUTH_ALIASES)} are "
+                          "accepted as aliases."),
+        click.option("--oci-api-key-secret", metavar="SECRET",
+                     help="Secret with the OCI config and key, for --auth apiKey."),
+        click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None, metavar="URL",
+                     help="Endpoint of every OCI client the hook uses [env HELM_RDMA_OCI_ENDPOINT]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _namespace_option(func: Any) -> Any:
@@ -141,9 +185,19 @@ def _helm_args(func: Any) -> Any:
     return click.argument("helm_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HELM_ARGS]...")(func)
 
 
-@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("helm-rdma", cls=Cli, context_settings={"help_option_names": ["-h", "--help"]}, examples=[
+    ("from nothing to an endpoint: Llama 3.1 405B on two BM.GPU.H100.8 nodes",
+     "install llama405b --preset h100 -n llm --wait"),
+    ("a complete chart for a GitOps repository", "generate llama405b --preset h100 -o deploy/llama405b"),
+    ("how many nodes of a shape a model needs", "plan llama405b --preset gpu4"),
+])
 @click.version_option(__version__, prog_name="helm-rdma")
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (helm's --debug sets "
                                             "HELM_DEBUG for plugins, which does the same).")
 def main(debug: bool) -> None:
-    """Serve one large model with vLLM across RDMA-connected OCI GPU nodes, as a Helm chart."""
+    """Serve one large model with vLLM across RDMA-connected OCI GPU nodes, as a Helm chart.
+
+    From a shape preset (`presets` lists them) and a model, helm-rdma generates a chart with the preset's RDMA NICs
+    and NCCL settings, installs it, proves the fabric and reads the logs when a group hangs.
+    `COMMAND --help` shows each command's options and examples.
+    """

@@ -11,9 +11,15 @@ import click
 from ..helmenv import HelmEnv
 from ..valuesources import ValueSources
 from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, _preset_option, main
+from .params import MODEL, PRESET
 
 
-@main.command()
+@main.command(examples=[
+    ("a chart for a GitOps repository; Argo CD or Flux render it with plain helm",
+     "generate llama405b --preset h100 -o deploy/llama405b"),
+    ("write it again over the chart generate wrote before, with three nodes",
+     "generate llama405b --preset h100 --nodes 3 -o deploy/llama405b --force"),
+])
 @click.argument("release", type=CHART_RELEASE)
 @_chart_options
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -25,7 +31,12 @@ from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, 
                                                   "chart always runs those exact images.")
 def generate(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
              sources: ValueSources, output: Path, force: bool, pin_digests: bool) -> None:
-    """Write a complete chart for RELEASE into a directory (for GitOps: render it later with plain helm)."""
+    """Write RELEASE's complete chart into a directory, for GitOps.
+
+    The directory holds Chart.yaml, the templates, a commented values.yaml, values.schema.json and a README, and
+    renders later with plain helm (Argo CD, Flux): no plugin and no Python. It is rendered with helm first (when
+    one is installed) and written atomically.
+    """
     from ..commands.generate import generate as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
@@ -36,14 +47,23 @@ def generate(release: str, preset: str, model: str | None, nodes: int | None, ma
                f"TP {p.tensor_parallel_size} x PP {p.pipeline_parallel_size}")
 
 
-@main.command()
+@main.command(examples=[
+    ("the manifests of Llama 3.1 405B on two BM.GPU.H100.8 nodes", "template llama405b --preset h100"),
+    ("StatefulSets instead of a LeaderWorkerSet, and SR-IOV RDMA",
+     "template llama405b --preset gpu4 --set workload.kind=StatefulSet --set rdma.mode=sriov"),
+    ("only the Service, with helm's own flags after --",
+     "template llama405b --preset h100 -- --show-only templates/service.yaml"),
+])
 @click.argument("release", type=CHART_RELEASE)
 @_chart_options
 @_namespace_option
 @_helm_args
 def template(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
              sources: ValueSources, namespace: str | None, helm_args: tuple[str, ...]) -> None:
-    """Render the chart of RELEASE with `helm template`; arguments after -- go to helm."""
+    """Render the chart of RELEASE with helm template.
+
+    The chart is generated into a temporary directory; arguments after -- go to helm template.
+    """
     from ..commands.template import template as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
@@ -52,7 +72,11 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
     sys.stdout.write(result.manifests)
 
 
-@main.command()
+@main.command(examples=[
+    ("check the values install would use, from a values file", "doctor llama405b --preset h100 -f values.yaml"),
+    ("a variable that looks like NCCL's but is not read by it is an error",
+     "doctor --preset h100 --set nccl.settings.NCCL_TIMEOUT=1800"),
+])
 @click.argument("release", required=False, type=CHART_RELEASE)
 @_chart_options
 @_namespace_option
@@ -62,9 +86,12 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def doctor(release: str | None, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
            sources: ValueSources, namespace: str | None, cluster: bool, fmt: str) -> None:
-    """Check values before anything is applied: NCCL look-alikes, device lists, TP x PP, backend and image, host
-    ports, the model's token; with --cluster, the cluster the release would run on too. Exit 1 on errors, 0 with
-    warnings only. RELEASE names the model as for install."""
+    """Check values, and with --cluster the cluster, before install.
+
+    It looks for NCCL look-alikes, device lists, TP x PP, backend and image, host ports, storage and the model's
+    token; with --cluster, the cluster the release would run on too. Exit 1 on errors, 0 with warnings only.
+    RELEASE names the model as for install.
+    """
     from ..commands.doctor import doctor as run
 
     env = HelmEnv.from_environ(namespace=namespace) if cluster else None
@@ -87,16 +114,26 @@ def doctor(release: str | None, preset: str, model: str | None, nodes: int | Non
         sys.exit(1)
 
 
-@main.command()
-@click.argument("model")
+@main.command(examples=[
+    ("how many BM.GPU.H100.8 nodes Llama 3.1 405B needs, and how many full-length sequences fit",
+     "plan llama405b --preset h100"),
+    ("three BM.GPU4.8 nodes at a 32k context, as JSON",
+     "plan llama405b --preset gpu4 --nodes 3 --max-model-len 32768 -o json"),
+])
+@click.argument("model", type=MODEL)
 @_preset_option
 @click.option("--nodes", type=click.IntRange(1, 64), help="Check this many nodes instead of picking the minimum.")
 @click.option("--max-model-len", type=click.IntRange(1), help="Context length to plan for; default: the model's.")
 @click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.9, show_default=True)
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Print a table, or JSON for scripts.")
 def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, gpu_memory_utilization: float,
          fmt: str) -> None:
-    """How many nodes of a preset MODEL needs at TP = GPUs per node, and how many full-length sequences fit."""
+    """Size MODEL on a preset: nodes, TP x PP, sequences that fit.
+
+    TP is the GPUs of a node; the plan shows the weights, the KV cache per token, the usable memory per node, the
+    smallest number of nodes and how many full-length sequences fit.
+    """
     from ..commands.plan import plan as run
     from ..commands.plan import plan_table
 
@@ -105,8 +142,13 @@ def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, 
     click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else plan_table(result))
 
 
-@main.group(invoke_without_command=True)
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@main.group(invoke_without_command=True, examples=[
+    ("the shapes, their GPUs, RDMA and bandwidth floor", "presets"),
+    ("the same as JSON", "presets -o json"),
+    ("one preset, with the source of every value", "presets show h100"),
+])
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Print a table, or JSON for scripts.")
 @click.pass_context
 def presets(ctx: click.Context, fmt: str) -> None:
     """List the shape presets; `presets show NAME` prints one."""
@@ -125,11 +167,15 @@ def presets(ctx: click.Context, fmt: str) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-@presets.command("show")
-@click.argument("name")
-@click.option("--output", "-o", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@presets.command("show", examples=[
+    ("the H100 preset, with the source of every value", "presets show h100"),
+    ("the MI300X preset as JSON", "presets show mi300x -o json"),
+])
+@click.argument("name", type=PRESET)
+@click.option("--output", "-o", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+              help="Print YAML, or JSON for scripts.")
 def presets_show(name: str, fmt: str) -> None:
-    """Print one preset, with the sources of its values."""
+    """Print one preset, with the source of every value."""
     from ..commands.presets import show_preset
 
     data = show_preset(name)

@@ -10,6 +10,7 @@ import click
 
 from ..helmenv import HelmEnv
 from .base import ANY_RELEASE, _namespace_option, main
+from .params import PRESET, AliasedChoice
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -39,7 +40,7 @@ def _oci_options(func: Any) -> Any:
     from ..ocicloud import AUTH_ALIASES, AUTH_MODES
 
     options = [
-        click.option("--auth", type=click.Choice([*AUTH_MODES, *AUTH_ALIASES]), default="apiKey", show_default=True,
+        click.option("--auth", type=AliasedChoice(AUTH_MODES, AUTH_ALIASES), default="apiKey", show_default=True,
                      callback=_auth, help="How to sign in to OCI, spelled as clusterNetwork.auth "
                      f"({', '.join(AUTH_MODES)}); {', '.join(AUTH_ALIASES)} are accepted as aliases."),
         click.option("--oci-config", default="~/.oci/config", show_default=True, help="OCI config file (apiKey)."),
@@ -87,12 +88,19 @@ def _waiting(event: Any) -> None:
                f"{event.elapsed_seconds:.0f}s{why}", err=True)
 
 
-@main.command()
+@main.command(examples=[
+    ("two H100 nodes that join an OKE cluster, signed in with the API key of ~/.oci/config",
+     "provision --preset h100 --nodes 2 --name llama405b --oke-cluster ocid1.cluster.oc1.iad.xxx "
+     "--compartment ocid1.compartment.oc1..xxx --availability-domain Uocm:US-ASHBURN-AD-1 "
+     "--subnet ocid1.subnet.oc1..xxx --image ocid1.image.oc1..xxx"),
+    ("what the chart's pre-install hook runs",
+     "provision --from-values /etc/helm-rdma/values.json --release llama405b"),
+])
 @click.option("--from-values", type=click.Path(path_type=Path), help="A vllm-rdma values file (what the hook runs).")
 @click.option("--release", type=ANY_RELEASE,
               help="Release the network belongs to (tags); default: --name, or the hook's release.")
 @_namespace_option
-@click.option("--preset", "-p", help="Shape preset.")
+@click.option("--preset", "-p", type=PRESET, help="Shape preset.")
 @click.option("--nodes", type=click.IntRange(1, 256), help="Nodes in the cluster network.")
 @click.option("--name", help="Cluster network display name.")
 @click.option("--compartment", help="Compartment OCID.")
@@ -122,7 +130,8 @@ def _waiting(event: Any) -> None:
 @click.option("--node-timeout", type=Duration(), default="30m", show_default=True,
               help="How long to wait for the nodes to be Ready.")
 @click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster.")
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Print a table, or JSON for scripts.")
 def provision(from_values: Path | None, release: str | None, namespace: str | None, preset: str | None,
               nodes: int | None, name: str | None, compartment: str | None, availability_domain: str | None,
               subnet: str | None, image: str | None, boot_volume_gbs: int, ssh_key_file: Path | None,
@@ -132,12 +141,12 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
               auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None, oci_timeout: float,
               oci_retry_for: float, poll_interval: float, timeout: float, node_timeout: float, no_wait_nodes: bool,
               fmt: str) -> None:
-    """Create (or find) the OCI cluster network of RDMA-connected GPU nodes, wait until it is RUNNING, then until
-    its nodes have joined the cluster.
+    """Create or find an OCI cluster network and wait for its nodes.
 
-    Idempotent: a second run finds the network by its tags and returns at once when its nodes match; another node
-    count resizes it; another shape, image, availability domain or boot volume is refused (exit 2). A run after a
-    crash resumes with what the crashed run created; a network that died is replaced.
+    The cluster network of RDMA-connected GPU nodes is waited for until it is RUNNING, then its nodes until they have
+    joined the cluster. Idempotent: a second run finds the network by its tags and returns at once when its nodes
+    match; another node count resizes it; another shape, image, availability domain or boot volume is refused
+    (exit 2). A run after a crash resumes with what the crashed run created; a network that died is replaced.
     """
     from ..commands.provision import plan_from_flags, plan_from_values, result_json
     from ..commands.provision import provision as run
@@ -185,7 +194,11 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
         click.echo(f"{key.ljust(width)}  {value}")
 
 
-@main.command()
+@main.command(examples=[
+    ("terminate the network and its instance configuration, after asking",
+     "deprovision --name llama405b --compartment ocid1.compartment.oc1..xxx"),
+    ("without asking", "deprovision --name llama405b --compartment ocid1.compartment.oc1..xxx --yes"),
+])
 @click.option("--name", required=True, help="Cluster network display name.")
 @click.option("--compartment", required=True, help="Compartment OCID.")
 @click.option("--release", type=ANY_RELEASE, help="Release the network belongs to (tags); default: --name.")
@@ -195,7 +208,10 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
 def deprovision(name: str, compartment: str, release: str | None, namespace: str | None, auth: str,
                 oci_config: str, oci_profile: str, oci_endpoint: str | None, oci_timeout: float, oci_retry_for: float,
                 poll_interval: float, yes: bool) -> None:
-    """Terminate the cluster network NAME and delete its instance configuration: only resources tagged as ours."""
+    """Terminate a cluster network and its instance configuration.
+
+    Only the network NAME and configuration tagged as helm-rdma's are touched.
+    """
     from ..clusternet import NetworkSpec
     from ..commands.provision import deprovision as run
     from ..ocicloud import OciAuth, check_endpoint

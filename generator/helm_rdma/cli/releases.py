@@ -10,24 +10,51 @@ from typing import Any
 import click
 
 from ..helmenv import HelmEnv
-from ..ocicloud import AUTH_ALIASES, AUTH_MODES, canonical_auth
 from ..valuesources import ValueSources
-from .base import ANY_RELEASE, CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, main
+from .base import (
+    ANY_RELEASE,
+    CHART_RELEASE,
+    _chart_options,
+    _helm_args,
+    _namespace_option,
+    _notice,
+    _provision_options,
+    main,
+)
+from .params import PRESET, UPGRADE_RELEASE
+
+INSTALL_EXAMPLES = [
+    ("Llama 3.1 405B on two BM.GPU.H100.8 nodes; return once every group serves",
+     "install llama405b --preset h100 -n llm --wait"),
+    ("a gated model, its token and the API key from existing Secrets",
+     "install llama70b --preset a100-v2 -n llm --set model.hfTokenSecret.name=hf-token "
+     "--set api.keySecret.name=vllm-api-key"),
+    ("print the manifests instead; no cluster needed", "install llama405b --preset h100 --dry-run"),
+]
+UPGRADE_EXAMPLES = [
+    ("a longer context; `diff` with the same flags shows first what would change",
+     "upgrade llama405b --preset h100 -n llm --max-model-len 65536 --wait"),
+    ("roll back by itself when the upgrade fails", "upgrade llama405b --preset h100 -n llm -f values.yaml --atomic"),
+    ("print the manifests instead; no cluster needed", "upgrade llama405b --preset h100 --dry-run"),
+]
 
 
 def _deploy_command(upgrade: bool) -> Any:
     verb = "upgrade" if upgrade else "install"
     doc = (
-        "Upgrade RELEASE, or install it if it is absent (helm upgrade --install)."
+        "Generate RELEASE's chart and upgrade it (or install it).\n\n"
+        "This is helm upgrade --install: it installs RELEASE if it is absent; `diff` with the same flags shows "
+        "first what it would change."
         if upgrade else
-        "Install RELEASE: generate its chart and run helm install (fails if the release exists, like helm)."
+        "Generate RELEASE's chart and install it with helm.\n\n"
+        "It fails if the release exists, like helm install."
     ) + (
-        " When a cluster answers, it is first checked as `doctor --cluster` does: errors stop before helm runs."
-        " The chart is kept under $HELM_CACHE_HOME/rdma/NAMESPACE/RELEASE. --dry-run renders the manifests and needs"
-        " no cluster. Arguments after -- go to helm."
+        " The values are checked first (as doctor), then, when a cluster answers, the cluster (as doctor --cluster):"
+        " errors stop before helm runs. The chart is kept under $HELM_CACHE_HOME/rdma/NAMESPACE/RELEASE."
+        " --dry-run renders the manifests and needs no cluster. Arguments after -- go to helm."
     )
 
-    @click.argument("release", type=CHART_RELEASE)
+    @click.argument("release", type=UPGRADE_RELEASE if upgrade else CHART_RELEASE)
     @_chart_options
     @_namespace_option
     @click.option("--wait", is_flag=True, help="Wait until every group serves: helm --wait, then until each "
@@ -42,42 +69,18 @@ def _deploy_command(upgrade: bool) -> Any:
                        "when a cluster answers, and errors stop the install).")
     @click.option("--atomic", "--rollback-on-failure", "atomic", is_flag=True,
                   help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).")
-    @click.option("--provision", is_flag=True,
-                  help="Provision the OCI cluster network in the chart's pre-install hook (with the flags below).")
-    @click.option("--compartment", help="Compartment OCID (with --provision).")
-    @click.option("--availability-domain", help="Availability domain (with --provision).")
-    @click.option("--subnet", help="Subnet OCID of the nodes (with --provision).")
-    @click.option("--image", help="Image OCID of the nodes (with --provision).")
-    @click.option("--oke-cluster", metavar="OCID", help="OKE cluster the provisioned nodes join (with --provision).")
-    @click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native cluster (with --provision).")
-    @click.option("--auth", type=click.Choice([*AUTH_MODES, *AUTH_ALIASES]), default=None,
-                  help=f"How the hook signs in to OCI (default workloadIdentity); {', '.join(AUTH_ALIASES)} are "
-                       "accepted as aliases.")
-    @click.option("--oci-api-key-secret", help="Secret with the OCI config and key, for --auth apiKey.")
-    @click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
-                  help="Endpoint of every OCI client the hook uses.")
+    @_provision_options
     @_helm_args
     def command(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-                sources: ValueSources, namespace: str | None, wait: bool,
-                timeout: str | None, dry_run: bool, atomic: bool, provision: bool, compartment: str | None,
-                availability_domain: str | None, subnet: str | None, image: str | None, oke_cluster: str | None,
-                pod_subnet: str | None, auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None,
-                helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool) -> None:
+                sources: ValueSources, namespace: str | None, wait: bool, timeout: str | None, dry_run: bool,
+                atomic: bool, cluster_network: dict[str, Any] | None, helm_args: tuple[str, ...],
+                poll_interval: float, skip_cluster_checks: bool) -> None:
         from ..commands.deploy import deploy
 
-        network: dict[str, Any] = {key: value for key, value in (
-            ("provision", provision or None), ("compartmentId", compartment),
-            ("availabilityDomain", availability_domain), ("subnetId", subnet), ("imageId", image),
-            ("auth", canonical_auth(auth) if auth else None), ("apiKeySecret", oci_api_key_secret),
-            ("endpoint", oci_endpoint),
-        ) if value is not None}
-        oke = {key: value for key, value in (("clusterId", oke_cluster), ("podSubnetId", pod_subnet)) if value}
-        if oke:
-            network["oke"] = oke
         result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
                         max_model_len=max_model_len, sources=sources,
                         env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
-                        dry_run=dry_run, atomic=atomic, cluster_network=network or None, helm_args=helm_args,
+                        dry_run=dry_run, atomic=atomic, cluster_network=cluster_network, helm_args=helm_args,
                         cluster_checks=not skip_cluster_checks,
                         on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True),
                         poll_seconds=poll_interval)
@@ -89,18 +92,22 @@ def _deploy_command(upgrade: bool) -> Any:
             click.echo(f"helm-rdma: serving: {result.serving}", err=True)
 
     command.__doc__ = doc
-    return main.command(verb)(command)
+    return main.command(verb, examples=UPGRADE_EXAMPLES if upgrade else INSTALL_EXAMPLES)(command)
 
 
 install = _deploy_command(upgrade=False)
 upgrade = _deploy_command(upgrade=True)
 
 
-@main.command()
+@main.command(examples=[
+    ("helm's status, then how many pods of each group are ready, and where the chart is kept",
+     "status llama405b -n llm"),
+    ("a release in the namespace helm targets ($HELM_NAMESPACE, else default)", "status llama405b"),
+])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 def status(release: str, namespace: str | None) -> None:
-    """helm's status of RELEASE, how many pods of each group are ready, and where its chart is kept."""
+    """Show RELEASE's helm status, ready pods per group, kept chart."""
     from ..commands.status import status as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace))
@@ -115,19 +122,29 @@ def status(release: str, namespace: str | None) -> None:
     click.echo(f"CHART: {result.chart}" if result.chart else "CHART: not kept here (installed by another tool)")
 
 
-@main.command()
+@main.command(examples=[
+    ("uninstall the release and drop the chart kept for it", "uninstall llama405b -n llm"),
+    ("keep helm's history of the release (arguments after -- go to helm)",
+     "uninstall llama405b -n llm -- --keep-history"),
+])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @_helm_args
 def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -> None:
-    """Uninstall RELEASE with helm and drop its kept chart; arguments after -- go to helm."""
+    """Uninstall RELEASE with helm and drop its kept chart.
+
+    Arguments after -- go to helm uninstall.
+    """
     from ..commands.uninstall import uninstall as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), helm_args=helm_args)
     sys.stdout.write(result.output)
 
 
-@main.command()
+@main.command(examples=[
+    ("helm test and every group's preflight bandwidth, in one summary", "verify llama405b -n llm"),
+    ("restart the groups to measure the bandwidth again, without asking", "verify llama405b -n llm --nccl --yes"),
+])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
@@ -139,8 +156,11 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float,
            fmt: str) -> None:
-    """Prove RELEASE's fabric: helm test (RDMA NICs ACTIVE on every node, the API answers) and each group's
-    preflight all-reduce bandwidth against the preset's expectation. Exit 1 on any failure."""
+    """Prove RELEASE's fabric: helm test and each group's bandwidth.
+
+    helm test checks that the RDMA NICs are ACTIVE on every node and that the API answers; each group's preflight
+    all-reduce bandwidth is read from its leader's log and held against the preset's floor. Exit 1 on any failure.
+    """
     from ..commands.verify import verify as run
 
     def confirm(warning: str) -> bool:
@@ -158,7 +178,11 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
         sys.exit(1)
 
 
-@main.command()
+@main.command(examples=[
+    ("why the group hangs, from the logs of every pod of the release", "diagnose llama405b -n llm"),
+    ("the same findings as JSON", "diagnose llama405b -n llm -o json"),
+    ("from logs saved earlier (one file per pod); no cluster needed", "diagnose llama405b --logs ./logs --preset h100"),
+])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
 @click.option("--logs", "logs_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
@@ -167,15 +191,19 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
 @click.option("--interface", default=None, metavar="NAME",
               help="The nodes' front-end interface NCCL should bootstrap on (default: the release's "
                    "network.interface, else the preset's, else the chart's).")
-@click.option("--preset", "-p", default=None,
+@click.option("--preset", "-p", default=None, type=PRESET,
               help="Shape preset, for its GPUDirect RDMA support and bandwidth floor (default: the release's).")
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Print a table, or JSON for scripts.")
 def diagnose(release: str, namespace: str | None, logs_dir: Path | None, interface: str | None, preset: str | None,
              fmt: str) -> None:
-    """Read the logs of every pod of RELEASE (every container, current and previous instance) and say why its group
-    hangs or fails at start-up: NCCL on TCP sockets or without GPUDirect RDMA, bootstrap on the wrong interface,
-    NCCL, vLLM or Ray versions that differ, ranks that never finish NCCL init, timeouts, GPU out of memory, dead
-    workers, a gated or missing model, the preflight's bandwidth. Exit 1 when an error is found."""
+    """Read the logs of RELEASE's pods and say why a group hangs.
+
+    It reads every container of every pod, the current and the previous instance, and finds why a group hangs or
+    fails at start-up: NCCL on TCP sockets or without GPUDirect RDMA, bootstrap on the wrong interface, NCCL, vLLM
+    or Ray versions that differ, ranks that never finish NCCL init, timeouts, GPU out of memory, dead workers, a
+    gated or missing model, the preflight's bandwidth. Exit 1 when an error is found.
+    """
     from ..commands.diagnose import diagnose as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), logs_dir=logs_dir,

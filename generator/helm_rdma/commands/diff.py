@@ -1,0 +1,74 @@
+"""`helm-rdma diff`: what an upgrade would change, by the helm-diff plugin, on the very chart upgrade would install."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..chart import write_chart
+from ..doctor import require_clean
+from ..errors import HelmDiffMissingError
+from ..helm import find_helm, helm_major_version, run_chart_command, run_helm
+from ..helmenv import HelmEnv
+from ..planner import Plan
+from ..values import resolve
+from ..valuesources import ValueSources
+
+
+class DiffResult(NamedTuple):
+    """What helm diff printed, and the command that ran."""
+
+    output: str
+    command: tuple[str, ...]
+    plan: Plan
+    notice: str | None = None
+
+
+def has_helm_diff(helm: str) -> bool:
+    """Whether ``helm`` has the helm-diff plugin (named `diff` in `helm plugin list`, on Helm 3 and 4 alike).
+
+    Raises:
+        HelmCommandError: helm could not list its plugins.
+    """
+    listed = run_helm(["plugin", "list"], helm=helm).stdout.splitlines()[1:]  # under a NAME ... header
+    return any(line.split()[:1] == ["diff"] for line in listed)
+
+
+def diff(
+    *,
+    release: str,
+    preset: str,
+    env: HelmEnv,
+    model: str | None = None,
+    nodes: int | None = None,
+    max_model_len: int | None = None,
+    sources: ValueSources | None = None,
+    cluster_network: dict[str, Any] | None = None,
+    helm_args: Sequence[str] = (),
+) -> DiffResult:
+    """Show what `upgrade` with the same options would change in ``release``, changing nothing.
+
+    The chart is generated exactly as upgrade generates it, into a temporary directory, and handed to
+    `helm diff upgrade --allow-unreleased` (upgrade installs a release that is absent) with helm's global flags
+    from ``env``; ``helm_args`` go to helm diff as they are.
+
+    Raises:
+        InputError: Bad values, or values helm-rdma's checks (as doctor) or the chart's reject.
+        HelmNotFoundError, HelmCommandError: helm is missing or failed.
+        HelmDiffMissingError: helm has no helm-diff plugin (the message holds the line that installs it).
+    """
+    resolved = resolve(release=release, preset=preset, model=model, sources=sources, nodes=nodes,
+                       max_model_len=max_model_len,
+                       flag_values={"clusterNetwork": cluster_network} if cluster_network else None)
+    warnings = require_clean(resolved)
+    notice = "\n".join(warnings) or None
+    helm = find_helm()
+    if not has_helm_diff(helm):
+        raise HelmDiffMissingError(helm=helm, major=helm_major_version(helm))
+    with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
+        chart = write_chart(resolved, output=Path(tmp) / "chart").path
+        args = ["diff", "upgrade", release, str(chart), "--allow-unreleased", *env.global_flags(), *helm_args]
+        result = run_chart_command(args, helm=helm)
+    return DiffResult(output=result.stdout, command=result.command, plan=resolved.plan, notice=notice)
