@@ -80,7 +80,7 @@ spec:
       type: RuntimeDefault
   containers:
     - name: provisioner
-      image: "{{ $cn.image.repository }}:{{ default $root.Chart.AppVersion $cn.image.tag }}"
+      image: "{{ $cn.image.repository }}:{{ default (index $root.Chart.Annotations "helm-rdma.io/version") $cn.image.tag }}"
       imagePullPolicy: {{ $cn.image.pullPolicy }}
       args:
         {{- toYaml .args | nindent 8 }}

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..chart import write_chart
+from ..chartmeta import read_identity
+from ..chartpackage import ChartPackage, package_chart
 from ..doctor import require_clean
 from ..errors import HelmNotFoundError
 from ..helm import find_helm, run_chart_command
@@ -21,6 +23,7 @@ class GenerateResult(NamedTuple):
     files: tuple[str, ...]
     plan: Plan
     notice: str | None = None
+    package: ChartPackage | None = None
 
 
 def generate(
@@ -35,10 +38,15 @@ def generate(
     set_values: tuple[str, ...] = (),
     sources: ValueSources | None = None,
     force: bool = False,
+    package: bool = False,
 ) -> GenerateResult:
     """Resolve and check the values (stopping on errors, as `doctor` reports them), render the chart with helm when
     one is installed (so that plain helm is known to take it), then write it into ``output`` atomically (nothing
-    is written on error)."""
+    is written on error). With ``package``, `helm package` then writes NAME-VERSION.tgz beside ``output``.
+
+    Raises:
+        HelmNotFoundError: ``package`` without a helm binary.
+    """
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files, set_values=set_values,
                        sources=sources, nodes=nodes, max_model_len=max_model_len)
     warnings = require_clean(resolved)
@@ -46,7 +54,14 @@ def generate(
     written = write_chart(resolved, output=output, force=force,
                           check=lambda chart: _render(resolved, chart, unchecked))
     notice = "\n".join(filter(None, [resolved.model_note, *warnings, *unchecked])) or None
-    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice)
+    packaged = None
+    if package:
+        name, version = read_identity(written.path)
+        packaged = package_chart(written.path, destination=written.path.parent, name=name, version=version,
+                                 helm=find_helm())
+    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
+                          package=packaged)
+
 
 
 def _render(resolved: Resolved, chart: Path, unchecked: list[str]) -> None:
