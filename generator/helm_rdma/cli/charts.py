@@ -60,17 +60,23 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
 @main.command()
 @click.argument("release", required=False, type=CHART_RELEASE)
 @_chart_options
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def doctor(release: str | None, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-           sources: ValueSources) -> None:
+           sources: ValueSources, fmt: str) -> None:
     """Check values before anything is applied: NCCL look-alikes, device lists, TP x PP, backend and image, host
     ports, the model's token. Exit 1 on errors, 0 with warnings only. RELEASE names the model as for install."""
     from ..commands.doctor import doctor as run
 
     result = run(release=release or (model or "llama405b"), preset=preset, model=model, nodes=nodes,
                  max_model_len=max_model_len, sources=sources)
-    for finding in result.findings:
-        click.echo(finding.line())
-    click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")
+    if fmt == "json":
+        click.echo(json.dumps({"findings": [f._asdict() for f in result.findings],
+                               "summary": {"errors": result.errors, "warnings": result.warnings,
+                                           "passed": not result.errors}}, indent=2))
+    else:
+        for finding in result.findings:
+            click.echo(finding.line())
+        click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")
     if result.errors:
         sys.exit(1)
 
