@@ -212,3 +212,18 @@ def test_chart_testing_lint_rules_catch_what_they_should(tmp_path: Path) -> None
         yamale.validate(yamale.make_schema(str(CT / "chart_schema.yaml")), yamale.make_data(str(bad)))
     config = YamlLintConfig(file=str(CT / "lintconf.yaml"))
     assert [p.rule for p in linter.run("a: 1 #no space\n", config)] == ["comments", "comments"]
+
+
+def test_the_chart_readme_values_table_is_generated_from_the_schema() -> None:
+    """Like helm-docs: every key of the published schema is a row (key, type, default, description), in order; the
+    README itself is kept equal to generator output by test_chart_files (make chart)."""
+    import json
+
+    from helm_rdma.valuestable import values_rows
+
+    schema = json.loads((chart_dir() / "values.schema.json").read_text())
+    readme = (chart_dir() / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [key for key, _, _, _ in values_rows(schema)]
+    assert "| `nodes` | integer | `2` |" in readme and "| `nccl.settings` | object | `{" in readme
+    assert "| `image.pullPolicy` | \"Always\" \\| \"IfNotPresent\" \\| \"Never\" | `\"IfNotPresent\"` |" in readme
