@@ -129,7 +129,7 @@ def test_status_without_a_helm_release_reads_the_release_configmap_and_workloads
     out = CliRunner().invoke(main, ["status", "llama405b", "-n", "ml"])
     assert out.exit_code == 0, out.output
     assert "STATUS: no Helm release; read from the cluster (Argo CD (llama405b:/ConfigMap:ml/" in out.output
-    assert "CHART: llama405b-0.1.0+" in out.output and "APP VERSION: v0.33.0" in out.output
+    assert "CHART VERSION: llama405b-0.1.0+" in out.output and "APP VERSION: v0.33.0" in out.output
     assert "LeaderWorkerSet llama405b-vllm-rdma: 1/1 ready, 1 updated" in out.output
     assert "group 0: 2/2 pods ready, leader ready" in out.output
     data = json.loads(CliRunner().invoke(main, ["status", "llama405b", "-n", "ml", "-o", "json"]).output)

@@ -108,7 +108,7 @@ def status(release: str, namespace: str | None, fmt: str) -> None:
         sys.stdout.write(result.helm_status)
     else:
         click.echo(f"NAME: {release}\nNAMESPACE: {result.namespace}\nSTATUS: no Helm release; read from the cluster"
-                   f"{' (' + result.managed_by + ')' if result.managed_by else ''}\nCHART: {result.chart}\n"
+                   f"{' (' + result.managed_by + ')' if result.managed_by else ''}\nCHART VERSION: {result.chart}\n"
                    f"APP VERSION: {result.app_version}")
     if result.workloads:
         click.echo("\nWORKLOADS:")

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from ..clusterrelease import helm_status, read_release, workload_states
 from ..groups import GroupState, group_states
 from ..helmenv import HelmEnv
-from ..kube import INSTANCE_LABEL, release_pods
+from ..kube import INSTANCE_LABEL, ClusterError, release_pods
 
 
 class StatusResult(NamedTuple):
@@ -59,7 +59,10 @@ def status(*, release: str, env: HelmEnv) -> StatusResult:
     namespace, pods = release_pods(release=release, env=env)
     workloads = []
     for kind in ("LeaderWorkerSet", "StatefulSet"):
-        workloads += workload_states(list_objects(kind=kind, labels={INSTANCE_LABEL: release}, env=env)[1])
+        try:
+            workloads += workload_states(list_objects(kind=kind, labels={INSTANCE_LABEL: release}, env=env)[1])
+        except ClusterError:  # no right to list them: the pods say enough
+            continue
     cache = env.chart_cache(release)
     return StatusResult(source="helm" if helm_says is not None else "cluster", helm_status=helm_says,
                         namespace=namespace, chart=chart, app_version=app_version, managed_by=managed_by,
