@@ -227,3 +227,16 @@ def test_the_chart_readme_values_table_is_generated_from_the_schema() -> None:
     assert [row.split("`")[1] for row in rows] == [key for key, _, _, _ in values_rows(schema)]
     assert "| `nodes` | integer | `2` |" in readme and "| `nccl.settings` | object | `{" in readme
     assert "| `image.pullPolicy` | \"Always\" \\| \"IfNotPresent\" \\| \"Never\" | `\"IfNotPresent\"` |" in readme
+
+
+def test_a_hand_edited_values_yaml_regenerated_with_f_gets_a_new_version_naming_the_change(
+        two_models: dict[str, Path], tmp_path: Path) -> None:
+    chart = tmp_path / "llama405b"
+    shutil.copytree(two_models["llama405b"], chart)
+    values = chart / "values.yaml"
+    values.write_text(values.read_text().replace("  maxModelLen: 131072\n", "  maxModelLen: 65536\n"))
+    generate(release="llama405b", preset="h100", output=chart, force=True, value_files=(values,))
+    meta = chart_yaml(chart)
+    assert meta["version"].startswith("0.1.1+")
+    assert yaml.safe_load(meta["annotations"]["artifacthub.io/changes"]) == [
+        {"kind": "changed", "description": "vllm.maxModelLen: 131072 -> 65536"}]

@@ -64,7 +64,8 @@ def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.Monke
     return render_sets(preset, tuple(sets), helm, monkeypatch)
 
 
-DIGEST = re.compile(r"(helm\.sh/chart: [a-z0-9-]+-\d+\.\d+\.\d+_)[0-9a-f]{12}$", re.MULTILINE)
+# helm.sh/chart labels (NAME-X.Y.Z_DIGEST) and the release ConfigMap's chart (NAME-X.Y.Z+DIGEST)
+DIGEST = re.compile(r"(-\d+\.\d+\.\d+[_+])[0-9a-f]{12}\b")
 
 
 def check_golden(name: str, helm3: str, helm4: str) -> list[dict]:

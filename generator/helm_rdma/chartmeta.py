@@ -61,12 +61,21 @@ def content_digest(resolved: Resolved, sources: Mapping[str, bytes], extra: Mapp
 
 
 def read_previous(chart: Path) -> PreviousChart | None:
-    """The version, digest, changes and values of a chart directory, or None when it has no readable Chart.yaml."""
+    """The version, digest, changes and values of a chart directory, or None when it has no readable Chart.yaml.
+
+    The values are those it was generated with: the defaults of its published values.schema.json, which are the
+    generated values (values.yaml may have been edited by hand since, and be the -f of this very generate).
+    """
     import yaml
+
+    from .values import schema_defaults
 
     try:
         meta = yaml.safe_load((chart / "Chart.yaml").read_text(encoding="utf-8"))
-        values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
+        try:
+            values = schema_defaults(json.loads((chart / "values.schema.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None
     if not isinstance(meta, dict) or not isinstance(values, dict):
