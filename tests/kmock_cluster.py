@@ -28,9 +28,12 @@ LWS = "leaderworkerset.x-k8s.io/v1/leaderworkersets"
 NAD = "k8s.cni.cncf.io/v1/network-attachment-definitions"
 RESOURCES = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps", "StatefulSet": "apps/v1/statefulsets",
              "LeaderWorkerSet": LWS, "Namespace": "v1/namespaces", "Secret": "v1/secrets",
-             "Deployment": "apps/v1/deployments",
+             "Deployment": "apps/v1/deployments", "Job": "batch/v1/jobs",
              "CustomResourceDefinition": "apiextensions.k8s.io/v1/customresourcedefinitions",
              "NetworkAttachmentDefinition": NAD}
+# Resources kmock must be told of to list them while it holds none (it learns the others from the objects put).
+DECLARED = {LWS: ("LeaderWorkerSet", "leaderworkerset"), "batch/v1/jobs": ("Job", "job"),
+            "apps/v1/statefulsets": ("StatefulSet", "statefulset"), "v1/configmaps": ("ConfigMap", "configmap")}
 
 
 class Cluster:
@@ -51,8 +54,9 @@ class Cluster:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
-            k8s.resources[LWS] = {"kind": "LeaderWorkerSet", "namespaced": True, "singular": "leaderworkerset",
-                                  "verbs": ["get", "list", "create", "update", "patch", "delete"]}
+            for resource, (kind, singular) in DECLARED.items():
+                k8s.resources[resource] = {"kind": kind, "namespaced": True, "singular": singular,
+                                           "verbs": ["get", "list", "create", "update", "patch", "delete"]}
             self._k8s = k8s
             k8s[kmock.subresource("log")] << self._serve_log
             k8s["get /version/"] << k8s._serve_server_version  # the path the Python client asks (VersionApi)
@@ -110,8 +114,16 @@ class Cluster:
         assert done.wait(10)
 
     def names(self, resource: str, namespace: str | None) -> list[str]:
-        """Names of the objects of one resource the emulator holds now."""
-        return sorted(n for r, ns, n in list(self._k8s.objects.keys()) if r == resource and ns == namespace)
+        """Names of the objects of one resource the emulator holds now (kmock keeps deleted ones, without a raw form)."""
+        return sorted(n for r, ns, n in list(self._k8s.objects.keys()) if r == resource and ns == namespace
+                      and self._exists(r, ns, n))
+
+    def _exists(self, resource: str, namespace: str | None, name: str) -> bool:
+        try:
+            _ = self._k8s.objects[resource, namespace, name].raw
+        except (KeyError, ValueError):  # gone, or soft-deleted
+            return False
+        return True
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """An object as the emulator holds it now."""

@@ -1,12 +1,17 @@
 """Golden renders: every preset x backend x workload kind x RDMA mode, with helm 3.17.2 and helm 4.1.4.
 
 Refresh after an intended change: make golden   (HELM_RDMA_UPDATE_GOLDEN=1 pytest tests/test_golden.py)
+
+The chart version's digest (the part after `+`, `_` in the helm.sh/chart label) changes with any template, value or
+schema change; the goldens show it as DIGEST so that a change shows where it matters. tests/test_chart_identity.py
+checks the digest itself.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -59,8 +64,13 @@ def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.Monke
     return render_sets(preset, tuple(sets), helm, monkeypatch)
 
 
+# helm.sh/chart labels (NAME-X.Y.Z_DIGEST) and the release ConfigMap's chart (NAME-X.Y.Z+DIGEST)
+DIGEST = re.compile(r"(-\d+\.\d+\.\d+[_+])[0-9a-f]{12}\b")
+
+
 def check_golden(name: str, helm3: str, helm4: str) -> list[dict]:
     assert helm3 == helm4, "helm 3.17.2 and helm 4.1.4 render differently"
+    helm4 = DIGEST.sub(r"\1DIGEST", helm4)
     golden = GOLDEN / f"{name}.yaml"
     if os.environ.get("HELM_RDMA_UPDATE_GOLDEN"):
         GOLDEN.mkdir(exist_ok=True)

@@ -3,8 +3,10 @@
 The rules: helm runs pre-install/post-install hooks on install, pre-upgrade/post-upgrade on every upgrade (not
 pre-install), pre-delete/post-delete on uninstall, and test hooks only on `helm test` (helm/helm pkg/action
 install.go, upgrade.go, uninstall.go; FACTS.md "Helm"). Argo CD renders with `helm template`, maps pre-install and
-pre-upgrade hooks to PreSync and runs them on every sync, never runs test hooks, and lets a resource's own
-argocd.argoproj.io/hook annotation replace the mapping (argo-cd docs user-guide/helm.md, argoproj/argo-cd#14288).
+pre-upgrade hooks to PreSync and runs them on every sync, never runs test hooks, maps pre-delete to PreDelete (run
+when the Application is deleted, Argo CD 3.3 and later: argo-cd controller/hook.go, argoproj/argo-cd#22288; earlier
+versions ignore it), and lets a resource's own argocd.argoproj.io/hook annotation replace the mapping (argo-cd docs
+user-guide/helm.md, argoproj/argo-cd#14288).
 Upgrades are rendered with `helm template --is-upgrade`. No hook that runs while the serving pods hold the GPUs may
 request them (tests/consumer_rules.py, hooks_never_take_gpus).
 
@@ -33,7 +35,8 @@ CASES_ALL_HOOKS = (*PROVISION, "rdma.mode=hostNetwork")
 HELM_EVENTS = {"install": {"pre-install", "post-install"}, "upgrade": {"pre-upgrade", "post-upgrade"},
                "uninstall": {"pre-delete", "post-delete"}, "test": {"test"}}
 ARGO_MAPPING = {"pre-install": "PreSync", "pre-upgrade": "PreSync", "post-install": "PostSync",
-                "post-upgrade": "PostSync"}
+                "post-upgrade": "PostSync", "pre-delete": "PreDelete", "post-delete": "PostDelete"}
+DELETE_PHASES = {"PreDelete", "PostDelete"}
 
 
 def helm_hooks(docs: list[dict[str, Any]], step: str) -> list[tuple[int, str]]:
@@ -48,19 +51,23 @@ def helm_hooks(docs: list[dict[str, Any]], step: str) -> list[tuple[int, str]]:
 
 
 def argo_sync(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """What Argo CD does with each object on a sync: its phase (PreSync, Sync, PostSync) or Skip."""
+    """What Argo CD does with each object: its sync phase (PreSync, Sync, PostSync), the deletion phases it runs in
+    (PreDelete, PostDelete: when the Application is deleted), or Skip when it never applies it (test hooks)."""
     phases: dict[str, list[str]] = {}
     for d in docs:
         notes = d["metadata"].get("annotations") or {}
         if "argocd.argoproj.io/hook" in notes:
-            phase = notes["argocd.argoproj.io/hook"]
+            found = {notes["argocd.argoproj.io/hook"]}
         elif "helm.sh/hook" in notes:
             events = notes["helm.sh/hook"].split(",")
             mapped = {ARGO_MAPPING[e] for e in events if e in ARGO_MAPPING}
-            phase = "Skip" if not mapped else sorted(mapped)[0]  # test and delete hooks: Argo never runs them
+            syncing = sorted(mapped - DELETE_PHASES)
+            found = (mapped & DELETE_PHASES) | set(syncing[:1])
+            found = found or {"Skip"}  # test hooks: Argo never runs them
         else:
-            phase = "Sync"
-        phases.setdefault(phase, []).append(f"{d['kind']}/{d['metadata']['name']}")
+            found = {"Sync"}
+        for phase in found:
+            phases.setdefault(phase, []).append(f"{d['kind']}/{d['metadata']['name']}")
     return phases
 
 
@@ -116,8 +123,9 @@ def test_an_argo_cd_sync_runs_the_same_quick_presync_hooks_every_time_and_never_
         phases = argo_sync(docs)
         assert sorted(phases["PreSync"]) == sorted([*PROVISIONER, "Job/llama405b-vllm-rdma-provision"])
         assert "PostSync" not in phases
-        assert "Job/llama405b-vllm-rdma-test-rdma" in phases["Skip"]
-        assert "Job/llama405b-vllm-rdma-deprovision" in phases["Skip"]  # pre-delete: Argo deletes, never runs it
+        assert sorted(phases["Skip"]) == ["Job/llama405b-vllm-rdma-test-api", "Job/llama405b-vllm-rdma-test-rdma"]
+        # pre-delete: run when the Application is deleted (Argo CD 3.3+), after the account, RBAC and values
+        assert sorted(phases["PreDelete"]) == sorted([*PROVISIONER, "Job/llama405b-vllm-rdma-deprovision"])
         presync = [d for d in docs if f"{d['kind']}/{d['metadata']['name']}" in phases["PreSync"]]
         assert rules.hooks_never_take_gpus(presync) == []
 

@@ -116,9 +116,10 @@ def test_a_healthy_release_passes_with_one_summary(setup: dict[str, Path], kube:
     assert ("PASS  group 0    llama405b-vllm-rdma-0: 452.7 GB/s all_reduce bus bandwidth over IB with GPUDirect "
             "RDMA (floor 440, published 470, line rate 400 GB/s per node); NCCL 2.23.4, 16 ranks") in out.output
     calls = setup["log"].read_text().splitlines()
-    assert calls[0] == "get values llama405b --all --output json --namespace ml --kubeconfig " + str(
-        Path(setup["log"]).parent / "kubeconfig")
-    assert calls[1].startswith("test llama405b --namespace ml") and calls[1].endswith("--timeout 15m")
+    kubeconfig = str(Path(setup["log"]).parent / "kubeconfig")
+    assert calls[0] == f"status llama405b --namespace ml --kubeconfig {kubeconfig}"  # a Helm release: helm's way
+    assert calls[1] == f"get values llama405b --all --output json --namespace ml --kubeconfig {kubeconfig}"
+    assert calls[2].startswith("test llama405b --namespace ml") and calls[2].endswith("--timeout 15m")
 
 
 def test_every_group_is_judged_by_its_own_preflight(setup: dict[str, Path], kube: Any) -> None:

@@ -8,18 +8,22 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from . import __version__
+from .chartmeta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
 from .errors import OutputExistsError, OutputRefusedError
 from .resources import chart_dir, schema_path
 from .values import VALUES_SCHEMA, Resolved
 from .valuesfile import render_values, schema_with_defaults
 from .yamlfile import load_json_schema
 
-CHART_NAME = "vllm-rdma"
 # Files of charts/vllm-rdma that are sources; everything else in a generated chart is written here.
 COPIED = ("templates", "files", ".helmignore")
+# Never copied, whatever a checkout holds: Python's caches (the tests import files/*.py), editor and OS leftovers.
+JUNK_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
+JUNK_SUFFIXES = (".pyc", ".pyo", ".swp", ".swo", ".bak", ".tmp", ".orig", "~")
+JUNK_NAMES = {".DS_Store", "Thumbs.db"}
 # Left in every chart generate writes: `generate --force` replaces only a directory that holds it.
 MARKER = ".helm-rdma"
 MARKER_TEXT = "Written by `helm-rdma generate`; `helm-rdma generate --force` may replace this directory.\n"
@@ -32,17 +36,51 @@ class WrittenChart(NamedTuple):
     files: tuple[str, ...]
 
 
-def chart_files(resolved: Resolved, *, compact: bool = False) -> dict[str, str]:
+def source_files() -> dict[str, Path]:
+    """The files of charts/vllm-rdma every generated chart copies (relative path -> source), without caches and
+    leftovers."""
+    source = chart_dir()
+    out: dict[str, Path] = {}
+    for name in COPIED:
+        src = source / name
+        if src.is_file():
+            out[name] = src
+        elif src.is_dir():
+            for path in src.rglob("*"):
+                rel = path.relative_to(source)
+                if path.is_file() and not _junk(rel):
+                    out[rel.as_posix()] = path
+    return dict(sorted(out.items()))
+
+
+def _junk(rel: Path) -> bool:
+    return (any(part in JUNK_DIRS for part in rel.parts) or rel.name in JUNK_NAMES
+            or rel.name.endswith(JUNK_SUFFIXES))
+
+
+def digest_of(resolved: Resolved, sources: dict[str, Path] | None = None) -> str:
+    """The content digest of ``resolved``'s chart (see chartmeta): the same for full and compact charts."""
+    from .chartreadme import README_TEMPLATE
+
+    sources = source_files() if sources is None else sources
+    extra = {"values.schema.json": schema_path(VALUES_SCHEMA).read_bytes(), "README": README_TEMPLATE.read_bytes()}
+    return content_digest(resolved, {name: path.read_bytes() for name, path in sources.items()}, extra)
+
+
+def chart_files(resolved: Resolved, *, compact: bool = False, previous: PreviousChart | None = None,
+                digest: str | None = None) -> dict[str, str]:
     """The generated files of a chart (relative path -> text), without the copied templates.
 
     ``compact`` is for a chart that is only rendered and thrown away (`template`, `install --dry-run`): no README,
     and values.yaml and values.schema.json as plain JSON (valid YAML), which skips the comments people read.
+    ``previous`` is the chart being replaced, whose version the new one continues (see chartmeta).
     """
     schema = load_json_schema(schema_path(VALUES_SCHEMA))
     published = schema_with_defaults(schema, resolved.values)
+    metadata = chart_metadata(resolved, digest=digest or digest_of(resolved), previous=previous)
     if compact:
         return {
-            "Chart.yaml": json.dumps(chart_metadata(resolved)),
+            "Chart.yaml": json.dumps(metadata),
             "values.yaml": json.dumps(resolved.values),
             "values.schema.json": json.dumps(published),
         }
@@ -54,42 +92,14 @@ def chart_files(resolved: Resolved, *, compact: bool = False) -> dict[str, str]:
         "Every key is described in values.schema.json; `helm template` renders this chart with plain helm."
     )
     files = {
-        "Chart.yaml": chart_yaml(resolved),
+        "Chart.yaml": chart_yaml(metadata),
         "values.yaml": render_values(resolved.values, schema, notes=resolved.notes, header=header),
         "values.schema.json": json.dumps(published, indent=2) + "\n",
     }
     from .chartreadme import render_readme  # jinja2, only for charts people read
 
-    files["README.md"] = render_readme(resolved)
+    files["README.md"] = render_readme(resolved, metadata=metadata, schema=published)
     return files
-
-
-def chart_metadata(resolved: Resolved) -> dict[str, Any]:
-    """The content of Chart.yaml."""
-    return {
-        "apiVersion": "v2",
-        "name": CHART_NAME,
-        "description": "Serve one large model with vLLM across RDMA-connected OCI GPU nodes "
-                       "(LeaderWorkerSet or StatefulSets, native or Ray multi-node).",
-        "type": "application",
-        "version": __version__,
-        "appVersion": __version__,
-        "kubeVersion": ">=1.27.0-0",
-        "keywords": ["vllm", "rdma", "nccl", "oci", "llm", "leaderworkerset"],
-        "annotations": {
-            "helm-rdma.io/preset": resolved.preset.name,
-            "helm-rdma.io/model": resolved.model.alias,
-        },
-    }
-
-
-def chart_yaml(resolved: Resolved) -> str:
-    """Chart.yaml as people read it."""
-    import yaml
-
-    return "# Generated by helm-rdma; the templates come from charts/vllm-rdma.\n" + yaml.safe_dump(
-        chart_metadata(resolved), sort_keys=False, width=1000
-    )
 
 
 def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compact: bool = False,
@@ -106,6 +116,7 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compac
     """
     output = output.resolve()
     _check_output(output, force=force)
+    previous = read_previous(output) if force and (output / MARKER).is_file() else None
     parent = output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +127,7 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compac
     trash: Path | None = None
     try:
         try:
-            names = _fill(staging, resolved, compact=compact)
+            names = _fill(staging, resolved, compact=compact, previous=previous)
         except OSError as exc:
             raise OutputRefusedError(path=str(output), problem=f"cannot write the chart: {exc.strerror or exc}",
                                      fix="free some space or choose another directory") from None
@@ -162,21 +173,14 @@ def _check_output(output: Path, *, force: bool) -> None:
                                  fix="choose another directory, or empty this one yourself")
 
 
-def _fill(target: Path, resolved: Resolved, *, compact: bool) -> list[str]:
-    source = chart_dir()
-    names = []
-    for name in COPIED:
-        src = source / name
-        if src.is_dir():
-            shutil.copytree(src, target / name)
-            names += sorted(str(p.relative_to(target)) for p in (target / name).rglob("*") if p.is_file())
-        elif src.is_file():
-            shutil.copy2(src, target / name)
-            names.append(name)
-    for name, text in chart_files(resolved, compact=compact).items():
+def _fill(target: Path, resolved: Resolved, *, compact: bool, previous: PreviousChart | None) -> list[str]:
+    sources = source_files()
+    for name, src in sources.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target / name)
+    generated = chart_files(resolved, compact=compact, previous=previous, digest=digest_of(resolved, sources))
+    for name, text in generated.items():
         (target / name).write_text(text, encoding="utf-8")
-        names.append(name)
     (target / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-    names.append(MARKER)
     target.chmod(0o755)
-    return sorted(names)
+    return sorted([*sources, *generated, MARKER])

@@ -1,8 +1,10 @@
 {{/*
-The chart name, or nameOverride.
+The name of the release's objects and of the app.kubernetes.io/name label: vllm-rdma, or nameOverride. Not the
+chart's name: a generated chart is named after what it serves (Chart.yaml), while object names and selectors stay
+the same from one generated chart to the next.
 */}}
 {{- define "vllm-rdma.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- default "vllm-rdma" .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/*
@@ -13,7 +15,7 @@ name does not contain it). Truncated to 52 characters: StatefulSet and LeaderWor
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
 {{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- $name := include "vllm-rdma.name" . }}
 {{- if contains $name .Release.Name }}
 {{- .Release.Name | trunc 52 | trimSuffix "-" }}
 {{- else }}
@@ -23,10 +25,11 @@ name does not contain it). Truncated to 52 characters: StatefulSet and LeaderWor
 {{- end }}
 
 {{/*
-Chart name and version, for the helm.sh/chart label.
+Chart name and version, for the helm.sh/chart label (a label value ends with a letter or digit).
 */}}
 {{- define "vllm-rdma.chart" -}}
-{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- $label := printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 }}
+{{- regexReplaceAll "[-_.]+$" $label "" }}
 {{- end }}
 
 {{/*
@@ -34,6 +37,15 @@ Labels on every object.
 */}}
 {{- define "vllm-rdma.labels" -}}
 helm.sh/chart: {{ include "vllm-rdma.chart" . }}
+{{ include "vllm-rdma.podLabels" . }}
+{{- end }}
+
+{{/*
+Labels of the serving pods: those of every object but helm.sh/chart. The chart's version changes with anything in
+the chart (a README, a ServiceMonitor); in a pod template it would restart every group, and reload the model, for
+changes that do not touch the pods.
+*/}}
+{{- define "vllm-rdma.podLabels" -}}
 {{ include "vllm-rdma.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}

@@ -12,9 +12,10 @@ the same references in Python (for Artifact Hub's artifacthub.io/images and `gen
 {{- end }}
 
 {{/*
-The provisioner image: clusterNetwork.image, its tag defaulting to the chart's appVersion.
+The provisioner image: clusterNetwork.image, its tag defaulting to the helm-rdma version that generated the chart
+(its helm-rdma.io/version annotation; the appVersion is the vLLM image's tag).
 */}}
 {{- define "vllm-rdma.provisionerImage" -}}
 {{- $image := .Values.clusterNetwork.image }}
-{{- include "vllm-rdma.imageRef" (dict "repository" $image.repository "tag" (default .Chart.AppVersion $image.tag) "digest" $image.digest) }}
+{{- include "vllm-rdma.imageRef" (dict "repository" $image.repository "tag" (default (index .Chart.Annotations "helm-rdma.io/version") $image.tag) "digest" $image.digest) }}
 {{- end }}

@@ -348,13 +348,14 @@ Call with (dict "root" $ "role" "leader"|"worker").
 {{- $role := .role -}}
 metadata:
   labels:
-    {{- include "vllm-rdma.labels" $root | nindent 4 }}
+    {{- include "vllm-rdma.podLabels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ $role }}
     {{- with $v.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
-    checksum/config: {{ printf "%s%s" (include (print $root.Template.BasePath "/configmap-nccl.yaml") $root) (include (print $root.Template.BasePath "/configmap-scripts.yaml") $root) | sha256sum }}
+    {{- /* The ConfigMaps' data only: their labels carry the chart's version, which changes with anything in the chart. */}}
+    checksum/config: {{ list (include (print $root.Template.BasePath "/configmap-nccl.yaml") $root | fromYaml).data (include (print $root.Template.BasePath "/configmap-scripts.yaml") $root | fromYaml).data | toJson | sha256sum }}
     {{- with include "vllm-rdma.sriovAnnotation" $root | trim }}
     {{- . | nindent 4 }}
     {{- end }}

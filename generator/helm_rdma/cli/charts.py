@@ -25,26 +25,33 @@ from .params import MODEL, PRESET
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Directory to write the chart into.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory that holds a chart generate "
-                                            "wrote before (never one with .git, nor other files).")
+                                            "wrote before (never one with .git, nor other files); the chart's "
+                                            "version continues the replaced one's.")
 @click.option("--pin-digests", is_flag=True, help="Ask each image's registry for the digest its tag points at and "
                                                   "write it into values.yaml (image.digest and the like), so the "
                                                   "chart always runs those exact images.")
+@click.option("--package", is_flag=True, help="Also run helm package: NAME-VERSION.tgz beside the chart directory, "
+                                              "and print the helm push line.")
 def generate(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-             sources: ValueSources, output: Path, force: bool, pin_digests: bool) -> None:
+             sources: ValueSources, output: Path, force: bool, pin_digests: bool, package: bool) -> None:
     """Write RELEASE's complete chart into a directory, for GitOps.
 
     The directory holds Chart.yaml, the templates, a commented values.yaml, values.schema.json and a README, and
     renders later with plain helm (Argo CD, Flux): no plugin and no Python. It is rendered with helm first (when
-    one is installed) and written atomically.
+    one is installed) and written atomically; --package also writes the .tgz to push to a registry.
     """
     from ..commands.generate import generate as run
 
     result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 sources=sources, output=output, force=force, pin_digests=pin_digests)
+                 sources=sources, output=output, force=force, pin_digests=pin_digests, package=package)
     _notice(result.notice)
     p = result.plan
     click.echo(f"wrote {result.path} ({len(result.files)} files): {p.model} on {p.nodes} x {p.preset}, "
                f"TP {p.tensor_parallel_size} x PP {p.pipeline_parallel_size}")
+    if result.package is not None:
+        click.echo(f"packaged {result.package.path} (chart {result.package.name} version {result.package.version})")
+        click.echo("publish it (OCI Registry: helm registry login REGION.ocir.io -u 'NAMESPACE/USER' first):")
+        click.echo(f"  {result.package.push_command()}")
 
 
 @main.command(examples=[

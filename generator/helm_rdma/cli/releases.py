@@ -106,12 +106,28 @@ upgrade = _deploy_command(upgrade=True)
 ])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
-def status(release: str, namespace: str | None) -> None:
-    """Show RELEASE's helm status, ready pods per group, kept chart."""
+@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(release: str, namespace: str | None, fmt: str) -> None:
+    """Show RELEASE's helm status, ready pods per group, kept chart.
+
+    With no Helm release (Argo CD applied it), the release's ConfigMap and workloads say what helm would.
+    """
     from ..commands.status import status as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace))
-    sys.stdout.write(result.helm_status)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if result.helm_status is not None:
+        sys.stdout.write(result.helm_status)
+    else:
+        click.echo(f"NAME: {release}\nNAMESPACE: {result.namespace}\nSTATUS: no Helm release; read from the cluster"
+                   f"{' (' + result.managed_by + ')' if result.managed_by else ''}\nCHART VERSION: {result.chart}\n"
+                   f"APP VERSION: {result.app_version}")
+    if result.workloads:
+        click.echo("\nWORKLOADS:")
+        for w in result.workloads:
+            click.echo(f"  {w['kind']} {w['name']}: {w['ready']}/{w['replicas']} ready, {w['updated']} updated")
     click.echo(f"\nGROUPS (namespace {result.namespace}):")
     if not result.groups:
         click.echo("  no pods of this release")
@@ -119,7 +135,8 @@ def status(release: str, namespace: str | None) -> None:
         leader = "ready" if g.serving else "not ready"
         ready = sum(1 for p in g.pods if p.ready)
         click.echo(f"  group {g.group}: {ready}/{len(g.pods)} pods ready, leader {leader}")
-    click.echo(f"CHART: {result.chart}" if result.chart else "CHART: not kept here (installed by another tool)")
+    click.echo(f"CHART: {result.kept_chart}" if result.kept_chart else "CHART: not kept here (installed by another "
+                                                                       "tool)")
 
 
 @main.command(examples=[
@@ -159,7 +176,8 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
     """Prove RELEASE's fabric: helm test and each group's bandwidth.
 
     helm test checks that the RDMA NICs are ACTIVE on every node and that the API answers; each group's preflight
-    all-reduce bandwidth is read from its leader's log and held against the preset's floor. Exit 1 on any failure.
+    all-reduce bandwidth is read from its leader's log and held against the preset's floor. With no Helm release
+    (Argo CD applied it), the test Job and Pod the chart renders run as plain objects. Exit 1 on any failure.
     """
     from ..commands.verify import verify as run
 
@@ -169,11 +187,12 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout,
                  remeasure=confirm if nccl else None, poll_seconds=poll_interval)
-    marks = {True: "PASS", False: "FAIL", None: "    "}
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    for check in result.checks if fmt == "table" else ():
-        click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
+        click.echo(json.dumps({"release": release, **result.to_dict()}, indent=2))
+    else:
+        marks = {True: "PASS", False: "FAIL", None: "    "}
+        for check in result.checks:
+            click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
     if not result.passed:
         sys.exit(1)
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..chart import write_chart
+from ..chartmeta import read_identity
+from ..chartpackage import ChartPackage, package_chart
 from ..doctor import require_clean
 from ..errors import HelmNotFoundError
 from ..helm import find_helm, run_chart_command
@@ -22,6 +24,7 @@ class GenerateResult(NamedTuple):
     files: tuple[str, ...]
     plan: Plan
     notice: str | None = None
+    package: ChartPackage | None = None
 
 
 def generate(
@@ -37,16 +40,18 @@ def generate(
     sources: ValueSources | None = None,
     force: bool = False,
     pin_digests: bool = False,
+    package: bool = False,
 ) -> GenerateResult:
     """Resolve and check the values (stopping on errors, as `doctor` reports them), render the chart with helm when
     one is installed (so that plain helm is known to take it), then write it into ``output`` atomically (nothing
-    is written on error).
+    is written on error). With ``package``, `helm package` then writes NAME-VERSION.tgz beside ``output``.
 
     ``pin_digests`` asks each image's registry for the digest its tag points at and writes it into the image's
     ``digest`` value (images whose digest is set already are left alone).
 
     Raises:
         RegistryError: With ``pin_digests``, a registry that did not answer with a digest (nothing is written).
+        HelmNotFoundError: ``package`` without a helm binary.
     """
     resolved = resolve(release=release, preset=preset, model=model, value_files=value_files, set_values=set_values,
                        sources=sources, nodes=nodes, max_model_len=max_model_len)
@@ -56,7 +61,14 @@ def generate(
     written = write_chart(resolved, output=output, force=force,
                           check=lambda chart: _render(resolved, chart, unchecked))
     notice = "\n".join([*warnings, *pinned, *unchecked]) or None
-    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice)
+    packaged = None
+    if package:
+        name, version = read_identity(written.path)
+        packaged = package_chart(written.path, destination=written.path.parent, name=name, version=version,
+                                 helm=find_helm())
+    return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
+                          package=packaged)
+
 
 
 def _pin_digests(resolved: Resolved) -> list[str]:

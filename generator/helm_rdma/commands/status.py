@@ -1,34 +1,70 @@
-"""`helm-rdma status`: helm's status of a release, how many pods of each group are ready, and the kept chart."""
+"""`helm-rdma status`: helm's status of a release (or, with no Helm release, what its ConfigMap and workloads say),
+how many pods of each group are ready, and the kept chart."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from ..clusterrelease import helm_status, read_release, workload_states
 from ..groups import GroupState, group_states
-from ..helm import run_helm
 from ..helmenv import HelmEnv
-from ..kube import release_pods
+from ..kube import INSTANCE_LABEL, ClusterError, release_pods
 
 
 class StatusResult(NamedTuple):
-    """The release's helm status, its groups' readiness and where its chart is kept (None if not kept here)."""
+    """Where the release was read (helm, or the cluster's objects when there is no Helm release), its helm status
+    (None without a Helm release), chart and app version, its workloads' and groups' readiness, and where its
+    chart is kept (None if not kept here)."""
 
-    helm_status: str
+    source: str
+    helm_status: str | None
     namespace: str
+    chart: str | None
+    app_version: str | None
+    managed_by: str | None
+    workloads: tuple[dict[str, Any], ...]
     groups: tuple[GroupState, ...]
-    chart: Path | None
+    kept_chart: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as JSON-ready data (status -o json)."""
+        return {
+            "source": self.source, "namespace": self.namespace, "chart": self.chart, "appVersion": self.app_version,
+            "managedBy": self.managed_by, "helmStatus": self.helm_status, "workloads": list(self.workloads),
+            "groups": [{"group": g.group, "serving": g.serving, "ready": sum(p.ready for p in g.pods),
+                        "pods": [{"name": p.name, "leader": p.leader, "node": p.node, "ready": p.ready,
+                                  "step": p.step, "detail": p.detail, "restarts": p.restarts} for p in g.pods]}
+                       for g in self.groups],
+            "serving": bool(self.groups) and all(g.serving for g in self.groups),
+            "keptChart": str(self.kept_chart) if self.kept_chart else None,
+        }
 
 
 def status(*, release: str, env: HelmEnv) -> StatusResult:
-    """Status of ``release``.
+    """Status of ``release``, from helm when it knows the release, else from the cluster's objects.
 
     Raises:
-        HelmCommandError: helm status failed (no such release, no cluster).
+        HelmCommandError: helm status failed for another reason than an unknown release (no cluster).
+        NoReleaseError: Neither a Helm release nor the release's ConfigMap.
         ClusterError: The pods could not be listed.
     """
-    helm_status = run_helm(["status", release, *env.global_flags()]).stdout
+    from ..kubeobjects import list_objects
+
+    chart = app_version = managed_by = None
+    helm_says = helm_status(release=release, env=env)
+    if helm_says is None:
+        _, found = read_release(release=release, env=env)
+        chart, app_version, managed_by = found.chart, found.app_version, found.managed_by
     namespace, pods = release_pods(release=release, env=env)
+    workloads = []
+    for kind in ("LeaderWorkerSet", "StatefulSet"):
+        try:
+            workloads += workload_states(list_objects(kind=kind, labels={INSTANCE_LABEL: release}, env=env)[1])
+        except ClusterError:  # no right to list them: the pods say enough
+            continue
     cache = env.chart_cache(release)
-    return StatusResult(helm_status=helm_status, namespace=namespace, groups=tuple(group_states(pods)),
-                        chart=cache if cache.is_dir() else None)
+    return StatusResult(source="helm" if helm_says is not None else "cluster", helm_status=helm_says,
+                        namespace=namespace, chart=chart, app_version=app_version, managed_by=managed_by,
+                        workloads=tuple(workloads), groups=tuple(group_states(pods)),
+                        kept_chart=cache if cache.is_dir() else None)

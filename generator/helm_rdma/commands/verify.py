@@ -1,4 +1,8 @@
-"""`helm-rdma verify`: run helm test, read each group's preflight result, and print one summary of the fabric."""
+"""`helm-rdma verify`: run helm test, read each group's preflight result, and print one summary of the fabric.
+
+A release with no Helm release (Argo CD applies what `helm template` renders) is read from the cluster instead: the
+values from the release's ConfigMap, and its `helm test` Job and Pod, rendered by the same chart into that ConfigMap,
+run as plain objects (clusterrelease, testrun)."""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..clusterrelease import helm_status, read_release
 from ..errors import HelmCommandError
 from ..groups import PREFLIGHT_CONTAINER, GroupState, group_states, preflight_result
-from ..helm import run_helm
+from ..helm import duration_seconds, run_helm
 from ..helmenv import HelmEnv
 from ..kube import delete_pods, pod_log, release_pods
 
@@ -26,17 +31,20 @@ class Check(NamedTuple):
 
 
 class VerifyResult(NamedTuple):
-    """The summary: every check, and whether all that ran passed."""
+    """The summary: every check, and whether all that ran passed; ``source`` says where the release was read:
+    helm (a Helm release) or cluster (its objects, with no Helm release)."""
 
     checks: tuple[Check, ...]
+    source: str = "helm"
 
     @property
     def passed(self) -> bool:
         return all(c.passed is not False for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON of `verify -o json`: each check (passed is null when nothing was judged) and the verdict."""
-        return {"checks": [c._asdict() for c in self.checks], "passed": self.passed}
+        """The summary as JSON-ready data (verify -o json)."""
+        return {"source": self.source, "passed": self.passed,
+                "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]}
 
 
 def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Callable[[str], bool] | None = None,
@@ -48,32 +56,58 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
     back, the model loads again) and verify waits up to ``remeasure_seconds`` for the new results; ``remeasure``
     gets the warning to show and says whether to go on.
 
+    Without a Helm release, the values and the test objects come from the release's ConfigMap, and the tests run as
+    plain Jobs and Pods (created, waited for, read and deleted here).
+
     Raises:
-        HelmCommandError: `helm get values` failed (no such release, no cluster).
-        ClusterError: The pods or their logs could not be read.
+        HelmCommandError: `helm get values` failed (no cluster, no access).
+        NoReleaseError: Neither a Helm release nor the release's ConfigMap.
+        ClusterError: The pods or their logs could not be read, or the test objects not created.
     """
-    values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json", *env.global_flags()]).stdout)
+    on_helm = helm_status(release=release, env=env) is not None
+    tests: tuple[dict[str, Any], ...] = ()
+    origin = ""
+    if on_helm:
+        values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json",
+                                      *env.global_flags()]).stdout)
+    else:
+        _, found = read_release(release=release, env=env)
+        values, tests = found.values, found.tests
+        origin = f"; no Helm release: read from ConfigMap {found.name} ({found.chart}" + (
+            f", applied by {found.managed_by})" if found.managed_by else ")")
     preset = values.get("preset", {})
     nodes, replicas = int(values.get("nodes", 1)), int(values.get("replicas", 1))
     checks = [Check("release", None, f"{release}: {nodes * replicas} x {preset.get('shape')} "
-                                     f"({nodes} per group, {replicas} group(s))")]
+                                     f"({nodes} per group, {replicas} group(s)){origin}")]
     preflight_on = nodes > 1 and bool(values.get("verify", {}).get("preflight", {}).get("enabled", True))
     if remeasure is not None:
         checks.append(_remeasure(release, env, remeasure, preflight_on=preflight_on, seconds=remeasure_seconds,
                                  poll_seconds=poll_seconds, clock=clock))
-    try:
-        tested = run_helm(["test", release, *env.global_flags(), "--timeout", timeout])
-        checks.append(Check("helm test", True, _last_line(tested.stdout) or "all test hooks succeeded"))
-    except HelmCommandError as exc:
-        checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
+    rdma_test: bool | None
+    if on_helm:
+        try:
+            tested = run_helm(["test", release, *env.global_flags(), "--timeout", timeout])
+            checks.append(Check("helm test", True, _last_line(tested.stdout) or "all test hooks succeeded"))
+        except HelmCommandError as exc:
+            checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
+        rdma_test, by = checks[-1].passed, "helm test"
+    else:
+        from ..testrun import run_tests
+
+        runs = run_tests(tests, env=env, timeout_seconds=duration_seconds(timeout), poll_seconds=poll_seconds,
+                         clock=clock)
+        if not runs:
+            checks.append(Check("tests", None, "verify.tests.enabled is false: no test objects to run"))
+        checks += [Check(r.component, r.passed, f"{r.kind} {r.name}: {r.detail}") for r in runs]
+        rdma_test = next((r.passed for r in runs if r.component == "test-rdma"), None)
+        by = "a test Job (no Helm release: helm test cannot run)"
     hcas = str(values.get("nccl", {}).get("settings", {}).get("NCCL_IB_HCA", ""))
     if values.get("rdma", {}).get("mode") == "sriov":
         checks.append(Check("RDMA NICs", None, "SR-IOV: the VFs live in the serving pods; each group's preflight "
                                                "proves them (below)"))
     else:
-        checks.append(Check("RDMA NICs", checks[-1].passed, f"{len(hcas.lstrip('=^').split(','))} per node "
-                                                            f"expected ({hcas}); checked ACTIVE by helm test on "
-                                                            "every node"))
+        checks.append(Check("RDMA NICs", rdma_test, f"{len(hcas.lstrip('=^').split(','))} per node "
+                                                    f"expected ({hcas}); checked ACTIVE by {by} on every node"))
     if not preflight_on:
         why = "groups of one node have no RDMA path to test" if nodes < 2 else "verify.preflight.enabled is false"
         checks.append(Check("bandwidth", None, why))
@@ -83,7 +117,7 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
         if not groups:
             checks.append(Check("bandwidth", False, "no serving pods of this release"))
         checks += [_group_preflight(g, values, env) for g in groups]
-    return VerifyResult(checks=tuple(checks))
+    return VerifyResult(checks=tuple(checks), source="helm" if on_helm else "cluster")
 
 
 def _remeasure(release: str, env: HelmEnv, confirm: Callable[[str], bool], *, preflight_on: bool, seconds: float,
