@@ -139,6 +139,17 @@ def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
                 names = {p.get("name") for p in c.get("ports") or []}
                 if "ray-dashboard" in names:
                     problems.append(f"{obj['metadata']['name']} publishes the Ray dashboard on the node")
+            # vLLM's key guards /v1 only (vllm/entrypoints/openai/api_server.py; docs.vllm.ai usage/security lists
+            # /invocations, /tokenize, /pause and others as open): with a key, vLLM listens on 127.0.0.1 behind a
+            # gate that checks every path.
+            env = {e.get("name") for e in c.get("env") or []}
+            if c.get("name") == "vllm" and "VLLM_API_KEY" in env:
+                args = [str(a) for a in c.get("args") or []]
+                if "--host" not in args or args[args.index("--host") + 1] != "127.0.0.1":
+                    problems.append(f"{obj['metadata']['name']} serves vLLM's API beyond 127.0.0.1 with a key that "
+                                    "guards /v1 only")
+                if "api-gate" not in {x.get("name") for x in spec.get("containers") or []}:
+                    problems.append(f"{obj['metadata']['name']} has a key but no gate checking it on every path")
     return problems
 
 

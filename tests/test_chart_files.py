@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -79,3 +80,31 @@ def test_source_schema_and_published_schema_differ_only_in_defaults(published: d
         return node
 
     assert strip(source) == strip(published)
+
+
+def test_helm_reads_a_one_line_json_values_file_of_4096_multiple_bytes_only_with_a_newline(tmp_path: Path) -> None:
+    """What the compact chart of `template` relies on: helm took a 4096 (or 8192) byte values.yaml without a newline
+    for empty values (seen with helm 3.17.2 and 4.1.4)."""
+    import json
+    import shutil
+    import subprocess
+
+    from helm_rdma.chart import chart_files
+    from helm_rdma.values import resolve
+
+    from .conftest import helm_path
+
+    resolved = resolve(release="llama405b", preset="h100")
+    compact = chart_files(resolved, compact=True)
+    assert all(text.endswith("\n") for text in compact.values())
+    chart = tmp_path / "chart"
+    shutil.copytree(chart_dir(), chart)
+    values = json.loads(compact["values.yaml"])
+    values["podAnnotations"] = {"pad": ""}
+    values["podAnnotations"]["pad"] = "x" * (8192 - len(json.dumps(values)))
+    text = json.dumps(values)
+    assert len(text) == 8192
+    for ending, renders in (("\n", True), ("", False)):
+        (chart / "values.yaml").write_text(text + ending)
+        run = subprocess.run([str(helm_path("helm4")), "template", "x", str(chart)], capture_output=True, text=True)
+        assert (run.returncode == 0) == renders, run.stderr

@@ -95,7 +95,7 @@ def test_a_ray_dashboard_on_the_node_or_an_inline_key_is_caught() -> None:
     assert env["RAY_AUTH_MODE"]["value"] == "token"
     assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "ray-token", "key": "token"}
     vllm["ports"].append({"name": "ray-dashboard", "containerPort": 8265})
-    vllm["env"].append({"name": "VLLM_API_KEY", "value": "sk-123"})
+    vllm["env"].append({"name": "HF_TOKEN", "value": "hf_123"})
     assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 2
 
 
@@ -113,8 +113,23 @@ def test_the_api_key_reaches_vllm_and_the_test_pod_from_the_secret_only() -> Non
     assert {e["name"]: e.get("valueFrom") for e in leader["containers"][0]["env"]}["VLLM_API_KEY"] == ref
     test_api = hooks(docs)["llama405b-vllm-rdma-test-api"]
     assert test_api["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "VLLM_API_KEY", "valueFrom": ref}]
-    # vLLM's key guards /v1 only (vllm/entrypoints/openai/api_server.py): the /health probes need none
-    assert leader["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
+    # vLLM's key guards /v1 only: vLLM listens on 127.0.0.1, and the gate holds the API port for every path
+    args = leader["containers"][0]["args"]
+    assert args[args.index("--host") + 1] == "127.0.0.1" and args[args.index("--port") + 1] == "8001"
+    gate = next(c for c in leader["containers"] if c["name"] == "api-gate")
+    assert gate["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert {e["name"]: e.get("valueFrom") for e in gate["env"]}["VLLM_API_KEY"] == ref
+    # probes reach /health through the gate, which leaves it open
+    assert leader["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8000}
+
+
+def test_a_key_that_guards_only_v1_is_caught() -> None:
+    docs = copy.deepcopy(render(*CASES["replicas-api-key"]))
+    leader = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    leader["containers"] = [c for c in leader["containers"] if c["name"] != "api-gate"]  # vLLM's key alone
+    args = leader["containers"][0]["args"]
+    args[args.index("--host") + 1] = "0.0.0.0"
+    assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 2
 
 
 def test_every_group_runs_its_own_preflight_before_vllm() -> None:

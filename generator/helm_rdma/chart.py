@@ -79,10 +79,12 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
     published = schema_with_defaults(schema, resolved.values)
     metadata = chart_metadata(resolved, digest=digest or digest_of(resolved), previous=previous)
     if compact:
+        # Each ends with a newline: helm (3.17 and 4.1) reads a one-line JSON values.yaml whose size is a multiple
+        # of 4096 bytes, without one, as empty (tests/test_chart_files.py).
         return {
-            "Chart.yaml": json.dumps(metadata),
-            "values.yaml": json.dumps(resolved.values),
-            "values.schema.json": json.dumps(published),
+            "Chart.yaml": json.dumps(metadata) + "\n",
+            "values.yaml": json.dumps(resolved.values) + "\n",
+            "values.schema.json": json.dumps(published) + "\n",
         }
     header = (
         f"Values for {resolved.model.alias} ({resolved.model.repo}) on preset {resolved.preset.name} "

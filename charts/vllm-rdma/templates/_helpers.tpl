@@ -147,8 +147,11 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 {{- if include "vllm-rdma.groupWatch" . }}
 {{- $ports = append $ports (int $v.distributed.groupWatchPort) }}
 {{- end }}
+{{- if $v.api.keySecret.name }}
+{{- $ports = append $ports (int $v.api.internalPort) }}
+{{- end }}
 {{- if ne (len $ports) (len (uniq $ports)) }}
-{{- $problems = append $problems (printf "under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort, distributed.groupWatchPort and the Ray ports repeat one (%s): make them distinct" (join ", " $ports)) }}
+{{- $problems = append $problems (printf "under hostNetwork every port binds on the node, but vllm.port, api.internalPort, distributed.masterPort, distributed.groupWatchPort and the Ray ports repeat one (%s): make them distinct" (join ", " $ports)) }}
 {{- end }}
 {{- if and (eq (toString $v.rdma.privileged) "false") (not $v.rdma.devicePluginResource) }}
 {{- $problems = append $problems "rdma.privileged is false in hostNetwork mode without rdma.devicePluginResource: an unprivileged container cannot open the node's /dev/infiniband devices and NCCL falls back to TCP sockets: set rdma.devicePluginResource (a device plugin that grants the RDMA devices) or leave rdma.privileged null" }}
@@ -241,8 +244,15 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 - {{ .Values.vllm.maxModelLen | quote }}
 - "--gpu-memory-utilization"
 - {{ .Values.vllm.gpuMemoryUtilization | quote }}
+{{- if .Values.api.keySecret.name }}
+- "--host"
+- "127.0.0.1"
+- "--port"
+- {{ .Values.api.internalPort | quote }}
+{{- else }}
 - "--port"
 - {{ .Values.vllm.port | quote }}
+{{- end }}
 {{- range .Values.vllm.extraArgs }}
 - {{ . | quote }}
 {{- end }}

@@ -417,12 +417,8 @@ spec:
         {{- end }}
         {{- end }}
         {{- if and (eq $role "leader") $v.api.keySecret.name }}
-        # vLLM's OpenAI server requires this key on /v1 requests (read from the environment, never from args).
-        - name: VLLM_API_KEY
-          valueFrom:
-            secretKeyRef:
-              name: {{ $v.api.keySecret.name | quote }}
-              key: {{ $v.api.keySecret.key | quote }}
+        # vLLM checks it too on /v1 (read from the environment, never from args); the gate checks every path.
+        {{- include "vllm-rdma.apiKeyEnv" $root | nindent 8 }}
         {{- end }}
         - name: HF_HOME
           value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
@@ -445,9 +441,11 @@ spec:
         {{- end }}
       {{- if eq $role "leader" }}
       ports:
+        {{- if not $v.api.keySecret.name }}
         - name: http
           containerPort: {{ $v.vllm.port }}
           protocol: TCP
+        {{- end }}
         {{- if eq $v.distributed.backend "ray" }}
         - name: ray-gcs
           containerPort: {{ $v.distributed.ray.port }}
@@ -483,6 +481,9 @@ spec:
         {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 8 }}
         - name: model
           mountPath: {{ $v.model.storage.mountPath | quote }}
+    {{- if and (eq $role "leader") $v.api.keySecret.name }}
+    {{- include "vllm-rdma.apiGateContainer" $root | nindent 4 }}
+    {{- end }}
   volumes:
     {{- include "vllm-rdma.rdmaVolumes" $root | trim | nindent 4 }}
     {{- if include "vllm-rdma.preflightInit" $root }}
@@ -555,6 +556,49 @@ it. (dict "root" $ "role" ...)
   volumeMounts:
     - name: model
       mountPath: {{ $v.model.storage.mountPath | quote }}
+{{- end }}
+
+{{/*
+VLLM_API_KEY from api.keySecret.
+*/}}
+{{- define "vllm-rdma.apiKeyEnv" -}}
+- name: VLLM_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.api.keySecret.name | quote }}
+      key: {{ .Values.api.keySecret.key | quote }}
+{{- end }}
+
+{{/*
+The API key gate in front of the leader's vLLM (files/api_auth.py), with a key set: it holds the API port and
+passes only requests that carry the key, on every path but /health and /metrics; vLLM listens on 127.0.0.1
+(api.internalPort). vLLM's own key guards /v1 only (vllm/entrypoints/openai/api_server.py).
+*/}}
+{{- define "vllm-rdma.apiGateContainer" -}}
+{{- $v := .Values -}}
+- name: api-gate
+  image: {{ include "vllm-rdma.image" . | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command: ["python3", "/opt/helm-rdma/api_auth.py", "--listen", {{ $v.vllm.port | quote }},
+            "--upstream", {{ printf "127.0.0.1:%v" $v.api.internalPort | quote }}, "--open", "/health",
+            "--open", "/metrics"]
+  env:
+    {{- include "vllm-rdma.apiKeyEnv" . | nindent 4 }}
+  ports:
+    - name: http
+      containerPort: {{ $v.vllm.port }}
+      protocol: TCP
+  securityContext:
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop: ["ALL"]
+  resources:
+    requests:
+      cpu: 100m
+      memory: 64Mi
+  volumeMounts:
+    - name: scripts
+      mountPath: /opt/helm-rdma
 {{- end }}
 
 {{/*
