@@ -238,3 +238,42 @@ def test_the_statefulset_entrypoint_worker_restarts_when_its_leader_restarts(tmp
     assert code == 3, err
     assert "joined leader 127.0.0.1" in err and "restarting this pod to rejoin the group" in err
     wait_for(lambda: not alive(tmp_path / "vllm"))
+
+
+def test_a_join_from_outside_the_group_is_ignored_and_restarts_nothing(tmp_path: Path, procs: list) -> None:
+    """With --allow-dns the leader takes JOINs only from its workers' addresses: a stranger on the node's network
+    (here 127.0.0.2) claiming a rank after the group formed changes nothing (without it, it would restart the group)."""
+    port = free_port()
+    leader = start("lead", "--port", str(port), "--size", "2", "--allow-dns", "localhost", *FAST, "--",
+                   *child(tmp_path / "leader"))
+    worker = follow(port, 1, tmp_path / "w1")
+    procs += [leader, worker]
+    wait_for(lambda: leader.said("group formed") and worker.said("joined leader"), 30)
+    with socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0)) as s:
+        s.settimeout(5)
+        try:
+            s.sendall(b"JOIN 1\n")
+            assert s.recv(100) == b""  # closed unanswered
+        except ConnectionResetError:
+            pass  # or reset: either way, no EPOCH
+    time.sleep(0.5)
+    assert leader.poll() is None and worker.poll() is None
+    assert leader.said("ignored a connection from 127.0.0.2: not one of the group's workers (localhost)")
+
+
+def test_the_statefulset_leader_lets_in_only_its_groups_workers(tmp_path: Path) -> None:
+    """Worker j of group g is ordinal g*(nodes-1)+j-1 of the worker StatefulSet; the leader's entrypoint names
+    exactly those (group 1 of 3-node groups: workers 2 and 3)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "group_watch.py").write_text(f"import sys\nopen({str(tmp_path / 'args')!r}, 'w').write(' '.join(sys.argv[1:]))\n")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HELM_RDMA_TASK": "serve", "HELM_RDMA_ROLE": "leader",
+           "HELM_RDMA_BACKEND": "native", "HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "3",
+           "HELM_RDMA_MASTER_PORT": "29500", "HELM_RDMA_WATCH_PORT": "29510", "HELM_RDMA_LEADER_PREFIX": "r-leader",
+           "HELM_RDMA_WORKER_PREFIX": "r-worker", "POD_NAME": "r-leader-1", "POD_NAMESPACE": "ml",
+           "VLLM_HOST_IP": "10.0.0.5", "HELM_RDMA_SCRIPTS": str(scripts)}
+    run = subprocess.run(["bash", str(ENTRYPOINT), "m"], env=env, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    args = (tmp_path / "args").read_text()
+    assert args.startswith("lead --port 29510 --size 3 --allow-dns r-worker-2.r-worker.ml.svc "
+                           "--allow-dns r-worker-3.r-worker.ml.svc -- /bin/bash ")

@@ -13,6 +13,7 @@
 #   HELM_RDMA_WAIT_SECONDS  how long a worker waits for the leader
 #   HELM_RDMA_LEADER_PREFIX StatefulSet only: the leader StatefulSet's name (also its headless Service's)
 #   HELM_RDMA_WATCH_PORT    StatefulSet only: the leader's group watch (group_watch.py), so the group restarts as one
+#   HELM_RDMA_WORKER_PREFIX StatefulSet only: the worker StatefulSet's name (also its headless Service's)
 #   HELM_RDMA_RAY_*         Ray ports and the join timeout (ray)
 #   HELM_RDMA_GPUS_PER_NODE, HELM_RDMA_PREFLIGHT_SECONDS, HELM_RDMA_PREFLIGHT_HOLD_SECONDS   the preflight
 #   HELM_RDMA_PREFLIGHT_ARGS StatefulSet serve: run the preflight with these arguments before vLLM
@@ -106,7 +107,15 @@ ray_nodes_alive() {
 watch_group() {
   export HELM_RDMA_WATCHED=1
   if [ "$role" = leader ]; then
-    exec python3 "$scripts/group_watch.py" lead --port "$HELM_RDMA_WATCH_PORT" --size "$nnodes" -- /bin/bash "$0" "$@"
+    # Only this group's workers may join: worker j of group g is ordinal g*(nnodes-1) + j - 1 of the worker
+    # StatefulSet, named by its headless Service (which publishes not-ready addresses).
+    local allow=() j ordinal
+    for ((j = 1; j < nnodes; j++)); do
+      ordinal=$((group * (nnodes - 1) + j - 1))
+      allow+=(--allow-dns "${HELM_RDMA_WORKER_PREFIX:?}-${ordinal}.${HELM_RDMA_WORKER_PREFIX}.${POD_NAMESPACE:?}.svc")
+    done
+    exec python3 "$scripts/group_watch.py" lead --port "$HELM_RDMA_WATCH_PORT" --size "$nnodes" "${allow[@]}" \
+      -- /bin/bash "$0" "$@"
   fi
   wait_for_leader
   exec python3 "$scripts/group_watch.py" follow --host "$leader_ip" --port "$HELM_RDMA_WATCH_PORT" \

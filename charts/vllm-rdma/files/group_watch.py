@@ -6,7 +6,7 @@ dequeue(indefinite=True)), and a restarted leader waits for workers that never c
 restarted leader even keeps its address and DNS name, so a worker cannot tell from those. The watch gives each pod a
 signal that changes on every restart: a TCP connection from each worker to its leader's watch.
 
-    group_watch.py lead   --port P --size N                          -- COMMAND...
+    group_watch.py lead   --port P --size N [--allow-dns NAME]...      -- COMMAND...
     group_watch.py follow --host H --port P --rank R [--wait S]      -- COMMAND...
 
 Both run COMMAND (the pod's real work) as a child in its own process group, and end it, exiting 3, when the group
@@ -17,7 +17,9 @@ cannot reach the leader within --wait seconds ends too (exit 1). When COMMAND en
 returned. SIGTERM and SIGINT are passed to COMMAND.
 
 Protocol (one line each): worker "JOIN <rank>", leader "EPOCH <id>"; then the worker sends "PING" and the leader
-answers "PONG" every --interval seconds; silence for --timeout seconds counts as a break. Standard library only.
+answers "PONG" every --interval seconds; silence for --timeout seconds counts as a break. With --allow-dns, the leader
+takes a JOIN only from an address one of those names resolves to (the group's workers, by their StatefulSet DNS
+names): anyone else on the node's network is ignored, and cannot make the group restart. Standard library only.
 """
 
 from __future__ import annotations
@@ -88,8 +90,8 @@ def read_line(conn: socket.socket, buffer: bytearray) -> str | None:
 class Leader:
     """Accepts one connection per worker rank; the group has formed once every rank 1..size-1 joined."""
 
-    def __init__(self, port: int, size: int, timeout: float) -> None:
-        self.size, self.timeout = size, timeout
+    def __init__(self, port: int, size: int, timeout: float, allow_dns: tuple[str, ...] = ()) -> None:
+        self.size, self.timeout, self.allow_dns = size, timeout, allow_dns
         self.epoch = uuid.uuid4().hex
         self.members: dict[int, socket.socket] = {}
         self.formed = False
@@ -115,7 +117,23 @@ class Leader:
                 self.reason = reason
                 self.broken.set()
 
+    def _allowed(self, address: str) -> bool:
+        """Whether ``address`` is one of the group's workers (every address is, without --allow-dns)."""
+        if not self.allow_dns:
+            return True
+        for name in self.allow_dns:
+            try:
+                if address in socket.gethostbyname_ex(name)[2]:
+                    return True
+            except OSError:
+                continue
+        return False
+
     def _member(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        if not self._allowed(address[0]):
+            log(f"ignored a connection from {address[0]}: not one of the group's workers ({', '.join(self.allow_dns)})")
+            conn.close()
+            return
         buffer = bytearray()
         conn.settimeout(10)
         try:
@@ -219,6 +237,7 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("mode", choices=["lead", "follow"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--size", type=int, default=0, help="nodes in the group (lead)")
+    parser.add_argument("--allow-dns", action="append", default=[], help="a worker's DNS name (lead; repeatable)")
     parser.add_argument("--host", default="", help="the leader's address (follow)")
     parser.add_argument("--rank", type=int, default=0, help="this worker's node rank (follow)")
     parser.add_argument("--wait", type=float, default=900, help="seconds to reach the leader (follow)")
@@ -238,7 +257,7 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args, command = arguments(sys.argv[1:] if argv is None else argv)
     if args.mode == "lead":
-        leader = Leader(args.port, args.size, args.timeout)
+        leader = Leader(args.port, args.size, args.timeout, tuple(args.allow_dns))
         threading.Thread(target=leader.serve, daemon=True).start()
         log(f"leading a group of {args.size} on port {args.port}, epoch {leader.epoch}")
         child = Child(command)

@@ -248,6 +248,8 @@ Environment that tells the entrypoint where its pod stands in its group: (dict "
 {{- if include "vllm-rdma.groupWatch" .root }}
 - name: HELM_RDMA_WATCH_PORT
   value: {{ $v.distributed.groupWatchPort | quote }}
+- name: HELM_RDMA_WORKER_PREFIX
+  value: {{ printf "%s-worker" (include "vllm-rdma.fullname" .root) | quote }}
 {{- end }}
 {{- end }}
 
