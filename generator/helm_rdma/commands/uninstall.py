@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 from ..helm import run_helm
@@ -17,14 +18,35 @@ class UninstallResult(NamedTuple):
     removed_chart: bool
 
 
+def _deprovision_timeout(chart: Path) -> list[str]:
+    """helm's --timeout for a release whose pre-delete hook terminates the cluster network (deleteOnUninstall): the
+    hook waits up to clusterNetwork.timeoutMinutes for TERMINATED, and helm gives every hook only --timeout (5m by
+    default), after which the release is left `uninstalling`. Read from the kept chart's values; none, no change."""
+    import yaml
+
+    try:
+        values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
+        cn = values.get("clusterNetwork") or {}
+        if cn.get("deleteOnUninstall"):
+            return ["--timeout", f"{int(cn.get('timeoutMinutes', 120)) + 10}m"]
+    except (OSError, ValueError, TypeError, yaml.YAMLError):
+        pass
+    return []
+
+
 def uninstall(*, release: str, env: HelmEnv, helm_args: Sequence[str] = ()) -> UninstallResult:
-    """Uninstall ``release`` with helm; the kept chart goes only once helm succeeded.
+    """Uninstall ``release`` with helm; the kept chart goes only once helm succeeded. A release whose chart
+    terminates its cluster network on uninstall gets a helm --timeout that covers the termination, unless one is
+    given after --.
 
     Raises:
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
     """
-    result = run_helm(["uninstall", release, *env.global_flags(), *helm_args])
     cache = env.chart_cache(release)
+    args = ["uninstall", release, *env.global_flags(), *helm_args]
+    if not any(a == "--timeout" or a.startswith("--timeout=") for a in helm_args):
+        args += _deprovision_timeout(cache)
+    result = run_helm(args)
     removed = cache.is_dir()
     if removed:
         shutil.rmtree(cache)

@@ -1,0 +1,53 @@
+"""`helm rdma uninstall` with a stand-in helm that records its call: helm gives each hook only --timeout (5m by
+default; helm/helm pkg/action/uninstall.go runs pre-delete hooks within it), and the deprovisioning hook waits for
+the cluster network to be TERMINATED (clusterNetwork.timeoutMinutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helm_rdma.cli import main
+from helm_rdma.commands.generate import generate
+
+from .rendering import PROVISION
+
+HELM = '#!/bin/sh\necho "$@" >> "{log}"\n[ "$1" = uninstall ] && echo "release \\"$2\\" uninstalled"\nexit 0\n'
+
+
+@pytest.fixture
+def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "helm.log"
+    helm = tmp_path / "helm"
+    helm.write_text(HELM.format(log=log))
+    helm.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(helm))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    return log
+
+
+def kept(tmp_path: Path, *sets: str) -> Path:
+    return generate(release="llama405b", preset="h100", set_values=sets,
+                    output=tmp_path / "cache" / "rdma" / "ml" / "llama405b").path
+
+
+@pytest.mark.parametrize(("sets", "extra", "timeout"), [
+    ((*PROVISION, "clusterNetwork.deleteOnUninstall=true"), (), "130m"),
+    ((*PROVISION, "clusterNetwork.deleteOnUninstall=true", "clusterNetwork.timeoutMinutes=30"), (), "40m"),
+    ((*PROVISION, "clusterNetwork.deleteOnUninstall=true"), ("--", "--timeout", "3h"), None),
+    ((), (), None),
+])
+def test_uninstall_gives_the_deprovisioning_hook_time_to_finish(helm_log: Path, tmp_path: Path, sets: tuple[str, ...],
+                                                               extra: tuple[str, ...], timeout: str | None) -> None:
+    kept(tmp_path, *sets)
+    out = CliRunner().invoke(main, ["uninstall", "llama405b", "-n", "ml", *extra])
+    assert out.exit_code == 0, out.output
+    [call] = [line for line in helm_log.read_text().splitlines() if line.startswith("uninstall")]
+    args = call.split()
+    if timeout:
+        assert args[-2:] == ["--timeout", timeout]
+    else:
+        assert args.count("--timeout") == (1 if extra else 0)
+    assert not (tmp_path / "cache" / "rdma" / "ml" / "llama405b").exists()
