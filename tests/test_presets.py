@@ -59,8 +59,11 @@ def test_preset_matches_the_published_facts(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(HCAS))
 def test_every_nccl_value_cites_a_defined_source(name: str) -> None:
     preset = load_preset(name)
+    # Oracle's published NCCL/RCCL recommendations for its shapes (FACTS.md: oci-hpc-oke's
+    # docs/recommended-nccl-rccl-parameters-by-shape.md, oci-hpc's scripts): a public file, named.
     for setting in preset.nccl_settings:
-        assert setting.source in preset.raw["sources"].values()
+        assert setting.source.startswith(("oracle-quickstart/oci-hpc-oke, docs/", "oracle-quickstart/oci-hpc, ")), \
+            f"{name}: {setting.name} cites {setting.source!r}"
 
 
 def test_amd_preset_uses_rccl_conf_and_amd_gpus() -> None:
