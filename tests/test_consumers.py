@@ -166,3 +166,17 @@ def test_the_helm_test_rdma_job_runs_in_hostnetwork_mode_only_and_the_api_test_p
     api = sriov["llama405b-vllm-rdma-test-api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["image"] == "python:3.13-alpine"
     assert "http://llama405b-vllm-rdma-api.llm.svc:8000" in api["command"]
+
+
+def test_the_start_up_budget_follows_the_model() -> None:
+    """The leader's startup probe (kubelet: failureThreshold x periodSeconds) and vLLM's wait for its engine
+    (VLLM_ENGINE_READY_TIMEOUT_S, 600 s by default in vLLM) follow the weights each node loads."""
+    budgets = {}
+    for model in ("llama70b", "llama405b"):
+        [lws] = of_kind(render(model=model), "LeaderWorkerSet")
+        leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+        probe = leader["startupProbe"]
+        env = {e["name"]: e.get("value") for e in leader["env"]}
+        budgets[model] = probe["failureThreshold"] * probe["periodSeconds"]
+        assert int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) == budgets[model]
+    assert budgets == {"llama70b": 25 * 60, "llama405b": 43 * 60}
