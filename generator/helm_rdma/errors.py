@@ -62,8 +62,8 @@ class NoModelError(InputError):
     def __init__(self, *, release: str, known: Iterable[str]) -> None:
         super().__init__(
             f'release "{release}" names no catalog model and no --model was given: pass --model (one of '
-            f"{_known(known)}), or name the release after one (an alias, or an alias and a suffix such as "
-            f"{sorted(known)[0] if known else 'ALIAS'}-prod)"
+            f"{_known(known)}, or a Hugging Face repository id ORG/NAME), or name the release after one (an alias, or "
+            f"an alias and a suffix such as {sorted(known)[0] if known else 'ALIAS'}-prod)"
         )
 
 
@@ -384,3 +384,53 @@ class RegistryError(RuntimeFailure):
             f"(HELM_RDMA_REGISTRY_ENDPOINT names a mirror), set {key}.digest=sha256:... yourself, or leave "
             "--pin-digests off"
         )
+
+
+class ModelRefError(InputError):
+    """A --model that is neither a catalog alias nor a Hugging Face repository id ORG/NAME[@REVISION]."""
+
+    def __init__(self, *, ref: str, problem: str) -> None:
+        super().__init__(f'--model "{ref}": {problem}; give a catalog alias (`helm-rdma plan --help` lists them) or a '
+                         "Hugging Face repository id such as Qwen/Qwen2.5-72B-Instruct or "
+                         "Qwen/Qwen2.5-72B-Instruct@REVISION")
+
+
+class HubRepoError(InputError):
+    """A Hub repository that cannot be read as asked: gated, missing, no such revision, or not in the offline cache."""
+
+    def __init__(self, *, repo: str, revision: str, endpoint: str, kind: str) -> None:
+        self.kind = kind
+        where = f"{repo}@{revision}"
+        messages = {
+            "gated": f"{repo} is gated and this machine's token cannot read it: accept its license on {endpoint} with "
+                     "your account, then set HF_TOKEN to a token of that account (or run `hf auth login`)",
+            "missing": f"{repo} does not exist on {endpoint}, or is private and the token (HF_TOKEN) cannot see it: "
+                       "check the spelling (ORG/NAME, as on the model's page) and the token",
+            "revision": f"{repo} has no revision {revision} on {endpoint}: give a branch, tag or commit that exists "
+                        f"({repo}@main)",
+            "offline": f"{where}: HF_HUB_OFFLINE=1 and the Hugging Face cache holds no config.json for it: run the "
+                       "same command once with the Hub reachable (it caches what the plan reads), or unset "
+                       "HF_HUB_OFFLINE",
+            "not-a-model": f"{where} has no config.json, so it is not a model vLLM can serve: check the repository id",
+            "no-weights": f"{where}: the size of its weights could not be read: no model.safetensors.index.json with "
+                          "metadata.total_size, and no *.safetensors files in the Hub's file list (which is not asked "
+                          "for with HF_HUB_OFFLINE=1): vLLM loads safetensors; check the repository, or plan once with "
+                          "the Hub reachable",
+        }
+        super().__init__(messages[kind])
+
+
+class HubUnreachableError(RuntimeFailure):
+    """The Hugging Face Hub (or the HF_ENDPOINT standing in for it) did not answer."""
+
+    def __init__(self, *, endpoint: str, repo: str, problem: str) -> None:
+        super().__init__(f"cannot reach the Hugging Face Hub at {endpoint} to read {repo}: {problem}; check the "
+                         "network or HF_ENDPOINT, or plan offline from the Hugging Face cache with HF_HUB_OFFLINE=1")
+
+
+class UnsupportedModelError(InputError):
+    """A model whose config.json the planner cannot size (an architecture it does not know, or a field missing)."""
+
+    def __init__(self, *, model: str, problem: str) -> None:
+        super().__init__(f"{model}: {problem}, so its KV cache cannot be sized; pass --nodes N (and --max-model-len if "
+                         "the context length is unknown) to size the group yourself")

@@ -1,4 +1,8 @@
-"""The model catalog (presets/models.yaml): architecture figures the planner needs, per model alias."""
+"""The model catalog (presets/models.yaml): architecture figures the planner needs, per model alias.
+
+A model is a catalog alias or a Hugging Face repository id (``ORG/NAME[@REVISION]``, read from the Hub by
+helm_rdma.hubmodel); both give the same ModelSpec.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 
 
 class ModelSpec(NamedTuple):
-    """One catalog entry."""
+    """One model: a catalog entry, or what helm_rdma.hubmodel read from a Hub repository."""
 
     alias: str
     repo: str
@@ -32,11 +36,33 @@ class ModelSpec(NamedTuple):
     source: str
     mla_kv_lora_rank: int | None = None
     mla_rope_dim: int | None = None
+    revision: str = "main"
+    # Hybrid attention: this many of the layers attend over a sliding window of this many tokens and keep no more.
+    sliding_window: int | None = None
+    sliding_layers: int = 0
+    # Mixture of experts: experts per MoE layer, and how many each token uses (GPU memory holds them all).
+    experts: int = 0
+    active_experts: int = 0
+    # Real bytes, where known: the safetensors weights, the files the chart's download fetches, the whole repository.
+    checkpoint_bytes: int | None = None
+    download_bytes: int | None = None
+    repo_bytes: int | None = None
+    # Why the architecture could not be sized (an unknown one, a field missing): only --nodes plans it then.
+    unsized: str | None = None
+    # (figure, where it came from), in the order they were read.
+    origins: tuple[tuple[str, str], ...] = ()
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of the weights at their checkpoint dtype (parameters x bytes per parameter)."""
+        """Bytes of the weights: the checkpoint's real bytes where known, else parameters x bytes per parameter."""
+        if self.checkpoint_bytes is not None:
+            return self.checkpoint_bytes
         return int(self.params_billions * 1e9) * DTYPE_BYTES[self.dtype]
+
+    @property
+    def from_hub(self) -> bool:
+        """Read from a Hub repository rather than the catalog."""
+        return bool(self.origins)
 
 
 def catalog_path() -> Path:
@@ -72,6 +98,7 @@ def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
             attention_heads=e["attentionHeads"], kv_heads=e["kvHeads"], head_dim=e["headDim"],
             max_context=e["maxContext"], gated=e["gated"], source=data["sources"][e["source"]],
             mla_kv_lora_rank=mla.get("kvLoraRank"), mla_rope_dim=mla.get("qkRopeHeadDim"),
+            repo_bytes=int(e["repoGB"] * 1e9) if "repoGB" in e else None,
         )
     return catalog
 
@@ -81,11 +108,16 @@ def model_names() -> list[str]:
 
 
 def get_model(alias: str) -> ModelSpec:
-    """One catalog entry by alias.
+    """One catalog entry by alias, or with ``ORG/NAME[@REVISION]`` the Hub repository's model.
 
     Raises:
         UnknownModelError: The alias is not in the catalog (the message lists the known ones).
+        HubRepoError, HubUnreachableError: The repository cannot be read (see helm_rdma.hubmodel).
     """
+    if "/" in alias:
+        from .hubmodel import read_hub_model
+
+        return read_hub_model(alias)
     catalog = load_catalog()
     if alias not in catalog:
         raise UnknownModelError(name=alias, known=catalog)
@@ -95,12 +127,14 @@ def get_model(alias: str) -> ModelSpec:
 def pick_model(*, release: str, model: str | None) -> ModelSpec:
     """The model a release serves.
 
-    ``--model`` wins; else the release name when it is a catalog alias; else the longest alias that the release name
-    starts with, followed by "-" (``llama405b-fp8-prod`` serves llama405b-fp8). Any other release name is refused:
-    a release called ``chatbot`` must not silently serve some default model.
+    ``--model`` (a catalog alias, or a Hub repository id ``ORG/NAME[@REVISION]``) wins; else the release name when
+    it is a catalog alias; else the longest alias that the release name starts with, followed by "-"
+    (``llama405b-fp8-prod`` serves llama405b-fp8). Any other release name is refused: a release called ``chatbot``
+    must not silently serve some default model.
 
     Raises:
         UnknownModelError: ``model`` is given and not in the catalog.
+        HubRepoError, HubUnreachableError: ``model`` is a repository id that cannot be read.
         NoModelError: Neither ``model`` nor the release name picks a catalog model.
     """
     if model is not None:

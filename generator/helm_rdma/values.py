@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import SchemaViolation
+from .errors import SchemaViolation, UnsupportedModelError
 from .models import ModelSpec, pick_model
 from .names import check_release
 from .overrides import Layered
@@ -61,11 +61,13 @@ def preset_values(preset: Preset) -> dict[str, Any]:
 
 
 def model_values(model: ModelSpec) -> dict[str, Any]:
-    """The chart values the model catalog determines."""
-    return {
-        "model": {"name": model.repo, "servedName": model.alias, "gated": model.gated},
-        "vllm": {"maxModelLen": model.max_context},
+    """The chart values the model (catalog entry or Hub repository) determines."""
+    values: dict[str, Any] = {
+        "model": {"name": model.repo, "revision": model.revision, "servedName": model.alias, "gated": model.gated},
     }
+    if model.max_context:  # a model whose context is unknown keeps the chart's default unless --max-model-len says
+        values["vllm"] = {"maxModelLen": model.max_context}
+    return values
 
 
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +119,8 @@ def resolve(
     Args:
         release: The release name; also the model alias when ``model`` is None.
         preset: Preset name.
-        model: Catalog alias; None picks one from ``release`` (see models.pick_model).
+        model: Catalog alias or Hub repository id ``ORG/NAME[@REVISION]``; None picks one from ``release`` (see
+            models.pick_model).
         value_files: ``-f`` files, applied in order (after those of ``sources``).
         set_values: ``--set`` arguments, applied in order (after those of ``sources``).
         sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).
@@ -155,6 +158,9 @@ def resolve(
         _validate(layered.values, layered.origins, schema)
     values = layered.values
     vllm = values["vllm"]
+    if not the_model.max_context and not layered.set_by_user("vllm.maxModelLen"):
+        raise UnsupportedModelError(model=the_model.repo, problem='config.json field "max_position_embeddings" could '
+                                                                  "not be read (missing)")
     plan = plan_model(
         model=the_model,
         preset=the_preset,
@@ -174,6 +180,8 @@ def resolve(
 
     notes = preset_notes(the_preset)
     notes["probes.startupMinutes"] = f"From the plan: {plan.startup_reason}."
+    if the_model.from_hub:
+        notes["model.name"] = f"From --model; figures read from {the_model.source}."
     for key, origin in layered.origins.items():
         if origin != "defaults":
             notes[key] = f"Set by {origin}."

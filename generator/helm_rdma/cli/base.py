@@ -123,7 +123,8 @@ def _values_options(func: Any) -> Any:
 def _chart_options(func: Any) -> Any:
     options = [
         click.option("--model", "-m", type=MODEL,
-                     help="Catalog model alias; defaults to RELEASE when that is an alias."),
+                     help="Catalog model alias, or a Hugging Face repository id ORG/NAME[@REVISION]; defaults to "
+                          "RELEASE when that is an alias."),
         click.option("--nodes", type=click.IntRange(1, 64), help="Nodes per group; default: the planner's minimum."),
         click.option("--max-model-len", type=click.IntRange(1), help="Context length; default: the model's."),
         _values_options,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 from ..helmenv import HelmEnv
 from ..valuesources import ValueSources
 from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, _preset_option, main
@@ -126,26 +127,38 @@ def doctor(release: str | None, preset: str, model: str | None, nodes: int | Non
      "plan llama405b --preset h100"),
     ("three BM.GPU4.8 nodes at a 32k context, as JSON",
      "plan llama405b --preset gpu4 --nodes 3 --max-model-len 32768 -o json"),
+    ("any model on the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply)",
+     "plan Qwen/Qwen2.5-72B-Instruct --preset h100"),
+    ("the time to first token at the download rate you measured",
+     "plan llama405b --preset h100 --network-gbs 2.5"),
 ])
 @click.argument("model", type=MODEL)
 @_preset_option
 @click.option("--nodes", type=click.IntRange(1, 64), help="Check this many nodes instead of picking the minimum.")
 @click.option("--max-model-len", type=click.IntRange(1), help="Context length to plan for; default: the model's.")
 @click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.9, show_default=True)
+@click.option("--network-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NETWORK_GBS, show_default=True,
+              help="Download rate of one node from the Hub or object storage, GB/s, for the time to first token.")
+@click.option("--nvme-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NVME_GBS, show_default=True,
+              help="Read and write rate of a node's NVMe RAID, GB/s, for the time to first token.")
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Print a table, or JSON for scripts.")
 def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, gpu_memory_utilization: float,
-         fmt: str) -> None:
+         network_gbs: float, nvme_gbs: float, fmt: str) -> None:
     """Size MODEL on a preset: nodes, TP x PP, sequences that fit.
 
-    TP is the GPUs of a node; the plan shows the weights, the KV cache per token, the usable memory per node, the
-    smallest number of nodes and how many full-length sequences fit.
+    MODEL is a catalog alias or a Hugging Face repository id ORG/NAME[@REVISION], whose config.json and safetensors
+    index are read through the Hugging Face cache. TP is the GPUs of a node; the plan shows the weights, the KV
+    cache per token, the usable memory per node, the smallest number of nodes, how many full-length sequences fit,
+    the bytes each node downloads and reads and how long that takes, and where each figure came from.
     """
     from ..commands.plan import plan as run
     from ..commands.plan import plan_table
+    from ..firsttoken import Rates
 
     result = run(model=model, preset=preset, nodes=nodes, max_model_len=max_model_len,
-                 gpu_memory_utilization=gpu_memory_utilization)
+                 gpu_memory_utilization=gpu_memory_utilization,
+                 rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs))
     click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else plan_table(result))
 
 

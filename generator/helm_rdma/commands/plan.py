@@ -1,10 +1,39 @@
-"""`helm-rdma plan`: how many nodes a model needs on a preset, and what fits."""
+"""`helm-rdma plan`: how many nodes a model needs on a preset, what fits, and how long its weights take to arrive."""
 
 from __future__ import annotations
 
-from ..models import get_model
-from ..planner import DEFAULT_GPU_MEMORY_UTILIZATION, GIB, Plan, plan_model
+from typing import Any, NamedTuple
+
+from ..firsttoken import FirstToken, Rates, duration, first_token
+from ..models import ModelSpec, get_model
+from ..planner import DEFAULT_GPU_MEMORY_UTILIZATION, GB, GIB, Plan, plan_model
 from ..presets import load_preset
+from ..resources import schema_path
+from ..yamlfile import load_json_schema
+
+
+class PlanReport(NamedTuple):
+    """A plan, the model it sizes, and the time-to-first-token estimate."""
+
+    plan: Plan
+    model: ModelSpec
+    first_token: FirstToken
+
+    def sources(self) -> list[tuple[str, str]]:
+        """(figure, where it came from) for the model's figures."""
+        if self.model.from_hub:
+            return [*self.model.origins, ("architecture", self.model.source)]
+        return [("architecture and weights", f"the catalog (presets/models.yaml): {self.model.source}")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.plan.to_dict(), "first_token": self.first_token.to_dict(),
+                "sources": [{"figure": f, "source": s} for f, s in self.sources()]}
+
+
+def boot_volume_gb() -> int:
+    """The chart's default boot volume size (clusterNetwork.bootVolumeSizeGBs in the values schema)."""
+    schema = load_json_schema(schema_path("values.schema.json"))
+    return int(schema["properties"]["clusterNetwork"]["properties"]["bootVolumeSizeGBs"]["default"])
 
 
 def plan(
@@ -14,28 +43,65 @@ def plan(
     nodes: int | None = None,
     max_model_len: int | None = None,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
-) -> Plan:
-    """Size ``model`` on ``preset`` (see helm_rdma.planner for the arithmetic)."""
-    return plan_model(model=get_model(model), preset=load_preset(preset), nodes=nodes,
-                      max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
+    rates: Rates | None = None,
+) -> PlanReport:
+    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` (see helm_rdma.planner), and
+    estimate how long its weights take to download and load (see helm_rdma.firsttoken)."""
+    spec = get_model(model)
+    the_plan = plan_model(model=spec, preset=load_preset(preset), nodes=nodes, max_model_len=max_model_len,
+                          gpu_memory_utilization=gpu_memory_utilization)
+    estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb())
+    return PlanReport(plan=the_plan, model=spec, first_token=estimate)
 
 
-def plan_table(p: Plan) -> str:
-    """A plan as aligned `key  value` lines."""
+def _gb(n: int) -> str:
+    return f"{n / GB:,.0f} GB" if n >= 10 * GB else f"{n / GB:.1f} GB"
+
+
+def plan_table(report: PlanReport) -> str:
+    """A plan as aligned `key  value` lines, then the time to first token and where the figures come from."""
+    p, m, t = report.plan, report.model, report.first_token
+    ours = t.ways[0]
     rows = [
-        ("model", p.model),
+        ("model", f"{m.repo}@{m.revision}, served as {p.model}" if m.from_hub else p.model),
         ("preset", p.preset),
         ("nodes", f"{p.nodes} (minimum {p.min_nodes})"),
         ("parallelism", f"TP {p.tensor_parallel_size} x PP {p.pipeline_parallel_size}"),
         ("max model len", f"{p.max_model_len} tokens"),
-        ("weights", f"{p.weight_bytes / GIB:.1f} GiB"),
-        ("KV cache per token", f"{p.kv_bytes_per_token / 2**20:.3f} MiB (whole group)"),
-        ("KV cache per sequence", f"{p.kv_bytes_per_sequence / GIB:.1f} GiB"),
+        ("weights", f"{p.weight_bytes / GIB:.1f} GiB ({m.dtype})"),
+    ]
+    if m.unsized:
+        rows.append(("KV cache", p.kv_note))
+    else:
+        rows += [
+            ("KV cache per token", f"{p.kv_bytes_per_token / 2**20:.3f} MiB (whole group)"),
+            ("KV cache per sequence", f"{p.kv_bytes_per_sequence / GIB:.1f} GiB" + (f" ({p.kv_note})" if p.kv_note
+                                                                                     else "")),
+        ]
+    rows += [
         ("usable per node",
          f"{p.usable_bytes_per_node / GIB:.1f} GiB at gpu-memory-utilization {p.gpu_memory_utilization}"),
         ("KV cache budget", f"{p.kv_budget_bytes / GIB:.1f} GiB"),
-        ("full-length sequences", str(p.full_length_sequences)),
+    ]
+    if not m.unsized:
+        rows.append(("full-length sequences", str(p.full_length_sequences)))
+    rows += [
+        ("download per node", f"{_gb(ours.download_bytes)} (every node fetches its own copy onto its NVMe)"),
+        ("read per node", f"{_gb(ours.read_bytes)} (vLLM reads every shard on every node)"),
         ("start-up budget", f"{p.startup_minutes} min: {p.startup_reason}"),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    r = t.rates
+    lines += ["", f"time to first token, per node (network {r.network_gbs:g} GB/s, NVMe {r.nvme_gbs:g} GB/s; "
+                  "engine start not included):"]
+    table = [("way", "storage", "download", "read", "download time", "load time", "total")]
+    table += [(w.name, w.storage, _gb(w.download_bytes), _gb(w.read_bytes), duration(w.download_seconds),
+               duration(w.read_seconds), duration(w.seconds)) for w in t.ways]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines += ["  " + "  ".join(c.ljust(wd) for c, wd in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines += [f"  {w.name}: {w.note}" for w in t.ways if w.note]
+    lines += [f"  {t.basis}"]
+    lines += ["", "where the figures come from:"]
+    lines += [f"  {figure}: {source}" for figure, source in report.sources()]
+    return "\n".join(lines)
