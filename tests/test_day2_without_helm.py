@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.groups import PREFLIGHT_RESULT_PREFIX
+from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 
 from .kmock_cluster import Cluster
 from .rendering import render

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
-from helm_rdma.groups import PREFLIGHT_RESULT_PREFIX
+from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 
 from .kmock_cluster import Cluster
 

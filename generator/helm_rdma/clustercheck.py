@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .clusterneeds import INSTANCE_LABEL, LEVELS, ClusterNeeds, SecretRef
+from .clusterneeds import LEVELS, ClusterNeeds, SecretRef
+from .contract import INSTANCE_LABEL
 from .kube import ClusterError, Connection
 
 STATUSES = ("ok", "warning", "error")

@@ -11,9 +11,8 @@ from typing import Any
 
 import yaml
 
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-SERVING_COMPONENTS = ("leader", "worker")
+from .contract import COMPONENT_LABEL, LEADER, SERVING_COMPONENTS
+
 MULTUS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 HOOK_ANNOTATION = "helm.sh/hook"
 PROVISIONER_COMPONENT = "provisioner"
@@ -98,7 +97,7 @@ def cluster_needs(objects: Iterable[dict[str, Any]], *, release: str, namespace:
             role = (template.get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL)
             if role in SERVING_COMPONENTS:
                 serving.append((name, template, int(spec.get("replicas", 1))))
-                groups += int(spec.get("replicas", 1)) if role == "leader" else 0
+                groups += int(spec.get("replicas", 1)) if role == LEADER else 0
     selector: dict[str, str] = {}
     tolerations: list[Mapping[str, Any]] = []
     wanted: dict[str, int] = {}

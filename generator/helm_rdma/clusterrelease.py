@@ -14,13 +14,12 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from .contract import COMPONENT_LABEL, RELEASE_COMPONENT, TEST_TEMPLATES
 from .errors import HelmCommandError, HelmNotFoundError, RuntimeFailure
-from .groups import COMPONENT_LABEL
 from .helm import run_helm
 from .helmenv import HelmEnv
 
-RELEASE_COMPONENT = "release"
-TEST_KEYS = ("job-test-rdma.yaml", "job-test-api.yaml")
+TEST_KEYS = TEST_TEMPLATES
 HOOK_WEIGHT = "helm.sh/hook-weight"
 # Argo CD marks what it applies: the tracking annotation (the default since Argo CD 3.0) or the instance label.
 ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
@@ -90,7 +89,7 @@ def read_release(*, release: str, env: HelmEnv) -> tuple[str, ClusterRelease]:
         NoReleaseError: No such ConfigMap.
         ClusterError: The cluster could not be read.
     """
-    from .kube import INSTANCE_LABEL
+    from .contract import INSTANCE_LABEL
     from .kubeobjects import list_objects
 
     namespace, found = list_objects(kind="ConfigMap", labels={INSTANCE_LABEL: release,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .contract import VALIDATE_MARKER
 from .suggest import did_you_mean
 
 EXIT_RUNTIME = 1
@@ -207,7 +208,7 @@ class HelmDiffMissingError(RuntimeFailure):
 class ChartValuesError(InputError):
     """Values that the chart's validateValues helper rejected when helm rendered it."""
 
-    MARKER = "vllm-rdma: the values do not fit together:"
+    MARKER = VALIDATE_MARKER
 
     def __init__(self, *, problems: str) -> None:
         super().__init__(f"the values do not fit together:\n{problems}")

@@ -9,12 +9,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-COMPONENT_LABEL = "app.kubernetes.io/component"
-LWS_GROUP_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
-# The init container the chart runs first in every pod of a multi-node group (templates/_pod.tpl), and the line its
-# rank 0 prints (files/nccl_allreduce.py, RESULT_PREFIX).
-PREFLIGHT_CONTAINER = "preflight"
-PREFLIGHT_RESULT_PREFIX = "helm-rdma preflight result: "
+from .contract import (
+    COMPONENT_LABEL,
+    DOWNLOAD_CONTAINER,
+    LEADER,
+    LWS_GROUP_LABEL,
+    PREFLIGHT_CONTAINER,
+    PREFLIGHT_RESULT_PREFIX,
+    SERVING_COMPONENTS,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def pod_state(pod: dict[str, Any]) -> PodState:
     """Summarize one pod (a dict as the API returns it)."""
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {}) or {}
     labels = meta.get("labels", {}) or {}
-    leader = labels.get(COMPONENT_LABEL) == "leader"
+    leader = labels.get(COMPONENT_LABEL) == LEADER
     statuses = status.get("containerStatuses") or []
     init_statuses = status.get("initContainerStatuses") or []
     restarts = sum(int(s.get("restartCount", 0)) for s in statuses + init_statuses)
@@ -111,7 +114,7 @@ def group_states(pods: Iterable[dict[str, Any]]) -> list[GroupState]:
     groups: dict[int, list[PodState]] = defaultdict(list)
     for pod in pods:
         labels = pod.get("metadata", {}).get("labels", {}) or {}
-        if labels.get(COMPONENT_LABEL) not in ("leader", "worker"):
+        if labels.get(COMPONENT_LABEL) not in SERVING_COMPONENTS:
             continue
         state = pod_state(pod)
         groups[state.group].append(state)
@@ -143,7 +146,7 @@ def progress(groups: list[GroupState], *, wanted_groups: int, nodes: int) -> str
     steps: dict[str, int] = defaultdict(int)
     for p in pods:
         steps[p.step.replace("init:", "")] += 1
-    order = ("pending", "preflight", "download-model", "starting", "running", "ready", "failed")
+    order = ("pending", PREFLIGHT_CONTAINER, DOWNLOAD_CONTAINER, "starting", "running", "ready", "failed")
     parts = [f"{steps[s]} {'loading' if s == 'running' else s}" for s in order if steps.get(s)]
     parts += [f"{n} {s}" for s, n in sorted(steps.items()) if s not in order]
     serving = sum(1 for g in groups if g.serving)

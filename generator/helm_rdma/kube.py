@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
+from .contract import INSTANCE_LABEL
 from .errors import RuntimeFailure
 from .helmenv import HelmEnv
 from .logsources import LogSource, LogUnavailable, chunk_lines
-
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
 class ClusterError(RuntimeFailure):

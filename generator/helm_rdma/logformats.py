@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from .groups import PREFLIGHT_RESULT_PREFIX
+from .contract import PREFLIGHT_RESULT_PREFIX
 
 # --- NCCL (NVIDIA/nccl; RCCL keeps the same messages) -----------------------------------------------------------
 # src/init.cc VERSION_STRING "NCCL version 2.21.5+cuda12.4" (bare, or after the INFO prefix since 2.26);

@@ -8,6 +8,7 @@ import copy
 from typing import Any, NamedTuple
 
 from .clock import SYSTEM_CLOCK, Clock
+from .contract import COMPONENT_LABEL
 from .helmenv import HelmEnv
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")  # Kubernetes 1.27+, and the older one
@@ -52,7 +53,7 @@ def _run_one(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll
 
     obj = plain_object(test)
     kind, name = obj["kind"], obj["metadata"]["name"]
-    component = str((obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component", name))
+    component = str((obj["metadata"].get("labels") or {}).get(COMPONENT_LABEL, name))
     delete_object(kind=kind, name=name, env=env)  # before-hook-creation
     _wait_gone(kind, name, env=env, clock=clock, poll_seconds=poll_seconds)
     create_object(obj, env=env)

@@ -50,7 +50,8 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
         sources = directory_sources(logs_dir)  # checked first: a bad directory is bad input, whatever else
         read_from = f"directory {logs_dir}"
     else:
-        from ..kube import INSTANCE_LABEL, pod_log_sources
+        from ..contract import INSTANCE_LABEL
+        from ..kube import pod_log_sources
 
         try:
             values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json",

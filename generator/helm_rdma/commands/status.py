@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..clusterrelease import helm_status, read_release, workload_states
+from ..contract import INSTANCE_LABEL
 from ..groups import GroupState, group_states
 from ..helmenv import HelmEnv
-from ..kube import INSTANCE_LABEL, ClusterError, release_pods
+from ..kube import ClusterError, release_pods
 
 
 class StatusResult(NamedTuple):

@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..clusterrelease import helm_status, read_release
+from ..contract import PREFLIGHT_CONTAINER
 from ..errors import HelmCommandError
-from ..groups import PREFLIGHT_CONTAINER, GroupState, group_states, preflight_result
+from ..groups import GroupState, group_states, preflight_result
 from ..helm import duration_seconds, run_helm
 from ..helmenv import HelmEnv
 from ..kube import delete_pods, pod_log, release_pods
