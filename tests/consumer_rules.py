@@ -106,15 +106,16 @@ def statefulset_groups_restart_together(docs: Docs) -> list[str]:
     """vLLM's headless workers block forever when the leader goes away (vllm v1/executor/multiproc_executor.py,
     dequeue(indefinite=True)) and StatefulSets restart pods one by one; only LeaderWorkerSet's
     RecreateGroupOnPodRestart restarts a group as one (kubernetes-sigs/lws pkg/controllers/pod_controller.go). So
-    every serving container of a multi-node StatefulSet group runs under the group watch (files/group_watch.py)."""
+    every serving container (the one that runs vLLM, HELM_RDMA_TASK=serve) of a multi-node StatefulSet group runs
+    under the group watch (files/group_watch.py); the API key gate and sidecars serve no rank of the group."""
     problems = []
     workers = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-worker")]
     for d in docs:
         if d["kind"] != "StatefulSet" or not workers:
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
-            env = {e["name"] for e in c.get("env") or []}
-            if "HELM_RDMA_WATCH_PORT" not in env:
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            if env.get("HELM_RDMA_TASK") == "serve" and "HELM_RDMA_WATCH_PORT" not in env:
                 problems.append(f"StatefulSet {d['metadata']['name']} container {c['name']} has no group watch")
     return problems
 

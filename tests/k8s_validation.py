@@ -61,7 +61,10 @@ def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) ->
 # Rules the API server applies that the OpenAPI schemas above do not carry. Sources:
 # k8s.io/apimachinery/pkg/util/validation/validation.go (IsDNS1123Subdomain, IsDNS1035Label, IsQualifiedName,
 # IsValidLabelValue, IsEnvVarName, IsConfigMapKey) and pkg/apis/core/validation/validation.go (ValidateServiceName is
-# NameIsDNS1035Label; validateVolumeMounts: "must be unique"; ValidateTolerations; hostPath validatePathNoBacksteps).
+# NameIsDNS1035Label; validateVolumeMounts: "must be unique" and a mount names a volume of the pod; ValidateVolumes and
+# validateContainers: unique names; ValidateTolerations; hostPath validatePathNoBacksteps; ValidateSecurityContext:
+# allowPrivilegeEscalation false with privileged; validateSysctls: no network sysctl with hostNetwork;
+# ValidateResourceRequirements: a limit is not below its request).
 DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
@@ -98,8 +101,46 @@ def _labels(where: str, labels: Any) -> list[str]:
     return problems
 
 
+QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?")
+UNITS = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+         "Ti": 2**40, "Pi": 2**50, None: 1}
+
+
+def quantity(value: Any) -> float | None:
+    match = QUANTITY.fullmatch(str(value))
+    return float(match.group(1)) * UNITS[match.group(2)] if match else None
+
+
+def _pod_rules(where: str, spec: dict[str, Any]) -> list[str]:
+    """Names unique in the pod, mounts of its own volumes, and what the security and resource rules refuse."""
+    problems = []
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    names = [c.get("name") for c in containers]
+    problems += [f"{where}: container name {n!r} repeats" for n in sorted({n for n in names if names.count(n) > 1})]
+    volumes = [v.get("name") for v in spec.get("volumes") or []]
+    problems += [f"{where}: volume name {n!r} repeats" for n in sorted({n for n in volumes if volumes.count(n) > 1})]
+    for c in containers:
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") not in volumes:
+                problems.append(f"{where}.{c.get('name')}: mounts {m.get('name')!r}, which is no volume of the pod")
+        sc = c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is False and sc.get("privileged"):
+            problems.append(f"{where}.{c.get('name')}: allowPrivilegeEscalation false with privileged")
+        resources = c.get("resources") or {}
+        for name, limit in (resources.get("limits") or {}).items():
+            request = (resources.get("requests") or {}).get(name)
+            low, high = quantity(limit), quantity(request)
+            if request is not None and low is not None and high is not None and low < high:
+                problems.append(f"{where}.{c.get('name')}: limit {name}={limit} below its request {request}")
+    if spec.get("hostNetwork"):
+        for s in (spec.get("securityContext") or {}).get("sysctls") or []:
+            if str(s.get("name", "")).startswith("net."):
+                problems.append(f"{where}: network sysctl {s.get('name')} with hostNetwork")
+    return problems
+
+
 def _pod_spec(where: str, spec: dict[str, Any]) -> list[str]:
-    problems = _labels(f"{where}.nodeSelector", spec.get("nodeSelector"))
+    problems = _labels(f"{where}.nodeSelector", spec.get("nodeSelector")) + _pod_rules(where, spec)
     if "serviceAccountName" in spec and not is_subdomain(spec["serviceAccountName"]):
         problems.append(f"{where}: serviceAccountName {spec['serviceAccountName']!r} is not an object name")
     for secret in spec.get("imagePullSecrets") or []:

@@ -32,6 +32,20 @@ CLUSTER_NETWORK = ("clusterNetwork.provision=true", "clusterNetwork.compartmentI
                    "clusterNetwork.availabilityDomain=Uocm:US-ASHBURN-AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
                    "clusterNetwork.imageId=ocid1.image.oc1..i",
                    "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
+# Around the model (issue 15): the escape hatches, on StatefulSets.
+SERVING_EXTRAS = ("workload.kind=StatefulSet", "api.keySecret.name=vllm-api-key",
+                  "extraVolumes[0].name=adapters",
+                  "extraVolumes[0].persistentVolumeClaim.claimName=lora-adapters",
+                  "extraVolumeMounts[0].name=adapters", "extraVolumeMounts[0].mountPath=/adapters",
+                  "priorityClassName=llm-serving", "runtimeClassName=nvidia", "kueue.queueName=gpu-queue",
+                  "podSecurityContext.fsGroup=1000", "securityContext.capabilities.add[0]=SYS_PTRACE",
+                  "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+                  ".matchExpressions[0].key=example.com/pool",
+                  "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+                  ".matchExpressions[0].operator=Exists",
+                  "initContainers[0].name=warm", "initContainers[0].image=busybox:1.36",
+                  "extraContainers[0].name=exporter", "extraContainers[0].image=example.com/exporter:1",
+                  "resources.limits.memory=256Gi", "podLabels.example\\.com/team=ml", "imagePullSecrets[0].name=regcred")
 # Optional parts, each on the default preset: the OCI hooks in each auth mode, monitoring, model download.
 EXTRAS = {
     "h100-provision-workload-identity": (*CLUSTER_NETWORK, "clusterNetwork.region=us-ashburn-1"),
@@ -41,6 +55,7 @@ EXTRAS = {
     "h100-provision-instance-principal": (*CLUSTER_NETWORK, "clusterNetwork.auth=instancePrincipal"),
     "h100-emptydir-replicas-monitoring": ("model.storage.type=emptyDir", "model.hfTokenSecret.name=hf-token",
                                           "replicas=2", "serviceMonitor.enabled=true"),
+    "h100-statefulset-serving-extras": SERVING_EXTRAS,
 }
 
 

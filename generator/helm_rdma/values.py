@@ -17,6 +17,9 @@ from .valuesources import ValueSources, user_values
 from .yamlfile import load_json_schema
 
 VALUES_SCHEMA = "values.schema.json"
+# The Kubernetes definitions the values schema's escape hatches ($ref) name, trimmed from the official ones
+# (scripts/kubernetes-definitions says from where); the published schema carries them, so it stays self-contained.
+KUBERNETES_DEFINITIONS = "kubernetes-definitions.json"
 
 
 class Resolved(NamedTuple):
@@ -66,6 +69,13 @@ def model_values(model: ModelSpec) -> dict[str, Any]:
         "model": {"name": model.repo, "servedName": model.alias, "gated": model.gated},
         "vllm": {"maxModelLen": model.max_context},
     }
+
+
+def values_schema() -> dict[str, Any]:
+    """The values schema with the Kubernetes definitions its ``$ref``s name, as one self-contained draft-07 schema."""
+    schema = dict(load_json_schema(schema_path(VALUES_SCHEMA)))
+    schema["definitions"] = load_json_schema(schema_path(KUBERNETES_DEFINITIONS))["definitions"]
+    return schema
 
 
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +144,7 @@ def resolve(
     check_release(release)
     the_preset = load_preset(preset)
     the_model = pick_model(release=release, model=model)
-    schema = load_json_schema(schema_path(VALUES_SCHEMA))
+    schema = values_schema()
 
     layered = Layered()
     layered.apply(schema_defaults(schema), "defaults")
@@ -187,7 +197,7 @@ def check_values(resolved: Resolved) -> None:
     Raises:
         SchemaViolation: Every problem, with its key and the file or flag it came from.
     """
-    _validate(resolved.values, resolved.origins, load_json_schema(schema_path(VALUES_SCHEMA)))
+    _validate(resolved.values, resolved.origins, values_schema())
 
 
 def _plannable(values: dict[str, Any]) -> bool:

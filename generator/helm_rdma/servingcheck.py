@@ -1,0 +1,75 @@
+"""Checks of what is served around the model before anything is applied: the escape hatches (security contexts,
+limits, sidecars, Kueue, schedulers). Part of `helm-rdma doctor` (see doctor.diagnose). The chart's validateValues
+refuses the same errors when plain helm renders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .doctor import Finding, quantity
+
+# Kubernetes refuses a pod with hostNetwork that sets a namespaced network sysctl (pkg/apis/core/validation/
+# validation.go, validateSysctls: "not allowed with host net enabled").
+NET_SYSCTL = "net."
+
+
+def serving_findings(values: dict[str, Any]) -> list[Finding]:
+    """Every finding about the escape hatches of ``values``."""
+    return (_security(values) + _limits(values) + _scheduling(values))
+
+
+def _security(v: dict[str, Any]) -> list[Finding]:
+    sc, rdma = v["securityContext"], v["rdma"]
+    privileged = rdma["privileged"]
+    if privileged is None:
+        privileged = rdma["mode"] == "hostNetwork" and not rdma["devicePluginResource"]
+    found = []
+    if privileged and sc.get("privileged") is False:
+        found.append(Finding("error", "securityContext.privileged", "is false, but the RDMA containers run "
+                             "privileged here (the node's /dev/infiniband is opened only so)",
+                             "drop it, or run unprivileged with a device plugin: rdma.privileged=false and "
+                             "rdma.devicePluginResource"))
+    if sc.get("allowPrivilegeEscalation") is False and (privileged or sc.get("privileged")):
+        found.append(Finding("error", "securityContext.allowPrivilegeEscalation", "is false, but the RDMA containers "
+                             "run privileged, and Kubernetes refuses both together", "drop it"))
+    sysctls = (v["podSecurityContext"].get("sysctls") or []) if rdma["mode"] == "hostNetwork" else []
+    for s in sysctls:
+        if str((s or {}).get("name", "")).startswith(NET_SYSCTL):
+            found.append(Finding("error", "podSecurityContext.sysctls", f"{s['name']} is a network sysctl, which "
+                                 "Kubernetes refuses for a hostNetwork pod (it would change the node's)",
+                                 "set it on the nodes instead, or use rdma.mode=sriov"))
+    return found
+
+
+def _limits(v: dict[str, Any]) -> list[Finding]:
+    res = v["resources"]
+    found = []
+    for name in ("cpu", "memory"):
+        limit = res["limits"].get(name)
+        low, high = quantity(str(limit)) if limit else None, quantity(str(res[name]))
+        if low is not None and high is not None and low < high:
+            found.append(Finding("error", f"resources.limits.{name}", f"{limit} is below its request, "
+                                 f"resources.{name} ({res[name]}), which Kubernetes refuses",
+                                 f"raise it to at least {res[name]} (equal: Guaranteed QoS)"))
+    return found
+
+
+def _scheduling(v: dict[str, Any]) -> list[Finding]:
+    found = []
+    sts = v["workload"]["kind"] == "StatefulSet"
+    if v["kueue"]["queueName"] and sts and v["nodes"] > 1:
+        found.append(Finding("warning", "kueue.queueName", "Kueue admits each StatefulSet as one independent "
+                             "workload, so the leader and worker StatefulSets of a group may be admitted apart "
+                             "(kueue docs: tasks/run/statefulset)", "use workload.kind=LeaderWorkerSet, which "
+                             "Kueue admits group by group"))
+    if v["schedulerName"] == "volcano":
+        fix = ("use workload.kind=LeaderWorkerSet and run the LWS controller (v0.7+) with "
+               "gangSchedulingManagement.schedulerProvider=volcano, which creates a PodGroup per group")
+        found.append(Finding("warning", "schedulerName", "Volcano gang-schedules pods of one PodGroup, which the "
+                             "chart does not create" + (" (StatefulSets have no controller that does)" if sts
+                                                        else ""), fix))
+    if v["extraContainers"] and not sts and v["nodes"] > 1:
+        found.append(Finding("warning", "extraContainers", "under LeaderWorkerSet (RecreateGroupOnPodRestart) a "
+                             "restart of any container, a sidecar's included, restarts the whole group and reloads "
+                             "the model", "keep sidecars that cannot fail, or give them no liveness probe"))
+    return found

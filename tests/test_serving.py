@@ -1,0 +1,225 @@
+"""Around the model: the escape hatches every chart offers. Each renders, validates strictly for Kubernetes 1.30 and
+1.35, keeps the consumers' rules, and its misuse stops at the schema, validateValues or doctor."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helm_rdma.commands.template import template
+from helm_rdma.doctor import diagnose
+from helm_rdma.errors import ChartValuesError, SchemaViolation
+from helm_rdma.resources import chart_dir
+from helm_rdma.values import resolve
+from helm_rdma.valuesources import ValueSources
+
+from . import consumer_rules
+from .conftest import REPO, SHARED_CRDS, helm_path
+from .k8s_validation import load_manifests, validate_documents
+
+
+def merged(*parts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+KEY = {"api": {"keySecret": {"name": "vllm-api-key"}}}
+# Each feature of issue 15 as a user would write it; EVERYTHING has them all at once.
+ESCAPE_HATCHES: dict[str, Any] = {
+    "priorityClassName": "llm-serving", "schedulerName": "volcano", "runtimeClassName": "nvidia",
+    "kueue": {"queueName": "gpu-queue"},
+    "affinity": {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "example.com/pool", "operator": "In", "values": ["llm"]}]}]}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                "labelSelector": {"matchLabels": {"app": "noisy"}}}}]}},
+    "podSecurityContext": {"fsGroup": 1000},
+    "securityContext": {"runAsUser": 0, "capabilities": {"add": ["SYS_PTRACE"], "drop": ["NET_RAW"]}},
+    "extraVolumes": [{"name": "adapters", "persistentVolumeClaim": {"claimName": "lora-adapters"}}],
+    "extraVolumeMounts": [{"name": "adapters", "mountPath": "/adapters", "readOnly": True}],
+    "initContainers": [{"name": "warm", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}],
+    "extraContainers": [{"name": "exporter", "image": "example.com/exporter:1",
+                         "volumeMounts": [{"name": "adapters", "mountPath": "/data"}]}],
+    "podLabels": {"example.com/team": "ml"}, "podAnnotations": {"example.com/owner": "ml"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "resources": {"limits": {"cpu": "32", "memory": "256Gi"}},
+}
+EVERYTHING = merged(KEY, ESCAPE_HATCHES)
+
+
+@functools.lru_cache(maxsize=32)
+def _render(values: str, kind: str, mode: str) -> tuple[dict[str, Any], ...]:
+    sets = (f"workload.kind={kind}", f"rdma.mode={mode}")
+    previous = os.environ.get("HELM_BIN")
+    os.environ["HELM_BIN"] = str(helm_path("helm4"))
+    try:
+        out = template(release="llama405b", preset="h100", namespace="llm", set_values=sets,
+                       sources=ValueSources(set_json=(values,)), helm_args=("--kube-version", "1.30.0")).manifests
+    finally:
+        os.environ.pop("HELM_BIN") if previous is None else os.environ.__setitem__("HELM_BIN", previous)
+    return tuple(load_manifests(out))
+
+
+def render(values: dict[str, Any], kind: str = "LeaderWorkerSet", mode: str = "hostNetwork") -> list[dict[str, Any]]:
+    return copy.deepcopy(list(_render(json.dumps(values, sort_keys=True), kind, mode)))
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+def leader(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    lws = one(docs, "LeaderWorkerSet")
+    spec: dict[str, Any] = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    return spec
+
+
+def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name)
+
+
+def plain_helm(values: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    f = tmp_path / "values.json"
+    f.write_text(json.dumps(values))
+    return subprocess.run([str(helm_path("helm4")), "template", "x", str(chart_dir()), "-f", str(f)],
+                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+
+
+# -- everything at once: valid for Kubernetes, the CRDs and the consumers --------------------------------------------
+
+@pytest.mark.parametrize(("kind", "mode"), [("LeaderWorkerSet", "hostNetwork"), ("StatefulSet", "sriov")])
+def test_every_serving_extra_renders_validates_and_keeps_the_consumers_rules(kind: str, mode: str) -> None:
+    docs = render(EVERYTHING, kind, mode)
+    crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
+    assert validate_documents(docs, crds=crds) == []
+    assert consumer_rules.problems(docs) == []  # RDMA's device access among them, with the user's securityContext
+
+
+def test_vendored_kubernetes_definitions_are_the_official_ones_trimmed() -> None:
+    """schemas/kubernetes-definitions.json is what scripts/kubernetes-definitions makes of kubernetes-validate's
+    Kubernetes 1.30 definitions: no hand edits."""
+    out = subprocess.run([str(helm_path("helm4").parent / "python"), str(REPO / "scripts/kubernetes-definitions"),
+                          "--check"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+# -- escape hatches ------------------------------------------------------------------------------------------------
+
+def test_the_users_pod_settings_reach_the_serving_pods_and_join_the_charts() -> None:
+    docs = render(EVERYTHING)
+    spec = leader(docs)
+    assert (spec["priorityClassName"], spec["schedulerName"], spec["runtimeClassName"]) == \
+        ("llm-serving", "volcano", "nvidia")
+    assert spec["securityContext"] == {"fsGroup": 1000}
+    affinity = spec["affinity"]
+    assert affinity["nodeAffinity"] == EVERYTHING["affinity"]["nodeAffinity"]
+    assert affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == \
+        "kubernetes.io/hostname"  # ours: one pod per node
+    assert affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] == \
+        EVERYTHING["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert len(affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 3  # RDMA locality
+    assert [c["name"] for c in spec["initContainers"]] == ["preflight", "download-model", "warm"]
+    assert [c["name"] for c in spec["containers"]] == ["vllm", "api-gate", "exporter"]
+    assert {"name": "adapters", "persistentVolumeClaim": {"claimName": "lora-adapters"}} in spec["volumes"]
+    vllm = container(spec, "vllm")
+    assert vllm["volumeMounts"][-1] == {"name": "adapters", "mountPath": "/adapters", "readOnly": True}
+    assert vllm["resources"]["limits"] == {"cpu": "32", "memory": "256Gi", "nvidia.com/gpu": 8}
+
+
+def test_a_users_security_context_keeps_what_rdma_needs() -> None:
+    privileged = container(leader(render(EVERYTHING)), "vllm")["securityContext"]
+    assert privileged["privileged"] is True and privileged["runAsUser"] == 0
+    plugin = merged(EVERYTHING, {"rdma": {"devicePluginResource": "rdma/rdma_shared_device_a"}})
+    docs = render(plugin)
+    for name in ("vllm", "preflight"):
+        sc = container(leader(docs), name)["securityContext"]
+        assert "privileged" not in sc and sc["capabilities"] == {"add": ["SYS_PTRACE", "IPC_LOCK"], "drop": ["NET_RAW"]}
+    assert consumer_rules.rdma_devices_can_be_opened(docs) == []
+    assert container(leader(docs), "api-gate")["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize(("values", "needle"), [
+    ({"securityContext": {"privileged": False}}, "securityContext.privileged is false"),
+    ({"securityContext": {"allowPrivilegeEscalation": False}}, "allowPrivilegeEscalation is false"),
+    ({"podSecurityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}}, "net.core.somaxconn"),
+    ({"resources": {"limits": {"memory": "128Gi"}}}, "resources.limits.memory (128Gi) is below"),
+    ({"extraVolumes": [{"name": "model", "emptyDir": {}}]}, "extraVolumes name a volume \"model\""),
+    ({"extraVolumeMounts": [{"name": "nothing", "mountPath": "/x"}]}, "mount the volume \"nothing\""),
+    ({"extraVolumeMounts": [{"name": "model", "mountPath": "/dev/shm"}]}, "extraVolumeMounts mount \"/dev/shm\""),
+    ({"extraContainers": [{"name": "vllm", "image": "x"}]}, "name a container \"vllm\""),
+    ({"initContainers": [{"name": "a", "image": "x"}], "extraContainers": [{"name": "a", "image": "y"}]},
+     "repeat a container name"),
+])
+def test_escape_hatches_that_kubernetes_or_rdma_refuse_stop_at_validate_values(
+        tmp_path: Path, values: dict[str, Any], needle: str) -> None:
+    out = plain_helm(values, tmp_path)
+    assert out.returncode != 0 and "the values do not fit together" in out.stderr and needle in out.stderr, out.stderr
+    with pytest.raises(ChartValuesError, match=re.escape(needle)):
+        template(release="llama405b", preset="h100", sources=ValueSources(set_json=(json.dumps(values),)))
+
+
+@pytest.mark.parametrize(("values", "needle"), [
+    ({"extraContainers": [{"name": "Bad_Name", "image": "x"}]}, "extraContainers[0].name"),
+    ({"initContainers": [{"name": "a"}]}, "initContainers[0].image"),
+    ({"extraVolumes": [{"name": "v", "hostPath": {"path": "/a/../etc"}}]}, "extraVolumes[0].hostPath.path"),
+    ({"affinity": {"nodeAffinity": {"bogus": 1}}}, "affinity.nodeAffinity"),
+    ({"securityContext": {"capabilities": {"add": "IPC_LOCK"}}}, "securityContext.capabilities.add"),
+    ({"resources": {"limits": {"nvidia.com/gpu": "4"}}}, "resources.limits"),
+    ({"kueue": {"queueName": "Queue A"}}, "kueue.queueName"),
+])
+def test_escape_hatches_are_checked_against_the_kubernetes_shapes(values: dict[str, Any], needle: str) -> None:
+    with pytest.raises(SchemaViolation, match=re.escape(needle)):
+        resolve(release="llama405b", preset="h100", sources=ValueSources(set_json=(json.dumps(values),)))
+
+
+def test_kueue_admits_by_the_label_on_the_leaderworkerset_or_each_statefulset() -> None:
+    lws = one(render(EVERYTHING), "LeaderWorkerSet")
+    assert lws["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    sets = [d for d in render(EVERYTHING, "StatefulSet", "sriov") if d["kind"] == "StatefulSet"]
+    assert [s["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] for s in sets] == ["gpu-queue", "gpu-queue"]
+
+
+def test_doctor_knows_the_scheduling_combinations_that_do_not_fit() -> None:
+    def keys(kind: str) -> set[tuple[str, str]]:
+        values = merged(EVERYTHING, {"workload": {"kind": kind}})
+        return {(x.severity, x.key) for x in diagnose(resolve(release="llama405b", preset="h100",
+                                                              sources=ValueSources(set_json=(json.dumps(values),))))}
+    sts, lws = keys("StatefulSet"), keys("LeaderWorkerSet")
+    assert ("warning", "kueue.queueName") in sts and ("warning", "kueue.queueName") not in lws
+    assert ("warning", "schedulerName") in sts and ("warning", "schedulerName") in lws
+    assert ("warning", "extraContainers") in lws and ("warning", "extraContainers") not in sts
+    assert not [k for k in lws | sts if k[0] == "error"]
+
+
+def test_hooks_get_the_pod_labels_annotations_and_pull_secrets_too() -> None:
+    provision = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
+                 "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
+                 "clusterNetwork.imageId=ocid1.image.oc1..i",
+                 "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner",
+                 "clusterNetwork.image.pullSecrets[0].name=ocir-pull", "clusterNetwork.oke.clusterId=ocid1.cluster.x")
+    values = {k: EVERYTHING[k] for k in ("podLabels", "podAnnotations", "imagePullSecrets")}
+    out = template(release="llama405b", preset="h100", set_values=provision,
+                   sources=ValueSources(set_json=(json.dumps(values),))).manifests
+    jobs = {d["metadata"]["name"]: d["spec"]["template"] for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"}
+    assert set(jobs) == {"llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-test-rdma",
+                         "llama405b-vllm-rdma-test-api"}
+    for name, pod in jobs.items():
+        assert pod["metadata"]["labels"]["example.com/team"] == "ml", name
+        assert pod["metadata"]["annotations"] == {"example.com/owner": "ml"}, name
+        assert {"name": "regcred"} in pod["spec"]["imagePullSecrets"], name
+    assert jobs["llama405b-vllm-rdma-provision"]["spec"]["imagePullSecrets"] == [{"name": "ocir-pull"},
+                                                                                 {"name": "regcred"}]
