@@ -6,6 +6,7 @@ Each rule takes the rendered documents and returns the problems it finds (empty:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -154,9 +155,30 @@ def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
     return problems
 
 
+def dashboards_load_in_grafana(docs: Docs) -> list[str]:
+    """Grafana's dashboard sidecar loads every key of a ConfigMap carrying its label as a dashboard file
+    (kiwigrid/k8s-sidecar, the grafana chart's sidecar.dashboards.label, default grafana_dashboard); Grafana refuses
+    a dashboard whose JSON does not parse or whose uid is longer than 40 characters (grafana docs, dashboard JSON
+    model: "uid ... maximum length of 40")."""
+    problems = []
+    for d in docs:
+        if d["kind"] != "ConfigMap" or "grafana_dashboard" not in (d["metadata"].get("labels") or {}):
+            continue
+        for key, text in (d.get("data") or {}).items():
+            try:
+                dashboard = json.loads(text)
+            except ValueError as exc:
+                problems.append(f"ConfigMap {d['metadata']['name']} key {key} is no JSON: {exc}")
+                continue
+            if not 0 < len(str(dashboard.get("uid", ""))) <= 40:
+                problems.append(f"ConfigMap {d['metadata']['name']} key {key} has uid {dashboard.get('uid')!r}")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node,
+    dashboards_load_in_grafana,
 )
 
 

@@ -1,4 +1,6 @@
-"""Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared LWS CRD for LeaderWorkerSets."""
+"""Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared LWS CRD for
+LeaderWorkerSets, and the published CRDs kept in tests/crds (their sources in tests/crds/README.md) for the
+ServiceMonitor and PrometheusRule."""
 
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ import kubernetes_validate
 import yaml
 
 KUBE_VERSIONS = ("1.30.0", "1.35.0")
-NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor"}
+NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor", "PrometheusRule"}
+CRDS = Path(__file__).parent / "crds"
+# kind -> (CRD file in tests/crds, the version the chart writes)
+VENDORED_CRDS = {
+    "ServiceMonitor": ("monitoring.coreos.com_servicemonitors.yaml", "v1"),
+    "PrometheusRule": ("monitoring.coreos.com_prometheusrules.yaml", "v1"),
+}
 
 
 def closed(schema: Any) -> Any:
@@ -30,10 +38,16 @@ def closed(schema: Any) -> Any:
 
 
 @cache
+def crd_validator(crd_path: Path, version: str = "v1") -> jsonschema.Draft7Validator:
+    """The strict (closed) validator of one version of a CustomResourceDefinition file. CEL rules
+    (x-kubernetes-validations) are not evaluated: the templates that depend on one say so and keep it."""
+    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return jsonschema.Draft7Validator(closed(copy.deepcopy(served["schema"]["openAPIV3Schema"])))
+
+
 def lws_validator(crd_path: Path) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load(crd_path.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft7Validator(closed(copy.deepcopy(version["schema"]["openAPIV3Schema"])))
+    return crd_validator(crd_path)
 
 
 def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) -> list[str]:
@@ -46,6 +60,14 @@ def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) ->
                 validator = lws_validator(crds / "leaderworkerset.x-k8s.io_leaderworkersets.yaml")
                 problems += [f"{kind}/{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
                              for e in validator.iter_errors(doc)]
+            continue
+        if kind in VENDORED_CRDS:
+            crd_file, version = VENDORED_CRDS[kind]
+            if doc.get("apiVersion", "").rsplit("/", 1)[-1] != version:
+                problems.append(f"{kind}/{name}: apiVersion {doc.get('apiVersion')} is not the vendored {version}")
+                continue
+            problems += [f"{kind}/{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+                         for e in crd_validator(CRDS / crd_file, version).iter_errors(doc)]
             continue
         if kind in NOT_BUILT_IN:
             continue

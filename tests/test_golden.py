@@ -32,7 +32,7 @@ CLUSTER_NETWORK = ("clusterNetwork.provision=true", "clusterNetwork.compartmentI
                    "clusterNetwork.availabilityDomain=Uocm:US-ASHBURN-AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
                    "clusterNetwork.imageId=ocid1.image.oc1..i",
                    "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
-# Around the model (issue 15): the escape hatches, on StatefulSets.
+# Around the model (issue 15): the escape hatches and alerts, on StatefulSets.
 SERVING_EXTRAS = ("workload.kind=StatefulSet", "api.keySecret.name=vllm-api-key",
                   "extraVolumes[0].name=adapters",
                   "extraVolumes[0].persistentVolumeClaim.claimName=lora-adapters",
@@ -45,7 +45,8 @@ SERVING_EXTRAS = ("workload.kind=StatefulSet", "api.keySecret.name=vllm-api-key"
                   ".matchExpressions[0].operator=Exists",
                   "initContainers[0].name=warm", "initContainers[0].image=busybox:1.36",
                   "extraContainers[0].name=exporter", "extraContainers[0].image=example.com/exporter:1",
-                  "resources.limits.memory=256Gi", "podLabels.example\\.com/team=ml", "imagePullSecrets[0].name=regcred")
+                  "resources.limits.memory=256Gi", "podLabels.example\\.com/team=ml", "imagePullSecrets[0].name=regcred",
+                  "monitoring.rules.enabled=true")
 # Optional parts, each on the default preset: the OCI hooks in each auth mode, monitoring, model download.
 EXTRAS = {
     "h100-provision-workload-identity": (*CLUSTER_NETWORK, "clusterNetwork.region=us-ashburn-1"),
@@ -54,7 +55,8 @@ EXTRAS = {
                                                    "clusterNetwork.deleteOnUninstall=true"),
     "h100-provision-instance-principal": (*CLUSTER_NETWORK, "clusterNetwork.auth=instancePrincipal"),
     "h100-emptydir-replicas-monitoring": ("model.storage.type=emptyDir", "model.hfTokenSecret.name=hf-token",
-                                          "replicas=2", "serviceMonitor.enabled=true"),
+                                          "replicas=2", "monitoring.serviceMonitor.enabled=true",
+                                          "monitoring.dashboard.enabled=true", "monitoring.rules.enabled=true"),
     "h100-statefulset-serving-extras": SERVING_EXTRAS,
 }
 

@@ -1,5 +1,6 @@
-"""Around the model: the escape hatches every chart offers. Each renders, validates strictly for Kubernetes 1.30 and
-1.35, keeps the consumers' rules, and its misuse stops at the schema, validateValues or doctor."""
+"""Around the model: monitoring (ServiceMonitor, PrometheusRule, Grafana dashboard) and the escape hatches every
+chart offers. Each renders, validates strictly for Kubernetes 1.30 and 1.35 (the CRDs against tests/crds), keeps
+the consumers' rules, and its misuse stops at the schema, validateValues or doctor."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from helm_rdma.valuesources import ValueSources
 
 from . import consumer_rules
 from .conftest import REPO, SHARED_CRDS, helm_path
-from .k8s_validation import load_manifests, validate_documents
+from .k8s_validation import CRDS, VENDORED_CRDS, crd_validator, load_manifests, validate_documents
 
 
 def merged(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,11 @@ ESCAPE_HATCHES: dict[str, Any] = {
     "imagePullSecrets": [{"name": "regcred"}],
     "resources": {"limits": {"cpu": "32", "memory": "256Gi"}},
 }
-EVERYTHING = merged(KEY, ESCAPE_HATCHES)
+MONITORING: dict[str, Any] = {
+    "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}, "dashboard": {"enabled": True},
+                   "rules": {"enabled": True, "labels": {"release": "kps"}}},
+}
+EVERYTHING = merged(KEY, ESCAPE_HATCHES, MONITORING)
 
 
 @functools.lru_cache(maxsize=32)
@@ -104,6 +109,7 @@ def plain_helm(values: dict[str, Any], tmp_path: Path) -> subprocess.CompletedPr
 @pytest.mark.parametrize(("kind", "mode"), [("LeaderWorkerSet", "hostNetwork"), ("StatefulSet", "sriov")])
 def test_every_serving_extra_renders_validates_and_keeps_the_consumers_rules(kind: str, mode: str) -> None:
     docs = render(EVERYTHING, kind, mode)
+    assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in docs}
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
     assert validate_documents(docs, crds=crds) == []
     assert consumer_rules.problems(docs) == []  # RDMA's device access among them, with the user's securityContext
@@ -223,3 +229,62 @@ def test_hooks_get_the_pod_labels_annotations_and_pull_secrets_too() -> None:
         assert {"name": "regcred"} in pod["spec"]["imagePullSecrets"], name
     assert jobs["llama405b-vllm-rdma-provision"]["spec"]["imagePullSecrets"] == [{"name": "ocir-pull"},
                                                                                  {"name": "regcred"}]
+
+
+# -- monitoring ----------------------------------------------------------------------------------------------------
+
+# vLLM's metric names as vllm/v1/metrics/loggers.py (PrometheusStatLogger) registers them (prometheus_client adds
+# _total to counters, _bucket to histograms), and kube-state-metrics' (docs/metrics/workload/pod-metrics.md).
+VLLM_METRICS = {"vllm:time_to_first_token_seconds_bucket", "vllm:inter_token_latency_seconds_bucket",
+                "vllm:e2e_request_latency_seconds_bucket", "vllm:generation_tokens_total", "vllm:prompt_tokens_total",
+                "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                "vllm:num_preemptions_total"}
+KSM_METRICS = {"kube_pod_status_ready", "kube_pod_init_container_status_restarts_total",
+               "kube_pod_container_status_restarts_total"}
+METRIC = re.compile(r"\b(vllm:[a-z0-9_]+|kube_[a-z0-9_]+)\{")
+
+
+def test_vendored_crds_say_where_they_come_from_and_refuse_an_unknown_field() -> None:
+    readme = (CRDS / "README.md").read_text()
+    for kind, (name, version) in VENDORED_CRDS.items():
+        text = (CRDS / name).read_text()
+        assert text.startswith("# Source: https://raw.githubusercontent.com/") and name in readme
+        doc = {"apiVersion": f"x/{version}", "kind": kind, "metadata": {"name": "x"}, "spec": {}, "bogus": 1}
+        assert any("bogus" in e.message for e in crd_validator(CRDS / name, version).iter_errors(doc))
+
+
+def test_alerts_and_dashboard_read_only_metrics_vllm_and_kube_state_metrics_export() -> None:
+    docs = render(EVERYTHING)
+    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == ["VllmRdmaGroupNotReady", "VllmRdmaQueueGrowing", "VllmRdmaKvCacheSaturated",
+                                           "VllmRdmaPreflightFailed"]
+    [cm] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+    dashboard = json.loads(cm["data"]["llama405b-vllm-rdma.json"])
+    exprs = [r["expr"] for r in rules] + [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {m for e in exprs for m in METRIC.findall(e)}
+    assert used <= VLLM_METRICS | KSM_METRICS and VLLM_METRICS <= used
+    assert all('namespace="llm", model_name="llama405b"' in e for e in exprs if "vllm:" in e)
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1" and "__" not in json.dumps(dashboard).replace(
+        "$__rate_interval", "")
+    not_ready = rules[0]
+    assert not_ready["for"] == "43m" and not_ready["expr"].endswith("< 2")  # the start-up budget; nodes x replicas
+
+
+def test_under_statefulsets_the_alerts_match_their_pod_names_and_leave_out_the_preflight_init_container() -> None:
+    rules = one(render(EVERYTHING, "StatefulSet"), "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert "VllmRdmaPreflightFailed" not in [r["alert"] for r in rules]
+    assert 'pod=~"llama405b-vllm-rdma-(leader|worker)-[0-9]+"' in rules[0]["expr"]
+
+
+def test_the_old_service_monitor_key_names_its_new_home(tmp_path: Path) -> None:
+    with pytest.raises(SchemaViolation, match='"serviceMonitor" moved to "monitoring.serviceMonitor"'):
+        resolve(release="llama405b", preset="h100", set_values=("serviceMonitor.enabled=true",))
+    out = plain_helm({"serviceMonitor": {"enabled": True}}, tmp_path)
+    assert out.returncode != 0 and "serviceMonitor" in out.stderr
+
+
+def test_doctor_says_rules_and_dashboard_need_the_metrics_scraped() -> None:
+    values = {"monitoring": {"rules": {"enabled": True}, "dashboard": {"enabled": True}}}
+    keys = {x.key for x in diagnose(resolve(release="llama405b", preset="h100",
+                                            sources=ValueSources(set_json=(json.dumps(values),))))}
+    assert {"monitoring.rules.enabled", "monitoring.dashboard.enabled"} <= keys

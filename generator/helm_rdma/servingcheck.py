@@ -1,6 +1,6 @@
-"""Checks of what is served around the model before anything is applied: the escape hatches (security contexts,
-limits, sidecars, Kueue, schedulers). Part of `helm-rdma doctor` (see doctor.diagnose). The chart's validateValues
-refuses the same errors when plain helm renders."""
+"""Checks of what is served around the model before anything is applied: monitoring and the escape hatches (security
+contexts, limits, sidecars, Kueue, schedulers). Part of `helm-rdma doctor` (see doctor.diagnose). The chart's
+validateValues refuses the same errors when plain helm renders."""
 
 from __future__ import annotations
 
@@ -14,8 +14,18 @@ NET_SYSCTL = "net."
 
 
 def serving_findings(values: dict[str, Any]) -> list[Finding]:
-    """Every finding about the escape hatches of ``values``."""
-    return (_security(values) + _limits(values) + _scheduling(values))
+    """Every finding about monitoring and the escape hatches of ``values``."""
+    return (_monitoring(values) + _security(values) + _limits(values) + _scheduling(values))
+
+
+def _monitoring(v: dict[str, Any]) -> list[Finding]:
+    mon = v["monitoring"]
+    if mon["serviceMonitor"]["enabled"]:
+        return []
+    return [Finding("warning", f"monitoring.{part}.enabled", f"the {what} read vLLM's metrics, which no "
+                    "ServiceMonitor of this release scrapes", "set monitoring.serviceMonitor.enabled=true, unless "
+                    "your Prometheus scrapes the API Service's /metrics itself")
+            for part, what in (("rules", "alerts"), ("dashboard", "dashboard's panels")) if mon[part]["enabled"]]
 
 
 def _security(v: dict[str, Any]) -> list[Finding]:

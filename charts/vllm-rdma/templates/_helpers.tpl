@@ -364,3 +364,16 @@ as one workload, by the kueue.x-k8s.io/queue-name label on the LeaderWorkerSet o
 kueue.x-k8s.io/queue-name: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+A Prometheus regular expression (fully anchored) matching the names of the serving pods: a LeaderWorkerSet's
+FULLNAME-GROUP (leaders) and FULLNAME-GROUP-INDEX (workers); the StatefulSets' FULLNAME-leader-N and FULLNAME-worker-N.
+*/}}
+{{- define "vllm-rdma.servingPodPattern" -}}
+{{- $fullname := include "vllm-rdma.fullname" . | replace "." "\\." }}
+{{- if eq .Values.workload.kind "LeaderWorkerSet" }}
+{{- printf "%s-[0-9]+(-[0-9]+)?" $fullname }}
+{{- else }}
+{{- printf "%s-(leader|worker)-[0-9]+" $fullname }}
+{{- end }}
+{{- end }}
