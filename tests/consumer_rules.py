@@ -155,6 +155,28 @@ def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
     return problems
 
 
+def routes_reach_a_service_port(docs: Docs) -> list[str]:
+    """An ingress controller or Gateway sends a route's traffic to the Service and port its backend names, in the
+    route's namespace (kubernetes.io/docs/concepts/services-networking/ingress, "Ingress rules"; Gateway API
+    HTTPBackendRef: a Service by name and port). A backend naming no Service of the release, or a port that Service
+    does not have, answers 503."""
+    services = {(d["metadata"].get("namespace"), d["metadata"]["name"]): {p["port"] for p in d["spec"]["ports"]}
+                for d in docs if d["kind"] == "Service"}
+    problems = []
+    for d in docs:
+        ns, name = d["metadata"].get("namespace"), d["metadata"]["name"]
+        backends = []
+        if d["kind"] == "Ingress":
+            backends = [(p["backend"]["service"]["name"], p["backend"]["service"]["port"].get("number"))
+                        for r in d["spec"]["rules"] for p in r["http"]["paths"]]
+        elif d["kind"] == "HTTPRoute":
+            backends = [(b["name"], b.get("port")) for r in d["spec"]["rules"] for b in r.get("backendRefs", [])]
+        for service, port in backends:
+            if port not in services.get((ns, service), set()):
+                problems.append(f"{d['kind']} {name} sends traffic to {service}:{port}, which is no Service port")
+    return problems
+
+
 def dashboards_load_in_grafana(docs: Docs) -> list[str]:
     """Grafana's dashboard sidecar loads every key of a ConfigMap carrying its label as a dashboard file
     (kiwigrid/k8s-sidecar, the grafana chart's sidecar.dashboards.label, default grafana_dashboard); Grafana refuses
@@ -177,7 +199,7 @@ def dashboards_load_in_grafana(docs: Docs) -> list[str]:
 
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
-    statefulset_groups_restart_together, nothing_unauthenticated_on_the_node,
+    statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana,
 )
 

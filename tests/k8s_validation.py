@@ -1,6 +1,6 @@
 """Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared LWS CRD for
 LeaderWorkerSets, and the published CRDs kept in tests/crds (their sources in tests/crds/README.md) for the
-ServiceMonitor and PrometheusRule."""
+ServiceMonitor, PrometheusRule and HTTPRoute."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import kubernetes_validate
 import yaml
 
 KUBE_VERSIONS = ("1.30.0", "1.35.0")
-NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor", "PrometheusRule"}
+NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor", "PrometheusRule", "HTTPRoute"}
 CRDS = Path(__file__).parent / "crds"
 # kind -> (CRD file in tests/crds, the version the chart writes)
 VENDORED_CRDS = {
     "ServiceMonitor": ("monitoring.coreos.com_servicemonitors.yaml", "v1"),
     "PrometheusRule": ("monitoring.coreos.com_prometheusrules.yaml", "v1"),
+    "HTTPRoute": ("gateway.networking.k8s.io_httproutes.yaml", "v1"),
 }
 
 

@@ -1,6 +1,7 @@
-"""Around the model: monitoring (ServiceMonitor, PrometheusRule, Grafana dashboard) and the escape hatches every
-chart offers. Each renders, validates strictly for Kubernetes 1.30 and 1.35 (the CRDs against tests/crds), keeps
-the consumers' rules, and its misuse stops at the schema, validateValues or doctor."""
+"""Around the model: routes to the API (Ingress, HTTPRoute), monitoring (ServiceMonitor, PrometheusRule, Grafana
+dashboard) and the escape hatches every chart offers. Each renders, validates strictly for Kubernetes 1.30 and 1.35
+(the CRDs against tests/crds), keeps the consumers' rules, and its misuse stops at the schema, validateValues or
+doctor."""
 
 from __future__ import annotations
 
@@ -62,7 +63,14 @@ MONITORING: dict[str, Any] = {
     "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}, "dashboard": {"enabled": True},
                    "rules": {"enabled": True, "labels": {"release": "kps"}}},
 }
-EVERYTHING = merged(KEY, ESCAPE_HATCHES, MONITORING)
+ROUTES: dict[str, Any] = {
+    "ingress": {"enabled": True, "className": "nginx", "hosts": ["llm.example.com"],
+                "tls": [{"secretName": "llm-tls", "hosts": ["llm.example.com"]}],
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "7200"}},
+    "gateway": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+                "hostnames": ["llm.example.com"]},
+}
+EVERYTHING = merged(KEY, ESCAPE_HATCHES, MONITORING, ROUTES)
 
 
 @functools.lru_cache(maxsize=32)
@@ -109,7 +117,7 @@ def plain_helm(values: dict[str, Any], tmp_path: Path) -> subprocess.CompletedPr
 @pytest.mark.parametrize(("kind", "mode"), [("LeaderWorkerSet", "hostNetwork"), ("StatefulSet", "sriov")])
 def test_every_serving_extra_renders_validates_and_keeps_the_consumers_rules(kind: str, mode: str) -> None:
     docs = render(EVERYTHING, kind, mode)
-    assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in docs}
+    assert {"Ingress", "HTTPRoute", "ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in docs}
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
     assert validate_documents(docs, crds=crds) == []
     assert consumer_rules.problems(docs) == []  # RDMA's device access among them, with the user's securityContext
@@ -288,3 +296,48 @@ def test_doctor_says_rules_and_dashboard_need_the_metrics_scraped() -> None:
     keys = {x.key for x in diagnose(resolve(release="llama405b", preset="h100",
                                             sources=ValueSources(set_json=(json.dumps(values),))))}
     assert {"monitoring.rules.enabled", "monitoring.dashboard.enabled"} <= keys
+
+
+# -- routes to the API ---------------------------------------------------------------------------------------------
+
+def test_the_ingress_routes_v1_to_the_api_service_and_streams_through_ingress_nginx() -> None:
+    ingress = one(render(EVERYTHING), "Ingress")
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "llm.example.com"
+    assert rule["http"]["paths"] == [{"path": "/v1", "pathType": "Prefix", "backend": {"service": {
+        "name": "llama405b-vllm-rdma-api", "port": {"number": 8000}}}}]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"  # the user's wins
+    other = one(render(merged(KEY, {"ingress": {"enabled": True, "className": "oci-native-ic"}})), "Ingress")
+    assert "annotations" not in other["metadata"] and other["spec"]["rules"][0].get("host") is None
+
+
+def test_the_httproute_attaches_to_the_gateways_with_timeouts_for_streaming() -> None:
+    route = one(render(EVERYTHING), "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways", "sectionName": "https"}]
+    [rule] = route["spec"]["rules"]
+    assert rule["backendRefs"] == [{"name": "llama405b-vllm-rdma-api", "port": 8000}]
+    # the CRD's CEL rule (not evaluated by the schema check): backendRequest no longer than request
+    assert rule["timeouts"] == {"request": "1h", "backendRequest": "1h"}
+    bare = one(render(merged(KEY, {"gateway": {"enabled": True, "parentRefs": [{"name": "gw"}], "timeout": ""}})),
+               "HTTPRoute")
+    assert "timeouts" not in bare["spec"]["rules"][0]  # works on Gateway API before v1.2 too
+
+
+def test_a_route_without_a_gateway_is_refused_by_plain_helm_and_doctor(tmp_path: Path) -> None:
+    values = {"gateway": {"enabled": True}}
+    out = plain_helm(values, tmp_path)
+    assert out.returncode != 0 and "gateway.parentRefs is empty" in out.stderr
+    f = tmp_path / "values.json"
+    findings = diagnose(resolve(release="llama405b", preset="h100", value_files=(f,)))
+    assert ("error", "gateway.parentRefs") in {(x.severity, x.key) for x in findings}
+
+
+def test_doctor_warns_about_routes_that_publish_the_api_without_a_key_or_tls() -> None:
+    values = {"ingress": {"enabled": True, "path": "/"}}
+    f = {(x.severity, x.key) for x in diagnose(resolve(release="llama405b", preset="h100",
+                                                       sources=ValueSources(set_json=(json.dumps(values),))))}
+    assert {("warning", "ingress.enabled"), ("warning", "ingress.path"), ("warning", "ingress.tls"),
+            ("warning", "ingress.className")} <= f

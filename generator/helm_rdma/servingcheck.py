@@ -1,6 +1,6 @@
-"""Checks of what is served around the model before anything is applied: monitoring and the escape hatches (security
-contexts, limits, sidecars, Kueue, schedulers). Part of `helm-rdma doctor` (see doctor.diagnose). The chart's
-validateValues refuses the same errors when plain helm renders."""
+"""Checks of what is served around the model before anything is applied: the routes to the API (ingress, gateway),
+monitoring and the escape hatches (security contexts, limits, sidecars, Kueue, schedulers). Part of `helm-rdma
+doctor` (see doctor.diagnose). The chart's validateValues refuses the same errors when plain helm renders."""
 
 from __future__ import annotations
 
@@ -14,8 +14,46 @@ NET_SYSCTL = "net."
 
 
 def serving_findings(values: dict[str, Any]) -> list[Finding]:
-    """Every finding about monitoring and the escape hatches of ``values``."""
-    return (_monitoring(values) + _security(values) + _limits(values) + _scheduling(values))
+    """Every finding about the routes, monitoring and the escape hatches of ``values``."""
+    return (_routes(values) + _monitoring(values) + _security(values) + _limits(values)
+            + _scheduling(values))
+
+
+def _routes(v: dict[str, Any]) -> list[Finding]:
+    found = []
+    ingress, gateway = v["ingress"], v["gateway"]
+    keyless = not v["api"]["keySecret"]["name"]
+    for key, route in (("ingress", ingress), ("gateway", gateway)):
+        if not route["enabled"]:
+            continue
+        if keyless:
+            found.append(Finding("warning", f"{key}.enabled", "the route publishes the OpenAI API with no key: "
+                                 "anyone who reaches it can use the model",
+                                 "kubectl create secret generic vllm-api-key --from-literal=api-key=$(openssl rand "
+                                 "-hex 32), then set api.keySecret.name=vllm-api-key (clients send Authorization: "
+                                 "Bearer KEY)"))
+        if route["path"] == "/":
+            found.append(Finding("warning", f"{key}.path", "/ routes /health and /metrics too, which stay open "
+                                 "without the API key", "route /v1 (the OpenAI API) unless clients need more"))
+    if gateway["enabled"] and not gateway["parentRefs"]:
+        found.append(Finding("error", "gateway.parentRefs", "is empty: an HTTPRoute attached to no Gateway serves "
+                             "nothing", "name your Gateway: gateway.parentRefs[0].name=NAME (and .namespace)"))
+    if gateway["enabled"] and not gateway["timeout"]:
+        found.append(Finding("warning", "gateway.timeout", "is empty, so the Gateway's own request timeout applies "
+                             "and may cut streamed completions", "set gateway.timeout=1h (Gateway API v1.2+)"))
+    if ingress["enabled"]:
+        if not ingress["tls"]:
+            found.append(Finding("warning", "ingress.tls", "is empty: prompts, completions and the API key cross "
+                                 "the network unencrypted", "name a kubernetes.io/tls Secret: "
+                                 "ingress.tls[0].secretName=NAME, ingress.tls[0].hosts[0]=HOST"))
+        if ingress["className"] != "nginx":
+            found.append(Finding("warning", "ingress.className", f"is {ingress['className'] or 'empty'}: the chart "
+                                 "sets the streaming timeouts for ingress-nginx only, and other controllers may cut "
+                                 f"a response after their default (ingress-nginx: 60 s) instead of "
+                                 f"ingress.timeoutSeconds ({ingress['timeoutSeconds']} s)",
+                                 "set your controller's timeout annotations under ingress.annotations, and make "
+                                 "sure it passes the Authorization header on"))
+    return found
 
 
 def _monitoring(v: dict[str, Any]) -> list[Finding]:

@@ -199,7 +199,8 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 validateValues' checks of what is served around the model and of the escape hatches (the Kubernetes shapes the
 schema checks one by one), as a YAML list: the names the API server wants unique in a pod and its volumes that mounts
 name (pkg/apis/core/validation/validation.go: validateContainers, ValidateVolumes, validateVolumeMounts,
-ValidateSecurityContext), limits below requests, and what RDMA needs against the user's securityContext.
+ValidateSecurityContext), limits below requests, what RDMA needs against the user's securityContext, and the routes
+that cannot work.
 */}}
 {{- define "vllm-rdma.servingProblems" -}}
 {{- $v := .Values }}
@@ -277,6 +278,10 @@ ValidateSecurityContext), limits below requests, and what RDMA needs against the
 {{- $problems = append $problems (printf "resources.limits.%s (%s) is below resources.%s (%s), and Kubernetes refuses a limit below its request: raise it" $name . $name (get $v.resources $name)) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- /* Routes. */}}
+{{- if and $v.gateway.enabled (not $v.gateway.parentRefs) }}
+{{- $problems = append $problems "gateway.enabled is true but gateway.parentRefs is empty: a route attached to no Gateway serves nothing; name your Gateway ([{name, namespace}])" }}
 {{- end }}
 {{- toYaml $problems }}
 {{- end }}
