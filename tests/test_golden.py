@@ -32,12 +32,14 @@ CLUSTER_NETWORK = ("clusterNetwork.provision=true", "clusterNetwork.compartmentI
                    "clusterNetwork.availabilityDomain=Uocm:US-ASHBURN-AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
                    "clusterNetwork.imageId=ocid1.image.oc1..i",
                    "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
-# Around the model (issue 15): routes to the API, alerts and the escape hatches, on StatefulSets.
+# Around the model (issue 15): routes to the API, LoRA adapters, alerts and the escape hatches, on StatefulSets.
 SERVING_EXTRAS = ("workload.kind=StatefulSet", "api.keySecret.name=vllm-api-key",
                   "ingress.enabled=true", "ingress.className=nginx", "ingress.hosts[0]=llm.example.com",
                   "ingress.tls[0].secretName=llm-tls", "ingress.tls[0].hosts[0]=llm.example.com",
                   "gateway.enabled=true", "gateway.parentRefs[0].name=public", "gateway.parentRefs[0].namespace=gateways",
-                  "extraVolumes[0].name=adapters",
+                  "vllm.lora.enabled=true", "vllm.lora.maxRank=32", "vllm.lora.adapters[0].name=sql",
+                  "vllm.lora.adapters[0].repo=example/llama-sql-lora", "vllm.lora.adapters[1].name=local",
+                  "vllm.lora.adapters[1].path=/adapters/local", "extraVolumes[0].name=adapters",
                   "extraVolumes[0].persistentVolumeClaim.claimName=lora-adapters",
                   "extraVolumeMounts[0].name=adapters", "extraVolumeMounts[0].mountPath=/adapters",
                   "priorityClassName=llm-serving", "runtimeClassName=nvidia", "kueue.queueName=gpu-queue",

@@ -1,7 +1,7 @@
-"""Around the model: routes to the API (Ingress, HTTPRoute), monitoring (ServiceMonitor, PrometheusRule, Grafana
-dashboard) and the escape hatches every chart offers. Each renders, validates strictly for Kubernetes 1.30 and 1.35
-(the CRDs against tests/crds), keeps the consumers' rules, and its misuse stops at the schema, validateValues or
-doctor."""
+"""What is served around the model: routes to the API (Ingress, HTTPRoute), monitoring (ServiceMonitor,
+PrometheusRule, Grafana dashboard), LoRA adapters and the escape hatches every chart offers. Each renders, validates
+strictly for Kubernetes 1.30 and 1.35 (the CRDs against tests/crds), keeps the consumers' rules, and its misuse
+stops at the schema, validateValues or doctor."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ import yaml
 
 from helm_rdma.commands.template import template
 from helm_rdma.doctor import diagnose
-from helm_rdma.errors import ChartValuesError, SchemaViolation
+from helm_rdma.errors import ChartValuesError, LoraSizeUnknownError, SchemaViolation, TooFewNodesError
+from helm_rdma.lora import LoraSlots, layer_elements, lora_bytes_per_gpu
+from helm_rdma.models import get_model
+from helm_rdma.planner import plan_model
+from helm_rdma.presets import load_preset
 from helm_rdma.resources import chart_dir
 from helm_rdma.values import resolve
 from helm_rdma.valuesources import ValueSources
@@ -70,7 +74,12 @@ ROUTES: dict[str, Any] = {
     "gateway": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
                 "hostnames": ["llm.example.com"]},
 }
-EVERYTHING = merged(KEY, ESCAPE_HATCHES, MONITORING, ROUTES)
+LORA: dict[str, Any] = {
+    "vllm": {"lora": {"enabled": True, "maxRank": 64, "maxLoras": 2, "adapters": [
+        {"name": "sql", "repo": "example/llama-sql-lora", "revision": "v1"},
+        {"name": "local", "path": "/adapters/local"}]}},
+}
+EVERYTHING = merged(KEY, ESCAPE_HATCHES, MONITORING, ROUTES, LORA)
 
 
 @functools.lru_cache(maxsize=32)
@@ -146,7 +155,7 @@ def test_the_users_pod_settings_reach_the_serving_pods_and_join_the_charts() -> 
     assert affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] == \
         EVERYTHING["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert len(affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 3  # RDMA locality
-    assert [c["name"] for c in spec["initContainers"]] == ["preflight", "download-model", "warm"]
+    assert [c["name"] for c in spec["initContainers"]] == ["preflight", "download-model", "download-lora-0", "warm"]
     assert [c["name"] for c in spec["containers"]] == ["vllm", "api-gate", "exporter"]
     assert {"name": "adapters", "persistentVolumeClaim": {"claimName": "lora-adapters"}} in spec["volumes"]
     vllm = container(spec, "vllm")
@@ -341,3 +350,71 @@ def test_doctor_warns_about_routes_that_publish_the_api_without_a_key_or_tls() -
                                                        sources=ValueSources(set_json=(json.dumps(values),))))}
     assert {("warning", "ingress.enabled"), ("warning", "ingress.path"), ("warning", "ingress.tls"),
             ("warning", "ingress.className")} <= f
+
+
+# -- LoRA ----------------------------------------------------------------------------------------------------------
+
+def test_lora_adapters_are_served_from_the_model_storage_or_their_volume() -> None:
+    spec = leader(render(EVERYTHING))
+    args = container(spec, "vllm")["args"]
+    assert args[args.index("--enable-lora"):args.index("--lora-modules") + 3] == [
+        "--enable-lora", "--max-lora-rank", "64", "--max-loras", "2", "--lora-modules",
+        "sql=/models/example/llama-sql-lora/v1", "local=/adapters/local"]
+    fetch = container(spec, "download-lora-0")["args"]
+    assert fetch[:6] == ["--repo", "example/llama-sql-lora", "--revision", "v1", "--dest",
+                         "/models/example/llama-sql-lora/v1"]
+    no_download = merged(EVERYTHING, {"model": {"download": {"enabled": False}}})
+    args = container(leader(render(no_download)), "vllm")["args"]
+    assert "sql=example/llama-sql-lora" in args  # vLLM fetches it (HF_HUB_OFFLINE is not set then)
+
+
+@pytest.mark.parametrize(("lora", "needle"), [
+    ({"adapters": [{"name": "a", "repo": "org/a"}]}, "vllm.lora.enabled is false"),
+    ({"enabled": True, "adapters": [{"name": "a", "repo": "org/a"}, {"name": "a", "repo": "org/b"}]}, "repeat a name"),
+    ({"enabled": True, "adapters": [{"name": "llama405b", "repo": "org/a"}]}, "as the base model"),
+    ({"enabled": True, "adapters": [{"name": "a", "path": "/elsewhere/a"}]}, "is on no volume"),
+])
+def test_lora_adapters_that_cannot_be_served_are_refused(tmp_path: Path, lora: dict[str, Any], needle: str) -> None:
+    out = plain_helm({"vllm": {"lora": lora}}, tmp_path)
+    assert out.returncode != 0 and needle in out.stderr, out.stderr
+    f = tmp_path / "values.json"
+    assert [x for x in diagnose(resolve(release="llama405b", preset="h100", value_files=(f,)))
+            if x.severity == "error" and x.key.startswith("vllm.lora")]
+
+
+def test_an_adapter_is_a_hub_repo_or_a_path_never_both() -> None:
+    for adapter in ({"name": "a"}, {"name": "a", "repo": "org/a", "path": "/models/a"},
+                    {"name": "a", "path": "/models/a", "revision": "v1"}, {"name": "a=b", "repo": "org/a"}):
+        with pytest.raises(SchemaViolation, match=r"vllm\.lora\.adapters\[0\]"):
+            resolve(release="llama405b", preset="h100", sources=ValueSources(set_json=(json.dumps(
+                {"vllm": {"lora": {"enabled": True, "adapters": [adapter]}}}),)))
+
+
+def test_plan_counts_the_memory_vllm_reserves_for_lora_slots() -> None:
+    model, preset = get_model("llama405b"), load_preset("h100")
+    base = plan_model(model=model, preset=preset)
+    slots = LoraSlots(max_loras=4, max_rank=64)
+    lora = plan_model(model=model, preset=preset, lora=slots)
+    # one layer on one of 8 TP ranks, by hand: q,k,v (A whole, B / TP) + o (A / TP, B whole) + gate,up + down
+    hidden, q, kv, inter = 16384, 128 * 128, 8 * 128, 53248
+    per_layer = 64 * ((3 * hidden + (q + 2 * kv) // 8) + (q // 8 + hidden)
+                      + (2 * hidden + 2 * inter // 8) + (inter // 8 + hidden))
+    assert layer_elements(model, tp=8, rank=64) == per_layer
+    assert lora.lora_bytes_per_gpu == 4 * 2 * 63 * per_layer == lora_bytes_per_gpu(model, slots, tp=8, pp=2)
+    assert base.kv_budget_bytes - lora.kv_budget_bytes == lora.lora_bytes_per_gpu * 16  # 2 stages x 8 GPUs
+    assert lora.full_length_sequences < base.full_length_sequences
+
+
+def test_lora_slots_that_do_not_fit_ask_for_more_nodes() -> None:
+    sets = ("vllm.lora.enabled=true", "vllm.lora.maxRank=512", "vllm.lora.maxLoras=8")
+    assert resolve(release="llama405b", preset="h100").values["nodes"] == 2
+    # 16 GPUs x 67 GiB of slots on top of 756 GiB of weights: 4 nodes of 568 GiB
+    assert resolve(release="llama405b", preset="h100", set_values=sets).values["nodes"] == 4
+    with pytest.raises(TooFewNodesError, match="LoRA slots"):
+        resolve(release="llama405b", preset="h100", nodes=2, set_values=sets)
+
+
+def test_lora_on_a_model_the_catalog_gives_no_layer_sizes_for_is_refused() -> None:
+    model = get_model("llama70b")._replace(hidden_size=None)
+    with pytest.raises(LoraSizeUnknownError, match="hiddenSize"):
+        plan_model(model=model, preset=load_preset("a100-v2"), lora=LoraSlots(max_loras=1, max_rank=16))

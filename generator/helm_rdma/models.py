@@ -32,6 +32,11 @@ class ModelSpec(NamedTuple):
     source: str
     mla_kv_lora_rank: int | None = None
     mla_rope_dim: int | None = None
+    # What the LoRA memory estimate reads (helm_rdma.lora); None where the catalog does not say.
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    experts: int | None = None
+    expert_intermediate_size: int | None = None
 
     @property
     def weight_bytes(self) -> int:
@@ -66,12 +71,15 @@ def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
     catalog = {}
     for alias, e in data["models"].items():
         mla = e.get("mla") or {}
+        experts = e.get("experts") or {}
         catalog[alias] = ModelSpec(
             alias=alias, repo=e["repo"], description=e["description"], params_billions=float(e["paramsBillions"]),
             dtype=e["dtype"], kv_cache_dtype=e.get("kvCacheDtype", "bf16"), layers=e["layers"],
             attention_heads=e["attentionHeads"], kv_heads=e["kvHeads"], head_dim=e["headDim"],
             max_context=e["maxContext"], gated=e["gated"], source=data["sources"][e["source"]],
             mla_kv_lora_rank=mla.get("kvLoraRank"), mla_rope_dim=mla.get("qkRopeHeadDim"),
+            hidden_size=e.get("hiddenSize"), intermediate_size=e.get("intermediateSize"),
+            experts=experts.get("count"), expert_intermediate_size=experts.get("intermediateSize"),
         )
     return catalog
 

@@ -5,8 +5,10 @@ The estimate is deliberately simple and conservative enough to plan hardware:
 - KV cache per token, for the whole group = 2 (K and V) x layers x KV heads held x head dim x KV dtype bytes, where a
   tensor-parallel rank holds at least one KV head (vLLM replicates KV heads when TP exceeds them); with multi-head
   latent attention, every TP rank holds the full latent (kv_lora_rank + rope dim) per layer;
-- usable memory per node = GPUs x GPU memory x gpu-memory-utilization, less an activation reserve per GPU.
-A group fits when usable memory over all its nodes holds the weights plus the KV cache of one full-length sequence.
+- usable memory per node = GPUs x GPU memory x gpu-memory-utilization, less an activation reserve per GPU;
+- with LoRA, the slots vLLM reserves for adapters on every GPU (helm_rdma.lora says how they are counted).
+A group fits when usable memory over all its nodes holds the weights, the LoRA slots and the KV cache of one
+full-length sequence.
 
 The start-up budget (how long the leader may take to serve, and how long vLLM's front end waits for its engine)
 follows the bytes each node reads: a fixed part for what does not depend on the model's size (NCCL and engine
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .errors import ContextTooLongError, ModelTooLargeError, ParallelismError, TooFewNodesError
+from .lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
 from .models import DTYPE_BYTES, ModelSpec
 from .presets import Preset
 
@@ -51,6 +54,7 @@ class Plan(NamedTuple):
     full_length_sequences: int
     startup_minutes: int = 0
     startup_reason: str = ""
+    lora_bytes_per_gpu: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()
@@ -100,6 +104,7 @@ def plan_model(
     max_model_len: int | None = None,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
     tensor_parallel_size: int | None = None,
+    lora: LoraSlots | None = None,
 ) -> Plan:
     """Size ``model`` on ``preset``.
 
@@ -110,8 +115,10 @@ def plan_model(
         max_model_len: Context length to plan for; None uses the model's maximum.
         gpu_memory_utilization: The fraction of each GPU vLLM may use.
         tensor_parallel_size: TP; None uses the preset's GPUs per node.
+        lora: The LoRA slots vLLM reserves (vllm.lora); None without LoRA.
 
     Raises:
+        LoraSizeUnknownError: ``lora`` is given for a model without the layer sizes it needs.
         ParallelismError: TP does not split the model's heads.
         ContextTooLongError: ``max_model_len`` is above the model's context.
         ModelTooLargeError: Not even MAX_NODES nodes hold the model.
@@ -125,11 +132,13 @@ def plan_model(
     per_token = kv_bytes_per_token(model, tp=tp)
     per_sequence = per_token * length
     usable = usable_bytes_per_node(preset, gpu_memory_utilization=gpu_memory_utilization)
-    need = model.weight_bytes + per_sequence
+    adapters = lora_bytes_per_group(model, lora, tp=tp) if lora else 0
+    need = model.weight_bytes + adapters + per_sequence
     minimum = next((n for n in range(1, MAX_NODES + 1) if n * usable >= need), None)
 
     def detail(n: int) -> str:
-        return (f"weights {model.weight_bytes / GIB:.0f} GiB + one {length}-token sequence "
+        slots = f" + LoRA slots {adapters / GIB:.1f} GiB" if adapters else ""
+        return (f"weights {model.weight_bytes / GIB:.0f} GiB{slots} + one {length}-token sequence "
                 f"{per_sequence / GIB:.1f} GiB > {n} x {usable / GIB:.0f} GiB usable")
 
     if minimum is None:
@@ -138,7 +147,7 @@ def plan_model(
     if chosen < minimum:
         raise TooFewNodesError(model=model.alias, preset=preset.name, nodes=chosen, minimum=minimum,
                                detail=detail(chosen))
-    budget = chosen * usable - model.weight_bytes
+    budget = chosen * usable - model.weight_bytes - adapters
     startup, why = startup_budget(model.weight_bytes, chosen)
     return Plan(
         model=model.alias, preset=preset.name, nodes=chosen, min_nodes=minimum,
@@ -147,4 +156,5 @@ def plan_model(
         kv_bytes_per_token=per_token, kv_bytes_per_sequence=per_sequence, usable_bytes_per_node=usable,
         kv_budget_bytes=budget, full_length_sequences=budget // per_sequence,
         startup_minutes=startup, startup_reason=why,
+        lora_bytes_per_gpu=lora_bytes_per_gpu(model, lora, tp=tp, pp=chosen) if lora else 0,
     )

@@ -1,6 +1,6 @@
 """Checks of what is served around the model before anything is applied: the routes to the API (ingress, gateway),
-monitoring and the escape hatches (security contexts, limits, sidecars, Kueue, schedulers). Part of `helm-rdma
-doctor` (see doctor.diagnose). The chart's validateValues refuses the same errors when plain helm renders."""
+monitoring, LoRA adapters and the escape hatches (security contexts, limits, sidecars, Kueue, schedulers). Part of
+`helm-rdma doctor` (see doctor.diagnose). The chart's validateValues refuses the same errors when plain helm renders."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ NET_SYSCTL = "net."
 
 
 def serving_findings(values: dict[str, Any]) -> list[Finding]:
-    """Every finding about the routes, monitoring and the escape hatches of ``values``."""
-    return (_routes(values) + _monitoring(values) + _security(values) + _limits(values)
+    """Every finding about the routes, monitoring, LoRA and the escape hatches of ``values``."""
+    return (_routes(values) + _monitoring(values) + _lora(values) + _security(values) + _limits(values)
             + _scheduling(values))
 
 
@@ -64,6 +64,34 @@ def _monitoring(v: dict[str, Any]) -> list[Finding]:
                     "ServiceMonitor of this release scrapes", "set monitoring.serviceMonitor.enabled=true, unless "
                     "your Prometheus scrapes the API Service's /metrics itself")
             for part, what in (("rules", "alerts"), ("dashboard", "dashboard's panels")) if mon[part]["enabled"]]
+
+
+def _lora(v: dict[str, Any]) -> list[Finding]:
+    lora, model = v["vllm"]["lora"], v["model"]
+    adapters = lora["adapters"]
+    found = []
+    if adapters and not lora["enabled"]:
+        found.append(Finding("error", "vllm.lora.enabled", "is false but vllm.lora.adapters lists adapters",
+                             "set vllm.lora.enabled=true, or remove the adapters"))
+    names = [a.get("name") for a in adapters]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        found.append(Finding("error", "vllm.lora.adapters", f"name {name} is given twice; clients pick an adapter "
+                             "by its name", "give each adapter its own name"))
+    if model["servedName"] in names:
+        found.append(Finding("error", "vllm.lora.adapters", f"an adapter is named {model['servedName']}, as the "
+                             "base model (model.servedName)", "rename the adapter"))
+    mounts = [model["storage"]["mountPath"], *(m.get("mountPath", "") for m in v["extraVolumeMounts"])]
+    for i, adapter in enumerate(adapters):
+        path = adapter.get("path")
+        if path and not any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts):
+            found.append(Finding("error", f"vllm.lora.adapters[{i}].path", f"{path} is on no volume of the vllm "
+                                 f"container ({', '.join(mounts)})", "mount the adapter's volume with extraVolumes "
+                                 "and extraVolumeMounts, or put it under model.storage.mountPath"))
+        if adapter.get("repo") and adapter.get("revision") and not model["download"]["enabled"]:
+            found.append(Finding("warning", f"vllm.lora.adapters[{i}].revision", "is ignored with "
+                                 "model.download.enabled=false: vLLM fetches an adapter's latest revision itself",
+                                 "turn model.download back on, or drop the revision"))
+    return found
 
 
 def _security(v: dict[str, Any]) -> list[Finding]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import SchemaViolation
+from .lora import LoraSlots
 from .models import ModelSpec, pick_model
 from .names import check_release
 from .overrides import Layered
@@ -172,6 +173,7 @@ def resolve(
         max_model_len=vllm["maxModelLen"],
         gpu_memory_utilization=vllm.get("gpuMemoryUtilization", DEFAULT_GPU_MEMORY_UTILIZATION),
         tensor_parallel_size=vllm["tensorParallelSize"] if layered.set_by_user("vllm.tensorParallelSize") else None,
+        lora=lora_slots(values),
     )
     if not layered.set_by_user("nodes"):
         values["nodes"] = plan.nodes
@@ -200,10 +202,22 @@ def check_values(resolved: Resolved) -> None:
     _validate(resolved.values, resolved.origins, values_schema())
 
 
+def lora_slots(values: dict[str, Any]) -> LoraSlots | None:
+    """The LoRA slots vLLM reserves with these values (vllm.lora), or None without LoRA."""
+    lora = values["vllm"]["lora"]
+    return LoraSlots(max_loras=lora["maxLoras"], max_rank=lora["maxRank"]) if lora["enabled"] else None
+
+
 def _plannable(values: dict[str, Any]) -> bool:
     """Whether the keys the planner reads have usable types (else validate now, for a clear message)."""
     vllm = values.get("vllm")
     if not isinstance(vllm, dict):
+        return False
+    lora = vllm.get("lora")
+    if not isinstance(lora, dict) or lora.get("enabled") not in (True, False):
+        return False
+    if lora["enabled"] and not all(isinstance(lora.get(k), int) and not isinstance(lora.get(k), bool)
+                                   and lora.get(k, 0) > 0 for k in ("maxLoras", "maxRank")):
         return False
     ints = (values.get("nodes"), vllm.get("maxModelLen"), vllm.get("tensorParallelSize"))
     util = vllm.get("gpuMemoryUtilization")

@@ -200,13 +200,14 @@ validateValues' checks of what is served around the model and of the escape hatc
 schema checks one by one), as a YAML list: the names the API server wants unique in a pod and its volumes that mounts
 name (pkg/apis/core/validation/validation.go: validateContainers, ValidateVolumes, validateVolumeMounts,
 ValidateSecurityContext), limits below requests, what RDMA needs against the user's securityContext, and the routes
-that cannot work.
+and LoRA adapters that cannot work.
 */}}
 {{- define "vllm-rdma.servingProblems" -}}
 {{- $v := .Values }}
 {{- $problems := list }}
 {{- /* Containers: the chart's names, then the user's; each name once in a pod. */}}
 {{- $ours := list "vllm" "api-gate" "preflight" "download-model" }}
+{{- range $i, $a := $v.vllm.lora.adapters }}{{ $ours = append $ours (printf "download-lora-%d" $i) }}{{ end }}
 {{- $theirs := list }}
 {{- range (concat $v.initContainers $v.extraContainers) }}{{ $theirs = append $theirs .name }}{{ end }}
 {{- range $name := $theirs }}
@@ -283,6 +284,33 @@ that cannot work.
 {{- if and $v.gateway.enabled (not $v.gateway.parentRefs) }}
 {{- $problems = append $problems "gateway.enabled is true but gateway.parentRefs is empty: a route attached to no Gateway serves nothing; name your Gateway ([{name, namespace}])" }}
 {{- end }}
+{{- /* LoRA. */}}
+{{- $lora := $v.vllm.lora }}
+{{- if and $lora.adapters (not $lora.enabled) }}
+{{- $problems = append $problems "vllm.lora.adapters are listed but vllm.lora.enabled is false: set vllm.lora.enabled=true, or remove the adapters" }}
+{{- end }}
+{{- $names := list }}
+{{- range $lora.adapters }}{{ $names = append $names .name }}{{ end }}
+{{- if ne (len $names) (len (uniq $names)) }}
+{{- $problems = append $problems (printf "vllm.lora.adapters repeat a name (%s): clients pick an adapter by its name" (join ", " $names)) }}
+{{- end }}
+{{- if has $v.model.servedName $names }}
+{{- $problems = append $problems (printf "a LoRA adapter is named %q, as the base model (model.servedName): rename the adapter" $v.model.servedName) }}
+{{- end }}
+{{- $mounted := list $v.model.storage.mountPath }}
+{{- range $v.extraVolumeMounts }}{{ $mounted = append $mounted .mountPath }}{{ end }}
+{{- range $lora.adapters }}
+{{- if .path }}
+{{- $path := .path }}
+{{- $inside := false }}
+{{- range $mounted }}
+{{- if or (eq $path .) (hasPrefix (printf "%s/" (trimSuffix "/" .)) $path) }}{{ $inside = true }}{{ end }}
+{{- end }}
+{{- if not $inside }}
+{{- $problems = append $problems (printf "vllm.lora.adapters %s: path %s is on no volume of the vllm container (model.storage.mountPath %s or extraVolumeMounts): mount the adapter's volume there" .name $path $v.model.storage.mountPath) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- toYaml $problems }}
 {{- end }}
 
@@ -353,6 +381,21 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 {{- else }}
 - "--port"
 - {{ .Values.vllm.port | quote }}
+{{- end }}
+{{- with .Values.vllm.lora }}
+{{- if .enabled }}
+- "--enable-lora"
+- "--max-lora-rank"
+- {{ .maxRank | quote }}
+- "--max-loras"
+- {{ .maxLoras | quote }}
+{{- if .adapters }}
+- "--lora-modules"
+{{- range .adapters }}
+- {{ printf "%s=%s" .name (include "vllm-rdma.loraSource" (dict "root" $ "adapter" .)) | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range .Values.vllm.extraArgs }}
 - {{ . | quote }}

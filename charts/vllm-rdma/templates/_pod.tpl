@@ -426,6 +426,9 @@ spec:
     {{- end }}
     {{- if include "vllm-rdma.download" $root }}
     {{- include "vllm-rdma.downloadContainer" . | nindent 4 }}
+    {{- with include "vllm-rdma.loraDownloadContainers" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- end }}
     {{- with $v.initContainers }}
     {{- toYaml . | nindent 4 }}
@@ -572,20 +575,68 @@ files, with progress (files/fetch_model.py). On a shared claim (pvc) the leader 
 it. (dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.downloadContainer" -}}
+{{- $v := .root.Values }}
+{{- include "vllm-rdma.fetchContainer" (dict "root" .root "role" .role "name" "download-model" "repo" $v.model.name "revision" $v.model.revision "dest" (include "vllm-rdma.modelDir" .root)) }}
+{{- end }}
+
+{{/*
+One more download init container per LoRA adapter from the Hub (vllm.lora.adapters[].repo), after the model's and
+like it, into MOUNTPATH/ORG/NAME/REVISION: every node's vLLM loads the adapters it serves from its own disk, and
+vLLM runs with HF_HUB_OFFLINE=1 once everything is fetched. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.loraDownloadContainers" -}}
+{{- $root := .root }}
+{{- $role := .role }}
+{{- $lora := $root.Values.vllm.lora }}
+{{- if $lora.enabled }}
+{{- range $i, $adapter := $lora.adapters }}
+{{- with $adapter.repo }}
+{{ include "vllm-rdma.fetchContainer" (dict "root" $root "role" $role "name" (printf "download-lora-%d" $i) "repo" . "revision" (default "main" $adapter.revision) "dest" (include "vllm-rdma.loraDir" (dict "root" $root "adapter" $adapter))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where a LoRA adapter from the Hub lands: MOUNTPATH/ORG/NAME/REVISION, as the model. (dict "root" $ "adapter" ...)
+*/}}
+{{- define "vllm-rdma.loraDir" -}}
+{{- printf "%s/%s/%s" (trimSuffix "/" .root.Values.model.storage.mountPath) .adapter.repo (default "main" .adapter.revision) }}
+{{- end }}
+
+{{/*
+What vLLM loads an adapter from (--lora-modules NAME=PATH): its path, the directory the download container filled,
+or with the download off the Hub id, which vLLM fetches itself (its latest revision: --lora-modules takes none).
+*/}}
+{{- define "vllm-rdma.loraSource" -}}
+{{- if .adapter.path }}
+{{- .adapter.path }}
+{{- else if include "vllm-rdma.download" .root }}
+{{- include "vllm-rdma.loraDir" . }}
+{{- else }}
+{{- .adapter.repo }}
+{{- end }}
+{{- end }}
+
+{{/*
+A container that fetches one repository with files/fetch_model.py, with model.download's patterns and settings.
+(dict "root" $ "role" ... "name" ... "repo" ... "revision" ... "dest" ...)
+*/}}
+{{- define "vllm-rdma.fetchContainer" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
 {{- $dl := $v.model.download -}}
-- name: download-model
+- name: {{ .name }}
   image: {{ include "vllm-rdma.image" $root | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
   command: ["python3", "/opt/helm-rdma/fetch_model.py"]
   args:
     - "--repo"
-    - {{ $v.model.name | quote }}
+    - {{ .repo | quote }}
     - "--revision"
-    - {{ $v.model.revision | quote }}
+    - {{ .revision | quote }}
     - "--dest"
-    - {{ include "vllm-rdma.modelDir" $root | quote }}
+    - {{ .dest | quote }}
     - "--workers"
     - {{ $dl.maxWorkers | quote }}
     - "--progress-seconds"

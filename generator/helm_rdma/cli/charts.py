@@ -126,26 +126,34 @@ def doctor(release: str | None, preset: str, model: str | None, nodes: int | Non
      "plan llama405b --preset h100"),
     ("three BM.GPU4.8 nodes at a 32k context, as JSON",
      "plan llama405b --preset gpu4 --nodes 3 --max-model-len 32768 -o json"),
+    ("with four LoRA adapters of rank 64 in a batch (vllm.lora.maxLoras, vllm.lora.maxRank)",
+     "plan llama70b --preset a100-v2 --max-lora-rank 64 --max-loras 4"),
 ])
 @click.argument("model", type=MODEL)
 @_preset_option
 @click.option("--nodes", type=click.IntRange(1, 64), help="Check this many nodes instead of picking the minimum.")
 @click.option("--max-model-len", type=click.IntRange(1), help="Context length to plan for; default: the model's.")
 @click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.9, show_default=True)
+@click.option("--max-lora-rank", type=click.IntRange(1), help="Plan for LoRA adapters up to this rank "
+              "(vllm.lora.maxRank): vLLM reserves their memory on every GPU.")
+@click.option("--max-loras", type=click.IntRange(1), help="LoRA adapters in one batch (vllm.lora.maxLoras; "
+              "default 1 with --max-lora-rank).")
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Print a table, or JSON for scripts.")
 def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, gpu_memory_utilization: float,
-         fmt: str) -> None:
+         max_lora_rank: int | None, max_loras: int | None, fmt: str) -> None:
     """Size MODEL on a preset: nodes, TP x PP, sequences that fit.
 
     TP is the GPUs of a node; the plan shows the weights, the KV cache per token, the usable memory per node, the
-    smallest number of nodes and how many full-length sequences fit.
+    smallest number of nodes and how many full-length sequences fit; with --max-lora-rank, the memory vLLM reserves
+    for LoRA adapters too.
     """
+    from ..commands.plan import lora_option, plan_table
     from ..commands.plan import plan as run
-    from ..commands.plan import plan_table
 
     result = run(model=model, preset=preset, nodes=nodes, max_model_len=max_model_len,
-                 gpu_memory_utilization=gpu_memory_utilization)
+                 gpu_memory_utilization=gpu_memory_utilization,
+                 lora=lora_option(max_rank=max_lora_rank, max_loras=max_loras))
     click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else plan_table(result))
 
 
