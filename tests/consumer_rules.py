@@ -6,6 +6,7 @@ Each rule takes the rendered documents and returns the problems it finds (empty:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -106,15 +107,16 @@ def statefulset_groups_restart_together(docs: Docs) -> list[str]:
     """vLLM's headless workers block forever when the leader goes away (vllm v1/executor/multiproc_executor.py,
     dequeue(indefinite=True)) and StatefulSets restart pods one by one; only LeaderWorkerSet's
     RecreateGroupOnPodRestart restarts a group as one (kubernetes-sigs/lws pkg/controllers/pod_controller.go). So
-    every serving container of a multi-node StatefulSet group runs under the group watch (files/group_watch.py)."""
+    every serving container (the one that runs vLLM, HELM_RDMA_TASK=serve) of a multi-node StatefulSet group runs
+    under the group watch (files/group_watch.py); the API key gate and sidecars serve no rank of the group."""
     problems = []
     workers = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-worker")]
     for d in docs:
         if d["kind"] != "StatefulSet" or not workers:
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
-            env = {e["name"] for e in c.get("env") or []}
-            if "HELM_RDMA_WATCH_PORT" not in env:
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            if env.get("HELM_RDMA_TASK") == "serve" and "HELM_RDMA_WATCH_PORT" not in env:
                 problems.append(f"StatefulSet {d['metadata']['name']} container {c['name']} has no group watch")
     return problems
 
@@ -153,9 +155,52 @@ def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
     return problems
 
 
+def routes_reach_a_service_port(docs: Docs) -> list[str]:
+    """An ingress controller or Gateway sends a route's traffic to the Service and port its backend names, in the
+    route's namespace (kubernetes.io/docs/concepts/services-networking/ingress, "Ingress rules"; Gateway API
+    HTTPBackendRef: a Service by name and port). A backend naming no Service of the release, or a port that Service
+    does not have, answers 503."""
+    services = {(d["metadata"].get("namespace"), d["metadata"]["name"]): {p["port"] for p in d["spec"]["ports"]}
+                for d in docs if d["kind"] == "Service"}
+    problems = []
+    for d in docs:
+        ns, name = d["metadata"].get("namespace"), d["metadata"]["name"]
+        backends = []
+        if d["kind"] == "Ingress":
+            backends = [(p["backend"]["service"]["name"], p["backend"]["service"]["port"].get("number"))
+                        for r in d["spec"]["rules"] for p in r["http"]["paths"]]
+        elif d["kind"] == "HTTPRoute":
+            backends = [(b["name"], b.get("port")) for r in d["spec"]["rules"] for b in r.get("backendRefs", [])]
+        for service, port in backends:
+            if port not in services.get((ns, service), set()):
+                problems.append(f"{d['kind']} {name} sends traffic to {service}:{port}, which is no Service port")
+    return problems
+
+
+def dashboards_load_in_grafana(docs: Docs) -> list[str]:
+    """Grafana's dashboard sidecar loads every key of a ConfigMap carrying its label as a dashboard file
+    (kiwigrid/k8s-sidecar, the grafana chart's sidecar.dashboards.label, default grafana_dashboard); Grafana refuses
+    a dashboard whose JSON does not parse or whose uid is longer than 40 characters (grafana docs, dashboard JSON
+    model: "uid ... maximum length of 40")."""
+    problems = []
+    for d in docs:
+        if d["kind"] != "ConfigMap" or "grafana_dashboard" not in (d["metadata"].get("labels") or {}):
+            continue
+        for key, text in (d.get("data") or {}).items():
+            try:
+                dashboard = json.loads(text)
+            except ValueError as exc:
+                problems.append(f"ConfigMap {d['metadata']['name']} key {key} is no JSON: {exc}")
+                continue
+            if not 0 < len(str(dashboard.get("uid", ""))) <= 40:
+                problems.append(f"ConfigMap {d['metadata']['name']} key {key} has uid {dashboard.get('uid')!r}")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
-    statefulset_groups_restart_together, nothing_unauthenticated_on_the_node,
+    statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
+    dashboards_load_in_grafana,
 )
 
 

@@ -1,4 +1,6 @@
-"""Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared LWS CRD for LeaderWorkerSets."""
+"""Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared LWS CRD for
+LeaderWorkerSets, and the published CRDs kept in tests/crds (their sources in tests/crds/README.md) for the
+ServiceMonitor, PrometheusRule and HTTPRoute."""
 
 from __future__ import annotations
 
@@ -13,7 +15,14 @@ import kubernetes_validate
 import yaml
 
 KUBE_VERSIONS = ("1.30.0", "1.35.0")
-NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor"}
+NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor", "PrometheusRule", "HTTPRoute"}
+CRDS = Path(__file__).parent / "crds"
+# kind -> (CRD file in tests/crds, the version the chart writes)
+VENDORED_CRDS = {
+    "ServiceMonitor": ("monitoring.coreos.com_servicemonitors.yaml", "v1"),
+    "PrometheusRule": ("monitoring.coreos.com_prometheusrules.yaml", "v1"),
+    "HTTPRoute": ("gateway.networking.k8s.io_httproutes.yaml", "v1"),
+}
 
 
 def closed(schema: Any) -> Any:
@@ -30,10 +39,16 @@ def closed(schema: Any) -> Any:
 
 
 @cache
+def crd_validator(crd_path: Path, version: str = "v1") -> jsonschema.Draft7Validator:
+    """The strict (closed) validator of one version of a CustomResourceDefinition file. CEL rules
+    (x-kubernetes-validations) are not evaluated: the templates that depend on one say so and keep it."""
+    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return jsonschema.Draft7Validator(closed(copy.deepcopy(served["schema"]["openAPIV3Schema"])))
+
+
 def lws_validator(crd_path: Path) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load(crd_path.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft7Validator(closed(copy.deepcopy(version["schema"]["openAPIV3Schema"])))
+    return crd_validator(crd_path)
 
 
 def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) -> list[str]:
@@ -46,6 +61,14 @@ def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) ->
                 validator = lws_validator(crds / "leaderworkerset.x-k8s.io_leaderworkersets.yaml")
                 problems += [f"{kind}/{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
                              for e in validator.iter_errors(doc)]
+            continue
+        if kind in VENDORED_CRDS:
+            crd_file, version = VENDORED_CRDS[kind]
+            if doc.get("apiVersion", "").rsplit("/", 1)[-1] != version:
+                problems.append(f"{kind}/{name}: apiVersion {doc.get('apiVersion')} is not the vendored {version}")
+                continue
+            problems += [f"{kind}/{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+                         for e in crd_validator(CRDS / crd_file, version).iter_errors(doc)]
             continue
         if kind in NOT_BUILT_IN:
             continue
@@ -61,7 +84,10 @@ def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) ->
 # Rules the API server applies that the OpenAPI schemas above do not carry. Sources:
 # k8s.io/apimachinery/pkg/util/validation/validation.go (IsDNS1123Subdomain, IsDNS1035Label, IsQualifiedName,
 # IsValidLabelValue, IsEnvVarName, IsConfigMapKey) and pkg/apis/core/validation/validation.go (ValidateServiceName is
-# NameIsDNS1035Label; validateVolumeMounts: "must be unique"; ValidateTolerations; hostPath validatePathNoBacksteps).
+# NameIsDNS1035Label; validateVolumeMounts: "must be unique" and a mount names a volume of the pod; ValidateVolumes and
+# validateContainers: unique names; ValidateTolerations; hostPath validatePathNoBacksteps; ValidateSecurityContext:
+# allowPrivilegeEscalation false with privileged; validateSysctls: no network sysctl with hostNetwork;
+# ValidateResourceRequirements: a limit is not below its request).
 DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
@@ -98,8 +124,46 @@ def _labels(where: str, labels: Any) -> list[str]:
     return problems
 
 
+QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?")
+UNITS = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+         "Ti": 2**40, "Pi": 2**50, None: 1}
+
+
+def quantity(value: Any) -> float | None:
+    match = QUANTITY.fullmatch(str(value))
+    return float(match.group(1)) * UNITS[match.group(2)] if match else None
+
+
+def _pod_rules(where: str, spec: dict[str, Any]) -> list[str]:
+    """Names unique in the pod, mounts of its own volumes, and what the security and resource rules refuse."""
+    problems = []
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    names = [c.get("name") for c in containers]
+    problems += [f"{where}: container name {n!r} repeats" for n in sorted({n for n in names if names.count(n) > 1})]
+    volumes = [v.get("name") for v in spec.get("volumes") or []]
+    problems += [f"{where}: volume name {n!r} repeats" for n in sorted({n for n in volumes if volumes.count(n) > 1})]
+    for c in containers:
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") not in volumes:
+                problems.append(f"{where}.{c.get('name')}: mounts {m.get('name')!r}, which is no volume of the pod")
+        sc = c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is False and sc.get("privileged"):
+            problems.append(f"{where}.{c.get('name')}: allowPrivilegeEscalation false with privileged")
+        resources = c.get("resources") or {}
+        for name, limit in (resources.get("limits") or {}).items():
+            request = (resources.get("requests") or {}).get(name)
+            low, high = quantity(limit), quantity(request)
+            if request is not None and low is not None and high is not None and low < high:
+                problems.append(f"{where}.{c.get('name')}: limit {name}={limit} below its request {request}")
+    if spec.get("hostNetwork"):
+        for s in (spec.get("securityContext") or {}).get("sysctls") or []:
+            if str(s.get("name", "")).startswith("net."):
+                problems.append(f"{where}: network sysctl {s.get('name')} with hostNetwork")
+    return problems
+
+
 def _pod_spec(where: str, spec: dict[str, Any]) -> list[str]:
-    problems = _labels(f"{where}.nodeSelector", spec.get("nodeSelector"))
+    problems = _labels(f"{where}.nodeSelector", spec.get("nodeSelector")) + _pod_rules(where, spec)
     if "serviceAccountName" in spec and not is_subdomain(spec["serviceAccountName"]):
         problems.append(f"{where}: serviceAccountName {spec['serviceAccountName']!r} is not an object name")
     for secret in spec.get("imagePullSecrets") or []:

@@ -320,7 +320,7 @@ def test_values_that_would_break_yaml_or_kubernetes_are_refused_by_us_and_by_pla
     ({"placement.nodeSelector": {"bad key": "v"}}, "bad key"),
     ({"placement.tolerations": [{"value": "x"}]}, "tolerations"),
     ({"placement.tolerations": [{"key": "k", "operator": "Exists", "value": "x"}]}, "tolerations"),
-    ({"serviceMonitor.labels": {"helm.sh/chart": "x"}}, "helm.sh/chart"),
+    ({"monitoring.serviceMonitor.labels": {"helm.sh/chart": "x"}}, "helm.sh/chart"),
     ({"rdma.sriov.vfs": 100000000}, "vfs"),
     ({"replicas": 10**12}, "replicas"),
 ])

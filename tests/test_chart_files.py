@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from helm_rdma.chart_sync import drift, expected_files
-from helm_rdma.resources import chart_dir, schema_path
+from helm_rdma.resources import chart_dir
+from helm_rdma.values import values_schema
 
 
 def walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -35,7 +36,10 @@ def test_charts_vllm_rdma_is_what_generate_writes_for_llama405b_on_h100() -> Non
 def test_schema_is_draft07_self_contained_and_declares_global(published: dict[str, Any]) -> None:
     jsonschema.Draft7Validator.check_schema(published)
     assert published["$schema"] == "http://json-schema.org/draft-07/schema#"
-    assert "$ref" not in json.dumps(published)
+    # self-contained: every $ref names a definition the schema itself holds (the trimmed Kubernetes definitions)
+    refs = set(re.findall(r'"\$ref": "([^"]*)"', json.dumps(published)))
+    assert refs and all(r.startswith("#/definitions/") for r in refs)
+    assert {r.removeprefix("#/definitions/") for r in refs} <= set(published["definitions"])
     assert "global" in published["properties"]
 
 
@@ -72,7 +76,7 @@ def test_values_yaml_has_the_modeline_and_a_comment_on_every_key() -> None:
 
 
 def test_source_schema_and_published_schema_differ_only_in_defaults(published: dict[str, Any]) -> None:
-    source = json.loads(schema_path("values.schema.json").read_text())
+    source = values_schema()  # schemas/values.schema.json with schemas/kubernetes-definitions.json
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):

@@ -125,7 +125,7 @@ def test_the_compact_chart_of_template_has_the_same_version_as_generate(two_mode
 
 def test_a_new_chart_version_restarts_no_group_unless_the_pods_change() -> None:
     """helm.sh/chart carries the version; the serving pods' template must not, or any change restarts the model."""
-    plain, monitored = render(), render("serviceMonitor.enabled=true")
+    plain, monitored = render(), render("monitoring.serviceMonitor.enabled=true")
     assert [d["metadata"]["labels"]["helm.sh/chart"] for d in plain if d["kind"] == "LeaderWorkerSet"] != \
         [d["metadata"]["labels"]["helm.sh/chart"] for d in monitored if d["kind"] == "LeaderWorkerSet"]
     serving = [(n, s) for n, s in pod_specs(plain) if "/" in n]

@@ -2,7 +2,7 @@
 both, strictly valid for Kubernetes, the LWS CRD, and the rules of what consumes them (tests/consumer_rules.py).
 Golden files are kept only for a pairwise set a reviewer can read: every value of every axis, every pair of
 backend, workload kind and RDMA mode, and the optional parts (the OCI hooks in each auth mode, emptyDir storage with
-replicas and monitoring, a device plugin with an API key).
+replicas and monitoring, a device plugin with an API key, and the serving extras: routes, LoRA, escape hatches).
 
 Refresh after an intended change: make golden   (HELM_RDMA_UPDATE_GOLDEN=1 pytest tests/test_golden.py)
 
@@ -36,6 +36,26 @@ CLUSTER_NETWORK = ("clusterNetwork.provision=true", "clusterNetwork.compartmentI
                    "clusterNetwork.availabilityDomain=Uocm:US-ASHBURN-AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
                    "clusterNetwork.imageId=ocid1.image.oc1..i",
                    "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
+# Around the model (issue 15): routes to the API, LoRA adapters, alerts and the escape hatches, on StatefulSets.
+SERVING_EXTRAS = ("workload.kind=StatefulSet", "api.keySecret.name=vllm-api-key",
+                  "ingress.enabled=true", "ingress.className=nginx", "ingress.hosts[0]=llm.example.com",
+                  "ingress.tls[0].secretName=llm-tls", "ingress.tls[0].hosts[0]=llm.example.com",
+                  "gateway.enabled=true", "gateway.parentRefs[0].name=public", "gateway.parentRefs[0].namespace=gateways",
+                  "vllm.lora.enabled=true", "vllm.lora.maxRank=32", "vllm.lora.adapters[0].name=sql",
+                  "vllm.lora.adapters[0].repo=example/llama-sql-lora", "vllm.lora.adapters[1].name=local",
+                  "vllm.lora.adapters[1].path=/adapters/local", "extraVolumes[0].name=adapters",
+                  "extraVolumes[0].persistentVolumeClaim.claimName=lora-adapters",
+                  "extraVolumeMounts[0].name=adapters", "extraVolumeMounts[0].mountPath=/adapters",
+                  "priorityClassName=llm-serving", "runtimeClassName=nvidia", "kueue.queueName=gpu-queue",
+                  "podSecurityContext.fsGroup=1000", "securityContext.capabilities.add[0]=SYS_PTRACE",
+                  "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+                  ".matchExpressions[0].key=example.com/pool",
+                  "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+                  ".matchExpressions[0].operator=Exists",
+                  "initContainers[0].name=warm", "initContainers[0].image=busybox:1.36",
+                  "extraContainers[0].name=exporter", "extraContainers[0].image=example.com/exporter:1",
+                  "resources.limits.memory=256Gi", "podLabels.example\\.com/team=ml", "imagePullSecrets[0].name=regcred",
+                  "monitoring.rules.enabled=true")
 # Optional parts, each on the default preset: the OCI hooks in each auth mode, monitoring, model download.
 EXTRAS = {
     "h100-provision-workload-identity": (*CLUSTER_NETWORK, "clusterNetwork.region=us-ashburn-1"),
@@ -44,9 +64,11 @@ EXTRAS = {
                                                    "clusterNetwork.deleteOnUninstall=true"),
     "h100-provision-instance-principal": (*CLUSTER_NETWORK, "clusterNetwork.auth=instancePrincipal"),
     "h100-emptydir-replicas-monitoring": ("model.storage.type=emptyDir", "model.hfTokenSecret.name=hf-token",
-                                          "replicas=2", "serviceMonitor.enabled=true"),
+                                          "replicas=2", "monitoring.serviceMonitor.enabled=true",
+                                          "monitoring.dashboard.enabled=true", "monitoring.rules.enabled=true"),
     "h100-device-plugin-api-key": ("rdma.devicePluginResource=rdma/rdma_shared_device_a",
                                    "api.keySecret.name=vllm-api-key"),
+    "h100-statefulset-serving-extras": SERVING_EXTRAS,
 }
 # The matrix cases with golden files: each preset once, and together every pair of backend, kind and mode.
 GOLDEN_CASES = {

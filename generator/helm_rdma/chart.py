@@ -14,9 +14,8 @@ from . import __version__
 from .chartmeta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
 from .errors import OutputExistsError, OutputRefusedError
 from .resources import chart_dir, schema_path
-from .values import VALUES_SCHEMA, Resolved
+from .values import KUBERNETES_DEFINITIONS, VALUES_SCHEMA, Resolved, values_schema
 from .valuesfile import render_values, schema_with_defaults
-from .yamlfile import load_json_schema
 
 # Files of charts/vllm-rdma that are sources; everything else in a generated chart is written here.
 COPIED = ("templates", "files", ".helmignore")
@@ -63,7 +62,9 @@ def digest_of(resolved: Resolved, sources: dict[str, Path] | None = None) -> str
     from .chartreadme import README_TEMPLATE
 
     sources = source_files() if sources is None else sources
-    extra = {"values.schema.json": schema_path(VALUES_SCHEMA).read_bytes(), "README": README_TEMPLATE.read_bytes()}
+    extra = {"values.schema.json": schema_path(VALUES_SCHEMA).read_bytes(),
+             KUBERNETES_DEFINITIONS: schema_path(KUBERNETES_DEFINITIONS).read_bytes(),
+             "README": README_TEMPLATE.read_bytes()}
     return content_digest(resolved, {name: path.read_bytes() for name, path in sources.items()}, extra)
 
 
@@ -75,7 +76,7 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
     and values.yaml and values.schema.json as plain JSON (valid YAML), which skips the comments people read.
     ``previous`` is the chart being replaced, whose version the new one continues (see chartmeta).
     """
-    schema = load_json_schema(schema_path(VALUES_SCHEMA))
+    schema = values_schema()
     published = schema_with_defaults(schema, resolved.values)
     metadata = chart_metadata(resolved, digest=digest or digest_of(resolved), previous=previous)
     if compact:

@@ -47,6 +47,9 @@ def diagnose(resolved: Resolved) -> list[Finding]:
     from .provisioncheck import provisioning_findings
 
     found += provisioning_findings(v)
+    from .servingcheck import serving_findings
+
+    found += serving_findings(v)
     return sorted(found, key=lambda f: (f.severity != "error", f.key))
 
 
@@ -181,7 +184,7 @@ def _storage(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
         found = [Finding("warning", "model.storage.type", "emptyDir is wiped at every group restart, so every "
                          f"restart downloads {gb:.0f} GB again on every node",
                          f"use model.storage.type=hostPath (on {NVME_MOUNT}) or a shared pvc")]
-        limit = _quantity(storage["sizeLimit"])
+        limit = quantity(storage["sizeLimit"])
         if limit is not None and limit < weights:
             found.insert(0, Finding("error", "model.storage.sizeLimit", f"{storage['sizeLimit']} is less than the "
                                     f"{gb:.0f} GB of weights: the kubelet evicts the pod mid-download",
@@ -190,8 +193,9 @@ def _storage(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
     return []
 
 
-def _quantity(text: str) -> float | None:
-    """Bytes in a Kubernetes quantity such as 1Ti, 900G or 512Mi."""
+def quantity(text: str) -> float | None:
+    """The number a Kubernetes quantity such as 1Ti, 900G, 512Mi or 500m stands for (bytes, cores); None when it is
+    not one."""
     m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|m)?", str(text))
     if not m:
         return None

@@ -128,6 +128,18 @@ class TooFewNodesError(InputError):
         )
 
 
+class LoraSizeUnknownError(InputError):
+    """LoRA asked for a model whose layer sizes the catalog does not give, so its memory cannot be planned."""
+
+    def __init__(self, *, model: str) -> None:
+        super().__init__(
+            f"{model}: the model's hidden and intermediate sizes are not known (catalog hiddenSize and "
+            "intermediateSize, or config.json hidden_size and intermediate_size), so the memory vLLM reserves for "
+            "LoRA adapters cannot be planned; add them from the model's config.json to its catalog entry, or set "
+            "vllm.lora.enabled=false"
+        )
+
+
 class ModelTooLargeError(InputError):
     """A model that does not fit in the most nodes a group may have."""
 

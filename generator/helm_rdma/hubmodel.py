@@ -244,7 +244,9 @@ def read_hub_model(ref: str) -> ModelSpec:
         dtype=f.weights, kv_cache_dtype=f.kv_cache_dtype, layers=f.layers, attention_heads=f.attention_heads,
         kv_heads=f.kv_heads, head_dim=f.head_dim, max_context=f.max_context, mla_kv_lora_rank=f.mla_kv_lora_rank,
         mla_rope_dim=f.mla_rope_dim, sliding_window=f.sliding_window, sliding_layers=f.sliding_layers,
-        experts=f.experts, active_experts=f.active_experts, origins=(*f.origins, *origins),
+        experts=f.experts, active_experts=f.active_experts, hidden_size=f.hidden_size,
+        intermediate_size=f.intermediate_size, expert_intermediate_size=f.expert_intermediate_size,
+        origins=(*f.origins, *origins),
     )
 
 

@@ -67,6 +67,10 @@ class ConfigFigures(NamedTuple):
     sliding_layers: int
     experts: int
     active_experts: int
+    # For the LoRA estimate only (helm_rdma.lora): None where the config does not say.
+    hidden_size: int | None
+    intermediate_size: int | None
+    expert_intermediate_size: int | None
     origins: tuple[tuple[str, str], ...]
 
 
@@ -83,6 +87,11 @@ class _Reader:
 
     def has(self, key: str) -> bool:
         return self.config.get(key) is not None
+
+    def optional(self, key: str) -> int | None:
+        """The field if it is a positive integer, else None (for figures only some estimates need)."""
+        value = self.config.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     def int(self, key: str, figure: str | None = None) -> int:
         value = self.config.get(key)
@@ -147,7 +156,11 @@ def read_config(config: dict[str, Any]) -> ConfigFigures:
         architecture=architecture, attention=attention, layers=layers, attention_heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, max_context=max_context, kv_cache_dtype=kv_dtype, weights=weights_label(config),
         mla_kv_lora_rank=mla_rank, mla_rope_dim=mla_rope, sliding_window=window, sliding_layers=sliding,
-        experts=experts, active_experts=active, origins=tuple(r.origins),
+        experts=experts, active_experts=active, hidden_size=r.optional("hidden_size"),
+        intermediate_size=r.optional("intermediate_size"),
+        expert_intermediate_size=(r.optional("moe_intermediate_size") or r.optional("intermediate_size")) if experts
+        else None,
+        origins=tuple(r.origins),
     )
 
 

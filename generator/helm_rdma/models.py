@@ -51,6 +51,10 @@ class ModelSpec(NamedTuple):
     unsized: str | None = None
     # (figure, where it came from), in the order they were read.
     origins: tuple[tuple[str, str], ...] = ()
+    # What the LoRA memory estimate reads (helm_rdma.lora); None where the catalog or config.json does not say.
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    expert_intermediate_size: int | None = None
 
     @property
     def weight_bytes(self) -> int:
@@ -92,6 +96,7 @@ def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
     catalog = {}
     for alias, e in data["models"].items():
         mla = e.get("mla") or {}
+        experts = e.get("experts") or {}
         catalog[alias] = ModelSpec(
             alias=alias, repo=e["repo"], description=e["description"], params_billions=float(e["paramsBillions"]),
             dtype=e["dtype"], kv_cache_dtype=e.get("kvCacheDtype", "bf16"), layers=e["layers"],
@@ -99,6 +104,8 @@ def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
             max_context=e["maxContext"], gated=e["gated"], source=data["sources"][e["source"]],
             mla_kv_lora_rank=mla.get("kvLoraRank"), mla_rope_dim=mla.get("qkRopeHeadDim"),
             repo_bytes=int(e["repoGB"] * 1e9) if "repoGB" in e else None,
+            hidden_size=e.get("hiddenSize"), intermediate_size=e.get("intermediateSize"),
+            experts=experts.get("count", 0), expert_intermediate_size=experts.get("intermediateSize"),
         )
     return catalog
 

@@ -6,10 +6,11 @@ The estimate is deliberately simple and conservative enough to plan hardware:
   tensor-parallel rank holds at least one KV head (vLLM replicates KV heads when TP exceeds them); with multi-head
   latent attention, every TP rank holds the full latent (kv_lora_rank + rope dim) per layer; with hybrid attention
   (Gemma 2 and 3, gpt-oss) a sliding-window layer holds at most its window of tokens of a sequence;
-- usable memory per node = GPUs x GPU memory x gpu-memory-utilization, less an activation reserve per GPU.
-A group fits when usable memory over all its nodes holds the weights plus the KV cache of one full-length sequence.
-A model whose architecture could not be sized (see helm_rdma.modelconfig) is planned only with the nodes given: the
-group must hold its weights, and its KV cache is not sized.
+- usable memory per node = GPUs x GPU memory x gpu-memory-utilization, less an activation reserve per GPU;
+- with LoRA, the slots vLLM reserves for adapters on every GPU (helm_rdma.lora says how they are counted).
+A group fits when usable memory over all its nodes holds the weights, the LoRA slots and the KV cache of one
+full-length sequence. A model whose architecture could not be sized (see helm_rdma.modelconfig) is planned only with
+the nodes given: the group must hold its weights (and LoRA slots), and its KV cache is not sized.
 
 The start-up budget (how long the leader may take to serve, and how long vLLM's front end waits for its engine)
 follows the bytes each node reads: a fixed part for what does not depend on the model's size (NCCL and engine
@@ -28,6 +29,7 @@ from .errors import (
     TooFewNodesError,
     UnsupportedModelError,
 )
+from .lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
 from .models import DTYPE_BYTES, ModelSpec
 from .presets import Preset
 
@@ -63,6 +65,7 @@ class Plan(NamedTuple):
     kv_note: str = ""
     repo: str = ""
     revision: str = "main"
+    lora_bytes_per_gpu: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()
@@ -140,6 +143,7 @@ def plan_model(
     max_model_len: int | None = None,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
     tensor_parallel_size: int | None = None,
+    lora: LoraSlots | None = None,
 ) -> Plan:
     """Size ``model`` on ``preset``.
 
@@ -150,8 +154,10 @@ def plan_model(
         max_model_len: Context length to plan for; None uses the model's maximum.
         gpu_memory_utilization: The fraction of each GPU vLLM may use.
         tensor_parallel_size: TP; None uses the preset's GPUs per node.
+        lora: The LoRA slots vLLM reserves (vllm.lora); None without LoRA.
 
     Raises:
+        LoraSizeUnknownError: ``lora`` is given for a model without the layer sizes it needs.
         ParallelismError: TP does not split the model's heads.
         ContextTooLongError: ``max_model_len`` is above the model's context.
         ModelTooLargeError: Not even MAX_NODES nodes hold the model.
@@ -173,19 +179,21 @@ def plan_model(
     per_token = 0 if model.unsized else kv_bytes_per_token(model, tp=tp)
     per_sequence = 0 if model.unsized else kv_bytes_per_sequence(model, tp=tp, length=length)
     usable = usable_bytes_per_node(preset, gpu_memory_utilization=gpu_memory_utilization)
-    need = model.weight_bytes + per_sequence
+    adapters = lora_bytes_per_group(model, lora, tp=tp) if lora else 0
+    need = model.weight_bytes + adapters + per_sequence
     minimum = next((n for n in range(1, MAX_NODES + 1) if n * usable >= need), None)
 
     def detail(n: int) -> str:
+        slots = f" + LoRA slots {adapters / GIB:.1f} GiB" if adapters else ""
         sequence = "" if model.unsized else f" + one {length}-token sequence {per_sequence / GIB:.1f} GiB"
-        return f"weights {model.weight_bytes / GIB:.0f} GiB{sequence} > {n} x {usable / GIB:.0f} GiB usable"
+        return f"weights {model.weight_bytes / GIB:.0f} GiB{slots}{sequence} > {n} x {usable / GIB:.0f} GiB usable"
 
     if minimum is None:
         raise ModelTooLargeError(model=name, preset=preset.name, max_nodes=MAX_NODES, detail=detail(MAX_NODES))
     chosen = nodes if nodes is not None else minimum
     if chosen < minimum:
         raise TooFewNodesError(model=name, preset=preset.name, nodes=chosen, minimum=minimum, detail=detail(chosen))
-    budget = chosen * usable - model.weight_bytes
+    budget = chosen * usable - model.weight_bytes - adapters
     startup, why = startup_budget(model.weight_bytes, chosen)
     return Plan(
         model=model.alias, preset=preset.name, nodes=chosen, min_nodes=minimum,
@@ -195,4 +203,5 @@ def plan_model(
         kv_budget_bytes=budget, full_length_sequences=budget // per_sequence if per_sequence else 0,
         startup_minutes=startup, startup_reason=why, kv_note=kv_note(model), repo=model.repo,
         revision=model.revision,
+        lora_bytes_per_gpu=lora_bytes_per_gpu(model, lora, tp=tp, pp=chosen) if lora else 0,
     )

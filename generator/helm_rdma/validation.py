@@ -36,6 +36,9 @@ KINDS = {
     "^[!-~]+$": "printable ASCII without spaces, not empty",
     "^/(\\.?[-A-Za-z0-9_+@/])*\\.?$": "an absolute path of letters, digits and -_+@./ without '..'",
 }
+# Keys that moved, by their old dotted path: the schema is closed, so an old values file stops at the old key, and
+# the message names the new one. serviceMonitor moved under monitoring beside the PrometheusRule and the dashboard.
+MOVED = {"serviceMonitor": "monitoring.serviceMonitor"}
 QUALIFIED = "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'"
 
 
@@ -112,11 +115,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        keys = ", ".join(f'"{k}"' for k in extra)
         parent = dotted(error.absolute_path) + "." if error.absolute_path else ""
+        moved = [f'"{parent}{k}" moved to "{MOVED[parent + k]}"' for k in extra if parent + k in MOVED]
+        extra = [k for k in extra if parent + k not in MOVED]
+        keys = ", ".join(f'"{k}"' for k in extra)
         hints = [f'"{parent}{found}"' for found in (nearest(k, allowed) for k in extra) if found]
         hint = f" (did you mean {' or '.join(hints)}?)" if hints else ""
-        return f"unknown key {keys}{hint}; allowed: {', '.join(allowed)}"
+        unknown = f"unknown key {keys}{hint}; allowed: {', '.join(allowed)}" if extra else ""
+        if moved:
+            return "; ".join([f"{', '.join(moved)}: write the same keys under the new name", *filter(None, [unknown])])
+        return unknown
     if error.validator == "enum":
         return f"{_shown(error.instance)} is not one of {', '.join(repr(v) for v in error.validator_value)}"
     if error.validator == "type":

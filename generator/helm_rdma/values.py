@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import SchemaViolation, UnsupportedModelError
+from .lora import LoraSlots
 from .models import ModelSpec, pick_model
 from .names import check_release
 from .overrides import Layered
@@ -17,6 +18,9 @@ from .valuesources import ValueSources, user_values
 from .yamlfile import load_json_schema
 
 VALUES_SCHEMA = "values.schema.json"
+# The Kubernetes definitions the values schema's escape hatches ($ref) name, trimmed from the official ones
+# (scripts/kubernetes-definitions says from where); the published schema carries them, so it stays self-contained.
+KUBERNETES_DEFINITIONS = "kubernetes-definitions.json"
 
 
 class Resolved(NamedTuple):
@@ -68,6 +72,13 @@ def model_values(model: ModelSpec) -> dict[str, Any]:
     if model.max_context:  # a model whose context is unknown keeps the chart's default unless --max-model-len says
         values["vllm"] = {"maxModelLen": model.max_context}
     return values
+
+
+def values_schema() -> dict[str, Any]:
+    """The values schema with the Kubernetes definitions its ``$ref``s name, as one self-contained draft-07 schema."""
+    schema = dict(load_json_schema(schema_path(VALUES_SCHEMA)))
+    schema["definitions"] = load_json_schema(schema_path(KUBERNETES_DEFINITIONS))["definitions"]
+    return schema
 
 
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +148,7 @@ def resolve(
     check_release(release)
     the_preset = load_preset(preset)
     the_model = pick_model(release=release, model=model)
-    schema = load_json_schema(schema_path(VALUES_SCHEMA))
+    schema = values_schema()
 
     layered = Layered()
     layered.apply(schema_defaults(schema), "defaults")
@@ -168,6 +179,7 @@ def resolve(
         max_model_len=vllm["maxModelLen"],
         gpu_memory_utilization=vllm.get("gpuMemoryUtilization", DEFAULT_GPU_MEMORY_UTILIZATION),
         tensor_parallel_size=vllm["tensorParallelSize"] if layered.set_by_user("vllm.tensorParallelSize") else None,
+        lora=lora_slots(values),
     )
     if not layered.set_by_user("nodes"):
         values["nodes"] = plan.nodes
@@ -195,13 +207,25 @@ def check_values(resolved: Resolved) -> None:
     Raises:
         SchemaViolation: Every problem, with its key and the file or flag it came from.
     """
-    _validate(resolved.values, resolved.origins, load_json_schema(schema_path(VALUES_SCHEMA)))
+    _validate(resolved.values, resolved.origins, values_schema())
+
+
+def lora_slots(values: dict[str, Any]) -> LoraSlots | None:
+    """The LoRA slots vLLM reserves with these values (vllm.lora), or None without LoRA."""
+    lora = values["vllm"]["lora"]
+    return LoraSlots(max_loras=lora["maxLoras"], max_rank=lora["maxRank"]) if lora["enabled"] else None
 
 
 def _plannable(values: dict[str, Any]) -> bool:
     """Whether the keys the planner reads have usable types (else validate now, for a clear message)."""
     vllm = values.get("vllm")
     if not isinstance(vllm, dict):
+        return False
+    lora = vllm.get("lora")
+    if not isinstance(lora, dict) or lora.get("enabled") not in (True, False):
+        return False
+    if lora["enabled"] and not all(isinstance(lora.get(k), int) and not isinstance(lora.get(k), bool)
+                                   and lora.get(k, 0) > 0 for k in ("maxLoras", "maxRank")):
         return False
     ints = (values.get("nodes"), vllm.get("maxModelLen"), vllm.get("tensorParallelSize"))
     util = vllm.get("gpuMemoryUtilization")

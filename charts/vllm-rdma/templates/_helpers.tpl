@@ -189,9 +189,138 @@ Cross-field checks that the schema cannot express. Fails once, listing every pro
 {{- if and (eq $v.rdma.mode "sriov") (eq $v.rdma.sriov.resourceName $v.preset.gpuResource) }}
 {{- $problems = append $problems "rdma.sriov.resourceName equals preset.gpuResource: name the VFs' own resource (nvidia.com/rdma-vf)" }}
 {{- end }}
+{{- $problems = concat $problems (include "vllm-rdma.servingProblems" . | fromYamlArray) }}
 {{- if $problems }}
 {{- fail (printf "\n\nvllm-rdma: the values do not fit together:\n  - %s\n" (join "\n  - " $problems)) }}
 {{- end }}
+{{- end }}
+
+{{/*
+validateValues' checks of what is served around the model and of the escape hatches (the Kubernetes shapes the
+schema checks one by one), as a YAML list: the names the API server wants unique in a pod and its volumes that mounts
+name (pkg/apis/core/validation/validation.go: validateContainers, ValidateVolumes, validateVolumeMounts,
+ValidateSecurityContext), limits below requests, what RDMA needs against the user's securityContext, and the routes
+and LoRA adapters that cannot work.
+*/}}
+{{- define "vllm-rdma.servingProblems" -}}
+{{- $v := .Values }}
+{{- $problems := list }}
+{{- /* Containers: the chart's names, then the user's; each name once in a pod. */}}
+{{- $ours := list "vllm" "api-gate" "preflight" "download-model" }}
+{{- range $i, $a := $v.vllm.lora.adapters }}{{ $ours = append $ours (printf "download-lora-%d" $i) }}{{ end }}
+{{- $theirs := list }}
+{{- range (concat $v.initContainers $v.extraContainers) }}{{ $theirs = append $theirs .name }}{{ end }}
+{{- range $name := $theirs }}
+{{- if has $name $ours }}
+{{- $problems = append $problems (printf "initContainers/extraContainers name a container %q, which the chart's pods already have (%s): choose another name" $name (join ", " $ours)) }}
+{{- end }}
+{{- end }}
+{{- if ne (len $theirs) (len (uniq $theirs)) }}
+{{- $problems = append $problems (printf "initContainers and extraContainers repeat a container name (%s): each must be unique in the pod" (join ", " $theirs)) }}
+{{- end }}
+{{- /* Volumes: the chart's, then extraVolumes; each name once; every mount names one. */}}
+{{- $volumes := list "dshm" "nccl-config" "scripts" "infiniband" "tmp" "model" }}
+{{- $extra := list }}
+{{- range $v.extraVolumes }}{{ $extra = append $extra .name }}{{ end }}
+{{- range $name := $extra }}
+{{- if has $name $volumes }}
+{{- $problems = append $problems (printf "extraVolumes name a volume %q, which the chart's pods already have (%s): choose another name" $name (join ", " $volumes)) }}
+{{- end }}
+{{- end }}
+{{- if ne (len $extra) (len (uniq $extra)) }}
+{{- $problems = append $problems (printf "extraVolumes repeat a volume name (%s)" (join ", " $extra)) }}
+{{- end }}
+{{- $known := concat $volumes $extra }}
+{{- $where := list (dict "what" "extraVolumeMounts" "mounts" $v.extraVolumeMounts) }}
+{{- range (concat $v.initContainers $v.extraContainers) }}
+{{- $where = append $where (dict "what" (printf "container %s" .name) "mounts" (.volumeMounts | default list)) }}
+{{- end }}
+{{- range $where }}
+{{- $what := .what }}
+{{- $paths := list }}
+{{- range .mounts }}
+{{- $paths = append $paths .mountPath }}
+{{- if not (has .name $known) }}
+{{- $problems = append $problems (printf "%s mount the volume %q, which the pods do not have: add it to extraVolumes" $what .name) }}
+{{- end }}
+{{- end }}
+{{- if ne (len $paths) (len (uniq $paths)) }}
+{{- $problems = append $problems (printf "%s mount two volumes at one path (%s)" $what (join ", " $paths)) }}
+{{- end }}
+{{- end }}
+{{- $vllmPaths := list "/dev/shm" "/opt/helm-rdma" $v.nccl.configFile $v.model.storage.mountPath }}
+{{- if include "vllm-rdma.hostDevices" . }}{{ $vllmPaths = append $vllmPaths $v.rdma.devicePath }}{{ end }}
+{{- range $v.extraVolumeMounts }}
+{{- if has .mountPath $vllmPaths }}
+{{- $problems = append $problems (printf "extraVolumeMounts mount %q, where the vllm container already has one of the chart's mounts (%s): choose another path" .mountPath (join ", " $vllmPaths)) }}
+{{- end }}
+{{- end }}
+{{- /* Security: what RDMA needs wins; the API server refuses allowPrivilegeEscalation=false with privileged. */}}
+{{- $sc := $v.securityContext | default dict }}
+{{- $privileged := include "vllm-rdma.privileged" . }}
+{{- if and $privileged (eq (toString (get $sc "privileged")) "false") }}
+{{- $problems = append $problems "securityContext.privileged is false, but the RDMA containers run privileged here (see rdma.privileged): set rdma.privileged=false with rdma.devicePluginResource instead, or drop securityContext.privileged" }}
+{{- end }}
+{{- if and (eq (toString (get $sc "allowPrivilegeEscalation")) "false") (or $privileged (eq (toString (get $sc "privileged")) "true")) }}
+{{- $problems = append $problems "securityContext.allowPrivilegeEscalation is false, but the RDMA containers run privileged, and Kubernetes refuses both together: drop allowPrivilegeEscalation, or run unprivileged (rdma.privileged=false with rdma.devicePluginResource)" }}
+{{- end }}
+{{- /* A hostNetwork pod shares the node's network namespace: no network sysctl (validateSysctls). */}}
+{{- if eq $v.rdma.mode "hostNetwork" }}
+{{- range (get ($v.podSecurityContext | default dict) "sysctls" | default list) }}
+{{- if hasPrefix "net." (toString (get . "name")) }}
+{{- $problems = append $problems (printf "podSecurityContext.sysctls sets %s, a network sysctl, which Kubernetes refuses for a hostNetwork pod (it would change the node's): set it on the nodes, or use rdma.mode=sriov" (get . "name")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* Limits at least the requests (ValidateResourceRequirements). */}}
+{{- range $name := list "cpu" "memory" }}
+{{- with get $v.resources.limits $name }}
+{{- if lt (include "vllm-rdma.quantity" .| float64) (include "vllm-rdma.quantity" (get $v.resources $name) | float64) }}
+{{- $problems = append $problems (printf "resources.limits.%s (%s) is below resources.%s (%s), and Kubernetes refuses a limit below its request: raise it" $name . $name (get $v.resources $name)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* Routes. */}}
+{{- if and $v.gateway.enabled (not $v.gateway.parentRefs) }}
+{{- $problems = append $problems "gateway.enabled is true but gateway.parentRefs is empty: a route attached to no Gateway serves nothing; name your Gateway ([{name, namespace}])" }}
+{{- end }}
+{{- /* LoRA. */}}
+{{- $lora := $v.vllm.lora }}
+{{- if and $lora.adapters (not $lora.enabled) }}
+{{- $problems = append $problems "vllm.lora.adapters are listed but vllm.lora.enabled is false: set vllm.lora.enabled=true, or remove the adapters" }}
+{{- end }}
+{{- $names := list }}
+{{- range $lora.adapters }}{{ $names = append $names .name }}{{ end }}
+{{- if ne (len $names) (len (uniq $names)) }}
+{{- $problems = append $problems (printf "vllm.lora.adapters repeat a name (%s): clients pick an adapter by its name" (join ", " $names)) }}
+{{- end }}
+{{- if has $v.model.servedName $names }}
+{{- $problems = append $problems (printf "a LoRA adapter is named %q, as the base model (model.servedName): rename the adapter" $v.model.servedName) }}
+{{- end }}
+{{- $mounted := list $v.model.storage.mountPath }}
+{{- range $v.extraVolumeMounts }}{{ $mounted = append $mounted .mountPath }}{{ end }}
+{{- range $lora.adapters }}
+{{- if .path }}
+{{- $path := .path }}
+{{- $inside := false }}
+{{- range $mounted }}
+{{- if or (eq $path .) (hasPrefix (printf "%s/" (trimSuffix "/" .)) $path) }}{{ $inside = true }}{{ end }}
+{{- end }}
+{{- if not $inside }}
+{{- $problems = append $problems (printf "vllm.lora.adapters %s: path %s is on no volume of the vllm container (model.storage.mountPath %s or extraVolumeMounts): mount the adapter's volume there" .name $path $v.model.storage.mountPath) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $problems }}
+{{- end }}
+
+{{/*
+The value of a Kubernetes quantity (schema-checked: digits, an optional fraction and suffix), as a number.
+*/}}
+{{- define "vllm-rdma.quantity" -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $units := dict "" 1.0 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 }}
+{{- mulf (float64 $number) (get $units (trimPrefix $number .)) }}
 {{- end }}
 
 {{/*
@@ -253,7 +382,46 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 - "--port"
 - {{ .Values.vllm.port | quote }}
 {{- end }}
+{{- with .Values.vllm.lora }}
+{{- if .enabled }}
+- "--enable-lora"
+- "--max-lora-rank"
+- {{ .maxRank | quote }}
+- "--max-loras"
+- {{ .maxLoras | quote }}
+{{- if .adapters }}
+- "--lora-modules"
+{{- range .adapters }}
+- {{ printf "%s=%s" .name (include "vllm-rdma.loraSource" (dict "root" $ "adapter" .)) | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range .Values.vllm.extraArgs }}
 - {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Kueue label of a workload (kueue.queueName): Kueue admits a LeaderWorkerSet group by group, and each StatefulSet
+as one workload, by the kueue.x-k8s.io/queue-name label on the LeaderWorkerSet or StatefulSet itself
+(kubernetes-sigs/kueue site/content/en/docs/tasks/run/leaderworkerset.md and statefulset.md, "Queue selection").
+*/}}
+{{- define "vllm-rdma.kueueLabel" -}}
+{{- with .Values.kueue.queueName }}
+kueue.x-k8s.io/queue-name: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Prometheus regular expression (fully anchored) matching the names of the serving pods: a LeaderWorkerSet's
+FULLNAME-GROUP (leaders) and FULLNAME-GROUP-INDEX (workers); the StatefulSets' FULLNAME-leader-N and FULLNAME-worker-N.
+*/}}
+{{- define "vllm-rdma.servingPodPattern" -}}
+{{- $fullname := include "vllm-rdma.fullname" . | replace "." "\\." }}
+{{- if eq .Values.workload.kind "LeaderWorkerSet" }}
+{{- printf "%s-[0-9]+(-[0-9]+)?" $fullname }}
+{{- else }}
+{{- printf "%s-(leader|worker)-[0-9]+" $fullname }}
 {{- end }}
 {{- end }}

@@ -37,15 +37,37 @@ tolerations:
   {{- with $v.placement.tolerations }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- /* The user's affinity (values affinity) joins ours: nodeAffinity as given, pod (anti-)affinity terms added. */}}
+{{- $user := $v.affinity | default dict }}
+{{- $anti := get $user "podAntiAffinity" | default dict }}
+{{- $near := get $user "podAffinity" | default dict }}
+{{- $locality := and $v.placement.rdmaLocality.enabled $v.placement.rdmaLocality.topologyKeys }}
 affinity:
+  {{- with get $user "nodeAffinity" }}
+  nodeAffinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   podAntiAffinity:
     requiredDuringSchedulingIgnoredDuringExecution:
       - topologyKey: kubernetes.io/hostname
         labelSelector:
           {{- include "vllm-rdma.componentSelector" . | nindent 10 }}
-  {{- if and $v.placement.rdmaLocality.enabled $v.placement.rdmaLocality.topologyKeys }}
-  podAffinity:
+      {{- with get $anti "requiredDuringSchedulingIgnoredDuringExecution" }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with get $anti "preferredDuringSchedulingIgnoredDuringExecution" }}
     preferredDuringSchedulingIgnoredDuringExecution:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- if or $locality (get $near "requiredDuringSchedulingIgnoredDuringExecution") (get $near "preferredDuringSchedulingIgnoredDuringExecution") }}
+  podAffinity:
+    {{- with get $near "requiredDuringSchedulingIgnoredDuringExecution" }}
+    requiredDuringSchedulingIgnoredDuringExecution:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- if or $locality (get $near "preferredDuringSchedulingIgnoredDuringExecution") }}
+    preferredDuringSchedulingIgnoredDuringExecution:
+      {{- if $locality }}
       {{- range $i, $key := $v.placement.rdmaLocality.topologyKeys }}
       - weight: {{ max 1 (sub 100 (mul $i 30)) }}
         podAffinityTerm:
@@ -53,6 +75,11 @@ affinity:
           labelSelector:
             {{- include "vllm-rdma.componentSelector" $ | nindent 12 }}
       {{- end }}
+      {{- end }}
+      {{- with get $near "preferredDuringSchedulingIgnoredDuringExecution" }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- end }}
   {{- end }}
 {{- end }}
 
@@ -95,7 +122,8 @@ Environment every GPU container of the group gets: pod identity, the TCP interfa
 {{- end }}
 
 {{/*
-Resources of a GPU container: every GPU of the node, and the VFs in SR-IOV mode (requests = limits).
+Resources of a GPU container: every GPU of the node, and the VFs in SR-IOV mode (requests = limits), and the limits
+of resources.limits (cpu, memory, ephemeral storage, huge pages).
 */}}
 {{- define "vllm-rdma.gpuResources" -}}
 {{- $v := .Values }}
@@ -104,6 +132,9 @@ requests:
   memory: {{ $v.resources.memory | quote }}
   {{- include "vllm-rdma.deviceResources" . | nindent 2 }}
 limits:
+  {{- range $name, $quantity := $v.resources.limits }}
+  {{ $name }}: {{ $quantity | quote }}
+  {{- end }}
   {{- include "vllm-rdma.deviceResources" . | nindent 2 }}
 {{- end }}
 
@@ -147,16 +178,21 @@ devices itself).
 {{- end }}
 
 {{/*
-Security context of a container that registers memory with the RDMA NICs: privileged (see vllm-rdma.privileged),
-else IPC_LOCK, which lifts the locked-memory limit for verbs memory registration.
+Security context of a container that registers memory with the RDMA NICs: the user's securityContext, merged with
+what RDMA needs, which always wins: privileged (see vllm-rdma.privileged), else the IPC_LOCK capability added to the
+user's, which lifts the locked-memory limit for verbs memory registration. (validateValues refuses a
+securityContext that contradicts it.)
 */}}
 {{- define "vllm-rdma.rdmaSecurityContext" -}}
+{{- $sc := deepCopy (.Values.securityContext | default dict) }}
 {{- if include "vllm-rdma.privileged" . }}
-privileged: true
+{{- $_ := set $sc "privileged" true }}
 {{- else }}
-capabilities:
-  add: ["IPC_LOCK"]
+{{- $caps := deepCopy (get $sc "capabilities" | default dict) }}
+{{- $_ := set $caps "add" (concat (get $caps "add" | default list) (list "IPC_LOCK") | uniq) }}
+{{- $_ := set $sc "capabilities" $caps }}
 {{- end }}
+{{- toYaml $sc }}
 {{- end }}
 
 {{/*
@@ -371,14 +407,33 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   terminationGracePeriodSeconds: 60
+  {{- with $v.priorityClassName }}
+  priorityClassName: {{ . | quote }}
+  {{- end }}
+  {{- with $v.schedulerName }}
+  schedulerName: {{ . | quote }}
+  {{- end }}
+  {{- with $v.runtimeClassName }}
+  runtimeClassName: {{ . | quote }}
+  {{- end }}
+  {{- with $v.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
-  {{- if or (include "vllm-rdma.preflightInit" $root) (include "vllm-rdma.download" $root) }}
+  {{- if or (include "vllm-rdma.preflightInit" $root) (include "vllm-rdma.download" $root) $v.initContainers }}
   initContainers:
     {{- if include "vllm-rdma.preflightInit" $root }}
     {{- include "vllm-rdma.preflightContainer" . | nindent 4 }}
     {{- end }}
     {{- if include "vllm-rdma.download" $root }}
     {{- include "vllm-rdma.downloadContainer" . | nindent 4 }}
+    {{- with include "vllm-rdma.loraDownloadContainers" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- end }}
+    {{- with $v.initContainers }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- end }}
   containers:
@@ -483,8 +538,14 @@ spec:
         {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 8 }}
         - name: model
           mountPath: {{ $v.model.storage.mountPath | quote }}
+        {{- with $v.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
     {{- if and (eq $role "leader") $v.api.keySecret.name }}
     {{- include "vllm-rdma.apiGateContainer" $root | nindent 4 }}
+    {{- end }}
+    {{- with $v.extraContainers }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   volumes:
     {{- include "vllm-rdma.rdmaVolumes" $root | trim | nindent 4 }}
@@ -505,6 +566,9 @@ spec:
       emptyDir:
         sizeLimit: {{ $v.model.storage.sizeLimit | quote }}
       {{- end }}
+    {{- with $v.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -513,20 +577,68 @@ files, with progress (files/fetch_model.py). On a shared claim (pvc) the leader 
 it. (dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.downloadContainer" -}}
+{{- $v := .root.Values }}
+{{- include "vllm-rdma.fetchContainer" (dict "root" .root "role" .role "name" "download-model" "repo" $v.model.name "revision" $v.model.revision "dest" (include "vllm-rdma.modelDir" .root)) }}
+{{- end }}
+
+{{/*
+One more download init container per LoRA adapter from the Hub (vllm.lora.adapters[].repo), after the model's and
+like it, into MOUNTPATH/ORG/NAME/REVISION: every node's vLLM loads the adapters it serves from its own disk, and
+vLLM runs with HF_HUB_OFFLINE=1 once everything is fetched. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.loraDownloadContainers" -}}
+{{- $root := .root }}
+{{- $role := .role }}
+{{- $lora := $root.Values.vllm.lora }}
+{{- if $lora.enabled }}
+{{- range $i, $adapter := $lora.adapters }}
+{{- with $adapter.repo }}
+{{ include "vllm-rdma.fetchContainer" (dict "root" $root "role" $role "name" (printf "download-lora-%d" $i) "repo" . "revision" (default "main" $adapter.revision) "dest" (include "vllm-rdma.loraDir" (dict "root" $root "adapter" $adapter))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where a LoRA adapter from the Hub lands: MOUNTPATH/ORG/NAME/REVISION, as the model. (dict "root" $ "adapter" ...)
+*/}}
+{{- define "vllm-rdma.loraDir" -}}
+{{- printf "%s/%s/%s" (trimSuffix "/" .root.Values.model.storage.mountPath) .adapter.repo (default "main" .adapter.revision) }}
+{{- end }}
+
+{{/*
+What vLLM loads an adapter from (--lora-modules NAME=PATH): its path, the directory the download container filled,
+or with the download off the Hub id, which vLLM fetches itself (its latest revision: --lora-modules takes none).
+*/}}
+{{- define "vllm-rdma.loraSource" -}}
+{{- if .adapter.path }}
+{{- .adapter.path }}
+{{- else if include "vllm-rdma.download" .root }}
+{{- include "vllm-rdma.loraDir" . }}
+{{- else }}
+{{- .adapter.repo }}
+{{- end }}
+{{- end }}
+
+{{/*
+A container that fetches one repository with files/fetch_model.py, with model.download's patterns and settings.
+(dict "root" $ "role" ... "name" ... "repo" ... "revision" ... "dest" ...)
+*/}}
+{{- define "vllm-rdma.fetchContainer" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
 {{- $dl := $v.model.download -}}
-- name: download-model
+- name: {{ .name }}
   image: {{ include "vllm-rdma.image" $root | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
   command: ["python3", "/opt/helm-rdma/fetch_model.py"]
   args:
     - "--repo"
-    - {{ $v.model.name | quote }}
+    - {{ .repo | quote }}
     - "--revision"
-    - {{ $v.model.revision | quote }}
+    - {{ .revision | quote }}
     - "--dest"
-    - {{ include "vllm-rdma.modelDir" $root | quote }}
+    - {{ .dest | quote }}
     - "--workers"
     - {{ $dl.maxWorkers | quote }}
     - "--progress-seconds"
@@ -555,6 +667,10 @@ it. (dict "root" $ "role" ...)
     requests:
       cpu: "2"
       memory: 2Gi
+  {{- with $v.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   volumeMounts:
     - name: model
       mountPath: {{ $v.model.storage.mountPath | quote }}

@@ -69,10 +69,18 @@ metadata:
   labels:
     {{- include "vllm-rdma.selectorLabels" $root | nindent 4 }}
     app.kubernetes.io/component: provisioner
+    {{- with $root.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $root.Values.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   serviceAccountName: {{ include "vllm-rdma.provisionerName" $root }}
   restartPolicy: Never
-  {{- with $cn.image.pullSecrets }}
+  {{- /* The provisioner image's own pull Secrets, then the release's (imagePullSecrets), each once. */}}
+  {{- with concat $cn.image.pullSecrets $root.Values.imagePullSecrets | uniq }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}

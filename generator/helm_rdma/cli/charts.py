@@ -131,6 +131,8 @@ def doctor(release: str | None, preset: str, model: str | None, nodes: int | Non
      "plan Qwen/Qwen2.5-72B-Instruct --preset h100"),
     ("the time to first token at the download rate you measured",
      "plan llama405b --preset h100 --network-gbs 2.5"),
+    ("with four LoRA adapters of rank 64 in a batch (vllm.lora.maxLoras, vllm.lora.maxRank)",
+     "plan llama70b --preset a100-v2 --max-lora-rank 64 --max-loras 4"),
 ])
 @click.argument("model", type=MODEL)
 @_preset_option
@@ -141,24 +143,30 @@ def doctor(release: str | None, preset: str, model: str | None, nodes: int | Non
               help="Download rate of one node from the Hub or object storage, GB/s, for the time to first token.")
 @click.option("--nvme-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NVME_GBS, show_default=True,
               help="Read and write rate of a node's NVMe RAID, GB/s, for the time to first token.")
+@click.option("--max-lora-rank", type=click.IntRange(1), help="Plan for LoRA adapters up to this rank "
+              "(vllm.lora.maxRank): vLLM reserves their memory on every GPU.")
+@click.option("--max-loras", type=click.IntRange(1), help="LoRA adapters in one batch (vllm.lora.maxLoras; "
+              "default 1 with --max-lora-rank).")
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Print a table, or JSON for scripts.")
 def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, gpu_memory_utilization: float,
-         network_gbs: float, nvme_gbs: float, fmt: str) -> None:
+         network_gbs: float, nvme_gbs: float, max_lora_rank: int | None, max_loras: int | None, fmt: str) -> None:
     """Size MODEL on a preset: nodes, TP x PP, sequences that fit.
 
     MODEL is a catalog alias or a Hugging Face repository id ORG/NAME[@REVISION], whose config.json and safetensors
     index are read through the Hugging Face cache. TP is the GPUs of a node; the plan shows the weights, the KV
     cache per token, the usable memory per node, the smallest number of nodes, how many full-length sequences fit,
-    the bytes each node downloads and reads and how long that takes, and where each figure came from.
+    the bytes each node downloads and reads and how long that takes, and where each figure came from; with
+    --max-lora-rank, the memory vLLM reserves for LoRA adapters too.
     """
+    from ..commands.plan import lora_option, plan_table
     from ..commands.plan import plan as run
-    from ..commands.plan import plan_table
     from ..firsttoken import Rates
 
     result = run(model=model, preset=preset, nodes=nodes, max_model_len=max_model_len,
                  gpu_memory_utilization=gpu_memory_utilization,
-                 rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs))
+                 rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs),
+                 lora=lora_option(max_rank=max_lora_rank, max_loras=max_loras))
     click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else plan_table(result))
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..errors import SchemaViolation
 from ..firsttoken import FirstToken, Rates, duration, first_token
+from ..lora import LoraSlots
 from ..models import ModelSpec, get_model
 from ..planner import DEFAULT_GPU_MEMORY_UTILIZATION, GB, GIB, Plan, plan_model
 from ..presets import load_preset
@@ -44,14 +46,32 @@ def plan(
     max_model_len: int | None = None,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
     rates: Rates | None = None,
+    lora: LoraSlots | None = None,
 ) -> PlanReport:
-    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` (see helm_rdma.planner), and
-    estimate how long its weights take to download and load (see helm_rdma.firsttoken)."""
+    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` with ``lora``'s adapter slots (see
+    helm_rdma.planner), and estimate how long its weights take to download and load (see helm_rdma.firsttoken)."""
     spec = get_model(model)
     the_plan = plan_model(model=spec, preset=load_preset(preset), nodes=nodes, max_model_len=max_model_len,
-                          gpu_memory_utilization=gpu_memory_utilization)
+                          gpu_memory_utilization=gpu_memory_utilization, lora=lora)
     estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb())
     return PlanReport(plan=the_plan, model=spec, first_token=estimate)
+
+
+def lora_option(*, max_rank: int | None, max_loras: int | None) -> LoraSlots | None:
+    """The LoRA slots of plan's --max-lora-rank and --max-loras (None without them), the rank being one vLLM takes.
+
+    Raises:
+        SchemaViolation: The rank is not one of vllm.lora.maxRank's values, or --max-loras comes without a rank.
+    """
+    if max_rank is None and max_loras is None:
+        return None
+    schema = load_json_schema(schema_path("values.schema.json"))
+    ranks = schema["properties"]["vllm"]["properties"]["lora"]["properties"]["maxRank"]["enum"]
+    if max_rank is None or max_rank not in ranks:
+        problem = f"--max-lora-rank: {max_rank} is not a rank vLLM takes" if max_rank else "--max-lora-rank: missing"
+        raise SchemaViolation(what="plan options", problems=[problem],
+                              fix=f"use one of {', '.join(map(str, ranks))} (vllm.lora.maxRank)")
+    return LoraSlots(max_loras=max_loras or 1, max_rank=max_rank)
 
 
 def _gb(n: int) -> str:
@@ -81,6 +101,8 @@ def plan_table(report: PlanReport) -> str:
     rows += [
         ("usable per node",
          f"{p.usable_bytes_per_node / GIB:.1f} GiB at gpu-memory-utilization {p.gpu_memory_utilization}"),
+        *([("LoRA slots", f"{p.lora_bytes_per_gpu / GIB:.2f} GiB per GPU (reserved by vLLM)")]
+          if p.lora_bytes_per_gpu else []),
         ("KV cache budget", f"{p.kv_budget_bytes / GIB:.1f} GiB"),
     ]
     if not m.unsized:
