@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 
 from helm_rdma.commands.template import template
+from helm_rdma.values import ChartRequest
+from helm_rdma.valuesources import ValueSources
 
 from .conftest import helm_path
 
@@ -21,13 +23,22 @@ PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid
              "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
 
 
+
+def request(*, release: str = "llama405b", preset: str = "h100", files: tuple[Any, ...] = (),
+            sets: tuple[str, ...] = (), sources: ValueSources | None = None, **fields: Any) -> ChartRequest:
+    """The chart request of the CLI's ``RELEASE --preset PRESET -f FILE... --set SET...`` (``sources`` for the rest of
+    the --set family, before ``files`` and ``sets``); ``fields`` are ChartRequest's other fields."""
+    values = (sources or ValueSources()).extended(files=tuple(files), set_values=tuple(sets))
+    return ChartRequest(release=release, preset=preset, sources=values, **fields)
+
+
 @functools.lru_cache(maxsize=256)
 def _render(release: str, preset: str, model: str | None, nodes: int | None, namespace: str,
             sets: tuple[str, ...], extra: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     previous = os.environ.get("HELM_BIN")
     os.environ["HELM_BIN"] = str(helm_path("helm4"))
     try:
-        manifests = template(release=release, preset=preset, model=model, nodes=nodes, set_values=sets,
+        manifests = template(request(release=release, preset=preset, model=model, nodes=nodes, sets=sets),
                              namespace=namespace, helm_args=("--kube-version", KUBE_VERSION, *extra)).manifests
     finally:
         if previous is None:

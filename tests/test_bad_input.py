@@ -22,6 +22,7 @@ from helm_rdma.resources import chart_dir, schema_path
 from helm_rdma.values import resolve
 
 from .conftest import REPO, helm_path
+from .rendering import request
 
 BOMB = "global:\n" + "".join(
     f"  {name}: &{name} [{','.join([f'*{prev}'] * 9) if prev else ','.join(['lol'] * 9)}]\n"
@@ -140,7 +141,7 @@ NULLABLE = [p for p, sub, _ in KEYS if isinstance(sub.get("type"), list) and "nu
 @pytest.mark.parametrize("path", [p for p, _, _ in KEYS])
 def test_null_for_any_key_is_a_schema_message_naming_it(path: str) -> None:
     try:
-        resolve(release="llama405b", preset="h100", set_values=(f"{path}=null",))
+        resolve(request(sets=(f"{path}=null",)))
     except SchemaViolation as exc:
         assert f"{path}: is required" in str(exc) and f"(from --set {path}=null)" in str(exc)
     else:
@@ -327,7 +328,7 @@ def test_values_that_would_break_yaml_or_kubernetes_are_refused_by_us_and_by_pla
 def test_map_keys_and_bounds_follow_kubernetes(tmp_path: Path, values: dict[str, Any], needle: str) -> None:
     f = values_file(tmp_path, values)
     with pytest.raises(SchemaViolation, match=needle.replace(".", r"\.").replace("/", "/")):
-        resolve(release="llama405b", preset="h100", value_files=(f,))
+        resolve(request(files=(f,)))
     assert_refused_by_plain_helm(plain_helm("helm4", "x", str(chart_dir()), "-f", str(f)))
 
 

@@ -16,6 +16,8 @@ from helm_rdma.chart_sync import drift, expected_files
 from helm_rdma.resources import chart_dir
 from helm_rdma.values import values_schema
 
+from .rendering import request
+
 
 def walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     for key, sub in schema.get("properties", {}).items():
@@ -98,7 +100,7 @@ def test_helm_reads_a_one_line_json_values_file_of_4096_multiple_bytes_only_with
 
     from .conftest import helm_path
 
-    resolved = resolve(release="llama405b", preset="h100")
+    resolved = resolve(request())
     compact = chart_files(resolved, compact=True)
     assert all(text.endswith("\n") for text in compact.values())
     chart = tmp_path / "chart"

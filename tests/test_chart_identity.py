@@ -27,7 +27,7 @@ from helm_rdma.commands.generate import generate
 from helm_rdma.resources import chart_dir
 
 from .conftest import helm_path
-from .rendering import PROVISION, pod_specs, render
+from .rendering import PROVISION, pod_specs, render, request
 
 CT = Path(__file__).parent / "fixtures" / "chart-testing"
 
@@ -43,18 +43,18 @@ def chart_yaml(directory: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("charts")
-    return {name: generate(release=name, preset="h100", output=root / name).path
+    return {name: generate(request(release=name), output=root / name).path
             for name in ("llama405b", "qwen3-235b")}
 
 
 def test_regenerating_the_same_inputs_gives_byte_identical_charts(two_models: dict[str, Path],
                                                                   tmp_path: Path) -> None:
-    again = generate(release="llama405b", preset="h100", output=tmp_path / "fresh").path
+    again = generate(request(), output=tmp_path / "fresh").path
     assert files_of(again) == files_of(two_models["llama405b"])
     # over itself, with --force: the replaced chart's version is kept because nothing changed
     copy = tmp_path / "copy"
     shutil.copytree(two_models["llama405b"], copy)
-    generate(release="llama405b", preset="h100", output=copy, force=True)
+    generate(request(), output=copy, force=True)
     assert files_of(copy) == files_of(two_models["llama405b"])
 
 
@@ -62,8 +62,7 @@ def test_two_charts_never_share_name_and_version(two_models: dict[str, Path], tm
     llama, qwen = (chart_yaml(two_models[n]) for n in ("llama405b", "qwen3-235b"))
     assert llama["name"] == "llama405b" and qwen["name"] == "qwen3-235b"
     # the same name with other values: another version
-    other = chart_yaml(generate(release="llama405b", preset="h100", output=tmp_path / "c",
-                                set_values=("vllm.maxModelLen=32768",)).path)
+    other = chart_yaml(generate(request(sets=("vllm.maxModelLen=32768",)), output=tmp_path / "c").path)
     assert other["name"] == llama["name"] and other["version"] != llama["version"]
     assert llama["version"].startswith("0.1.0+") and len(llama["version"]) == len("0.1.0+") + 12
 
@@ -94,7 +93,7 @@ def generate_meta(sets: tuple[str, ...]) -> dict[str, Any]:
     from helm_rdma.chart import chart_files
     from helm_rdma.values import resolve
 
-    return chart_yaml_text(chart_files(resolve(release="llama405b", preset="h100", set_values=sets),
+    return chart_yaml_text(chart_files(resolve(request(sets=sets)),
                                        compact=True)["Chart.yaml"])
 
 
@@ -107,12 +106,12 @@ def test_replacing_a_chart_raises_its_patch_version_and_lists_the_changed_values
     chart = tmp_path / "llama405b"
     shutil.copytree(two_models["llama405b"], chart)
     first = chart_yaml(chart)["version"]
-    generate(release="llama405b", preset="h100", output=chart, force=True, set_values=("vllm.maxModelLen=32768",))
+    generate(request(sets=("vllm.maxModelLen=32768",)), output=chart, force=True)
     second = chart_yaml(chart)
     assert second["version"].split("+")[0] == "0.1.1" and first.split("+")[0] == "0.1.0"
     changes = yaml.safe_load(second["annotations"]["artifacthub.io/changes"])
     assert changes == [{"kind": "changed", "description": "vllm.maxModelLen: 131072 -> 32768"}]
-    generate(release="llama405b", preset="h100", output=chart, force=True, set_values=("vllm.maxModelLen=32768",))
+    generate(request(sets=("vllm.maxModelLen=32768",)), output=chart, force=True)
     assert chart_yaml(chart)["version"] == second["version"]  # same content, same version
     assert value_changes({"a": {"b": 1}}, {"a": {"b": 2, "c": 3}}) == [("a.b", 1, 2), ("a.c", None, 3)]
 
@@ -150,7 +149,7 @@ def test_caches_and_leftovers_in_the_source_chart_are_never_copied(tmp_path: Pat
     (source / "templates" / "service.yaml~").write_text("x")
     (source / "files" / ".DS_Store").write_text("x")
     monkeypatch.setattr(chart_module, "chart_dir", lambda: source)
-    written = generate(release="llama405b", preset="h100", output=tmp_path / "out").path
+    written = generate(request(), output=tmp_path / "out").path
     names = set(files_of(written))
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", "~", ".DS_Store"))]
     assert {n for n in names if n.startswith(("templates/", "files/"))} == set(source_files()) - {".helmignore"}
@@ -235,7 +234,7 @@ def test_a_hand_edited_values_yaml_regenerated_with_f_gets_a_new_version_naming_
     shutil.copytree(two_models["llama405b"], chart)
     values = chart / "values.yaml"
     values.write_text(values.read_text().replace("  maxModelLen: 131072\n", "  maxModelLen: 65536\n"))
-    generate(release="llama405b", preset="h100", output=chart, force=True, value_files=(values,))
+    generate(request(files=(values,)), output=chart, force=True)
     meta = chart_yaml(chart)
     assert meta["version"].startswith("0.1.1+")
     assert yaml.safe_load(meta["annotations"]["artifacthub.io/changes"]) == [

@@ -12,6 +12,8 @@ from helm_rdma.doctor import diagnose
 from helm_rdma.presets import preset_names
 from helm_rdma.values import resolve
 
+from .rendering import request
+
 TOKEN = "model.hfTokenSecret.name=hf-token,api.keySecret.name=vllm-api-key"
 
 
@@ -101,8 +103,7 @@ def test_generate_stops_on_errors_and_prints_warnings(tmp_path: Path) -> None:
 
 
 def test_sriov_mode_does_not_judge_the_host_device_list() -> None:
-    resolved = resolve(release="llama405b", preset="h100",
-                       set_values=("rdma.mode=sriov", "nccl.settings.NCCL_IB_HCA=mlx5", TOKEN))
+    resolved = resolve(request(sets=("rdma.mode=sriov", "nccl.settings.NCCL_IB_HCA=mlx5", TOKEN)))
     assert diagnose(resolved) == []
 
 

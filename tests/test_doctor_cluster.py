@@ -18,6 +18,7 @@ from helm_rdma.clusterneeds import cluster_needs, parse_manifests, pod_security_
 
 from .conftest import helm_path
 from .kmock_cluster import Cluster
+from .rendering import request
 
 SECRETS = "model.hfTokenSecret.name=hf-token,api.keySecret.name=vllm-api-key"
 H100, H200 = "BM.GPU.H100.8", "BM.GPU.H200.8"
@@ -366,11 +367,10 @@ def test_the_needs_come_from_the_rendered_objects() -> None:
     """Names the checks use are read from what the chart renders, never restated: a release's own label value."""
     from helm_rdma.commands.template import template
 
-    rendered = template(release="llama405b", preset="h100", namespace="team-a",
-                        set_values=(SECRETS, "placement.clusterNetworkLabel.enabled=true"))
+    rendered = template(request(sets=(SECRETS, "placement.clusterNetworkLabel.enabled=true")), namespace="team-a")
     from helm_rdma.values import resolve
 
-    values = resolve(release="llama405b", preset="h100", set_values=(SECRETS,)).values
+    values = resolve(request(sets=(SECRETS,))).values
     needs = cluster_needs(parse_manifests(rendered.manifests), release="llama405b", namespace="team-a", values=values)
     assert needs.cluster_network_label == (NETWORK, "llama405b.team-a")
     assert (needs.pods, needs.groups, needs.lws_api) == (2, 1, ("leaderworkerset.x-k8s.io", "v1"))

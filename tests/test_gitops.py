@@ -25,6 +25,7 @@ from helm_rdma.commands.status import StatusResult  # noqa: F401  (status and ve
 
 from .conftest import REPO, SHARED_CRDS, helm_path
 from .k8s_validation import validate_documents
+from .rendering import request
 from .test_lifecycle import argo_sync
 
 EXAMPLES = REPO / "examples" / "gitops"
@@ -132,7 +133,7 @@ def test_the_readme_shows_every_example_verbatim() -> None:
 def gitops_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A GitOps repository with the chart the examples point at."""
     root = tmp_path_factory.mktemp("gitops")
-    generate(release="llama405b", preset="h100", output=root / "deploy" / "llama405b")
+    generate(request(), output=root / "deploy" / "llama405b")
     return root
 
 

@@ -27,6 +27,7 @@ from helm_rdma.presets import preset_names
 from . import consumer_rules
 from .conftest import SHARED_CRDS, helm_path
 from .k8s_validation import load_manifests, validate_documents
+from .rendering import request
 
 GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
@@ -84,8 +85,7 @@ def case_id(case: tuple[str, ...]) -> str:
 
 def render_sets(preset: str, sets: tuple[str, ...], helm: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("HELM_BIN", str(helm_path(helm)))
-    return template(release="llama405b", preset=preset, set_values=sets,
-                    helm_args=("--kube-version", KUBE_VERSION)).manifests
+    return template(request(preset=preset, sets=sets), helm_args=("--kube-version", KUBE_VERSION)).manifests
 
 
 def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -175,8 +175,7 @@ def test_kubernetes_validation_rejects_an_unknown_field() -> None:
 def test_preflight_and_test_hooks_render_and_validate_for_every_preset(preset: str, mode: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # Two nodes even where the model fits one: groups of one node have no preflight.
-    manifests = template(release="llama405b", model="llama70b", preset=preset, nodes=2,
-                         set_values=(f"rdma.mode={mode}",),
+    manifests = template(request(preset=preset, model="llama70b", nodes=2, sets=(f"rdma.mode={mode}",)),
                          helm_args=("--kube-version", KUBE_VERSION)).manifests
     documents = [d for d in yaml.safe_load_all(manifests) if d]
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None

@@ -22,6 +22,7 @@ from helm_rdma.errors import HubRepoError, UnsupportedModelError
 from helm_rdma.values import resolve
 
 from .hub_standin import Hub, HubServer, Repo
+from .rendering import request
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 GB = 1000**3
@@ -143,7 +144,7 @@ def test_a_gated_repo_plans_with_the_right_token_and_the_chart_says_it_is_gated(
     _, config = fixture("llama-3.1-8b")
     hub_env.repos["meta-llama/Gated"] = repo_for(config, gated=True)
     monkeypatch.setenv("HF_TOKEN", "hf_good")
-    resolved = resolve(release="llama8", preset="h100", model="meta-llama/Gated")
+    resolved = resolve(request(release="llama8", model="meta-llama/Gated"))
     model = resolved.values["model"]
     assert (model["name"], model["revision"], model["servedName"], model["gated"]) == (
         "meta-llama/Gated", "main", "gated", True)
@@ -192,7 +193,7 @@ def test_an_architecture_it_does_not_know_names_the_field_and_nodes_is_the_way_o
 
 
 def test_a_hub_model_becomes_a_chart_that_serves_it_with_the_planned_nodes(hub_env: Hub, tmp_path: Path) -> None:
-    resolved = resolve(release="qwen", preset="a100-v2", model="Qwen/Qwen3-30B-A3B@main")
+    resolved = resolve(request(release="qwen", preset="a100-v2", model="Qwen/Qwen3-30B-A3B@main"))
     v = resolved.values
     assert v["model"]["name"] == "Qwen/Qwen3-30B-A3B" and v["model"]["servedName"] == "qwen3-30b-a3b"
     assert v["model"]["gated"] is False and v["vllm"]["maxModelLen"] == 40960

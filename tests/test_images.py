@@ -15,7 +15,7 @@ from helm_rdma.values import resolve
 from helm_rdma.yamlfile import load_json_schema
 
 from .conftest import REPO
-from .rendering import PROVISION, render
+from .rendering import PROVISION, render, request
 
 DIGEST = {"vllm": "sha256:" + "a" * 64, "provisioner": "sha256:" + "b" * 64, "test-api": "sha256:" + "c" * 64}
 PINNED = (f"image.digest={DIGEST['vllm']}", f"clusterNetwork.image.digest={DIGEST['provisioner']}",
@@ -35,7 +35,7 @@ def rendered_images(docs: list[dict[str, Any]]) -> set[str]:
 
 
 def values_of(*sets: str) -> dict[str, Any]:
-    return resolve(release="llama405b", preset="h100", set_values=sets).values
+    return resolve(request(sets=sets)).values
 
 
 @pytest.mark.parametrize("sets", [(), PROVISION, (*PROVISION, "verify.tests.enabled=false"), PINNED + PROVISION],

@@ -11,6 +11,7 @@ from helm_rdma.commands.generate import generate
 from helm_rdma.resources import chart_dir
 
 from .conftest import HELM_VERSIONS, helm_path
+from .rendering import request
 
 
 def helm(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -33,7 +34,7 @@ def test_lint_strict_passes_on_the_chart(name: str) -> None:
 @pytest.mark.parametrize(("preset", "sets"), [("mi300x", ()), ("gpu4", ("workload.kind=StatefulSet", "rdma.mode=sriov"))])
 def test_generated_chart_lints_and_renders_with_plain_helm(name: str, preset: str, sets: tuple[str, ...],
                                                           tmp_path: Path) -> None:
-    out = generate(release="llama405b", preset=preset, set_values=sets, output=tmp_path / "chart")
+    out = generate(request(preset=preset, sets=sets), output=tmp_path / "chart")
     lint = helm(name, "lint", "--strict", str(out.path))
     assert lint.returncode == 0, lint.stdout + lint.stderr
     # No Python on PATH, no plugin: exactly what Argo CD or Flux run.

@@ -29,6 +29,7 @@ from helm_rdma.valuesources import ValueSources
 
 from .conftest import SHARED_CRDS, helm_path
 from .k8s_validation import load_manifests, validate_documents
+from .rendering import request
 
 EXPLORE = os.environ.get("HELM_RDMA_PROPERTY_EXAMPLES")
 EXAMPLES = int(EXPLORE or 40)
@@ -120,7 +121,7 @@ def test_any_values_fail_cleanly_or_give_a_chart_kubernetes_accepts(case: tuple[
     values.write_text(yaml.safe_dump(nested(assignments), allow_unicode=True), encoding="utf-8")
     out = work / "out"
     try:
-        generate(release="llama405b", preset=preset, model=model, output=out, sources=ValueSources(files=(values,)))
+        generate(request(preset=preset, model=model, sources=ValueSources(files=(values,))), output=out)
     except InputError as exc:
         OUTCOMES[type(exc).__name__] = OUTCOMES.get(type(exc).__name__, 0) + 1
         message = str(exc)

@@ -21,6 +21,7 @@ from helm_rdma.ocicloud import OciAuth
 from .fake_oci import FakeOci, make_key, write_config
 from .kmock_cluster import Cluster
 from .ocitest import COMPARTMENT, OURS, config, fake, key, posts, run  # noqa: F401  (fixtures)
+from .rendering import request
 
 
 def test_creates_the_instance_configuration_and_the_network_and_reports_running(config: Path, fake: FakeOci) -> None:
@@ -182,7 +183,7 @@ def test_deprovision_touches_only_what_is_tagged_as_ours(config: Path, fake: Fak
 
 
 def values_file(tmp_path: Path, fake: FakeOci, **cluster_network: Any) -> Path:
-    chart = generate(release="llama405b", preset="h100", output=tmp_path / "chart").path
+    chart = generate(request(), output=tmp_path / "chart").path
     values = yaml.safe_load((chart / "values.yaml").read_text())
     values["clusterNetwork"].update(cluster_network)
     path = tmp_path / "values.json"

@@ -23,6 +23,7 @@ import yaml
 from helm_rdma.commands.generate import generate
 
 from .conftest import helm_path
+from .rendering import request
 
 REGISTRY = shutil.which("docker-registry")
 pytestmark = pytest.mark.skipif(
@@ -79,7 +80,7 @@ def test_two_models_pushed_to_one_registry_do_not_collide_and_render_as_local(re
     charts = {}
     for name, sets in (("llama405b", ()), ("qwen3-235b", ()), ("llama405b", ("vllm.maxModelLen=32768",))):
         out = tmp_path / f"{name}-{len(sets)}"
-        result = generate(release=name, preset="h100", output=out / name, package=True, set_values=sets)
+        result = generate(request(release=name, sets=sets), output=out / name, package=True)
         assert result.package is not None
         charts[(name, sets)] = result
         helm("helm4", "push", str(result.package.path), f"oci://{registry}/charts", "--plain-http", home=tmp_path)

@@ -31,6 +31,7 @@ from helm_rdma.valuesources import ValueSources
 from . import consumer_rules
 from .conftest import REPO, SHARED_CRDS, helm_path
 from .k8s_validation import CRDS, VENDORED_CRDS, crd_validator, load_manifests, validate_documents
+from .rendering import request
 
 
 def merged(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +89,8 @@ def _render(values: str, kind: str, mode: str) -> tuple[dict[str, Any], ...]:
     previous = os.environ.get("HELM_BIN")
     os.environ["HELM_BIN"] = str(helm_path("helm4"))
     try:
-        out = template(release="llama405b", preset="h100", namespace="llm", set_values=sets,
-                       sources=ValueSources(set_json=(values,)), helm_args=("--kube-version", "1.30.0")).manifests
+        out = template(request(sets=sets, sources=ValueSources(set_json=(values,))), namespace="llm",
+                       helm_args=("--kube-version", "1.30.0")).manifests
     finally:
         os.environ.pop("HELM_BIN") if previous is None else os.environ.__setitem__("HELM_BIN", previous)
     return tuple(load_manifests(out))
@@ -192,7 +193,7 @@ def test_escape_hatches_that_kubernetes_or_rdma_refuse_stop_at_validate_values(
     out = plain_helm(values, tmp_path)
     assert out.returncode != 0 and "the values do not fit together" in out.stderr and needle in out.stderr, out.stderr
     with pytest.raises(ChartValuesError, match=re.escape(needle)):
-        template(release="llama405b", preset="h100", sources=ValueSources(set_json=(json.dumps(values),)))
+        template(request(sources=ValueSources(set_json=(json.dumps(values),))))
 
 
 @pytest.mark.parametrize(("values", "needle"), [
@@ -206,7 +207,7 @@ def test_escape_hatches_that_kubernetes_or_rdma_refuse_stop_at_validate_values(
 ])
 def test_escape_hatches_are_checked_against_the_kubernetes_shapes(values: dict[str, Any], needle: str) -> None:
     with pytest.raises(SchemaViolation, match=re.escape(needle)):
-        resolve(release="llama405b", preset="h100", sources=ValueSources(set_json=(json.dumps(values),)))
+        resolve(request(sources=ValueSources(set_json=(json.dumps(values),))))
 
 
 def test_kueue_admits_by_the_label_on_the_leaderworkerset_or_each_statefulset() -> None:
@@ -219,8 +220,8 @@ def test_kueue_admits_by_the_label_on_the_leaderworkerset_or_each_statefulset() 
 def test_doctor_knows_the_scheduling_combinations_that_do_not_fit() -> None:
     def keys(kind: str) -> set[tuple[str, str]]:
         values = merged(EVERYTHING, {"workload": {"kind": kind}})
-        return {(x.severity, x.key) for x in diagnose(resolve(release="llama405b", preset="h100",
-                                                              sources=ValueSources(set_json=(json.dumps(values),))))}
+        found = diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))
+        return {(x.severity, x.key) for x in found}
     sts, lws = keys("StatefulSet"), keys("LeaderWorkerSet")
     assert ("warning", "kueue.queueName") in sts and ("warning", "kueue.queueName") not in lws
     assert ("warning", "schedulerName") in sts and ("warning", "schedulerName") in lws
@@ -235,8 +236,7 @@ def test_hooks_get_the_pod_labels_annotations_and_pull_secrets_too() -> None:
                  "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner",
                  "clusterNetwork.image.pullSecrets[0].name=ocir-pull", "clusterNetwork.oke.clusterId=ocid1.cluster.x")
     values = {k: EVERYTHING[k] for k in ("podLabels", "podAnnotations", "imagePullSecrets")}
-    out = template(release="llama405b", preset="h100", set_values=provision,
-                   sources=ValueSources(set_json=(json.dumps(values),))).manifests
+    out = template(request(sets=provision, sources=ValueSources(set_json=(json.dumps(values),)))).manifests
     jobs = {d["metadata"]["name"]: d["spec"]["template"] for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"}
     assert set(jobs) == {"llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-test-rdma",
                          "llama405b-vllm-rdma-test-api"}
@@ -301,15 +301,14 @@ def test_under_statefulsets_the_alerts_match_their_pod_names_and_leave_out_the_p
 
 def test_the_old_service_monitor_key_names_its_new_home(tmp_path: Path) -> None:
     with pytest.raises(SchemaViolation, match='"serviceMonitor" moved to "monitoring.serviceMonitor"'):
-        resolve(release="llama405b", preset="h100", set_values=("serviceMonitor.enabled=true",))
+        resolve(request(sets=("serviceMonitor.enabled=true",)))
     out = plain_helm({"serviceMonitor": {"enabled": True}}, tmp_path)
     assert out.returncode != 0 and "serviceMonitor" in out.stderr
 
 
 def test_doctor_says_rules_and_dashboard_need_the_metrics_scraped() -> None:
     values = {"monitoring": {"rules": {"enabled": True}, "dashboard": {"enabled": True}}}
-    keys = {x.key for x in diagnose(resolve(release="llama405b", preset="h100",
-                                            sources=ValueSources(set_json=(json.dumps(values),))))}
+    keys = {x.key for x in diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
     assert {"monitoring.rules.enabled", "monitoring.dashboard.enabled"} <= keys
 
 
@@ -346,14 +345,13 @@ def test_a_route_without_a_gateway_is_refused_by_plain_helm_and_doctor(tmp_path:
     out = plain_helm(values, tmp_path)
     assert out.returncode != 0 and "gateway.parentRefs is empty" in out.stderr
     f = tmp_path / "values.json"
-    findings = diagnose(resolve(release="llama405b", preset="h100", value_files=(f,)))
+    findings = diagnose(resolve(request(files=(f,))))
     assert ("error", "gateway.parentRefs") in {(x.severity, x.key) for x in findings}
 
 
 def test_doctor_warns_about_routes_that_publish_the_api_without_a_key_or_tls() -> None:
     values = {"ingress": {"enabled": True, "path": "/"}}
-    f = {(x.severity, x.key) for x in diagnose(resolve(release="llama405b", preset="h100",
-                                                       sources=ValueSources(set_json=(json.dumps(values),))))}
+    f = {(x.severity, x.key) for x in diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
     assert {("warning", "ingress.enabled"), ("warning", "ingress.path"), ("warning", "ingress.tls"),
             ("warning", "ingress.className")} <= f
 
@@ -384,7 +382,7 @@ def test_lora_adapters_that_cannot_be_served_are_refused(tmp_path: Path, lora: d
     out = plain_helm({"vllm": {"lora": lora}}, tmp_path)
     assert out.returncode != 0 and needle in out.stderr, out.stderr
     f = tmp_path / "values.json"
-    assert [x for x in diagnose(resolve(release="llama405b", preset="h100", value_files=(f,)))
+    assert [x for x in diagnose(resolve(request(files=(f,))))
             if x.severity == "error" and x.key.startswith("vllm.lora")]
 
 
@@ -392,8 +390,8 @@ def test_an_adapter_is_a_hub_repo_or_a_path_never_both() -> None:
     for adapter in ({"name": "a"}, {"name": "a", "repo": "org/a", "path": "/models/a"},
                     {"name": "a", "path": "/models/a", "revision": "v1"}, {"name": "a=b", "repo": "org/a"}):
         with pytest.raises(SchemaViolation, match=r"vllm\.lora\.adapters\[0\]"):
-            resolve(release="llama405b", preset="h100", sources=ValueSources(set_json=(json.dumps(
-                {"vllm": {"lora": {"enabled": True, "adapters": [adapter]}}}),)))
+            resolve(request(sources=ValueSources(set_json=(json.dumps(
+                {"vllm": {"lora": {"enabled": True, "adapters": [adapter]}}}),))))
 
 
 def test_plan_counts_the_memory_vllm_reserves_for_lora_slots() -> None:
@@ -413,11 +411,11 @@ def test_plan_counts_the_memory_vllm_reserves_for_lora_slots() -> None:
 
 def test_lora_slots_that_do_not_fit_ask_for_more_nodes() -> None:
     sets = ("vllm.lora.enabled=true", "vllm.lora.maxRank=512", "vllm.lora.maxLoras=8")
-    assert resolve(release="llama405b", preset="h100").values["nodes"] == 2
+    assert resolve(request()).values["nodes"] == 2
     # 16 GPUs x 67 GiB of slots on top of 756 GiB of weights: 4 nodes of 568 GiB
-    assert resolve(release="llama405b", preset="h100", set_values=sets).values["nodes"] == 4
+    assert resolve(request(sets=sets)).values["nodes"] == 4
     with pytest.raises(TooFewNodesError, match="LoRA slots"):
-        resolve(release="llama405b", preset="h100", nodes=2, set_values=sets)
+        resolve(request(nodes=2, sets=sets))
 
 
 def test_lora_on_a_model_the_catalog_gives_no_layer_sizes_for_is_refused() -> None:

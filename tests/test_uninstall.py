@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
 
-from .rendering import PROVISION
+from .rendering import PROVISION, request
 
 HELM = '#!/bin/sh\necho "$@" >> "{log}"\n[ "$1" = uninstall ] && echo "release \\"$2\\" uninstalled"\nexit 0\n'
 
@@ -29,8 +29,7 @@ def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def kept(tmp_path: Path, *sets: str) -> Path:
-    return generate(release="llama405b", preset="h100", set_values=sets,
-                    output=tmp_path / "cache" / "rdma" / "ml" / "llama405b").path
+    return generate(request(sets=sets), output=tmp_path / "cache" / "rdma" / "ml" / "llama405b").path
 
 
 @pytest.mark.parametrize(("sets", "extra", "timeout"), [

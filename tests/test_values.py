@@ -8,9 +8,11 @@ from helm_rdma.errors import SchemaViolation, SetSyntaxError, TooFewNodesError, 
 from helm_rdma.values import resolve
 from helm_rdma.valuesources import ValueSources
 
+from .rendering import request
+
 
 def test_preset_and_model_fill_the_values() -> None:
-    r = resolve(release="llama405b", preset="h100")
+    r = resolve(request())
     v = r.values
     assert v["preset"]["shape"] == "BM.GPU.H100.8"
     assert v["model"]["name"] == "meta-llama/Llama-3.1-405B-Instruct"
@@ -21,7 +23,7 @@ def test_preset_and_model_fill_the_values() -> None:
 
 
 def test_release_name_that_is_not_an_alias_needs_model() -> None:
-    r = resolve(release="prod", preset="h100", model="llama70b")
+    r = resolve(request(release="prod", model="llama70b"))
     assert r.values["model"]["servedName"] == "llama70b" and r.values["nodes"] == 1
 
 
@@ -30,8 +32,7 @@ def test_precedence_preset_model_files_set_flags(tmp_path: Path) -> None:
     first.write_text("vllm:\n  maxModelLen: 16384\n  gpuMemoryUtilization: 0.8\nreplicas: 2\n")
     second = tmp_path / "b.yaml"
     second.write_text("vllm:\n  maxModelLen: 8192\n")
-    r = resolve(release="llama405b", preset="h100", value_files=(first, second),
-                set_values=("replicas=3", "vllm.maxModelLen=4096"), max_model_len=2048)
+    r = resolve(request(max_model_len=2048, files=(first, second), sets=("replicas=3", "vllm.maxModelLen=4096")))
     v = r.values
     assert v["vllm"]["maxModelLen"] == 2048          # flag beats --set beats files beats model
     assert v["replicas"] == 3                        # --set beats -f
@@ -43,11 +44,11 @@ def test_nodes_from_a_values_file_are_checked_by_the_planner(tmp_path: Path) -> 
     f = tmp_path / "v.yaml"
     f.write_text("nodes: 1\n")
     with pytest.raises(TooFewNodesError, match="at least 2"):
-        resolve(release="llama405b", preset="h100", value_files=(f,))
+        resolve(request(files=(f,)))
 
 
 def test_user_added_nccl_key_is_kept_and_noted() -> None:
-    r = resolve(release="llama405b", preset="h100", set_values=("nccl.settings.NCCL_IB_TC=106",))
+    r = resolve(request(sets=("nccl.settings.NCCL_IB_TC=106",)))
     assert r.values["nccl"]["settings"]["NCCL_IB_TC"] == 106
     assert r.notes["nccl.settings.NCCL_IB_TC"] == "Set by --set nccl.settings.NCCL_IB_TC=106."
 
@@ -56,7 +57,7 @@ def test_schema_errors_name_the_key_the_expectation_and_the_origin(tmp_path: Pat
     f = tmp_path / "bad.yaml"
     f.write_text("rdma:\n  mode: infiniband\n")
     with pytest.raises(SchemaViolation) as info:
-        resolve(release="llama405b", preset="h100", value_files=(f,), set_values=("vllm.bogus=1",))
+        resolve(request(files=(f,), sets=("vllm.bogus=1",)))
     text = str(info.value)
     assert f"rdma.mode: 'infiniband' is not one of 'hostNetwork', 'sriov' (from -f {f})" in text
     assert 'vllm.bogus: unknown key "bogus"' in text and "(from --set vllm.bogus=1)" in text
@@ -66,12 +67,11 @@ def test_values_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     f = tmp_path / "list.yaml"
     f.write_text("- a\n- b\n")
     with pytest.raises(YamlFileError, match="expected a mapping of values, got a list"):
-        resolve(release="llama405b", preset="h100", value_files=(f,))
+        resolve(request(files=(f,)))
 
 
 def test_set_types_only_integers_booleans_and_null_like_helm() -> None:
-    r = resolve(release="llama405b", preset="h100",
-                set_values=("image.tag=1.10", "podLabels.team=no", "podLabels.code=007", "replicas=2"))
+    r = resolve(request(sets=("image.tag=1.10", "podLabels.team=no", "podLabels.code=007", "replicas=2")))
     assert r.values["image"]["tag"] == "1.10"
     assert r.values["podLabels"] == {"team": "no", "code": "007"}
     assert r.values["replicas"] == 2
@@ -82,19 +82,19 @@ def test_set_family_applies_in_helms_order(tmp_path: Path) -> None:
     f.write_text("podLabels: {a: file, b: file, c: file, d: file}\n")
     sources = ValueSources(files=(f,), set=("podLabels.b=set,podLabels.c=set",), set_json=('podLabels.a="json"',),
                            set_string=("podLabels.c=string",))
-    r = resolve(release="llama405b", preset="h100", sources=sources)
+    r = resolve(request(sources=sources))
     assert r.values["podLabels"] == {"a": "json", "b": "set", "c": "string", "d": "file"}
     assert r.origins["podLabels.c"] == "--set-string podLabels.c=string"
 
 
 def test_null_removes_a_default_and_the_schema_names_the_key() -> None:
     with pytest.raises(SchemaViolation, match=r"model.hfTokenSecret: is required .*\(from --set model.hfTokenSecret=null\)"):
-        resolve(release="llama405b", preset="h100", set_values=("model.hfTokenSecret=null",))
-    r = resolve(release="llama405b", preset="h100", set_values=("nccl.settings.NCCL_IB_TC=null",))
+        resolve(request(sets=("model.hfTokenSecret=null",)))
+    r = resolve(request(sets=("nccl.settings.NCCL_IB_TC=null",)))
     assert "NCCL_IB_TC" not in r.values["nccl"]["settings"]
 
 
 @pytest.mark.parametrize("argument", ["novalue", "a..b=1", "a[x]=1", "a={1"])
 def test_bad_set_says_what_is_expected(argument: str) -> None:
     with pytest.raises(SetSyntaxError, match="expected KEY=VALUE"):
-        resolve(release="llama405b", preset="h100", set_values=(argument,))
+        resolve(request(sets=(argument,)))

@@ -19,6 +19,7 @@ from helm_rdma.commands.generate import generate
 from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 
 from .kmock_cluster import Cluster
+from .rendering import request
 
 HELM = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -41,7 +42,7 @@ def result(passed: bool = True, busbw: float = 452.7, transport: str = "IB") -> 
 
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    chart = generate(release="llama405b", preset="h100", output=tmp_path / "chart").path
+    chart = generate(request(), output=tmp_path / "chart").path
     values = tmp_path / "values.json"
     values.write_text(json.dumps(yaml.safe_load((chart / "values.yaml").read_text())))
     paths = {"log": tmp_path / "helm.log", "values": values, "fail": tmp_path / "fail"}

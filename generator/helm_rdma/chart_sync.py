@@ -10,16 +10,16 @@ from __future__ import annotations
 import sys
 
 from .chart import chart_files
+from .models import DEFAULT_MODEL
 from .resources import chart_dir
-from .values import resolve
+from .values import ChartRequest, resolve
 
-DEFAULT_RELEASE = "llama405b"
 DEFAULT_PRESET = "h100"
 
 
 def expected_files() -> dict[str, str]:
     """The generated files of the default chart, as `generate` would write them."""
-    return chart_files(resolve(release=DEFAULT_RELEASE, preset=DEFAULT_PRESET))
+    return chart_files(resolve(ChartRequest(release=DEFAULT_MODEL, preset=DEFAULT_PRESET)))
 
 
 def drift() -> list[str]:

@@ -16,6 +16,8 @@ from .presets import CATALOG_FILE
 from .resources import presets_dir, schema_path
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
+# The headline model: charts/vllm-rdma is generated for it, and `doctor` without RELEASE or --model checks it.
+DEFAULT_MODEL = "llama405b"
 
 
 class ModelSpec(NamedTuple):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import SchemaViolation, UnsupportedModelError
@@ -112,49 +114,52 @@ def preset_notes(preset: Preset) -> dict[str, str]:
     return notes
 
 
-def resolve(
-    *,
-    release: str,
-    preset: str,
-    model: str | None = None,
-    value_files: tuple[Path, ...] = (),
-    set_values: tuple[str, ...] = (),
-    sources: ValueSources | None = None,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    flag_values: dict[str, Any] | None = None,
-    validate: bool = True,
-) -> Resolved:
-    """Resolve the values of one chart.
+@dataclass(frozen=True)
+class ChartRequest:
+    """One release's chart as the user asked for it: what generate, template, doctor, install, upgrade and diff all
+    start from, built once by the CLI.
 
-    Args:
+    Attributes:
         release: The release name; also the model alias when ``model`` is None.
         preset: Preset name.
         model: Catalog alias or Hub repository id ``ORG/NAME[@REVISION]``; None picks one from ``release`` (see
             models.pick_model).
-        value_files: ``-f`` files, applied in order (after those of ``sources``).
-        set_values: ``--set`` arguments, applied in order (after those of ``sources``).
-        sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).
         nodes: ``--nodes``; None lets values or the planner decide.
         max_model_len: ``--max-model-len``; None lets values or the model decide.
-        flag_values: Values from other explicit flags (for example install --provision), applied last.
-        validate: Check the values against the schema here. Commands that hand the chart to helm pass False:
-            helm checks the same schema, and on failure they call ``check_values`` for our better message.
+        sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).
+        flag_values: Values from other explicit flags (install --provision's clusterNetwork), applied last.
+    """
+
+    release: str
+    preset: str
+    model: str | None = None
+    nodes: int | None = None
+    max_model_len: int | None = None
+    sources: ValueSources = field(default_factory=ValueSources)
+    flag_values: Mapping[str, Any] | None = None
+
+
+def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
+    """Resolve the values of one chart: defaults < preset < model < the request's files and --set family < its flags.
+
+    ``validate`` checks the values against the schema here. Commands that hand the chart to helm pass False: helm
+    checks the same schema, and on failure they call ``check_values`` for our better message.
 
     Raises:
         InputError: A bad release name, unknown preset or model, bad files, bad --set, values the schema rejects,
             too few nodes, a context longer than the model's.
     """
+    release, nodes, max_model_len = request.release, request.nodes, request.max_model_len
     check_release(release)
-    the_preset = load_preset(preset)
-    the_model = pick_model(release=release, model=model)
+    the_preset = load_preset(request.preset)
+    the_model = pick_model(release=release, model=request.model)
     schema = values_schema()
 
     layered = Layered()
     layered.apply(schema_defaults(schema), "defaults")
     layered.apply(preset_values(the_preset), "defaults")
     layered.apply(model_values(the_model), "defaults")
-    user = user_values((sources or ValueSources()).extended(files=value_files, set_values=set_values))
+    user = user_values(request.sources)
     layered.apply_user(user.values, user.origins)
     flags: dict[str, Any] = {}
     if nodes is not None:
@@ -162,8 +167,8 @@ def resolve(
     if max_model_len is not None:
         flags["vllm"] = {"maxModelLen": max_model_len}
     layered.apply(flags, "flags")
-    if flag_values:
-        layered.apply(flag_values, "flags")
+    if request.flag_values:
+        layered.apply(copy.deepcopy(dict(request.flag_values)), "flags")
 
     if validate or not _plannable(layered.values):
         _validate(layered.values, layered.origins, schema)

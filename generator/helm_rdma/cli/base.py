@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +17,10 @@ from ..errors import EXIT_RUNTIME, HelmRdmaError
 from ..suggest import did_you_mean
 from .help import RdmaCommand, Teaching, program_name
 from .params import ANY_RELEASE, CHART_RELEASE, MODEL, PRESET, UPGRADE_RELEASE, AliasedChoice
+
+if TYPE_CHECKING:
+    from ..values import ChartRequest
+    from ..valuesources import ValueSources
 
 __all__ = ["ANY_RELEASE", "CHART_RELEASE", "UPGRADE_RELEASE", "Cli", "main"]
 
@@ -120,6 +125,24 @@ def _values_options(func: Any) -> Any:
     return command
 
 
+def _chart_request(func: Any) -> Any:
+    """RELEASE, --preset, --model, --nodes, --max-model-len and the values options, handed to the command as one
+    ``request`` (a values.ChartRequest). Only doctor's RELEASE is optional: it names the model as for install, and
+    with neither RELEASE nor --model doctor checks the default model."""
+
+    @functools.wraps(func)
+    def command(*args: Any, release: str | None, preset: str, model: str | None, nodes: int | None,
+                max_model_len: int | None, sources: ValueSources, **kwargs: Any) -> Any:
+        from ..models import DEFAULT_MODEL
+        from ..values import ChartRequest
+
+        request = ChartRequest(release=release or model or DEFAULT_MODEL, preset=preset, model=model, nodes=nodes,
+                               max_model_len=max_model_len, sources=sources)
+        return func(*args, request=request, **kwargs)
+
+    return command
+
+
 def _chart_options(func: Any) -> Any:
     options = [
         click.option("--model", "-m", type=MODEL,
@@ -129,6 +152,7 @@ def _chart_options(func: Any) -> Any:
         click.option("--max-model-len", type=click.IntRange(1), help="Context length; default: the model's."),
         _values_options,
         _preset_option,
+        _chart_request,
     ]
     for option in reversed(options):
         func = option(func)
@@ -136,14 +160,15 @@ def _chart_options(func: Any) -> Any:
 
 
 def _provision_options(func: Any) -> Any:
-    """install/upgrade --provision and the OCI settings of the chart's hook, handed to the command as one
-    ``cluster_network`` (the chart's clusterNetwork values they set, or None)."""
+    """install/upgrade --provision and the OCI settings of the chart's hook: the chart's clusterNetwork values they
+    set become the ``request``'s flag values (under _chart_options, which builds the request)."""
     from ..ocicloud import AUTH_ALIASES, AUTH_MODES
 
     @functools.wraps(func)
     def command(*args: Any, provision: bool, compartment: str | None, availability_domain: str | None,
                 subnet: str | None, image: str | None, oke_cluster: str | None, pod_subnet: str | None,
-                auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None, **kwargs: Any) -> Any:
+                auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None, request: ChartRequest,
+                **kwargs: Any) -> Any:
         network: dict[str, Any] = {key: value for key, value in (
             ("provision", provision or None), ("compartmentId", compartment),
             ("availabilityDomain", availability_domain), ("subnetId", subnet), ("imageId", image),
@@ -152,7 +177,9 @@ def _provision_options(func: Any) -> Any:
         oke = {key: value for key, value in (("clusterId", oke_cluster), ("podSubnetId", pod_subnet)) if value}
         if oke:
             network["oke"] = oke
-        return func(*args, cluster_network=network or None, **kwargs)
+        if network:
+            request = dataclasses.replace(request, flag_values={"clusterNetwork": network})
+        return func(*args, request=request, **kwargs)
 
     options = [
         click.option("--provision", is_flag=True,

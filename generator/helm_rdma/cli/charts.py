@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 from ..helmenv import HelmEnv
-from ..valuesources import ValueSources
 from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, _preset_option, main
 from .params import MODEL, PRESET
+
+if TYPE_CHECKING:
+    from ..values import ChartRequest
 
 
 @main.command(examples=[
@@ -33,8 +36,7 @@ from .params import MODEL, PRESET
                                                   "chart always runs those exact images.")
 @click.option("--package", is_flag=True, help="Also run helm package: NAME-VERSION.tgz beside the chart directory, "
                                               "and print the helm push line.")
-def generate(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-             sources: ValueSources, output: Path, force: bool, pin_digests: bool, package: bool) -> None:
+def generate(request: ChartRequest, output: Path, force: bool, pin_digests: bool, package: bool) -> None:
     """Write RELEASE's complete chart into a directory, for GitOps.
 
     The directory holds Chart.yaml, the templates, a commented values.yaml, values.schema.json and a README, and
@@ -43,8 +45,7 @@ def generate(release: str, preset: str, model: str | None, nodes: int | None, ma
     """
     from ..commands.generate import generate as run
 
-    result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 sources=sources, output=output, force=force, pin_digests=pin_digests, package=package)
+    result = run(request, output=output, force=force, pin_digests=pin_digests, package=package)
     _notice(result.notice)
     p = result.plan
     click.echo(f"wrote {result.path} ({len(result.files)} files): {p.model} on {p.nodes} x {p.preset}, "
@@ -66,17 +67,14 @@ def generate(release: str, preset: str, model: str | None, nodes: int | None, ma
 @_chart_options
 @_namespace_option
 @_helm_args
-def template(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-             sources: ValueSources, namespace: str | None, helm_args: tuple[str, ...]) -> None:
+def template(request: ChartRequest, namespace: str | None, helm_args: tuple[str, ...]) -> None:
     """Render the chart of RELEASE with helm template.
 
     The chart is generated into a temporary directory; arguments after -- go to helm template.
     """
     from ..commands.template import template as run
 
-    result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 sources=sources,
-                 namespace=HelmEnv.from_environ(namespace=namespace).namespace, helm_args=helm_args)
+    result = run(request, namespace=HelmEnv.from_environ(namespace=namespace).namespace, helm_args=helm_args)
     sys.stdout.write(result.manifests)
 
 
@@ -92,8 +90,7 @@ def template(release: str, preset: str, model: str | None, nodes: int | None, ma
               help="Also check the live cluster (kube context and namespace as helm's): LWS, nodes, GPU and RDMA "
                    "resources, Multus networks, Pod Security, Secrets, other releases on the same cluster network.")
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def doctor(release: str | None, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-           sources: ValueSources, namespace: str | None, cluster: bool, fmt: str) -> None:
+def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str) -> None:
     """Check values, and with --cluster the cluster, before install.
 
     It looks for NCCL look-alikes, device lists, TP x PP, backend and image, host ports, storage and the model's
@@ -102,9 +99,7 @@ def doctor(release: str | None, preset: str, model: str | None, nodes: int | Non
     """
     from ..commands.doctor import doctor as run
 
-    env = HelmEnv.from_environ(namespace=namespace) if cluster else None
-    result = run(release=release or (model or "llama405b"), preset=preset, model=model, nodes=nodes,
-                 max_model_len=max_model_len, sources=sources, cluster=env)
+    result = run(request, cluster=HelmEnv.from_environ(namespace=namespace) if cluster else None)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

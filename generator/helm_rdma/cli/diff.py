@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ..helmenv import HelmEnv
-from ..valuesources import ValueSources
 from .base import _chart_options, _helm_args, _namespace_option, _notice, _provision_options, main
 from .params import UPGRADE_RELEASE
+
+if TYPE_CHECKING:
+    from ..values import ChartRequest
 
 
 @main.command(examples=[
@@ -24,9 +26,7 @@ from .params import UPGRADE_RELEASE
 @_namespace_option
 @_provision_options
 @_helm_args
-def diff(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-         sources: ValueSources, namespace: str | None, cluster_network: dict[str, Any] | None,
-         helm_args: tuple[str, ...]) -> None:
+def diff(request: ChartRequest, namespace: str | None, helm_args: tuple[str, ...]) -> None:
     """Show what an upgrade of RELEASE would change (helm-diff).
 
     The chart is generated exactly as `upgrade` with the same options would generate it, and `helm diff upgrade`
@@ -36,8 +36,6 @@ def diff(release: str, preset: str, model: str | None, nodes: int | None, max_mo
     """
     from ..commands.diff import diff as run
 
-    result = run(release=release, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
-                 sources=sources, env=HelmEnv.from_environ(namespace=namespace), cluster_network=cluster_network,
-                 helm_args=helm_args)
+    result = run(request, env=HelmEnv.from_environ(namespace=namespace), helm_args=helm_args)
     _notice(result.notice)
     sys.stdout.write(result.output)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..helmenv import HelmEnv
-from ..valuesources import ValueSources
 from .base import (
     ANY_RELEASE,
     CHART_RELEASE,
@@ -22,6 +21,9 @@ from .base import (
     main,
 )
 from .params import PRESET, UPGRADE_RELEASE
+
+if TYPE_CHECKING:
+    from ..values import ChartRequest
 
 INSTALL_EXAMPLES = [
     ("Llama 3.1 405B on two BM.GPU.H100.8 nodes; return once every group serves",
@@ -71,17 +73,13 @@ def _deploy_command(upgrade: bool) -> Any:
                   help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).")
     @_provision_options
     @_helm_args
-    def command(release: str, preset: str, model: str | None, nodes: int | None, max_model_len: int | None,
-                sources: ValueSources, namespace: str | None, wait: bool, timeout: str | None, dry_run: bool,
-                atomic: bool, cluster_network: dict[str, Any] | None, helm_args: tuple[str, ...],
-                poll_interval: float, skip_cluster_checks: bool) -> None:
-        from ..commands.deploy import deploy
+    def command(request: ChartRequest, namespace: str | None, wait: bool, timeout: str | None, dry_run: bool,
+                atomic: bool, helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool) -> None:
+        from ..commands.deploy import HelmRun, deploy
 
-        result = deploy(upgrade=upgrade, release=release, preset=preset, model=model, nodes=nodes,
-                        max_model_len=max_model_len, sources=sources,
-                        env=HelmEnv.from_environ(namespace=namespace), wait=wait, timeout=timeout,
-                        dry_run=dry_run, atomic=atomic, cluster_network=cluster_network, helm_args=helm_args,
-                        cluster_checks=not skip_cluster_checks,
+        run = HelmRun(upgrade=upgrade, wait=wait, timeout=timeout, dry_run=dry_run, atomic=atomic,
+                      cluster_checks=not skip_cluster_checks, helm_args=helm_args)
+        result = deploy(request, env=HelmEnv.from_environ(namespace=namespace), run=run,
                         on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True),
                         poll_seconds=poll_interval)
         _notice(result.notice)

@@ -6,7 +6,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,8 +18,7 @@ from ..helm import duration_seconds, find_helm, helm_major_version, run_chart_co
 from ..helmenv import HelmEnv
 from ..planner import Plan
 from ..rollout import wait_until_serving
-from ..values import Resolved, check_values, resolve
-from ..valuesources import ValueSources
+from ..values import ChartRequest, Resolved, check_values, resolve
 
 DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
 
@@ -44,65 +44,65 @@ class DeployResult(NamedTuple):
     serving: str | None = None  # the last progress line of --wait
 
 
-def deploy(
-    *,
-    upgrade: bool,
-    release: str,
-    preset: str,
-    env: HelmEnv,
-    model: str | None = None,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    value_files: tuple[Path, ...] = (),
-    set_values: tuple[str, ...] = (),
-    sources: ValueSources | None = None,
-    wait: bool = False,
-    timeout: str | None = None,
-    dry_run: bool = False,
-    atomic: bool = False,
-    cluster_network: dict[str, Any] | None = None,
-    helm_args: Sequence[str] = (),
-    cluster_checks: bool = False,
-    on_progress: Callable[[str], None] = lambda _: None,
-    poll_seconds: float = 10,
-) -> DeployResult:
-    """Install (``upgrade=False``) or upgrade-or-install one release.
+@dataclass(frozen=True)
+class HelmRun:
+    """How install or upgrade runs helm.
+
+    Attributes:
+        upgrade: helm upgrade --install instead of helm install.
+        wait: Wait until every group serves (see ``deploy``).
+        timeout: helm's --timeout; None: ``default_timeout`` of the values.
+        dry_run: Render with `helm template` instead, keeping nothing.
+        atomic: Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).
+        cluster_checks: Check the cluster first when one answers (as `doctor --cluster`).
+        helm_args: Passed to helm as they are.
+    """
+
+    upgrade: bool = False
+    wait: bool = False
+    timeout: str | None = None
+    dry_run: bool = False
+    atomic: bool = False
+    cluster_checks: bool = False
+    helm_args: tuple[str, ...] = ()
+
+
+def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Callable[[str], None] = lambda _: None,
+           poll_seconds: float = 10) -> DeployResult:
+    """Install or upgrade-or-install one release, as ``run`` says.
 
     A dry run renders with `helm template` (Helm 3's client dry-run wants a cluster) and keeps nothing. Otherwise the
     chart is written to a staging directory beside the cache, helm runs on it, and only a successful run replaces
     the kept chart, so the cache always holds what is installed.
 
-    ``cluster_network`` (from install --provision) fills the chart's clusterNetwork values; helm's --timeout then
-    also covers the provisioning hook (network and nodes) unless the caller set one.
+    When the values provision a cluster network (install --provision), helm's --timeout also covers the
+    provisioning hook (network and nodes) unless the caller set one.
 
-    With ``cluster_checks``, when a cluster answers, it is checked before helm runs (as `doctor --cluster`):
+    With ``run.cluster_checks``, when a cluster answers, it is checked before helm runs (as `doctor --cluster`):
     errors stop here, warnings and a summary go to ``on_progress``. A dry run never contacts the cluster.
 
-    With ``wait``, after helm returns this waits (within what is left of the timeout) until every group's leader is
+    With ``run.wait``, after helm returns this waits (within what is left of the timeout) until every group's leader is
     Ready, calling ``on_progress`` with a line of where the rollout stands: helm has no readiness rule for a
     LeaderWorkerSet, so its own --wait returns at once.
 
     Raises:
         InputError: A bad release name or namespace, bad values (before helm runs), or values the chart's checks
             reject.
-        ClusterCheckError: With ``cluster_checks``, the cluster would not run the release (nothing installed).
+        ClusterCheckError: With ``run.cluster_checks``, the cluster would not run the release (nothing installed).
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
-        NotServingError: With ``wait``, the groups did not serve in time (names the pod and its last log lines).
+        NotServingError: With ``run.wait``, the groups did not serve in time (names the pod and its last log lines).
     """
-    flag_values = {"clusterNetwork": cluster_network} if cluster_network else None
+    release, helm_args = request.release, run.helm_args
     cache = env.chart_cache(release)  # checks the release name and namespace before anything else
     # Checked here, not only by helm: helm-rdma's own checks read the values, and with --provision nothing may
     # reach OCI before every check passed.
-    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                       set_values=set_values, sources=sources, nodes=nodes, max_model_len=max_model_len,
-                       flag_values=flag_values)
+    resolved = resolve(request)
     warnings = require_clean(resolved)
     notice = "\n".join(warnings) or None
-    if timeout is None:
-        timeout = default_timeout(resolved.values)
+    timeout = run.timeout or default_timeout(resolved.values)
     budget = duration_seconds(timeout)
     helm = find_helm()
-    if dry_run:
+    if run.dry_run:
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
             args = ["template", release, str(chart), *env.global_flags(), *helm_args]
@@ -114,14 +114,14 @@ def deploy(
     staging = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=cache.parent))
     try:
         chart = write_chart(resolved, output=staging / "chart").path
-        if cluster_checks:
+        if run.cluster_checks:
             _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
                            create_namespace="--create-namespace" in helm_args)
-        args = ["upgrade", "--install"] if upgrade else ["install"]
+        args = ["upgrade", "--install"] if run.upgrade else ["install"]
         args += [release, str(chart), *env.global_flags(), "--timeout", timeout]
-        if wait:
+        if run.wait:
             args.append("--wait")
-        if atomic:
+        if run.atomic:
             args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
         started = time.monotonic()
         result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
@@ -131,7 +131,7 @@ def deploy(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     serving = None
-    if wait:
+    if run.wait:
         values = resolved.values
         serving = wait_until_serving(release=release, env=env, groups=int(values["replicas"]),
                                      nodes=int(values["nodes"]), on_progress=on_progress, poll_seconds=poll_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from ..chart import write_chart
 from ..doctor import require_clean
@@ -13,8 +13,7 @@ from ..errors import HelmDiffMissingError
 from ..helm import find_helm, helm_major_version, run_chart_command, run_helm
 from ..helmenv import HelmEnv
 from ..planner import Plan
-from ..values import resolve
-from ..valuesources import ValueSources
+from ..values import ChartRequest, resolve
 
 
 class DiffResult(NamedTuple):
@@ -36,18 +35,7 @@ def has_helm_diff(helm: str) -> bool:
     return any(line.split()[:1] == ["diff"] for line in listed)
 
 
-def diff(
-    *,
-    release: str,
-    preset: str,
-    env: HelmEnv,
-    model: str | None = None,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    sources: ValueSources | None = None,
-    cluster_network: dict[str, Any] | None = None,
-    helm_args: Sequence[str] = (),
-) -> DiffResult:
+def diff(request: ChartRequest, *, env: HelmEnv, helm_args: Sequence[str] = ()) -> DiffResult:
     """Show what `upgrade` with the same options would change in ``release``, changing nothing.
 
     The chart is generated exactly as upgrade generates it, into a temporary directory, and handed to
@@ -59,9 +47,7 @@ def diff(
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
         HelmDiffMissingError: helm has no helm-diff plugin (the message holds the line that installs it).
     """
-    resolved = resolve(release=release, preset=preset, model=model, sources=sources, nodes=nodes,
-                       max_model_len=max_model_len,
-                       flag_values={"clusterNetwork": cluster_network} if cluster_network else None)
+    resolved = resolve(request)
     warnings = require_clean(resolved)
     notice = "\n".join(warnings) or None
     helm = find_helm()
@@ -69,6 +55,6 @@ def diff(
         raise HelmDiffMissingError(helm=helm, major=helm_major_version(helm))
     with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
         chart = write_chart(resolved, output=Path(tmp) / "chart").path
-        args = ["diff", "upgrade", release, str(chart), "--allow-unreleased", *env.global_flags(), *helm_args]
+        args = ["diff", "upgrade", request.release, str(chart), "--allow-unreleased", *env.global_flags(), *helm_args]
         result = run_chart_command(args, helm=helm)
     return DiffResult(output=result.stdout, command=result.command, plan=resolved.plan, notice=notice)

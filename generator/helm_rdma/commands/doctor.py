@@ -22,8 +22,7 @@ from ..errors import (
 from ..helm import find_helm, run_chart_command
 from ..helmenv import HelmEnv
 from ..kube import ClusterError, Connection, connect, kubeconfig_found
-from ..values import Resolved, check_values, resolve
-from ..valuesources import ValueSources
+from ..values import ChartRequest, Resolved, check_values, resolve
 
 
 class DoctorResult(NamedTuple):
@@ -53,18 +52,7 @@ class DoctorResult(NamedTuple):
                 "summary": {"errors": self.errors, "warnings": self.warnings, "passed": self.errors == 0}}
 
 
-def doctor(
-    *,
-    release: str,
-    preset: str,
-    model: str | None = None,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    value_files: tuple[Path, ...] = (),
-    set_values: tuple[str, ...] = (),
-    sources: ValueSources | None = None,
-    cluster: HelmEnv | None = None,
-) -> DoctorResult:
+def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorResult:
     """Resolve the values as install would and report what is wrong or doubtful, instead of stopping at the first
     problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2).
 
@@ -76,9 +64,7 @@ def doctor(
         ClusterError: ``cluster`` is given and its API server does not answer (names the context and server).
     """
     try:
-        resolved = resolve(release=release, preset=preset, model=model, value_files=value_files,
-                           set_values=set_values, sources=sources, nodes=nodes, max_model_len=max_model_len,
-                           validate=False)
+        resolved = resolve(request, validate=False)
     except (TooFewNodesError, ModelTooLargeError, ContextTooLongError, ParallelismError) as exc:
         return DoctorResult(findings=(Finding("error", "nodes", str(exc), "see the message"),),
                             cluster_note="not checked: the values have errors" if cluster else None)

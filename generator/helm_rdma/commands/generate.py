@@ -13,8 +13,7 @@ from ..errors import HelmNotFoundError
 from ..helm import find_helm, run_chart_command
 from ..images import chart_images
 from ..planner import Plan
-from ..values import Resolved, check_values, resolve
-from ..valuesources import ValueSources
+from ..values import ChartRequest, Resolved, check_values, resolve
 
 
 class GenerateResult(NamedTuple):
@@ -27,21 +26,8 @@ class GenerateResult(NamedTuple):
     package: ChartPackage | None = None
 
 
-def generate(
-    *,
-    release: str,
-    preset: str,
-    output: Path,
-    model: str | None = None,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    value_files: tuple[Path, ...] = (),
-    set_values: tuple[str, ...] = (),
-    sources: ValueSources | None = None,
-    force: bool = False,
-    pin_digests: bool = False,
-    package: bool = False,
-) -> GenerateResult:
+def generate(request: ChartRequest, *, output: Path, force: bool = False, pin_digests: bool = False,
+             package: bool = False) -> GenerateResult:
     """Resolve and check the values (stopping on errors, as `doctor` reports them), render the chart with helm when
     one is installed (so that plain helm is known to take it), then write it into ``output`` atomically (nothing
     is written on error). With ``package``, `helm package` then writes NAME-VERSION.tgz beside ``output``.
@@ -53,8 +39,7 @@ def generate(
         RegistryError: With ``pin_digests``, a registry that did not answer with a digest (nothing is written).
         HelmNotFoundError: ``package`` without a helm binary.
     """
-    resolved = resolve(release=release, preset=preset, model=model, value_files=value_files, set_values=set_values,
-                       sources=sources, nodes=nodes, max_model_len=max_model_len)
+    resolved = resolve(request)
     warnings = require_clean(resolved)
     pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
@@ -68,7 +53,6 @@ def generate(
                                  helm=find_helm())
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
                           package=packaged)
-
 
 
 def _pin_digests(resolved: Resolved) -> list[str]:
