@@ -13,7 +13,7 @@ import yaml
 
 from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_NODES, TAG_RELEASE, NetworkSpec
 from helm_rdma.commands.generate import generate
-from helm_rdma.commands.provision import ProvisionPlan, plan_from_values, provision
+from helm_rdma.commands.provision import ProvisionPlan, Watch, plan_from_values, provision
 from helm_rdma.errors import CapacityError, InputError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.ocicloud import OciAuth
@@ -118,7 +118,7 @@ def test_out_of_capacity_as_a_server_error_after_retries(key: tuple[Path, Any, s
                                           release="llama", namespace="default"),
                          auth=OciAuth(config_file=str(config), endpoint=fake.url), wait_nodes=False)
     with pytest.raises(CapacityError, match="out of host capacity for 4 x BM.GPU.H200.8 in AD-2"):
-        provision(plan, env=HelmEnv(), poll_seconds=0.01, retry_strategy=quick)
+        provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01, retry_strategy=quick))
     assert posts(fake, "/clusterNetworks") == 3
 
 
@@ -203,7 +203,7 @@ def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path
     assert plan.auth.mode == "apiKey"
     assert plan.auth.config_file == "/etc/oci/config"  # where the hook mounts the apiKey Secret
     plan = plan._replace(auth=plan.auth._replace(config_file=str(config), endpoint=fake.url), wait_nodes=False)
-    result = provision(plan, env=HelmEnv(), poll_seconds=0.01)
+    result = provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01))
     assert result.network.state == "RUNNING"
     [network] = fake.cluster_networks.values()
     assert {k: network["freeformTags"][k] for k in (TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK)} == {

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from helm_rdma.clusternet import TAG_NODES
-from helm_rdma.commands.provision import plan_from_flags, provision
+from helm_rdma.commands.provision import Watch, plan_from_flags, provision
 from helm_rdma.helmenv import HelmEnv
 
 from .fake_oci import FakeOci, refused_endpoint, silent_endpoint
@@ -103,7 +103,7 @@ def test_two_runs_at_once_with_different_sizes_leave_one_network(config: Path, f
                                image="ocid1.image.oc1..img", release=None, namespace="default", oci_config=str(config),
                                oci_endpoint=fake.url, wait_nodes=False)
         try:
-            outcomes[nodes] = provision(plan, env=HelmEnv(), poll_seconds=0.01)
+            outcomes[nodes] = provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01))
         except Exception as exc:  # reported below
             outcomes[nodes] = exc
 

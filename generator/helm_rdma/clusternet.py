@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .clock import Polling
 from .errors import CapacityError, ClusterNetworkFailedError, NetworkMismatchError, OciRequestError
 
 TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK = "helm-rdma-release", "helm-rdma-namespace", "helm-rdma-network"
@@ -85,16 +85,6 @@ class Provisioned(NamedTuple):
     elapsed_seconds: float
     size: int = 0
     resized_from: int | None = None
-
-
-class Clock(NamedTuple):
-    """Time, injectable for tests."""
-
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-SYSTEM_CLOCK = Clock()
 
 
 def retry_token(*parts: str) -> str:
@@ -311,12 +301,9 @@ def provision_network(
     api: Any,
     spec: NetworkSpec,
     *,
+    polling: Polling,
     node_metadata: Callable[[], dict[str, str]] = dict,
-    timeout_seconds: float = 7200,
-    poll_seconds: float = 10,
-    max_poll_seconds: float = 60,
     on_progress: Callable[[Progress], None] = lambda _: None,
-    clock: Clock = SYSTEM_CLOCK,
 ) -> Provisioned:
     """Make sure our cluster network exists with the nodes asked and is RUNNING: create it, resize it, or refuse.
 
@@ -328,8 +315,9 @@ def provision_network(
         ClusterNetworkFailedError: The network stopped, died, is in an unknown state, or was not RUNNING in time.
         OciRequestError, OciAuthError, OciUnreachableError: Other API failures.
     """
+    clock = polling.clock
     start = clock.now()
-    wait = _Waiter(api, spec, timeout_seconds, poll_seconds, max_poll_seconds, on_progress, clock, start)
+    wait = _Waiter(api, spec, polling, on_progress, start)
     found = survey(api, spec)
     network, state, created_network, created_config = found.network, found.state, False, False
     config_id = spec.instance_configuration_id
@@ -362,19 +350,16 @@ def provision_network(
 class _Waiter(NamedTuple):
     api: Any
     spec: NetworkSpec
-    timeout_seconds: float
-    poll_seconds: float
-    max_poll_seconds: float
+    polling: Polling
     on_progress: Callable[[Progress], None]
-    clock: Clock
     start: float
 
     def until_running(self, network: Any, state: str, *, size: int) -> tuple[Any, str, int]:
         """Poll with a capped backoff until RUNNING: (network, state, instances running)."""
-        spec, delay = self.spec, self.poll_seconds
+        spec, polling, delay = self.spec, self.polling, self.polling.poll_seconds
         while True:
             running = _running_instances(self.api, spec, network.id) if state in (*WAITING, "RUNNING") else 0
-            elapsed = self.clock.now() - self.start
+            elapsed = polling.clock.now() - self.start
             self.on_progress(Progress(state=state, instances_running=running, size=size, elapsed_seconds=elapsed))
             if state == "RUNNING":
                 return network, state, running
@@ -393,13 +378,13 @@ class _Waiter(NamedTuple):
                     name=spec.name, network_id=network.id, state=state,
                     detail="helm-rdma does not know this lifecycle state; look at the network in the OCI console "
                            "and run again when it is RUNNING")
-            if elapsed >= self.timeout_seconds:
+            if elapsed >= polling.timeout_seconds:
                 raise ClusterNetworkFailedError(
                     name=spec.name, network_id=network.id, state=state,
                     detail=f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
                            "waiting: the next run resumes this network")
-            self.clock.sleep(min(delay, max(self.timeout_seconds - elapsed, 0)))
-            delay = min(delay * 1.5, self.max_poll_seconds)
+            polling.clock.sleep(min(delay, max(polling.timeout_seconds - elapsed, 0)))
+            delay = polling.next_delay(delay)
             network = self.api.call("get_cluster_network", network.id)
             state = state_of(self.api, network)
 
@@ -441,22 +426,20 @@ def deprovision_network(
     networks: list[Any],
     configs: list[Any],
     *,
-    timeout_seconds: float = 3600,
-    poll_seconds: float = 10,
-    max_poll_seconds: float = 60,
+    polling: Polling,
     on_progress: Callable[[Progress], None] = lambda _: None,
-    clock: Clock = SYSTEM_CLOCK,
 ) -> Deprovisioned:
     """Terminate our networks, wait until they are TERMINATED, then delete our instance configurations.
 
     Raises:
         ClusterNetworkFailedError: A network is not TERMINATED in time (its configuration is then kept).
     """
+    clock = polling.clock
     start = clock.now()
     for network in networks:
         if network.lifecycle_state not in ("TERMINATING", "TERMINATED"):
             api.call("terminate_cluster_network", network.id)
-    delay = poll_seconds
+    delay = polling.poll_seconds
     for network in networks:
         while True:
             current = api.call("get_cluster_network", network.id)
@@ -465,12 +448,12 @@ def deprovision_network(
             on_progress(Progress(state=state, instances_running=0, size=0, elapsed_seconds=elapsed))
             if state == "TERMINATED":
                 break
-            if elapsed >= timeout_seconds:
+            if elapsed >= polling.timeout_seconds:
                 raise ClusterNetworkFailedError(
                     name=spec.name, network_id=network.id, state=state,
                     detail=f"not TERMINATED after {elapsed:.0f}s; run deprovision again to finish")
             clock.sleep(delay)
-            delay = min(delay * 1.5, max_poll_seconds)
+            delay = polling.next_delay(delay)
     for config in configs:
         api.call("delete_instance_configuration", config.id)
     return Deprovisioned(terminated_networks=tuple(n.id for n in networks),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
+from .clock import Polling
 from .contract import INSTANCE_LABEL
 from .errors import RuntimeFailure
 from .helmenv import HelmEnv
@@ -133,12 +133,10 @@ def wait_for_nodes(
     value: str,
     count: int,
     env: HelmEnv,
-    timeout_seconds: float = 1800,
-    poll_seconds: float = 10,
+    polling: Polling,
     on_progress: Callable[[NodeProgress], None] = lambda _: None,
-    clock: Any = None,
 ) -> NodeProgress:
-    """Wait until ``count`` nodes labelled ``label=value`` are Ready.
+    """Wait until ``count`` nodes labelled ``label=value`` are Ready, looking at ``polling``'s pace.
 
     Raises:
         NodesTimeout: The nodes are not Ready in time.
@@ -146,8 +144,7 @@ def wait_for_nodes(
     """
     from kubernetes import client
 
-    now = clock.now if clock else time.monotonic
-    sleep = clock.sleep if clock else time.sleep
+    now, delay = polling.clock.now, polling.poll_seconds
     api = client.CoreV1Api(_api_client(env))
     start = now()
     selector = f"{label}={value}"
@@ -166,9 +163,10 @@ def wait_for_nodes(
         on_progress(seen)
         if ready >= count:
             return seen
-        if seen.elapsed_seconds >= timeout_seconds:
+        if seen.elapsed_seconds >= polling.timeout_seconds:
             raise NodesTimeout(selector=selector, progress=seen)
-        sleep(poll_seconds)
+        polling.clock.sleep(delay)
+        delay = polling.next_delay(delay)
 
 
 def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any]]]:

@@ -62,11 +62,15 @@ def _oci_options(func: Any) -> Any:
     return func
 
 
-def _patience(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> Any:
+def _watch(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> Any:
+    """How provision and deprovision talk to OCI and report progress, from --oci-timeout, --oci-retry-for and
+    --poll-interval."""
+    from ..commands.provision import Watch
     from ..ocicloud import OciPatience
 
-    return OciPatience(connect_timeout=min(10.0, oci_timeout), read_timeout=oci_timeout,
-                       retry_seconds=oci_retry_for, heartbeat_seconds=min(30.0, max(poll_interval, 0.5)))
+    patience = OciPatience(connect_timeout=min(10.0, oci_timeout), read_timeout=oci_timeout,
+                           retry_seconds=oci_retry_for, heartbeat_seconds=min(30.0, max(poll_interval, 0.5)))
+    return Watch(poll_seconds=poll_interval, on_progress=_progress, on_wait=_waiting, patience=patience)
 
 
 def _progress(event: Any) -> None:
@@ -173,8 +177,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
             cluster_ca_cert_file=cluster_ca_cert_file, cloud_init_file=cloud_init_file, auth=auth,
             oci_config=oci_config, oci_profile=oci_profile, oci_endpoint=oci_endpoint, timeout_seconds=timeout,
             node_timeout_seconds=node_timeout, wait_nodes=not no_wait_nodes)
-    result = run(plan, env=env, poll_seconds=poll_interval, on_progress=_progress, on_nodes=_nodes_progress,
-                 on_wait=_waiting, patience=_patience(oci_timeout, oci_retry_for, poll_interval))
+    result = run(plan, env=env, watch=_watch(oci_timeout, oci_retry_for, poll_interval), on_nodes=_nodes_progress)
     n = result.network
     click.echo(f"helm-rdma: {n.api_calls} OCI API calls", err=True)
     if fmt == "json":
@@ -232,8 +235,7 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
 
     endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
     result = run(spec, OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
-                 confirm=confirm, poll_seconds=poll_interval, on_progress=_progress, on_wait=_waiting,
-                 patience=_patience(oci_timeout, oci_retry_for, poll_interval))
+                 confirm=confirm, watch=_watch(oci_timeout, oci_retry_for, poll_interval))
     if not result.found_networks and not result.found_configurations:
         click.echo(f"nothing tagged as ours named {name} in the compartment (release {spec.release}, namespace {ns})")
     elif result.removed is None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..clock import SYSTEM_CLOCK, Clock, Polling
 from ..clusternet import (
-    SYSTEM_CLOCK,
-    Clock,
     Deprovisioned,
     NetworkSpec,
     Progress,
@@ -22,7 +22,7 @@ from ..clusternet import (
 from ..errors import InputError, NodesNotReadyError
 from ..helmenv import HelmEnv
 from ..kube import NodeProgress, NodesTimeout, wait_for_nodes
-from ..ocicloud import DEFAULT_PATIENCE, OciAuth, OciPatience, Waiting, canonical_auth, check_endpoint
+from ..ocicloud import DEFAULT_PATIENCE, CountingApi, OciAuth, OciPatience, Waiting, canonical_auth, check_endpoint
 from ..okejoin import NodeSetup
 
 
@@ -211,41 +211,69 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
                          node_timeout_seconds=float(cn.get("nodeTimeoutMinutes", 30)) * 60)
 
 
-def provision(
-    plan: ProvisionPlan,
-    *,
-    env: HelmEnv,
-    poll_seconds: float = 10,
-    on_progress: Callable[[Progress], None] = lambda _: None,
-    on_nodes: Callable[[NodeProgress], None] = lambda _: None,
-    on_wait: Callable[[Waiting], None] = lambda _: None,
-    patience: OciPatience = DEFAULT_PATIENCE,
-    retry_strategy: Any = None,
-    clock: Clock = SYSTEM_CLOCK,
-) -> ProvisionResult:
+DEPROVISION_TIMEOUT_SECONDS = 3600  # terminating a network takes minutes; deprovision again to keep waiting
+
+
+def _ignore(_: Any) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Watch:
+    """How a provisioning run talks to OCI, how often it looks, and whom it tells while it waits.
+
+    Attributes:
+        poll_seconds: The first pause between status checks (they back off to 60 s).
+        on_progress: Each status check of the cluster network.
+        on_wait: An OCI request still unanswered (see ocicloud.OciPatience).
+        patience: How long one OCI request may take and be retried.
+        retry_strategy: The oci SDK's retry strategy; None: ocicloud's.
+        clock: Time, replaceable in tests.
+    """
+
+    poll_seconds: float = 10
+    on_progress: Callable[[Progress], None] = _ignore
+    on_wait: Callable[[Waiting], None] = _ignore
+    patience: OciPatience = DEFAULT_PATIENCE
+    retry_strategy: Any = None
+    clock: Clock = SYSTEM_CLOCK
+
+    def connect(self, auth: OciAuth) -> CountingApi:
+        """An OCI API session signed in with ``auth``."""
+        return CountingApi.connect(auth, patience=self.patience, retry_strategy=self.retry_strategy,
+                                   on_wait=self.on_wait)
+
+    def polling(self, timeout_seconds: float) -> Polling:
+        """Waiting up to ``timeout_seconds``, first after ``poll_seconds``."""
+        return Polling(timeout_seconds=timeout_seconds, poll_seconds=self.poll_seconds, clock=self.clock)
+
+
+def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
+              on_nodes: Callable[[NodeProgress], None] = _ignore) -> ProvisionResult:
     """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready.
 
     Raises:
         NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
         HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
     """
-    from ..ocicloud import CountingApi
     from ..okejoin import node_metadata, read_cluster
 
-    api = CountingApi.connect(plan.auth, patience=patience, retry_strategy=retry_strategy, on_wait=on_wait)
+    api = watch.connect(plan.auth)
 
     def metadata() -> dict[str, str]:
         cluster = read_cluster(api, plan.setup.cluster_id) if plan.setup.cluster_id else None
         return node_metadata(plan.setup, cluster, tenancy=api.tenancy)
 
-    network = provision_network(api, plan.spec, node_metadata=metadata, timeout_seconds=plan.timeout_seconds,
-                                poll_seconds=poll_seconds, on_progress=on_progress, clock=clock)
+    network = provision_network(api, plan.spec, node_metadata=metadata, polling=watch.polling(plan.timeout_seconds),
+                                on_progress=watch.on_progress)
     nodes = None
     if plan.wait_nodes and plan.node_label is not None:
         try:
+            pace = max(watch.poll_seconds, 0.05)
+            polling = Polling(timeout_seconds=plan.node_timeout_seconds, poll_seconds=pace, max_poll_seconds=pace,
+                              clock=watch.clock)
             nodes = wait_for_nodes(label=plan.node_label[0], value=plan.node_label[1], count=plan.spec.size, env=env,
-                                   timeout_seconds=plan.node_timeout_seconds, poll_seconds=max(poll_seconds, 0.05),
-                                   on_progress=on_nodes, clock=clock)
+                                   polling=polling, on_progress=on_nodes)
         except NodesTimeout as exc:
             seen = exc.progress
             raise NodesNotReadyError(name=plan.spec.name, network_id=network.cluster_network_id, ready=seen.ready,
@@ -262,31 +290,19 @@ class DeprovisionResult(NamedTuple):
     found_configurations: tuple[str, ...]
 
 
-def deprovision(
-    spec: NetworkSpec,
-    auth: OciAuth,
-    *,
-    confirm: Callable[[list[str]], bool],
-    poll_seconds: float = 10,
-    on_progress: Callable[[Progress], None] = lambda _: None,
-    on_wait: Callable[[Waiting], None] = lambda _: None,
-    patience: OciPatience = DEFAULT_PATIENCE,
-    retry_strategy: Any = None,
-    clock: Clock = SYSTEM_CLOCK,
-) -> DeprovisionResult:
+def deprovision(spec: NetworkSpec, auth: OciAuth, *, confirm: Callable[[list[str]], bool],
+                watch: Watch = Watch()) -> DeprovisionResult:
     """Terminate the cluster network and delete the instance configuration tagged as ours, once ``confirm`` agrees
     (it gets a line per resource)."""
-    from ..ocicloud import CountingApi
-
-    api = CountingApi.connect(auth, patience=patience, retry_strategy=retry_strategy, on_wait=on_wait)
+    api = watch.connect(auth)
     networks, configs = ours_to_remove(api, spec)
     lines = [f"cluster network {n.display_name} {n.id} ({n.lifecycle_state})" for n in networks]
     lines += [f"instance configuration {c.display_name} {c.id}" for c in configs]
     found = (tuple(n.id for n in networks), tuple(c.id for c in configs))
     if not lines or not confirm(lines):
         return DeprovisionResult(removed=None, found_networks=found[0], found_configurations=found[1])
-    removed = deprovision_network(api, spec, networks, configs, poll_seconds=poll_seconds, on_progress=on_progress,
-                                  clock=clock)
+    removed = deprovision_network(api, spec, networks, configs, polling=watch.polling(DEPROVISION_TIMEOUT_SECONDS),
+                                  on_progress=watch.on_progress)
     return DeprovisionResult(removed=removed, found_networks=found[0], found_configurations=found[1])
 
 
