@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from helm_rdma.clusternet import TAG_NODES
-from helm_rdma.commands.provision import Watch, plan_from_flags, provision
+from helm_rdma.commands.provision import ProvisionFlags, Watch, plan_from_flags, provision
 from helm_rdma.helmenv import HelmEnv
+from helm_rdma.ocicloud import OciAuth
 
 from .fake_oci import FakeOci, refused_endpoint, silent_endpoint
 from .ocitest import BASE, COMPARTMENT, OURS, config, fake, key, posts, run  # noqa: F401  (fixtures)
@@ -98,10 +99,11 @@ def test_two_runs_at_once_with_different_sizes_leave_one_network(config: Path, f
     outcomes: dict[int, Any] = {}
 
     def go(nodes: int) -> None:
-        plan = plan_from_flags(preset="h100", nodes=nodes, name="llama", compartment=COMPARTMENT,
+        flags = ProvisionFlags(preset="h100", nodes=nodes, name="llama", compartment=COMPARTMENT,
                                availability_domain="Uocm:US-ASHBURN-AD-1", subnet="ocid1.subnet.oc1..sub",
-                               image="ocid1.image.oc1..img", release=None, namespace="default", oci_config=str(config),
-                               oci_endpoint=fake.url, wait_nodes=False)
+                               image="ocid1.image.oc1..img", wait_nodes=False)
+        auth = OciAuth(mode="apiKey", config_file=str(config), profile="DEFAULT", endpoint=fake.url)
+        plan = plan_from_flags(flags, auth=auth, release=None, namespace="default")
         try:
             outcomes[nodes] = provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01))
         except Exception as exc:  # reported below

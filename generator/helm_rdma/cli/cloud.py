@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..helmenv import HelmEnv
 from .base import ANY_RELEASE, _namespace_option, main
 from .params import PRESET, AliasedChoice
+
+if TYPE_CHECKING:
+    from ..commands.provision import ProvisionFlags, Watch
+    from ..ocicloud import OciAuth
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -37,7 +44,18 @@ def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _oci_options(func: Any) -> Any:
+    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an ocicloud.OciAuth) and
+    ``watch`` (a commands.provision.Watch)."""
     from ..ocicloud import AUTH_ALIASES, AUTH_MODES
+
+    @functools.wraps(func)
+    def command(*args: Any, auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None,
+                oci_timeout: float, oci_retry_for: float, poll_interval: float, **kwargs: Any) -> Any:
+        from ..ocicloud import OciAuth, check_endpoint
+
+        endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
+        return func(*args, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
+                    watch=_watch(oci_timeout, oci_retry_for, poll_interval), **kwargs)
 
     options = [
         click.option("--auth", type=AliasedChoice(AUTH_MODES, AUTH_ALIASES), default="apiKey", show_default=True,
@@ -58,8 +76,58 @@ def _oci_options(func: Any) -> Any:
                           "still unanswered is reported at this interval (at most every 30 s)."),
     ]
     for option in reversed(options):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
+
+
+def _provision_flags(func: Any) -> Any:
+    """The network, node and wait flags of provision, handed to the command as one ``flags``
+    (a commands.provision.ProvisionFlags)."""
+
+    @functools.wraps(func)
+    def command(*args: Any, no_wait_nodes: bool, **kwargs: Any) -> Any:
+        from ..commands.provision import ProvisionFlags
+
+        names = {f.name for f in dataclasses.fields(ProvisionFlags)}
+        given = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        return func(*args, flags=ProvisionFlags(**given, wait_nodes=not no_wait_nodes), **kwargs)
+
+    options: list[Callable[[Any], Any]] = [
+        click.option("--preset", "-p", type=PRESET, help="Shape preset."),
+        click.option("--nodes", type=click.IntRange(1, 256), help="Nodes in the cluster network."),
+        click.option("--name", help="Cluster network display name."),
+        click.option("--compartment", help="Compartment OCID."),
+        click.option("--availability-domain", help="Availability domain, e.g. Uocm:US-ASHBURN-AD-1."),
+        click.option("--subnet", help="Subnet OCID of the nodes' primary VNIC."),
+        click.option("--image", help="Image OCID of the nodes (an OKE GPU image)."),
+        click.option("--boot-volume-gbs", type=click.IntRange(50), default=512, show_default=True),
+        click.option("--ssh-key-file", type=click.Path(path_type=Path), help="Public SSH key for the nodes."),
+        click.option("--placement-constraint", type=click.Choice(["SINGLE_TIER", "SINGLE_BLOCK",
+                                                                   "PACKED_DISTRIBUTION_MULTI_BLOCK"])),
+        click.option("--instance-configuration", help="Use this existing instance configuration OCID."),
+        click.option("--node-label", metavar="KEY=VALUE", help="Initial node label that marks the network's nodes "
+                     "(default helm-rdma.io/cluster-network=NAME)."),
+        click.option("--oke-cluster", metavar="OCID", help="OKE cluster the nodes join: its private endpoint, CA "
+                     "and CNI are read with the Container Engine API and the nodes' cloud-init is generated."),
+        click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native (OCI_VCN_IP_NATIVE) cluster."),
+        click.option("--pod-nsg", "pod_nsgs", multiple=True, metavar="OCID", help="NSG of the pods (repeatable)."),
+        click.option("--max-pods", type=click.IntRange(1, 110), default=64, show_default=True,
+                     help="Pods per node on a VCN-native cluster."),
+        click.option("--api-server-host", help="OKE API server host (instead of reading it with --oke-cluster)."),
+        click.option("--cluster-ca-cert-file", type=click.Path(path_type=Path),
+                     help="OKE cluster CA, base64 (instead of reading it with --oke-cluster)."),
+        click.option("--cloud-init-file", type=click.Path(path_type=Path),
+                     help="Your own cloud-init for the nodes, used instead of the generated one."),
+        _oci_options,
+        click.option("--timeout", "timeout_seconds", type=Duration(), default="2h", show_default=True,
+                     help="How long to wait for RUNNING."),
+        click.option("--node-timeout", "node_timeout_seconds", type=Duration(), default="30m", show_default=True,
+                     help="How long to wait for the nodes to be Ready."),
+        click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _watch(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> Any:
@@ -104,47 +172,11 @@ def _waiting(event: Any) -> None:
 @click.option("--release", type=ANY_RELEASE,
               help="Release the network belongs to (tags); default: --name, or the hook's release.")
 @_namespace_option
-@click.option("--preset", "-p", type=PRESET, help="Shape preset.")
-@click.option("--nodes", type=click.IntRange(1, 256), help="Nodes in the cluster network.")
-@click.option("--name", help="Cluster network display name.")
-@click.option("--compartment", help="Compartment OCID.")
-@click.option("--availability-domain", help="Availability domain, e.g. Uocm:US-ASHBURN-AD-1.")
-@click.option("--subnet", help="Subnet OCID of the nodes' primary VNIC.")
-@click.option("--image", help="Image OCID of the nodes (an OKE GPU image).")
-@click.option("--boot-volume-gbs", type=click.IntRange(50), default=512, show_default=True)
-@click.option("--ssh-key-file", type=click.Path(path_type=Path), help="Public SSH key for the nodes.")
-@click.option("--placement-constraint", type=click.Choice(["SINGLE_TIER", "SINGLE_BLOCK",
-                                                           "PACKED_DISTRIBUTION_MULTI_BLOCK"]))
-@click.option("--instance-configuration", help="Use this existing instance configuration OCID.")
-@click.option("--node-label", metavar="KEY=VALUE",
-              help="Initial node label that marks the network's nodes (default helm-rdma.io/cluster-network=NAME).")
-@click.option("--oke-cluster", metavar="OCID", help="OKE cluster the nodes join: its private endpoint, CA and CNI "
-              "are read with the Container Engine API and the nodes' cloud-init is generated.")
-@click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native (OCI_VCN_IP_NATIVE) cluster.")
-@click.option("--pod-nsg", "pod_nsgs", multiple=True, metavar="OCID", help="NSG of the pods (repeatable).")
-@click.option("--max-pods", type=click.IntRange(1, 110), default=64, show_default=True,
-              help="Pods per node on a VCN-native cluster.")
-@click.option("--api-server-host", help="OKE API server host (instead of reading it with --oke-cluster).")
-@click.option("--cluster-ca-cert-file", type=click.Path(path_type=Path),
-              help="OKE cluster CA, base64 (instead of reading it with --oke-cluster).")
-@click.option("--cloud-init-file", type=click.Path(path_type=Path),
-              help="Your own cloud-init for the nodes, used instead of the generated one.")
-@_oci_options
-@click.option("--timeout", type=Duration(), default="2h", show_default=True, help="How long to wait for RUNNING.")
-@click.option("--node-timeout", type=Duration(), default="30m", show_default=True,
-              help="How long to wait for the nodes to be Ready.")
-@click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster.")
+@_provision_flags
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Print a table, or JSON for scripts.")
-def provision(from_values: Path | None, release: str | None, namespace: str | None, preset: str | None,
-              nodes: int | None, name: str | None, compartment: str | None, availability_domain: str | None,
-              subnet: str | None, image: str | None, boot_volume_gbs: int, ssh_key_file: Path | None,
-              placement_constraint: str | None, instance_configuration: str | None, node_label: str | None,
-              oke_cluster: str | None, pod_subnet: str | None, pod_nsgs: tuple[str, ...], max_pods: int,
-              api_server_host: str | None, cluster_ca_cert_file: Path | None, cloud_init_file: Path | None,
-              auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None, oci_timeout: float,
-              oci_retry_for: float, poll_interval: float, timeout: float, node_timeout: float, no_wait_nodes: bool,
-              fmt: str) -> None:
+def provision(from_values: Path | None, release: str | None, namespace: str | None, flags: ProvisionFlags,
+              auth: OciAuth, watch: Watch, fmt: str) -> None:
     """Create or find an OCI cluster network and wait for its nodes.
 
     The cluster network of RDMA-connected GPU nodes is waited for until it is RUNNING, then its nodes until they have
@@ -154,30 +186,21 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     """
     from ..commands.provision import plan_from_flags, plan_from_values, result_json
     from ..commands.provision import provision as run
-    from ..ocicloud import check_endpoint
 
     env = HelmEnv.from_environ(namespace=namespace)
     ns = env.namespace or "default"
     if from_values is not None:
-        plan = plan_from_values(from_values, release=release or "", namespace=ns, name=name, node_label=node_label)
+        plan = plan_from_values(from_values, release=release or "", namespace=ns, name=flags.name,
+                                node_label=flags.node_label)
         if not release:
             raise click.UsageError("--from-values needs --release (the hook passes the release name)")
-        if oci_endpoint:
-            plan = plan._replace(auth=plan.auth._replace(endpoint=check_endpoint(oci_endpoint,
-                                                                                source="--oci-endpoint")))
-        if no_wait_nodes:
+        if auth.endpoint:
+            plan = plan._replace(auth=plan.auth._replace(endpoint=auth.endpoint))
+        if not flags.wait_nodes:
             plan = plan._replace(wait_nodes=False)
     else:
-        plan = plan_from_flags(
-            preset=preset, nodes=nodes, name=name, compartment=compartment, availability_domain=availability_domain,
-            subnet=subnet, image=image, release=release, namespace=ns, boot_volume_gbs=boot_volume_gbs,
-            ssh_key_file=ssh_key_file, placement_constraint=placement_constraint,
-            instance_configuration=instance_configuration, node_label=node_label, oke_cluster=oke_cluster,
-            pod_subnet=pod_subnet, pod_nsgs=pod_nsgs, max_pods=max_pods, api_server_host=api_server_host,
-            cluster_ca_cert_file=cluster_ca_cert_file, cloud_init_file=cloud_init_file, auth=auth,
-            oci_config=oci_config, oci_profile=oci_profile, oci_endpoint=oci_endpoint, timeout_seconds=timeout,
-            node_timeout_seconds=node_timeout, wait_nodes=not no_wait_nodes)
-    result = run(plan, env=env, watch=_watch(oci_timeout, oci_retry_for, poll_interval), on_nodes=_nodes_progress)
+        plan = plan_from_flags(flags, auth=auth, release=release, namespace=ns)
+    result = run(plan, env=env, watch=watch, on_nodes=_nodes_progress)
     n = result.network
     click.echo(f"helm-rdma: {n.api_calls} OCI API calls", err=True)
     if fmt == "json":
@@ -208,17 +231,14 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
 @_namespace_option
 @_oci_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def deprovision(name: str, compartment: str, release: str | None, namespace: str | None, auth: str,
-                oci_config: str, oci_profile: str, oci_endpoint: str | None, oci_timeout: float, oci_retry_for: float,
-                poll_interval: float, yes: bool) -> None:
+def deprovision(name: str, compartment: str, release: str | None, namespace: str | None, auth: OciAuth,
+                watch: Watch, yes: bool) -> None:
     """Terminate a cluster network and its instance configuration.
 
     Only the network NAME and configuration tagged as helm-rdma's are touched.
     """
     from ..clusternet import NetworkSpec
     from ..commands.provision import deprovision as run
-    from ..ocicloud import OciAuth, check_endpoint
-
     ns = HelmEnv.from_environ(namespace=namespace).namespace or "default"
     spec = NetworkSpec(name=name, compartment_id=compartment, availability_domain="", subnet_id="", image_id="",
                        shape="", size=0, release=release or name, namespace=ns)
@@ -233,9 +253,7 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
             raise click.UsageError("no terminal to confirm on: pass --yes")
         return click.confirm("Terminate them?", default=False, err=True)
 
-    endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
-    result = run(spec, OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
-                 confirm=confirm, watch=_watch(oci_timeout, oci_retry_for, poll_interval))
+    result = run(spec, auth, confirm=confirm, watch=watch)
     if not result.found_networks and not result.found_configurations:
         click.echo(f"nothing tagged as ours named {name} in the compartment (release {spec.release}, namespace {ns})")
     elif result.removed is None:

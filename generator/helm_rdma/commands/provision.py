@@ -57,71 +57,64 @@ class ProvisionResult(NamedTuple):
         return out
 
 
-def plan_from_flags(
-    *,
-    preset: str | None,
-    nodes: int | None,
-    name: str | None,
-    compartment: str | None,
-    availability_domain: str | None,
-    subnet: str | None,
-    image: str | None,
-    release: str | None,
-    namespace: str,
-    boot_volume_gbs: int = 512,
-    ssh_key_file: Path | None = None,
-    placement_constraint: str | None = None,
-    instance_configuration: str | None = None,
-    node_label: str | None = None,
-    oke_cluster: str | None = None,
-    pod_subnet: str | None = None,
-    pod_nsgs: tuple[str, ...] = (),
-    max_pods: int = 64,
-    api_server_host: str | None = None,
-    cluster_ca_cert_file: Path | None = None,
-    cloud_init_file: Path | None = None,
-    auth: str = "apiKey",
-    oci_config: str = "~/.oci/config",
-    oci_profile: str = "DEFAULT",
-    oci_endpoint: str | None = None,
-    timeout_seconds: float = 7200,
-    node_timeout_seconds: float = 1800,
-    wait_nodes: bool = True,
-) -> ProvisionPlan:
-    """A provisioning plan from command-line flags.
+@dataclass(frozen=True)
+class ProvisionFlags:
+    """The network, its nodes and the waits, as the provision command's flags give them (None: not given)."""
+
+    preset: str | None = None
+    nodes: int | None = None
+    name: str | None = None
+    compartment: str | None = None
+    availability_domain: str | None = None
+    subnet: str | None = None
+    image: str | None = None
+    boot_volume_gbs: int = 512
+    placement_constraint: str | None = None
+    instance_configuration: str | None = None
+    node_label: str | None = None
+    ssh_key_file: Path | None = None
+    oke_cluster: str | None = None
+    pod_subnet: str | None = None
+    pod_nsgs: tuple[str, ...] = ()
+    max_pods: int = 64
+    api_server_host: str | None = None
+    cluster_ca_cert_file: Path | None = None
+    cloud_init_file: Path | None = None
+    timeout_seconds: float = 7200
+    node_timeout_seconds: float = 1800
+    wait_nodes: bool = True
+
+
+def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None, namespace: str) -> ProvisionPlan:
+    """A provisioning plan from command-line flags, signed in with ``auth``.
 
     Raises:
-        InputError: A required flag is missing, the preset is unknown, the endpoint is malformed, or a file cannot
-            be read.
+        InputError: A required flag is missing, the preset is unknown, or a file cannot be read.
     """
     from ..presets import load_preset
 
-    required = {"--preset": preset, "--nodes": nodes, "--name": name, "--compartment": compartment,
-                "--availability-domain": availability_domain, "--subnet": subnet, "--image": image}
+    f = flags
+    required = {"--preset": f.preset, "--nodes": f.nodes, "--name": f.name, "--compartment": f.compartment,
+                "--availability-domain": f.availability_domain, "--subnet": f.subnet, "--image": f.image}
     missing = [flag for flag, value in required.items() if not value]
     if missing:
         raise InputError(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
-    assert preset and nodes and name and compartment and availability_domain and subnet and image
-    the_release = release or name
-    key, value = _label_pair(node_label or f"helm-rdma.io/cluster-network={name}")
+    assert f.preset and f.nodes and f.name and f.compartment and f.availability_domain and f.subnet and f.image
+    key, value = _label_pair(f.node_label or f"helm-rdma.io/cluster-network={f.name}")
     spec = NetworkSpec(
-        name=name, compartment_id=compartment, availability_domain=availability_domain, subnet_id=subnet,
-        image_id=image, shape=load_preset(preset).shape, size=nodes, release=the_release, namespace=namespace,
-        boot_volume_gbs=boot_volume_gbs, placement_constraint=placement_constraint or "",
-        instance_configuration_id=instance_configuration or "",
+        name=f.name, compartment_id=f.compartment, availability_domain=f.availability_domain, subnet_id=f.subnet,
+        image_id=f.image, shape=load_preset(f.preset).shape, size=f.nodes, release=release or f.name,
+        namespace=namespace, boot_volume_gbs=f.boot_volume_gbs, placement_constraint=f.placement_constraint or "",
+        instance_configuration_id=f.instance_configuration or "",
     )
     setup = NodeSetup(
-        labels={key: value}, ssh_authorized_keys=_read(ssh_key_file, "--ssh-key-file"), cluster_id=oke_cluster or "",
-        api_server_host=api_server_host or "", cluster_ca_cert=_read(cluster_ca_cert_file, "--cluster-ca-cert-file"),
-        pod_subnet_id=pod_subnet or "", pod_nsg_ids=tuple(pod_nsgs), max_pods=max_pods,
-        cloud_init=_read(cloud_init_file, "--cloud-init-file"),
+        labels={key: value}, ssh_authorized_keys=_read(f.ssh_key_file, "--ssh-key-file"),
+        cluster_id=f.oke_cluster or "", api_server_host=f.api_server_host or "",
+        cluster_ca_cert=_read(f.cluster_ca_cert_file, "--cluster-ca-cert-file"), pod_subnet_id=f.pod_subnet or "",
+        pod_nsg_ids=tuple(f.pod_nsgs), max_pods=f.max_pods, cloud_init=_read(f.cloud_init_file, "--cloud-init-file"),
     )
-    endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
-    return ProvisionPlan(spec=spec, setup=setup,
-                         auth=OciAuth(mode=canonical_auth(auth), config_file=oci_config, profile=oci_profile,
-                                      endpoint=endpoint),
-                         timeout_seconds=timeout_seconds, wait_nodes=wait_nodes, node_label=(key, value),
-                         node_timeout_seconds=node_timeout_seconds)
+    return ProvisionPlan(spec=spec, setup=setup, auth=auth, timeout_seconds=f.timeout_seconds, wait_nodes=f.wait_nodes,
+                         node_label=(key, value), node_timeout_seconds=f.node_timeout_seconds)
 
 
 def _label_pair(text: str) -> tuple[str, str]:
