@@ -77,11 +77,11 @@ def expectations(*, values: dict[str, Any], interface: str | None, preset: str |
     chosen = _preset(preset, values)
     threshold = _get(values, "verify", "preflight", "thresholdGBps")
     if threshold is None and chosen is not None:
-        threshold = chosen.raw["busBandwidth"]["thresholdGBps"]
+        threshold = chosen.bus_bandwidth.threshold_gbps
     if interface is None:
         interface = _get(values, "network", "interface")
     if interface is None and chosen is not None:
-        interface = chosen.raw["network"]["interface"]
+        interface = chosen.network.interface
     if interface is None:
         interface = schema_defaults(load_json_schema(schema_path(VALUES_SCHEMA)))["network"]["interface"]
     return Expectations(interface=str(interface),
