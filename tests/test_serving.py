@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +422,6 @@ def test_lora_slots_that_do_not_fit_ask_for_more_nodes() -> None:
 
 
 def test_lora_on_a_model_the_catalog_gives_no_layer_sizes_for_is_refused() -> None:
-    model = get_model("llama70b")._replace(hidden_size=None)
+    model = replace(get_model("llama70b"), hidden_size=None)
     with pytest.raises(LoraSizeUnknownError, match="hiddenSize"):
         plan_model(model=model, preset=load_preset("a100-v2"), lora=LoraSlots(max_loras=1, max_rank=16))

@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import CapacityError, ClusterNetworkFailedError, NetworkMismatchError, OciRequestError
@@ -36,7 +37,8 @@ UNKNOWN = "UNKNOWN_ENUM_VALUE"  # the SDK's stand-in for an enum value it does n
 TOKEN_TRIES = 3
 
 
-class NetworkSpec(NamedTuple):
+@dataclass(frozen=True)
+class NetworkSpec:
     """What to provision: the shape, how many nodes, where."""
 
     name: str
@@ -359,7 +361,8 @@ def provision_network(
                        size=spec.size, resized_from=resized_from)
 
 
-class _Waiter(NamedTuple):
+@dataclass(frozen=True)
+class _Waiter:
     api: Any
     spec: NetworkSpec
     timeout_seconds: float

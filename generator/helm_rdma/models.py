@@ -6,9 +6,9 @@ helm_rdma.hubmodel); both give the same ModelSpec.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
 
 from .doccache import load_checked
 from .errors import NoModelError, SchemaViolation, UnknownModelError
@@ -18,7 +18,8 @@ from .resources import presets_dir, schema_path
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 
 
-class ModelSpec(NamedTuple):
+@dataclass(frozen=True)
+class ModelSpec:
     """One model: a catalog entry, or what helm_rdma.hubmodel read from a Hub repository."""
 
     alias: str
