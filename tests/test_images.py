@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from helm_rdma.datafiles import schema_path
 from helm_rdma.images import artifacthub_images, chart_images
 from helm_rdma.presets import load_preset
-from helm_rdma.resources import schema_path
 from helm_rdma.values import resolve
 from helm_rdma.yamlfile import load_json_schema
 

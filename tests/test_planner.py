@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
+from helm_rdma.catalog import get_model, model_names
 from helm_rdma.errors import ParallelismError, TooFewNodesError, UnknownModelError
-from helm_rdma.models import get_model, model_names
 from helm_rdma.planner import kv_bytes_per_token, plan_model
 from helm_rdma.presets import load_preset, preset_names
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from .chart import chart_files
-from .resources import chart_dir
+from .datafiles import chart_dir
 from .values import resolve
 
 DEFAULT_RELEASE = "llama405b"

@@ -94,7 +94,7 @@ def _presets() -> list[str]:
 
 
 def _models() -> list[str]:
-    from .models import model_names
+    from .catalog import model_names
 
     return model_names()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from .models import ModelSpec
+from .catalog import ModelSpec
 
 GB = 1000**3
 DEFAULT_NETWORK_GBS = 1.0  # one node's download from the Hub or object storage: an assumption, state yours

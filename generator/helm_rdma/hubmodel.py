@@ -23,10 +23,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from .catalog import ModelSpec
+from .datafiles import chart_dir, schema_path
 from .errors import HubRepoError, HubUnreachableError, ModelRefError, UnsupportedModelError
 from .modelconfig import ConfigProblem, read_config, weights_label
-from .models import ModelSpec
-from .resources import chart_dir, schema_path
 from .yamlfile import load_json_schema
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

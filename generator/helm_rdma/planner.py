@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .catalog import DTYPE_BYTES, ModelSpec
 from .errors import (
     ContextTooLongError,
     ModelTooLargeError,
@@ -31,7 +32,6 @@ from .errors import (
     UnsupportedModelError,
 )
 from .lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
-from .models import DTYPE_BYTES, ModelSpec
 from .presets import Preset
 
 GIB = 1024**3

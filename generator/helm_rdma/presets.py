@@ -9,9 +9,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .datafiles import presets_dir, schema_path
 from .doccache import load_checked
 from .errors import SchemaViolation, UnknownPresetError
-from .resources import presets_dir, schema_path
 
 CATALOG_FILE = "models.yaml"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .catalog import ModelSpec, pick_model
+from .datafiles import schema_path
 from .errors import SchemaViolation, UnsupportedModelError
 from .lora import LoraSlots
-from .models import ModelSpec, pick_model
 from .names import check_release
 from .overrides import Layered
 from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, plan_model
 from .presets import Preset, load_preset
-from .resources import schema_path
 from .validation import schema_problems
 from .valuesources import ValueSources, user_values
 from .yamlfile import load_json_schema
@@ -131,7 +131,7 @@ def resolve(
         release: The release name; also the model alias when ``model`` is None.
         preset: Preset name.
         model: Catalog alias or Hub repository id ``ORG/NAME[@REVISION]``; None picks one from ``release`` (see
-            models.pick_model).
+            catalog.pick_model).
         value_files: ``-f`` files, applied in order (after those of ``sources``).
         set_values: ``--set`` arguments, applied in order (after those of ``sources``).
         sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).

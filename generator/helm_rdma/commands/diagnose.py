@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..datafiles import schema_path
 from ..errors import HelmCommandError, HelmNotFoundError, NoPodsError, UnknownPresetError
 from ..helm import run_helm
 from ..helmenv import HelmEnv
 from ..logcheck import Diagnosis, Expectations, diagnose_logs
 from ..logsources import LogSource, directory_sources
 from ..presets import Preset, load_preset
-from ..resources import schema_path
 from ..values import VALUES_SCHEMA, schema_defaults
 from ..yamlfile import load_json_schema
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .datafiles import presets_dir, schema_path
 from .doccache import load_checked
 from .errors import NoModelError, SchemaViolation, UnknownModelError
 from .presets import CATALOG_FILE
-from .resources import presets_dir, schema_path
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 
