@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 GATE = chart_dir() / "files" / "api_auth.py"
 KEY = "0123abcd"

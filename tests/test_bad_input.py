@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
+from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import SchemaViolation
 from helm_rdma.planner import MAX_NODES
-from helm_rdma.resources import chart_dir, schema_path
 from helm_rdma.values import resolve
 
 from .conftest import REPO, helm_path

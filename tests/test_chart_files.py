@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from helm_rdma.chart_sync import drift, expected_files
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 from helm_rdma.values import values_schema
 
 from .rendering import request

@@ -24,7 +24,7 @@ from helm_rdma.chart import MARKER, source_files
 from helm_rdma.chartmeta import value_changes
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 from .conftest import helm_path
 from .rendering import PROVISION, pod_specs, render, request

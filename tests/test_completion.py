@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from helm_rdma import completion
+from helm_rdma.catalog import pick_model
 from helm_rdma.completion import DEFAULT, ERROR, NO_FILES, Completion, complete, release_names
 from helm_rdma.errors import NoModelError
-from helm_rdma.models import pick_model
 
 PRESETS = ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
 MODELS = ["deepseek-r1", "llama405b", "llama405b-fp8", "llama70b", "qwen3-235b"]

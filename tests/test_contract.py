@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from helm_rdma import contract
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 from .rendering import of_kind, render
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 SCRIPT = chart_dir() / "files" / "entrypoint.sh"
 SERVE_ARGS = ["meta-llama/Llama-3.1-405B-Instruct", "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 from .hub_standin import Hub, HubServer, Repo
 

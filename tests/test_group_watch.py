@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 WATCH = chart_dir() / "files" / "group_watch.py"
 ENTRYPOINT = chart_dir() / "files" / "entrypoint.sh"

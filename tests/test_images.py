@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from helm_rdma.datafiles import schema_path
 from helm_rdma.images import artifacthub_images, chart_images
 from helm_rdma.presets import load_preset
-from helm_rdma.resources import schema_path
 from helm_rdma.values import resolve
 from helm_rdma.yamlfile import load_json_schema
 
@@ -72,12 +72,12 @@ def test_the_artifact_hub_images_list_names_each_image_and_its_reference() -> No
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_image_cites_where_its_tag_is_published(name: str) -> None:
     preset = load_preset(name)
-    image = preset.raw["image"]
-    cited = preset.source(image["source"])
-    assert image["repository"] in cited and "publish-release-images.sh" in cited
-    assert re.fullmatch(r"v\d+\.\d+\.\d+", image["tag"]) and image["tag"] in cited
-    if preset.raw["gpu"]["vendor"] == "amd":
-        assert image["repository"] == "vllm/vllm-openai-rocm"
+    image = preset.image
+    cited = preset.source(image.source)
+    assert image.repository in cited and "publish-release-images.sh" in cited
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", image.tag) and image.tag in cited
+    if preset.gpu.vendor == "amd":
+        assert image.repository == "vllm/vllm-openai-rocm"
         assert "ROCm 7.2.4" in cited  # what Oracle's MI300X node images carry, next to what the image is built on
 
 

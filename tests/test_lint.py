@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helm_rdma.commands.generate import generate
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 from .conftest import HELM_VERSIONS, helm_path
 from .rendering import request

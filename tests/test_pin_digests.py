@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.registry import split_name
+from helm_rdma.registry import ImageName, split_name
 
 TOKEN = "anonymous-pull-token"
 VLLM = "sha256:" + hashlib.sha256(b"vllm index").hexdigest()
@@ -84,10 +84,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_docker_names_expand_as_docker_expands_them() -> None:
-    assert split_name("python") == ("docker.io", "library/python")
-    assert split_name("vllm/vllm-openai") == ("docker.io", "vllm/vllm-openai")
-    assert split_name("iad.ocir.io/ns/helm-rdma-provisioner") == ("iad.ocir.io", "ns/helm-rdma-provisioner")
-    assert split_name("localhost:5000/x") == ("localhost:5000", "x")
+    assert split_name("python") == ImageName("docker.io", "library/python")
+    assert split_name("vllm/vllm-openai") == ImageName("docker.io", "vllm/vllm-openai")
+    assert split_name("iad.ocir.io/ns/helm-rdma-provisioner") == ImageName("iad.ocir.io", "ns/helm-rdma-provisioner")
+    assert split_name("localhost:5000/x") == ImageName("localhost:5000", "x")
 
 
 def test_generate_pins_every_tag_to_the_digest_the_registry_names(registry: str, tmp_path: Path) -> None:

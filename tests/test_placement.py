@@ -78,7 +78,7 @@ def notes(*sets: str) -> str:
     """NOTES.txt as helm prints it after an install (helm 4 renders a client dry run without a cluster)."""
     import subprocess
 
-    from helm_rdma.resources import chart_dir
+    from helm_rdma.datafiles import chart_dir
 
     from .conftest import helm_path
 

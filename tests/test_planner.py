@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from helm_rdma.catalog import get_model, model_names
 from helm_rdma.errors import ParallelismError, TooFewNodesError, UnknownModelError
-from helm_rdma.models import get_model, model_names
 from helm_rdma.planner import kv_bytes_per_token, plan_model
 from helm_rdma.presets import load_preset, preset_names
 
@@ -66,7 +68,7 @@ def test_more_nodes_than_needed_fit_more_sequences() -> None:
 def test_shorter_context_can_need_fewer_nodes() -> None:
     # 70B with full multi-head attention (64 KV heads): 2.6 MB of KV cache per token, 343 GB per full-length
     # sequence, which does not fit beside the weights on one gpu4 node; 8192 tokens do.
-    mha = get_model("llama70b")._replace(kv_heads=64)
+    mha = replace(get_model("llama70b"), kv_heads=64)
     full = plan_model(model=mha, preset=load_preset("gpu4"))
     short = plan_model(model=mha, preset=load_preset("gpu4"), max_model_len=8192)
     assert short.max_model_len == 8192 and (short.nodes, full.nodes) == (1, 2)
@@ -75,6 +77,6 @@ def test_shorter_context_can_need_fewer_nodes() -> None:
 def test_tp_that_does_not_divide_the_heads_is_refused() -> None:
     with pytest.raises(ParallelismError, match="tensor parallel size 6 does not split its 128 attention heads"):
         plan("llama405b", "h100", tensor_parallel_size=6)
-    odd = get_model("llama70b")._replace(kv_heads=3)
+    odd = replace(get_model("llama70b"), kv_heads=3)
     with pytest.raises(ParallelismError, match="KV heads"):
         plan_model(model=odd, preset=load_preset("h100"))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
+from helm_rdma.datafiles import chart_dir
 from helm_rdma.groups import preflight_result
-from helm_rdma.resources import chart_dir
 
 ENTRYPOINT = chart_dir() / "files" / "entrypoint.sh"
 

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from helm_rdma.resources import chart_dir
+from helm_rdma.datafiles import chart_dir
 
 SCRIPT = chart_dir() / "files" / "nccl_allreduce.py"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helm_rdma.datafiles import presets_dir
 from helm_rdma.errors import SchemaViolation, UnknownPresetError, YamlFileError
 from helm_rdma.presets import load_preset, preset_from_file, preset_names
-from helm_rdma.resources import presets_dir
 
 # From FACTS.md (oci-hpc-oke recommended NCCL parameters by shape).
 HCAS = {
@@ -49,7 +49,7 @@ def test_preset_matches_the_published_facts(name: str) -> None:
     assert not FRONT_END[name] & set(preset.hcas)
     assert set(preset.front_end_nics) == FRONT_END[name]
     assert preset.line_rate_gbps == LINE_RATE_GBPS[name]
-    assert preset.raw["busBandwidth"]["thresholdGBps"] == THRESHOLD[name]
+    assert preset.bus_bandwidth.threshold_gbps == THRESHOLD[name]
     settings = {s.name: s.value for s in preset.nccl_settings}
     assert settings == {**COMMON, **EXTRA[name]}
     assert not NOT_NCCL & set(settings)
@@ -68,9 +68,9 @@ def test_every_nccl_value_cites_a_defined_source(name: str) -> None:
 
 def test_amd_preset_uses_rccl_conf_and_amd_gpus() -> None:
     preset = load_preset("mi300x")
-    assert preset.raw["nccl"]["configFile"] == "/etc/rccl.conf"
-    assert preset.raw["gpu"]["resource"] == "amd.com/gpu"
-    assert preset.raw["pod"]["shmSize"] == "128Gi"
+    assert preset.nccl.config_file == "/etc/rccl.conf"
+    assert preset.gpu.resource == "amd.com/gpu"
+    assert preset.pod.shm_size == "128Gi"
 
 
 def test_unknown_preset_names_the_known_ones() -> None:

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helm_rdma.commands.generate import generate
+from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import InputError
-from helm_rdma.resources import chart_dir, schema_path
 from helm_rdma.valuesources import ValueSources
 
 from .conftest import SHARED_CRDS, helm_path

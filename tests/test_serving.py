@@ -11,20 +11,21 @@ import json
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from helm_rdma.catalog import get_model
 from helm_rdma.commands.template import template
+from helm_rdma.datafiles import chart_dir
 from helm_rdma.doctor import diagnose
 from helm_rdma.errors import ChartValuesError, LoraSizeUnknownError, SchemaViolation, TooFewNodesError
 from helm_rdma.lora import LoraSlots, layer_elements, lora_bytes_per_gpu
-from helm_rdma.models import get_model
 from helm_rdma.planner import plan_model
 from helm_rdma.presets import load_preset
-from helm_rdma.resources import chart_dir
 from helm_rdma.values import resolve
 from helm_rdma.valuesources import ValueSources
 
@@ -419,6 +420,6 @@ def test_lora_slots_that_do_not_fit_ask_for_more_nodes() -> None:
 
 
 def test_lora_on_a_model_the_catalog_gives_no_layer_sizes_for_is_refused() -> None:
-    model = get_model("llama70b")._replace(hidden_size=None)
+    model = replace(get_model("llama70b"), hidden_size=None)
     with pytest.raises(LoraSizeUnknownError, match="hiddenSize"):
         plan_model(model=model, preset=load_preset("a100-v2"), lora=LoraSlots(max_loras=1, max_rank=16))

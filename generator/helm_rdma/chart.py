@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 from . import __version__
 from .chartmeta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
+from .datafiles import chart_dir, schema_path
 from .errors import OutputExistsError, OutputRefusedError
-from .resources import chart_dir, schema_path
 from .values import KUBERNETES_DEFINITIONS, VALUES_SCHEMA, Resolved, values_schema
 from .valuesfile import render_values, schema_with_defaults
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
+from .catalog import DEFAULT_MODEL
 from .chart import chart_files
-from .models import DEFAULT_MODEL
-from .resources import chart_dir
+from .datafiles import chart_dir
 from .values import ChartRequest, resolve
 
 DEFAULT_PRESET = "h100"

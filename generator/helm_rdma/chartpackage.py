@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from .errors import RuntimeFailure
 from .helm import run_helm
@@ -13,7 +13,8 @@ from .helm import run_helm
 OCIR_EXAMPLE = "oci://iad.ocir.io/NAMESPACE/charts"
 
 
-class ChartPackage(NamedTuple):
+@dataclass(frozen=True)
+class ChartPackage:
     """A packaged chart: the archive, the chart's name and version, and the files inside it."""
 
     path: Path

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .clock import Polling
@@ -36,7 +37,8 @@ UNKNOWN = "UNKNOWN_ENUM_VALUE"  # the SDK's stand-in for an enum value it does n
 TOKEN_TRIES = 3
 
 
-class NetworkSpec(NamedTuple):
+@dataclass(frozen=True)
+class NetworkSpec:
     """What to provision: the shape, how many nodes, where."""
 
     name: str
@@ -347,7 +349,8 @@ def provision_network(
                        size=spec.size, resized_from=resized_from)
 
 
-class _Waiter(NamedTuple):
+@dataclass(frozen=True)
+class _Waiter:
     api: Any
     spec: NetworkSpec
     polling: Polling

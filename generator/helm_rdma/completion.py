@@ -19,9 +19,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 DATA_FILE = Path(__file__).with_name("completion_data.json")
 
@@ -34,7 +35,8 @@ FILTER_DIRS = 16  # ShellCompDirectiveFilterDirs
 RELEASES_TIMEOUT_SECONDS = 3.0  # `helm list` on an unreachable cluster would hang for much longer
 
 
-class Completion(NamedTuple):
+@dataclass(frozen=True)
+class Completion:
     """Candidates for the word being completed, and cobra's directive for the shell."""
 
     candidates: list[str]
@@ -92,7 +94,7 @@ def _presets() -> list[str]:
 
 
 def _models() -> list[str]:
-    from .models import model_names
+    from .catalog import model_names
 
     return model_names()
 

@@ -19,9 +19,10 @@ performance level, the default for boot volumes: 480 KB/s per GB of volume, at m
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from .models import ModelSpec
+from .catalog import ModelSpec
 
 GB = 1000**3
 DEFAULT_NETWORK_GBS = 1.0  # one node's download from the Hub or object storage: an assumption, state yours
@@ -37,7 +38,8 @@ class Rates(NamedTuple):
     nvme_gbs: float = DEFAULT_NVME_GBS
 
 
-class Way(NamedTuple):
+@dataclass(frozen=True)
+class Way:
     """One way from nothing to loaded weights on one node."""
 
     name: str
@@ -53,7 +55,8 @@ class Way(NamedTuple):
         return self.download_seconds + self.read_seconds
 
 
-class FirstToken(NamedTuple):
+@dataclass(frozen=True)
+class FirstToken:
     """The estimate: our way, and the guide's when the whole repository's size is known."""
 
     rates: Rates
@@ -62,7 +65,7 @@ class FirstToken(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         return {"rates": self.rates._asdict(), "basis": self.basis,
-                "ways": [{**w._asdict(), "seconds": round(w.seconds, 1),
+                "ways": [{**asdict(w), "seconds": round(w.seconds, 1),
                           "download_seconds": round(w.download_seconds, 1),
                           "read_seconds": round(w.read_seconds, 1)} for w in self.ways]}
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from .errors import InputError
 from .names import check_namespace, check_release
 
 
-class HelmEnv(NamedTuple):
+@dataclass(frozen=True)
+class HelmEnv:
     """The cluster coordinates and settings a command passes on to helm."""
 
     namespace: str | None = None

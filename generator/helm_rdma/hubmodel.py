@@ -17,15 +17,16 @@ import importlib.util
 import json
 import os
 import re
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from .catalog import ModelSpec
+from .datafiles import chart_dir, schema_path
 from .errors import HubRepoError, HubUnreachableError, ModelRefError, UnsupportedModelError
 from .modelconfig import ConfigProblem, read_config, weights_label
-from .models import ModelSpec
-from .resources import chart_dir, schema_path
 from .yamlfile import load_json_schema
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -59,7 +60,8 @@ def served_name(repo: str) -> str:
     return repo.split("/", 1)[1].lower()
 
 
-class HubAccess(NamedTuple):
+@dataclass(frozen=True)
+class HubAccess:
     """Where and how to reach the Hub, from the environment at the time of the call."""
 
     endpoint: str
@@ -84,7 +86,7 @@ class HubAccess(NamedTuple):
         try:
             socket.create_connection((url.hostname or "", port), timeout=timeout).close()
         except OSError as exc:
-            return self._replace(unreachable=f"no connection to {url.hostname}:{port} ({exc.strerror or exc})")
+            return replace(self, unreachable=f"no connection to {url.hostname}:{port} ({exc.strerror or exc})")
         return self
 
     @classmethod
@@ -235,11 +237,12 @@ def read_hub_model(ref: str) -> ModelSpec:
         f = read_config(config)
     except ConfigProblem as problem:
         length = config.get("max_position_embeddings")
-        return base._replace(description=f"{repo} ({base.dtype} weights; architecture not sized)",
-                             max_context=length if isinstance(length, int) else 0, unsized=str(problem),
-                             origins=tuple(origins))
+        return replace(base, description=f"{repo} ({base.dtype} weights; architecture not sized)",
+                       max_context=length if isinstance(length, int) else 0, unsized=str(problem),
+                       origins=tuple(origins))
     moe = f", MoE {f.active_experts} of {f.experts} experts per token" if f.experts else ""
-    return base._replace(
+    return replace(
+        base,
         description=f"{f.architecture}, {f.weights} weights, {f.attention}{moe}",
         dtype=f.weights, kv_cache_dtype=f.kv_cache_dtype, layers=f.layers, attention_heads=f.attention_heads,
         kv_heads=f.kv_heads, head_dim=f.head_dim, max_context=f.max_context, mla_kv_lora_rank=f.mla_kv_lora_rank,

@@ -8,12 +8,14 @@ Hub's `artifacthub.io/images` annotation of Chart.yaml (`artifacthub_images`), a
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from . import __version__
 
 
-class ChartImage(NamedTuple):
+@dataclass(frozen=True)
+class ChartImage:
     """One image the chart runs: its name (the role), the values key that sets it, and the reference pulled."""
 
     name: str

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .catalog import ModelSpec
 from .errors import LoraSizeUnknownError
-from .models import ModelSpec
 
 LORA_DTYPE_BYTES = 2
 

@@ -13,6 +13,8 @@ oke-max-pods, pod-subnets, pod-nsgids).
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,10 +29,11 @@ RAID_SCRIPT = "/usr/local/sbin/helm-rdma-nvme-raid"
 CRIO_MEMLOCK = '[crio.runtime]\ndefault_ulimits = [\n    "memlock=-1:-1"\n]\n'
 
 
-class NodeSetup(NamedTuple):
+@dataclass(frozen=True)
+class NodeSetup:
     """How the nodes are set up and join the cluster, as the user asked (values or flags)."""
 
-    labels: dict[str, str] = {}
+    labels: Mapping[str, str] = field(default_factory=dict)  # one dict each: a shared default could be changed
     ssh_authorized_keys: str = ""
     cluster_id: str = ""
     api_server_host: str = ""

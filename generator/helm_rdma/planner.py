@@ -20,8 +20,10 @@ loader reads every tensor on every rank) at a stated, conservative load rate, do
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from .catalog import DTYPE_BYTES, ModelSpec
 from .errors import (
     ContextTooLongError,
     ModelTooLargeError,
@@ -30,7 +32,6 @@ from .errors import (
     UnsupportedModelError,
 )
 from .lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
-from .models import DTYPE_BYTES, ModelSpec
 from .presets import Preset
 
 GIB = 1024**3
@@ -43,7 +44,8 @@ MAX_NODES = 64
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.90
 
 
-class Plan(NamedTuple):
+@dataclass(frozen=True)
+class Plan:
     """The sizing of one model on one preset."""
 
     model: str
@@ -68,7 +70,7 @@ class Plan(NamedTuple):
     lora_bytes_per_gpu: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        return asdict(self)
 
 
 def startup_budget(weight_bytes: int, nodes: int) -> tuple[int, str]:

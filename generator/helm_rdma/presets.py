@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import Any
 
+from .datafiles import presets_dir, schema_path
 from .doccache import load_checked
 from .errors import SchemaViolation, UnknownPresetError
-from .resources import presets_dir, schema_path
 
 CATALOG_FILE = "models.yaml"
 
 
-class NcclSetting(NamedTuple):
-    """One NCCL variable with the public source that recommends it."""
+@dataclass(frozen=True)
+class NcclSetting:
+    """One NCCL variable with the public source that recommends it (the source's text, not its key)."""
 
     name: str
     value: str
@@ -21,60 +26,136 @@ class NcclSetting(NamedTuple):
     note: str
 
 
-class Preset(NamedTuple):
-    """A validated shape preset."""
+@dataclass(frozen=True)
+class GpuFacts:
+    """`gpu`: the shape's accelerators."""
+
+    vendor: str
+    model: str
+    count: int
+    memory_gib: float  # as the preset writes it (80, not 80.0): it is copied into values
+    resource: str
+    taint: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RdmaFacts:
+    """`rdma`: the cluster-network NICs."""
+
+    nics: int
+    nic_gbps: int
+    hcas: tuple[str, ...]
+    front_end_nics: tuple[str, ...]
+    sriov_vfs: int
+    gpu_direct_rdma: bool
+    source: str
+
+    @property
+    def line_rate_gbps(self) -> int:
+        """Total RDMA line rate of one node in Gb/s."""
+        return self.nics * self.nic_gbps
+
+
+@dataclass(frozen=True)
+class NcclFacts:
+    """`nccl`: where the settings go, and the settings in the preset's order."""
+
+    config_file: str
+    settings: tuple[NcclSetting, ...]
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """`network`: the pods' interface for NCCL's bootstrap and vLLM."""
+
+    interface: str
+    source: str
+
+
+@dataclass(frozen=True)
+class BusBandwidthFacts:
+    """`busBandwidth`: the 2-node all_reduce figures the preflight is measured against."""
+
+    expected_gbps: float | None
+    threshold_gbps: float
+    source: str
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """`pod`: the requests of one pod (which takes the whole node)."""
+
+    shm_size: str
+    cpu: str
+    memory: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """`image`: the vLLM image of the shape's vendor."""
+
+    repository: str
+    tag: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A validated shape preset, one typed field per section of the file."""
 
     name: str
     shape: str
     description: str
     path: Path
-    raw: dict[str, Any]
-
-    @property
-    def gpu(self) -> dict[str, Any]:
-        return dict(self.raw["gpu"])
+    sources: Mapping[str, str] = field(hash=False)
+    gpu: GpuFacts
+    rdma: RdmaFacts
+    nccl: NcclFacts
+    network: NetworkFacts
+    bus_bandwidth: BusBandwidthFacts
+    pod: PodFacts
+    image: ImageFacts
+    _document: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
 
     @property
     def gpus_per_node(self) -> int:
-        return int(self.raw["gpu"]["count"])
+        return self.gpu.count
 
     @property
     def gpu_memory_gib(self) -> float:
-        return float(self.raw["gpu"]["memoryGiB"])
-
-    @property
-    def vendor(self) -> str:
-        return str(self.raw["gpu"]["vendor"])
+        return float(self.gpu.memory_gib)
 
     @property
     def hcas(self) -> list[str]:
-        return list(self.raw["rdma"]["hcas"])
+        return list(self.rdma.hcas)
 
     @property
     def front_end_nics(self) -> list[str]:
-        return list(self.raw["rdma"]["frontEndNics"])
+        return list(self.rdma.front_end_nics)
 
     @property
     def gpu_direct_rdma(self) -> bool:
         """Whether the shape supports GPUDirect RDMA (rdma.gpuDirectRdma; the schema's default is true)."""
-        return bool(self.raw["rdma"].get("gpuDirectRdma", True))
+        return self.rdma.gpu_direct_rdma
 
     @property
     def line_rate_gbps(self) -> int:
         """Total RDMA line rate of one node in Gb/s."""
-        return int(self.raw["rdma"]["nics"]) * int(self.raw["rdma"]["nicGbps"])
+        return self.rdma.line_rate_gbps
 
     @property
-    def nccl_settings(self) -> list[NcclSetting]:
-        settings = self.raw["nccl"]["settings"]
-        return [
-            NcclSetting(name=k, value=v["value"], source=self.source(v["source"]), note=v.get("note", ""))
-            for k, v in settings.items()
-        ]
+    def nccl_settings(self) -> tuple[NcclSetting, ...]:
+        return self.nccl.settings
 
     def source(self, key: str) -> str:
         """The text of one of the preset's sources."""
-        return str(self.raw["sources"][key])
+        return self.sources[key]
+
+    def document(self) -> dict[str, Any]:
+        """The preset file as parsed, every key as written (a copy: for showing the file, not for reading facts)."""
+        return copy.deepcopy(dict(self._document))
 
 
 def preset_names() -> list[str]:
@@ -106,7 +187,31 @@ def preset_from_file(path: Path) -> Preset:
         problems = _cross_checks(data, path)
     if problems:
         raise SchemaViolation(what=label, problems=problems, fix=f"Fix {path.name} against schemas/preset.schema.json.")
-    return Preset(name=data["name"], shape=data["shape"], description=data["description"], path=path, raw=data)
+    return _typed(data, path)
+
+
+def _typed(data: dict[str, Any], path: Path) -> Preset:
+    """The typed preset of a document that passed the schema and the cross-checks."""
+    sources = {str(k): str(v) for k, v in data["sources"].items()}
+    gpu, rdma, nccl, bus, pod, image = (data[k] for k in ("gpu", "rdma", "nccl", "busBandwidth", "pod", "image"))
+    settings = tuple(NcclSetting(name=k, value=v["value"], source=sources[v["source"]], note=v.get("note", ""))
+                     for k, v in nccl["settings"].items())
+    return Preset(
+        name=data["name"], shape=data["shape"], description=data["description"], path=path,
+        sources=MappingProxyType(sources),
+        gpu=GpuFacts(vendor=gpu["vendor"], model=gpu["model"], count=gpu["count"], memory_gib=gpu["memoryGiB"],
+                     resource=gpu["resource"], taint=gpu["taint"], source=gpu["source"]),
+        rdma=RdmaFacts(nics=rdma["nics"], nic_gbps=rdma["nicGbps"], hcas=tuple(rdma["hcas"]),
+                       front_end_nics=tuple(rdma["frontEndNics"]), sriov_vfs=rdma["sriovVfs"],
+                       gpu_direct_rdma=bool(rdma.get("gpuDirectRdma", True)), source=rdma["source"]),
+        nccl=NcclFacts(config_file=nccl["configFile"], settings=settings),
+        network=NetworkFacts(interface=data["network"]["interface"], source=data["network"]["source"]),
+        bus_bandwidth=BusBandwidthFacts(expected_gbps=bus["expectedGBps"], threshold_gbps=bus["thresholdGBps"],
+                                        source=bus["source"]),
+        pod=PodFacts(shm_size=pod["shmSize"], cpu=pod["cpu"], memory=pod["memory"], source=pod["source"]),
+        image=ImageFacts(repository=image["repository"], tag=image["tag"], source=image["source"]),
+        _document=MappingProxyType(data),
+    )
 
 
 def _cross_checks(data: dict[str, Any], path: Path) -> list[str]:

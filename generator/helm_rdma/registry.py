@@ -17,7 +17,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from .errors import RegistryError
 
@@ -33,7 +33,8 @@ TIMEOUT = 30
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-class ImageName(NamedTuple):
+@dataclass(frozen=True)
+class ImageName:
     """An image name split as docker splits it."""
 
     registry: str

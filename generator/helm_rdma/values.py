@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .catalog import ModelSpec, pick_model
+from .datafiles import schema_path
 from .errors import SchemaViolation, UnsupportedModelError
 from .lora import LoraSlots
-from .models import ModelSpec, pick_model
 from .names import check_release
 from .overrides import Layered
 from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, plan_model
 from .presets import Preset, load_preset
-from .resources import schema_path
 from .validation import schema_problems
 from .valuesources import ValueSources, user_values
 from .yamlfile import load_json_schema
@@ -39,30 +39,30 @@ class Resolved(NamedTuple):
 
 def preset_values(preset: Preset) -> dict[str, Any]:
     """The chart values a preset alone determines."""
-    raw = preset.raw
-    settings: dict[str, Any] = {"NCCL_IB_HCA": "=" + ",".join(preset.hcas)}
-    settings.update({s.name: s.value for s in preset.nccl_settings})
+    gpu, rdma, bus, pod = preset.gpu, preset.rdma, preset.bus_bandwidth, preset.pod
+    settings: dict[str, Any] = {"NCCL_IB_HCA": "=" + ",".join(rdma.hcas)}
+    settings.update({s.name: s.value for s in preset.nccl.settings})
     return {
         "preset": {
             "name": preset.name,
             "shape": preset.shape,
-            "gpuVendor": raw["gpu"]["vendor"],
-            "gpuModel": raw["gpu"]["model"],
-            "gpusPerNode": raw["gpu"]["count"],
-            "gpuMemoryGiB": raw["gpu"]["memoryGiB"],
-            "gpuResource": raw["gpu"]["resource"],
-            "gpuTaint": raw["gpu"]["taint"],
-            "rdmaNics": raw["rdma"]["nics"],
-            "rdmaNicGbps": raw["rdma"]["nicGbps"],
-            "busBandwidthExpectedGBps": raw["busBandwidth"]["expectedGBps"],
-            "busBandwidthThresholdGBps": raw["busBandwidth"]["thresholdGBps"],
+            "gpuVendor": gpu.vendor,
+            "gpuModel": gpu.model,
+            "gpusPerNode": gpu.count,
+            "gpuMemoryGiB": gpu.memory_gib,
+            "gpuResource": gpu.resource,
+            "gpuTaint": gpu.taint,
+            "rdmaNics": rdma.nics,
+            "rdmaNicGbps": rdma.nic_gbps,
+            "busBandwidthExpectedGBps": bus.expected_gbps,
+            "busBandwidthThresholdGBps": bus.threshold_gbps,
         },
-        "image": {"repository": raw["image"]["repository"], "tag": raw["image"]["tag"]},
-        "rdma": {"sriov": {"vfs": raw["rdma"]["sriovVfs"]}},
-        "nccl": {"configFile": raw["nccl"]["configFile"], "settings": settings},
-        "network": {"interface": raw["network"]["interface"]},
-        "resources": {"cpu": raw["pod"]["cpu"], "memory": raw["pod"]["memory"], "shmSize": raw["pod"]["shmSize"]},
-        "verify": {"preflight": {"thresholdGBps": raw["busBandwidth"]["thresholdGBps"]}},
+        "image": {"repository": preset.image.repository, "tag": preset.image.tag},
+        "rdma": {"sriov": {"vfs": rdma.sriov_vfs}},
+        "nccl": {"configFile": preset.nccl.config_file, "settings": settings},
+        "network": {"interface": preset.network.interface},
+        "resources": {"cpu": pod.cpu, "memory": pod.memory, "shmSize": pod.shm_size},
+        "verify": {"preflight": {"thresholdGBps": bus.threshold_gbps}},
     }
 
 
@@ -96,21 +96,21 @@ def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
 
 def preset_notes(preset: Preset) -> dict[str, str]:
     """Comments for generated values.yaml: the source of every preset-derived value."""
-    raw = preset.raw
+    gpu, rdma, bus = (f"Source: {preset.source(key)}" for key in
+                      (preset.gpu.source, preset.rdma.source, preset.bus_bandwidth.source))
     notes = {
-        "nccl.settings.NCCL_IB_HCA": (f"The RDMA NICs, exact names (leading '='), front-end NICs left out. "
-                                      f"Source: {preset.source(raw['rdma']['source'])}"),
+        "nccl.settings.NCCL_IB_HCA": f"The RDMA NICs, exact names (leading '='), front-end NICs left out. {rdma}",
     }
-    for s in preset.nccl_settings:
+    for s in preset.nccl.settings:
         notes[f"nccl.settings.{s.name}"] = f"{s.note}. Source: {s.source}" if s.note else f"Source: {s.source}"
-    for key, section in (("gpuVendor", "gpu"), ("gpusPerNode", "gpu"), ("gpuMemoryGiB", "gpu"),
-                         ("rdmaNics", "rdma"), ("rdmaNicGbps", "rdma"),
-                         ("busBandwidthExpectedGBps", "busBandwidth"), ("busBandwidthThresholdGBps", "busBandwidth")):
-        notes[f"preset.{key}"] = f"Source: {preset.source(raw[section]['source'])}"
-    notes["verify.preflight.thresholdGBps"] = f"Source: {preset.source(raw['busBandwidth']['source'])}"
-    notes["resources.shmSize"] = f"Source: {preset.source(raw['pod']['source'])}"
-    notes["network.interface"] = f"Source: {preset.source(raw['network']['source'])}"
-    notes["image.tag"] = f"Source: {preset.source(raw['image']['source'])}"
+    for key, cited in (("gpuVendor", gpu), ("gpusPerNode", gpu), ("gpuMemoryGiB", gpu),
+                       ("rdmaNics", rdma), ("rdmaNicGbps", rdma),
+                       ("busBandwidthExpectedGBps", bus), ("busBandwidthThresholdGBps", bus)):
+        notes[f"preset.{key}"] = cited
+    notes["verify.preflight.thresholdGBps"] = bus
+    notes["resources.shmSize"] = f"Source: {preset.source(preset.pod.source)}"
+    notes["network.interface"] = f"Source: {preset.source(preset.network.source)}"
+    notes["image.tag"] = f"Source: {preset.source(preset.image.source)}"
     return notes
 
 
@@ -123,7 +123,7 @@ class ChartRequest:
         release: The release name; also the model alias when ``model`` is None.
         preset: Preset name.
         model: Catalog alias or Hub repository id ``ORG/NAME[@REVISION]``; None picks one from ``release`` (see
-            models.pick_model).
+            catalog.pick_model).
         nodes: ``--nodes``; None lets values or the planner decide.
         max_model_len: ``--max-model-len``; None lets values or the model decide.
         sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).

@@ -133,7 +133,7 @@ def _chart_request(func: Any) -> Any:
     @functools.wraps(func)
     def command(*args: Any, release: str | None, preset: str, model: str | None, nodes: int | None,
                 max_model_len: int | None, sources: ValueSources, **kwargs: Any) -> Any:
-        from ..models import DEFAULT_MODEL
+        from ..catalog import DEFAULT_MODEL
         from ..values import ChartRequest
 
         request = ChartRequest(release=release or model or DEFAULT_MODEL, preset=preset, model=model, nodes=nodes,

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..datafiles import schema_path
 from ..errors import HelmCommandError, HelmNotFoundError, NoPodsError, UnknownPresetError
 from ..helm import run_helm
 from ..helmenv import HelmEnv
 from ..logcheck import Diagnosis, Expectations, diagnose_logs
 from ..logsources import LogSource, directory_sources
 from ..presets import Preset, load_preset
-from ..resources import schema_path
 from ..values import VALUES_SCHEMA, schema_defaults
 from ..yamlfile import load_json_schema
 
@@ -77,11 +77,11 @@ def expectations(*, values: dict[str, Any], interface: str | None, preset: str |
     chosen = _preset(preset, values)
     threshold = _get(values, "verify", "preflight", "thresholdGBps")
     if threshold is None and chosen is not None:
-        threshold = chosen.raw["busBandwidth"]["thresholdGBps"]
+        threshold = chosen.bus_bandwidth.threshold_gbps
     if interface is None:
         interface = _get(values, "network", "interface")
     if interface is None and chosen is not None:
-        interface = chosen.raw["network"]["interface"]
+        interface = chosen.network.interface
     if interface is None:
         interface = schema_defaults(load_json_schema(schema_path(VALUES_SCHEMA)))["network"]["interface"]
     return Expectations(interface=str(interface),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..catalog import ModelSpec, get_model
+from ..datafiles import schema_path
 from ..errors import SchemaViolation
 from ..firsttoken import FirstToken, Rates, duration, first_token
 from ..lora import LoraSlots
-from ..models import ModelSpec, get_model
 from ..planner import DEFAULT_GPU_MEMORY_UTILIZATION, GB, GIB, Plan, plan_model
 from ..presets import load_preset
-from ..resources import schema_path
 from ..yamlfile import load_json_schema
 
 

@@ -23,13 +23,12 @@ def list_presets() -> list[PresetSummary]:
     rows = []
     for name in preset_names():
         p = load_preset(name)
-        raw = p.raw
         rows.append(PresetSummary(
             name=name, shape=p.shape,
-            gpus=f"{raw['gpu']['count']}x {raw['gpu']['model']} {raw['gpu']['memoryGiB']}GB",
-            rdma=f"{raw['rdma']['nics']} x {raw['rdma']['nicGbps']} Gb/s",
-            busbw_threshold_gbps=raw["busBandwidth"]["thresholdGBps"],
-            image=f"{raw['image']['repository']}:{raw['image']['tag']}",
+            gpus=f"{p.gpu.count}x {p.gpu.model} {p.gpu.memory_gib}GB",
+            rdma=f"{p.rdma.nics} x {p.rdma.nic_gbps} Gb/s",
+            busbw_threshold_gbps=p.bus_bandwidth.threshold_gbps,
+            image=f"{p.image.repository}:{p.image.tag}",
         ))
     return rows
 
@@ -37,6 +36,6 @@ def list_presets() -> list[PresetSummary]:
 def show_preset(name: str) -> dict[str, Any]:
     """One preset's full content, with NCCL_IB_HCA as the chart sets it."""
     p = load_preset(name)
-    data = dict(p.raw)
+    data = p.document()
     data["ncclIbHca"] = "=" + ",".join(p.hcas)
     return data

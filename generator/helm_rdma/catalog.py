@@ -6,21 +6,22 @@ helm_rdma.hubmodel); both give the same ModelSpec.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
 
+from .datafiles import presets_dir, schema_path
 from .doccache import load_checked
 from .errors import NoModelError, SchemaViolation, UnknownModelError
 from .presets import CATALOG_FILE
-from .resources import presets_dir, schema_path
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 # The headline model: charts/vllm-rdma is generated for it, and `doctor` without RELEASE or --model checks it.
 DEFAULT_MODEL = "llama405b"
 
 
-class ModelSpec(NamedTuple):
+@dataclass(frozen=True)
+class ModelSpec:
     """One model: a catalog entry, or what helm_rdma.hubmodel read from a Hub repository."""
 
     alias: str

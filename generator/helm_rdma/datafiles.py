@@ -1,4 +1,5 @@
-"""Where the chart, the presets and the schemas live: inside the installed package, or in the source tree."""
+"""The paths of the data shipped with helm-rdma (the chart, the presets, the schemas): inside the installed package, or
+in the source tree."""
 
 from __future__ import annotations
 
