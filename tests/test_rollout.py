@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.groups import group_states, progress
 
+from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
 
 HELM = """#!/bin/sh
@@ -59,13 +60,7 @@ def group(step_leader: str, step_worker: str, g: int = 0) -> list[dict[str, Any]
 
 @pytest.fixture
 def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "helm.log"
-    helm = tmp_path / "helm"
-    helm.write_text(HELM.format(log=log))
-    helm.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(helm))
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
-    return log
+    return recording_helm(tmp_path, monkeypatch, HELM)
 
 
 @pytest.fixture
