@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -96,7 +97,7 @@ def main() -> None:
         server = HubServer(hub)
         server.server.handle_error = lambda request, address: None  # type: ignore[method-assign]  # the killed client
         results: dict[str, object] = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "python": platform.python_version(),
+            **machine(),
             "server": "tests/hub_standin.py over loopback (Python ThreadingHTTPServer, files streamed from disk)",
             "repository_bytes": sum(repo.size(n) for n in repo.names()), "workers": args.workers,
         }
@@ -133,10 +134,7 @@ def main() -> None:
             "bytes": round(unfiltered["bytes_sent"] / filtered["bytes_sent"], 2),
             "seconds": round(unfiltered["seconds"] / filtered["seconds"], 2),
         }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    publish(results, args.output)
 
 
 if __name__ == "__main__":

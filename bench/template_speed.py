@@ -15,15 +15,14 @@ Usage: .venv/bin/python bench/template_speed.py [--runs N] [--output FILE]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -41,8 +40,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
-    results: dict[str, object] = {"runs": args.runs, "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-                                  "python": platform.python_version()}
+    results: dict[str, object] = {"runs": args.runs, **machine()}
     with tempfile.TemporaryDirectory(prefix="helm-rdma-bench-") as tmp:
         home = Path(tmp)
         chart = home / "chart"
@@ -76,10 +74,7 @@ def main() -> None:
                 "floor_ratio_two_helms_plus_python": round(
                     (medians["plain"] + medians["helm"] + medians["python"]) / medians["plain"], 2),
             }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    publish(results, args.output)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from helm_rdma.catalog import pick_model
 from helm_rdma.completion import DEFAULT, ERROR, NO_FILES, Completion, complete, release_names
 from helm_rdma.errors import NoModelError
 
+from .helm_stand_in import stand_in_helm
+
 PRESETS = ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
 MODELS = ["deepseek-r1", "llama405b", "llama405b-fp8", "llama70b", "qwen3-235b"]
 
@@ -56,11 +58,8 @@ def test_completion_of_values(words: list[str], expected: Completion) -> None:
 @pytest.fixture
 def fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A helm whose `list` prints two releases and records its arguments."""
-    script = tmp_path / "helm"
-    script.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n"
-                      "[ \"$1\" = list ] && printf 'llama405b\\nqwen-prod\\n'\nexit 0\n")
-    script.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(script))
+    stand_in_helm(tmp_path, monkeypatch, f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n"
+                                         "[ \"$1\" = list ] && printf 'llama405b\\nqwen-prod\\n'\nexit 0\n")
     return tmp_path / "calls"
 
 

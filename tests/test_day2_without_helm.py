@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 
+from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
 from .rendering import render
 
@@ -32,13 +33,7 @@ exit 1
 
 @pytest.fixture
 def no_helm_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "helm.log"
-    script = tmp_path / "helm"
-    script.write_text(NO_RELEASE_HELM.format(log=log))
-    script.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(script))
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
-    return log
+    return recording_helm(tmp_path, monkeypatch, NO_RELEASE_HELM)
 
 
 def applied(*sets: str) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from helm_rdma.logsources import (
 )
 from helm_rdma.presets import load_preset, preset_names
 
+from .helm_stand_in import stand_in_helm
 from .kmock_cluster import Cluster
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnose"
@@ -370,10 +371,7 @@ def fixture_bytes(name: str, file: str) -> bytes:
 def helm_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in helm whose `get values` prints the file this fixture returns (absent: no release)."""
     values = tmp_path / "values.json"
-    script = tmp_path / "helm"
-    script.write_text(FAKE_HELM.format(values=values))
-    script.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(script))
+    stand_in_helm(tmp_path, monkeypatch, FAKE_HELM.format(values=values))
     return values
 
 

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from helm_rdma.cli import main
 
+from .helm_stand_in import stand_in_helm
+
 STAND_IN = """#!/bin/sh
 python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$CALLS"
 case "$1" in
@@ -31,11 +33,8 @@ exit 1
 
 @pytest.fixture
 def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    script = tmp_path / "helm"
-    script.write_text(STAND_IN)
-    script.chmod(0o755)
+    stand_in_helm(tmp_path, monkeypatch, STAND_IN)
     calls = tmp_path / "calls"
-    monkeypatch.setenv("HELM_BIN", str(script))
     monkeypatch.setenv("CALLS", str(calls))
     monkeypatch.setenv("HELM_VERSION", "v4.1.4")
     monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))

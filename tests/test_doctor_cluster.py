@@ -17,6 +17,7 @@ from helm_rdma.cli import main
 from helm_rdma.clusterneeds import cluster_needs, parse_manifests, pod_security_level
 
 from .conftest import helm_path
+from .helm_stand_in import stand_in_helm
 from .kmock_cluster import Cluster
 from .rendering import request
 
@@ -310,10 +311,7 @@ esac
 def installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A helm that renders for real and records install and upgrade instead of running them."""
     log = tmp_path / "installs.log"
-    helm = tmp_path / "helm"
-    helm.write_text(HELM.format(log=log, helm=helm_path("helm4")))
-    helm.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(helm))
+    stand_in_helm(tmp_path, monkeypatch, HELM.format(log=log, helm=helm_path("helm4")))
     monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
     return log
 

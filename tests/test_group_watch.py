@@ -97,6 +97,16 @@ def finish(proc: Watch, seconds: float = 10) -> tuple[int, str]:
     return proc.finish(seconds)
 
 
+def joined(tmp_path: Path, procs: list, size: int) -> tuple[int, Watch, Watch]:
+    """A leader for a group of ``size`` and its worker of rank 1, once that worker has joined: the port, both."""
+    port = free_port()
+    leader = lead(port, size, tmp_path / "leader")
+    worker = follow(port, 1, tmp_path / "w1")
+    procs += [leader, worker]
+    wait_for(lambda: worker.said("joined leader"), 30)
+    return port, leader, worker
+
+
 @pytest.fixture
 def procs(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Watches started by a test; afterwards they and every stand-in they started (orphans of a killed watch) end."""
@@ -151,11 +161,7 @@ def test_a_worker_restart_after_the_group_formed_restarts_the_leader(tmp_path: P
 
 
 def test_a_worker_that_restarts_before_the_group_formed_is_just_waited_for(tmp_path: Path, procs: list) -> None:
-    port = free_port()
-    leader = lead(port, 3, tmp_path / "leader")
-    w1 = follow(port, 1, tmp_path / "w1")
-    procs += [leader, w1]
-    wait_for(lambda: w1.said("joined leader"), 30)
+    port, leader, w1 = joined(tmp_path, procs, size=3)
     w1.send_signal(signal.SIGKILL)
     w1.wait()
     wait_for(lambda: leader.said("left before the group formed"), 30)
@@ -167,11 +173,7 @@ def test_a_worker_that_restarts_before_the_group_formed_is_just_waited_for(tmp_p
 
 
 def test_a_silent_leader_counts_as_gone(tmp_path: Path, procs: list) -> None:
-    port = free_port()
-    leader = lead(port, 2, tmp_path / "leader")
-    worker = follow(port, 1, tmp_path / "w1")
-    procs += [leader, worker]
-    wait_for(lambda: worker.said("joined leader"), 30)
+    _, leader, worker = joined(tmp_path, procs, size=2)
     leader.send_signal(signal.SIGSTOP)  # a node that froze: no FIN, no answers
     try:
         code, err = finish(worker, seconds=15)
@@ -189,11 +191,7 @@ def test_a_worker_that_cannot_reach_its_leader_gives_up(tmp_path: Path, procs: l
 
 
 def test_a_stranger_on_the_port_changes_nothing(tmp_path: Path, procs: list) -> None:
-    port = free_port()
-    leader = lead(port, 2, tmp_path / "leader")
-    worker = follow(port, 1, tmp_path / "w1")
-    procs += [leader, worker]
-    wait_for(lambda: worker.said("joined leader"), 30)
+    port, leader, worker = joined(tmp_path, procs, size=2)
     for junk in (b"GET / HTTP/1.1\r\n\r\n", b"JOIN 7\n", b"JOIN 0\n", b""):
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(junk)

@@ -5,7 +5,6 @@ itself, reading the pods with the real kubernetes client from kmock; helm is a s
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.groups import group_states, progress
 
+from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
 
 HELM = """#!/bin/sh
@@ -59,13 +59,7 @@ def group(step_leader: str, step_worker: str, g: int = 0) -> list[dict[str, Any]
 
 @pytest.fixture
 def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "helm.log"
-    helm = tmp_path / "helm"
-    helm.write_text(HELM.format(log=log))
-    helm.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(helm))
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
-    return log
+    return recording_helm(tmp_path, monkeypatch, HELM)
 
 
 @pytest.fixture
@@ -88,14 +82,25 @@ def install(*args: str) -> Any:
                                      "--poll-interval", "0.05", *args])
 
 
-def test_wait_returns_once_every_leader_is_ready_and_reports_each_step(helm_log: Path, cluster: Any) -> None:
+def test_wait_returns_once_every_leader_is_ready_and_reports_each_step(helm_log: Path, cluster: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     c = cluster(group("preflight", "preflight"))
+    looked, polls = threading.Condition(), [0]
 
-    def rollout() -> None:  # the controllers and kubelet, from the moment helm has installed
-        while not (helm_log.exists() and "install" in helm_log.read_text()):
-            time.sleep(0.05)
+    def counted(pods: Any) -> Any:  # each time the plugin has read the pods
+        states = group_states(pods)
+        with looked:
+            polls[0] += 1
+            looked.notify_all()
+        return states
+
+    monkeypatch.setattr("helm_rdma.rollout.group_states", counted)
+
+    def rollout() -> None:  # the controllers and kubelet: each step after the plugin has seen the one before
         for leader, worker in (("running", "running"), ("ready", "running")):
-            time.sleep(0.5)
+            with looked:
+                seen = polls[0]
+                assert looked.wait_for(lambda seen=seen: polls[0] > seen, timeout=60)
             for p in group(leader, worker):
                 c.put(p)
 

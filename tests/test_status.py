@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.groups import group_states
 
+from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
 
 STATUS_HELM = """#!/bin/sh
@@ -38,13 +39,7 @@ def pod(name: str, *, release: str = "llama405b", component: str, ready: bool, g
 
 @pytest.fixture
 def fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "helm.log"
-    script = tmp_path / "helm"
-    script.write_text(STATUS_HELM.format(log=log))
-    script.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(script))
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
-    return log
+    return recording_helm(tmp_path, monkeypatch, STATUS_HELM)
 
 
 @pytest.fixture

@@ -23,25 +23,37 @@ CHART_VALUES = {"a": {"b": 1, "c": 2}, "keep": "x", "list": [1, 2], "nested": {"
 FLAGS = {"-f": "files", "--set": "set", "--set-string": "set_string", "--set-json": "set_json",
          "--set-file": "set_file", "--set-literal": "set_literal"}
 
+
+def by_flag(cases: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """Cases of one flag with one argument, written by flag: each case's command-line arguments, by its name."""
+    return {name: [flag, argument] for flag, named in cases.items() for name, argument in named.items()}
+
+
 CASES: dict[str, list[str]] = {
-    "decimals stay strings": ["--set", "image.tag=1.10,x=1.0,y=.5"],
-    "yaml 1.1 words stay strings": ["--set", "team=no,b=yes,c=on,d=off,e=~"],
-    "leading zeros and exponents stay strings": ["--set", "v=007,w=1e3,z=00,h=0x1f"],
-    "integers, signs and zero": ["--set", "a0=0,a1=-0,a2=+5,a3=-12,a4=9223372036854775807,a5=9223372036854775808"],
-    "true false null in any case": ["--set", "t=TRUE,f=False,n=NuLL,s=nil"],
-    "null removes a default": ["--set", "a.b=null,keep=null"],
-    "null removes a whole map": ["--set", "nested=null"],
-    "null on a key the chart lacks stays null": ["--set", "new=null,a.z=null"],
-    "lists in braces are typed item by item": ["--set", "l={1,true,x,1.5},e={},one={a}"],
-    "escapes in keys and values": ["--set", r"sel.node\.kubernetes\.io/x=y,h==a\,b,p=C:\\x\y"],
-    "several assignments and an empty value": ["--set", "a.c=3,s=,t=x"],
-    "list indexes fill with null": ["--set", "l[2]=x,m[0].k=v,m[1].k=w,n[0][1]=z"],
-    "a list replaces the chart's list": ["--set", "list[1]=9"],
-    "an empty key is ignored": ["--set", "=1,k=v"],
-    "--set-string never types": ["--set-string", "s=null,i=1,b=true,l={1,2}"],
-    "--set-json values": ["--set-json", 'j=[1,2.5,null,{"k":"v"}],o={"a":{"b":null}},e=,s="x"'],
-    "--set-json null removes a default": ["--set-json", "a.b=null"],
-    "--set-literal keeps commas and equals": ["--set-literal", "lit=a,b=c\\d"],
+    **by_flag({
+        "--set": {
+            "decimals stay strings": "image.tag=1.10,x=1.0,y=.5",
+            "yaml 1.1 words stay strings": "team=no,b=yes,c=on,d=off,e=~",
+            "leading zeros and exponents stay strings": "v=007,w=1e3,z=00,h=0x1f",
+            "integers, signs and zero": "a0=0,a1=-0,a2=+5,a3=-12,a4=9223372036854775807,a5=9223372036854775808",
+            "true false null in any case": "t=TRUE,f=False,n=NuLL,s=nil",
+            "null removes a default": "a.b=null,keep=null",
+            "null removes a whole map": "nested=null",
+            "null on a key the chart lacks stays null": "new=null,a.z=null",
+            "lists in braces are typed item by item": "l={1,true,x,1.5},e={},one={a}",
+            "escapes in keys and values": r"sel.node\.kubernetes\.io/x=y,h==a\,b,p=C:\\x\y",
+            "several assignments and an empty value": "a.c=3,s=,t=x",
+            "list indexes fill with null": "l[2]=x,m[0].k=v,m[1].k=w,n[0][1]=z",
+            "a list replaces the chart's list": "list[1]=9",
+            "an empty key is ignored": "=1,k=v",
+        },
+        "--set-string": {"--set-string never types": "s=null,i=1,b=true,l={1,2}"},
+        "--set-json": {
+            "--set-json values": 'j=[1,2.5,null,{"k":"v"}],o={"a":{"b":null}},e=,s="x"',
+            "--set-json null removes a default": "a.b=null",
+        },
+        "--set-literal": {"--set-literal keeps commas and equals": "lit=a,b=c\\d"},
+    }),
     "helm's order: -f, --set-json, --set, --set-string, --set-file, --set-literal":
         ["--set-literal", "o5=literal", "--set-string", "o3=string,o4=string,o5=string", "--set", "o2=set,o3=set,o4=set",
          "--set-json", 'o1="json",o2="json"', "-f", "FILE:o1: file\no2: file\n", "--set-file", "o4=TEXT:file text"],
@@ -58,20 +70,24 @@ HELM4_ONLY: dict[str, list[str]] = {
     "--set-json with a whole object": ["--set-json", '{"a": {"c": null}, "o": [1]}'],
     "-f with several documents": ["-f", "FILE:a:\n  c: 7\n---\nx: 1\n"],
 }
-ERRORS: dict[str, list[str]] = {
-    "a key without a value": ["--set", "a.b"],
-    "a key ending with a comma": ["--set", "a=1,b"],
-    "an unclosed list": ["--set", "a={x,y"],
-    "an index that is not a number": ["--set", "a[x]=1"],
-    "a negative index": ["--set", "a[-1]=1"],
-    "an index above 65536": ["--set", "a[65537]=1"],
-    "a map where a string is": ["--set", "a=1,a.b=2"],
-    "a list where a map is": ["--set", "list=null,a[0]=1,a.b=2"],
-    "names nested 31 levels deep": ["--set", ".".join(f"k{i}" for i in range(32)) + "=1"],
-    "an unclosed index": ["--set", "a[1"],
-    "invalid JSON": ["--set-json", "a={x}"],
-    "JSON NaN": ["--set-json", "a=NaN"],
-}
+ERRORS: dict[str, list[str]] = by_flag({  # what helm refuses
+    "--set": {
+        "a key without a value": "a.b",
+        "a key ending with a comma": "a=1,b",
+        "an unclosed list": "a={x,y",
+        "an index that is not a number": "a[x]=1",
+        "a negative index": "a[-1]=1",
+        "an index above 65536": "a[65537]=1",
+        "a map where a string is": "a=1,a.b=2",
+        "a list where a map is": "list=null,a[0]=1,a.b=2",
+        "names nested 31 levels deep": ".".join(f"k{i}" for i in range(32)) + "=1",
+        "an unclosed index": "a[1",
+    },
+    "--set-json": {
+        "invalid JSON": "a={x}",
+        "JSON NaN": "a=NaN",
+    },
+})
 
 
 def sources_for(args: list[str], tmp_path: Path) -> tuple[ValueSources, list[str]]:

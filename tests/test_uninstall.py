@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
 
+from .helm_stand_in import recording_helm
 from .rendering import PROVISION, request
 
 HELM = '#!/bin/sh\necho "$@" >> "{log}"\n[ "$1" = uninstall ] && echo "release \\"$2\\" uninstalled"\nexit 0\n'
@@ -19,13 +20,7 @@ HELM = '#!/bin/sh\necho "$@" >> "{log}"\n[ "$1" = uninstall ] && echo "release \
 
 @pytest.fixture
 def helm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "helm.log"
-    helm = tmp_path / "helm"
-    helm.write_text(HELM.format(log=log))
-    helm.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(helm))
-    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
-    return log
+    return recording_helm(tmp_path, monkeypatch, HELM)
 
 
 def kept(tmp_path: Path, *sets: str) -> Path:

@@ -40,10 +40,14 @@ def test_precedence_preset_model_files_set_flags(tmp_path: Path) -> None:
     assert r.plan.max_model_len == 2048
 
 
-def test_nodes_from_a_values_file_are_checked_by_the_planner(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "error", "match"), [
+    pytest.param("nodes: 1\n", TooFewNodesError, "at least 2", id="nodes-are-checked-by-the-planner"),
+    pytest.param("- a\n- b\n", YamlFileError, "expected a mapping of values, got a list", id="not-a-mapping"),
+])
+def test_a_values_file_is_refused(text: str, error: type[Exception], match: str, tmp_path: Path) -> None:
     f = tmp_path / "v.yaml"
-    f.write_text("nodes: 1\n")
-    with pytest.raises(TooFewNodesError, match="at least 2"):
+    f.write_text(text)
+    with pytest.raises(error, match=match):
         resolve(request(files=(f,)))
 
 
@@ -61,13 +65,6 @@ def test_schema_errors_name_the_key_the_expectation_and_the_origin(tmp_path: Pat
     text = str(info.value)
     assert f"rdma.mode: 'infiniband' is not one of 'hostNetwork', 'sriov' (from -f {f})" in text
     assert 'vllm.bogus: unknown key "bogus"' in text and "(from --set vllm.bogus=1)" in text
-
-
-def test_values_file_that_is_not_a_mapping(tmp_path: Path) -> None:
-    f = tmp_path / "list.yaml"
-    f.write_text("- a\n- b\n")
-    with pytest.raises(YamlFileError, match="expected a mapping of values, got a list"):
-        resolve(request(files=(f,)))
 
 
 def test_set_types_only_integers_booleans_and_null_like_helm() -> None:

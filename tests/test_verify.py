@@ -18,6 +18,7 @@ from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
 from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 
+from .helm_stand_in import stand_in_helm
 from .kmock_cluster import Cluster
 from .rendering import request
 
@@ -46,10 +47,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     values = tmp_path / "values.json"
     values.write_text(json.dumps(yaml.safe_load((chart / "values.yaml").read_text())))
     paths = {"log": tmp_path / "helm.log", "values": values, "fail": tmp_path / "fail"}
-    helm = tmp_path / "helm"
-    helm.write_text(HELM.format(**paths))
-    helm.chmod(0o755)
-    monkeypatch.setenv("HELM_BIN", str(helm))
+    stand_in_helm(tmp_path, monkeypatch, HELM.format(**paths))
     return paths
 
 
