@@ -4,8 +4,8 @@ that includes them all), so that doctor and plain helm refuse the same values in
 
 A rule's condition, the facts and terms it uses and the placeholders of its message and fix are calls in a small
 expression language (see the head of schemas/rules.yaml). ``Evaluator`` gives them their meaning in Python and
-``GoCompiler`` writes the same meaning as Go template text; tests/test_rules.py holds the two against each other with
-every rule's example and real helm binaries.
+rulestemplate.GoCompiler writes the same meaning as Go template text; tests/test_rules.py holds the two against each
+other with every rule's example and real helm binaries.
 """
 
 from __future__ import annotations
