@@ -232,7 +232,7 @@ def test_an_output_that_cannot_hold_a_chart_is_exit_2(runner: CliRunner, tmp_pat
 
 def test_a_chart_helm_refuses_is_not_written(runner: CliRunner, tmp_path: Path) -> None:
     result = generate(runner, tmp_path / "out", "--set", "model.storage.type=pvc")
-    assert result.exit_code == 2 and "model.storage.claimName is empty" in result.output
+    assert result.exit_code == 2 and "model.storage.claimName: is empty" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -336,7 +336,8 @@ def test_label_key_and_mount_path_clashes_are_caught_by_the_charts_own_check(tmp
     f = values_file(tmp_path, {"placement.nodeSelector": {"helm-rdma.io/cluster-network": "x"},
                                "placement.clusterNetworkLabel.enabled": True, "model.storage.mountPath": "/dev/shm"})
     out = plain_helm("helm3", "x", str(chart_dir()), "-f", str(f))
-    assert_refused_by_plain_helm(out, "placement.nodeSelector repeats the key", "model.storage.mountPath (/dev/shm)")
+    assert_refused_by_plain_helm(out, "placement.nodeSelector: repeats the key",
+                              "model.storage.mountPath: /dev/shm, rdma.devicePath")
 
 
 # -- impossible requests ------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_generate_refuses_a_non_empty_directory_without_force(runner: CliRunner,
     (["--preset", "h100", "--nodes", "1"], "needs at least 2 node(s) of preset h100, got nodes=1"),
     (["--preset", "h100", "--set", "rdma.mode=ib"], "rdma.mode: 'ib' is not one of 'hostNetwork', 'sriov' (from --set rdma.mode=ib)"),
     (["--preset", "h100", "--set", "novalue"], '--set "novalue": key "novalue" has no value'),
-    (["--preset", "h100", "--set", "vllm.pipelineParallelSize=3"], "vllm.tensorParallelSize (8) x vllm.pipelineParallelSize (3) = 24"),
+    (["--preset", "h100", "--set", "vllm.pipelineParallelSize=3"], "vllm.tensorParallelSize: TP 8 x PP 3 = 24"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(runner: CliRunner, tmp_path: Path, args: list[str],
                                                                message: str) -> None:

@@ -55,8 +55,8 @@ def test_the_preflight_prints_the_contracts_result_line() -> None:
 
 
 def test_validate_values_begins_with_the_contracts_marker() -> None:
-    helpers = (chart_dir() / "templates" / "_helpers.tpl").read_text()
-    assert f'"\\n\\n{contract.VALIDATE_MARKER}\\n' in helpers
+    rules = (chart_dir() / "templates" / "_rules.tpl").read_text()  # generated from schemas/rules.yaml
+    assert f'"\\n\\n{contract.VALIDATE_MARKER}\\n' in rules
 
 
 def test_no_python_outside_the_contract_restates_its_names() -> None:

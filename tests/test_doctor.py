@@ -47,7 +47,7 @@ def test_nccl_timeout_in_a_values_file_is_an_error(tmp_path: Path) -> None:
      "=mlx5_0,mlx5_1,mlx5_3"),
     ("vllm.pipelineParallelSize=3", "TP 8 x PP 3 = 24, but a group has 16 GPUs", "vllm.pipelineParallelSize=2"),
     ("distributed.backend=ray", "the stock image vllm/vllm-openai:v0.33.0 ships no Ray", "image.tag=v0.17.1"),
-    ("vllm.port=29500", "distributed.masterPort: port 29500 is also vllm.port", "choose distinct ports"),
+    ("vllm.port=29500", "vllm.port: under hostNetwork every port binds on the node", "make them distinct"),
     ("distributed.masterPort=10250", "port 10250 is taken on the node by the kubelet", "choose another port"),
     ("model.storage.type=emptyDir", "is gated and no Hugging Face token Secret is named", "model.hfTokenSecret.name"),
     ("model.storage.type=emptyDir,model.storage.sizeLimit=500Gi", "500Gi is less than the 812 GB of weights",
@@ -111,11 +111,11 @@ def test_sriov_mode_does_not_judge_the_host_device_list() -> None:
 # doctor error that names the same problem before anything is rendered.
 REFUSED = [
     # kubelet/runc: a hostPath /dev/infiniband grants no device access (FACTS.md, "How a pod gets RDMA on OKE")
-    (("rdma.privileged=false",), "rdma.privileged is false in hostNetwork mode", "rdma.privileged"),
+    (("rdma.privileged=false",), "rdma.privileged: is false in hostNetwork mode", "rdma.privileged"),
     # hostNetwork ports listen on the node's VCN address; Ray without a token runs anyone's code (docs.ray.io token-auth)
-    (("distributed.backend=ray", "image.tag=v0.17.1"), "distributed.backend is ray under hostNetwork without",
+    (("distributed.backend=ray", "image.tag=v0.17.1"), "distributed.ray.authTokenSecret.name: is empty with",
      "distributed.ray.authTokenSecret.name"),
-    (("workload.kind=StatefulSet", "distributed.groupWatchPort=8000"), "repeat one", "distributed.groupWatchPort"),
+    (("workload.kind=StatefulSet", "distributed.groupWatchPort=8000"), "repeat one (8000, 29500, 8000", "vllm.port"),
 ]
 
 

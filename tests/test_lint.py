@@ -54,4 +54,4 @@ def test_plain_helm_rejects_values_the_schema_forbids(name: str) -> None:
 def test_plain_helm_runs_the_cross_field_checks(name: str) -> None:
     out = helm(name, "template", "x", str(chart_dir()), "--set", "nodes=3")
     assert out.returncode != 0
-    assert "vllm.tensorParallelSize (8) x vllm.pipelineParallelSize (2) = 16, but a group has nodes (3)" in out.stderr
+    assert "vllm.tensorParallelSize: TP 8 x PP 2 = 16, but a group has 24 GPUs (nodes 3" in out.stderr

@@ -372,5 +372,5 @@ def test_install_provision_without_the_network_settings_is_refused(helm: Helm) -
     out = helm.run("rdma", "install", "llama405b", "--preset", "h100", "--provision", "--dry-run",
                    "--set", "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
     assert out.returncode == 2
-    assert "clusterNetwork.compartmentId is empty but provisioning is on" in out.stderr
-    assert "clusterNetwork.imageId is empty" in out.stderr
+    assert "clusterNetwork.provision: is on" in out.stderr
+    assert "these clusterNetwork keys are empty: compartmentId, availabilityDomain, subnetId, imageId" in out.stderr

@@ -178,16 +178,16 @@ def test_a_users_security_context_keeps_what_rdma_needs() -> None:
 
 
 @pytest.mark.parametrize(("values", "needle"), [
-    ({"securityContext": {"privileged": False}}, "securityContext.privileged is false"),
-    ({"securityContext": {"allowPrivilegeEscalation": False}}, "allowPrivilegeEscalation is false"),
+    ({"securityContext": {"privileged": False}}, "securityContext.privileged: is false"),
+    ({"securityContext": {"allowPrivilegeEscalation": False}}, "allowPrivilegeEscalation: is false"),
     ({"podSecurityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}}, "net.core.somaxconn"),
-    ({"resources": {"limits": {"memory": "128Gi"}}}, "resources.limits.memory (128Gi) is below"),
-    ({"extraVolumes": [{"name": "model", "emptyDir": {}}]}, "extraVolumes name a volume \"model\""),
-    ({"extraVolumeMounts": [{"name": "nothing", "mountPath": "/x"}]}, "mount the volume \"nothing\""),
-    ({"extraVolumeMounts": [{"name": "model", "mountPath": "/dev/shm"}]}, "extraVolumeMounts mount \"/dev/shm\""),
-    ({"extraContainers": [{"name": "vllm", "image": "x"}]}, "name a container \"vllm\""),
+    ({"resources": {"limits": {"memory": "128Gi"}}}, "resources.limits.memory: 128Gi is below"),
+    ({"extraVolumes": [{"name": "model", "emptyDir": {}}]}, "extraVolumes: a volume is named model"),
+    ({"extraVolumeMounts": [{"name": "nothing", "mountPath": "/x"}]}, "names a volume the pods do not have (nothing)"),
+    ({"extraVolumeMounts": [{"name": "model", "mountPath": "/dev/shm"}]}, "extraVolumeMounts: mount /dev/shm in the vllm container"),
+    ({"extraContainers": [{"name": "vllm", "image": "x"}]}, "is named vllm, as one of the chart's containers"),
     ({"initContainers": [{"name": "a", "image": "x"}], "extraContainers": [{"name": "a", "image": "y"}]},
-     "repeat a container name"),
+     "a container name repeats"),
 ])
 def test_escape_hatches_that_kubernetes_or_rdma_refuse_stop_at_validate_values(
         tmp_path: Path, values: dict[str, Any], needle: str) -> None:
@@ -344,7 +344,7 @@ def test_the_httproute_attaches_to_the_gateways_with_timeouts_for_streaming() ->
 def test_a_route_without_a_gateway_is_refused_by_plain_helm_and_doctor(tmp_path: Path) -> None:
     values = {"gateway": {"enabled": True}}
     out = plain_helm(values, tmp_path)
-    assert out.returncode != 0 and "gateway.parentRefs is empty" in out.stderr
+    assert out.returncode != 0 and "gateway.parentRefs: is empty" in out.stderr
     f = tmp_path / "values.json"
     findings = diagnose(resolve(request(files=(f,))))
     assert ("error", "gateway.parentRefs") in {(x.severity, x.key) for x in findings}
@@ -374,8 +374,8 @@ def test_lora_adapters_are_served_from_the_model_storage_or_their_volume() -> No
 
 
 @pytest.mark.parametrize(("lora", "needle"), [
-    ({"adapters": [{"name": "a", "repo": "org/a"}]}, "vllm.lora.enabled is false"),
-    ({"enabled": True, "adapters": [{"name": "a", "repo": "org/a"}, {"name": "a", "repo": "org/b"}]}, "repeat a name"),
+    ({"adapters": [{"name": "a", "repo": "org/a"}]}, "vllm.lora.enabled: is false"),
+    ({"enabled": True, "adapters": [{"name": "a", "repo": "org/a"}, {"name": "a", "repo": "org/b"}]}, "a name repeats"),
     ({"enabled": True, "adapters": [{"name": "llama405b", "repo": "org/a"}]}, "as the base model"),
     ({"enabled": True, "adapters": [{"name": "a", "path": "/elsewhere/a"}]}, "is on no volume"),
 ])

@@ -1,12 +1,15 @@
-"""Checks of resolved values before anything is applied: settings NCCL does not read, device lists, parallelism,
-backend and image, host ports, and the model's token. Each finding names the key and the fix."""
+"""Checks of resolved values before anything is applied: the chart's cross-field rules (the table in
+schemas/rules.yaml, see rules.py), and what only doctor judges: settings NCCL does not read, device lists, ports the
+node's own services hold, the model's token and where its weights land. Each finding names the key and the fix."""
 
 from __future__ import annotations
 
-import re
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from . import rules
 from .errors import ValuesCheckError
+from .rules import quantity
 from .values import Resolved
 
 # Variables named like NCCL's that NCCL does not read (see FACTS: NCCL environment variables).
@@ -24,10 +27,10 @@ NOT_NCCL = {
 NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10248: "the kubelet health check",
               10249: "kube-proxy metrics", 10250: "the kubelet", 10255: "the kubelet read-only port",
               10256: "kube-proxy health"}
-LAST_STOCK_RAY = (0, 17, 1)
 
 
-class Finding(NamedTuple):
+@dataclass(frozen=True)
+class Finding:
     """One problem (error) or doubt (warning) about the values."""
 
     severity: str
@@ -38,12 +41,15 @@ class Finding(NamedTuple):
     def line(self) -> str:
         return f"{self.severity:<7} {self.key}: {self.message}; fix: {self.fix}"
 
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
 
 def diagnose(resolved: Resolved) -> list[Finding]:
     """Every finding about ``resolved``'s values, errors first."""
     v = resolved.values
-    found = _env_names(v) + _hca_list(v, resolved) + _parallelism(v) + _ray_image(v) + _ports(v) + _token(v)
-    found += _debug(v) + _rdma_access(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
+    found = _table(resolved) + _env_names(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
+    found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
     from .provisioncheck import provisioning_findings
 
     found += provisioning_findings(v)
@@ -51,6 +57,12 @@ def diagnose(resolved: Resolved) -> list[Finding]:
 
     found += serving_findings(v)
     return sorted(found, key=lambda f: (f.severity != "error", f.key))
+
+
+def _table(resolved: Resolved) -> list[Finding]:
+    """The chart's rules that the values break, in the table's words (the chart's validateValues prints the same)."""
+    return [Finding(b.rule.severity, b.rule.key, b.message, b.fix)
+            for b in rules.check(resolved.values, release=resolved.release)]
 
 
 def _env_names(v: dict[str, Any]) -> list[Finding]:
@@ -101,52 +113,19 @@ def _device_order(name: str) -> int:
     return int(name.split("_")[1]) if "_" in name and name.split("_")[1].isdigit() else 0
 
 
-def _parallelism(v: dict[str, Any]) -> list[Finding]:
-    tp, pp = v["vllm"]["tensorParallelSize"], v["vllm"]["pipelineParallelSize"]
-    gpus = v["nodes"] * v["preset"]["gpusPerNode"]
-    if tp * pp == gpus:
-        return []
-    return [Finding("error", "vllm.tensorParallelSize", f"TP {tp} x PP {pp} = {tp * pp}, but a group has {gpus} GPUs "
-                    f"({v['nodes']} nodes x {v['preset']['gpusPerNode']})",
-                    f"set vllm.tensorParallelSize={v['preset']['gpusPerNode']} and "
-                    f"vllm.pipelineParallelSize={v['nodes']}, or change nodes")]
-
-
-def _ray_image(v: dict[str, Any]) -> list[Finding]:
-    if v["distributed"]["backend"] != "ray":
-        return []
-    repo, tag = v["image"]["repository"], v["image"]["tag"]
-    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", tag)
-    if repo.removeprefix("docker.io/") != "vllm/vllm-openai" or not match:
-        return []
-    if tuple(int(x) for x in match.groups()) <= LAST_STOCK_RAY:
-        return []
-    return [Finding("error", "distributed.backend", f"is ray, but the stock image {repo}:{tag} ships no Ray "
-                    "(stock vLLM images dropped it from v0.18)",
-                    "set image.tag=v0.17.1, use an image with Ray, or set distributed.backend=native")]
-
-
 def _ports(v: dict[str, Any]) -> list[Finding]:
+    """Ports the node's own services hold (the table's host-ports rule finds ports that repeat one another)."""
     if v["rdma"]["mode"] != "hostNetwork":
         return []
     ports = {"vllm.port": v["vllm"]["port"], "distributed.masterPort": v["distributed"]["masterPort"]}
-    if v["workload"]["kind"] == "StatefulSet" and v["nodes"] > 1:
+    if rules.fact("groupWatch", v):
         ports["distributed.groupWatchPort"] = v["distributed"]["groupWatchPort"]
     if v["distributed"]["backend"] == "ray":
         ray = v["distributed"]["ray"]
         ports.update({"distributed.ray.port": ray["port"], "distributed.ray.dashboardPort": ray["dashboardPort"],
                       "distributed.ray.clientPort": ray["clientPort"]})
-    found = []
-    seen: dict[int, str] = {}
-    for key, port in ports.items():
-        if port in seen:
-            found.append(Finding("error", key, f"port {port} is also {seen[port]}, and under hostNetwork both bind "
-                                 "on the node", "choose distinct ports"))
-        seen.setdefault(port, key)
-        if port in NODE_PORTS:
-            found.append(Finding("error", key, f"port {port} is taken on the node by {NODE_PORTS[port]} (hostNetwork)",
-                                 "choose another port"))
-    return found
+    return [Finding("error", key, f"port {port} is taken on the node by {NODE_PORTS[port]} (hostNetwork)",
+                    "choose another port") for key, port in ports.items() if port in NODE_PORTS]
 
 
 def _token(v: dict[str, Any]) -> list[Finding]:
@@ -193,17 +172,6 @@ def _storage(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
     return []
 
 
-def quantity(text: str) -> float | None:
-    """The number a Kubernetes quantity such as 1Ti, 900G, 512Mi or 500m stands for (bytes, cores); None when it is
-    not one."""
-    m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|m)?", str(text))
-    if not m:
-        return None
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 1e3, "M": 1e6, "G": 1e9,
-             "T": 1e12, "P": 1e15, "m": 1e-3, None: 1}
-    return float(m.group(1)) * units[m.group(2)]
-
-
 def _debug(v: dict[str, Any]) -> list[Finding]:
     if v["nccl"]["debug"] in ("INFO", "TRACE"):
         return []
@@ -211,38 +179,14 @@ def _debug(v: dict[str, Any]) -> list[Finding]:
                     "to TCP sockets goes unseen in the pods' logs", "set nccl.debug=INFO")]
 
 
-def _rdma_access(v: dict[str, Any]) -> list[Finding]:
-    """A hostPath /dev/infiniband adds no device-cgroup permission: unprivileged, NCCL cannot open uverbs* and falls
-    back to sockets (FACTS.md, "How a pod gets RDMA on OKE"; the chart's vllm-rdma.privileged)."""
-    rdma = v["rdma"]
-    if rdma["mode"] != "hostNetwork" or rdma.get("privileged") is not False or rdma.get("devicePluginResource"):
-        return []
-    return [Finding("error", "rdma.privileged", "is false in hostNetwork mode without rdma.devicePluginResource: an "
-                    "unprivileged container cannot open the node's /dev/infiniband devices and NCCL falls back to TCP "
-                    "sockets", "set rdma.devicePluginResource (a device plugin that grants the RDMA devices, such as "
-                    "rdma/rdma_shared_device_a) or leave rdma.privileged null")]
-
-
 def _exposure(v: dict[str, Any]) -> list[Finding]:
     """Under hostNetwork every port listens on the node's VCN address; NetworkPolicies do not reliably apply there."""
-    if v["rdma"]["mode"] != "hostNetwork":
+    if v["rdma"]["mode"] != "hostNetwork" or v["api"]["keySecret"]["name"]:
         return []
-    found = []
-    ray = v["distributed"]["ray"]
-    if v["distributed"]["backend"] == "ray" and not ray["authTokenSecret"]["name"] and not ray["allowUnauthenticated"]:
-        found.append(Finding("error", "distributed.ray.authTokenSecret.name", "Ray's ports would listen on the node's "
-                             "VCN address without authentication, and anyone who reaches them can run code in the pods",
-                             "kubectl create secret generic ray-token --from-literal=token=$(openssl rand -hex 32), "
-                             "then set distributed.ray.authTokenSecret.name=ray-token (Ray 2.52+); or set "
-                             "distributed.ray.allowUnauthenticated=true where OCI security rules keep the ports "
-                             "closed"))
-    if not v["api"]["keySecret"]["name"]:
-        found.append(Finding("warning", "api.keySecret.name", f"the OpenAI API listens on the node's VCN address "
-                             f"(port {v['vllm']['port']}) and answers anyone who reaches it",
-                             "kubectl create secret generic vllm-api-key "
-                             "--from-literal=api-key=$(openssl rand -hex 32), then set "
-                             "api.keySecret.name=vllm-api-key"))
-    return found
+    return [Finding("warning", "api.keySecret.name", f"the OpenAI API listens on the node's VCN address "
+                    f"(port {v['vllm']['port']}) and answers anyone who reaches it",
+                    "kubectl create secret generic vllm-api-key --from-literal=api-key=$(openssl rand -hex 32), then "
+                    "set api.keySecret.name=vllm-api-key")]
 
 
 def _sriov_network(v: dict[str, Any]) -> list[Finding]:

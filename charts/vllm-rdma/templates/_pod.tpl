@@ -154,30 +154,6 @@ device plugin's resource when one grants the devices.
 {{- end }}
 
 {{/*
-Whether the RDMA containers run privileged: rdma.privileged, or when that is null, exactly in hostNetwork mode
-without rdma.devicePluginResource. A hostPath /dev/infiniband adds no device-cgroup permission: an unprivileged
-container sees the device nodes but cannot open uverbs* (runc, crun and CRI-O allow only default devices and those a
-device plugin grants), so NCCL falls back to sockets. Source: oracle-quickstart/oci-hpc-oke
-docs/using-rdma-network-interfaces-in-manifests.md (every RDMA manifest runs privileged).
-*/}}
-{{- define "vllm-rdma.privileged" -}}
-{{- $rdma := .Values.rdma }}
-{{- $privileged := $rdma.privileged }}
-{{- if kindIs "invalid" $privileged }}
-{{- $privileged = and (eq $rdma.mode "hostNetwork") (not $rdma.devicePluginResource) }}
-{{- end }}
-{{- if $privileged }}true{{ end }}
-{{- end }}
-
-{{/*
-Whether the node's /dev/infiniband is mounted: hostNetwork mode without a device plugin (which grants and mounts the
-devices itself).
-*/}}
-{{- define "vllm-rdma.hostDevices" -}}
-{{- if and (eq .Values.rdma.mode "hostNetwork") (not .Values.rdma.devicePluginResource) }}true{{ end }}
-{{- end }}
-
-{{/*
 Security context of a container that registers memory with the RDMA NICs: the user's securityContext, merged with
 what RDMA needs, which always wins: privileged (see vllm-rdma.privileged), else the IPC_LOCK capability added to the
 user's, which lifts the locked-memory limit for verbs memory registration. (validateValues refuses a
@@ -243,16 +219,6 @@ node (one node has no RDMA path to test).
 */}}
 {{- define "vllm-rdma.preflight" -}}
 {{- if and .Values.verify.preflight.enabled (gt (int .Values.nodes) 1) }}true{{ end }}
-{{- end }}
-
-{{/*
-Whether the pods of a group watch each other and restart together (StatefulSet mode; LeaderWorkerSet's
-RecreateGroupOnPodRestart does it there): vLLM's headless workers block forever when the leader goes away
-(vllm v1/executor/multiproc_executor.py, dequeue(indefinite=True)), and a new leader waits for workers that never
-rejoin.
-*/}}
-{{- define "vllm-rdma.groupWatch" -}}
-{{- if and (eq .Values.workload.kind "StatefulSet") (gt (int .Values.nodes) 1) }}true{{ end }}
 {{- end }}
 
 {{/*

@@ -43,16 +43,6 @@ characters (a longer default keeps 54 and adds a hash of the whole).
 {{- end }}
 
 {{/*
-Whether pods select nodes by the cluster-network label: placement.clusterNetworkLabel.enabled, and when that is
-null, whether this release provisions the nodes (and so labels them).
-*/}}
-{{- define "vllm-rdma.clusterNetworkLabelEnabled" -}}
-{{- $enabled := .Values.placement.clusterNetworkLabel.enabled }}
-{{- if kindIs "invalid" $enabled }}{{ $enabled = .Values.clusterNetwork.provision }}{{ end }}
-{{- if $enabled }}true{{ end }}
-{{- end }}
-
-{{/*
 The cluster-network label value: placement.clusterNetworkLabel.value, else the cluster network's name.
 */}}
 {{- define "vllm-rdma.clusterNetworkLabelValue" -}}

@@ -48,7 +48,7 @@ class DoctorResult(NamedTuple):
         cluster = self.cluster.to_dict() if self.cluster else None
         if cluster is None and self.cluster_note:
             cluster = {"checks": [], "note": self.cluster_note}
-        return {"values": [f._asdict() for f in self.findings], "cluster": cluster,
+        return {"values": [f.to_dict() for f in self.findings], "cluster": cluster,
                 "summary": {"errors": self.errors, "warnings": self.warnings, "passed": self.errors == 0}}
 
 
