@@ -13,6 +13,7 @@ import sys
 from .catalog import DEFAULT_MODEL
 from .chart import chart_files
 from .datafiles import chart_dir
+from .generatedfiles import stale, sync
 from .rules import TEMPLATE
 from .rulestemplate import go_template
 from .values import ChartRequest, resolve
@@ -28,26 +29,15 @@ def expected_files() -> dict[str, str]:
 def drift() -> list[str]:
     """Generated files of charts/vllm-rdma that differ from what `generate` writes now."""
     root = chart_dir()
-    out = []
-    for name, text in expected_files().items():
-        path = root / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            out.append(name)
-    return out
+    return [str(path.relative_to(root)) for path in stale({root / n: t for n, t in expected_files().items()})]
 
 
 def main(argv: list[str]) -> int:
-    if "--check" in argv:
-        stale = drift()
-        for name in stale:
-            print(f"charts/vllm-rdma/{name} differs from generator output; run `make chart`", file=sys.stderr)
-        return 1 if stale else 0
-    # The rules template first: Chart.yaml's version carries a hash of the templates.
-    (chart_dir() / TEMPLATE).write_text(go_template(), encoding="utf-8")
-    for name, text in expected_files().items():
-        (chart_dir() / name).write_text(text, encoding="utf-8")
-        print(f"wrote charts/vllm-rdma/{name}")
-    return 0
+    root = chart_dir()
+    if "--check" not in argv:  # the rules template first: Chart.yaml's version carries a hash of the templates
+        sync(argv, {root / TEMPLATE: go_template()}, root=root.parent.parent, source="the rule table", target="chart")
+    return sync(argv, {root / n: t for n, t in expected_files().items()}, root=root.parent.parent,
+                source="generator output", target="chart")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from ..completion import DATA_FILE
+from ..generatedfiles import stale, sync
 from . import main
 from .help import examples_of, summary
 
@@ -242,22 +243,12 @@ def expected() -> dict[Path, str]:
 
 def drift() -> list[Path]:
     """The generated files whose text differs from what the command tree gives now."""
-    return [path for path, text in expected().items()
-            if not path.is_file() or path.read_text(encoding="utf-8") != text]
+    return stale(expected())
 
 
 def run(argv: list[str]) -> int:
     """`make docs`: write the files; with --check, name those that drifted and exit 1."""
-    if "--check" in argv:
-        stale = drift()
-        for path in stale:
-            print(f"{path.relative_to(REPO)} differs from the command tree; run `make docs`", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in expected().items():
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO)}")
-    return 0
+    return sync(argv, expected(), root=REPO, source="the command tree", target="docs")
 
 
 if __name__ == "__main__":
