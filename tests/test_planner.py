@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from helm_rdma.catalog import get_model, model_names
 from helm_rdma.errors import ParallelismError, TooFewNodesError, UnknownModelError
-from helm_rdma.planner import kv_bytes_per_token, plan_model
+from helm_rdma.planner import Plan, Sizing, kv_bytes_per_token, plan_model
 from helm_rdma.presets import load_preset, preset_names
 
 
-def plan(model: str, preset: str, **kw: object):
-    return plan_model(model=get_model(model), preset=load_preset(preset), **kw)
+def plan(model: str, preset: str, **kw: Any) -> Plan:
+    return plan_model(model=get_model(model), preset=load_preset(preset), sizing=Sizing(**kw))
 
 
 def test_catalog_has_the_models_users_ask_for() -> None:
@@ -70,7 +71,7 @@ def test_shorter_context_can_need_fewer_nodes() -> None:
     # sequence, which does not fit beside the weights on one gpu4 node; 8192 tokens do.
     mha = replace(get_model("llama70b"), kv_heads=64)
     full = plan_model(model=mha, preset=load_preset("gpu4"))
-    short = plan_model(model=mha, preset=load_preset("gpu4"), max_model_len=8192)
+    short = plan_model(model=mha, preset=load_preset("gpu4"), sizing=Sizing(max_model_len=8192))
     assert short.max_model_len == 8192 and (short.nodes, full.nodes) == (1, 2)
 
 

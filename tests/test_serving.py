@@ -24,7 +24,7 @@ from helm_rdma.datafiles import chart_dir
 from helm_rdma.doctor import diagnose
 from helm_rdma.errors import ChartValuesError, LoraSizeUnknownError, SchemaViolation, TooFewNodesError
 from helm_rdma.lora import LoraSlots, layer_elements, lora_bytes_per_gpu
-from helm_rdma.planner import plan_model
+from helm_rdma.planner import Sizing, plan_model
 from helm_rdma.presets import load_preset
 from helm_rdma.values import resolve
 from helm_rdma.valuesources import ValueSources
@@ -399,7 +399,7 @@ def test_plan_counts_the_memory_vllm_reserves_for_lora_slots() -> None:
     model, preset = get_model("llama405b"), load_preset("h100")
     base = plan_model(model=model, preset=preset)
     slots = LoraSlots(max_loras=4, max_rank=64)
-    lora = plan_model(model=model, preset=preset, lora=slots)
+    lora = plan_model(model=model, preset=preset, sizing=Sizing(lora=slots))
     # one layer on one of 8 TP ranks, by hand: q,k,v (A whole, B / TP) + o (A / TP, B whole) + gate,up + down
     hidden, q, kv, inter = 16384, 128 * 128, 8 * 128, 53248
     per_layer = 64 * ((3 * hidden + (q + 2 * kv) // 8) + (q // 8 + hidden)
@@ -422,4 +422,4 @@ def test_lora_slots_that_do_not_fit_ask_for_more_nodes() -> None:
 def test_lora_on_a_model_the_catalog_gives_no_layer_sizes_for_is_refused() -> None:
     model = replace(get_model("llama70b"), hidden_size=None)
     with pytest.raises(LoraSizeUnknownError, match="hiddenSize"):
-        plan_model(model=model, preset=load_preset("a100-v2"), lora=LoraSlots(max_loras=1, max_rank=16))
+        plan_model(model=model, preset=load_preset("a100-v2"), sizing=Sizing(lora=LoraSlots(max_loras=1, max_rank=16)))

@@ -137,42 +137,46 @@ def usable_bytes_per_node(preset: Preset, *, gpu_memory_utilization: float) -> i
     return int(gpus * per_gpu * GIB)
 
 
-def plan_model(
-    *,
-    model: ModelSpec,
-    preset: Preset,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
-    tensor_parallel_size: int | None = None,
-    lora: LoraSlots | None = None,
-) -> Plan:
-    """Size ``model`` on ``preset``.
+@dataclass(frozen=True)
+class Sizing:
+    """What a plan is asked for beyond the model and the shape.
 
-    Args:
-        model: The catalog entry, or a model read from the Hub.
-        preset: The shape preset.
+    Attributes:
         nodes: Nodes per group chosen by the user; None picks the smallest that fits.
         max_model_len: Context length to plan for; None uses the model's maximum.
         gpu_memory_utilization: The fraction of each GPU vLLM may use.
         tensor_parallel_size: TP; None uses the preset's GPUs per node.
         lora: The LoRA slots vLLM reserves (vllm.lora); None without LoRA.
+    """
+
+    nodes: int | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    tensor_parallel_size: int | None = None
+    lora: LoraSlots | None = None
+
+
+def plan_model(*, model: ModelSpec, preset: Preset, sizing: Sizing | None = None) -> Plan:
+    """Size ``model`` (the catalog entry, or a model read from the Hub) on ``preset`` as ``sizing`` asks (the
+    planner's choices where it is None).
 
     Raises:
         LoraSizeUnknownError: ``lora`` is given for a model without the layer sizes it needs.
         ParallelismError: TP does not split the model's heads.
-        ContextTooLongError: ``max_model_len`` is above the model's context.
+        ContextTooLongError: ``sizing.max_model_len`` is above the model's context.
         ModelTooLargeError: Not even MAX_NODES nodes hold the model.
         UnsupportedModelError: The model's architecture could not be sized and ``nodes`` is None.
         TooFewNodesError: ``nodes`` is below the minimum (the message names it).
     """
-    tp = tensor_parallel_size or preset.gpus_per_node
+    sizing = sizing or Sizing()
+    nodes, lora, gpu_memory_utilization = sizing.nodes, sizing.lora, sizing.gpu_memory_utilization
+    tp = sizing.tensor_parallel_size or preset.gpus_per_node
     name = model.repo if model.from_hub else model.alias
     if model.unsized and nodes is None:
         raise UnsupportedModelError(model=name, problem=model.unsized)
     if not model.unsized:
         check_parallelism(model, tp=tp)
-    length = max_model_len or model.max_context
+    length = sizing.max_model_len or model.max_context
     if not length:
         raise UnsupportedModelError(model=name, problem='config.json field "max_position_embeddings" could not be '
                                                         "read (missing)")

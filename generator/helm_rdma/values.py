@@ -13,7 +13,7 @@ from .errors import SchemaViolation, UnsupportedModelError
 from .lora import LoraSlots
 from .names import check_release
 from .overrides import Layered
-from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, plan_model
+from .planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, Sizing, plan_model
 from .presets import Preset, load_preset
 from .validation import schema_problems
 from .valuesources import ValueSources, user_values
@@ -177,15 +177,14 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
     if not the_model.max_context and not layered.set_by_user("vllm.maxModelLen"):
         raise UnsupportedModelError(model=the_model.repo, problem='config.json field "max_position_embeddings" could '
                                                                   "not be read (missing)")
-    plan = plan_model(
-        model=the_model,
-        preset=the_preset,
+    sizing = Sizing(
         nodes=values["nodes"] if layered.set_by_user("nodes") else None,
         max_model_len=vllm["maxModelLen"],
         gpu_memory_utilization=vllm.get("gpuMemoryUtilization", DEFAULT_GPU_MEMORY_UTILIZATION),
         tensor_parallel_size=vllm["tensorParallelSize"] if layered.set_by_user("vllm.tensorParallelSize") else None,
         lora=lora_slots(values),
     )
+    plan = plan_model(model=the_model, preset=the_preset, sizing=sizing)
     if not layered.set_by_user("nodes"):
         values["nodes"] = plan.nodes
     if not layered.set_by_user("vllm.tensorParallelSize"):

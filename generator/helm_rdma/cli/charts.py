@@ -157,11 +157,11 @@ def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, 
     from ..commands.plan import lora_option, plan_table
     from ..commands.plan import plan as run
     from ..firsttoken import Rates
+    from ..planner import Sizing
 
-    result = run(model=model, preset=preset, nodes=nodes, max_model_len=max_model_len,
-                 gpu_memory_utilization=gpu_memory_utilization,
-                 rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs),
-                 lora=lora_option(max_rank=max_lora_rank, max_loras=max_loras))
+    sizing = Sizing(nodes=nodes, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                    lora=lora_option(max_rank=max_lora_rank, max_loras=max_loras))
+    result = run(model=model, preset=preset, sizing=sizing, rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs))
     click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else plan_table(result))
 
 

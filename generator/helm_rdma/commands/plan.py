@@ -9,7 +9,7 @@ from ..datafiles import schema_path
 from ..errors import SchemaViolation
 from ..firsttoken import FirstToken, Rates, duration, first_token
 from ..lora import LoraSlots
-from ..planner import DEFAULT_GPU_MEMORY_UTILIZATION, GB, GIB, Plan, plan_model
+from ..planner import GB, GIB, Plan, Sizing, plan_model
 from ..presets import load_preset
 from ..yamlfile import load_json_schema
 
@@ -38,21 +38,11 @@ def boot_volume_gb() -> int:
     return int(schema["properties"]["clusterNetwork"]["properties"]["bootVolumeSizeGBs"]["default"])
 
 
-def plan(
-    *,
-    model: str,
-    preset: str,
-    nodes: int | None = None,
-    max_model_len: int | None = None,
-    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
-    rates: Rates | None = None,
-    lora: LoraSlots | None = None,
-) -> PlanReport:
-    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` with ``lora``'s adapter slots (see
+def plan(*, model: str, preset: str, sizing: Sizing | None = None, rates: Rates | None = None) -> PlanReport:
+    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` as ``sizing`` asks (see
     helm_rdma.planner), and estimate how long its weights take to download and load (see helm_rdma.firsttoken)."""
     spec = get_model(model)
-    the_plan = plan_model(model=spec, preset=load_preset(preset), nodes=nodes, max_model_len=max_model_len,
-                          gpu_memory_utilization=gpu_memory_utilization, lora=lora)
+    the_plan = plan_model(model=spec, preset=load_preset(preset), sizing=sizing)
     estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb())
     return PlanReport(plan=the_plan, model=spec, first_token=estimate)
 
