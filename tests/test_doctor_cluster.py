@@ -85,6 +85,8 @@ READY = [
     *[secret("hf-token", ns, token="hf_x") for ns in ("ml", "strict")], secret("hf-token", "open", token=""),
     *[secret("vllm-api-key", ns, **{"api-key": "k"}) for ns in ("ml", "strict", "open")],
     crd(LWS_CRD, "v1"), crd("network-attachment-definitions.k8s.cni.cncf.io", "v1"),
+    crd("servicemonitors.monitoring.coreos.com", "v1"), crd("prometheusrules.monitoring.coreos.com", "v1"),
+    crd("httproutes.gateway.networking.k8s.io", "v1beta1"),  # an old Gateway API release: no v1 yet
     lws_controller(ready=2, namespace="lws-operator"),  # installed with helm into another namespace: found by labels
     {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": meta("rdma-vf", "default"),
      "spec": {"config": "{}"}},
@@ -249,6 +251,32 @@ def test_a_cluster_that_fails_every_cluster_wide_check(use: Any) -> None:
     assert out.stdout.endswith("3 error(s), 3 warning(s)\n")
     statefulsets = doctor("--preset", "h100", "--set", SECRETS, "--set", "workload.kind=StatefulSet")
     assert not lines(statefulsets, "error", "lws-")  # no operator needed
+
+
+# The options whose objects a CRD defines: the Prometheus Operator's and the Gateway API's (the chart renders
+# monitoring.coreos.com/v1 and gateway.networking.k8s.io/v1; tests/crds holds their published schemas).
+CRD_OPTIONS = ("monitoring.serviceMonitor.enabled=true,monitoring.rules.enabled=true,gateway.enabled=true,"
+               "gateway.parentRefs[0].name=public")
+
+
+def test_the_crds_of_monitoring_and_routes_must_serve_the_version_the_chart_renders(use: Any) -> None:
+    use("ready")
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", CRD_OPTIONS)
+    assert lines(out, "ok", "crd servicemonitors.monitoring.coreos.com: installed, serving v1")
+    assert lines(out, "ok", "crd prometheusrules.monitoring.coreos.com: installed, serving v1")
+    [route] = lines(out, "error", "crd httproutes.gateway.networking.k8s.io")
+    assert "serves v1beta1, not v1, which the release uses; fix: upgrade them; install the Gateway API CRDs" in route
+    assert out.exit_code == 1
+    assert not lines(doctor("--preset", "h100", "-n", "ml", "--set", SECRETS), "ok", "crd")  # off by default
+
+
+def test_a_missing_monitoring_crd_is_an_error_before_helm_says_no_matches_for_kind(use: Any) -> None:
+    use("broken")
+    out = doctor("--preset", "h100", "--set", SECRETS, "--set", "monitoring.serviceMonitor.enabled=true")
+    assert lines(out, "error", "crd servicemonitors.monitoring.coreos.com") == [
+        "error   crd servicemonitors.monitoring.coreos.com: is not installed, so the cluster does not know the "
+        "ServiceMonitor the release creates (helm install fails); fix: install the Prometheus Operator's CRDs "
+        "(kube-prometheus-stack installs them), or set monitoring.serviceMonitor.enabled=false"]
 
 
 def test_json_has_one_stable_shape(use: Any) -> None:

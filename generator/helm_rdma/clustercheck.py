@@ -37,6 +37,15 @@ LWS_CONTROLLER_LABELS = {"control-plane": "controller-manager", "app.kubernetes.
 LWS_INSTALL = ("install the LeaderWorkerSet operator (https://lws.sigs.k8s.io/docs/installation/: `helm install lws "
                "oci://registry.k8s.io/lws/charts/lws -n lws-system --create-namespace`), or set "
                "workload.kind=StatefulSet")
+# What defines each kind of clusterneeds.CRD_KINDS (the plural of its CRD, as the published CRDs in tests/crds name it),
+# and how to get it or do without it.
+PROMETHEUS_OPERATOR = "install the Prometheus Operator's CRDs (kube-prometheus-stack installs them)"
+CRDS = {
+    "ServiceMonitor": ("servicemonitors", f"{PROMETHEUS_OPERATOR}, or set monitoring.serviceMonitor.enabled=false"),
+    "PrometheusRule": ("prometheusrules", f"{PROMETHEUS_OPERATOR}, or set monitoring.rules.enabled=false"),
+    "HTTPRoute": ("httproutes", "install the Gateway API CRDs (https://gateway-api.sigs.k8s.io/guides/#installing-"
+                                "gateway-api) and a Gateway controller, or set gateway.enabled=false"),
+}
 # Multus's NetworkAttachmentDefinition (k8snetworkplumbingwg/multus-cni deployments/multus-daemonset.yml).
 NAD_API = ("k8s.cni.cncf.io", "v1", "network-attachment-definitions")
 ROLE_FIX = {
@@ -148,6 +157,8 @@ def check_cluster(needs: ClusterNeeds, *, connection: Connection, create_namespa
     if needs.lws_api:
         steps += [("lws-crd", "", partial(_lws_crd, reader, needs)), ("lws-controller", "", partial(_lws_controller,
                                                                                                      reader))]
+    steps += [("crd", f"{CRDS[kind][0]}.{group}", partial(_crd, reader, group, version, kind))
+              for group, version, kind in needs.custom_kinds]
     steps.append(("nodes", "", partial(_nodes, reader, needs)))
     steps += [("network-attachment", n, partial(_network, reader, n)) for n in needs.networks]
     if needs.cluster_network_label:
@@ -236,17 +247,27 @@ def _secret(reader: _Reader, namespace: str, ref: SecretRef) -> ClusterCheck:
 def _lws_crd(reader: _Reader, needs: ClusterNeeds) -> ClusterCheck:
     assert needs.lws_api is not None
     group, version = needs.lws_api
-    name = f"{LWS_PLURAL}.{group}"
+    return _served(reader, "lws-crd", f"{LWS_PLURAL}.{group}", version, "LeaderWorkerSet", install=LWS_INSTALL,
+                   upgrade="upgrade the LeaderWorkerSet operator (https://lws.sigs.k8s.io/docs/installation/)")
+
+
+def _crd(reader: _Reader, group: str, version: str, kind: str) -> ClusterCheck:
+    plural, fix = CRDS[kind]
+    return _served(reader, "crd", f"{plural}.{group}", version, kind, install=fix, upgrade=f"upgrade them; {fix}")
+
+
+def _served(reader: _Reader, check: str, name: str, version: str, kind: str, *, install: str,
+            upgrade: str) -> ClusterCheck:
+    """Whether the CRD ``name`` is installed and serves ``version`` of ``kind``."""
     found = reader.get(f"read customresourcedefinition {name}", reader.ext.read_custom_resource_definition, name)
     if found is None:
-        return ClusterCheck("lws-crd", "error", name, "is not installed, so the cluster does not know the "
-                            "LeaderWorkerSet the release creates (helm install fails)", LWS_INSTALL)
+        return ClusterCheck(check, "error", name, f"is not installed, so the cluster does not know the {kind} the "
+                            "release creates (helm install fails)", install)
     served = [v.get("name") for v in (found.get("spec") or {}).get("versions") or [] if v.get("served")]
     if version not in served:
-        return ClusterCheck("lws-crd", "error", name, f"serves {', '.join(map(str, served)) or 'no version'}, not "
-                            f"{version}, which the release uses", "upgrade the LeaderWorkerSet operator "
-                            "(https://lws.sigs.k8s.io/docs/installation/)")
-    return ClusterCheck("lws-crd", "ok", name, f"installed, serving {version}")
+        return ClusterCheck(check, "error", name, f"serves {', '.join(map(str, served)) or 'no version'}, not "
+                            f"{version}, which the release uses", upgrade)
+    return ClusterCheck(check, "ok", name, f"installed, serving {version}")
 
 
 def _lws_controller(reader: _Reader) -> ClusterCheck:

@@ -38,6 +38,11 @@ class SecretRef:
     optional: bool = False
 
 
+# The kinds besides the LeaderWorkerSet that the chart renders and a CRD defines (the monitoring and Gateway API
+# options): helm install fails with "no matches for kind" where their CRD is missing.
+CRD_KINDS = ("ServiceMonitor", "PrometheusRule", "HTTPRoute")
+
+
 @dataclass(frozen=True)
 class ClusterNeeds:
     """What the release's pods need from the cluster, as its rendered objects say."""
@@ -54,6 +59,7 @@ class ClusterNeeds:
     pod_security: str  # the least restrictive level some pod needs (LEVELS)
     pod_security_reasons: tuple[str, ...]
     lws_api: tuple[str, str] | None  # (group, version) of the LeaderWorkerSet, when the release has one
+    custom_kinds: tuple[tuple[str, str, str], ...]  # (group, version, kind) of every other object a CRD defines
     cluster_network_label: tuple[str, str] | None  # (key, value) when the pods require it
     resource_roles: tuple[tuple[str, str], ...]  # resource -> gpu | rdma-vf | rdma-device
     provisions_nodes: bool  # a pre-install hook creates the nodes
@@ -127,8 +133,14 @@ def cluster_needs(objects: Iterable[dict[str, Any]], *, release: str, namespace:
         node_selector=tuple(selector.items()), tolerations=tuple(tolerations),
         resources=tuple(sorted(wanted.items())), networks=tuple(networks), secrets=tuple(secrets),
         pod_security=level, pod_security_reasons=tuple(reasons), lws_api=lws_api,
+        custom_kinds=tuple(sorted({(*_group_version(o), o["kind"]) for o in objects if o["kind"] in CRD_KINDS})),
         cluster_network_label=(key, selector[key]) if key and key in selector else None,
         resource_roles=tuple(sorted(resource_roles(values).items())), provisions_nodes=_provisions(objects))
+
+
+def _group_version(obj: Mapping[str, Any]) -> tuple[str, str]:
+    group, _, version = str(obj.get("apiVersion", "")).partition("/")
+    return group, version
 
 
 def resource_roles(values: Mapping[str, Any]) -> dict[str, str]:

@@ -88,7 +88,8 @@ def template(request: ChartRequest, namespace: str | None, helm_args: tuple[str,
 @_namespace_option
 @click.option("--cluster", is_flag=True,
               help="Also check the live cluster (kube context and namespace as helm's): LWS, nodes, GPU and RDMA "
-                   "resources, Multus networks, Pod Security, Secrets, other releases on the same cluster network.")
+                   "resources, Multus networks, Pod Security, Secrets, other releases on the same cluster network, "
+                   "and the CRDs of the monitoring and route objects.")
 @click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str) -> None:
     """Check values, and with --cluster the cluster, before install.
