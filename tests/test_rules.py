@@ -76,6 +76,35 @@ def test_each_rules_example_is_refused_by_plain_helm_and_doctor_in_the_tables_wo
     assert f"{rule.severity:<7} {line}" in [x.line() for x in found]
 
 
+RAY = {"distributed.backend": "ray", "distributed.ray.authTokenSecret.name": "ray-token"}
+SCRATCH = [{"name": "tmp", "mountPath": "/scratch"}]
+
+
+@pytest.mark.parametrize(("values", "broken"), [
+    # Go's semverCompare parses each part into 64 bits: a longer number is no version on either side, not a crash.
+    ({**RAY, "image.tag": "v99999999999999999999.0.0"}, []),
+    ({**RAY, "image.tag": "v0.18.0"}, ["ray-image"]),
+    ({**RAY, "image.tag": "0.17.1-cu128"}, []),
+    # The pod has a tmp volume only where the preflight is an init container (LeaderWorkerSet, more than one node),
+    # and infiniband only where the node's devices are mounted.
+    ({"extraVolumeMounts": SCRATCH}, []),
+    ({"workload.kind": "StatefulSet", "extraVolumeMounts": SCRATCH}, ["unknown-volume"]),
+    ({"rdma.mode": "sriov", "extraVolumeMounts": [{"name": "infiniband", "mountPath": "/ib"}]}, ["unknown-volume"]),
+    # With a device plugin, the chart does not mount rdma.devicePath: the path is free.
+    ({"rdma.devicePluginResource": "rdma/hca", "model.storage.mountPath": "/dev/infiniband"}, []),
+    ({"model.storage.mountPath": "/dev/infiniband"}, ["mount-paths"]),
+], ids=["huge-version", "ray-dropped", "ray-kept", "lws-tmp", "sts-tmp", "sriov-infiniband", "plugin-device-path",
+        "host-device-path"])
+def test_at_the_rules_edges_plain_helm_and_doctor_agree(values: dict[str, Any], broken: list[str],
+                                                        tmp_path: Path) -> None:
+    f = values_file(tmp_path, values)
+    found = rules.check(merged(DEFAULTS, json.loads(f.read_text())), release=RELEASE)
+    assert [b.rule.id for b in found] == broken
+    lines = [f"{b.rule.key}: {b.message}; fix: {b.fix}" for b in found]
+    for helm, out in plain_helms(RELEASE, f).items():
+        assert (problems(out.stderr) if out.returncode else []) == lines, (helm, out.stderr)
+
+
 def test_the_default_values_break_no_rule_in_doctor_or_plain_helm(tmp_path: Path) -> None:
     assert rules.check(DEFAULTS, release=RELEASE) == []
     resolved = resolve(request(release=RELEASE))

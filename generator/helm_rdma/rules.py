@@ -37,7 +37,9 @@ FUNCTIONS: dict[str, int | None] = {
 }
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>-?[0-9]+(?:\.[0-9]+)?)'
                     r"|(?P<path>\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\*\])*)|(?P<punct>[(),\[\]]))")
-_VERSION = re.compile(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)")
+# A version X.Y.Z at the start of an image tag, nine digits a part at most (what Go's semverCompare parses without
+# overflow, as rulestemplate compiles version_at_least); a longer number is no version.
+_VERSION = re.compile(r"v?([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})(?![0-9])")
 
 
 class RuleTableError(ValueError):

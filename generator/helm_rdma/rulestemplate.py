@@ -213,8 +213,9 @@ class GoCompiler:
             return f'(or (eq {path} {parent}) (hasPrefix (printf "%s/" (trimSuffix "/" {parent})) {path}))'
         if name == "version_at_least":
             tag, least = text(0), str(args[1][1])
-            head = r"[0-9]+\\.[0-9]+\\.[0-9]+"
-            return (f'(and (regexMatch "^v?{head}" {tag}) '
+            # At most nine digits a part (as rules._VERSION): semverCompare parses each into 64 bits and fails on more.
+            head = r"[0-9]{1,9}\\.[0-9]{1,9}\\.[0-9]{1,9}"
+            return (f'(and (regexMatch "^v?{head}([^0-9]|$)" {tag}) '
                     f'(semverCompare ">={least}-0" (regexFind "^{head}" (trimPrefix "v" {tag}))))')
         forms = {
             "not": "(not {0})", "empty": "(empty {0})", "set": "(not (empty {0}))", "isnull": '(kindIs "invalid" {0})',

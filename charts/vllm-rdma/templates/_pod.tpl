@@ -214,14 +214,6 @@ The volumes behind vllm-rdma.rdmaVolumeMounts.
 {{- end }}
 
 {{/*
-Whether each group's pods run the NCCL preflight: enabled, and a group spans more than one
-node (one node has no RDMA path to test).
-*/}}
-{{- define "vllm-rdma.preflight" -}}
-{{- if and .Values.verify.preflight.enabled (gt (int .Values.nodes) 1) }}true{{ end }}
-{{- end }}
-
-{{/*
 Environment that tells the entrypoint where its pod stands in its group: (dict "root" $ "role" "leader"|"worker").
 */}}
 {{- define "vllm-rdma.groupEnv" -}}
@@ -325,15 +317,6 @@ one keeps its container (so that its log can be read before the group restarts).
   value: {{ mul $pf.holdOnFailureMinutes 60 | quote }}
 {{- end }}
 
-{{/*
-Whether the preflight is an init container (LeaderWorkerSet: a group restarts as new pods, so init containers run
-on every group start). In StatefulSet mode the pods restart their containers in place, and init containers do not
-run again on a container restart: there the preflight runs in the serving container, under the group watch, before
-vLLM, so every re-formed group measures again on all its nodes.
-*/}}
-{{- define "vllm-rdma.preflightInit" -}}
-{{- if and (include "vllm-rdma.preflight" .) (eq .Values.workload.kind "LeaderWorkerSet") }}true{{ end }}
-{{- end }}
 
 {{/*
 The workload image, repository:tag, with @digest when image.digest is set (vllm-rdma.imageRef).

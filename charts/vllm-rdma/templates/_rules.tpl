@@ -35,6 +35,26 @@ v1/executor/multiproc_executor.py, dequeue(indefinite=True)), and a new leader w
 {{- end }}
 
 {{/*
+Whether each group's pods run the NCCL preflight: enabled, and a group spans more than one node (one node has no RDMA
+path to test).
+*/}}
+{{- define "vllm-rdma.preflight" -}}
+{{- $v := .Values }}
+{{- if (and $v.verify.preflight.enabled (gt (float64 $v.nodes) (float64 1))) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the preflight is an init container (LeaderWorkerSet: a group restarts as new pods, so init containers run on
+every group start). In StatefulSet mode the pods restart their containers in place, and init containers do not run
+again on a container restart: there the preflight runs in the serving container, under the group watch, before vLLM,
+so every re-formed group measures again on all its nodes.
+*/}}
+{{- define "vllm-rdma.preflightInit" -}}
+{{- $v := .Values }}
+{{- if (and (include "vllm-rdma.preflight" $) (eq (toString $v.workload.kind) "LeaderWorkerSet")) }}true{{ end }}
+{{- end }}
+
+{{/*
 Whether pods select nodes by the cluster-network label: placement.clusterNetworkLabel.enabled, and when that is null,
 whether this release provisions the nodes (and so labels them).
 */}}
@@ -98,7 +118,7 @@ Rule ray-image (schemas/rules.yaml): distributed.backend, image.repository, imag
 */}}
 {{- define "vllm-rdma.rule.ray-image" -}}
 {{- $v := .Values }}
-{{- if (and (eq (toString $v.distributed.backend) "ray") (has $v.image.repository (list "vllm/vllm-openai" "docker.io/vllm/vllm-openai")) (and (regexMatch "^v?[0-9]+\\.[0-9]+\\.[0-9]+" (toString $v.image.tag)) (semverCompare ">=0.18.0-0" (regexFind "^[0-9]+\\.[0-9]+\\.[0-9]+" (trimPrefix "v" (toString $v.image.tag)))))) }}
+{{- if (and (eq (toString $v.distributed.backend) "ray") (has $v.image.repository (list "vllm/vllm-openai" "docker.io/vllm/vllm-openai")) (and (regexMatch "^v?[0-9]{1,9}\\.[0-9]{1,9}\\.[0-9]{1,9}([^0-9]|$)" (toString $v.image.tag)) (semverCompare ">=0.18.0-0" (regexFind "^[0-9]{1,9}\\.[0-9]{1,9}\\.[0-9]{1,9}" (trimPrefix "v" (toString $v.image.tag)))))) }}
   {{- printf "distributed.backend: is ray, but the stock image %s:%s ships no Ray (stock vLLM images dropped it from v0.18); fix: set image.tag=v0.17.1, use an image with Ray, or set distributed.backend=native" (join ", " $v.image.repository) (join ", " $v.image.tag) }}
 {{- end }}
 {{- end }}
@@ -186,7 +206,7 @@ Rule mount-paths (schemas/rules.yaml): model.storage.mountPath, rdma.devicePath,
 */}}
 {{- define "vllm-rdma.rule.mount-paths" -}}
 {{- $v := .Values }}
-{{- $_1 := (concat (list "/dev/shm" "/opt/helm-rdma" "/tmp" $v.nccl.configFile $v.model.storage.mountPath) (ternary (list $v.rdma.devicePath) (list) (eq (toString $v.rdma.mode) "hostNetwork"))) }}
+{{- $_1 := (concat (list "/dev/shm" "/opt/helm-rdma" "/tmp" $v.nccl.configFile $v.model.storage.mountPath) (ternary (list $v.rdma.devicePath) (list) (not (empty (include "vllm-rdma.hostDevices" $))))) }}
 {{- if (ne (len $_1) (len (uniq $_1))) }}
   {{- printf "model.storage.mountPath: %s, rdma.devicePath (%s) and the chart's own mounts (/dev/shm, /opt/helm-rdma, /tmp and nccl.configFile, %s) repeat a path; fix: choose another path" (join ", " $v.model.storage.mountPath) (join ", " $v.rdma.devicePath) (join ", " $v.nccl.configFile) }}
 {{- end }}
@@ -267,7 +287,7 @@ Rule volume-name-taken (schemas/rules.yaml): extraVolumes.
 */}}
 {{- define "vllm-rdma.rule.volume-name-taken" -}}
 {{- $v := .Values }}
-{{- $chartVolumes := (list "dshm" "nccl-config" "scripts" "infiniband" "tmp" "model") }}
+{{- $chartVolumes := (concat (list "dshm" "nccl-config" "scripts") (ternary (list "infiniband") (list) (not (empty (include "vllm-rdma.hostDevices" $)))) (ternary (list "tmp") (list) (not (empty (include "vllm-rdma.preflightInit" $)))) (list "model")) }}
 {{- $_2 := list }}
 {{- range $_3 := ($v.extraVolumes | default list) }}
   {{- $_2 = append $_2 (get $_3 "name") }}
@@ -308,7 +328,7 @@ Rule unknown-volume (schemas/rules.yaml): extraVolumeMounts, initContainers, ext
 {{- define "vllm-rdma.rule.unknown-volume" -}}
 {{- $v := .Values }}
 {{- $userContainers := (concat ($v.initContainers | default list) ($v.extraContainers | default list)) }}
-{{- $chartVolumes := (list "dshm" "nccl-config" "scripts" "infiniband" "tmp" "model") }}
+{{- $chartVolumes := (concat (list "dshm" "nccl-config" "scripts") (ternary (list "infiniband") (list) (not (empty (include "vllm-rdma.hostDevices" $)))) (ternary (list "tmp") (list) (not (empty (include "vllm-rdma.preflightInit" $)))) (list "model")) }}
 {{- $_1 := list }}
 {{- range $_2 := ($v.extraVolumes | default list) }}
   {{- $_1 = append $_1 (get $_2 "name") }}
