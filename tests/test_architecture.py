@@ -13,7 +13,7 @@ CLI = {p.stem for p in (PACKAGE / "cli").glob("*.py")}
 # The path `helm rdma template|plan|generate` takes, which must start fast and need no SDK.
 TEMPLATE_PATH = ("values", "valuesources", "strvals", "overrides", "validation", "names", "presets", "catalog",
                  "planner", "doccache", "chart", "chartmeta", "chartreadme", "valuesfile", "valuestable", "images",
-                 "doctor", "provisioncheck", "servingcheck", "rules", "rulestemplate", "chart_sync", "helm", "helmenv",
+                 "doctor", "servingcheck", "rules", "rulestemplate", "chart_sync", "helm", "helmenv",
                  "errors", "datafiles", "commands/template",
                  "commands/generate", "commands/plan")
 PROVISIONER = ("clusternet", "ocicloud", "okejoin", "commands/provision")

@@ -36,6 +36,7 @@ from click.testing import CliRunner
 
 from helm_rdma.cli import main
 
+from .conftest import helm_path
 from .fake_oci import CA_B64, FakeOci, write_config
 from .ocitest import COMPARTMENT, config, fake, key, run  # noqa: F401  (fixtures)
 from .rendering import hooks, render
@@ -276,9 +277,14 @@ def test_doctor_warns_when_the_nodes_would_never_join() -> None:
     assert (code, out) == (0, "0 error(s), 0 warning(s)\n")
 
 
-def test_the_values_schema_requires_the_provisioner_image_only_when_a_hook_runs() -> None:
+def test_plain_helm_requires_the_provisioner_image_only_when_a_hook_runs(tmp_path: Path) -> None:
     schema = json.loads((Path(__file__).parents[1] / "schemas" / "values.schema.json").read_text())
-    cn = schema["properties"]["clusterNetwork"]
-    assert cn["properties"]["image"]["properties"]["repository"]["default"] == ""
-    assert cn["then"]["properties"]["image"]["properties"]["repository"] == {"minLength": 1}
+    assert schema["properties"]["clusterNetwork"]["properties"]["image"]["properties"]["repository"]["default"] == ""
     assert doctor()[0] == 0  # no provisioning: nothing required
+    chart = Path(__file__).parents[1] / "charts" / "vllm-rdma"
+    args = ["template", "x", str(chart), "--set", ",".join(NETWORK)]
+    out = subprocess.run([str(helm_path("helm4")), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "  - clusterNetwork.image.repository: is empty, and no public registry" in out.stderr
+    repo = "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner"
+    out = subprocess.run([str(helm_path("helm4")), *args, "--set", repo], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

@@ -50,9 +50,6 @@ def diagnose(resolved: Resolved) -> list[Finding]:
     v = resolved.values
     found = _table(resolved) + _env_names(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
     found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
-    from .provisioncheck import provisioning_findings
-
-    found += provisioning_findings(v)
     from .servingcheck import serving_findings
 
     found += serving_findings(v)

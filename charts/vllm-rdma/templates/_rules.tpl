@@ -182,6 +182,26 @@ Rule provisioning-ids (schemas/rules.yaml): clusterNetwork.provision, clusterNet
 {{- end }}
 
 {{/*
+Rule provisioner-image (schemas/rules.yaml): clusterNetwork.image.repository, clusterNetwork.provision, clusterNetwork.deleteOnUninstall.
+*/}}
+{{- define "vllm-rdma.rule.provisioner-image" -}}
+{{- $v := .Values }}
+{{- if (and (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall) (empty $v.clusterNetwork.image.repository)) }}
+  {{- printf "clusterNetwork.image.repository: is empty, and no public registry holds the provisioner image, so the hook's pod could never start; fix: build and push it to your registry (in a checkout, `make provisioner-image` prints the docker build, login and push commands for OCIR), then set clusterNetwork.image.repository=REGION-KEY.ocir.io/TENANCY-NAMESPACE/helm-rdma-provisioner" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rule nodes-join (schemas/rules.yaml): clusterNetwork.oke.clusterId, clusterNetwork.provision.
+*/}}
+{{- define "vllm-rdma.rule.nodes-join" -}}
+{{- $v := .Values }}
+{{- if (and $v.clusterNetwork.provision (empty $v.clusterNetwork.oke.clusterId) (empty $v.clusterNetwork.oke.cloudInit) (or (empty $v.clusterNetwork.oke.apiServerHost) (empty $v.clusterNetwork.oke.clusterCaCert))) }}
+  {{- printf "clusterNetwork.oke.clusterId: is empty and no cloudInit is given, so the GPU nodes (billed by the hour) never join the cluster and the hook waits for them in vain; fix: set clusterNetwork.oke.clusterId to the OKE cluster's OCID: the nodes' cloud-init is then generated" }}
+{{- end }}
+{{- end }}
+
+{{/*
 Rule provisioning-api-key (schemas/rules.yaml): clusterNetwork.apiKeySecret, clusterNetwork.auth.
 */}}
 {{- define "vllm-rdma.rule.provisioning-api-key" -}}
@@ -584,6 +604,7 @@ Every rule above: fails once, listing each broken rule, its key and fix.
 {{- with include "vllm-rdma.rule.unprivileged-host-devices" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.ray-without-token" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.provisioning-ids" . }}{{ $problems = append $problems . }}{{ end }}
+{{- with include "vllm-rdma.rule.provisioner-image" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.provisioning-api-key" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.service-name" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.mount-paths" . }}{{ $problems = append $problems . }}{{ end }}

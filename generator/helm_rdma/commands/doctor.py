@@ -74,10 +74,6 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorRe
     except SchemaViolation as exc:
         findings = [Finding("error", p.split(":", 1)[0], p.split(":", 1)[1].strip(), "see values.schema.json")
                     for p in exc.problems]
-        from ..provisioncheck import provisioning_findings
-
-        ours = provisioning_findings(resolved.values)  # their fix says more than the schema's message
-        findings = [f for f in findings if f.key not in {o.key for o in ours}] + ours
         return DoctorResult(findings=tuple(findings),
                             cluster_note="not checked: the values have errors" if connection else None)
     clean = tuple(diagnose(resolved))
