@@ -5,6 +5,10 @@ tests/test_contract.py renders the chart and fails when a template and this file
 
 from __future__ import annotations
 
+# The name of a release's objects without nameOverride (templates/_helpers.tpl, vllm-rdma.name), and the length
+# vllm-rdma.fullname truncates the full name to (pod names of StatefulSets and LeaderWorkerSets add suffixes).
+NAME = "vllm-rdma"
+FULLNAME_MAX = 52
 # Labels on every object of a release (templates/_helpers.tpl, vllm-rdma.selectorLabels / vllm-rdma.labels).
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"

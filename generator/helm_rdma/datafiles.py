@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import contract
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -22,7 +24,7 @@ def data_root() -> Path:
 
 def chart_dir() -> Path:
     """The vllm-rdma chart whose templates every generated chart copies."""
-    return data_root() / "charts" / "vllm-rdma"
+    return data_root() / "charts" / contract.NAME
 
 
 def presets_dir() -> Path:

@@ -19,11 +19,16 @@ from typing import Any
 
 import yaml
 
+from . import contract
 from .datafiles import schema_path
 
 TABLE = "rules.yaml"
 TEMPLATE = "templates/_rules.tpl"
-SERVICE_NAME_MAX = 52  # the chart's vllm-rdma.fullname truncates here
+# Terms the table reads from the chart's contract with Python rather than writing them again.
+CONTRACT_TERMS = {
+    "servingContainers": json.dumps([contract.SERVING_CONTAINER, contract.API_GATE_CONTAINER,
+                                     contract.PREFLIGHT_CONTAINER, contract.DOWNLOAD_CONTAINER]),
+}
 
 # Expression trees: ("lit", value) ("list", items) ("path", root, segments) ("call", name, args)
 # ("select", var, source, condition). A path's root is "" for the values, else a variable, term or fact.
@@ -187,8 +192,9 @@ def parse_text(text: str) -> Text:
 
 
 @functools.lru_cache(maxsize=1)
+@functools.cache
 def load() -> Table:
-    """The rule table (schemas/rules.yaml), checked against schemas/rules.schema.json."""
+    """The rule table (schemas/rules.yaml), checked against schemas/rules.schema.json, with CONTRACT_TERMS."""
     import jsonschema
 
     raw = yaml.safe_load(schema_path(TABLE).read_text(encoding="utf-8"))
@@ -196,7 +202,7 @@ def load() -> Table:
     for error in jsonschema.Draft7Validator(schema).iter_errors(raw):
         raise RuleTableError(f"schemas/{TABLE}: {'.'.join(map(str, error.absolute_path))}: {error.message}")
     facts = {f["name"]: Fact(f["name"], f["doc"], parse(f["is"])) for f in raw["facts"]}
-    terms = {name: parse(text) for name, text in raw["terms"].items()}
+    terms = {name: parse(text) for name, text in {**CONTRACT_TERMS, **raw["terms"]}.items()}
     rules = tuple(Rule(id=r["id"], keys=tuple(r["keys"]), severity=r.get("severity", "error"), when=parse(r["when"]),
                        message=parse_text(r["message"]), fix=parse_text(r["fix"]), example=r["example"],
                        release=r.get("release")) for r in raw["rules"])
@@ -264,10 +270,10 @@ def quantity(text: str) -> float | None:
 def fullname(values: dict[str, Any], release: str) -> str:
     """The full name of the release's objects, as the chart's vllm-rdma.fullname writes it."""
     if values.get("fullnameOverride"):
-        return str(values["fullnameOverride"])[:SERVICE_NAME_MAX].removesuffix("-")
-    name = str(values.get("nameOverride") or "vllm-rdma")[:63].removesuffix("-")
+        return str(values["fullnameOverride"])[:contract.FULLNAME_MAX].removesuffix("-")
+    name = str(values.get("nameOverride") or contract.NAME)[:63].removesuffix("-")
     full = release if name in release else f"{release}-{name}"
-    return full[:SERVICE_NAME_MAX].removesuffix("-")
+    return full[:contract.FULLNAME_MAX].removesuffix("-")
 
 
 class Evaluator:

@@ -266,11 +266,12 @@ Rule container-name-taken (schemas/rules.yaml): extraContainers, initContainers.
   {{- $_3 = append $_3 (get $_4 "name") }}
 {{- end }}
 {{- $userContainerNames := (concat $_1 $_3) }}
+{{- $servingContainers := (list "vllm" "api-gate" "preflight" "download-model") }}
 {{- $_5 := list }}
 {{- range $_6, $_7 := ($v.vllm.lora.adapters | default list) }}
   {{- $_5 = append $_5 (printf "%s%d" "download-lora-" $_6) }}
 {{- end }}
-{{- $chartContainers := (concat (list "vllm" "api-gate" "preflight" "download-model") $_5) }}
+{{- $chartContainers := (concat $servingContainers $_5) }}
 {{- $_8 := list }}
 {{- range $n := $userContainerNames }}
   {{- if (has $n $chartContainers) }}
