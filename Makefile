@@ -48,7 +48,7 @@ golden: setup
 # this project builds on, so this prints the commands that build it and push it to OCIR, for a machine that has
 # Docker. OCIR_REGION is the region key (iad, phx, fra, ...); OCIR_NAMESPACE is the tenancy's Object Storage
 # namespace (`oci os ns get`); OCIR_USER the OCI user name (federated users: oracleidentitycloudservice/NAME).
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' generator/helm_rdma/__init__.py)
 OCIR_REGION ?= iad
 OCIR_NAMESPACE ?= TENANCY-NAMESPACE
 OCIR_USER ?= USER

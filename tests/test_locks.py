@@ -69,3 +69,14 @@ def test_the_plugin_hook_and_the_provisioner_image_install_from_the_locks_with_h
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^FROM python:[0-9.]+-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M)
     assert "--require-hashes --only-binary :all: -r /tmp/oci.txt" in dockerfile
+
+
+def test_the_version_has_one_home() -> None:
+    # pyproject reads it from the package (hatch's version source); plugin.yaml is rewritten from it by `make docs`
+    # (tests/test_help.py fails on drift); the Makefile's image tag reads the same line.
+    from helm_rdma import __version__
+
+    assert "version" not in PYPROJECT["project"] and "version" in PYPROJECT["project"]["dynamic"]
+    assert PYPROJECT["tool"]["hatch"]["version"]["path"] == "generator/helm_rdma/__init__.py"
+    assert f'version: "{__version__}"' in (REPO / "plugin.yaml").read_text(encoding="utf-8")
+    assert "generator/helm_rdma/__init__.py" in (REPO / "Makefile").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .clock import SYSTEM_CLOCK, Clock
+from .clock import Polling
 from .errors import RuntimeFailure
 from .groups import group_states, progress, stuck_pod
 from .helmenv import HelmEnv
@@ -29,16 +29,16 @@ class NotServingError(RuntimeFailure):
         super().__init__(text)
 
 
-def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, timeout_seconds: float,
-                       poll_seconds: float = 10, report_seconds: float = 30,
-                       on_progress: Callable[[str], None] = lambda _: None, clock: Clock = SYSTEM_CLOCK) -> str:
-    """Wait until ``groups`` groups of ``release`` have a Ready leader; report progress at least every
-    ``report_seconds`` (and whenever it changes). Returns the last progress line.
+def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, polling: Polling,
+                       report_seconds: float = 30, on_progress: Callable[[str], None] = lambda _: None) -> str:
+    """Wait until ``groups`` groups of ``release`` have a Ready leader, looking at ``polling``'s pace; report progress
+    at least every ``report_seconds`` (and whenever it changes). Returns the last progress line.
 
     Raises:
-        NotServingError: Not serving within ``timeout_seconds``; names the pod that holds it up, with its log.
+        NotServingError: Not serving within ``polling.timeout_seconds``; names the pod that holds it up, with its log.
         ClusterError: The cluster cannot be read.
     """
+    clock, delay = polling.clock, polling.poll_seconds
     start = last_report = clock.now()
     last_line = ""
     while True:
@@ -51,7 +51,7 @@ def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, t
             last_line, last_report = line, clock.now()
         if sum(1 for g in states if g.serving) >= groups:
             return line
-        if elapsed >= timeout_seconds:
+        if elapsed >= polling.timeout_seconds:
             stuck = stuck_pod(states)
             log = ""
             if stuck is not None:
@@ -61,4 +61,5 @@ def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, t
             step = f"{stuck.step}{f' ({stuck.detail})' if stuck and stuck.detail else ''}" if stuck else ""
             raise NotServingError(release=release, namespace=namespace, seconds=elapsed, line=line,
                                   pod=stuck.name if stuck else None, step=step, log=log)
-        clock.sleep(poll_seconds)
+        clock.sleep(delay)
+        delay = polling.next_delay(delay)

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from .. import __version__
 from ..completion import DATA_FILE
 from ..generatedfiles import stale, sync
 from . import main
@@ -134,7 +135,8 @@ def _paragraphs(command: click.Command) -> list[str]:
 
 
 def plugin_yaml() -> str:
-    """plugin.yaml with `usage` (the root's summary) and `description` (its help and every command) rewritten."""
+    """plugin.yaml with `version` (helm_rdma.__version__), `usage` (the root's summary) and `description` (its help
+    and every command) rewritten."""
     rows = [(" ".join(path), summary(cmd)) for path, cmd in commands() if path]
     width = max(len(name) for name, _ in rows)
     described = [textwrap.fill(p, 110) for p in _paragraphs(main)]
@@ -147,7 +149,9 @@ def plugin_yaml() -> str:
         if skipping and (not line or line.startswith(" ")):
             continue
         skipping = False
-        if line.startswith("usage:"):
+        if line.startswith("version:"):
+            out.append(f"version: {json.dumps(__version__)}")
+        elif line.startswith("usage:"):
             out.append(usage)
         elif line.startswith("description:"):
             out.append(description)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..chart import write_chart
+from ..clock import Polling
 from ..doctor import require_clean
 from ..errors import ClusterCheckError
 from ..helm import duration_seconds, find_helm, helm_major_version, run_chart_command
@@ -133,9 +134,10 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
     serving = None
     if run.wait:
         values = resolved.values
+        left = max(budget - (time.monotonic() - started), 0.0)
+        polling = Polling(timeout_seconds=left, poll_seconds=poll_seconds, max_poll_seconds=poll_seconds)
         serving = wait_until_serving(release=release, env=env, groups=int(values["replicas"]),
-                                     nodes=int(values["nodes"]), on_progress=on_progress, poll_seconds=poll_seconds,
-                                     timeout_seconds=max(budget - (time.monotonic() - started), 0.0))
+                                     nodes=int(values["nodes"]), polling=polling, on_progress=on_progress)
     return DeployResult(output=result.stdout, command=result.command, chart=cache, plan=resolved.plan,
                         notice=notice, serving=serving)
 
