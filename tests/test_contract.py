@@ -54,11 +54,6 @@ def test_the_preflight_prints_the_contracts_result_line() -> None:
     assert module.RESULT_PREFIX == contract.PREFLIGHT_RESULT_PREFIX
 
 
-def test_validate_values_begins_with_the_contracts_marker() -> None:
-    rules = (chart_dir() / "templates" / "_rules.tpl").read_text()  # generated from schemas/rules.yaml
-    assert f'"\\n\\n{contract.VALIDATE_MARKER}\\n' in rules
-
-
 def test_no_python_outside_the_contract_restates_its_names() -> None:
     # Names that only the chart could mean (plain words such as "leader" or "preflight" also name other things).
     literals = {v for k, v in vars(contract).items()
