@@ -230,6 +230,40 @@ def test_doctor_knows_the_scheduling_combinations_that_do_not_fit() -> None:
     assert not [k for k in lws | sts if k[0] == "error"]
 
 
+def found(values: dict[str, Any]) -> dict[str, Any]:
+    """doctor's findings about the chart's defaults with ``values`` on top, by key."""
+    resolved = resolve(request(sources=ValueSources(set_json=(json.dumps(merged(KEY, values)),))))
+    return {x.key: x for x in diagnose(resolved)}
+
+
+def test_doctor_knows_parent_refs_the_api_server_refuses() -> None:
+    # gateway-api apis/v1/shared_types.go (CommonRouteSpec.ParentRefs, two CEL rules helm's schema pass does not
+    # run; tests/crds/gateway.networking.k8s.io_httproutes.yaml): refs to one parent each name a sectionName, all
+    # different.
+    def parents(*refs: dict[str, str]) -> Any:
+        return found({"gateway": {"enabled": True, "parentRefs": list(refs)}}).get("gateway.parentRefs")
+
+    assert parents({"name": "gw"}, {"name": "gw"}).severity == "error"
+    one_named = parents({"name": "gw", "sectionName": "https"}, {"name": "gw"})
+    assert "name the parent gw more than once" in one_named.message
+    assert parents({"name": "gw", "sectionName": "a"}, {"name": "gw", "sectionName": "a"}) is not None
+    assert parents({"name": "gw", "sectionName": "http"}, {"name": "gw", "sectionName": "https"}) is None
+    assert parents({"name": "gw"}, {"name": "gw", "namespace": "other"}) is None
+    assert parents({"name": "public"}, {"name": "internal"}) is None
+
+
+def test_doctor_warns_of_tls_that_misses_a_host_and_of_non_root_over_a_root_image() -> None:
+    tls = found({"ingress": {"enabled": True, "hosts": ["a.example.com", "b.example.com"],
+                             "tls": [{"secretName": "t", "hosts": ["a.example.com"]}]}})
+    assert "covers no certificate for b.example.com" in tls["ingress.tls"].message
+    assert found({"securityContext": {"runAsNonRoot": True}})["securityContext.runAsNonRoot"].severity == "warning"
+    assert "podSecurityContext.runAsNonRoot" in found({"podSecurityContext": {"runAsNonRoot": True}})
+    keys = found({"podSecurityContext": {"runAsNonRoot": True, "runAsUser": 1000}})
+    assert "podSecurityContext.runAsNonRoot" not in keys and "securityContext.runAsNonRoot" not in keys
+    volcano = found({"schedulerName": "volcano"})["schedulerName"].fix  # LeaderWorkerSet already: no advice to use it
+    assert volcano.startswith("run the LWS controller (v0.7+)")
+
+
 def test_hooks_get_the_pod_labels_annotations_and_pull_secrets_too() -> None:
     provision = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
                  "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",

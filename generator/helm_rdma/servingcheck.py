@@ -12,7 +12,8 @@ from .doctor import Finding
 
 def serving_findings(values: dict[str, Any]) -> list[Finding]:
     """Every doubt about the routes, monitoring, LoRA and the escape hatches of ``values``."""
-    return _routes(values) + _monitoring(values) + _lora(values) + _scheduling(values)
+    return (_routes(values) + _parents(values) + _tls_hosts(values) + _monitoring(values) + _lora(values)
+            + _scheduling(values) + _root(values))
 
 
 def _routes(v: dict[str, Any]) -> list[Finding]:
@@ -49,6 +50,53 @@ def _routes(v: dict[str, Any]) -> list[Finding]:
     return found
 
 
+def _parents(v: dict[str, Any]) -> list[Finding]:
+    """The HTTPRoute's two CEL rules on parentRefs, which helm's schema pass does not run (gateway-api
+    apis/v1/shared_types.go, CommonRouteSpec.ParentRefs): refs to one parent (group, kind, namespace, name; an empty
+    namespace or sectionName counts as absent) either all name a sectionName or none does, and no two name the same."""
+    gateway = v["gateway"]
+    if not gateway["enabled"]:
+        return []
+    seen: dict[tuple[str, ...], list[str]] = {}
+    for ref in gateway["parentRefs"]:
+        parent = tuple(str(ref.get(k) or "") for k in ("group", "kind", "namespace", "name"))
+        seen.setdefault(parent, []).append(str(ref.get("sectionName") or ""))
+    clashes = [parent[-1] for parent, sections in seen.items()
+               if len(sections) > 1 and ("" in sections or len(set(sections)) < len(sections))]
+    if not clashes:
+        return []
+    return [Finding("error", "gateway.parentRefs", f"name the parent {', '.join(clashes)} more than once without "
+                    "a sectionName each, all different, so the API server refuses the HTTPRoute (Gateway API: "
+                    "sectionName must be specified, and unique, when parentRefs includes 2 or more references to "
+                    "the same parent)", "give each reference to that Gateway its listener's sectionName, or keep one")]
+
+
+def _tls_hosts(v: dict[str, Any]) -> list[Finding]:
+    ingress = v["ingress"]
+    if not ingress["enabled"] or not ingress["tls"]:
+        return []
+    covered = {h for t in ingress["tls"] for h in t.get("hosts") or []}
+    bare = [h for h in ingress["hosts"] if h not in covered]
+    if not bare:
+        return []
+    return [Finding("warning", "ingress.tls", f"covers no certificate for {', '.join(bare)}, so the controller "
+                    "serves its default certificate there and clients refuse it",
+                    "list every host of ingress.hosts under ingress.tls[].hosts")]
+
+
+def _root(v: dict[str, Any]) -> list[Finding]:
+    """vLLM's images run as root (vllm-project/vllm docker/Dockerfile sets no USER): runAsNonRoot without a
+    runAsUser makes the kubelet refuse to start the containers (CreateContainerConfigError)."""
+    pod, container = v.get("podSecurityContext") or {}, v.get("securityContext") or {}
+    nonroot = container.get("runAsNonRoot", pod.get("runAsNonRoot"))
+    if not nonroot or container.get("runAsUser") or pod.get("runAsUser"):
+        return []
+    key = "securityContext.runAsNonRoot" if "runAsNonRoot" in container else "podSecurityContext.runAsNonRoot"
+    return [Finding("warning", key, "is true with no runAsUser, and vLLM's images run as root (no USER in their "
+                    "Dockerfile), so the kubelet refuses to start the containers (CreateContainerConfigError)",
+                    "set runAsUser (and an image that runs as that user), or drop runAsNonRoot")]
+
+
 def _monitoring(v: dict[str, Any]) -> list[Finding]:
     mon = v["monitoring"]
     if mon["serviceMonitor"]["enabled"]:
@@ -77,8 +125,9 @@ def _scheduling(v: dict[str, Any]) -> list[Finding]:
                              "(kueue docs: tasks/run/statefulset)", "use workload.kind=LeaderWorkerSet, which "
                              "Kueue admits group by group"))
     if v["schedulerName"] == "volcano":
-        fix = ("use workload.kind=LeaderWorkerSet and run the LWS controller (v0.7+) with "
-               "gangSchedulingManagement.schedulerProvider=volcano, which creates a PodGroup per group")
+        fix = ("use workload.kind=LeaderWorkerSet and run" if sts else "run") + (
+            " the LWS controller (v0.7+) with gangSchedulingManagement.schedulerProvider=volcano, which creates a "
+            "PodGroup per group")
         found.append(Finding("warning", "schedulerName", "Volcano gang-schedules pods of one PodGroup, which the "
                              "chart does not create" + (" (StatefulSets have no controller that does)" if sts
                                                         else ""), fix))
