@@ -102,3 +102,15 @@ def test_notes_call_the_api_service_with_the_key_from_its_secret() -> None:
     assert "get secret vllm-api-key -o jsonpath='{.data.api-key}'" in text
     assert 'curl -s localhost:8000/v1/models -H "Authorization: Bearer $KEY"' in text
     assert "WARNING: api.keySecret.name is empty" in notes()
+
+
+def test_notes_give_each_route_its_own_scheme_hosts_and_path() -> None:
+    text = notes("api.keySecret.name=k", "ingress.enabled=true", "ingress.hosts={a.example.com,b.example.com}",
+                 "ingress.tls[0].secretName=t", "ingress.tls[0].hosts[0]=a.example.com", "gateway.enabled=true",
+                 "gateway.parentRefs[0].name=public", "gateway.hostnames[0]=c.example.com", "gateway.path=/")
+    assert "through the Ingress (paths under /v1):" in text
+    assert 'curl -s https://a.example.com/v1/models -H "Authorization: Bearer $KEY"' in text  # its TLS covers it
+    assert "curl -s http://b.example.com/v1/models" in text
+    assert "through the HTTPRoute on Gateway public (paths under /;" in text
+    assert "curl -s http://c.example.com/v1/models" in text and "https://c.example.com" not in text
+    assert "ADDRESS-OF-YOUR-GATEWAY" in notes("gateway.enabled=true", "gateway.parentRefs[0].name=public")
