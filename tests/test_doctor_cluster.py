@@ -58,9 +58,11 @@ def secret(name: str, ns: str, **data: str) -> dict[str, Any]:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
-def crd(name: str, *versions: str) -> dict[str, Any]:
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": meta(name),
-            "spec": {"versions": [{"name": v, "served": True, "storage": True} for v in versions]}}
+def crd(name: str, *versions: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    found = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": meta(name),
+             "spec": {"versions": [{"name": v, "served": True, "storage": True} for v in versions]}}
+    found["metadata"]["annotations"] = annotations or {}
+    return found
 
 
 def lws_controller(ready: int, namespace: str = "lws-system") -> dict[str, Any]:
@@ -86,7 +88,10 @@ READY = [
     *[secret("vllm-api-key", ns, **{"api-key": "k"}) for ns in ("ml", "strict", "open")],
     crd(LWS_CRD, "v1"), crd("network-attachment-definitions.k8s.cni.cncf.io", "v1"),
     crd("servicemonitors.monitoring.coreos.com", "v1"), crd("prometheusrules.monitoring.coreos.com", "v1"),
-    crd("httproutes.gateway.networking.k8s.io", "v1beta1"),  # an old Gateway API release: no v1 yet
+    # Gateway API v1.1 (Standard): HTTPRoute v1 without rules[].timeouts (Standard from v1.2.0)
+    crd("httproutes.gateway.networking.k8s.io", "v1", "v1beta1",
+        annotations={"gateway.networking.k8s.io/bundle-version": "v1.1.0",
+                     "gateway.networking.k8s.io/channel": "standard"}),
     lws_controller(ready=2, namespace="lws-operator"),  # installed with helm into another namespace: found by labels
     {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": meta("rdma-vf", "default"),
      "spec": {"config": "{}"}},
@@ -98,6 +103,7 @@ READY = [
 ]
 BROKEN = [
     namespace("ml", None), lws_controller(ready=0),
+    crd("httproutes.gateway.networking.k8s.io", "v1beta1"),  # an older Gateway API: no v1 yet
     node("gpu-1", H100, ready=False), node("gpu-2", H100, cordoned=True),
     node("gpu-3", H100, taints=({"key": "maintenance", "value": "true", "effect": "NoExecute"},)),
 ]
@@ -264,10 +270,20 @@ def test_the_crds_of_monitoring_and_routes_must_serve_the_version_the_chart_rend
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", CRD_OPTIONS)
     assert lines(out, "ok", "crd servicemonitors.monitoring.coreos.com: installed, serving v1")
     assert lines(out, "ok", "crd prometheusrules.monitoring.coreos.com: installed, serving v1")
+    [route] = lines(out, "warning", "crd httproutes.gateway.networking.k8s.io")
+    assert "is Gateway API v1.1.0 (Standard channel), which has no rules[].timeouts before v1.2" in route
+    assert out.exit_code == 0, out.output
+    untimed = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", CRD_OPTIONS,
+                     "--set", "gateway.timeout=")
+    assert lines(untimed, "ok", "crd httproutes.gateway.networking.k8s.io: installed, serving v1")
+    assert not lines(doctor("--preset", "h100", "-n", "ml", "--set", SECRETS), "ok", "crd")  # off by default
+
+
+def test_a_gateway_api_without_v1_is_an_error(use: Any) -> None:
+    use("broken")
+    out = doctor("--preset", "h100", "--set", SECRETS, "--set", CRD_OPTIONS)
     [route] = lines(out, "error", "crd httproutes.gateway.networking.k8s.io")
     assert "serves v1beta1, not v1, which the release uses; fix: upgrade them; install the Gateway API CRDs" in route
-    assert out.exit_code == 1
-    assert not lines(doctor("--preset", "h100", "-n", "ml", "--set", SECRETS), "ok", "crd")  # off by default
 
 
 def test_a_missing_monitoring_crd_is_an_error_before_helm_says_no_matches_for_kind(use: Any) -> None:

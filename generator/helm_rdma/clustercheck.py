@@ -10,6 +10,7 @@ is a ClusterError."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -46,6 +47,9 @@ CRDS = {
     "HTTPRoute": ("httproutes", "install the Gateway API CRDs (https://gateway-api.sigs.k8s.io/guides/#installing-"
                                 "gateway-api) and a Gateway controller, or set gateway.enabled=false"),
 }
+# The release and channel of the Gateway API a CRD belongs to (annotations of every published Gateway API CRD;
+# tests/crds/gateway.networking.k8s.io_httproutes.yaml). HTTPRoute's rules[].timeouts is Standard from v1.2.0.
+GATEWAY_BUNDLE, GATEWAY_CHANNEL = "gateway.networking.k8s.io/bundle-version", "gateway.networking.k8s.io/channel"
 # Multus's NetworkAttachmentDefinition (k8snetworkplumbingwg/multus-cni deployments/multus-daemonset.yml).
 NAD_API = ("k8s.cni.cncf.io", "v1", "network-attachment-definitions")
 ROLE_FIX = {
@@ -157,7 +161,7 @@ def check_cluster(needs: ClusterNeeds, *, connection: Connection, create_namespa
     if needs.lws_api:
         steps += [("lws-crd", "", partial(_lws_crd, reader, needs)), ("lws-controller", "", partial(_lws_controller,
                                                                                                      reader))]
-    steps += [("crd", f"{CRDS[kind][0]}.{group}", partial(_crd, reader, group, version, kind))
+    steps += [("crd", f"{CRDS[kind][0]}.{group}", partial(_crd, reader, needs, group, version, kind))
               for group, version, kind in needs.custom_kinds]
     steps.append(("nodes", "", partial(_nodes, reader, needs)))
     steps += [("network-attachment", n, partial(_network, reader, n)) for n in needs.networks]
@@ -247,19 +251,38 @@ def _secret(reader: _Reader, namespace: str, ref: SecretRef) -> ClusterCheck:
 def _lws_crd(reader: _Reader, needs: ClusterNeeds) -> ClusterCheck:
     assert needs.lws_api is not None
     group, version = needs.lws_api
-    return _served(reader, "lws-crd", f"{LWS_PLURAL}.{group}", version, "LeaderWorkerSet", install=LWS_INSTALL,
+    name = f"{LWS_PLURAL}.{group}"
+    return _served(_read_crd(reader, name), "lws-crd", name, version, "LeaderWorkerSet", install=LWS_INSTALL,
                    upgrade="upgrade the LeaderWorkerSet operator (https://lws.sigs.k8s.io/docs/installation/)")
 
 
-def _crd(reader: _Reader, group: str, version: str, kind: str) -> ClusterCheck:
+def _crd(reader: _Reader, needs: ClusterNeeds, group: str, version: str, kind: str) -> ClusterCheck:
     plural, fix = CRDS[kind]
-    return _served(reader, "crd", f"{plural}.{group}", version, kind, install=fix, upgrade=f"upgrade them; {fix}")
+    name = f"{plural}.{group}"
+    found = _read_crd(reader, name)
+    check = _served(found, "crd", name, version, kind, install=fix, upgrade=f"upgrade them; {fix}")
+    if check.status != "ok" or kind != "HTTPRoute" or not needs.route_timeouts:
+        return check
+    notes = ((found or {}).get("metadata") or {}).get("annotations") or {}
+    bundle = str(notes.get(GATEWAY_BUNDLE, ""))
+    parts = re.match(r"v?(\d+)\.(\d+)", bundle)
+    if notes.get(GATEWAY_CHANNEL, "standard") == "standard" and parts and tuple(map(int, parts.groups())) < (1, 2):
+        return ClusterCheck("crd", "warning", name, f"is Gateway API {bundle} (Standard channel), which has no "
+                            "rules[].timeouts before v1.2: the API server drops gateway.timeout, and streamed "
+                            "completions get the Gateway's default timeout", "upgrade the Gateway API CRDs to v1.2 "
+                            "or later (https://gateway-api.sigs.k8s.io/guides/#installing-gateway-api)")
+    return check
 
 
-def _served(reader: _Reader, check: str, name: str, version: str, kind: str, *, install: str,
+def _read_crd(reader: _Reader, name: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = reader.get(f"read customresourcedefinition {name}",
+                                              reader.ext.read_custom_resource_definition, name)
+    return found
+
+
+def _served(found: dict[str, Any] | None, check: str, name: str, version: str, kind: str, *, install: str,
             upgrade: str) -> ClusterCheck:
-    """Whether the CRD ``name`` is installed and serves ``version`` of ``kind``."""
-    found = reader.get(f"read customresourcedefinition {name}", reader.ext.read_custom_resource_definition, name)
+    """Whether the CRD ``name`` (``found``, None when absent) is installed and serves ``version`` of ``kind``."""
     if found is None:
         return ClusterCheck(check, "error", name, f"is not installed, so the cluster does not know the {kind} the "
                             "release creates (helm install fails)", install)

@@ -60,6 +60,7 @@ class ClusterNeeds:
     pod_security_reasons: tuple[str, ...]
     lws_api: tuple[str, str] | None  # (group, version) of the LeaderWorkerSet, when the release has one
     custom_kinds: tuple[tuple[str, str, str], ...]  # (group, version, kind) of every other object a CRD defines
+    route_timeouts: bool  # the HTTPRoute sets rules[].timeouts (Gateway API Standard channel v1.2 and later)
     cluster_network_label: tuple[str, str] | None  # (key, value) when the pods require it
     resource_roles: tuple[tuple[str, str], ...]  # resource -> gpu | rdma-vf | rdma-device
     provisions_nodes: bool  # a pre-install hook creates the nodes
@@ -134,6 +135,8 @@ def cluster_needs(objects: Iterable[dict[str, Any]], *, release: str, namespace:
         resources=tuple(sorted(wanted.items())), networks=tuple(networks), secrets=tuple(secrets),
         pod_security=level, pod_security_reasons=tuple(reasons), lws_api=lws_api,
         custom_kinds=tuple(sorted({(*_group_version(o), o["kind"]) for o in objects if o["kind"] in CRD_KINDS})),
+        route_timeouts=any(r.get("timeouts") for o in objects if o["kind"] == "HTTPRoute"
+                           for r in (o.get("spec") or {}).get("rules") or []),
         cluster_network_label=(key, selector[key]) if key and key in selector else None,
         resource_roles=tuple(sorted(resource_roles(values).items())), provisions_nodes=_provisions(objects))
 
