@@ -260,6 +260,12 @@ def test_doctor_warns_of_tls_that_misses_a_host_and_of_non_root_over_a_root_imag
     assert "podSecurityContext.runAsNonRoot" in found({"podSecurityContext": {"runAsNonRoot": True}})
     keys = found({"podSecurityContext": {"runAsNonRoot": True, "runAsUser": 1000}})
     assert "podSecurityContext.runAsNonRoot" not in keys and "securityContext.runAsNonRoot" not in keys
+    read_only = {"securityContext": {"readOnlyRootFilesystem": True}}
+    unmounted = found(read_only)["securityContext.readOnlyRootFilesystem"]
+    assert "vLLM writes under /tmp and /root/.cache" in unmounted.message
+    scratch = {"extraVolumes": [{"name": "scratch", "emptyDir": {}}, {"name": "cache", "emptyDir": {}}],
+               "extraVolumeMounts": [{"name": "scratch", "mountPath": "/tmp"}, {"name": "cache", "mountPath": "/root"}]}
+    assert "securityContext.readOnlyRootFilesystem" not in found({**read_only, **scratch})
     volcano = found({"schedulerName": "volcano"})["schedulerName"].fix  # LeaderWorkerSet already: no advice to use it
     assert volcano.startswith("run the LWS controller (v0.7+)")
 

@@ -13,7 +13,7 @@ from .doctor import Finding
 def serving_findings(values: dict[str, Any]) -> list[Finding]:
     """Every doubt about the routes, monitoring, LoRA and the escape hatches of ``values``."""
     return (_routes(values) + _parents(values) + _tls_hosts(values) + _monitoring(values) + _lora(values)
-            + _scheduling(values) + _root(values))
+            + _scheduling(values) + _root(values) + _read_only(values))
 
 
 def _routes(v: dict[str, Any]) -> list[Finding]:
@@ -82,6 +82,22 @@ def _tls_hosts(v: dict[str, Any]) -> list[Finding]:
     return [Finding("warning", "ingress.tls", f"covers no certificate for {', '.join(bare)}, so the controller "
                     "serves its default certificate there and clients refuse it",
                     "list every host of ingress.hosts under ingress.tls[].hosts")]
+
+
+def _read_only(v: dict[str, Any]) -> list[Finding]:
+    """vLLM writes its compile and kernel caches under $HOME/.cache (/root/.cache in its images: vllm envs.py
+    VLLM_CACHE_ROOT, Triton's and torch.compile's caches) and temporary files under /tmp, which the chart mounts
+    writable in the preflight only."""
+    if not (v.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+        return []
+    mounted = [m.get("mountPath", "") for m in v["extraVolumeMounts"]]
+    missing = [p for p in ("/tmp", "/root/.cache") if not any(p == m or p.startswith(m.rstrip("/") + "/")
+                                                               for m in mounted)]
+    if not missing:
+        return []
+    return [Finding("warning", "securityContext.readOnlyRootFilesystem", f"is true, but vLLM writes under "
+                    f"{' and '.join(missing)} (caches and temporary files), which are not mounted writable",
+                    "mount emptyDir volumes there (extraVolumes and extraVolumeMounts), or drop it")]
 
 
 def _root(v: dict[str, Any]) -> list[Finding]:
