@@ -33,12 +33,12 @@ test: setup
 
 # Refresh charts/vllm-rdma's generated files (values.yaml, values.schema.json, Chart.yaml, README.md).
 chart: setup
-	$(BIN)/python -m helm_rdma.chart_sync
+	$(BIN)/python -m helm_rdma.dev.chart_sync
 
 # Refresh what the click command tree generates: completion.yaml, the completion data plugin.complete reads,
 # plugin.yaml's usage and description, and the README's command table and CLI reference.
 docs: setup
-	$(BIN)/python -m helm_rdma.cli.docs
+	$(BIN)/python -m helm_rdma.dev.docs
 
 # Refresh tests/golden after an intended change to the chart or the presets.
 golden: setup

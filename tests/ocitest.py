@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from helm_rdma.cli import main
-from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_RELEASE
+from helm_rdma.oci.network import TAG_NAMESPACE, TAG_NETWORK, TAG_RELEASE
 
 from .fake_oci import FakeOci, make_key, serve, write_config
 

@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 
 from helm_rdma.commands.template import template
-from helm_rdma.values import ChartRequest
-from helm_rdma.valuesources import ValueSources
+from helm_rdma.resolve.values import ChartRequest
+from helm_rdma.resolve.valuesources import ValueSources
 
 from .conftest import helm_path
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import SchemaViolation
-from helm_rdma.planner import MAX_NODES
-from helm_rdma.values import resolve
+from helm_rdma.resolve.values import resolve
+from helm_rdma.sizing.planner import MAX_NODES
 
 from .conftest import REPO, helm_path
 from .rendering import request
@@ -238,7 +238,7 @@ def test_a_chart_helm_refuses_is_not_written(runner: CliRunner, tmp_path: Path) 
 
 SLOW_GENERATE = """
 import sys, time
-from helm_rdma import chart
+from helm_rdma.chart import write as chart
 fill = chart._fill
 def slow(*args, **kwargs):
     names = fill(*args, **kwargs)

@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
-from helm_rdma.chart_sync import drift, expected_files
 from helm_rdma.datafiles import chart_dir
-from helm_rdma.values import values_schema
+from helm_rdma.dev.chart_sync import drift, expected_files
+from helm_rdma.resolve.values import values_schema
 
 from .rendering import request
 
@@ -95,8 +95,8 @@ def test_helm_reads_a_one_line_json_values_file_of_4096_multiple_bytes_only_with
     import shutil
     import subprocess
 
-    from helm_rdma.chart import chart_files
-    from helm_rdma.values import resolve
+    from helm_rdma.chart.write import chart_files
+    from helm_rdma.resolve.values import resolve
 
     from .conftest import helm_path
 

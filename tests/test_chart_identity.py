@@ -19,9 +19,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from helm_rdma import chart as chart_module
-from helm_rdma.chart import MARKER, source_files
-from helm_rdma.chartmeta import value_changes
+from helm_rdma.chart import write as chart_module
+from helm_rdma.chart.meta import value_changes
+from helm_rdma.chart.write import MARKER, source_files
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
 from helm_rdma.datafiles import chart_dir
@@ -90,8 +90,8 @@ def test_artifacthub_images_list_every_image_the_chart_runs() -> None:
 
 
 def generate_meta(sets: tuple[str, ...]) -> dict[str, Any]:
-    from helm_rdma.chart import chart_files
-    from helm_rdma.values import resolve
+    from helm_rdma.chart.write import chart_files
+    from helm_rdma.resolve.values import resolve
 
     return chart_yaml_text(chart_files(resolve(request(sets=sets)),
                                        compact=True)["Chart.yaml"])
@@ -218,7 +218,7 @@ def test_the_chart_readme_values_table_is_generated_from_the_schema() -> None:
     README itself is kept equal to generator output by test_chart_files (make chart)."""
     import json
 
-    from helm_rdma.valuestable import values_rows
+    from helm_rdma.chart.valuestable import values_rows
 
     schema = json.loads((chart_dir() / "values.schema.json").read_text())
     readme = (chart_dir() / "README.md").read_text()

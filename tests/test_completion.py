@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from helm_rdma import completion
-from helm_rdma.catalog import pick_model
-from helm_rdma.completion import DEFAULT, ERROR, NO_FILES, Completion, complete, release_names
+from helm_rdma.cli import completion
+from helm_rdma.cli.completion import DEFAULT, ERROR, NO_FILES, Completion, complete, release_names
 from helm_rdma.errors import NoModelError
+from helm_rdma.sizing.catalog import pick_model
 
 from .helm_stand_in import stand_in_helm
 

@@ -155,8 +155,8 @@ def test_verify_without_a_helm_release_runs_the_charts_tests_as_plain_objects(no
 
 def test_the_test_objects_are_the_charts_own_without_hook_annotations(no_helm_release: Path,
                                                                      argo_cluster: Cluster) -> None:
-    from helm_rdma.clusterrelease import parse_release
-    from helm_rdma.testrun import plain_object
+    from helm_rdma.cluster.release import parse_release
+    from helm_rdma.cluster.testrun import plain_object
 
     [cm] = [d for d in applied() if d["metadata"]["name"].endswith("-release")]
     found = parse_release(cm)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.logcheck import (
+from helm_rdma.logs.check import (
     CHECKS,
     Diagnosis,
     Expectations,
@@ -24,7 +24,7 @@ from helm_rdma.logcheck import (
     interface_ok,
     ranks_text,
 )
-from helm_rdma.logsources import (
+from helm_rdma.logs.sources import (
     MAX_LINE,
     LogSource,
     LogUnavailable,
@@ -33,7 +33,7 @@ from helm_rdma.logsources import (
     parse_log_name,
     stream_lines,
 )
-from helm_rdma.presets import load_preset, preset_names
+from helm_rdma.sizing.presets import load_preset, preset_names
 
 from .helm_stand_in import stand_in_helm
 from .kmock_cluster import Cluster

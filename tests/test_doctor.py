@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helm_rdma.checks.doctor import diagnose
 from helm_rdma.cli import main
-from helm_rdma.doctor import diagnose
-from helm_rdma.presets import preset_names
-from helm_rdma.values import resolve
+from helm_rdma.resolve.values import resolve
+from helm_rdma.sizing.presets import preset_names
 
 from .rendering import request
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from helm_rdma.cli import main
-from helm_rdma.clusterneeds import cluster_needs, parse_manifests, pod_security_level
+from helm_rdma.cluster.needs import cluster_needs, parse_manifests, pod_security_level
 
 from .conftest import helm_path
 from .helm_stand_in import stand_in_helm
@@ -410,7 +410,7 @@ def test_the_needs_come_from_the_rendered_objects() -> None:
     from helm_rdma.commands.template import template
 
     rendered = template(request(sets=(SECRETS, "placement.clusterNetworkLabel.enabled=true")), namespace="team-a")
-    from helm_rdma.values import resolve
+    from helm_rdma.resolve.values import resolve
 
     values = resolve(request(sets=(SECRETS,))).values
     needs = cluster_needs(parse_manifests(rendered.manifests), release="llama405b", namespace="team-a", values=values)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from helm_rdma.commands.template import template
-from helm_rdma.presets import preset_names
+from helm_rdma.sizing.presets import preset_names
 
 from . import consumer_rules
 from .conftest import SHARED_CRDS, helm_path

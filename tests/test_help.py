@@ -11,8 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.cli.docs import HELM_GLOBAL_FLAGS, REPO, commands, drift
 from helm_rdma.cli.help import examples_of, summary
+from helm_rdma.dev.docs import HELM_GLOBAL_FLAGS, REPO, commands, drift
 
 COMMANDS = [path for path, _ in commands() if path]
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.commands.plan import plan
 from helm_rdma.errors import HubRepoError, UnsupportedModelError
-from helm_rdma.values import resolve
+from helm_rdma.resolve.values import resolve
 
 from .hub_standin import Hub, HubServer, Repo
 from .rendering import request

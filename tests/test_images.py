@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from helm_rdma.chart.images import artifacthub_images, chart_images
 from helm_rdma.datafiles import schema_path
-from helm_rdma.images import artifacthub_images, chart_images
-from helm_rdma.presets import load_preset
-from helm_rdma.values import resolve
+from helm_rdma.resolve.values import resolve
+from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_json_schema
 
 from .conftest import REPO

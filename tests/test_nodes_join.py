@@ -233,7 +233,7 @@ def read_as(uid: int, gid: int, config: Path) -> str:
     are opened as ``uid``."""
     code = ("import os, sys, oci\n"
             "from helm_rdma.errors import HelmRdmaError\n"
-            "from helm_rdma.ocicloud import DEFAULT_PATIENCE, OciAuth, make_clients\n"
+            "from helm_rdma.oci.clients import DEFAULT_PATIENCE, OciAuth, make_clients\n"
             f"os.setgroups([{gid}]); os.setgid({gid}); os.setuid({uid})\n"
             "try:\n"
             "    make_clients(OciAuth(config_file=sys.argv[1]), patience=DEFAULT_PATIENCE, retry_strategy=None)\n"

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from helm_rdma.chart.registry import ImageName, split_name
 from helm_rdma.cli import main
-from helm_rdma.registry import ImageName, split_name
 
 TOKEN = "anonymous-pull-token"
 VLLM = "sha256:" + hashlib.sha256(b"vllm index").hexdigest()

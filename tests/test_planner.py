@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from helm_rdma.catalog import get_model, model_names
 from helm_rdma.errors import ParallelismError, TooFewNodesError, UnknownModelError
-from helm_rdma.planner import Plan, Sizing, kv_bytes_per_token, plan_model
-from helm_rdma.presets import load_preset, preset_names
+from helm_rdma.sizing.catalog import get_model, model_names
+from helm_rdma.sizing.planner import Plan, Sizing, kv_bytes_per_token, plan_model
+from helm_rdma.sizing.presets import load_preset, preset_names
 
 
 def plan(model: str, preset: str, **kw: Any) -> Plan:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from helm_rdma.cluster.groups import preflight_result
 from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 from helm_rdma.datafiles import chart_dir
-from helm_rdma.groups import preflight_result
 
 ENTRYPOINT = chart_dir() / "files" / "entrypoint.sh"
 

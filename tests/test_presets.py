@@ -8,7 +8,7 @@ import yaml
 
 from helm_rdma.datafiles import presets_dir
 from helm_rdma.errors import SchemaViolation, UnknownPresetError, YamlFileError
-from helm_rdma.presets import load_preset, preset_from_file, preset_names
+from helm_rdma.sizing.presets import load_preset, preset_from_file, preset_names
 
 # From FACTS.md (oci-hpc-oke recommended NCCL parameters by shape).
 HCAS = {

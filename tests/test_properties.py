@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from helm_rdma.commands.generate import generate
 from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import InputError
-from helm_rdma.valuesources import ValueSources
+from helm_rdma.resolve.valuesources import ValueSources
 
 from .conftest import SHARED_CRDS, helm_path
 from .k8s_validation import load_manifests, validate_documents

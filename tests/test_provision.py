@@ -11,12 +11,12 @@ import oci
 import pytest
 import yaml
 
-from helm_rdma.clusternet import TAG_NAMESPACE, TAG_NETWORK, TAG_NODES, TAG_RELEASE, NetworkSpec
 from helm_rdma.commands.generate import generate
 from helm_rdma.commands.provision import ProvisionPlan, Watch, plan_from_values, provision
 from helm_rdma.errors import CapacityError, InputError
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.ocicloud import OciAuth
+from helm_rdma.oci.clients import OciAuth
+from helm_rdma.oci.network import TAG_NAMESPACE, TAG_NETWORK, TAG_NODES, TAG_RELEASE, NetworkSpec
 
 from .fake_oci import FakeOci, make_key, write_config
 from .kmock_cluster import Cluster

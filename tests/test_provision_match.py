@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from helm_rdma.clusternet import TAG_NODES
 from helm_rdma.commands.provision import ProvisionFlags, Watch, plan_from_flags, provision
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.ocicloud import OciAuth
+from helm_rdma.oci.clients import OciAuth
+from helm_rdma.oci.network import TAG_NODES
 
 from .fake_oci import FakeOci, refused_endpoint, silent_endpoint
 from .ocitest import BASE, COMPARTMENT, OURS, config, fake, key, posts, run  # noqa: F401  (fixtures)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.groups import group_states, progress
+from helm_rdma.cluster.groups import group_states, progress
 
 from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
@@ -94,7 +94,7 @@ def test_wait_returns_once_every_leader_is_ready_and_reports_each_step(helm_log:
             looked.notify_all()
         return states
 
-    monkeypatch.setattr("helm_rdma.rollout.group_states", counted)
+    monkeypatch.setattr("helm_rdma.cluster.rollout.group_states", counted)
 
     def rollout() -> None:  # the controllers and kubelet: each step after the plugin has seen the one before
         for leader, worker in (("running", "running"), ("ready", "running")):

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from helm_rdma import rules
+from helm_rdma.checks import rules
+from helm_rdma.checks.doctor import Finding, diagnose
+from helm_rdma.checks.rulestemplate import go_template
 from helm_rdma.contract import VALIDATE_MARKER
 from helm_rdma.datafiles import chart_dir
-from helm_rdma.doctor import Finding, diagnose
-from helm_rdma.rulestemplate import go_template
-from helm_rdma.values import resolve
-from helm_rdma.valuesources import ValueSources
+from helm_rdma.resolve.values import resolve
+from helm_rdma.resolve.valuesources import ValueSources
 
 from .conftest import helm_path
 from .rendering import request

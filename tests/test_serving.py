@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 import yaml
 
-from helm_rdma.catalog import get_model
+from helm_rdma.checks.doctor import diagnose
 from helm_rdma.commands.template import template
 from helm_rdma.datafiles import chart_dir
-from helm_rdma.doctor import diagnose
 from helm_rdma.errors import ChartValuesError, LoraSizeUnknownError, SchemaViolation, TooFewNodesError
-from helm_rdma.lora import LoraSlots, layer_elements, lora_bytes_per_gpu
-from helm_rdma.planner import Sizing, plan_model
-from helm_rdma.presets import load_preset
-from helm_rdma.values import resolve
-from helm_rdma.valuesources import ValueSources
+from helm_rdma.resolve.values import resolve
+from helm_rdma.resolve.valuesources import ValueSources
+from helm_rdma.sizing.catalog import get_model
+from helm_rdma.sizing.lora import LoraSlots, layer_elements, lora_bytes_per_gpu
+from helm_rdma.sizing.planner import Sizing, plan_model
+from helm_rdma.sizing.presets import load_preset
 
 from . import consumer_rules
 from .conftest import REPO, SHARED_CRDS, helm_path

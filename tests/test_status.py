@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.groups import group_states
+from helm_rdma.cluster.groups import group_states
 
 from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster

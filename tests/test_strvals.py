@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from helm_rdma.errors import SetSyntaxError, YamlFileError
-from helm_rdma.overrides import coalesce
-from helm_rdma.strvals import Parser, StrvalsError, typed_value
-from helm_rdma.valuesources import ValueSources, user_values
+from helm_rdma.resolve.overrides import coalesce
+from helm_rdma.resolve.strvals import Parser, StrvalsError, typed_value
+from helm_rdma.resolve.valuesources import ValueSources, user_values
 
 from .conftest import HELM_VERSIONS, helm_path
 

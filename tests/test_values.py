@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from helm_rdma.errors import SchemaViolation, SetSyntaxError, TooFewNodesError, YamlFileError
-from helm_rdma.values import resolve
-from helm_rdma.valuesources import ValueSources
+from helm_rdma.resolve.values import resolve
+from helm_rdma.resolve.valuesources import ValueSources
 
 from .rendering import request
 

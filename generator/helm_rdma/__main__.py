@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .cli import main
+from helm_rdma.cli import main
 
 main(prog_name="helm-rdma")

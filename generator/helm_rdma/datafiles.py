@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import contract
+from helm_rdma import contract
 
 _PACKAGE = Path(__file__).resolve().parent
 

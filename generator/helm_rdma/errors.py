@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .contract import VALIDATE_MARKER
-from .suggest import did_you_mean
+from helm_rdma.contract import VALIDATE_MARKER
+from helm_rdma.suggest import did_you_mean
 
 EXIT_RUNTIME = 1
 EXIT_INPUT = 2

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import ChartValuesError, HelmCommandError, HelmNotFoundError, InputError
+from helm_rdma.errors import ChartValuesError, HelmCommandError, HelmNotFoundError, InputError
 
 
 class HelmResult(NamedTuple):

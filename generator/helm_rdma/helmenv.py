@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .names import check_namespace, check_release
+from helm_rdma.errors import InputError
+from helm_rdma.names import check_namespace, check_release
 
 
 @dataclass(frozen=True)

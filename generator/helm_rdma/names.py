@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import NamespaceError, ReleaseNameError
+from helm_rdma.errors import NamespaceError, ReleaseNameError
 
 RELEASE_MAX = 53
 _HELM_RELEASE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .errors import YamlFileError
+from helm_rdma.errors import YamlFileError
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024  # helm keeps a release, values included, in one Secret of at most 1 MiB
 MAX_DEPTH = 100

@@ -1,7 +1,7 @@
 {{/*
 An image reference, the one way every image of the chart is written: call with (dict "repository" R "tag" T "digest" D)
 (the image values themselves have these keys). R:T@D with both, R@D with a digest only, R:T without a digest: the
-container runtime pulls by digest whenever one is set, and the tag stays for people to read. helm_rdma.images lists
+container runtime pulls by digest whenever one is set, and the tag stays for people to read. helm_rdma.chart.images lists
 the same references in Python (for Artifact Hub's artifacthub.io/images and `generate --pin-digests`).
 */}}
 {{- define "vllm-rdma.imageRef" -}}

@@ -1,6 +1,6 @@
 {{/*
-Generated from schemas/rules.yaml by `python -m helm_rdma.chart_sync` (make chart): edit the table, not this file.
-The chart's cross-field rules, which `helm-rdma doctor` reports in the same words (generator/helm_rdma/rules.py).
+Generated from schemas/rules.yaml by `python -m helm_rdma.dev.chart_sync` (make chart): edit the table, not this file.
+The chart's cross-field rules, which `helm-rdma doctor` reports in the same words (generator/helm_rdma/checks/rules.py).
 */}}
 
 {{/*

@@ -5,7 +5,7 @@ One module per family of commands; importing them registers their commands on ``
 
 from __future__ import annotations
 
-from . import charts, cloud, diff, releases  # noqa: F401  (registers the commands)
-from .base import main
+from helm_rdma.cli import charts, cloud, diff, releases  # noqa: F401  (registers the commands)
+from helm_rdma.cli.base import main
 
 __all__ = ["main"]

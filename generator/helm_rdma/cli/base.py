@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__
-from ..errors import EXIT_RUNTIME, HelmRdmaError
-from ..suggest import did_you_mean
-from .help import RdmaCommand, Teaching, program_name
-from .params import ANY_RELEASE, CHART_RELEASE, MODEL, PRESET, UPGRADE_RELEASE, AliasedChoice
+from helm_rdma import __version__
+from helm_rdma.cli.help import RdmaCommand, Teaching, program_name
+from helm_rdma.cli.params import ANY_RELEASE, CHART_RELEASE, MODEL, PRESET, UPGRADE_RELEASE, AliasedChoice
+from helm_rdma.errors import EXIT_RUNTIME, HelmRdmaError
+from helm_rdma.suggest import did_you_mean
 
 if TYPE_CHECKING:
-    from ..values import ChartRequest
-    from ..valuesources import ValueSources
+    from helm_rdma.resolve.values import ChartRequest
+    from helm_rdma.resolve.valuesources import ValueSources
 
 __all__ = ["ANY_RELEASE", "CHART_RELEASE", "UPGRADE_RELEASE", "Cli", "main"]
 
@@ -98,7 +98,7 @@ def _values_options(func: Any) -> Any:
     def command(*args: Any, value_files: tuple[Path, ...], set_values: tuple[str, ...],
                 set_string_values: tuple[str, ...], set_json_values: tuple[str, ...],
                 set_file_values: tuple[str, ...], set_literal_values: tuple[str, ...], **kwargs: Any) -> Any:
-        from ..valuesources import ValueSources
+        from helm_rdma.resolve.valuesources import ValueSources
 
         sources = ValueSources(files=value_files, set=set_values, set_string=set_string_values,
                                set_json=set_json_values, set_file=set_file_values, set_literal=set_literal_values)
@@ -133,8 +133,8 @@ def _chart_request(func: Any) -> Any:
     @functools.wraps(func)
     def command(*args: Any, release: str | None, preset: str, model: str | None, nodes: int | None,
                 max_model_len: int | None, sources: ValueSources, **kwargs: Any) -> Any:
-        from ..catalog import DEFAULT_MODEL
-        from ..values import ChartRequest
+        from helm_rdma.resolve.values import ChartRequest
+        from helm_rdma.sizing.catalog import DEFAULT_MODEL
 
         request = ChartRequest(release=release or model or DEFAULT_MODEL, preset=preset, model=model, nodes=nodes,
                                max_model_len=max_model_len, sources=sources)
@@ -162,7 +162,7 @@ def _chart_options(func: Any) -> Any:
 def _provision_options(func: Any) -> Any:
     """install/upgrade --provision and the OCI settings of the chart's hook: the chart's clusterNetwork values they
     set become the ``request``'s flag values (under _chart_options, which builds the request)."""
-    from ..ocicloud import AUTH_ALIASES, AUTH_MODES
+    from helm_rdma.oci.clients import AUTH_ALIASES, AUTH_MODES
 
     @functools.wraps(func)
     def command(*args: Any, provision: bool, compartment: str | None, availability_domain: str | None,

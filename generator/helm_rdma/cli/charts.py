@@ -9,13 +9,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
-from ..helmenv import HelmEnv
-from .base import CHART_RELEASE, _chart_options, _helm_args, _namespace_option, _notice, _preset_option, main
-from .params import MODEL, PRESET
+from helm_rdma.cli.base import (
+    CHART_RELEASE,
+    _chart_options,
+    _helm_args,
+    _namespace_option,
+    _notice,
+    _preset_option,
+    main,
+)
+from helm_rdma.cli.params import MODEL, PRESET
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.sizing.firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 
 if TYPE_CHECKING:
-    from ..values import ChartRequest
+    from helm_rdma.resolve.values import ChartRequest
 
 
 @main.command(examples=[
@@ -43,7 +51,7 @@ def generate(request: ChartRequest, output: Path, force: bool, pin_digests: bool
     renders later with plain helm (Argo CD, Flux): no plugin and no Python. It is rendered with helm first (when
     one is installed) and written atomically; --package also writes the .tgz to push to a registry.
     """
-    from ..commands.generate import generate as run
+    from helm_rdma.commands.generate import generate as run
 
     result = run(request, output=output, force=force, pin_digests=pin_digests, package=package)
     _notice(result.notice)
@@ -72,7 +80,7 @@ def template(request: ChartRequest, namespace: str | None, helm_args: tuple[str,
 
     The chart is generated into a temporary directory; arguments after -- go to helm template.
     """
-    from ..commands.template import template as run
+    from helm_rdma.commands.template import template as run
 
     result = run(request, namespace=HelmEnv.from_environ(namespace=namespace).namespace, helm_args=helm_args)
     sys.stdout.write(result.manifests)
@@ -98,7 +106,7 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
     token; with --cluster, the cluster the release would run on too. Exit 1 on errors, 0 with warnings only.
     RELEASE names the model as for install.
     """
-    from ..commands.doctor import doctor as run
+    from helm_rdma.commands.doctor import doctor as run
 
     result = run(request, cluster=HelmEnv.from_environ(namespace=namespace) if cluster else None)
     if fmt == "json":
@@ -155,10 +163,10 @@ def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, 
     the bytes each node downloads and reads and how long that takes, and where each figure came from; with
     --max-lora-rank, the memory vLLM reserves for LoRA adapters too.
     """
-    from ..commands.plan import lora_option, plan_table
-    from ..commands.plan import plan as run
-    from ..firsttoken import Rates
-    from ..planner import Sizing
+    from helm_rdma.commands.plan import lora_option, plan_table
+    from helm_rdma.commands.plan import plan as run
+    from helm_rdma.sizing.firsttoken import Rates
+    from helm_rdma.sizing.planner import Sizing
 
     sizing = Sizing(nodes=nodes, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                     lora=lora_option(max_rank=max_lora_rank, max_loras=max_loras))
@@ -178,7 +186,7 @@ def presets(ctx: click.Context, fmt: str) -> None:
     """List the shape presets; `presets show NAME` prints one."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..commands.presets import list_presets
+    from helm_rdma.commands.presets import list_presets
 
     rows = list_presets()
     if fmt == "json":
@@ -200,7 +208,7 @@ def presets(ctx: click.Context, fmt: str) -> None:
               help="Print YAML, or JSON for scripts.")
 def presets_show(name: str, fmt: str) -> None:
     """Print one preset, with the source of every value."""
-    from ..commands.presets import show_preset
+    from helm_rdma.commands.presets import show_preset
 
     data = show_preset(name)
     import yaml

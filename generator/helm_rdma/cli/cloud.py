@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..helmenv import HelmEnv
-from .base import ANY_RELEASE, _namespace_option, main
-from .params import PRESET, AliasedChoice
+from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
+from helm_rdma.cli.params import PRESET, AliasedChoice
+from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
-    from ..commands.provision import ProvisionFlags, Watch
-    from ..ocicloud import OciAuth
+    from helm_rdma.commands.provision import ProvisionFlags, Watch
+    from helm_rdma.oci.clients import OciAuth
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -26,8 +26,8 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from ..errors import InputError
-        from ..helm import duration_seconds
+        from helm_rdma.errors import InputError
+        from helm_rdma.helm import duration_seconds
 
         if isinstance(value, (int, float)):
             return float(value)
@@ -38,7 +38,7 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 
 
 def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from ..ocicloud import canonical_auth
+    from helm_rdma.oci.clients import canonical_auth
 
     return canonical_auth(value)
 
@@ -46,12 +46,12 @@ def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _oci_options(func: Any) -> Any:
     """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an ocicloud.OciAuth) and
     ``watch`` (a commands.provision.Watch)."""
-    from ..ocicloud import AUTH_ALIASES, AUTH_MODES
+    from helm_rdma.oci.clients import AUTH_ALIASES, AUTH_MODES
 
     @functools.wraps(func)
     def command(*args: Any, auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None,
                 oci_timeout: float, oci_retry_for: float, poll_interval: float, **kwargs: Any) -> Any:
-        from ..ocicloud import OciAuth, check_endpoint
+        from helm_rdma.oci.clients import OciAuth, check_endpoint
 
         endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
         return func(*args, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
@@ -86,7 +86,7 @@ def _provision_flags(func: Any) -> Any:
 
     @functools.wraps(func)
     def command(*args: Any, no_wait_nodes: bool, **kwargs: Any) -> Any:
-        from ..commands.provision import ProvisionFlags
+        from helm_rdma.commands.provision import ProvisionFlags
 
         names = {f.name for f in dataclasses.fields(ProvisionFlags)}
         given = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
@@ -133,8 +133,8 @@ def _provision_flags(func: Any) -> Any:
 def _watch(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> Any:
     """How provision and deprovision talk to OCI and report progress, from --oci-timeout, --oci-retry-for and
     --poll-interval."""
-    from ..commands.provision import Watch
-    from ..ocicloud import OciPatience
+    from helm_rdma.commands.provision import Watch
+    from helm_rdma.oci.clients import OciPatience
 
     patience = OciPatience(connect_timeout=min(10.0, oci_timeout), read_timeout=oci_timeout,
                            retry_seconds=oci_retry_for, heartbeat_seconds=min(30.0, max(poll_interval, 0.5)))
@@ -184,8 +184,8 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     match; another node count resizes it; another shape, image, availability domain or boot volume is refused
     (exit 2). A run after a crash resumes with what the crashed run created; a network that died is replaced.
     """
-    from ..commands.provision import plan_from_flags, plan_from_values, result_json
-    from ..commands.provision import provision as run
+    from helm_rdma.commands.provision import plan_from_flags, plan_from_values, result_json
+    from helm_rdma.commands.provision import provision as run
 
     env = HelmEnv.from_environ(namespace=namespace)
     ns = env.namespace or "default"
@@ -237,8 +237,8 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
 
     Only the network NAME and configuration tagged as helm-rdma's are touched.
     """
-    from ..clusternet import NetworkSpec
-    from ..commands.provision import deprovision as run
+    from helm_rdma.commands.provision import deprovision as run
+    from helm_rdma.oci.network import NetworkSpec
     ns = HelmEnv.from_environ(namespace=namespace).namespace or "default"
     spec = NetworkSpec(name=name, compartment_id=compartment, availability_domain="", subnet_id="", image_id="",
                        shape="", size=0, release=release or name, namespace=ns)

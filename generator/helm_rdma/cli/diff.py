@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..helmenv import HelmEnv
-from .base import _chart_options, _helm_args, _namespace_option, _notice, _provision_options, main
-from .params import UPGRADE_RELEASE
+from helm_rdma.cli.base import _chart_options, _helm_args, _namespace_option, _notice, _provision_options, main
+from helm_rdma.cli.params import UPGRADE_RELEASE
+from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
-    from ..values import ChartRequest
+    from helm_rdma.resolve.values import ChartRequest
 
 
 @main.command(examples=[
@@ -34,7 +34,7 @@ def diff(request: ChartRequest, namespace: str | None, helm_args: tuple[str, ...
     (https://github.com/databus23/helm-diff): without it, the message says how to install it. Arguments after --
     go to helm diff (--context N, --suppress-secrets, --color, ...).
     """
-    from ..commands.diff import diff as run
+    from helm_rdma.commands.diff import diff as run
 
     result = run(request, env=HelmEnv.from_environ(namespace=namespace), helm_args=helm_args)
     _notice(result.notice)

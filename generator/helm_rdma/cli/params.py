@@ -1,6 +1,6 @@
 """Parameter types that know what completes them: release names, presets, models, and choices with aliases.
 
-``completes`` names the sources of shell completion (see helm_rdma.completion.SOURCES); the files generated from
+``completes`` names the sources of shell completion (see helm_rdma.cli.completion.SOURCES); the files generated from
 the command tree (`make docs`) read it, so the completion of every option follows its type.
 """
 
@@ -23,7 +23,7 @@ class Completed(click.ParamType):  # type: ignore[type-arg]
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter,
                        incomplete: str) -> list[CompletionItem]:
-        from ..completion import source_values
+        from helm_rdma.cli.completion import source_values
 
         return [CompletionItem(v) for v in source_values(self.completes) if v.startswith(incomplete)]
 
@@ -52,8 +52,8 @@ class ReleaseName(Completed):
         self.completes = tuple(completes)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from ..errors import ReleaseNameError
-        from ..names import check_release
+        from helm_rdma.errors import ReleaseNameError
+        from helm_rdma.names import check_release
 
         try:
             return check_release(value, for_chart=self.for_chart)

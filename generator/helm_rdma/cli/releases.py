@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..helmenv import HelmEnv
-from .base import (
+from helm_rdma.cli.base import (
     ANY_RELEASE,
     CHART_RELEASE,
     _chart_options,
@@ -20,10 +19,11 @@ from .base import (
     _provision_options,
     main,
 )
-from .params import PRESET, UPGRADE_RELEASE
+from helm_rdma.cli.params import PRESET, UPGRADE_RELEASE
+from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
-    from ..values import ChartRequest
+    from helm_rdma.resolve.values import ChartRequest
 
 INSTALL_EXAMPLES = [
     ("Llama 3.1 405B on two BM.GPU.H100.8 nodes; return once every group serves",
@@ -75,7 +75,7 @@ def _deploy_command(upgrade: bool) -> Any:
     @_helm_args
     def command(request: ChartRequest, namespace: str | None, wait: bool, timeout: str | None, dry_run: bool,
                 atomic: bool, helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool) -> None:
-        from ..commands.deploy import HelmRun, deploy
+        from helm_rdma.commands.deploy import HelmRun, deploy
 
         run = HelmRun(upgrade=upgrade, wait=wait, timeout=timeout, dry_run=dry_run, atomic=atomic,
                       cluster_checks=not skip_cluster_checks, helm_args=helm_args)
@@ -110,7 +110,7 @@ def status(release: str, namespace: str | None, fmt: str) -> None:
 
     With no Helm release (Argo CD applied it), the release's ConfigMap and workloads say what helm would.
     """
-    from ..commands.status import status as run
+    from helm_rdma.commands.status import status as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace))
     if fmt == "json":
@@ -150,7 +150,7 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
 
     Arguments after -- go to helm uninstall.
     """
-    from ..commands.uninstall import uninstall as run
+    from helm_rdma.commands.uninstall import uninstall as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), helm_args=helm_args)
     sys.stdout.write(result.output)
@@ -177,7 +177,7 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
     all-reduce bandwidth is read from its leader's log and held against the preset's floor. With no Helm release
     (Argo CD applied it), the test Job and Pod the chart renders run as plain objects. Exit 1 on any failure.
     """
-    from ..commands.verify import verify as run
+    from helm_rdma.commands.verify import verify as run
 
     def confirm(warning: str) -> bool:
         click.echo(f"helm-rdma: {warning}", err=True)
@@ -221,7 +221,7 @@ def diagnose(release: str, namespace: str | None, logs_dir: Path | None, interfa
     or Ray versions that differ, ranks that never finish NCCL init, timeouts, GPU out of memory, dead workers, a
     gated or missing model, the preflight's bandwidth. Exit 1 when an error is found.
     """
-    from ..commands.diagnose import diagnose as run
+    from helm_rdma.commands.diagnose import diagnose as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), logs_dir=logs_dir,
                  interface=interface, preset=preset)

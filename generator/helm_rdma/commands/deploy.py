@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..chart import write_chart
-from ..clock import Polling
-from ..doctor import require_clean
-from ..errors import ClusterCheckError
-from ..helm import duration_seconds, find_helm, helm_major_version, run_chart_command
-from ..helmenv import HelmEnv
-from ..planner import Plan
-from ..rollout import wait_until_serving
-from ..values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.chart.write import write_chart
+from helm_rdma.checks.doctor import require_clean
+from helm_rdma.clock import Polling
+from helm_rdma.cluster.rollout import wait_until_serving
+from helm_rdma.errors import ClusterCheckError
+from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_chart_command
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.sizing.planner import Plan
 
 DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
 
@@ -149,7 +149,7 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
     Raises:
         ClusterCheckError: Any check is an error.
     """
-    from .doctor import preinstall_report
+    from helm_rdma.commands.doctor import preinstall_report
 
     report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
                                         create_namespace=create_namespace)

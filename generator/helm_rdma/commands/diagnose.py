@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..datafiles import schema_path
-from ..errors import HelmCommandError, HelmNotFoundError, NoPodsError, UnknownPresetError
-from ..helm import run_helm
-from ..helmenv import HelmEnv
-from ..logcheck import Diagnosis, Expectations, diagnose_logs
-from ..logsources import LogSource, directory_sources
-from ..presets import Preset, load_preset
-from ..values import VALUES_SCHEMA, schema_defaults
-from ..yamlfile import load_json_schema
+from helm_rdma.datafiles import schema_path
+from helm_rdma.errors import HelmCommandError, HelmNotFoundError, NoPodsError, UnknownPresetError
+from helm_rdma.helm import run_helm
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.logs.check import Diagnosis, Expectations, diagnose_logs
+from helm_rdma.logs.sources import LogSource, directory_sources
+from helm_rdma.resolve.values import VALUES_SCHEMA, schema_defaults
+from helm_rdma.sizing.presets import Preset, load_preset
+from helm_rdma.yamlfile import load_json_schema
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
         sources = directory_sources(logs_dir)  # checked first: a bad directory is bad input, whatever else
         read_from = f"directory {logs_dir}"
     else:
-        from ..contract import INSTANCE_LABEL
-        from ..kube import pod_log_sources
+        from helm_rdma.cluster.kube import pod_log_sources
+        from helm_rdma.contract import INSTANCE_LABEL
 
         try:
             values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json",

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ..chart import write_chart
-from ..doctor import require_clean
-from ..errors import HelmDiffMissingError
-from ..helm import find_helm, helm_major_version, run_chart_command, run_helm
-from ..helmenv import HelmEnv
-from ..planner import Plan
-from ..values import ChartRequest, resolve
+from helm_rdma.chart.write import write_chart
+from helm_rdma.checks.doctor import require_clean
+from helm_rdma.errors import HelmDiffMissingError
+from helm_rdma.helm import find_helm, helm_major_version, run_chart_command, run_helm
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.resolve.values import ChartRequest, resolve
+from helm_rdma.sizing.planner import Plan
 
 
 class DiffResult(NamedTuple):

@@ -7,11 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..chart import write_chart
-from ..clustercheck import ClusterReport, check_cluster
-from ..clusterneeds import cluster_needs, parse_manifests
-from ..doctor import Finding, diagnose
-from ..errors import (
+from helm_rdma.chart.write import write_chart
+from helm_rdma.checks.doctor import Finding, diagnose
+from helm_rdma.cluster.check import ClusterReport, check_cluster
+from helm_rdma.cluster.kube import ClusterError, Connection, connect, kubeconfig_found
+from helm_rdma.cluster.needs import cluster_needs, parse_manifests
+from helm_rdma.errors import (
     ContextTooLongError,
     InputError,
     ModelTooLargeError,
@@ -19,10 +20,9 @@ from ..errors import (
     SchemaViolation,
     TooFewNodesError,
 )
-from ..helm import find_helm, run_chart_command
-from ..helmenv import HelmEnv
-from ..kube import ClusterError, Connection, connect, kubeconfig_found
-from ..values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.helm import find_helm, run_chart_command
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
 
 
 class DoctorResult(NamedTuple):

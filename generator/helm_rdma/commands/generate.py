@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from ..chart import write_chart
-from ..chartmeta import read_identity
-from ..chartpackage import ChartPackage, package_chart
-from ..doctor import require_clean
-from ..errors import HelmNotFoundError
-from ..helm import find_helm, run_chart_command
-from ..images import chart_images
-from ..planner import Plan
-from ..values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.chart.images import chart_images
+from helm_rdma.chart.meta import read_identity
+from helm_rdma.chart.package import ChartPackage, package_chart
+from helm_rdma.chart.write import write_chart
+from helm_rdma.checks.doctor import require_clean
+from helm_rdma.errors import HelmNotFoundError
+from helm_rdma.helm import find_helm, run_chart_command
+from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.sizing.planner import Plan
 
 
 class GenerateResult(NamedTuple):
@@ -57,7 +57,7 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, pin_di
 
 def _pin_digests(resolved: Resolved) -> list[str]:
     """Set the digest of every image of the chart that has none to what its tag points at now; one line each."""
-    from ..registry import resolve_digest  # urllib, only when asked
+    from helm_rdma.chart.registry import resolve_digest  # urllib, only when asked
 
     lines = []
     for image in chart_images(resolved.values):

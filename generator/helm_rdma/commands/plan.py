@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..catalog import ModelSpec, get_model
-from ..datafiles import schema_path
-from ..errors import SchemaViolation
-from ..firsttoken import FirstToken, Rates, duration, first_token
-from ..lora import LoraSlots
-from ..planner import GB, GIB, Plan, Sizing, plan_model
-from ..presets import load_preset
-from ..yamlfile import load_json_schema
+from helm_rdma.datafiles import schema_path
+from helm_rdma.errors import SchemaViolation
+from helm_rdma.sizing.catalog import ModelSpec, get_model
+from helm_rdma.sizing.firsttoken import FirstToken, Rates, duration, first_token
+from helm_rdma.sizing.lora import LoraSlots
+from helm_rdma.sizing.planner import GB, GIB, Plan, Sizing, plan_model
+from helm_rdma.sizing.presets import load_preset
+from helm_rdma.yamlfile import load_json_schema
 
 
 class PlanReport(NamedTuple):
@@ -40,7 +40,7 @@ def boot_volume_gb() -> int:
 
 def plan(*, model: str, preset: str, sizing: Sizing | None = None, rates: Rates | None = None) -> PlanReport:
     """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` as ``sizing`` asks (see
-    helm_rdma.planner), and estimate how long its weights take to download and load (see helm_rdma.firsttoken)."""
+    sizing/planner.py), and estimate how long its weights take to download and load (see sizing/firsttoken.py)."""
     spec = get_model(model)
     the_plan = plan_model(model=spec, preset=load_preset(preset), sizing=sizing)
     estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..presets import load_preset, preset_names
+from helm_rdma.sizing.presets import load_preset, preset_names
 
 
 class PresetSummary(NamedTuple):

@@ -8,8 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..clock import SYSTEM_CLOCK, Clock, Polling
-from ..clusternet import (
+from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
+from helm_rdma.cluster.kube import NodeProgress, NodesTimeout, wait_for_nodes
+from helm_rdma.errors import InputError, NodesNotReadyError
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.oci.clients import (
+    DEFAULT_PATIENCE,
+    CountingApi,
+    OciAuth,
+    OciPatience,
+    Waiting,
+    canonical_auth,
+    check_endpoint,
+)
+from helm_rdma.oci.network import (
     Deprovisioned,
     NetworkSpec,
     Progress,
@@ -19,11 +31,7 @@ from ..clusternet import (
     ours_to_remove,
     provision_network,
 )
-from ..errors import InputError, NodesNotReadyError
-from ..helmenv import HelmEnv
-from ..kube import NodeProgress, NodesTimeout, wait_for_nodes
-from ..ocicloud import DEFAULT_PATIENCE, CountingApi, OciAuth, OciPatience, Waiting, canonical_auth, check_endpoint
-from ..okejoin import NodeSetup
+from helm_rdma.oci.nodejoin import NodeSetup
 
 
 class MissingSettingError(InputError):
@@ -91,7 +99,7 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
     Raises:
         InputError: A required flag is missing, the preset is unknown, or a file cannot be read.
     """
-    from ..presets import load_preset
+    from helm_rdma.sizing.presets import load_preset
 
     f = flags
     required = {"--preset": f.preset, "--nodes": f.nodes, "--name": f.name, "--compartment": f.compartment,
@@ -157,7 +165,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         MissingSettingError: A required clusterNetwork key is empty.
         InputError: A key the plan needs is missing or of the wrong type, or the endpoint is malformed.
     """
-    from ..yamlfile import load_yaml_file
+    from helm_rdma.yamlfile import load_yaml_file
 
     values = load_yaml_file(path)
     if not isinstance(values, dict) or not isinstance(values.get("clusterNetwork"), dict):
@@ -249,7 +257,7 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
         NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
         HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
     """
-    from ..okejoin import node_metadata, read_cluster
+    from helm_rdma.oci.nodejoin import node_metadata, read_cluster
 
     api = watch.connect(plan.auth)
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ..chart import write_chart
-from ..helm import find_helm, run_chart_command
-from ..values import ChartRequest, check_values, resolve
+from helm_rdma.chart.write import write_chart
+from helm_rdma.helm import find_helm, run_chart_command
+from helm_rdma.resolve.values import ChartRequest, check_values, resolve
 
 
 class TemplateResult(NamedTuple):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ..helm import run_helm
-from ..helmenv import HelmEnv
+from helm_rdma.helm import run_helm
+from helm_rdma.helmenv import HelmEnv
 
 
 class UninstallResult(NamedTuple):

@@ -10,14 +10,14 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..clusterrelease import helm_status, read_release
-from ..contract import PREFLIGHT_CONTAINER
-from ..errors import HelmCommandError
-from ..groups import GroupState, group_states, preflight_result
-from ..helm import duration_seconds, run_helm
-from ..helmenv import HelmEnv
-from ..kube import delete_pods, pod_log, release_pods
+from helm_rdma.clock import SYSTEM_CLOCK, Clock
+from helm_rdma.cluster.groups import GroupState, group_states, preflight_result
+from helm_rdma.cluster.kube import delete_pods, pod_log, release_pods
+from helm_rdma.cluster.release import helm_status, read_release
+from helm_rdma.contract import PREFLIGHT_CONTAINER
+from helm_rdma.errors import HelmCommandError
+from helm_rdma.helm import duration_seconds, run_helm
+from helm_rdma.helmenv import HelmEnv
 
 # Steps of a leader whose preflight has not finished yet.
 WAITING = ("pending", f"init:{PREFLIGHT_CONTAINER}")
@@ -93,7 +93,7 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
             checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
         rdma_test, by = checks[-1].passed, "helm test"
     else:
-        from ..testrun import run_tests
+        from helm_rdma.cluster.testrun import run_tests
 
         runs = run_tests(tests, env=env, timeout_seconds=duration_seconds(timeout), poll_seconds=poll_seconds,
                          clock=clock)

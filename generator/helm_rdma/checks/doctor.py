@@ -1,0 +1,222 @@
+"""Checks of resolved values before anything is applied: the chart's cross-field rules (the table in
+schemas/rules.yaml, see rules.py), and what only doctor judges: settings NCCL does not read, device lists, ports the
+node's own services hold, the model's token and where its weights land. Each finding names the key and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from helm_rdma.checks import rules
+from helm_rdma.checks.rules import quantity
+from helm_rdma.errors import ValuesCheckError
+from helm_rdma.resolve.values import Resolved
+
+# Variables named like NCCL's that NCCL does not read (see FACTS: NCCL environment variables).
+NOT_NCCL = {
+    "NCCL_TIMEOUT": ("is not an NCCL variable: NCCL's verbs timeout is NCCL_IB_TIMEOUT (the preset sets it), and "
+                     "collective timeouts belong to PyTorch and vLLM", "remove it"),
+    "NCCL_ASYNC_ERROR_HANDLING": ("is PyTorch's old name, which current PyTorch no longer reads",
+                                  "rename it TORCH_NCCL_ASYNC_ERROR_HANDLING (under vllm.extraEnv)"),
+    "NCCL_BLOCKING_WAIT": ("is PyTorch's old name, which current PyTorch no longer reads",
+                           "rename it TORCH_NCCL_BLOCKING_WAIT (under vllm.extraEnv)"),
+    "NCCL_SHM_USE_CUDA_MEMCPY": ("was removed in NCCL 2.30.7 (it existed from 2.13.4) and never had to do with huge "
+                                 "pages or RDMA", "remove it"),
+}
+# Ports that services of an OKE node listen on: a hostNetwork pod cannot bind them.
+NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10248: "the kubelet health check",
+              10249: "kube-proxy metrics", 10250: "the kubelet", 10255: "the kubelet read-only port",
+              10256: "kube-proxy health"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem (error) or doubt (warning) about the values."""
+
+    severity: str
+    key: str
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.severity:<7} {self.key}: {self.message}; fix: {self.fix}"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def diagnose(resolved: Resolved) -> list[Finding]:
+    """Every finding about ``resolved``'s values, errors first."""
+    v = resolved.values
+    found = _table(resolved) + _env_names(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
+    found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
+    from helm_rdma.checks.serving import serving_findings
+
+    found += serving_findings(v)
+    return sorted(found, key=lambda f: (f.severity != "error", f.key))
+
+
+def _table(resolved: Resolved) -> list[Finding]:
+    """The chart's rules that the values break, in the table's words (the chart's validateValues prints the same)."""
+    return [Finding(b.rule.severity, b.rule.key, b.message, b.fix)
+            for b in rules.check(resolved.values, release=resolved.release)]
+
+
+def _env_names(v: dict[str, Any]) -> list[Finding]:
+    places = [(f"nccl.settings.{k}", k) for k in v["nccl"]["settings"]]
+    places += [(f"vllm.extraEnv[{i}].name", e.get("name", "")) for i, e in enumerate(v["vllm"]["extraEnv"])]
+    return [Finding("error", key, f"{name} {NOT_NCCL[name][0]}", NOT_NCCL[name][1])
+            for key, name in places if name in NOT_NCCL]
+
+
+def _hca_list(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
+    if v["rdma"]["mode"] != "hostNetwork":
+        return []
+    key = "nccl.settings.NCCL_IB_HCA"
+    raw = str(v["nccl"]["settings"].get("NCCL_IB_HCA", ""))
+    preset = resolved.preset
+    if not raw:
+        return [Finding("error", key, "is not set, so NCCL may use any NIC, the front-end ones included",
+                        f"set it to the preset's list, ={','.join(preset.hcas)}")]
+    exact, exclude = raw.startswith("="), raw.startswith("^")
+    names = [part.split(":")[0] for part in raw.lstrip("=^").split(",") if part]
+    found = []
+    if exclude:
+        return [Finding("warning", key, "excludes devices (^), so NCCL may use every other NIC, new ones included",
+                        f"list the RDMA NICs exactly: ={','.join(preset.hcas)}")]
+    front = sorted(set(names) & set(preset.front_end_nics), key=_device_order)
+    if not exact:
+        prefixed = sorted({d for d in preset.hcas + preset.front_end_nics for n in names
+                           if d != n and d.startswith(n)}, key=_device_order)
+        if prefixed:
+            front += [d for d in prefixed if d in preset.front_end_nics and d not in front]
+            found.append(Finding("warning", key, f"has no leading '=', so NCCL treats each name as a prefix "
+                                 f"({', '.join(prefixed)} match too)", "start the list with '='"))
+    if front:
+        found.append(Finding("error", key, f"selects front-end NIC(s) {', '.join(front)} of {preset.shape}",
+                             f"use the preset's list, ={','.join(preset.hcas)}"))
+    missing = sorted(set(preset.hcas) - set(names), key=_device_order)
+    extra = sorted(set(names) - set(preset.hcas) - set(front), key=_device_order)
+    if missing or extra:
+        detail = "; ".join(p for p in (f"missing {', '.join(missing)}" if missing else "",
+                                       f"extra {', '.join(extra)}" if extra else "") if p)
+        found.append(Finding("warning", key, f"differs from the {preset.name} preset's RDMA NICs ({detail})",
+                             "check the names with `rdma link` on a node (they can change with the node image), "
+                             "or drop the override"))
+    return found
+
+
+def _device_order(name: str) -> int:
+    return int(name.split("_")[1]) if "_" in name and name.split("_")[1].isdigit() else 0
+
+
+def _ports(v: dict[str, Any]) -> list[Finding]:
+    """Ports the node's own services hold (the table's host-ports rule finds ports that repeat one another)."""
+    if v["rdma"]["mode"] != "hostNetwork":
+        return []
+    ports = {"vllm.port": v["vllm"]["port"], "distributed.masterPort": v["distributed"]["masterPort"]}
+    if rules.fact("groupWatch", v):
+        ports["distributed.groupWatchPort"] = v["distributed"]["groupWatchPort"]
+    if v["distributed"]["backend"] == "ray":
+        ray = v["distributed"]["ray"]
+        ports.update({"distributed.ray.port": ray["port"], "distributed.ray.dashboardPort": ray["dashboardPort"],
+                      "distributed.ray.clientPort": ray["clientPort"]})
+    return [Finding("error", key, f"port {port} is taken on the node by {NODE_PORTS[port]} (hostNetwork)",
+                    "choose another port") for key, port in ports.items() if port in NODE_PORTS]
+
+
+def _token(v: dict[str, Any]) -> list[Finding]:
+    model = v["model"]
+    if not model["gated"] or model["hfTokenSecret"]["name"] or model["name"].startswith("/"):
+        return []
+    always = model["storage"]["type"] == "emptyDir"  # an emptyDir starts empty at every group start
+    return [Finding("error" if always else "warning", "model.hfTokenSecret.name",
+                    f"{model['name']} is gated and no Hugging Face token Secret is named"
+                    + ("" if always else ", so the download fails unless the weights are already in the model "
+                                         "directory"),
+                    "kubectl create secret generic hf-token --from-literal=token=hf_..., then set "
+                    "model.hfTokenSecret.name=hf-token")]
+
+
+# Oracle's node set-up builds the local NVMe drives into a RAID mounted here (oracle-quickstart/oci-hpc-oke
+# files/oke-nvme-raid.sh; nodeinit/nvme-raid.sh for the nodes helm-rdma provisions); anything else on the node is
+# the boot volume.
+NVME_MOUNT = "/mnt/nvme"
+
+
+def _storage(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
+    """Where the weights land, against their size: the boot volume cannot hold a 405B model."""
+    storage, weights = v["model"]["storage"], resolved.model.weight_bytes
+    gb = weights / 1e9
+    if storage["type"] == "hostPath":
+        path, boot = storage["hostPath"].rstrip("/"), int(v["clusterNetwork"]["bootVolumeSizeGBs"])
+        on_nvme = path == NVME_MOUNT or path.startswith(NVME_MOUNT + "/")
+        if not on_nvme and weights > boot * 1e9:
+            return [Finding("warning", "model.storage.hostPath", f"{path} is not under {NVME_MOUNT}, so the "
+                            f"{gb:.0f} GB of {resolved.model.alias}'s weights go to the boot volume, which holds "
+                            f"{boot} GB (clusterNetwork.bootVolumeSizeGBs)",
+                            f"keep the weights on the local NVMe RAID: model.storage.hostPath={NVME_MOUNT}/models")]
+    if storage["type"] == "emptyDir":
+        found = [Finding("warning", "model.storage.type", "emptyDir is wiped at every group restart, so every "
+                         f"restart downloads {gb:.0f} GB again on every node",
+                         f"use model.storage.type=hostPath (on {NVME_MOUNT}) or a shared pvc")]
+        limit = quantity(storage["sizeLimit"])
+        if limit is not None and limit < weights:
+            found.insert(0, Finding("error", "model.storage.sizeLimit", f"{storage['sizeLimit']} is less than the "
+                                    f"{gb:.0f} GB of weights: the kubelet evicts the pod mid-download",
+                                    f"raise it above {gb:.0f}G, or use hostPath"))
+        return found
+    return []
+
+
+def _debug(v: dict[str, Any]) -> list[Finding]:
+    if v["nccl"]["debug"] in ("INFO", "TRACE"):
+        return []
+    return [Finding("warning", "nccl.debug", "NCCL will not log which transport it uses, so a fallback from RDMA "
+                    "to TCP sockets goes unseen in the pods' logs", "set nccl.debug=INFO")]
+
+
+def _exposure(v: dict[str, Any]) -> list[Finding]:
+    """Under hostNetwork every port listens on the node's VCN address; NetworkPolicies do not reliably apply there."""
+    if v["rdma"]["mode"] != "hostNetwork" or v["api"]["keySecret"]["name"]:
+        return []
+    return [Finding("warning", "api.keySecret.name", f"the OpenAI API listens on the node's VCN address "
+                    f"(port {v['vllm']['port']}) and answers anyone who reaches it",
+                    "kubectl create secret generic vllm-api-key --from-literal=api-key=$(openssl rand -hex 32), then "
+                    "set api.keySecret.name=vllm-api-key")]
+
+
+def _sriov_network(v: dict[str, Any]) -> list[Finding]:
+    """Multus looks an unqualified network name up in the pod's namespace; Oracle's rdma-vf lives in default."""
+    name = v["rdma"]["sriov"]["networkName"]
+    if v["rdma"]["mode"] != "sriov" or "/" in name:
+        return []
+    return [Finding("warning", "rdma.sriov.networkName", f"{name} has no namespace, so Multus looks for it in the "
+                    "release's namespace, and Oracle's rdma-vf NetworkAttachmentDefinition lives in default",
+                    f"set rdma.sriov.networkName=default/{name}, unless you created {name} in this namespace")]
+
+
+def _placement(v: dict[str, Any]) -> list[Finding]:
+    """Pods that select a node label nobody set stay Pending."""
+    label = v["placement"]["clusterNetworkLabel"]
+    if v["clusterNetwork"]["provision"] or label.get("enabled") is not True:
+        return []
+    value = label.get("value") or "the cluster network's name (clusterNetwork.name, else RELEASE.NAMESPACE)"
+    return [Finding("warning", "placement.clusterNetworkLabel.enabled", f"pods select nodes labelled "
+                    f"{label['key']}={value}, and this release does not provision (so does not label) them",
+                    f"label the nodes of one cluster network: kubectl label node NODE {label['key']}=VALUE (the "
+                    "value the pods select is in `helm rdma template ... | grep cluster-network`), or set "
+                    "placement.clusterNetworkLabel.enabled=null")]
+
+
+def require_clean(resolved: Resolved) -> list[str]:
+    """For install, upgrade and generate: raise on errors, return the warnings' lines.
+
+    Raises:
+        ValuesCheckError: Any finding is an error.
+    """
+    findings = diagnose(resolved)
+    errors = [f.line() for f in findings if f.severity == "error"]
+    if errors:
+        raise ValuesCheckError(lines=errors)
+    return [f.line() for f in findings]

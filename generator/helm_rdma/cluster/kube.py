@@ -1,0 +1,328 @@
+"""Reading the cluster with the official `kubernetes` client (imported only here, only when a command needs it)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, NamedTuple
+
+from helm_rdma.clock import Polling
+from helm_rdma.contract import INSTANCE_LABEL
+from helm_rdma.errors import RuntimeFailure
+from helm_rdma.helmenv import HelmEnv
+from helm_rdma.logs.sources import LogSource, LogUnavailable, chunk_lines
+
+
+class ClusterError(RuntimeFailure):
+    """The cluster could not be reached or refused a request."""
+
+    def __init__(self, *, action: str, reason: str) -> None:
+        super().__init__(f"{action} failed: {reason}; check the kube context (--kube-context, KUBECONFIG) and access")
+
+
+class NodesTimeout(ClusterError):
+    """Fewer Ready nodes than wanted when the wait ran out (``progress`` holds the last look)."""
+
+    def __init__(self, *, selector: str, progress: NodeProgress) -> None:
+        self.selector, self.progress = selector, progress
+        super().__init__(action=f"waiting for {progress.wanted} Ready nodes with {selector}",
+                         reason=f"{progress.ready} Ready of {progress.total} after {progress.elapsed_seconds:.0f}s "
+                                "(do the nodes join the cluster? see their cloud-init and kubelet logs)")
+
+
+def _api_client(env: HelmEnv) -> Any:
+    """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account)."""
+    import os
+
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        if env.kubeconfig is None and env.kube_context is None and os.environ.get("KUBERNETES_SERVICE_HOST") \
+                and not os.path.exists(os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)):
+            config.load_incluster_config()
+            from kubernetes import client
+
+            return client.ApiClient()
+        return config.new_client_from_config(config_file=env.kubeconfig, context=env.kube_context)
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+
+
+class Connection(NamedTuple):
+    """An API server that answered: the client, the namespace to act in, and where it points (for messages)."""
+
+    api_client: Any
+    namespace: str
+    context: str
+    server: str
+
+
+def kubeconfig_found(env: HelmEnv) -> bool:
+    """Whether there is a cluster to talk to at all: a kubeconfig file (KUBECONFIG's, else ~/.kube/config) or,
+    inside a pod, the in-cluster service account."""
+    import os
+
+    if env.kubeconfig:
+        return any(os.path.isfile(p) for p in env.kubeconfig.split(os.pathsep) if p)
+    return os.path.isfile(os.path.expanduser("~/.kube/config")) or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
+    """A client whose API server answered `GET /version` within ``timeout_seconds``.
+
+    Raises:
+        ClusterError: No kubeconfig, or the API server did not answer (the message names the context and server).
+    """
+    from kubernetes import client
+    from kubernetes.config.config_exception import ConfigException
+
+    api_client, namespace = _client_and_namespace(env)
+    server = str(api_client.configuration.host)
+    try:
+        context = env.kube_context or _active_context(env)
+    except (ConfigException, OSError):
+        context = "in-cluster"
+    settings = copy.copy(api_client.configuration)
+    settings.retries = 0  # one try: urllib3 would retry a silent server three times, each up to the timeout
+    probe = client.ApiClient(settings)
+    try:
+        client.VersionApi(probe).get_code(_request_timeout=timeout_seconds)
+    except client.ApiException as exc:
+        if exc.status not in (401, 403):  # an API server that refuses /version still answers
+            raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
+                               reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors, time-outs
+        raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
+                           reason=_short_reason(exc)) from None
+    finally:
+        probe.close()
+    return Connection(api_client=api_client, namespace=namespace, context=context, server=server)
+
+
+def _active_context(env: HelmEnv) -> str:
+    from kubernetes import config
+
+    _, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
+    return str((active or {}).get("name", ""))
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The innermost cause of a urllib3 error (connection refused, timed out), not its whole chain."""
+    reason: object = getattr(exc, "reason", None)
+    while isinstance(reason, BaseException) and getattr(reason, "reason", None) is not None:
+        reason = getattr(reason, "reason", None)
+    text = str(reason if reason is not None else exc)
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
+
+
+class NodeProgress(NamedTuple):
+    """Nodes seen while waiting for them."""
+
+    ready: int
+    total: int
+    wanted: int
+    elapsed_seconds: float
+
+
+def wait_for_nodes(
+    *,
+    label: str,
+    value: str,
+    count: int,
+    env: HelmEnv,
+    polling: Polling,
+    on_progress: Callable[[NodeProgress], None] = lambda _: None,
+) -> NodeProgress:
+    """Wait until ``count`` nodes labelled ``label=value`` are Ready, looking at ``polling``'s pace.
+
+    Raises:
+        NodesTimeout: The nodes are not Ready in time.
+        ClusterError: The API server cannot be reached.
+    """
+    from kubernetes import client
+
+    now, delay = polling.clock.now, polling.poll_seconds
+    api = client.CoreV1Api(_api_client(env))
+    start = now()
+    selector = f"{label}={value}"
+    while True:
+        try:
+            listing = api.list_node(label_selector=selector)
+        except client.ApiException as exc:
+            raise ClusterError(action=f"listing nodes with {selector}", reason=f"HTTP {exc.status} {exc.reason}") \
+                from None
+        except Exception as exc:
+            raise ClusterError(action=f"listing nodes with {selector}", reason=str(exc)) from None
+        nodes = [api.api_client.sanitize_for_serialization(n) for n in listing.items]
+        nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
+        ready = sum(1 for n in nodes if _ready(n))
+        seen = NodeProgress(ready=ready, total=len(nodes), wanted=count, elapsed_seconds=now() - start)
+        on_progress(seen)
+        if ready >= count:
+            return seen
+        if seen.elapsed_seconds >= polling.timeout_seconds:
+            raise NodesTimeout(selector=selector, progress=seen)
+        polling.clock.sleep(delay)
+        delay = polling.next_delay(delay)
+
+
+def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any]]]:
+    """The namespace used and the pods of ``release`` in it, as plain dicts.
+
+    Raises:
+        ClusterError: No kubeconfig, or the API server failed the request.
+    """
+    from kubernetes import client
+
+    api_client, namespace = _client_and_namespace(env)
+    selector = f"{INSTANCE_LABEL}={release}"
+    try:
+        listing = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector)
+    except client.ApiException as exc:
+        raise ClusterError(action=f"listing pods with {selector} in namespace {namespace}",
+                           reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=f"listing pods in namespace {namespace}", reason=str(exc)) from None
+    pods = [api_client.sanitize_for_serialization(p) for p in listing.items]
+    # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
+    return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
+
+
+def pod_log_sources(*, release: str, env: HelmEnv) -> tuple[str, list[LogSource]]:
+    """The namespace used and one log source per container (init containers first) of every pod of ``release``,
+    the previous instance before the current one. Nothing is read until a source's lines are iterated.
+
+    Raises:
+        ClusterError: No kubeconfig, or the pods could not be listed.
+    """
+    namespace, pods = release_pods(release=release, env=env)
+    api = _core_api(env)
+    sources = []
+    for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
+        name = str(pod.get("metadata", {}).get("name", ""))
+        spec = pod.get("spec", {})
+        containers = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        for container in containers:
+            for previous in (True, False):
+                sources.append(LogSource(pod=name, container=container, previous=previous,
+                                         lines=partial(_log_lines, api, namespace, name, container, previous)))
+    return namespace, sources
+
+
+def _core_api(env: HelmEnv) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(_api_client(env))
+
+
+def _log_lines(api: Any, namespace: str, pod: str, container: str, previous: bool) -> Iterator[str]:
+    """The lines of one container's log, streamed from the API server.
+
+    A 400 is what the API server answers for a container with no such log: for the previous instance that means
+    there was none (nothing to read); for the current one, that it has not started (LogUnavailable, with why).
+    """
+    from kubernetes import client
+
+    what = f"reading the log of {pod}/{container}{' (previous instance)' if previous else ''} in namespace {namespace}"
+    try:
+        response = api.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
+                                               _preload_content=False)
+    except client.ApiException as exc:
+        if exc.status == 400:
+            if previous:
+                return
+            raise LogUnavailable(_status_message(exc)) from None
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    try:
+        yield from chunk_lines(response.stream(64 * 1024))
+    except Exception as exc:  # the connection broke while streaming
+        raise ClusterError(action=what, reason=str(exc)) from None
+    finally:
+        response.release_conn()
+
+
+def _status_message(exc: Any) -> str:
+    """The message of the Status an ApiException carries, else its reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"HTTP {exc.status} {exc.reason}"
+
+
+def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = None,
+            previous: bool = False) -> str | None:
+    """The log of one container of ``pod`` in the release's namespace; None when there is none (yet).
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+
+    api_client, namespace = _client_and_namespace(env)
+    kwargs: dict[str, Any] = {"container": container, "previous": previous, "_preload_content": False}
+    if tail_lines is not None:
+        kwargs["tail_lines"] = tail_lines
+    what = f"reading the log of {pod}/{container} in {namespace}"
+    try:
+        response = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
+    except client.ApiException as exc:
+        if exc.status in (400, 404):  # no such pod, container not started, or no previous instance
+            return None
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    return bytes(response.data).decode("utf-8", "replace")
+
+
+def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:
+    """Delete pods of the release's namespace by name; returns those that existed.
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+
+    api_client, namespace = _client_and_namespace(env)
+    api = client.CoreV1Api(api_client)
+    deleted = []
+    for name in names:
+        try:
+            api.delete_namespaced_pod(name, namespace)
+            deleted.append(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise ClusterError(action=f"deleting pod {name} in {namespace}", reason=f"HTTP {exc.status} {exc.reason}") \
+                from None
+        except Exception as exc:
+            raise ClusterError(action=f"deleting pod {name} in {namespace}", reason=str(exc)) from None
+    return deleted
+
+
+def _client_and_namespace(env: HelmEnv) -> tuple[Any, str]:
+    """An API client and the namespace to act in (HELM_NAMESPACE, else the kube context's, else default)."""
+    from kubernetes.config.config_exception import ConfigException
+
+    api_client = _api_client(env)
+    try:
+        return api_client, env.namespace or _context_namespace(env)
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+
+
+def _context_namespace(env: HelmEnv) -> str:
+    from kubernetes import config
+
+    contexts, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
+    chosen = next((c for c in contexts if c["name"] == env.kube_context), active) if env.kube_context else active
+    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

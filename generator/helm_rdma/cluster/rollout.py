@@ -1,0 +1,65 @@
+"""Waiting until a release serves: every group's leader Ready, with progress, and the reason when it does not.
+
+Helm has no readiness rule for a LeaderWorkerSet, so `helm install --wait` returns as soon as the object exists;
+`helm rdma install --wait` then waits here, reading the pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from helm_rdma.clock import Polling
+from helm_rdma.cluster.groups import group_states, progress, stuck_pod
+from helm_rdma.cluster.kube import pod_log, release_pods
+from helm_rdma.errors import RuntimeFailure
+from helm_rdma.helmenv import HelmEnv
+
+LOG_LINES = 20
+
+
+class NotServingError(RuntimeFailure):
+    """The release's groups did not all serve within the timeout."""
+
+    def __init__(self, *, release: str, namespace: str, seconds: float, line: str, pod: str | None, step: str,
+                 log: str) -> None:
+        text = f"{release} is not serving after {seconds:.0f}s: {line}"
+        if pod:
+            text += (f"\n{pod} is at {step}; the last lines of its log:\n{log.rstrip() or '  (empty)'}\n"
+                     f"more: kubectl -n {namespace} logs {pod} --all-containers; helm rdma diagnose {release}")
+        super().__init__(text)
+
+
+def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, polling: Polling,
+                       report_seconds: float = 30, on_progress: Callable[[str], None] = lambda _: None) -> str:
+    """Wait until ``groups`` groups of ``release`` have a Ready leader, looking at ``polling``'s pace; report progress
+    at least every ``report_seconds`` (and whenever it changes). Returns the last progress line.
+
+    Raises:
+        NotServingError: Not serving within ``polling.timeout_seconds``; names the pod that holds it up, with its log.
+        ClusterError: The cluster cannot be read.
+    """
+    clock, delay = polling.clock, polling.poll_seconds
+    start = last_report = clock.now()
+    last_line = ""
+    while True:
+        namespace, pods = release_pods(release=release, env=env)
+        states = group_states(pods)
+        line = progress(states, wanted_groups=groups, nodes=nodes)
+        elapsed = clock.now() - start
+        if line != last_line or clock.now() - last_report >= report_seconds:
+            on_progress(f"{line} ({elapsed:.0f}s)")
+            last_line, last_report = line, clock.now()
+        if sum(1 for g in states if g.serving) >= groups:
+            return line
+        if elapsed >= polling.timeout_seconds:
+            stuck = stuck_pod(states)
+            log = ""
+            if stuck is not None:
+                log = (pod_log(pod=stuck.name, container=stuck.container, env=env, tail_lines=LOG_LINES)
+                       or pod_log(pod=stuck.name, container=stuck.container, env=env, tail_lines=LOG_LINES,
+                                  previous=True) or "")
+            step = f"{stuck.step}{f' ({stuck.detail})' if stuck and stuck.detail else ''}" if stuck else ""
+            raise NotServingError(release=release, namespace=namespace, seconds=elapsed, line=line,
+                                  pod=stuck.name if stuck else None, step=step, log=log)
+        clock.sleep(delay)
+        delay = polling.next_delay(delay)

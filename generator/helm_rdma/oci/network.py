@@ -1,0 +1,463 @@
+"""Provisioning an OCI cluster network (RDMA-connected bare-metal GPU nodes): find, compare, create, resize, wait,
+terminate. Works on a ``CountingApi`` (see ocicloud).
+
+What exists is compared with what is asked. A network of our name and tags whose nodes match returns at once (two
+API calls); one of another size is resized; one of another shape, image, availability domain or boot volume is
+refused with both ways out. A network that is TERMINATED or FAILED, or a missing instance configuration, is no reason
+to stop: new ones are created.
+
+Retry tokens (OCI keeps them 24 hours; same token and body: the first answer again; same token, other body: 409):
+- the instance configuration's token comes from its body, so a retry of the same request dedupes and another request
+  gets another token;
+- the cluster network's token comes from the name alone, so two runs started together create one network: the loser
+  gets a 409 (or, with the same body, the winner's answer), finds the winner's network and compares as above;
+- both tokens also carry the ids of our dead networks of that name, so a request after a network died (or was
+  deprovisioned, which also deletes the instance configuration) is a new request with a new token. Should OCI still
+  answer a token with a dead network, or reject it with 409, the next token of a fixed chain is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from helm_rdma.clock import Polling
+from helm_rdma.errors import CapacityError, ClusterNetworkFailedError, NetworkMismatchError, OciRequestError
+
+TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK = "helm-rdma-release", "helm-rdma-namespace", "helm-rdma-network"
+TAG_NODES = "helm-rdma-nodes"  # a digest of shape, image, availability domain and boot volume: a quick comparison
+RDMA_PLUGINS = ("Compute HPC RDMA Authentication", "Compute HPC RDMA Auto-Configuration")
+DEAD = ("TERMINATING", "TERMINATED", "FAILED")
+WAITING = ("PROVISIONING", "SCALING", "STARTING")
+STOPPED = ("STOPPING", "STOPPED")
+UNKNOWN = "UNKNOWN_ENUM_VALUE"  # the SDK's stand-in for an enum value it does not know
+TOKEN_TRIES = 3
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What to provision: the shape, how many nodes, where."""
+
+    name: str
+    compartment_id: str
+    availability_domain: str
+    subnet_id: str
+    image_id: str
+    shape: str
+    size: int
+    release: str
+    namespace: str
+    boot_volume_gbs: int = 512
+    placement_constraint: str = ""
+    instance_configuration_id: str = ""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {TAG_RELEASE: self.release, TAG_NAMESPACE: self.namespace, TAG_NETWORK: self.name}
+
+    @property
+    def nodes_digest(self) -> str:
+        what = self.instance_configuration_id or "|".join(
+            (self.shape, self.image_id, self.availability_domain, str(self.boot_volume_gbs)))
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+class Progress(NamedTuple):
+    """One look at a cluster network while waiting for it."""
+
+    state: str
+    instances_running: int
+    size: int
+    elapsed_seconds: float
+
+
+class Provisioned(NamedTuple):
+    """The outcome of a provisioning run."""
+
+    cluster_network_id: str
+    state: str
+    instance_configuration_id: str
+    created_cluster_network: bool
+    created_instance_configuration: bool
+    instances_running: int
+    api_calls: int
+    elapsed_seconds: float
+    size: int = 0
+    resized_from: int | None = None
+
+
+def retry_token(*parts: str) -> str:
+    """A deterministic opc-retry-token: the same parts give the same token."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:64]
+
+
+def deprovision_command(spec: NetworkSpec) -> str:
+    """The command that deletes this network and its instance configuration."""
+    return (f"helm rdma deprovision --name {spec.name} --compartment {spec.compartment_id} --release {spec.release} "
+            f"--namespace {spec.namespace}")
+
+
+def _ours(resource: Any, spec: NetworkSpec) -> bool:
+    tags = resource.freeform_tags or {}
+    return all(tags.get(k) == v for k, v in spec.tags.items())
+
+
+def state_of(api: Any, network: Any) -> str:
+    """The network's lifecycle state by name, also when the SDK does not know it."""
+    state = str(network.lifecycle_state)
+    if state == UNKNOWN:
+        raw = api.raw("get_cluster_network", network.id)
+        state = str((raw or {}).get("lifecycleState") or state)
+    return state
+
+
+class Found(NamedTuple):
+    """Our networks of one name: the newest live one (with its state), and the ids of the dead ones."""
+
+    network: Any
+    state: str
+    dead: tuple[str, ...]
+
+
+def survey(api: Any, spec: NetworkSpec) -> Found:
+    """Our cluster networks of this name (tagged as ours), split into the newest live one and the dead ones."""
+    live: list[tuple[Any, str]] = []
+    dead: list[str] = []
+    for network in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name):
+        if not _ours(network, spec):
+            continue
+        state = state_of(api, network)
+        if state in DEAD:
+            dead.append(network.id)
+        else:
+            live.append((network, state))
+    newest = max(live, key=lambda ns: str(ns[0].time_created)) if live else (None, "")
+    return Found(network=newest[0], state=newest[1], dead=tuple(sorted(dead)))
+
+
+def find_instance_configuration(api: Any, spec: NetworkSpec) -> Any | None:
+    """Our newest instance configuration for this network whose nodes match the request, if a run made one."""
+    found = [c for c in api.all_pages("list_instance_configurations", spec.compartment_id)
+             if _ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"
+             and (c.freeform_tags or {}).get(TAG_NODES) == spec.nodes_digest]
+    return max(found, key=lambda c: str(c.time_created)) if found else None
+
+
+def instance_configuration_details(spec: NetworkSpec, metadata: dict[str, str]) -> Any:
+    """The SDK request that creates the instance configuration of the GPU nodes."""
+    import oci
+
+    m = oci.core.models
+    tags = {**spec.tags, TAG_NODES: spec.nodes_digest}
+    launch = m.InstanceConfigurationLaunchInstanceDetails(
+        availability_domain=spec.availability_domain,
+        compartment_id=spec.compartment_id,
+        shape=spec.shape,
+        metadata=metadata,
+        freeform_tags=spec.tags,
+        source_details=m.InstanceConfigurationInstanceSourceViaImageDetails(
+            image_id=spec.image_id, boot_volume_size_in_gbs=spec.boot_volume_gbs),
+        create_vnic_details=m.InstanceConfigurationCreateVnicDetails(subnet_id=spec.subnet_id, assign_public_ip=False),
+        agent_config=m.InstanceConfigurationLaunchInstanceAgentConfigDetails(
+            is_management_disabled=False, is_monitoring_disabled=False,
+            plugins_config=[m.InstanceAgentPluginConfigDetails(name=n, desired_state="ENABLED") for n in RDMA_PLUGINS]),
+    )
+    return m.CreateInstanceConfigurationDetails(
+        compartment_id=spec.compartment_id,
+        display_name=f"{spec.name}-instance-configuration",
+        freeform_tags=tags,
+        instance_details=m.ComputeInstanceDetails(instance_type="compute", launch_details=launch),
+    )
+
+
+def cluster_network_details(spec: NetworkSpec, instance_configuration_id: str) -> Any:
+    """The SDK request that creates the cluster network (one instance pool)."""
+    import oci
+
+    m = oci.core.models
+    placement: dict[str, Any] = {
+        "availability_domain": spec.availability_domain,
+        "primary_vnic_subnets": m.InstancePoolPlacementPrimarySubnet(subnet_id=spec.subnet_id),
+    }
+    if spec.placement_constraint:
+        placement["placement_constraint"] = spec.placement_constraint
+    return m.CreateClusterNetworkDetails(
+        compartment_id=spec.compartment_id,
+        display_name=spec.name,
+        freeform_tags={**spec.tags, TAG_NODES: spec.nodes_digest},
+        instance_pools=[m.CreateClusterNetworkInstancePoolDetails(
+            instance_configuration_id=instance_configuration_id, size=spec.size, display_name=f"{spec.name}-pool")],
+        placement_configuration=m.ClusterNetworkPlacementConfigurationDetails(**placement),
+    )
+
+
+def _digest(model: Any) -> str:
+    import oci
+
+    return hashlib.sha256(json.dumps(oci.util.to_dict(model), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _instance_configuration(api: Any, spec: NetworkSpec, node_metadata: Callable[[], dict[str, str]],
+                            dead: tuple[str, ...]) -> tuple[str, bool]:
+    """The id of the instance configuration to use, and whether this run created it."""
+    if spec.instance_configuration_id:
+        return spec.instance_configuration_id, False
+    existing = find_instance_configuration(api, spec)
+    if existing is not None:
+        return str(existing.id), False
+    api.call("get_image", spec.image_id)  # a wrong image fails here, named, rather than as a FAILED network later
+    details = instance_configuration_details(spec, node_metadata())
+    token = retry_token(spec.namespace, spec.release, spec.name, "instance-configuration", _digest(details), *dead)
+    for attempt in range(TOKEN_TRIES):
+        try:
+            return str(api.call("create_instance_configuration", details, opc_retry_token=token).id), True
+        except OciRequestError as exc:
+            if exc.status != 409 or attempt == TOKEN_TRIES - 1:
+                raise
+            token = retry_token(token, "next")  # OCI no longer honours this token (its resource was deleted)
+    raise AssertionError("unreachable")
+
+
+def _create_network(api: Any, spec: NetworkSpec, config_id: str, dead: tuple[str, ...],
+                    created_config: bool) -> tuple[Any, str, bool]:
+    """Create the network, or find the one a concurrent run created: (network, state, created by this run)."""
+    token = retry_token(spec.namespace, spec.release, spec.name, "cluster-network", *dead)
+    for attempt in range(TOKEN_TRIES):
+        try:
+            made = api.call("create_cluster_network", cluster_network_details(spec, config_id),
+                            opc_retry_token=token)
+        except OciRequestError as exc:
+            if exc.status == 409:
+                found = survey(api, spec)
+                if found.network is not None:  # a run started at the same time created it
+                    return found.network, found.state, False
+                if attempt < TOKEN_TRIES - 1:
+                    token = retry_token(token, "next")
+                    continue
+            if "out of host capacity" in exc.oci_message.lower():
+                left = _clean_up(api, config_id) if created_config else ""
+                raise CapacityError(shape=spec.shape, size=spec.size, availability_domain=spec.availability_domain,
+                                    request_id=exc.request_id, left=left) from None
+            raise
+        current = api.call("get_cluster_network", made.id)
+        state = state_of(api, current)
+        if state not in DEAD:
+            return current, state, True
+        token = retry_token(token, made.id)  # the answer to an earlier request with this token: that network died
+    raise ClusterNetworkFailedError(name=spec.name, network_id="-", state="not created",
+                                    detail="OCI kept answering with networks that are gone; run again")
+
+
+def _pool(api: Any, network: Any) -> Any:
+    pools = network.instance_pools or api.call("get_cluster_network", network.id).instance_pools or []
+    if not pools:
+        raise ClusterNetworkFailedError(name=network.display_name, network_id=network.id, state="without pool",
+                                        detail="it has no instance pool; deprovision it and run again")
+    return pools[0]
+
+
+def _refuse_differences(api: Any, spec: NetworkSpec, network: Any, pool: Any) -> None:
+    """Raise NetworkMismatchError when the network's nodes are not the ones asked (a resize cannot change them)."""
+    if (network.freeform_tags or {}).get(TAG_NODES) == spec.nodes_digest:
+        return
+    if spec.instance_configuration_id:
+        differences = [("instance configuration", pool.instance_configuration_id, spec.instance_configuration_id)]
+        if pool.instance_configuration_id == spec.instance_configuration_id:
+            return
+    else:
+        try:
+            config = api.call("get_instance_configuration", pool.instance_configuration_id)
+        except OciRequestError as exc:
+            if exc.status == 404:
+                return  # nothing left to compare with
+            raise
+        launch = config.instance_details.launch_details
+        source = launch.source_details
+        differences = [(what, str(now), str(asked)) for what, now, asked in (
+            ("shape", launch.shape, spec.shape),
+            ("image", source.image_id, spec.image_id),
+            ("availability domain", launch.availability_domain, spec.availability_domain),
+            ("boot volume", f"{source.boot_volume_size_in_gbs} GB", f"{spec.boot_volume_gbs} GB"),
+        ) if now != asked]
+        if not differences:
+            return
+    raise NetworkMismatchError(name=spec.name, network_id=network.id, differences=differences,
+                               deprovision=deprovision_command(spec))
+
+
+def _resize(api: Any, spec: NetworkSpec, network: Any, pool: Any) -> None:
+    import oci
+
+    m = oci.core.models
+    details = m.UpdateClusterNetworkDetails(instance_pools=[
+        m.UpdateClusterNetworkInstancePoolDetails(id=pool.id, size=spec.size)])
+    # A retry of this change dedupes; the same change later (after a resize back) is another request.
+    token = retry_token(network.id, pool.id, str(pool.size), str(spec.size), str(network.time_updated))
+    api.call("update_cluster_network", network.id, details, opc_retry_token=token)
+
+
+def provision_network(
+    api: Any,
+    spec: NetworkSpec,
+    *,
+    polling: Polling,
+    node_metadata: Callable[[], dict[str, str]] = dict,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> Provisioned:
+    """Make sure our cluster network exists with the nodes asked and is RUNNING: create it, resize it, or refuse.
+
+    ``node_metadata`` gives the nodes' instance metadata; it is called only when an instance configuration is made.
+
+    Raises:
+        NetworkMismatchError: A network of this name has another shape, image, availability domain or boot volume.
+        CapacityError: OCI has no hosts for the shape (the instance configuration this run created is deleted).
+        ClusterNetworkFailedError: The network stopped, died, is in an unknown state, or was not RUNNING in time.
+        OciRequestError, OciAuthError, OciUnreachableError: Other API failures.
+    """
+    clock = polling.clock
+    start = clock.now()
+    wait = _Waiter(api, spec, polling, on_progress, start)
+    found = survey(api, spec)
+    network, state, created_network, created_config = found.network, found.state, False, False
+    config_id = spec.instance_configuration_id
+    if network is None:
+        config_id, created_config = _instance_configuration(api, spec, node_metadata, found.dead)
+        network, state, created_network = _create_network(api, spec, config_id, found.dead, created_config)
+    resized_from = None
+    if not created_network:
+        pool = _pool(api, network)
+        _refuse_differences(api, spec, network, pool)
+        if created_config and pool.instance_configuration_id != config_id:
+            _clean_up(api, config_id)  # a concurrent run's network won; ours is unused
+            created_config = False
+        config_id = pool.instance_configuration_id or config_id
+        if pool.size != spec.size and state in WAITING:  # OCI resizes only a RUNNING network
+            network, state, _ = wait.until_running(network, state, size=pool.size)
+            pool = _pool(api, network)
+        if pool.size != spec.size and state == "RUNNING":
+            resized_from = int(pool.size)
+            _resize(api, spec, network, pool)
+            network = api.call("get_cluster_network", network.id)
+            state = state_of(api, network)
+    network, state, running = wait.until_running(network, state, size=spec.size)
+    return Provisioned(cluster_network_id=network.id, state=state, instance_configuration_id=config_id,
+                       created_cluster_network=created_network, created_instance_configuration=created_config,
+                       instances_running=running, api_calls=api.calls, elapsed_seconds=clock.now() - start,
+                       size=spec.size, resized_from=resized_from)
+
+
+@dataclass(frozen=True)
+class _Waiter:
+    api: Any
+    spec: NetworkSpec
+    polling: Polling
+    on_progress: Callable[[Progress], None]
+    start: float
+
+    def until_running(self, network: Any, state: str, *, size: int) -> tuple[Any, str, int]:
+        """Poll with a capped backoff until RUNNING: (network, state, instances running)."""
+        spec, polling, delay = self.spec, self.polling, self.polling.poll_seconds
+        while True:
+            running = _running_instances(self.api, spec, network.id) if state in (*WAITING, "RUNNING") else 0
+            elapsed = polling.clock.now() - self.start
+            self.on_progress(Progress(state=state, instances_running=running, size=size, elapsed_seconds=elapsed))
+            if state == "RUNNING":
+                return network, state, running
+            if state in DEAD:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail="OCI ended it while it came up (out of capacity after the request was accepted, or "
+                           "terminated by hand); look at its work requests in the OCI console, then run again: the "
+                           "next run creates a new network")
+            if state in STOPPED:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail=f"start it again in the OCI console, or delete it ({deprovision_command(spec)})")
+            if state not in WAITING:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail="helm-rdma does not know this lifecycle state; look at the network in the OCI console "
+                           "and run again when it is RUNNING")
+            if elapsed >= polling.timeout_seconds:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail=f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
+                           "waiting: the next run resumes this network")
+            polling.clock.sleep(min(delay, max(polling.timeout_seconds - elapsed, 0)))
+            delay = polling.next_delay(delay)
+            network = self.api.call("get_cluster_network", network.id)
+            state = state_of(self.api, network)
+
+
+def _running_instances(api: Any, spec: NetworkSpec, network_id: str) -> int:
+    instances = api.all_pages("list_cluster_network_instances", spec.compartment_id, network_id)
+    return sum(1 for i in instances if str(i.state).upper() == "RUNNING")
+
+
+def _clean_up(api: Any, config_id: str) -> str:
+    try:
+        api.call("delete_instance_configuration", config_id)
+    except OciRequestError as exc:
+        return f"The instance configuration this run created, {config_id}, could not be deleted ({exc}); delete it."
+    return f"The instance configuration this run created, {config_id}, was deleted."
+
+
+class Deprovisioned(NamedTuple):
+    """What a deprovisioning run terminated or deleted."""
+
+    terminated_networks: tuple[str, ...]
+    deleted_instance_configurations: tuple[str, ...]
+    api_calls: int
+
+
+def ours_to_remove(api: Any, spec: NetworkSpec) -> tuple[list[Any], list[Any]]:
+    """Our cluster networks not yet TERMINATED and our instance configurations of this name (never anything
+    untagged)."""
+    networks = [n for n in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name)
+                if _ours(n, spec) and n.lifecycle_state != "TERMINATED"]
+    configs = [c for c in api.all_pages("list_instance_configurations", spec.compartment_id)
+               if _ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"]
+    return networks, configs
+
+
+def deprovision_network(
+    api: Any,
+    spec: NetworkSpec,
+    networks: list[Any],
+    configs: list[Any],
+    *,
+    polling: Polling,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> Deprovisioned:
+    """Terminate our networks, wait until they are TERMINATED, then delete our instance configurations.
+
+    Raises:
+        ClusterNetworkFailedError: A network is not TERMINATED in time (its configuration is then kept).
+    """
+    clock = polling.clock
+    start = clock.now()
+    for network in networks:
+        if network.lifecycle_state not in ("TERMINATING", "TERMINATED"):
+            api.call("terminate_cluster_network", network.id)
+    delay = polling.poll_seconds
+    for network in networks:
+        while True:
+            current = api.call("get_cluster_network", network.id)
+            state = state_of(api, current)
+            elapsed = clock.now() - start
+            on_progress(Progress(state=state, instances_running=0, size=0, elapsed_seconds=elapsed))
+            if state == "TERMINATED":
+                break
+            if elapsed >= polling.timeout_seconds:
+                raise ClusterNetworkFailedError(
+                    name=spec.name, network_id=network.id, state=state,
+                    detail=f"not TERMINATED after {elapsed:.0f}s; run deprovision again to finish")
+            clock.sleep(delay)
+            delay = polling.next_delay(delay)
+    for config in configs:
+        api.call("delete_instance_configuration", config.id)
+    return Deprovisioned(terminated_networks=tuple(n.id for n in networks),
+                         deleted_instance_configurations=tuple(c.id for c in configs), api_calls=api.calls)

@@ -1,0 +1,66 @@
+"""Shipped documents (presets, the model catalog) parsed and schema-checked once per content.
+
+A file that passed its schema before is read from a JSON copy in the cache, so that a command imports neither PyYAML
+nor jsonschema on every run. Like Python's own .pyc files, the copy is keyed by the file's path, size and modification
+time (and the schema's, and helm-rdma's version): any edit makes a new key, and the file is parsed and validated
+again. An unwritable cache only means doing that work every time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+from helm_rdma import __version__
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("HELM_RDMA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "helm-rdma")
+    return Path(base) / "documents"
+
+
+def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]]]:
+    """Parse a shipped YAML file and check it against ``schema``.
+
+    Returns:
+        The data, and the schema problems as (dotted key path, what is wrong); no problems when it came from the cache.
+
+    Raises:
+        YamlFileError: The file is missing or not valid YAML.
+    """
+    from helm_rdma.yamlfile import load_yaml_file
+
+    key = f"{__version__}|{_stamp(path)}|{_stamp(schema)}"
+    cached = _cache_dir() / f"{zlib.crc32(key.encode()):08x}.json"
+    try:
+        entry = json.loads(cached.read_text(encoding="utf-8"))
+        if entry.get("key") == key:  # the full key is stored: a crc32 clash only means a miss
+            return entry["data"], []
+    except (OSError, ValueError, AttributeError, KeyError):
+        pass
+    data = load_yaml_file(path)
+    from helm_rdma.resolve.validation import schema_problems
+    from helm_rdma.yamlfile import load_json_schema
+
+    problems = schema_problems(data, load_json_schema(schema))
+    if not problems:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "data": data}), encoding="utf-8")
+            os.replace(tmp, cached)
+        except OSError:
+            pass
+    return data, problems
+
+
+def _stamp(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"

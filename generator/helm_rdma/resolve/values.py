@@ -1,0 +1,249 @@
+"""Resolving chart values: preset < model catalog < -f files in order < --set < explicit flags, then the schema."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from helm_rdma.datafiles import schema_path
+from helm_rdma.errors import SchemaViolation, UnsupportedModelError
+from helm_rdma.names import check_release
+from helm_rdma.resolve.overrides import Layered
+from helm_rdma.resolve.validation import schema_problems
+from helm_rdma.resolve.valuesources import ValueSources, user_values
+from helm_rdma.sizing.catalog import ModelSpec, pick_model
+from helm_rdma.sizing.lora import LoraSlots
+from helm_rdma.sizing.planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, Sizing, plan_model
+from helm_rdma.sizing.presets import Preset, load_preset
+from helm_rdma.yamlfile import load_json_schema
+
+VALUES_SCHEMA = "values.schema.json"
+# The Kubernetes definitions the values schema's escape hatches ($ref) name, trimmed from the official ones
+# (scripts/kubernetes-definitions says from where); the published schema carries them, so it stays self-contained.
+KUBERNETES_DEFINITIONS = "kubernetes-definitions.json"
+
+
+class Resolved(NamedTuple):
+    """Everything a chart is written from."""
+
+    release: str
+    preset: Preset
+    model: ModelSpec
+    plan: Plan
+    values: dict[str, Any]
+    notes: dict[str, str]
+    origins: dict[str, str]
+
+
+def preset_values(preset: Preset) -> dict[str, Any]:
+    """The chart values a preset alone determines."""
+    gpu, rdma, bus, pod = preset.gpu, preset.rdma, preset.bus_bandwidth, preset.pod
+    settings: dict[str, Any] = {"NCCL_IB_HCA": "=" + ",".join(rdma.hcas)}
+    settings.update({s.name: s.value for s in preset.nccl.settings})
+    return {
+        "preset": {
+            "name": preset.name,
+            "shape": preset.shape,
+            "gpuVendor": gpu.vendor,
+            "gpuModel": gpu.model,
+            "gpusPerNode": gpu.count,
+            "gpuMemoryGiB": gpu.memory_gib,
+            "gpuResource": gpu.resource,
+            "gpuTaint": gpu.taint,
+            "rdmaNics": rdma.nics,
+            "rdmaNicGbps": rdma.nic_gbps,
+            "busBandwidthExpectedGBps": bus.expected_gbps,
+            "busBandwidthThresholdGBps": bus.threshold_gbps,
+        },
+        "image": {"repository": preset.image.repository, "tag": preset.image.tag},
+        "rdma": {"sriov": {"vfs": rdma.sriov_vfs}},
+        "nccl": {"configFile": preset.nccl.config_file, "settings": settings},
+        "network": {"interface": preset.network.interface},
+        "resources": {"cpu": pod.cpu, "memory": pod.memory, "shmSize": pod.shm_size},
+        "verify": {"preflight": {"thresholdGBps": bus.threshold_gbps}},
+    }
+
+
+def model_values(model: ModelSpec) -> dict[str, Any]:
+    """The chart values the model (catalog entry or Hub repository) determines."""
+    values: dict[str, Any] = {
+        "model": {"name": model.repo, "revision": model.revision, "servedName": model.alias, "gated": model.gated},
+    }
+    if model.max_context:  # a model whose context is unknown keeps the chart's default unless --max-model-len says
+        values["vllm"] = {"maxModelLen": model.max_context}
+    return values
+
+
+def values_schema() -> dict[str, Any]:
+    """The values schema with the Kubernetes definitions its ``$ref``s name, as one self-contained draft-07 schema."""
+    schema = dict(load_json_schema(schema_path(VALUES_SCHEMA)))
+    schema["definitions"] = load_json_schema(schema_path(KUBERNETES_DEFINITIONS))["definitions"]
+    return schema
+
+
+def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """The chart's own defaults: every ``default`` of the values schema, nested."""
+    out: dict[str, Any] = {}
+    for key, sub in schema.get("properties", {}).items():
+        if sub.get("type") == "object" and "properties" in sub:
+            out[key] = schema_defaults(sub)
+        else:
+            out[key] = sub.get("default")
+    return out
+
+
+def preset_notes(preset: Preset) -> dict[str, str]:
+    """Comments for generated values.yaml: the source of every preset-derived value."""
+    gpu, rdma, bus = (f"Source: {preset.source(key)}" for key in
+                      (preset.gpu.source, preset.rdma.source, preset.bus_bandwidth.source))
+    notes = {
+        "nccl.settings.NCCL_IB_HCA": f"The RDMA NICs, exact names (leading '='), front-end NICs left out. {rdma}",
+    }
+    for s in preset.nccl.settings:
+        notes[f"nccl.settings.{s.name}"] = f"{s.note}. Source: {s.source}" if s.note else f"Source: {s.source}"
+    for key, cited in (("gpuVendor", gpu), ("gpusPerNode", gpu), ("gpuMemoryGiB", gpu),
+                       ("rdmaNics", rdma), ("rdmaNicGbps", rdma),
+                       ("busBandwidthExpectedGBps", bus), ("busBandwidthThresholdGBps", bus)):
+        notes[f"preset.{key}"] = cited
+    notes["verify.preflight.thresholdGBps"] = bus
+    notes["resources.shmSize"] = f"Source: {preset.source(preset.pod.source)}"
+    notes["network.interface"] = f"Source: {preset.source(preset.network.source)}"
+    notes["image.tag"] = f"Source: {preset.source(preset.image.source)}"
+    return notes
+
+
+@dataclass(frozen=True)
+class ChartRequest:
+    """One release's chart as the user asked for it: what generate, template, doctor, install, upgrade and diff all
+    start from, built once by the CLI.
+
+    Attributes:
+        release: The release name; also the model alias when ``model`` is None.
+        preset: Preset name.
+        model: Catalog alias or Hub repository id ``ORG/NAME[@REVISION]``; None picks one from ``release`` (see
+            catalog.pick_model).
+        nodes: ``--nodes``; None lets values or the planner decide.
+        max_model_len: ``--max-model-len``; None lets values or the model decide.
+        sources: Every -f file and --set family argument, merged as helm merges them (see valuesources).
+        flag_values: Values from other explicit flags (install --provision's clusterNetwork), applied last.
+    """
+
+    release: str
+    preset: str
+    model: str | None = None
+    nodes: int | None = None
+    max_model_len: int | None = None
+    sources: ValueSources = field(default_factory=ValueSources)
+    flag_values: Mapping[str, Any] | None = None
+
+
+def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
+    """Resolve the values of one chart: defaults < preset < model < the request's files and --set family < its flags.
+
+    ``validate`` checks the values against the schema here. Commands that hand the chart to helm pass False: helm
+    checks the same schema, and on failure they call ``check_values`` for our better message.
+
+    Raises:
+        InputError: A bad release name, unknown preset or model, bad files, bad --set, values the schema rejects,
+            too few nodes, a context longer than the model's.
+    """
+    release, nodes, max_model_len = request.release, request.nodes, request.max_model_len
+    check_release(release)
+    the_preset = load_preset(request.preset)
+    the_model = pick_model(release=release, model=request.model)
+    schema = values_schema()
+
+    layered = Layered()
+    layered.apply(schema_defaults(schema), "defaults")
+    layered.apply(preset_values(the_preset), "defaults")
+    layered.apply(model_values(the_model), "defaults")
+    user = user_values(request.sources)
+    layered.apply_user(user.values, user.origins)
+    flags: dict[str, Any] = {}
+    if nodes is not None:
+        flags["nodes"] = nodes
+    if max_model_len is not None:
+        flags["vllm"] = {"maxModelLen": max_model_len}
+    layered.apply(flags, "flags")
+    if request.flag_values:
+        layered.apply(copy.deepcopy(dict(request.flag_values)), "flags")
+
+    if validate or not _plannable(layered.values):
+        _validate(layered.values, layered.origins, schema)
+    values = layered.values
+    vllm = values["vllm"]
+    if not the_model.max_context and not layered.set_by_user("vllm.maxModelLen"):
+        raise UnsupportedModelError(model=the_model.repo, problem='config.json field "max_position_embeddings" could '
+                                                                  "not be read (missing)")
+    sizing = Sizing(
+        nodes=values["nodes"] if layered.set_by_user("nodes") else None,
+        max_model_len=vllm["maxModelLen"],
+        gpu_memory_utilization=vllm.get("gpuMemoryUtilization", DEFAULT_GPU_MEMORY_UTILIZATION),
+        tensor_parallel_size=vllm["tensorParallelSize"] if layered.set_by_user("vllm.tensorParallelSize") else None,
+        lora=lora_slots(values),
+    )
+    plan = plan_model(model=the_model, preset=the_preset, sizing=sizing)
+    if not layered.set_by_user("nodes"):
+        values["nodes"] = plan.nodes
+    if not layered.set_by_user("vllm.tensorParallelSize"):
+        vllm["tensorParallelSize"] = plan.tensor_parallel_size
+    if not layered.set_by_user("vllm.pipelineParallelSize"):
+        vllm["pipelineParallelSize"] = values["nodes"]
+    if not layered.set_by_user("probes.startupMinutes"):
+        values["probes"]["startupMinutes"] = plan.startup_minutes
+
+    notes = preset_notes(the_preset)
+    notes["probes.startupMinutes"] = f"From the plan: {plan.startup_reason}."
+    if the_model.from_hub:
+        notes["model.name"] = f"From --model; figures read from {the_model.source}."
+    for key, origin in layered.origins.items():
+        if origin != "defaults":
+            notes[key] = f"Set by {origin}."
+    return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes,
+                    origins=dict(layered.origins))
+
+
+def check_values(resolved: Resolved) -> None:
+    """Validate resolved values against the schema (for commands that resolved with ``validate=False``).
+
+    Raises:
+        SchemaViolation: Every problem, with its key and the file or flag it came from.
+    """
+    _validate(resolved.values, resolved.origins, values_schema())
+
+
+def lora_slots(values: dict[str, Any]) -> LoraSlots | None:
+    """The LoRA slots vLLM reserves with these values (vllm.lora), or None without LoRA."""
+    lora = values["vllm"]["lora"]
+    return LoraSlots(max_loras=lora["maxLoras"], max_rank=lora["maxRank"]) if lora["enabled"] else None
+
+
+def _plannable(values: dict[str, Any]) -> bool:
+    """Whether the keys the planner reads have usable types (else validate now, for a clear message)."""
+    vllm = values.get("vllm")
+    if not isinstance(vllm, dict):
+        return False
+    lora = vllm.get("lora")
+    if not isinstance(lora, dict) or lora.get("enabled") not in (True, False):
+        return False
+    if lora["enabled"] and not all(isinstance(lora.get(k), int) and not isinstance(lora.get(k), bool)
+                                   and lora.get(k, 0) > 0 for k in ("maxLoras", "maxRank")):
+        return False
+    ints = (values.get("nodes"), vllm.get("maxModelLen"), vllm.get("tensorParallelSize"))
+    util = vllm.get("gpuMemoryUtilization")
+    return (all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ints)
+            and isinstance(util, (int, float)) and not isinstance(util, bool) and 0 < util <= 1)
+
+
+def _validate(values: dict[str, Any], origins: dict[str, str], schema: dict[str, Any]) -> None:
+    problems = schema_problems(values, schema)
+    if problems:
+        layered = Layered(values=values, origins=origins)
+        lines = [f"{path}: {message} (from {layered.origin_of(path)})" for path, message in problems]
+        raise SchemaViolation(
+            what="values", problems=lines,
+            fix="Fix the keys above in the named -f file or --set flag; `helm-rdma presets show` and "
+                "values.schema.json list every key.",
+        )

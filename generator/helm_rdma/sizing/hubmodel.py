@@ -1,0 +1,273 @@
+"""A model from a Hugging Face Hub repository (``ORG/NAME[@REVISION]``), as the same ModelSpec the catalog gives.
+
+What the planner needs is read with huggingface_hub's ``hf_hub_download`` (config.json, model.safetensors.index.json),
+so the Hugging Face cache holds it and HF_HUB_OFFLINE=1 plans from the cache alone; the Hub's file list (sizes of
+every file, whether the repository is gated) is asked for when the Hub is reachable. HF_ENDPOINT, HF_TOKEN, HF_HOME,
+HF_HUB_CACHE and HF_HUB_OFFLINE are read when a model is read, not when huggingface_hub is imported.
+
+The weights are sized from real bytes: the index's ``metadata.total_size`` (the bytes of every tensor), else the sizes
+of the repository's ``*.safetensors`` files; quantized checkpoints (FP8, AWQ and GPTQ int4, MXFP4) need no rule of
+their own. The bytes a node downloads are those of the files the chart's download fetches (its default allow and
+ignore patterns, filtered as files/fetch_model.py filters them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from helm_rdma.datafiles import chart_dir, schema_path
+from helm_rdma.errors import HubRepoError, HubUnreachableError, ModelRefError, UnsupportedModelError
+from helm_rdma.sizing.catalog import ModelSpec
+from helm_rdma.sizing.modelconfig import ConfigProblem, read_config, weights_label
+from helm_rdma.yamlfile import load_json_schema
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+INDEX = "model.safetensors.index.json"
+
+
+def _model_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = load_json_schema(schema_path("values.schema.json"))["properties"]["model"]
+    return schema
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """``ORG/NAME[@REVISION]`` as (repo, revision), checked with the chart schema's rules for model.name and revision.
+
+    Raises:
+        ModelRefError: Not a repository id, or a revision the chart would refuse.
+    """
+    repo, _, revision = ref.partition("@")
+    props = _model_schema()["properties"]
+    revision = revision or str(props["revision"]["default"])
+    if not re.fullmatch(props["name"]["pattern"], repo) or len(repo) > props["name"]["maxLength"]:
+        raise ModelRefError(ref=ref, problem="not a Hugging Face repository id (ORG/NAME: letters, digits, '-', '_' "
+                                             "and '.')")
+    if not re.fullmatch(props["revision"]["pattern"], revision) or len(revision) > props["revision"]["maxLength"]:
+        raise ModelRefError(ref=ref, problem=f'"{revision}" is not a revision (a branch, tag or commit)')
+    return repo, revision
+
+
+def served_name(repo: str) -> str:
+    """The name clients send in API requests for a repository's model: its NAME, lower-case."""
+    return repo.split("/", 1)[1].lower()
+
+
+@dataclass(frozen=True)
+class HubAccess:
+    """Where and how to reach the Hub, from the environment at the time of the call."""
+
+    endpoint: str
+    offline: bool
+    cache_dir: str
+    unreachable: str | None = None  # why the Hub did not answer: then only the cache is read
+
+    def probed(self, *, timeout: float = 5.0) -> HubAccess:
+        """This access, with ``unreachable`` set when nothing answers at the endpoint's host and port.
+
+        huggingface_hub retries a failed connection for about 20 s before it falls back to the cache; one TCP connect
+        tells sooner. Behind a proxy (HTTPS_PROXY and the like) the endpoint is not connected to directly: no probe.
+        """
+        proxies = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+        if self.offline or any(os.environ.get(k) or os.environ.get(k.lower()) for k in proxies):
+            return self
+        import socket
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(self.endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+        except OSError as exc:
+            return replace(self, unreachable=f"no connection to {url.hostname}:{port} ({exc.strerror or exc})")
+        return self
+
+    @classmethod
+    def from_environ(cls) -> HubAccess:
+        env = os.environ
+        home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+        return cls(endpoint=(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+                   offline=env.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"),
+                   cache_dir=os.path.expanduser(env.get("HF_HUB_CACHE") or os.path.join(home, "hub")))
+
+    def download(self, repo: str, revision: str, name: str, *, optional: bool = False) -> Path | None:
+        """One file of the repository through the Hugging Face cache; None for an ``optional`` file it lacks.
+
+        Raises:
+            HubRepoError: Gated, missing, no such revision, a required file missing, or offline and not cached.
+            HubUnreachableError: The Hub did not answer and the cache does not hold the file.
+        """
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        def refused(kind: str) -> HubRepoError:
+            return HubRepoError(repo=repo, revision=revision, endpoint=self.endpoint, kind=kind)
+
+        try:
+            return Path(hf_hub_download(repo, name, revision=revision, endpoint=self.endpoint,
+                                        cache_dir=self.cache_dir,
+                                        local_files_only=self.offline or self.unreachable is not None))
+        except GatedRepoError as exc:  # a subclass of RepositoryNotFoundError: first
+            raise refused("gated") from exc
+        except RepositoryNotFoundError as exc:
+            raise refused("missing") from exc
+        except RevisionNotFoundError as exc:
+            raise refused("revision") from exc
+        except LocalEntryNotFoundError as exc:  # not in the cache, and the Hub was not asked or did not answer
+            if optional:
+                return None
+            if self.offline:
+                raise refused("offline") from exc
+            if self.unreachable:
+                raise HubUnreachableError(endpoint=self.endpoint, repo=repo, problem=self.unreachable) from exc
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise HubUnreachableError(endpoint=self.endpoint, repo=repo,
+                                      problem=_first_line(cause)) from exc
+        except EntryNotFoundError as exc:
+            if optional:
+                return None
+            raise refused("not-a-model") from exc
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise HubUnreachableError(endpoint=self.endpoint, repo=repo,
+                                      problem=f"HTTP {status}: {_first_line(exc)}") from exc
+
+    def listing(self, repo: str, revision: str) -> Listing | None:
+        """The repository's files with their sizes, its commit and whether it is gated; None offline or on failure."""
+        if self.offline or self.unreachable:
+            return None
+        from huggingface_hub import HfApi
+
+        try:
+            info = HfApi(endpoint=self.endpoint).model_info(repo, revision=revision, files_metadata=True)
+        except Exception:  # the config came from the cache, or the Hub refused the listing: plan without it
+            return None
+        files = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
+        return Listing(files=files, commit=info.sha or "", gated=bool(info.gated))
+
+
+class Listing(NamedTuple):
+    """What the Hub's model info says about a repository."""
+
+    files: dict[str, int]
+    commit: str
+    gated: bool
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+@cache
+def _fetch_model_script() -> ModuleType:
+    """The chart's download script (files/fetch_model.py): the one home of its file selection."""
+    path = chart_dir() / "files" / "fetch_model.py"
+    spec = importlib.util.spec_from_file_location("helm_rdma_chart_fetch_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def downloaded_files(files: dict[str, int]) -> dict[str, int]:
+    """The files the chart's download fetches with its default patterns (model.download in the values schema)."""
+    download = _model_schema()["properties"]["download"]["properties"]
+    selected: dict[str, int] = _fetch_model_script().select(
+        files, list(download["allowPatterns"]["default"]), list(download["ignorePatterns"]["default"]))
+    return selected
+
+
+def read_hub_model(ref: str) -> ModelSpec:
+    """The model of the Hub repository ``ref`` (``ORG/NAME[@REVISION]``).
+
+    A config.json the planner cannot size gives a spec with ``unsized`` set (the planner then needs --nodes); a
+    repository that cannot be read raises.
+
+    Raises:
+        ModelRefError: ``ref`` is not a repository id.
+        HubRepoError: Gated, missing, no such revision, no config.json, no weights, or offline and not cached.
+        HubUnreachableError: The Hub did not answer and the cache does not hold what the plan needs.
+        UnsupportedModelError: config.json is not JSON.
+    """
+    repo, revision = parse_ref(ref)
+    hub = HubAccess.from_environ().probed()
+    config_file = hub.download(repo, revision, "config.json")
+    assert config_file is not None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise UnsupportedModelError(model=ref, problem=f"config.json is not a JSON object ({exc})") from exc
+    listing = hub.listing(repo, revision)
+    origins: list[tuple[str, str]] = []
+    checkpoint = _checkpoint_bytes(hub, repo, revision, listing, origins)
+    download = repo_bytes = None
+    if listing is not None:
+        wanted = downloaded_files(listing.files)
+        download, repo_bytes = sum(wanted.values()), sum(listing.files.values())
+        origins.append(("download per node", f"the Hub's file list: {len(wanted)} of {len(listing.files)} files, "
+                                             "those the chart's download fetches"))
+        origins.append(("gated", f"the Hub's model info ({'gated' if listing.gated else 'not gated'})"))
+    else:
+        why = "offline" if hub.offline else hub.unreachable or "the Hub refused it"
+        origins.append(("gated", f"unknown without the Hub's model info ({why}): taken as not gated"))
+    commit = f" (commit {listing.commit})" if listing and listing.commit else ""
+    where = f"{hub.endpoint}/{repo} @ {revision}{commit}"
+    base = ModelSpec(alias=served_name(repo), repo=repo, revision=revision, description=repo, params_billions=0.0,
+                     dtype=weights_label(config), kv_cache_dtype="bf16", layers=0, attention_heads=0, kv_heads=0,
+                     head_dim=0, max_context=0, gated=bool(listing and listing.gated), source=where,
+                     checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes)
+    try:
+        f = read_config(config)
+    except ConfigProblem as problem:
+        length = config.get("max_position_embeddings")
+        return replace(base, description=f"{repo} ({base.dtype} weights; architecture not sized)",
+                       max_context=length if isinstance(length, int) else 0, unsized=str(problem),
+                       origins=tuple(origins))
+    moe = f", MoE {f.active_experts} of {f.experts} experts per token" if f.experts else ""
+    return replace(
+        base,
+        description=f"{f.architecture}, {f.weights} weights, {f.attention}{moe}",
+        dtype=f.weights, kv_cache_dtype=f.kv_cache_dtype, layers=f.layers, attention_heads=f.attention_heads,
+        kv_heads=f.kv_heads, head_dim=f.head_dim, max_context=f.max_context, mla_kv_lora_rank=f.mla_kv_lora_rank,
+        mla_rope_dim=f.mla_rope_dim, sliding_window=f.sliding_window, sliding_layers=f.sliding_layers,
+        experts=f.experts, active_experts=f.active_experts, hidden_size=f.hidden_size,
+        intermediate_size=f.intermediate_size, expert_intermediate_size=f.expert_intermediate_size,
+        origins=(*f.origins, *origins),
+    )
+
+
+def _checkpoint_bytes(hub: HubAccess, repo: str, revision: str, listing: Listing | None,
+                      origins: list[tuple[str, str]]) -> int:
+    """The weights' real bytes: the safetensors index's total, else the Hub's sizes of the *.safetensors files."""
+    index_file = hub.download(repo, revision, INDEX, optional=True)
+    if index_file is not None:
+        try:
+            total = json.loads(index_file.read_text(encoding="utf-8"))["metadata"]["total_size"]
+        except (ValueError, KeyError, TypeError):
+            total = None
+        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+            origins.append(("weights", f"{INDEX} metadata.total_size"))
+            return total
+    if listing is not None:
+        shards = {n: s for n, s in listing.files.items() if n.endswith(".safetensors") and "/" not in n}
+        if shards:
+            origins.append(("weights", f"the Hub's file list: {len(shards)} *.safetensors file(s)"))
+            return sum(shards.values())
+    raise HubRepoError(repo=repo, revision=revision, endpoint=hub.endpoint, kind="no-weights")
