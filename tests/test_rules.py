@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from helm_rdma.checks import rules
-from helm_rdma.checks.doctor import Finding, diagnose
+from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.finding import Finding
 from helm_rdma.checks.rulestemplate import go_template
 from helm_rdma.contract import VALIDATE_MARKER
 from helm_rdma.datafiles import chart_dir

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma import __version__
 from helm_rdma.chart.images import artifacthub_images
-from helm_rdma.resolve.values import Resolved
+from helm_rdma.resolve.values import Resolved, schema_defaults
 
 FIRST_VERSION = "0.1.0"
 DIGEST_LENGTH = 12
@@ -69,7 +69,6 @@ def read_previous(chart: Path) -> PreviousChart | None:
     """
     import yaml
 
-    from helm_rdma.resolve.values import schema_defaults
 
     try:
         meta = yaml.safe_load((chart / "Chart.yaml").read_text(encoding="utf-8"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from helm_rdma import __version__
 from helm_rdma.chart.valuestable import values_table
 from helm_rdma.resolve.values import Resolved
@@ -18,6 +16,8 @@ README_TEMPLATE = _TEMPLATES / "chart-README.md.j2"
 
 def render_readme(resolved: Resolved, *, metadata: dict[str, Any], schema: dict[str, Any]) -> str:
     """Render the chart README for ``resolved``, whose Chart.yaml is ``metadata`` and published schema ``schema``."""
+    import jinja2  # only for charts people read: `template` writes no README
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
         undefined=jinja2.StrictUndefined,

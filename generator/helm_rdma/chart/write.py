@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from helm_rdma import __version__
 from helm_rdma.chart.meta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
+from helm_rdma.chart.readme import README_TEMPLATE, render_readme
 from helm_rdma.chart.valuesfile import render_values, schema_with_defaults
 from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import OutputExistsError, OutputRefusedError
@@ -59,7 +60,6 @@ def _junk(rel: Path) -> bool:
 
 def digest_of(resolved: Resolved, sources: dict[str, Path] | None = None) -> str:
     """The content digest of ``resolved``'s chart (see chartmeta): the same for full and compact charts."""
-    from helm_rdma.chart.readme import README_TEMPLATE
 
     sources = source_files() if sources is None else sources
     extra = {"values.schema.json": schema_path(VALUES_SCHEMA).read_bytes(),
@@ -99,7 +99,6 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
         "values.yaml": render_values(resolved.values, schema, notes=resolved.notes, header=header),
         "values.schema.json": json.dumps(published, indent=2) + "\n",
     }
-    from helm_rdma.chart.readme import render_readme  # jinja2, only for charts people read
 
     files["README.md"] = render_readme(resolved, metadata=metadata, schema=published)
     return files

@@ -4,11 +4,12 @@ node's own services hold, the model's token and where its weights land. Each fin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from helm_rdma.checks import rules
+from helm_rdma.checks.finding import Finding
 from helm_rdma.checks.rules import quantity
+from helm_rdma.checks.serving import serving_findings
 from helm_rdma.errors import ValuesCheckError
 from helm_rdma.resolve.values import Resolved
 
@@ -29,29 +30,11 @@ NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10
               10256: "kube-proxy health"}
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One problem (error) or doubt (warning) about the values."""
-
-    severity: str
-    key: str
-    message: str
-    fix: str
-
-    def line(self) -> str:
-        return f"{self.severity:<7} {self.key}: {self.message}; fix: {self.fix}"
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
 def diagnose(resolved: Resolved) -> list[Finding]:
     """Every finding about ``resolved``'s values, errors first."""
     v = resolved.values
     found = _table(resolved) + _env_names(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
     found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
-    from helm_rdma.checks.serving import serving_findings
-
     found += serving_findings(v)
     return sorted(found, key=lambda f: (f.severity != "error", f.key))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helm_rdma.checks.doctor import Finding
+from helm_rdma.checks.finding import Finding
 
 
 def serving_findings(values: dict[str, Any]) -> list[Finding]:

@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from helm_rdma.contract import COMPONENT_LABEL, RELEASE_COMPONENT, TEST_TEMPLATES
+from helm_rdma.cluster.objects import list_objects
+from helm_rdma.contract import COMPONENT_LABEL, INSTANCE_LABEL, RELEASE_COMPONENT, TEST_TEMPLATES
 from helm_rdma.errors import HelmCommandError, HelmNotFoundError, RuntimeFailure
 from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
@@ -89,8 +90,6 @@ def read_release(*, release: str, env: HelmEnv) -> tuple[str, ClusterRelease]:
         NoReleaseError: No such ConfigMap.
         ClusterError: The cluster could not be read.
     """
-    from helm_rdma.cluster.objects import list_objects
-    from helm_rdma.contract import INSTANCE_LABEL
 
     namespace, found = list_objects(kind="ConfigMap", labels={INSTANCE_LABEL: release,
                                                                COMPONENT_LABEL: RELEASE_COMPONENT}, env=env)

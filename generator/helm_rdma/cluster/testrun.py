@@ -8,6 +8,8 @@ import copy
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock
+from helm_rdma.cluster.kube import pod_log
+from helm_rdma.cluster.objects import create_object, delete_object, list_objects, read_object
 from helm_rdma.contract import COMPONENT_LABEL
 from helm_rdma.helmenv import HelmEnv
 
@@ -49,7 +51,6 @@ def plain_object(test: dict[str, Any]) -> dict[str, Any]:
 
 def _run_one(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll_seconds: float,
              clock: Clock) -> TestRun:
-    from helm_rdma.cluster.objects import create_object, delete_object, read_object
 
     obj = plain_object(test)
     kind, name = obj["kind"], obj["metadata"]["name"]
@@ -74,7 +75,6 @@ def _run_one(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll
 
 
 def _wait_gone(kind: str, name: str, *, env: HelmEnv, clock: Clock, poll_seconds: float) -> None:
-    from helm_rdma.cluster.objects import read_object
 
     start = clock.now()
     while read_object(kind=kind, name=name, env=env) is not None and clock.now() - start < 60:
@@ -106,8 +106,6 @@ def _status_line(obj: dict[str, Any]) -> str:
 
 def _log_line(obj: dict[str, Any], *, env: HelmEnv) -> str:
     """The last `helm-rdma test:` line of the object's pods (a failed pod's first), else ""."""
-    from helm_rdma.cluster.kube import pod_log
-    from helm_rdma.cluster.objects import list_objects
 
     name = obj.get("metadata", {}).get("name", "")
     if obj.get("kind") == "Pod":

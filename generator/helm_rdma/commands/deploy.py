@@ -15,6 +15,7 @@ from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import require_clean
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.rollout import wait_until_serving
+from helm_rdma.commands.doctor import preinstall_report
 from helm_rdma.errors import ClusterCheckError
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_chart_command
 from helm_rdma.helmenv import HelmEnv
@@ -149,7 +150,6 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
     Raises:
         ClusterCheckError: Any check is an error.
     """
-    from helm_rdma.commands.doctor import preinstall_report
 
     report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
                                         create_namespace=create_namespace)

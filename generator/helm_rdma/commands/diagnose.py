@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helm_rdma.cluster.kube import pod_log_sources
+from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import HelmCommandError, HelmNotFoundError, NoPodsError, UnknownPresetError
 from helm_rdma.helm import run_helm
@@ -50,8 +52,6 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
         sources = directory_sources(logs_dir)  # checked first: a bad directory is bad input, whatever else
         read_from = f"directory {logs_dir}"
     else:
-        from helm_rdma.cluster.kube import pod_log_sources
-        from helm_rdma.contract import INSTANCE_LABEL
 
         try:
             values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json",

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import Finding, diagnose
+from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
 from helm_rdma.cluster.kube import ClusterError, Connection, connect, kubeconfig_found
 from helm_rdma.cluster.needs import cluster_needs, parse_manifests

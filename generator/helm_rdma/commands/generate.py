@@ -8,6 +8,7 @@ from typing import NamedTuple
 from helm_rdma.chart.images import chart_images
 from helm_rdma.chart.meta import read_identity
 from helm_rdma.chart.package import ChartPackage, package_chart
+from helm_rdma.chart.registry import resolve_digest
 from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import require_clean
 from helm_rdma.errors import HelmNotFoundError
@@ -57,7 +58,6 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, pin_di
 
 def _pin_digests(resolved: Resolved) -> list[str]:
     """Set the digest of every image of the chart that has none to what its tag points at now; one line each."""
-    from helm_rdma.chart.registry import resolve_digest  # urllib, only when asked
 
     lines = []
     for image in chart_images(resolved.values):

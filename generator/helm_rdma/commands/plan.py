@@ -6,9 +6,10 @@ from typing import Any, NamedTuple
 
 from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation
-from helm_rdma.sizing.catalog import ModelSpec, get_model
+from helm_rdma.sizing.catalog import get_model
 from helm_rdma.sizing.firsttoken import FirstToken, Rates, duration, first_token
 from helm_rdma.sizing.lora import LoraSlots
+from helm_rdma.sizing.modelspec import ModelSpec
 from helm_rdma.sizing.planner import GB, GIB, Plan, Sizing, plan_model
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_json_schema

@@ -31,7 +31,9 @@ from helm_rdma.oci.network import (
     ours_to_remove,
     provision_network,
 )
-from helm_rdma.oci.nodejoin import NodeSetup
+from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
+from helm_rdma.sizing.presets import load_preset
+from helm_rdma.yamlfile import load_yaml_file
 
 
 class MissingSettingError(InputError):
@@ -99,7 +101,6 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
     Raises:
         InputError: A required flag is missing, the preset is unknown, or a file cannot be read.
     """
-    from helm_rdma.sizing.presets import load_preset
 
     f = flags
     required = {"--preset": f.preset, "--nodes": f.nodes, "--name": f.name, "--compartment": f.compartment,
@@ -165,7 +166,6 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         MissingSettingError: A required clusterNetwork key is empty.
         InputError: A key the plan needs is missing or of the wrong type, or the endpoint is malformed.
     """
-    from helm_rdma.yamlfile import load_yaml_file
 
     values = load_yaml_file(path)
     if not isinstance(values, dict) or not isinstance(values.get("clusterNetwork"), dict):
@@ -257,7 +257,6 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
         NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
         HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
     """
-    from helm_rdma.oci.nodejoin import node_metadata, read_cluster
 
     api = watch.connect(plan.auth)
 

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.cluster.groups import GroupState, group_states
 from helm_rdma.cluster.kube import ClusterError, release_pods
+from helm_rdma.cluster.objects import list_objects
 from helm_rdma.cluster.release import helm_status, read_release, workload_states
 from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.helmenv import HelmEnv
@@ -50,7 +51,6 @@ def status(*, release: str, env: HelmEnv) -> StatusResult:
         NoReleaseError: Neither a Helm release nor the release's ConfigMap.
         ClusterError: The pods could not be listed.
     """
-    from helm_rdma.cluster.objects import list_objects
 
     chart = app_version = managed_by = None
     helm_says = helm_status(release=release, env=env)

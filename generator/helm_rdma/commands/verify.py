@@ -14,6 +14,7 @@ from helm_rdma.clock import SYSTEM_CLOCK, Clock
 from helm_rdma.cluster.groups import GroupState, group_states, preflight_result
 from helm_rdma.cluster.kube import delete_pods, pod_log, release_pods
 from helm_rdma.cluster.release import helm_status, read_release
+from helm_rdma.cluster.testrun import run_tests
 from helm_rdma.contract import PREFLIGHT_CONTAINER
 from helm_rdma.errors import HelmCommandError
 from helm_rdma.helm import duration_seconds, run_helm
@@ -93,7 +94,6 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
             checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
         rdma_test, by = checks[-1].passed, "helm test"
     else:
-        from helm_rdma.cluster.testrun import run_tests
 
         runs = run_tests(tests, env=env, timeout_seconds=duration_seconds(timeout), poll_seconds=poll_seconds,
                          clock=clock)

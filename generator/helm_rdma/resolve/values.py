@@ -11,12 +11,13 @@ from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation, UnsupportedModelError
 from helm_rdma.names import check_release
 from helm_rdma.resolve.overrides import Layered
-from helm_rdma.resolve.validation import schema_problems
 from helm_rdma.resolve.valuesources import ValueSources, user_values
-from helm_rdma.sizing.catalog import ModelSpec, pick_model
+from helm_rdma.sizing.catalog import pick_model
 from helm_rdma.sizing.lora import LoraSlots
+from helm_rdma.sizing.modelspec import ModelSpec
 from helm_rdma.sizing.planner import DEFAULT_GPU_MEMORY_UTILIZATION, Plan, Sizing, plan_model
 from helm_rdma.sizing.presets import Preset, load_preset
+from helm_rdma.validation import schema_problems
 from helm_rdma.yamlfile import load_json_schema
 
 VALUES_SCHEMA = "values.schema.json"

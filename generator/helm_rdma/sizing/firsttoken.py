@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from helm_rdma.sizing.catalog import ModelSpec
+from helm_rdma.sizing.modelspec import ModelSpec
 
 GB = 1000**3
 DEFAULT_NETWORK_GBS = 1.0  # one node's download from the Hub or object storage: an assumption, state yours

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import HubRepoError, HubUnreachableError, ModelRefError, UnsupportedModelError
-from helm_rdma.sizing.catalog import ModelSpec
 from helm_rdma.sizing.modelconfig import ConfigProblem, read_config, weights_label
+from helm_rdma.sizing.modelspec import ModelSpec
 from helm_rdma.yamlfile import load_json_schema
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

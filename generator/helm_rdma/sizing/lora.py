@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from helm_rdma.errors import LoraSizeUnknownError
-from helm_rdma.sizing.catalog import ModelSpec
+from helm_rdma.sizing.modelspec import ModelSpec
 
 LORA_DTYPE_BYTES = 2
 

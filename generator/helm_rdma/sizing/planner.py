@@ -30,8 +30,8 @@ from helm_rdma.errors import (
     TooFewNodesError,
     UnsupportedModelError,
 )
-from helm_rdma.sizing.catalog import DTYPE_BYTES, ModelSpec
 from helm_rdma.sizing.lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
+from helm_rdma.sizing.modelspec import DTYPE_BYTES, ModelSpec
 from helm_rdma.sizing.presets import Preset
 
 GIB = 1024**3

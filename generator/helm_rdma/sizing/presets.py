@@ -11,7 +11,7 @@ from typing import Any
 
 from helm_rdma.datafiles import presets_dir, schema_path
 from helm_rdma.errors import SchemaViolation, UnknownPresetError
-from helm_rdma.resolve.doccache import load_checked
+from helm_rdma.sizing.doccache import load_checked
 
 CATALOG_FILE = "models.yaml"
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from helm_rdma import __version__
+from helm_rdma.validation import schema_problems
+from helm_rdma.yamlfile import load_json_schema, load_yaml_file
 
 
 def _cache_dir() -> Path:
@@ -32,7 +34,6 @@ def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]
     Raises:
         YamlFileError: The file is missing or not valid YAML.
     """
-    from helm_rdma.yamlfile import load_yaml_file
 
     key = f"{__version__}|{_stamp(path)}|{_stamp(schema)}"
     cached = _cache_dir() / f"{zlib.crc32(key.encode()):08x}.json"
@@ -43,8 +44,6 @@ def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]
     except (OSError, ValueError, AttributeError, KeyError):
         pass
     data = load_yaml_file(path)
-    from helm_rdma.resolve.validation import schema_problems
-    from helm_rdma.yamlfile import load_json_schema
 
     problems = schema_problems(data, load_json_schema(schema))
     if not problems:
