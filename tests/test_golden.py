@@ -6,6 +6,9 @@ replicas and monitoring, a device plugin with an API key, and the serving extras
 
 Refresh after an intended change: make golden   (HELM_RDMA_UPDATE_GOLDEN=1 pytest tests/test_golden.py)
 
+Goldens hold structure: the data of the scripts and dashboard ConfigMaps (files/ of the chart, which have tests of
+their own) is one line per file, its sha256 and length, so an edit to a pod script changes one line per golden.
+
 The chart version's digest (the part after `+`, `_` in the helm.sh/chart label) changes with any template, value or
 schema change; the goldens show it as DIGEST so that a change shows where it matters. tests/test_chart_identity.py
 checks the digest itself.
@@ -13,6 +16,7 @@ checks the digest itself.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import re
@@ -102,16 +106,37 @@ def render(case: tuple[str, str, str, str], helm: str, monkeypatch: pytest.Monke
 DIGEST = re.compile(r"(-\d+\.\d+\.\d+[_+])[0-9a-f]{12}\b")
 
 
+# The ConfigMaps whose data are copies of the chart's files/: a golden keeps one digest line per file.
+FILE_CONFIGMAPS = ("templates/configmap-scripts.yaml", "templates/configmap-dashboard.yaml")
+
+
+def digest_line(text: str) -> str:
+    return f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]} ({len(text.splitlines())} lines)"
+
+
+def structure(manifests: str) -> str:
+    """The render as a golden keeps it: helm's text, with each copied file's content as its digest line."""
+    documents = manifests.split("\n---\n")
+    for i, doc in enumerate(documents):
+        source = doc.split("\n", 1)[0]
+        if source.startswith("# Source:") and source.endswith(FILE_CONFIGMAPS):
+            body = yaml.safe_load(doc)
+            body["data"] = {key: digest_line(text) for key, text in body["data"].items()}
+            documents[i] = source + "\n" + yaml.safe_dump(body, sort_keys=False, width=120).rstrip("\n")
+    return "\n---\n".join(documents)
+
+
 def check_golden(name: str, helm3: str, helm4: str, *, golden_file: bool = True) -> list[dict]:
     assert helm3 == helm4, "helm 3.17.2 and helm 4.1.4 render differently"
     helm4 = DIGEST.sub(r"\1DIGEST", helm4)
     if golden_file:
         golden = GOLDEN / f"{name}.yaml"
+        kept = structure(helm4)
         if os.environ.get("HELM_RDMA_UPDATE_GOLDEN"):
             GOLDEN.mkdir(exist_ok=True)
-            golden.write_text(helm4)
+            golden.write_text(kept)
         assert golden.is_file(), f"{golden} is missing: run `make golden`"
-        assert helm4 == golden.read_text(), f"{golden.name} differs: review, then `make golden`"
+        assert kept == golden.read_text(), f"{golden.name} differs: review, then `make golden`"
     documents = load_manifests(helm4)
     crds = SHARED_CRDS if SHARED_CRDS.is_dir() else None
     if crds is None:
@@ -203,3 +228,13 @@ def test_the_golden_set_covers_every_axis_value_and_pair_and_nothing_else_is_kep
     kept = {p.stem for p in GOLDEN.glob("*.yaml")}
     assert kept == {case_id(c) for c in GOLDEN_CASES} | set(EXTRAS)
     assert len(kept) <= 12
+
+
+def test_goldens_keep_copied_files_as_one_digest_line_each() -> None:
+    text = (GOLDEN / "h100-emptydir-replicas-monitoring.yaml").read_text()
+    scripts = next(d for d in text.split("\n---\n") if "configmap-scripts.yaml" in d.split("\n", 1)[0])
+    data = yaml.safe_load(scripts)["data"]
+    entrypoint = (Path(__file__).parents[1] / "charts/vllm-rdma/files/entrypoint.sh").read_text()
+    assert data["entrypoint.sh"] == digest_line(entrypoint)
+    assert all(v.startswith("sha256:") for v in data.values())
+    assert "-vllm-rdma.json: sha256:" in text  # the dashboard
