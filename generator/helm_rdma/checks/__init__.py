@@ -1,0 +1,3 @@
+"""Checks of resolved values before anything is applied: the chart's rule table and doctor's own doubts, each a Finding
+with its fix.
+"""
