@@ -1,27 +1,49 @@
-# The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv from this repository's own files.
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv from this repository's own files:
+# `make demo` only what the plugin runs (the hash-locked runtime of locks/runtime.txt and one helm), `make test` the
+# development tools on top (both helms, the OCI SDK, CPU torch, the linters).
 PYTHON ?= python3
+# The Python that makes the venv, found before .venv/bin goes first on PATH.
+HOST_PYTHON := $(shell command -v $(PYTHON))
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
+UV_VERSION := 0.13.8
+UV := $(VENV)/tools/bin/uv
 STAMP := $(VENV)/.installed
 HELMS := $(BIN)/helm3 $(BIN)/helm4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test golden chart docs bench clean provisioner-image lock
+.PHONY: setup runtime demo test golden chart docs bench clean provisioner-image lock
 
 setup: $(STAMP) $(HELMS)
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+runtime: $(RUNTIME) $(BIN)/helm4
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(BIN)/python:
+	$(HOST_PYTHON) -m venv --without-pip $(VENV)
+
+# uv installs the locked runtime in seconds where pip takes a minute; it lives beside the venv, not in it.
+$(UV): | $(BIN)/python
+	$(HOST_PYTHON) -m pip install --quiet --disable-pip-version-check --target $(VENV)/tools 'uv==$(UV_VERSION)'
+
+$(RUNTIME): pyproject.toml locks/runtime.txt | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r locks/runtime.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
-$(HELMS): scripts/fetch-helm | $(BIN)/python
-	$(BIN)/python scripts/fetch-helm $(BIN)
+# The development tools come with pip's resolver, which reads this machine's pip configuration (local wheels).
+$(STAMP): $(RUNTIME) pyproject.toml
+	$(BIN)/python -m pip --version > /dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip > /dev/null
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
 
-demo: setup
+$(BIN)/helm4: scripts/fetch-helm | $(BIN)/python
+	$(HOST_PYTHON) scripts/fetch-helm $(BIN) helm4
+
+$(BIN)/helm3: scripts/fetch-helm | $(BIN)/python
+	$(HOST_PYTHON) scripts/fetch-helm $(BIN) helm3
+
+demo: runtime
 	helm-rdma template llama405b --preset h100
 	helm-rdma plan llama405b --preset gpu4
 
@@ -74,12 +96,10 @@ bench: setup
 # install, after a change to pyproject.toml's dependencies: one universal resolution for CPython 3.10 and newer on every
 # platform, every wheel and sdist of each pinned version hashed. Versions already locked are kept unless UPGRADE=1.
 # tests/test_locks.py checks the locks against pyproject.toml.
-UV_VERSION := 0.13.8
 LOCK_ARGS := --universal --python-version 3.10 --generate-hashes --custom-compile-command 'make lock' --quiet
-lock: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o locks/runtime.txt
-	$(BIN)/uv pip compile pyproject.toml --extra oci $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o locks/oci.txt
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o locks/runtime.txt
+	$(UV) pip compile pyproject.toml --extra oci $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) -o locks/oci.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
