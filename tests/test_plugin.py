@@ -215,7 +215,8 @@ def test_completion_offers_files_choices_flags_and_releases(helm: Helm) -> None:
     assert completed(complete(helm, "rdma", "install", "--set", "")) == ([], ":4")
     # Flag names: helm's cobra lists those of completion.yaml and appends what plugin.complete prints, since helm
     # sets DisableFlagParsing on a plugin's commands (spf13/cobra completions.go@adbc881 lines 441-492, 569-577;
-    # helm pkg/cmd/load_plugins.go@v4.1.4 addPluginCommands), so plugin.complete prints none: each appears once.
+    # helm pkg/cmd/load_plugins.go@v4.1.4 lines 305-312, and 333-400 for the `:N` line plugin.complete ends with),
+    # so plugin.complete prints none: each appears once.
     assert completed(complete(helm, "rdma", "verify", "x", "--nc")) == (["--nccl"], ":4")
     assert completed(complete(helm, "rdma", "verify", "x", "--ye")) == (["--yes"], ":4")
     flags, _ = completed(complete(helm, "rdma", "install", "--oke"))
