@@ -57,8 +57,8 @@ test: setup
 chart: setup
 	$(BIN)/python -m helm_rdma.dev.chart_sync
 
-# Refresh what the click command tree generates: completion.yaml, the completion data plugin.complete reads,
-# plugin.yaml's usage and description, and the README's command table and CLI reference.
+# Refresh what the click command tree generates: completion.yaml, plugin.yaml's usage and description, and the
+# README's command table and CLI reference.
 docs: setup
 	$(BIN)/python -m helm_rdma.dev.docs
 

@@ -1,5 +1,5 @@
 """Help that teaches, from one source: summaries, examples, `helm rdma` under helm, did-you-mean, and the files
-generated from the command tree (completion.yaml, the completion data, plugin.yaml, the README's reference)."""
+generated from the command tree (completion.yaml, plugin.yaml, the README's reference)."""
 
 from __future__ import annotations
 

@@ -179,16 +179,24 @@ def test_a_failed_install_keeps_nothing(helm: Helm) -> None:
     assert not kept.exists() or list(kept.iterdir()) == []
 
 
+# plugin.complete runs the code of this tree, whatever the plugin's venv was installed from.
+THIS_TREE = {"PYTHONPATH": str(REPO / "generator")}
+
+
+def complete(helm: Helm, *words: str, helm_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return helm.run(*helm_flags, "__complete", *words, env=THIS_TREE)
+
+
 def test_completion_offers_commands_presets_and_models(helm: Helm) -> None:
     static = yaml.safe_load((REPO / "completion.yaml").read_text())
     flags = [f for c in static["commands"] for f in c.get("flags", [])]
     assert all(isinstance(f, str) for f in flags), "completion.yaml: quote flags YAML reads as booleans (yes, y)"
-    out = helm.run("__complete", "rdma", "up")
-    assert out.stdout.splitlines()[0] == "upgrade"
-    out = helm.run("__complete", "rdma", "template", "--preset", "")
-    assert out.stdout.splitlines()[:6] == ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"]
-    out = helm.run("__complete", "rdma", "install", "llama")
-    assert out.stdout.splitlines()[:3] == ["llama405b", "llama405b-fp8", "llama70b"]
+    assert completed(complete(helm, "rdma", "up")) == (["upgrade"], ":4")
+    assert completed(complete(helm, "rdma", "template", "--preset", "")) == (
+        ["a100-v2", "b200", "gpu4", "h100", "h200", "mi300x"], ":4")
+    assert completed(complete(helm, "rdma", "install", "llama")) == (["llama405b", "llama405b-fp8", "llama70b"], ":4")
+    assert completed(complete(helm, "rdma", "install", "--preset=h2")) == (["--preset=h200"], ":4")
+    assert completed(complete(helm, "rdma", "presets", "show", "m")) == (["mi300x"], ":4")
 
 
 def completed(out: subprocess.CompletedProcess[str]) -> tuple[list[str], str]:
@@ -199,16 +207,21 @@ def completed(out: subprocess.CompletedProcess[str]) -> tuple[list[str], str]:
 
 
 def test_completion_offers_files_choices_flags_and_releases(helm: Helm) -> None:
-    assert completed(helm.run("__complete", "rdma", "install", "-f", "")) == ([], ":0")  # the shell's file names
-    assert completed(helm.run("__complete", "rdma", "install", "--auth", "")) == (
+    assert completed(complete(helm, "rdma", "install", "-f", "")) == ([], ":0")  # the shell's file names
+    assert completed(complete(helm, "rdma", "template", "x", "--", "")) == ([], ":0")  # helm's own arguments
+    assert completed(complete(helm, "rdma", "install", "--auth", "")) == (
         ["apiKey", "instancePrincipal", "workloadIdentity"], ":4")
-    assert completed(helm.run("__complete", "rdma", "plan", "x", "-o", "")) == (["table", "json"], ":4")
-    assert completed(helm.run("__complete", "rdma", "verify", "x", "--nc")) == (["--nccl"], ":4")
-    assert completed(helm.run("__complete", "rdma", "verify", "x", "--ye")) == (["--yes"], ":4")
-    flags, _ = completed(helm.run("__complete", "rdma", "install", "--oke"))
+    assert completed(complete(helm, "rdma", "plan", "x", "-o", "")) == (["table", "json"], ":4")
+    assert completed(complete(helm, "rdma", "install", "--set", "")) == ([], ":4")
+    # Flag names: helm's cobra lists those of completion.yaml and appends what plugin.complete prints, since helm
+    # sets DisableFlagParsing on a plugin's commands (spf13/cobra completions.go@adbc881 lines 441-492, 569-577;
+    # helm pkg/cmd/load_plugins.go@v4.1.4 lines 305-312, and 333-400 for the `:N` line plugin.complete ends with),
+    # so plugin.complete prints none: each appears once.
+    assert completed(complete(helm, "rdma", "verify", "x", "--nc")) == (["--nccl"], ":4")
+    assert completed(complete(helm, "rdma", "verify", "x", "--ye")) == (["--yes"], ":4")
+    flags, _ = completed(complete(helm, "rdma", "install", "--oke"))
     assert flags == ["--oke-cluster"]
-    assert completed(helm.run("-n", "team-a", "__complete", "rdma", "status", "")) == (
-        ["llama405b", "qwen-prod"], ":4")
+    assert completed(complete(helm, "rdma", "status", "", helm_flags=("-n", "team-a"))) == (["llama405b", "qwen-prod"], ":4")
     assert helm.recorded() == [["list", "--short", "--all", "--namespace", "team-a"]]
 
 

@@ -2,8 +2,6 @@
 
 - completion.yaml: the sub-commands and flag names helm completes for `helm rdma` (helm's pkg/cmd/load_plugins.go
   reads it; every flag becomes a boolean there, so it holds names only, quoted where YAML would read a boolean);
-- generator/helm_rdma/completion_data.json: the commands, options, arguments and what completes their values, read
-  by plugin.complete (helm_rdma.cli.completion) without importing click;
 - plugin.yaml: its `usage` and `description` (what `helm help` and `helm help rdma` show, with the command list);
 - README.md: the command table and the CLI reference, between their markers.
 
@@ -19,13 +17,11 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 
 from helm_rdma import __version__
 from helm_rdma.cli import main
-from helm_rdma.cli.completion import DATA_FILE
 from helm_rdma.cli.help import examples_of, summary
 from helm_rdma.dev.generatedfiles import stale, sync
 
@@ -48,40 +44,6 @@ def commands(command: click.Command = main, path: tuple[str, ...] = ()) -> Itera
             sub = command.commands[name]
             if not sub.hidden:
                 yield from commands(sub, (*path, name))
-
-
-def _value(param: click.Parameter) -> dict[str, Any] | None:
-    """What completes a parameter's value; None for a flag, which takes none."""
-    if isinstance(param, click.Option) and (param.is_flag or param.count):
-        return None
-    kind = param.type
-    if isinstance(kind, click.Choice):
-        return {"choices": [str(c) for c in kind.choices]}
-    if isinstance(kind, click.Path):
-        return {"paths": "files" if kind.file_okay else "dirs"}
-    if isinstance(kind, click.File):
-        return {"paths": "files"}
-    sources = list(getattr(kind, "completes", ()))
-    return {"sources": sources} if sources else {}
-
-
-def _tree(command: click.Command) -> dict[str, Any]:
-    node: dict[str, Any] = {
-        "options": [{"names": [*p.opts, *p.secondary_opts], "value": _value(p)}
-                    for p in command.params if isinstance(p, click.Option)],
-        "arguments": [{"name": p.name, "value": _value(p)}
-                      for p in command.params if isinstance(p, click.Argument) and p.nargs != -1],
-    }
-    if any(isinstance(p, click.Argument) and p.nargs == -1 for p in command.params):
-        node["passthrough"] = True  # words after -- go to helm
-    if isinstance(command, click.Group):
-        node["commands"] = {name: _tree(sub) for name, sub in sorted(command.commands.items()) if not sub.hidden}
-    return node
-
-
-def completion_data() -> str:
-    """completion_data.json: the command tree as helm_rdma.cli.completion reads it."""
-    return json.dumps(_tree(main), indent=1, sort_keys=True) + "\n"
 
 
 def _flags(command: click.Command) -> list[str]:
@@ -239,7 +201,6 @@ def expected() -> dict[Path, str]:
     """Every generated file and the text it must hold."""
     return {
         REPO / "completion.yaml": completion_yaml(),
-        DATA_FILE: completion_data(),
         REPO / "plugin.yaml": plugin_yaml(),
         REPO / "README.md": readme(),
     }
