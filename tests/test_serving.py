@@ -365,8 +365,18 @@ def test_the_ingress_routes_v1_to_the_api_service_and_streams_through_ingress_ng
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
     assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"  # the user's wins
+    # ingress-nginx refuses bodies over its proxy-body-size, 1m by default, with 413 (its annotations.md, "Custom max
+    # body size"): a 128k-token prompt or one image is more
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "64m"
     other = one(render(merged(KEY, {"ingress": {"enabled": True, "className": "oci-native-ic"}})), "Ingress")
     assert "annotations" not in other["metadata"] and other["spec"]["rules"][0].get("host") is None
+
+
+def test_the_ingress_body_size_limit_is_a_value_in_nginx_size_syntax() -> None:
+    limit = merged(KEY, ROUTES, {"ingress": {"maxBodySize": "0"}})
+    assert one(render(limit), "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
+    with pytest.raises(SchemaViolation, match="ingress.maxBodySize"):
+        resolve(request(sets=("ingress.maxBodySize=64 MB",)))
 
 
 def test_the_httproute_attaches_to_the_gateways_with_timeouts_for_streaming() -> None:
