@@ -449,3 +449,16 @@ def test_with_provision_bad_values_stop_before_helm_or_oci_is_reached(runner: Cl
                  env={"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": str(tmp_path)})
     assert result.exit_code == 2 and "placement.clusterNetworkLabel.value" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the environment ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"apiVersion: v1\nclusters: 5\n", b"apiVersion: v1\x00\nclusters: []\n",
+                                     b"- just\n- a list\n", b"\xff\xfe binary"], ids=["clusters-5", "nul", "list", "binary"])
+def test_a_kubeconfig_that_is_not_one_fails_naming_the_file(runner: CliRunner, tmp_path: Path, content: bytes) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_bytes(content)
+    result = cli(runner, "doctor", "llama405b", "--preset", "h100", "--cluster", env={"KUBECONFIG": str(kubeconfig)})
+    assert result.exit_code == 1, result.output
+    assert "unexpected" not in result.output
+    assert str(kubeconfig) in result.output and "kubeconfig" in result.output

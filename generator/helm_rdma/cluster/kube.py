@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
+import yaml
+
 from helm_rdma.clock import Polling
 from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.errors import RuntimeFailure
@@ -49,6 +51,13 @@ def _api_client(env: HelmEnv) -> Any:
         return config.new_client_from_config(config_file=env.kubeconfig, context=env.kube_context)
     except (ConfigException, OSError) as exc:
         raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as exc:
+        # the client reads the file with PyYAML and walks it as dicts and lists: a NUL byte, `clusters: 5` or a
+        # list where a map belongs surface as these, not as ConfigException
+        path = env.kubeconfig or os.environ.get("KUBECONFIG") or config.KUBE_CONFIG_DEFAULT_LOCATION
+        raise ClusterError(action=f"loading the kubeconfig {path}",
+                           reason=f"it is not a valid kubeconfig ({type(exc).__name__}: {exc}); "
+                                  "`kubectl config view` shows what kubectl makes of it") from None
 
 
 class Connection(NamedTuple):
