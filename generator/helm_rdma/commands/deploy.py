@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 
 from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import require_clean
+from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
 from helm_rdma.cluster.kube import kubeconfig_found
-from helm_rdma.clock import Polling
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.errors import ClusterCheckError
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_chart_command
