@@ -131,7 +131,7 @@ def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
     vLLM's own key guards only /v1, /v2, /inference and /cohere (vllm-project/vllm
     vllm/entrypoints/serve/middleware/authenticate.py at baaf6e9c, GUARDED_PREFIX line 11): a serving vllm container
     (the one with the `http` port) under hostNetwork loads the chart's check on every path through vLLM's
-    --middleware hook, which imports the dotted path with importlib (register.py at 41a041c8, lines 66-71), so the
+    --middleware hook, which imports the dotted path with importlib (register.py at 41a041c8, lines 65-69), so the
     module's directory is on its PYTHONPATH and its key (HELM_RDMA_API_KEY) comes from a Secret."""
     problems = []
     for obj, _role, template in pod_templates(docs):

@@ -4,7 +4,7 @@ own key guards only /v1, /v2, /inference and /cohere (vllm-project/vllm vllm/ent
 authenticate.py at baaf6e9c, GUARDED_PREFIX line 11).
 
 vLLM loads `--middleware MODULE.CLASS` with importlib by its dotted path and, for a class, calls app.add_middleware
-(vllm/entrypoints/serve/middleware/register.py at 41a041c8, lines 66-71: `module_path, object_name =
+(vllm/entrypoints/serve/middleware/register.py at 41a041c8, lines 65-69: `module_path, object_name =
 middleware.rsplit(".", 1)`, `getattr(importlib.import_module(module_path), object_name)`,
 `app.add_middleware(imported)`); the served app below does the same with the chart's --middleware argument.
 """
@@ -19,6 +19,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httptools  # noqa: F401  (uvicorn --http httptools needs it: fail here, not as a skip)
 import pytest
@@ -31,10 +32,18 @@ from .rendering import render, serving_pod_specs
 
 FILES = chart_dir() / "files"
 KEY = "0123abcd-key"
-# The chart's own argument, read from a render: the test serves what the pods run.
-LEADER = next(s for s in serving_pod_specs(render("api.keySecret.name=api-key")) if s["containers"][0].get("ports"))
-VLLM = LEADER["containers"][0]
-MIDDLEWARE = VLLM["args"][VLLM["args"].index("--middleware") + 1]
+
+
+def leader() -> dict[str, Any]:
+    """The leader's pod spec as the chart renders it (memoized by render): the test serves what the pods run."""
+    return next(s for s in serving_pod_specs(render("api.keySecret.name=api-key")) if s["containers"][0].get("ports"))
+
+
+def middleware() -> str:
+    """The chart's --middleware argument."""
+    args = leader()["containers"][0]["args"]
+    return str(args[args.index("--middleware") + 1])
+
 
 SERVED_APP = textwrap.dedent('''
     import importlib, inspect, os
@@ -102,14 +111,14 @@ class Server:
 
 
 # uvicorn's two HTTP parsers differ on malformed heads (h11 ends a head at a bare LF; httptools answers 400):
-# uvicorn/config.py HTTP_PROTOCOLS, `--http h11|httptools`.
+# uvicorn 0.55 uvicorn/config.py HTTP_PROTOCOLS (line 52), `--http h11|httptools`.
 @pytest.fixture(scope="module", params=["h11", "httptools"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"uvicorn-{request.param}")
     (tmp / "served_app.py").write_text(SERVED_APP)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{FILES}", "HELM_RDMA_API_KEY": KEY,
-           "MIDDLEWARE": MIDDLEWARE, "SEEN": str(tmp / "seen")}
+           "MIDDLEWARE": middleware(), "SEEN": str(tmp / "seen")}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "served_app:app", "--host", "127.0.0.1", "--port",
                              str(port), "--http", request.param, "--ws", "websockets", "--no-access-log"],
                             env=env, stderr=subprocess.PIPE, text=True)
@@ -133,15 +142,17 @@ def fresh(server: Server) -> Server:
 
 
 def test_the_chart_loads_the_check_through_vllms_middleware_hook_with_its_directory_on_pythonpath() -> None:
-    assert MIDDLEWARE == "api_auth.ApiKeyMiddleware"
-    env = {e["name"]: e for e in VLLM["env"]}
+    assert middleware() == "api_auth.ApiKeyMiddleware"
+    spec = leader()
+    vllm = spec["containers"][0]
+    env = {e["name"]: e for e in vllm["env"]}
     assert env["PYTHONPATH"]["value"] == "/opt/helm-rdma"
     assert {"name": "scripts", "mountPath": "/opt/helm-rdma"}.items() <= next(
-        m for m in VLLM["volumeMounts"] if m["name"] == "scripts").items()
+        m for m in vllm["volumeMounts"] if m["name"] == "scripts").items()
     assert env["HELM_RDMA_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "api-key", "key": "api-key"}
     # vLLM itself holds the Service's port: no second container, no loopback port
-    assert [c["name"] for c in LEADER["containers"]] == ["vllm"]
-    assert "--host" not in VLLM["args"] and VLLM["args"][VLLM["args"].index("--port") + 1] == "8000"
+    assert [c["name"] for c in spec["containers"]] == ["vllm"]
+    assert "--host" not in vllm["args"] and vllm["args"][vllm["args"].index("--port") + 1] == "8000"
 
 
 @pytest.mark.parametrize("path", ["/v1/models", "/invocations", "/pause"])
@@ -163,7 +174,8 @@ def test_the_denial_is_json_with_the_scheme_it_wants(fresh: Server) -> None:
 
 
 # RFC 7235 2.1: "It uses a case-insensitive token as a means to identify the authentication scheme", and
-# `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`.
+# `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`. vLLM's own check lowers the scheme too
+# (authenticate.py at baaf6e9c, verify_token, line 36).
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
 def test_the_scheme_is_case_insensitive(fresh: Server, scheme: str) -> None:
     assert fresh.get("GET", "/v1/models", f"{scheme} {KEY}") == 200
@@ -178,8 +190,8 @@ def test_health_and_metrics_stay_open_for_probes_and_prometheus(fresh: Server) -
 
 
 def test_a_bare_lf_smuggled_request_never_reaches_a_guarded_path(fresh: Server) -> None:
-    # The bypass of the old proxy: h11 ends the first head at "\n\n" and reads a second, pipelined request (h11
-    # _readers.py accepts a bare LF as a line end); httptools refuses the bytes with 400. Both requests pass the
+    # The bypass of the old proxy: h11 ends the first head at "\n\n" and reads a second, pipelined request (h11 0.16
+    # _receivebuffer.py line 44, blank_line_regex = b"\n\r?\n"); httptools refuses the bytes with 400. Both requests pass the
     # middleware, after uvicorn parsed them, so the second needs the key as any other.
     answer = fresh.raw(b"GET /health HTTP/1.1\r\nHost: x\n\nPOST /invocations HTTP/1.1\r\nHost: x\r\n"
                        b"Content-Length: 0\r\n\r\n")
@@ -195,9 +207,10 @@ def test_a_second_request_on_one_connection_is_checked_too(fresh: Server) -> Non
     assert fresh.seen() == ["GET /v1/models"]
 
 
-# vLLM's own authenticate.py checks "http" and "websocket" scopes alike (AuthenticationMiddleware.__call__); a
-# coroutine --middleware would be HTTP-only (register.py line 72-73, app.middleware("http")). uvicorn offers the
-# websocket.http.response extension (ASGI spec, WebSocket Denial Response), so the refusal is a 401.
+# vLLM's own authenticate.py checks "http" and "websocket" scopes alike (AuthenticationMiddleware.__call__, line 49);
+# a coroutine --middleware would be HTTP-only (register.py lines 70-71, app.middleware("http")). uvicorn offers the
+# websocket.http.response extension (ASGI spec, WebSocket Denial Response; uvicorn protocols/websockets/
+# websockets_impl.py line 211), so the refusal is a 401.
 def test_a_websocket_upgrade_needs_the_key(fresh: Server) -> None:
     url = f"ws://127.0.0.1:{fresh.port}/v1/realtime"
     with pytest.raises(InvalidStatus) as refused:
