@@ -125,33 +125,43 @@ def nothing_unauthenticated_on_the_node(docs: Docs) -> list[str]:
     """Under hostNetwork a pod's ports listen on the node's VCN address, and NetworkPolicies do not reliably apply
     to hostNetwork pods (FACTS.md "Controllers that consume our manifests"). Ray's dashboard and job API run code
     for anyone who reaches them (docs.ray.io ray-security/token-auth): the chart binds the dashboard to the node's
-    loopback and runs Ray with RAY_AUTH_MODE=token, unless the user opted out explicitly. vLLM's key comes from a
-    Secret through the environment (VLLM_API_KEY), never in arguments anyone can read in the pod spec."""
+    loopback and runs Ray with RAY_AUTH_MODE=token, unless the user opted out explicitly. Keys come from a Secret
+    through the environment, never in arguments anyone can read in the pod spec.
+
+    vLLM's own key guards only /v1, /v2, /inference and /cohere (vllm-project/vllm
+    vllm/entrypoints/serve/middleware/authenticate.py at baaf6e9c, GUARDED_PREFIX line 11): a serving vllm container
+    (the one with the `http` port) under hostNetwork loads the chart's check on every path through vLLM's
+    --middleware hook, which imports the dotted path with importlib (register.py at 41a041c8, lines 65-69), so the
+    module's directory is on its PYTHONPATH and its key (HELM_RDMA_API_KEY) comes from a Secret."""
     problems = []
     for obj, _role, template in pod_templates(docs):
         spec = template.get("spec", {})
+        name = obj["metadata"]["name"]
         for c in containers(template):
             args = [str(a) for a in (c.get("args") or []) + (c.get("command") or [])]
             if any(a.startswith("--api-key") for a in args):
-                problems.append(f"{obj['metadata']['name']} passes --api-key in its arguments")
-            for e in c.get("env") or []:
-                if e["name"] in ("VLLM_API_KEY", "RAY_AUTH_TOKEN", "HF_TOKEN") and "value" in e:
-                    problems.append(f"{obj['metadata']['name']} container {c['name']} holds {e['name']} inline")
-            if spec.get("hostNetwork"):
-                names = {p.get("name") for p in c.get("ports") or []}
-                if "ray-dashboard" in names:
-                    problems.append(f"{obj['metadata']['name']} publishes the Ray dashboard on the node")
-            # vLLM's key guards /v1 only (vllm/entrypoints/openai/api_server.py; docs.vllm.ai usage/security lists
-            # /invocations, /tokenize, /pause and others as open): with a key, vLLM listens on 127.0.0.1 behind a
-            # gate that checks every path.
-            env = {e.get("name") for e in c.get("env") or []}
-            if c.get("name") == "vllm" and "VLLM_API_KEY" in env:
-                args = [str(a) for a in c.get("args") or []]
-                if "--host" not in args or args[args.index("--host") + 1] != "127.0.0.1":
-                    problems.append(f"{obj['metadata']['name']} serves vLLM's API beyond 127.0.0.1 with a key that "
-                                    "guards /v1 only")
-                if "api-gate" not in {x.get("name") for x in spec.get("containers") or []}:
-                    problems.append(f"{obj['metadata']['name']} has a key but no gate checking it on every path")
+                problems.append(f"{name} passes --api-key in its arguments")
+            env = {e["name"]: e for e in c.get("env") or []}
+            for e in env.values():
+                if e["name"] in ("VLLM_API_KEY", "HELM_RDMA_API_KEY", "RAY_AUTH_TOKEN", "HF_TOKEN") and "value" in e:
+                    problems.append(f"{name} container {c['name']} holds {e['name']} inline")
+            if not spec.get("hostNetwork"):
+                continue
+            ports = {p.get("name") for p in c.get("ports") or []}
+            if "ray-dashboard" in ports:
+                problems.append(f"{name} publishes the Ray dashboard on the node")
+            if c.get("name") == "vllm" and "http" in ports:
+                middleware = args[args.index("--middleware") + 1] if "--middleware" in args else None
+                module = (middleware or "").rpartition(".")[0]
+                path = str(env.get("PYTHONPATH", {}).get("value", "")).split(":")
+                scripts = [m["mountPath"] for m in c.get("volumeMounts") or [] if m.get("name") == "scripts"]
+                key = (env.get("HELM_RDMA_API_KEY", {}).get("valueFrom") or {}).get("secretKeyRef")
+                if middleware != "api_auth.ApiKeyMiddleware" or module != "api_auth":
+                    problems.append(f"{name} serves vLLM's API on the node without the key check on every path")
+                elif not set(scripts) & set(path):
+                    problems.append(f"{name} loads {middleware} but its directory is not on PYTHONPATH")
+                elif not key:
+                    problems.append(f"{name} loads {middleware} without HELM_RDMA_API_KEY from a Secret")
     return problems
 
 

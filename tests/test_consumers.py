@@ -110,26 +110,39 @@ def test_the_api_key_reaches_vllm_and_the_test_pod_from_the_secret_only() -> Non
     docs = render(*CASES["replicas-api-key"])
     leader = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
     ref = {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}}
-    assert {e["name"]: e.get("valueFrom") for e in leader["containers"][0]["env"]}["VLLM_API_KEY"] == ref
+    env = {e["name"]: e.get("valueFrom") for e in leader["containers"][0]["env"]}
+    # the check inside vLLM reads its own variable: vLLM's (VLLM_API_KEY) would guard /v1 a second time
+    assert env["HELM_RDMA_API_KEY"] == ref and "VLLM_API_KEY" not in env
     test_api = hooks(docs)["llama405b-vllm-rdma-test-api"]
     assert test_api["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "VLLM_API_KEY", "valueFrom": ref}]
-    # vLLM's key guards /v1 only: vLLM listens on 127.0.0.1, and the gate holds the API port for every path
+    # vLLM itself holds the API port, every path checked inside it (tests/test_api_auth.py runs the check)
     args = leader["containers"][0]["args"]
-    assert args[args.index("--host") + 1] == "127.0.0.1" and args[args.index("--port") + 1] == "8001"
-    gate = next(c for c in leader["containers"] if c["name"] == "api-gate")
-    assert gate["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    assert {e["name"]: e.get("valueFrom") for e in gate["env"]}["VLLM_API_KEY"] == ref
-    # probes reach /health through the gate, which leaves it open
+    assert args[args.index("--port") + 1] == "8000" and "--host" not in args
+    assert args[args.index("--middleware") + 1] == "api_auth.ApiKeyMiddleware"
+    assert [c["name"] for c in leader["containers"]] == ["vllm"]
+    assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in leader["containers"][0]["ports"]
     assert leader["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8000}
+    assert rules.nothing_unauthenticated_on_the_node(docs) == []
 
 
-def test_a_key_that_guards_only_v1_is_caught() -> None:
+def test_a_default_render_protects_the_api_with_a_secret_named_after_the_release() -> None:
+    leader = first(render(), "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    env = {e["name"]: e.get("valueFrom") for e in leader["containers"][0]["env"]}
+    assert env["HELM_RDMA_API_KEY"] == {"secretKeyRef": {"name": "llama405b-api-key", "key": "api-key"}}
+
+
+def test_an_api_open_on_the_node_is_caught() -> None:
     docs = copy.deepcopy(render(*CASES["replicas-api-key"]))
-    leader = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
-    leader["containers"] = [c for c in leader["containers"] if c["name"] != "api-gate"]  # vLLM's key alone
-    args = leader["containers"][0]["args"]
-    args[args.index("--host") + 1] = "0.0.0.0"
-    assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 2
+    vllm = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    args = vllm["args"]
+    del args[args.index("--middleware"):args.index("--middleware") + 2]  # vLLM's own key alone guards /v1 only
+    assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 1
+    docs = copy.deepcopy(render(*CASES["replicas-api-key"]))
+    vllm = first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    vllm["env"] = [e for e in vllm["env"] if e["name"] != "PYTHONPATH"]  # vLLM would not start: no such module
+    assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 1
+    docs = render("api.allowUnauthenticated=true")
+    assert len(rules.nothing_unauthenticated_on_the_node(docs)) == 1
 
 
 def test_every_group_runs_its_own_preflight_before_vllm() -> None:

@@ -33,7 +33,7 @@ def test_serving_pods_carry_the_contracts_labels_and_containers() -> None:
         env = {e["name"]: e.get("valueFrom") for e in spec["containers"][0]["env"]}
         assert env["HELM_RDMA_GROUP"]["fieldRef"]["fieldPath"] == f"metadata.labels['{contract.LWS_GROUP_LABEL}']"
     leader = lws_templates(docs)["leader"]["spec"]
-    assert [c["name"] for c in leader["containers"]] == [contract.SERVING_CONTAINER, contract.API_GATE_CONTAINER]
+    assert [c["name"] for c in leader["containers"]] == [contract.SERVING_CONTAINER]
     for d in of_kind(render(*("workload.kind=StatefulSet",)), "StatefulSet"):
         assert d["spec"]["template"]["metadata"]["labels"][contract.COMPONENT_LABEL] in contract.SERVING_COMPONENTS
 

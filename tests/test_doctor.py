@@ -143,7 +143,7 @@ def test_every_combination_the_chart_refuses_is_a_doctor_error(sets: tuple[str, 
 @pytest.mark.parametrize(("setting", "message", "fix"), [
     ("rdma.mode=sriov,rdma.sriov.networkName=rdma-vf", "looks for it in the release's namespace",
      "rdma.sriov.networkName=default/rdma-vf"),
-    ("api.keySecret.name=", "answers anyone who reaches it", "api.keySecret.name=vllm-api-key"),
+    ("api.keySecret.name=,api.allowUnauthenticated=true", "answers anyone who reaches it", "api.keySecret.name"),
     ("placement.clusterNetworkLabel.enabled=true", "this release does not provision (so does not label) them",
      "kubectl label node NODE helm-rdma.io/cluster-network=VALUE"),
 ])

@@ -101,7 +101,11 @@ def test_notes_call_the_api_service_with_the_key_from_its_secret() -> None:
     assert "port-forward svc/llama405b-vllm-rdma-api 8000:8000" in text
     assert "get secret vllm-api-key -o jsonpath='{.data.api-key}'" in text
     assert 'curl -s localhost:8000/v1/models -H "Authorization: Bearer $KEY"' in text
-    assert "WARNING: api.keySecret.name is empty" in notes()
+    assert "# the API key, from Secret vllm-api-key: helm rdma install creates it when missing and never rotates it" \
+        in text
+    assert "kubectl -n llm create secret generic vllm-api-key --from-literal=api-key=$(openssl rand -hex 32)" in text
+    assert "WARNING: api" not in text
+    assert "WARNING: api.allowUnauthenticated is true" in notes("api.keySecret.name=", "api.allowUnauthenticated=true")
 
 
 def test_notes_give_each_route_its_own_scheme_hosts_and_path() -> None:

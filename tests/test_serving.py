@@ -158,7 +158,7 @@ def test_the_users_pod_settings_reach_the_serving_pods_and_join_the_charts() -> 
         EVERYTHING["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert len(affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 3  # RDMA locality
     assert [c["name"] for c in spec["initContainers"]] == ["preflight", "download-model", "download-lora-0", "warm"]
-    assert [c["name"] for c in spec["containers"]] == ["vllm", "api-gate", "exporter"]
+    assert [c["name"] for c in spec["containers"]] == ["vllm", "exporter"]
     assert {"name": "adapters", "persistentVolumeClaim": {"claimName": "lora-adapters"}} in spec["volumes"]
     vllm = container(spec, "vllm")
     assert vllm["volumeMounts"][-1] == {"name": "adapters", "mountPath": "/adapters", "readOnly": True}
@@ -174,7 +174,6 @@ def test_a_users_security_context_keeps_what_rdma_needs() -> None:
         sc = container(leader(docs), name)["securityContext"]
         assert "privileged" not in sc and sc["capabilities"] == {"add": ["SYS_PTRACE", "IPC_LOCK"], "drop": ["NET_RAW"]}
     assert consumer_rules.rdma_devices_can_be_opened(docs) == []
-    assert container(leader(docs), "api-gate")["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 @pytest.mark.parametrize(("values", "needle"), [
@@ -401,7 +400,7 @@ def test_a_route_without_a_gateway_is_refused_by_plain_helm_and_doctor(tmp_path:
 
 
 def test_doctor_warns_about_routes_that_publish_the_api_without_a_key_or_tls() -> None:
-    values = {"ingress": {"enabled": True, "path": "/"}}
+    values = {"ingress": {"enabled": True, "path": "/"}, "api": {"keySecret": {"name": ""}, "allowUnauthenticated": True}}
     f = {(x.severity, x.key) for x in diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
     assert {("warning", "ingress.enabled"), ("warning", "ingress.path"), ("warning", "ingress.tls"),
             ("warning", "ingress.className")} <= f

@@ -22,7 +22,6 @@ LWS_GROUP_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 SERVING_CONTAINER = "vllm"
 PREFLIGHT_CONTAINER = "preflight"
 DOWNLOAD_CONTAINER = "download-model"
-API_GATE_CONTAINER = "api-gate"
 # The line rank 0 of the preflight prints (files/nccl_allreduce.py, RESULT_PREFIX), then a JSON object.
 PREFLIGHT_RESULT_PREFIX = "helm-rdma preflight result: "
 # The helm test templates, as the release ConfigMap carries them (templates/configmap-release.yaml).

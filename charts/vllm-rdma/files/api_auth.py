@@ -1,132 +1,98 @@
-#!/usr/bin/env python3
-"""helm-rdma API key gate: every request to the leader's API carries the key, whatever its path.
+"""helm-rdma API key check, inside vLLM's own process: every request to the leader's API carries the key, whatever its
+path, but GET/HEAD of /health and /metrics (probes and Prometheus; they leak nothing).
 
-vLLM's own --api-key / VLLM_API_KEY guards only paths under /v1 (vllm/entrypoints/openai/api_server.py: the
-authentication middleware passes any other path on); /invocations, /tokenize, /pooling, /score, /rerank, /pause and
-others answer without it (docs.vllm.ai, usage/security). Under hostNetwork the API listens on the node's VCN address.
-So vLLM listens on 127.0.0.1 only, and this gate listens on the API port:
+vLLM's own key (--api-key / VLLM_API_KEY) guards only paths under /v1, /v2, /inference and /cohere
+(vllm/entrypoints/serve/middleware/authenticate.py, GUARDED_PREFIX); /invocations, /tokenize, /pause and others
+answer without it. Under hostNetwork the API listens on the node's VCN address. So the chart starts
 
-    api_auth.py --listen PORT --upstream 127.0.0.1:PORT [--open /health --open /metrics]
+    vllm serve ... --middleware api_auth.ApiKeyMiddleware
 
-It reads each request's head, answers 401 unless it holds `Authorization: Bearer $VLLM_API_KEY` (the --open paths,
-which leak nothing, excepted: probes and Prometheus use them), and otherwise passes the request to vLLM with
-`Connection: close`, so that every request on a connection is checked, and pipes both ways until vLLM closes
-(streamed completions included). Standard library only.
+with this file's directory on PYTHONPATH. vLLM imports the dotted path with importlib and adds a class with
+`app.add_middleware` (vllm/entrypoints/serve/middleware/register.py, init_entrypoints_middleware); Starlette builds it
+as ApiKeyMiddleware(app), after vLLM's own middleware, so it runs first. It sees every HTTP request and WebSocket
+handshake after uvicorn parsed it: no request head is parsed here.
+
+The key is read once, from $HELM_RDMA_API_KEY (the chart sets it from api.keySecret), and kept as its sha256 only.
+Standard library only.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import hashlib
 import hmac
+import json
 import os
-import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
-HEAD_LIMIT = 64 * 1024
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
+KEY_ENV = "HELM_RDMA_API_KEY"
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+OPEN_METHODS = frozenset({"GET", "HEAD"})
+# RFC 9110 11.6.1 / RFC 6750 3: a 401 names the scheme it wants.
+DENIAL_HEADERS = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+DENIAL_BODY = json.dumps({"error": "Unauthorized: send Authorization: Bearer <the API key>"}).encode()
+# RFC 6455 7.4.1: 1008, a message that violates the endpoint's policy.
+POLICY_VIOLATION = 1008
 
-
-def log(message: str) -> None:
-    print(f"helm-rdma api gate: {message}", file=sys.stderr, flush=True)
-
-
-def allowed(head: bytes, key: bytes, open_paths: frozenset[bytes]) -> tuple[bool, bytes]:
-    """Whether a request head may pass, and its path."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3:
-        return False, b""
-    path = parts[1].split(b"?", 1)[0]
-    if parts[0] in (b"GET", b"HEAD") and path in open_paths:
-        return True, path
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"authorization":
-            return hmac.compare_digest(value.strip(), b"Bearer " + key), path
-    return False, path
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def rewrite(head: bytes) -> bytes:
-    """The request head with hop-by-hop headers dropped and `Connection: close` added."""
-    lines = head.split(b"\r\n")
-    kept = [lines[0]] + [line for line in lines[1:] if line and line.partition(b":")[0].strip().lower()
-                         not in HOP_BY_HOP]
-    return b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n"
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The token of the request's one `Authorization: Bearer TOKEN` header; None without exactly one such header.
+
+    RFC 7235 2.1: `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`, the scheme case-insensitive.
+    """
+    values = [value for name, value in headers if name.lower() == b"authorization"]
+    if len(values) != 1:
+        return None
+    scheme, _, token = values[0].strip(b" \t").partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return token.lstrip(b" ")
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        try:
-            writer.write_eof() if writer.can_write_eof() else writer.close()
-        except (OSError, RuntimeError):
-            pass
+class ApiKeyMiddleware:
+    """A pure ASGI middleware that answers 401 (HTTP) or refuses the handshake (WebSocket) without the API key."""
 
+    def __init__(self, app: App) -> None:
+        key = os.environ.get(KEY_ENV, "")
+        if not key:
+            raise RuntimeError(f"helm-rdma api_auth: ${KEY_ENV} is empty: name a Secret holding the key in "
+                               "api.keySecret")
+        self.app = app
+        self._digest = hashlib.sha256(key.encode()).digest()
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, key: bytes, upstream: tuple[str, int],
-                 open_paths: frozenset[bytes]) -> None:
-    try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
-    except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        writer.close()
-        return
-    ok, _ = allowed(head[:-4], key, open_paths)
-    if not ok:
-        body = b'{"error": "Unauthorized: send Authorization: Bearer <the API key>"}'
-        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nWWW-Authenticate: Bearer\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        try:
-            await writer.drain()
-        finally:
-            writer.close()
-        return
-    try:
-        up_reader, up_writer = await asyncio.open_connection(*upstream)
-    except OSError as exc:
-        body = b'{"error": "the model server is not up yet"}'
-        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        log(f"upstream {upstream[0]}:{upstream[1]}: {exc}")
-        writer.close()
-        return
-    up_writer.write(rewrite(head[:-4]))
-    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-    for w in (writer, up_writer):
-        w.close()
+    def allowed(self, scope: Scope) -> bool:
+        """Whether a request may reach vLLM: an open path, or the key."""
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        if scope["type"] == "http" and scope["method"] in OPEN_METHODS and path in OPEN_PATHS:
+            return True
+        token = bearer_token(scope["headers"])
+        return token is not None and hmac.compare_digest(hashlib.sha256(token).digest(), self._digest)
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self.allowed(scope):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [*DENIAL_HEADERS, (b"content-length", str(len(DENIAL_BODY)).encode())]})
+            await send({"type": "http.response.body", "body": DENIAL_BODY})
+        else:
+            await self.refuse_websocket(scope, receive, send)
 
-async def serve(port: int, upstream: tuple[str, int], key: bytes, open_paths: frozenset[bytes]) -> None:
-    server = await asyncio.start_server(
-        lambda r, w: handle(r, w, key=key, upstream=upstream, open_paths=open_paths), host=None, port=port,
-        limit=HEAD_LIMIT, reuse_address=True)
-    log(f"listening on port {port}, passing authenticated requests to {upstream[0]}:{upstream[1]}; open without the "
-        f"key: {', '.join(p.decode() for p in sorted(open_paths)) or 'nothing'}")
-    async with server:
-        await server.serve_forever()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="HOST:PORT of vLLM")
-    parser.add_argument("--open", action="append", default=[], help="a path served without the key (GET/HEAD)")
-    args = parser.parse_args(argv)
-    key = os.environ.get("VLLM_API_KEY", "")
-    if not key:
-        log("error: VLLM_API_KEY is empty: name a Secret with the key in api.keySecret")
-        return 1
-    host, _, port = args.upstream.rpartition(":")
-    try:
-        asyncio.run(serve(args.listen, (host, int(port)), key.encode(), frozenset(p.encode() for p in args.open)))
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    @staticmethod
+    async def refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a WebSocket handshake: a 401 where the server offers the denial response extension, else a close
+        before accept, which the server answers with 403 (ASGI spec, WebSocket: websocket.close)."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": DENIAL_HEADERS})
+            await send({"type": "websocket.http.response.body", "body": DENIAL_BODY})
+        else:
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION})

@@ -163,14 +163,11 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 - {{ .Values.vllm.maxModelLen | quote }}
 - "--gpu-memory-utilization"
 - {{ .Values.vllm.gpuMemoryUtilization | quote }}
-{{- if .Values.api.keySecret.name }}
-- "--host"
-- "127.0.0.1"
-- "--port"
-- {{ .Values.api.internalPort | quote }}
-{{- else }}
 - "--port"
 - {{ .Values.vllm.port | quote }}
+{{- if .Values.api.keySecret.name }}
+- "--middleware"
+- "api_auth.ApiKeyMiddleware"
 {{- end }}
 {{- with .Values.vllm.lora }}
 {{- if .enabled }}

@@ -422,9 +422,13 @@ spec:
               key: {{ $v.distributed.ray.authTokenSecret.key | quote }}
         {{- end }}
         {{- end }}
-        {{- if and (eq $role "leader") $v.api.keySecret.name }}
-        # vLLM checks it too on /v1 (read from the environment, never from args); the gate checks every path.
+        {{- if $v.api.keySecret.name }}
+        # vLLM imports the API key check (files/api_auth.py, --middleware api_auth.ApiKeyMiddleware) from here.
+        - name: PYTHONPATH
+          value: /opt/helm-rdma
+        {{- if eq $role "leader" }}
         {{- include "vllm-rdma.apiKeyEnv" $root | nindent 8 }}
+        {{- end }}
         {{- end }}
         - name: HF_HOME
           value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
@@ -447,11 +451,9 @@ spec:
         {{- end }}
       {{- if eq $role "leader" }}
       ports:
-        {{- if not $v.api.keySecret.name }}
         - name: http
           containerPort: {{ $v.vllm.port }}
           protocol: TCP
-        {{- end }}
         {{- if eq $v.distributed.backend "ray" }}
         - name: ray-gcs
           containerPort: {{ $v.distributed.ray.port }}
@@ -490,9 +492,6 @@ spec:
         {{- with $v.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-    {{- if and (eq $role "leader") $v.api.keySecret.name }}
-    {{- include "vllm-rdma.apiGateContainer" $root | nindent 4 }}
-    {{- end }}
     {{- with $v.extraContainers }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -626,46 +625,15 @@ A container that fetches one repository with files/fetch_model.py, with model.do
 {{- end }}
 
 {{/*
-VLLM_API_KEY from api.keySecret.
+The API key for the check inside vLLM (files/api_auth.py), from api.keySecret. Not VLLM_API_KEY: vLLM's own check
+would guard /v1 a second time, with its own reading of the header.
 */}}
 {{- define "vllm-rdma.apiKeyEnv" -}}
-- name: VLLM_API_KEY
+- name: HELM_RDMA_API_KEY
   valueFrom:
     secretKeyRef:
       name: {{ .Values.api.keySecret.name | quote }}
       key: {{ .Values.api.keySecret.key | quote }}
-{{- end }}
-
-{{/*
-The API key gate in front of the leader's vLLM (files/api_auth.py), with a key set: it holds the API port and
-passes only requests that carry the key, on every path but /health and /metrics; vLLM listens on 127.0.0.1
-(api.internalPort). vLLM's own key guards /v1 only (vllm/entrypoints/openai/api_server.py).
-*/}}
-{{- define "vllm-rdma.apiGateContainer" -}}
-{{- $v := .Values -}}
-- name: api-gate
-  image: {{ include "vllm-rdma.image" . | quote }}
-  imagePullPolicy: {{ $v.image.pullPolicy }}
-  command: ["python3", "/opt/helm-rdma/api_auth.py", "--listen", {{ $v.vllm.port | quote }},
-            "--upstream", {{ printf "127.0.0.1:%v" $v.api.internalPort | quote }}, "--open", "/health",
-            "--open", "/metrics"]
-  env:
-    {{- include "vllm-rdma.apiKeyEnv" . | nindent 4 }}
-  ports:
-    - name: http
-      containerPort: {{ $v.vllm.port }}
-      protocol: TCP
-  securityContext:
-    allowPrivilegeEscalation: false
-    capabilities:
-      drop: ["ALL"]
-  resources:
-    requests:
-      cpu: 100m
-      memory: 64Mi
-  volumeMounts:
-    - name: scripts
-      mountPath: /opt/helm-rdma
 {{- end }}
 
 {{/*

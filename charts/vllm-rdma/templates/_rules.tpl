@@ -134,13 +134,13 @@ Rule pvc-claim (schemas/rules.yaml): model.storage.claimName, model.storage.type
 {{- end }}
 
 {{/*
-Rule host-ports (schemas/rules.yaml): vllm.port, distributed.masterPort, distributed.groupWatchPort, api.internalPort, distributed.ray.port, distributed.ray.dashboardPort, distributed.ray.clientPort.
+Rule host-ports (schemas/rules.yaml): vllm.port, distributed.masterPort, distributed.groupWatchPort, distributed.ray.port, distributed.ray.dashboardPort, distributed.ray.clientPort.
 */}}
 {{- define "vllm-rdma.rule.host-ports" -}}
 {{- $v := .Values }}
-{{- $hostPorts := (concat (list (int $v.vllm.port) (int $v.distributed.masterPort)) (ternary (list (int $v.distributed.ray.port) (int $v.distributed.ray.dashboardPort) (int $v.distributed.ray.clientPort)) (list) (eq (toString $v.distributed.backend) "ray")) (ternary (list (int $v.distributed.groupWatchPort)) (list) (not (empty (include "vllm-rdma.groupWatch" $)))) (ternary (list (int $v.api.internalPort)) (list) (not (empty $v.api.keySecret.name)))) }}
+{{- $hostPorts := (concat (list (int $v.vllm.port) (int $v.distributed.masterPort)) (ternary (list (int $v.distributed.ray.port) (int $v.distributed.ray.dashboardPort) (int $v.distributed.ray.clientPort)) (list) (eq (toString $v.distributed.backend) "ray")) (ternary (list (int $v.distributed.groupWatchPort)) (list) (not (empty (include "vllm-rdma.groupWatch" $))))) }}
 {{- if (and (eq (toString $v.rdma.mode) "hostNetwork") (ne (len $hostPorts) (len (uniq $hostPorts)))) }}
-  {{- printf "vllm.port: under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort, distributed.groupWatchPort, api.internalPort and the Ray ports repeat one (%s); fix: make them distinct" (join ", " $hostPorts) }}
+  {{- printf "vllm.port: under hostNetwork every port binds on the node, but vllm.port, distributed.masterPort, distributed.groupWatchPort and the Ray ports repeat one (%s); fix: make them distinct" (join ", " $hostPorts) }}
 {{- end }}
 {{- end }}
 
@@ -161,6 +161,16 @@ Rule ray-without-token (schemas/rules.yaml): distributed.ray.authTokenSecret.nam
 {{- $v := .Values }}
 {{- if (and (eq (toString $v.rdma.mode) "hostNetwork") (eq (toString $v.distributed.backend) "ray") (empty $v.distributed.ray.authTokenSecret.name) (not $v.distributed.ray.allowUnauthenticated)) }}
   {{- printf "distributed.ray.authTokenSecret.name: is empty with distributed.backend=ray under hostNetwork: Ray's ports would listen on the node's VCN address without authentication, and anyone who reaches them can run code in the pods; fix: kubectl create secret generic ray-token --from-literal=token=$(openssl rand -hex 32), then set distributed.ray.authTokenSecret.name=ray-token (Ray 2.52+); or set distributed.ray.allowUnauthenticated=true where OCI security rules keep the ports closed" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rule api-without-key (schemas/rules.yaml): api.keySecret.name, rdma.mode, api.allowUnauthenticated.
+*/}}
+{{- define "vllm-rdma.rule.api-without-key" -}}
+{{- $v := .Values }}
+{{- if (and (eq (toString $v.rdma.mode) "hostNetwork") (empty $v.api.keySecret.name) (not $v.api.allowUnauthenticated)) }}
+  {{- printf "api.keySecret.name: is empty under hostNetwork: vLLM's API would listen on each leader node's VCN address without a key, and anyone who reaches it can use the model; fix: kubectl create secret generic api-key --from-literal=%s=$(openssl rand -hex 32), then set api.keySecret.name=api-key (helm rdma install and upgrade create one named after the release); or set api.allowUnauthenticated=true where OCI security rules keep vllm.port closed to everyone else" (join ", " $v.api.keySecret.key) }}
 {{- end }}
 {{- end }}
 
@@ -266,7 +276,7 @@ Rule container-name-taken (schemas/rules.yaml): extraContainers, initContainers.
   {{- $_3 = append $_3 (get $_4 "name") }}
 {{- end }}
 {{- $userContainerNames := (concat $_1 $_3) }}
-{{- $servingContainers := (list "vllm" "api-gate" "preflight" "download-model") }}
+{{- $servingContainers := (list "vllm" "preflight" "download-model") }}
 {{- $_5 := list }}
 {{- range $_6, $_7 := ($v.vllm.lora.adapters | default list) }}
   {{- $_5 = append $_5 (printf "%s%d" "download-lora-" $_6) }}
@@ -604,6 +614,7 @@ Every rule above: fails once, listing each broken rule, its key and fix.
 {{- with include "vllm-rdma.rule.host-ports" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.unprivileged-host-devices" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.ray-without-token" . }}{{ $problems = append $problems . }}{{ end }}
+{{- with include "vllm-rdma.rule.api-without-key" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.provisioning-ids" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.provisioner-image" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.provisioning-api-key" . }}{{ $problems = append $problems . }}{{ end }}

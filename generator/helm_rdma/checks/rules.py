@@ -26,8 +26,8 @@ TABLE = "rules.yaml"
 TEMPLATE = "templates/_rules.tpl"
 # Terms the table reads from the chart's contract with Python rather than writing them again.
 CONTRACT_TERMS = {
-    "servingContainers": json.dumps([contract.SERVING_CONTAINER, contract.API_GATE_CONTAINER,
-                                     contract.PREFLIGHT_CONTAINER, contract.DOWNLOAD_CONTAINER]),
+    "servingContainers": json.dumps([contract.SERVING_CONTAINER, contract.PREFLIGHT_CONTAINER,
+                                     contract.DOWNLOAD_CONTAINER]),
 }
 
 # Expression trees: ("lit", value) ("list", items) ("path", root, segments) ("call", name, args)

@@ -144,10 +144,12 @@ class _Reader:
         return list((found or {}).get("items") or [])
 
 
-def check_cluster(needs: ClusterNeeds, *, connection: Connection, create_namespace: bool = False) -> ClusterReport:
+def check_cluster(needs: ClusterNeeds, *, connection: Connection, create_namespace: bool = False,
+                  install_creates: frozenset[str] = frozenset()) -> ClusterReport:
     """Check the cluster ``connection`` reaches for a release that needs ``needs``.
 
-    ``create_namespace`` (helm's --create-namespace) makes a missing namespace a warning instead of an error.
+    ``create_namespace`` (helm's --create-namespace) makes a missing namespace a warning instead of an error;
+    ``install_creates`` names Secrets install and upgrade create when missing (the API key helm-rdma named).
 
     Raises:
         ClusterError: The API server stopped answering.
@@ -156,7 +158,8 @@ def check_cluster(needs: ClusterNeeds, *, connection: Connection, create_namespa
     checks: list[ClusterCheck] = []
     steps: list[tuple[str, str, Callable[[], ClusterCheck | list[ClusterCheck]]]] = [
         ("namespace", needs.namespace, partial(_namespace, reader, needs, create_namespace)),
-        *[("secret", _secret_subject(ref), partial(_secret, reader, needs.namespace, ref)) for ref in needs.secrets],
+        *[("secret", _secret_subject(ref), partial(_secret, reader, needs.namespace, ref, ref.name in install_creates))
+          for ref in needs.secrets],
     ]
     if needs.lws_api:
         steps += [("lws-crd", "", partial(_lws_crd, reader, needs)), ("lws-controller", "", partial(_lws_controller,
@@ -223,14 +226,18 @@ def _secret_subject(ref: SecretRef) -> str:
     return f"{ref.name}/{ref.key}" if ref.key else ref.name
 
 
-def _secret(reader: _Reader, namespace: str, ref: SecretRef) -> ClusterCheck:
-    """The Secret exists and holds the key (its values are never read out, only their names and lengths)."""
+def _secret(reader: _Reader, namespace: str, ref: SecretRef, install_creates: bool = False) -> ClusterCheck:
+    """The Secret exists and holds the key (its values are never read out, only their names and lengths), or
+    install creates it."""
     subject = _secret_subject(ref)
     found = reader.get(f"read secret {ref.name} in namespace {namespace}", reader.core.read_namespaced_secret,
                        ref.name, namespace)
     data = (found or {}).get("data") or {}
     create = (f"kubectl -n {namespace} create secret generic {ref.name} --from-literal={ref.key or 'KEY'}=VALUE")
     bad = "warning" if ref.optional else "error"
+    if found is None and install_creates:
+        return ClusterCheck("secret", "ok", subject, f"does not exist yet: helm rdma install and upgrade create it "
+                            f"with a random key (read by {ref.used_by})")
     if found is None:
         return ClusterCheck("secret", bad, subject, f"Secret {ref.name} does not exist in namespace {namespace} "
                             f"(read by {ref.used_by}), so the pods cannot start", create)

@@ -14,12 +14,14 @@ from typing import Any, NamedTuple
 from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import require_clean
 from helm_rdma.clock import Polling
+from helm_rdma.cluster.apikey import ensure_api_key_secret
+from helm_rdma.cluster.kube import kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import preinstall_report
 from helm_rdma.errors import ClusterCheckError
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_chart_command
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
 DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
@@ -83,6 +85,10 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
     With ``run.cluster_checks``, when a cluster answers, it is checked before helm runs (as `doctor --cluster`):
     errors stop here, warnings and a summary go to ``on_progress``. A dry run never contacts the cluster.
 
+    When helm-rdma named the API key Secret (the values name none), it is created with a random key before helm
+    runs if it is missing, and never changed when it exists (see cluster.apikey); without a kubeconfig helm cannot
+    install either, and nothing is created.
+
     With ``run.wait``, after helm returns this waits (within what is left of the timeout) until every group's leader is
     Ready, calling ``on_progress`` with a line of where the rollout stands: helm has no readiness rule for a
     LeaderWorkerSet, so its own --wait returns at once.
@@ -119,6 +125,8 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         if run.cluster_checks:
             _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
                            create_namespace="--create-namespace" in helm_args)
+        _ensure_api_key(resolved, env=env, create_namespace="--create-namespace" in helm_args,
+                        on_progress=on_progress)
         args = ["upgrade", "--install"] if run.upgrade else ["install"]
         args += [release, str(chart), *env.global_flags(), "--timeout", timeout]
         if run.wait:
@@ -165,3 +173,16 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
     ok = len(report.checks) - report.warnings
     on_progress(f"cluster checks (kube context {report.context}, namespace {report.namespace}): {ok} ok, "
                 f"{report.warnings} warning(s)")
+
+
+def _ensure_api_key(resolved: Resolved, *, env: HelmEnv, create_namespace: bool,
+                    on_progress: Callable[[str], None]) -> None:
+    """Create the API key Secret helm-rdma named, when it is missing (see cluster.apikey)."""
+    name = generated_api_key_secret(resolved)
+    if name is None or not kubeconfig_found(env):
+        return
+    made = ensure_api_key_secret(name=name, key=str(resolved.values["api"]["keySecret"]["key"]),
+                                 release=resolved.release, env=env, create_namespace=create_namespace)
+    if made.created:
+        on_progress(f"created Secret {made.name} in namespace {made.namespace} with a random API key (kept on "
+                    f"upgrade and uninstall); read it: {made.read_command()}")

@@ -23,7 +23,7 @@ from helm_rdma.errors import (
 )
 from helm_rdma.helm import find_helm, run_chart_command
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 
 
 class DoctorResult(NamedTuple):
@@ -103,7 +103,9 @@ def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, h
                                  helm=helm or find_helm(), explain=lambda: check_values(resolved))
     needs = cluster_needs(parse_manifests(rendered.stdout), release=resolved.release, namespace=connection.namespace,
                           values=resolved.values)
-    return check_cluster(needs, connection=connection, create_namespace=create_namespace)
+    created = generated_api_key_secret(resolved)
+    return check_cluster(needs, connection=connection, create_namespace=create_namespace,
+                         install_creates=frozenset({created} if created else ()))
 
 
 def preinstall_report(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str,

@@ -24,6 +24,8 @@ VALUES_SCHEMA = "values.schema.json"
 # The Kubernetes definitions the values schema's escape hatches ($ref) name, trimmed from the official ones
 # (scripts/kubernetes-definitions says from where); the published schema carries them, so it stays self-contained.
 KUBERNETES_DEFINITIONS = "kubernetes-definitions.json"
+# The origin of api.keySecret.name when helm-rdma named the Secret (install and upgrade create it; see apikey.py).
+API_KEY_ORIGIN = "helm-rdma (a Secret named after the release)"
 
 
 class Resolved(NamedTuple):
@@ -143,6 +145,9 @@ class ChartRequest:
 def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
     """Resolve the values of one chart: defaults < preset < model < the request's files and --set family < its flags.
 
+    The API is protected by default: unless the values name an API key Secret or set api.allowUnauthenticated,
+    api.keySecret.name is RELEASE-api-key (a name, never a key: install and upgrade create the Secret).
+
     ``validate`` checks the values against the schema here. Commands that hand the chart to helm pass False: helm
     checks the same schema, and on failure they call ``check_values`` for our better message.
 
@@ -174,6 +179,11 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
     if validate or not _plannable(layered.values):
         _validate(layered.values, layered.origins, schema)
     values = layered.values
+    api = values.get("api")
+    if (isinstance(api, dict) and isinstance(api.get("keySecret"), dict) and api.get("allowUnauthenticated") is not True
+            and not layered.set_by_user("api.keySecret.name")):
+        api["keySecret"]["name"] = api_key_secret_name(release)
+        layered.origins["api.keySecret.name"] = API_KEY_ORIGIN
     vllm = values["vllm"]
     if not the_model.max_context and not layered.set_by_user("vllm.maxModelLen"):
         raise UnsupportedModelError(model=the_model.repo, problem='config.json field "max_position_embeddings" could '
@@ -204,6 +214,18 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
             notes[key] = f"Set by {origin}."
     return Resolved(release=release, preset=the_preset, model=the_model, plan=plan, values=values, notes=notes,
                     origins=dict(layered.origins))
+
+
+def api_key_secret_name(release: str) -> str:
+    """The Secret helm-rdma names for the API key when the values name none: RELEASE-api-key."""
+    return f"{release}-api-key"
+
+
+def generated_api_key_secret(resolved: Resolved) -> str | None:
+    """The API key Secret install and upgrade create when it is missing: the one helm-rdma named, else None."""
+    if resolved.origins.get("api.keySecret.name") != API_KEY_ORIGIN:
+        return None
+    return str(resolved.values["api"]["keySecret"]["name"])
 
 
 def check_values(resolved: Resolved) -> None:
