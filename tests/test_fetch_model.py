@@ -29,7 +29,9 @@ def repo_files(big: int = 2 * MB) -> dict[str, bytes]:
         "generation_config.json": b"{}",
         "model-00001-of-00002.safetensors": os.urandom(big),
         "model-00002-of-00002.safetensors": os.urandom(MB),
-        "model.safetensors.index.json": b'{"metadata": {"total_size": 3}}',
+        "model.safetensors.index.json": json.dumps({"metadata": {"total_size": big + MB}, "weight_map": {
+            "embed.weight": "model-00001-of-00002.safetensors", "head.weight": "model-00002-of-00002.safetensors"}
+        }).encode(),
         "tokenizer.json": b"{}", "tokenizer_config.json": b"{}", "special_tokens_map.json": b"{}",
         "original/consolidated.00.pth": os.urandom(MB), "original/params.json": b"{}",
         "original/tokenizer.model": b"x", "LICENSE": b"license", "README.md": b"readme",
