@@ -176,6 +176,10 @@ def test_the_charts_own_download_arguments_fetch_only_what_vllm_loads(tmp_path: 
     assert args[args.index("--dest") + 1] == "/models/meta-llama/Llama-3.1-405B-Instruct/main"
     args[args.index("--dest") + 1] = str(tmp_path / "m")
     args[args.index("--repo") + 1] = "meta-llama/Tiny"
+    # The node's /etc/hostname (hostPath): a filesystem other than the model directory's, as on a node whose NVMe
+    # RAID is mounted.
+    assert args[args.index("--boot-volume-probe") + 1] == "/helm-rdma/node-root-probe"
+    args[args.index("--boot-volume-probe") + 1] = "/proc/version"
     hub = Hub(repos={"meta-llama/Tiny": Repo(files=repo_files())})
     with HubServer(hub) as url:
         run = subprocess.run([sys.executable, str(SCRIPT), *args], env=env_for(url, tmp_path), capture_output=True,

@@ -182,3 +182,30 @@ def test_an_index_naming_a_shard_the_repository_lacks_fails_before_fetching(tmp_
     assert run.returncode == 1
     assert "names model-00003-of-00003.safetensors, which the repository does not have" in run.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(("sets", "probe", "allow"), [
+    ((), True, False),
+    (("model.storage.allowBootVolume=true",), True, True),
+    (("model.storage.type=pvc", "model.storage.claimName=models"), False, False),
+    (("model.storage.type=emptyDir",), False, False),
+])
+def test_hostpath_downloads_check_the_nodes_boot_volume_unless_allowed(sets: tuple[str, ...], probe: bool,
+                                                                       allow: bool) -> None:
+    # The probe is the node's /etc/hostname, a file of its root filesystem (oracle-quickstart/oci-hpc-oke
+    # files/oke-nvme-raid.sh moves only /var/lib/kubelet, /var/lib/containers and /var/log/pods to the RAID): a
+    # hostPath model directory on the same device is on the boot volume. A claim never is; an emptyDir is the
+    # kubelet's directory by definition.
+    from .rendering import render, serving_pod_specs
+
+    for spec in serving_pod_specs(render(*sets)):
+        init = {c["name"]: c for c in spec["initContainers"]}["download-model"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["name"]: m for m in init["volumeMounts"]}
+        assert ("--boot-volume-probe" in init["args"]) is probe
+        assert ("--allow-boot-volume" in init["args"]) is allow
+        assert ("node-root-probe" in volumes) is probe and ("node-root-probe" in mounts) is probe
+        if probe:
+            assert volumes["node-root-probe"]["hostPath"] == {"path": "/etc/hostname", "type": "File"}
+            assert init["args"][init["args"].index("--boot-volume-probe") + 1] == mounts["node-root-probe"]["mountPath"]
+            assert mounts["node-root-probe"]["readOnly"] is True

@@ -396,8 +396,12 @@ def check_disk(args: argparse.Namespace, need: int) -> None:
     where = existing(Path(args.dest))
     st = os.statvfs(where)
     free = st.f_bavail * st.f_frsize
-    if args.boot_volume_probe and not args.allow_boot_volume \
-            and os.stat(where).st_dev == os.stat(args.boot_volume_probe).st_dev:
+    try:
+        probe = os.stat(args.boot_volume_probe).st_dev if args.boot_volume_probe else None
+    except OSError as exc:
+        raise Refused(f"cannot read {args.boot_volume_probe}, the file of the node's root filesystem the chart mounts "
+                      f"({exc.strerror})") from exc
+    if probe is not None and not args.allow_boot_volume and os.stat(where).st_dev == probe:
         raise Refused(f"{args.dest} is on the node's boot volume (the filesystem of {args.boot_volume_probe}), not on "
                       f"a volume of its own: {human(need)} to fetch, {human(free)} free; mount the NVMe RAID at "
                       "/mnt/nvme (the node set-up does), or set model.storage.hostPath to a mounted volume, or "
