@@ -32,6 +32,13 @@ class Repo:
     lfs: tuple[str, ...] = (".safetensors", ".bin", ".pth", ".pt")
     disk: dict[str, Path] = field(default_factory=dict)  # files served from disk (their etag: of name and size)
     revisions: tuple[str, ...] = ("main",)  # besides the commit sha itself
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # older commits' files, by commit sha
+
+    def at(self, revision: str) -> Repo:
+        """The repository as of REVISION: an older commit's files, or as it is now."""
+        if revision not in self.commits:
+            return self
+        return Repo(files=self.commits[revision], sha=revision, gated=self.gated, lfs=self.lfs)
 
     def names(self) -> list[str]:
         return sorted({*self.files, *self.disk})
@@ -115,10 +122,10 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             if repo.gated and self.headers.get("Authorization") != f"Bearer {hub.token}":
                 self._error(401, "GatedRepo", "Access to model is restricted. You must have access to it.")
                 return None
-            if revision not in (*repo.revisions, repo.sha):
+            if revision not in (*repo.revisions, repo.sha, *repo.commits):
                 self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
                 return None
-            return repo
+            return repo.at(revision)
 
         def do_HEAD(self) -> None:  # noqa: N802
             self.do_GET()
