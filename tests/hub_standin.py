@@ -12,6 +12,7 @@ with 401/403, `RepoNotFound` with 404 and `RevisionNotFound` with 404 for a revi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -24,13 +25,23 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 
+@functools.lru_cache(maxsize=4096)
+def _file_sha256(path: Path, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @dataclass
 class Repo:
     files: dict[str, bytes]
     sha: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
     lfs: tuple[str, ...] = (".safetensors", ".bin", ".pth", ".pt")
-    disk: dict[str, Path] = field(default_factory=dict)  # files served from disk (their etag: of name and size)
+    disk: dict[str, Path] = field(default_factory=dict)  # files served from disk (their sha256 read once)
+    stated_sha256: dict[str, str] = field(default_factory=dict)  # listed instead of the real one (huge sparse files)
     revisions: tuple[str, ...] = ("main",)  # besides the commit sha itself
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # older commits' files, by commit sha
 
@@ -50,8 +61,11 @@ class Repo:
         return path.endswith(self.lfs)
 
     def etag(self, path: str) -> str:
+        """The Hub's ETag: an LFS file's sha256 (the listing's lfs.sha256), else the git blob's sha1."""
+        if path in self.stated_sha256:
+            return self.stated_sha256[path]
         if path in self.disk:
-            return hashlib.sha256(f"{path}:{self.size(path)}".encode()).hexdigest()
+            return _file_sha256(self.disk[path], self.disk[path].stat().st_mtime_ns)
         return hashlib.sha256(self.files[path]).hexdigest() if self.is_lfs(path) else \
             hashlib.sha1(self.files[path]).hexdigest()
 
