@@ -53,7 +53,8 @@ def make_repo(root: Path, gb: float) -> Repo:
             with path.open("wb") as f:
                 f.truncate(SHARD)
             disk[name] = path
-    index = {"metadata": {"total_size": count * SHARD}, "weight_map": {}}
+    index = {"metadata": {"total_size": count * SHARD},
+             "weight_map": {f"layers.{i}.weight": n for i, n in enumerate(sorted(disk)) if n.endswith(".safetensors")}}
     files = {"config.json": b'{"architectures": ["LlamaForCausalLM"]}', "generation_config.json": b"{}",
              "model.safetensors.index.json": json.dumps(index).encode(), "tokenizer.json": b"{}",
              "tokenizer_config.json": b"{}", "original/params.json": b"{}", "README.md": b"readme"}

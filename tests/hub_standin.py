@@ -12,6 +12,7 @@ with 401/403, `RepoNotFound` with 404 and `RevisionNotFound` with 404 for a revi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -24,14 +25,31 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 
+@functools.lru_cache(maxsize=4096)
+def _file_sha256(path: Path, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @dataclass
 class Repo:
     files: dict[str, bytes]
     sha: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
     lfs: tuple[str, ...] = (".safetensors", ".bin", ".pth", ".pt")
-    disk: dict[str, Path] = field(default_factory=dict)  # files served from disk (their etag: of name and size)
+    disk: dict[str, Path] = field(default_factory=dict)  # files served from disk (their sha256 read once)
+    stated_sha256: dict[str, str] = field(default_factory=dict)  # listed instead of the real one (huge sparse files)
     revisions: tuple[str, ...] = ("main",)  # besides the commit sha itself
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # older commits' files, by commit sha
+
+    def at(self, revision: str) -> Repo:
+        """The repository as of REVISION: an older commit's files, or as it is now."""
+        if revision not in self.commits:
+            return self
+        return Repo(files=self.commits[revision], sha=revision, gated=self.gated, lfs=self.lfs)
 
     def names(self) -> list[str]:
         return sorted({*self.files, *self.disk})
@@ -43,8 +61,11 @@ class Repo:
         return path.endswith(self.lfs)
 
     def etag(self, path: str) -> str:
+        """The Hub's ETag: an LFS file's sha256 (the listing's lfs.sha256), else the git blob's sha1."""
+        if path in self.stated_sha256:
+            return self.stated_sha256[path]
         if path in self.disk:
-            return hashlib.sha256(f"{path}:{self.size(path)}".encode()).hexdigest()
+            return _file_sha256(self.disk[path], self.disk[path].stat().st_mtime_ns)
         return hashlib.sha256(self.files[path]).hexdigest() if self.is_lfs(path) else \
             hashlib.sha1(self.files[path]).hexdigest()
 
@@ -115,10 +136,10 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             if repo.gated and self.headers.get("Authorization") != f"Bearer {hub.token}":
                 self._error(401, "GatedRepo", "Access to model is restricted. You must have access to it.")
                 return None
-            if revision not in (*repo.revisions, repo.sha):
+            if revision not in (*repo.revisions, repo.sha, *repo.commits):
                 self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
                 return None
-            return repo
+            return repo.at(revision)
 
         def do_HEAD(self) -> None:  # noqa: N802
             self.do_GET()

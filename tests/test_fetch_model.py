@@ -29,7 +29,9 @@ def repo_files(big: int = 2 * MB) -> dict[str, bytes]:
         "generation_config.json": b"{}",
         "model-00001-of-00002.safetensors": os.urandom(big),
         "model-00002-of-00002.safetensors": os.urandom(MB),
-        "model.safetensors.index.json": b'{"metadata": {"total_size": 3}}',
+        "model.safetensors.index.json": json.dumps({"metadata": {"total_size": big + MB}, "weight_map": {
+            "embed.weight": "model-00001-of-00002.safetensors", "head.weight": "model-00002-of-00002.safetensors"}
+        }).encode(),
         "tokenizer.json": b"{}", "tokenizer_config.json": b"{}", "special_tokens_map.json": b"{}",
         "original/consolidated.00.pth": os.urandom(MB), "original/params.json": b"{}",
         "original/tokenizer.model": b"x", "LICENSE": b"license", "README.md": b"readme",
@@ -174,6 +176,10 @@ def test_the_charts_own_download_arguments_fetch_only_what_vllm_loads(tmp_path: 
     assert args[args.index("--dest") + 1] == "/models/meta-llama/Llama-3.1-405B-Instruct/main"
     args[args.index("--dest") + 1] = str(tmp_path / "m")
     args[args.index("--repo") + 1] = "meta-llama/Tiny"
+    # The node's /etc/hostname (hostPath): a filesystem other than the model directory's, as on a node whose NVMe
+    # RAID is mounted.
+    assert args[args.index("--boot-volume-probe") + 1] == "/helm-rdma/node-root-probe"
+    args[args.index("--boot-volume-probe") + 1] = "/proc/version"
     hub = Hub(repos={"meta-llama/Tiny": Repo(files=repo_files())})
     with HubServer(hub) as url:
         run = subprocess.run([sys.executable, str(SCRIPT), *args], env=env_for(url, tmp_path), capture_output=True,

@@ -7,6 +7,7 @@ taken from; the safetensors indexes and shards are made here (their sizes are st
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -41,8 +42,9 @@ def repo_for(config: dict[str, Any], *, total_size: int | None = 60 * GB, gated:
              **(shards if shards is not None else {"model-00001-of-00002.safetensors": b"w" * 3000,
                                                    "model-00002-of-00002.safetensors": b"w" * 1000})}
     if total_size is not None:
+        weight_map = {f"layer{i}.weight": name for i, name in enumerate(n for n in files if n.endswith(".safetensors"))}
         files["model.safetensors.index.json"] = json.dumps({"metadata": {"total_size": total_size},
-                                                           "weight_map": {}}).encode()
+                                                           "weight_map": weight_map}).encode()
     return Repo(files=files, gated=gated)
 
 
@@ -147,7 +149,7 @@ def test_a_gated_repo_plans_with_the_right_token_and_the_chart_says_it_is_gated(
     resolved = resolve(request(release="llama8", model="meta-llama/Gated"))
     model = resolved.values["model"]
     assert (model["name"], model["revision"], model["servedName"], model["gated"]) == (
-        "meta-llama/Gated", "main", "gated", True)
+        "meta-llama/Gated", hub_env.repos["meta-llama/Gated"].sha, "gated", True)
 
 
 def test_offline_the_plan_comes_from_the_hugging_face_cache(hub_env: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,6 +161,11 @@ def test_offline_the_plan_comes_from_the_hugging_face_cache(hub_env: Hub, monkey
     assert offline.plan.kv_bytes_per_token == online.kv_bytes_per_token
     assert offline.plan.weight_bytes == online.weight_bytes and offline.plan.nodes == online.nodes
     assert "unknown without the Hub's model info (offline)" in dict(offline.sources())["gated"]
+    # Offline, the commit is the Hugging Face cache's snapshot the config came from (snapshots/<commit>/config.json,
+    # huggingface_hub src/huggingface_hub/file_download.py _get_pointer_path, line 2052 at commit
+    # ee0a4510f4bc15e26cb722be2efc2bdb01383ca0).
+    assert offline.model.commit == hub_env.repos["deepseek-ai/DeepSeek-V3"].sha
+    assert "the Hugging Face cache's snapshot" in dict(offline.sources())["revision"]
     with pytest.raises(HubRepoError, match="HF_HUB_OFFLINE=1 and the Hugging Face cache holds no config.json"):
         plan(model="Qwen/Qwen3-32B", preset="h100")
 
@@ -206,3 +213,37 @@ def test_a_hub_model_becomes_a_chart_that_serves_it_with_the_planned_nodes(hub_e
     assert "name: Qwen/Qwen3-32B" in values and "servedName: qwen3-32b" in values
     readme = (tmp_path / "chart" / "README.md").read_text()
     assert "the Hugging Face repository `Qwen/Qwen3-32B@main`" in readme
+
+
+def test_the_values_pin_the_commit_so_a_node_replaced_later_downloads_the_same_bytes(hub_env: Hub,
+                                                                                    tmp_path: Path) -> None:
+    # The commit is the Hub's model info `sha` for the revision (huggingface_hub hf_api.py, ModelInfo.sha; the
+    # stand-in answers /api/models/{repo}/revision/{revision} as the Hub does); the chart's model directory and its
+    # download are then keyed by it. A catalog alias is read without the Hub, so it keeps "main".
+    import subprocess
+    import sys
+
+    from .rendering import render, serving_pod_specs
+    from .test_fetch_model import SCRIPT, env_for
+
+    repo = hub_env.repos["Qwen/Qwen3-32B"]
+    first = repo.sha
+    resolved = resolve(request(release="pinned", preset="h100", model="Qwen/Qwen3-32B"))
+    assert resolved.values["model"]["revision"] == first
+    assert dict(resolved.model.origins)["revision"] == f"main is commit {first} (the Hub's model info): the values pin it"
+    assert resolve(request(release="llama405b")).values["model"]["revision"] == "main"
+    [spec, *_] = serving_pod_specs(render(release="pinned", model="Qwen/Qwen3-32B"))
+    args = list({c["name"]: c for c in spec["initContainers"]}["download-model"]["args"])
+    assert args[args.index("--revision") + 1] == first and args[args.index("--dest") + 1].endswith(f"/{first}")
+    # Later, main moves to another commit whose shard differs; a replaced node runs the same rendered container.
+    shard = "model-00001-of-00002.safetensors"
+    repo.commits[first] = dict(repo.files)
+    repo.files = {**repo.files, shard: b"v" * 3000}
+    repo.sha = "f" * 40
+    args[args.index("--dest") + 1] = str(tmp_path / "node")
+    args[args.index("--boot-volume-probe") + 1] = "/proc/version"
+    run = subprocess.run([sys.executable, str(SCRIPT), *args], env=env_for(os.environ["HF_ENDPOINT"], tmp_path),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "node" / shard).read_bytes() == repo.commits[first][shard] != repo.files[shard]
+    assert f"(commit {first})" in run.stderr

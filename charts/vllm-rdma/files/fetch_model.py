@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
-"""helm-rdma model download: fetch only what vLLM loads, once per directory, resumable, with progress.
+"""helm-rdma model download: fetch only what vLLM loads, once per directory, resumable, verified, with progress.
 
     fetch_model.py --repo ORG/NAME --revision REV --dest DIR [--allow PATTERN]... [--ignore PATTERN]...
                    [--workers N] [--progress-seconds S] [--wait-only SECONDS]
+                   [--boot-volume-probe FILE [--allow-boot-volume]]
 
-- A marker file (DIR/.helm-rdma-download.json, written last) lists every file with its size. When it is there and
-  the files are, the run ends at once without reaching the Hub: a group restart does not download again.
-- Otherwise the repository's files are listed with their sizes (huggingface_hub's model_info, pinned to the commit
-  the revision points at), filtered with the allow and ignore patterns (fnmatch on repository paths, as
-  huggingface_hub filters them); *.bin, *.pt and *.pth are fetched only where the repository has no *.safetensors.
-  Files are fetched over HTTP from the Hub's resolve URLs, --workers at a time, into DIR/.helm-rdma-partial/ and
-  moved into place when complete: a file already in DIR with its size is skipped, and a partial one is resumed with
-  an HTTP Range request (huggingface_hub since 2.x starts every partial download afresh, so it is not used for the
-  transfer). The token goes to the Hub only, never to the storage a file redirects to.
+- A marker file (DIR/.helm-rdma-download.json, written last, only when every file is in place and verified) lists
+  every file with its size. When it is there and the files are, the run ends at once without reaching the Hub: a
+  group restart does not download again.
+- Otherwise the repository's files are listed with their sizes and sha256 (huggingface_hub's model_info with
+  files_metadata, pinned to the commit the revision points at), filtered with the allow and ignore patterns (fnmatch
+  on repository paths, as huggingface_hub filters them); *.bin, *.pt and *.pth are fetched only where the repository
+  has no *.safetensors, and where it has model.safetensors.index.json only the *.safetensors its weight_map names
+  (as vLLM loads them). A name that is absolute or has a ".." component is refused: nothing leaves DIR.
+- Before a file is written: DIR must not be on the node's boot volume (the filesystem of --boot-volume-probe, a file
+  of the node's root filesystem the chart mounts) unless --allow-boot-volume, and must have free space for what is
+  left to fetch; otherwise one line says both figures and the fix.
+- Files are fetched over HTTP from the Hub's resolve URLs, --workers at a time, each under an advisory lock
+  (fcntl.flock on DIR/.helm-rdma-partial/NAME.lock): two downloaders on one directory (a shared claim) never write
+  the same file; the second waits, then finds it complete. A file goes to DIR/.helm-rdma-partial/NAME.COMMIT.part,
+  resumed with an HTTP Range request (huggingface_hub since 2.x starts every partial download afresh, so it is not
+  used for the transfer), checked against the listing's sha256 and moved into place; a partial of another commit is
+  never resumed, a complete partial is moved without a request, and a file of the wrong sha256 is fetched again.
+  The token goes to the Hub only, never to the storage a file redirects to.
 - Every --progress-seconds a line says the bytes on disk, the rate over the interval and the time left.
 - --wait-only SECONDS (pods that share a volume with the one that downloads): wait for the marker instead.
 Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...).
@@ -22,20 +32,34 @@ Honours HF_TOKEN, HF_ENDPOINT and HF_HOME like huggingface_hub itself. Needs onl
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import fnmatch
+import glob
+import hashlib
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 MARKER = ".helm-rdma-download.json"
+PARTIAL = ".helm-rdma-partial"
+INDEX = "model.safetensors.index.json"
 LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth")
+CHUNK = 1 << 20
+
+
+class Refused(Exception):
+    """A download that must not start: its one-line reason is the message."""
 
 
 def log(message: str) -> None:
@@ -68,6 +92,36 @@ def select(files: dict[str, int], allow: list[str], ignore: list[str]) -> dict[s
             if any(fnmatch.fnmatch(f, p) for p in allow) and not any(fnmatch.fnmatch(f, p) for p in ignore)}
 
 
+def indexed(files: dict[str, int], index: dict[str, Any]) -> dict[str, int]:
+    """Of ``files``, the *.safetensors the index's weight_map names and every other file (vLLM's default loader
+    keeps only the shards of the index, so Mistral-format consolidated*.safetensors beside HF shards are not loaded).
+
+    Raises:
+        Refused: The index is not one, or names a shard the repository does not have.
+    """
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise Refused(f"{INDEX} has no weight_map of tensor names to files")
+    shards = set(weight_map.values())
+    missing = sorted(shards - set(files))
+    if missing:
+        raise Refused(f"{INDEX} names {', '.join(missing[:3])}, which the repository does not have")
+    return {f: size for f, size in files.items() if not f.endswith(".safetensors") or f in shards}
+
+
+def confined(name: str) -> str:
+    """``name`` when it stays inside the model directory: relative, without a ".." component.
+
+    Raises:
+        Refused: An absolute name or one with "..".
+    """
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise Refused(f'the listing names "{name}", which is outside the model directory (an absolute path or a '
+                      '".." component): refusing to download; check that HF_ENDPOINT is the Hub or a mirror you trust')
+    return name
+
+
 def complete(dest: Path) -> dict[str, Any] | None:
     """The marker's content when every file it lists is there with its size, else None."""
     try:
@@ -84,8 +138,39 @@ def complete(dest: Path) -> dict[str, Any] | None:
     return dict(marker)
 
 
-PARTIAL = ".helm-rdma-partial"
-CHUNK = 1 << 20
+@dataclass(frozen=True)
+class File:
+    """One file to fetch: its repository path, size and (LFS files) sha256 from the Hub's listing."""
+
+    name: str
+    size: int
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where every file of one download comes from and goes to."""
+
+    repo: str
+    commit: str
+    dest: Path
+    headers: dict[str, str]
+    fetched: dict[str, bytes] = field(default_factory=dict)  # small files already read into memory (the index)
+
+    def url(self, name: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return str(hf_hub_url(self.repo, name, revision=self.commit))
+
+    def target(self, name: str) -> Path:
+        return self.dest / name
+
+    def part(self, name: str) -> Path:
+        """The partial file, keyed by the commit: a partial of another commit is never resumed."""
+        return self.dest / PARTIAL / f"{name}.{self.commit}.part"
+
+    def verified_record(self, name: str) -> Path:
+        return self.dest / PARTIAL / f"{name}.{self.commit}.ok"
 
 
 class Counter:
@@ -99,17 +184,14 @@ class Counter:
             self.value += n
 
 
-def on_disk(dest: Path, files: dict[str, int]) -> int:
-    """Bytes of the wanted files on disk: complete files, and partial downloads."""
-    total = 0
-    for name, size in files.items():
-        for path in (dest / name, dest / PARTIAL / (name + ".part")):
-            try:
-                total += min(path.stat().st_size, size)
-                break
-            except OSError:
-                continue
-    return total
+def present(job: Job, file: File) -> int:
+    """Bytes of a wanted file on disk: the whole file, or its partial of this commit."""
+    for path in (job.target(file.name), job.part(file.name)):
+        try:
+            return min(path.stat().st_size, file.size)
+        except OSError:
+            continue
+    return 0
 
 
 class Progress(threading.Thread):
@@ -145,45 +227,125 @@ class _NoTokenAcrossHosts(urllib.request.HTTPRedirectHandler):
 OPENER = urllib.request.build_opener(_NoTokenAcrossHosts)
 
 
-def fetch_file(url: str, headers: dict[str, str], dest: Path, name: str, size: int, counter: Counter,
-               attempts: int = 5) -> None:
-    """Fetch one file into DEST/NAME, resuming DEST/.helm-rdma-partial/NAME.part; retry transient failures."""
-    target = dest / name
-    if target.is_file() and target.stat().st_size == size:
-        return
-    part = dest / PARTIAL / (name + ".part")
-    part.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, attempts + 1):
-        have = part.stat().st_size if part.exists() else 0
-        if have > size:
-            counter.add(-have)
-            part.unlink()
-            have = 0
-        request = urllib.request.Request(url, headers={**headers, **({"Range": f"bytes={have}-"} if have else {})})
+@contextlib.contextmanager
+def locked(job: Job, name: str) -> Iterator[None]:
+    """Hold the advisory lock of one file (DIR/.helm-rdma-partial/NAME.lock) while it is fetched.
+
+    The lock files are never deleted: one removed while another downloader waits on it would let a third take a
+    new file of the same name, and two would write at once.
+    """
+    lock = job.dest / PARTIAL / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
         try:
-            with OPENER.open(request, timeout=60) as response:
-                if have and response.status != 206:  # the server ignored the Range: start over
-                    counter.add(-have)
-                    have = 0
-                with part.open("ab" if have else "wb") as out:
-                    while chunk := response.read(CHUNK):
-                        out.write(chunk)
-                        counter.add(len(chunk))
-            if part.stat().st_size == size:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"{name}: another downloader is fetching it; waiting")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def sha256_of(path: Path, into: Any = None) -> Any:
+    digest = into or hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest
+
+
+def stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def verified(job: Job, file: File) -> bool:
+    """Whether the file in place is the listed one: its size, and its sha256 (read again unless this file, as it is
+    on disk, was checked before)."""
+    target = job.target(file.name)
+    if not target.is_file() or target.stat().st_size != file.size:
+        return False
+    if file.sha256 is None:
+        return True
+    record = job.verified_record(file.name)
+    with contextlib.suppress(OSError):
+        if record.read_text() == f"{file.sha256} {stamp(target)}":
+            return True
+    if sha256_of(target).hexdigest() != file.sha256:
+        return False
+    record.write_text(f"{file.sha256} {stamp(target)}")
+    return True
+
+
+def fetch_file(job: Job, file: File, counter: Counter, attempts: int = 5) -> None:
+    """Put FILE in place under its lock: verified as it is, else resumed or fetched, checked, and moved there."""
+    with locked(job, file.name):
+        target = job.target(file.name)
+        if target.exists():
+            if verified(job, file):
+                return
+            log(f"{file.name}: on disk with another size or sha256 than the Hub lists; fetching it again")
+            counter.add(-min(target.stat().st_size, file.size))
+            target.unlink()
+        part = job.part(file.name)
+        for other in glob.glob(glob.escape(str(part.parent / Path(file.name).name)) + ".*.part"):
+            if Path(other) != part:  # a partial of another commit: never completed with this commit's bytes
+                Path(other).unlink(missing_ok=True)
+        for attempt in range(1, attempts + 1):
+            try:
+                transfer(job, file, part, counter)
+                digest = sha256_of(part) if file.sha256 else None
+                if digest is not None and digest.hexdigest() != file.sha256:
+                    counter.add(-file.size)
+                    part.unlink()
+                    problem = f"{file.name}: sha256 {digest.hexdigest()}, the Hub lists {file.sha256}"
+                    if attempt == attempts:
+                        raise OSError(problem)
+                    log(f"{problem}; fetching it again")
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(part, target)
+                if digest is not None:
+                    job.verified_record(file.name).write_text(f"{file.sha256} {stamp(target)}")
                 return
-            raise OSError(f"{name}: got {part.stat().st_size} of {size} bytes")
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500 and exc.code != 429:
-                raise
-            if attempt == attempts:
-                raise
-        except (OSError, TimeoutError) as exc:
-            if getattr(exc, "errno", None) == 28 or attempt == attempts:  # ENOSPC: no retry helps
-                raise
-        log(f"{name}: attempt {attempt} of {attempts} broke off; resuming in {2 ** attempt}s")
-        time.sleep(2 ** attempt)
+            except urllib.error.HTTPError as exc:
+                if (exc.code < 500 and exc.code != 429) or attempt == attempts:
+                    raise
+            except (OSError, TimeoutError) as exc:
+                if getattr(exc, "errno", None) == 28 or attempt == attempts:  # ENOSPC: no retry helps
+                    raise
+            log(f"{file.name}: attempt {attempt} of {attempts} broke off; resuming in {2 ** attempt}s")
+            time.sleep(2 ** attempt)
+
+
+def transfer(job: Job, file: File, part: Path, counter: Counter) -> None:
+    """Bring PART to the file's size: nothing to do when it is complete, else a (Range) request for the rest."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    if have > file.size:
+        counter.add(-file.size)
+        part.unlink()
+        have = 0
+    if have == file.size:  # complete but not moved (a kill before the rename): no request, a Range would get 416
+        return
+    if len(job.fetched.get(file.name, b"")) == file.size:
+        part.write_bytes(job.fetched[file.name])
+        counter.add(file.size - have)
+        return
+    request = urllib.request.Request(job.url(file.name),
+                                     headers={**job.headers, **({"Range": f"bytes={have}-"} if have else {})})
+    with OPENER.open(request, timeout=60) as response:
+        if have and response.status != 206:  # the server ignored the Range: start over
+            counter.add(-have)
+            have = 0
+        with part.open("ab" if have else "wb") as out:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                counter.add(len(chunk))
+    if part.stat().st_size != file.size:
+        raise OSError(f"{file.name}: got {part.stat().st_size} of {file.size} bytes")
 
 
 def wait_for_marker(dest: Path, seconds: float, every: float) -> int:
@@ -213,7 +375,82 @@ def describe(exc: BaseException, repo: str, revision: str) -> str:
         return f"{repo} has no revision {revision}: check model.revision"
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return f"no space left on the volume: {exc}"
+    if isinstance(exc, Refused):
+        return str(exc)
     return f"{kind}: {exc}"
+
+
+def existing(path: Path) -> Path:
+    """PATH, or its nearest ancestor that exists (the directory the download would create it in)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_disk(args: argparse.Namespace, need: int) -> None:
+    """Refuse a target on the node's boot volume (unless allowed) or without room for NEED more bytes.
+
+    Raises:
+        Refused: One line with both figures and the fix.
+    """
+    where = existing(Path(args.dest))
+    st = os.statvfs(where)
+    free = st.f_bavail * st.f_frsize
+    try:
+        probe = os.stat(args.boot_volume_probe).st_dev if args.boot_volume_probe else None
+    except OSError as exc:
+        raise Refused(f"cannot read {args.boot_volume_probe}, the file of the node's root filesystem the chart mounts "
+                      f"({exc.strerror})") from exc
+    if probe is not None and not args.allow_boot_volume and os.stat(where).st_dev == probe:
+        raise Refused(f"{args.dest} is on the node's boot volume (the filesystem of {args.boot_volume_probe}), not on "
+                      f"a volume of its own: {human(need)} to fetch, {human(free)} free; mount the NVMe RAID at "
+                      "/mnt/nvme (the node set-up does), or set model.storage.hostPath to a mounted volume, or "
+                      "model.storage.allowBootVolume=true")
+    if need > free:
+        raise Refused(f"{args.dest} has {human(free)} free ({free} bytes) but {human(need)} ({need} bytes) remain to "
+                      "be fetched: free space on that volume or point model.storage at a larger one")
+
+
+def read_index(job: Job, files: dict[str, File]) -> dict[str, Any] | None:
+    """The safetensors index, from the model directory when it is there whole, else read from the Hub into memory
+    (nothing is written before the disk is checked; the bytes are kept for the job, so it is fetched once)."""
+    if INDEX not in files:
+        return None
+    path = job.target(INDEX)
+    if path.is_file() and path.stat().st_size == files[INDEX].size:
+        data = path.read_bytes()
+    else:
+        with OPENER.open(urllib.request.Request(job.url(INDEX), headers=job.headers), timeout=60) as response:
+            data = response.read(files[INDEX].size + 1)
+        job.fetched[INDEX] = data
+    try:
+        index: dict[str, Any] = json.loads(data)
+    except ValueError as exc:
+        raise Refused(f"{INDEX} is not JSON ({exc})") from exc
+    return index
+
+
+def listing(args: argparse.Namespace) -> tuple[Job, dict[str, File], int]:
+    """The job, the files to fetch, and how many files of the repository are skipped.
+
+    Raises:
+        Refused, or the Hub's errors (gated, missing repository or revision, unreachable).
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import build_hf_headers
+
+    info = HfApi().model_info(args.repo, revision=args.revision, files_metadata=True)
+    commit = str(info.sha)
+    everything = {s.rfilename: File(name=s.rfilename, size=int(s.size or 0),
+                                    sha256=s.lfs.sha256 if s.lfs else None) for s in info.siblings or []}
+    chosen = select({n: f.size for n, f in everything.items()}, args.allow, args.ignore)
+    for name in chosen:
+        confined(name)
+    job = Job(repo=args.repo, commit=commit, dest=Path(args.dest), headers=build_hf_headers())
+    index = read_index(job, {n: everything[n] for n in chosen})
+    if index is not None:
+        chosen = indexed(chosen, index)
+    return job, {n: everything[n] for n in chosen}, len(everything) - len(chosen)
 
 
 def download(args: argparse.Namespace) -> int:
@@ -223,56 +460,54 @@ def download(args: argparse.Namespace) -> int:
         log(f"{args.repo}@{args.revision} is already complete in {dest} ({len(done['files'])} files, "
             f"{human(sum(done['files'].values()))}, commit {done.get('commit', '?')}); not contacting the Hub")
         return 0
-    from huggingface_hub import HfApi, hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
-
     try:
-        info = HfApi().model_info(args.repo, revision=args.revision, files_metadata=True)
-    except Exception as exc:  # the Hub's errors: gated, missing, unreachable
+        job, files, skipped = listing(args)
+    except Exception as exc:  # the Hub's errors (gated, missing, unreachable) and refused listings
         log(f"error: {describe(exc, args.repo, args.revision)}")
         return 1
-    listed = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
-    files = select(listed, args.allow, args.ignore)
     if not files:
         log(f"error: no file of {args.repo}@{args.revision} matches model.download.allowPatterns {args.allow}")
         return 1
-    skipped = sorted(set(listed) - set(files))
-    total = sum(files.values())
-    log(f"{args.repo}@{args.revision} (commit {info.sha}): {len(files)} files, {human(total)} into {dest}; "
-        f"skipping {len(skipped)} files vLLM does not load ({human(sum(listed[f] for f in skipped))})"
-        + (f", among them {', '.join(skipped[:3])}" if skipped else ""))
+    commit = job.commit
+    total = sum(f.size for f in files.values())
+    already = sum(present(job, f) for f in files.values())
+    log(f"{args.repo}@{args.revision} (commit {commit}): {len(files)} files, {human(total)} into {dest}; "
+        f"skipping {skipped} files vLLM does not load")
+    try:
+        check_disk(args, total - already)
+    except Refused as exc:
+        log(f"error: {exc}")
+        return 1
     dest.mkdir(parents=True, exist_ok=True)
-    already = on_disk(dest, files)
     if already:
         log(f"{human(already)} already on disk: resuming")
     counter = Counter(already)
     progress = Progress(counter, total, args.progress_seconds)
     progress.start()
     started = time.monotonic()
-    headers = build_hf_headers()
     from concurrent.futures import ThreadPoolExecutor
 
     try:
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            jobs = [pool.submit(fetch_file, hf_hub_url(args.repo, name, revision=info.sha), headers, dest, name, size,
-                                counter) for name, size in sorted(files.items(), key=lambda f: -f[1])]
-            for job in jobs:
-                job.result()
+            jobs = [pool.submit(fetch_file, job, f, counter) for f in sorted(files.values(), key=lambda f: -f.size)]
+            for running in jobs:
+                running.result()
     except Exception as exc:
         log(f"error: {describe(exc, args.repo, args.revision)}")
         return 1
     finally:
         progress.stop.set()
-    wrong = [f for f, size in files.items() if not (dest / f).is_file() or (dest / f).stat().st_size != size]
+    wrong = [f.name for f in files.values() if not verified(job, f)]
     if wrong:
-        log(f"error: {len(wrong)} files are missing or of the wrong size after the download: {', '.join(wrong[:5])}")
+        log(f"error: {len(wrong)} files are missing or not as the Hub lists them after the download: "
+            f"{', '.join(wrong[:5])}")
         return 1
-    import shutil
-
-    shutil.rmtree(dest / PARTIAL, ignore_errors=True)
-    marker = {"repo": args.repo, "revision": args.revision, "commit": info.sha, "files": files}
-    tmp = dest / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(marker, indent=1))
+    marker = {"repo": args.repo, "revision": args.revision, "commit": commit,
+              "files": {f.name: f.size for f in files.values()},
+              "sha256": {f.name: f.sha256 for f in files.values() if f.sha256}}
+    fd, tmp = tempfile.mkstemp(dir=dest, prefix=MARKER + ".", suffix=".tmp")  # one per writer
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(marker, indent=1, sort_keys=True))
     os.replace(tmp, dest / MARKER)
     took = time.monotonic() - started
     log(f"complete: {len(files)} files, {human(total)} in {duration(took)} "
@@ -290,6 +525,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--progress-seconds", type=float, default=30)
     parser.add_argument("--wait-only", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--boot-volume-probe", default=None, metavar="FILE",
+                        help="a file of the node's root filesystem: DIR must be on another one")
+    parser.add_argument("--allow-boot-volume", action="store_true")
     return parser.parse_args(argv)
 
 

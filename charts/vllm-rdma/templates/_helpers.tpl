@@ -126,6 +126,15 @@ serving the same one share it (hostPath, pvc). A model.name that is a path is us
 {{- end }}
 
 {{/*
+Where the download container finds a file of the node's root filesystem (the node's /etc/hostname), with a
+hostPath model directory that the download fills: files/fetch_model.py refuses a model directory on the same
+filesystem, the boot volume, unless model.storage.allowBootVolume. Empty otherwise.
+*/}}
+{{- define "vllm-rdma.bootVolumeProbe" -}}
+{{- if and (eq .Values.model.storage.type "hostPath") (include "vllm-rdma.download" .) }}/helm-rdma/node-root-probe{{ end }}
+{{- end }}
+
+{{/*
 Whether the download init container fills the model directory before vLLM starts.
 */}}
 {{- define "vllm-rdma.download" -}}

@@ -514,6 +514,13 @@ spec:
       emptyDir:
         sizeLimit: {{ $v.model.storage.sizeLimit | quote }}
       {{- end }}
+    {{- if include "vllm-rdma.bootVolumeProbe" $root }}
+    # A file of the node's root filesystem: the download refuses a model directory on the same filesystem.
+    - name: node-root-probe
+      hostPath:
+        path: /etc/hostname
+        type: File
+    {{- end }}
     {{- with $v.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -603,6 +610,13 @@ A container that fetches one repository with files/fetch_model.py, with model.do
     - "--wait-only"
     - {{ mul $v.probes.startupMinutes 60 | quote }}
     {{- end }}
+    {{- if include "vllm-rdma.bootVolumeProbe" $root }}
+    - "--boot-volume-probe"
+    - {{ include "vllm-rdma.bootVolumeProbe" $root | quote }}
+    {{- if $v.model.storage.allowBootVolume }}
+    - "--allow-boot-volume"
+    {{- end }}
+    {{- end }}
   env:
     - name: HF_HOME
       value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
@@ -622,6 +636,11 @@ A container that fetches one repository with files/fetch_model.py, with model.do
   volumeMounts:
     - name: model
       mountPath: {{ $v.model.storage.mountPath | quote }}
+    {{- if include "vllm-rdma.bootVolumeProbe" $root }}
+    - name: node-root-probe
+      mountPath: {{ include "vllm-rdma.bootVolumeProbe" $root | quote }}
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/*

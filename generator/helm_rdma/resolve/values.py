@@ -72,7 +72,8 @@ def preset_values(preset: Preset) -> dict[str, Any]:
 def model_values(model: ModelSpec) -> dict[str, Any]:
     """The chart values the model (catalog entry or Hub repository) determines."""
     values: dict[str, Any] = {
-        "model": {"name": model.repo, "revision": model.revision, "servedName": model.alias, "gated": model.gated},
+        "model": {"name": model.repo, "revision": model.commit or model.revision, "servedName": model.alias,
+                  "gated": model.gated},
     }
     if model.max_context:  # a model whose context is unknown keeps the chart's default unless --max-model-len says
         values["vllm"] = {"maxModelLen": model.max_context}

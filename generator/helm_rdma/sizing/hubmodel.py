@@ -8,7 +8,11 @@ HF_HUB_CACHE and HF_HUB_OFFLINE are read when a model is read, not when huggingf
 The weights are sized from real bytes: the index's ``metadata.total_size`` (the bytes of every tensor), else the sizes
 of the repository's ``*.safetensors`` files; quantized checkpoints (FP8, AWQ and GPTQ int4, MXFP4) need no rule of
 their own. The bytes a node downloads are those of the files the chart's download fetches (its default allow and
-ignore patterns, filtered as files/fetch_model.py filters them).
+ignore patterns, and only the shards the index names, filtered as files/fetch_model.py filters them).
+
+The revision is resolved to the commit it points at (the Hub's model info, or offline the Hugging Face cache's
+snapshot directory the config came from), and the values pin that commit: a node replaced later downloads the same
+bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -31,6 +36,7 @@ from helm_rdma.yamlfile import load_json_schema
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 INDEX = "model.safetensors.index.json"
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def _model_schema() -> dict[str, Any]:
@@ -180,16 +186,33 @@ def _fetch_model_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("helm_rdma_chart_fetch_model", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def downloaded_files(files: dict[str, int]) -> dict[str, int]:
-    """The files the chart's download fetches with its default patterns (model.download in the values schema)."""
+def downloaded_files(files: dict[str, int], index: dict[str, Any] | None = None) -> dict[str, int]:
+    """The files the chart's download fetches with its default patterns (model.download in the values schema): with
+    the safetensors ``index``, only the shards it names."""
     download = _model_schema()["properties"]["download"]["properties"]
-    selected: dict[str, int] = _fetch_model_script().select(
+    script = _fetch_model_script()
+    selected: dict[str, int] = script.select(
         files, list(download["allowPatterns"]["default"]), list(download["ignorePatterns"]["default"]))
+    if index is not None and INDEX in selected:
+        try:
+            selected = script.indexed(selected, index)
+        except script.Refused:  # an index the download refuses: it fails there; size what the patterns select
+            pass
     return selected
+
+
+def _snapshot_commit(path: Path, name: str) -> str | None:
+    """The commit of the Hugging Face cache's snapshot that holds the file NAME at PATH: the cache keeps files as
+    ``snapshots/<commit>/<name>`` (huggingface_hub file_download.py, _get_pointer_path)."""
+    snapshot = path
+    for _ in Path(name).parts:
+        snapshot = snapshot.parent
+    return snapshot.name if snapshot.parent.name == "snapshots" and COMMIT.fullmatch(snapshot.name) else None
 
 
 def read_hub_model(ref: str) -> ModelSpec:
@@ -216,10 +239,11 @@ def read_hub_model(ref: str) -> ModelSpec:
         raise UnsupportedModelError(model=ref, problem=f"config.json is not a JSON object ({exc})") from exc
     listing = hub.listing(repo, revision)
     origins: list[tuple[str, str]] = []
-    checkpoint = _checkpoint_bytes(hub, repo, revision, listing, origins)
+    index = _index(hub, repo, revision)
+    checkpoint = _checkpoint_bytes(hub, repo, revision, listing, index, origins)
     download = repo_bytes = None
     if listing is not None:
-        wanted = downloaded_files(listing.files)
+        wanted = downloaded_files(listing.files, index)
         download, repo_bytes = sum(wanted.values()), sum(listing.files.values())
         origins.append(("download per node", f"the Hub's file list: {len(wanted)} of {len(listing.files)} files, "
                                              "those the chart's download fetches"))
@@ -227,12 +251,17 @@ def read_hub_model(ref: str) -> ModelSpec:
     else:
         why = "offline" if hub.offline else hub.unreachable or "the Hub refused it"
         origins.append(("gated", f"unknown without the Hub's model info ({why}): taken as not gated"))
-    commit = f" (commit {listing.commit})" if listing and listing.commit else ""
-    where = f"{hub.endpoint}/{repo} @ {revision}{commit}"
+    commit = (listing.commit if listing and COMMIT.fullmatch(listing.commit) else None) \
+        or _snapshot_commit(config_file, "config.json")
+    if commit and commit != revision:
+        origins.append(("revision", f"{revision} is commit {commit} ("
+                                    + ("the Hub's model info" if listing and listing.commit else
+                                       "the Hugging Face cache's snapshot") + "): the values pin it"))
+    where = f"{hub.endpoint}/{repo} @ {revision}" + (f" (commit {commit})" if commit else "")
     base = ModelSpec(alias=served_name(repo), repo=repo, revision=revision, description=repo, params_billions=0.0,
                      dtype=weights_label(config), kv_cache_dtype="bf16", layers=0, attention_heads=0, kv_heads=0,
                      head_dim=0, max_context=0, gated=bool(listing and listing.gated), source=where,
-                     checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes)
+                     checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes, commit=commit)
     try:
         f = read_config(config)
     except ConfigProblem as problem:
@@ -253,14 +282,25 @@ def read_hub_model(ref: str) -> ModelSpec:
     )
 
 
-def _checkpoint_bytes(hub: HubAccess, repo: str, revision: str, listing: Listing | None,
-                      origins: list[tuple[str, str]]) -> int:
-    """The weights' real bytes: the safetensors index's total, else the Hub's sizes of the *.safetensors files."""
+def _index(hub: HubAccess, repo: str, revision: str) -> dict[str, Any] | None:
+    """The repository's safetensors index, when it has one that is a JSON object."""
     index_file = hub.download(repo, revision, INDEX, optional=True)
-    if index_file is not None:
+    if index_file is None:
+        return None
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return index if isinstance(index, dict) else None
+
+
+def _checkpoint_bytes(hub: HubAccess, repo: str, revision: str, listing: Listing | None,
+                      index: dict[str, Any] | None, origins: list[tuple[str, str]]) -> int:
+    """The weights' real bytes: the safetensors index's total, else the Hub's sizes of the *.safetensors files."""
+    if index is not None:
         try:
-            total = json.loads(index_file.read_text(encoding="utf-8"))["metadata"]["total_size"]
-        except (ValueError, KeyError, TypeError):
+            total = index["metadata"]["total_size"]
+        except (KeyError, TypeError):
             total = None
         if isinstance(total, int) and not isinstance(total, bool) and total > 0:
             origins.append(("weights", f"{INDEX} metadata.total_size"))

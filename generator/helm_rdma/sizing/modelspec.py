@@ -28,6 +28,10 @@ class ModelSpec:
     mla_kv_lora_rank: int | None = None
     mla_rope_dim: int | None = None
     revision: str = "main"
+    # The commit the revision pointed at when the model was read from the Hub (its listing, or the Hugging Face
+    # cache's snapshot offline): the values pin it. None for catalog entries: they are read without the Hub, so their
+    # revision stays as given (main) and each node's download resolves it when it starts.
+    commit: str | None = None
     # Hybrid attention: this many of the layers attend over a sliding window of this many tokens and keep no more.
     sliding_window: int | None = None
     sliding_layers: int = 0
