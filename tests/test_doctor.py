@@ -46,7 +46,7 @@ def test_nccl_timeout_in_a_values_file_is_an_error(tmp_path: Path) -> None:
     ("nccl.settings.NCCL_IB_HCA==mlx5_0\\,mlx5_2", "selects front-end NIC(s) mlx5_2 of BM.GPU.H100.8",
      "=mlx5_0,mlx5_1,mlx5_3"),
     ("vllm.pipelineParallelSize=3", "TP 8 x PP 3 = 24, but a group has 16 GPUs", "vllm.pipelineParallelSize=2"),
-    ("distributed.backend=ray", "the stock image vllm/vllm-openai:v0.33.0 ships no Ray", "image.tag=v0.17.1"),
+    ("distributed.backend=ray", "the stock image docker.io/vllm/vllm-openai:v0.33.0 ships no Ray", "image.tag=v0.17.1"),
     ("vllm.port=29500", "vllm.port: under hostNetwork every port binds on the node", "make them distinct"),
     ("distributed.masterPort=10250", "port 10250 is taken on the node by the kubelet", "choose another port"),
     ("model.storage.type=emptyDir", "is gated and no Hugging Face token Secret is named", "model.hfTokenSecret.name"),
