@@ -372,12 +372,13 @@ class NodesNotReadyError(RuntimeFailure):
     """The cluster network is up but its nodes did not all join the cluster in time."""
 
     def __init__(self, *, name: str, network_id: str, ready: int, wanted: int, seen: int, seconds: float,
-                 selector: str, deprovision: str) -> None:
+                 selector: str, deprovision: str, consoles: tuple[str, ...] = ()) -> None:
+        said = "".join(f"\n{c}" for c in consoles)
         super().__init__(
             f"{ready} of {wanted} nodes with {selector} are Ready after {seconds:.0f}s ({seen} joined the cluster). "
             f"Cluster network {name} ({network_id}) is still running and billed: look at a node's cloud-init "
             f"output (/var/log/cloud-init-output.log) and kubelet logs, run provision again to keep waiting, or "
-            f"delete it: {deprovision}")
+            f"delete it: {deprovision}{said}")
 
 
 class NoPodsError(RuntimeFailure):
