@@ -319,8 +319,7 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
                                          network_id=network.cluster_network_id, joined=set(seen.ready_ids),
                                          polling=Polling(timeout_seconds=CONSOLE_TIMEOUT_SECONDS, poll_seconds=pace,
                                                          max_poll_seconds=max(pace, 5), clock=watch.clock))
-            raise NodesNotReadyError(name=plan.spec.name, network_id=network.cluster_network_id, ready=seen.ready,
-                                     wanted=seen.wanted, seen=seen.total, seconds=seen.elapsed_seconds,
+            raise NodesNotReadyError(name=plan.spec.name, network_id=network.cluster_network_id, progress=seen,
                                      selector=exc.selector, deprovision=deprovision_command(plan.spec),
                                      consoles=tuple(c.text() for c in consoles)) from None
     return ProvisionResult(network=network, nodes=nodes)
