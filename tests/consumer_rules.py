@@ -207,10 +207,27 @@ def dashboards_load_in_grafana(docs: Docs) -> list[str]:
     return problems
 
 
+def images_are_fully_qualified(docs: Docs) -> list[str]:
+    """CRI-O 1.34 enforces short-name resolution: an image without a registry host (`vllm/vllm-openai:TAG`) may be
+    refused as ambiguous (containers/image docs/containers-registries.conf.5.md, `short-name-mode`; CRI-O's
+    `[crio.image] short_name_mode`). Oracle's node script turns it off for Kubernetes >= v1.34
+    (oracle-quickstart/oci-hpc-oke files/oke-ubuntu-cloud-init.sh, `configure_crio_defaults`, commit 61d210ac), so
+    a short name pulls only on nodes set up that way. Every image a pod runs names its registry host (docker's rule:
+    the first component holds '.' or ':' or is localhost)."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        for c in containers(template):
+            first, _, rest = str(c.get("image", "")).partition("/")
+            if not rest or not ("." in first or ":" in first or first == "localhost"):
+                problems.append(f"{obj['kind']} {obj['metadata']['name']} ({role}) container {c.get('name')} runs "
+                                f"{c.get('image')!r}, a short name")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
-    dashboards_load_in_grafana,
+    dashboards_load_in_grafana, images_are_fully_qualified,
 )
 
 

@@ -1,5 +1,5 @@
-"""A fake OCI API on 127.0.0.1 (Compute Management, Compute images, Container Engine), for the real `oci` SDK to
-talk to over a real socket.
+"""A fake OCI API on 127.0.0.1 (Compute Management, Compute images and console histories, Container Engine), for
+the real `oci` SDK to talk to over a real socket.
 
 It checks every request's signature against the test key (draft-cavage HTTP signatures, as the SDK signs), keeps
 instance configurations, cluster networks and OKE clusters in memory with a lifecycle that moves PROVISIONING or
@@ -68,6 +68,8 @@ class FakeOci:
     cluster_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing_images: set[str] = field(default_factory=set)
+    consoles: dict[str, str] = field(default_factory=dict)  # what each instance printed; "*" for every other one
+    console_histories: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -299,6 +301,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and route == "/clusterNetworks":
             self._create_network(payload)
             return
+        if route.startswith("/instanceConsoleHistories"):
+            self._console_history(method, route, payload)
+            return
         match = re.fullmatch(r"/images/([^/]+)", route)
         if match:
             if match.group(1) in fake.missing_images:
@@ -371,6 +376,34 @@ class Handler(BaseHTTPRequestHandler):
             del store[item_id]
             self._gone(item_id)
             self._send(204, None)
+
+    def _console_history(self, method: str, route: str, payload: dict[str, Any]) -> None:
+        """CaptureConsoleHistory (REQUESTED, then SUCCEEDED at the next GET), GetConsoleHistory, its /data (the
+        instance's console text), DeleteConsoleHistory."""
+        fake = self.fake
+        match = re.fullmatch(r"/instanceConsoleHistories(?:/([^/]+))?(/data)?", route)
+        item_id, data = match.groups() if match else (None, None)
+        if method == "POST" and item_id is None:
+            item = {"id": fake.new_id("consolehistory"), "instanceId": payload["instanceId"],
+                    "compartmentId": "ocid1.compartment.oc1..aaaaaaaatest", "availabilityDomain": "AD-1",
+                    "displayName": payload.get("displayName"), "lifecycleState": "REQUESTED", "timeCreated": _now()}
+            fake.console_histories[item["id"]] = item
+            self._send(200, item)
+            return
+        item = fake.console_histories.get(item_id or "")
+        if item is None:
+            self._error(404, "NotAuthorizedOrNotFound", f"{route} not found")
+        elif data:
+            text = fake.consoles.get(item["instanceId"], fake.consoles.get("*", ""))
+            self._send(200, text, content_type="text/plain")
+        elif method == "GET":
+            item["lifecycleState"] = "SUCCEEDED"
+            self._send(200, item)
+        elif method == "DELETE":
+            del fake.console_histories[item["id"]]
+            self._send(204, None)
+        else:
+            self._error(404, "NotFound", route)
 
     def _create_network(self, payload: dict[str, Any]) -> None:
         fake = self.fake

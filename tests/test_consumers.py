@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from . import consumer_rules as rules
-from .rendering import hooks, of_kind, render
+from .rendering import PROVISION, hooks, of_kind, render
 
 RAY_TOKEN = ("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.authTokenSecret.name=ray-token")
 CASES = {
@@ -171,13 +171,26 @@ def test_a_statefulset_group_measures_in_its_serving_container_each_time_it_form
         assert "HELM_RDMA_WATCH_PORT" in env
 
 
+@pytest.mark.parametrize("preset", ["h100", "mi300x"])
+def test_every_image_the_chart_runs_names_its_registry_and_a_short_name_is_caught(preset: str) -> None:
+    docs = copy.deepcopy(render(*PROVISION, preset=preset))
+    assert rules.images_are_fully_qualified(docs) == []
+    images = {c["image"] for _, _, t in rules.pod_templates(docs) for c in rules.containers(t)}
+    assert {i.partition("/")[0] for i in images} == {"docker.io", "iad.ocir.io"}, images
+    lws = first(docs, "LeaderWorkerSet")
+    leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    leader["image"] = leader["image"].removeprefix("docker.io/")  # what the chart rendered before
+    [found] = rules.images_are_fully_qualified(docs)
+    assert found.startswith(f"LeaderWorkerSet {lws['metadata']['name']} (leader) container vllm runs 'vllm/")
+
+
 def test_the_helm_test_rdma_job_runs_in_hostnetwork_mode_only_and_the_api_test_pod_is_small() -> None:
     host = hooks(render())
     assert host["llama405b-vllm-rdma-test-rdma"]["spec"]["template"]["spec"]["hostNetwork"] is True
     sriov = hooks(render(*CASES["lws-sriov"]))
     assert "llama405b-vllm-rdma-test-rdma" not in sriov
     api = sriov["llama405b-vllm-rdma-test-api"]["spec"]["template"]["spec"]["containers"][0]
-    assert api["image"] == "python:3.13-alpine"
+    assert api["image"] == "docker.io/library/python:3.13-alpine"
     assert "http://llama405b-vllm-rdma-api.llm.svc:8000" in api["command"]
 
 

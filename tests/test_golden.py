@@ -57,7 +57,7 @@ SERVING_EXTRAS = ("workload.kind=StatefulSet", "api.keySecret.name=vllm-api-key"
                   ".matchExpressions[0].key=example.com/pool",
                   "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
                   ".matchExpressions[0].operator=Exists",
-                  "initContainers[0].name=warm", "initContainers[0].image=busybox:1.36",
+                  "initContainers[0].name=warm", "initContainers[0].image=docker.io/library/busybox:1.36",
                   "extraContainers[0].name=exporter", "extraContainers[0].image=example.com/exporter:1",
                   "resources.limits.memory=256Gi", "podLabels.example\\.com/team=ml", "imagePullSecrets[0].name=regcred",
                   "monitoring.rules.enabled=true")

@@ -46,12 +46,12 @@ def test_the_python_list_of_images_is_what_the_chart_runs(sets: tuple[str, ...])
 
 def test_a_digest_pins_every_image_as_repository_tag_at_digest() -> None:
     images = rendered_images(list(render(*PROVISION, *PINNED)))
-    assert images == {f"vllm/vllm-openai:v0.33.0@{DIGEST['vllm']}",
+    assert images == {f"docker.io/vllm/vllm-openai:v0.33.0@{DIGEST['vllm']}",
                       f"iad.ocir.io/example/helm-rdma-provisioner:0.1.0@{DIGEST['provisioner']}",
-                      f"python:3.13-alpine@{DIGEST['test-api']}"}
+                      f"docker.io/library/python:3.13-alpine@{DIGEST['test-api']}"}
     # a digest without a tag: repository@digest
     docs = list(render("verify.tests.image.tag=", f"verify.tests.image.digest={DIGEST['test-api']}"))
-    assert f"python@{DIGEST['test-api']}" in rendered_images(docs)
+    assert f"docker.io/library/python@{DIGEST['test-api']}" in rendered_images(docs)
 
 
 def test_a_malformed_digest_is_refused_by_the_schema() -> None:
@@ -63,9 +63,9 @@ def test_a_malformed_digest_is_refused_by_the_schema() -> None:
 
 def test_the_artifact_hub_images_list_names_each_image_and_its_reference() -> None:
     assert artifacthub_images(values_of(*PROVISION, *PINNED)) == [
-        {"name": "vllm", "image": f"vllm/vllm-openai:v0.33.0@{DIGEST['vllm']}"},
+        {"name": "vllm", "image": f"docker.io/vllm/vllm-openai:v0.33.0@{DIGEST['vllm']}"},
         {"name": "provisioner", "image": f"iad.ocir.io/example/helm-rdma-provisioner:0.1.0@{DIGEST['provisioner']}"},
-        {"name": "test-api", "image": f"python:3.13-alpine@{DIGEST['test-api']}"},
+        {"name": "test-api", "image": f"docker.io/library/python:3.13-alpine@{DIGEST['test-api']}"},
     ]
 
 
@@ -77,7 +77,7 @@ def test_every_preset_image_cites_where_its_tag_is_published(name: str) -> None:
     assert image.repository in cited and "publish-release-images.sh" in cited
     assert re.fullmatch(r"v\d+\.\d+\.\d+", image.tag) and image.tag in cited
     if preset.gpu.vendor == "amd":
-        assert image.repository == "vllm/vllm-openai-rocm"
+        assert image.repository == "docker.io/vllm/vllm-openai-rocm"
         assert "ROCm 7.2.4" in cited  # what Oracle's MI300X node images carry, next to what the image is built on
 
 
@@ -85,7 +85,7 @@ def test_the_test_image_and_the_provisioner_base_cite_their_sources() -> None:
     tests = load_json_schema(schema_path("values.schema.json"))["properties"]["verify"]["properties"]["tests"]
     image = tests["properties"]["image"]
     assert "docker-library/official-images" in image["description"]
-    assert {k: v["default"] for k, v in image["properties"].items()} == {"repository": "python", "tag": "3.13-alpine",
+    assert {k: v["default"] for k, v in image["properties"].items()} == {"repository": "docker.io/library/python", "tag": "3.13-alpine",
                                                                           "digest": ""}
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert "docker-library/repo-info" in dockerfile and "repos/python/remote/3.12-slim.md" in dockerfile

@@ -41,6 +41,9 @@ from .fake_oci import CA_B64, FakeOci, write_config
 from .ocitest import COMPARTMENT, config, fake, key, run  # noqa: F401  (fixtures)
 from .rendering import hooks, render
 
+SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "values.schema.json").read_text())
+REPOSITORY = SCHEMA["properties"]["clusterNetwork"]["properties"]["oke"]["properties"]["nodePackageRepository"][
+    "default"]
 TOOLS_MISSING = "is not installed (make test installs it with apt-get as root; see scripts/test-tools)"
 
 
@@ -72,17 +75,49 @@ def test_the_cloud_init_holds_the_endpoint_the_ca_and_the_bootstrap(config: Path
                                                "content": CA_B64}
     assert 'default_ulimits = [\n    "memlock=-1:-1"\n]' in files["/etc/crio/crio.conf.d/90-helm-rdma-memlock.conf"][
         "content"]
+    # oci-hpc-oke terraform/oke-workers.tf: networkd must leave the RDMA interfaces' routes and rules alone.
+    assert files["/etc/systemd/networkd.conf.d/90-helm-rdma.conf"]["content"] == (
+        "[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n")
     join = files["/usr/local/sbin/helm-rdma-oke-join"]["content"]
-    assert "retry oke bootstrap" in join
-    assert 'retry bash /etc/oke/oke-install.sh --apiserver-endpoint "$apiserver" --kubelet-ca-cert "$ca_b64"' in join
+    assert "retry oke bootstrap" in join and "oci-oke-node-all-" in join
+    assert 'retry bash "$root/etc/oke/oke-install.sh" --apiserver-endpoint "$apiserver" --kubelet-ca-cert "$ca_b64"' \
+        in join
     raid = files["/usr/local/sbin/helm-rdma-nvme-raid"]["content"]
     assert "mdadm --create" in raid and "mount_point=/mnt/nvme" in raid
-    assert [c.split()[0] for c in doc["runcmd"]] == ["/usr/local/sbin/helm-rdma-nvme-raid",
-                                                     "/usr/local/sbin/helm-rdma-oke-join"]
+    raid_cmd, join_cmd, networkd_cmd = doc["runcmd"]
+    assert raid_cmd.startswith("/usr/local/sbin/helm-rdma-nvme-raid 10 || ")  # Oracle's default level
+    assert join_cmd == ["/usr/local/sbin/helm-rdma-oke-join", "v1.31.1", REPOSITORY]
+    assert networkd_cmd.startswith('if . /etc/os-release && [ "$ID" = ubuntu ]; then systemctl restart systemd-networkd')
     # The cluster is read once, only because an instance configuration is made: a second run reads nothing.
     reads = sum(1 for _, path in fake.calls if "/20180222/" in path)
     assert reads == 2 and run(config, fake, "--oke-cluster", cluster).exit_code == 0
     assert sum(1 for _, path in fake.calls if "/20180222/" in path) == reads
+
+
+@pytest.mark.parametrize(("version", "disabled"), [("v1.31.1", False), ("v1.33.9", False), ("v1.34.0", True),
+                                                    ("v1.35.2", True), ("v2.0.0", True)])
+def test_crio_short_names_are_turned_off_from_kubernetes_1_34_only(config: Path, fake: FakeOci, version: str,
+                                                                    disabled: bool) -> None:
+    """oci-hpc-oke files/oke-ubuntu-cloud-init.sh (commit 61d210ac) configure_crio_defaults: for Kubernetes >= v1.34
+    `[crio.image] short_name_mode = "disabled"` in a CRI-O drop-in; older CRI-O has no such setting."""
+    assert run(config, fake, "--oke-cluster", fake.add_cluster(version=version)).exit_code == 0
+    files = {f["path"]: f["content"] for f in yaml.safe_load(user_data(fake))["write_files"]}
+    crio = {p: c for p, c in files.items() if p.startswith("/etc/crio/crio.conf.d/")}
+    if disabled:
+        assert crio["/etc/crio/crio.conf.d/91-helm-rdma-short-names.conf"] == (
+            '[crio.image]\nshort_name_mode = "disabled"\n')
+    else:
+        assert list(crio) == ["/etc/crio/crio.conf.d/90-helm-rdma-memlock.conf"]
+
+
+def test_the_raid_level_and_the_package_repository_come_from_the_flags(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, "--oke-cluster", fake.add_cluster(version="v1.34.1"), "--nvme-raid-level", "0",
+                 "--node-package-repository", "https://mirror.example/ubuntu-{codename}/k8s-{kubernetes}")
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(user_data(fake))
+    assert doc["runcmd"][0].startswith("/usr/local/sbin/helm-rdma-nvme-raid 0 || ")
+    assert doc["runcmd"][1] == ["/usr/local/sbin/helm-rdma-oke-join", "v1.34.1",
+                                "https://mirror.example/ubuntu-{codename}/k8s-{kubernetes}"]
 
 
 @pytest.fixture

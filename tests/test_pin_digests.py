@@ -97,9 +97,9 @@ def test_generate_pins_every_tag_to_the_digest_the_registry_names(registry: str,
     values = yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())
     assert values["image"]["digest"] == VLLM
     assert values["verify"]["tests"]["image"]["digest"] == "sha256:" + hashlib.sha256(BODY).hexdigest()  # hashed GET
-    assert f"pinned image vllm/vllm-openai:v0.33.0 to {VLLM}" in out.output
+    assert f"pinned image docker.io/vllm/vllm-openai:v0.33.0 to {VLLM}" in out.output
     text = " ".join(line.strip().lstrip("#").strip() for line in (tmp_path / "c" / "values.yaml").open())
-    assert "Pinned by `helm-rdma generate --pin-digests`: what vllm/vllm-openai:v0.33.0 pointed at" in text
+    assert "Pinned by `helm-rdma generate --pin-digests`: what docker.io/vllm/vllm-openai:v0.33.0 pointed at" in text
     manifests = [r for r in FakeRegistry.requests if "/manifests/" in r[1]]
     assert {r[1] for r in manifests} == {"/v2/vllm/vllm-openai/manifests/v0.33.0",
                                          "/v2/library/python/manifests/3.13-alpine"}
@@ -119,7 +119,7 @@ def test_a_tag_the_registry_does_not_know_fails_and_writes_nothing(registry: str
     out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "c"),
                                     "--pin-digests", "--set", "image.tag=v9.9.9"])
     assert out.exit_code == 1
-    assert ("image: cannot pin vllm/vllm-openai:v9.9.9 to a digest: the registry has no such repository or tag "
+    assert ("image: cannot pin docker.io/vllm/vllm-openai:v9.9.9 to a digest: the registry has no such repository or tag "
             "(404)") in out.output
     assert "set image.digest=sha256:... yourself, or leave --pin-digests off" in out.output
     assert not (tmp_path / "c").exists()
@@ -130,5 +130,5 @@ def test_an_unreachable_registry_is_a_runtime_failure_naming_the_key(monkeypatch
     monkeypatch.setenv("HELM_RDMA_REGISTRY_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
     out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "c"),
                                     "--pin-digests"])
-    assert out.exit_code == 1 and "image: cannot pin vllm/vllm-openai:v0.33.0" in out.output
+    assert out.exit_code == 1 and "image: cannot pin docker.io/vllm/vllm-openai:v0.33.0" in out.output
     assert "could not be reached" in out.output and not (tmp_path / "c").exists()

@@ -16,7 +16,14 @@ from helm_rdma.commands.provision import ProvisionPlan, Watch, plan_from_values,
 from helm_rdma.errors import CapacityError, InputError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import OciAuth
-from helm_rdma.oci.network import TAG_NAMESPACE, TAG_NETWORK, TAG_NODES, TAG_RELEASE, NetworkSpec
+from helm_rdma.oci.network import (
+    TAG_NAMESPACE,
+    TAG_NETWORK,
+    TAG_NODES,
+    TAG_RELEASE,
+    NetworkSpec,
+    instance_configuration_details,
+)
 
 from .fake_oci import FakeOci, make_key, write_config
 from .kmock_cluster import Cluster
@@ -242,6 +249,70 @@ def test_waits_for_the_network_nodes_to_be_ready(config: Path, fake: FakeOci, tm
     assert json.loads(result.stdout)["nodes_ready"] == 2
     assert "nodes Ready 2/2 (2 seen)" in result.stderr
 
+
+def test_nodes_that_never_register_fail_with_their_own_console_words(config: Path, fake: FakeOci, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network keeps billing while the hook waits: when the nodes do not register in time the hook fails with
+    what each unregistered node printed (OCI console history: CaptureConsoleHistory, then its content), and the
+    node that did register is not asked about."""
+    fake.consoles["*"] = ("[  OK  ] Started cloud-init\nhelm-rdma: installing oci-oke-node-all-1.34.1 from https://x\n"
+                          "helm-rdma: could not install oci-oke-node-all-1.34.1 from https://x "
+                          "(clusterNetwork.oke.nodePackageRepository): check ...\nCloud-init finished\n")
+    assert run(config, fake).exit_code == 0  # the network exists; its first instance is the node that registered
+    first = f"{fake.network()['id']}-instance-0"
+    registered = node("gpu-1", ready=True)
+    registered["spec"] = {"providerID": f"oci://{first}"}
+    with Cluster([registered], tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        result = run(config, fake, "--node-timeout", "0.1s", wait_nodes=True)
+    assert result.exit_code == 1
+    assert "1 of 2 nodes with helm-rdma.io/cluster-network=llama are Ready after" in result.output
+    second = f"{fake.network()['id']}-instance-1"
+    assert (f"console of {second}, last lines:\n  helm-rdma: installing oci-oke-node-all-1.34.1 from https://x\n"
+            "  helm-rdma: could not install oci-oke-node-all-1.34.1 from https://x "
+            "(clusterNetwork.oke.nodePackageRepository)") in result.output
+    assert first not in result.output.split("billed")[1]
+    captured = [path for method, path in fake.calls if method == "POST" and path.endswith("/instanceConsoleHistories")]
+    assert len(captured) == 1 and fake.console_histories == {}  # captured once, then deleted
+
+
+def test_a_console_that_cannot_be_read_does_not_hide_why_the_hook_failed(config: Path, fake: FakeOci,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.fail("POST", r".*/instanceConsoleHistories", 404, "NotAuthorizedOrNotFound", "no", times=5)
+    with Cluster([node("cpu-1", ready=True, label=None)], tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        result = run(config, fake, "--node-timeout", "0.1s", wait_nodes=True)
+    assert result.exit_code == 1
+    assert "0 of 2 nodes with helm-rdma.io/cluster-network=llama are Ready after" in result.output
+    assert result.output.count(": not read (OCI capture_console_history failed: 404") == 2
+
+
+def test_the_nodes_vnic_carries_the_nsgs_given(config: Path, fake: FakeOci) -> None:
+    nsgs = ["ocid1.networksecuritygroup.oc1.iad.a", "ocid1.networksecuritygroup.oc1.iad.b"]
+    result = run(config, fake, "--nsg", nsgs[0], "--nsg", nsgs[1])
+    assert result.exit_code == 0, result.output
+    [item] = fake.instance_configurations.values()
+    assert item["instanceDetails"]["launchDetails"]["createVnicDetails"]["nsgIds"] == nsgs
+
+
+def test_an_nsg_flag_that_is_no_nsg_ocid_is_refused_before_anything_is_made(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, "--nsg", "ocid1.subnet.oc1..s")
+    assert result.exit_code == 2
+    assert '--nsg "ocid1.subnet.oc1..s": expected the OCID of a network security group' in result.output
+    assert fake.calls == []
+
+
+def test_the_hook_reads_the_nsgs_and_the_node_settings_from_the_values(fake: FakeOci, tmp_path: Path) -> None:
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                       subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i",
+                       nsgIds=["ocid1.networksecuritygroup.oc1..n"], nvmeRaidLevel=0)
+    plan = plan_from_values(path, release="llama405b", namespace="ml", name="n", node_label="k=v")
+    assert plan.spec.nsg_ids == ("ocid1.networksecuritygroup.oc1..n",)
+    assert plan.setup.raid_level == 0 and "{codename}" in plan.setup.package_repository
+    details = oci.util.to_dict(instance_configuration_details(plan.spec, {}))
+    assert details["instance_details"]["launch_details"]["create_vnic_details"]["nsg_ids"] == [
+        "ocid1.networksecuritygroup.oc1..n"]
 
 def test_gives_up_when_the_nodes_never_turn_ready(config: Path, fake: FakeOci, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,7 +58,7 @@ ESCAPE_HATCHES: dict[str, Any] = {
     "securityContext": {"runAsUser": 0, "capabilities": {"add": ["SYS_PTRACE"], "drop": ["NET_RAW"]}},
     "extraVolumes": [{"name": "adapters", "persistentVolumeClaim": {"claimName": "lora-adapters"}}],
     "extraVolumeMounts": [{"name": "adapters", "mountPath": "/adapters", "readOnly": True}],
-    "initContainers": [{"name": "warm", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}],
+    "initContainers": [{"name": "warm", "image": "docker.io/library/busybox:1.36", "command": ["sh", "-c", "true"]}],
     "extraContainers": [{"name": "exporter", "image": "example.com/exporter:1",
                          "volumeMounts": [{"name": "adapters", "mountPath": "/data"}]}],
     "podLabels": {"example.com/team": "ml"}, "podAnnotations": {"example.com/owner": "ml"},

@@ -7,6 +7,7 @@ at run time). Every message names the file, flag or key, what was expected, and 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from helm_rdma.contract import VALIDATE_MARKER
 from helm_rdma.suggest import did_you_mean
@@ -368,16 +369,31 @@ class NetworkMismatchError(InputError):
             f"this network first ({deprovision}) and run again")
 
 
+class NodeCounts(Protocol):
+    """The nodes seen while waiting for them (cluster.kube.NodeProgress)."""
+
+    @property
+    def ready(self) -> int: ...
+    @property
+    def wanted(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def elapsed_seconds(self) -> float: ...
+
+
 class NodesNotReadyError(RuntimeFailure):
     """The cluster network is up but its nodes did not all join the cluster in time."""
 
-    def __init__(self, *, name: str, network_id: str, ready: int, wanted: int, seen: int, seconds: float,
-                 selector: str, deprovision: str) -> None:
+    def __init__(self, *, name: str, network_id: str, progress: NodeCounts, selector: str, deprovision: str,
+                 consoles: tuple[str, ...] = ()) -> None:
+        said = "".join(f"\n{c}" for c in consoles)
+        ready, wanted, seen, seconds = progress.ready, progress.wanted, progress.total, progress.elapsed_seconds
         super().__init__(
             f"{ready} of {wanted} nodes with {selector} are Ready after {seconds:.0f}s ({seen} joined the cluster). "
             f"Cluster network {name} ({network_id}) is still running and billed: look at a node's cloud-init "
             f"output (/var/log/cloud-init-output.log) and kubelet logs, run provision again to keep waiting, or "
-            f"delete it: {deprovision}")
+            f"delete it: {deprovision}{said}")
 
 
 class NoPodsError(RuntimeFailure):

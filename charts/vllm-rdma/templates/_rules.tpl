@@ -124,6 +124,39 @@ Rule ray-image (schemas/rules.yaml): distributed.backend, image.repository, imag
 {{- end }}
 
 {{/*
+Rule image-short-name (schemas/rules.yaml): image.repository.
+*/}}
+{{- define "vllm-rdma.rule.image-short-name" -}}
+{{- $v := .Values }}
+{{- $imageHost := "^(localhost|[^/]*[.:][^/]*)/" }}
+{{- if (not (regexMatch $imageHost (toString $v.image.repository))) }}
+  {{- printf "image.repository: is %s, a short name without a registry host, which CRI-O 1.34 and later may refuse to pull (short-name mode) on nodes not set up to allow it; fix: write the registry host, e.g. docker.io/%s" (join ", " $v.image.repository) (join ", " $v.image.repository) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rule test-image-short-name (schemas/rules.yaml): verify.tests.image.repository, verify.tests.enabled.
+*/}}
+{{- define "vllm-rdma.rule.test-image-short-name" -}}
+{{- $v := .Values }}
+{{- $imageHost := "^(localhost|[^/]*[.:][^/]*)/" }}
+{{- if (and $v.verify.tests.enabled (not (regexMatch $imageHost (toString $v.verify.tests.image.repository)))) }}
+  {{- printf "verify.tests.image.repository: is %s, a short name without a registry host, which CRI-O 1.34 and later may refuse to pull (short-name mode); fix: write the registry host, e.g. docker.io/library/%s for a Docker Official Image" (join ", " $v.verify.tests.image.repository) (join ", " $v.verify.tests.image.repository) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rule provisioner-image-short-name (schemas/rules.yaml): clusterNetwork.image.repository.
+*/}}
+{{- define "vllm-rdma.rule.provisioner-image-short-name" -}}
+{{- $v := .Values }}
+{{- $imageHost := "^(localhost|[^/]*[.:][^/]*)/" }}
+{{- if (and (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall) (not (empty $v.clusterNetwork.image.repository)) (not (regexMatch $imageHost (toString $v.clusterNetwork.image.repository)))) }}
+  {{- printf "clusterNetwork.image.repository: is %s, a short name without a registry host, which CRI-O 1.34 and later may refuse to pull (short-name mode); fix: write the registry host, e.g. REGION-KEY.ocir.io/TENANCY-NAMESPACE/helm-rdma-provisioner" (join ", " $v.clusterNetwork.image.repository) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Rule pvc-claim (schemas/rules.yaml): model.storage.claimName, model.storage.type.
 */}}
 {{- define "vllm-rdma.rule.pvc-claim" -}}

@@ -35,6 +35,7 @@ def diagnose(resolved: Resolved) -> list[Finding]:
     v = resolved.values
     found = _table(resolved) + _env_names(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
     found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
+    found += _experimental(v, resolved)
     found += serving_findings(v)
     return sorted(found, key=lambda f: (f.severity != "error", f.key))
 
@@ -191,6 +192,27 @@ def _placement(v: dict[str, Any]) -> list[Finding]:
                     f"label the nodes of one cluster network: kubectl label node NODE {label['key']}=VALUE (the "
                     "value the pods select is in `helm rdma template ... | grep cluster-network`), or set "
                     "placement.clusterNetworkLabel.enabled=null")]
+
+
+def _experimental(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
+    """Modes whose image nobody checked against its registry here (README, "Images and digests")."""
+    found = []
+    if v["distributed"]["backend"] == "ray":
+        found.append(Finding(
+            "warning", "distributed.backend", "is ray, which is experimental: no registry manifest checked here "
+            "shows that an image with Ray ships Ray 2.52 or newer, which token authentication needs (vllm 0.17.1, "
+            "the last stock image with Ray, asks only ray[cgraph]>=2.48.0 in its wheel metadata)",
+            "check with `ray --version` in the image (2.52 or newer), or set distributed.backend=native"))
+    image = resolved.preset.image
+    if (resolved.preset.gpu.vendor == "amd" and v["image"]["repository"] == image.repository
+            and v["image"]["tag"] == image.tag and not v["image"]["digest"]):
+        found.append(Finding(
+            "warning", "image.tag", f"is {image.tag} of {image.repository}, the {resolved.preset.name} preset's, "
+            "which is experimental: its tag was not checked against the registry here (earlier tags of the same "
+            "repository, v0.30.0 and v0.31.0, are in documented use)",
+            "pin a tag you have pulled: image.tag=TAG and image.digest=sha256:... (`helm rdma generate "
+            "--pin-digests` fails on a tag the registry does not know)"))
+    return found
 
 
 def require_clean(resolved: Resolved) -> list[str]:

@@ -80,6 +80,10 @@ def _oci_options(func: Any) -> Any:
     return command
 
 
+def _int_or_none(_ctx: Any, _param: Any, value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _provision_flags(func: Any) -> Any:
     """The network, node and wait flags of provision, handed to the command as one ``flags``
     (a commands.provision.ProvisionFlags)."""
@@ -111,6 +115,13 @@ def _provision_flags(func: Any) -> Any:
                      "and CNI are read with the Container Engine API and the nodes' cloud-init is generated."),
         click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native (OCI_VCN_IP_NATIVE) cluster."),
         click.option("--pod-nsg", "pod_nsgs", multiple=True, metavar="OCID", help="NSG of the pods (repeatable)."),
+        click.option("--nsg", "nsgs", multiple=True, metavar="OCID",
+                     help="NSG of the nodes' primary VNIC (repeatable): clusterNetwork.nsgIds."),
+        click.option("--nvme-raid-level", type=click.Choice(["10", "0"]), callback=_int_or_none,
+                     help="RAID level of the nodes' NVMe array (clusterNetwork.nvmeRaidLevel; default 10)."),
+        click.option("--node-package-repository", metavar="URIS",
+                     help="Where nodes without the OKE node package install it from when the image's own repository "
+                          "fails (clusterNetwork.oke.nodePackageRepository; default Oracle's)."),
         click.option("--max-pods", type=click.IntRange(1, 110), default=64, show_default=True,
                      help="Pods per node on a VCN-native cluster."),
         click.option("--api-server-host", help="OKE API server host (instead of reading it with --oke-cluster)."),

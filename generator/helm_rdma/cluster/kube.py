@@ -134,6 +134,7 @@ class NodeProgress(NamedTuple):
     total: int
     wanted: int
     elapsed_seconds: float
+    ready_ids: tuple[str, ...] = ()  # the Ready nodes' provider ids (on OKE the instance OCID, "oci://" dropped)
 
 
 def wait_for_nodes(
@@ -168,7 +169,9 @@ def wait_for_nodes(
         nodes = [api.api_client.sanitize_for_serialization(n) for n in listing.items]
         nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
         ready = sum(1 for n in nodes if _ready(n))
-        seen = NodeProgress(ready=ready, total=len(nodes), wanted=count, elapsed_seconds=now() - start)
+        ids = tuple(str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://") for n in nodes if _ready(n))
+        seen = NodeProgress(ready=ready, total=len(nodes), wanted=count, elapsed_seconds=now() - start,
+                            ready_ids=tuple(i for i in ids if i))
         on_progress(seen)
         if ready >= count:
             return seen

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from helm_rdma.oci.clients import (
     canonical_auth,
     check_endpoint,
 )
+from helm_rdma.oci.console import unjoined_consoles
 from helm_rdma.oci.network import (
     Deprovisioned,
     NetworkSpec,
@@ -86,6 +89,9 @@ class ProvisionFlags:
     oke_cluster: str | None = None
     pod_subnet: str | None = None
     pod_nsgs: tuple[str, ...] = ()
+    nsgs: tuple[str, ...] = ()
+    nvme_raid_level: int | None = None
+    node_package_repository: str | None = None
     max_pods: int = 64
     api_server_host: str | None = None
     cluster_ca_cert_file: Path | None = None
@@ -110,20 +116,47 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
         raise InputError(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
     assert f.preset and f.nodes and f.name and f.compartment and f.availability_domain and f.subnet and f.image
     key, value = _label_pair(f.node_label or f"helm-rdma.io/cluster-network={f.name}")
+    for nsg in f.nsgs:
+        if not NSG_OCID.match(nsg):
+            raise InputError(f'--nsg "{nsg}": expected the OCID of a network security group '
+                             "(ocid1.networksecuritygroup.oc1...)")
     spec = NetworkSpec(
         name=f.name, compartment_id=f.compartment, availability_domain=f.availability_domain, subnet_id=f.subnet,
         image_id=f.image, shape=load_preset(f.preset).shape, size=f.nodes, release=release or f.name,
         namespace=namespace, boot_volume_gbs=f.boot_volume_gbs, placement_constraint=f.placement_constraint or "",
-        instance_configuration_id=f.instance_configuration or "",
+        instance_configuration_id=f.instance_configuration or "", nsg_ids=tuple(f.nsgs),
     )
     setup = NodeSetup(
         labels={key: value}, ssh_authorized_keys=_read(f.ssh_key_file, "--ssh-key-file"),
         cluster_id=f.oke_cluster or "", api_server_host=f.api_server_host or "",
         cluster_ca_cert=_read(f.cluster_ca_cert_file, "--cluster-ca-cert-file"), pod_subnet_id=f.pod_subnet or "",
         pod_nsg_ids=tuple(f.pod_nsgs), max_pods=f.max_pods, cloud_init=_read(f.cloud_init_file, "--cloud-init-file"),
+        raid_level=_or_default(f.nvme_raid_level, "clusterNetwork.nvmeRaidLevel"),
+        package_repository=_or_default(f.node_package_repository, "clusterNetwork.oke.nodePackageRepository"),
     )
     return ProvisionPlan(spec=spec, setup=setup, auth=auth, timeout_seconds=f.timeout_seconds, wait_nodes=f.wait_nodes,
                          node_label=(key, value), node_timeout_seconds=f.node_timeout_seconds)
+
+
+NSG_OCID = re.compile(r"^ocid1\.networksecuritygroup\..+$")  # the schema's pattern of clusterNetwork.nsgIds
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    from helm_rdma.datafiles import schema_path
+
+    loaded: dict[str, Any] = json.loads(schema_path("values.schema.json").read_text(encoding="utf-8"))
+    return loaded
+
+
+def _or_default(given: Any, key: str) -> Any:
+    """``given``, or when None the chart's default of ``key`` (the values schema is its one home)."""
+    if given is not None:
+        return given
+    node = _schema()
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node["default"]
 
 
 def _label_pair(text: str) -> tuple[str, str]:
@@ -194,7 +227,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         size=_lookup(values, "nodes", int, path) * int(values.get("replicas", 1)),
         release=release, namespace=namespace, boot_volume_gbs=int(cn.get("bootVolumeSizeGBs", 512)),
         placement_constraint=cn.get("placementConstraint", ""),
-        instance_configuration_id=cn.get("instanceConfigurationId", ""),
+        instance_configuration_id=cn.get("instanceConfigurationId", ""), nsg_ids=tuple(cn.get("nsgIds") or ()),
     )
     setup = NodeSetup(
         labels=node_labels, ssh_authorized_keys=cn.get("sshAuthorizedKeys", ""),
@@ -202,6 +235,9 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         cluster_ca_cert=oke.get("clusterCaCert", ""), pod_subnet_id=oke.get("podSubnetId", ""),
         pod_nsg_ids=tuple(oke.get("podNsgIds") or ()), max_pods=int(oke.get("maxPods", 64)),
         cloud_init=oke.get("cloudInit", ""),
+        raid_level=int(_or_default(cn.get("nvmeRaidLevel"), "clusterNetwork.nvmeRaidLevel")),
+        package_repository=str(_or_default(oke.get("nodePackageRepository"),
+                                           "clusterNetwork.oke.nodePackageRepository")),
     )
     endpoint = cn.get("endpoint") or None
     auth = OciAuth(mode=canonical_auth(cn.get("auth", "workloadIdentity")), config_file="/etc/oci/config",
@@ -213,6 +249,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
 
 
 DEPROVISION_TIMEOUT_SECONDS = 3600  # terminating a network takes minutes; deprovision again to keep waiting
+CONSOLE_TIMEOUT_SECONDS = 120  # a console capture takes seconds
 
 
 def _ignore(_: Any) -> None:
@@ -276,9 +313,14 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
                                    polling=polling, on_progress=on_nodes)
         except NodesTimeout as exc:
             seen = exc.progress
-            raise NodesNotReadyError(name=plan.spec.name, network_id=network.cluster_network_id, ready=seen.ready,
-                                     wanted=seen.wanted, seen=seen.total, seconds=seen.elapsed_seconds,
-                                     selector=exc.selector, deprovision=deprovision_command(plan.spec)) from None
+            # The nodes' own words (their cloud-init and join script) say why they did not join.
+            consoles = unjoined_consoles(api, compartment_id=plan.spec.compartment_id,
+                                         network_id=network.cluster_network_id, joined=set(seen.ready_ids),
+                                         polling=Polling(timeout_seconds=CONSOLE_TIMEOUT_SECONDS, poll_seconds=pace,
+                                                         max_poll_seconds=max(pace, 5), clock=watch.clock))
+            raise NodesNotReadyError(name=plan.spec.name, network_id=network.cluster_network_id, progress=seen,
+                                     selector=exc.selector, deprovision=deprovision_command(plan.spec),
+                                     consoles=tuple(c.text() for c in consoles)) from None
     return ProvisionResult(network=network, nodes=nodes)
 
 

@@ -35,7 +35,9 @@ AUTH_MODES = ("apiKey", "instancePrincipal", "workloadIdentity")
 AUTH_ALIASES = {"api_key": "apiKey", "instance_principal": "instancePrincipal", "workload_identity": "workloadIdentity"}
 
 # Which client serves an operation; every other operation is Compute Management's.
-SERVICES = {"get_image": "compute", "get_cluster": "container_engine", "create_kubeconfig": "container_engine"}
+SERVICES = {"get_image": "compute", "get_cluster": "container_engine", "create_kubeconfig": "container_engine",
+            "capture_console_history": "compute", "get_console_history": "compute",
+            "get_console_history_content": "compute", "delete_console_history": "compute"}
 
 POLICY_CHECK = ("clusterNetwork.compartmentId (--compartment), and that a policy lets auth mode {auth} manage "
                 "compute-management-family and instance-family and use virtual-network-family in it (README, "

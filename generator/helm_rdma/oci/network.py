@@ -53,6 +53,7 @@ class NetworkSpec:
     boot_volume_gbs: int = 512
     placement_constraint: str = ""
     instance_configuration_id: str = ""
+    nsg_ids: tuple[str, ...] = ()  # of the nodes' primary VNIC; not in nodes_digest (instance_configuration_details)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -160,7 +161,9 @@ def instance_configuration_details(spec: NetworkSpec, metadata: dict[str, str]) 
         freeform_tags=spec.tags,
         source_details=m.InstanceConfigurationInstanceSourceViaImageDetails(
             image_id=spec.image_id, boot_volume_size_in_gbs=spec.boot_volume_gbs),
-        create_vnic_details=m.InstanceConfigurationCreateVnicDetails(subnet_id=spec.subnet_id, assign_public_ip=False),
+        # The VNIC's NSGs are set when an instance configuration is created: a network made before keeps its own.
+        create_vnic_details=m.InstanceConfigurationCreateVnicDetails(subnet_id=spec.subnet_id, assign_public_ip=False,
+                                                                     nsg_ids=list(spec.nsg_ids) or None),
         agent_config=m.InstanceConfigurationLaunchInstanceAgentConfigDetails(
             is_management_disabled=False, is_monitoring_disabled=False,
             plugins_config=[m.InstanceAgentPluginConfigDetails(name=n, desired_state="ENABLED") for n in RDMA_PLUGINS]),

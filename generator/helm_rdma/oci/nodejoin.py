@@ -3,11 +3,13 @@ and CNI (read with the Container Engine API), the cloud-init that joins them, an
 
 The facts come from Oracle's own OKE stack: oracle-quickstart/oci-hpc-oke `terraform/oke-workers.tf` (the cloud-init:
 API server host in /etc/oke/oke-apiserver, the CA in /etc/kubernetes/ca.crt, the NVMe RAID, then the bootstrap),
-`files/oke-ubuntu-cloud-init.sh` (`oke bootstrap` with retries; CRI-O with unlimited memlock on GPU shapes),
-`files/oke-nvme-raid.sh`, and the instance metadata of self-managed workers that its OKE module sets
-(oracle-terraform-modules/terraform-oci-oke `modules/workers/instanceconfig.tf`: apiserver_host, cluster_ca_cert,
-oke-k8version, oke-tenancy-id, oke-initial-node-labels, and on VCN-native clusters oke-native-pod-networking,
-oke-max-pods, pod-subnets, pod-nsgids).
+`files/oke-ubuntu-cloud-init.sh` (the OKE node package installed when the image lacks it, `oke bootstrap` with retries;
+CRI-O with unlimited memlock on GPU shapes, and without short-name resolution from Kubernetes v1.34),
+`files/oke-nvme-raid.sh` (RAID 10 by default, `terraform/variables.tf`), the systemd-networkd settings of
+`terraform/oke-workers.tf` (all at commit 61d210acc37f1990f27012aa4f108c5db4e52ab2), and the instance metadata of
+self-managed workers that its OKE module sets (oracle-terraform-modules/terraform-oci-oke
+`modules/workers/instanceconfig.tf`: apiserver_host, cluster_ca_cert, oke-k8version, oke-tenancy-id,
+oke-initial-node-labels, and on VCN-native clusters oke-native-pod-networking, oke-max-pods, pod-subnets, pod-nsgids).
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ RAID_SCRIPT = "/usr/local/sbin/helm-rdma-nvme-raid"
 # RDMA registers pinned memory (ibv_reg_mr), which fails against the container runtime's default 8 MiB memlock limit
 # (files/oke-ubuntu-cloud-init.sh writes the same setting for GPU shapes).
 CRIO_MEMLOCK = '[crio.runtime]\ndefault_ulimits = [\n    "memlock=-1:-1"\n]\n'
+# CRI-O 1.34 enforces short-name resolution; Oracle's script turns it off for Kubernetes >= v1.34
+# (configure_crio_defaults). The chart's own images name their registry; this keeps the user's short names pulling.
+CRIO_SHORT_NAMES = '[crio.image]\nshort_name_mode = "disabled"\n'
+SHORT_NAMES_FROM = (1, 34)
+# A systemd-networkd restart would drop the routes and policy rules that OCI's RDMA auto-configuration adds to the
+# RDMA interfaces; Oracle's stack tells networkd to leave them alone (terraform/oke-workers.tf, networkd.conf).
+NETWORKD = "[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n"
+NETWORKD_RESTART = ('if . /etc/os-release && [ "$ID" = ubuntu ]; then systemctl restart systemd-networkd || '
+                    "echo 'helm-rdma: systemd-networkd not restarted' >&2; fi")
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class NodeSetup:
     pod_nsg_ids: tuple[str, ...] = ()
     max_pods: int = 64
     cloud_init: str = ""
+    raid_level: int = 10  # clusterNetwork.nvmeRaidLevel (the plans always pass the values' or the schema's)
+    package_repository: str = ""  # clusterNetwork.oke.nodePackageRepository; "" tries the image's repository only
 
 
 class OkeCluster(NamedTuple):
@@ -99,27 +112,48 @@ def _ca_data(kubeconfig: str, cluster_id: str) -> str:
                               fix="set clusterNetwork.oke.clusterCaCert (base64 CA) by hand") from None
 
 
-def cloud_init(*, api_server_host: str, ca_cert: str) -> str:
-    """The nodes' cloud-config: the endpoint and CA files, CRI-O's memlock limit, then the NVMe RAID and the join
-    (the scripts in helm_rdma/nodeinit, checked with shellcheck in the tests)."""
+def short_names_disabled(kubernetes_version: str) -> bool:
+    """Whether nodes of this Kubernetes version (v1.34.1) get CRI-O's short-name resolution turned off."""
+    parts = kubernetes_version.lstrip("v").split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= SHORT_NAMES_FROM
+    except (IndexError, ValueError):
+        return False
+
+
+def cloud_init(*, api_server_host: str, ca_cert: str, kubernetes_version: str = "", package_repository: str = "",
+               raid_level: int = 10) -> str:
+    """The nodes' cloud-config: the endpoint and CA files, CRI-O's settings, systemd-networkd's, then the NVMe RAID
+    and the join (the scripts in helm_rdma/nodeinit, checked with shellcheck in the tests).
+
+    ``kubernetes_version`` (the cluster's, v1.34.1) chooses the OKE node package a node without one installs, from
+    the image's repository or ``package_repository``; from v1.34 CRI-O's short-name resolution is turned off."""
     import yaml
 
     def script(name: str) -> str:
         return (SCRIPTS / name).read_text(encoding="utf-8")
 
+    crio = [{"path": "/etc/crio/crio.conf.d/90-helm-rdma-memlock.conf", "content": CRIO_MEMLOCK,
+             "permissions": "0644"}]
+    if short_names_disabled(kubernetes_version):
+        crio.append({"path": "/etc/crio/crio.conf.d/91-helm-rdma-short-names.conf", "content": CRIO_SHORT_NAMES,
+                     "permissions": "0644"})
     config = {
         "write_files": [
             {"path": "/etc/oke/oke-apiserver", "content": api_server_host + "\n", "permissions": "0644"},
             {"path": "/etc/kubernetes/ca.crt", "encoding": "b64", "content": ca_cert, "owner": "root:root",
              "permissions": "0644"},
-            {"path": "/etc/crio/crio.conf.d/90-helm-rdma-memlock.conf", "content": CRIO_MEMLOCK,
-             "permissions": "0644"},
+            *crio,
+            {"path": "/etc/systemd/networkd.conf.d/90-helm-rdma.conf", "content": NETWORKD, "permissions": "0644"},
             {"path": RAID_SCRIPT, "content": script("nvme-raid.sh"), "permissions": "0755"},
             {"path": JOIN_SCRIPT, "content": script("oke-join.sh"), "permissions": "0755"},
         ],
-        # runcmd runs after write_files; a failed RAID leaves the node on its boot volume, but it still joins.
-        "runcmd": [f"{RAID_SCRIPT} || echo 'helm-rdma: NVMe RAID failed; the node joins without it' >&2",
-                   JOIN_SCRIPT],
+        # runcmd runs after write_files; a failed RAID leaves the node on its boot volume, but it still joins. The
+        # join runs as a list (no shell): its arguments are passed as they are.
+        "runcmd": [f"{RAID_SCRIPT} {int(raid_level)} || echo 'helm-rdma: NVMe RAID failed; the node joins without "
+                   "it' >&2",
+                   [JOIN_SCRIPT, kubernetes_version, package_repository],
+                   NETWORKD_RESTART],
     }
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)
 
@@ -156,7 +190,10 @@ def node_metadata(setup: NodeSetup, cluster: OkeCluster | None, *, tenancy: str 
                          "pod-subnets": setup.pod_subnet_id})
         if setup.pod_nsg_ids:
             metadata["pod-nsgids"] = ",".join(setup.pod_nsg_ids)
-    user_data = setup.cloud_init or (cloud_init(api_server_host=host, ca_cert=ca) if host and ca else "")
+    version = cluster.kubernetes_version if cluster else ""
+    user_data = setup.cloud_init or (cloud_init(api_server_host=host, ca_cert=ca, kubernetes_version=version,
+                                                package_repository=setup.package_repository,
+                                                raid_level=setup.raid_level) if host and ca else "")
     if user_data:
         metadata["user_data"] = base64.b64encode(user_data.encode()).decode()
     return metadata

@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Puts the node's local NVMe drives in one RAID 0 array mounted at /mnt/nvme, and bind-mounts the container
+# Usage: nvme-raid LEVEL (10 or 0; clusterNetwork.nvmeRaidLevel).
+# Puts the node's local NVMe drives in one RAID array mounted at /mnt/nvme, and bind-mounts the container
 # runtime's, the kubelet's and the pods' log directories onto it, so images, emptyDir volumes and model caches land
 # on the fast local drives instead of the boot volume. Oracle's stack does the same before the node joins
 # (oracle-quickstart/oci-hpc-oke, files/oke-nvme-raid.sh). Safe to run again: an array or file system that exists is
 # kept. A node without NVMe drives is left as it is.
+# RAID 10 (Oracle's default, terraform/variables.tf nvme_raid_level) mirrors pairs of drives: half the capacity,
+# and the array survives a failed drive. RAID 0 stripes them all: the whole capacity, and one failed drive loses the
+# array (the model cache is downloaded again; the node's images and emptyDir volumes are lost). One drive is always
+# RAID 0, as in Oracle's files/oke-nvme-raid.sh.
 set -euo pipefail
 shopt -s nullglob
+
+level="${1:-10}"
+case "$level" in
+    0|10) ;;
+    *) echo "helm-rdma: RAID level $level: expected 10 or 0" >&2; exit 2 ;;
+esac
 
 mount_point=/mnt/nvme
 array=/dev/md/helm-rdma-nvme
@@ -16,10 +27,13 @@ if [ "${#drives[@]}" -eq 0 ]; then
     exit 0
 fi
 
+if [ "${#drives[@]}" -eq 1 ]; then
+    level=0
+fi
 mdadm --assemble --scan || true
 if [ ! -e "$array" ]; then
-    echo "helm-rdma: RAID 0 over ${#drives[*]} drive(s): ${drives[*]}"
-    mdadm --create "$array" --run --force --level=0 --chunk=256 --raid-devices="${#drives[@]}" "${drives[@]}"
+    echo "helm-rdma: RAID ${level} over ${#drives[*]} drive(s): ${drives[*]}"
+    mdadm --create "$array" --run --force --level="$level" --chunk=256 --raid-devices="${#drives[@]}" "${drives[@]}"
 fi
 if [ -z "$(blkid -s TYPE -o value "$array" || true)" ]; then
     mkfs.ext4 -F -m 1 "$array"

@@ -1,0 +1,95 @@
+"""The network security group rules the README documents for the GPU nodes' VNICs, as examples/nsg-rules.json holds
+them for the OCI CLI (`oci network nsg rules add --security-rules file://...`, the API's AddSecurityRuleDetails in
+its JSON form), checked against the oci SDK's models and against the ports a hostNetwork group listens on.
+
+Rules of the consumers:
+- OCI AddSecurityRuleDetails: direction INGRESS|EGRESS, protocol "6" for TCP, sourceType CIDR_BLOCK |
+  SERVICE_CIDR_BLOCK | NETWORK_SECURITY_GROUP, tcpOptions.destinationPortRange {min, max}; a rule without tcpOptions
+  admits every TCP port (OCI docs "Security Rules"; the SDK's oci.core.models.AddSecurityRuleDetails validates the
+  enums when set).
+- Under hostNetwork every port of the serving pods is a port of the node's VCN address, and Kubernetes
+  NetworkPolicies do not reliably apply to hostNetwork pods (FACTS.md "Helm" / NetworkPolicy; kubernetes.io docs
+  "Network Policies": "the behavior for hostNetwork pods is undefined").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import oci
+import pytest
+
+from helm_rdma.resolve.values import resolve
+
+from .rendering import request
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = json.loads((REPO / "examples" / "nsg-rules.json").read_text(encoding="utf-8"))
+
+
+def model(cls: Any, data: dict[str, Any]) -> Any:
+    """``data`` (the API's camelCase JSON) as the SDK model ``cls``; its setters refuse values out of their enums."""
+    names = {v: k for k, v in cls().attribute_map.items()}
+    unknown = set(data) - set(names)
+    assert not unknown, f"{cls.__name__} has no {unknown}"
+    return cls(**{names[k]: v for k, v in data.items()})
+
+
+def admits(rule: Any, port: int) -> bool:
+    if rule.direction != "INGRESS" or rule.protocol not in ("6", "all"):
+        return False
+    if rule.tcp_options is None:
+        return True
+    span = rule.tcp_options["destinationPortRange"]
+    return bool(span["min"] <= port <= span["max"])
+
+
+def test_every_rule_is_an_add_security_rule_the_sdk_accepts() -> None:
+    rules = [model(oci.core.models.AddSecurityRuleDetails, r) for r in RULES]
+    for rule in rules:
+        assert rule.direction == "INGRESS" and rule.protocol == "6" and rule.is_stateless is False
+        assert rule.source_type in ("CIDR_BLOCK", "NETWORK_SECURITY_GROUP")
+        if rule.tcp_options:
+            span = model(oci.core.models.PortRange, rule.tcp_options["destinationPortRange"])
+            assert 1 <= span.min <= span.max <= 65535
+    with pytest.raises(ValueError):
+        model(oci.core.models.AddSecurityRuleDetails, {**RULES[0], "sourceType": "SUBNET"})
+
+
+@pytest.mark.parametrize("sets", [(), ("workload.kind=StatefulSet",),
+                                  ("distributed.backend=ray", "image.tag=v0.17.1",
+                                   "distributed.ray.authTokenSecret.name=ray-token")],
+                         ids=["lws", "statefulset", "ray"])
+def test_the_nsg_itself_admits_every_port_of_the_group_and_outsiders_only_the_api(sets: tuple[str, ...]) -> None:
+    v = resolve(request(sets=sets)).values
+    assert v["rdma"]["mode"] == "hostNetwork"
+    rules = [model(oci.core.models.AddSecurityRuleDetails, r) for r in RULES]
+    own = [r for r in rules if r.source_type == "NETWORK_SECURITY_GROUP"]
+    outside = [r for r in rules if r.source_type == "CIDR_BLOCK"]
+    ports = {v["vllm"]["port"], v["distributed"]["masterPort"], v["distributed"]["groupWatchPort"]}
+    if v["distributed"]["backend"] == "ray":
+        ray = v["distributed"]["ray"]
+        ports |= {ray["port"], ray["clientPort"], ray["dashboardPort"]}
+    ports |= {40000, 60999}  # NCCL's bootstrap and vLLM's ZMQ sockets take ephemeral ports
+    assert all(any(admits(r, p) for r in own) for p in ports)
+    assert {p for p in range(1, 65536, 7) if any(admits(r, p) for r in outside)} <= {v["vllm"]["port"], 10250}
+    assert any(admits(r, v["vllm"]["port"]) for r in outside) and any(admits(r, 10250) for r in outside)
+
+
+def test_the_readme_shows_the_same_rules() -> None:
+    """The README's block (one line per rule: direction, protocol, ports, source) and the example say the same."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "examples/nsg-rules.json" in text and "clusterNetwork.nsgIds" in text
+    lines = re.findall(r"^ingress\s+TCP\s+(\S+)\s+from (.+?)\s+#", text, flags=re.MULTILINE)
+    shown = []
+    for ports, source in lines:
+        low, _, high = ports.partition("-")
+        shown.append((int(low), int(high or low), "NSG" in source))
+    example = []
+    for r in RULES:
+        span = (r.get("tcpOptions") or {}).get("destinationPortRange", {"min": 0, "max": 65535})
+        example.append((span["min"], span["max"], r["sourceType"] == "NETWORK_SECURITY_GROUP"))
+    assert shown == example
