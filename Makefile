@@ -91,6 +91,7 @@ provisioner-image:
 bench: setup
 	$(BIN)/python bench/template_speed.py
 	$(BIN)/python bench/download_speed.py
+	$(BIN)/python bench/values_engine.py
 
 # Refresh the hash-locked dependencies the Helm plugin (locks/runtime.txt) and the provisioner image (locks/oci.txt)
 # install, after a change to pyproject.toml's dependencies: one universal resolution for CPython 3.10 and newer on every

@@ -50,7 +50,9 @@ def main() -> None:
             helm = str(BIN / name)
             env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "HELM_DATA_HOME": str(home / name / "data"),
                    "HELM_PLUGINS": str(home / name / "data" / "plugins"), "HELM_CACHE_HOME": str(home / name / "cache"),
-                   "HELM_CONFIG_HOME": str(home / name / "config")}
+                   "HELM_CONFIG_HOME": str(home / name / "config"),
+                   # this checkout's code, also where .venv links to another checkout's environment (a work tree)
+                   "PYTHONPATH": str(REPO / "generator")}
             subprocess.run([helm, "plugin", "install", str(REPO)], env=env, check=True, stdout=subprocess.DEVNULL)
             commands = {
                 "plugin": [helm, "rdma", "template", "llama405b", "--preset", "h100"],

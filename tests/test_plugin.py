@@ -350,6 +350,21 @@ def test_hook_names_what_to_install_without_python(tmp_path: Path) -> None:
     assert "needs Python 3.10 or newer" in out.stderr and "apt-get install python3 python3-venv" in out.stderr
 
 
+def test_hook_never_clears_an_environment_its_venv_links_to(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-venv"
+    shared.mkdir()
+    (shared / "keep").write_text("another checkout's environment")
+    plugin_dir = tmp_path / "plugin"
+    (plugin_dir / "locks").mkdir(parents=True)
+    shutil.copy(REPO / "locks" / "runtime.txt", plugin_dir / "locks" / "runtime.txt")
+    (plugin_dir / ".venv").symlink_to(shared)
+    python_dir = Path(sys.executable).resolve().parent
+    out = subprocess.run(["/bin/sh", str(REPO / "scripts" / "plugin-venv"), "install"], capture_output=True, text=True,
+                         env={"PATH": f"{python_dir}:/usr/bin:/bin", "HELM_PLUGIN_DIR": str(plugin_dir)})
+    assert out.returncode == 1 and "is a symbolic link" in out.stderr and "HELM_RDMA_VENV" in out.stderr
+    assert sorted(p.name for p in shared.iterdir()) == ["keep"]
+
+
 def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:
     out = subprocess.run(["/bin/sh", str(REPO / "scripts" / "helm-rdma"), "--help"], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "HELM_PLUGIN_DIR": str(tmp_path)})

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from helm_rdma.datafiles import chart_dir
 from helm_rdma.errors import SetSyntaxError, YamlFileError
 from helm_rdma.resolve.overrides import coalesce
 from helm_rdma.resolve.strvals import Parser, StrvalsError, typed_value
@@ -18,8 +19,10 @@ from helm_rdma.resolve.valuesources import ValueSources, user_values
 
 from .conftest import HELM_VERSIONS, helm_path
 
-# The tiny chart's own values: what --set ...=null may remove.
-CHART_VALUES = {"a": {"b": 1, "c": 2}, "keep": "x", "list": [1, 2], "nested": {"deep": {"x": 1}}}
+# The tiny chart's own values: what --set ...=null may remove, with nulls of its own as the values schema has
+# (rdma.privileged, placement.clusterNetworkLabel.enabled: "decide from other keys").
+CHART_VALUES = {"a": {"b": 1, "c": 2, "nothing": None}, "keep": "x", "list": [1, 2], "nested": {"deep": {"x": 1}},
+                "unset": None}
 FLAGS = {"-f": "files", "--set": "set", "--set-string": "set_string", "--set-json": "set_json",
          "--set-file": "set_file", "--set-literal": "set_literal"}
 
@@ -46,11 +49,14 @@ CASES: dict[str, list[str]] = {
             "list indexes fill with null": "l[2]=x,m[0].k=v,m[1].k=w,n[0][1]=z",
             "a list replaces the chart's list": "list[1]=9",
             "an empty key is ignored": "=1,k=v",
+            "null removes a top-level default that is null": "unset=null",
+            "a key under a default that is null": "unset.k=1,a.nothing.k=1",
         },
         "--set-string": {"--set-string never types": "s=null,i=1,b=true,l={1,2}"},
         "--set-json": {
             "--set-json values": 'j=[1,2.5,null,{"k":"v"}],o={"a":{"b":null}},e=,s="x"',
             "--set-json null removes a default": "a.b=null",
+            "--set-json a map with a null over a default that is null": 'a.nothing={"k":null}',
         },
         "--set-literal": {"--set-literal keeps commas and equals": "lit=a,b=c\\d"},
     }),
@@ -65,6 +71,16 @@ CASES: dict[str, list[str]] = {
     "-f anchors and aliases": ["-f", "FILE:base: &b {x: 1, y: [1, 2]}\ncopy: *b\nmerged:\n  <<: *b\n  x: 2\n"],
     "--set-file reads the text": ["--set-file", "cloud=TEXT:#cloud-config\nruncmd: [a, b]\n"],
     "--set into a map a file gave": ["-f", "FILE:m: {a: 1}\n", "--set", "m.b=2"],
+    "-f nulls: below the top on keys the chart lacks, at the top over a null and over a value":
+        ["-f", "FILE:a:\n  new: null\n  n: null\nunset: null\nkeep: null\n"],  # `n` is the key "false" to helm
+}
+# A null over a default that is itself null, below the top level: helm 4 keeps the key (null), helm 3.17 removes it
+# (helm v4.1.4 pkg/chart/common/util/coalesce.go coalesceTablesFullKey deletes a user null only where the chart's
+# value was not null, `srcOriginalNonNil`; v3.17.2 pkg/chartutil/coalesce.go coalesceTablesFullKey deletes it
+# always). We build helm 4's values; the chart reads a null and a missing key alike, so both render the same.
+HELM3_DROPS_THE_KEY: dict[str, list[str]] = {
+    "--set null over a nested default that is null": ["--set", "a.nothing=null"],
+    "-f null over a nested default that is null": ["-f", "FILE:a:\n  nothing: null\n"],
 }
 HELM4_ONLY: dict[str, list[str]] = {
     "--set-json with a whole object": ["--set-json", '{"a": {"c": null}, "o": [1]}'],
@@ -82,6 +98,7 @@ ERRORS: dict[str, list[str]] = by_flag({  # what helm refuses
         "a list where a map is": "list=null,a[0]=1,a.b=2",
         "names nested 31 levels deep": ".".join(f"k{i}" for i in range(32)) + "=1",
         "an unclosed index": "a[1",
+        "a key into a null set earlier": "a=null,a.b=2",
     },
     "--set-json": {
         "invalid JSON": "a={x}",
@@ -152,6 +169,43 @@ def test_values_are_the_same_as_helms(name: str, helm: str, tiny_chart: Path, tm
 def test_values_are_the_same_as_helm_4s(name: str, tiny_chart: Path, tmp_path: Path) -> None:
     _, helm_args = sources_for(HELM4_ONLY[name], tmp_path)
     assert ours(HELM4_ONLY[name], tmp_path) == rendered(helm_values("helm4", tiny_chart, helm_args))
+
+
+@pytest.mark.parametrize("name", sorted(HELM3_DROPS_THE_KEY))
+def test_a_null_over_a_nested_null_default_is_kept_as_helm_4_keeps_it(name: str, tiny_chart: Path,
+                                                                      tmp_path: Path) -> None:
+    _, helm_args = sources_for(HELM3_DROPS_THE_KEY[name], tmp_path)
+    values = ours(HELM3_DROPS_THE_KEY[name], tmp_path)
+    assert values["a"]["nothing"] is None
+    assert values == rendered(helm_values("helm4", tiny_chart, helm_args))
+    del values["a"]["nothing"]
+    assert values == rendered(helm_values("helm3", tiny_chart, helm_args))
+
+
+@pytest.mark.parametrize("helm", sorted(HELM_VERSIONS))
+def test_the_chart_renders_a_nulled_null_default_as_the_default(helm: str) -> None:
+    """Why keeping helm 4's null is safe on helm 3 too: every template reads the null and the missing key alike. Only
+    the two verbatim copies of the values (values.json, read back with dict.get) show the difference."""
+    nulls = "rdma.privileged=null,placement.clusterNetworkLabel.enabled=null"
+    plain, nulled = (subprocess.run([str(helm_path(helm)), "template", "x", str(chart_dir()), *flags],
+                                    capture_output=True, text=True, timeout=60) for flags in ([], ["--set", nulls]))
+    assert plain.returncode == 0 and nulled.returncode == 0, plain.stderr + nulled.stderr
+
+    def objects(out: subprocess.CompletedProcess[str]) -> list[str]:
+        return [line for line in out.stdout.splitlines() if not line.startswith("  values.json: ")]
+
+    assert objects(nulled) == objects(plain)
+    assert (nulled.stdout == plain.stdout) == (helm == "helm4")
+
+
+def test_a_key_into_a_null_a_file_gave_is_refused_like_helm(tiny_chart: Path, tmp_path: Path) -> None:
+    args = ["-f", "FILE:a: null\n", "--set", "a.b=2"]
+    _, helm_args = sources_for(args, tmp_path)
+    for helm in HELM_VERSIONS:
+        out = helm_values(helm, tiny_chart, helm_args)
+        assert out.returncode != 0 and "interface {} is nil" in out.stderr
+    with pytest.raises(SetSyntaxError, match=r'--set "a.b=2": "a" is null in earlier values'):
+        ours(args, tmp_path)
 
 
 @pytest.mark.parametrize("helm", sorted(HELM_VERSIONS))

@@ -77,7 +77,8 @@ def coalesce(chart: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
 
     Maps merge; any other user value replaces the chart's, even where the kinds differ. A null in the user's values
     removes the chart's key (so "--set key=null" deletes a default); a null for a key the chart does not have stays
-    null, for the schema to judge.
+    null, for the schema to judge. Below the top level a null over a default that is itself null stays, as helm 4
+    keeps it; helm 3 removes that key, and the templates read a null and a missing key alike (tests/test_strvals.py).
     """
     out = copy.deepcopy(user)
     for key, value in chart.items():
@@ -95,7 +96,7 @@ def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any]) -> None:
         if key not in dst:
             dst[key] = copy.deepcopy(value)
         elif dst[key] is None:
-            if value is not None:  # helm 4 keeps a null the chart has too; helm 3 drops it: both render the same
+            if value is not None:  # over a null default the null stays (helm 4; helm 3 drops the key)
                 del dst[key]
         elif isinstance(dst[key], dict) and isinstance(value, dict):
             _coalesce_tables(dst[key], value)
