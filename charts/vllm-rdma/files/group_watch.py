@@ -10,10 +10,10 @@ signal that changes on every restart: a TCP connection from each worker to its l
     group_watch.py follow --host H --port P --rank R [--wait S]      -- COMMAND...
 
 Both run COMMAND (the pod's real work) as a child in its own process group, and end it, exiting 3, when the group
-breaks: the leader when a worker that had joined disconnects or falls silent; a worker when its connection to the leader drops, the leader stops answering, or the leader's epoch
-(a random id per start) changes. The kubelet then restarts the container and the group forms again. A worker that
-cannot reach the leader within --wait seconds ends too (exit 1). When COMMAND ends by itself, its exit code is
-returned. SIGTERM and SIGINT are passed to COMMAND.
+breaks: the leader when a worker that had joined disconnects or falls silent; a worker when its connection to the
+leader drops, the leader stops answering, or the leader's epoch (a random id per start) changes. The kubelet then
+restarts the container and the group forms again. A worker that cannot reach the leader within --wait seconds ends
+too (exit 1). When COMMAND ends by itself, its exit code is returned. SIGTERM and SIGINT are passed to COMMAND.
 
 Protocol (one line each): worker "JOIN <rank>", leader "EPOCH <id>"; then the worker sends "PING" and the leader
 answers "PONG" every --interval seconds; silence for --timeout seconds counts as a break. With --allow-dns, the leader
