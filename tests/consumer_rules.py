@@ -224,10 +224,78 @@ def images_are_fully_qualified(docs: Docs) -> list[str]:
     return problems
 
 
+BARRIER_STEPS = ("preflight", "group-barrier")
+VLLM_DEFAULT_DISTRIBUTED_TIMEOUT = 600
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+
+def groups_meet_after_their_downloads(docs: Docs) -> list[str]:
+    """vLLM gives its peers its distributed timeout to meet (vllm/config/parallel.py,
+    ParallelConfig.distributed_timeout_seconds; None means torch's 600 s for NCCL; vllm-project/vllm@00193b82), and
+    the same value is the timeout of every collective (vllm/distributed/parallel_state.py, init_distributed_environment
+    passes it to torch.distributed.init_process_group; vllm-project/vllm@0c175ae9). Nodes finish an 812 GB download
+    minutes apart, so each node of a multi-node group downloads, then meets the others at a barrier (the preflight,
+    or a barrier of its own), and only then starts vLLM. Init containers run one after another, in order, before the
+    app containers (kubernetes.io/docs/concepts/workloads/pods/init-containers); the kubelet kills a container whose
+    startup probe failed periodSeconds x failureThreshold seconds after it started
+    (kubernetes.io/docs/concepts/configuration/liveness-readiness-startup-probes). So, in every serving pod of a group:
+    under LeaderWorkerSet the barrier is an init container after every download; in StatefulSet mode (whose init
+    containers do not run again on a container restart) it runs in the serving container, whose startup probe then
+    allows for it; the barrier waits at least as long as vLLM would; and vLLM's timeout never includes the download
+    (it stays within the load budget, VLLM_ENGINE_READY_TIMEOUT_S)."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        spec = template.get("spec", {})
+        serving = [c for c in spec.get("containers") or [] if env_of(c).get("HELM_RDMA_TASK") == "serve"]
+        if not serving or int(env_of(serving[0]).get("HELM_RDMA_NNODES") or 1) < 2:
+            continue
+        vllm, where = serving[0], f"{obj['kind']} {obj['metadata']['name']} ({role})"
+        env = env_of(vllm)
+        inits = [c["name"] for c in spec.get("initContainers") or []]
+        downloads = [i for i, n in enumerate(inits) if n.startswith("download-")]
+        barriers = [i for i, n in enumerate(inits) if n in BARRIER_STEPS]
+        in_container = "HELM_RDMA_PREFLIGHT_ARGS" in env or "HELM_RDMA_BARRIER" in env
+        if obj["kind"] == "LeaderWorkerSet":
+            if not barriers:
+                problems.append(f"{where} starts vLLM with no barrier after its download")
+            elif downloads and barriers[-1] < downloads[-1]:
+                problems.append(f"{where} meets its group ({inits[barriers[-1]]}) before its download "
+                                f"({inits[downloads[-1]]}) ends: init containers {inits}")
+            if in_container:
+                problems.append(f"{where} runs a second barrier in its serving container")
+        elif not in_container:
+            problems.append(f"{where} starts vLLM with no barrier after its download")
+        steps = [c for c in spec.get("initContainers") or [] if c["name"] in BARRIER_STEPS] + (
+            [vllm] if in_container else [])
+        args = [str(a) for a in vllm.get("args") or []]
+        timeout = (int(args[args.index("--distributed-timeout-seconds") + 1])
+                   if "--distributed-timeout-seconds" in args else VLLM_DEFAULT_DISTRIBUTED_TIMEOUT)
+        for step in steps:
+            wait = int(env_of(step).get("HELM_RDMA_BARRIER_SECONDS") or 0)
+            if wait < timeout:
+                problems.append(f"{where} container {step['name']} waits {wait}s for its group, less than vLLM's "
+                                f"{timeout}s")
+        load = int(env.get("VLLM_ENGINE_READY_TIMEOUT_S") or 0)
+        if timeout > max(load, VLLM_DEFAULT_DISTRIBUTED_TIMEOUT):
+            problems.append(f"{where} gives vLLM's peers {timeout}s, more than the load budget {load}s: a hung group "
+                            "would go unnoticed that long")
+        probe = vllm.get("startupProbe")
+        if probe and in_container:
+            budget = probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+            before = int(env.get("HELM_RDMA_BARRIER_SECONDS") or 0) + int(env.get("HELM_RDMA_PREFLIGHT_SECONDS") or 0)
+            if budget < before + load:
+                problems.append(f"{where}: its startup probe allows {budget}s, less than the barrier and preflight "
+                                f"({before}s) and vLLM's start ({load}s) in the same container")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
-    dashboards_load_in_grafana, images_are_fully_qualified,
+    dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
 )
 
 

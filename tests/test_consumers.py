@@ -151,8 +151,8 @@ def test_every_group_runs_its_own_preflight_before_vllm() -> None:
     assert lws["spec"]["replicas"] == 3
     for role in ("leaderTemplate", "workerTemplate"):
         spec = lws["spec"]["leaderWorkerTemplate"][role]["spec"]
-        assert [c["name"] for c in spec["initContainers"]] == ["preflight", "download-model"]
-        preflight = spec["initContainers"][0]
+        assert [c["name"] for c in spec["initContainers"]] == ["download-model", "preflight", "preflight-verdict"]
+        preflight = spec["initContainers"][1]
         assert preflight["resources"] == spec["containers"][0]["resources"]  # the pod's own GPUs, no more
     assert not [d for d in docs if d["kind"] == "Job" and "preflight" in d["metadata"]["name"]]
 
@@ -167,7 +167,8 @@ def test_a_statefulset_group_measures_in_its_serving_container_each_time_it_form
         assert "preflight" not in [c["name"] for c in spec.get("initContainers", [])]
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
         assert env["HELM_RDMA_PREFLIGHT_ARGS"].startswith("--sizes 1M,16M,256M,1G,4G,8G --iters 20")
-        assert env["HELM_RDMA_PREFLIGHT_ARGS"].endswith("--threshold-gbps 440 --expected-gbps 470 --require-ib")
+        assert env["HELM_RDMA_PREFLIGHT_ARGS"].endswith(
+            "--threshold-gbps 440 --expected-gbps 470 --require-ib --on-failure fail")
         assert "HELM_RDMA_WATCH_PORT" in env
 
 
@@ -206,3 +207,74 @@ def test_the_start_up_budget_follows_the_model() -> None:
         budgets[model] = probe["failureThreshold"] * probe["periodSeconds"]
         assert int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) == budgets[model]
     assert budgets == {"llama70b": 25 * 60, "llama405b": 70 * 60}
+
+
+def lws_pod(docs: list[dict[str, Any]], role: str = "worker") -> dict[str, Any]:
+    return first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"][f"{role}Template"]["spec"]
+
+
+def test_a_group_that_meets_before_its_download_ends_is_caught() -> None:
+    docs = copy.deepcopy(render())
+    spec = lws_pod(docs)
+    assert [c["name"] for c in spec["initContainers"]] == ["download-model", "preflight", "preflight-verdict"]
+    spec["initContainers"] = spec["initContainers"][1:] + spec["initContainers"][:1]  # the order the chart had
+    found = rules.groups_meet_after_their_downloads(docs)
+    assert found and "meets its group (preflight) before its download (download-model) ends" in found[0]
+
+
+def test_a_group_with_the_preflight_off_still_meets_after_its_download() -> None:
+    docs = copy.deepcopy(render("verify.preflight.enabled=false"))
+    assert [c["name"] for c in lws_pod(docs)["initContainers"]] == ["download-model", "group-barrier"]
+    lws_pod(docs)["initContainers"].pop()  # what the chart rendered: nothing between the download and vLLM
+    assert rules.groups_meet_after_their_downloads(docs) == [
+        "LeaderWorkerSet llama405b-vllm-rdma (worker) starts vLLM with no barrier after its download"]
+    sts = copy.deepcopy(render("verify.preflight.enabled=false", "workload.kind=StatefulSet"))
+    worker = next(d for d in of_kind(sts, "StatefulSet") if d["metadata"]["name"].endswith("-worker"))
+    vllm = worker["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "HELM_RDMA_BARRIER", "value": "1"} in vllm["env"]
+    vllm["env"] = [e for e in vllm["env"] if e["name"] != "HELM_RDMA_BARRIER"]
+    assert rules.groups_meet_after_their_downloads(sts) == [
+        "StatefulSet llama405b-vllm-rdma-worker (llama405b-vllm-rdma-worker) starts vLLM with no barrier after its "
+        "download"]
+
+
+def test_a_barrier_shorter_than_vllms_own_wait_is_caught() -> None:
+    docs = copy.deepcopy(render())
+    preflight = lws_pod(docs)["initContainers"][1]
+    [wait] = [e for e in preflight["env"] if e["name"] == "HELM_RDMA_BARRIER_SECONDS"]
+    assert int(wait["value"]) >= 600
+    wait["value"] = "300"
+    assert "waits 300s for its group, less than vLLM's" in rules.groups_meet_after_their_downloads(docs)[0]
+
+
+def test_a_statefulset_leaders_startup_probe_allows_for_the_barrier_in_its_container() -> None:
+    """Under StatefulSets the preflight runs in the serving container, so its wait counts against the startup probe
+    (kubelet: periodSeconds x failureThreshold from the container's start); under LWS it is an init container."""
+    docs = copy.deepcopy(render("workload.kind=StatefulSet"))
+    leader = next(d for d in of_kind(docs, "StatefulSet") if d["metadata"]["name"].endswith("-leader"))
+    vllm = leader["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in vllm["env"]}
+    probe = vllm["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= (
+        int(env["HELM_RDMA_BARRIER_SECONDS"]) + int(env["HELM_RDMA_PREFLIGHT_SECONDS"])
+        + int(env["VLLM_ENGINE_READY_TIMEOUT_S"]))
+    probe["failureThreshold"] = int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) // 30  # the load budget alone, as before
+    found = rules.groups_meet_after_their_downloads(docs)
+    assert found and "its startup probe allows" in found[0]
+    lws = lws_pod(render(), "leader")["containers"][0]
+    assert lws["startupProbe"]["failureThreshold"] * 30 == int(
+        {e["name"]: e.get("value") for e in lws["env"]}["VLLM_ENGINE_READY_TIMEOUT_S"])
+
+
+def test_vllms_distributed_timeout_covers_the_load_not_the_download() -> None:
+    docs = copy.deepcopy(render())
+    vllm = lws_pod(docs)["containers"][0]
+    args = vllm["args"]
+    timeout = int(args[args.index("--distributed-timeout-seconds") + 1])
+    barrier = int({e["name"]: e.get("value") for e in lws_pod(docs)["initContainers"][1]["env"]}[
+        "HELM_RDMA_BARRIER_SECONDS"])
+    load = int({e["name"]: e.get("value") for e in vllm["env"]}["VLLM_ENGINE_READY_TIMEOUT_S"])
+    assert 600 < timeout <= load  # above vLLM's default, within the load budget
+    args[args.index("--distributed-timeout-seconds") + 1] = str(barrier + 3 * 3600)  # download and load together
+    found = rules.groups_meet_after_their_downloads(docs)
+    assert any("more than the load budget" in f for f in found)

@@ -208,12 +208,16 @@ def test_statefulset_serve_measures_the_fabric_before_vllm(fakebin: Path) -> Non
     env = {"HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "2", "HELM_RDMA_MASTER_PORT": "29500",
            "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "native", "POD_NAME": "llama-vllm-rdma-leader-0",
            "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "HELM_RDMA_GPUS_PER_NODE": "8",
-           "HELM_RDMA_PREFLIGHT_ARGS": "--sizes 1M,8G --threshold-gbps 440 --require-ib"}
+           "HELM_RDMA_PREFLIGHT_ARGS": "--sizes 1M,8G --threshold-gbps 440 --require-ib",
+           "HELM_RDMA_BARRIER_SECONDS": "2280", "HELM_RDMA_TERMINATION_LOG": str(fakebin.parent / "termination"),
+           "HELM_RDMA_NCCL_LOG_DIR": str(fakebin.parent)}
     code, err, calls = run(fakebin, env, "m")
     assert code == 0, err
+    # torchrun's rendezvous is the group's barrier: it waits for the slowest node's download (distributed.barrierMinutes)
     assert calls[0].startswith("torchrun --nnodes 2 --nproc-per-node 8 --node-rank 0 --master-addr 10.0.0.5 "
-                               "--master-port 29500 --rdzv-conf timeout=1800 ")
-    assert calls[0].endswith("nccl_allreduce.py --sizes 1M,8G --threshold-gbps 440 --require-ib")
+                               "--master-port 29500 --rdzv-conf timeout=2280 ")
+    assert calls[0].endswith(f"nccl_allreduce.py --result-file {fakebin.parent}/preflight-result.json --summary-file "
+                             f"{fakebin.parent}/termination --sizes 1M,8G --threshold-gbps 440 --require-ib")
     assert calls[1].startswith("vllm serve m --nnodes 2 --node-rank 0")
 
 
@@ -227,6 +231,75 @@ def test_a_failed_statefulset_preflight_never_starts_vllm(fakebin: Path) -> None
     code, err, calls = run(fakebin, env, "m")
     assert code == 1 and calls == ["torchrun"]
     assert "keeping this container for 1s so that its log can be read" in err
+
+
+STS_LEADER = {"HELM_RDMA_WORKLOAD": "StatefulSet", "HELM_RDMA_NNODES": "2", "HELM_RDMA_MASTER_PORT": "29500",
+              "HELM_RDMA_ROLE": "leader", "HELM_RDMA_BACKEND": "native", "POD_NAME": "llama-vllm-rdma-leader-0",
+              "HELM_RDMA_LEADER_PREFIX": "llama-vllm-rdma-leader", "HELM_RDMA_GPUS_PER_NODE": "8"}
+
+
+def torchrun(fakebin: Path, body: str) -> None:
+    (fakebin / "torchrun").write_text(f'#!/bin/bash\necho "torchrun $*" >> "$CALLS"\n{body}\n')
+    (fakebin / "torchrun").chmod(0o755)
+
+
+def test_statefulset_serve_without_the_preflight_meets_its_group_before_vllm(fakebin: Path) -> None:
+    """With the preflight off, the group's barrier (one CPU process per node, no GPU) still lines the nodes up after
+    their downloads: vLLM gives its peers 600 s by default (vllm/config/parallel.py, distributed_timeout_seconds)."""
+    torchrun(fakebin, "")
+    code, err, calls = run(fakebin, {**STS_LEADER, "HELM_RDMA_BARRIER": "1", "HELM_RDMA_BARRIER_SECONDS": "2280"}, "m")
+    assert code == 0, err
+    assert calls[0].startswith("torchrun --nnodes 2 --nproc-per-node 1 --node-rank 0 --master-addr 10.0.0.5 "
+                               "--master-port 29500 --rdzv-conf timeout=2280 ")
+    assert calls[0].endswith("nccl_allreduce.py --barrier-only")
+    assert calls[1].startswith("vllm serve m --nnodes 2 --node-rank 0")
+
+
+def test_a_statefulset_group_that_misses_its_barrier_never_starts_vllm(fakebin: Path) -> None:
+    torchrun(fakebin, "exit 124")  # as `timeout` ends it
+    code, err, calls = run(fakebin, {**STS_LEADER, "HELM_RDMA_BARRIER": "1", "HELM_RDMA_BARRIER_SECONDS": "60",
+                                     "HELM_RDMA_WAIT_SECONDS": "5"}, "m")
+    assert code == 124 and len(calls) == 1
+    assert "not every node of the group arrived within 60s (distributed.barrierMinutes)" in err
+
+
+def measured(fakebin: Path, passed: bool) -> str:
+    """A torchrun that writes the preflight's result file as nccl_allreduce.py does, and exits as it would."""
+    return (f'echo \'{{"passed": {"true" if passed else "false"}, "busbw_gbps": 401.5}}\' > '
+            f'"$HELM_RDMA_NCCL_LOG_DIR/preflight-result.json"; exit {0 if passed else 1}')
+
+
+def test_a_statefulset_fabric_that_fails_its_measurement_holds_then_exits_78(fakebin: Path) -> None:
+    """78 is what the VllmRdmaPreflightFailed alert reads under StatefulSets (kube-state-metrics
+    kube_pod_container_status_last_terminated_exitcode): the pod, and so its last exit code, outlives the restart."""
+    torchrun(fakebin, measured(fakebin, passed=False))
+    env = {**STS_LEADER, "HELM_RDMA_PREFLIGHT_ARGS": "--sizes 1M", "HELM_RDMA_NCCL_LOG_DIR": str(fakebin.parent),
+           "HELM_RDMA_PREFLIGHT_HOLD_SECONDS": "1", "HELM_RDMA_VERDICT_MIN_HOLD_SECONDS": "0"}
+    code, err, calls = run(fakebin, env, "m")
+    assert code == 78 and len(calls) == 1, err
+    assert '"busbw_gbps": 401.5' in err and "keeping this container for 1s" in err
+
+
+def test_under_lws_a_measured_failure_passes_to_the_verdict_container_which_holds_and_fails(fakebin: Path) -> None:
+    torchrun(fakebin, measured(fakebin, passed=False))
+    env = {**LWS, "HELM_RDMA_ROLE": "leader", "HELM_RDMA_GPUS_PER_NODE": "8",
+           "HELM_RDMA_NCCL_LOG_DIR": str(fakebin.parent), "HELM_RDMA_PREFLIGHT_HOLD_SECONDS": "1",
+           "HELM_RDMA_VERDICT_MIN_HOLD_SECONDS": "0", "HELM_RDMA_TERMINATION_LOG": str(fakebin.parent / "t")}
+    code, err, _ = run(fakebin, {**env, "HELM_RDMA_TASK": "preflight"}, "--sizes", "1M")
+    assert code == 0, err  # measured, recorded: the next init container judges
+    code, err, _ = run(fakebin, {**env, "HELM_RDMA_TASK": "preflight-verdict"})
+    assert code == 78 and "the fabric failed its measurement" in err and "keeping this container for 1s" in err
+    torchrun(fakebin, measured(fakebin, passed=True))
+    assert run(fakebin, {**env, "HELM_RDMA_TASK": "preflight"}, "--sizes", "1M")[0] == 0
+    assert run(fakebin, {**env, "HELM_RDMA_TASK": "preflight-verdict"})[0] == 0
+
+
+def test_a_preflight_that_cannot_complete_still_fails_in_its_own_container(fakebin: Path) -> None:
+    torchrun(fakebin, "exit 1")  # no result: a crash, not a measurement
+    env = {**LWS, "HELM_RDMA_ROLE": "leader", "HELM_RDMA_GPUS_PER_NODE": "8", "HELM_RDMA_TASK": "preflight",
+           "HELM_RDMA_NCCL_LOG_DIR": str(fakebin.parent), "HELM_RDMA_TERMINATION_LOG": str(fakebin.parent / "t")}
+    code, _, _ = run(fakebin, env, "--sizes", "1M")
+    assert code == 1
 
 
 def test_script_is_valid_bash() -> None:

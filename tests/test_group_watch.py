@@ -275,3 +275,35 @@ def test_the_statefulset_leader_lets_in_only_its_groups_workers(tmp_path: Path) 
     args = (tmp_path / "args").read_text()
     assert args.startswith("lead --port 29510 --size 3 --allow-dns r-worker-2.r-worker.ml.svc "
                            "--allow-dns r-worker-3.r-worker.ml.svc -- /bin/bash ")
+
+
+def test_a_join_for_a_live_rank_is_ignored_and_a_real_restart_restarts_the_group_once(tmp_path: Path,
+                                                                                      procs: list) -> None:
+    """Under hostNetwork a worker's address is its node's, shared by every process on it, so --allow-dns cannot tell
+    a stranger there from the worker: a JOIN for a rank whose connection is alive changes nothing. The worker's own
+    restart closes its connection first (the kernel closes a dead process's sockets), which restarts the group once;
+    the restarted worker then joins the restarted leader."""
+    port, leader, worker = joined(tmp_path, procs, size=2)
+    wait_for(lambda: leader.said("group formed"))
+    with socket.create_connection(("127.0.0.1", port)) as s:  # a stranger on the worker's node claims rank 1
+        s.settimeout(5)
+        s.sendall(b"JOIN 1\n")
+        try:
+            assert s.recv(100) == b""  # closed unanswered: no EPOCH
+        except ConnectionResetError:
+            pass
+    wait_for(lambda: leader.said("ignored a JOIN for rank 1 from 127.0.0.1: that rank's connection is alive"))
+    time.sleep(0.5)
+    assert leader.poll() is None and worker.poll() is None and alive(tmp_path / "leader")
+
+    worker.send_signal(signal.SIGKILL)  # the real worker's container restarts
+    worker.wait()
+    code, err = finish(leader)
+    assert code == 3 and err.count("restarting this group") == 1
+    assert "worker rank 1 (127.0.0.1) went away" in err
+    leader2 = lead(port, 2, tmp_path / "leader2")  # the kubelet restarts both; the group forms again
+    worker2 = follow(port, 1, tmp_path / "w1b")
+    procs += [leader2, worker2]
+    wait_for(lambda: leader2.said("group formed") and worker2.said("joined leader"), 30)
+    time.sleep(0.5)
+    assert leader2.poll() is None and worker2.poll() is None

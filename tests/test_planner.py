@@ -81,3 +81,23 @@ def test_tp_that_does_not_divide_the_heads_is_refused() -> None:
     odd = replace(get_model("llama70b"), kv_heads=3)
     with pytest.raises(ParallelismError, match="KV heads"):
         plan_model(model=odd, preset=load_preset("h100"))
+
+
+def test_the_barrier_waits_out_a_whole_download_and_vllms_timeout_covers_only_the_load() -> None:
+    """A node whose cache is empty can finish its download a whole download after one whose cache is full, so the
+    group's barrier waits the plan's download time (the first-token estimate's rate, doubled, plus a fixed part).
+    vLLM's --distributed-timeout-seconds is also every collective's timeout (vllm/distributed/parallel_state.py,
+    init_distributed_environment hands it to torch.distributed.init_process_group; vllm/config/parallel.py,
+    ParallelConfig.distributed_timeout_seconds: None means torch's 600 s for NCCL), so it covers only the load."""
+    from helm_rdma.sizing.firsttoken import Rates, first_token
+    from helm_rdma.sizing.planner import GB, LOAD_GB_PER_SECOND
+
+    spec = get_model("llama405b")
+    p = plan("llama405b", "h100")
+    download = first_token(spec, rates=Rates(), boot_volume_gb=200).ways[0].download_seconds
+    assert download > 600  # the download alone outlasts vLLM's default wait for its peers
+    assert p.download_minutes * 60 >= 2 * download and p.download_minutes * 60 < 2 * download + 12 * 60
+    assert p.download_reason.endswith(f"({download / 60:.1f} min)")
+    load = spec.weight_bytes / (LOAD_GB_PER_SECOND * GB)
+    assert p.distributed_timeout_seconds == int(-(-load // 1))  # the load, never the download on top
+    assert plan("llama70b", "h100").distributed_timeout_seconds >= 600  # never below vLLM's default

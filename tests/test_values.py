@@ -8,7 +8,7 @@ from helm_rdma.errors import SchemaViolation, SetSyntaxError, TooFewNodesError, 
 from helm_rdma.resolve.values import resolve
 from helm_rdma.resolve.valuesources import ValueSources
 
-from .rendering import request
+from .rendering import render, request
 
 
 def test_preset_and_model_fill_the_values() -> None:
@@ -95,3 +95,32 @@ def test_null_removes_a_default_and_the_schema_names_the_key() -> None:
 def test_bad_set_says_what_is_expected(argument: str) -> None:
     with pytest.raises(SetSyntaxError, match="expected KEY=VALUE"):
         resolve(request(sets=(argument,)))
+
+
+def test_the_barrier_and_vllms_timeout_come_from_the_plan_unless_set() -> None:
+    resolved = resolve(request())
+    assert resolved.values["distributed"]["barrierMinutes"] == resolved.plan.download_minutes
+    assert resolved.values["distributed"]["timeoutSeconds"] == resolved.plan.distributed_timeout_seconds
+    assert resolved.notes["distributed.barrierMinutes"].startswith("From the plan: 10 min fixed + 2 x ")
+    mine = resolve(request(sets=("distributed.barrierMinutes=90", "distributed.timeoutSeconds=900")))
+    assert (mine.values["distributed"]["barrierMinutes"], mine.values["distributed"]["timeoutSeconds"]) == (90, 900)
+
+
+def test_install_waits_for_llama405b_on_h100_as_long_as_its_plan_says_a_first_start_takes() -> None:
+    """helm's --timeout bounds `install --wait` (commands/deploy.py): it must cover the image pull, each node's
+    download and the group's barrier, the preflight and the leader's start-up budget, all from the plan; the old
+    fixed 60 minutes was shorter than the start-up budget alone."""
+    from helm_rdma.commands.deploy import IMAGE_PULL_MINUTES, default_timeout
+
+    resolved = resolve(request(preset="h100", model="llama405b"))
+    plan, values = resolved.plan, resolved.values
+    minutes = int(default_timeout(values).removesuffix("m"))
+    preflight = values["verify"]["preflight"]["timeoutMinutes"]
+    assert minutes == IMAGE_PULL_MINUTES + plan.download_minutes + preflight + plan.startup_minutes
+    assert minutes > 60 and plan.startup_minutes + plan.download_minutes > 60
+    # the chart reckons a first start the same way (its VllmRdmaGroupNotReady alert waits that long)
+    [rule] = [d for d in render("monitoring.rules.enabled=true") if d["kind"] == "PrometheusRule"]
+    assert rule["spec"]["groups"][0]["rules"][0]["for"] == f"{minutes - IMAGE_PULL_MINUTES}m"
+    provisioned = resolve(request(preset="h100", model="llama405b", sets=("clusterNetwork.provision=true",)))
+    cn = provisioned.values["clusterNetwork"]
+    assert default_timeout(provisioned.values) == f"{minutes + cn['timeoutMinutes'] + cn['nodeTimeoutMinutes']}m"

@@ -21,6 +21,8 @@ LWS_GROUP_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 # Containers of a serving pod (templates/_pod.tpl).
 SERVING_CONTAINER = "vllm"
 PREFLIGHT_CONTAINER = "preflight"
+PREFLIGHT_VERDICT_CONTAINER = "preflight-verdict"
+BARRIER_CONTAINER = "group-barrier"
 DOWNLOAD_CONTAINER = "download-model"
 # The line rank 0 of the preflight prints (files/nccl_allreduce.py, RESULT_PREFIX), then a JSON object.
 PREFLIGHT_RESULT_PREFIX = "helm-rdma preflight result: "

@@ -1,10 +1,13 @@
 #!/bin/bash
 # helm-rdma entrypoint: one container of a pod of a multi-node vLLM group.
 #
-# HELM_RDMA_TASK says what the container does: serve (vLLM, or a Ray worker) or preflight (the NCCL bandwidth check,
-# an init container before serve under LeaderWorkerSet). For serve, the container's arguments are the `vllm serve`
-# arguments common to every pod; this script adds what the pod's role needs; for preflight they go to
-# nccl_allreduce.py. Settings come from the environment (set by the chart):
+# HELM_RDMA_TASK says what the container does: serve (vLLM, or a Ray worker), preflight (the NCCL bandwidth check),
+# barrier (the group's barrier when the preflight is off) or preflight-verdict (holds, then fails, after a measured
+# failure). Under LeaderWorkerSet the last three are init containers after the download; in StatefulSet mode the
+# preflight or barrier runs in the serving container before vLLM. Either way every node of a group has its weights
+# before any node starts vLLM, whose peers must meet within its distributed timeout. For serve, the container's
+# arguments are the `vllm serve` arguments common to every pod; this script adds what the pod's role needs; for
+# preflight they go to nccl_allreduce.py. Settings come from the environment (set by the chart):
 #   HELM_RDMA_ROLE          leader | worker: the pod's place in its group
 #   HELM_RDMA_BACKEND       native | ray
 #   HELM_RDMA_WORKLOAD      LeaderWorkerSet | StatefulSet
@@ -15,8 +18,13 @@
 #   HELM_RDMA_WATCH_PORT    StatefulSet only: the leader's group watch (group_watch.py), so the group restarts as one
 #   HELM_RDMA_WORKER_PREFIX StatefulSet only: the worker StatefulSet's name (also its headless Service's)
 #   HELM_RDMA_RAY_*         Ray ports and the join timeout (ray)
+#   HELM_RDMA_BARRIER_SECONDS how long the group's barrier (and a StatefulSet worker) waits for the slowest node
 #   HELM_RDMA_GPUS_PER_NODE, HELM_RDMA_PREFLIGHT_SECONDS, HELM_RDMA_PREFLIGHT_HOLD_SECONDS   the preflight
 #   HELM_RDMA_PREFLIGHT_ARGS StatefulSet serve: run the preflight with these arguments before vLLM
+#   HELM_RDMA_BARRIER       StatefulSet serve, preflight off: run the group's barrier before vLLM
+#   HELM_RDMA_TERMINATION_LOG where the preflight's summary goes (default /dev/termination-log, the container's
+#                           termination message, which outlives the container in the pod's status)
+#   HELM_RDMA_VERDICT_MIN_HOLD_SECONDS  the least a measured failure holds (default 120: the alert's scrapes)
 #   HELM_RDMA_RETRY_SECONDS pause between retries (default 5)
 #   HELM_RDMA_SCRIPTS       where the chart's scripts are mounted (default /opt/helm-rdma)
 #   POD_NAME, POD_NAMESPACE, VLLM_HOST_IP from the downward API; LWS_* from the LeaderWorkerSet controller (which
@@ -59,7 +67,7 @@ locate() {
 
 # Waits (bounded) until $leader resolves; sets $leader_ip.
 wait_for_leader() {
-  local limit=${HELM_RDMA_WAIT_SECONDS:-900} start=$SECONDS
+  local limit=${1:-${HELM_RDMA_WAIT_SECONDS:-900}} start=$SECONDS
   until leader_ip=$(getent hosts "$leader" | awk '{print $1; exit}') && [ -n "$leader_ip" ]; do
     if [ $((SECONDS - start)) -ge "$limit" ]; then
       die "leader address $leader did not resolve within ${limit}s; is the leader pod running, and does its headless Service publish not-ready addresses?"
@@ -117,55 +125,130 @@ watch_group() {
     exec python3 "$scripts/group_watch.py" lead --port "$HELM_RDMA_WATCH_PORT" --size "$nnodes" "${allow[@]}" \
       -- /bin/bash "$0" "$@"
   fi
-  wait_for_leader
+  # The leader's watch answers once the leader has its weights: wait as long as the group's barrier does.
+  wait_for_leader "$(barrier_seconds)"
   exec python3 "$scripts/group_watch.py" follow --host "$leader_ip" --port "$HELM_RDMA_WATCH_PORT" \
-    --rank "$rank" --wait "${HELM_RDMA_WAIT_SECONDS:-900}" -- /bin/bash "$0" "$@"
+    --rank "$rank" --wait "$(barrier_seconds)" -- /bin/bash "$0" "$@"
 }
 
 role=${HELM_RDMA_ROLE:?HELM_RDMA_ROLE is not set}
 nnodes=${HELM_RDMA_NNODES:?HELM_RDMA_NNODES is not set}
 host_ip=${VLLM_HOST_IP:?VLLM_HOST_IP is not set}
 
-# The NCCL preflight of this pod's group ("$@": nccl_allreduce.py's arguments): rank 0 (the leader) hosts torchrun's
-# rendezvous on its own address. A failure prints NCCL's own log and keeps the container for
-# HELM_RDMA_PREFLIGHT_HOLD_SECONDS, so the result can be read before the group restarts.
-run_preflight() {
+# How long the group's barrier waits for the slowest node: HELM_RDMA_BARRIER_SECONDS, never less than the wait for
+# the leader's address.
+barrier_seconds() {
+  local barrier=${HELM_RDMA_BARRIER_SECONDS:-0} wait=${HELM_RDMA_WAIT_SECONDS:-900}
+  echo $((barrier > wait ? barrier : wait))
+}
+
+# torchrun across the group ("$1" processes per node, at most "$2" seconds after the barrier, then the script and
+# its arguments): rank 0 (the leader) hosts torchrun's rendezvous on its own address, and every node waits there for
+# the slowest, up to barrier_seconds. Sets $group, $rank, $master.
+group_torchrun() {
+  local nproc=$1 limit=$2 wait
+  shift 2
+  wait=$(barrier_seconds)
   locate "$nnodes"
   if [ "$rank" -eq 0 ]; then
     master=$host_ip
   else
-    wait_for_leader
+    wait_for_leader "$wait"
     master=$leader_ip
   fi
-  local limit=${HELM_RDMA_PREFLIGHT_SECONDS:-1800} hold=${HELM_RDMA_PREFLIGHT_HOLD_SECONDS:-0} status=0
-  local logs=${HELM_RDMA_NCCL_LOG_DIR:-/tmp}
-  log "preflight: group $group, node $rank of $nnodes, ${HELM_RDMA_GPUS_PER_NODE:?} GPUs each, rendezvous $master:${HELM_RDMA_MASTER_PORT:?}, at most ${limit}s"
   # torchrun's static rendezvous waits 600 s by default (torch/distributed/elastic/rendezvous/
-  # static_tcp_rendezvous.py): give it the whole limit, as nodes of a group can start minutes apart.
-  NCCL_DEBUG_FILE="$logs/nccl.%h.%p.log" timeout "$limit" torchrun --nnodes "$nnodes" \
-    --nproc-per-node "$HELM_RDMA_GPUS_PER_NODE" --node-rank "$rank" --master-addr "$master" \
-    --master-port "$HELM_RDMA_MASTER_PORT" --rdzv-conf "timeout=$limit" "$scripts/nccl_allreduce.py" "$@" || status=$?
-  [ "$status" -eq 0 ] && return 0
+  # static_tcp_rendezvous.py): give it the barrier's wait, as nodes finish their downloads minutes apart.
+  timeout $((wait + limit)) torchrun --nnodes "$nnodes" --nproc-per-node "$nproc" --node-rank "$rank" \
+    --master-addr "$master" --master-port "${HELM_RDMA_MASTER_PORT:?}" --rdzv-conf "timeout=$wait" "$@"
+}
+
+# The group's barrier without the preflight: every node meets the others (torchrun's rendezvous and a gloo barrier,
+# no GPU), so that no node starts vLLM before all have their weights.
+run_barrier() {
+  local status=0
+  log "barrier: waiting up to $(barrier_seconds)s for the $nnodes nodes of the group (distributed.barrierMinutes)"
+  group_torchrun 1 120 "$scripts/nccl_allreduce.py" --barrier-only || status=$?
   if [ "$status" -eq 124 ]; then
-    log "error: preflight: no result within ${limit}s (verify.preflight.timeoutMinutes): a node that never joined the rendezvous, or NCCL hanging; see the other pods' preflight logs"
+    log "error: barrier: not every node of the group arrived within $(barrier_seconds)s (distributed.barrierMinutes); see the other pods' download logs"
+  fi
+  return "$status"
+}
+
+# Whether the preflight result in "$1" (nccl_allreduce.py's json.dumps of it) says the fabric failed the measurement.
+measured_failure() {
+  [ -f "$1" ] && grep -q '"passed": false' "$1"
+}
+
+# The NCCL preflight of this pod's group ("$@": nccl_allreduce.py's arguments), which is also the group's barrier.
+# Returns 0 when it passed (or only warned), 78 when the fabric failed the measurement, and other codes when the
+# preflight itself failed (a node missing at the barrier, NCCL hanging); in that last case it prints NCCL's own log
+# and keeps the container for HELM_RDMA_PREFLIGHT_HOLD_SECONDS, so the result can be read before the group restarts.
+# The summary goes to the container's termination message, the whole result to $logs/preflight-result.json.
+run_preflight() {
+  local limit=${HELM_RDMA_PREFLIGHT_SECONDS:-1800} hold=${HELM_RDMA_PREFLIGHT_HOLD_SECONDS:-0} status=0
+  local logs=${HELM_RDMA_NCCL_LOG_DIR:-/tmp} summary=${HELM_RDMA_TERMINATION_LOG:-/dev/termination-log}
+  log "preflight: node of a group of $nnodes, ${HELM_RDMA_GPUS_PER_NODE:?} GPUs each, waiting up to $(barrier_seconds)s for every node, then at most ${limit}s"
+  rm -f "$logs/preflight-result.json"
+  NCCL_DEBUG_FILE="$logs/nccl.%h.%p.log" group_torchrun "$HELM_RDMA_GPUS_PER_NODE" "$limit" \
+    "$scripts/nccl_allreduce.py" --result-file "$logs/preflight-result.json" --summary-file "$summary" "$@" \
+    || status=$?
+  log "preflight: group $group, node $rank of $nnodes"
+  [ "$status" -eq 0 ] && return 0
+  if measured_failure "$logs/preflight-result.json"; then
+    return 78
+  fi
+  if [ "$status" -eq 124 ]; then
+    log "error: preflight: no result within $(barrier_seconds)s + ${limit}s (distributed.barrierMinutes, verify.preflight.timeoutMinutes): a node that never reached the barrier, or NCCL hanging; see the other pods' logs"
   fi
   for f in "$logs"/nccl.*.log; do
     [ -f "$f" ] || continue
     log "the last lines of NCCL's log $f:"
     tail -n 40 "$f" >&2
   done
-  if [ "$hold" -gt 0 ]; then
-    log "preflight failed (exit $status); keeping this container for ${hold}s so that its log can be read (verify.preflight.holdOnFailureMinutes)"
-    sleep "$hold"
-  fi
-  return "$status"
+  hold_then_fail "$status" "$hold"
 }
 
-if [ "$task" = preflight ]; then
-  status=0
-  run_preflight "$@" || status=$?
-  exit "$status"
-fi
+# Keeps the container for "$2" seconds so that its log can be read, then returns "$1".
+hold_then_fail() {
+  if [ "$2" -gt 0 ]; then
+    log "preflight failed (exit $1); keeping this container for ${2}s so that its log can be read (verify.preflight.holdOnFailureMinutes)"
+    sleep "$2"
+  fi
+  return "$1"
+}
+
+# After a measured failure: hold (at least two minutes, so that the failure is seen running by kube-state-metrics'
+# scrapes, which is what the chart's alert reads), then fail with 78.
+verdict() {
+  local hold=${HELM_RDMA_PREFLIGHT_HOLD_SECONDS:-0} result=${HELM_RDMA_NCCL_LOG_DIR:-/tmp}/preflight-result.json
+  if measured_failure "$result"; then
+    log "preflight: the fabric failed its measurement: $(cat "$result")"
+    hold_then_fail 78 $((hold > ${HELM_RDMA_VERDICT_MIN_HOLD_SECONDS:-120} ? hold : ${HELM_RDMA_VERDICT_MIN_HOLD_SECONDS:-120}))
+    return
+  fi
+  log "preflight: passed"
+}
+
+case "$task" in
+  preflight)
+    # Under LeaderWorkerSet a measured failure passes on to the preflight-verdict init container, which holds
+    # and fails; a preflight that failed itself fails here.
+    status=0
+    run_preflight "$@" || status=$?
+    [ "$status" -eq 78 ] && status=0
+    exit "$status"
+    ;;
+  preflight-verdict)
+    status=0
+    verdict || status=$?
+    exit "$status"
+    ;;
+  barrier)
+    status=0
+    run_barrier || status=$?
+    exit "$status"
+    ;;
+esac
 
 [ "$task" = serve ] || die "HELM_RDMA_TASK=$task; expected serve or preflight"
 backend=${HELM_RDMA_BACKEND:?HELM_RDMA_BACKEND is not set}
@@ -181,8 +264,15 @@ if [ -n "${HELM_RDMA_WATCH_PORT:-}" ] && [ -z "${HELM_RDMA_WATCHED:-}" ]; then
 fi
 if [ -n "${HELM_RDMA_PREFLIGHT_ARGS:-}" ]; then
   # StatefulSet mode: the group (re)formed under the group watch; measure before vLLM, on every node of it.
+  status=0
   # shellcheck disable=SC2086  # the chart writes plain space-separated arguments
-  run_preflight $HELM_RDMA_PREFLIGHT_ARGS
+  run_preflight $HELM_RDMA_PREFLIGHT_ARGS || status=$?
+  if [ "$status" -eq 78 ]; then
+    verdict || status=$?
+  fi
+  [ "$status" -eq 0 ] || exit "$status"
+elif [ -n "${HELM_RDMA_BARRIER:-}" ]; then
+  run_barrier
 fi
 log "role $role, group $group, node rank $rank of $nnodes, backend $backend, pod IP $host_ip"
 

@@ -10,16 +10,18 @@ signal that changes on every restart: a TCP connection from each worker to its l
     group_watch.py follow --host H --port P --rank R [--wait S]      -- COMMAND...
 
 Both run COMMAND (the pod's real work) as a child in its own process group, and end it, exiting 3, when the group
-breaks: the leader when a worker that had joined disconnects, or another process joins under a taken rank after the
-group formed; a worker when its connection to the leader drops, the leader stops answering, or the leader's epoch
-(a random id per start) changes. The kubelet then restarts the container and the group forms again. A worker that
-cannot reach the leader within --wait seconds ends too (exit 1). When COMMAND ends by itself, its exit code is
-returned. SIGTERM and SIGINT are passed to COMMAND.
+breaks: the leader when a worker that had joined disconnects or falls silent; a worker when its connection to the
+leader drops, the leader stops answering, or the leader's epoch (a random id per start) changes. The kubelet then
+restarts the container and the group forms again. A worker that cannot reach the leader within --wait seconds ends
+too (exit 1). When COMMAND ends by itself, its exit code is returned. SIGTERM and SIGINT are passed to COMMAND.
 
 Protocol (one line each): worker "JOIN <rank>", leader "EPOCH <id>"; then the worker sends "PING" and the leader
 answers "PONG" every --interval seconds; silence for --timeout seconds counts as a break. With --allow-dns, the leader
 takes a JOIN only from an address one of those names resolves to (the group's workers, by their StatefulSet DNS
-names): anyone else on the node's network is ignored, and cannot make the group restart. Standard library only.
+names). Under hostNetwork that address is the worker node's, shared by every process and hostNetwork pod on it, so a
+JOIN for a rank whose connection is alive is refused too (the leader closes it unanswered): a restarted worker's old
+connection closes when its process ends (or falls silent for --timeout when its node does), which is what breaks
+the group, once; its new JOIN is taken after that. Standard library only.
 """
 
 from __future__ import annotations
@@ -146,16 +148,18 @@ class Leader:
             return
         rank = int(parts[1])
         with self.lock:
-            old = self.members.get(rank)
-            self.members[rank] = conn
-            if not self.formed and len(self.members) == self.size - 1:
-                self.formed = True
-                log(f"group formed: {self.size - 1} worker(s) joined epoch {self.epoch}")
-        if old is not None:
-            old.close()
-            if self.formed:
-                self._break(f"worker rank {rank} joined again from {address[0]}: it restarted")
-                return
+            taken = rank in self.members
+            if not taken:
+                self.members[rank] = conn
+                if not self.formed and len(self.members) == self.size - 1:
+                    self.formed = True
+                    log(f"group formed: {self.size - 1} worker(s) joined epoch {self.epoch}")
+        if taken:
+            # Rank `rank` holds a live connection: this JOIN is not from its worker (whose restart would have closed
+            # that connection first), or comes too early; either way it changes nothing.
+            log(f"ignored a JOIN for rank {rank} from {address[0]}: that rank's connection is alive")
+            conn.close()
+            return
         log(f"worker rank {rank} joined from {address[0]}")
         try:
             conn.sendall(f"EPOCH {self.epoch}\n".encode())
@@ -170,13 +174,12 @@ class Leader:
             with self.lock:
                 current = self.members.get(rank) is conn
                 formed = self.formed
-                if current and not formed:
-                    del self.members[rank]
+                if current:
+                    del self.members[rank]  # the rank is free again: its worker's next JOIN is taken
             if current and formed:
                 self._break(f"worker rank {rank} ({address[0]}) went away ({exc or 'silent'})")
             elif current:
                 log(f"worker rank {rank} left before the group formed; waiting for it to come back")
-
 
 def follow(host: str, port: int, rank: int, wait: float, interval: float, timeout: float,
            child: Child) -> tuple[int, str]:

@@ -7,7 +7,14 @@ bandwidth (algbw x 2(n-1)/n for n ranks, nccl-tests' definition for all_reduce),
 transport it used (NET/IB, with GDRDMA when GPUDirect RDMA is on, or NET/Socket when RDMA is not used), and judges:
 the largest message's bus bandwidth must reach the threshold, and the transport must be IB. The result goes to stdout
 as one line starting with "helm-rdma preflight result: " and a JSON object (`helm rdma verify` and `diagnose` read
-it from the leader's log), and to --result-file.
+it from the leader's log). The first process of every node writes the result to --result-file and a short summary
+(the figure, the threshold, the verdict) to --summary-file: the chart points that at the container's termination
+message, which Kubernetes keeps in the pod's status after the container ended. With --on-failure warn a measured
+failure is reported and recorded, and the exit code is 0.
+
+--barrier-only measures nothing: every node's process meets the others (torchrun's rendezvous, then a gloo barrier)
+and exits. It is the group's barrier when the preflight is off, so that no node starts vLLM before every node has
+its weights.
 
 The measuring and judging functions use the standard library only, so they can be tested without GPUs; torch is
 imported by main() alone.
@@ -103,12 +110,42 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--expected-gbps", type=float, default=None)
     parser.add_argument("--require-ib", action="store_true", help="fail unless NCCL used NET/IB")
     parser.add_argument("--backend", default="nccl", help="nccl (GPUs) or gloo (CPU, for testing the script)")
-    parser.add_argument("--result-file", default="")
+    parser.add_argument("--result-file", default="", help="the whole result, written on every node")
+    parser.add_argument("--summary-file", default="", help="a short summary (a termination message), every node")
+    parser.add_argument("--on-failure", choices=["fail", "warn"], default="fail",
+                        help="warn: report a measured failure and exit 0")
+    parser.add_argument("--barrier-only", action="store_true", help="meet every node of the group, measure nothing")
     return parser.parse_args(argv)
+
+
+def summary(result: dict[str, Any], *, on_failure: str) -> str:
+    """The result in a few hundred bytes (a termination message holds at most 4096)."""
+    verdict = "PASS" if result["passed"] else "WARN" if on_failure == "warn" else "FAIL"
+    return json.dumps({"verdict": verdict, **{k: result.get(k) for k in (
+        "passed", "busbw_gbps", "threshold_gbps", "transport", "nodes", "ranks", "reason", "time")}})
+
+
+def write(path: str, text: str) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+
+
+def barrier() -> int:
+    import torch.distributed as dist
+
+    dist.init_process_group(backend="gloo")
+    dist.barrier()
+    if dist.get_rank() == 0:
+        print(f"helm-rdma barrier: all {dist.get_world_size()} node(s) of the group have their weights", flush=True)
+    dist.destroy_process_group()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    if args.barrier_only:
+        return barrier()
     import torch
     import torch.distributed as dist
 
@@ -150,25 +187,28 @@ def main(argv: list[str] | None = None) -> int:
     passed, reason = judge(results, threshold_gbps=args.threshold_gbps, transport=transport["kind"],
                            require_ib=args.require_ib)
     verdict = torch.tensor([1 if passed else 0], device=device)
-    dist.broadcast(verdict, src=0)  # every rank exits with rank 0's verdict
+    dist.broadcast(verdict, src=0)  # every rank takes rank 0's verdict (the figures are the same on every rank)
+    if bool(int(verdict.item())) != passed:
+        passed, reason = bool(int(verdict.item())), f"rank 0's verdict (this node: {reason})"
+    largest = max(results, key=lambda r: r["bytes"])
+    result = {
+        "passed": passed, "reason": reason, "ranks": world,
+        "nodes": int(os.environ.get("GROUP_WORLD_SIZE") or os.environ.get("HELM_RDMA_NNODES") or 1),
+        "backend": args.backend, "transport": transport["kind"], "gdrdma": transport["gdrdma"],
+        "devices": transport["devices"], "nccl_version": version, "busbw_gbps": largest["busbw_gbps"],
+        "threshold_gbps": args.threshold_gbps, "expected_gbps": args.expected_gbps, "results": results,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if rank == 0:
-        largest = max(results, key=lambda r: r["bytes"])
-        result = {
-            "passed": passed, "reason": reason, "ranks": world,
-            "nodes": int(os.environ.get("GROUP_WORLD_SIZE") or os.environ.get("HELM_RDMA_NNODES") or 1),
-            "backend": args.backend, "transport": transport["kind"], "gdrdma": transport["gdrdma"],
-            "devices": transport["devices"], "nccl_version": version, "busbw_gbps": largest["busbw_gbps"],
-            "threshold_gbps": args.threshold_gbps, "expected_gbps": args.expected_gbps, "results": results,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
         print(table(results), flush=True)
-        print(f"helm-rdma preflight: {'PASS' if passed else 'FAIL'}: {reason}", flush=True)
+        word = "PASS" if result["passed"] else "WARN" if args.on_failure == "warn" else "FAIL"
+        print(f"helm-rdma preflight: {word}: {result['reason']}", flush=True)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
-        if args.result_file:
-            with open(args.result_file, "w", encoding="utf-8") as out:
-                json.dump(result, out)
+    if local_rank == 0:
+        write(args.result_file, json.dumps(result))
+        write(args.summary_file, summary(result, on_failure=args.on_failure))
     dist.destroy_process_group()
-    return 0 if int(verdict.item()) else 1
+    return 0 if result["passed"] or args.on_failure == "warn" else 1
 
 
 if __name__ == "__main__":

@@ -142,6 +142,16 @@ Whether the download init container fills the model directory before vLLM starts
 {{- end }}
 
 {{/*
+Whether each group's pods meet at a barrier after their downloads and before vLLM (every group of more than one
+node): the NCCL preflight when it runs, else a barrier of its own (vllm-rdma.barrierContainer, or in StatefulSet mode
+the serving container's HELM_RDMA_BARRIER). vLLM gives its peers distributed.timeoutSeconds to meet; downloads can
+finish much further apart than that.
+*/}}
+{{- define "vllm-rdma.groupBarrier" -}}
+{{- if gt (int .Values.nodes) 1 }}true{{ end }}
+{{- end }}
+
+{{/*
 The model argument of vllm serve: the downloaded directory, or (download off) the repository id, which vLLM then
 fetches into HF_HOME itself.
 */}}
@@ -172,6 +182,13 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 - {{ .Values.vllm.maxModelLen | quote }}
 - "--gpu-memory-utilization"
 - {{ .Values.vllm.gpuMemoryUtilization | quote }}
+{{- if and (gt (int .Values.nodes) 1) (eq .Values.distributed.backend "native") }}
+{{- /* How long vLLM's peers may take to meet, and every collective's timeout (vllm/config/parallel.py,
+distributed_timeout_seconds; vllm/distributed/parallel_state.py init_distributed_environment): the group's
+barrier lined the nodes up after their downloads, so it covers only their load-time skew. */}}
+- "--distributed-timeout-seconds"
+- {{ .Values.distributed.timeoutSeconds | quote }}
+{{- end }}
 - "--port"
 - {{ .Values.vllm.port | quote }}
 {{- if .Values.api.keySecret.name }}

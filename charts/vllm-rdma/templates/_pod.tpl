@@ -101,6 +101,17 @@ k8s.v1.cni.cncf.io/networks: {{ join "," $networks | quote }}
 Environment every GPU container of the group gets: pod identity, the TCP interface, and the NCCL settings.
 */}}
 {{- define "vllm-rdma.ncclEnv" -}}
+{{ include "vllm-rdma.identityEnv" . }}
+{{- range $k, $val := (include "vllm-rdma.ncclSettings" . | fromYaml) }}
+- name: {{ $k }}
+  value: {{ $val | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A pod's identity and the TCP interface its group's rendezvous uses (torchrun's, gloo's).
+*/}}
+{{- define "vllm-rdma.identityEnv" -}}
 - name: POD_NAME
   valueFrom:
     fieldRef:
@@ -115,10 +126,6 @@ Environment every GPU container of the group gets: pod identity, the TCP interfa
       fieldPath: status.podIP
 - name: GLOO_SOCKET_IFNAME
   value: {{ .Values.network.interface | quote }}
-{{- range $k, $val := (include "vllm-rdma.ncclSettings" . | fromYaml) }}
-- name: {{ $k }}
-  value: {{ $val | quote }}
-{{- end }}
 {{- end }}
 
 {{/*
@@ -230,6 +237,8 @@ Environment that tells the entrypoint where its pod stands in its group: (dict "
   value: {{ $v.distributed.masterPort | quote }}
 - name: HELM_RDMA_WAIT_SECONDS
   value: {{ $v.distributed.leaderWaitSeconds | quote }}
+- name: HELM_RDMA_BARRIER_SECONDS
+  value: {{ mul $v.distributed.barrierMinutes 60 | quote }}
 {{- if eq $v.workload.kind "LeaderWorkerSet" }}
 - name: HELM_RDMA_GROUP
   valueFrom:
@@ -248,11 +257,13 @@ Environment that tells the entrypoint where its pod stands in its group: (dict "
 {{- end }}
 
 {{/*
-The preflight init container: torchrun all-reduces across every GPU of the group's nodes over the group's own RDMA
-devices and NCCL settings, before vLLM starts, and fails (so the group restarts) when the bus bandwidth is below the
-threshold or NCCL fell back to sockets. As an init container it holds the pod's own GPUs: it never competes with a
-serving group, runs on every group start (every replica), and needs no hook. Rank 0 prints the result as one line
-that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
+The preflight init container, after the download (the group's barrier: every node has its weights before any starts
+vLLM): torchrun all-reduces across every GPU of the group's nodes over the group's own RDMA devices and NCCL settings.
+A measured failure (bus bandwidth below the threshold, or NCCL on sockets) is recorded in its termination message
+and, with verify.preflight.onFailure=fail, held and failed by the preflight-verdict container after it (so the group
+restarts); a preflight that cannot complete fails here. As an init container it holds the pod's own GPUs: it never
+competes with a serving group, runs on every group start (every replica), and needs no hook. Rank 0 prints the result
+as one line that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.preflightContainer" -}}
 {{- $root := .root }}
@@ -278,6 +289,76 @@ that `helm rdma verify` reads from the leader's log. (dict "root" $ "role" ...)
     {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 4 }}
     - name: tmp
       mountPath: /tmp
+  # The summary (the measured figure and the verdict) stays in the pod's status after the container ended.
+  terminationMessagePath: /dev/termination-log
+  terminationMessagePolicy: FallbackToLogsOnError
+{{- if eq $pf.onFailure "fail" }}
+{{ include "vllm-rdma.preflightVerdictContainer" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+After a measured failure, the preflight-verdict init container keeps the pod (at least two minutes, or
+verify.preflight.holdOnFailureMinutes) and fails, so the group restarts: while it runs, kube-state-metrics reports it
+running (kube_pod_init_container_status_running), which is what VllmRdmaPreflightFailed reads. It exits at once
+after a pass. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.preflightVerdictContainer" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
+- name: preflight-verdict
+  image: {{ include "vllm-rdma.image" $root | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
+  env:
+    - name: HELM_RDMA_TASK
+      value: preflight-verdict
+    {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
+    {{- include "vllm-rdma.identityEnv" $root | nindent 4 }}
+    {{- include "vllm-rdma.preflightEnv" $root | nindent 4 }}
+  resources:
+    requests:
+      cpu: 100m
+      memory: 64Mi
+  {{- with $v.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: scripts
+      mountPath: /opt/helm-rdma
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/*
+The group's barrier when the preflight is off (LeaderWorkerSet): after the download, every node's pod meets the
+others through torchrun's rendezvous on the leader and a gloo barrier, on the CPU, and only then does any start
+vLLM. It waits distributed.barrierMinutes for the slowest node. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.barrierContainer" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
+- name: group-barrier
+  image: {{ include "vllm-rdma.image" $root | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command: ["/bin/bash", "/opt/helm-rdma/entrypoint.sh"]
+  env:
+    - name: HELM_RDMA_TASK
+      value: barrier
+    {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
+    {{- include "vllm-rdma.identityEnv" $root | nindent 4 }}
+  resources:
+    requests:
+      cpu: 500m
+      memory: 1Gi
+  {{- with $v.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: scripts
+      mountPath: /opt/helm-rdma
 {{- end }}
 
 {{/*
@@ -301,6 +382,8 @@ The arguments of the preflight's nccl_allreduce.py, one per line.
 {{- if $pf.requireInfiniband }}
 - "--require-ib"
 {{- end }}
+- "--on-failure"
+- {{ $pf.onFailure | quote }}
 {{- end }}
 
 {{/*
@@ -317,6 +400,36 @@ one keeps its container (so that its log can be read before the group restarts).
   value: {{ mul $pf.holdOnFailureMinutes 60 | quote }}
 {{- end }}
 
+
+{{/*
+Minutes the serving container may spend before vLLM starts, which its startup probe must allow on top of
+probes.startupMinutes: in StatefulSet mode the group's barrier (and the preflight, with its hold on failure) run in
+it; under LeaderWorkerSet they are init containers, before the probe starts.
+*/}}
+{{- define "vllm-rdma.inContainerWaitMinutes" -}}
+{{- $v := .Values }}
+{{- $pf := $v.verify.preflight }}
+{{- if and (include "vllm-rdma.groupBarrier" .) (eq $v.workload.kind "StatefulSet") }}
+{{- if include "vllm-rdma.preflight" . }}
+{{- add $v.distributed.barrierMinutes $pf.timeoutMinutes (ternary (max $pf.holdOnFailureMinutes 2) 0 (eq $pf.onFailure "fail")) }}
+{{- else }}
+{{- add $v.distributed.barrierMinutes 2 }}
+{{- end }}
+{{- else }}0{{- end }}
+{{- end }}
+
+{{/*
+Minutes a group may take from its pods' start to serving: the download and the group's barrier
+(distributed.barrierMinutes, when a group has more than one node), the preflight (verify.preflight.timeoutMinutes),
+then the leader's start-up budget (probes.startupMinutes). `helm rdma install --wait` waits as long
+(commands/deploy.py, default_timeout, adds the image pull).
+*/}}
+{{- define "vllm-rdma.firstStartMinutes" -}}
+{{- $v := .Values }}
+{{- $barrier := ternary $v.distributed.barrierMinutes 0 (not (empty (include "vllm-rdma.groupBarrier" .))) }}
+{{- $preflight := ternary $v.verify.preflight.timeoutMinutes 0 (not (empty (include "vllm-rdma.preflight" .))) }}
+{{- add $barrier $preflight $v.probes.startupMinutes }}
+{{- end }}
 
 {{/*
 The workload image, repository:tag, with @digest when image.digest is set (vllm-rdma.imageRef).
@@ -370,11 +483,11 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
-  {{- if or (include "vllm-rdma.preflightInit" $root) (include "vllm-rdma.download" $root) $v.initContainers }}
+  {{- $lwsBarrier := and (include "vllm-rdma.groupBarrier" $root) (eq $v.workload.kind "LeaderWorkerSet") }}
+  {{- if or $lwsBarrier (include "vllm-rdma.download" $root) $v.initContainers }}
   initContainers:
-    {{- if include "vllm-rdma.preflightInit" $root }}
-    {{- include "vllm-rdma.preflightContainer" . | nindent 4 }}
-    {{- end }}
+    {{- /* Download first, then the group's barrier, then vLLM: vLLM gives its peers distributed.timeoutSeconds to
+    meet (vllm/config/parallel.py), and nodes finish their downloads minutes apart. */}}
     {{- if include "vllm-rdma.download" $root }}
     {{- include "vllm-rdma.downloadContainer" . | nindent 4 }}
     {{- with include "vllm-rdma.loraDownloadContainers" . | trim }}
@@ -383,6 +496,11 @@ spec:
     {{- end }}
     {{- with $v.initContainers }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- if include "vllm-rdma.preflightInit" $root }}
+    {{- include "vllm-rdma.preflightContainer" . | nindent 4 }}
+    {{- else if $lwsBarrier }}
+    {{- include "vllm-rdma.barrierContainer" . | nindent 4 }}
     {{- end }}
   {{- end }}
   containers:
@@ -397,10 +515,14 @@ spec:
           value: serve
         {{- include "vllm-rdma.groupEnv" . | nindent 8 }}
         {{- if and (include "vllm-rdma.preflight" $root) (not (include "vllm-rdma.preflightInit" $root)) }}
-        # The preflight, before vLLM, each time the group forms (see vllm-rdma.preflightInit).
+        # The preflight, the group's barrier, before vLLM, each time the group forms (see vllm-rdma.preflightInit).
         - name: HELM_RDMA_PREFLIGHT_ARGS
           value: {{ include "vllm-rdma.preflightArgs" $root | fromYamlArray | join " " | quote }}
         {{- include "vllm-rdma.preflightEnv" $root | nindent 8 }}
+        {{- else if and (include "vllm-rdma.groupBarrier" $root) (eq $v.workload.kind "StatefulSet") }}
+        # The group's barrier before vLLM, each time the group forms: every node has its weights by then.
+        - name: HELM_RDMA_BARRIER
+          value: "1"
         {{- end }}
         {{- if eq $v.distributed.backend "ray" }}
         - name: HELM_RDMA_RAY_PORT
@@ -472,7 +594,7 @@ spec:
           port: {{ $v.vllm.port }}
         periodSeconds: 30
         timeoutSeconds: 5
-        failureThreshold: {{ mul $v.probes.startupMinutes 2 }}
+        failureThreshold: {{ mul (add $v.probes.startupMinutes (include "vllm-rdma.inContainerWaitMinutes" $root | int)) 2 }}
       readinessProbe:
         httpGet:
           path: /health

@@ -309,7 +309,7 @@ Rule container-name-taken (schemas/rules.yaml): extraContainers, initContainers.
   {{- $_3 = append $_3 (get $_4 "name") }}
 {{- end }}
 {{- $userContainerNames := (concat $_1 $_3) }}
-{{- $servingContainers := (list "vllm" "preflight" "download-model") }}
+{{- $servingContainers := (list "vllm" "preflight" "preflight-verdict" "group-barrier" "download-model") }}
 {{- $_5 := list }}
 {{- range $_6, $_7 := ($v.vllm.lora.adapters | default list) }}
   {{- $_5 = append $_5 (printf "%s%d" "download-lora-" $_6) }}

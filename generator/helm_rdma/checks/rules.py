@@ -27,6 +27,7 @@ TEMPLATE = "templates/_rules.tpl"
 # Terms the table reads from the chart's contract with Python rather than writing them again.
 CONTRACT_TERMS = {
     "servingContainers": json.dumps([contract.SERVING_CONTAINER, contract.PREFLIGHT_CONTAINER,
+                                     contract.PREFLIGHT_VERDICT_CONTAINER, contract.BARRIER_CONTAINER,
                                      contract.DOWNLOAD_CONTAINER]),
 }
 

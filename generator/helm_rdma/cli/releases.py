@@ -64,7 +64,8 @@ def _deploy_command(upgrade: bool) -> Any:
                                               "holds it up).")
     @click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, hidden=True)
     @click.option("--timeout", default=None, metavar="DURATION",
-                  help="helm --timeout (default 60m: a large model takes long to load).")
+                  help="helm --timeout (default from the plan: the image pull, download and barrier, preflight and "
+                       "model load).")
     @click.option("--dry-run", is_flag=True, help="Render the manifests instead, with no cluster.")
     @click.option("--skip-cluster-checks", is_flag=True, envvar="HELM_RDMA_SKIP_CLUSTER_CHECKS",
                   help="Do not check the cluster before helm runs (as `doctor --cluster` does; by default they run "

@@ -146,7 +146,7 @@ def progress(groups: list[GroupState], *, wanted_groups: int, nodes: int) -> str
     steps: dict[str, int] = defaultdict(int)
     for p in pods:
         steps[p.step.replace("init:", "")] += 1
-    order = ("pending", PREFLIGHT_CONTAINER, DOWNLOAD_CONTAINER, "starting", "running", "ready", "failed")
+    order = ("pending", DOWNLOAD_CONTAINER, PREFLIGHT_CONTAINER, "starting", "running", "ready", "failed")
     parts = [f"{steps[s]} {'loading' if s == 'running' else s}" for s in order if steps.get(s)]
     parts += [f"{n} {s}" for s, n in sorted(steps.items()) if s not in order]
     serving = sum(1 for g in groups if g.serving)

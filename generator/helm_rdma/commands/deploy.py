@@ -24,13 +24,24 @@ from helm_rdma.helmenv import HelmEnv
 from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
-DEFAULT_TIMEOUT_MINUTES = 60  # a 405B model takes long to load; helm's own default is 5m
+IMAGE_PULL_MINUTES = 15  # the vLLM image (about 10 GB) onto a node that has never pulled it; helm's default is 5m
+
+
+def first_start_minutes(values: dict[str, Any]) -> int:
+    """Minutes a group may take from its pods' start to serving, as the chart reckons them
+    (templates/_pod.tpl, vllm-rdma.firstStartMinutes): the download and the group's barrier, the preflight, then
+    the leader's start-up budget, each from the plan unless the values set them."""
+    group = int(values["nodes"]) > 1
+    preflight = group and bool(values["verify"]["preflight"]["enabled"])
+    return (int(values["distributed"]["barrierMinutes"]) * group
+            + int(values["verify"]["preflight"]["timeoutMinutes"]) * preflight
+            + int(values["probes"]["startupMinutes"]))
 
 
 def default_timeout(values: dict[str, Any]) -> str:
-    """helm's --timeout: model start-up, plus the provisioning hook's own limits when it runs (each hook gets the
-    whole timeout)."""
-    minutes = DEFAULT_TIMEOUT_MINUTES
+    """helm's --timeout: the image pull and a group's first start (``first_start_minutes``), plus the provisioning
+    hook's own limits when it runs (each hook gets the whole timeout)."""
+    minutes = IMAGE_PULL_MINUTES + first_start_minutes(values)
     cn = values.get("clusterNetwork", {})
     if cn.get("provision"):
         minutes += int(cn.get("timeoutMinutes", 120)) + int(cn.get("nodeTimeoutMinutes", 30))

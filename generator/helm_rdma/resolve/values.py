@@ -205,9 +205,15 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
         vllm["pipelineParallelSize"] = values["nodes"]
     if not layered.set_by_user("probes.startupMinutes"):
         values["probes"]["startupMinutes"] = plan.startup_minutes
+    if not layered.set_by_user("distributed.barrierMinutes"):
+        values["distributed"]["barrierMinutes"] = plan.download_minutes
+    if not layered.set_by_user("distributed.timeoutSeconds"):
+        values["distributed"]["timeoutSeconds"] = plan.distributed_timeout_seconds
 
     notes = preset_notes(the_preset)
     notes["probes.startupMinutes"] = f"From the plan: {plan.startup_reason}."
+    notes["distributed.barrierMinutes"] = f"From the plan: {plan.download_reason}."
+    notes["distributed.timeoutSeconds"] = f"From the plan: {plan.distributed_timeout_reason}."
     if the_model.from_hub:
         notes["model.name"] = f"From --model; figures read from {the_model.source}."
     for key, origin in layered.origins.items():

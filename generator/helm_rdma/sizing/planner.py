@@ -16,6 +16,12 @@ The start-up budget (how long the leader may take to serve, and how long vLLM's 
 follows the bytes each node reads: a fixed part for what does not depend on the model's size (NCCL and engine
 initialisation, CUDA graph capture, compilation), plus the weights one node reads (all of them: vLLM's default
 loader reads every tensor on every rank) at a stated, conservative load rate, doubled for headroom.
+
+The download budget (how long the group's barrier waits for its slowest node, after each node's download) follows
+the bytes each node fetches at the first-token estimate's stated rates (sizing/firsttoken.py), doubled, plus a fixed
+part. vLLM's distributed timeout (``--distributed-timeout-seconds``) is also the timeout of every collective
+(vllm/distributed/parallel_state.py, init_distributed_environment passes it to torch's init_process_group), so it
+covers only what can still differ between the nodes once the barrier lined them up: the weights each node loads.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from helm_rdma.errors import (
     TooFewNodesError,
     UnsupportedModelError,
 )
+from helm_rdma.sizing.firsttoken import Rates
 from helm_rdma.sizing.lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
 from helm_rdma.sizing.modelspec import DTYPE_BYTES, ModelSpec
 from helm_rdma.sizing.presets import Preset
@@ -40,6 +47,8 @@ ACTIVATION_RESERVE_GIB_PER_GPU = 1.0
 STARTUP_FLOOR_MINUTES = 15  # engine and NCCL init, CUDA graph capture, torch.compile: independent of the model size
 LOAD_GB_PER_SECOND = 0.5  # safetensors from local NVMe into GPU memory, per node, with sharding: conservative
 STARTUP_HEADROOM = 2
+DOWNLOAD_FLOOR_MINUTES = 10  # listing the repository, opening connections, a slow first file: independent of size
+VLLM_DISTRIBUTED_TIMEOUT_SECONDS = 600  # vLLM's default: torch's for NCCL (vllm/config/parallel.py)
 MAX_NODES = 64
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.90
 
@@ -64,6 +73,10 @@ class Plan:
     full_length_sequences: int
     startup_minutes: int = 0
     startup_reason: str = ""
+    download_minutes: int = 0
+    download_reason: str = ""
+    distributed_timeout_seconds: int = VLLM_DISTRIBUTED_TIMEOUT_SECONDS
+    distributed_timeout_reason: str = ""
     kv_note: str = ""
     repo: str = ""
     revision: str = "main"
@@ -85,6 +98,28 @@ def startup_budget(weight_bytes: int, nodes: int) -> tuple[int, str]:
     minutes = STARTUP_FLOOR_MINUTES + int(-(-STARTUP_HEADROOM * load // 1))
     return minutes, (f"{STARTUP_FLOOR_MINUTES} min fixed + {STARTUP_HEADROOM} x {per_node / GB:.0f} GB read per node "
                      f"at {LOAD_GB_PER_SECOND:g} GB/s ({load:.1f} min)")
+
+
+def download_budget(download_bytes: int, *, rates: Rates | None = None) -> tuple[int, str]:
+    """Minutes one node's download may take, and how they were reckoned: the group's barrier waits this long for
+    its slowest node (a node whose cache is empty can finish a whole download after one whose cache is full)."""
+    rates = rates or Rates()
+    rate = min(rates.network_gbs, rates.nvme_gbs)
+    minutes = download_bytes / (rate * GB) / 60
+    total = DOWNLOAD_FLOOR_MINUTES + int(-(-STARTUP_HEADROOM * minutes // 1))
+    return total, (f"{DOWNLOAD_FLOOR_MINUTES} min fixed + {STARTUP_HEADROOM} x {download_bytes / GB:.0f} GB fetched "
+                   f"per node at {rate:g} GB/s ({minutes:.1f} min)")
+
+
+def distributed_timeout(weight_bytes: int) -> tuple[int, str]:
+    """vLLM's distributed timeout in seconds, and why: after the barrier the nodes start vLLM together, and what
+    can still set them apart is loading the weights (every node reads all of them, see ``startup_budget``); never
+    below vLLM's default."""
+    load = weight_bytes / (LOAD_GB_PER_SECOND * GB)
+    seconds = max(VLLM_DISTRIBUTED_TIMEOUT_SECONDS, int(-(-load // 1)))
+    return seconds, (f"the load-time skew at most: {weight_bytes / GB:.0f} GB read per node at "
+                     f"{LOAD_GB_PER_SECOND:g} GB/s ({load / 60:.1f} min), at least vLLM's default "
+                     f"{VLLM_DISTRIBUTED_TIMEOUT_SECONDS} s")
 
 
 def kv_bytes_per_token(model: ModelSpec, *, tp: int) -> int:
@@ -201,13 +236,17 @@ def plan_model(*, model: ModelSpec, preset: Preset, sizing: Sizing | None = None
         raise TooFewNodesError(model=name, preset=preset.name, nodes=chosen, minimum=minimum, detail=detail(chosen))
     budget = chosen * usable - model.weight_bytes - adapters
     startup, why = startup_budget(model.weight_bytes, chosen)
+    download, download_why = download_budget(
+        model.download_bytes if model.download_bytes is not None else model.weight_bytes)
+    timeout, timeout_why = distributed_timeout(model.weight_bytes)
     return Plan(
         model=model.alias, preset=preset.name, nodes=chosen, min_nodes=minimum,
         tensor_parallel_size=tp, pipeline_parallel_size=chosen, max_model_len=length,
         gpu_memory_utilization=gpu_memory_utilization, weight_bytes=model.weight_bytes,
         kv_bytes_per_token=per_token, kv_bytes_per_sequence=per_sequence, usable_bytes_per_node=usable,
         kv_budget_bytes=budget, full_length_sequences=budget // per_sequence if per_sequence else 0,
-        startup_minutes=startup, startup_reason=why, kv_note=kv_note(model), repo=model.repo,
-        revision=model.revision,
+        startup_minutes=startup, startup_reason=why, download_minutes=download, download_reason=download_why,
+        distributed_timeout_seconds=timeout, distributed_timeout_reason=timeout_why, kv_note=kv_note(model),
+        repo=model.repo, revision=model.revision,
         lora_bytes_per_gpu=lora_bytes_per_gpu(model, lora, tp=tp, pp=chosen) if lora else 0,
     )
