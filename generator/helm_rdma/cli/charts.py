@@ -40,8 +40,9 @@ FORMATS = ("json", "yaml", "table")
 ])
 @click.argument("release", type=CHART_RELEASE)
 @_chart_options
-@click.option("--output-dir", "output_dir", metavar="DIR", help="Directory to write the chart into.")
-@click.option("-o", "--output", "legacy_output", metavar="DIR",
+@click.option("--output-dir", "output_dir", type=click.Path(), metavar="DIR",
+              help="Directory to write the chart into (required).")
+@click.option("-o", "--output", "legacy_output", type=click.Path(), metavar="DIR",
               help="Deprecated spelling of --output-dir (-o will name an output format, as in the other commands).")
 @click.option("--force", is_flag=True, help="Regenerate a chart generate wrote before: its own files are rewritten, "
                                             "every other file is kept, and a hand edit of one of its files stops "
