@@ -44,8 +44,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="helm-rdma-bench-") as tmp:
         home = Path(tmp)
         chart = home / "chart"
-        subprocess.run([str(BIN / "helm-rdma"), "generate", "llama405b", "--preset", "h100", "-o", str(chart)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([str(BIN / "helm-rdma"), "generate", "llama405b", "--preset", "h100",
+                        "--output-dir", str(chart)], check=True, stdout=subprocess.DEVNULL)
         for name in ("helm3", "helm4"):
             helm = str(BIN / name)
             env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "HELM_DATA_HOME": str(home / name / "data"),

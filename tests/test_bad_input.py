@@ -65,7 +65,7 @@ def test_chart_commands_refuse_a_bad_release_name_first(runner: CliRunner, tmp_p
                                                         release: str) -> None:
     out = tmp_path / "out"
     cache = tmp_path / "cache"
-    extra = ["-o", str(out)] if command == "generate" else []
+    extra = ["--output-dir", str(out)] if command == "generate" else []
     result = cli(runner, command, release, "--preset", "no-such-preset", *extra,
                  env={"HELM_CACHE_HOME": str(cache), "HELM_BIN": "/nonexistent"})
     assert result.exit_code == 2, result.output
@@ -171,7 +171,7 @@ def test_resource_exhaustion_is_bounded(runner: CliRunner, tmp_path: Path, flags
     deep.write_text("global:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(150)) + " " * 151 + "x: 1\n")
     flags = [str(bomb) if f == "BOMB" else str(deep) if f == "DEEP" else f for f in flags]
     started = time.monotonic()
-    result = cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "out"), *flags)
+    result = cli(runner, "generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "out"), *flags)
     assert result.exit_code == 2 and message in result.output
     assert time.monotonic() - started < 30  # each was minutes or the OOM killer before
     assert not (tmp_path / "out").exists()
@@ -187,7 +187,7 @@ def test_plain_helm_refuses_the_alias_bomb_too(tmp_path: Path) -> None:
 # -- generate -o and --force --------------------------------------------------------------------------------------
 
 def generate(runner: CliRunner, out: Path, *extra: str) -> Any:
-    return cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(out), *extra)
+    return cli(runner, "generate", "llama405b", "--preset", "h100", "--output-dir", str(out), *extra)
 
 
 def test_force_never_replaces_a_git_work_tree(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,7 +199,8 @@ def test_force_never_replaces_a_git_work_tree(runner: CliRunner, tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "src.py"]
 
 
-def test_force_replaces_only_a_chart_generate_wrote(runner: CliRunner, tmp_path: Path) -> None:
+def test_force_regenerates_only_a_chart_generate_wrote_and_keeps_other_files(runner: CliRunner,
+                                                                             tmp_path: Path) -> None:
     out = tmp_path / "deploy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -212,7 +213,7 @@ def test_force_replaces_only_a_chart_generate_wrote(runner: CliRunner, tmp_path:
     assert generate(runner, out).exit_code == 2  # not empty: --force is still needed
     result = generate(runner, out, "--force")
     assert result.exit_code == 0, result.output
-    assert (out / ".helm-rdma").is_file() and not (out / "stale.yaml").exists()
+    assert (out / ".helm-rdma").is_file() and (out / "stale.yaml").read_text() == "old"  # not generate's: kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]
 
 
@@ -247,7 +248,7 @@ def slow(*args, **kwargs):
     return names
 chart._fill = slow
 from helm_rdma.cli import main
-main(["generate", "llama405b", "--preset", "h100", "-o", sys.argv[1]])
+main(["generate", "llama405b", "--preset", "h100", "--output-dir", sys.argv[1]])
 """
 
 
@@ -307,7 +308,7 @@ def test_values_that_would_break_yaml_or_kubernetes_are_refused_by_us_and_by_pla
         runner: CliRunner, tmp_path: Path, path: str) -> None:
     value = INJECTIONS.get(path) or KUBERNETES_REFUSES[path]
     f = values_file(tmp_path, {path: value})
-    result = cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "out"), "-f", str(f))
+    result = cli(runner, "generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "out"), "-f", str(f))
     assert result.exit_code == 2 and f"{path}:" in result.output and f"(from -f {f})" in result.output
     assert not (tmp_path / "out").exists()
     assert_refused_by_plain_helm(plain_helm("helm4", "x", str(chart_dir()), "-f", str(f)), path.rsplit(".", 1)[-1])
@@ -345,10 +346,10 @@ def test_label_key_and_mount_path_clashes_are_caught_by_the_charts_own_check(tmp
 @pytest.mark.parametrize(("args", "message"), [
     (["template", "llama405b", "--preset", "h100", "--max-model-len", "200000"],
      "max model length 200000 (--max-model-len or vllm.maxModelLen) is above llama405b's context of 131072 tokens"),
-    (["generate", "llama405b", "--preset", "h100", "-o", "OUT", "--set", "vllm.maxModelLen=131073"],
+    (["generate", "llama405b", "--preset", "h100", "--output-dir", "OUT", "--set", "vllm.maxModelLen=131073"],
      "is above llama405b's context of 131072"),
     (["plan", "llama405b", "--preset", "h100", "--max-model-len", "131073"], "use 131072 or less"),
-    (["generate", "llama405b", "--preset", "gpu4", "-o", "OUT", "--set-json", "vllm.gpuMemoryUtilization=0.03"],
+    (["generate", "llama405b", "--preset", "gpu4", "--output-dir", "OUT", "--set-json", "vllm.gpuMemoryUtilization=0.03"],
      f"does not fit in {MAX_NODES} nodes of preset gpu4, the most a group may have"),
 ])
 def test_impossible_requests_name_the_limit(runner: CliRunner, tmp_path: Path, args: list[str], message: str) -> None:
@@ -421,7 +422,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(runner: C
 
 def test_no_traceback_through_the_plugin_entry_point(tmp_path: Path) -> None:
     env = {**os.environ, "HELM_PLUGIN_DIR": str(REPO), "HELM_RDMA_VENV": str(Path(sys.executable).parent.parent)}
-    out = subprocess.run([str(REPO / "scripts" / "helm-rdma"), "generate", "Bad", "--preset", "h100", "-o",
+    out = subprocess.run([str(REPO / "scripts" / "helm-rdma"), "generate", "Bad", "--preset", "h100", "--output-dir",
                           str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "release name" in out.stderr
 
@@ -431,7 +432,7 @@ def test_a_flag_quoted_in_a_values_yaml_comment_cannot_add_values(runner: CliRun
                                                                   breaker: str) -> None:
     out = tmp_path / "out"
     annotation = f"a{breaker}rdma: {{privileged: true}}"
-    result = cli(runner, "generate", "llama405b", "--preset", "h100", "-o", str(out),
+    result = cli(runner, "generate", "llama405b", "--preset", "h100", "--output-dir", str(out),
                  "--set-string", f"podAnnotations.example\\.com/note={annotation}")
     assert result.exit_code == 0, result.output
     import yaml

@@ -156,7 +156,7 @@ def test_caches_and_leftovers_in_the_source_chart_are_never_copied(tmp_path: Pat
 
 
 def test_the_package_holds_only_chart_files_and_generate_prints_the_push_line(tmp_path: Path) -> None:
-    out = CliRunner().invoke(main, ["generate", "llama405b", "-p", "h100", "-o", str(tmp_path / "llama405b"),
+    out = CliRunner().invoke(main, ["generate", "llama405b", "-p", "h100", "--output-dir", str(tmp_path / "llama405b"),
                                     "--package"])
     assert out.exit_code == 0, out.output
     chart = tmp_path / "llama405b"
@@ -228,12 +228,12 @@ def test_the_chart_readme_values_table_is_generated_from_the_schema() -> None:
     assert "| `image.pullPolicy` | \"Always\" \\| \"IfNotPresent\" \\| \"Never\" | `\"IfNotPresent\"` |" in readme
 
 
-def test_a_hand_edited_values_yaml_regenerated_with_f_gets_a_new_version_naming_the_change(
+def test_a_change_in_the_users_values_file_gets_a_new_version_naming_the_change(
         two_models: dict[str, Path], tmp_path: Path) -> None:
     chart = tmp_path / "llama405b"
     shutil.copytree(two_models["llama405b"], chart)
-    values = chart / "values.yaml"
-    values.write_text(values.read_text().replace("  maxModelLen: 131072\n", "  maxModelLen: 65536\n"))
+    values = tmp_path / "llama405b-values.yaml"
+    values.write_text("vllm:\n  maxModelLen: 65536\n")
     generate(request(files=(values,)), output=chart, force=True)
     meta = chart_yaml(chart)
     assert meta["version"].startswith("0.1.1+")

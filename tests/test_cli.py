@@ -49,7 +49,7 @@ def test_template_namespace_reaches_the_manifests(runner: CliRunner) -> None:
 
 def test_generate_writes_a_complete_chart(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "deploy"
-    result = runner.invoke(main, ["generate", "llama405b", "--preset", "gpu4", "-o", str(out)])
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "gpu4", "--output-dir", str(out)])
     assert result.exit_code == 0, result.output
     assert "3 x gpu4" in result.output
     for name in ("Chart.yaml", "values.yaml", "values.schema.json", "README.md", "templates/_helpers.tpl",
@@ -65,16 +65,16 @@ def test_generate_refuses_a_non_empty_directory_without_force(runner: CliRunner,
     out = tmp_path / "deploy"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out)])
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(out)])
     assert result.exit_code == 2
     assert "directory is not empty" in result.output and "--force" in result.output
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out), "--force"])
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(out), "--force"])
     assert result.exit_code == 2, result.output  # --force replaces only a chart generate wrote
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     (out / "keep.txt").unlink()
-    assert runner.invoke(main, ["generate", "llama405b", "--preset", "gpu4", "-o", str(out)]).exit_code == 0
-    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(out), "--force"])
+    assert runner.invoke(main, ["generate", "llama405b", "--preset", "gpu4", "--output-dir", str(out)]).exit_code == 0
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(out), "--force"])
     assert result.exit_code == 0, result.output
     assert "BM.GPU.H100.8" in (out / "values.yaml").read_text() and (out / ".helm-rdma").is_file()
 
@@ -90,7 +90,7 @@ def test_generate_refuses_a_non_empty_directory_without_force(runner: CliRunner,
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(runner: CliRunner, tmp_path: Path, args: list[str],
                                                                message: str) -> None:
     out = tmp_path / "deploy"
-    gen = runner.invoke(main, ["generate", "llama405b", *args, "-o", str(out)])
+    gen = runner.invoke(main, ["generate", "llama405b", *args, "--output-dir", str(out)])
     tpl = runner.invoke(main, ["template", "llama405b", *args])
     assert tpl.exit_code == 2, tpl.output
     assert message in tpl.output

@@ -113,10 +113,10 @@ def test_schema_problems_and_too_few_nodes_are_reported_as_errors() -> None:
 def test_generate_stops_on_errors_and_prints_warnings(tmp_path: Path) -> None:
     runner = CliRunner()
     bad = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--set", "nccl.settings.NCCL_TIMEOUT=60",
-                               "-o", str(tmp_path / "a")])
+                               "--output-dir", str(tmp_path / "a")])
     assert bad.exit_code == 2 and "NCCL_TIMEOUT is not an NCCL variable" in bad.output
     assert not (tmp_path / "a").exists()
-    ok = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "b")])
+    ok = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "b")])
     assert ok.exit_code == 0 and "warning model.hfTokenSecret.name" in ok.stderr
 
 
@@ -146,7 +146,7 @@ def test_every_combination_the_chart_refuses_is_a_doctor_error(sets: tuple[str, 
     assert code == 1
     assert any(line.startswith(f"error   {key}:") for line in out.splitlines()), out
     # and plain helm refuses the same values in the chart itself
-    generated = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "chart"),
+    generated = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "chart"),
                                      "--set", TOKEN, "--set", "rdma.mode=sriov"])
     assert generated.exit_code == 0, generated.output
     import subprocess

@@ -207,7 +207,7 @@ def test_a_hub_model_becomes_a_chart_that_serves_it_with_the_planned_nodes(hub_e
     assert v["nodes"] == resolved.plan.nodes == 1
     assert v["probes"]["startupMinutes"] == resolved.plan.startup_minutes
     result = CliRunner().invoke(main, ["generate", "qwen", "--preset", "h100", "--model", "Qwen/Qwen3-32B",
-                                       "-o", str(tmp_path / "chart")])
+                                       "--output-dir", str(tmp_path / "chart")])
     assert result.exit_code == 0, result.output
     values = (tmp_path / "chart" / "values.yaml").read_text()
     assert "name: Qwen/Qwen3-32B" in values and "servedName: qwen3-32b" in values

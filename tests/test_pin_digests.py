@@ -91,7 +91,7 @@ def test_docker_names_expand_as_docker_expands_them() -> None:
 
 
 def test_generate_pins_every_tag_to_the_digest_the_registry_names(registry: str, tmp_path: Path) -> None:
-    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "c"),
+    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "c"),
                                     "--pin-digests"])
     assert out.exit_code == 0, out.output
     values = yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())
@@ -108,7 +108,7 @@ def test_generate_pins_every_tag_to_the_digest_the_registry_names(registry: str,
 
 def test_a_digest_already_set_is_kept_and_not_asked_for(registry: str, tmp_path: Path) -> None:
     mine = "sha256:" + "d" * 64
-    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "c"),
+    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "c"),
                                     "--pin-digests", "--set", f"image.digest={mine}"])
     assert out.exit_code == 0, out.output
     assert yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())["image"]["digest"] == mine
@@ -116,7 +116,7 @@ def test_a_digest_already_set_is_kept_and_not_asked_for(registry: str, tmp_path:
 
 
 def test_a_tag_the_registry_does_not_know_fails_and_writes_nothing(registry: str, tmp_path: Path) -> None:
-    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "c"),
+    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "c"),
                                     "--pin-digests", "--set", "image.tag=v9.9.9"])
     assert out.exit_code == 1
     assert ("image: cannot pin docker.io/vllm/vllm-openai:v9.9.9 to a digest: the registry has no such repository or tag "
@@ -128,7 +128,7 @@ def test_a_tag_the_registry_does_not_know_fails_and_writes_nothing(registry: str
 def test_an_unreachable_registry_is_a_runtime_failure_naming_the_key(monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     monkeypatch.setenv("HELM_RDMA_REGISTRY_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
-    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "-o", str(tmp_path / "c"),
+    out = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "c"),
                                     "--pin-digests"])
     assert out.exit_code == 1 and "image: cannot pin docker.io/vllm/vllm-openai:v0.33.0" in out.output
     assert "could not be reached" in out.output and not (tmp_path / "c").exists()

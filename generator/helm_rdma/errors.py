@@ -176,14 +176,31 @@ class OutputExistsError(InputError):
     """An output directory that is not empty, without --force."""
 
     def __init__(self, *, path: str) -> None:
-        super().__init__(f"-o {path}: directory is not empty; choose another directory or pass --force to replace it")
+        super().__init__(f"--output-dir {path}: directory is not empty; choose another directory, or pass --force to "
+                         "regenerate the chart generate wrote there (it keeps your own files and stops on a hand "
+                         "edit)")
 
 
 class OutputRefusedError(InputError):
     """An output path that generate may not write or replace (not a generated chart, a git work tree, a file)."""
 
     def __init__(self, *, path: str, problem: str, fix: str) -> None:
-        super().__init__(f"-o {path}: {problem}; {fix}")
+        super().__init__(f"--output-dir {path}: {problem}; {fix}")
+
+
+class ChartEditedError(InputError):
+    """Files generate wrote that were edited by hand since, found before a regeneration would overwrite them."""
+
+    def __init__(self, *, path: str, edited: Sequence[str], value_files: Sequence[str]) -> None:
+        yours = (f"your values file ({', '.join(value_files)}, which generate reads on every regeneration)"
+                 if value_files else "a values file of your own (pass it once with -f: the chart records it and "
+                 "generate reads it on every regeneration)")
+        super().__init__(
+            f"--output-dir {path}: generate wrote these files and they were edited by hand since: "
+            f"{'; '.join(edited)}. Regenerating would discard those edits, so nothing was written. Move each change "
+            f"into {yours}, or restore the files (git checkout), then run generate again; or pass --discard-edits "
+            "to overwrite them"
+        )
 
 
 class HelmNotFoundError(RuntimeFailure):

@@ -65,7 +65,8 @@ def read_previous(chart: Path) -> PreviousChart | None:
     """The version, digest, changes and values of a chart directory, or None when it has no readable Chart.yaml.
 
     The values are those it was generated with: the defaults of its published values.schema.json, which are the
-    generated values (values.yaml may have been edited by hand since, and be the -f of this very generate).
+    generated values (values.yaml may have been edited by hand since: generate then stops, or with --discard-edits
+    overwrites it).
     """
     import yaml
 

@@ -99,6 +99,16 @@ def schema_with_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict
         for key, sub in props.items():
             if key in values:
                 sub = schema_with_defaults(sub, values[key]) if isinstance(values[key], dict) else dict(sub)
-                sub["default"] = values[key]
+                sub["default"] = _in_schema_order(values[key], sub)
             out["properties"][key] = sub
     return out
+
+
+def _in_schema_order(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` with the keys of each mapping in the schema's order (then the others as they come), as values.yaml
+    has them: a value set from a -f file is merged in last, and must not move its line in the published schema."""
+    if not isinstance(value, dict):
+        return value
+    props = schema.get("properties") or {}
+    return {key: _in_schema_order(value[key], props.get(key) or _additional(schema))
+            for key in _ordered_keys(value, schema)}

@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 from helm_rdma import __version__
 from helm_rdma.chart.meta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
+from helm_rdma.chart.ownership import MARKER, edited_keys, read_record, record_text, survey
 from helm_rdma.chart.readme import README_TEMPLATE, render_readme
 from helm_rdma.chart.valuesfile import render_values, schema_with_defaults
 from helm_rdma.datafiles import chart_dir, schema_path
-from helm_rdma.errors import OutputExistsError, OutputRefusedError
+from helm_rdma.errors import ChartEditedError, OutputExistsError, OutputRefusedError
 from helm_rdma.resolve.values import KUBERNETES_DEFINITIONS, VALUES_SCHEMA, Resolved, values_schema
 
 # Files of charts/vllm-rdma that are sources; everything else in a generated chart is written here.
@@ -24,9 +25,6 @@ COPIED = ("templates", "files", ".helmignore")
 JUNK_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
 JUNK_SUFFIXES = (".pyc", ".pyo", ".swp", ".swo", ".bak", ".tmp", ".orig", "~")
 JUNK_NAMES = {".DS_Store", "Thumbs.db"}
-# Left in every chart generate writes: `generate --force` replaces only a directory that holds it.
-MARKER = ".helm-rdma"
-MARKER_TEXT = "Written by `helm-rdma generate`; `helm-rdma generate --force` may replace this directory.\n"
 
 
 class WrittenChart(NamedTuple):
@@ -104,21 +102,27 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
     return files
 
 
-def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compact: bool = False,
+def write_chart(resolved: Resolved, *, output: Path, force: bool = False, discard_edits: bool = False,
+                compact: bool = False, value_files: tuple[str, ...] = (),
                 check: Callable[[Path], None] | None = None) -> WrittenChart:
     """Write a complete chart into ``output`` atomically: into a temporary sibling, then renamed into place.
 
-    ``force`` replaces a directory only when it holds a chart generate wrote (its MARKER file) and no ``.git``.
-    ``check`` sees the finished chart before it is moved into place; whatever it raises leaves ``output`` as it was.
-    Nothing is left behind on failure, on Ctrl-C or on SIGTERM (the CLI turns it into an exception).
+    ``force`` regenerates a directory that holds a chart generate wrote (its record, MARKER) and no ``.git``: the
+    files generate wrote are replaced, every other file is kept; a file generate wrote and someone edited since
+    stops the run, unless ``discard_edits``. ``value_files`` are the user's values files, relative to ``output``,
+    written into the record for the next regeneration. ``check`` sees the finished chart before it is moved into
+    place; whatever it raises leaves ``output`` as it was. Nothing is left behind on failure, on Ctrl-C or on
+    SIGTERM (the CLI turns it into an exception).
 
     Raises:
         OutputExistsError: ``output`` exists, is not empty, and ``force`` is False.
-        OutputRefusedError: ``output`` is a file, a git work tree, a directory generate did not write, or not writable.
+        OutputRefusedError: ``output`` is a file, a git work tree, a directory generate did not write, not
+            writable, or holds a file of someone else's where the new chart has one of its own.
+        ChartEditedError: A file generate wrote was edited (or deleted) since, without ``discard_edits``.
     """
     output = output.resolve()
-    _check_output(output, force=force)
-    previous = read_previous(output) if force and (output / MARKER).is_file() else None
+    kept = _check_output(output, force=force, discard_edits=discard_edits)
+    previous = read_previous(output) if kept is not None else None
     parent = output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +133,8 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compac
     trash: Path | None = None
     try:
         try:
-            names = _fill(staging, resolved, compact=compact, previous=previous)
+            names = _fill(staging, resolved, compact=compact, previous=previous, value_files=value_files)
+            _keep(output, staging, kept or (), names)
         except OSError as exc:
             raise OutputRefusedError(path=str(output), problem=f"cannot write the chart: {exc.strerror or exc}",
                                      fix="free some space or choose another directory") from None
@@ -150,12 +155,14 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, compac
     return WrittenChart(path=output, files=tuple(names))
 
 
-def _check_output(output: Path, *, force: bool) -> None:
+def _check_output(output: Path, *, force: bool, discard_edits: bool) -> tuple[str, ...] | None:
+    """None for a new chart; for a regeneration, the files and empty directories someone else put in ``output``
+    (kept in the new chart)."""
     if output.exists() and not output.is_dir():
         raise OutputRefusedError(path=str(output), problem="is a file, not a directory",
                                  fix="name a directory for the chart")
     if not output.is_dir():
-        return
+        return None
     try:
         entries = [p.name for p in output.iterdir()]
     except OSError as exc:
@@ -164,18 +171,50 @@ def _check_output(output: Path, *, force: bool) -> None:
     if ".git" in entries:
         raise OutputRefusedError(path=str(output), problem="holds a git repository (.git), which generate never "
                                  "replaces", fix="write the chart into a directory of its own, such as "
-                                 f"-o {output / 'deploy'}")
+                                 f"--output-dir {output / 'deploy'}")
     if not entries:
-        return
+        return None
     if not force:
         raise OutputExistsError(path=str(output))
-    if MARKER not in entries:
+    record = read_record(output)
+    if record is None:
         raise OutputRefusedError(path=str(output), problem=f"holds files generate did not write (no {MARKER} "
-                                 "file), and --force replaces only a chart generate wrote",
+                                 "file), and --force regenerates only a chart generate wrote",
                                  fix="choose another directory, or empty this one yourself")
+    if record.legacy:
+        if discard_edits:
+            return ()  # nothing says which files are whose: the chart is replaced as a whole, as asked
+        keys = edited_keys(output)
+        edited = f" (its values.yaml differs from what was generated at {', '.join(keys)})" if keys else ""
+        raise OutputRefusedError(path=str(output), problem=f"was written by a helm-rdma that kept no record of its "
+                                 f"files, so a hand edit cannot be told from them{edited}",
+                                 fix="move your changes into a values file of your own and pass it with -f, then "
+                                 "pass --discard-edits once to replace the whole directory (files you added "
+                                 "included)")
+    found = survey(output, record)
+    if found.edited and not discard_edits:
+        raise ChartEditedError(path=str(output), edited=found.edited, value_files=record.value_files)
+    return found.foreign
 
 
-def _fill(target: Path, resolved: Resolved, *, compact: bool, previous: PreviousChart | None) -> list[str]:
+def _keep(output: Path, staging: Path, kept: tuple[str, ...], names: list[str]) -> None:
+    """Copy the files someone else put in ``output`` into the staged chart, refusing one the chart now writes."""
+    clashes = [name for name in kept if name in names or any(n.startswith(f"{name}/") for n in names)]
+    if clashes:
+        raise OutputRefusedError(path=str(output), problem=f"holds {', '.join(clashes)}, which generate did not "
+                                 "write and the new chart writes too", fix="rename or move it out of the chart "
+                                 "directory (generate never overwrites a file of yours), then run generate again")
+    for name in kept:
+        src, dst = output / name, staging / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir() and not src.is_symlink():
+            dst.mkdir(exist_ok=True)
+        else:
+            shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _fill(target: Path, resolved: Resolved, *, compact: bool, previous: PreviousChart | None,
+          value_files: tuple[str, ...]) -> list[str]:
     sources = source_files()
     for name, src in sources.items():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +222,8 @@ def _fill(target: Path, resolved: Resolved, *, compact: bool, previous: Previous
     generated = chart_files(resolved, compact=compact, previous=previous, digest=digest_of(resolved, sources))
     for name, text in generated.items():
         (target / name).write_text(text, encoding="utf-8")
-    (target / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+    names = sorted([*sources, *generated])
+    record = record_text(files={name: (target / name).read_bytes() for name in names}, value_files=value_files)
+    (target / MARKER).write_text(record, encoding="utf-8")
     target.chmod(0o755)
-    return sorted([*sources, *generated, MARKER])
+    return sorted([*names, MARKER])

@@ -26,34 +26,52 @@ if TYPE_CHECKING:
     from helm_rdma.resolve.values import ChartRequest
 
 
+# Values of -o that name an output format in the other commands: for generate they are refused as ambiguous.
+FORMATS = ("json", "yaml", "table")
+
+
 @main.command(examples=[
     ("a chart for a GitOps repository; Argo CD or Flux render it with plain helm",
-     "generate llama405b --preset h100 -o deploy/llama405b"),
-    ("write it again over the chart generate wrote before, with three nodes",
-     "generate llama405b --preset h100 --nodes 3 -o deploy/llama405b --force"),
+     "generate llama405b --preset h100 --output-dir deploy/llama405b"),
+    ("your choices in a values file of yours, beside the chart: the chart records it",
+     "generate llama405b --preset h100 -f deploy/llama405b-values.yaml --output-dir deploy/llama405b --force"),
+    ("regenerate (new helm-rdma, new preset facts): the recorded values file is read again; a hand edit stops it",
+     "generate llama405b --preset h100 --output-dir deploy/llama405b --force"),
 ])
 @click.argument("release", type=CHART_RELEASE)
 @_chart_options
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Directory to write the chart into.")
-@click.option("--force", is_flag=True, help="Replace a non-empty output directory that holds a chart generate "
-                                            "wrote before (never one with .git, nor other files); the chart's "
-                                            "version continues the replaced one's.")
+@click.option("--output-dir", "output_dir", type=click.Path(), metavar="DIR",
+              help="Directory to write the chart into (required).")
+@click.option("-o", "--output", "legacy_output", type=click.Path(), metavar="DIR",
+              help="Deprecated spelling of --output-dir (-o will name an output format, as in the other commands).")
+@click.option("--force", is_flag=True, help="Regenerate a chart generate wrote before: its own files are rewritten, "
+                                            "every other file is kept, and a hand edit of one of its files stops "
+                                            "the run (never a directory with .git); the chart's version continues "
+                                            "the replaced one's.")
+@click.option("--discard-edits", is_flag=True, help="With --force, overwrite the files generate wrote even where "
+                                                    "they were edited by hand since (files you added are still "
+                                                    "kept).")
 @click.option("--pin-digests", is_flag=True, help="Ask each image's registry for the digest its tag points at and "
                                                   "write it into values.yaml (image.digest and the like), so the "
                                                   "chart always runs those exact images.")
 @click.option("--package", is_flag=True, help="Also run helm package: NAME-VERSION.tgz beside the chart directory, "
                                               "and print the helm push line.")
-def generate(request: ChartRequest, output: Path, force: bool, pin_digests: bool, package: bool) -> None:
+def generate(request: ChartRequest, output_dir: str | None, legacy_output: str | None, force: bool,
+             discard_edits: bool, pin_digests: bool, package: bool) -> None:
     """Write RELEASE's complete chart into a directory, for GitOps.
 
     The directory holds Chart.yaml, the templates, a commented values.yaml, values.schema.json and a README, and
     renders later with plain helm (Argo CD, Flux): no plugin and no Python. It is rendered with helm first (when
-    one is installed) and written atomically; --package also writes the .tgz to push to a registry.
+    one is installed) and written atomically; --package also writes the .tgz to push to a registry. The chart is
+    the tool's: keep your choices in a values file of your own and pass it with -f; the chart records it, and a
+    regeneration without -f reads it again.
     """
     from helm_rdma.commands.generate import generate as run
 
-    result = run(request, output=output, force=force, pin_digests=pin_digests, package=package)
+    if discard_edits and not force:
+        raise click.UsageError("--discard-edits overwrites an existing chart: give it with --force")
+    result = run(request, output=_output_dir(output_dir, legacy_output), force=force, discard_edits=discard_edits,
+                 pin_digests=pin_digests, package=package)
     _notice(result.notice)
     p = result.plan
     click.echo(f"wrote {result.path} ({len(result.files)} files): {p.model} on {p.nodes} x {p.preset}, "
@@ -62,6 +80,27 @@ def generate(request: ChartRequest, output: Path, force: bool, pin_digests: bool
         click.echo(f"packaged {result.package.path} (chart {result.package.name} version {result.package.version})")
         click.echo("publish it (OCI Registry: helm registry login REGION.ocir.io -u 'NAMESPACE/USER' first):")
         click.echo(f"  {result.package.push_command()}")
+
+
+def _output_dir(output_dir: str | None, legacy_output: str | None) -> Path:
+    """--output-dir, or the deprecated -o DIR (with a warning); -o json|yaml|table is refused as ambiguous."""
+    if output_dir is not None and legacy_output is not None:
+        raise click.UsageError("give the chart's directory once, with --output-dir (-o is its deprecated spelling)")
+    if legacy_output is not None:
+        if legacy_output.strip().lower() in FORMATS:
+            raise click.BadParameter(
+                f'"{legacy_output}" is ambiguous: -o names an output format in the other commands, and generate '
+                f"prints no {legacy_output.strip().lower()}; to write the chart into a directory of that name, use "
+                f"--output-dir ./{legacy_output}", param_hint="-o")
+        click.echo(f"helm-rdma: warning: generate -o DIR is deprecated and will name an output format, as in the "
+                   f"other commands; use --output-dir {legacy_output}", err=True)
+        output_dir = legacy_output
+    if output_dir is None:
+        raise click.UsageError("Missing option '--output-dir': the directory to write the chart into")
+    if not output_dir.strip():
+        raise click.BadParameter("empty path; name the directory to write the chart into",
+                                 param_hint="'--output-dir'" if legacy_output is None else "'-o'")
+    return Path(output_dir)
 
 
 @main.command(examples=[

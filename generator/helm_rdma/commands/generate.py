@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.chart.images import chart_images
 from helm_rdma.chart.meta import read_identity
+from helm_rdma.chart.ownership import read_record
 from helm_rdma.chart.package import ChartPackage, package_chart
 from helm_rdma.chart.registry import resolve_digest
 from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import require_clean
-from helm_rdma.errors import HelmNotFoundError
+from helm_rdma.errors import HelmNotFoundError, OutputRefusedError
 from helm_rdma.helm import find_helm, run_chart_command
 from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
 from helm_rdma.sizing.planner import Plan
+from helm_rdma.yamlfile import STDIN
+
+# What generate writes at the top of every chart: never a user's -f file.
+OWN_FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "README.md")
 
 
 class GenerateResult(NamedTuple):
@@ -27,26 +34,37 @@ class GenerateResult(NamedTuple):
     package: ChartPackage | None = None
 
 
-def generate(request: ChartRequest, *, output: Path, force: bool = False, pin_digests: bool = False,
-             package: bool = False) -> GenerateResult:
+def generate(request: ChartRequest, *, output: Path, force: bool = False, discard_edits: bool = False,
+             pin_digests: bool = False, package: bool = False) -> GenerateResult:
     """Resolve and check the values (stopping on errors, as `doctor` reports them), render the chart with helm when
     one is installed (so that plain helm is known to take it), then write it into ``output`` atomically (nothing
     is written on error). With ``package``, `helm package` then writes NAME-VERSION.tgz beside ``output``.
+
+    The user's choices live in values files of their own: the -f files are recorded in the chart (relative to
+    ``output``), and a regeneration given no -f reads the recorded ones again. ``force`` allows regenerating a chart
+    generate wrote: it rewrites only generate's own files, keeps every other file, and stops on a hand edit of one of
+    generate's files unless ``discard_edits`` (see chart/ownership.py).
 
     ``pin_digests`` asks each image's registry for the digest its tag points at and writes it into the image's
     ``digest`` value (images whose digest is set already are left alone).
 
     Raises:
+        ChartEditedError: A file generate wrote was edited by hand since (nothing is written).
+        OutputRefusedError: -f names a file generate writes in ``output``, or ``output`` cannot take the chart.
         RegistryError: With ``pin_digests``, a registry that did not answer with a digest (nothing is written).
         HelmNotFoundError: ``package`` without a helm binary.
     """
+    output = output.resolve()
+    request, recorded, lines = _user_files(request, output)
     resolved = resolve(request)
+    _name_files_from_chart(resolved, recorded)
     warnings = require_clean(resolved)
     pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
-    written = write_chart(resolved, output=output, force=force,
+    written = write_chart(resolved, output=output, force=force, discard_edits=discard_edits,
+                          value_files=tuple(recorded.values()),
                           check=lambda chart: _render(resolved, chart, unchecked))
-    notice = "\n".join([*warnings, *pinned, *unchecked]) or None
+    notice = "\n".join([*lines, *warnings, *pinned, *unchecked]) or None
     packaged = None
     if package:
         name, version = read_identity(written.path)
@@ -54,6 +72,45 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, pin_di
                                  helm=find_helm())
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
                           package=packaged)
+
+
+def _user_files(request: ChartRequest, output: Path) -> tuple[ChartRequest, dict[str, str], list[str]]:
+    """The request with the values files the chart records when it names none; each file (as given) with its path
+    relative to ``output`` for the record; the lines that say so."""
+    record = read_record(output) if output.is_dir() else None
+    lines = []
+    files = request.sources.files
+    if not files and record is not None and record.value_files:
+        files = tuple(Path(os.path.normpath(output / name)) for name in record.value_files)
+        request = dataclasses.replace(request, sources=dataclasses.replace(request.sources, files=files))
+        lines.append(f"read the values files {output.name} records: {', '.join(record.value_files)}")
+    recorded: dict[str, str] = {}
+    for path in files:
+        if str(path).strip() == STDIN:
+            lines.append("values read from standard input (-f -) are not recorded: a regeneration without -f will "
+                         "not apply them; keep them in a file")
+            continue
+        absolute = Path(os.path.abspath(path))
+        if absolute.parent == output or output in absolute.parents:
+            owned = record.files if record is not None else {}
+            name = absolute.relative_to(output).as_posix()
+            if name in owned or name in OWN_FILES:
+                raise OutputRefusedError(path=str(output), problem=f"-f {path} is a file generate writes in this "
+                                         "chart, so your choices in it would be overwritten and every value in it "
+                                         "would become yours (preset fixes would never arrive)",
+                                         fix="keep only the keys you changed in a values file of your own, beside "
+                                         "the chart, and pass that with -f")
+        recorded[str(path)] = os.path.relpath(absolute, output).replace(os.sep, "/")
+    return request, recorded, lines
+
+
+def _name_files_from_chart(resolved: Resolved, recorded: dict[str, str]) -> None:
+    """Name each values file in values.yaml's comments by its path from the chart, so a regeneration run from
+    another directory writes the same bytes."""
+    for key, origin in resolved.origins.items():
+        given = origin.removeprefix("-f ")
+        if origin.startswith("-f ") and given in recorded:
+            resolved.notes[key] = f"Set by your values file {recorded[given]} (-f)."
 
 
 def _pin_digests(resolved: Resolved) -> list[str]:
