@@ -1,6 +1,7 @@
 # The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv from this repository's own files:
 # `make demo` only what the plugin runs (the hash-locked runtime of locks/runtime.txt and one helm), `make test` the
-# development tools on top (both helms, the OCI SDK, CPU torch, the linters).
+# development tools on top (both helms, the OCI SDK, CPU torch, the linters; scripts/test-tools adds Debian tools and
+# the editor's YAML language server, from tests/editor/package-lock.json).
 PYTHON ?= python3
 # The Python that makes the venv, found before .venv/bin goes first on PATH.
 HOST_PYTHON := $(shell command -v $(PYTHON))

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from helm_rdma.chart.overrideschema import OVERRIDE_SCHEMA
 from helm_rdma.datafiles import chart_dir
 from helm_rdma.dev.chart_sync import drift, expected_files
 from helm_rdma.resolve.values import values_schema
@@ -114,3 +115,77 @@ def test_helm_reads_a_one_line_json_values_file_of_4096_multiple_bytes_only_with
         (chart / "values.yaml").write_text(text + ending)
         run = subprocess.run([str(helm_path("helm4")), "template", "x", str(chart)], capture_output=True, text=True)
         assert (run.returncode == 0) == renders, run.stderr
+
+
+@pytest.fixture(scope="module")
+def for_overrides() -> dict[str, Any]:
+    return json.loads((chart_dir() / OVERRIDE_SCHEMA).read_text())
+
+
+def test_the_override_schema_is_the_charts_schema_without_required_on_merged_maps(
+        published: dict[str, Any], for_overrides: dict[str, Any]) -> None:
+    """Generated from the same schema (a drift here is a drift of charts/vllm-rdma, which the test above catches):
+    only `required` of the root and of the maps below it through `properties` is gone; everything else, closed
+    objects, types, enums, ranges, patterns, descriptions and defaults, is the published schema's."""
+    dropped: list[str] = []
+
+    def restore(over: dict[str, Any], full: dict[str, Any], path: str) -> dict[str, Any]:
+        out = {**over, "properties": dict(over.get("properties", {}))} if "properties" in over else dict(over)
+        if "required" in full:
+            assert "required" not in over, path
+            out["required"] = full["required"]
+            dropped.append(path)
+        for key, sub in full.get("properties", {}).items():
+            out["properties"][key] = restore(over["properties"][key], sub, f"{path}.{key}" if path else key)
+        return out
+
+    assert restore(for_overrides, published, "") == published
+    assert "" in dropped and "nccl" in dropped and "clusterNetwork.image" in dropped
+    # helm's own schema demands as much as before: the merged values must hold every key
+    assert published["required"] and "nccl" in published["required"]
+
+
+def test_the_override_schema_keeps_demands_where_helm_replaces_the_value_whole(for_overrides: dict[str, Any]) -> None:
+    """A list replaces the chart's list whole, so each item must be complete; a condition's `required` is a test."""
+    env = for_overrides["properties"]["vllm"]["properties"]["extraEnv"]["items"]
+    assert env["required"] == ["name", "value"], env
+    adapters = for_overrides["properties"]["vllm"]["properties"]["lora"]["properties"]["adapters"]["items"]
+    assert all("required" in branch for branch in adapters["oneOf"])
+    assert for_overrides["definitions"] == published_definitions()
+
+
+def published_definitions() -> dict[str, Any]:
+    return dict(json.loads((chart_dir() / "values.schema.json").read_text())["definitions"])
+
+
+@pytest.mark.parametrize(("overrides", "valid"), [
+    ({}, True),
+    ({"image": {"tag": "v0.17.1"}, "vllm": {"maxModelLen": 65536}, "api": {"keySecret": {"name": "key"}}}, True),
+    ({"vllm": {"maxModelLenn": 65536}}, False),
+    ({"vllm": {"maxModelLen": "long"}}, False),
+    ({"nccl": {"debug": "LOUD"}}, False),
+    ({"nodes": 0}, False),
+    ({"vllm": {"extraEnv": [{"value": "1"}]}}, False),
+], ids=["empty", "three-keys", "typo", "type", "enum", "range", "list-item-whole"])
+def test_the_override_schema_judges_a_partial_file_as_helm_judges_it_merged(
+        overrides: dict[str, Any], valid: bool, for_overrides: dict[str, Any], published: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator.check_schema(for_overrides)
+    assert jsonschema.Draft7Validator(for_overrides).is_valid(overrides) == valid
+    values = yaml.safe_load((chart_dir() / "values.yaml").read_text())
+    merged = _merged(values, overrides)
+    assert jsonschema.Draft7Validator(published).is_valid(merged) == valid
+    assert not jsonschema.Draft7Validator(published).is_valid(overrides)  # helm's schema wants the merged values
+
+
+def _merged(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merged(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def test_a_generated_chart_carries_the_override_schema_and_a_rendered_one_does_not() -> None:
+    from helm_rdma.chart.write import chart_files
+    from helm_rdma.resolve.values import resolve
+
+    assert OVERRIDE_SCHEMA in chart_files(resolve(request()))
+    assert OVERRIDE_SCHEMA not in chart_files(resolve(request()), compact=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helm_rdma.checks import rules
+from helm_rdma.checks import lookalikes, rules
 from helm_rdma.checks.doctor import diagnose
 from helm_rdma.checks.finding import Finding
 from helm_rdma.checks.rulestemplate import go_template
@@ -160,3 +160,40 @@ def test_the_python_fullname_is_the_charts(release: str, overrides: dict[str, An
     out = plain_helm("helm4", release, f)
     names = {d["metadata"]["name"] for d in yaml.safe_load_all(out.stdout) if d}
     assert rules.fullname(merged(DEFAULTS, overrides), release) in names  # the LeaderWorkerSet's, the headless Service's
+
+
+LOOKALIKES = lookalikes.lookalikes()
+
+
+@pytest.mark.parametrize("name", LOOKALIKES)
+def test_an_nccl_lookalike_is_refused_by_plain_helm_and_doctor_in_the_same_words(name: str, tmp_path: Path) -> None:
+    """As a key of nccl.settings and as the name of a vllm.extraEnv entry; the values schema holds the words
+    (checks/lookalikes.py), so the editor shows them too (tests/test_editor.py)."""
+    extra_env = [{"name": "TORCH_NCCL_BLOCKING_WAIT", "value": "1"}, {"name": name, "value": "1"}]
+    f = values_file(tmp_path, {f"nccl.settings.{name}": "1", "vllm.extraEnv": extra_env})
+    resolved = resolve(request(release=RELEASE, sources=ValueSources(files=(f,))))
+    found = [x for x in diagnose(resolved) if x in lookalikes.findings(resolved.values)]
+    assert [(x.severity, x.key) for x in found] == [("error", f"nccl.settings.{name}"),
+                                                    ("error", "vllm.extraEnv[1].name")]
+    assert found[0].message.startswith(f"{name} ") and found[0].fix
+    for helm, out in plain_helms(RELEASE, f).items():
+        assert out.returncode != 0 and problems(out.stderr) == [f"{x.key}: {x.message}; fix: {x.fix}" for x in found], \
+            (helm, out.stderr)
+
+
+@pytest.mark.parametrize("helm", ["helm3", "helm4"])
+def test_plain_helm_template_with_set_nccl_timeout_fails_naming_the_key(helm: str) -> None:
+    """The way Argo CD and Flux pass a parameter: `--set` on the generated chart, without the plugin."""
+    out = subprocess.run([str(helm_path(helm)), "template", RELEASE, str(chart_dir()), "--set",
+                          "nccl.settings.NCCL_TIMEOUT=1800"], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert out.returncode != 0
+    assert problems(out.stderr) == ["nccl.settings.NCCL_TIMEOUT: NCCL_TIMEOUT is not an NCCL variable: NCCL's verbs "
+                                    "timeout is NCCL_IB_TIMEOUT (the preset sets it), and collective timeouts belong "
+                                    "to PyTorch and vLLM; fix: remove it"]
+
+
+def test_the_lookalikes_are_one_exact_name_each_and_nccls_own_names_are_none_of_them() -> None:
+    assert set(LOOKALIKES) == {"NCCL_TIMEOUT", "NCCL_ASYNC_ERROR_HANDLING", "NCCL_BLOCKING_WAIT",
+                               "NCCL_SHM_USE_CUDA_MEMCPY"}
+    assert not set(LOOKALIKES) & set(DEFAULTS["nccl"]["settings"])

@@ -632,7 +632,7 @@ Rule lora-path (schemas/rules.yaml): vllm.lora.adapters.
 {{- end }}
 
 {{/*
-Every rule above: fails once, listing each broken rule, its key and fix.
+Every rule above, and the NCCL look-alikes of the values schema (checks/lookalikes.py): fails once, listing each problem, its key and fix.
 */}}
 {{- define "vllm-rdma.validateValues" -}}
 {{- $v := .Values }}
@@ -673,6 +673,13 @@ Every rule above: fails once, listing each broken rule, its key and fix.
 {{- with include "vllm-rdma.rule.lora-name-repeat" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.lora-base-name" . }}{{ $problems = append $problems . }}{{ end }}
 {{- with include "vllm-rdma.rule.lora-path" . }}{{ $problems = append $problems . }}{{ end }}
+{{- $lookalikes := dict "NCCL_TIMEOUT" "NCCL_TIMEOUT is not an NCCL variable: NCCL's verbs timeout is NCCL_IB_TIMEOUT (the preset sets it), and collective timeouts belong to PyTorch and vLLM; fix: remove it" "NCCL_ASYNC_ERROR_HANDLING" "NCCL_ASYNC_ERROR_HANDLING is PyTorch's old name, which current PyTorch no longer reads; fix: rename it TORCH_NCCL_ASYNC_ERROR_HANDLING (under vllm.extraEnv)" "NCCL_BLOCKING_WAIT" "NCCL_BLOCKING_WAIT is PyTorch's old name, which current PyTorch no longer reads; fix: rename it TORCH_NCCL_BLOCKING_WAIT (under vllm.extraEnv)" "NCCL_SHM_USE_CUDA_MEMCPY" "NCCL_SHM_USE_CUDA_MEMCPY was removed in NCCL 2.30.7 (it existed from 2.13.4) and never had to do with huge pages or RDMA; fix: remove it" }}
+{{- range $name, $_ := $v.nccl.settings }}
+  {{- with get $lookalikes $name }}{{ $problems = append $problems (printf "nccl.settings.%s: %s" $name .) }}{{ end }}
+{{- end }}
+{{- range $i, $env := $v.vllm.extraEnv }}
+  {{- with get $lookalikes (toString $env.name) }}{{ $problems = append $problems (printf "vllm.extraEnv[%d].name: %s" $i .) }}{{ end }}
+{{- end }}
 {{- if $problems }}
   {{- fail (printf "\n\nvllm-rdma: the values do not fit together:\n  - %s\n" (join "\n  - " $problems)) }}
 {{- end }}

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from helm_rdma import __version__
 from helm_rdma.chart.meta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
 from helm_rdma.chart.ownership import MARKER, edited_keys, read_record, record_text, survey
+from helm_rdma.chart.overrideschema import OVERRIDE_SCHEMA, override_schema
 from helm_rdma.chart.readme import README_TEMPLATE, render_readme
 from helm_rdma.chart.valuesfile import render_values, schema_with_defaults
 from helm_rdma.datafiles import chart_dir, schema_path
@@ -96,6 +97,8 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
         "Chart.yaml": chart_yaml(metadata),
         "values.yaml": render_values(resolved.values, schema, notes=resolved.notes, header=header),
         "values.schema.json": json.dumps(published, indent=2) + "\n",
+        # For the user's -f files, which hold a few keys: the same schema without `required` (see overrideschema).
+        OVERRIDE_SCHEMA: json.dumps(override_schema(published), indent=2) + "\n",
     }
 
     files["README.md"] = render_readme(resolved, metadata=metadata, schema=published)

@@ -1,29 +1,19 @@
 """Checks of resolved values before anything is applied: the chart's cross-field rules (the table in
-schemas/rules.yaml, see rules.py), and what only doctor judges: settings NCCL does not read, device lists, ports the
-node's own services hold, the model's token and where its weights land. Each finding names the key and the fix."""
+schemas/rules.yaml, see rules.py) and settings NCCL does not read (lookalikes.py), which the chart refuses too, and
+what only doctor judges: device lists, ports the node's own services hold, the model's token and where its weights
+land. Each finding names the key and the fix."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from helm_rdma.checks import rules
+from helm_rdma.checks import lookalikes, rules
 from helm_rdma.checks.finding import Finding
 from helm_rdma.checks.rules import quantity
 from helm_rdma.checks.serving import serving_findings
 from helm_rdma.errors import ValuesCheckError
 from helm_rdma.resolve.values import Resolved
 
-# Variables named like NCCL's that NCCL does not read (see FACTS: NCCL environment variables).
-NOT_NCCL = {
-    "NCCL_TIMEOUT": ("is not an NCCL variable: NCCL's verbs timeout is NCCL_IB_TIMEOUT (the preset sets it), and "
-                     "collective timeouts belong to PyTorch and vLLM", "remove it"),
-    "NCCL_ASYNC_ERROR_HANDLING": ("is PyTorch's old name, which current PyTorch no longer reads",
-                                  "rename it TORCH_NCCL_ASYNC_ERROR_HANDLING (under vllm.extraEnv)"),
-    "NCCL_BLOCKING_WAIT": ("is PyTorch's old name, which current PyTorch no longer reads",
-                           "rename it TORCH_NCCL_BLOCKING_WAIT (under vllm.extraEnv)"),
-    "NCCL_SHM_USE_CUDA_MEMCPY": ("was removed in NCCL 2.30.7 (it existed from 2.13.4) and never had to do with huge "
-                                 "pages or RDMA", "remove it"),
-}
 # Ports that services of an OKE node listen on: a hostNetwork pod cannot bind them.
 NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10248: "the kubelet health check",
               10249: "kube-proxy metrics", 10250: "the kubelet", 10255: "the kubelet read-only port",
@@ -33,7 +23,7 @@ NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10
 def diagnose(resolved: Resolved) -> list[Finding]:
     """Every finding about ``resolved``'s values, errors first."""
     v = resolved.values
-    found = _table(resolved) + _env_names(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
+    found = _table(resolved) + lookalikes.findings(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
     found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
     found += _experimental(v, resolved)
     found += serving_findings(v)
@@ -44,13 +34,6 @@ def _table(resolved: Resolved) -> list[Finding]:
     """The chart's rules that the values break, in the table's words (the chart's validateValues prints the same)."""
     return [Finding(b.rule.severity, b.rule.key, b.message, b.fix)
             for b in rules.check(resolved.values, release=resolved.release)]
-
-
-def _env_names(v: dict[str, Any]) -> list[Finding]:
-    places = [(f"nccl.settings.{k}", k) for k in v["nccl"]["settings"]]
-    places += [(f"vllm.extraEnv[{i}].name", e.get("name", "")) for i, e in enumerate(v["vllm"]["extraEnv"])]
-    return [Finding("error", key, f"{name} {NOT_NCCL[name][0]}", NOT_NCCL[name][1])
-            for key, name in places if name in NOT_NCCL]
 
 
 def _hca_list(v: dict[str, Any], resolved: Resolved) -> list[Finding]:

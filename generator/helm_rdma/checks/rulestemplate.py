@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+from helm_rdma.checks import lookalikes
 from helm_rdma.checks.rules import TABLE, Node, Rule, Table, Text, load
 from helm_rdma.contract import VALIDATE_MARKER
 
@@ -33,9 +34,11 @@ def go_template(table: Table | None = None) -> str:
     lines = ["$problems := list"]
     lines += [f'with include "vllm-rdma.rule.{r.id}" . }}}}{{{{ $problems = append $problems . }}}}{{{{ end'
               for r in table.rules if r.severity == "error"]
+    lines += lookalikes.go_lines()
     lines += ["if $problems", "  " + f'fail (printf "\\n\\n{VALIDATE_MARKER}\\n  - %s\\n" (join "\\n  - " $problems))',
               "end"]
-    out.append(_define("validateValues", "Every rule above: fails once, listing each broken rule, its key and fix.",
+    out.append(_define("validateValues", "Every rule above, and the NCCL look-alikes of the values schema "
+                       "(checks/lookalikes.py): fails once, listing each problem, its key and fix.",
                        lines))
     return "\n".join(out)
 
