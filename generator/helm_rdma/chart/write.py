@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 from helm_rdma import __version__
 from helm_rdma.chart.meta import PreviousChart, chart_metadata, chart_yaml, content_digest, read_previous
-from helm_rdma.chart.ownership import MARKER, edited_keys, read_record, record_text, survey
 from helm_rdma.chart.overrideschema import OVERRIDE_SCHEMA, override_schema
+from helm_rdma.chart.ownership import MARKER, edited_keys, read_record, record_text, survey
 from helm_rdma.chart.readme import README_TEMPLATE, render_readme
 from helm_rdma.chart.valuesfile import render_values, schema_with_defaults
 from helm_rdma.datafiles import chart_dir, schema_path
