@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NodeProgress, NodesTimeout, wait_for_nodes
+from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import InputError, NodesNotReadyError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import (
@@ -143,8 +144,6 @@ NSG_OCID = re.compile(r"^ocid1\.networksecuritygroup\..+$")  # the schema's patt
 
 @functools.cache
 def _schema() -> dict[str, Any]:
-    from helm_rdma.datafiles import schema_path
-
     loaded: dict[str, Any] = json.loads(schema_path("values.schema.json").read_text(encoding="utf-8"))
     return loaded
 
