@@ -192,8 +192,8 @@ def _placement(v: dict[str, Any]) -> list[Finding]:
                     "placement.clusterNetworkLabel.enabled=null")]
 
 
-def require_clean(resolved: Resolved) -> list[str]:
-    """For install, upgrade and generate: raise on errors, return the warnings' lines.
+def clean_findings(resolved: Resolved) -> list[Finding]:
+    """For install, upgrade and generate: raise on errors, return the other findings (warnings).
 
     Raises:
         ValuesCheckError: Any finding is an error.
@@ -202,4 +202,9 @@ def require_clean(resolved: Resolved) -> list[str]:
     errors = [f.line() for f in findings if f.severity == "error"]
     if errors:
         raise ValuesCheckError(lines=errors)
-    return [f.line() for f in findings]
+    return findings
+
+
+def require_clean(resolved: Resolved) -> list[str]:
+    """``clean_findings`` as lines."""
+    return [f.line() for f in clean_findings(resolved)]

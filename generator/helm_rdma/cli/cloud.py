@@ -12,29 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
-from helm_rdma.cli.params import PRESET, AliasedChoice
+from helm_rdma.cli.params import PRESET, AliasedChoice, GoDuration
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
     from helm_rdma.commands.provision import ProvisionFlags, Watch
     from helm_rdma.oci.clients import OciAuth
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A duration like helm's: 90m, 2h, 1h30m, 45s (a bare number is seconds)."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from helm_rdma.errors import InputError
-        from helm_rdma.helm import duration_seconds
-
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return duration_seconds(value)
-        except InputError:
-            self.fail(f"{value!r} is not a duration; use for example 90m, 2h or 1h30m", param, ctx)
 
 
 def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -66,9 +49,9 @@ def _oci_options(func: Any) -> Any:
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
                      help="Endpoint of every OCI client (Compute Management, Compute, Container Engine), for "
                           "dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
-        click.option("--oci-timeout", type=Duration(), default="60s", show_default=True,
+        click.option("--oci-timeout", type=GoDuration(seconds=True), default="60s", show_default=True,
                      help="How long one OCI request may go unanswered."),
-        click.option("--oci-retry-for", type=Duration(), default="5m", show_default=True,
+        click.option("--oci-retry-for", type=GoDuration(seconds=True), default="5m", show_default=True,
                      help="How long to keep retrying an OCI request that fails on the network, times out, is "
                           "throttled or meets a server error."),
         click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, show_default=True,
@@ -119,9 +102,10 @@ def _provision_flags(func: Any) -> Any:
         click.option("--cloud-init-file", type=click.Path(path_type=Path),
                      help="Your own cloud-init for the nodes, used instead of the generated one."),
         _oci_options,
-        click.option("--timeout", "timeout_seconds", type=Duration(), default="2h", show_default=True,
+        click.option("--timeout", "timeout_seconds", type=GoDuration(seconds=True), default="2h", show_default=True,
                      help="How long to wait for RUNNING."),
-        click.option("--node-timeout", "node_timeout_seconds", type=Duration(), default="30m", show_default=True,
+        click.option("--node-timeout", "node_timeout_seconds", type=GoDuration(seconds=True), default="30m",
+                     show_default=True,
                      help="How long to wait for the nodes to be Ready."),
         click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster."),
     ]
