@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
+from helm_rdma.cli.output import columns, emit, output_option
 from helm_rdma.cli.params import PRESET, AliasedChoice, GoDuration
 from helm_rdma.helmenv import HelmEnv
 
@@ -157,8 +158,7 @@ def _waiting(event: Any) -> None:
               help="Release the network belongs to (tags); default: --name, or the hook's release.")
 @_namespace_option
 @_provision_flags
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Print a table, or JSON for scripts.")
+@output_option()
 def provision(from_values: Path | None, release: str | None, namespace: str | None, flags: ProvisionFlags,
               auth: OciAuth, watch: Watch, fmt: str) -> None:
     """Create or find an OCI cluster network and wait for its nodes.
@@ -168,7 +168,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     match; another node count resizes it; another shape, image, availability domain or boot volume is refused
     (exit 2). A run after a crash resumes with what the crashed run created; a network that died is replaced.
     """
-    from helm_rdma.commands.provision import plan_from_flags, plan_from_values, result_json
+    from helm_rdma.commands.provision import plan_from_flags, plan_from_values
     from helm_rdma.commands.provision import provision as run
 
     env = HelmEnv.from_environ(namespace=namespace)
@@ -187,9 +187,6 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     result = run(plan, env=env, watch=watch, on_nodes=_nodes_progress)
     n = result.network
     click.echo(f"helm-rdma: {n.api_calls} OCI API calls", err=True)
-    if fmt == "json":
-        click.echo(result_json(result))
-        return
     rows = [("cluster network", n.cluster_network_id), ("state", n.state),
             ("instances running", f"{n.instances_running}/{plan.spec.size}"),
             ("resized", "no" if n.resized_from is None else f"{n.resized_from} -> {n.size} nodes"),
@@ -199,9 +196,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
                                                                n.created_instance_configuration)) if c) or "nothing"),
             ("nodes ready", "not waited for" if result.nodes is None else f"{result.nodes.ready}/{plan.spec.size}"),
             ("api calls", str(n.api_calls)), ("elapsed", f"{n.elapsed_seconds:.0f}s")]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key.ljust(width)}  {value}")
+    emit(result, fmt, table=lambda: columns(rows))
 
 
 @main.command(examples=[

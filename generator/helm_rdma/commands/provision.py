@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,7 +303,3 @@ def deprovision(spec: NetworkSpec, auth: OciAuth, *, confirm: Callable[[list[str
     removed = deprovision_network(api, spec, networks, configs, polling=watch.polling(DEPROVISION_TIMEOUT_SECONDS),
                                   on_progress=watch.on_progress)
     return DeprovisionResult(removed=removed, found_networks=found[0], found_configurations=found[1])
-
-
-def result_json(result: ProvisionResult) -> str:
-    return json.dumps(result.to_dict(), indent=2)
