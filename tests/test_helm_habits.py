@@ -241,3 +241,16 @@ def test_warnings_are_coloured_only_on_a_terminal_and_never_with_no_color(helm_l
     terminal = cli(*args, color=True)  # click's stand-in for a terminal
     assert "\x1b[33m\x1b[1mwarning: \x1b[0m" in terminal.stderr
     assert "\x1b[" not in cli(*args, color=True, env={"NO_COLOR": "1"}).stderr
+
+
+def test_real_helm_takes_the_server_dry_run_as_passed_and_nothing_is_kept(helm_bin: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both helms parse `install ... --dry-run=server` and go on to the cluster (none here): helm's own failure, not
+    a flag error, and no chart kept."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    out = cli("install", "llama405b", "--preset", "h100", "-n", "ml", "--dry-run=server")
+    assert out.exit_code == 1, out.output
+    assert "--dry-run=server` exited 1" in out.output and "cluster unreachable" in out.output.lower()
+    assert "unknown flag" not in out.output and "invalid" not in out.output.lower().split("exited 1")[1]
+    assert not (tmp_path / "cache" / "rdma").exists()
