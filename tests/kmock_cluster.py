@@ -30,10 +30,11 @@ RESOURCES = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps",
              "LeaderWorkerSet": LWS, "Namespace": "v1/namespaces", "Secret": "v1/secrets",
              "Deployment": "apps/v1/deployments", "Job": "batch/v1/jobs",
              "CustomResourceDefinition": "apiextensions.k8s.io/v1/customresourcedefinitions",
-             "NetworkAttachmentDefinition": NAD}
+             "NetworkAttachmentDefinition": NAD, "Event": "v1/events"}
 # Resources kmock must be told of to list them while it holds none (it learns the others from the objects put).
 DECLARED = {LWS: ("LeaderWorkerSet", "leaderworkerset"), "batch/v1/jobs": ("Job", "job"),
-            "apps/v1/statefulsets": ("StatefulSet", "statefulset"), "v1/configmaps": ("ConfigMap", "configmap")}
+            "apps/v1/statefulsets": ("StatefulSet", "statefulset"), "v1/configmaps": ("ConfigMap", "configmap"),
+            "v1/events": ("Event", "event")}
 
 
 class Cluster:

@@ -407,10 +407,10 @@ def test_no_command_ends_in_a_traceback(runner: CliRunner, tmp_path: Path, args:
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(runner: CliRunner,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(**kwargs: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("helm_rdma.commands.plan.plan", broken)
+    monkeypatch.setattr("helm_rdma.commands.plan.plan_values", broken)
     result = runner.invoke(main, ["plan", "llama405b", "--preset", "h100"])
     assert result.exit_code == 1
     assert result.output.strip() == ("helm-rdma: error: unexpected RuntimeError: boom (a bug in helm-rdma; run with "

@@ -39,7 +39,7 @@ MODELS = ["deepseek-r1", "llama405b", "llama405b-fp8", "llama70b", "qwen3-235b"]
     # enum options offer their choices, without the aliases --auth also takes
     (["install", "--auth", ""], Completion(["apiKey", "instancePrincipal", "workloadIdentity"], NO_FILES)),
     (["provision", "--auth=i"], Completion(["--auth=instancePrincipal"], NO_FILES)),
-    (["plan", "llama405b", "-o", ""], Completion(["table", "json"], NO_FILES)),
+    (["plan", "llama405b", "-o", ""], Completion(["table", "json", "yaml"], NO_FILES)),
     (["presets", "show", "h100", "--output", "y"], Completion(["yaml"], NO_FILES)),
     (["provision", "--placement-constraint", "SINGLE_"], Completion(["SINGLE_TIER", "SINGLE_BLOCK"], NO_FILES)),
     # file options leave it to the shell's file completion; so do helm's own arguments after --

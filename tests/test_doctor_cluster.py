@@ -389,8 +389,8 @@ def test_install_prints_warnings_and_goes_on(use: Any, installs: Path) -> None:
     use("ready")
     out = install("-n", "open")
     assert out.exit_code == 0, out.output
-    assert "helm-rdma: warning pod-security open: has no pod-security.kubernetes.io/enforce label" in out.stderr
-    assert "helm-rdma: warning secret hf-token/token: key token of Secret hf-token is empty" in out.stderr
+    assert "warning: pod-security open: has no pod-security.kubernetes.io/enforce label" in out.stderr
+    assert "warning: secret hf-token/token: key token of Secret hf-token is empty" in out.stderr
     assert "helm-rdma: cluster checks (kube context kmock, namespace open): 6 ok, 2 warning(s)" in out.stderr
     assert installs.read_text().startswith("install llama405b")
 

@@ -212,7 +212,7 @@ def test_completion_offers_files_choices_flags_and_releases(helm: Helm) -> None:
     assert completed(complete(helm, "rdma", "template", "x", "--", "")) == ([], ":0")  # helm's own arguments
     assert completed(complete(helm, "rdma", "install", "--auth", "")) == (
         ["apiKey", "instancePrincipal", "workloadIdentity"], ":4")
-    assert completed(complete(helm, "rdma", "plan", "x", "-o", "")) == (["table", "json"], ":4")
+    assert completed(complete(helm, "rdma", "plan", "x", "-o", "")) == (["table", "json", "yaml"], ":4")
     assert completed(complete(helm, "rdma", "install", "--set", "")) == ([], ":4")
     # Flag names: helm's cobra lists those of completion.yaml and appends what plugin.complete prints, since helm
     # sets DisableFlagParsing on a plugin's commands (spf13/cobra completions.go@adbc881 lines 441-492, 569-577;

@@ -121,8 +121,8 @@ def test_wait_times_out_naming_the_pod_that_holds_it_up_with_its_log(helm_log: P
     assert "helm-rdma: error: llama405b is not serving after" in out.output
     assert "llama405b-vllm-rdma-0 is at starting (CrashLoopBackOff); the last lines of its log:" in out.output
     assert "torch.OutOfMemoryError: CUDA out of memory." in out.output and "line 20" not in out.output
-    assert "more: kubectl -n ml logs llama405b-vllm-rdma-0 --all-containers; helm rdma diagnose llama405b" \
-        in out.output
+    assert ("more: kubectl -n ml describe pod llama405b-vllm-rdma-0; kubectl -n ml logs llama405b-vllm-rdma-0 "
+            "--all-containers; helm rdma diagnose llama405b") in out.output
 
 
 def test_a_pod_nobody_schedules_is_named(helm_log: Path, cluster: Any) -> None:
@@ -130,6 +130,42 @@ def test_a_pod_nobody_schedules_is_named(helm_log: Path, cluster: Any) -> None:
     out = install("--timeout", "1s")
     assert out.exit_code == 1
     assert "llama405b-vllm-rdma-0-1 is at pending (Unschedulable)" in out.output
+
+
+def event(pod_name: str, reason: str, message: str, *, when: str, count: int = 1,
+          kind: str = "Warning") -> dict[str, Any]:
+    """A core/v1 Event about a pod, as the scheduler or the kubelet records it."""
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{pod_name}.{reason.lower()}{when[-2:]}", "namespace": "ml",
+                         "creationTimestamp": when},
+            "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": "ml"},
+            "reason": reason, "message": message, "type": kind, "count": count, "lastTimestamp": when}
+
+
+def test_a_pod_nobody_schedules_shows_its_events_not_an_empty_log(helm_log: Path, cluster: Any) -> None:
+    """`kubectl describe pod` shows why a pod is Pending from its Events (FailedScheduling); so does the timeout."""
+    worker = "llama405b-vllm-rdma-0-1"
+    unschedulable = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available."
+    cluster([*group("preflight", "pending"),
+             event(worker, "FailedScheduling", unschedulable, when="2026-01-01T00:00:02Z", count=7),
+             event(worker, "Scheduled", "earlier", kind="Normal", when="2026-01-01T00:00:01Z"),
+             event("llama405b-vllm-rdma-0", "Pulled", "another pod's event", kind="Normal",
+                   when="2026-01-01T00:00:03Z")])
+    out = install("--timeout", "1s")
+    assert out.exit_code == 1
+    assert (f"{worker} is at pending (Unschedulable); its events:\n  Normal Scheduled: earlier\n"
+            f"  Warning FailedScheduling: {unschedulable} (x7)\nmore: kubectl -n ml describe pod {worker}") in out.output
+    assert "another pod's event" not in out.output and "(empty)" not in out.output
+
+
+def test_a_crashing_pod_shows_its_image_pull_events_and_its_log(helm_log: Path, cluster: Any) -> None:
+    leader = "llama405b-vllm-rdma-0"
+    pull = 'Failed to pull image "vllm/vllm-openai:v9": manifest unknown'
+    cluster([*group("crashing", "running"), event(leader, "Failed", pull, when="2026-01-01T00:00:01Z")],
+            logs={(leader, "vllm", True): b"the last words\n"})
+    out = install("--timeout", "1s")
+    assert out.exit_code == 1
+    assert f"its events:\n  Warning Failed: {pull}\nthe last lines of its log:\nthe last words" in out.output
 
 
 def test_progress_counts_every_group() -> None:

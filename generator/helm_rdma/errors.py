@@ -6,6 +6,7 @@ at run time). Every message names the file, flag or key, what was expected, and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -99,6 +100,21 @@ class SetSyntaxError(InputError):
         example = self.EXAMPLES.get(flag, "vllm.maxModelLen=32768")
         shown = argument if len(argument) <= 200 else argument[:197] + "..."
         super().__init__(f'{flag} "{shown}": {problem}; expected KEY=VALUE such as {flag} {example}')
+
+
+class DurationError(InputError):
+    """A duration flag (--timeout and the like) that Go's time.ParseDuration, and so helm, would refuse."""
+
+    def __init__(self, *, flag: str, text: str, problem: str) -> None:
+        super().__init__(f"{flag} {self.explain(text=text, problem=problem, flag=flag)}")
+
+    @staticmethod
+    def explain(*, text: str, problem: str, flag: str) -> str:
+        """What is wrong with ``text`` and the fix, without the flag's name in front (click puts it there)."""
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        fix = f"{shown}s" if re.fullmatch(r"[0-9]+(\.[0-9]*)?", text) else "300s"
+        return (f'"{shown}" is not a duration helm reads ({problem}); use for example {flag} {fix}: a number and a '
+                "unit each (h, m, s, ms, us, ns), as in 5m, 1h30m, 1m30s500ms")
 
 
 class ReleaseNameError(InputError):

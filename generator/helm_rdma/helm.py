@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from helm_rdma.errors import ChartValuesError, HelmCommandError, HelmNotFoundError, InputError
+from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmNotFoundError
 
 
 class HelmResult(NamedTuple):
@@ -82,18 +82,87 @@ def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], N
         raise ChartValuesError.from_helm(exc) from None
 
 
-def duration_seconds(text: str, *, flag: str = "--timeout") -> float:
-    """Seconds in a duration as helm writes them (90m, 2h, 1h30m, 45s; a bare number is seconds).
+# Go's time.ParseDuration (src/time/format.go): units and their nanoseconds; "µs" is U+00B5, "μs" U+03BC.
+_UNIT_NANOS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+               "m": 60_000_000_000, "h": 3_600_000_000_000}
+_MAX = 1 << 63  # Go's Duration is an int64 of nanoseconds
+
+
+def _digits(text: str, i: int) -> int:
+    while i < len(text) and "0" <= text[i] <= "9":
+        i += 1
+    return i
+
+
+def _fraction(text: str) -> tuple[int, float]:
+    """Go's leadingFraction: the digits after the point as an integer and its scale, reading digits only while the
+    integer stays within an int64 (later ones are ignored)."""
+    value, scale = 0, 1.0
+    for ch in text:
+        if value > (_MAX - 1) // 10 or value * 10 + int(ch) > _MAX:
+            break
+        value, scale = value * 10 + int(ch), scale * 10
+    return value, scale
+
+
+def go_duration_nanos(text: str) -> int:
+    r"""Nanoseconds in ``text`` read exactly as Go's time.ParseDuration reads it, which is how helm reads --timeout:
+    ``[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`` such as 300ms, 1.5h, 1m30s500ms; a unit after every number ("300" alone is
+    refused; "0" is the one exception), within an int64 of nanoseconds.
 
     Raises:
-        InputError: ``text`` is not such a duration (the message names ``flag``).
+        ValueError: Go would refuse ``text``; the message says why as Go's does.
     """
-    import re
+    s, neg = text, False
+    if s[:1] in ("-", "+"):
+        neg, s = s[0] == "-", s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError("not a duration")
+    total, i = 0, 0
+    while i < len(s):
+        if not (s[i] == "." or "0" <= s[i] <= "9"):
+            raise ValueError("not a duration")
+        end = _digits(s, i)
+        whole = int(s[i:end] or "0")
+        pre, i = end > i, end
+        fraction, post = "", False
+        if i < len(s) and s[i] == ".":
+            end = _digits(s, i + 1)
+            fraction, post, i = s[i + 1:end], end > i + 1, end
+        if not pre and not post:
+            raise ValueError("not a duration")
+        end = i
+        while end < len(s) and not (s[end] == "." or "0" <= s[end] <= "9"):
+            end += 1
+        if end == i:
+            raise ValueError("missing unit")
+        unit, i = s[i:end], end
+        if unit not in _UNIT_NANOS:
+            raise ValueError(f'unknown unit "{unit}"')
+        scale = _UNIT_NANOS[unit]
+        if whole > _MAX // scale:
+            raise ValueError("out of range")
+        value = whole * scale
+        digits, ten = _fraction(fraction)
+        if digits:
+            value += int(float(digits) * (float(scale) / ten))  # in float64, as Go computes it
+        total += value
+        if value > _MAX or total > _MAX:
+            raise ValueError("out of range")
+    if not neg and total > _MAX - 1:
+        raise ValueError("out of range")
+    return -total if neg else total
 
-    value = str(text).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s)", value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise InputError(f"{flag} {text!r} is not a duration; use for example 90m, 2h or 1h30m")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+def duration_seconds(text: str, *, flag: str = "--timeout") -> float:
+    """Seconds in a duration as helm reads it (Go's time.ParseDuration: see ``go_duration_nanos``).
+
+    Raises:
+        DurationError: ``text`` is not such a duration (the message names ``flag`` and the fix).
+    """
+    try:
+        return go_duration_nanos(text) / 1e9
+    except ValueError as exc:
+        raise DurationError(flag=flag, text=text, problem=str(exc)) from None

@@ -198,8 +198,8 @@ def _experimental(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
     return found
 
 
-def require_clean(resolved: Resolved) -> list[str]:
-    """For install, upgrade and generate: raise on errors, return the warnings' lines.
+def clean_findings(resolved: Resolved) -> list[Finding]:
+    """For install, upgrade and generate: raise on errors, return the other findings (warnings).
 
     Raises:
         ValuesCheckError: Any finding is an error.
@@ -208,4 +208,9 @@ def require_clean(resolved: Resolved) -> list[str]:
     errors = [f.line() for f in findings if f.severity == "error"]
     if errors:
         raise ValuesCheckError(lines=errors)
-    return [f.line() for f in findings]
+    return findings
+
+
+def require_clean(resolved: Resolved) -> list[str]:
+    """``clean_findings`` as lines."""
+    return [f.line() for f in clean_findings(resolved)]

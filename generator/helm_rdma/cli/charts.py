@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,14 +15,20 @@ from helm_rdma.cli.base import (
     _namespace_option,
     _notice,
     _preset_option,
+    _values_options,
     main,
 )
+from helm_rdma.cli.output import columns, emit, flat_rows, output_option
 from helm_rdma.cli.params import MODEL, PRESET
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.sizing.firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 
 if TYPE_CHECKING:
+    from helm_rdma.commands.doctor import DoctorResult
     from helm_rdma.resolve.values import ChartRequest
+    from helm_rdma.resolve.valuesources import ValueSources
+
+PLAN_RELEASE = "plan"  # the release name plan resolves values for; no object is named from it
 
 
 # Values of -o that name an output format in the other commands: for generate they are refused as ambiguous.
@@ -137,7 +142,7 @@ def template(request: ChartRequest, namespace: str | None, helm_args: tuple[str,
               help="Also check the live cluster (kube context and namespace as helm's): LWS, nodes, GPU and RDMA "
                    "resources, Multus networks, Pod Security, Secrets, other releases on the same cluster network, "
                    "and the CRDs of the monitoring and route objects.")
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option()
 def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str) -> None:
     """Check values, and with --cluster the cluster, before install.
 
@@ -148,19 +153,7 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
     from helm_rdma.commands.doctor import doctor as run
 
     result = run(request, cluster=HelmEnv.from_environ(namespace=namespace) if cluster else None)
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        for finding in result.findings:
-            click.echo(finding.line())
-        if result.cluster is not None:
-            c = result.cluster
-            click.echo(f"cluster: kube context {c.context} ({c.server}), namespace {c.namespace}, release {c.release}")
-            for check in c.checks:
-                click.echo(check.line())
-        elif result.cluster_note:
-            click.echo(f"cluster: {result.cluster_note}")
-        click.echo(f"{result.errors} error(s), {result.warnings} warning(s)")
+    emit(result, fmt, table=lambda: _doctor_table(result))
     if result.errors:
         sys.exit(1)
 
@@ -181,7 +174,9 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
 @_preset_option
 @click.option("--nodes", type=click.IntRange(1, 64), help="Check this many nodes instead of picking the minimum.")
 @click.option("--max-model-len", type=click.IntRange(1), help="Context length to plan for; default: the model's.")
-@click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.9, show_default=True)
+@_values_options
+@click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=None,
+              help="vllm.gpuMemoryUtilization (default: the values', 0.9 unless -f or --set says otherwise).")
 @click.option("--network-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NETWORK_GBS, show_default=True,
               help="Download rate of one node from the Hub or object storage, GB/s, for the time to first token.")
 @click.option("--nvme-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NVME_GBS, show_default=True,
@@ -190,27 +185,33 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
               "(vllm.lora.maxRank): vLLM reserves their memory on every GPU.")
 @click.option("--max-loras", type=click.IntRange(1), help="LoRA adapters in one batch (vllm.lora.maxLoras; "
               "default 1 with --max-lora-rank).")
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Print a table, or JSON for scripts.")
-def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, gpu_memory_utilization: float,
-         network_gbs: float, nvme_gbs: float, max_lora_rank: int | None, max_loras: int | None, fmt: str) -> None:
+@output_option()
+def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, sources: ValueSources,
+         gpu_memory_utilization: float | None, network_gbs: float, nvme_gbs: float, max_lora_rank: int | None,
+         max_loras: int | None, fmt: str) -> None:
     """Size MODEL on a preset: nodes, TP x PP, sequences that fit.
 
     MODEL is a catalog alias or a Hugging Face repository id ORG/NAME[@REVISION], whose config.json and safetensors
     index are read through the Hugging Face cache. TP is the GPUs of a node; the plan shows the weights, the KV
     cache per token, the usable memory per node, the smallest number of nodes, how many full-length sequences fit,
     the bytes each node downloads and reads and how long that takes, and where each figure came from; with
-    --max-lora-rank, the memory vLLM reserves for LoRA adapters too.
+    --max-lora-rank, the memory vLLM reserves for LoRA adapters too. -f and the --set family apply as they do for
+    install (preset < model < -f files < --set < flags), so the plan is the one install would use.
     """
-    from helm_rdma.commands.plan import lora_option, plan_table
-    from helm_rdma.commands.plan import plan as run
+    from helm_rdma.commands.plan import lora_option, plan_table, plan_values
+    from helm_rdma.resolve.values import ChartRequest
     from helm_rdma.sizing.firsttoken import Rates
-    from helm_rdma.sizing.planner import Sizing
 
-    sizing = Sizing(nodes=nodes, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                    lora=lora_option(max_rank=max_lora_rank, max_loras=max_loras))
-    result = run(model=model, preset=preset, sizing=sizing, rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs))
-    click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else plan_table(result))
+    vllm: dict[str, Any] = {}
+    if gpu_memory_utilization is not None:
+        vllm["gpuMemoryUtilization"] = gpu_memory_utilization
+    lora = lora_option(max_rank=max_lora_rank, max_loras=max_loras)
+    if lora is not None:
+        vllm["lora"] = {"enabled": True, "maxRank": lora.max_rank, "maxLoras": lora.max_loras}
+    request = ChartRequest(release=PLAN_RELEASE, preset=preset, model=model, nodes=nodes, max_model_len=max_model_len,
+                           sources=sources, flag_values={"vllm": vllm} if vllm else None)
+    result = plan_values(request, rates=Rates(network_gbs=network_gbs, nvme_gbs=nvme_gbs))
+    emit(result, fmt, table=lambda: plan_table(result))
 
 
 @main.group(invoke_without_command=True, examples=[
@@ -218,8 +219,7 @@ def plan(model: str, preset: str, nodes: int | None, max_model_len: int | None, 
     ("the same as JSON", "presets -o json"),
     ("one preset, with the source of every value", "presets show h100"),
 ])
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Print a table, or JSON for scripts.")
+@output_option()
 @click.pass_context
 def presets(ctx: click.Context, fmt: str) -> None:
     """List the shape presets; `presets show NAME` prints one."""
@@ -228,14 +228,9 @@ def presets(ctx: click.Context, fmt: str) -> None:
     from helm_rdma.commands.presets import list_presets
 
     rows = list_presets()
-    if fmt == "json":
-        click.echo(json.dumps([r._asdict() for r in rows], indent=2))
-        return
     header = ("PRESET", "SHAPE", "GPUS", "RDMA", "BUSBW MIN GB/s", "IMAGE")
-    table = [header] + [(r.name, r.shape, r.gpus, r.rdma, f"{r.busbw_threshold_gbps:g}", r.image) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    emit(rows, fmt, table=lambda: columns([header, *((r.name, r.shape, r.gpus, r.rdma, f"{r.busbw_threshold_gbps:g}",
+                                                      r.image) for r in rows)]))
 
 
 @presets.command("show", examples=[
@@ -243,13 +238,25 @@ def presets(ctx: click.Context, fmt: str) -> None:
     ("the MI300X preset as JSON", "presets show mi300x -o json"),
 ])
 @click.argument("name", type=PRESET)
-@click.option("--output", "-o", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
-              help="Print YAML, or JSON for scripts.")
+@output_option(default="yaml")
 def presets_show(name: str, fmt: str) -> None:
-    """Print one preset, with the source of every value."""
+    """Print one preset, with the source of every value.
+
+    The table has one KEY VALUE line per value, keys dotted as in --set.
+    """
     from helm_rdma.commands.presets import show_preset
 
     data = show_preset(name)
-    import yaml
+    emit(data, fmt, table=lambda: columns([("KEY", "VALUE"), *flat_rows(data)]))
 
-    click.echo(json.dumps(data, indent=2) if fmt == "json" else yaml.safe_dump(data, sort_keys=False, width=1000))
+
+def _doctor_table(result: DoctorResult) -> str:
+    lines = [finding.line() for finding in result.findings]
+    if result.cluster is not None:
+        c = result.cluster
+        lines.append(f"cluster: kube context {c.context} ({c.server}), namespace {c.namespace}, release {c.release}")
+        lines += [check.line() for check in c.checks]
+    elif result.cluster_note:
+        lines.append(f"cluster: {result.cluster_note}")
+    lines.append(f"{result.errors} error(s), {result.warnings} warning(s)")
+    return "\n".join(lines)

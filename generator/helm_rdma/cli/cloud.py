@@ -12,29 +12,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
-from helm_rdma.cli.params import PRESET, AliasedChoice
+from helm_rdma.cli.output import columns, emit, output_option
+from helm_rdma.cli.params import PRESET, AliasedChoice, GoDuration
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
     from helm_rdma.commands.provision import ProvisionFlags, Watch
     from helm_rdma.oci.clients import OciAuth
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A duration like helm's: 90m, 2h, 1h30m, 45s (a bare number is seconds)."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from helm_rdma.errors import InputError
-        from helm_rdma.helm import duration_seconds
-
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return duration_seconds(value)
-        except InputError:
-            self.fail(f"{value!r} is not a duration; use for example 90m, 2h or 1h30m", param, ctx)
 
 
 def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -66,9 +50,9 @@ def _oci_options(func: Any) -> Any:
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
                      help="Endpoint of every OCI client (Compute Management, Compute, Container Engine), for "
                           "dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
-        click.option("--oci-timeout", type=Duration(), default="60s", show_default=True,
+        click.option("--oci-timeout", type=GoDuration(seconds=True), default="60s", show_default=True,
                      help="How long one OCI request may go unanswered."),
-        click.option("--oci-retry-for", type=Duration(), default="5m", show_default=True,
+        click.option("--oci-retry-for", type=GoDuration(seconds=True), default="5m", show_default=True,
                      help="How long to keep retrying an OCI request that fails on the network, times out, is "
                           "throttled or meets a server error."),
         click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, show_default=True,
@@ -130,9 +114,10 @@ def _provision_flags(func: Any) -> Any:
         click.option("--cloud-init-file", type=click.Path(path_type=Path),
                      help="Your own cloud-init for the nodes, used instead of the generated one."),
         _oci_options,
-        click.option("--timeout", "timeout_seconds", type=Duration(), default="2h", show_default=True,
+        click.option("--timeout", "timeout_seconds", type=GoDuration(seconds=True), default="2h", show_default=True,
                      help="How long to wait for RUNNING."),
-        click.option("--node-timeout", "node_timeout_seconds", type=Duration(), default="30m", show_default=True,
+        click.option("--node-timeout", "node_timeout_seconds", type=GoDuration(seconds=True), default="30m",
+                     show_default=True,
                      help="How long to wait for the nodes to be Ready."),
         click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster."),
     ]
@@ -184,8 +169,7 @@ def _waiting(event: Any) -> None:
               help="Release the network belongs to (tags); default: --name, or the hook's release.")
 @_namespace_option
 @_provision_flags
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Print a table, or JSON for scripts.")
+@output_option()
 def provision(from_values: Path | None, release: str | None, namespace: str | None, flags: ProvisionFlags,
               auth: OciAuth, watch: Watch, fmt: str) -> None:
     """Create or find an OCI cluster network and wait for its nodes.
@@ -195,7 +179,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     match; another node count resizes it; another shape, image, availability domain or boot volume is refused
     (exit 2). A run after a crash resumes with what the crashed run created; a network that died is replaced.
     """
-    from helm_rdma.commands.provision import plan_from_flags, plan_from_values, result_json
+    from helm_rdma.commands.provision import plan_from_flags, plan_from_values
     from helm_rdma.commands.provision import provision as run
 
     env = HelmEnv.from_environ(namespace=namespace)
@@ -214,9 +198,6 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
     result = run(plan, env=env, watch=watch, on_nodes=_nodes_progress)
     n = result.network
     click.echo(f"helm-rdma: {n.api_calls} OCI API calls", err=True)
-    if fmt == "json":
-        click.echo(result_json(result))
-        return
     rows = [("cluster network", n.cluster_network_id), ("state", n.state),
             ("instances running", f"{n.instances_running}/{plan.spec.size}"),
             ("resized", "no" if n.resized_from is None else f"{n.resized_from} -> {n.size} nodes"),
@@ -226,9 +207,7 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
                                                                n.created_instance_configuration)) if c) or "nothing"),
             ("nodes ready", "not waited for" if result.nodes is None else f"{result.nodes.ready}/{plan.spec.size}"),
             ("api calls", str(n.api_calls)), ("elapsed", f"{n.elapsed_seconds:.0f}s")]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key.ljust(width)}  {value}")
+    emit(result, fmt, table=lambda: columns(rows))
 
 
 @main.command(examples=[

@@ -1,4 +1,5 @@
-"""Parameter types that complete themselves: release names, presets, models, and choices with aliases.
+"""Parameter types: durations as helm reads them, and types that complete themselves (release names, presets,
+models, choices with aliases).
 
 Their ``shell_complete`` is what click's completion engine asks for candidates, both for click's own shell scripts
 and for helm's plugin.complete (helm_rdma.cli.completion).
@@ -14,6 +15,8 @@ from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
+
+from helm_rdma.cli.help import RdmaCommand
 
 RELEASES_TIMEOUT_SECONDS = 3.0  # `helm list` on an unreachable cluster would hang for much longer
 
@@ -128,3 +131,62 @@ class AliasedChoice(click.Choice):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return super().convert(self.aliases.get(value, value), param, ctx)
+
+
+class GoDuration(click.ParamType):  # type: ignore[type-arg]
+    """A duration as helm reads its --timeout (Go's time.ParseDuration: 90s, 1.5h, 1m30s500ms; "300" is refused),
+    checked while the command line is parsed, before anything is generated or written. The value is the text as
+    given (to hand to helm), or its seconds with ``seconds=True``."""
+
+    name = "duration"
+
+    def __init__(self, *, seconds: bool = False) -> None:
+        self.seconds = seconds
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from helm_rdma.errors import DurationError
+        from helm_rdma.helm import go_duration_nanos
+
+        if isinstance(value, float):  # a default already in seconds
+            return value
+        text = str(value)
+        try:
+            nanos = go_duration_nanos(text)
+        except ValueError as exc:
+            flag = param.opts[0] if param is not None and param.opts else "--timeout"
+            self.fail(DurationError.explain(text=text, problem=str(exc), flag=flag), param, ctx)
+        return nanos / 1e9 if self.seconds else text
+
+
+# helm's --dry-run values (helm 3.17 cmd/helm/install.go validateDryRunOptionFlag; helm 4 pkg/cmd/helpers.go
+# cmdGetDryRunFlagStrategy) as the mode they mean; a bare --dry-run is "client" in both.
+DRY_RUN_MODES = {"client": "client", "server": "server", "none": "none", "true": "client", "false": "none"}
+
+
+def _dry_run(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    mode = DRY_RUN_MODES.get(value)
+    if mode is None:
+        raise click.BadParameter(f'"{value}" is not a dry-run mode; use --dry-run (the same as --dry-run=client: '
+                                 "no cluster) or --dry-run=server (the cluster checks the objects, nothing changes)",
+                                 ctx, param)
+    return mode
+
+
+def dry_run_option(func: Any) -> Any:
+    """helm's --dry-run[=client|server], handed to the command as ``dry_run``: "none", "client" or "server"."""
+    return click.option("--dry-run", "dry_run", default="none", metavar="[=client|server]", callback=_dry_run,
+                        shell_complete=lambda ctx, param, incomplete: [
+                            CompletionItem(v) for v in ("client", "server") if v.startswith(incomplete)],
+                        help="Simulate, as helm: --dry-run or --dry-run=client renders the manifests with no "
+                             "cluster; --dry-run=server has the cluster check them. Nothing is installed or "
+                             "kept.")(func)
+
+
+class DryRunCommand(RdmaCommand):
+    """A command with helm's --dry-run: a bare --dry-run means --dry-run=client and, as in helm (pflag's
+    NoOptDefVal), never takes the next argument as its value; only --dry-run=MODE gives one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        args = [("--dry-run=client" if a == "--dry-run" and i < end else a) for i, a in enumerate(args)]
+        return super().parse_args(ctx, args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +18,12 @@ from helm_rdma.cli.base import (
     _provision_options,
     main,
 )
-from helm_rdma.cli.params import PRESET, UPGRADE_RELEASE
+from helm_rdma.cli.output import emit, output_option, warn
+from helm_rdma.cli.params import PRESET, UPGRADE_RELEASE, DryRunCommand, GoDuration, dry_run_option
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
+    from helm_rdma.commands.deploy import DryRun
     from helm_rdma.resolve.values import ChartRequest
 
 INSTALL_EXAMPLES = [
@@ -32,6 +33,8 @@ INSTALL_EXAMPLES = [
      "install llama70b --preset a100-v2 -n llm --set model.hfTokenSecret.name=hf-token "
      "--set api.keySecret.name=vllm-api-key"),
     ("print the manifests instead; no cluster needed", "install llama405b --preset h100 --dry-run"),
+    ("let the cluster check the objects without changing anything",
+     "install llama405b --preset h100 -n llm --dry-run=server"),
 ]
 UPGRADE_EXAMPLES = [
     ("a longer context; `diff` with the same flags shows first what would change",
@@ -53,7 +56,8 @@ def _deploy_command(upgrade: bool) -> Any:
     ) + (
         " The values are checked first (as doctor), then, when a cluster answers, the cluster (as doctor --cluster):"
         " errors stop before helm runs. The chart is kept under $HELM_CACHE_HOME/rdma/NAMESPACE/RELEASE."
-        " --dry-run renders the manifests and needs no cluster. Arguments after -- go to helm."
+        " --dry-run (or --dry-run=client) renders the manifests and needs no cluster; --dry-run=server is helm's:"
+        " the cluster validates the objects, nothing changes. Arguments after -- go to helm."
     )
 
     @click.argument("release", type=UPGRADE_RELEASE if upgrade else CHART_RELEASE)
@@ -63,10 +67,10 @@ def _deploy_command(upgrade: bool) -> Any:
                                               "group's leader is Ready, with progress (exit 1 naming the pod that "
                                               "holds it up).")
     @click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, hidden=True)
-    @click.option("--timeout", default=None, metavar="DURATION",
-                  help="helm --timeout (default from the plan: the image pull, download and barrier, preflight and "
-                       "model load).")
-    @click.option("--dry-run", is_flag=True, help="Render the manifests instead, with no cluster.")
+    @click.option("--timeout", type=GoDuration(), default=None, metavar="DURATION",
+                  help="helm --timeout, a Go duration such as 90m or 1h30m (default from the plan: the image pull, "
+                       "download and barrier, preflight and model load).")
+    @dry_run_option
     @click.option("--skip-cluster-checks", is_flag=True, envvar="HELM_RDMA_SKIP_CLUSTER_CHECKS",
                   help="Do not check the cluster before helm runs (as `doctor --cluster` does; by default they run "
                        "when a cluster answers, and errors stop the install).")
@@ -74,16 +78,15 @@ def _deploy_command(upgrade: bool) -> Any:
                   help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).")
     @_provision_options
     @_helm_args
-    def command(request: ChartRequest, namespace: str | None, wait: bool, timeout: str | None, dry_run: bool,
+    def command(request: ChartRequest, namespace: str | None, wait: bool, timeout: str | None, dry_run: DryRun,
                 atomic: bool, helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool) -> None:
         from helm_rdma.commands.deploy import HelmRun, deploy
 
         run = HelmRun(upgrade=upgrade, wait=wait, timeout=timeout, dry_run=dry_run, atomic=atomic,
                       cluster_checks=not skip_cluster_checks, helm_args=helm_args)
         result = deploy(request, env=HelmEnv.from_environ(namespace=namespace), run=run,
-                        on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True),
+                        on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True), on_warning=warn,
                         poll_seconds=poll_interval)
-        _notice(result.notice)
         sys.stdout.write(result.output)
         if result.chart is not None:
             click.echo(f"helm-rdma: chart kept in {result.chart}", err=True)
@@ -91,7 +94,7 @@ def _deploy_command(upgrade: bool) -> Any:
             click.echo(f"helm-rdma: serving: {result.serving}", err=True)
 
     command.__doc__ = doc
-    return main.command(verb, examples=UPGRADE_EXAMPLES if upgrade else INSTALL_EXAMPLES)(command)
+    return main.command(verb, cls=DryRunCommand, examples=UPGRADE_EXAMPLES if upgrade else INSTALL_EXAMPLES)(command)
 
 
 install = _deploy_command(upgrade=False)
@@ -105,7 +108,7 @@ upgrade = _deploy_command(upgrade=True)
 ])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option()
 def status(release: str, namespace: str | None, fmt: str) -> None:
     """Show RELEASE's helm status, ready pods per group, kept chart.
 
@@ -114,28 +117,31 @@ def status(release: str, namespace: str | None, fmt: str) -> None:
     from helm_rdma.commands.status import status as run
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace))
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-        return
+    emit(result, fmt, table=lambda: _status_table(release, result))
+
+
+def _status_table(release: str, result: Any) -> str:
     if result.helm_status is not None:
-        sys.stdout.write(result.helm_status)
+        lines = [result.helm_status.rstrip("\n")]
     else:
-        click.echo(f"NAME: {release}\nNAMESPACE: {result.namespace}\nSTATUS: no Helm release; read from the cluster"
-                   f"{' (' + result.managed_by + ')' if result.managed_by else ''}\nCHART VERSION: {result.chart}\n"
-                   f"APP VERSION: {result.app_version}")
+        lines = [f"NAME: {release}", f"NAMESPACE: {result.namespace}",
+                 f"STATUS: no Helm release; read from the cluster"
+                 f"{' (' + result.managed_by + ')' if result.managed_by else ''}",
+                 f"CHART VERSION: {result.chart}", f"APP VERSION: {result.app_version}"]
     if result.workloads:
-        click.echo("\nWORKLOADS:")
-        for w in result.workloads:
-            click.echo(f"  {w['kind']} {w['name']}: {w['ready']}/{w['replicas']} ready, {w['updated']} updated")
-    click.echo(f"\nGROUPS (namespace {result.namespace}):")
+        lines += ["", "WORKLOADS:"]
+        lines += [f"  {w['kind']} {w['name']}: {w['ready']}/{w['replicas']} ready, {w['updated']} updated"
+                  for w in result.workloads]
+    lines += ["", f"GROUPS (namespace {result.namespace}):"]
     if not result.groups:
-        click.echo("  no pods of this release")
+        lines.append("  no pods of this release")
     for g in result.groups:
         leader = "ready" if g.serving else "not ready"
         ready = sum(1 for p in g.pods if p.ready)
-        click.echo(f"  group {g.group}: {ready}/{len(g.pods)} pods ready, leader {leader}")
-    click.echo(f"CHART: {result.kept_chart}" if result.kept_chart else "CHART: not kept here (installed by another "
-                                                                       "tool)")
+        lines.append(f"  group {g.group}: {ready}/{len(g.pods)} pods ready, leader {leader}")
+    lines.append(f"CHART: {result.kept_chart}" if result.kept_chart else "CHART: not kept here (installed by another "
+                                                                         "tool)")
+    return "\n".join(lines)
 
 
 @main.command(examples=[
@@ -145,15 +151,19 @@ def status(release: str, namespace: str | None, fmt: str) -> None:
 ])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
+@click.option("--timeout", type=GoDuration(), default=None, metavar="DURATION",
+              help="helm uninstall --timeout, a Go duration such as 5m (default helm's 5m, or the cluster network's "
+                   "termination time when its pre-delete hook terminates it).")
 @_helm_args
-def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -> None:
+def uninstall(release: str, namespace: str | None, timeout: str | None, helm_args: tuple[str, ...]) -> None:
     """Uninstall RELEASE with helm and drop its kept chart.
 
     Arguments after -- go to helm uninstall.
     """
     from helm_rdma.commands.uninstall import uninstall as run
 
-    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), helm_args=helm_args)
+    args = ("--timeout", timeout, *helm_args) if timeout is not None else helm_args
+    result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), helm_args=args)
     sys.stdout.write(result.output)
 
 
@@ -163,13 +173,14 @@ def uninstall(release: str, namespace: str | None, helm_args: tuple[str, ...]) -
 ])
 @click.argument("release", type=ANY_RELEASE)
 @_namespace_option
-@click.option("--timeout", default="15m", show_default=True, help="helm test --timeout.")
+@click.option("--timeout", type=GoDuration(), default="15m", show_default=True, metavar="DURATION",
+              help="helm test --timeout, a Go duration such as 15m or 1h30m.")
 @click.option("--nccl", is_flag=True,
               help="Measure the bandwidth again first: restarts every group, whose preflight runs before vLLM "
                    "(asks before).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl restarts the groups.")
 @click.option("--poll-interval", type=click.FloatRange(0.01), default=15.0, hidden=True)
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option()
 def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float,
            fmt: str) -> None:
     """Prove RELEASE's fabric: helm test and each group's bandwidth.
@@ -186,12 +197,9 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
 
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), timeout=timeout,
                  remeasure=confirm if nccl else None, poll_seconds=poll_interval)
-    if fmt == "json":
-        click.echo(json.dumps({"release": release, **result.to_dict()}, indent=2))
-    else:
-        marks = {True: "PASS", False: "FAIL", None: "    "}
-        for check in result.checks:
-            click.echo(f"{marks[check.passed]}  {check.name:<10} {check.detail}")
+    marks = {True: "PASS", False: "FAIL", None: "    "}
+    emit({"release": release, **result.to_dict()}, fmt,
+         table=lambda: "\n".join(f"{marks[c.passed]}  {c.name:<10} {c.detail}" for c in result.checks))
     if not result.passed:
         sys.exit(1)
 
@@ -211,8 +219,7 @@ def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: b
                    "network.interface, else the preset's, else the chart's).")
 @click.option("--preset", "-p", default=None, type=PRESET,
               help="Shape preset, for its GPUDirect RDMA support and bandwidth floor (default: the release's).")
-@click.option("--output", "-o", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Print a table, or JSON for scripts.")
+@output_option()
 def diagnose(release: str, namespace: str | None, logs_dir: Path | None, interface: str | None, preset: str | None,
              fmt: str) -> None:
     """Read the logs of RELEASE's pods and say why a group hangs.
@@ -227,11 +234,7 @@ def diagnose(release: str, namespace: str | None, logs_dir: Path | None, interfa
     result = run(release=release, env=HelmEnv.from_environ(namespace=namespace), logs_dir=logs_dir,
                  interface=interface, preset=preset)
     _notice(result.notice)
-    if fmt == "json":
-        click.echo(json.dumps(result.diagnosis.to_dict(), indent=2))
-    else:
-        for finding in result.diagnosis.findings:
-            click.echo(finding.line())
-        click.echo(f"{result.diagnosis.summary.line()} ({result.read_from})")
+    emit(result.diagnosis, fmt, table=lambda: "\n".join(
+        [*(f.line() for f in result.diagnosis.findings), f"{result.diagnosis.summary.line()} ({result.read_from})"]))
     if not result.diagnosis.passed:
         sys.exit(1)

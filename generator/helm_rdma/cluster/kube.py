@@ -291,6 +291,39 @@ def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = 
     return bytes(response.data).decode("utf-8", "replace")
 
 
+def pod_events(*, pod: str, env: HelmEnv, limit: int = 10) -> list[str]:
+    """The last ``limit`` Events about ``pod`` in the release's namespace, oldest first, as `kubectl describe pod`
+    lists them: TYPE REASON MESSAGE (and how often): why it is not scheduled (FailedScheduling), why its image does
+    not pull (Failed, BackOff), what the kubelet did.
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+
+    api_client, namespace = _client_and_namespace(env)
+    what = f"listing the events of pod {pod} in namespace {namespace}"
+    try:
+        listing = client.CoreV1Api(api_client).list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
+    except client.ApiException as exc:
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    events = [api_client.sanitize_for_serialization(e) for e in listing.items]
+    # Filter here too: a field selector is a request, and some API servers (and fakes) ignore it.
+    events = [e for e in events if e.get("involvedObject", {}).get("name") == pod
+              and e.get("involvedObject", {}).get("kind", "Pod") == "Pod"]
+    events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")
+                                  or e.get("metadata", {}).get("creationTimestamp") or ""))
+    lines = []
+    for e in events[-limit:]:
+        count = int(e.get("count") or 1)
+        lines.append(f"{e.get('type', '')} {e.get('reason', '')}: {str(e.get('message', '')).strip()}"
+                     + (f" (x{count})" if count > 1 else ""))
+    return lines
+
+
 def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:
     """Delete pods of the release's namespace by name; returns those that existed.
 

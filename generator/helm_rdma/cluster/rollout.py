@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.groups import group_states, progress, stuck_pod
-from helm_rdma.cluster.kube import pod_log, release_pods
+from helm_rdma.cluster.kube import ClusterError, pod_events, pod_log, release_pods
 from helm_rdma.errors import RuntimeFailure
 from helm_rdma.helmenv import HelmEnv
 
@@ -21,11 +21,14 @@ class NotServingError(RuntimeFailure):
     """The release's groups did not all serve within the timeout."""
 
     def __init__(self, *, release: str, namespace: str, seconds: float, line: str, pod: str | None, step: str,
-                 log: str) -> None:
+                 log: str, events: str = "") -> None:
         text = f"{release} is not serving after {seconds:.0f}s: {line}"
         if pod:
-            text += (f"\n{pod} is at {step}; the last lines of its log:\n{log.rstrip() or '  (empty)'}\n"
-                     f"more: kubectl -n {namespace} logs {pod} --all-containers; helm rdma diagnose {release}")
+            parts = [f"its events:\n{events.rstrip()}"] if events else []
+            if log.strip() or not events:  # a pod that never started has no log: its events say why
+                parts.append(f"the last lines of its log:\n{log.rstrip() or '  (empty)'}")
+            text += (f"\n{pod} is at {step}; " + "\n".join(parts) + f"\nmore: kubectl -n {namespace} describe pod "
+                     f"{pod}; kubectl -n {namespace} logs {pod} --all-containers; helm rdma diagnose {release}")
         super().__init__(text)
 
 
@@ -35,7 +38,8 @@ def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, p
     at least every ``report_seconds`` (and whenever it changes). Returns the last progress line.
 
     Raises:
-        NotServingError: Not serving within ``polling.timeout_seconds``; names the pod that holds it up, with its log.
+        NotServingError: Not serving within ``polling.timeout_seconds``; names the pod that holds it up, with its
+            events and log.
         ClusterError: The cluster cannot be read.
     """
     clock, delay = polling.clock, polling.poll_seconds
@@ -60,6 +64,16 @@ def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, p
                                   previous=True) or "")
             step = f"{stuck.step}{f' ({stuck.detail})' if stuck and stuck.detail else ''}" if stuck else ""
             raise NotServingError(release=release, namespace=namespace, seconds=elapsed, line=line,
-                                  pod=stuck.name if stuck else None, step=step, log=log)
+                                  pod=stuck.name if stuck else None, step=step, log=log,
+                                  events=_events(stuck.name, env) if stuck else "")
         clock.sleep(delay)
         delay = polling.next_delay(delay)
+
+
+def _events(pod: str, env: HelmEnv) -> str:
+    """The pod's events as indented lines for NotServingError; a line saying why when they cannot be read (the
+    timeout is what the user must hear about, not a second failure)."""
+    try:
+        return "\n".join(f"  {line}" for line in pod_events(pod=pod, env=env))
+    except ClusterError as exc:
+        return f"  (not readable: {exc})"

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import require_clean
+from helm_rdma.checks.doctor import clean_findings
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
 from helm_rdma.cluster.kube import kubeconfig_found
@@ -59,6 +59,9 @@ class DeployResult(NamedTuple):
     serving: str | None = None  # the last progress line of --wait
 
 
+DryRun = Literal["none", "client", "server"]
+
+
 @dataclass(frozen=True)
 class HelmRun:
     """How install or upgrade runs helm.
@@ -66,8 +69,10 @@ class HelmRun:
     Attributes:
         upgrade: helm upgrade --install instead of helm install.
         wait: Wait until every group serves (see ``deploy``).
-        timeout: helm's --timeout; None: ``default_timeout`` of the values.
-        dry_run: Render with `helm template` instead, keeping nothing.
+        timeout: helm's --timeout (a Go duration); None: ``default_timeout`` of the values.
+        dry_run: helm's --dry-run: "client" renders with no cluster (`helm template`, as helm 4's client dry run
+            does; helm 3's would want a cluster), "server" runs helm's own --dry-run=server (the cluster validates
+            and lookups answer); neither keeps anything. "none": install.
         atomic: Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).
         cluster_checks: Check the cluster first when one answers (as `doctor --cluster`).
         helm_args: Passed to helm as they are.
@@ -76,17 +81,22 @@ class HelmRun:
     upgrade: bool = False
     wait: bool = False
     timeout: str | None = None
-    dry_run: bool = False
+    dry_run: DryRun = "none"
     atomic: bool = False
     cluster_checks: bool = False
     helm_args: tuple[str, ...] = ()
 
 
 def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Callable[[str], None] = lambda _: None,
-           poll_seconds: float = 10) -> DeployResult:
+           on_warning: Callable[[str], None] = lambda _: None, poll_seconds: float = 10) -> DeployResult:
     """Install or upgrade-or-install one release, as ``run`` says.
 
-    A dry run renders with `helm template` (Helm 3's client dry-run wants a cluster) and keeps nothing. Otherwise the
+    ``run.timeout`` is checked first, before anything is resolved or written. The values' warnings (and the cluster
+    checks' ones) go to ``on_warning`` before helm runs.
+
+    A client dry run renders with `helm template` (Helm 3's client dry-run wants a cluster) and keeps nothing; a
+    server dry run is helm's install --dry-run=server on a chart in a temporary directory, after the cluster
+    checks. Otherwise the
     chart is written to a staging directory beside the cache, helm runs on it, and only a successful run replaces
     the kept chart, so the cache always holds what is installed.
 
@@ -94,7 +104,8 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
     provisioning hook (network and nodes) unless the caller set one.
 
     With ``run.cluster_checks``, when a cluster answers, it is checked before helm runs (as `doctor --cluster`):
-    errors stop here, warnings and a summary go to ``on_progress``. A dry run never contacts the cluster.
+    errors stop here, warnings go to ``on_warning``, a summary to ``on_progress``. A client dry run never contacts
+    the cluster.
 
     When helm-rdma named the API key Secret (the values name none), it is created with a random key before helm
     runs if it is missing, and never changed when it exists (see cluster.apikey); without a kubeconfig helm cannot
@@ -112,20 +123,31 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         NotServingError: With ``run.wait``, the groups did not serve in time (names the pod and its last log lines).
     """
     release, helm_args = request.release, run.helm_args
+    if run.timeout is not None:
+        duration_seconds(run.timeout)  # before anything is resolved or written: helm would refuse it only later
     cache = env.chart_cache(release)  # checks the release name and namespace before anything else
     # Checked here, not only by helm: helm-rdma's own checks read the values, and with --provision nothing may
     # reach OCI before every check passed.
     resolved = resolve(request)
-    warnings = require_clean(resolved)
-    notice = "\n".join(warnings) or None
+    findings = clean_findings(resolved)
+    for finding in findings:
+        on_warning(_text(finding.key, finding.message, finding.fix))
+    notice = "\n".join(f.line() for f in findings) or None
     timeout = run.timeout or default_timeout(resolved.values)
     budget = duration_seconds(timeout)
     helm = find_helm()
-    if run.dry_run:
+    if run.dry_run != "none":
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
-            args = ["template", release, str(chart), *env.global_flags(), *helm_args]
-            result = run_chart_command(args, helm=helm, explain=lambda: check_values(resolved))
+            if run.dry_run == "client":
+                args = ["template", release, str(chart), *env.global_flags()]
+            else:  # the cluster answers anyway: the same checks as a real install
+                if run.cluster_checks:
+                    _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
+                                   on_warning=on_warning, create_namespace="--create-namespace" in helm_args)
+                args = [*(["upgrade", "--install"] if run.upgrade else ["install"]), release, str(chart),
+                        *env.global_flags(), "--timeout", timeout, "--dry-run=server"]
+            result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
         return DeployResult(output=result.stdout, command=result.command, chart=None, plan=resolved.plan,
                             notice=notice)
 
@@ -135,7 +157,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         chart = write_chart(resolved, output=staging / "chart").path
         if run.cluster_checks:
             _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
-                           create_namespace="--create-namespace" in helm_args)
+                           on_warning=on_warning, create_namespace="--create-namespace" in helm_args)
         _ensure_api_key(resolved, env=env, create_namespace="--create-namespace" in helm_args,
                         on_progress=on_progress)
         args = ["upgrade", "--install"] if run.upgrade else ["install"]
@@ -162,8 +184,13 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
                         notice=notice, serving=serving)
 
 
+def _text(subject: str, message: str, fix: str) -> str:
+    """A warning as the user reads it, after its ``warning:`` prefix."""
+    return f"{subject}: {message}" + (f"; fix: {fix}" if fix else "")
+
+
 def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, create_namespace: bool,
-                   on_progress: Callable[[str], None]) -> None:
+                   on_progress: Callable[[str], None], on_warning: Callable[[str], None]) -> None:
     """The cluster checks before helm: raise on errors, report warnings and a summary line.
 
     Raises:
@@ -180,7 +207,7 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
                                 lines=[c.line() for c in report.checks if c.status != "ok"])
     for check in report.checks:
         if check.status == "warning":
-            on_progress(check.line())
+            on_warning(_text(check.check + (f" {check.subject}" if check.subject else ""), check.message, check.fix))
     ok = len(report.checks) - report.warnings
     on_progress(f"cluster checks (kube context {report.context}, namespace {report.namespace}): {ok} ok, "
                 f"{report.warnings} warning(s)")

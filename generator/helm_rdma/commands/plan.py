@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation
+from helm_rdma.resolve.values import ChartRequest, resolve
 from helm_rdma.sizing.catalog import get_model
 from helm_rdma.sizing.firsttoken import FirstToken, Rates, duration, first_token
 from helm_rdma.sizing.lora import LoraSlots
@@ -46,6 +47,20 @@ def plan(*, model: str, preset: str, sizing: Sizing | None = None, rates: Rates 
     the_plan = plan_model(model=spec, preset=load_preset(preset), sizing=sizing)
     estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb())
     return PlanReport(plan=the_plan, model=spec, first_token=estimate)
+
+
+def plan_values(request: ChartRequest, *, rates: Rates | None = None) -> PlanReport:
+    """``plan`` of the values install would use with ``request`` (its -f files, --set family and flags, layered as
+    install layers them; see resolve.values.resolve), the boot volume read from those values too.
+
+    Raises:
+        InputError: As ``resolve``: unknown preset or model, bad files or --set, values the schema refuses, too few
+            nodes, a context longer than the model's.
+    """
+    resolved = resolve(request)
+    boot = int(resolved.values["clusterNetwork"]["bootVolumeSizeGBs"])
+    estimate = first_token(resolved.model, rates=rates or Rates(), boot_volume_gb=boot)
+    return PlanReport(plan=resolved.plan, model=resolved.model, first_token=estimate)
 
 
 def lora_option(*, max_rank: int | None, max_loras: int | None) -> LoraSlots | None:

@@ -345,7 +345,3 @@ def deprovision(spec: NetworkSpec, auth: OciAuth, *, confirm: Callable[[list[str
     removed = deprovision_network(api, spec, networks, configs, polling=watch.polling(DEPROVISION_TIMEOUT_SECONDS),
                                   on_progress=watch.on_progress)
     return DeprovisionResult(removed=removed, found_networks=found[0], found_configurations=found[1])
-
-
-def result_json(result: ProvisionResult) -> str:
-    return json.dumps(result.to_dict(), indent=2)

@@ -63,10 +63,12 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
     plain Jobs and Pods (created, waited for, read and deleted here).
 
     Raises:
+        DurationError: ``timeout`` is not a duration helm reads.
         HelmCommandError: `helm get values` failed (no cluster, no access).
         NoReleaseError: Neither a Helm release nor the release's ConfigMap.
         ClusterError: The pods or their logs could not be read, or the test objects not created.
     """
+    timeout_seconds = duration_seconds(timeout)  # a duration helm would refuse stops before the cluster is asked
     on_helm = helm_status(release=release, env=env) is not None
     tests: tuple[dict[str, Any], ...] = ()
     origin = ""
@@ -96,7 +98,7 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
         rdma_test, by = checks[-1].passed, "helm test"
     else:
 
-        runs = run_tests(tests, env=env, timeout_seconds=duration_seconds(timeout), poll_seconds=poll_seconds,
+        runs = run_tests(tests, env=env, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds,
                          clock=clock)
         if not runs:
             checks.append(Check("tests", None, "verify.tests.enabled is false: no test objects to run"))
