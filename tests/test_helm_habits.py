@@ -230,7 +230,7 @@ def test_warnings_come_before_helm_runs_prefixed_and_wrapped(helm_log: Path) -> 
     assert out.exit_code == 0, out.output
     warned = [line for line in out.stderr.splitlines() if line.startswith("warning: ")]
     assert warned and all(len(line) <= 60 or " " not in line[9:] for line in warned)
-    assert any("api.keySecret.name" in line for line in warned)
+    assert any("model.hfTokenSecret.name" in line for line in warned)
     assert out.output.index("warning: ") < out.output.index("NAME: llama405b")  # helm printed after
     assert not [line for line in out.stderr.splitlines() if line and not line.startswith(("warning: ", "helm-rdma:"))]
 
