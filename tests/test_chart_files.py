@@ -139,7 +139,9 @@ def test_the_override_schema_is_the_charts_schema_without_required_on_merged_map
             out["properties"][key] = restore(over["properties"][key], sub, f"{path}.{key}" if path else key)
         return out
 
-    assert restore(for_overrides, published, "") == published
+    identity = {"$id": published["$id"], "title": published["title"]}
+    assert restore({**for_overrides, **identity}, published, "") == published
+    assert for_overrides["$id"] == "https://helm-rdma.dev/schemas/values.override.schema.json"
     assert "" in dropped and "nccl" in dropped and "clusterNetwork.image" in dropped
     # helm's own schema demands as much as before: the merged values must hold every key
     assert published["required"] and "nccl" in published["required"]

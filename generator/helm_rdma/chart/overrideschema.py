@@ -15,6 +15,17 @@ OVERRIDE_SCHEMA = "values.override.schema.json"
 
 
 def override_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The override schema of the published values ``schema``: its own ``$id`` and title (two schemas under one id
+    would be one schema to a tool that caches by id), and no ``required`` where helm merges (`_optional`)."""
+    out = _optional(schema)
+    if isinstance(schema.get("$id"), str):
+        out["$id"] = schema["$id"].rsplit("/", 1)[0] + "/" + OVERRIDE_SCHEMA
+    if isinstance(schema.get("title"), str):
+        out["title"] = f"{schema['title']}, for override files"
+    return out
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
     """A copy of the values ``schema`` without ``required`` on the root and on every object reached from it through
     ``properties``: the maps helm merges with the chart's values key by key.
 
@@ -25,5 +36,5 @@ def override_schema(schema: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in schema.items() if k != "required"}
     props = schema.get("properties")
     if isinstance(props, dict):
-        out["properties"] = {key: override_schema(sub) if isinstance(sub, dict) else sub for key, sub in props.items()}
+        out["properties"] = {key: _optional(sub) if isinstance(sub, dict) else sub for key, sub in props.items()}
     return out
