@@ -292,10 +292,34 @@ def groups_meet_after_their_downloads(docs: Docs) -> list[str]:
     return problems
 
 
+def disruption_budgets_select_only_scalable_pods(docs: Docs) -> list[str]:
+    """A PodDisruptionBudget with maxUnavailable (or a percentage) is sized from each selected pod's controller's scale
+    subresource; a Job or a bare Pod has none, and then the controller fails the budget (disruptionsAllowed 0) and every
+    eviction of the serving pods is refused (kubernetes pkg/controller/disruption/disruption.go, getExpectedScale and
+    getScaleController; kubernetes.io/docs/tasks/run-application/configure-pdb, "Arbitrary workloads and
+    selectors"). So no Job or Pod template may match a budget's selector."""
+    problems = []
+    for pdb in (d for d in docs if d["kind"] == "PodDisruptionBudget"):
+        selector = pdb["spec"].get("selector") or {}
+        for obj, role, template in pod_templates(docs):
+            if obj["kind"] not in ("Job", "Pod"):
+                continue
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            matched = all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()) and all(
+                (labels.get(e["key"]) in e.get("values", [])) == (e["operator"] == "In")
+                if e["operator"] in ("In", "NotIn") else (e["key"] in labels) == (e["operator"] == "Exists")
+                for e in selector.get("matchExpressions") or [])
+            if matched:
+                problems.append(f"PodDisruptionBudget {pdb['metadata']['name']} selects the pods of {obj['kind']} "
+                                f"{obj['metadata']['name']} ({role}), which has no scale subresource")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
+    disruption_budgets_select_only_scalable_pods,
 )
 
 

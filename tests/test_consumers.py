@@ -278,3 +278,13 @@ def test_vllms_distributed_timeout_covers_the_load_not_the_download() -> None:
     args[args.index("--distributed-timeout-seconds") + 1] = str(barrier + 3 * 3600)  # download and load together
     found = rules.groups_meet_after_their_downloads(docs)
     assert any("more than the load budget" in f for f in found)
+
+
+def test_a_disruption_budget_that_selects_the_test_jobs_is_caught() -> None:
+    docs = copy.deepcopy(render("podDisruptionBudget.enabled=true"))
+    [pdb] = of_kind(docs, "PodDisruptionBudget")
+    assert rules.disruption_budgets_select_only_scalable_pods(docs) == []
+    pdb["spec"]["selector"] = {"matchLabels": pdb["spec"]["selector"]["matchLabels"]}  # what the chart once rendered
+    found = rules.disruption_budgets_select_only_scalable_pods(docs)
+    assert found and all("which has no scale subresource" in f for f in found)
+    assert any("test-api" in f for f in found)
