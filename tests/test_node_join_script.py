@@ -126,6 +126,25 @@ def test_oracle_linux_joins_with_oke_install_and_never_uses_apt(tmp_path: Path) 
     assert line == "oke-install --apiserver-endpoint 10.0.0.10 --kubelet-ca-cert LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
 
 
+def test_oracle_linux_sets_selinux_permissive_before_it_joins_as_oracle_does(tmp_path: Path) -> None:
+    # oci-hpc-oke files/oke-ubuntu-cloud-init.sh, its `ol` branch: setenforce 0 and SELINUX=permissive; enforcing,
+    # CRI-O keeps the unprivileged download container from writing the unlabelled hostPath of the weights
+    node = make_node(tmp_path, os_id="ol", oke_install=True)
+    (node.root / "etc/selinux").mkdir(parents=True)
+    (node.root / "etc/selinux/config").write_text("SELINUX=enforcing\nSELINUXTYPE=targeted\n")
+    (node.bin / "setenforce").write_text('#!/usr/bin/env bash\necho "setenforce $*" >> "$LOG"\n')
+    (node.bin / "setenforce").chmod(0o755)
+    out = join(node, "v1.34.1", REMOTE)
+    assert out.returncode == 0, out.stderr
+    assert log(node)[0] == "setenforce 0" and log(node)[1].startswith("oke-install ")
+    assert (node.root / "etc/selinux/config").read_text() == "SELINUX=permissive\nSELINUXTYPE=targeted\n"
+    ubuntu = make_node(tmp_path / "u", local_repository="ubuntu-jammy/kubernetes-1.34", oke=True)
+    (ubuntu.bin / "setenforce").write_text('#!/usr/bin/env bash\necho "setenforce $*" >> "$LOG"\n')
+    (ubuntu.bin / "setenforce").chmod(0o755)
+    assert join(ubuntu, "v1.34.1", REMOTE).returncode == 0
+    assert not [line for line in log(ubuntu) if line.startswith("setenforce")]
+
+
 def test_an_image_with_no_way_to_join_says_what_it_lacks(tmp_path: Path) -> None:
     node = make_node(tmp_path, os_id="ol")
     out = join(node, "v1.34.1", REMOTE)

@@ -114,6 +114,18 @@ if ! command -v oke > /dev/null 2>&1 && [ "$ID" = ubuntu ]; then
     install_oke_ubuntu
 fi
 
+# Oracle Linux boots with SELinux enforcing, and CRI-O then keeps unprivileged containers (the model download) from
+# writing the unlabelled hostPath the weights live in; Oracle's script sets it permissive before the node joins
+# (oci-hpc-oke files/oke-ubuntu-cloud-init.sh, its `ol` branch: setenforce 0 and SELINUX=permissive).
+if [ "$ID" = ol ]; then
+    if command -v setenforce > /dev/null 2>&1; then
+        setenforce 0 || say "setenforce 0 failed; SELinux stays as it is until the next boot"
+    fi
+    if [ -f "$root/etc/selinux/config" ]; then
+        sed -i 's/^SELINUX=enforcing/SELINUX=permissive/' "$root/etc/selinux/config"
+    fi
+fi
+
 if command -v oke > /dev/null 2>&1; then
     say "joining ${apiserver} with oke bootstrap"
     retry oke bootstrap
