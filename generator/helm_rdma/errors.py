@@ -275,7 +275,8 @@ class OciSdkMissingError(RuntimeFailure):
     def __init__(self) -> None:
         super().__init__(
             "the OCI SDK (python package oci) is not installed here; install it with pip install 'helm-rdma[oci]' "
-            "(the plugin: HELM_RDMA_EXTRAS=oci helm plugin update rdma), or run provisioning from the chart's hook"
+            "(the plugin: HELM_RDMA_EXTRAS=oci HELM_PLUGIN_DIR=DIR sh DIR/scripts/plugin-venv, DIR being the plugin's "
+            "directory under `helm env HELM_PLUGINS`), or run provisioning from the chart's hook"
         )
 
 
