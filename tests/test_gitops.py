@@ -1,4 +1,4 @@
-"""The GitOps examples (examples/gitops, shown verbatim in the README): the Argo CD health check for LeaderWorkerSets,
+"""The GitOps examples (examples/gitops, shown verbatim in docs/gitops.md): the Argo CD health check for LeaderWorkerSets,
 run in Lua as Argo CD runs it, and the Argo CD Application and Flux HelmRelease, with what each renders from a
 generated chart.
 
@@ -122,11 +122,11 @@ def test_the_argocd_cm_example_holds_exactly_the_tested_script() -> None:
     assert cm["metadata"]["name"] == "argocd-cm" and cm["data"][HEALTH_KEY] == LUA.read_text()
 
 
-def test_the_readme_shows_every_example_verbatim() -> None:
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+def test_the_gitops_doc_shows_every_example_verbatim() -> None:
+    doc = (REPO / "docs" / "gitops.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL)
     for path in sorted(EXAMPLES.glob("*.yaml")):  # the Lua script is in the argocd-cm one
-        assert path.read_text() in blocks, f"README.md does not show {path.relative_to(REPO)} as it is"
+        assert path.read_text() in blocks, f"docs/gitops.md does not show {path.relative_to(REPO)} as it is"
 
 
 @pytest.fixture(scope="module")

@@ -79,9 +79,9 @@ def test_the_nsg_itself_admits_every_port_of_the_group_and_outsiders_only_the_ap
     assert any(admits(r, v["vllm"]["port"]) for r in outside) and any(admits(r, 10250) for r in outside)
 
 
-def test_the_readme_shows_the_same_rules() -> None:
-    """The README's block (one line per rule: direction, protocol, ports, source) and the example say the same."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_rdma_doc_shows_the_same_rules() -> None:
+    """The docs' block (one line per rule: direction, protocol, ports, source) and the example say the same."""
+    text = (REPO / "docs" / "rdma.md").read_text(encoding="utf-8")
     assert "examples/nsg-rules.json" in text and "clusterNetwork.nsgIds" in text
     lines = re.findall(r"^ingress\s+TCP\s+(\S+)\s+from (.+?)\s+#", text, flags=re.MULTILINE)
     shown = []

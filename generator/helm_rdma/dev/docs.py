@@ -3,7 +3,7 @@
 - completion.yaml: the sub-commands and flag names helm completes for `helm rdma` (helm's pkg/cmd/load_plugins.go
   reads it; every flag becomes a boolean there, so it holds names only, quoted where YAML would read a boolean);
 - plugin.yaml: its `usage` and `description` (what `helm help` and `helm help rdma` show, with the command list);
-- README.md: the command table and the CLI reference, between their markers.
+- README.md: the command table, between its markers; docs/cli.md: the CLI reference.
 
 `python -m helm_rdma.dev.docs` (`make docs`) writes them; `--check` names those that differ and exits 1.
 """
@@ -152,7 +152,7 @@ def readme_commands() -> str:
         if path:
             pieces = [p for p in command.collect_usage_pieces(_contexts(path)) if p != "[OPTIONS]"]
             usage = " ".join([*path, *pieces])
-            lines.append(f"| [`{_cell(usage)}`](#{_anchor(path)}) | {_cell(summary(command))} |")
+            lines.append(f"| [`{_cell(usage)}`](docs/cli.md#{_anchor(path)}) | {_cell(summary(command))} |")
     return "\n".join(lines)
 
 
@@ -191,10 +191,16 @@ def _replace_block(text: str, name: str, body: str) -> str:
 
 
 def readme() -> str:
-    """README.md with its generated blocks rewritten."""
+    """README.md with its command table rewritten."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    text = _replace_block(text, "cli-commands", readme_commands())
-    return _replace_block(text, "cli-reference", readme_reference())
+    return _replace_block(text, "cli-commands", readme_commands())
+
+
+def cli_doc() -> str:
+    """docs/cli.md: the whole CLI reference."""
+    return ("# CLI reference\n\nEvery command, its options and examples, as `helm rdma COMMAND --help` shows them "
+            "(`helm-rdma COMMAND --help`\noutside helm). Generated from the commands by `make docs`: edit their help, "
+            "not this file.\n\n" + readme_reference() + "\n")
 
 
 def expected() -> dict[Path, str]:
@@ -203,6 +209,7 @@ def expected() -> dict[Path, str]:
         REPO / "completion.yaml": completion_yaml(),
         REPO / "plugin.yaml": plugin_yaml(),
         REPO / "README.md": readme(),
+        REPO / "docs" / "cli.md": cli_doc(),
     }
 
 
