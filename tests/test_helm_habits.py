@@ -171,7 +171,7 @@ def printing_commands() -> list[tuple[str, click.Command]]:
 
 def test_every_command_that_prints_a_result_takes_table_json_and_yaml() -> None:
     names = sorted(name for name, _ in printing_commands())
-    assert names == ["diagnose", "doctor", "plan", "presets", "presets show", "provision", "status", "verify"]
+    assert names == ["deprovision", "diagnose", "doctor", "plan", "presets", "presets show", "provision", "status", "verify"]
     for name, command in printing_commands():
         [option] = [p for p in command.params if p.name == "fmt"]
         assert option.opts == ["--output", "-o"] or sorted(option.opts) == ["--output", "-o"], name

@@ -178,9 +178,11 @@ def test_deprovision_touches_only_what_is_tagged_as_ours(config: Path, fake: Fak
     assert ours in declined.output and foreign not in declined.output
     assert fake.cluster_networks[ours]["lifecycleState"] == "RUNNING"
 
-    result = run(config, fake, "--yes", args=args)
+    result = run(config, fake, "--yes", "-o", "json", args=args)
     assert result.exit_code == 0, result.output
-    assert "terminated 1 cluster network(s), deleted 1 instance configuration(s)" in result.output
+    done = json.loads(result.stdout)
+    assert done["terminatedNetworks"] == [ours] and len(done["deletedInstanceConfigurations"]) == 1
+    assert done["apiCalls"] > 0 and done["foundNetworks"] == [ours]
     assert fake.cluster_networks[ours]["lifecycleState"] == "TERMINATED"
     assert fake.cluster_networks[foreign]["lifecycleState"] == "RUNNING"
     assert fake.cluster_networks[other_release]["lifecycleState"] == "RUNNING"

@@ -221,8 +221,9 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
 @_namespace_option
 @_oci_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@output_option()
 def deprovision(name: str, compartment: str, release: str | None, namespace: str | None, auth: OciAuth,
-                watch: Watch, yes: bool) -> None:
+                watch: Watch, yes: bool, fmt: str) -> None:
     """Terminate a cluster network and its instance configuration.
 
     Only the network NAME and configuration tagged as helm-rdma's are touched.
@@ -244,12 +245,22 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
         return click.confirm("Terminate them?", default=False, err=True)
 
     result = run(spec, auth, confirm=confirm, watch=watch)
-    if not result.found_networks and not result.found_configurations:
-        click.echo(f"nothing tagged as ours named {name} in the compartment (release {spec.release}, namespace {ns})")
-    elif result.removed is None:
-        click.echo("nothing terminated")
-        sys.exit(1)
-    else:
-        click.echo(f"terminated {len(result.removed.terminated_networks)} cluster network(s), deleted "
-                   f"{len(result.removed.deleted_instance_configurations)} instance configuration(s) "
-                   f"in {result.removed.api_calls} OCI API calls")
+    removed = result.removed
+    data = {"name": name, "release": spec.release, "namespace": ns, "foundNetworks": list(result.found_networks),
+            "foundInstanceConfigurations": list(result.found_configurations),
+            "terminatedNetworks": list(removed.terminated_networks) if removed else [],
+            "deletedInstanceConfigurations": list(removed.deleted_instance_configurations) if removed else [],
+            "apiCalls": removed.api_calls if removed else 0}
+
+    def table() -> str:
+        if not result.found_networks and not result.found_configurations:
+            return f"nothing tagged as ours named {name} in the compartment (release {spec.release}, namespace {ns})"
+        if removed is None:
+            return "nothing terminated"
+        return (f"terminated {len(removed.terminated_networks)} cluster network(s), deleted "
+                f"{len(removed.deleted_instance_configurations)} instance configuration(s) in {removed.api_calls} OCI "
+                "API calls")
+
+    emit(data, fmt, table=table)
+    if removed is None and (result.found_networks or result.found_configurations):
+        sys.exit(1)  # the user declined
