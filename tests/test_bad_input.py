@@ -463,3 +463,36 @@ def test_a_kubeconfig_that_is_not_one_fails_naming_the_file(runner: CliRunner, t
     assert result.exit_code == 1, result.output
     assert "unexpected" not in result.output
     assert str(kubeconfig) in result.output and "kubeconfig" in result.output
+
+
+def float_options() -> list[tuple[tuple[str, ...], str]]:
+    """(command path, flag) of every option that takes a number with a fraction, found by walking the commands."""
+    import click
+
+    found = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.type, click.FloatRange):
+                found.append((path, param.opts[0]))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+
+    walk(main, ())
+    return found
+
+
+@pytest.mark.parametrize(("path", "flag"), float_options(), ids=lambda x: " ".join(x) if isinstance(x, tuple) else x)
+@pytest.mark.parametrize("number", ["nan", "inf", "-inf", "NaN"])
+def test_no_float_flag_takes_nan_or_infinity(runner: CliRunner, tmp_path: Path, path: tuple[str, ...], flag: str,
+                                             number: str) -> None:
+    # click's FloatRange compares, and every comparison with nan is false: nan passed, then crashed a sum later
+    result = cli(runner, *path, flag, number, env={"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert "unexpected" not in result.output and flag in result.output
+
+
+def test_the_float_flags_are_found() -> None:
+    flags = {flag for _, flag in float_options()}
+    assert {"--gpu-memory-utilization", "--network-gbs", "--nvme-gbs"} <= flags

@@ -19,7 +19,7 @@ from helm_rdma.cli.base import (
     main,
 )
 from helm_rdma.cli.output import columns, emit, flat_rows, output_option
-from helm_rdma.cli.params import MODEL, PRESET
+from helm_rdma.cli.params import MODEL, PRESET, Finite
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.sizing.firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 
@@ -175,11 +175,11 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
 @click.option("--nodes", type=click.IntRange(1, 64), help="Check this many nodes instead of picking the minimum.")
 @click.option("--max-model-len", type=click.IntRange(1), help="Context length to plan for; default: the model's.")
 @_values_options
-@click.option("--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=None,
+@click.option("--gpu-memory-utilization", type=Finite(0.05, 1.0), default=None,
               help="vllm.gpuMemoryUtilization (default: the values', 0.9 unless -f or --set says otherwise).")
-@click.option("--network-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NETWORK_GBS, show_default=True,
+@click.option("--network-gbs", type=Finite(0.001, 1000), default=DEFAULT_NETWORK_GBS, show_default=True,
               help="Download rate of one node from the Hub or object storage, GB/s, for the time to first token.")
-@click.option("--nvme-gbs", type=click.FloatRange(0.001, 1000), default=DEFAULT_NVME_GBS, show_default=True,
+@click.option("--nvme-gbs", type=Finite(0.001, 1000), default=DEFAULT_NVME_GBS, show_default=True,
               help="Read and write rate of a node's NVMe RAID, GB/s, for the time to first token.")
 @click.option("--max-lora-rank", type=click.IntRange(1), help="Plan for LoRA adapters up to this rank "
               "(vllm.lora.maxRank): vLLM reserves their memory on every GPU.")

@@ -13,7 +13,7 @@ import click
 
 from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
 from helm_rdma.cli.output import columns, emit, output_option
-from helm_rdma.cli.params import PRESET, AliasedChoice, GoDuration
+from helm_rdma.cli.params import PRESET, AliasedChoice, Finite, GoDuration
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _oci_options(func: Any) -> Any:
         click.option("--oci-retry-for", type=GoDuration(seconds=True), default="5m", show_default=True,
                      help="How long to keep retrying an OCI request that fails on the network, times out, is "
                           "throttled or meets a server error."),
-        click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, show_default=True,
+        click.option("--poll-interval", type=Finite(0.01), default=10.0, show_default=True,
                      help="Seconds before the first status check; later checks back off to 60 s. A request to OCI "
                           "still unanswered is reported at this interval (at most every 30 s)."),
     ]

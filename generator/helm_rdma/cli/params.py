@@ -7,6 +7,7 @@ and for helm's plugin.complete (helm_rdma.cli.completion).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -131,6 +132,16 @@ class AliasedChoice(click.Choice):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return super().convert(self.aliases.get(value, value), param, ctx)
+
+
+class Finite(click.FloatRange):
+    """click's FloatRange, which lets nan (and, unbounded, inf) through: every comparison with nan is false."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; give one in {self._describe_range()}", param, ctx)
+        return number
 
 
 class GoDuration(click.ParamType):  # type: ignore[type-arg]

@@ -19,7 +19,7 @@ from helm_rdma.cli.base import (
     main,
 )
 from helm_rdma.cli.output import emit, output_option, warn
-from helm_rdma.cli.params import PRESET, UPGRADE_RELEASE, DryRunCommand, GoDuration, dry_run_option
+from helm_rdma.cli.params import PRESET, UPGRADE_RELEASE, DryRunCommand, Finite, GoDuration, dry_run_option
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _deploy_command(upgrade: bool) -> Any:
     @click.option("--wait", is_flag=True, help="Wait until every group serves: helm --wait, then until each "
                                               "group's leader is Ready, with progress (exit 1 naming the pod that "
                                               "holds it up).")
-    @click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, hidden=True)
+    @click.option("--poll-interval", type=Finite(0.01), default=10.0, hidden=True)
     @click.option("--timeout", type=GoDuration(), default=None, metavar="DURATION",
                   help="helm --timeout, a Go duration such as 90m or 1h30m (default from the plan: the image pull, "
                        "download and barrier, preflight and model load).")
@@ -179,7 +179,7 @@ def uninstall(release: str, namespace: str | None, timeout: str | None, helm_arg
               help="Measure the bandwidth again first: restarts every group, whose preflight runs before vLLM "
                    "(asks before).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --nccl restarts the groups.")
-@click.option("--poll-interval", type=click.FloatRange(0.01), default=15.0, hidden=True)
+@click.option("--poll-interval", type=Finite(0.01), default=15.0, hidden=True)
 @output_option()
 def verify(release: str, namespace: str | None, timeout: str, nccl: bool, yes: bool, poll_interval: float,
            fmt: str) -> None:
