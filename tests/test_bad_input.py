@@ -496,3 +496,19 @@ def test_no_float_flag_takes_nan_or_infinity(runner: CliRunner, tmp_path: Path, 
 def test_the_float_flags_are_found() -> None:
     flags = {flag for _, flag in float_options()}
     assert {"--gpu-memory-utilization", "--network-gbs", "--nvme-gbs"} <= flags
+
+
+@pytest.mark.parametrize(("model", "why"), [("org/" + "a" * 97, "at most 96 characters"), ("org/a--b", "--"),
+                                            ("org/a..b", ".."), ("org/name.git", ".git")])
+def test_a_hub_id_the_hub_refuses_is_refused_before_any_request(runner: CliRunner, model: str, why: str) -> None:
+    # huggingface_hub's validate_repo_id (utils/_validators.py): names of at most 96 characters, no "--" or "..",
+    # no trailing ".git"; it raised HFValidationError, reported as a bug
+    result = cli(runner, "template", "llama405b", "--preset", "h100", "--model", model,
+                 env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert result.exit_code == 2, result.output
+    assert "unexpected" not in result.output and why in result.output and "--model" in result.output
+
+
+def test_plain_helm_refuses_a_hub_name_over_96_characters() -> None:
+    out = plain_helm("helm4", "x", str(chart_dir()), "--set", "model.name=org/" + "a" * 97)
+    assert_refused_by_plain_helm(out, "/model/name", "{0,95}")

@@ -55,9 +55,16 @@ def parse_ref(ref: str) -> tuple[str, str]:
     revision = revision or str(props["revision"]["default"])
     if not re.fullmatch(props["name"]["pattern"], repo) or len(repo) > props["name"]["maxLength"]:
         raise ModelRefError(ref=ref, problem="not a Hugging Face repository id (ORG/NAME: letters, digits, '-', '_' "
-                                             "and '.')")
+                                             "and '.', NAME at most 96 characters)")
     if not re.fullmatch(props["revision"]["pattern"], revision) or len(revision) > props["revision"]["maxLength"]:
         raise ModelRefError(ref=ref, problem=f'"{revision}" is not a revision (a branch, tag or commit)')
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:  # the Hub's own rules beyond the schema's pattern ("--", "..", a trailing ".git")
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise ModelRefError(ref=ref, problem=f"not a Hugging Face repository id ({exc})") from None
     return repo, revision
 
 
