@@ -315,11 +315,36 @@ def disruption_budgets_select_only_scalable_pods(docs: Docs) -> list[str]:
     return problems
 
 
+def secrets_are_resolved_before_the_first_step(docs: Docs) -> list[str]:
+    """The kubelet resolves a container's environment, secretKeyRef included, just before it starts that container; a
+    missing Secret or key leaves the container in CreateContainerConfigError and nothing after it starts
+    (kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go startContainer -> generateContainerConfig ->
+    kubelet_pods.go makeEnvironmentVariables: "couldn't find key %v in Secret"; init containers start one after
+    another, in order). So a serving pod whose vllm container reads the API key from a Secret names that Secret in
+    its first init container too: otherwise the leader finds the Secret missing only after its download and preflight,
+    its workers time out, and LeaderWorkerSet recreates the group again and again."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        spec = template.get("spec", {})
+        refs = {(ref["name"], ref["key"]) for c in spec.get("containers") or [] if c.get("name") == "vllm"
+                for e in c.get("env") or [] if e["name"] == "HELM_RDMA_API_KEY"
+                for ref in [((e.get("valueFrom") or {}).get("secretKeyRef") or {})] if ref}
+        inits = spec.get("initContainers") or []
+        if not refs or not inits:
+            continue
+        first = {(ref["name"], ref["key"]) for e in inits[0].get("env") or []
+                 for ref in [((e.get("valueFrom") or {}).get("secretKeyRef") or {})] if ref}
+        for name, key in sorted(refs - first):
+            problems.append(f"{obj['kind']} {obj['metadata']['name']} ({role}) reads Secret {name} key {key} only "
+                            f"in vllm: its first init container {inits[0]['name']} runs without it")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
-    disruption_budgets_select_only_scalable_pods,
+    disruption_budgets_select_only_scalable_pods, secrets_are_resolved_before_the_first_step,
 )
 
 

@@ -288,3 +288,25 @@ def test_a_disruption_budget_that_selects_the_test_jobs_is_caught() -> None:
     found = rules.disruption_budgets_select_only_scalable_pods(docs)
     assert found and all("which has no scale subresource" in f for f in found)
     assert any("test-api" in f for f in found)
+
+
+@pytest.mark.parametrize("sets", [(), ("model.download.enabled=false",), ("workload.kind=StatefulSet",)])
+def test_a_missing_api_key_secret_stops_the_leader_before_its_download(sets: tuple[str, ...]) -> None:
+    docs = render(*sets)
+    [leader] = [t for _obj, role, t in rules.pod_templates(docs) if role in ("leader", "llama405b-vllm-rdma-leader")]
+    first_init = leader["spec"]["initContainers"][0]
+    ref = {"secretKeyRef": {"name": "llama405b-api-key", "key": "api-key"}}
+    assert {"name": "HELM_RDMA_API_KEY_SECRET_CHECK", "valueFrom": ref} in first_init["env"]
+    assert rules.secrets_are_resolved_before_the_first_step(docs) == []
+    docs = copy.deepcopy(docs)
+    [leader] = [t for _obj, role, t in rules.pod_templates(docs) if role in ("leader", "llama405b-vllm-rdma-leader")]
+    first_init = leader["spec"]["initContainers"][0]
+    first_init["env"] = [e for e in first_init["env"] if e["name"] != "HELM_RDMA_API_KEY_SECRET_CHECK"]  # as before
+    [problem] = rules.secrets_are_resolved_before_the_first_step(docs)
+    assert f"its first init container {first_init['name']} runs without it" in problem
+
+
+def test_workers_and_other_init_containers_never_see_the_api_key() -> None:
+    for _obj, role, template in rules.pod_templates(render()):
+        for c in rules.containers(template)[1:]:
+            assert "HELM_RDMA_API_KEY_SECRET_CHECK" not in rules.env_of(c), (role, c["name"])
