@@ -340,11 +340,42 @@ def secrets_are_resolved_before_the_first_step(docs: Docs) -> list[str]:
     return problems
 
 
+def failed_downloads_hold_and_say_why(docs: Docs) -> list[str]:
+    """LeaderWorkerSet counts init-container restarts as restarts (kubernetes-sigs/lws pkg/utils/pod/pod_utils.go,
+    ContainerRestarted, lines 28-44 at 1b17603c: InitContainerStatuses[].RestartCount > 0) and then recreates the
+    whole group, deleting the leader (pkg/controllers/pod_controller.go, handleRestartPolicy). New pods start with no
+    kubelet back-off and the failed pod's log goes with it. So a download init container that can fail at once (a
+    gated repository, the boot volume, no space) holds for a while before exiting 1, and writes its reason where it
+    outlives the log: its termination message (terminationMessagePath, kept in the pod's status and events;
+    FallbackToLogsOnError if it wrote none; kubernetes.io/docs/tasks/debug/debug-application/
+    determine-reason-pod-failure)."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        if obj["kind"] != "LeaderWorkerSet":
+            continue
+        for c in template.get("spec", {}).get("initContainers") or []:
+            if not c["name"].startswith("download-"):
+                continue
+            where = f"{obj['kind']} {obj['metadata']['name']} ({role}) container {c['name']}"
+            args = [str(a) for a in c.get("args") or []]
+            hold = float(args[args.index("--hold-on-failure") + 1]) if "--hold-on-failure" in args else 0
+            if hold < 60:
+                problems.append(f"{where} fails at once ({hold:.0f}s hold): LeaderWorkerSet recreates the group "
+                                "in a tight loop")
+            path = c.get("terminationMessagePath", "/dev/termination-log")
+            if "--termination-log" not in args or args[args.index("--termination-log") + 1] != path:
+                problems.append(f"{where} does not write its reason to its termination message ({path})")
+            if c.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+                problems.append(f"{where} has no terminationMessagePolicy FallbackToLogsOnError")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
     disruption_budgets_select_only_scalable_pods, secrets_are_resolved_before_the_first_step,
+    failed_downloads_hold_and_say_why,
 )
 
 

@@ -310,3 +310,19 @@ def test_workers_and_other_init_containers_never_see_the_api_key() -> None:
     for _obj, role, template in rules.pod_templates(render()):
         for c in rules.containers(template)[1:]:
             assert "HELM_RDMA_API_KEY_SECRET_CHECK" not in rules.env_of(c), (role, c["name"])
+
+
+def test_a_download_that_fails_at_once_without_its_reason_kept_is_caught() -> None:
+    docs = render("model.download.holdOnFailureMinutes=3")
+    download = lws_pod(docs, "leader")["initContainers"][0]
+    assert download["name"] == "download-model"
+    args = download["args"]
+    assert args[args.index("--hold-on-failure") + 1] == "180"
+    assert args[args.index("--termination-log") + 1] == download["terminationMessagePath"] == "/dev/termination-log"
+    assert rules.failed_downloads_hold_and_say_why(docs) == []
+    docs = copy.deepcopy(docs)
+    download = lws_pod(docs, "leader")["initContainers"][0]
+    i = download["args"].index("--hold-on-failure")
+    del download["args"][i:i + 4]  # what the chart rendered before: exit 1 at once, the reason in the log only
+    del download["terminationMessagePolicy"]
+    assert len(rules.failed_downloads_hold_and_say_why(docs)) == 3

@@ -748,6 +748,13 @@ A container that fetches one repository with files/fetch_model.py, with model.do
     - "--allow-boot-volume"
     {{- end }}
     {{- end }}
+    {{- /* A failed init container makes LeaderWorkerSet recreate the group at once, with no restart back-off
+    (kubernetes-sigs/lws pkg/controllers/pod_controller.go): the hold spaces the attempts, and the reason outlives the
+    pod's log in its termination message. */}}
+    - "--hold-on-failure"
+    - {{ mul $dl.holdOnFailureMinutes 60 | quote }}
+    - "--termination-log"
+    - "/dev/termination-log"
   env:
     - name: HF_HOME
       value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
@@ -775,6 +782,8 @@ A container that fetches one repository with files/fetch_model.py, with model.do
       mountPath: {{ include "vllm-rdma.bootVolumeProbe" $root | quote }}
       readOnly: true
     {{- end }}
+  terminationMessagePath: /dev/termination-log
+  terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
 
 {{/*
