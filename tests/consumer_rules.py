@@ -315,11 +315,138 @@ def disruption_budgets_select_only_scalable_pods(docs: Docs) -> list[str]:
     return problems
 
 
+def secrets_are_resolved_before_the_first_step(docs: Docs) -> list[str]:
+    """The kubelet resolves a container's environment, secretKeyRef included, just before it starts that container; a
+    missing Secret or key leaves the container in CreateContainerConfigError and nothing after it starts
+    (kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go startContainer -> generateContainerConfig ->
+    kubelet_pods.go makeEnvironmentVariables: "couldn't find key %v in Secret"; init containers start one after
+    another, in order). So a serving pod whose vllm container reads the API key from a Secret names that Secret in
+    its first init container too: otherwise the leader finds the Secret missing only after its download and preflight,
+    its workers time out, and LeaderWorkerSet recreates the group again and again."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        spec = template.get("spec", {})
+        refs = {(ref["name"], ref["key"]) for c in spec.get("containers") or [] if c.get("name") == "vllm"
+                for e in c.get("env") or [] if e["name"] == "HELM_RDMA_API_KEY"
+                for ref in [((e.get("valueFrom") or {}).get("secretKeyRef") or {})] if ref}
+        inits = spec.get("initContainers") or []
+        if not refs or not inits:
+            continue
+        first = {(ref["name"], ref["key"]) for e in inits[0].get("env") or []
+                 for ref in [((e.get("valueFrom") or {}).get("secretKeyRef") or {})] if ref}
+        for name, key in sorted(refs - first):
+            problems.append(f"{obj['kind']} {obj['metadata']['name']} ({role}) reads Secret {name} key {key} only "
+                            f"in vllm: its first init container {inits[0]['name']} runs without it")
+    return problems
+
+
+def failed_downloads_hold_and_say_why(docs: Docs) -> list[str]:
+    """LeaderWorkerSet counts init-container restarts as restarts (kubernetes-sigs/lws pkg/utils/pod/pod_utils.go,
+    ContainerRestarted, lines 28-44 at 1b17603c: InitContainerStatuses[].RestartCount > 0) and then recreates the
+    whole group, deleting the leader (pkg/controllers/pod_controller.go, handleRestartPolicy). New pods start with no
+    kubelet back-off and the failed pod's log goes with it. So a download init container that can fail at once (a
+    gated repository, the boot volume, no space) holds for a while before exiting 1, and writes its reason where it
+    outlives the log: its termination message (terminationMessagePath, kept in the pod's status and events;
+    FallbackToLogsOnError if it wrote none; kubernetes.io/docs/tasks/debug/debug-application/
+    determine-reason-pod-failure)."""
+    problems = []
+    for obj, role, template in pod_templates(docs):
+        if obj["kind"] != "LeaderWorkerSet":
+            continue
+        for c in template.get("spec", {}).get("initContainers") or []:
+            if not c["name"].startswith("download-"):
+                continue
+            where = f"{obj['kind']} {obj['metadata']['name']} ({role}) container {c['name']}"
+            args = [str(a) for a in c.get("args") or []]
+            hold = float(args[args.index("--hold-on-failure") + 1]) if "--hold-on-failure" in args else 0
+            if hold < 60:
+                problems.append(f"{where} fails at once ({hold:.0f}s hold): LeaderWorkerSet recreates the group "
+                                "in a tight loop")
+            path = c.get("terminationMessagePath", "/dev/termination-log")
+            if "--termination-log" not in args or args[args.index("--termination-log") + 1] != path:
+                problems.append(f"{where} does not write its reason to its termination message ({path})")
+            if c.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+                problems.append(f"{where} has no terminationMessagePolicy FallbackToLogsOnError")
+    return problems
+
+
+def selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects LABELS; the empty selector selects all."""
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()) and all(
+        (labels.get(e["key"]) in e.get("values", [])) == (e["operator"] == "In")
+        if e["operator"] in ("In", "NotIn") else (e["key"] in labels) == (e["operator"] == "Exists")
+        for e in selector.get("matchExpressions") or [])
+
+
+def ingress_admitted(docs: Docs, *, to: dict[str, Any], source: dict[str, Any], port: int,
+                     namespace: str | None = None) -> bool:
+    """Whether a TCP connection from a pod of the policies' namespace (or NAMESPACE) labelled SOURCE to PORT of a pod
+    labelled TO is admitted, by Kubernetes NetworkPolicy semantics (kubernetes.io/docs/concepts/services-networking/
+    network-policies, "The two sorts of pod isolation" and "Behavior of to and from selectors"; API reference
+    NetworkPolicyIngressRule): a pod no Ingress policy selects admits everything; a selected pod admits a connection
+    that some ingress rule of some selecting policy matches, a rule matching when one of its `from` peers matches
+    (none: every source) and one of its `ports` matches (none: every port); a podSelector peer without a
+    namespaceSelector means the policy's own namespace. ipBlock and namespaceSelector peers are taken to match only
+    a source of another namespace."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"
+                and "Ingress" in (d["spec"].get("policyTypes") or ["Ingress"]) and selects(d["spec"]["podSelector"], to)]
+    if not policies:
+        return True
+    for policy in policies:
+        own = namespace is None or namespace == policy["metadata"].get("namespace")
+        for rule in policy["spec"].get("ingress") or []:
+            peers = rule.get("from") or []
+            peer_ok = not peers or any(
+                ("podSelector" in p and "namespaceSelector" not in p and own and selects(p["podSelector"], source))
+                or ("podSelector" not in p and not own) for p in peers)
+            ports = rule.get("ports") or []
+            port_ok = not ports or any(p.get("protocol", "TCP") == "TCP" and (
+                "port" not in p or (isinstance(p["port"], int) and p["port"] <= port <= p.get("endPort", p["port"]))) for p in ports)
+            if peer_ok and port_ok:
+                return True
+    return False
+
+
+GROUP_PORTS_PROBED = (29500, 29510, 40123)  # the torch store, the group watch, a port NCCL or ZMQ picks at run time
+
+
+def group_ports_closed_on_the_pod_network(docs: Docs) -> list[str]:
+    """In sriov mode the serving pods are on the pod network, where a NetworkPolicy applies (and hostNetwork pods are
+    not subject to one: kubernetes.io/docs/concepts/services-networking/network-policies, "NetworkPolicy and
+    hostNetwork pods"). The group's ports (the torch TCPStore, the group watch, NCCL's bootstrap, vLLM's ZMQ
+    sockets, some chosen at run time) take unauthenticated connections, so by the semantics of ingress_admitted:
+    every serving pod admits the release's serving pods on any of them, admits no other pod on them, and admits the
+    API port (vllm.port, the leader's `http` port)."""
+    problems = []
+    serving = [(obj, role, t) for obj, role, t in pod_templates(docs)
+               if any(env_of(c).get("HELM_RDMA_TASK") == "serve" for c in t.get("spec", {}).get("containers") or [])]
+    on_pod_network = [(o, r, t) for o, r, t in serving if not t.get("spec", {}).get("hostNetwork")]
+    labels = [(t.get("metadata") or {}).get("labels") or {} for _o, _r, t in on_pod_network]
+    for obj, role, template in on_pod_network:
+        where = f"{obj['kind']} {obj['metadata']['name']} ({role})"
+        me = (template.get("metadata") or {}).get("labels") or {}
+        stranger = {k: v for k, v in me.items() if k != "app.kubernetes.io/instance"} | {
+            "app.kubernetes.io/instance": "another-release"}
+        for port in GROUP_PORTS_PROBED:
+            if not all(ingress_admitted(docs, to=me, source=peer, port=port) for peer in labels):
+                problems.append(f"{where} refuses its group's pods on port {port}")
+            if ingress_admitted(docs, to=me, source=stranger, port=port):
+                problems.append(f"{where} admits pods outside the release on group port {port}")
+        for c in template.get("spec", {}).get("containers") or []:
+            for p in c.get("ports") or []:
+                if p.get("name") == "http" and not (
+                        ingress_admitted(docs, to=me, source=stranger, port=p["containerPort"])
+                        or ingress_admitted(docs, to=me, source={}, port=p["containerPort"], namespace="elsewhere")):
+                    problems.append(f"{where} admits no one on its API port {p['containerPort']}")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
-    disruption_budgets_select_only_scalable_pods,
+    disruption_budgets_select_only_scalable_pods, secrets_are_resolved_before_the_first_step,
+    failed_downloads_hold_and_say_why, group_ports_closed_on_the_pod_network,
 )
 
 

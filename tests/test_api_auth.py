@@ -230,3 +230,25 @@ def test_without_a_key_vllm_does_not_start_open() -> None:
     out = subprocess.run([sys.executable, "-c", "import api_auth; api_auth.ApiKeyMiddleware(None)"],
                          env={**env, "PYTHONPATH": str(FILES)}, capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "HELM_RDMA_API_KEY is empty" in out.stderr and "api.keySecret" in out.stderr
+
+
+@pytest.mark.parametrize("key", ["", "  "])
+def test_an_empty_key_stops_the_server_at_startup_before_it_listens(tmp_path: Path, key: str) -> None:
+    # vLLM imports each --middleware while it builds its app, before it serves (register.py at 41a041c8, lines
+    # 65-69, called from build_app); the served app here imports it at load, as uvicorn loads an app before it
+    # listens. A check in __init__ alone ran only when Starlette built the middleware stack on the first request:
+    # the server started, and every request got 500 until the startup probe expired.
+    (tmp_path / "served_app.py").write_text(SERVED_APP)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{FILES}", "HELM_RDMA_API_KEY": key,
+           "MIDDLEWARE": middleware(), "SEEN": str(tmp_path / "seen")}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "served_app:app", "--host", "127.0.0.1", "--port",
+                             str(port), "--no-access-log"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(10)
+        pytest.fail("the server kept running with an empty key")
+    assert proc.returncode != 0
+    assert "$HELM_RDMA_API_KEY is empty: put a key in the Secret named in api.keySecret" in stderr

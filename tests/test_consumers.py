@@ -288,3 +288,94 @@ def test_a_disruption_budget_that_selects_the_test_jobs_is_caught() -> None:
     found = rules.disruption_budgets_select_only_scalable_pods(docs)
     assert found and all("which has no scale subresource" in f for f in found)
     assert any("test-api" in f for f in found)
+
+
+@pytest.mark.parametrize("sets", [(), ("model.download.enabled=false",), ("workload.kind=StatefulSet",)])
+def test_a_missing_api_key_secret_stops_the_leader_before_its_download(sets: tuple[str, ...]) -> None:
+    docs = render(*sets)
+    [leader] = [t for _obj, role, t in rules.pod_templates(docs) if role in ("leader", "llama405b-vllm-rdma-leader")]
+    first_init = leader["spec"]["initContainers"][0]
+    ref = {"secretKeyRef": {"name": "llama405b-api-key", "key": "api-key"}}
+    assert {"name": "HELM_RDMA_API_KEY_SECRET_CHECK", "valueFrom": ref} in first_init["env"]
+    assert rules.secrets_are_resolved_before_the_first_step(docs) == []
+    docs = copy.deepcopy(docs)
+    [leader] = [t for _obj, role, t in rules.pod_templates(docs) if role in ("leader", "llama405b-vllm-rdma-leader")]
+    first_init = leader["spec"]["initContainers"][0]
+    first_init["env"] = [e for e in first_init["env"] if e["name"] != "HELM_RDMA_API_KEY_SECRET_CHECK"]  # as before
+    [problem] = rules.secrets_are_resolved_before_the_first_step(docs)
+    assert f"its first init container {first_init['name']} runs without it" in problem
+
+
+def test_workers_and_other_init_containers_never_see_the_api_key() -> None:
+    for _obj, role, template in rules.pod_templates(render()):
+        for c in rules.containers(template)[1:]:
+            assert "HELM_RDMA_API_KEY_SECRET_CHECK" not in rules.env_of(c), (role, c["name"])
+
+
+def test_a_download_that_fails_at_once_without_its_reason_kept_is_caught() -> None:
+    docs = render("model.download.holdOnFailureMinutes=3")
+    download = lws_pod(docs, "leader")["initContainers"][0]
+    assert download["name"] == "download-model"
+    args = download["args"]
+    assert args[args.index("--hold-on-failure") + 1] == "180"
+    assert args[args.index("--termination-log") + 1] == download["terminationMessagePath"] == "/dev/termination-log"
+    assert rules.failed_downloads_hold_and_say_why(docs) == []
+    docs = copy.deepcopy(docs)
+    download = lws_pod(docs, "leader")["initContainers"][0]
+    i = download["args"].index("--hold-on-failure")
+    del download["args"][i:i + 4]  # what the chart rendered before: exit 1 at once, the reason in the log only
+    del download["terminationMessagePolicy"]
+    assert len(rules.failed_downloads_hold_and_say_why(docs)) == 3
+
+
+def serving_labels(docs: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    return dict(first(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"][f"{role}Template"]["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("kind", ["LeaderWorkerSet", "StatefulSet"])
+def test_in_sriov_mode_the_group_ports_admit_only_the_releases_pods_and_the_api_admits_everyone(kind: str) -> None:
+    # Kubernetes NetworkPolicy semantics (tests/consumer_rules.py, ingress_admitted), on a policy that passes the
+    # strict validation of the API's schema.
+    from .conftest import SHARED_CRDS
+    from .k8s_validation import validate_documents
+
+    docs = render("rdma.mode=sriov", f"workload.kind={kind}")
+    [policy] = of_kind(docs, "NetworkPolicy")
+    assert validate_documents([policy], crds=SHARED_CRDS) == []
+    pods = [(t.get("metadata") or {}).get("labels") or {} for obj, _r, t in rules.pod_templates(docs)
+            if obj["kind"] in ("LeaderWorkerSet", "StatefulSet")]
+    assert len(pods) == 2
+    other_release = {**pods[0], "app.kubernetes.io/instance": "other"}
+    test_pod = {k: v for k, v in pods[0].items() if k != "app.kubernetes.io/component"}  # helm test, same release
+    for to in pods:
+        for port in (29500, 29510, 45678):  # the torch store, the group watch, a port NCCL or ZMQ picks
+            assert all(rules.ingress_admitted(docs, to=to, source=peer, port=port) for peer in pods)
+            assert not rules.ingress_admitted(docs, to=to, source=other_release, port=port)
+            assert not rules.ingress_admitted(docs, to=to, source=test_pod, port=port)
+        assert rules.ingress_admitted(docs, to=to, source=other_release, port=8000)
+        assert rules.ingress_admitted(docs, to=to, source={}, port=8000, namespace="ingress-nginx")
+    assert rules.group_ports_closed_on_the_pod_network(docs) == []
+
+
+def test_the_api_admits_only_the_named_peers_when_apifrom_is_set() -> None:
+    docs = render("rdma.mode=sriov", "networkPolicy.apiFrom[0].podSelector.matchLabels.role=gateway")
+    leader = next(t["metadata"]["labels"] for obj, role, t in rules.pod_templates(docs) if role == "leader")
+    assert rules.ingress_admitted(docs, to=leader, source={"role": "gateway"}, port=8000)
+    assert not rules.ingress_admitted(docs, to=leader, source={"role": "other"}, port=8000)
+    assert not rules.ingress_admitted(docs, to=leader, source={"role": "gateway"}, port=29500)
+
+
+def test_no_network_policy_under_hostnetwork_where_none_applies() -> None:
+    assert of_kind(render(), "NetworkPolicy") == []
+    assert of_kind(render("rdma.mode=sriov", "networkPolicy.enabled=false"), "NetworkPolicy") == []
+
+
+def test_group_ports_open_to_every_pod_on_the_pod_network_are_caught() -> None:
+    docs = [d for d in render("rdma.mode=sriov") if d["kind"] != "NetworkPolicy"]  # what the chart rendered before
+    found = rules.group_ports_closed_on_the_pod_network(docs)
+    assert len(found) == 6 and all("admits pods outside the release on group port" in p for p in found)
+    docs = copy.deepcopy(render("rdma.mode=sriov"))
+    [policy] = of_kind(docs, "NetworkPolicy")
+    policy["spec"]["ingress"][0]["ports"] = [{"port": 29500, "protocol": "TCP"}]  # NCCL's and ZMQ's ports forgotten
+    found = rules.group_ports_closed_on_the_pod_network(docs)
+    assert found and all("refuses its group's pods on port" in p for p in found)

@@ -199,8 +199,10 @@ def test_nodes_the_release_provisions_are_not_expected_yet_but_the_hooks_secret_
      "kubectl -n ml create secret generic hf-tokn --from-literal=token=VALUE"),
     (("--set", "model.hfTokenSecret.key=hf"), "secret hf-token/hf:", "Secret hf-token has no key hf (its keys: "
      "token;", "or point the values at a key it has"),
+    # the first container the kubelet would refuse to start names it (review M7)
     (("--set", "api.keySecret.name=api-key"), "secret api-key/api-key:", "Secret api-key does not exist in namespace "
-     "ml (read by LeaderWorkerSet/llama405b-vllm-rdma, container vllm, env HELM_RDMA_API_KEY)", "create secret generic"),
+     "ml (read by LeaderWorkerSet/llama405b-vllm-rdma, container download-model, env HELM_RDMA_API_KEY_SECRET_CHECK)",
+     "create secret generic"),
     (("--nodes", "5"), "nodes ", "4 usable node(s) for the pods, 5 needed (1 group(s), one pod per node)",
      "add nodes of that shape"),
     (("--preset", "a100-v2"), "nodes ", "0 usable node(s) for the pods, 2 needed (1 group(s), one pod per node): 0 of "

@@ -142,6 +142,36 @@ def test_a_gated_or_missing_repository_is_one_clear_line(tmp_path: Path, gated: 
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in run.stderr
 
 
+def test_a_failed_download_writes_its_reason_to_the_termination_message_and_holds_before_exiting(
+        tmp_path: Path) -> None:
+    # Under LeaderWorkerSet a failed init container recreates the group at once (no kubelet back-off) and the pod's
+    # log goes with it (tests/consumer_rules.py, failed_downloads_hold_and_say_why): the reason goes to the
+    # termination message, and the exit waits --hold-on-failure seconds.
+    hub = Hub(repos={"meta-llama/Tiny": Repo(files=repo_files(), gated=True)}, token="hf_good")
+    message = tmp_path / "termination-log"
+    with HubServer(hub) as url:
+        started = time.monotonic()
+        held = fetch(url, tmp_path, "--termination-log", str(message), "--hold-on-failure", "2", HF_TOKEN="hf_wrong")
+        took = time.monotonic() - started
+        good = fetch(url, tmp_path, "--termination-log", str(tmp_path / "unused"), "--hold-on-failure", "30",
+                     HF_TOKEN="hf_good")
+    assert held.returncode == 1 and took >= 2
+    assert message.read_text() == ("meta-llama/Tiny is gated and the token cannot read it: accept its license on the "
+                                   "Hub with the account of the token in model.hfTokenSecret, or name a Secret holding "
+                                   "such a token\n")
+    assert "holding 2s before exiting" in held.stderr
+    assert good.returncode == 0 and not (tmp_path / "unused").exists()  # a success neither writes nor holds
+
+
+def test_a_worker_that_never_sees_the_marker_says_so_in_its_termination_message(tmp_path: Path) -> None:
+    message = tmp_path / "termination-log"
+    run = subprocess.run([sys.executable, str(SCRIPT), "--repo", "meta-llama/Tiny", "--dest", str(tmp_path / "m"),
+                          "--wait-only", "0.3", "--progress-seconds", "0.1", "--termination-log", str(message)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert message.read_text().startswith(f"{tmp_path / 'm'} was not complete within 0s")
+
+
 def test_a_gated_repository_downloads_with_the_right_token(tmp_path: Path) -> None:
     hub = Hub(repos={"meta-llama/Tiny": Repo(files=repo_files(), gated=True)}, token="hf_good")
     with HubServer(hub) as url:

@@ -139,14 +139,16 @@ def test_a_target_without_room_fails_before_any_byte_naming_both_figures(tmp_pat
     assert hub.served("GET", "/meta-llama/Tiny/resolve/") == [] and not (tmp_path / "m").exists()
 
 
-def test_the_nodes_boot_volume_is_refused_unless_allowed(tmp_path: Path) -> None:
+def test_the_nodes_boot_volume_is_refused_before_the_hub_is_asked_unless_allowed(tmp_path: Path) -> None:
     # The chart mounts a file of the node's root filesystem as the probe: the same device as the target means the
-    # weights would land on the boot volume (the NVMe RAID not mounted).
+    # weights would land on the boot volume (the NVMe RAID not mounted). The check needs no listing, so a refused
+    # start (which LeaderWorkerSet repeats with every group it recreates) never calls the Hub's model_info.
     hub = Hub(repos={"meta-llama/Tiny": Repo(files=repo_files())})
     probe = tmp_path / "node-root"
     probe.write_text("node")
     with HubServer(hub) as url:
         refused = fetch(url, tmp_path, "--boot-volume-probe", str(probe))
+        assert hub.requests == []
         elsewhere = fetch(url, tmp_path, "--boot-volume-probe", "/proc/version")  # another filesystem
         assert elsewhere.returncode == 0, elsewhere.stderr
         (tmp_path / "m" / ".helm-rdma-download.json").unlink()
@@ -154,7 +156,7 @@ def test_the_nodes_boot_volume_is_refused_unless_allowed(tmp_path: Path) -> None
         allowed = fetch(url, tmp_path, "--boot-volume-probe", str(probe), "--allow-boot-volume")
     assert refused.returncode == 1
     [error] = [line for line in refused.stderr.splitlines() if "error" in line]
-    assert "is on the node's boot volume" in error and "free" in error and "to fetch" in error
+    assert "is on the node's boot volume" in error and "free" in error
     assert "model.storage.allowBootVolume=true" in error
     assert allowed.returncode == 0, allowed.stderr
 

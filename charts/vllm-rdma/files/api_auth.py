@@ -12,8 +12,11 @@ with this file's directory on PYTHONPATH. vLLM imports the dotted path with impo
 as ApiKeyMiddleware(app), after vLLM's own middleware, so it runs first. It sees every HTTP request and WebSocket
 handshake after uvicorn parsed it: no request head is parsed here.
 
-The key is read once, from $HELM_RDMA_API_KEY (the chart sets it from api.keySecret), and kept as its sha256 only.
-Standard library only.
+The key is read once, when the module is imported, from $HELM_RDMA_API_KEY (the chart sets it from api.keySecret), and
+kept as its sha256 only. An empty key fails the import: vLLM imports every --middleware while it builds its app, before
+it listens, so vLLM stops at startup with that message instead of answering 500 to every request until its startup
+probe expires (Starlette constructs a middleware class only on the first request, and uvicorn's lifespan="auto" only
+logs that failure). Workers (vllm serve --headless) build no app and never import this module. Standard library only.
 """
 
 from __future__ import annotations
@@ -55,16 +58,29 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return token.lstrip(b" ")
 
 
+def key_digest() -> bytes:
+    """The sha256 of $HELM_RDMA_API_KEY.
+
+    Raises:
+        RuntimeError: The variable is empty (or only blanks): no request could ever be let through.
+    """
+    key = os.environ.get(KEY_ENV, "")
+    if not key.strip():
+        raise RuntimeError(f"helm-rdma api_auth: ${KEY_ENV} is empty: put a key in the Secret named in "
+                           "api.keySecret (its key api.keySecret.key), e.g. kubectl create secret generic NAME "
+                           "--from-literal=api-key=$(openssl rand -hex 32)")
+    return hashlib.sha256(key.encode()).digest()
+
+
+KEY_DIGEST = key_digest()
+
+
 class ApiKeyMiddleware:
     """A pure ASGI middleware that answers 401 (HTTP) or refuses the handshake (WebSocket) without the API key."""
 
     def __init__(self, app: App) -> None:
-        key = os.environ.get(KEY_ENV, "")
-        if not key:
-            raise RuntimeError(f"helm-rdma api_auth: ${KEY_ENV} is empty: name a Secret holding the key in "
-                               "api.keySecret")
         self.app = app
-        self._digest = hashlib.sha256(key.encode()).digest()
+        self._digest = KEY_DIGEST
 
     def allowed(self, scope: Scope) -> bool:
         """Whether a request may reach vLLM: an open path, or the key."""

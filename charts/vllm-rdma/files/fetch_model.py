@@ -4,6 +4,7 @@
     fetch_model.py --repo ORG/NAME --revision REV --dest DIR [--allow PATTERN]... [--ignore PATTERN]...
                    [--workers N] [--progress-seconds S] [--wait-only SECONDS]
                    [--boot-volume-probe FILE [--allow-boot-volume]]
+                   [--termination-log FILE] [--hold-on-failure SECONDS]
 
 - A marker file (DIR/.helm-rdma-download.json, written last, only when every file is in place and verified) lists
   every file with its size. When it is there and the files are, the run ends at once without reaching the Hub: a
@@ -13,9 +14,9 @@
   on repository paths, as huggingface_hub filters them); *.bin, *.pt and *.pth are fetched only where the repository
   has no *.safetensors, and where it has model.safetensors.index.json only the *.safetensors its weight_map names
   (as vLLM loads them). A name that is absolute or has a ".." component is refused: nothing leaves DIR.
-- Before a file is written: DIR must not be on the node's boot volume (the filesystem of --boot-volume-probe, a file
-  of the node's root filesystem the chart mounts) unless --allow-boot-volume, and must have free space for what is
-  left to fetch; otherwise one line says both figures and the fix.
+- Before the Hub is contacted, DIR must not be on the node's boot volume (the filesystem of --boot-volume-probe, a
+  file of the node's root filesystem the chart mounts) unless --allow-boot-volume; before a file is written, DIR must
+  have free space for what is left to fetch; otherwise one line says the figures and the fix.
 - Files are fetched over HTTP from the Hub's resolve URLs, --workers at a time, each under an advisory lock
   (fcntl.flock on DIR/.helm-rdma-partial/NAME.lock): two downloaders on one directory (a shared claim) never write
   the same file; the second waits, then finds it complete. A file goes to DIR/.helm-rdma-partial/NAME.COMMIT.part,
@@ -25,7 +26,10 @@
   The token goes to the Hub only, never to the storage a file redirects to.
 - Every --progress-seconds a line says the bytes on disk, the rate over the interval and the time left.
 - --wait-only SECONDS (pods that share a volume with the one that downloads): wait for the marker instead.
-Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...).
+Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...). That
+line also goes to --termination-log (the pod's termination message, which outlives the container's log), and a
+failed run first holds --hold-on-failure seconds: under LeaderWorkerSet a failed init container recreates the whole
+group at once, with no restart back-off, so without the hold a lasting failure would loop every few seconds.
 Honours HF_TOKEN, HF_ENDPOINT and HF_HOME like huggingface_hub itself. Needs only huggingface_hub (in vLLM images).
 """
 
@@ -60,6 +64,10 @@ CHUNK = 1 << 20
 
 class Refused(Exception):
     """A download that must not start: its one-line reason is the message."""
+
+
+class Failed(Exception):
+    """A run that ends with exit 1: its one-line reason is the message."""
 
 
 def log(message: str) -> None:
@@ -352,8 +360,7 @@ def wait_for_marker(dest: Path, seconds: float, every: float) -> int:
     start = time.monotonic()
     while complete(dest) is None:
         if time.monotonic() - start >= seconds:
-            log(f"error: {dest} was not complete within {seconds:.0f}s; the leader's download container says why")
-            return 1
+            raise Failed(f"{dest} was not complete within {seconds:.0f}s; the leader's download container says why")
         log(f"waiting for the leader to finish downloading into {dest} ({time.monotonic() - start:.0f}s)")
         time.sleep(every)
     log(f"{dest} is complete")
@@ -387,25 +394,37 @@ def existing(path: Path) -> Path:
     return path
 
 
-def check_disk(args: argparse.Namespace, need: int) -> None:
-    """Refuse a target on the node's boot volume (unless allowed) or without room for NEED more bytes.
+def free_bytes(args: argparse.Namespace) -> int:
+    st = os.statvfs(existing(Path(args.dest)))
+    return st.f_bavail * st.f_frsize
+
+
+def check_boot_volume(args: argparse.Namespace) -> None:
+    """Refuse a target on the node's boot volume (unless allowed). Needs no listing, so it runs before the Hub is
+    contacted.
 
     Raises:
-        Refused: One line with both figures and the fix.
+        Refused: One line with the free space and the fix.
     """
-    where = existing(Path(args.dest))
-    st = os.statvfs(where)
-    free = st.f_bavail * st.f_frsize
     try:
         probe = os.stat(args.boot_volume_probe).st_dev if args.boot_volume_probe else None
     except OSError as exc:
         raise Refused(f"cannot read {args.boot_volume_probe}, the file of the node's root filesystem the chart mounts "
                       f"({exc.strerror})") from exc
-    if probe is not None and not args.allow_boot_volume and os.stat(where).st_dev == probe:
+    if probe is not None and not args.allow_boot_volume and os.stat(existing(Path(args.dest))).st_dev == probe:
         raise Refused(f"{args.dest} is on the node's boot volume (the filesystem of {args.boot_volume_probe}), not on "
-                      f"a volume of its own: {human(need)} to fetch, {human(free)} free; mount the NVMe RAID at "
-                      "/mnt/nvme (the node set-up does), or set model.storage.hostPath to a mounted volume, or "
-                      "model.storage.allowBootVolume=true")
+                      f"a volume of its own ({human(free_bytes(args))} free, before the Hub was asked what to fetch); "
+                      "mount the NVMe RAID at /mnt/nvme (the node set-up does), or set model.storage.hostPath to a "
+                      "mounted volume, or model.storage.allowBootVolume=true")
+
+
+def check_space(args: argparse.Namespace, need: int) -> None:
+    """Refuse a target without room for NEED more bytes.
+
+    Raises:
+        Refused: One line with both figures and the fix.
+    """
+    free = free_bytes(args)
     if need > free:
         raise Refused(f"{args.dest} has {human(free)} free ({free} bytes) but {human(need)} ({need} bytes) remain to "
                       "be fetched: free space on that volume or point model.storage at a larger one")
@@ -461,23 +480,24 @@ def download(args: argparse.Namespace) -> int:
             f"{human(sum(done['files'].values()))}, commit {done.get('commit', '?')}); not contacting the Hub")
         return 0
     try:
+        check_boot_volume(args)
+    except Refused as exc:
+        raise Failed(str(exc)) from exc
+    try:
         job, files, skipped = listing(args)
     except Exception as exc:  # the Hub's errors (gated, missing, unreachable) and refused listings
-        log(f"error: {describe(exc, args.repo, args.revision)}")
-        return 1
+        raise Failed(describe(exc, args.repo, args.revision)) from exc
     if not files:
-        log(f"error: no file of {args.repo}@{args.revision} matches model.download.allowPatterns {args.allow}")
-        return 1
+        raise Failed(f"no file of {args.repo}@{args.revision} matches model.download.allowPatterns {args.allow}")
     commit = job.commit
     total = sum(f.size for f in files.values())
     already = sum(present(job, f) for f in files.values())
     log(f"{args.repo}@{args.revision} (commit {commit}): {len(files)} files, {human(total)} into {dest}; "
         f"skipping {skipped} files vLLM does not load")
     try:
-        check_disk(args, total - already)
+        check_space(args, total - already)
     except Refused as exc:
-        log(f"error: {exc}")
-        return 1
+        raise Failed(str(exc)) from exc
     dest.mkdir(parents=True, exist_ok=True)
     if already:
         log(f"{human(already)} already on disk: resuming")
@@ -493,15 +513,13 @@ def download(args: argparse.Namespace) -> int:
             for running in jobs:
                 running.result()
     except Exception as exc:
-        log(f"error: {describe(exc, args.repo, args.revision)}")
-        return 1
+        raise Failed(describe(exc, args.repo, args.revision)) from exc
     finally:
         progress.stop.set()
     wrong = [f.name for f in files.values() if not verified(job, f)]
     if wrong:
-        log(f"error: {len(wrong)} files are missing or not as the Hub lists them after the download: "
-            f"{', '.join(wrong[:5])}")
-        return 1
+        raise Failed(f"{len(wrong)} files are missing or not as the Hub lists them after the download: "
+                     f"{', '.join(wrong[:5])}")
     marker = {"repo": args.repo, "revision": args.revision, "commit": commit,
               "files": {f.name: f.size for f in files.values()},
               "sha256": {f.name: f.sha256 for f in files.values() if f.sha256}}
@@ -528,6 +546,10 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--boot-volume-probe", default=None, metavar="FILE",
                         help="a file of the node's root filesystem: DIR must be on another one")
     parser.add_argument("--allow-boot-volume", action="store_true")
+    parser.add_argument("--termination-log", default=None, metavar="FILE",
+                        help="where the one-line reason of a failure is also written (the pod's termination message)")
+    parser.add_argument("--hold-on-failure", type=float, default=0, metavar="SECONDS",
+                        help="how long a failed run waits before it exits 1")
     return parser.parse_args(argv)
 
 
@@ -537,9 +559,27 @@ def main(argv: list[str] | None = None) -> int:
         args.allow = ["*.safetensors", "*.json", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py"]
     if not args.ignore:
         args.ignore = ["original/*", "*/original/*"]
-    if args.wait_only is not None:
-        return wait_for_marker(Path(args.dest), args.wait_only, args.progress_seconds)
-    return download(args)
+    try:
+        if args.wait_only is not None:
+            return wait_for_marker(Path(args.dest), args.wait_only, args.progress_seconds)
+        return download(args)
+    except Failed as exc:
+        fail(str(exc), args.termination_log, args.hold_on_failure)
+        return 1
+
+
+def fail(reason: str, termination_log: str | None, hold: float) -> None:
+    """Say why, where it outlives the container, then hold the pod before it exits (so the group is not recreated
+    in a tight loop)."""
+    log(f"error: {reason}")
+    if termination_log:
+        try:
+            Path(termination_log).write_text(reason + "\n")
+        except OSError as exc:
+            log(f"could not write {termination_log}: {exc.strerror}")
+    if hold > 0:
+        log(f"holding {duration(hold)} before exiting, so that the group is not recreated at once")
+        time.sleep(hold)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,9 @@ as one line that `helm rdma verify` reads from the leader's log. (dict "root" $ 
     {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
     {{- include "vllm-rdma.preflightEnv" $root | nindent 4 }}
     {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 4 }}
+    {{- if .keyCheck }}
+    {{- include "vllm-rdma.apiKeySecretCheckEnv" $root | nindent 4 }}
+    {{- end }}
   resources:
     {{- include "vllm-rdma.gpuResources" $root | trim | nindent 4 }}
   securityContext:
@@ -348,6 +351,9 @@ vLLM. It waits distributed.barrierMinutes for the slowest node. (dict "root" $ "
       value: barrier
     {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
     {{- include "vllm-rdma.identityEnv" $root | nindent 4 }}
+    {{- if .keyCheck }}
+    {{- include "vllm-rdma.apiKeySecretCheckEnv" $root | nindent 4 }}
+    {{- end }}
   resources:
     requests:
       cpu: 500m
@@ -484,12 +490,15 @@ spec:
   {{- end }}
   {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
   {{- $lwsBarrier := and (include "vllm-rdma.groupBarrier" $root) (eq $v.workload.kind "LeaderWorkerSet") }}
+  {{- /* The leader's first init container of the chart also names the API key's Secret (vllm-rdma.apiKeySecretCheckEnv). */}}
+  {{- $keyCheck := and (eq $role "leader") $v.api.keySecret.name (include "vllm-rdma.download" $root) }}
+  {{- $keyCheckLater := and (eq $role "leader") $v.api.keySecret.name (not (include "vllm-rdma.download" $root)) }}
   {{- if or $lwsBarrier (include "vllm-rdma.download" $root) $v.initContainers }}
   initContainers:
     {{- /* Download first, then the group's barrier, then vLLM: vLLM gives its peers distributed.timeoutSeconds to
     meet (vllm/config/parallel.py), and nodes finish their downloads minutes apart. */}}
     {{- if include "vllm-rdma.download" $root }}
-    {{- include "vllm-rdma.downloadContainer" . | nindent 4 }}
+    {{- include "vllm-rdma.downloadContainer" (dict "root" $root "role" $role "keyCheck" $keyCheck) | nindent 4 }}
     {{- with include "vllm-rdma.loraDownloadContainers" . | trim }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -498,9 +507,9 @@ spec:
     {{- toYaml . | nindent 4 }}
     {{- end }}
     {{- if include "vllm-rdma.preflightInit" $root }}
-    {{- include "vllm-rdma.preflightContainer" . | nindent 4 }}
+    {{- include "vllm-rdma.preflightContainer" (dict "root" $root "role" $role "keyCheck" $keyCheckLater) | nindent 4 }}
     {{- else if $lwsBarrier }}
-    {{- include "vllm-rdma.barrierContainer" . | nindent 4 }}
+    {{- include "vllm-rdma.barrierContainer" (dict "root" $root "role" $role "keyCheck" $keyCheckLater) | nindent 4 }}
     {{- end }}
   {{- end }}
   containers:
@@ -655,7 +664,7 @@ it. (dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.downloadContainer" -}}
 {{- $v := .root.Values }}
-{{- include "vllm-rdma.fetchContainer" (dict "root" .root "role" .role "name" "download-model" "repo" $v.model.name "revision" $v.model.revision "dest" (include "vllm-rdma.modelDir" .root)) }}
+{{- include "vllm-rdma.fetchContainer" (dict "root" .root "role" .role "name" "download-model" "repo" $v.model.name "revision" $v.model.revision "dest" (include "vllm-rdma.modelDir" .root) "keyCheck" .keyCheck) }}
 {{- end }}
 
 {{/*
@@ -739,11 +748,21 @@ A container that fetches one repository with files/fetch_model.py, with model.do
     - "--allow-boot-volume"
     {{- end }}
     {{- end }}
+    {{- /* A failed init container makes LeaderWorkerSet recreate the group at once, with no restart back-off
+    (kubernetes-sigs/lws pkg/controllers/pod_controller.go): the hold spaces the attempts, and the reason outlives the
+    pod's log in its termination message. */}}
+    - "--hold-on-failure"
+    - {{ mul $dl.holdOnFailureMinutes 60 | quote }}
+    - "--termination-log"
+    - "/dev/termination-log"
   env:
     - name: HF_HOME
       value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
     - name: HF_HUB_DISABLE_PROGRESS_BARS
       value: "1"
+    {{- if .keyCheck }}
+    {{- include "vllm-rdma.apiKeySecretCheckEnv" $root | nindent 4 }}
+    {{- end }}
     {{- with include "vllm-rdma.hfTokenEnv" $root }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -763,6 +782,8 @@ A container that fetches one repository with files/fetch_model.py, with model.do
       mountPath: {{ include "vllm-rdma.bootVolumeProbe" $root | quote }}
       readOnly: true
     {{- end }}
+  terminationMessagePath: /dev/termination-log
+  terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
 
 {{/*
@@ -771,6 +792,19 @@ would guard /v1 a second time, with its own reading of the header.
 */}}
 {{- define "vllm-rdma.apiKeyEnv" -}}
 - name: HELM_RDMA_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.api.keySecret.name | quote }}
+      key: {{ .Values.api.keySecret.key | quote }}
+{{- end }}
+
+{{/*
+The API key's Secret named in the leader's first init container of the chart, which ignores the variable: the kubelet
+resolves a container's environment before it starts it, so a missing Secret or key stops the leader at once
+(CreateContainerConfigError) rather than after the whole download and preflight, when vLLM would start.
+*/}}
+{{- define "vllm-rdma.apiKeySecretCheckEnv" -}}
+- name: HELM_RDMA_API_KEY_SECRET_CHECK
   valueFrom:
     secretKeyRef:
       name: {{ .Values.api.keySecret.name | quote }}
