@@ -305,11 +305,7 @@ def disruption_budgets_select_only_scalable_pods(docs: Docs) -> list[str]:
             if obj["kind"] not in ("Job", "Pod"):
                 continue
             labels = (template.get("metadata") or {}).get("labels") or {}
-            matched = all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()) and all(
-                (labels.get(e["key"]) in e.get("values", [])) == (e["operator"] == "In")
-                if e["operator"] in ("In", "NotIn") else (e["key"] in labels) == (e["operator"] == "Exists")
-                for e in selector.get("matchExpressions") or [])
-            if matched:
+            if selects(selector, labels):
                 problems.append(f"PodDisruptionBudget {pdb['metadata']['name']} selects the pods of {obj['kind']} "
                                 f"{obj['metadata']['name']} ({role}), which has no scale subresource")
     return problems
