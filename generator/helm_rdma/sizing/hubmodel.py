@@ -59,7 +59,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
     if not re.fullmatch(props["revision"]["pattern"], revision) or len(revision) > props["revision"]["maxLength"]:
         raise ModelRefError(ref=ref, problem=f'"{revision}" is not a revision (a branch, tag or commit)')
     from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # exported lazily
 
     try:  # the Hub's own rules beyond the schema's pattern ("--", "..", a trailing ".git")
         validate_repo_id(repo)
