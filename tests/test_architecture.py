@@ -30,7 +30,7 @@ ALLOWED = {
     "sizing": {"root"},
     "resolve": {"root", "sizing"},
     "checks": {"root", "resolve", "sizing"},
-    "chart": {"root", "resolve", "sizing"},
+    "chart": {"root", "resolve", "sizing", "checks"},  # checks/rules: the chart's facts, such as ociHooks
     "cluster": {"root", "logs"},
     "commands": {"root", "logs", "oci", "sizing", "resolve", "checks", "chart", "cluster"},
     "cli": {"root", "logs", "oci", "sizing", "resolve", "checks", "chart", "cluster", "commands"},
