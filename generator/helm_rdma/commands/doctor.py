@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.doctor import value_findings
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
 from helm_rdma.cluster.kube import ClusterError, Connection, connect, kubeconfig_found
@@ -77,7 +77,7 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorRe
                     for p in exc.problems]
         return DoctorResult(findings=tuple(findings),
                             cluster_note="not checked: the values have errors" if connection else None)
-    clean = tuple(diagnose(resolved))
+    clean = tuple(value_findings(resolved))
     if connection is None:
         return DoctorResult(findings=clean)
     try:
