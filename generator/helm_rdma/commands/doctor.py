@@ -11,9 +11,10 @@ from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import value_findings
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
-from helm_rdma.cluster.kube import ClusterError, Connection, connect, kubeconfig_found
+from helm_rdma.cluster.kube import Connection, connect, kubeconfig_found
 from helm_rdma.cluster.needs import cluster_needs, parse_manifests
 from helm_rdma.errors import (
+    ClusterError,
     ContextTooLongError,
     InputError,
     ModelTooLargeError,

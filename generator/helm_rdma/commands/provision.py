@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
-from helm_rdma.cluster.kube import NodeProgress, NodesTimeout, wait_for_nodes
+from helm_rdma.cluster.kube import NodeProgress, wait_for_nodes
 from helm_rdma.datafiles import values_default
-from helm_rdma.errors import InputError, NodesNotReadyError
+from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import (
     DEFAULT_PATIENCE,
@@ -36,14 +36,6 @@ from helm_rdma.oci.network import (
 from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_yaml_file
-
-
-class MissingSettingError(InputError):
-    """A cluster-network setting that provisioning needs and nobody gave."""
-
-    def __init__(self, *, key: str, flag: str) -> None:
-        super().__init__(f"{key} is empty: provisioning needs it; set it in the values or pass {flag}")
-
 
 # The provisioning defaults, each the chart's (schemas/values.schema.json is their one home).
 TIMEOUT_SECONDS: float = values_default("clusterNetwork.timeoutMinutes") * 60

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from helm_rdma.cluster.groups import GroupState, group_states
-from helm_rdma.cluster.kube import ClusterError, release_pods
+from helm_rdma.cluster.kube import release_pods
 from helm_rdma.cluster.objects import list_objects
 from helm_rdma.cluster.release import helm_status, read_release, workload_states
 from helm_rdma.contract import INSTANCE_LABEL
+from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 
 
