@@ -4,8 +4,9 @@ same cluster checks `install` and `upgrade` run before helm."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import value_findings
@@ -27,7 +28,8 @@ from helm_rdma.helmenv import HelmEnv
 from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 
 
-class DoctorResult(NamedTuple):
+@dataclass(frozen=True)
+class DoctorResult:
     """Every finding about the values, errors first, and with --cluster the cluster's checks (or why they did not
     run)."""
 

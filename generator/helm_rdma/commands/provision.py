@@ -57,7 +57,8 @@ class ProvisionPlan(NamedTuple):
     node_timeout_seconds: float = NODE_TIMEOUT_SECONDS
 
 
-class ProvisionResult(NamedTuple):
+@dataclass(frozen=True)
+class ProvisionResult:
     """The network and, when waited for, its nodes."""
 
     network: Provisioned

@@ -3,8 +3,9 @@ how many pods of each group are ready, and the kept chart."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from helm_rdma.cluster.groups import GroupState, group_states
 from helm_rdma.cluster.kube import release_pods
@@ -15,7 +16,8 @@ from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 
 
-class StatusResult(NamedTuple):
+@dataclass(frozen=True)
+class StatusResult:
     """Where the release was read (helm, or the cluster's objects when there is no Helm release), its helm status
     (None without a Helm release), chart and app version, its workloads' and groups' readiness, and where its
     chart is kept (None if not kept here)."""
