@@ -30,7 +30,7 @@ ALLOWED = {
     "sizing": {"root"},
     "resolve": {"root", "sizing"},
     "checks": {"root", "resolve", "sizing"},
-    "chart": {"root", "resolve", "sizing"},
+    "chart": {"root", "resolve", "sizing", "checks"},  # checks/rules: the chart's facts, such as ociHooks
     "cluster": {"root", "logs"},
     "commands": {"root", "logs", "oci", "sizing", "resolve", "checks", "chart", "cluster"},
     "cli": {"root", "logs", "oci", "sizing", "resolve", "checks", "chart", "cluster", "commands"},
@@ -194,3 +194,14 @@ def test_no_core_function_takes_more_than_eight_parameters() -> None:
                 if count > 8:
                     crowded.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({count})")
     assert crowded == []
+
+
+def test_every_error_the_user_sees_is_defined_in_errors_py() -> None:
+    def classes(path: Path) -> dict[str, set[str]]:
+        return {node.name: {ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+                for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)}
+
+    ours = set(classes(PACKAGE / "errors.py")) - {"NodeCounts"}
+    elsewhere = {f"{name_of(p)}.{name}" for p in modules() if p.name != "errors.py" or family(p) != "root"
+                 for name, bases in classes(p).items() if bases & ours}
+    assert not elsewhere, "move them to errors.py (ARCHITECTURE.md: one error hierarchy)"

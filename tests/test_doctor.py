@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.doctor import value_findings
 from helm_rdma.cli import main
 from helm_rdma.resolve.values import resolve
 from helm_rdma.sizing.presets import preset_names
@@ -122,7 +122,7 @@ def test_generate_stops_on_errors_and_prints_warnings(tmp_path: Path) -> None:
 
 def test_sriov_mode_does_not_judge_the_host_device_list() -> None:
     resolved = resolve(request(sets=("rdma.mode=sriov", "nccl.settings.NCCL_IB_HCA=mlx5", TOKEN)))
-    assert diagnose(resolved) == []
+    assert value_findings(resolved) == []
 
 
 # Values the chart's validateValues refuses (so `helm template` fails on them, with or without the plugin) and the

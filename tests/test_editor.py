@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from helm_rdma.chart.overrideschema import OVERRIDE_SCHEMA
-from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.doctor import value_findings
 from helm_rdma.datafiles import chart_dir
 from helm_rdma.resolve.values import resolve
 from helm_rdma.resolve.valuesources import ValueSources
@@ -197,7 +197,7 @@ def test_an_nccl_lookalike_is_shown_in_doctors_words(shown: dict[str, Any], tmp_
     helm's validators ignore, leaving the refusal to the chart's validateValues (tests/test_rules.py)."""
     f = tmp_path / "values.yaml"
     f.write_text("nccl:\n  settings:\n    NCCL_TIMEOUT: 1800\n")
-    [finding] = [x for x in diagnose(resolve(request(sources=ValueSources(files=(f,))))) if "NCCL_TIMEOUT" in x.key]
+    [finding] = [x for x in value_findings(resolve(request(sources=ValueSources(files=(f,))))) if "NCCL_TIMEOUT" in x.key]
     [d] = shown["lookalike"]
     assert d["message"] == f"{finding.message}; fix: {finding.fix}"
     assert d["message"].startswith("NCCL_TIMEOUT is not an NCCL variable")

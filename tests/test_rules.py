@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from helm_rdma.checks import lookalikes, rules
-from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.doctor import value_findings
 from helm_rdma.checks.finding import Finding
 from helm_rdma.checks.rulestemplate import go_template
 from helm_rdma.contract import VALIDATE_MARKER
@@ -72,7 +72,7 @@ def test_each_rules_example_is_refused_by_plain_helm_and_doctor_in_the_tables_wo
         else:  # a doubt: doctor's only
             assert out.returncode == 0, (helm, out.stderr)
     resolved = resolve(request(release=RELEASE, sources=ValueSources(files=(f,))))
-    found = diagnose(resolved._replace(release=release))
+    found = value_findings(resolved._replace(release=release))
     assert Finding(rule.severity, rule.key, broken.message, broken.fix) in found, [x.line() for x in found]
     assert f"{rule.severity:<7} {line}" in [x.line() for x in found]
 
@@ -172,7 +172,7 @@ def test_an_nccl_lookalike_is_refused_by_plain_helm_and_doctor_in_the_same_words
     extra_env = [{"name": "TORCH_NCCL_BLOCKING_WAIT", "value": "1"}, {"name": name, "value": "1"}]
     f = values_file(tmp_path, {f"nccl.settings.{name}": "1", "vllm.extraEnv": extra_env})
     resolved = resolve(request(release=RELEASE, sources=ValueSources(files=(f,))))
-    found = [x for x in diagnose(resolved) if x in lookalikes.findings(resolved.values)]
+    found = [x for x in value_findings(resolved) if x in lookalikes.findings(resolved.values)]
     assert [(x.severity, x.key) for x in found] == [("error", f"nccl.settings.{name}"),
                                                     ("error", "vllm.extraEnv[1].name")]
     assert found[0].message.startswith(f"{name} ") and found[0].fix

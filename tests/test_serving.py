@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.doctor import value_findings
 from helm_rdma.commands.template import template
 from helm_rdma.datafiles import chart_dir
 from helm_rdma.errors import ChartValuesError, LoraSizeUnknownError, SchemaViolation, TooFewNodesError
@@ -221,7 +221,7 @@ def test_kueue_admits_by_the_label_on_the_leaderworkerset_or_each_statefulset() 
 def test_doctor_knows_the_scheduling_combinations_that_do_not_fit() -> None:
     def keys(kind: str) -> set[tuple[str, str]]:
         values = merged(EVERYTHING, {"workload": {"kind": kind}})
-        found = diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))
+        found = value_findings(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))
         return {(x.severity, x.key) for x in found}
     sts, lws = keys("StatefulSet"), keys("LeaderWorkerSet")
     assert ("warning", "kueue.queueName") in sts and ("warning", "kueue.queueName") not in lws
@@ -233,7 +233,7 @@ def test_doctor_knows_the_scheduling_combinations_that_do_not_fit() -> None:
 def found(values: dict[str, Any]) -> dict[str, Any]:
     """doctor's findings about the chart's defaults with ``values`` on top, by key."""
     resolved = resolve(request(sources=ValueSources(set_json=(json.dumps(merged(KEY, values)),))))
-    return {x.key: x for x in diagnose(resolved)}
+    return {x.key: x for x in value_findings(resolved)}
 
 
 def test_doctor_knows_parent_refs_the_api_server_refuses() -> None:
@@ -369,7 +369,7 @@ def test_the_old_service_monitor_key_names_its_new_home(tmp_path: Path) -> None:
 
 def test_doctor_says_rules_and_dashboard_need_the_metrics_scraped() -> None:
     values = {"monitoring": {"rules": {"enabled": True}, "dashboard": {"enabled": True}}}
-    keys = {x.key for x in diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
+    keys = {x.key for x in value_findings(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
     assert {"monitoring.rules.enabled", "monitoring.dashboard.enabled"} <= keys
 
 
@@ -416,13 +416,13 @@ def test_a_route_without_a_gateway_is_refused_by_plain_helm_and_doctor(tmp_path:
     out = plain_helm(values, tmp_path)
     assert out.returncode != 0 and "gateway.parentRefs: is empty" in out.stderr
     f = tmp_path / "values.json"
-    findings = diagnose(resolve(request(files=(f,))))
+    findings = value_findings(resolve(request(files=(f,))))
     assert ("error", "gateway.parentRefs") in {(x.severity, x.key) for x in findings}
 
 
 def test_doctor_warns_about_routes_that_publish_the_api_without_a_key_or_tls() -> None:
     values = {"ingress": {"enabled": True, "path": "/"}, "api": {"keySecret": {"name": ""}, "allowUnauthenticated": True}}
-    f = {(x.severity, x.key) for x in diagnose(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
+    f = {(x.severity, x.key) for x in value_findings(resolve(request(sources=ValueSources(set_json=(json.dumps(values),)))))}
     assert {("warning", "ingress.enabled"), ("warning", "ingress.path"), ("warning", "ingress.tls"),
             ("warning", "ingress.className")} <= f
 
@@ -453,7 +453,7 @@ def test_lora_adapters_that_cannot_be_served_are_refused(tmp_path: Path, lora: d
     out = plain_helm({"vllm": {"lora": lora}}, tmp_path)
     assert out.returncode != 0 and needle in out.stderr, out.stderr
     f = tmp_path / "values.json"
-    assert [x for x in diagnose(resolve(request(files=(f,))))
+    assert [x for x in value_findings(resolve(request(files=(f,))))
             if x.severity == "error" and x.key.startswith("vllm.lora")]
 
 

@@ -1,11 +1,13 @@
 """The paths of the data shipped with helm-rdma (the chart, the presets, the schemas): inside the installed package, or
-in the source tree."""
+in the source tree; and the chart's defaults as the values schema holds them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from helm_rdma import contract
+from helm_rdma.yamlfile import load_json_schema
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -35,3 +37,17 @@ def presets_dir() -> Path:
 def schema_path(name: str) -> Path:
     """A JSON Schema shipped with the package, such as ``preset.schema.json``."""
     return data_root() / "schemas" / name
+
+
+def values_default(key: str) -> Any:
+    """The chart's default of the dotted values ``key`` (``clusterNetwork.timeoutMinutes``), read from
+    schemas/values.schema.json, the one home of every default; commands and flags that restate one derive it here."""
+    node = load_json_schema(schema_path("values.schema.json"))
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node["default"]
+
+
+def go_minutes(minutes: int) -> str:
+    """``minutes`` as a Go duration the way a person writes it: 2h, 90m."""
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from helm_rdma.contract import VALIDATE_MARKER
@@ -414,6 +415,8 @@ class NodeCounts(Protocol):
     def total(self) -> int: ...
     @property
     def elapsed_seconds(self) -> float: ...
+    @property
+    def ready_ids(self) -> tuple[str, ...]: ...
 
 
 class NodesNotReadyError(RuntimeFailure):
@@ -497,3 +500,67 @@ class UnsupportedModelError(InputError):
     def __init__(self, *, model: str, problem: str) -> None:
         super().__init__(f"{model}: {problem}, so its KV cache cannot be sized; pass --nodes N (and --max-model-len if "
                          "the context length is unknown) to size the group yourself")
+
+
+class LogsDirError(InputError):
+    """A --logs directory that is missing or holds no log files."""
+
+    def __init__(self, *, path: str, problem: str) -> None:
+        super().__init__(
+            f"--logs {path}: {problem}; save one file per pod, named after it "
+            "(kubectl logs POD --all-containers > DIR/POD.log), or omit --logs to read the cluster")
+
+
+class NotServingError(RuntimeFailure):
+    """The release's groups did not all serve within the timeout."""
+
+    def __init__(self, *, release: str, namespace: str, seconds: float, line: str, pod: str | None, step: str,
+                 log: str, events: str = "") -> None:
+        text = f"{release} is not serving after {seconds:.0f}s: {line}"
+        if pod:
+            parts = [f"its events:\n{events.rstrip()}"] if events else []
+            if log.strip() or not events:  # a pod that never started has no log: its events say why
+                parts.append(f"the last lines of its log:\n{log.rstrip() or '  (empty)'}")
+            text += (f"\n{pod} is at {step}; " + "\n".join(parts) + f"\nmore: kubectl -n {namespace} describe pod "
+                     f"{pod}; kubectl -n {namespace} logs {pod} --all-containers; helm rdma diagnose {release}")
+        super().__init__(text)
+
+
+class NoReleaseError(RuntimeFailure):
+    """Neither a Helm release nor the objects of a chart of ours under that name."""
+
+    def __init__(self, *, release: str, namespace: str) -> None:
+        super().__init__(f'no release "{release}" in namespace {namespace}: helm knows none, and no ConfigMap '
+                         f"labelled app.kubernetes.io/instance={release},app.kubernetes.io/component=release is "
+                         "there (charts generated before helm-rdma had it do not render it); check -n/--namespace")
+
+
+class ClusterError(RuntimeFailure):
+    """The cluster could not be reached or refused a request."""
+
+    def __init__(self, *, action: str, reason: str) -> None:
+        super().__init__(f"{action} failed: {reason}; check the kube context (--kube-context, KUBECONFIG) and access")
+
+
+class NodesTimeout(ClusterError):
+    """Fewer Ready nodes than wanted when the wait ran out (``progress`` holds the last look)."""
+
+    def __init__(self, *, selector: str, progress: NodeCounts) -> None:
+        self.selector, self.progress = selector, progress
+        super().__init__(action=f"waiting for {progress.wanted} Ready nodes with {selector}",
+                         reason=f"{progress.ready} Ready of {progress.total} after {progress.elapsed_seconds:.0f}s "
+                                "(do the nodes join the cluster? see their cloud-init and kubelet logs)")
+
+
+class PackageError(RuntimeFailure):
+    """`helm package` did not write the archive its chart names."""
+
+    def __init__(self, *, chart: Path, expected: Path) -> None:
+        super().__init__(f"helm package {chart} did not write {expected}; run it by hand to see why")
+
+
+class MissingSettingError(InputError):
+    """A cluster-network setting that provisioning needs and nobody gave."""
+
+    def __init__(self, *, key: str, flag: str) -> None:
+        super().__init__(f"{key} is empty: provisioning needs it; set it in the values or pass {flag}")

@@ -1,11 +1,4 @@
 {{/*
-Whether any OCI hook runs: provisioning before install/upgrade, or deprovisioning on uninstall.
-*/}}
-{{- define "vllm-rdma.ociHooks" -}}
-{{- if or .Values.clusterNetwork.provision .Values.clusterNetwork.deleteOnUninstall }}true{{ end }}
-{{- end }}
-
-{{/*
 Hook events of the objects the OCI hook Jobs need (ServiceAccount, RBAC, values ConfigMap). Hooks are not part of the
 release and helm uninstall never deletes them (helm docs "Chart Hooks"): these carry hook-delete-policy
 before-hook-creation,hook-succeeded (vllm-rdma.hookDeletePolicy), so helm deletes them once every hook of the event

@@ -55,6 +55,15 @@ so every re-formed group measures again on all its nodes.
 {{- end }}
 
 {{/*
+Whether any OCI hook runs: provisioning before install/upgrade, or deprovisioning on uninstall (the hooks'
+ServiceAccount, RBAC and values ConfigMap exist exactly then).
+*/}}
+{{- define "vllm-rdma.ociHooks" -}}
+{{- $v := .Values }}
+{{- if (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall) }}true{{ end }}
+{{- end }}
+
+{{/*
 Whether pods select nodes by the cluster-network label: placement.clusterNetworkLabel.enabled, and when that is null,
 whether this release provisions the nodes (and so labels them).
 */}}
@@ -151,7 +160,7 @@ Rule provisioner-image-short-name (schemas/rules.yaml): clusterNetwork.image.rep
 {{- define "vllm-rdma.rule.provisioner-image-short-name" -}}
 {{- $v := .Values }}
 {{- $imageHost := "^(localhost|[^/]*[.:][^/]*)/" }}
-{{- if (and (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall) (not (empty $v.clusterNetwork.image.repository)) (not (regexMatch $imageHost (toString $v.clusterNetwork.image.repository)))) }}
+{{- if (and (include "vllm-rdma.ociHooks" $) (not (empty $v.clusterNetwork.image.repository)) (not (regexMatch $imageHost (toString $v.clusterNetwork.image.repository)))) }}
   {{- printf "clusterNetwork.image.repository: is %s, a short name without a registry host, which CRI-O 1.34 and later may refuse to pull (short-name mode); fix: write the registry host, e.g. REGION-KEY.ocir.io/TENANCY-NAMESPACE/helm-rdma-provisioner" (join ", " $v.clusterNetwork.image.repository) }}
 {{- end }}
 {{- end }}
@@ -218,7 +227,7 @@ Rule provisioning-ids (schemas/rules.yaml): clusterNetwork.provision, clusterNet
     {{- $_1 = append $_1 $k }}
   {{- end }}
 {{- end }}
-{{- $missingIds := (ternary $_1 (list) (not (empty (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall)))) }}
+{{- $missingIds := (ternary $_1 (list) (not (empty (include "vllm-rdma.ociHooks" $)))) }}
 {{- if (not (empty $missingIds)) }}
   {{- printf "clusterNetwork.provision: is on (or clusterNetwork.deleteOnUninstall), so a hook provisions or deprovisions the cluster network, but these clusterNetwork keys are empty: %s; fix: set them (install --provision takes --compartment, --availability-domain, --subnet and --image), or set clusterNetwork.provision=false and clusterNetwork.deleteOnUninstall=false" (join ", " $missingIds) }}
 {{- end }}
@@ -229,7 +238,7 @@ Rule provisioner-image (schemas/rules.yaml): clusterNetwork.image.repository, cl
 */}}
 {{- define "vllm-rdma.rule.provisioner-image" -}}
 {{- $v := .Values }}
-{{- if (and (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall) (empty $v.clusterNetwork.image.repository)) }}
+{{- if (and (include "vllm-rdma.ociHooks" $) (empty $v.clusterNetwork.image.repository)) }}
   {{- printf "clusterNetwork.image.repository: is empty, and no public registry holds the provisioner image, so the hook's pod could never start; fix: build and push it to your registry (in a checkout, `make provisioner-image` prints the docker build, login and push commands for OCIR), then set clusterNetwork.image.repository=REGION-KEY.ocir.io/TENANCY-NAMESPACE/helm-rdma-provisioner" }}
 {{- end }}
 {{- end }}
@@ -249,7 +258,7 @@ Rule provisioning-api-key (schemas/rules.yaml): clusterNetwork.apiKeySecret, clu
 */}}
 {{- define "vllm-rdma.rule.provisioning-api-key" -}}
 {{- $v := .Values }}
-{{- if (and (or $v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall) (eq (toString $v.clusterNetwork.auth) "apiKey") (empty $v.clusterNetwork.apiKeySecret)) }}
+{{- if (and (include "vllm-rdma.ociHooks" $) (eq (toString $v.clusterNetwork.auth) "apiKey") (empty $v.clusterNetwork.apiKeySecret)) }}
   {{- printf "clusterNetwork.apiKeySecret: is empty, but clusterNetwork.auth is apiKey and a hook provisions or deprovisions; fix: name a Secret with the files config and oci_api_key.pem" }}
 {{- end }}
 {{- end }}

@@ -6,7 +6,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from helm_rdma.errors import RuntimeFailure
+from helm_rdma.errors import PackageError
 from helm_rdma.helm import run_helm
 
 # OCI Registry (OCIR): REGION is the region key (iad, phx, fra...), NAMESPACE the tenancy's Object Storage namespace.
@@ -25,13 +25,6 @@ class ChartPackage:
     def push_command(self, registry: str = OCIR_EXAMPLE) -> str:
         """The `helm push` that publishes it (helm stores the version's `+` as `_` in the tag)."""
         return f"helm push {self.path} {registry}"
-
-
-class PackageError(RuntimeFailure):
-    """`helm package` did not write the archive its chart names."""
-
-    def __init__(self, *, chart: Path, expected: Path) -> None:
-        super().__init__(f"helm package {chart} did not write {expected}; run it by hand to see why")
 
 
 def package_chart(chart: Path, *, destination: Path, name: str, version: str, helm: str) -> ChartPackage:

@@ -20,7 +20,7 @@ NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10
               10256: "kube-proxy health"}
 
 
-def diagnose(resolved: Resolved) -> list[Finding]:
+def value_findings(resolved: Resolved) -> list[Finding]:
     """Every finding about ``resolved``'s values, errors first."""
     v = resolved.values
     found = _table(resolved) + lookalikes.findings(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
@@ -204,7 +204,7 @@ def clean_findings(resolved: Resolved) -> list[Finding]:
     Raises:
         ValuesCheckError: Any finding is an error.
     """
-    findings = diagnose(resolved)
+    findings = value_findings(resolved)
     errors = [f.line() for f in findings if f.severity == "error"]
     if errors:
         raise ValuesCheckError(lines=errors)

@@ -14,6 +14,7 @@ import click
 from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
 from helm_rdma.cli.output import columns, emit, output_option
 from helm_rdma.cli.params import PRESET, AliasedChoice, Finite, GoDuration
+from helm_rdma.datafiles import go_minutes, values_default
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def _provision_flags(func: Any) -> Any:
         click.option("--availability-domain", help="Availability domain, e.g. Uocm:US-ASHBURN-AD-1."),
         click.option("--subnet", help="Subnet OCID of the nodes' primary VNIC."),
         click.option("--image", help="Image OCID of the nodes (an OKE GPU image)."),
-        click.option("--boot-volume-gbs", type=click.IntRange(50), default=512, show_default=True),
+        click.option("--boot-volume-gbs", type=click.IntRange(50),
+                     default=values_default("clusterNetwork.bootVolumeSizeGBs"), show_default=True),
         click.option("--ssh-key-file", type=click.Path(path_type=Path), help="Public SSH key for the nodes."),
         click.option("--placement-constraint", type=click.Choice(["SINGLE_TIER", "SINGLE_BLOCK",
                                                                    "PACKED_DISTRIBUTION_MULTI_BLOCK"])),
@@ -102,11 +104,13 @@ def _provision_flags(func: Any) -> Any:
         click.option("--nsg", "nsgs", multiple=True, metavar="OCID",
                      help="NSG of the nodes' primary VNIC (repeatable): clusterNetwork.nsgIds."),
         click.option("--nvme-raid-level", type=click.Choice(["10", "0"]), callback=_int_or_none,
-                     help="RAID level of the nodes' NVMe array (clusterNetwork.nvmeRaidLevel; default 10)."),
+                     help="RAID level of the nodes' NVMe array (clusterNetwork.nvmeRaidLevel; default "
+                          f"{values_default('clusterNetwork.nvmeRaidLevel')})."),
         click.option("--node-package-repository", metavar="URIS",
                      help="Where nodes without the OKE node package install it from when the image's own repository "
                           "fails (clusterNetwork.oke.nodePackageRepository; default Oracle's)."),
-        click.option("--max-pods", type=click.IntRange(1, 110), default=64, show_default=True,
+        click.option("--max-pods", type=click.IntRange(1, 110), default=values_default("clusterNetwork.oke.maxPods"),
+                     show_default=True,
                      help="Pods per node on a VCN-native cluster."),
         click.option("--api-server-host", help="OKE API server host (instead of reading it with --oke-cluster)."),
         click.option("--cluster-ca-cert-file", type=click.Path(path_type=Path),
@@ -114,10 +118,11 @@ def _provision_flags(func: Any) -> Any:
         click.option("--cloud-init-file", type=click.Path(path_type=Path),
                      help="Your own cloud-init for the nodes, used instead of the generated one."),
         _oci_options,
-        click.option("--timeout", "timeout_seconds", type=GoDuration(seconds=True), default="2h", show_default=True,
+        click.option("--timeout", "timeout_seconds", type=GoDuration(seconds=True),
+                     default=go_minutes(values_default("clusterNetwork.timeoutMinutes")), show_default=True,
                      help="How long to wait for RUNNING."),
-        click.option("--node-timeout", "node_timeout_seconds", type=GoDuration(seconds=True), default="30m",
-                     show_default=True,
+        click.option("--node-timeout", "node_timeout_seconds", type=GoDuration(seconds=True),
+                     default=go_minutes(values_default("clusterNetwork.nodeTimeoutMinutes")), show_default=True,
                      help="How long to wait for the nodes to be Ready."),
         click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster."),
     ]

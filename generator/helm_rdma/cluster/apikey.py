@@ -9,7 +9,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from helm_rdma.cluster.kube import ClusterError, _client_and_namespace
+from helm_rdma.cluster.kube import _client_and_namespace
+from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 
 # Marks the Secrets helm-rdma created (helm does not manage them: `helm uninstall` keeps the key).

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from helm_rdma.cluster.kube import ClusterError, Connection
+from helm_rdma.cluster.kube import Connection
 from helm_rdma.cluster.needs import LEVELS, ClusterNeeds, SecretRef
 from helm_rdma.contract import INSTANCE_LABEL
+from helm_rdma.errors import ClusterError
 
 STATUSES = ("ok", "warning", "error")
 PSS_DOC = "kubernetes.io/docs/concepts/security/pod-security-standards"

@@ -12,26 +12,9 @@ import yaml
 
 from helm_rdma.clock import Polling
 from helm_rdma.contract import INSTANCE_LABEL
-from helm_rdma.errors import RuntimeFailure
+from helm_rdma.errors import ClusterError, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.sources import LogSource, LogUnavailable, chunk_lines
-
-
-class ClusterError(RuntimeFailure):
-    """The cluster could not be reached or refused a request."""
-
-    def __init__(self, *, action: str, reason: str) -> None:
-        super().__init__(f"{action} failed: {reason}; check the kube context (--kube-context, KUBECONFIG) and access")
-
-
-class NodesTimeout(ClusterError):
-    """Fewer Ready nodes than wanted when the wait ran out (``progress`` holds the last look)."""
-
-    def __init__(self, *, selector: str, progress: NodeProgress) -> None:
-        self.selector, self.progress = selector, progress
-        super().__init__(action=f"waiting for {progress.wanted} Ready nodes with {selector}",
-                         reason=f"{progress.ready} Ready of {progress.total} after {progress.elapsed_seconds:.0f}s "
-                                "(do the nodes join the cluster? see their cloud-init and kubelet logs)")
 
 
 def _api_client(env: HelmEnv) -> Any:

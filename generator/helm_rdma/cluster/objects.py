@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from helm_rdma.cluster.kube import ClusterError, _client_and_namespace
+from helm_rdma.cluster.kube import _client_and_namespace
+from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 
 LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")

@@ -16,7 +16,7 @@ import yaml
 
 from helm_rdma.cluster.objects import list_objects
 from helm_rdma.contract import COMPONENT_LABEL, INSTANCE_LABEL, RELEASE_COMPONENT, TEST_TEMPLATES
-from helm_rdma.errors import HelmCommandError, HelmNotFoundError, RuntimeFailure
+from helm_rdma.errors import HelmCommandError, HelmNotFoundError, NoReleaseError, RuntimeFailure
 from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
 
@@ -24,15 +24,6 @@ TEST_KEYS = TEST_TEMPLATES
 HOOK_WEIGHT = "helm.sh/hook-weight"
 # Argo CD marks what it applies: the tracking annotation (the default since Argo CD 3.0) or the instance label.
 ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
-
-
-class NoReleaseError(RuntimeFailure):
-    """Neither a Helm release nor the objects of a chart of ours under that name."""
-
-    def __init__(self, *, release: str, namespace: str) -> None:
-        super().__init__(f'no release "{release}" in namespace {namespace}: helm knows none, and no ConfigMap '
-                         f"labelled app.kubernetes.io/instance={release},app.kubernetes.io/component=release is "
-                         "there (charts generated before helm-rdma had it do not render it); check -n/--namespace")
 
 
 class ClusterRelease(NamedTuple):

@@ -10,26 +10,11 @@ from collections.abc import Callable
 
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.groups import group_states, progress, stuck_pod
-from helm_rdma.cluster.kube import ClusterError, pod_events, pod_log, release_pods
-from helm_rdma.errors import RuntimeFailure
+from helm_rdma.cluster.kube import pod_events, pod_log, release_pods
+from helm_rdma.errors import ClusterError, NotServingError
 from helm_rdma.helmenv import HelmEnv
 
 LOG_LINES = 20
-
-
-class NotServingError(RuntimeFailure):
-    """The release's groups did not all serve within the timeout."""
-
-    def __init__(self, *, release: str, namespace: str, seconds: float, line: str, pod: str | None, step: str,
-                 log: str, events: str = "") -> None:
-        text = f"{release} is not serving after {seconds:.0f}s: {line}"
-        if pod:
-            parts = [f"its events:\n{events.rstrip()}"] if events else []
-            if log.strip() or not events:  # a pod that never started has no log: its events say why
-                parts.append(f"the last lines of its log:\n{log.rstrip() or '  (empty)'}")
-            text += (f"\n{pod} is at {step}; " + "\n".join(parts) + f"\nmore: kubectl -n {namespace} describe pod "
-                     f"{pod}; kubectl -n {namespace} logs {pod} --all-containers; helm rdma diagnose {release}")
-        super().__init__(text)
 
 
 def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, polling: Polling,

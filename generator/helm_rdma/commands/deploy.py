@@ -44,7 +44,7 @@ def default_timeout(values: dict[str, Any]) -> str:
     minutes = IMAGE_PULL_MINUTES + first_start_minutes(values)
     cn = values.get("clusterNetwork", {})
     if cn.get("provision"):
-        minutes += int(cn.get("timeoutMinutes", 120)) + int(cn.get("nodeTimeoutMinutes", 30))
+        minutes += int(cn["timeoutMinutes"]) + int(cn["nodeTimeoutMinutes"])
     return f"{minutes}m"
 
 

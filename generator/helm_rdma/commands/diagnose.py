@@ -11,7 +11,12 @@ from typing import Any
 from helm_rdma.cluster.kube import pod_log_sources
 from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.datafiles import schema_path
-from helm_rdma.errors import HelmCommandError, HelmNotFoundError, NoPodsError, UnknownPresetError
+from helm_rdma.errors import (
+    HelmCommandError,
+    HelmNotFoundError,
+    NoPodsError,
+    UnknownPresetError,
+)
 from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.check import Diagnosis, Expectations, diagnose_logs

@@ -4,16 +4,18 @@ same cluster checks `install` and `upgrade` run before helm."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import diagnose
+from helm_rdma.checks.doctor import value_findings
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
-from helm_rdma.cluster.kube import ClusterError, Connection, connect, kubeconfig_found
+from helm_rdma.cluster.kube import Connection, connect, kubeconfig_found
 from helm_rdma.cluster.needs import cluster_needs, parse_manifests
 from helm_rdma.errors import (
+    ClusterError,
     ContextTooLongError,
     InputError,
     ModelTooLargeError,
@@ -26,7 +28,8 @@ from helm_rdma.helmenv import HelmEnv
 from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 
 
-class DoctorResult(NamedTuple):
+@dataclass(frozen=True)
+class DoctorResult:
     """Every finding about the values, errors first, and with --cluster the cluster's checks (or why they did not
     run)."""
 
@@ -77,7 +80,7 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorRe
                     for p in exc.problems]
         return DoctorResult(findings=tuple(findings),
                             cluster_note="not checked: the values have errors" if connection else None)
-    clean = tuple(diagnose(resolved))
+    clean = tuple(value_findings(resolved))
     if connection is None:
         return DoctorResult(findings=clean)
     try:

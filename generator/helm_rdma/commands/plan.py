@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation
@@ -16,7 +17,8 @@ from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_json_schema
 
 
-class PlanReport(NamedTuple):
+@dataclass(frozen=True)
+class PlanReport:
     """A plan, the model it sizes, and the time-to-first-token estimate."""
 
     plan: Plan

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +9,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
-from helm_rdma.cluster.kube import NodeProgress, NodesTimeout, wait_for_nodes
-from helm_rdma.datafiles import schema_path
-from helm_rdma.errors import InputError, NodesNotReadyError
+from helm_rdma.cluster.kube import NodeProgress, wait_for_nodes
+from helm_rdma.datafiles import values_default
+from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import (
     DEFAULT_PATIENCE,
@@ -39,12 +37,12 @@ from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_yaml_file
 
-
-class MissingSettingError(InputError):
-    """A cluster-network setting that provisioning needs and nobody gave."""
-
-    def __init__(self, *, key: str, flag: str) -> None:
-        super().__init__(f"{key} is empty: provisioning needs it; set it in the values or pass {flag}")
+# The provisioning defaults, each the chart's (schemas/values.schema.json is their one home).
+TIMEOUT_SECONDS: float = values_default("clusterNetwork.timeoutMinutes") * 60
+NODE_TIMEOUT_SECONDS: float = values_default("clusterNetwork.nodeTimeoutMinutes") * 60
+WAIT_NODES: bool = values_default("clusterNetwork.waitForNodes")
+BOOT_VOLUME_GBS: int = values_default("clusterNetwork.bootVolumeSizeGBs")
+MAX_PODS: int = values_default("clusterNetwork.oke.maxPods")
 
 
 class ProvisionPlan(NamedTuple):
@@ -53,13 +51,14 @@ class ProvisionPlan(NamedTuple):
     spec: NetworkSpec
     auth: OciAuth
     setup: NodeSetup = NodeSetup()
-    timeout_seconds: float = 7200
-    wait_nodes: bool = True
+    timeout_seconds: float = TIMEOUT_SECONDS
+    wait_nodes: bool = WAIT_NODES
     node_label: tuple[str, str] | None = None
-    node_timeout_seconds: float = 1800
+    node_timeout_seconds: float = NODE_TIMEOUT_SECONDS
 
 
-class ProvisionResult(NamedTuple):
+@dataclass(frozen=True)
+class ProvisionResult:
     """The network and, when waited for, its nodes."""
 
     network: Provisioned
@@ -82,7 +81,7 @@ class ProvisionFlags:
     availability_domain: str | None = None
     subnet: str | None = None
     image: str | None = None
-    boot_volume_gbs: int = 512
+    boot_volume_gbs: int = BOOT_VOLUME_GBS
     placement_constraint: str | None = None
     instance_configuration: str | None = None
     node_label: str | None = None
@@ -93,13 +92,13 @@ class ProvisionFlags:
     nsgs: tuple[str, ...] = ()
     nvme_raid_level: int | None = None
     node_package_repository: str | None = None
-    max_pods: int = 64
+    max_pods: int = MAX_PODS
     api_server_host: str | None = None
     cluster_ca_cert_file: Path | None = None
     cloud_init_file: Path | None = None
-    timeout_seconds: float = 7200
-    node_timeout_seconds: float = 1800
-    wait_nodes: bool = True
+    timeout_seconds: float = TIMEOUT_SECONDS
+    node_timeout_seconds: float = NODE_TIMEOUT_SECONDS
+    wait_nodes: bool = WAIT_NODES
 
 
 def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None, namespace: str) -> ProvisionPlan:
@@ -142,20 +141,9 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
 NSG_OCID = re.compile(r"^ocid1\.networksecuritygroup\..+$")  # the schema's pattern of clusterNetwork.nsgIds
 
 
-@functools.cache
-def _schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(schema_path("values.schema.json").read_text(encoding="utf-8"))
-    return loaded
-
-
 def _or_default(given: Any, key: str) -> Any:
     """``given``, or when None the chart's default of ``key`` (the values schema is its one home)."""
-    if given is not None:
-        return given
-    node = _schema()
-    for part in key.split("."):
-        node = node["properties"][part]
-    return node["default"]
+    return values_default(key) if given is None else given
 
 
 def _label_pair(text: str) -> tuple[str, str]:
@@ -211,6 +199,12 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
     if not name:
         raise MissingSettingError(key="clusterNetwork.name", flag="--name")
     oke = cn.get("oke") if isinstance(cn.get("oke"), dict) else {}
+
+    def net(key: str) -> Any:
+        """clusterNetwork's ``key`` (dotted below it) as the values give it, else the chart's default."""
+        section, _, leaf = key.rpartition(".")
+        return _or_default((oke if section else cn).get(leaf), f"clusterNetwork.{key}")
+
     node_labels = dict(oke.get("nodeLabels") or {})
     label = _label_pair(node_label) if node_label else None
     if label is None:
@@ -224,7 +218,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         availability_domain=cn["availabilityDomain"], subnet_id=cn["subnetId"], image_id=cn["imageId"],
         shape=_lookup(values, "preset.shape", str, path),
         size=_lookup(values, "nodes", int, path) * int(values.get("replicas", 1)),
-        release=release, namespace=namespace, boot_volume_gbs=int(cn.get("bootVolumeSizeGBs", 512)),
+        release=release, namespace=namespace, boot_volume_gbs=int(net("bootVolumeSizeGBs")),
         placement_constraint=cn.get("placementConstraint", ""),
         instance_configuration_id=cn.get("instanceConfigurationId", ""), nsg_ids=tuple(cn.get("nsgIds") or ()),
     )
@@ -232,19 +226,18 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         labels=node_labels, ssh_authorized_keys=cn.get("sshAuthorizedKeys", ""),
         cluster_id=oke.get("clusterId", ""), api_server_host=oke.get("apiServerHost", ""),
         cluster_ca_cert=oke.get("clusterCaCert", ""), pod_subnet_id=oke.get("podSubnetId", ""),
-        pod_nsg_ids=tuple(oke.get("podNsgIds") or ()), max_pods=int(oke.get("maxPods", 64)),
+        pod_nsg_ids=tuple(oke.get("podNsgIds") or ()), max_pods=int(net("oke.maxPods")),
         cloud_init=oke.get("cloudInit", ""),
-        raid_level=int(_or_default(cn.get("nvmeRaidLevel"), "clusterNetwork.nvmeRaidLevel")),
-        package_repository=str(_or_default(oke.get("nodePackageRepository"),
-                                           "clusterNetwork.oke.nodePackageRepository")),
+        raid_level=int(net("nvmeRaidLevel")),
+        package_repository=str(net("oke.nodePackageRepository")),
     )
     endpoint = cn.get("endpoint") or None
-    auth = OciAuth(mode=canonical_auth(cn.get("auth", "workloadIdentity")), config_file="/etc/oci/config",
-                   profile=cn.get("apiKeyProfile") or "DEFAULT",
+    auth = OciAuth(mode=canonical_auth(net("auth")), config_file="/etc/oci/config",
+                   profile=net("apiKeyProfile") or values_default("clusterNetwork.apiKeyProfile"),
                    endpoint=check_endpoint(endpoint, source="clusterNetwork.endpoint") if endpoint else None)
-    return ProvisionPlan(spec=spec, auth=auth, setup=setup, timeout_seconds=float(cn.get("timeoutMinutes", 120)) * 60,
-                         wait_nodes=bool(cn.get("waitForNodes", True)), node_label=label,
-                         node_timeout_seconds=float(cn.get("nodeTimeoutMinutes", 30)) * 60)
+    return ProvisionPlan(spec=spec, auth=auth, setup=setup, timeout_seconds=float(net("timeoutMinutes")) * 60,
+                         wait_nodes=bool(net("waitForNodes")), node_label=label,
+                         node_timeout_seconds=float(net("nodeTimeoutMinutes")) * 60)
 
 
 DEPROVISION_TIMEOUT_SECONDS = 3600  # terminating a network takes minutes; deprovision again to keep waiting

@@ -3,18 +3,21 @@ how many pods of each group are ready, and the kept chart."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from helm_rdma.cluster.groups import GroupState, group_states
-from helm_rdma.cluster.kube import ClusterError, release_pods
+from helm_rdma.cluster.kube import release_pods
 from helm_rdma.cluster.objects import list_objects
 from helm_rdma.cluster.release import helm_status, read_release, workload_states
 from helm_rdma.contract import INSTANCE_LABEL
+from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 
 
-class StatusResult(NamedTuple):
+@dataclass(frozen=True)
+class StatusResult:
     """Where the release was read (helm, or the cluster's objects when there is no Helm release), its helm status
     (None without a Helm release), chart and app version, its workloads' and groups' readiness, and where its
     chart is kept (None if not kept here)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from helm_rdma.datafiles import values_default
 from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
 
@@ -28,7 +29,8 @@ def _deprovision_timeout(chart: Path) -> list[str]:
         values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
         cn = values.get("clusterNetwork") or {}
         if cn.get("deleteOnUninstall"):
-            return ["--timeout", f"{int(cn.get('timeoutMinutes', 120)) + 10}m"]
+            minutes = int(cn.get("timeoutMinutes") or values_default("clusterNetwork.timeoutMinutes"))
+            return ["--timeout", f"{minutes + 10}m"]
     except (OSError, ValueError, TypeError, yaml.YAMLError):
         pass
     return []

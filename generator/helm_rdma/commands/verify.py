@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock
@@ -33,7 +34,8 @@ class Check(NamedTuple):
     detail: str
 
 
-class VerifyResult(NamedTuple):
+@dataclass(frozen=True)
+class VerifyResult:
     """The summary: every check, and whether all that ran passed; ``source`` says where the release was read:
     helm (a Helm release) or cluster (its objects, with no Helm release)."""
 

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from helm_rdma.errors import InputError
+from helm_rdma.errors import LogsDirError
 
 MAX_LINE = 64 * 1024
 LOG_SUFFIX = ".log"
@@ -40,15 +40,6 @@ class LogUnavailable(Exception):  # noqa: N818  (a signal for the reader, not an
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class LogsDirError(InputError):
-    """A --logs directory that is missing or holds no log files."""
-
-    def __init__(self, *, path: str, problem: str) -> None:
-        super().__init__(
-            f"--logs {path}: {problem}; save one file per pod, named after it "
-            "(kubectl logs POD --all-containers > DIR/POD.log), or omit --logs to read the cluster")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ own error (the nodes did not join) is what matters.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from helm_rdma.clock import Polling
 from helm_rdma.errors import HelmRdmaError
@@ -20,7 +21,8 @@ CONTENT_BYTES = 1024 * 1024  # the API's default and maximum is the last 1 MB
 OUR_PREFIX = "helm-rdma:"  # the join and RAID scripts' lines (oci/nodeinit/*.sh)
 
 
-class ConsoleTail(NamedTuple):
+@dataclass(frozen=True)
+class ConsoleTail:
     """The last lines an instance printed on its console, or why they could not be read."""
 
     instance_id: str
