@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helm_rdma.cli import main
 from helm_rdma.datafiles import chart_dir, schema_path
@@ -146,6 +148,33 @@ def test_null_for_any_key_is_a_schema_message_naming_it(path: str) -> None:
         assert f"{path}: is required" in str(exc) and f"(from --set {path}=null)" in str(exc)
     else:
         assert path in ("global", *NULLABLE)
+
+
+@pytest.mark.parametrize("path", [p for p, _, _ in KEYS])
+def test_template_with_a_null_for_any_key_names_it_or_renders(runner: CliRunner, path: str) -> None:
+    # template hands the schema check to helm, but writes the chart (Chart.yaml reads replicas, workload.kind, ...)
+    # first: a null that removed such a key was a KeyError reported as a bug.
+    result = cli(runner, "template", "llama405b", "--preset", "h100", "--set", f"{path}=null")
+    assert "unexpected" not in result.output
+    if path in ("global", *NULLABLE):
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2 and f"{path}: is required" in result.output, result.output
+        assert f"(from --set {path}=null)" in result.output
+
+
+WRONG_KINDS = st.sampled_from([None, 5, 0.5, True, "x", [], ["x"], {}, {"x": 1}])
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, database=None)
+@given(path=st.sampled_from([p for p, _, _ in KEYS]), value=WRONG_KINDS)
+def test_template_with_a_value_of_any_kind_for_any_key_never_ends_in_a_bug(path: str, value: Any) -> None:
+    result = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100", "--set-json",
+                                       f"{path}={json.dumps(value)}"])
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+    assert result.exit_code in (0, 2), result.output
+    if result.exit_code == 2:
+        assert path.split(".")[0] in result.output, result.output
 
 
 @pytest.mark.parametrize("helm", ["helm3", "helm4"])

@@ -176,6 +176,23 @@ def test_the_package_holds_only_chart_files_and_generate_prints_the_push_line(tm
         assert {m.name.split("/", 1)[1] for m in tgz.getmembers() if m.isfile()} == inside
 
 
+def test_the_package_replaces_a_symbolic_link_at_its_name_and_leaves_its_target_untouched(tmp_path: Path) -> None:
+    first = CliRunner().invoke(main, ["generate", "llama405b", "-p", "h100", "--output-dir", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    name = f"llama405b-{chart_yaml(tmp_path / 'a')['version']}.tgz"  # predictable: the same values, the same version
+    target = tmp_path / "precious"
+    target.write_text("the user's file\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / name).symlink_to(target)
+    out = CliRunner().invoke(main, ["generate", "llama405b", "-p", "h100", "--output-dir", str(tmp_path / "b" / "c"),
+                                    "--package"])
+    assert out.exit_code == 0, out.output
+    assert target.read_text() == "the user's file\n"
+    archive = tmp_path / "b" / name
+    assert not archive.is_symlink() and tarfile.is_tarfile(archive)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(["c", name])  # no staging left behind
+
+
 @pytest.mark.parametrize("helm", ["helm3", "helm4"])
 def test_helm_lint_strict_passes_on_a_generated_chart(two_models: dict[str, Path], helm: str) -> None:
     done = subprocess.run([str(helm_path(helm)), "lint", "--strict", str(two_models["qwen3-235b"])],

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from helm_rdma.cli import main
 
+from .conftest import BIN
+
 H100_HCA = "=mlx5_0,mlx5_1,mlx5_3,mlx5_4,mlx5_5,mlx5_6,mlx5_7,mlx5_8,mlx5_9,mlx5_10,mlx5_12,mlx5_13,mlx5_14,mlx5_15,mlx5_16,mlx5_17"
 
 
@@ -121,6 +123,55 @@ def test_helm_not_found_says_how_to_get_it(runner: CliRunner, monkeypatch: pytes
     assert result.exit_code == 1
     assert "helm not found (HELM_BIN=/nonexistent/helm is not an executable)" in result.output
     assert "HELM_BIN" in result.output and "make setup" in result.output
+
+
+def test_a_helm_bin_that_is_not_helm_is_refused_before_its_output_is_taken_for_manifests(
+        runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELM_BIN", "/bin/echo")
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert result.exit_code == 1
+    assert "helm not found (HELM_BIN=/bin/echo is not helm 3 or 4: `version --short` answered 'version --short'" \
+        in result.output
+    assert "template llama405b" not in result.output  # echo's "output" is never printed as manifests
+
+
+def test_a_helm_on_path_that_is_not_helm_is_named(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    (tmp_path / "helm").write_text("#!/bin/sh\necho 'Usage: helm [nothing]'\n")
+    (tmp_path / "helm").chmod(0o755)
+    monkeypatch.delenv("HELM_BIN")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert result.exit_code == 1
+    assert f"helm on PATH ({tmp_path / 'helm'}) is not helm 3 or 4" in result.output
+
+
+def test_a_helm_that_never_answers_its_version_is_refused_in_bounded_time(
+        runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import helm_rdma.helm
+
+    (tmp_path / "helm").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "helm").chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(tmp_path / "helm"))
+    monkeypatch.setattr(helm_rdma.helm, "HELM_VERSION_TIMEOUT_SECONDS", 0.5)
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert result.exit_code == 1 and "did not answer `version --short` within 0.5 s" in result.output
+
+
+def test_helm_is_asked_its_version_once_until_the_binary_changes(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    asked = tmp_path / "asked"
+    wrapper = tmp_path / "helm"
+    script = f'#!/bin/sh\n[ "$1" = version ] && echo "$*" >> {asked}\nexec {BIN / "helm4"} "$@"\n'
+    wrapper.write_text(script)
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(wrapper))
+    for _ in range(2):
+        assert runner.invoke(main, ["template", "llama405b", "--preset", "h100"]).exit_code == 0
+    assert asked.read_text().splitlines() == ["version --short"]
+    wrapper.write_text(script + "# another helm\n")  # a new binary at the same path: asked again
+    assert runner.invoke(main, ["template", "llama405b", "--preset", "h100"]).exit_code == 0
+    assert asked.read_text().splitlines() == ["version --short"] * 2
 
 
 def test_helm_failure_exits_1_with_the_command(runner: CliRunner) -> None:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmNotFoundError
+from helm_rdma.helmenv import cache_dir
+
+# What `helm version --short` prints ("print the version number": helm.sh/docs/helm/helm_version): the release's
+# semantic version and the commit, v3.17.2+gcc0bbbd and v4.1.4+g05fa379 for the helms `make setup` fetches.
+HELM_VERSION = re.compile(r"v[34]\.[0-9]+\.[0-9]+\S*")
+HELM_VERSION_TIMEOUT_SECONDS = 10
 
 
 class HelmResult(NamedTuple):
@@ -21,21 +30,59 @@ class HelmResult(NamedTuple):
 
 
 def find_helm() -> str:
-    """The helm binary to call.
+    """The helm binary to call: HELM_BIN, else helm on PATH, once known to answer `helm version` as helm 3 or 4.
 
     Raises:
-        HelmNotFoundError: HELM_BIN names no executable, or there is no helm on PATH.
+        HelmNotFoundError: HELM_BIN names no executable or one that is not helm, or there is no helm (or not helm)
+            on PATH.
     """
     explicit = os.environ.get("HELM_BIN")
     if explicit:
         found = shutil.which(explicit)
         if found is None:
             raise HelmNotFoundError(tried=f"HELM_BIN={explicit} is not an executable")
+        _check_helm(found, named=f"HELM_BIN={explicit}")
         return found
     found = shutil.which("helm")
     if found is None:
         raise HelmNotFoundError(tried="no helm on PATH and HELM_BIN is not set")
+    _check_helm(found, named=f"helm on PATH ({found})")
     return found
+
+
+def _check_helm(binary: str, *, named: str) -> None:
+    """Ask ``binary`` for `helm version --short` once: the verdict is kept in helm-rdma's cache, keyed by the
+    binary's path, size and modification time (a new helm is asked again), so commands stay quick."""
+    try:
+        st = os.stat(binary)
+    except OSError as exc:
+        raise HelmNotFoundError(tried=f"{named}: {exc.strerror}") from None
+    key = f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
+    verdict = cache_dir("helm") / f"{zlib.crc32(key.encode()):08x}.json"
+    try:
+        if json.loads(verdict.read_text(encoding="utf-8")).get("key") == key:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        proc = subprocess.run([binary, "version", "--short"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=HELM_VERSION_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise HelmNotFoundError(tried=f"{named} did not answer `version --short` within "
+                                      f"{HELM_VERSION_TIMEOUT_SECONDS} s") from None
+    except (OSError, ValueError) as exc:
+        raise HelmNotFoundError(tried=f"{named}: {exc}") from None
+    answer = proc.stdout.strip()
+    if proc.returncode != 0 or not HELM_VERSION.fullmatch(answer):
+        raise HelmNotFoundError(tried=f"{named} is not helm 3 or 4: `version --short` answered "
+                                      f"{(answer or proc.stderr.strip())[:80]!r} (exit {proc.returncode})")
+    try:
+        verdict.parent.mkdir(parents=True, exist_ok=True)
+        tmp = verdict.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "version": answer}), encoding="utf-8")
+        os.replace(tmp, verdict)
+    except OSError:
+        pass  # an unwritable cache only means asking again next time
 
 
 def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None = None) -> HelmResult:

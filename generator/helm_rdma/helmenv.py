@@ -1,7 +1,11 @@
-"""What helm tells its plugins through the environment, and where helm-rdma keeps installed charts.
+"""What helm tells its plugins through the environment, where helm-rdma keeps installed charts, and its own cache.
 
 Helm strips its global flags (-n/--namespace, --kube-context, --kubeconfig, --debug) from a plugin's arguments and
 passes them as HELM_NAMESPACE, HELM_KUBECONTEXT, KUBECONFIG and HELM_DEBUG; HELM_BIN is the helm that called us.
+
+helm-rdma's own cache (HELM_RDMA_CACHE, else XDG_CACHE_HOME/helm-rdma, else ~/.cache/helm-rdma) only ever holds
+shortcuts (shipped documents already checked, helm binaries already asked their version), each keyed by what it was
+made from: an unwritable or emptied cache only means doing the work again.
 """
 
 from __future__ import annotations
@@ -81,3 +85,10 @@ def _cache_home(env: Mapping[str, str]) -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "helm"
     return Path.home() / ".cache" / "helm"
+
+
+def cache_dir(part: str) -> Path:
+    """The directory of one kind of cache entry (``part``) under helm-rdma's cache."""
+    base = os.environ.get("HELM_RDMA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "helm-rdma")
+    return Path(base) / part

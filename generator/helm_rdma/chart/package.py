@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +33,27 @@ class ChartPackage:
 def package_chart(chart: Path, *, destination: Path, name: str, version: str, helm: str) -> ChartPackage:
     """Run `helm package` on ``chart`` (its .helmignore keeps caches and leftovers out) into ``destination``.
 
+    helm writes into a fresh directory inside ``destination``, and the archive is then renamed over
+    NAME-VERSION.tgz: whatever stood at that predictable name (a symbolic link included) is replaced, never written
+    through, and a failed run leaves no half-written archive.
+
     Raises:
         HelmCommandError: helm package failed.
         PackageError: The archive is not where helm writes it.
     """
     destination.mkdir(parents=True, exist_ok=True)
-    run_helm(["package", str(chart), "--destination", str(destination)], helm=helm)
-    path = destination / f"{name}-{version}.tgz"
-    if not path.is_file():
-        raise PackageError(chart=chart, expected=path)
-    with tarfile.open(path) as archive:
-        members = tuple(sorted(m.name.split("/", 1)[1] for m in archive.getmembers() if m.isfile() and "/" in m.name))
+    archive_name = f"{name}-{version}.tgz"
+    staging = Path(tempfile.mkdtemp(prefix=f".{archive_name}.", dir=destination))
+    try:
+        run_helm(["package", str(chart), "--destination", str(staging)], helm=helm)
+        written = staging / archive_name
+        if written.is_symlink() or not written.is_file():
+            raise PackageError(chart=chart, expected=written)
+        with tarfile.open(written) as archive:
+            members = tuple(sorted(m.name.split("/", 1)[1] for m in archive.getmembers()
+                                   if m.isfile() and "/" in m.name))
+        path = destination / archive_name
+        os.replace(written, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ChartPackage(path=path, name=name, version=version, members=members)

@@ -72,14 +72,13 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorRe
     except (TooFewNodesError, ModelTooLargeError, ContextTooLongError, ParallelismError) as exc:
         return DoctorResult(findings=(Finding("error", "nodes", str(exc), "see the message"),),
                             cluster_note="not checked: the values have errors" if cluster else None)
+    except SchemaViolation as exc:  # values the planner cannot read (a key removed or of another kind)
+        return _schema_findings(exc, cluster=cluster is not None)
     connection = connect(cluster) if cluster else None
     try:
         check_values(resolved)
     except SchemaViolation as exc:
-        findings = [Finding("error", p.split(":", 1)[0], p.split(":", 1)[1].strip(), "see values.schema.json")
-                    for p in exc.problems]
-        return DoctorResult(findings=tuple(findings),
-                            cluster_note="not checked: the values have errors" if connection else None)
+        return _schema_findings(exc, cluster=connection is not None)
     clean = tuple(value_findings(resolved))
     if connection is None:
         return DoctorResult(findings=clean)
@@ -92,6 +91,13 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorRe
                                                          "message")), cluster_note="not checked: the chart does "
                                                                                    "not render")
     return DoctorResult(findings=clean, cluster=report)
+
+
+def _schema_findings(exc: SchemaViolation, *, cluster: bool) -> DoctorResult:
+    findings = [Finding("error", p.split(":", 1)[0], p.split(":", 1)[1].strip(), "see values.schema.json")
+                for p in exc.problems]
+    return DoctorResult(findings=tuple(findings),
+                        cluster_note="not checked: the values have errors" if cluster else None)
 
 
 def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, helm: str | None = None,

@@ -167,6 +167,7 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
     layered.apply(preset_values(the_preset), "defaults")
     layered.apply(model_values(the_model), "defaults")
     user = user_values(request.sources)
+    chart_own = copy.deepcopy(layered.values)
     layered.apply_user(user.values, user.origins)
     flags: dict[str, Any] = {}
     if nodes is not None:
@@ -177,7 +178,7 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
     if request.flag_values:
         layered.apply(copy.deepcopy(dict(request.flag_values)), "flags")
 
-    if validate or not _plannable(layered.values):
+    if validate or not _plannable(layered.values) or not _shaped_like(layered.values, chart_own):
         _validate(layered.values, layered.origins, schema)
     values = layered.values
     api = values.get("api")
@@ -265,6 +266,32 @@ def _plannable(values: dict[str, Any]) -> bool:
     util = vllm.get("gpuMemoryUtilization")
     return (all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ints)
             and isinstance(util, (int, float)) and not isinstance(util, bool) and 0 < util <= 1)
+
+
+def _shaped_like(values: dict[str, Any], chart_own: dict[str, Any]) -> bool:
+    """Whether ``values`` keep every key of the chart's own values with a value of the same kind (a null default
+    takes any): what the planner and the chart writer read before helm checks the schema. A null that removed a key or
+    a key of another kind is the schema's to name, so such values are validated here."""
+    for key, default in chart_own.items():
+        if key not in values:
+            return False
+        value = values[key]
+        if default is None:
+            continue
+        if _kind(value) != _kind(default):
+            return False
+        if isinstance(default, dict) and not _shaped_like(value, default):
+            return False
+    return True
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a value, numbers as one (helm's schema and the templates take 1 where 1.0 is the default)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
 
 
 def _validate(values: dict[str, Any], origins: dict[str, str], schema: dict[str, Any]) -> None:

@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from helm_rdma import __version__
+from helm_rdma.helmenv import cache_dir
 from helm_rdma.validation import schema_problems
 from helm_rdma.yamlfile import load_json_schema, load_yaml_file
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("HELM_RDMA_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "helm-rdma")
-    return Path(base) / "documents"
 
 
 def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]]]:
@@ -36,7 +31,7 @@ def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]
     """
 
     key = f"{__version__}|{_stamp(path)}|{_stamp(schema)}"
-    cached = _cache_dir() / f"{zlib.crc32(key.encode()):08x}.json"
+    cached = cache_dir("documents") / f"{zlib.crc32(key.encode()):08x}.json"
     try:
         entry = json.loads(cached.read_text(encoding="utf-8"))
         if entry.get("key") == key:  # the full key is stored: a crc32 clash only means a miss
