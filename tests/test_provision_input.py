@@ -4,6 +4,7 @@ lists every problem of one command line or values file at once. The fake OCI API
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,47 @@ def test_from_values_still_takes_the_hooks_name_and_label(tmp_path: Path) -> Non
                             node_label="helm-rdma.io/cluster-network=llama.ml")
     assert plan.spec.name == "llama.ml"
     assert plan.setup.labels == {"pool": "gpu", "helm-rdma.io/cluster-network": "llama.ml"}
+
+
+# OCI's bound on instance metadata: oci SDK core/models/instance_configuration_launch_instance_details.py, "The
+# combined size of the `metadata` and `extendedMetadata` objects can be a maximum of 32,000 bytes".
+@pytest.mark.parametrize("flag", ["--ssh-key-file", "--cloud-init-file", "--cluster-ca-cert-file"])
+def test_a_file_flag_refuses_endless_binary_and_unreadable_files_before_any_call(
+        config: Path, fake: FakeOci, tmp_path: Path, flag: str) -> None:
+    binary = tmp_path / "key.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    big = tmp_path / "big.txt"
+    big.write_text("a" * 32_001)
+    cases = [("/dev/zero", "larger than 32,000 bytes"), (str(binary), "not UTF-8 text"),
+             (str(big), "larger than 32,000 bytes"), (str(tmp_path), "is a directory"),
+             (str(tmp_path / "absent"), "no such file")]
+    for path, expected in cases:
+        started = time.monotonic()
+        result = run(config, fake, flag, path)
+        assert result.exit_code == 2, result.output
+        assert f"  - {flag} {path}: {expected}" in result.output, result.output
+        assert time.monotonic() - started < 5
+    assert fake.calls == []
+
+
+def test_an_unreadable_file_is_listed_with_the_flags_problems(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, "--ssh-key-file", "/dev/zero", args=with_flag("--subnet", "ocid1.vcn.oc1..v"))
+    assert result.exit_code == 2
+    assert "--ssh-key-file /dev/zero: larger than" in result.output and "--subnet: 'ocid1.vcn" in result.output
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "larger than 1,048,576 bytes"), (b"[DEFAULT]\nuser=\xff\xfe\n", "not UTF-8 text"),
+])
+def test_an_oci_config_that_is_endless_or_binary_exits_2_naming_the_flag(
+        fake: FakeOci, tmp_path: Path, content: bytes | None, expected: str) -> None:
+    path = "/dev/zero" if content is None else str(tmp_path / "config")
+    if content is not None:
+        Path(path).write_bytes(content)
+    started = time.monotonic()
+    result = run(Path(path), fake)
+    assert result.exit_code == 2, result.output
+    assert f"--oci-config {path}, profile [DEFAULT]: {expected}" in result.output
+    assert time.monotonic() - started < 5
+    assert fake.calls == []

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NodeProgress, wait_for_nodes
 from helm_rdma.datafiles import values_default
-from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout
+from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout, YamlFileError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import (
     DEFAULT_PATIENCE,
@@ -35,7 +35,7 @@ from helm_rdma.oci.network import (
 )
 from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
 from helm_rdma.sizing.presets import load_preset
-from helm_rdma.yamlfile import load_yaml_file
+from helm_rdma.yamlfile import load_yaml_file, read_input
 
 # The provisioning defaults, each the chart's (schemas/values.schema.json is their one home).
 TIMEOUT_SECONDS: float = values_default("clusterNetwork.timeoutMinutes") * 60
@@ -112,9 +112,10 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
     required = {"--preset": f.preset, "--nodes": f.nodes, "--name": f.name, "--compartment": f.compartment,
                 "--availability-domain": f.availability_domain, "--subnet": f.subnet, "--image": f.image}
     missing = [flag for flag, value in required.items() if not value]
-    ssh_keys = _read(f.ssh_key_file, "--ssh-key-file")
-    ca_cert = _read(f.cluster_ca_cert_file, "--cluster-ca-cert-file")
-    cloud_init = _read(f.cloud_init_file, "--cloud-init-file")
+    unread: list[str] = []
+    ssh_keys = _read(f.ssh_key_file, "--ssh-key-file", unread)
+    ca_cert = _read(f.cluster_ca_cert_file, "--cluster-ca-cert-file", unread)
+    cloud_init = _read(f.cloud_init_file, "--cloud-init-file", unread)
     check_flags({
         "--name": f.name, "--compartment": f.compartment, "--availability-domain": f.availability_domain,
         "--subnet": f.subnet, "--image": f.image, "--boot-volume-gbs": f.boot_volume_gbs,
@@ -124,7 +125,7 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
         "--max-pods": f.max_pods, "--api-server-host": f.api_server_host, "--cluster-ca-cert-file": ca_cert,
         "--cloud-init-file": cloud_init, "--node-package-repository": f.node_package_repository,
         "--node-label": f.node_label,
-    }, missing=missing)
+    }, missing=missing, extra=unread)
     assert f.preset and f.nodes and f.name and f.compartment and f.availability_domain and f.subnet and f.image
     key, value = _label_pair(f.node_label or f"helm-rdma.io/cluster-network={f.name}")
     spec = NetworkSpec(
@@ -157,13 +158,24 @@ def _label_pair(text: str) -> tuple[str, str]:
     return pair
 
 
-def _read(path: Path | None, flag: str) -> str:
+# OCI's bound on an instance's metadata, which carries the SSH keys, the cluster CA and the cloud-init (oci SDK,
+# core/models/instance_configuration_launch_instance_details.py: "The combined size of the `metadata` and
+# `extendedMetadata` objects can be a maximum of 32,000 bytes"): a larger file can never be sent.
+METADATA_BYTES = 32_000
+
+
+def _read(path: Path | None, flag: str, problems: list[str]) -> str:
+    """The text of the file a flag names, bounded; a file larger than OCI's metadata, binary or unreadable adds a
+    problem naming the flag to ``problems`` and reads as empty."""
     if path is None:
         return ""
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise InputError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+        return read_input(path, label=f"{flag} {path}", max_bytes=METADATA_BYTES,
+                          too_large="OCI takes at most that much instance metadata (SSH keys, CA, cloud-init) in "
+                                    "all; pass a smaller file").strip()
+    except YamlFileError as exc:
+        problems.append(str(exc))
+        return ""
 
 
 def _lookup(values: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:

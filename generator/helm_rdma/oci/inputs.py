@@ -94,10 +94,11 @@ def _flag_of(path: str) -> str:
     return best or f"clusterNetwork.{path}"
 
 
-def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = ()) -> None:
+def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
     """Check provision's flags (flag -> value; None: not given) as their clusterNetwork keys.
 
-    ``--node-label`` is given as its KEY=VALUE text; ``missing`` names required flags nobody gave.
+    ``--node-label`` is given as its KEY=VALUE text; ``missing`` names required flags nobody gave; ``extra`` holds
+    problems found before (files that could not be read), listed with the rest.
 
     Raises:
         SchemaViolation: Listing every missing flag and every flag the values schema rejects, with its key.
@@ -105,6 +106,7 @@ def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = ()) -> Non
     problems = []
     if missing:
         problems.append(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
+    problems += extra
     flat: dict[str, Any] = {}
     for flag, value in given.items():
         if value is None:
