@@ -168,3 +168,11 @@ def test_an_oci_config_that_is_endless_or_binary_exits_2_naming_the_flag(
     assert f"--oci-config {path}, profile [DEFAULT]: {expected}" in result.output
     assert time.monotonic() - started < 5
     assert fake.calls == []
+
+
+def test_deprovision_checks_its_name_and_compartment_before_any_call(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, args=["deprovision", "--name", "a/b", "--compartment", "ocid1.vcn.oc1..v", "--yes"])
+    assert result.exit_code == 2, result.output
+    assert "deprovision's flags is not valid" in result.output
+    assert "  - --compartment: 'ocid1.vcn.oc1..v'" in result.output and "  - --name: 'a/b'" in result.output
+    assert fake.calls == []

@@ -94,8 +94,9 @@ def _flag_of(path: str) -> str:
     return best or f"clusterNetwork.{path}"
 
 
-def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
-    """Check provision's flags (flag -> value; None: not given) as their clusterNetwork keys.
+def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = (), extra: Sequence[str] = (),
+                command: str = "provision") -> None:
+    """Check the flags of ``command`` (flag -> value; None: not given) as their clusterNetwork keys.
 
     ``--node-label`` is given as its KEY=VALUE text; ``missing`` names required flags nobody gave; ``extra`` holds
     problems found before (files that could not be read), listed with the rest.
@@ -105,7 +106,7 @@ def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = (), extra:
     """
     problems = []
     if missing:
-        problems.append(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
+        problems.append(f"{command} needs {', '.join(missing)} (or --from-values with a chart's values file)")
     problems += extra
     flat: dict[str, Any] = {}
     for flag, value in given.items():
@@ -121,7 +122,7 @@ def check_flags(given: Mapping[str, Any], *, missing: Sequence[str] = (), extra:
     for path, message in section_problems(_nest(flat)):
         problems.append(f"{_flag_of(path)}: {message} (clusterNetwork.{path})")
     if problems:
-        raise SchemaViolation(what="provision's flags", problems=problems, fix=FLAGS_FIX)
+        raise SchemaViolation(what=f"{command}'s flags", problems=problems, fix=FLAGS_FIX)
 
 
 def check_values(section: Mapping[str, Any], *, source: str, extra: Sequence[str] = ()) -> None:
