@@ -301,7 +301,8 @@ def test_the_nodes_vnic_carries_the_nsgs_given(config: Path, fake: FakeOci) -> N
 def test_an_nsg_flag_that_is_no_nsg_ocid_is_refused_before_anything_is_made(config: Path, fake: FakeOci) -> None:
     result = run(config, fake, "--nsg", "ocid1.subnet.oc1..s")
     assert result.exit_code == 2
-    assert '--nsg "ocid1.subnet.oc1..s": expected the OCID of a network security group' in result.output
+    assert ("--nsg: 'ocid1.subnet.oc1..s' is not an OCID of kind networksecuritygroup "
+            "(ocid1.networksecuritygroup...) (clusterNetwork.nsgIds[0])") in result.output
     assert fake.calls == []
 
 

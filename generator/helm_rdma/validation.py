@@ -30,6 +30,9 @@ KINDS = {
     "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$":
         "a Kubernetes label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a "
         "letter or digit)",
+    "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$":
+        "empty or a Kubernetes label value (letters, digits, '-', '_' and '.', starting and ending with a letter or "
+        "digit)",
     "^([^/]{1,253}/)?[^/]*$": "a key whose prefix before '/' has at most 253 characters",
     "^[ -~]*$": "printable ASCII on one line",
     "^[!-~]*$": "printable ASCII without spaces",
@@ -39,6 +42,8 @@ KINDS = {
 # Keys that moved, by their old dotted path: the schema is closed, so an old values file stops at the old key, and
 # the message names the new one. serviceMonitor moved under monitoring beside the PrometheusRule and the dashboard.
 MOVED = {"serviceMonitor": "monitoring.serviceMonitor"}
+# An OCID pattern of the schema, such as ^(|ocid1\.subnet\..+)$: each ocid1\.KIND\..+ names a resource kind.
+_OCID_KIND = re.compile(r"ocid1\\\.([a-z]+)\\\.\.\+")
 QUALIFIED = "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'"
 
 
@@ -92,9 +97,22 @@ def _validator_class() -> Any:
     return jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": _pattern})
 
 
+def _ocid_words(pattern: str) -> str | None:
+    """What an OCID pattern asks for, in words, or None when ``pattern`` is not only OCID kinds."""
+    kinds = _OCID_KIND.findall(pattern)
+    rest = _OCID_KIND.sub("", pattern)
+    if not kinds or not re.fullmatch(r"\^\(?\|*\)?\$", rest):
+        return None
+    words = " or ".join(f"ocid1.{kind}..." for kind in kinds)
+    return f"{'empty or ' if rest.startswith('^(|') else ''}an OCID of kind {' or '.join(kinds)} ({words})"
+
+
 def _what(pattern: str) -> str:
     if pattern in KINDS:
         return KINDS[pattern]
+    ocid = _ocid_words(pattern)
+    if ocid:
+        return ocid
     if "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$" in pattern:
         return QUALIFIED
     return f"text matching {pattern}"

@@ -26,8 +26,10 @@ STDIN = "-"
 _ALIAS_LOW, _ALIAS_HIGH = 400_000, 4_000_000
 
 
-def read_input(path: Path | str, *, label: str | None = None, stdin: Any = None) -> str:
-    """The UTF-8 text of a file, or of standard input when ``path`` is "-", at most MAX_INPUT_BYTES long.
+def read_input(path: Path | str, *, label: str | None = None, stdin: Any = None, max_bytes: int = MAX_INPUT_BYTES,
+               too_large: str | None = None) -> str:
+    """The UTF-8 text of a file, or of standard input when ``path`` is "-", at most ``max_bytes`` long (``too_large``
+    says why, for a limit other than the values files').
 
     Raises:
         YamlFileError: Missing, unreadable, too large, or not UTF-8.
@@ -36,23 +38,25 @@ def read_input(path: Path | str, *, label: str | None = None, stdin: Any = None)
     try:
         if str(path).strip() == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
-            data = stream.read(MAX_INPUT_BYTES + 1)
+            data = stream.read(max_bytes + 1)
         else:
             with open(path, "rb") as handle:
-                data = handle.read(MAX_INPUT_BYTES + 1)
+                data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise YamlFileError(path=name, problem="no such file") from None
     except IsADirectoryError:
         raise YamlFileError(path=name, problem="is a directory, not a file") from None
     except OSError as exc:
         raise YamlFileError(path=name, problem=f"cannot read it: {exc.strerror or exc}") from None
-    if len(data) > MAX_INPUT_BYTES:
+    if len(data) > max_bytes and too_large is not None:
+        raise YamlFileError(path=name, problem=f"larger than {max_bytes:,} bytes; {too_large}")
+    if len(data) > max_bytes:
         raise YamlFileError(path=name, problem=f"larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; values that "
                             "large cannot be kept in a helm release (one Secret of at most 1 MiB)")
     try:
         text: str = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise YamlFileError(path=name, problem="not UTF-8 text") from None
+        raise YamlFileError(path=name, problem="not UTF-8 text (a binary file?)") from None
     return text
 
 

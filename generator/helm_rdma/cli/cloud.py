@@ -234,7 +234,10 @@ def deprovision(name: str, compartment: str, release: str | None, namespace: str
     Only the network NAME and configuration tagged as helm-rdma's are touched.
     """
     from helm_rdma.commands.provision import deprovision as run
+    from helm_rdma.oci.inputs import check_flags
     from helm_rdma.oci.network import NetworkSpec
+
+    check_flags({"--name": name, "--compartment": compartment}, command="deprovision")
     ns = HelmEnv.from_environ(namespace=namespace).namespace or "default"
     spec = NetworkSpec(name=name, compartment_id=compartment, availability_domain="", subnet_id="", image_id="",
                        shape="", size=0, release=release or name, namespace=ns)

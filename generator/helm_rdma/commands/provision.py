@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any, NamedTuple
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NodeProgress, wait_for_nodes
 from helm_rdma.datafiles import values_default
-from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout
+from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout, YamlFileError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import (
     DEFAULT_PATIENCE,
@@ -23,6 +22,7 @@ from helm_rdma.oci.clients import (
     check_endpoint,
 )
 from helm_rdma.oci.console import unjoined_consoles
+from helm_rdma.oci.inputs import check_flags, check_values, label_pair
 from helm_rdma.oci.network import (
     Deprovisioned,
     NetworkSpec,
@@ -35,7 +35,7 @@ from helm_rdma.oci.network import (
 )
 from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
 from helm_rdma.sizing.presets import load_preset
-from helm_rdma.yamlfile import load_yaml_file
+from helm_rdma.yamlfile import load_yaml_file, read_input
 
 # The provisioning defaults, each the chart's (schemas/values.schema.json is their one home).
 TIMEOUT_SECONDS: float = values_default("clusterNetwork.timeoutMinutes") * 60
@@ -112,14 +112,22 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
     required = {"--preset": f.preset, "--nodes": f.nodes, "--name": f.name, "--compartment": f.compartment,
                 "--availability-domain": f.availability_domain, "--subnet": f.subnet, "--image": f.image}
     missing = [flag for flag, value in required.items() if not value]
-    if missing:
-        raise InputError(f"provision needs {', '.join(missing)} (or --from-values with a chart's values file)")
+    unread: list[str] = []
+    ssh_keys = _read(f.ssh_key_file, "--ssh-key-file", unread)
+    ca_cert = _read(f.cluster_ca_cert_file, "--cluster-ca-cert-file", unread)
+    cloud_init = _read(f.cloud_init_file, "--cloud-init-file", unread)
+    check_flags({
+        "--name": f.name, "--compartment": f.compartment, "--availability-domain": f.availability_domain,
+        "--subnet": f.subnet, "--image": f.image, "--boot-volume-gbs": f.boot_volume_gbs,
+        "--placement-constraint": f.placement_constraint, "--instance-configuration": f.instance_configuration,
+        "--nsg": f.nsgs, "--nvme-raid-level": f.nvme_raid_level, "--ssh-key-file": ssh_keys,
+        "--oke-cluster": f.oke_cluster, "--pod-subnet": f.pod_subnet, "--pod-nsg": f.pod_nsgs,
+        "--max-pods": f.max_pods, "--api-server-host": f.api_server_host, "--cluster-ca-cert-file": ca_cert,
+        "--cloud-init-file": cloud_init, "--node-package-repository": f.node_package_repository,
+        "--node-label": f.node_label,
+    }, missing=missing, extra=unread)
     assert f.preset and f.nodes and f.name and f.compartment and f.availability_domain and f.subnet and f.image
     key, value = _label_pair(f.node_label or f"helm-rdma.io/cluster-network={f.name}")
-    for nsg in f.nsgs:
-        if not NSG_OCID.match(nsg):
-            raise InputError(f'--nsg "{nsg}": expected the OCID of a network security group '
-                             "(ocid1.networksecuritygroup.oc1...)")
     spec = NetworkSpec(
         name=f.name, compartment_id=f.compartment, availability_domain=f.availability_domain, subnet_id=f.subnet,
         image_id=f.image, shape=load_preset(f.preset).shape, size=f.nodes, release=release or f.name,
@@ -127,18 +135,15 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
         instance_configuration_id=f.instance_configuration or "", nsg_ids=tuple(f.nsgs),
     )
     setup = NodeSetup(
-        labels={key: value}, ssh_authorized_keys=_read(f.ssh_key_file, "--ssh-key-file"),
+        labels={key: value}, ssh_authorized_keys=ssh_keys,
         cluster_id=f.oke_cluster or "", api_server_host=f.api_server_host or "",
-        cluster_ca_cert=_read(f.cluster_ca_cert_file, "--cluster-ca-cert-file"), pod_subnet_id=f.pod_subnet or "",
-        pod_nsg_ids=tuple(f.pod_nsgs), max_pods=f.max_pods, cloud_init=_read(f.cloud_init_file, "--cloud-init-file"),
+        cluster_ca_cert=ca_cert, pod_subnet_id=f.pod_subnet or "",
+        pod_nsg_ids=tuple(f.pod_nsgs), max_pods=f.max_pods, cloud_init=cloud_init,
         raid_level=_or_default(f.nvme_raid_level, "clusterNetwork.nvmeRaidLevel"),
         package_repository=_or_default(f.node_package_repository, "clusterNetwork.oke.nodePackageRepository"),
     )
     return ProvisionPlan(spec=spec, setup=setup, auth=auth, timeout_seconds=f.timeout_seconds, wait_nodes=f.wait_nodes,
                          node_label=(key, value), node_timeout_seconds=f.node_timeout_seconds)
-
-
-NSG_OCID = re.compile(r"^ocid1\.networksecuritygroup\..+$")  # the schema's pattern of clusterNetwork.nsgIds
 
 
 def _or_default(given: Any, key: str) -> Any:
@@ -147,19 +152,30 @@ def _or_default(given: Any, key: str) -> Any:
 
 
 def _label_pair(text: str) -> tuple[str, str]:
-    key, _, value = text.partition("=")
-    if not key or not value:
+    pair = label_pair(text)
+    if pair is None:
         raise InputError(f'--node-label "{text}": expected KEY=VALUE')
-    return key, value
+    return pair
 
 
-def _read(path: Path | None, flag: str) -> str:
+# OCI's bound on an instance's metadata, which carries the SSH keys, the cluster CA and the cloud-init (oci SDK,
+# core/models/instance_configuration_launch_instance_details.py: "The combined size of the `metadata` and
+# `extendedMetadata` objects can be a maximum of 32,000 bytes"): a larger file can never be sent.
+METADATA_BYTES = 32_000
+
+
+def _read(path: Path | None, flag: str, problems: list[str]) -> str:
+    """The text of the file a flag names, bounded; a file larger than OCI's metadata, binary or unreadable adds a
+    problem naming the flag to ``problems`` and reads as empty."""
     if path is None:
         return ""
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise InputError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+        return read_input(path, label=f"{flag} {path}", max_bytes=METADATA_BYTES,
+                          too_large="OCI takes at most that much instance metadata (SSH keys, CA, cloud-init) in "
+                                    "all; pass a smaller file").strip()
+    except YamlFileError as exc:
+        problems.append(str(exc))
+        return ""
 
 
 def _lookup(values: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -191,13 +207,23 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
     if not isinstance(values, dict) or not isinstance(values.get("clusterNetwork"), dict):
         raise InputError(f"--from-values {path}: no clusterNetwork section; pass a values file of the vllm-rdma chart")
     cn = values["clusterNetwork"]
-    for key, flag in (("compartmentId", "--compartment"), ("availabilityDomain", "--availability-domain"),
-                      ("subnetId", "--subnet"), ("imageId", "--image")):
-        if not cn.get(key):
-            raise MissingSettingError(key=f"clusterNetwork.{key}", flag=f"--set clusterNetwork.{key}=... ({flag})")
+    # Every problem at once, before any OCI call: the schema's rules, the settings provisioning needs, and the name
+    # and label the hook passes (checked as the keys they become).
+    missing = [str(MissingSettingError(key=f"clusterNetwork.{key}", flag=f"--set clusterNetwork.{key}=... ({flag})"))
+               for key, flag in (("compartmentId", "--compartment"), ("availabilityDomain", "--availability-domain"),
+                                 ("subnetId", "--subnet"), ("imageId", "--image")) if not cn.get(key)]
     name = name or cn.get("name")
     if not name:
-        raise MissingSettingError(key="clusterNetwork.name", flag="--name")
+        missing.append(str(MissingSettingError(key="clusterNetwork.name", flag="--name")))
+    pair = label_pair(node_label) if node_label else None
+    if node_label and pair is None:
+        missing.append(f'--node-label "{node_label}": expected KEY=VALUE')
+    checked = {**cn, "name": name or ""}
+    if pair is not None and isinstance(cn.get("oke"), dict) and isinstance(cn["oke"].get("nodeLabels"), dict):
+        checked["oke"] = {**cn["oke"], "nodeLabels": {**cn["oke"]["nodeLabels"], pair[0]: pair[1]}}
+    elif pair is not None:
+        checked["oke"] = {**(cn["oke"] if isinstance(cn.get("oke"), dict) else {}), "nodeLabels": dict([pair])}
+    check_values(checked, source=f"--from-values {path}", extra=missing)
     oke = cn.get("oke") if isinstance(cn.get("oke"), dict) else {}
 
     def net(key: str) -> Any:
@@ -206,7 +232,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         return _or_default((oke if section else cn).get(leaf), f"clusterNetwork.{key}")
 
     node_labels = dict(oke.get("nodeLabels") or {})
-    label = _label_pair(node_label) if node_label else None
+    label = pair
     if label is None:
         chosen = (values.get("placement") or {}).get("clusterNetworkLabel") or {}
         if chosen.get("enabled") and chosen.get("key") and chosen.get("value"):

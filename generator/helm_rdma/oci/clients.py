@@ -110,11 +110,15 @@ def _sdk() -> Any:
     return oci
 
 
+CONFIG_MAX_BYTES = 1024 * 1024  # an OCI config file or API key is a few kilobytes; /dev/zero is refused at once
+
+
 def _readable(path: str, *, config_file: str, profile: str, what: str) -> None:
-    """Open ``path`` for reading, so that a file that exists but cannot be read is not reported as missing."""
+    """Read ``path`` (bounded), so that a file that exists but cannot be read is not reported as missing, and a
+    huge, endless or binary one is refused before the SDK parses it."""
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as handle:
+            data = handle.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError:
         raise OciConfigError(path=config_file, profile=profile, problem=f"{what}no such file") from None
     except PermissionError:
@@ -124,8 +128,19 @@ def _readable(path: str, *, config_file: str, profile: str, what: str) -> None:
             problem=f"{what}permission denied (owner uid {info.st_uid}, gid {info.st_gid}, mode "
                     f"{stat.S_IMODE(info.st_mode):04o}; this process runs as uid {os.getuid()}, gid {os.getgid()}); "
                     "in the chart's hook the Secret's files are readable through the pod's fsGroup") from None
+    except IsADirectoryError:
+        raise OciConfigError(path=config_file, profile=profile, problem=f"{what}a directory, not a file") from None
     except OSError as exc:
         raise OciConfigError(path=config_file, profile=profile, problem=f"{what}{exc.strerror}") from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise OciConfigError(path=config_file, profile=profile,
+                             problem=f"{what}larger than {CONFIG_MAX_BYTES:,} bytes; an OCI config or key is a few "
+                                     "kilobytes")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OciConfigError(path=config_file, profile=profile,
+                             problem=f"{what}not UTF-8 text (a binary file?)") from None
 
 
 def _credentials(oci: Any, auth: OciAuth) -> tuple[dict[str, Any], Any, str]:

@@ -1,0 +1,178 @@
+"""provision refuses bad OCIDs, names and node labels before its first OCI call, by the values schema's rules, and
+lists every problem of one command line or values file at once. The fake OCI API counts the calls."""
+# ruff: noqa: F811  (the fixtures imported from ocitest are redefined as test parameters)
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helm_rdma.commands.generate import generate
+from helm_rdma.commands.provision import plan_from_values
+
+from .fake_oci import FakeOci
+from .ocitest import BASE, COMPARTMENT, config, fake, key, run  # noqa: F401  (fixtures)
+from .rendering import request
+
+
+def with_flag(flag: str, value: str) -> list[str]:
+    """BASE with ``flag`` set to ``value`` (replaced when BASE has it, else added)."""
+    args = list(BASE)
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+    return args
+
+
+# Node labels: Kubernetes' rule (kubernetes/apimachinery pkg/util/validation/validation.go: labelValueFmt
+# "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", LabelValueMaxLength 63, and IsQualifiedName for the key), which the
+# values schema holds as clusterNetwork.oke.nodeLabels; the network's name is also its nodes' label value, so it keeps
+# the same rule (clusterNetwork.name).
+BAD = [
+    ("--compartment", "not-an-ocid", "an OCID of kind compartment or tenancy", "clusterNetwork.compartmentId"),
+    ("--subnet", "ocid1.vcn.oc1.iad.aaaa", "an OCID of kind subnet", "clusterNetwork.subnetId"),
+    ("--image", "ocid1.subnet.oc1..s", "an OCID of kind image", "clusterNetwork.imageId"),
+    ("--oke-cluster", "xyz", "an OCID of kind cluster", "clusterNetwork.oke.clusterId"),
+    ("--pod-subnet", "ocid1.vcn.oc1..v", "an OCID of kind subnet", "clusterNetwork.oke.podSubnetId"),
+    ("--pod-nsg", "sg-1", "an OCID of kind networksecuritygroup", "clusterNetwork.oke.podNsgIds[0]"),
+    ("--instance-configuration", "ocid1.image.oc1..i", "an OCID of kind instanceconfiguration",
+     "clusterNetwork.instanceConfigurationId"),
+    ("--name", "team/llama", "is not empty or a Kubernetes label value", "clusterNetwork.name"),
+    ("--name", "llama\nrm", "is not empty or a Kubernetes label value", "clusterNetwork.name"),
+    ("--name", "l" * 1000, "has 1000 characters; at most 63", "clusterNetwork.name"),
+    ("--node-label", "a b=c", "the key 'a b' is not a Kubernetes label key", "clusterNetwork.oke.nodeLabels.a b"),
+    ("--node-label", "pool=gpu nodes", "is not a Kubernetes label value", "clusterNetwork.oke.nodeLabels.pool"),
+    ("--node-label", "pool=gpu!", "is not a Kubernetes label value", "clusterNetwork.oke.nodeLabels.pool"),
+    ("--node-label", "pool=", "expected KEY=VALUE", "--node-label 'pool='"),
+    ("--availability-domain", "Uocm:US ASHBURN", "printable ASCII without spaces",
+     "clusterNetwork.availabilityDomain"),
+    ("--api-server-host", "10.0.0.1 evil", "printable ASCII without spaces", "clusterNetwork.oke.apiServerHost"),
+    ("--boot-volume-gbs", "40000", "40000 is greater than the maximum of 32768", "clusterNetwork.bootVolumeSizeGBs"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "expected", "key"), BAD, ids=[f"{b[0]}={b[1][:20]!r}" for b in BAD])
+def test_a_bad_flag_exits_2_naming_it_with_no_oci_call(config: Path, fake: FakeOci, flag: str, value: str,
+                                                       expected: str, key: str) -> None:
+    result = run(config, fake, args=with_flag(flag, value))
+    assert result.exit_code == 2, result.output
+    assert f"  - {flag}" in result.output and expected in result.output and key in result.output
+    assert "Nothing was sent to OCI" in result.output
+    assert fake.calls == []
+    assert not fake.cluster_networks and not fake.instance_configurations
+
+
+def test_every_problem_of_one_command_line_is_listed_together(config: Path, fake: FakeOci) -> None:
+    args = with_flag("--compartment", "not-an-ocid")
+    args[args.index("--subnet") + 1] = "ocid1.vcn.oc1..v"
+    args[args.index("--name") + 1] = "a/b"
+    args[args.index("--image")] = "--oke-cluster"  # --image is now missing, and xyz-like
+    args += ["--node-label", "a b=c", "--nsg", "ocid1.networksecuritygroup.oc1..ok", "--nsg", "nope"]
+    result = run(config, fake, args=args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("  - ")]
+    assert [line.split()[1].rstrip(":") for line in lines] == [
+        "provision", "--compartment", "--name", "--nsg", "--oke-cluster", "--node-label", "--subnet"], result.output
+    assert "provision needs --image" in lines[0]
+    assert "clusterNetwork.nsgIds[1]" in result.output and "nsgIds[0]" not in result.output
+    assert fake.calls == []
+
+
+def test_good_flags_still_provision(config: Path, fake: FakeOci) -> None:
+    """The checks refuse nothing the chart would accept: OCIDs of the right kinds, a label with a DNS prefix."""
+    args = [*BASE, "--oke-cluster", "ocid1.cluster.oc1.iad.aaaa", "--node-label", "example.com/pool=gpu_a-1.b",
+            "--nsg", "ocid1.networksecuritygroup.oc1..n", "--compartment", "ocid1.tenancy.oc1..t"]
+    result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", "/dev/null", args=args)
+    assert "provision's flags" not in result.output
+    assert fake.calls  # it went on to OCI
+
+
+def values_file(tmp_path: Path, oke: dict[str, object] | None = None, **cluster_network: object) -> Path:
+    chart = generate(request(), output=tmp_path / "chart").path
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    values["clusterNetwork"].update(cluster_network)
+    values["clusterNetwork"]["oke"].update(oke or {})
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_from_values_lists_every_problem_before_any_call(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    path = values_file(tmp_path, compartmentId="", availabilityDomain="AD-1", subnetId="ocid1.vcn.oc1..v",
+                       imageId="ocid1.image.oc1..i", name="a/b",
+                       oke={"clusterId": "xyz", "nodeLabels": {"pool": "gpu nodes"}})
+    result = run(config, fake, "--node-label", "a b=c",
+                 args=["provision", "--from-values", str(path), "--release", "llama"])
+    assert result.exit_code == 2, result.output
+    out = result.output
+    for part in ("clusterNetwork.compartmentId is empty", "clusterNetwork.subnetId: 'ocid1.vcn.oc1..v' is not",
+                 "clusterNetwork.name: 'a/b'", "clusterNetwork.oke.clusterId: 'xyz'",
+                 "clusterNetwork.oke.nodeLabels.pool: 'gpu nodes'", "clusterNetwork.oke.nodeLabels.a b: the key"):
+        assert part in out, out
+    assert f"--from-values {path} is not valid" in out
+    assert fake.calls == []
+
+
+def test_from_values_still_takes_the_hooks_name_and_label(tmp_path: Path) -> None:
+    path = values_file(tmp_path, compartmentId=COMPARTMENT, availabilityDomain="AD-1", subnetId="ocid1.subnet.oc1..s",
+                       imageId="ocid1.image.oc1..i", oke={"nodeLabels": {"pool": "gpu"}})
+    plan = plan_from_values(path, release="llama", namespace="ml", name="llama.ml",
+                            node_label="helm-rdma.io/cluster-network=llama.ml")
+    assert plan.spec.name == "llama.ml"
+    assert plan.setup.labels == {"pool": "gpu", "helm-rdma.io/cluster-network": "llama.ml"}
+
+
+# OCI's bound on instance metadata: oci SDK core/models/instance_configuration_launch_instance_details.py, "The
+# combined size of the `metadata` and `extendedMetadata` objects can be a maximum of 32,000 bytes".
+@pytest.mark.parametrize("flag", ["--ssh-key-file", "--cloud-init-file", "--cluster-ca-cert-file"])
+def test_a_file_flag_refuses_endless_binary_and_unreadable_files_before_any_call(
+        config: Path, fake: FakeOci, tmp_path: Path, flag: str) -> None:
+    binary = tmp_path / "key.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    big = tmp_path / "big.txt"
+    big.write_text("a" * 32_001)
+    cases = [("/dev/zero", "larger than 32,000 bytes"), (str(binary), "not UTF-8 text"),
+             (str(big), "larger than 32,000 bytes"), (str(tmp_path), "is a directory"),
+             (str(tmp_path / "absent"), "no such file")]
+    for path, expected in cases:
+        started = time.monotonic()
+        result = run(config, fake, flag, path)
+        assert result.exit_code == 2, result.output
+        assert f"  - {flag} {path}: {expected}" in result.output, result.output
+        assert time.monotonic() - started < 5
+    assert fake.calls == []
+
+
+def test_an_unreadable_file_is_listed_with_the_flags_problems(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, "--ssh-key-file", "/dev/zero", args=with_flag("--subnet", "ocid1.vcn.oc1..v"))
+    assert result.exit_code == 2
+    assert "--ssh-key-file /dev/zero: larger than" in result.output and "--subnet: 'ocid1.vcn" in result.output
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "larger than 1,048,576 bytes"), (b"[DEFAULT]\nuser=\xff\xfe\n", "not UTF-8 text"),
+])
+def test_an_oci_config_that_is_endless_or_binary_exits_2_naming_the_flag(
+        fake: FakeOci, tmp_path: Path, content: bytes | None, expected: str) -> None:
+    path = "/dev/zero" if content is None else str(tmp_path / "config")
+    if content is not None:
+        Path(path).write_bytes(content)
+    started = time.monotonic()
+    result = run(Path(path), fake)
+    assert result.exit_code == 2, result.output
+    assert f"--oci-config {path}, profile [DEFAULT]: {expected}" in result.output
+    assert time.monotonic() - started < 5
+    assert fake.calls == []
+
+
+def test_deprovision_checks_its_name_and_compartment_before_any_call(config: Path, fake: FakeOci) -> None:
+    result = run(config, fake, args=["deprovision", "--name", "a/b", "--compartment", "ocid1.vcn.oc1..v", "--yes"])
+    assert result.exit_code == 2, result.output
+    assert "deprovision's flags is not valid" in result.output
+    assert "  - --compartment: 'ocid1.vcn.oc1..v'" in result.output and "  - --name: 'a/b'" in result.output
+    assert fake.calls == []
