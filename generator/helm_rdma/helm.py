@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmNotFoundError
-from helm_rdma.helmenv import cache_dir
+from helm_rdma.helmenv import cache_get, cache_put
 
 # What `helm version --short` prints ("print the version number": helm.sh/docs/helm/helm_version): the release's
 # semantic version and the commit, v3.17.2+gcc0bbbd and v4.1.4+g05fa379 for the helms `make setup` fetches.
@@ -58,12 +56,8 @@ def _check_helm(binary: str, *, named: str) -> None:
     except OSError as exc:
         raise HelmNotFoundError(tried=f"{named}: {exc.strerror}") from None
     key = f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
-    verdict = cache_dir("helm") / f"{zlib.crc32(key.encode()):08x}.json"
-    try:
-        if json.loads(verdict.read_text(encoding="utf-8")).get("key") == key:
-            return
-    except (OSError, ValueError, AttributeError):
-        pass
+    if cache_get("helm", key) is not None:
+        return
     try:
         proc = subprocess.run([binary, "version", "--short"], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=HELM_VERSION_TIMEOUT_SECONDS)
@@ -76,13 +70,7 @@ def _check_helm(binary: str, *, named: str) -> None:
     if proc.returncode != 0 or not HELM_VERSION.fullmatch(answer):
         raise HelmNotFoundError(tried=f"{named} is not helm 3 or 4: `version --short` answered "
                                       f"{(answer or proc.stderr.strip())[:80]!r} (exit {proc.returncode})")
-    try:
-        verdict.parent.mkdir(parents=True, exist_ok=True)
-        tmp = verdict.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "version": answer}), encoding="utf-8")
-        os.replace(tmp, verdict)
-    except OSError:
-        pass  # an unwritable cache only means asking again next time
+    cache_put("helm", key, {"version": answer})  # only a pass is kept
 
 
 def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None = None) -> HelmResult:

@@ -10,11 +10,14 @@ made from: an unwritable or emptied cache only means doing the work again.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from helm_rdma.errors import InputError
 from helm_rdma.names import check_namespace, check_release
@@ -92,3 +95,28 @@ def cache_dir(part: str) -> Path:
     base = os.environ.get("HELM_RDMA_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "helm-rdma")
     return Path(base) / part
+
+
+def _cache_file(part: str, key: str) -> Path:
+    return cache_dir(part) / f"{zlib.crc32(key.encode()):08x}.json"
+
+
+def cache_get(part: str, key: str) -> dict[str, Any] | None:
+    """The entry cached under ``key`` in ``part``, or None (the full key is stored: a crc32 clash only misses)."""
+    try:
+        entry = json.loads(_cache_file(part, key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("key") == key else None
+
+
+def cache_put(part: str, key: str, entry: dict[str, Any]) -> None:
+    """Cache ``entry`` under ``key`` in ``part``, atomically; an unwritable cache only means a miss next time."""
+    target = _cache_file(part, key)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**entry, "key": key}), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        pass

@@ -8,14 +8,11 @@ again. An unwritable cache only means doing that work every time.
 
 from __future__ import annotations
 
-import json
-import os
-import zlib
 from pathlib import Path
 from typing import Any
 
 from helm_rdma import __version__
-from helm_rdma.helmenv import cache_dir
+from helm_rdma.helmenv import cache_get, cache_put
 from helm_rdma.validation import schema_problems
 from helm_rdma.yamlfile import load_json_schema, load_yaml_file
 
@@ -31,24 +28,14 @@ def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]
     """
 
     key = f"{__version__}|{_stamp(path)}|{_stamp(schema)}"
-    cached = cache_dir("documents") / f"{zlib.crc32(key.encode()):08x}.json"
-    try:
-        entry = json.loads(cached.read_text(encoding="utf-8"))
-        if entry.get("key") == key:  # the full key is stored: a crc32 clash only means a miss
-            return entry["data"], []
-    except (OSError, ValueError, AttributeError, KeyError):
-        pass
+    entry = cache_get("documents", key)
+    if entry is not None and "data" in entry:
+        return entry["data"], []
     data = load_yaml_file(path)
 
     problems = schema_problems(data, load_json_schema(schema))
     if not problems:
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"key": key, "data": data}), encoding="utf-8")
-            os.replace(tmp, cached)
-        except OSError:
-            pass
+        cache_put("documents", key, {"data": data})
     return data, problems
 
 
