@@ -18,7 +18,7 @@ SERVING_COMPONENTS = (LEADER, WORKER)
 RELEASE_COMPONENT = "release"
 # Set by the LeaderWorkerSet controller on each pod of a group (kubernetes-sigs/lws api/leaderworkerset/v1).
 LWS_GROUP_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
-# Containers of a serving pod (templates/_pod.tpl).
+# Containers of a serving pod (templates/_containers.tpl).
 SERVING_CONTAINER = "vllm"
 PREFLIGHT_CONTAINER = "preflight"
 PREFLIGHT_VERDICT_CONTAINER = "preflight-verdict"
