@@ -12,9 +12,9 @@ import yaml
 
 from helm_rdma.clock import Polling
 from helm_rdma.contract import INSTANCE_LABEL
-from helm_rdma.errors import ClusterError, NodesTimeout
+from helm_rdma.errors import ClusterError, LogUnavailable, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.logs.sources import LogSource, LogUnavailable, chunk_lines
+from helm_rdma.logs.sources import LogSource, chunk_lines
 
 
 def _api_client(env: HelmEnv) -> Any:

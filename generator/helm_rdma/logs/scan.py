@@ -11,8 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from helm_rdma.errors import LogUnavailable
 from helm_rdma.logs import formats as fmt
-from helm_rdma.logs.sources import LogSource, LogUnavailable, source_label, split_prefix
+from helm_rdma.logs.sources import LogSource, source_label, split_prefix
 
 EVIDENCE_CHARS = 300
 MAX_KEPT = 64

@@ -19,19 +19,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from helm_rdma.errors import ArgumentEnd, StrvalsError
+
 MAX_INDEX = 65536  # helm's strvals.MaxIndex
 MAX_NESTED_NAME_LEVEL = 30  # helm's strvals.MaxNestedNameLevel
 _INT64 = 2**63
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 _JSON_SPACE = " \t\n\r"
-
-
-class StrvalsError(ValueError):
-    """An argument of the --set family that helm would refuse too."""
-
-
-class _Eof(Exception):
-    """The end of the argument: parsing stops here without an error."""
 
 
 FileReader = Callable[[str], str]
@@ -62,7 +56,7 @@ class Parser:
         try:
             while True:
                 self._key(self.data, 0, "")
-        except _Eof:
+        except ArgumentEnd:
             return
         except RecursionError:
             raise StrvalsError("nested too deeply") from None
@@ -123,10 +117,10 @@ class Parser:
         return value
 
     def _list_value(self) -> list[Any] | None:
-        """A ``{a,b}`` list, or None when the value does not start with ``{``; _Eof for an empty value."""
+        """A ``{a,b}`` list, or None when the value does not start with ``{``; ArgumentEnd for an empty value."""
         char = self._read()
         if char is None:
-            raise _Eof
+            raise ArgumentEnd
         if char != "{":
             self.pos -= 1
             return None
@@ -173,7 +167,7 @@ class Parser:
         path = f"{prefix}.{key}" if prefix else key
         if last is None:
             if not key:
-                raise _Eof
+                raise ArgumentEnd
             raise StrvalsError(f'key "{path}" has no value')
         if last == "[":
             index = self._index(path)
@@ -199,7 +193,7 @@ class Parser:
             inner = _want_map(data[key], path)
         try:
             self._key(inner, level, path)
-        except _Eof:
+        except ArgumentEnd:
             if inner:
                 self._set(data, key, inner, path)
             raise
@@ -220,7 +214,7 @@ class Parser:
             return
         try:
             items = self._list_value()
-        except _Eof:
+        except ArgumentEnd:
             self._set(data, key, "", path)
             raise
         self._set(data, key, self._plain_value() if items is None else items, path)
@@ -241,7 +235,7 @@ class Parser:
         if rest:
             raise StrvalsError(f'"{here}": unexpected "{rest}" after the index')
         if last is None:
-            raise _Eof
+            raise ArgumentEnd
         if last == "=":
             if self.mode == "literal":
                 value: Any = self.text[self.pos:]
@@ -251,7 +245,7 @@ class Parser:
             else:
                 try:
                     listed = self._list_value()
-                except _Eof:
+                except ArgumentEnd:
                     listed = None
                     value = ""
                 else:

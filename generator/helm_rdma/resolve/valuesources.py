@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from helm_rdma.errors import SetSyntaxError, YamlFileError
+from helm_rdma.errors import SetSyntaxError, StrvalsError, YamlFileError
 from helm_rdma.resolve.overrides import merge_maps
-from helm_rdma.resolve.strvals import Parser, StrvalsError, parse_json_object
+from helm_rdma.resolve.strvals import Parser, parse_json_object
 from helm_rdma.yamlfile import STDIN, load_yaml_documents, plain, read_input
 
 
