@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from helm_rdma.contract import VALIDATE_MARKER
-from helm_rdma.suggest import did_you_mean
+from helm_rdma.suggest import clip, did_you_mean
 
 EXIT_RUNTIME = 1
 EXIT_INPUT = 2
@@ -38,11 +38,6 @@ class RuntimeFailure(HelmRdmaError):
 
 def _known(names: Iterable[str]) -> str:
     return ", ".join(sorted(names)) or "(none)"
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text`` as a message shows it: at most ``limit`` characters, a cut one ending in "..."."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _indented(lines: Sequence[str]) -> str:
@@ -108,7 +103,7 @@ class SetSyntaxError(InputError):
 
     def __init__(self, *, argument: str, problem: str, flag: str = "--set") -> None:
         example = self.EXAMPLES.get(flag, "vllm.maxModelLen=32768")
-        super().__init__(f'{flag} "{_clip(argument, 200)}": {problem}; expected KEY=VALUE such as {flag} {example}')
+        super().__init__(f'{flag} "{clip(argument, 200)}": {problem}; expected KEY=VALUE such as {flag} {example}')
 
 
 class DurationError(InputError):
@@ -120,7 +115,7 @@ class DurationError(InputError):
     @staticmethod
     def explain(*, text: str, problem: str, flag: str) -> str:
         """What is wrong with ``text`` and the fix, without the flag's name in front (click puts it there)."""
-        shown = _clip(text, 80)
+        shown = clip(text, 80)
         fix = f"{shown}s" if re.fullmatch(r"[0-9]+(\.[0-9]*)?", text) else "300s"
         return (f'"{shown}" is not a duration helm reads ({problem}); use for example {flag} {fix}: a number and a '
                 "unit each (h, m, s, ms, us, ns), as in 5m, 1h30m, 1m30s500ms")
@@ -138,7 +133,7 @@ class NamespaceError(InputError):
     """A namespace (-n, --namespace or HELM_NAMESPACE) that Kubernetes would refuse."""
 
     def __init__(self, *, name: str) -> None:
-        super().__init__(f'namespace "{_clip(name, 80)}" is not a Kubernetes namespace name: at most 63 lower-case '
+        super().__init__(f'namespace "{clip(name, 80)}" is not a Kubernetes namespace name: at most 63 lower-case '
                          "letters, digits and '-', starting and ending with a letter or digit; fix -n/--namespace or "
                          "HELM_NAMESPACE")
 
