@@ -28,12 +28,6 @@ class ValueSources:
     set_file: tuple[str, ...] = ()
     set_literal: tuple[str, ...] = ()
 
-    def extended(self, *, files: tuple[Path, ...] = (), set_values: tuple[str, ...] = ()) -> ValueSources:
-        """These sources with more -f files and --set arguments after their own."""
-        return ValueSources(files=self.files + tuple(files), set=self.set + tuple(set_values),
-                            set_string=self.set_string, set_json=self.set_json, set_file=self.set_file,
-                            set_literal=self.set_literal)
-
 
 class UserValues(NamedTuple):
     """The merged user values and, for messages, the flag or file each dotted key came from."""
