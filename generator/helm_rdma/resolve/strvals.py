@@ -140,6 +140,20 @@ class Parser:
         raw, _ = self._until(",")
         return self._typed(raw)
 
+    def _value(self) -> tuple[Any, bool]:
+        """The value after "=": the rest of the argument (--set-literal), JSON (--set-json), a ``{a,b}`` list or a
+        plain value; and whether the argument ended where the value was due (the value is then "")."""
+        if self.mode == "literal":
+            value, self.pos = self.text[self.pos:], len(self.text)
+            return value, False
+        if self.mode == "json":
+            return (None if self._empty_value() else self._json_value()), False
+        try:
+            listed = self._list_value()
+        except ArgumentEnd:
+            return "", True
+        return (self._plain_value() if listed is None else listed), False
+
     # -- keys -------------------------------------------------------------------------------------------------------
 
     def _record(self, path: str) -> None:
@@ -202,22 +216,12 @@ class Parser:
         self._set(data, key, inner, path)
 
     def _assign(self, data: dict[str, Any], key: str, path: str) -> None:
-        if self.mode == "literal":
-            self._set(data, key, self.text[self.pos:], path)
-            self.pos = len(self.text)
-            return
-        if self.mode == "json":
-            value = None if self._empty_value() else self._json_value()
-            self._set(data, key, value, path)
-            if isinstance(value, dict) and key:
-                self._record_tree(value, path)
-            return
-        try:
-            items = self._list_value()
-        except ArgumentEnd:
-            self._set(data, key, "", path)
-            raise
-        self._set(data, key, self._plain_value() if items is None else items, path)
+        value, ended = self._value()
+        self._set(data, key, value, path)
+        if self.mode == "json" and isinstance(value, dict) and key:
+            self._record_tree(value, path)
+        if ended:
+            raise ArgumentEnd
 
     def _index(self, path: str) -> int:
         raw, last = self._until("]")
@@ -237,19 +241,7 @@ class Parser:
         if last is None:
             raise ArgumentEnd
         if last == "=":
-            if self.mode == "literal":
-                value: Any = self.text[self.pos:]
-                self.pos = len(self.text)
-            elif self.mode == "json":
-                value = None if self._empty_value() else self._json_value()
-            else:
-                try:
-                    listed = self._list_value()
-                except ArgumentEnd:
-                    listed = None
-                    value = ""
-                else:
-                    value = self._plain_value() if listed is None else listed
+            value, _ = self._value()
             self._record(here)
             return _set_index(items, index, value, here)
         if last == "[":
