@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Iterator
@@ -28,7 +29,8 @@ def request(*, release: str = "llama405b", preset: str = "h100", files: tuple[An
             sets: tuple[str, ...] = (), sources: ValueSources | None = None, **fields: Any) -> ChartRequest:
     """The chart request of the CLI's ``RELEASE --preset PRESET -f FILE... --set SET...`` (``sources`` for the rest of
     the --set family, before ``files`` and ``sets``); ``fields`` are ChartRequest's other fields."""
-    values = (sources or ValueSources()).extended(files=tuple(files), set_values=tuple(sets))
+    base = sources or ValueSources()
+    values = dataclasses.replace(base, files=base.files + tuple(files), set=base.set + tuple(sets))
     return ChartRequest(release=release, preset=preset, sources=values, **fields)
 
 

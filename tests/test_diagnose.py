@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
+from helm_rdma.errors import LogUnavailable
 from helm_rdma.logs.check import (
     CHECKS,
     Diagnosis,
@@ -27,7 +28,6 @@ from helm_rdma.logs.check import (
 from helm_rdma.logs.sources import (
     MAX_LINE,
     LogSource,
-    LogUnavailable,
     chunk_lines,
     directory_sources,
     parse_log_name,

@@ -7,7 +7,9 @@ replicas and monitoring, a device plugin with an API key, and the serving extras
 Refresh after an intended change: make golden   (HELM_RDMA_UPDATE_GOLDEN=1 pytest tests/test_golden.py)
 
 Goldens hold structure: the data of the scripts and dashboard ConfigMaps (files/ of the chart, which have tests of
-their own) is one line per file, its sha256 and length, so an edit to a pod script changes one line per golden.
+their own) is one line per file, its sha256 and length, so an edit to a pod script changes one line per golden. The
+optional parts' goldens hold in full only the objects their values change: an object identical to the same object
+of its base case (BASES) is one line, `# as in BASE.yaml: sha256:... (N lines)`, so a change to it still fails there.
 
 The chart version's digest (the part after `+`, `_` in the helm.sh/chart label) changes with any template, value or
 schema change; the goldens show it as DIGEST so that a change shows where it matters. tests/test_chart_identity.py
@@ -20,6 +22,7 @@ import hashlib
 import itertools
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -75,6 +78,11 @@ EXTRAS = {
                                    "api.keySecret.name=vllm-api-key"),
     "h100-statefulset-serving-extras": SERVING_EXTRAS,
 }
+# The render each optional part is kept against: its objects identical to the base's are one digest line each.
+BASES = {name: "h100-native-LeaderWorkerSet-hostNetwork" for name in EXTRAS} | {
+    "h100-provision-api-key-delete-on-uninstall": "h100-provision-workload-identity",
+    "h100-provision-instance-principal": "h100-provision-workload-identity",
+}
 # The matrix cases with golden files: each preset once, and together every pair of backend, kind and mode.
 GOLDEN_CASES = {
     ("h100", "native", "LeaderWorkerSet", "hostNetwork"), ("a100-v2", "ray", "StatefulSet", "sriov"),
@@ -114,24 +122,37 @@ def digest_line(text: str) -> str:
     return f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]} ({len(text.splitlines())} lines)"
 
 
-def structure(manifests: str) -> str:
-    """The render as a golden keeps it: helm's text, with each copied file's content as its digest line."""
+def source_of(document: str) -> str:
+    """The `# Source: CHART/templates/X.yaml` line of a rendered document (helm writes `---` before the first)."""
+    return next(line for line in document.split("\n", 2)[:2] if line.startswith("# Source:"))
+
+
+def structure(manifests: str, *, base: str | None = None, base_name: str = "") -> str:
+    """The render as a golden keeps it: helm's text, with each copied file's content as its digest line and, against
+    a base render, each document identical to the base's document of the same source as one digest line."""
     documents = manifests.split("\n---\n")
     for i, doc in enumerate(documents):
-        source = doc.split("\n", 1)[0]
-        if source.startswith("# Source:") and source.endswith(FILE_CONFIGMAPS):
+        if source_of(doc).endswith(FILE_CONFIGMAPS):
             body = yaml.safe_load(doc)
             body["data"] = {key: digest_line(text) for key, text in body["data"].items()}
-            documents[i] = source + "\n" + yaml.safe_dump(body, sort_keys=False, width=120).rstrip("\n")
+            head = doc[:doc.index(source_of(doc))] + source_of(doc)
+            documents[i] = head + "\n" + yaml.safe_dump(body, sort_keys=False, width=120).rstrip("\n")
+    if base is not None:
+        kept = Counter(doc.removeprefix("---\n") for doc in structure(base).split("\n---\n"))
+        for i, doc in enumerate(documents):
+            if kept[body := doc.removeprefix("---\n")]:
+                kept[body] -= 1
+                head = doc[:doc.index(source_of(doc))] + source_of(doc)
+                documents[i] = f"{head}\n# as in {base_name}.yaml: {digest_line(body)}"
     return "\n---\n".join(documents)
 
 
-def check_golden(name: str, helm3: str, helm4: str, *, golden_file: bool = True) -> list[dict]:
+def check_golden(name: str, helm3: str, helm4: str, *, golden_file: bool = True, base: str | None = None) -> list[dict]:
     assert helm3 == helm4, "helm 3.17.2 and helm 4.1.4 render differently"
     helm4 = DIGEST.sub(r"\1DIGEST", helm4)
     if golden_file:
         golden = GOLDEN / f"{name}.yaml"
-        kept = structure(helm4)
+        kept = structure(helm4, base=base and DIGEST.sub(r"\1DIGEST", base), base_name=BASES.get(name, ""))
         if os.environ.get("HELM_RDMA_UPDATE_GOLDEN"):
             GOLDEN.mkdir(exist_ok=True)
             golden.write_text(kept)
@@ -159,8 +180,11 @@ def test_render_matches_golden_on_both_helms_and_validates(case: tuple[str, str,
 
 @pytest.mark.parametrize("name", sorted(EXTRAS))
 def test_optional_parts_match_golden_on_both_helms_and_validate(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = BASES[name]
+    base_render = (render_sets("h100", EXTRAS[base], "helm4", monkeypatch) if base in EXTRAS
+                   else render(next(c for c in GOLDEN_CASES if case_id(c) == base), "helm4", monkeypatch))
     documents = check_golden(name, render_sets("h100", EXTRAS[name], "helm3", monkeypatch),
-                             render_sets("h100", EXTRAS[name], "helm4", monkeypatch))
+                             render_sets("h100", EXTRAS[name], "helm4", monkeypatch), base=base_render)
     hooks = {d["metadata"]["name"]: d["metadata"].get("annotations", {}) for d in documents
              if "helm.sh/hook" in d["metadata"].get("annotations", {})}
     if "provision" in name:
@@ -231,10 +255,21 @@ def test_the_golden_set_covers_every_axis_value_and_pair_and_nothing_else_is_kep
 
 
 def test_goldens_keep_copied_files_as_one_digest_line_each() -> None:
-    text = (GOLDEN / "h100-emptydir-replicas-monitoring.yaml").read_text()
-    scripts = next(d for d in text.split("\n---\n") if "configmap-scripts.yaml" in d.split("\n", 1)[0])
+    text = (GOLDEN / "h100-native-LeaderWorkerSet-hostNetwork.yaml").read_text()
+    scripts = next(d for d in text.split("\n---\n") if source_of(d).endswith("configmap-scripts.yaml"))
     data = yaml.safe_load(scripts)["data"]
     entrypoint = (Path(__file__).parents[1] / "charts/vllm-rdma/files/entrypoint.sh").read_text()
     assert data["entrypoint.sh"] == digest_line(entrypoint)
     assert all(v.startswith("sha256:") for v in data.values())
-    assert "-vllm-rdma.json: sha256:" in text  # the dashboard
+    assert "-vllm-rdma.json: sha256:" in (GOLDEN / "h100-emptydir-replicas-monitoring.yaml").read_text()  # the dashboard
+
+
+def test_an_optional_part_keeps_in_full_only_the_objects_its_values_change() -> None:
+    a, b = "# Source: c/templates/a.yaml\nkind: A", "# Source: c/templates/b.yaml\nkind: B"
+    kept = structure(f"---\n{a}\n---\n{b}\nx: 2", base=f"---\n{a}\n---\n{b}\nx: 1", base_name="base")
+    assert kept == f"---\n# Source: c/templates/a.yaml\n# as in base.yaml: {digest_line(a)}\n---\n{b}\nx: 2"
+    text = (GOLDEN / "h100-provision-instance-principal.yaml").read_text()
+    [lws] = [d for d in text.split("\n---\n") if source_of(d).endswith("templates/leaderworkerset.yaml")]
+    assert lws.splitlines()[1].startswith("# as in h100-provision-workload-identity.yaml: sha256:")
+    [job] = [d for d in text.split("\n---\n") if source_of(d).endswith("templates/job-provision.yaml")]
+    assert "\nkind: Job\n" in job  # its auth differs from workload identity's: kept in full

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from helm_rdma.contract import VALIDATE_MARKER
-from helm_rdma.suggest import did_you_mean
+from helm_rdma.suggest import clip, did_you_mean
 
 EXIT_RUNTIME = 1
 EXIT_INPUT = 2
@@ -38,6 +38,10 @@ class RuntimeFailure(HelmRdmaError):
 
 def _known(names: Iterable[str]) -> str:
     return ", ".join(sorted(names)) or "(none)"
+
+
+def _indented(lines: Sequence[str]) -> str:
+    return "\n".join(f"  {line}" for line in lines)
 
 
 class UnknownPresetError(InputError):
@@ -86,7 +90,7 @@ class SchemaViolation(InputError):
 
     def __init__(self, *, what: str, problems: Sequence[str], fix: str) -> None:
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems[:self.LISTED])
+        lines = _indented([f"- {p}" for p in self.problems[:self.LISTED]])
         if len(self.problems) > self.LISTED:
             lines += f"\n  ... and {len(self.problems) - self.LISTED} more"
         super().__init__(f"{what} is not valid:\n{lines}\n{fix}")
@@ -99,8 +103,7 @@ class SetSyntaxError(InputError):
 
     def __init__(self, *, argument: str, problem: str, flag: str = "--set") -> None:
         example = self.EXAMPLES.get(flag, "vllm.maxModelLen=32768")
-        shown = argument if len(argument) <= 200 else argument[:197] + "..."
-        super().__init__(f'{flag} "{shown}": {problem}; expected KEY=VALUE such as {flag} {example}')
+        super().__init__(f'{flag} "{clip(argument, 200)}": {problem}; expected KEY=VALUE such as {flag} {example}')
 
 
 class DurationError(InputError):
@@ -112,7 +115,7 @@ class DurationError(InputError):
     @staticmethod
     def explain(*, text: str, problem: str, flag: str) -> str:
         """What is wrong with ``text`` and the fix, without the flag's name in front (click puts it there)."""
-        shown = text if len(text) <= 80 else text[:77] + "..."
+        shown = clip(text, 80)
         fix = f"{shown}s" if re.fullmatch(r"[0-9]+(\.[0-9]*)?", text) else "300s"
         return (f'"{shown}" is not a duration helm reads ({problem}); use for example {flag} {fix}: a number and a '
                 "unit each (h, m, s, ms, us, ns), as in 5m, 1h30m, 1m30s500ms")
@@ -130,9 +133,8 @@ class NamespaceError(InputError):
     """A namespace (-n, --namespace or HELM_NAMESPACE) that Kubernetes would refuse."""
 
     def __init__(self, *, name: str) -> None:
-        shown = name if len(name) <= 80 else name[:77] + "..."
-        super().__init__(f'namespace "{shown}" is not a Kubernetes namespace name: at most 63 lower-case letters, '
-                         "digits and '-', starting and ending with a letter or digit; fix -n/--namespace or "
+        super().__init__(f'namespace "{clip(name, 80)}" is not a Kubernetes namespace name: at most 63 lower-case '
+                         "letters, digits and '-', starting and ending with a letter or digit; fix -n/--namespace or "
                          "HELM_NAMESPACE")
 
 
@@ -335,8 +337,7 @@ class ValuesCheckError(InputError):
     """Values that helm-rdma's checks (the same as `helm-rdma doctor`) reject before anything is applied."""
 
     def __init__(self, *, lines: Sequence[str]) -> None:
-        listed = "\n".join(f"  {line}" for line in lines)
-        super().__init__(f"the values fail helm-rdma's checks:\n{listed}\n(`helm-rdma doctor` with the same "
+        super().__init__(f"the values fail helm-rdma's checks:\n{_indented(lines)}\n(`helm-rdma doctor` with the same "
                          "flags prints every finding)")
 
 
@@ -344,9 +345,9 @@ class ClusterCheckError(RuntimeFailure):
     """A cluster that would not run the release: the errors of `helm-rdma doctor --cluster`, found before helm runs."""
 
     def __init__(self, *, context: str, namespace: str, lines: Sequence[str]) -> None:
-        listed = "\n".join(f"  {line}" for line in lines)
         super().__init__(f"the cluster (kube context {context}, namespace {namespace}) would not run the release:\n"
-                         f"{listed}\nnothing was installed; fix them, or pass --skip-cluster-checks to install anyway")
+                         f"{_indented(lines)}\nnothing was installed; fix them, or pass --skip-cluster-checks to "
+                         "install anyway")
 
 
 class OciEndpointError(InputError):
@@ -564,3 +565,21 @@ class MissingSettingError(InputError):
 
     def __init__(self, *, key: str, flag: str) -> None:
         super().__init__(f"{key} is empty: provisioning needs it; set it in the values or pass {flag}")
+
+
+class StrvalsError(ValueError):
+    """An argument of the --set family that helm would refuse too (resolve/ words it as a SetSyntaxError)."""
+
+
+# Signals between the functions of one module, never shown to the user.
+
+class ArgumentEnd(Exception):  # noqa: N818
+    """The end of a --set-family argument: its parser stops there without an error."""
+
+
+class LogUnavailable(Exception):  # noqa: N818
+    """Raised by a log's line iterator when the log cannot be read for a reason worth telling (not started yet)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

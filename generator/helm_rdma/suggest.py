@@ -1,4 +1,5 @@
-"""Did you mean: the valid name nearest to a mistyped one (a preset, a model, a command, a values key)."""
+"""How messages show what the user gave: the valid name nearest to a mistyped one (a preset, a model, a command, a
+values key), and text clipped to a length."""
 
 from __future__ import annotations
 
@@ -29,3 +30,8 @@ def did_you_mean(name: str, known: Iterable[str], *, before: str = "; ", after: 
     """``did you mean "x"?`` for the name nearest to ``name``, between ``before`` and ``after``; else ``""``."""
     found = nearest(name, known)
     return f'{before}did you mean "{found}"?{after}' if found else ""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` as a message shows it: at most ``limit`` characters, a cut one ending in "..."."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."

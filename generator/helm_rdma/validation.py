@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from helm_rdma.suggest import nearest
+from helm_rdma.suggest import clip, nearest
 
 if TYPE_CHECKING:
     import jsonschema
@@ -86,8 +86,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
     import jsonschema
 
     if validator.is_type(instance, "string") and not go_regex(pattern).search(instance):
-        shown = instance if len(instance) <= 80 else instance[:77] + "..."
-        yield jsonschema.ValidationError(f"{shown!r} does not match {pattern!r}")
+        yield jsonschema.ValidationError(f"{clip(instance, 80)!r} does not match {pattern!r}")
 
 
 @cache
@@ -119,8 +118,7 @@ def _what(pattern: str) -> str:
 
 
 def _shown(instance: Any) -> str:
-    text = repr(instance)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return clip(repr(instance), 80)
 
 
 def _json_type(value: Any) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from helm_rdma.errors import YamlFileError
+from helm_rdma.suggest import clip
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024  # helm keeps a release, values included, in one Secret of at most 1 MiB
 MAX_DEPTH = 100
@@ -240,10 +241,6 @@ def _allowed_alias_ratio(total: int) -> float:
     return 0.99 - 0.89 * (total - _ALIAS_LOW) / (_ALIAS_HIGH - _ALIAS_LOW)
 
 
-def _short(path: str) -> str:
-    return path if len(path) <= 80 else path[:77] + "..."
-
-
 def _key_text(key: Any, where: str, path: str) -> str:
     if isinstance(key, str):
         return key
@@ -267,7 +264,7 @@ def plain(data: Any, *, where: str, path: str = "", depth: int = 0, json_numbers
         YamlFileError: A value JSON cannot hold (NaN, infinity, binary, sets, dates), or nesting deeper than MAX_DEPTH.
     """
     if depth > MAX_DEPTH:
-        raise YamlFileError(path=where, problem=f"{_short(path)}: nested deeper than {MAX_DEPTH} levels")
+        raise YamlFileError(path=where, problem=f"{clip(path, 80)}: nested deeper than {MAX_DEPTH} levels")
     if data is None or isinstance(data, bool):
         return data
     if isinstance(data, int):

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from helm_rdma import __version__
 from helm_rdma.chart.images import artifacthub_images
 from helm_rdma.resolve.values import Resolved, schema_defaults
+from helm_rdma.suggest import clip
 
 FIRST_VERSION = "0.1.0"
 DIGEST_LENGTH = 12
@@ -170,8 +171,7 @@ def value_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, An
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return clip(json.dumps(value, sort_keys=True), 60)
 
 
 def _block(entries: list[dict[str, str]]) -> str:

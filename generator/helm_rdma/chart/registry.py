@@ -74,12 +74,14 @@ def resolve_digest(*, repository: str, tag: str, key: str) -> str:
     token: str | None = None
     for method in ("HEAD", "GET"):
         try:
-            digest, body = _request(url, method=method, token=token)
-        except _Unauthorized as exc:
-            token = _token(exc.challenge, image=image, key=key)
-            digest, body = _request_or_fail(url, method=method, token=token, image=image, key=key)
-        except RegistryError:
-            raise
+            try:
+                digest, body = _request(url, method=method, token=token)
+            except urllib.error.HTTPError as exc:  # a 401 with a bearer challenge: once more, with a token
+                challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
+                if exc.code != 401 or not challenge.lower().startswith("bearer") or token is not None:
+                    raise
+                token = _token(challenge, image=image, key=key)
+                digest, body = _request(url, method=method, token=token)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RegistryError(image=image, key=key, problem=_why(exc)) from None
         if digest is None and body is not None:
@@ -92,33 +94,14 @@ def resolve_digest(*, repository: str, tag: str, key: str) -> str:
     raise RegistryError(image=image, key=key, problem="the registry sent no digest")
 
 
-class _Unauthorized(Exception):
-    def __init__(self, challenge: str) -> None:
-        super().__init__(challenge)
-        self.challenge = challenge
-
-
 def _request(url: str, *, method: str, token: str | None) -> tuple[str | None, bytes | None]:
     headers = {"Accept": ACCEPT, "User-Agent": "helm-rdma"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (http(s) only, see endpoint)
-            body = response.read() if method == "GET" else None
-            return response.headers.get("Docker-Content-Digest"), body
-    except urllib.error.HTTPError as exc:
-        challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
-        if exc.code == 401 and challenge.lower().startswith("bearer") and token is None:
-            raise _Unauthorized(challenge) from None
-        raise
-
-
-def _request_or_fail(url: str, *, method: str, token: str, image: str, key: str) -> tuple[str | None, bytes | None]:
-    try:
-        return _request(url, method=method, token=token)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RegistryError(image=image, key=key, problem=_why(exc)) from None
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (http(s) only, see endpoint)
+        body = response.read() if method == "GET" else None
+        return response.headers.get("Docker-Content-Digest"), body
 
 
 def _token(challenge: str, *, image: str, key: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from helm_rdma.suggest import clip
+
 HEADER = ("| Key | Type | Default | Description |", "|-----|------|---------|-------------|")
 DEFAULT_WIDTH = 80  # longer defaults are cut (values.yaml holds them whole)
 
@@ -45,10 +47,7 @@ def _type(sub: dict[str, Any]) -> str:
 
 
 def _default(value: Any) -> str:
-    text = json.dumps(value, sort_keys=False, ensure_ascii=False)
-    if len(text) > DEFAULT_WIDTH:
-        text = text[:DEFAULT_WIDTH - 3] + "..."
-    return f"`{_cell(text)}`"
+    return f"`{_cell(clip(json.dumps(value, sort_keys=False, ensure_ascii=False), DEFAULT_WIDTH))}`"
 
 
 def _cell(text: str) -> str:

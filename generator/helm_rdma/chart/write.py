@@ -93,16 +93,14 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
         f"TP {resolved.values['vllm']['tensorParallelSize']} x PP {resolved.values['vllm']['pipelineParallelSize']}.\n"
         "Every key is described in values.schema.json; `helm template` renders this chart with plain helm."
     )
-    files = {
+    return {
         "Chart.yaml": chart_yaml(metadata),
         "values.yaml": render_values(resolved.values, schema, notes=resolved.notes, header=header),
         "values.schema.json": json.dumps(published, indent=2) + "\n",
         # For the user's -f files, which hold a few keys: the same schema without `required` (see overrideschema).
         OVERRIDE_SCHEMA: json.dumps(override_schema(published), indent=2) + "\n",
+        "README.md": render_readme(resolved, metadata=metadata, schema=published),
     }
-
-    files["README.md"] = render_readme(resolved, metadata=metadata, schema=published)
-    return files
 
 
 def write_chart(resolved: Resolved, *, output: Path, force: bool = False, discard_edits: bool = False,
@@ -146,9 +144,7 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, discar
         if output.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=parent))
             os.replace(output, trash / "chart")
-            os.replace(staging, output)
-        else:
-            os.replace(staging, output)
+        os.replace(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
         if trash is not None:

@@ -12,9 +12,9 @@ import yaml
 
 from helm_rdma.clock import Polling
 from helm_rdma.contract import INSTANCE_LABEL
-from helm_rdma.errors import ClusterError, NodesTimeout
+from helm_rdma.errors import ClusterError, LogUnavailable, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.logs.sources import LogSource, LogUnavailable, chunk_lines
+from helm_rdma.logs.sources import LogSource, chunk_lines
 
 
 def _api_client(env: HelmEnv) -> Any:
@@ -82,13 +82,9 @@ def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
     probe = client.ApiClient(settings)
     try:
         client.VersionApi(probe).get_code(_request_timeout=timeout_seconds)
-    except client.ApiException as exc:
-        if exc.status not in (401, 403):  # an API server that refuses /version still answers
-            raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
-                               reason=f"HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:  # urllib3 connection errors, time-outs
-        raise ClusterError(action=f"reaching the API server {server} (kube context {context})",
-                           reason=_short_reason(exc)) from None
+        if _status(exc) not in (401, 403):  # an API server that refuses /version still answers
+            raise _failure(f"reaching the API server {server} (kube context {context})", exc, _short_reason) from None
     finally:
         probe.close()
     return Connection(api_client=api_client, namespace=namespace, context=context, server=server)
@@ -99,6 +95,23 @@ def _active_context(env: HelmEnv) -> str:
 
     _, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
     return str((active or {}).get("name", ""))
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of the API server's answer, or None when the request failed without one."""
+    from kubernetes import client
+
+    return exc.status if isinstance(exc, client.ApiException) else None
+
+
+def _failure(action: str, exc: Exception, reason: Callable[[Exception], str] = str) -> ClusterError:
+    """A request of ``action`` that failed: the API server's HTTP status and reason, else ``reason(exc)`` (urllib3
+    connection errors and the like)."""
+    from kubernetes import client
+
+    if isinstance(exc, client.ApiException):
+        return ClusterError(action=action, reason=f"HTTP {exc.status} {exc.reason}")
+    return ClusterError(action=action, reason=reason(exc))
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -144,11 +157,8 @@ def wait_for_nodes(
     while True:
         try:
             listing = api.list_node(label_selector=selector)
-        except client.ApiException as exc:
-            raise ClusterError(action=f"listing nodes with {selector}", reason=f"HTTP {exc.status} {exc.reason}") \
-                from None
         except Exception as exc:
-            raise ClusterError(action=f"listing nodes with {selector}", reason=str(exc)) from None
+            raise _failure(f"listing nodes with {selector}", exc) from None
         nodes = [api.api_client.sanitize_for_serialization(n) for n in listing.items]
         nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
         ready = sum(1 for n in nodes if _ready(n))
@@ -176,11 +186,9 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
     selector = f"{INSTANCE_LABEL}={release}"
     try:
         listing = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector)
-    except client.ApiException as exc:
-        raise ClusterError(action=f"listing pods with {selector} in namespace {namespace}",
-                           reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=f"listing pods in namespace {namespace}", reason=str(exc)) from None
+    except Exception as exc:  # the API server's answer names the selector; a connection error the namespace only
+        where = f"with {selector} " if isinstance(exc, client.ApiException) else ""
+        raise _failure(f"listing pods {where}in namespace {namespace}", exc) from None
     pods = [api_client.sanitize_for_serialization(p) for p in listing.items]
     # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
     return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
@@ -219,20 +227,16 @@ def _log_lines(api: Any, namespace: str, pod: str, container: str, previous: boo
     A 400 is what the API server answers for a container with no such log: for the previous instance that means
     there was none (nothing to read); for the current one, that it has not started (LogUnavailable, with why).
     """
-    from kubernetes import client
-
     what = f"reading the log of {pod}/{container}{' (previous instance)' if previous else ''} in namespace {namespace}"
     try:
         response = api.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
                                                _preload_content=False)
-    except client.ApiException as exc:
-        if exc.status == 400:
-            if previous:
-                return
+    except Exception as exc:
+        if _status(exc) == 400 and previous:
+            return
+        if _status(exc) == 400:
             raise LogUnavailable(_status_message(exc)) from None
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
+        raise _failure(what, exc) from None
     try:
         yield from chunk_lines(response.stream(64 * 1024))
     except Exception as exc:  # the connection broke while streaming
@@ -265,12 +269,10 @@ def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = 
     what = f"reading the log of {pod}/{container} in {namespace}"
     try:
         response = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
-    except client.ApiException as exc:
-        if exc.status in (400, 404):  # no such pod, container not started, or no previous instance
+    except Exception as exc:
+        if _status(exc) in (400, 404):  # no such pod, container not started, or no previous instance
             return None
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
+        raise _failure(what, exc) from None
     return bytes(response.data).decode("utf-8", "replace")
 
 
@@ -289,10 +291,8 @@ def pod_events(*, pod: str, env: HelmEnv, limit: int = 10) -> list[str]:
     try:
         listing = client.CoreV1Api(api_client).list_namespaced_event(
             namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
-    except client.ApiException as exc:
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
+    except Exception as exc:
+        raise _failure(what, exc) from None
     events = [api_client.sanitize_for_serialization(e) for e in listing.items]
     # Filter here too: a field selector is a request, and some API servers (and fakes) ignore it.
     events = [e for e in events if e.get("involvedObject", {}).get("name") == pod
@@ -322,13 +322,9 @@ def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:
         try:
             api.delete_namespaced_pod(name, namespace)
             deleted.append(name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise ClusterError(action=f"deleting pod {name} in {namespace}", reason=f"HTTP {exc.status} {exc.reason}") \
-                from None
         except Exception as exc:
-            raise ClusterError(action=f"deleting pod {name} in {namespace}", reason=str(exc)) from None
+            if _status(exc) != 404:
+                raise _failure(f"deleting pod {name} in {namespace}", exc) from None
     return deleted
 
 

@@ -20,7 +20,6 @@ from helm_rdma.errors import HelmCommandError, HelmNotFoundError, NoReleaseError
 from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
 
-TEST_KEYS = TEST_TEMPLATES
 HOOK_WEIGHT = "helm.sh/hook-weight"
 # Argo CD marks what it applies: the tracking annotation (the default since Argo CD 3.0) or the instance label.
 ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
@@ -63,7 +62,7 @@ def parse_release(config_map: dict[str, Any]) -> ClusterRelease:
     name = str(meta.get("name", ""))
     try:
         values = json.loads(data.get("values.json") or "{}")
-        tests = [yaml.safe_load(data[key]) for key in TEST_KEYS if data.get(key)]
+        tests = [yaml.safe_load(data[key]) for key in TEST_TEMPLATES if data.get(key)]
     except (ValueError, yaml.YAMLError) as exc:
         raise RuntimeFailure(f"ConfigMap {name} does not hold what the chart renders ({exc}); sync the release "
                              "again (Argo CD: sync; Flux: reconcile)") from None

@@ -8,7 +8,7 @@ log. The line formats, with their sources, and the fixes live in logformats.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,18 +183,13 @@ def _versions(scan: Scan, kind: str) -> list[Finding]:
         return []
     check = f"{kind}-version"
     first = next(iter(versions.values()))
-    by_number: dict[str, list[str]] = {}
-    for pod, version in versions.items():
-        by_number.setdefault(version.number, []).append(pod)
+    by_number = _pods_by(versions, lambda v: v.number)
     if len(by_number) > 1:
         odd = min(by_number.items(), key=lambda item: (len(item[1]), -list(by_number).index(item[0])))
         spread = "; ".join(f"{number} on {', '.join(pods)}" for number, pods in by_number.items())
         return [Finding("error", check, tuple(versions), f"{first.name} versions differ between pods: {spread}",
                         versions[odd[1][0]].line, fmt.FIXES[check])]
-    builds: dict[str, list[str]] = {}
-    for pod, version in versions.items():
-        if version.full:
-            builds.setdefault(version.full, []).append(pod)
+    builds = _pods_by(versions, lambda v: v.full)
     if len(builds) > 1:
         spread = "; ".join(f"{full} on {', '.join(pods)}" for full, pods in builds.items())
         odd_pod = min(builds.values(), key=len)[0]
@@ -203,6 +198,15 @@ def _versions(scan: Scan, kind: str) -> list[Finding]:
     shown = _shown(versions)
     return [Finding("info", check, tuple(versions), f"{shown.name} {shown.full or shown.number} on each of the "
                     f"{len(versions)} pod(s) that log it", shown.line, fmt.FIXES["ok"])]
+
+
+def _pods_by(versions: dict[str, Version], key: Callable[[Version], str]) -> dict[str, list[str]]:
+    """The pods of each non-empty ``key`` of their version, in the order first seen."""
+    pods: dict[str, list[str]] = {}
+    for pod, version in versions.items():
+        if key(version):
+            pods.setdefault(key(version), []).append(pod)
+    return pods
 
 
 def _shown(versions: dict[str, Version]) -> Version:

@@ -155,10 +155,8 @@ FIXES = {
                  "do not lower NCCL_NET_GDR_LEVEL; `helm rdma verify RELEASE --nccl` shows the bandwidth it costs",
     "bootstrap-interface": "set network.interface to the node's front-end interface (eth0 on OKE): the chart passes "
                            "it as NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME",
-    "nccl-version": "run one image on every pod of the group: pin image.tag (or a digest) and recreate the pods that "
-                    "run another",
-    "vllm-version": "run one image on every pod of the group: pin image.tag (or a digest) and recreate the pods that "
-                    "run another",
+    **dict.fromkeys(("nccl-version", "vllm-version"), "run one image on every pod of the group: pin image.tag (or a "
+                    "digest) and recreate the pods that run another"),
     "ray-version": "Ray refuses mixed versions: run one image, with Ray, on every pod (pin image.tag)",
     "init-incomplete": "read those pods' other findings (bootstrap interface, transport, NCCL WARN lines); common "
                        "causes are a wrong NCCL_SOCKET_IFNAME, a port blocked between nodes, or a pod that restarted",

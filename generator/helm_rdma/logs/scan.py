@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from helm_rdma.errors import LogUnavailable
 from helm_rdma.logs import formats as fmt
-from helm_rdma.logs.sources import LogSource, LogUnavailable, source_label, split_prefix
+from helm_rdma.logs.sources import LogSource, source_label, split_prefix
+from helm_rdma.suggest import clip
 
 EVIDENCE_CHARS = 300
 MAX_KEPT = 64
@@ -20,8 +22,7 @@ MAX_KEPT = 64
 
 def trim(line: str) -> str:
     """A line as evidence: stripped, and cut to EVIDENCE_CHARS."""
-    line = line.strip()
-    return line if len(line) <= EVIDENCE_CHARS else line[:EVIDENCE_CHARS - 3] + "..."
+    return clip(line.strip(), EVIDENCE_CHARS)
 
 
 @dataclass

@@ -34,14 +34,6 @@ PREVIOUS = "previous"
 KUBECTL_PREFIX = re.compile(r"^\[pod/([^/\]\s]+)/([^\]\s]*)\] ")
 
 
-class LogUnavailable(Exception):  # noqa: N818  (a signal for the reader, not an error we report)
-    """Raised by a log's line iterator when the log cannot be read for a reason worth telling (not started yet)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class LogSource:
     """One log: a pod, optionally one of its containers, the current or the previous instance, and its lines."""

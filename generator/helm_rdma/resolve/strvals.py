@@ -19,19 +19,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from helm_rdma.errors import ArgumentEnd, StrvalsError
+
 MAX_INDEX = 65536  # helm's strvals.MaxIndex
 MAX_NESTED_NAME_LEVEL = 30  # helm's strvals.MaxNestedNameLevel
 _INT64 = 2**63
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 _JSON_SPACE = " \t\n\r"
-
-
-class StrvalsError(ValueError):
-    """An argument of the --set family that helm would refuse too."""
-
-
-class _Eof(Exception):
-    """The end of the argument: parsing stops here without an error."""
 
 
 FileReader = Callable[[str], str]
@@ -62,7 +56,7 @@ class Parser:
         try:
             while True:
                 self._key(self.data, 0, "")
-        except _Eof:
+        except ArgumentEnd:
             return
         except RecursionError:
             raise StrvalsError("nested too deeply") from None
@@ -123,10 +117,10 @@ class Parser:
         return value
 
     def _list_value(self) -> list[Any] | None:
-        """A ``{a,b}`` list, or None when the value does not start with ``{``; _Eof for an empty value."""
+        """A ``{a,b}`` list, or None when the value does not start with ``{``; ArgumentEnd for an empty value."""
         char = self._read()
         if char is None:
-            raise _Eof
+            raise ArgumentEnd
         if char != "{":
             self.pos -= 1
             return None
@@ -145,6 +139,20 @@ class Parser:
     def _plain_value(self) -> Any:
         raw, _ = self._until(",")
         return self._typed(raw)
+
+    def _value(self) -> tuple[Any, bool]:
+        """The value after "=": the rest of the argument (--set-literal), JSON (--set-json), a ``{a,b}`` list or a
+        plain value; and whether the argument ended where the value was due (the value is then "")."""
+        if self.mode == "literal":
+            value, self.pos = self.text[self.pos:], len(self.text)
+            return value, False
+        if self.mode == "json":
+            return (None if self._empty_value() else self._json_value()), False
+        try:
+            listed = self._list_value()
+        except ArgumentEnd:
+            return "", True
+        return (self._plain_value() if listed is None else listed), False
 
     # -- keys -------------------------------------------------------------------------------------------------------
 
@@ -173,7 +181,7 @@ class Parser:
         path = f"{prefix}.{key}" if prefix else key
         if last is None:
             if not key:
-                raise _Eof
+                raise ArgumentEnd
             raise StrvalsError(f'key "{path}" has no value')
         if last == "[":
             index = self._index(path)
@@ -199,7 +207,7 @@ class Parser:
             inner = _want_map(data[key], path)
         try:
             self._key(inner, level, path)
-        except _Eof:
+        except ArgumentEnd:
             if inner:
                 self._set(data, key, inner, path)
             raise
@@ -208,22 +216,12 @@ class Parser:
         self._set(data, key, inner, path)
 
     def _assign(self, data: dict[str, Any], key: str, path: str) -> None:
-        if self.mode == "literal":
-            self._set(data, key, self.text[self.pos:], path)
-            self.pos = len(self.text)
-            return
-        if self.mode == "json":
-            value = None if self._empty_value() else self._json_value()
-            self._set(data, key, value, path)
-            if isinstance(value, dict) and key:
-                self._record_tree(value, path)
-            return
-        try:
-            items = self._list_value()
-        except _Eof:
-            self._set(data, key, "", path)
-            raise
-        self._set(data, key, self._plain_value() if items is None else items, path)
+        value, ended = self._value()
+        self._set(data, key, value, path)
+        if self.mode == "json" and isinstance(value, dict) and key:
+            self._record_tree(value, path)
+        if ended:
+            raise ArgumentEnd
 
     def _index(self, path: str) -> int:
         raw, last = self._until("]")
@@ -241,21 +239,9 @@ class Parser:
         if rest:
             raise StrvalsError(f'"{here}": unexpected "{rest}" after the index')
         if last is None:
-            raise _Eof
+            raise ArgumentEnd
         if last == "=":
-            if self.mode == "literal":
-                value: Any = self.text[self.pos:]
-                self.pos = len(self.text)
-            elif self.mode == "json":
-                value = None if self._empty_value() else self._json_value()
-            else:
-                try:
-                    listed = self._list_value()
-                except _Eof:
-                    listed = None
-                    value = ""
-                else:
-                    value = self._plain_value() if listed is None else listed
+            value, _ = self._value()
             self._record(here)
             return _set_index(items, index, value, here)
         if last == "[":

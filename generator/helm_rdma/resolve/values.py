@@ -200,16 +200,14 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
     plan = plan_model(model=the_model, preset=the_preset, sizing=sizing)
     if not layered.set_by_user("nodes"):
         values["nodes"] = plan.nodes
-    if not layered.set_by_user("vllm.tensorParallelSize"):
-        vllm["tensorParallelSize"] = plan.tensor_parallel_size
-    if not layered.set_by_user("vllm.pipelineParallelSize"):
-        vllm["pipelineParallelSize"] = values["nodes"]
-    if not layered.set_by_user("probes.startupMinutes"):
-        values["probes"]["startupMinutes"] = plan.startup_minutes
-    if not layered.set_by_user("distributed.barrierMinutes"):
-        values["distributed"]["barrierMinutes"] = plan.download_minutes
-    if not layered.set_by_user("distributed.timeoutSeconds"):
-        values["distributed"]["timeoutSeconds"] = plan.distributed_timeout_seconds
+    for key, planned in (("vllm.tensorParallelSize", plan.tensor_parallel_size),
+                         ("vllm.pipelineParallelSize", values["nodes"]),
+                         ("probes.startupMinutes", plan.startup_minutes),
+                         ("distributed.barrierMinutes", plan.download_minutes),
+                         ("distributed.timeoutSeconds", plan.distributed_timeout_seconds)):
+        if not layered.set_by_user(key):
+            section, name = key.split(".")
+            values[section][name] = planned
 
     notes = preset_notes(the_preset)
     notes["probes.startupMinutes"] = f"From the plan: {plan.startup_reason}."

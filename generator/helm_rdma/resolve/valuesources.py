@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from helm_rdma.errors import SetSyntaxError, YamlFileError
+from helm_rdma.errors import SetSyntaxError, StrvalsError, YamlFileError
 from helm_rdma.resolve.overrides import merge_maps
-from helm_rdma.resolve.strvals import Parser, StrvalsError, parse_json_object
+from helm_rdma.resolve.strvals import Parser, parse_json_object
 from helm_rdma.yamlfile import STDIN, load_yaml_documents, plain, read_input
 
 
@@ -27,12 +27,6 @@ class ValueSources:
     set_json: tuple[str, ...] = ()
     set_file: tuple[str, ...] = ()
     set_literal: tuple[str, ...] = ()
-
-    def extended(self, *, files: tuple[Path, ...] = (), set_values: tuple[str, ...] = ()) -> ValueSources:
-        """These sources with more -f files and --set arguments after their own."""
-        return ValueSources(files=self.files + tuple(files), set=self.set + tuple(set_values),
-                            set_string=self.set_string, set_json=self.set_json, set_file=self.set_file,
-                            set_literal=self.set_literal)
 
 
 class UserValues(NamedTuple):
