@@ -494,6 +494,23 @@ class HubUnreachableError(RuntimeFailure):
                          "network or HF_ENDPOINT, or plan offline from the Hugging Face cache with HF_HUB_OFFLINE=1")
 
 
+class HubTimeoutError(RuntimeFailure):
+    """The Hub (HF_ENDPOINT) took the whole time budget without answering, and the cache does not hold the file."""
+
+    def __init__(self, *, endpoint: str, repo: str, seconds: float, variable: str) -> None:
+        super().__init__(f"the Hugging Face Hub at HF_ENDPOINT={endpoint} did not answer within {seconds:g} s while "
+                         f"reading {repo}: check the network and HF_ENDPOINT, give a slow mirror more time with "
+                         f"{variable}=SECONDS, or plan offline from the Hugging Face cache with HF_HUB_OFFLINE=1")
+
+
+class HubTimeoutSettingError(InputError):
+    """The Hub's time budget variable is not a number of seconds in range."""
+
+    def __init__(self, *, variable: str, value: str, most: int) -> None:
+        super().__init__(f"{variable}={value!r}: expected the seconds every read of the Hugging Face Hub may take in "
+                         f"all, above 0 and at most {most} (for example {variable}=60); fix or unset it")
+
+
 class UnsupportedModelError(InputError):
     """A model whose config.json the planner cannot size (an architecture it does not know, or a field missing)."""
 

@@ -163,7 +163,7 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
      "plan llama405b --preset h100"),
     ("three BM.GPU4.8 nodes at a 32k context, as JSON",
      "plan llama405b --preset gpu4 --nodes 3 --max-model-len 32768 -o json"),
-    ("any model on the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply)",
+    ("any model on the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE and HELM_RDMA_HUB_TIMEOUT apply)",
      "plan Qwen/Qwen2.5-72B-Instruct --preset h100"),
     ("the time to first token at the download rate you measured",
      "plan llama405b --preset h100 --network-gbs 2.5"),
