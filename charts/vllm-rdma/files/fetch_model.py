@@ -550,7 +550,8 @@ def download(args: argparse.Namespace) -> int:
 
     try:
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            jobs = [pool.submit(fetch_file, job, f, counter, args.attempts) for f in sorted(files.values(), key=lambda f: -f.size)]
+            jobs = [pool.submit(fetch_file, job, f, counter, args.attempts)
+                    for f in sorted(files.values(), key=lambda f: -f.size)]
             for running in jobs:
                 running.result()
     except Exception as exc:
