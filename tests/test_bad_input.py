@@ -522,6 +522,55 @@ def test_no_float_flag_takes_nan_or_infinity(runner: CliRunner, tmp_path: Path, 
     assert "unexpected" not in result.output and flag in result.output
 
 
+def duration_options() -> list[tuple[tuple[str, ...], str, bool, float | None]]:
+    """(command path, flag, whether 0 is refused, most seconds) of every option that takes a Go duration, found by walking the commands."""
+    import click
+
+    from helm_rdma.cli.params import GoDuration
+
+    found = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.type, GoDuration):
+                arguments = tuple("llama" for p in command.params if isinstance(p, click.Argument) and p.required)
+                found.append(((*path, *arguments), param.opts[0], param.type.positive, param.type.most))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+
+    walk(main, ())
+    return found
+
+
+@pytest.mark.parametrize(("path", "flag", "positive", "most"), duration_options(),
+                         ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x))
+def test_no_duration_flag_takes_a_negative_zero_or_endless_one(runner: CliRunner, tmp_path: Path,
+                                                               path: tuple[str, ...], flag: str, positive: bool,
+                                                               most: float | None) -> None:
+    env = {"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": str(tmp_path)}
+    beyond = [f"{int(most) + 1}s"] if most is not None and most < 2_000_000 * 3600 else []  # Go's own limit: 2562047h
+    for text in ["-1s", *(["0s"] if positive else []), *beyond]:
+        result = cli(runner, *path, flag, text, env=env)
+        assert result.exit_code == 2, (text, result.output)
+        assert "unexpected" not in result.output and flag in result.output and "out of range" in result.output, \
+            result.output
+
+
+def test_oci_timeout_0s_names_the_flag_the_range_and_the_fix(runner: CliRunner) -> None:
+    result = cli(runner, "deprovision", "--name", "llama", "--compartment", "ocid1.compartment.oc1..aaaa",
+                 "--oci-timeout", "0s", "--oci-endpoint", "http://127.0.0.1:9", "--yes")
+    assert result.exit_code == 2, result.output
+    assert ("'--oci-timeout': \"0s\" is out of range: expected a duration above 0s and at most 1h; use for "
+            "example --oci-timeout 60s") in result.output
+
+
+def test_the_duration_flags_are_found() -> None:
+    flags = {(path[0], flag) for path, flag, _, _ in duration_options()}
+    assert {("provision", "--oci-timeout"), ("provision", "--oci-retry-for"), ("provision", "--timeout"),
+            ("provision", "--node-timeout"), ("deprovision", "--oci-timeout"), ("verify", "--timeout")} <= flags
+
+
 def test_the_float_flags_are_found() -> None:
     flags = {flag for _, flag in float_options()}
     assert {"--gpu-memory-utilization", "--network-gbs", "--nvme-gbs"} <= flags

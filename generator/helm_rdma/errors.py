@@ -117,6 +117,14 @@ class DurationError(InputError):
         return (f'"{shown}" is not a duration helm reads ({problem}); use for example {flag} {fix}: a number and a '
                 "unit each (h, m, s, ms, us, ns), as in 5m, 1h30m, 1m30s500ms")
 
+    @staticmethod
+    def out_of_range(*, text: str, flag: str, positive: bool, most: str | None, example: str) -> str:
+        """A duration that parses but is negative, zero where that means nothing, or absurdly long, and the fix
+        (click puts the flag in front)."""
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        expected = ("above 0s" if positive else "of 0s or more") + (f" and at most {most}" if most else "")
+        return f'"{shown}" is out of range: expected a duration {expected}; use for example {flag} {example}'
+
 
 class ReleaseNameError(InputError):
     """A release name that helm, or the Kubernetes names the chart derives from it, would refuse."""
