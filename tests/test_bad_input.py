@@ -228,8 +228,8 @@ def test_force_never_replaces_a_git_work_tree(runner: CliRunner, tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "src.py"]
 
 
-def test_force_regenerates_only_a_chart_generate_wrote_and_keeps_other_files(runner: CliRunner,
-                                                                             tmp_path: Path) -> None:
+def test_force_regenerates_only_a_chart_generate_wrote_and_refuses_other_files(runner: CliRunner,
+                                                                                tmp_path: Path) -> None:
     out = tmp_path / "deploy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -240,10 +240,13 @@ def test_force_regenerates_only_a_chart_generate_wrote_and_keeps_other_files(run
     assert generate(runner, out).exit_code == 0
     (out / "stale.yaml").write_text("old")
     assert generate(runner, out).exit_code == 2  # not empty: --force is still needed
-    result = generate(runner, out, "--force")
-    assert result.exit_code == 0, result.output
-    assert (out / ".helm-rdma").is_file() and (out / "stale.yaml").read_text() == "old"  # not generate's: kept
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = generate(runner, out, "--force")  # a file generate did not write: exit 2, nothing changed
+    assert result.exit_code == 2 and "holds files generate did not write: stale.yaml." in result.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]
+    (out / "stale.yaml").unlink()
+    assert generate(runner, out, "--force").exit_code == 0
 
 
 @pytest.mark.parametrize(("target", "message"), [

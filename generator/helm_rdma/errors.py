@@ -202,8 +202,8 @@ class OutputExistsError(InputError):
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f"--output-dir {path}: directory is not empty; choose another directory, or pass --force to "
-                         "regenerate the chart generate wrote there (it keeps your own files and stops on a hand "
-                         "edit)")
+                         "regenerate the chart generate wrote there (it stops on a hand edit, and on any file "
+                         "of yours other than a recorded values file)")
 
 
 class OutputRefusedError(InputError):
@@ -225,6 +225,22 @@ class ChartEditedError(InputError):
             f"{'; '.join(edited)}. Regenerating would discard those edits, so nothing was written. Move each change "
             f"into {yours}, or restore the files (git checkout), then run generate again; or pass --discard-edits "
             "to overwrite them"
+        )
+
+
+class ForeignFilesError(InputError):
+    """Files in a generated chart's directory that generate did not write and no recorded values file is."""
+
+    LISTED = 20
+
+    def __init__(self, *, path: str, files: Sequence[str]) -> None:
+        listed = ", ".join(files[:self.LISTED]) + (f" and {len(files) - self.LISTED} more"
+                                                   if len(files) > self.LISTED else "")
+        super().__init__(
+            f"--output-dir {path}: holds files generate did not write: {listed}. --force regenerates only the files "
+            "generate wrote and never deletes or carries along a file of yours, so nothing was written. Move each "
+            "out of the chart directory (a values file may stay: pass it with -f, and the chart records it and keeps "
+            "it), then run generate --force again"
         )
 
 
