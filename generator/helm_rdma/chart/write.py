@@ -113,9 +113,9 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, discar
     ``force`` regenerates a directory that holds a chart generate wrote (its record, MARKER) and no ``.git``: the
     files generate wrote are replaced and the recorded values files in it are kept; a file generate wrote and
     someone edited since stops the run, unless ``discard_edits``, and any other file stops it. ``value_files`` are
-    the user's values files, relative to ``output``, written into the record for the next regeneration. ``check`` sees the finished chart before it is moved into
-    place; whatever it raises leaves ``output`` as it was. Nothing is left behind on failure, on Ctrl-C or on
-    SIGTERM (the CLI turns it into an exception).
+    the user's values files, relative to ``output``, written into the record for the next regeneration. ``check``
+    sees the finished chart before it is moved into place; whatever it raises leaves ``output`` as it was. Nothing
+    is left behind on failure, on Ctrl-C or on SIGTERM (the CLI turns it into an exception).
 
     Raises:
         OutputExistsError: ``output`` exists, is not empty, and ``force`` is False.
