@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -593,3 +594,84 @@ def test_a_hub_id_the_hub_refuses_is_refused_before_any_request(runner: CliRunne
 def test_plain_helm_refuses_a_hub_name_over_96_characters() -> None:
     out = plain_helm("helm4", "x", str(chart_dir()), "--set", "model.name=org/" + "a" * 97)
     assert_refused_by_plain_helm(out, "/model/name", "{0,95}")
+
+
+# -- limits helm and Kubernetes enforce --------------------------------------------------------------------------
+
+def test_helm_refuses_a_chart_file_over_5_mib(tmp_path: Path) -> None:
+    # helm v4.1.4 pkg/chart/loader/archive/archive.go line 42 (MaxDecompressedFileSize = 5 MiB), checked for a chart
+    # directory's files in pkg/chart/v2/loader/directory.go line 103; the rule resolve/limits.py holds.
+    from helm_rdma.resolve.limits import HELM_FILE_LIMIT
+
+    chart = tmp_path / "c"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("a: " + "x" * HELM_FILE_LIMIT + "\n")
+    proc = subprocess.run([str(helm_path("helm4")), "template", "x", str(chart)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "is larger than the maximum file size 5242880" in proc.stderr
+
+
+def test_values_that_make_a_chart_file_helm_refuses_are_exit_2_naming_the_file_and_key(runner: CliRunner,
+                                                                                     tmp_path: Path) -> None:
+    # 2.8 MB of values (under the 4 MiB a values file may have) that values.yaml writes as more than 5 MiB: helm's
+    # own error came after up to 150 s; now the values are refused before anything is written or rendered.
+    big = tmp_path / "big.yaml"
+    big.write_text("vllm:\n  extraArgs:\n" + "".join(f"  - --opt-{i}={'é' * 300}\n" for i in range(4500)),
+                   encoding="utf-8")
+    out = tmp_path / "deploy"
+    started = time.monotonic()
+    result = generate(runner, out, "-f", str(big))
+    assert result.exit_code == 2, result.output
+    assert time.monotonic() - started < 60
+    assert f"vllm.extraArgs (from -f {big}): the chart's values.yaml would be" in result.output
+    assert "helm loads no chart file over 5242880" in result.output and "fix:" in result.output
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml"]
+
+
+def test_a_large_user_value_is_in_values_yaml_once_and_regenerates_cleanly(runner: CliRunner, tmp_path: Path) -> None:
+    from helm_rdma.resolve.values import OMITTED_DEFAULT, default_stand_in
+
+    args = [f"--opt-{i}=" + "v" * 60 for i in range(2000)]  # about 140 kB
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"vllm": {"extraArgs": args}}, width=1000))
+    out = tmp_path / "deploy"
+    assert generate(runner, out, "-f", str(mine)).exit_code == 0
+    schema = json.loads((out / "values.schema.json").read_text())
+    vllm = schema["properties"]["vllm"]
+    stand_in = default_stand_in(args)
+    assert vllm["properties"]["extraArgs"][OMITTED_DEFAULT] == stand_in
+    assert "default" not in vllm["properties"]["extraArgs"] and "default" not in vllm  # not repeated above it
+    assert vllm["properties"]["port"]["default"] == 8000  # the small ones still are
+    assert (out / "values.yaml").read_text().count("--opt-1999=") == 1
+    assert "--opt-1999=" not in (out / "README.md").read_text()
+    assert "values.yaml holds it" in (out / "README.md").read_text()
+    assert len((out / "values.schema.json").read_bytes()) < 400_000
+    again = generate(runner, out, "--force")  # the record and the stand-in agree: no hand edit, no change
+    assert again.exit_code == 0, again.output
+    assert "vllm.extraArgs" not in yaml.safe_load((out / "Chart.yaml").read_text())["annotations"].get(
+        "artifacthub.io/changes", "")
+
+
+@pytest.mark.parametrize(("key", "flag"), [("podAnnotations", "-f"), ("service.annotations", "--set-file")])
+def test_annotations_kubernetes_would_refuse_for_their_size_are_exit_2_naming_the_key(
+        runner: CliRunner, tmp_path: Path, key: str, flag: str) -> None:
+    # kubernetes/apimachinery pkg/api/validation/objectmeta.go: TotalAnnotationSizeLimitB = 256 * (1 << 10), and
+    # ValidateAnnotationsSize sums len(key) + len(value) of every annotation of one object.
+    value = "x" * (256 * 1024)
+    if flag == "-f":
+        source = tmp_path / "ann.yaml"
+        source.write_text(yaml.safe_dump({key: {"example.com/note": value}}))
+        args = ["-f", str(source)]
+        origin = f"-f {source}"
+    else:
+        source = tmp_path / "note.txt"
+        source.write_text(value)
+        args = ["--set-file", f"{key}.example\\.com/note={source}"]
+        origin = f"--set-file {key}.example\\.com/note={source}"
+    result = cli(runner, "template", "llama405b", "--preset", "h100", *args)
+    assert result.exit_code == 2, result.output[-2000:]
+    assert f"{key}.example.com/note (from {origin}"[:110] in result.output  # a long origin is cut
+    assert f"): {key} holds 262160 bytes of annotations" in result.output
+    assert "Kubernetes takes at most 262144 per object" in result.output and "unexpected" not in result.output
+    small = cli(runner, "template", "llama405b", "--preset", "h100", "--set", f"{key}.example\\.com/note=ok")
+    assert small.exit_code == 0, small.output[-2000:]

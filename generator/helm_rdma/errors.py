@@ -197,6 +197,16 @@ class ParallelismError(InputError):
         )
 
 
+class ValuesLimitError(InputError):
+    """Values that helm or Kubernetes would refuse for their size (a chart file, the chart, an object's
+    annotations)."""
+
+    def __init__(self, *, key: str, origin: str, problem: str, fix: str) -> None:
+        shown = origin if len(origin) <= 100 else origin[:97] + "..."  # a --set flag may carry the large value
+        where = f" (from {shown})" if origin not in ("defaults", "flags", "") else ""
+        super().__init__(f"{key}{where}: {problem}; fix: {fix}")
+
+
 class OutputExistsError(InputError):
     """An output directory that is not empty, without --force."""
 

@@ -18,6 +18,7 @@ from helm_rdma.chart.readme import README_TEMPLATE, render_readme
 from helm_rdma.chart.valuesfile import render_values, schema_with_defaults
 from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import ChartEditedError, ForeignFilesError, OutputExistsError, OutputRefusedError
+from helm_rdma.resolve.limits import check_chart_files
 from helm_rdma.resolve.values import KUBERNETES_DEFINITIONS, VALUES_SCHEMA, Resolved, values_schema
 
 # Files of charts/vllm-rdma that are sources; everything else in a generated chart is written here.
@@ -234,6 +235,7 @@ def _fill(target: Path, resolved: Resolved, *, compact: bool, previous: Previous
     for name, text in generated.items():
         (target / name).write_text(text, encoding="utf-8")
     names = sorted([*sources, *generated])
+    check_chart_files({name: (target / name).stat().st_size for name in names}, resolved.values, resolved.origins)
     record = record_text(files={name: (target / name).read_bytes() for name in names}, value_files=value_files)
     (target / MARKER).write_text(record, encoding="utf-8")
     target.chmod(0o755)
