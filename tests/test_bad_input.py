@@ -675,3 +675,98 @@ def test_annotations_kubernetes_would_refuse_for_their_size_are_exit_2_naming_th
     assert "Kubernetes takes at most 262144 per object" in result.output and "unexpected" not in result.output
     small = cli(runner, "template", "llama405b", "--preset", "h100", "--set", f"{key}.example\\.com/note=ok")
     assert small.exit_code == 0, small.output[-2000:]
+
+
+# -- properties: random nulls and numbers never end in a bug ---------------------------------------------------
+
+NUMERIC_KEYS = [p for p, sub, _ in KEYS
+                if {"number", "integer"} & set(sub["type"] if isinstance(sub.get("type"), list) else [sub.get("type")])]
+# YAML's own spellings (.nan, .inf) reach the values as floats through -f; JSON has none (--set-json refuses NaN).
+ODD_NUMBERS = st.one_of(st.sampled_from([".nan", ".inf", "-.inf", "-1", "-0.0", "0", "1e308", "-1e308", "1e999",
+                                         "99999999999999999999999", "-99999999999999999999999", "0.5"]),
+                        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                        st.integers(min_value=-2**70, max_value=2**70).map(str))
+
+
+def test_the_numeric_keys_are_found() -> None:
+    assert {"nodes", "replicas", "vllm.gpuMemoryUtilization", "vllm.maxModelLen"} <= set(NUMERIC_KEYS)
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None)
+@given(nulls=st.lists(st.sampled_from([p for p, _, _ in KEYS]), max_size=3),
+       numbers=st.lists(st.tuples(st.sampled_from(NUMERIC_KEYS), ODD_NUMBERS), min_size=1, max_size=3))
+def test_random_nulls_and_numbers_for_any_keys_never_end_in_a_bug(nulls: list[str],
+                                                                 numbers: list[tuple[str, str]]) -> None:
+    # The issue's property: nulls for any key of the schema and NaN, infinities, negatives and huge numbers for any
+    # numeric key, together, through -f (YAML) and --set: exit 0 or 2, never "unexpected" (a bug). plan resolves and
+    # checks the values in-process, as every chart command does before helm.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nested: dict[str, Any] = {}  # the numbers as a -f file, each dotted key nested as YAML holds it
+        for key, number in numbers:
+            *parents, last = key.split(".")
+            node = nested
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = yaml.safe_load(number)
+        values = Path(tmp) / "v.yaml"
+        values.write_text(yaml.safe_dump(nested))
+        args = ["-f", str(values)]
+        for key in nulls:
+            args += ["--set", f"{key}=null"]
+        for key, number in numbers[:1]:
+            args += ["--set", f"{key}={number}"]
+        result = CliRunner().invoke(main, ["plan", "llama405b", "--preset", "h100", *args],
+                                    env={"HELM_BIN": "/nonexistent"})
+    assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
+    assert result.exit_code in (0, 2), result.output
+
+
+def numeric_options() -> list[tuple[tuple[str, ...], str]]:
+    """(command path, flag) of every option that takes a number, whole or not, found by walking the commands."""
+    import click
+
+    found = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.type, (click.types.IntParamType,
+                                                                           click.types.FloatParamType)):
+                found.append((path, param.opts[0]))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+
+    walk(main, ())
+    return found
+
+
+def test_the_numeric_flags_are_found() -> None:
+    assert {(("plan",), "--gpu-memory-utilization"), (("plan",), "--max-model-len"), (("provision",), "--max-pods"),
+            (("install",), "--poll-interval")} <= set(numeric_options())
+
+
+# Each command's arguments, so that a number that parses reaches the command's own code.
+COMMAND_ARGS = {"generate": ["llama405b", "--preset", "h100"], "template": ["llama405b", "--preset", "h100"],
+                "doctor": ["llama405b", "--preset", "h100"], "plan": ["llama405b", "--preset", "h100"],
+                "diff": ["llama405b", "--preset", "h100"], "install": ["llama405b", "--preset", "h100"],
+                "upgrade": ["llama405b", "--preset", "h100"], "verify": ["llama405b"]}
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None)
+@given(option=st.sampled_from(numeric_options()),
+       number=st.one_of(st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity"]), ODD_NUMBERS.filter(
+           lambda n: not n.startswith((".", "-.")))))
+def test_any_number_for_any_numeric_flag_never_ends_in_a_bug(option: tuple[tuple[str, ...], str],
+                                                             number: str) -> None:
+    import tempfile
+
+    path, flag = option
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = ["--output-dir", str(Path(tmp) / "out")] if path[-1] == "generate" else []
+        result = CliRunner().invoke(main, [*path, *COMMAND_ARGS.get(path[-1], []), *extra, f"{flag}={number}"],
+                                    env={"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": tmp,
+                                         "KUBECONFIG": str(Path(tmp) / "none")})
+    assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
+    assert result.exit_code in (0, 1, 2), result.output
