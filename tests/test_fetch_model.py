@@ -220,8 +220,9 @@ def test_the_charts_own_download_arguments_fetch_only_what_vllm_loads(tmp_path: 
 
 
 def test_a_silent_hub_fails_after_bounded_attempts_naming_hf_endpoint(tmp_path: Path) -> None:
-    # huggingface_hub's model_info waits without a timeout when none is given (hf_api.py model_info, timeout=None,
-    # and its shared client is built with timeout=None: utils/_http.py default_client_factory, huggingface_hub 2.4.0):
+    # huggingface_hub's model_info waits without a timeout when none is given (hf_api.py line 3145 model_info,
+    # timeout=None, and its shared client is built with timeout=None: utils/_http.py line 341 default_client_factory;
+    # huggingface_hub 2.4.0 as locks/runtime.txt pins it):
     # a Hub that accepts and never answers held the download forever. Each read now waits --read-timeout, and the
     # file list is tried --attempts times.
     with socket.socket() as server:  # accepts (the kernel's backlog) and never answers

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.datafiles import chart_dir, schema_path
 from helm_rdma.errors import HubRepoError, HubTimeoutError, HubUnreachableError, ModelRefError, UnsupportedModelError
+from helm_rdma.sizing.hubbudget import DEFAULT_SECONDS as DEFAULT_BUDGET
 from helm_rdma.sizing.hubbudget import ENV as BUDGET_ENV
 from helm_rdma.sizing.hubbudget import BudgetSpent, budget_seconds, hub_budget
 from helm_rdma.sizing.modelconfig import ConfigProblem, read_config, weights_label
@@ -83,7 +84,7 @@ class HubAccess:
     offline: bool
     cache_dir: str
     unreachable: str | None = None  # why the Hub did not answer: then only the cache is read
-    budget: float = 60.0  # seconds every request to the Hub may take in all (sizing/hubbudget.py)
+    budget: float = DEFAULT_BUDGET  # seconds every request to the Hub may take in all (sizing/hubbudget.py)
 
     def probed(self, *, timeout: float = 5.0) -> HubAccess:
         """This access, with ``unreachable`` set when nothing answers at the endpoint's host and port.
