@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -228,8 +229,8 @@ def test_force_never_replaces_a_git_work_tree(runner: CliRunner, tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "src.py"]
 
 
-def test_force_regenerates_only_a_chart_generate_wrote_and_keeps_other_files(runner: CliRunner,
-                                                                             tmp_path: Path) -> None:
+def test_force_regenerates_only_a_chart_generate_wrote_and_refuses_other_files(runner: CliRunner,
+                                                                                tmp_path: Path) -> None:
     out = tmp_path / "deploy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -240,10 +241,13 @@ def test_force_regenerates_only_a_chart_generate_wrote_and_keeps_other_files(run
     assert generate(runner, out).exit_code == 0
     (out / "stale.yaml").write_text("old")
     assert generate(runner, out).exit_code == 2  # not empty: --force is still needed
-    result = generate(runner, out, "--force")
-    assert result.exit_code == 0, result.output
-    assert (out / ".helm-rdma").is_file() and (out / "stale.yaml").read_text() == "old"  # not generate's: kept
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = generate(runner, out, "--force")  # a file generate did not write: exit 2, nothing changed
+    assert result.exit_code == 2 and "holds files generate did not write: stale.yaml." in result.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]
+    (out / "stale.yaml").unlink()
+    assert generate(runner, out, "--force").exit_code == 0
 
 
 @pytest.mark.parametrize(("target", "message"), [
@@ -522,6 +526,55 @@ def test_no_float_flag_takes_nan_or_infinity(runner: CliRunner, tmp_path: Path, 
     assert "unexpected" not in result.output and flag in result.output
 
 
+def duration_options() -> list[tuple[tuple[str, ...], str, bool, float | None]]:
+    """(command path, flag, whether 0 is refused, most seconds) of every option that takes a Go duration, found by walking the commands."""
+    import click
+
+    from helm_rdma.cli.params import GoDuration
+
+    found = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.type, GoDuration):
+                arguments = tuple("llama" for p in command.params if isinstance(p, click.Argument) and p.required)
+                found.append(((*path, *arguments), param.opts[0], param.type.positive, param.type.most))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+
+    walk(main, ())
+    return found
+
+
+@pytest.mark.parametrize(("path", "flag", "positive", "most"), duration_options(),
+                         ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x))
+def test_no_duration_flag_takes_a_negative_zero_or_endless_one(runner: CliRunner, tmp_path: Path,
+                                                               path: tuple[str, ...], flag: str, positive: bool,
+                                                               most: float | None) -> None:
+    env = {"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": str(tmp_path)}
+    beyond = [f"{int(most) + 1}s"] if most is not None and most < 2_000_000 * 3600 else []  # Go's own limit: 2562047h
+    for text in ["-1s", *(["0s"] if positive else []), *beyond]:
+        result = cli(runner, *path, flag, text, env=env)
+        assert result.exit_code == 2, (text, result.output)
+        assert "unexpected" not in result.output and flag in result.output and "out of range" in result.output, \
+            result.output
+
+
+def test_oci_timeout_0s_names_the_flag_the_range_and_the_fix(runner: CliRunner) -> None:
+    result = cli(runner, "deprovision", "--name", "llama", "--compartment", "ocid1.compartment.oc1..aaaa",
+                 "--oci-timeout", "0s", "--oci-endpoint", "http://127.0.0.1:9", "--yes")
+    assert result.exit_code == 2, result.output
+    assert ("'--oci-timeout': \"0s\" is out of range: expected a duration above 0s and at most 1h; use for "
+            "example --oci-timeout 60s") in result.output
+
+
+def test_the_duration_flags_are_found() -> None:
+    flags = {(path[0], flag) for path, flag, _, _ in duration_options()}
+    assert {("provision", "--oci-timeout"), ("provision", "--oci-retry-for"), ("provision", "--timeout"),
+            ("provision", "--node-timeout"), ("deprovision", "--oci-timeout"), ("verify", "--timeout")} <= flags
+
+
 def test_the_float_flags_are_found() -> None:
     flags = {flag for _, flag in float_options()}
     assert {"--gpu-memory-utilization", "--network-gbs", "--nvme-gbs"} <= flags
@@ -541,3 +594,179 @@ def test_a_hub_id_the_hub_refuses_is_refused_before_any_request(runner: CliRunne
 def test_plain_helm_refuses_a_hub_name_over_96_characters() -> None:
     out = plain_helm("helm4", "x", str(chart_dir()), "--set", "model.name=org/" + "a" * 97)
     assert_refused_by_plain_helm(out, "/model/name", "{0,95}")
+
+
+# -- limits helm and Kubernetes enforce --------------------------------------------------------------------------
+
+def test_helm_refuses_a_chart_file_over_5_mib(tmp_path: Path) -> None:
+    # helm v4.1.4 pkg/chart/loader/archive/archive.go line 42 (MaxDecompressedFileSize = 5 MiB), checked for a chart
+    # directory's files in pkg/chart/v2/loader/directory.go line 103; the rule resolve/limits.py holds.
+    from helm_rdma.resolve.limits import HELM_FILE_LIMIT
+
+    chart = tmp_path / "c"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("a: " + "x" * HELM_FILE_LIMIT + "\n")
+    proc = subprocess.run([str(helm_path("helm4")), "template", "x", str(chart)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "is larger than the maximum file size 5242880" in proc.stderr
+
+
+def test_values_that_make_a_chart_file_helm_refuses_are_exit_2_naming_the_file_and_key(runner: CliRunner,
+                                                                                     tmp_path: Path) -> None:
+    # 2.8 MB of values (under the 4 MiB a values file may have) that values.yaml writes as more than 5 MiB: helm's
+    # own error came after up to 150 s; now the values are refused before anything is written or rendered.
+    big = tmp_path / "big.yaml"
+    big.write_text("vllm:\n  extraArgs:\n" + "".join(f"  - --opt-{i}={'é' * 300}\n" for i in range(4500)),
+                   encoding="utf-8")
+    out = tmp_path / "deploy"
+    started = time.monotonic()
+    result = generate(runner, out, "-f", str(big))
+    assert result.exit_code == 2, result.output
+    assert time.monotonic() - started < 60
+    assert f"vllm.extraArgs (from -f {big}): the chart's values.yaml would be" in result.output
+    assert "helm loads no chart file over 5242880" in result.output and "fix:" in result.output
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml"]
+
+
+def test_a_large_user_value_is_in_values_yaml_once_and_regenerates_cleanly(runner: CliRunner, tmp_path: Path) -> None:
+    from helm_rdma.resolve.values import OMITTED_DEFAULT, default_stand_in
+
+    args = [f"--opt-{i}=" + "v" * 60 for i in range(2000)]  # about 140 kB
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"vllm": {"extraArgs": args}}, width=1000))
+    out = tmp_path / "deploy"
+    assert generate(runner, out, "-f", str(mine)).exit_code == 0
+    schema = json.loads((out / "values.schema.json").read_text())
+    vllm = schema["properties"]["vllm"]
+    stand_in = default_stand_in(args)
+    assert vllm["properties"]["extraArgs"][OMITTED_DEFAULT] == stand_in
+    assert "default" not in vllm["properties"]["extraArgs"] and "default" not in vllm  # not repeated above it
+    assert vllm["properties"]["port"]["default"] == 8000  # the small ones still are
+    assert (out / "values.yaml").read_text().count("--opt-1999=") == 1
+    assert "--opt-1999=" not in (out / "README.md").read_text()
+    assert "values.yaml holds it" in (out / "README.md").read_text()
+    assert len((out / "values.schema.json").read_bytes()) < 400_000
+    again = generate(runner, out, "--force")  # the record and the stand-in agree: no hand edit, no change
+    assert again.exit_code == 0, again.output
+    assert "vllm.extraArgs" not in yaml.safe_load((out / "Chart.yaml").read_text())["annotations"].get(
+        "artifacthub.io/changes", "")
+
+
+@pytest.mark.parametrize(("key", "flag"), [("podAnnotations", "-f"), ("service.annotations", "--set-file")])
+def test_annotations_kubernetes_would_refuse_for_their_size_are_exit_2_naming_the_key(
+        runner: CliRunner, tmp_path: Path, key: str, flag: str) -> None:
+    # kubernetes/apimachinery pkg/api/validation/objectmeta.go: TotalAnnotationSizeLimitB = 256 * (1 << 10), and
+    # ValidateAnnotationsSize sums len(key) + len(value) of every annotation of one object.
+    value = "x" * (256 * 1024)
+    if flag == "-f":
+        source = tmp_path / "ann.yaml"
+        source.write_text(yaml.safe_dump({key: {"example.com/note": value}}))
+        args = ["-f", str(source)]
+        origin = f"-f {source}"
+    else:
+        source = tmp_path / "note.txt"
+        source.write_text(value)
+        args = ["--set-file", f"{key}.example\\.com/note={source}"]
+        origin = f"--set-file {key}.example\\.com/note={source}"
+    result = cli(runner, "template", "llama405b", "--preset", "h100", *args)
+    assert result.exit_code == 2, result.output[-2000:]
+    assert f"{key}.example.com/note (from {origin}"[:110] in result.output  # a long origin is cut
+    assert f"): {key} holds 262160 bytes of annotations" in result.output
+    assert "Kubernetes takes at most 262144 per object" in result.output and "unexpected" not in result.output
+    small = cli(runner, "template", "llama405b", "--preset", "h100", "--set", f"{key}.example\\.com/note=ok")
+    assert small.exit_code == 0, small.output[-2000:]
+
+
+# -- properties: random nulls and numbers never end in a bug ---------------------------------------------------
+
+NUMERIC_KEYS = [p for p, sub, _ in KEYS
+                if {"number", "integer"} & set(sub["type"] if isinstance(sub.get("type"), list) else [sub.get("type")])]
+# YAML's own spellings (.nan, .inf) reach the values as floats through -f; JSON has none (--set-json refuses NaN).
+ODD_NUMBERS = st.one_of(st.sampled_from([".nan", ".inf", "-.inf", "-1", "-0.0", "0", "1e308", "-1e308", "1e999",
+                                         "99999999999999999999999", "-99999999999999999999999", "0.5"]),
+                        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                        st.integers(min_value=-2**70, max_value=2**70).map(str))
+
+
+def test_the_numeric_keys_are_found() -> None:
+    assert {"nodes", "replicas", "vllm.gpuMemoryUtilization", "vllm.maxModelLen"} <= set(NUMERIC_KEYS)
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None)
+@given(nulls=st.lists(st.sampled_from([p for p, _, _ in KEYS]), max_size=3),
+       numbers=st.lists(st.tuples(st.sampled_from(NUMERIC_KEYS), ODD_NUMBERS), min_size=1, max_size=3))
+def test_random_nulls_and_numbers_for_any_keys_never_end_in_a_bug(nulls: list[str],
+                                                                 numbers: list[tuple[str, str]]) -> None:
+    # The issue's property: nulls for any key of the schema and NaN, infinities, negatives and huge numbers for any
+    # numeric key, together, through -f (YAML) and --set: exit 0 or 2, never "unexpected" (a bug). plan resolves and
+    # checks the values in-process, as every chart command does before helm.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nested: dict[str, Any] = {}  # the numbers as a -f file, each dotted key nested as YAML holds it
+        for key, number in numbers:
+            *parents, last = key.split(".")
+            node = nested
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = yaml.safe_load(number)
+        values = Path(tmp) / "v.yaml"
+        values.write_text(yaml.safe_dump(nested))
+        args = ["-f", str(values)]
+        for key in nulls:
+            args += ["--set", f"{key}=null"]
+        for key, number in numbers[:1]:
+            args += ["--set", f"{key}={number}"]
+        result = CliRunner().invoke(main, ["plan", "llama405b", "--preset", "h100", *args],
+                                    env={"HELM_BIN": "/nonexistent"})
+    assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
+    assert result.exit_code in (0, 2), result.output
+
+
+def numeric_options() -> list[tuple[tuple[str, ...], str]]:
+    """(command path, flag) of every option that takes a number, whole or not, found by walking the commands."""
+    import click
+
+    found = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.type, (click.types.IntParamType,
+                                                                           click.types.FloatParamType)):
+                found.append((path, param.opts[0]))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+
+    walk(main, ())
+    return found
+
+
+def test_the_numeric_flags_are_found() -> None:
+    assert {(("plan",), "--gpu-memory-utilization"), (("plan",), "--max-model-len"), (("provision",), "--max-pods"),
+            (("install",), "--poll-interval")} <= set(numeric_options())
+
+
+# Each command's arguments, so that a number that parses reaches the command's own code.
+COMMAND_ARGS = {"generate": ["llama405b", "--preset", "h100"], "template": ["llama405b", "--preset", "h100"],
+                "doctor": ["llama405b", "--preset", "h100"], "plan": ["llama405b", "--preset", "h100"],
+                "diff": ["llama405b", "--preset", "h100"], "install": ["llama405b", "--preset", "h100"],
+                "upgrade": ["llama405b", "--preset", "h100"], "verify": ["llama405b"]}
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None)
+@given(option=st.sampled_from(numeric_options()),
+       number=st.one_of(st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity"]), ODD_NUMBERS.filter(
+           lambda n: not n.startswith((".", "-.")))))
+def test_any_number_for_any_numeric_flag_never_ends_in_a_bug(option: tuple[tuple[str, ...], str],
+                                                             number: str) -> None:
+    import tempfile
+
+    path, flag = option
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = ["--output-dir", str(Path(tmp) / "out")] if path[-1] == "generate" else []
+        result = CliRunner().invoke(main, [*path, *COMMAND_ARGS.get(path[-1], []), *extra, f"{flag}={number}"],
+                                    env={"HELM_BIN": "/nonexistent", "HELM_CACHE_HOME": tmp,
+                                         "KUBECONFIG": str(Path(tmp) / "none")})
+    assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
+    assert result.exit_code in (0, 1, 2), result.output

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -216,3 +217,32 @@ def test_the_charts_own_download_arguments_fetch_only_what_vllm_loads(tmp_path: 
                              text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert downloaded(hub) == WANTED
+
+
+def test_a_silent_hub_fails_after_bounded_attempts_naming_hf_endpoint(tmp_path: Path) -> None:
+    # huggingface_hub's model_info waits without a timeout when none is given (hf_api.py line 3145 model_info,
+    # timeout=None, and its shared client is built with timeout=None: utils/_http.py line 341 default_client_factory;
+    # huggingface_hub 2.4.0 as locks/runtime.txt pins it):
+    # a Hub that accepts and never answers held the download forever. Each read now waits --read-timeout, and the
+    # file list is tried --attempts times.
+    with socket.socket() as server:  # accepts (the kernel's backlog) and never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        message = tmp_path / "termination-log"
+        started = time.monotonic()
+        run = fetch(url, tmp_path, "--read-timeout", "0.5", "--attempts", "2", "--termination-log", str(message))
+        took = time.monotonic() - started
+    assert run.returncode == 1, run.stderr
+    assert took < 20, took  # two reads of 0.5 s and one wait of 2 s, plus the interpreter's start
+    assert "attempt 1 of 2 got no answer" in run.stderr
+    assert message.read_text().startswith(f"the Hub at HF_ENDPOINT={url} did not answer the file list of "
+                                          "meta-llama/Tiny in 2 attempts")
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("bad", [["--read-timeout", "0"], ["--read-timeout", "nan"], ["--attempts", "0"]])
+def test_a_read_timeout_or_attempts_out_of_range_is_refused(tmp_path: Path, bad: list[str]) -> None:
+    run = subprocess.run([sys.executable, str(SCRIPT), "--repo", "meta-llama/Tiny", "--dest", str(tmp_path / "m"),
+                          *bad], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--read-timeout must be above 0" in run.stderr

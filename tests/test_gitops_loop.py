@@ -193,24 +193,46 @@ def test_regenerating_from_the_charts_own_values_yaml_is_refused(repo: Path) -> 
     assert tree(repo) == before
 
 
-def test_force_keeps_files_the_user_added_and_a_template_of_theirs_is_rendered(repo: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_force_refuses_files_the_user_added_naming_each_and_changes_nothing(repo: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart directory holds generate's files and the recorded values files: any other file stops --force (issue
+    25: over a directory with a user file it exits 2 and changes nothing), so a regeneration never guesses whose a
+    file is."""
     chart = repo / CHART
     (chart / "NOTES-ops.md").write_text("on call: team-llm\n")
     (chart / "templates" / "configmap-extra.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\ndata:\n  a: b\n")
     (chart / "overlays").mkdir()
-    mine = {name: data for name, data in tree(chart).items()
-            if name.startswith(("NOTES-ops", "templates/configmap-extra", "overlays"))}
     new_helm_rdma(repo, monkeypatch)
+    before = tree(repo)
+    done = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert done.exit_code == 2, done.output
+    assert "holds files generate did not write: NOTES-ops.md, overlays, templates/configmap-extra.yaml." \
+        in done.output
+    assert "Move each out of the chart directory" in done.output and "pass it with -f" in done.output
+    assert tree(repo) == before and (chart / "overlays").is_dir()
+    # moved out of the chart directory, the regeneration goes through and the preset's change arrives
+    (chart / "NOTES-ops.md").rename(repo / "NOTES-ops.md")
+    (chart / "templates" / "configmap-extra.yaml").rename(repo / "configmap-extra.yaml")
+    (chart / "overlays").rmdir()
     done = cli(*GENERATE, "--output-dir", CHART, "--force")
     assert done.exit_code == 0, done.output
-    assert {name: tree(chart)[name] for name in mine} == mine
     assert values_of(chart)["nccl"]["settings"]["NCCL_IB_TIMEOUT"] == "20"
-    assert "ConfigMap/llama405b-extra" in {f"{d['kind']}/{d['metadata']['name']}" for d in render(chart)}
-    # and again: still the user's, still kept
-    assert cli(*GENERATE, "--output-dir", CHART, "--force").exit_code == 0
-    assert {name: tree(chart)[name] for name in mine} == mine
+    assert (repo / "NOTES-ops.md").read_text() == "on call: team-llm\n"
+
+
+def test_a_values_file_of_the_user_inside_the_chart_directory_is_recorded_and_kept(repo: Path) -> None:
+    chart = repo / CHART
+    (chart / "prod.yaml").write_text("vllm:\n  maxModelLen: 32768\n")
+    refused = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert refused.exit_code == 2 and "holds files generate did not write: prod.yaml." in refused.output
+    done = cli(*GENERATE, "-f", f"{CHART}/prod.yaml", "--output-dir", CHART, "--force")
+    assert done.exit_code == 0, done.output
+    assert '"prod.yaml"' in (chart / MARKER).read_text()
+    again = cli(*GENERATE, "--output-dir", CHART, "--force")  # read again from the record, and kept
+    assert again.exit_code == 0, again.output
+    assert (chart / "prod.yaml").read_text() == "vllm:\n  maxModelLen: 32768\n"
+    assert values_of(chart)["vllm"]["maxModelLen"] == 32768
 
 
 def test_a_new_helm_rdma_drops_its_own_old_file_but_refuses_to_overwrite_a_users_file_of_the_same_name(
@@ -226,16 +248,15 @@ def test_a_new_helm_rdma_drops_its_own_old_file_but_refuses_to_overwrite_a_users
     before = tree(repo)
     done = cli(*GENERATE, "--output-dir", CHART, "--force")
     assert done.exit_code == 2, done.output
-    assert "holds templates/configmap-extra.yaml, which generate did not write and the new chart writes too" \
-        in done.output
+    assert "holds files generate did not write: templates/configmap-extra.yaml." in done.output
     assert tree(repo) == before
-    (chart / "templates" / "configmap-extra.yaml").rename(chart / "configmap-extra.mine")
+    (chart / "templates" / "configmap-extra.yaml").rename(repo / "configmap-extra.mine")
     assert cli(*GENERATE, "--output-dir", CHART, "--force").exit_code == 0
     assert not (chart / "templates" / "servicemonitor.yaml").exists()  # the tool's own, unedited: removed
-    assert (chart / "configmap-extra.mine").read_text() == "# mine\n"
+    assert (repo / "configmap-extra.mine").read_text() == "# mine\n"
     record = json.loads("".join(line for line in (chart / MARKER).read_text().splitlines(keepends=True)
                                 if not line.startswith("#")))
-    assert "templates/configmap-extra.yaml" in record["files"] and "configmap-extra.mine" not in record["files"]
+    assert "templates/configmap-extra.yaml" in record["files"]
 
 
 def test_a_missing_recorded_values_file_stops_the_regeneration(repo: Path) -> None:

@@ -254,3 +254,27 @@ def test_real_helm_takes_the_server_dry_run_as_passed_and_nothing_is_kept(helm_b
     assert "--dry-run=server` exited 1" in out.output and "cluster unreachable" in out.output.lower()
     assert "unknown flag" not in out.output and "invalid" not in out.output.lower().split("exited 1")[1]
     assert not (tmp_path / "cache" / "rdma").exists()
+
+
+@pytest.mark.parametrize("cache", ["a-file", "a-file/below"])
+def test_a_helm_cache_that_cannot_hold_the_chart_installs_with_one_warning(helm_log: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          cache: str) -> None:
+    # The kept chart and helm-rdma's own cache (the helm check, checked documents) are conveniences: a
+    # HELM_CACHE_HOME or HELM_RDMA_CACHE that is a file (or lies below one) costs them, not the install.
+    (tmp_path / "a-file").write_text("not a directory")
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / cache))
+    monkeypatch.setenv("HELM_RDMA_CACHE", str(tmp_path / cache))
+    out = cli("install", "llama405b", "--preset", "h100", "-n", "ml", "--skip-cluster-checks")
+    assert out.exit_code == 0, out.output
+    assert "unexpected" not in out.output and "Traceback" not in out.output
+    warnings = [line for line in out.output.splitlines() if "HELM_CACHE_HOME" in line]
+    assert len(warnings) == 1 and "so it is not kept" in warnings[0], out.output
+    assert "make HELM_CACHE_HOME a directory you may write" in warnings[0]
+    assert "chart kept in" not in out.output
+    assert [c[0] for c in calls(helm_log)].count("install") == 1
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+    status = cli("status", "llama405b", "-n", "ml")  # reads where the chart would be kept: no crash
+    assert "unexpected" not in status.output and "Traceback" not in status.output, status.output
+    out = cli("uninstall", "llama405b", "-n", "ml")
+    assert out.exit_code == 0 and "unexpected" not in out.output, out.output

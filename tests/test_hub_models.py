@@ -10,6 +10,8 @@ import json
 import os
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from helm_rdma.cli import main
 from helm_rdma.commands.plan import plan
 from helm_rdma.errors import HubRepoError, UnsupportedModelError
 from helm_rdma.resolve.values import resolve
+from helm_rdma.sizing.hubmodel import HubAccess
 
 from .hub_standin import Hub, HubServer, Repo
 from .rendering import request
@@ -247,3 +250,78 @@ def test_the_values_pin_the_commit_so_a_node_replaced_later_downloads_the_same_b
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "node" / shard).read_bytes() == repo.commits[first][shard] != repo.files[shard]
     assert f"(commit {first})" in run.stderr
+
+
+@pytest.fixture
+def silent_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """HF_ENDPOINT at a real socket on 127.0.0.1 that accepts every connection and never answers, with a fresh cache."""
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.1)
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    accepted.append(server.accept()[0])
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        try:
+            yield url
+        finally:
+            stop.set()
+            thread.join()
+            for conn in accepted:
+                conn.close()
+
+
+def test_a_silent_hub_fails_within_its_budget_with_one_line_naming_hf_endpoint(
+        silent_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a budget huggingface_hub 2.4.0 (locks/runtime.txt) waits 10 s (constants.py line 37, HF_HUB_ETAG_TIMEOUT),
+    # then 60 s per try (file_download.py line 89, _ETAG_RETRY_TIMEOUT) over 6 tries with backoff (utils/_http.py
+    # lines 473-475): about 397 s. The budget bounds them all together.
+    monkeypatch.setenv("HELM_RDMA_HUB_TIMEOUT", "1.5")
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["plan", "Qwen/Qwen3-32B", "--preset", "h100"])
+    took = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert took < 1.5 + 5, took  # the budget, plus at most one of http_backoff's first waits (1 s) and the start
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert f"HF_ENDPOINT={silent_endpoint} did not answer within 1.5 s while reading Qwen/Qwen3-32B" in lines[0]
+    assert "HELM_RDMA_HUB_TIMEOUT=SECONDS" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+
+
+def test_the_hub_budget_is_a_minute_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HELM_RDMA_HUB_TIMEOUT", raising=False)
+    assert HubAccess.from_environ().budget == 60.0
+    monkeypatch.setenv("HELM_RDMA_HUB_TIMEOUT", "90s")
+    assert HubAccess.from_environ().budget == 90.0
+    for bad in ("0", "-5", "nan", "inf", "soon", "7200"):
+        monkeypatch.setenv("HELM_RDMA_HUB_TIMEOUT", bad)
+        result = CliRunner().invoke(main, ["plan", "Qwen/Qwen3-32B", "--preset", "h100"])
+        assert result.exit_code == 2, (bad, result.output)
+        assert f"HELM_RDMA_HUB_TIMEOUT={bad!r}: expected the seconds" in result.output, result.output
+
+
+def test_a_cached_model_still_plans_when_the_hub_goes_silent(hub_env: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    online = plan(model="Qwen/Qwen3-32B", preset="h100").plan
+    with socket.socket() as server:  # the same cache, now behind an endpoint that never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        monkeypatch.setenv("HELM_RDMA_HUB_TIMEOUT", "1")
+        started = time.monotonic()
+        again = plan(model="Qwen/Qwen3-32B", preset="h100").plan
+    assert time.monotonic() - started < 1 + 5
+    assert again.weight_bytes == online.weight_bytes and again.nodes == online.nodes

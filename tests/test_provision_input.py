@@ -176,3 +176,37 @@ def test_deprovision_checks_its_name_and_compartment_before_any_call(config: Pat
     assert "deprovision's flags is not valid" in result.output
     assert "  - --compartment: 'ocid1.vcn.oc1..v'" in result.output and "  - --name: 'a/b'" in result.output
     assert fake.calls == []
+
+
+# OCI's answer to an id it cannot parse or does not know is final: 400 InvalidParameter or CannotParseRequest, 404
+# NotAuthorizedOrNotFound (https://docs.oracle.com/en-us/iaas/Content/API/References/apierrors.htm). The SDK's retry
+# rules leave them alone (oci/retry/retry_checkers.py RETRYABLE_STATUSES_AND_CODES: -1, 409 IncorrectState and
+# LockConflict, 429; and 5xx with retry_any_5xx), so each is one request and exit 1 with the request id, never
+# --oci-retry-for's five minutes.
+FINAL = [(400, "InvalidParameter"), (400, "CannotParseRequest"), (404, "NotAuthorizedOrNotFound")]
+
+
+@pytest.mark.parametrize(("status", "code"), FINAL)
+def test_deprovision_of_an_id_oci_refuses_fails_at_once_with_the_request_id(config: Path, fake: FakeOci,
+                                                                            status: int, code: str) -> None:
+    fake.fail("GET", r".*/clusterNetworks", status, code, "Invalid compartmentId", times=100)
+    started = time.monotonic()
+    result = run(config, fake, args=["deprovision", "--name", "llama", "--compartment",
+                                     "ocid1.compartment.oc1..aaaaaaaaunknown", "--yes"])
+    assert result.exit_code == 1, result.output
+    assert time.monotonic() - started < 10
+    assert f"{status} {code}" in result.output and "opc-request-id fake-" in result.output
+    assert [c for c in fake.calls if c[0] == "GET" and c[1].endswith("/clusterNetworks")] == fake.calls[:1]
+    assert len(fake.calls) == 1
+
+
+@pytest.mark.parametrize(("status", "code"), FINAL)
+def test_provision_with_an_instance_configuration_oci_refuses_fails_at_once(config: Path, fake: FakeOci,
+                                                                           status: int, code: str) -> None:
+    fake.fail("POST", r".*/clusterNetworks", status, code, "instance configuration not found", times=100)
+    started = time.monotonic()
+    result = run(config, fake, "--instance-configuration", "ocid1.instanceconfiguration.oc1..unknown")
+    assert result.exit_code == 1, result.output
+    assert time.monotonic() - started < 10
+    assert f"{status} {code}" in result.output and "opc-request-id fake-" in result.output
+    assert sum(1 for method, path in fake.calls if method == "POST" and path.endswith("/clusterNetworks")) == 1

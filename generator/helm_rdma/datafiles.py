@@ -48,6 +48,15 @@ def values_default(key: str) -> Any:
     return node["default"]
 
 
+def values_range(key: str) -> tuple[Any, Any]:
+    """The chart's minimum and maximum of the dotted values ``key``, from schemas/values.schema.json (None where the
+    schema has none)."""
+    node = load_json_schema(schema_path("values.schema.json"))
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node.get("minimum"), node.get("maximum")
+
+
 def go_minutes(minutes: int) -> str:
     """``minutes`` as a Go duration the way a person writes it: 2h, 90m."""
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"

@@ -120,6 +120,14 @@ class DurationError(InputError):
         return (f'"{shown}" is not a duration helm reads ({problem}); use for example {flag} {fix}: a number and a '
                 "unit each (h, m, s, ms, us, ns), as in 5m, 1h30m, 1m30s500ms")
 
+    @staticmethod
+    def out_of_range(*, text: str, flag: str, positive: bool, most: str | None, example: str) -> str:
+        """A duration that parses but is negative, zero where that means nothing, or absurdly long, and the fix
+        (click puts the flag in front)."""
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        expected = ("above 0s" if positive else "of 0s or more") + (f" and at most {most}" if most else "")
+        return f'"{shown}" is out of range: expected a duration {expected}; use for example {flag} {example}'
+
 
 class ReleaseNameError(InputError):
     """A release name that helm, or the Kubernetes names the chart derives from it, would refuse."""
@@ -191,13 +199,23 @@ class ParallelismError(InputError):
         )
 
 
+class ValuesLimitError(InputError):
+    """Values that helm or Kubernetes would refuse for their size (a chart file, the chart, an object's
+    annotations)."""
+
+    def __init__(self, *, key: str, origin: str, problem: str, fix: str) -> None:
+        shown = origin if len(origin) <= 100 else origin[:97] + "..."  # a --set flag may carry the large value
+        where = f" (from {shown})" if origin not in ("defaults", "flags", "") else ""
+        super().__init__(f"{key}{where}: {problem}; fix: {fix}")
+
+
 class OutputExistsError(InputError):
     """An output directory that is not empty, without --force."""
 
     def __init__(self, *, path: str) -> None:
         super().__init__(f"--output-dir {path}: directory is not empty; choose another directory, or pass --force to "
-                         "regenerate the chart generate wrote there (it keeps your own files and stops on a hand "
-                         "edit)")
+                         "regenerate the chart generate wrote there (it stops on a hand edit, and on any file "
+                         "of yours other than a recorded values file)")
 
 
 class OutputRefusedError(InputError):
@@ -219,6 +237,22 @@ class ChartEditedError(InputError):
             f"{'; '.join(edited)}. Regenerating would discard those edits, so nothing was written. Move each change "
             f"into {yours}, or restore the files (git checkout), then run generate again; or pass --discard-edits "
             "to overwrite them"
+        )
+
+
+class ForeignFilesError(InputError):
+    """Files in a generated chart's directory that generate did not write and no recorded values file is."""
+
+    LISTED = 20
+
+    def __init__(self, *, path: str, files: Sequence[str]) -> None:
+        listed = ", ".join(files[:self.LISTED]) + (f" and {len(files) - self.LISTED} more"
+                                                   if len(files) > self.LISTED else "")
+        super().__init__(
+            f"--output-dir {path}: holds files generate did not write: {listed}. --force regenerates only the files "
+            "generate wrote and never deletes or carries along a file of yours, so nothing was written. Move each "
+            "out of the chart directory (a values file may stay: pass it with -f, and the chart records it and keeps "
+            "it), then run generate --force again"
         )
 
 
@@ -493,6 +527,23 @@ class HubUnreachableError(RuntimeFailure):
     def __init__(self, *, endpoint: str, repo: str, problem: str) -> None:
         super().__init__(f"cannot reach the Hugging Face Hub at {endpoint} to read {repo}: {problem}; check the "
                          "network or HF_ENDPOINT, or plan offline from the Hugging Face cache with HF_HUB_OFFLINE=1")
+
+
+class HubTimeoutError(RuntimeFailure):
+    """The Hub (HF_ENDPOINT) took the whole time budget without answering, and the cache does not hold the file."""
+
+    def __init__(self, *, endpoint: str, repo: str, seconds: float, variable: str) -> None:
+        super().__init__(f"the Hugging Face Hub at HF_ENDPOINT={endpoint} did not answer within {seconds:g} s while "
+                         f"reading {repo}: check the network and HF_ENDPOINT, give a slow mirror more time with "
+                         f"{variable}=SECONDS, or plan offline from the Hugging Face cache with HF_HUB_OFFLINE=1")
+
+
+class HubTimeoutSettingError(InputError):
+    """The Hub's time budget variable is not a number of seconds in range."""
+
+    def __init__(self, *, variable: str, value: str, most: int) -> None:
+        super().__init__(f"{variable}={value!r}: expected the seconds every read of the Hugging Face Hub may take in "
+                         f"all, above 0 and at most {most} (for example {variable}=60); fix or unset it")
 
 
 class UnsupportedModelError(InputError):

@@ -66,6 +66,10 @@ class Refused(Exception):
     """A download that must not start: its one-line reason is the message."""
 
 
+class TimedOut(Exception):
+    """The Hub did not answer in every attempt: its one-line reason is the message."""
+
+
 class Failed(Exception):
     """A run that ends with exit 1: its one-line reason is the message."""
 
@@ -164,6 +168,7 @@ class Job:
     dest: Path
     headers: dict[str, str]
     fetched: dict[str, bytes] = field(default_factory=dict)  # small files already read into memory (the index)
+    timeout: float = 60.0  # seconds one connect or one read may wait (never the whole of a file: they take hours)
 
     def url(self, name: str) -> str:
         from huggingface_hub import hf_hub_url
@@ -344,7 +349,7 @@ def transfer(job: Job, file: File, part: Path, counter: Counter) -> None:
         return
     request = urllib.request.Request(job.url(file.name),
                                      headers={**job.headers, **({"Range": f"bytes={have}-"} if have else {})})
-    with OPENER.open(request, timeout=60) as response:
+    with OPENER.open(request, timeout=job.timeout) as response:
         if have and response.status != 206:  # the server ignored the Range: start over
             counter.add(-have)
             have = 0
@@ -382,7 +387,7 @@ def describe(exc: BaseException, repo: str, revision: str) -> str:
         return f"{repo} has no revision {revision}: check model.revision"
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return f"no space left on the volume: {exc}"
-    if isinstance(exc, Refused):
+    if isinstance(exc, (Refused, TimedOut)):
         return str(exc)
     return f"{kind}: {exc}"
 
@@ -439,7 +444,7 @@ def read_index(job: Job, files: dict[str, File]) -> dict[str, Any] | None:
     if path.is_file() and path.stat().st_size == files[INDEX].size:
         data = path.read_bytes()
     else:
-        with OPENER.open(urllib.request.Request(job.url(INDEX), headers=job.headers), timeout=60) as response:
+        with OPENER.open(urllib.request.Request(job.url(INDEX), headers=job.headers), timeout=job.timeout) as response:
             data = response.read(files[INDEX].size + 1)
         job.fetched[INDEX] = data
     try:
@@ -458,18 +463,54 @@ def listing(args: argparse.Namespace) -> tuple[Job, dict[str, File], int]:
     from huggingface_hub import HfApi
     from huggingface_hub.utils import build_hf_headers
 
-    info = HfApi().model_info(args.repo, revision=args.revision, files_metadata=True)
+    info = HfApi().model_info(args.repo, revision=args.revision, files_metadata=True, timeout=args.read_timeout)
     commit = str(info.sha)
     everything = {s.rfilename: File(name=s.rfilename, size=int(s.size or 0),
                                     sha256=s.lfs.sha256 if s.lfs else None) for s in info.siblings or []}
     chosen = select({n: f.size for n, f in everything.items()}, args.allow, args.ignore)
     for name in chosen:
         confined(name)
-    job = Job(repo=args.repo, commit=commit, dest=Path(args.dest), headers=build_hf_headers())
+    job = Job(repo=args.repo, commit=commit, dest=Path(args.dest), headers=build_hf_headers(),
+              timeout=args.read_timeout)
     index = read_index(job, {n: everything[n] for n in chosen})
     if index is not None:
         chosen = indexed(chosen, index)
     return job, {n: everything[n] for n in chosen}, len(everything) - len(chosen)
+
+
+def transient(exc: BaseException) -> bool:
+    """A timeout or a broken connection (of urllib, httpx or requests, whichever huggingface_hub the image has):
+    worth another attempt, unlike the Hub's answers (gated, missing)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "HfHubHTTPError" in names or isinstance(exc, urllib.error.HTTPError):  # an answer: only 429 and 5xx pass
+        status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "code", 0)
+        return status == 429 or status >= 500
+    return bool(names & {"TimeoutException", "NetworkError", "RemoteProtocolError", "Timeout", "ConnectionError"}) \
+        or isinstance(exc, OSError)
+
+
+def listing_with_retries(args: argparse.Namespace) -> tuple[Job, dict[str, File], int]:
+    """listing(), tried again after a timeout or a broken connection: each try waits at most --read-timeout for any
+    one read, and --attempts tries in all.
+
+    Raises:
+        TimedOut: The Hub did not answer any try.
+    """
+    for attempt in range(1, args.attempts + 1):
+        try:
+            return listing(args)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if attempt == args.attempts:
+                endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+                raise TimedOut(f"the Hub at HF_ENDPOINT={endpoint} did not answer the file list of {args.repo} in "
+                               f"{args.attempts} attempts ({type(exc).__name__}: {exc}; each read waits at most "
+                               f"{args.read_timeout:g}s): check HF_ENDPOINT and the node's network") from exc
+            log(f"listing {args.repo}: attempt {attempt} of {args.attempts} got no answer ({type(exc).__name__}); "
+                f"trying again in {2 ** attempt}s")
+            time.sleep(2 ** attempt)
+    raise AssertionError("unreachable")  # attempts >= 1
 
 
 def download(args: argparse.Namespace) -> int:
@@ -484,7 +525,7 @@ def download(args: argparse.Namespace) -> int:
     except Refused as exc:
         raise Failed(str(exc)) from exc
     try:
-        job, files, skipped = listing(args)
+        job, files, skipped = listing_with_retries(args)
     except Exception as exc:  # the Hub's errors (gated, missing, unreachable) and refused listings
         raise Failed(describe(exc, args.repo, args.revision)) from exc
     if not files:
@@ -509,7 +550,8 @@ def download(args: argparse.Namespace) -> int:
 
     try:
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            jobs = [pool.submit(fetch_file, job, f, counter) for f in sorted(files.values(), key=lambda f: -f.size)]
+            jobs = [pool.submit(fetch_file, job, f, counter, args.attempts)
+                    for f in sorted(files.values(), key=lambda f: -f.size)]
             for running in jobs:
                 running.result()
     except Exception as exc:
@@ -541,6 +583,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--allow", action="append", default=[])
     parser.add_argument("--ignore", action="append", default=[])
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--read-timeout", type=float, default=60, metavar="SECONDS",
+                        help="how long one connect or one read from the Hub may wait (a file is resumed after it)")
+    parser.add_argument("--attempts", type=int, default=5, help="tries of the file list and of each file")
     parser.add_argument("--progress-seconds", type=float, default=30)
     parser.add_argument("--wait-only", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--boot-volume-probe", default=None, metavar="FILE",
@@ -550,7 +595,10 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="where the one-line reason of a failure is also written (the pod's termination message)")
     parser.add_argument("--hold-on-failure", type=float, default=0, metavar="SECONDS",
                         help="how long a failed run waits before it exits 1")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (0 < args.read_timeout <= 3600) or args.attempts < 1:
+        parser.error("--read-timeout must be above 0 and at most 3600 seconds, --attempts at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

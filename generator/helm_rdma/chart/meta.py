@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma import __version__
 from helm_rdma.chart.images import artifacthub_images
-from helm_rdma.resolve.values import Resolved, schema_defaults
+from helm_rdma.resolve.values import Resolved, default_stand_in, schema_defaults
 from helm_rdma.suggest import clip
 
 FIRST_VERSION = "0.1.0"
@@ -167,7 +167,9 @@ def value_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, An
             here = f"{path}.{key}" if path else str(key)
             out += value_changes(old.get(key), new.get(key), here)
         return out
-    return [] if old == new else [(path, old, new)]
+    if old == new or (isinstance(old, str) and old == default_stand_in(new)):  # the stand-in for a large value
+        return []
+    return [(path, old, new)]
 
 
 def _short(value: Any) -> str:

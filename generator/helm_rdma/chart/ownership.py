@@ -4,7 +4,8 @@ edits of the files it wrote, and the files someone else put there.
 The chart is the tool's; the user's choices live in values files of the user's own, which the record names (paths
 relative to the chart directory) so that a regeneration reads them again. The record lists every file generate wrote
 with its sha256: a file whose bytes differ, or that is gone, was edited by hand, and a regeneration stops rather than
-overwrite it. A file the record does not list was put there by someone else: a regeneration keeps it.
+overwrite it. A file the record does not list was put there by someone else: a regeneration stops and names it,
+unless it is one of the values files the record names (those stay where they are).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ MARKER = ".helm-rdma"
 RECORD_HEADER = (
     "# Written by `helm-rdma generate`: the files it wrote into this chart, with their sha256, and the values files\n"
     "# it reads on every regeneration (paths relative to this directory). Keep your choices in those values files:\n"
-    "# `generate --force` rewrites only the files below, stops when one of them was edited by hand, and keeps every\n"
-    "# other file.\n"
+    "# `generate --force` rewrites only the files below, and stops when one of them was edited by hand or when this\n"
+    "# directory holds any other file than these and the values files named here.\n"
 )
 VALUES = "values.yaml"
 SCHEMA = "values.schema.json"

@@ -6,6 +6,8 @@ import json
 import textwrap
 from typing import Any
 
+from helm_rdma.resolve.values import OMITTED_DEFAULT, PUBLISHED_DEFAULT_LIMIT, default_stand_in
+
 MODELINE = "# yaml-language-server: $schema=values.schema.json"
 WIDTH = 116
 
@@ -91,7 +93,9 @@ def _additional(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def schema_with_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` whose ``default`` of each key is the resolved value, so an IDE shows what was generated."""
+    """A copy of ``schema`` whose ``default`` of each key is the resolved value, so an IDE shows what was generated;
+    a value larger than PUBLISHED_DEFAULT_LIMIT is not repeated (values.yaml holds it): its stand-in names its size
+    and sha256 instead."""
     out = dict(schema)
     props = schema.get("properties")
     if isinstance(props, dict):
@@ -99,7 +103,12 @@ def schema_with_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict
         for key, sub in props.items():
             if key in values:
                 sub = schema_with_defaults(sub, values[key]) if isinstance(values[key], dict) else dict(sub)
-                sub["default"] = _in_schema_order(values[key], sub)
+                default = _in_schema_order(values[key], sub)
+                if len(json.dumps(default, separators=(",", ":"))) > PUBLISHED_DEFAULT_LIMIT:
+                    sub.pop("default", None)
+                    sub[OMITTED_DEFAULT] = default_stand_in(default)
+                else:
+                    sub["default"] = default
             out["properties"][key] = sub
     return out
 

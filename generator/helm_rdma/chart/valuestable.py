@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from helm_rdma.resolve.values import OMITTED_DEFAULT
 from helm_rdma.suggest import clip
 
 HEADER = ("| Key | Type | Default | Description |", "|-----|------|---------|-------------|")
@@ -21,7 +22,8 @@ def values_rows(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str
         if sub.get("properties"):
             rows += values_rows(sub, path)
         else:
-            rows.append((path, _type(sub), sub.get("default"), str(sub.get("description", ""))))
+            rows.append((path, _type(sub), sub.get("default", sub.get(OMITTED_DEFAULT)),
+                         str(sub.get("description", ""))))
     return rows
 
 

@@ -17,7 +17,8 @@ from helm_rdma.chart.ownership import MARKER, edited_keys, read_record, record_t
 from helm_rdma.chart.readme import README_TEMPLATE, render_readme
 from helm_rdma.chart.valuesfile import render_values, schema_with_defaults
 from helm_rdma.datafiles import chart_dir, schema_path
-from helm_rdma.errors import ChartEditedError, OutputExistsError, OutputRefusedError
+from helm_rdma.errors import ChartEditedError, ForeignFilesError, OutputExistsError, OutputRefusedError
+from helm_rdma.resolve.limits import check_chart_files
 from helm_rdma.resolve.values import KUBERNETES_DEFINITIONS, VALUES_SCHEMA, Resolved, values_schema
 
 # Files of charts/vllm-rdma that are sources; everything else in a generated chart is written here.
@@ -109,20 +110,21 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, discar
     """Write a complete chart into ``output`` atomically: into a temporary sibling, then renamed into place.
 
     ``force`` regenerates a directory that holds a chart generate wrote (its record, MARKER) and no ``.git``: the
-    files generate wrote are replaced, every other file is kept; a file generate wrote and someone edited since
-    stops the run, unless ``discard_edits``. ``value_files`` are the user's values files, relative to ``output``,
-    written into the record for the next regeneration. ``check`` sees the finished chart before it is moved into
-    place; whatever it raises leaves ``output`` as it was. Nothing is left behind on failure, on Ctrl-C or on
-    SIGTERM (the CLI turns it into an exception).
+    files generate wrote are replaced and the recorded values files in it are kept; a file generate wrote and
+    someone edited since stops the run, unless ``discard_edits``, and any other file stops it. ``value_files`` are
+    the user's values files, relative to ``output``, written into the record for the next regeneration. ``check``
+    sees the finished chart before it is moved into place; whatever it raises leaves ``output`` as it was. Nothing
+    is left behind on failure, on Ctrl-C or on SIGTERM (the CLI turns it into an exception).
 
     Raises:
         OutputExistsError: ``output`` exists, is not empty, and ``force`` is False.
         OutputRefusedError: ``output`` is a file, a git work tree, a directory generate did not write, not
             writable, or holds a file of someone else's where the new chart has one of its own.
         ChartEditedError: A file generate wrote was edited (or deleted) since, without ``discard_edits``.
+        ForeignFilesError: ``output`` holds files generate did not write that no recorded values file is.
     """
     output = output.resolve()
-    kept = _check_output(output, force=force, discard_edits=discard_edits)
+    kept = _check_output(output, force=force, discard_edits=discard_edits, value_files=value_files)
     previous = read_previous(output) if kept is not None else None
     parent = output.parent
     try:
@@ -154,9 +156,12 @@ def write_chart(resolved: Resolved, *, output: Path, force: bool = False, discar
     return WrittenChart(path=output, files=tuple(names))
 
 
-def _check_output(output: Path, *, force: bool, discard_edits: bool) -> tuple[str, ...] | None:
-    """None for a new chart; for a regeneration, the files and empty directories someone else put in ``output``
-    (kept in the new chart)."""
+def _check_output(output: Path, *, force: bool, discard_edits: bool,
+                  value_files: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """None for a new chart; for a regeneration, the user's values files in ``output`` (kept in the new chart).
+
+    Any other file or empty directory generate did not write stops the run: the chart directory holds the tool's
+    files and the values files the record names, nothing else, so a regeneration never has to guess what to keep."""
     if output.exists() and not output.is_dir():
         raise OutputRefusedError(path=str(output), problem="is a file, not a directory",
                                  fix="name a directory for the chart")
@@ -193,7 +198,11 @@ def _check_output(output: Path, *, force: bool, discard_edits: bool) -> tuple[st
     found = survey(output, record)
     if found.edited and not discard_edits:
         raise ChartEditedError(path=str(output), edited=found.edited, value_files=record.value_files)
-    return found.foreign
+    values = {os.path.normpath(name).replace(os.sep, "/") for name in (*record.value_files, *value_files)}
+    foreign = tuple(name for name in found.foreign if name not in values)
+    if foreign:
+        raise ForeignFilesError(path=str(output), files=foreign)
+    return tuple(name for name in found.foreign if name in values)
 
 
 def _keep(output: Path, staging: Path, kept: tuple[str, ...], names: list[str]) -> None:
@@ -222,6 +231,7 @@ def _fill(target: Path, resolved: Resolved, *, compact: bool, previous: Previous
     for name, text in generated.items():
         (target / name).write_text(text, encoding="utf-8")
     names = sorted([*sources, *generated])
+    check_chart_files({name: (target / name).stat().st_size for name in names}, resolved.values, resolved.origins)
     record = record_text(files={name: (target / name).read_bytes() for name in names}, value_files=value_files)
     (target / MARKER).write_text(record, encoding="utf-8")
     target.chmod(0o755)

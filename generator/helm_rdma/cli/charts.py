@@ -49,13 +49,14 @@ FORMATS = ("json", "yaml", "table")
               help="Directory to write the chart into (required).")
 @click.option("-o", "--output", "legacy_output", type=click.Path(), metavar="DIR",
               help="Deprecated spelling of --output-dir (-o will name an output format, as in the other commands).")
-@click.option("--force", is_flag=True, help="Regenerate a chart generate wrote before: its own files are rewritten, "
-                                            "every other file is kept, and a hand edit of one of its files stops "
-                                            "the run (never a directory with .git); the chart's version continues "
-                                            "the replaced one's.")
+@click.option("--force", is_flag=True, help="Regenerate a chart generate wrote before: its own files are rewritten "
+                                            "and the values files it records are kept; a hand edit of one of its "
+                                            "files, or any other file in the directory, stops the run (exit 2, "
+                                            "nothing changed; never a directory with .git); the chart's version "
+                                            "continues the replaced one's.")
 @click.option("--discard-edits", is_flag=True, help="With --force, overwrite the files generate wrote even where "
-                                                    "they were edited by hand since (files you added are still "
-                                                    "kept).")
+                                                    "they were edited by hand since (a file you added still stops "
+                                                    "the run).")
 @click.option("--pin-digests", is_flag=True, help="Ask each image's registry for the digest its tag points at and "
                                                   "write it into values.yaml (image.digest and the like), so the "
                                                   "chart always runs those exact images.")
@@ -163,7 +164,7 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str
      "plan llama405b --preset h100"),
     ("three BM.GPU4.8 nodes at a 32k context, as JSON",
      "plan llama405b --preset gpu4 --nodes 3 --max-model-len 32768 -o json"),
-    ("any model on the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply)",
+    ("any model on the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE and HELM_RDMA_HUB_TIMEOUT apply)",
      "plan Qwen/Qwen2.5-72B-Instruct --preset h100"),
     ("the time to first token at the download rate you measured",
      "plan llama405b --preset h100 --network-gbs 2.5"),

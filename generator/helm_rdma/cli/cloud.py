@@ -14,7 +14,7 @@ import click
 from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
 from helm_rdma.cli.output import columns, emit, output_option
 from helm_rdma.cli.params import PRESET, AliasedChoice, Finite, GoDuration
-from helm_rdma.datafiles import go_minutes, values_default
+from helm_rdma.datafiles import go_minutes, values_default, values_range
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
@@ -51,9 +51,11 @@ def _oci_options(func: Any) -> Any:
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
                      help="Endpoint of every OCI client (Compute Management, Compute, Container Engine), for "
                           "dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
-        click.option("--oci-timeout", type=GoDuration(seconds=True), default="60s", show_default=True,
-                     help="How long one OCI request may go unanswered."),
-        click.option("--oci-retry-for", type=GoDuration(seconds=True), default="5m", show_default=True,
+        click.option("--oci-timeout", type=GoDuration(seconds=True, positive=True, most=3600, example="60s"),
+                     default="60s", show_default=True,
+                     help="How long one OCI request may go unanswered (above 0s, at most 1h)."),
+        click.option("--oci-retry-for", type=GoDuration(seconds=True, most=24 * 3600, example="5m"), default="5m",
+                     show_default=True,
                      help="How long to keep retrying an OCI request that fails on the network, times out, is "
                           "throttled or meets a server error."),
         click.option("--poll-interval", type=Finite(0.01), default=10.0, show_default=True,
@@ -118,10 +120,10 @@ def _provision_flags(func: Any) -> Any:
         click.option("--cloud-init-file", type=click.Path(path_type=Path),
                      help="Your own cloud-init for the nodes, used instead of the generated one."),
         _oci_options,
-        click.option("--timeout", "timeout_seconds", type=GoDuration(seconds=True),
+        click.option("--timeout", "timeout_seconds", type=_minutes_of("clusterNetwork.timeoutMinutes"),
                      default=go_minutes(values_default("clusterNetwork.timeoutMinutes")), show_default=True,
                      help="How long to wait for RUNNING."),
-        click.option("--node-timeout", "node_timeout_seconds", type=GoDuration(seconds=True),
+        click.option("--node-timeout", "node_timeout_seconds", type=_minutes_of("clusterNetwork.nodeTimeoutMinutes"),
                      default=go_minutes(values_default("clusterNetwork.nodeTimeoutMinutes")), show_default=True,
                      help="How long to wait for the nodes to be Ready."),
         click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster."),
@@ -129,6 +131,14 @@ def _provision_flags(func: Any) -> Any:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _minutes_of(key: str) -> GoDuration:
+    """A duration flag above 0 and at most the values schema's maximum of ``key`` (in minutes; its minimum of a minute
+    is the chart's, and the tests wait less)."""
+    _, most = values_range(key)
+    return GoDuration(seconds=True, positive=True, most=most * 60 if most is not None else None,
+                      example=go_minutes(values_default(key)))
 
 
 def _watch(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> Any:

@@ -151,8 +151,9 @@ class GoDuration(click.ParamType):  # type: ignore[type-arg]
 
     name = "duration"
 
-    def __init__(self, *, seconds: bool = False) -> None:
-        self.seconds = seconds
+    def __init__(self, *, seconds: bool = False, positive: bool = False, most: float | None = None,
+                 example: str = "300s") -> None:
+        self.seconds, self.positive, self.most, self.example = seconds, positive, most, example
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from helm_rdma.errors import DurationError
@@ -166,7 +167,20 @@ class GoDuration(click.ParamType):  # type: ignore[type-arg]
         except ValueError as exc:
             flag = param.opts[0] if param is not None and param.opts else "--timeout"
             self.fail(DurationError.explain(text=text, problem=str(exc), flag=flag), param, ctx)
+        if nanos < 0 or (self.positive and nanos == 0) or nanos / 1e9 > (self.most or math.inf):
+            flag = param.opts[0] if param is not None and param.opts else "--timeout"
+            self.fail(DurationError.out_of_range(text=text, flag=flag, positive=self.positive,
+                                                 most=_go(self.most) if self.most is not None else None,
+                                                 example=self.example), param, ctx)
         return nanos / 1e9 if self.seconds else text
+
+
+def _go(seconds: float) -> str:
+    """``seconds`` as a Go duration the way a person writes it: 1h, 90m, 1s, 500ms."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds else "0s"
 
 
 # helm's --dry-run values (helm 3.17 cmd/helm/install.go validateDryRunOptionFlag; helm 4 pkg/cmd/helpers.go

@@ -151,8 +151,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         return DeployResult(output=result.stdout, command=result.command, chart=None, plan=resolved.plan,
                             notice=notice)
 
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=cache.parent))
+    staging, kept = _staging(cache, release=release, on_warning=on_warning)
     try:
         chart = write_chart(resolved, output=staging / "chart").path
         if run.cluster_checks:
@@ -168,9 +167,8 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
             args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
         started = time.monotonic()
         result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
-        if cache.exists():
-            shutil.rmtree(cache)
-        os.replace(chart, cache)
+        if kept:
+            kept = _keep(chart, cache, on_warning=on_warning)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     serving = None
@@ -180,8 +178,38 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         polling = Polling(timeout_seconds=left, poll_seconds=poll_seconds, max_poll_seconds=poll_seconds)
         serving = wait_until_serving(release=release, env=env, groups=int(values["replicas"]),
                                      nodes=int(values["nodes"]), polling=polling, on_progress=on_progress)
-    return DeployResult(output=result.stdout, command=result.command, chart=cache, plan=resolved.plan,
-                        notice=notice, serving=serving)
+    return DeployResult(output=result.stdout, command=result.command, chart=cache if kept else None,
+                        plan=resolved.plan, notice=notice, serving=serving)
+
+
+def _staging(cache: Path, *, release: str, on_warning: Callable[[str], None]) -> tuple[Path, bool]:
+    """A directory to write the chart in: next to where it is kept (so keeping it is a rename), or, when helm's
+    cache cannot hold it (a file, a directory without write access), a temporary one and False: the kept chart is
+    a convenience (status shows it, uninstall drops it), never a reason to fail an install."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{release}.", dir=cache.parent)), True
+    except OSError as exc:
+        on_warning(_unkept(cache, exc))
+        return Path(tempfile.mkdtemp(prefix="helm-rdma-")), False
+
+
+def _keep(chart: Path, cache: Path, *, on_warning: Callable[[str], None]) -> bool:
+    """Keep the installed ``chart`` at ``cache``; a warning and False when that fails (helm has installed it)."""
+    try:
+        if cache.exists():
+            shutil.rmtree(cache)
+        os.replace(chart, cache)
+    except OSError as exc:
+        on_warning(_unkept(cache, exc))
+        return False
+    return True
+
+
+def _unkept(cache: Path, exc: OSError) -> str:
+    return _text(f"HELM_CACHE_HOME ({cache.parent.parent.parent})",
+                 f"cannot keep the release's chart at {cache} ({exc.strerror or exc}), so it is not kept",
+                 "make HELM_CACHE_HOME a directory you may write, or unset it")
 
 
 def _text(subject: str, message: str, fix: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation, UnsupportedModelError
 from helm_rdma.names import check_release
+from helm_rdma.resolve.limits import check_annotations
 from helm_rdma.resolve.overrides import Layered
 from helm_rdma.resolve.valuesources import ValueSources, user_values
 from helm_rdma.sizing.catalog import pick_model
@@ -87,14 +88,31 @@ def values_schema() -> dict[str, Any]:
     return schema
 
 
+# A generated chart's published schema repeats each value as its key's ``default`` (an IDE shows what was generated),
+# except a value too large to repeat: then OMITTED_DEFAULT stands in its place, naming its size and sha256, so that
+# the user's values live in values.yaml once, not again in the schema and the README.
+OMITTED_DEFAULT = "x-helm-rdma-default"
+PUBLISHED_DEFAULT_LIMIT = 16 * 1024  # bytes of compact JSON; the chart's own largest default is about 1 KiB
+
+
+def default_stand_in(value: Any) -> str:
+    """What the published schema holds instead of a ``value`` too large to repeat there."""
+    import hashlib
+    import json
+
+    data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    return f"values.yaml holds it ({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})"
+
+
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
-    """The chart's own defaults: every ``default`` of the values schema, nested."""
+    """The chart's own defaults: every ``default`` of the values schema, nested (a published schema's stand-in for a
+    value too large to repeat, where it has one)."""
     out: dict[str, Any] = {}
     for key, sub in schema.get("properties", {}).items():
         if sub.get("type") == "object" and "properties" in sub:
             out[key] = schema_defaults(sub)
         else:
-            out[key] = sub.get("default")
+            out[key] = sub.get("default", sub.get(OMITTED_DEFAULT))
     return out
 
 
@@ -208,6 +226,8 @@ def resolve(request: ChartRequest, *, validate: bool = True) -> Resolved:
         if not layered.set_by_user(key):
             section, name = key.split(".")
             values[section][name] = planned
+
+    check_annotations(values, layered.origins, schema)
 
     notes = preset_notes(the_preset)
     notes["probes.startupMinutes"] = f"From the plan: {plan.startup_reason}."

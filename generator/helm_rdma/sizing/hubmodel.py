@@ -29,7 +29,10 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from helm_rdma.datafiles import chart_dir, schema_path
-from helm_rdma.errors import HubRepoError, HubUnreachableError, ModelRefError, UnsupportedModelError
+from helm_rdma.errors import HubRepoError, HubTimeoutError, HubUnreachableError, ModelRefError, UnsupportedModelError
+from helm_rdma.sizing.hubbudget import DEFAULT_SECONDS as DEFAULT_BUDGET
+from helm_rdma.sizing.hubbudget import ENV as BUDGET_ENV
+from helm_rdma.sizing.hubbudget import BudgetSpent, budget_seconds, hub_budget
 from helm_rdma.sizing.modelconfig import ConfigProblem, read_config, weights_label
 from helm_rdma.sizing.modelspec import ModelSpec
 from helm_rdma.yamlfile import load_json_schema
@@ -81,6 +84,7 @@ class HubAccess:
     offline: bool
     cache_dir: str
     unreachable: str | None = None  # why the Hub did not answer: then only the cache is read
+    budget: float = DEFAULT_BUDGET  # seconds every request to the Hub may take in all (sizing/hubbudget.py)
 
     def probed(self, *, timeout: float = 5.0) -> HubAccess:
         """This access, with ``unreachable`` set when nothing answers at the endpoint's host and port.
@@ -108,7 +112,8 @@ class HubAccess:
         home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
         return cls(endpoint=(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
                    offline=env.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"),
-                   cache_dir=os.path.expanduser(env.get("HF_HUB_CACHE") or os.path.join(home, "hub")))
+                   cache_dir=os.path.expanduser(env.get("HF_HUB_CACHE") or os.path.join(home, "hub")),
+                   budget=budget_seconds(env))
 
     def download(self, repo: str, revision: str, name: str, *, optional: bool = False) -> Path | None:
         """One file of the repository through the Hugging Face cache; None for an ``optional`` file it lacks.
@@ -116,6 +121,7 @@ class HubAccess:
         Raises:
             HubRepoError: Gated, missing, no such revision, a required file missing, or offline and not cached.
             HubUnreachableError: The Hub did not answer and the cache does not hold the file.
+            HubTimeoutError: The Hub's time budget was spent and the cache does not hold the file.
         """
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
@@ -134,6 +140,13 @@ class HubAccess:
             return Path(hf_hub_download(repo, name, revision=revision, endpoint=self.endpoint,
                                         cache_dir=self.cache_dir,
                                         local_files_only=self.offline or self.unreachable is not None))
+        except BudgetSpent:  # the Hub took the whole budget: the cache's copy, if it holds one
+            try:
+                return Path(hf_hub_download(repo, name, revision=revision, cache_dir=self.cache_dir,
+                                            local_files_only=True))
+            except LocalEntryNotFoundError:
+                raise HubTimeoutError(endpoint=self.endpoint, repo=repo, seconds=self.budget,
+                                      variable=BUDGET_ENV) from None
         except GatedRepoError as exc:  # a subclass of RepositoryNotFoundError: first
             raise refused("gated") from exc
         except RepositoryNotFoundError as exc:
@@ -235,7 +248,13 @@ def read_hub_model(ref: str) -> ModelSpec:
         UnsupportedModelError: config.json is not JSON.
     """
     repo, revision = parse_ref(ref)
-    hub = HubAccess.from_environ().probed()
+    access = HubAccess.from_environ()
+    with hub_budget(access.budget):
+        return _read(ref, repo, revision, access.probed(timeout=min(5.0, access.budget)))
+
+
+def _read(ref: str, repo: str, revision: str, hub: HubAccess) -> ModelSpec:
+    """The model of ``ref`` read through ``hub``."""
     config_file = hub.download(repo, revision, "config.json")
     assert config_file is not None
     try:
