@@ -254,3 +254,32 @@ def test_a_node_runs_the_stages_of_its_ranks_tensor_parallel_innermost() -> None
     # Ray with two nodes: the leader's node is ranked first (sort_by_driver_then_worker_ip), so the split holds.
     assert ps.whole_reason(backend="ray", nodes=2, storage="hostPath") is None
     assert ps.whole_reason(backend="native", nodes=4, storage="emptyDir") is None
+
+
+def test_with_the_revision_pinned_to_a_commit_every_stage_fetches_that_commit(tmp_path: Path) -> None:
+    """model.revision holds the commit (helm rdma generate pins a Hub model's): the repository moved on since, and
+    both stages still fetch the pinned commit's shards, so they fit together."""
+    pinned = "0123456789abcdef0123456789abcdef01234567"
+    old, new = checkpoint(layers=8, seed=1), checkpoint(layers=8, seed=2)
+    hub = Hub(repos={REPO: Repo(files=new, sha="fedcba9876543210fedcba9876543210fedcba98", commits={pinned: old})})
+    pods = download_containers("nodes=2")
+    assert pods["leader"]["args"][pods["leader"]["args"].index("--revision") + 1] == pinned
+    with HubServer(hub) as url:
+        for role, index in (("leader", 0), ("worker", 1)):
+            run = run_as_pod(pods[role], url=url, dest=tmp_path / role, pod=role, worker_index=index, tmp=tmp_path)
+            assert run.returncode == 0, run.stderr
+            assert "is not a commit" not in run.stderr
+            marker = json.loads((tmp_path / role / MARKER).read_text())
+            assert marker["commit"] == pinned
+            for name in marker["files"]:
+                assert (tmp_path / role / name).read_bytes() == old[name]
+
+
+def test_an_unpinned_revision_is_named_in_the_log(tmp_path: Path) -> None:
+    files = checkpoint(layers=8)
+    hub = Hub(repos={REPO: Repo(files=files)})
+    pods = download_containers("nodes=2", "model.revision=main")
+    with HubServer(hub) as url:
+        run = run_as_pod(pods["worker"], url=url, dest=tmp_path / "w", pod="w", worker_index=1, tmp=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "the revision main is not a commit" in run.stderr and "pin model.revision to 0123456789abcdef" in run.stderr

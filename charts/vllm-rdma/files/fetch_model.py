@@ -646,6 +646,10 @@ def download(args: argparse.Namespace) -> int:
     already = sum(present(job, f) for f in files.values())
     log(f"{args.repo}@{args.revision} (commit {commit}): {len(files)} files, {human(total)} into {dest}; "
         f"skipping {skipped} files vLLM does not load{describe_stages(stages, files)}")
+    if stages.stages is not None and args.revision != commit:
+        log(f"the revision {args.revision} is not a commit: each node resolves it when it starts, so the stages of "
+            "one group could come from two commits if the repository changes meanwhile; pin model.revision to "
+            f"{commit} (helm rdma generate pins it for a Hub model)")
     try:
         check_space(args, total - already)
     except Refused as exc:
