@@ -125,6 +125,7 @@ def test_each_node_of_llama405b_on_h100_fetches_and_reads_half_the_checkpoint() 
     (("model.storage.type=pvc", "model.storage.claimName=models"), "pvc storage: one claim holds the model"),
     (("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.authTokenSecret.name=t"),
      "Ray with 3 nodes: vLLM ranks the nodes after the leader by their IPs"),
+    (('vllm.extraArgs[0]=--speculative-config={"method":"ngram"}',), "speculative decoding (--speculative-config"),
 ])
 def test_plan_says_why_every_node_fetches_the_whole_checkpoint(sets: tuple[str, ...], why: str) -> None:
     from helm_rdma.commands.plan import plan_table, plan_values

@@ -186,8 +186,9 @@ def test_with_tied_embeddings_the_last_stage_also_fetches_the_embeddings(tmp_pat
     (("model.storage.type=pvc", "model.storage.claimName=models"), "pvc storage"),
     (("nodes=3", "vllm.pipelineParallelSize=3", "distributed.backend=ray", "image.tag=v0.17.1",
       "distributed.ray.authTokenSecret.name=ray-token"), "Ray with 3 nodes"),
+    (('vllm.extraArgs[0]=--speculative-config={"method":"ngram"}',), "speculative decoding"),
 ])
-def test_shared_storage_and_ray_beyond_two_nodes_fetch_the_whole_checkpoint_and_say_why(
+def test_shared_storage_ray_beyond_two_nodes_and_speculative_decoding_fetch_the_whole_checkpoint(
         tmp_path: Path, sets: tuple[str, ...], why: str) -> None:
     files = checkpoint(layers=9)
     hub = Hub(repos={REPO: Repo(files=files)})
@@ -283,3 +284,17 @@ def test_an_unpinned_revision_is_named_in_the_log(tmp_path: Path) -> None:
         run = run_as_pod(pods["worker"], url=url, dest=tmp_path / "w", pod="w", worker_index=1, tmp=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "the revision main is not a commit" in run.stderr and "pin model.revision to 0123456789abcdef" in run.stderr
+
+
+def test_a_statefulset_worker_of_the_second_group_reads_its_rank_from_its_ordinal(tmp_path: Path) -> None:
+    """Three nodes a group, two groups: worker ordinal 3 is node rank 2 of group 1 (entrypoint.sh, locate:
+    ordinal % (nodes - 1) + 1), so it runs the last of three stages."""
+    files = checkpoint(layers=9)
+    hub = Hub(repos={REPO: Repo(files=files)})
+    pods = download_containers("nodes=3", "vllm.pipelineParallelSize=3", "workload.kind=StatefulSet", "replicas=2")
+    with HubServer(hub) as url:
+        run = run_as_pod(pods["worker"], url=url, dest=tmp_path / "w", pod="llama405b-vllm-rdma-worker-3",
+                         worker_index=0, tmp=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert fetched(hub) == SMALL | last_stage(files, range(6, 9))
+    assert json.loads((tmp_path / "w" / MARKER).read_text())["split"]["stages"] == [2]

@@ -7,7 +7,7 @@
                    [--termination-log FILE] [--hold-on-failure SECONDS]
                    [--pipeline-parallel-size PP --tensor-parallel-size TP --gpus-per-node G --nodes N
                     --backend native|ray --storage KIND --workload KIND --role leader|worker
-                    [--loader-extra-config JSON] [--quantize-flag]]
+                    [--loader-extra-config JSON] [--quantize-flag] [--speculative-flag]]
 
 - A marker file (DIR/.helm-rdma-download.json, written last, only when every file is in place and verified) lists
   every file with its size. When it is there and the files are, the run ends at once without reaching the Hub: a
@@ -35,8 +35,8 @@
   entrypoint.sh's locate reads it), its layers from config.json and VLLM_PP_LAYER_PARTITION if set. After the
   download every tensor its stages need must be in the fetched shards' headers. The marker records the stages; a
   later run for stages it covers ends at once, one for other stages fetches only what is missing and records both.
-  The whole checkpoint, with the reason in the log: pvc storage, Ray beyond 2 nodes, a quantized model whose loaded
-  weights vLLM does not check, no index, a node running every stage.
+  The whole checkpoint, with the reason in the log: pvc storage, Ray beyond 2 nodes, speculative decoding, a
+  quantized model whose loaded weights vLLM does not check, no index, a node running every stage.
 Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...). That
 line also goes to --termination-log (the pod's termination message, which outlives the container's log), and a
 failed run first holds --hold-on-failure seconds: under LeaderWorkerSet a failed init container recreates the whole
@@ -513,7 +513,8 @@ def wanted_stages(args: argparse.Namespace, env: dict[str, str]) -> Stages:
     if args.pipeline_parallel_size is None:
         return Stages(stages=None)
     pp, partition = args.pipeline_parallel_size, env.get("VLLM_PP_LAYER_PARTITION") or None
-    why = ps.whole_reason(backend=args.backend, nodes=args.nodes, storage=args.storage)
+    why = ps.whole_reason(backend=args.backend, nodes=args.nodes, storage=args.storage,
+                          speculative=args.speculative_flag)
     if why:
         return Stages(stages=None, pp=pp, partition=partition, why=why)
     layout = ps.Layout(tensor_parallel_size=args.tensor_parallel_size, pipeline_parallel_size=pp,
@@ -736,6 +737,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     split.add_argument("--loader-extra-config", default=None, metavar="JSON",
                        help="vLLM's --model-loader-extra-config, if vllm.extraArgs sets it")
     split.add_argument("--quantize-flag", action="store_true", help="vllm.extraArgs quantizes (--quantization)")
+    split.add_argument("--speculative-flag", action="store_true",
+                       help="vllm.extraArgs turns speculative decoding on (--speculative-config)")
     return parser.parse_args(argv)
 
 

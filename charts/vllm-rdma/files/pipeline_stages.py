@@ -67,8 +67,12 @@ class Layout:
         return tuple(sorted({r // tp for r in range(node_rank * g, node_rank * g + g)}))
 
 
-def whole_reason(*, backend: str, nodes: int, storage: str) -> str | None:
+def whole_reason(*, backend: str, nodes: int, storage: str, speculative: bool = False) -> str | None:
     """Why every node needs the whole checkpoint whatever the model (None when the stage split applies)."""
+    if speculative:
+        return ("speculative decoding (--speculative-config in vllm.extraArgs): a draft model may need the target's "
+                "embeddings on every stage (models such as qwen2.py build embed_tokens beyond the first stage when "
+                "spec_decode_needs_target_embed)")
     if storage == "pvc":
         return "pvc storage: one claim holds the model for every node, so it is fetched whole, once"
     if backend == "ray" and nodes > 2:

@@ -426,9 +426,10 @@ it. (dict "root" $ "role" ...)
 
 {{/*
 The download's arguments that say which pipeline stages the pod's node runs (files/fetch_model.py fetches only their
-shards, or says why it fetches the whole checkpoint: pvc storage, Ray beyond 2 nodes, a quantized model whose loaded
-weights vLLM does not check), with vLLM's --model-loader-extra-config and --quantization from vllm.extraArgs, which
-decide whether vLLM checks that every weight of its stage was loaded. (dict "root" $ "role" ...)
+shards, or says why it fetches the whole checkpoint: pvc storage, Ray beyond 2 nodes, speculative decoding, a
+quantized model whose loaded weights vLLM does not check), with vLLM's --model-loader-extra-config and --quantization
+from vllm.extraArgs, which decide whether vLLM checks that every weight of its stage was loaded, and
+--speculative-config. (dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.stageArgs" -}}
 {{- $v := .root.Values -}}
@@ -458,6 +459,8 @@ decide whether vLLM checks that every weight of its stage was loaded. (dict "roo
 - {{ trimPrefix "--model-loader-extra-config=" $a | quote }}
 {{- else if or (eq $a "--quantization") (eq $a "-q") (hasPrefix "--quantization=" $a) }}
 - "--quantize-flag"
+{{- else if or (eq $a "--speculative-config") (hasPrefix "--speculative-config=" $a) }}
+- "--speculative-flag"
 {{- end }}
 {{- end }}
 {{- end }}

@@ -59,18 +59,24 @@ def loader_settings(extra_args: list[str]) -> tuple[dict[str, Any], bool]:
     return (config if isinstance(config, dict) else {}), quantize
 
 
+def speculative(extra_args: list[str]) -> bool:
+    """vllm.extraArgs turns speculative decoding on (--speculative-config), as vllm-rdma.stageArgs reads it."""
+    return any(a == "--speculative-config" or a.startswith("--speculative-config=") for a in extra_args)
+
+
 def group_of(values: dict[str, Any]) -> Group:
     """The group the values run (nodes, parallelism, backend, storage, vLLM's loader settings), as the download
     reads it."""
     vllm = values["vllm"]
-    loader, quantize = loader_settings([str(a) for a in vllm.get("extraArgs") or []])
+    extra_args = [str(a) for a in vllm.get("extraArgs") or []]
+    loader, quantize = loader_settings(extra_args)
     partition = next((str(e["value"]) for e in vllm.get("extraEnv") or []
                       if e.get("name") == "VLLM_PP_LAYER_PARTITION"), None)
     return Group(nodes=int(values["nodes"]), tensor_parallel_size=int(vllm["tensorParallelSize"]),
                  pipeline_parallel_size=int(vllm["pipelineParallelSize"]),
                  gpus_per_node=int(values["preset"]["gpusPerNode"]), backend=str(values["distributed"]["backend"]),
                  storage=str(values["model"]["storage"]["type"]), partition=partition, loader_config=loader,
-                 quantize_flag=quantize)
+                 quantize_flag=quantize, speculative=speculative(extra_args))
 
 
 def default_group(the_plan: Plan, *, gpus_per_node: int) -> Group:

@@ -76,6 +76,7 @@ class Group:
         partition: VLLM_PP_LAYER_PARTITION from vllm.extraEnv, if set.
         loader_config: vLLM's --model-loader-extra-config from vllm.extraArgs, if set.
         quantize_flag: vllm.extraArgs quantizes the weights (--quantization).
+        speculative: vllm.extraArgs turns speculative decoding on (--speculative-config).
     """
 
     nodes: int
@@ -87,6 +88,7 @@ class Group:
     partition: str | None = None
     loader_config: dict[str, Any] = field(default_factory=dict)
     quantize_flag: bool = False
+    speculative: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ def node_share(model: ModelSpec, group: Group | None) -> Share:
     if group is None:
         return Share(fraction=1.0)
     ps = pipeline_stages_script()
-    why = ps.whole_reason(backend=group.backend, nodes=group.nodes, storage=group.storage)
+    why = ps.whole_reason(backend=group.backend, nodes=group.nodes, storage=group.storage,
+                          speculative=group.speculative)
     config = {} if model.dtype in QUANTIZED_NOT else {"quantization_config": {"quant_method": model.dtype}}
     why = why or ps.tracking_reason(config=config, loader_config=group.loader_config,
                                     quantize_flag=group.quantize_flag)
