@@ -92,6 +92,7 @@ provisioner-image:
 bench: setup
 	$(BIN)/python bench/template_speed.py
 	$(BIN)/python bench/download_speed.py
+	$(BIN)/python bench/stage_split.py
 	$(BIN)/python bench/values_engine.py
 
 # Refresh the hash-locked dependencies the Helm plugin (locks/runtime.txt) and the provisioner image (locks/oci.txt)

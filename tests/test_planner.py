@@ -94,10 +94,62 @@ def test_the_barrier_waits_out_a_whole_download_and_vllms_timeout_covers_only_th
 
     spec = get_model("llama405b")
     p = plan("llama405b", "h100")
-    download = first_token(spec, rates=Rates(), boot_volume_gb=200).ways[0].download_seconds
+    download = first_token(spec, rates=Rates(), boot_volume_gb=200).ways[0].download_seconds  # no group: whole
     assert download > 600  # the download alone outlasts vLLM's default wait for its peers
     assert p.download_minutes * 60 >= 2 * download and p.download_minutes * 60 < 2 * download + 12 * 60
     assert p.download_reason.endswith(f"({download / 60:.1f} min)")
     load = spec.weight_bytes / (LOAD_GB_PER_SECOND * GB)
     assert p.distributed_timeout_seconds == int(-(-load // 1))  # the load, never the download on top
     assert plan("llama70b", "h100").distributed_timeout_seconds >= 600  # never below vLLM's default
+
+
+def test_each_node_of_llama405b_on_h100_fetches_and_reads_half_the_checkpoint() -> None:
+    """TP 8 x PP 2 on two 8-GPU nodes: each node runs one stage, 63 of the 126 layers (vLLM's get_pp_indices), and
+    fetches and reads only its shards (charts/vllm-rdma/files/pipeline_stages.py); the time to first token halves."""
+    from helm_rdma.commands.plan import plan as plan_command
+    from helm_rdma.commands.plan import plan_table
+
+    report = plan_command(model="llama405b", preset="h100")
+    ours, whole = report.first_token.ways[:2]
+    assert (ours.name, whole.name) == ("helm-rdma", "whole checkpoint")
+    assert round(whole.download_bytes / 10**9) == 812 and ours.download_bytes == whole.download_bytes // 2
+    assert ours.read_bytes == whole.read_bytes // 2
+    assert ours.seconds == pytest.approx(whole.seconds / 2)
+    text = plan_table(report)
+    assert "download per node      406 GB, the shards of the node's pipeline stages (63 of 126 layers on the " \
+           "busiest node; the whole checkpoint 812 GB)" in text
+    assert "  helm-rdma         local NVMe RAID, the node's pipeline stages  406 GB    406 GB  6m46s" in text
+
+
+@pytest.mark.parametrize(("sets", "why"), [
+    (("model.storage.type=pvc", "model.storage.claimName=models"), "pvc storage: one claim holds the model"),
+    (("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.authTokenSecret.name=t"),
+     "Ray with 3 nodes: vLLM ranks the nodes after the leader by their IPs"),
+    (('vllm.extraArgs[0]=--speculative-config={"method":"ngram"}',), "speculative decoding (--speculative-config"),
+])
+def test_plan_says_why_every_node_fetches_the_whole_checkpoint(sets: tuple[str, ...], why: str) -> None:
+    from helm_rdma.commands.plan import plan_table, plan_values
+
+    from .rendering import request
+
+    nodes = 3 if any("ray" in s for s in sets) else None
+    report = plan_values(request(sets=sets, nodes=nodes))
+    assert report.first_token.share.fraction == 1.0 and report.first_token.share.why_whole.startswith(why)
+    assert [w.name for w in report.first_token.ways] == ["helm-rdma", "whole repository"]
+    assert f"the whole checkpoint: {why}" in plan_table(report)
+
+
+def test_a_quantized_checkpoint_is_split_only_when_vllm_tracks_its_weights() -> None:
+    """default_loader.py: the check that every weight was loaded is on by default only without quantization;
+    model_loader_extra_config {"enable_weights_track": true} turns it on."""
+    from helm_rdma.commands.plan import plan_values
+
+    from .rendering import request
+
+    report = plan_values(request(model="llama405b-fp8", nodes=2))
+    assert report.first_token.share.why_whole.startswith("a quantized model")
+    tracked = plan_values(request(model="llama405b-fp8", nodes=2, sets=(
+        'vllm.extraArgs[0]=--model-loader-extra-config={"enable_weights_track":true}',)))
+    assert tracked.first_token.share.fraction == 0.5
+    quantizing = plan_values(request(nodes=2, sets=("vllm.extraArgs[0]=--quantization", "vllm.extraArgs[1]=fp8")))
+    assert quantizing.first_token.share.why_whole.startswith("a quantized model")

@@ -5,6 +5,9 @@
                    [--workers N] [--progress-seconds S] [--wait-only SECONDS]
                    [--boot-volume-probe FILE [--allow-boot-volume]]
                    [--termination-log FILE] [--hold-on-failure SECONDS]
+                   [--pipeline-parallel-size PP --tensor-parallel-size TP --gpus-per-node G --nodes N
+                    --backend native|ray --storage KIND --workload KIND --role leader|worker
+                    [--loader-extra-config JSON] [--quantize-flag] [--speculative-flag]]
 
 - A marker file (DIR/.helm-rdma-download.json, written last, only when every file is in place and verified) lists
   every file with its size. When it is there and the files are, the run ends at once without reaching the Hub: a
@@ -26,6 +29,14 @@
   The token goes to the Hub only, never to the storage a file redirects to.
 - Every --progress-seconds a line says the bytes on disk, the rate over the interval and the time left.
 - --wait-only SECONDS (pods that share a volume with the one that downloads): wait for the marker instead.
+- With --pipeline-parallel-size (the model's download container), a node fetches only the shards holding the tensors
+  of the pipeline stages it runs, and the small files (pipeline_stages.py says which and why, from vLLM's source):
+  its node rank comes from LWS_WORKER_INDEX (LeaderWorkerSet) or the pod's ordinal in POD_NAME (StatefulSet, as
+  entrypoint.sh's locate reads it), its layers from config.json and VLLM_PP_LAYER_PARTITION if set. After the
+  download every tensor its stages need must be in the fetched shards' headers. The marker records the stages; a
+  later run for stages it covers ends at once, one for other stages fetches only what is missing and records both.
+  The whole checkpoint, with the reason in the log: pvc storage, Ray beyond 2 nodes, speculative decoding, a
+  quantized model whose loaded weights vLLM does not check, no index, a node running every stage.
 Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...). That
 line also goes to --termination-log (the pod's termination message, which outlives the container's log), and a
 failed run first holds --hold-on-failure seconds: under LeaderWorkerSet a failed init container recreates the whole
@@ -54,6 +65,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import pipeline_stages as ps
 
 MARKER = ".helm-rdma-download.json"
 PARTIAL = ".helm-rdma-partial"
@@ -435,27 +448,158 @@ def check_space(args: argparse.Namespace, need: int) -> None:
                       "be fetched: free space on that volume or point model.storage at a larger one")
 
 
-def read_index(job: Job, files: dict[str, File]) -> dict[str, Any] | None:
-    """The safetensors index, from the model directory when it is there whole, else read from the Hub into memory
-    (nothing is written before the disk is checked; the bytes are kept for the job, so it is fetched once)."""
-    if INDEX not in files:
+def read_json(job: Job, files: dict[str, File], name: str) -> dict[str, Any] | None:
+    """A small JSON file of the listing (the safetensors index, config.json), from the model directory when it is
+    there whole, else read from the Hub into memory (nothing is written before the disk is checked; the bytes are kept
+    for the job, so it is fetched once). None when the listing has no such file.
+
+    Raises:
+        Refused: The file is not a JSON object.
+    """
+    if name not in files:
         return None
-    path = job.target(INDEX)
-    if path.is_file() and path.stat().st_size == files[INDEX].size:
+    path = job.target(name)
+    if path.is_file() and path.stat().st_size == files[name].size:
         data = path.read_bytes()
     else:
-        with OPENER.open(urllib.request.Request(job.url(INDEX), headers=job.headers), timeout=job.timeout) as response:
-            data = response.read(files[INDEX].size + 1)
-        job.fetched[INDEX] = data
+        with OPENER.open(urllib.request.Request(job.url(name), headers=job.headers), timeout=job.timeout) as response:
+            data = response.read(files[name].size + 1)
+        job.fetched[name] = data
     try:
-        index: dict[str, Any] = json.loads(data)
+        content = json.loads(data)
     except ValueError as exc:
-        raise Refused(f"{INDEX} is not JSON ({exc})") from exc
-    return index
+        raise Refused(f"{name} is not JSON ({exc})") from exc
+    if not isinstance(content, dict):
+        raise Refused(f"{name} is not a JSON object")
+    return content
 
 
-def listing(args: argparse.Namespace) -> tuple[Job, dict[str, File], int]:
-    """The job, the files to fetch, and how many files of the repository are skipped.
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline stages this node fetches for (None: the whole checkpoint, for the reason in ``why``)."""
+
+    stages: tuple[int, ...] | None
+    pp: int = 1
+    partition: str | None = None
+    why: str = ""
+    needed: frozenset[str] = frozenset()  # the tensors the stages load, once the index is read
+
+    def record(self) -> dict[str, Any] | None:
+        if self.stages is None:
+            return None
+        return {"stages": list(self.stages), "pipeline_parallel_size": self.pp, "partition": self.partition}
+
+    def whole(self, why: str) -> Stages:
+        return Stages(stages=None, pp=self.pp, partition=self.partition, why=why)
+
+
+def node_rank(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """This pod's node rank in its group, as entrypoint.sh's locate reads it.
+
+    Raises:
+        ps.StageError: The environment does not say.
+    """
+    if args.workload == "LeaderWorkerSet":
+        value = env.get("LWS_WORKER_INDEX", "0")  # set in init containers too (lws pkg/utils/pod/pod_utils.go)
+        if not value.isdigit():
+            raise ps.StageError(f"LWS_WORKER_INDEX={value!r} is not a worker index")
+        return int(value)
+    if args.role == "leader":
+        return 0
+    ordinal = env.get("POD_NAME", "").rsplit("-", 1)[-1]
+    if not ordinal.isdigit() or args.nodes < 2:
+        raise ps.StageError(f"cannot read a StatefulSet ordinal from POD_NAME={env.get('POD_NAME', '')!r}")
+    return int(ordinal) % (args.nodes - 1) + 1
+
+
+def wanted_stages(args: argparse.Namespace, env: dict[str, str]) -> Stages:
+    """The stages this node runs, from the flags and the pod's environment, before the Hub is asked; the whole
+    checkpoint (with the reason) where the split does not apply."""
+    if args.pipeline_parallel_size is None:
+        return Stages(stages=None)
+    pp, partition = args.pipeline_parallel_size, env.get("VLLM_PP_LAYER_PARTITION") or None
+    why = ps.whole_reason(backend=args.backend, nodes=args.nodes, storage=args.storage,
+                          speculative=args.speculative_flag)
+    if why:
+        return Stages(stages=None, pp=pp, partition=partition, why=why)
+    layout = ps.Layout(tensor_parallel_size=args.tensor_parallel_size, pipeline_parallel_size=pp,
+                       gpus_per_node=args.gpus_per_node, nodes=args.nodes, partition=partition)
+    try:
+        stages = layout.node_stages(node_rank(args, env))
+    except ps.StageError as exc:
+        return Stages(stages=None, pp=pp, partition=partition, why=str(exc))
+    if len(stages) == pp:
+        return Stages(stages=None, pp=pp, partition=partition, why="this node runs every pipeline stage")
+    return Stages(stages=stages, pp=pp, partition=partition)
+
+
+def covers(marker: dict[str, Any], want: Stages) -> bool:
+    """Whether a complete directory's marker holds what ``want`` needs: the whole checkpoint (a marker without
+    stages), or a superset of the stages of the same partition."""
+    had = marker.get("split")
+    if had is None:
+        return True
+    if want.stages is None or not isinstance(had, dict):
+        return False
+    return (had.get("pipeline_parallel_size") == want.pp and had.get("partition") == want.partition
+            and set(want.stages) <= set(had.get("stages") or []))
+
+
+def split_shards(args: argparse.Namespace, job: Job, chosen: dict[str, File], index: dict[str, Any] | None,
+                 want: Stages) -> tuple[dict[str, File], Stages]:
+    """Of the chosen files, the shards holding the tensors of ``want``'s stages and every other file; or all of
+    them, with the reason, where vLLM would not notice a missing tensor or config.json does not say the layers.
+
+    Raises:
+        Refused: config.json is not a JSON object, or the partition does not fit the layers.
+    """
+    if want.stages is None:
+        return chosen, want
+    if index is None:
+        return chosen, want.whole(f"no {INDEX}: the weights are one file")
+    config = read_json(job, chosen, "config.json") or {}
+    try:
+        loader = json.loads(args.loader_extra_config or "{}")
+    except ValueError as exc:
+        raise Refused(f"--model-loader-extra-config {args.loader_extra_config!r} is not JSON ({exc})") from exc
+    why = ps.tracking_reason(config=config, loader_config=loader if isinstance(loader, dict) else {},
+                             quantize_flag=args.quantize_flag)
+    layers = ps.layer_count(config)
+    if why or layers is None:
+        return chosen, want.whole(why or "config.json does not say num_hidden_layers")
+    try:
+        needed = ps.needed_tensors(index["weight_map"], layers=layers, stages=want.stages, pp=want.pp,
+                                   partition=want.partition, tie=ps.tied(config))
+    except ps.StageError as exc:
+        raise Refused(str(exc)) from exc
+    shards = {index["weight_map"][t] for t in needed}
+    kept = {n: f for n, f in chosen.items() if not n.endswith(".safetensors") or n in shards}
+    return kept, Stages(stages=want.stages, pp=want.pp, partition=want.partition, needed=frozenset(needed))
+
+
+def check_tensors(job: Job, files: dict[str, File], stages: Stages) -> None:
+    """Every tensor the stages load is in a fetched shard's header (the index could name it in another).
+
+    Raises:
+        Failed: Tensors are missing, or a shard is not a safetensors file.
+    """
+    if not stages.needed:
+        return
+    found: set[str] = set()
+    try:
+        for name in files:
+            if name.endswith(".safetensors"):
+                found |= ps.tensors_in(job.target(name))
+    except ps.StageError as exc:
+        raise Failed(str(exc)) from exc
+    missing = sorted(stages.needed - found)
+    if missing:
+        raise Failed(f"{len(missing)} tensors of stages {list(stages.stages or ())} are in no fetched shard, though "
+                     f"{INDEX} names them: {', '.join(missing[:3])}; the index does not match the shards")
+
+
+def listing(args: argparse.Namespace, want: Stages) -> tuple[Job, dict[str, File], int, Stages]:
+    """The job, the files to fetch, how many files of the repository are skipped, and the stages they are for.
 
     Raises:
         Refused, or the Hub's errors (gated, missing repository or revision, unreachable).
@@ -472,10 +616,18 @@ def listing(args: argparse.Namespace) -> tuple[Job, dict[str, File], int]:
         confined(name)
     job = Job(repo=args.repo, commit=commit, dest=Path(args.dest), headers=build_hf_headers(),
               timeout=args.read_timeout)
-    index = read_index(job, {n: everything[n] for n in chosen})
+    index = read_json(job, {n: everything[n] for n in chosen}, INDEX)
     if index is not None:
         chosen = indexed(chosen, index)
-    return job, {n: everything[n] for n in chosen}, len(everything) - len(chosen)
+    files, got = split_shards(args, job, {n: everything[n] for n in chosen}, index, want)
+    return job, files, len(everything) - len(files), got
+
+
+def describe_stages(stages: Stages, files: dict[str, File]) -> str:
+    if stages.stages is None:
+        return f"; the whole checkpoint: {stages.why}" if stages.why else ""
+    return (f"; pipeline stages {', '.join(map(str, stages.stages))} of {stages.pp}: "
+            f"{sum(n.endswith('.safetensors') for n in files)} shards")
 
 
 def transient(exc: BaseException) -> bool:
@@ -489,7 +641,7 @@ def transient(exc: BaseException) -> bool:
         or isinstance(exc, OSError)
 
 
-def listing_with_retries(args: argparse.Namespace) -> tuple[Job, dict[str, File], int]:
+def listing_with_retries(args: argparse.Namespace, want: Stages) -> tuple[Job, dict[str, File], int, Stages]:
     """listing(), tried again after a timeout or a broken connection: each try waits at most --read-timeout for any
     one read, and --attempts tries in all.
 
@@ -498,7 +650,7 @@ def listing_with_retries(args: argparse.Namespace) -> tuple[Job, dict[str, File]
     """
     for attempt in range(1, args.attempts + 1):
         try:
-            return listing(args)
+            return listing(args, want)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -515,8 +667,9 @@ def listing_with_retries(args: argparse.Namespace) -> tuple[Job, dict[str, File]
 
 def download(args: argparse.Namespace) -> int:
     dest = Path(args.dest)
+    want = wanted_stages(args, dict(os.environ))
     done = complete(dest)
-    if done is not None:
+    if done is not None and covers(done, want):
         log(f"{args.repo}@{args.revision} is already complete in {dest} ({len(done['files'])} files, "
             f"{human(sum(done['files'].values()))}, commit {done.get('commit', '?')}); not contacting the Hub")
         return 0
@@ -525,7 +678,7 @@ def download(args: argparse.Namespace) -> int:
     except Refused as exc:
         raise Failed(str(exc)) from exc
     try:
-        job, files, skipped = listing_with_retries(args)
+        job, files, skipped, stages = listing_with_retries(args, want)
     except Exception as exc:  # the Hub's errors (gated, missing, unreachable) and refused listings
         raise Failed(describe(exc, args.repo, args.revision)) from exc
     if not files:
@@ -534,7 +687,11 @@ def download(args: argparse.Namespace) -> int:
     total = sum(f.size for f in files.values())
     already = sum(present(job, f) for f in files.values())
     log(f"{args.repo}@{args.revision} (commit {commit}): {len(files)} files, {human(total)} into {dest}; "
-        f"skipping {skipped} files vLLM does not load")
+        f"skipping {skipped} files vLLM does not load{describe_stages(stages, files)}")
+    if stages.stages is not None and args.revision != commit:
+        log(f"the revision {args.revision} is not a commit: each node resolves it when it starts, so the stages of "
+            "one group could come from two commits if the repository changes meanwhile; pin model.revision to "
+            f"{commit} (helm rdma generate pins it for a Hub model)")
     try:
         check_space(args, total - already)
     except Refused as exc:
@@ -562,9 +719,8 @@ def download(args: argparse.Namespace) -> int:
     if wrong:
         raise Failed(f"{len(wrong)} files are missing or not as the Hub lists them after the download: "
                      f"{', '.join(wrong[:5])}")
-    marker = {"repo": args.repo, "revision": args.revision, "commit": commit,
-              "files": {f.name: f.size for f in files.values()},
-              "sha256": {f.name: f.sha256 for f in files.values() if f.sha256}}
+    check_tensors(job, files, stages)
+    marker = marker_of(args, commit, files, stages, done)
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=MARKER + ".", suffix=".tmp")  # one per writer
     with os.fdopen(fd, "w") as out:
         out.write(json.dumps(marker, indent=1, sort_keys=True))
@@ -573,6 +729,25 @@ def download(args: argparse.Namespace) -> int:
     log(f"complete: {len(files)} files, {human(total)} in {duration(took)} "
         f"({human((total - already) / max(took, 1e-6))}/s)")
     return 0
+
+
+def marker_of(args: argparse.Namespace, commit: str, files: dict[str, File], stages: Stages,
+              before: dict[str, Any] | None) -> dict[str, Any]:
+    """The marker of a complete directory: its files and, for a stage split, its stages; with the stages of a
+    complete split of the same commit and partition already there, both (their files are still in place)."""
+    marker: dict[str, Any] = {"repo": args.repo, "revision": args.revision, "commit": commit,
+                              "files": {f.name: f.size for f in files.values()},
+                              "sha256": {f.name: f.sha256 for f in files.values() if f.sha256}}
+    split = stages.record()
+    had = before.get("split") if before else None
+    if split is not None and before is not None and isinstance(had, dict) and before.get("commit") == commit \
+            and had.get("pipeline_parallel_size") == stages.pp and had.get("partition") == stages.partition:
+        split["stages"] = sorted({*split["stages"], *had.get("stages", [])})
+        marker["files"] = {**before.get("files", {}), **marker["files"]}
+        marker["sha256"] = {**before.get("sha256", {}), **marker["sha256"]}
+    if split is not None:
+        marker["split"] = split
+    return marker
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -595,6 +770,20 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="where the one-line reason of a failure is also written (the pod's termination message)")
     parser.add_argument("--hold-on-failure", type=float, default=0, metavar="SECONDS",
                         help="how long a failed run waits before it exits 1")
+    split = parser.add_argument_group("pipeline stages (the model's download: fetch only this node's stages)")
+    split.add_argument("--pipeline-parallel-size", type=int, default=None, metavar="PP")
+    split.add_argument("--tensor-parallel-size", type=int, default=1, metavar="TP")
+    split.add_argument("--gpus-per-node", type=int, default=1, metavar="G")
+    split.add_argument("--nodes", type=int, default=1, metavar="N")
+    split.add_argument("--backend", default="native", choices=["native", "ray"])
+    split.add_argument("--storage", default="hostPath", metavar="KIND", help="model.storage.type")
+    split.add_argument("--workload", default="LeaderWorkerSet", choices=["LeaderWorkerSet", "StatefulSet"])
+    split.add_argument("--role", default="leader", choices=["leader", "worker"])
+    split.add_argument("--loader-extra-config", default=None, metavar="JSON",
+                       help="vLLM's --model-loader-extra-config, if vllm.extraArgs sets it")
+    split.add_argument("--quantize-flag", action="store_true", help="vllm.extraArgs quantizes (--quantization)")
+    split.add_argument("--speculative-flag", action="store_true",
+                       help="vllm.extraArgs turns speculative decoding on (--speculative-config)")
     args = parser.parse_args(argv)
     if not (0 < args.read_timeout <= 3600) or args.attempts < 1:
         parser.error("--read-timeout must be above 0 and at most 3600 seconds, --attempts at least 1")

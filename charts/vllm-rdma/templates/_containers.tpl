@@ -421,7 +421,48 @@ it. (dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.downloadContainer" -}}
 {{- $v := .root.Values }}
-{{- include "vllm-rdma.fetchContainer" (dict "root" .root "role" .role "name" "download-model" "repo" $v.model.name "revision" $v.model.revision "dest" (include "vllm-rdma.modelDir" .root) "keyCheck" .keyCheck) }}
+{{- include "vllm-rdma.fetchContainer" (dict "root" .root "role" .role "name" "download-model" "repo" $v.model.name "revision" $v.model.revision "dest" (include "vllm-rdma.modelDir" .root) "keyCheck" .keyCheck "stages" (gt (int $v.nodes) 1)) }}
+{{- end }}
+
+{{/*
+The download's arguments that say which pipeline stages the pod's node runs (files/fetch_model.py fetches only their
+shards, or says why it fetches the whole checkpoint: pvc storage, Ray beyond 2 nodes, speculative decoding, a
+quantized model whose loaded weights vLLM does not check), with vLLM's --model-loader-extra-config and --quantization
+from vllm.extraArgs, which decide whether vLLM checks that every weight of its stage was loaded, and
+--speculative-config. (dict "root" $ "role" ...)
+*/}}
+{{- define "vllm-rdma.stageArgs" -}}
+{{- $v := .root.Values -}}
+- "--pipeline-parallel-size"
+- {{ $v.vllm.pipelineParallelSize | quote }}
+- "--tensor-parallel-size"
+- {{ $v.vllm.tensorParallelSize | quote }}
+- "--gpus-per-node"
+- {{ $v.preset.gpusPerNode | quote }}
+- "--nodes"
+- {{ $v.nodes | quote }}
+- "--backend"
+- {{ $v.distributed.backend | quote }}
+- "--storage"
+- {{ $v.model.storage.type | quote }}
+- "--workload"
+- {{ $v.workload.kind | quote }}
+- "--role"
+- {{ .role | quote }}
+{{- $args := $v.vllm.extraArgs }}
+{{- range $i, $a := $args }}
+{{- if and (eq $a "--model-loader-extra-config") (lt (add1 $i) (len $args)) }}
+- "--loader-extra-config"
+- {{ index $args (add1 $i) | quote }}
+{{- else if hasPrefix "--model-loader-extra-config=" $a }}
+- "--loader-extra-config"
+- {{ trimPrefix "--model-loader-extra-config=" $a | quote }}
+{{- else if or (eq $a "--quantization") (eq $a "-q") (hasPrefix "--quantization=" $a) }}
+- "--quantize-flag"
+{{- else if or (eq $a "--speculative-config") (hasPrefix "--speculative-config=" $a) }}
+- "--speculative-flag"
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -512,11 +553,28 @@ A container that fetches one repository with files/fetch_model.py, with model.do
     - {{ mul $dl.holdOnFailureMinutes 60 | quote }}
     - "--termination-log"
     - "/dev/termination-log"
+    {{- if .stages }}
+    {{- include "vllm-rdma.stageArgs" (dict "root" $root "role" .role) | nindent 4 }}
+    {{- end }}
   env:
     - name: HF_HOME
       value: {{ printf "%s/.hf-home" (trimSuffix "/" $v.model.storage.mountPath) | quote }}
     - name: HF_HUB_DISABLE_PROGRESS_BARS
       value: "1"
+    {{- if .stages }}
+    {{- if eq $v.workload.kind "StatefulSet" }}
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    {{- end }}
+    {{- range $v.vllm.extraEnv }}
+    {{- if eq .name "VLLM_PP_LAYER_PARTITION" }}
+    - name: VLLM_PP_LAYER_PARTITION
+      value: {{ .value | quote }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
     {{- if .keyCheck }}
     {{- include "vllm-rdma.apiKeySecretCheckEnv" $root | nindent 4 }}
     {{- end }}
@@ -534,6 +592,10 @@ A container that fetches one repository with files/fetch_model.py, with model.do
   volumeMounts:
     - name: model
       mountPath: {{ $v.model.storage.mountPath | quote }}
+    {{- /* fetch_model.py and the pipeline_stages.py it imports, from the scripts ConfigMap */}}
+    - name: scripts
+      mountPath: /opt/helm-rdma
+      readOnly: true
     {{- if include "vllm-rdma.bootVolumeProbe" $root }}
     - name: node-root-probe
       mountPath: {{ include "vllm-rdma.bootVolumeProbe" $root | quote }}

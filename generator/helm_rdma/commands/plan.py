@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation
 from helm_rdma.resolve.values import ChartRequest, resolve
 from helm_rdma.sizing.catalog import get_model
-from helm_rdma.sizing.firsttoken import FirstToken, Rates, duration, first_token
+from helm_rdma.sizing.firsttoken import FirstToken, Group, Rates, duration, first_token
 from helm_rdma.sizing.lora import LoraSlots
 from helm_rdma.sizing.modelspec import ModelSpec
 from helm_rdma.sizing.planner import GB, GIB, Plan, Sizing, plan_model
@@ -42,12 +43,60 @@ def boot_volume_gb() -> int:
     return int(schema["properties"]["clusterNetwork"]["properties"]["bootVolumeSizeGBs"]["default"])
 
 
+def loader_settings(extra_args: list[str]) -> tuple[dict[str, Any], bool]:
+    """vLLM's --model-loader-extra-config (as JSON) and whether it quantizes (--quantization, -q), from
+    vllm.extraArgs, read as the chart's vllm-rdma.stageArgs passes them to the download."""
+    config: Any = {}
+    for i, arg in enumerate(extra_args):
+        text = extra_args[i + 1] if arg == "--model-loader-extra-config" and i + 1 < len(extra_args) else \
+            arg.removeprefix("--model-loader-extra-config=") if arg.startswith("--model-loader-extra-config=") else None
+        if text is not None:
+            try:
+                config = json.loads(text)
+            except ValueError:
+                config = {}
+    quantize = any(a in ("--quantization", "-q") or a.startswith("--quantization=") for a in extra_args)
+    return (config if isinstance(config, dict) else {}), quantize
+
+
+def speculative(extra_args: list[str]) -> bool:
+    """vllm.extraArgs turns speculative decoding on (--speculative-config), as vllm-rdma.stageArgs reads it."""
+    return any(a == "--speculative-config" or a.startswith("--speculative-config=") for a in extra_args)
+
+
+def group_of(values: dict[str, Any]) -> Group:
+    """The group the values run (nodes, parallelism, backend, storage, vLLM's loader settings), as the download
+    reads it."""
+    vllm = values["vllm"]
+    extra_args = [str(a) for a in vllm.get("extraArgs") or []]
+    loader, quantize = loader_settings(extra_args)
+    partition = next((str(e["value"]) for e in vllm.get("extraEnv") or []
+                      if e.get("name") == "VLLM_PP_LAYER_PARTITION"), None)
+    return Group(nodes=int(values["nodes"]), tensor_parallel_size=int(vllm["tensorParallelSize"]),
+                 pipeline_parallel_size=int(vllm["pipelineParallelSize"]),
+                 gpus_per_node=int(values["preset"]["gpusPerNode"]), backend=str(values["distributed"]["backend"]),
+                 storage=str(values["model"]["storage"]["type"]), partition=partition, loader_config=loader,
+                 quantize_flag=quantize, speculative=speculative(extra_args))
+
+
+def default_group(the_plan: Plan, *, gpus_per_node: int) -> Group:
+    """The group of ``the_plan`` with the chart's default backend and storage (the values schema's defaults)."""
+    props = load_json_schema(schema_path("values.schema.json"))["properties"]
+    return Group(nodes=the_plan.nodes, tensor_parallel_size=the_plan.tensor_parallel_size,
+                 pipeline_parallel_size=the_plan.pipeline_parallel_size, gpus_per_node=gpus_per_node,
+                 backend=str(props["distributed"]["properties"]["backend"]["default"]),
+                 storage=str(props["model"]["properties"]["storage"]["properties"]["type"]["default"]))
+
+
 def plan(*, model: str, preset: str, sizing: Sizing | None = None, rates: Rates | None = None) -> PlanReport:
     """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` as ``sizing`` asks (see
-    sizing/planner.py), and estimate how long its weights take to download and load (see sizing/firsttoken.py)."""
+    sizing/planner.py), and estimate how long its weights take to download and load (see sizing/firsttoken.py),
+    with the chart's default backend and storage."""
     spec = get_model(model)
-    the_plan = plan_model(model=spec, preset=load_preset(preset), sizing=sizing)
-    estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb())
+    shape = load_preset(preset)
+    the_plan = plan_model(model=spec, preset=shape, sizing=sizing)
+    estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb(),
+                           group=default_group(the_plan, gpus_per_node=shape.gpus_per_node))
     return PlanReport(plan=the_plan, model=spec, first_token=estimate)
 
 
@@ -61,7 +110,8 @@ def plan_values(request: ChartRequest, *, rates: Rates | None = None) -> PlanRep
     """
     resolved = resolve(request)
     boot = int(resolved.values["clusterNetwork"]["bootVolumeSizeGBs"])
-    estimate = first_token(resolved.model, rates=rates or Rates(), boot_volume_gb=boot)
+    estimate = first_token(resolved.model, rates=rates or Rates(), boot_volume_gb=boot,
+                           group=group_of(resolved.values))
     return PlanReport(plan=resolved.plan, model=resolved.model, first_token=estimate)
 
 
@@ -84,6 +134,14 @@ def lora_option(*, max_rank: int | None, max_loras: int | None) -> LoraSlots | N
 
 def _gb(n: int) -> str:
     return f"{n / GB:,.0f} GB" if n >= 10 * GB else f"{n / GB:.1f} GB"
+
+
+def first_token_rows(estimate: FirstToken) -> list[tuple[str, ...]]:
+    """The time-to-first-token table: a header, then one row per way (plan's output and docs/models.md)."""
+    rows: list[tuple[str, ...]] = [("way", "storage", "download", "read", "download time", "load time", "total")]
+    rows += [(w.name, w.storage, _gb(w.download_bytes), _gb(w.read_bytes), duration(w.download_seconds),
+              duration(w.read_seconds), duration(w.seconds)) for w in estimate.ways]
+    return rows
 
 
 def plan_table(report: PlanReport) -> str:
@@ -115,19 +173,27 @@ def plan_table(report: PlanReport) -> str:
     ]
     if not m.unsized:
         rows.append(("full-length sequences", str(p.full_length_sequences)))
-    rows += [
-        ("download per node", f"{_gb(ours.download_bytes)} (every node fetches its own copy onto its NVMe)"),
-        ("read per node", f"{_gb(ours.read_bytes)} (vLLM reads every shard on every node)"),
-        ("start-up budget", f"{p.startup_minutes} min: {p.startup_reason}"),
-    ]
+    share = t.share
+    if share.fraction < 1.0:
+        whole = t.ways[1]
+        rows += [
+            ("download per node", f"{_gb(ours.download_bytes)}, the shards of the node's pipeline stages "
+                                  f"({share.stages}; the whole checkpoint {_gb(whole.download_bytes)})"),
+            ("read per node", f"{_gb(ours.read_bytes)} (vLLM reads the shards on its node's disk)"),
+        ]
+    else:
+        why = f": {share.why_whole}" if share.why_whole else ""
+        rows += [
+            ("download per node", f"{_gb(ours.download_bytes)}, the whole checkpoint{why}"),
+            ("read per node", f"{_gb(ours.read_bytes)} (vLLM reads every shard on every node)"),
+        ]
+    rows += [("start-up budget", f"{p.startup_minutes} min: {p.startup_reason}")]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     r = t.rates
     lines += ["", f"time to first token, per node (network {r.network_gbs:g} GB/s, NVMe {r.nvme_gbs:g} GB/s; "
                   "engine start not included):"]
-    table = [("way", "storage", "download", "read", "download time", "load time", "total")]
-    table += [(w.name, w.storage, _gb(w.download_bytes), _gb(w.read_bytes), duration(w.download_seconds),
-               duration(w.read_seconds), duration(w.seconds)) for w in t.ways]
+    table = first_token_rows(t)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines += ["  " + "  ".join(c.ljust(wd) for c, wd in zip(row, widths, strict=True)).rstrip() for row in table]
     lines += [f"  {w.name}: {w.note}" for w in t.ways if w.note]

@@ -3,7 +3,8 @@
 - completion.yaml: the sub-commands and flag names helm completes for `helm rdma` (helm's pkg/cmd/load_plugins.go
   reads it; every flag becomes a boolean there, so it holds names only, quoted where YAML would read a boolean);
 - plugin.yaml: its `usage` and `description` (what `helm help` and `helm help rdma` show, with the command list);
-- README.md: the command table, between its markers; docs/cli.md: the CLI reference.
+- README.md: the command table, between its markers; docs/cli.md: the CLI reference;
+- docs/models.md: the time-to-first-token table of `plan llama405b --preset h100`, between its markers.
 
 `python -m helm_rdma.dev.docs` (`make docs`) writes them; `--check` names those that differ and exits 1.
 """
@@ -23,6 +24,7 @@ import click
 from helm_rdma import __version__
 from helm_rdma.cli import main
 from helm_rdma.cli.help import examples_of, summary
+from helm_rdma.commands.plan import first_token_rows, plan
 from helm_rdma.dev.generatedfiles import stale, sync
 
 REPO = Path(__file__).resolve().parents[3]
@@ -181,10 +183,10 @@ def readme_reference() -> str:
     return "\n".join(out).rstrip("\n")
 
 
-def _replace_block(text: str, name: str, body: str) -> str:
+def _replace_block(text: str, name: str, body: str, file: str = "README.md") -> str:
     begin, end = BEGIN.format(name), END.format(name)
     if begin not in text or end not in text:
-        raise SystemExit(f"README.md lacks the markers of {name}: {begin} ... {end}")
+        raise SystemExit(f"{file} lacks the markers of {name}: {begin} ... {end}")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{begin}\n{body}\n{end}{tail}"
@@ -194,6 +196,19 @@ def readme() -> str:
     """README.md with its command table rewritten."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     return _replace_block(text, "cli-commands", readme_commands())
+
+
+FIRST_TOKEN_EXAMPLE = ("llama405b", "h100")
+
+
+def models_doc() -> str:
+    """docs/models.md with its time-to-first-token table rewritten from `plan` (FIRST_TOKEN_EXAMPLE)."""
+    model, preset = FIRST_TOKEN_EXAMPLE
+    rows = first_token_rows(plan(model=model, preset=preset).first_token)
+    table = [f"| {' | '.join(rows[0])} |", "|" + "---|" * len(rows[0])]
+    table += [f"| {' | '.join(_cell(c) for c in row)} |" for row in rows[1:]]
+    text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
+    return _replace_block(text, "first-token", "\n".join(table), file="docs/models.md")
 
 
 def cli_doc() -> str:
@@ -210,6 +225,7 @@ def expected() -> dict[Path, str]:
         REPO / "plugin.yaml": plugin_yaml(),
         REPO / "README.md": readme(),
         REPO / "docs" / "cli.md": cli_doc(),
+        REPO / "docs" / "models.md": models_doc(),
     }
 
 

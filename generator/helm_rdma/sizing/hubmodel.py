@@ -199,16 +199,28 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-@cache
-def _fetch_model_script() -> ModuleType:
-    """The chart's download script (files/fetch_model.py): the one home of its file selection."""
-    path = chart_dir() / "files" / "fetch_model.py"
-    spec = importlib.util.spec_from_file_location("helm_rdma_chart_fetch_model", path)
+def _chart_script(name: str, module_name: str) -> ModuleType:
+    path = chart_dir() / "files" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@cache
+def pipeline_stages_script() -> ModuleType:
+    """The chart's pipeline_stages.py (files/): the one home of which shards a node's pipeline stages load, and
+    when a node fetches the whole checkpoint. fetch_model.py imports it by this name, as the pods run it."""
+    return _chart_script("pipeline_stages", "pipeline_stages")
+
+
+@cache
+def _fetch_model_script() -> ModuleType:
+    """The chart's download script (files/fetch_model.py): the one home of its file selection."""
+    pipeline_stages_script()
+    return _chart_script("fetch_model", "helm_rdma_chart_fetch_model")
 
 
 def downloaded_files(files: dict[str, int], index: dict[str, Any] | None = None) -> dict[str, int]:
