@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from helm_rdma import contract
 from helm_rdma.checks import lookalikes
 from helm_rdma.checks.doctor import value_findings
 from helm_rdma.checks.facts import group_watch, oci_hooks
 from helm_rdma.checks.finding import Finding
+from helm_rdma.cli import main
 from helm_rdma.commands.doctor import UNCHECKED, doctor, with_chart_verdict
 from helm_rdma.contract import VALIDATE_MARKER
 from helm_rdma.datafiles import chart_dir
@@ -28,6 +30,7 @@ from helm_rdma.resolve.values import resolve
 from helm_rdma.resolve.valuesources import ValueSources
 
 from .conftest import helm_path
+from .helm_stand_in import recording_helm
 from .rendering import request
 from .test_bad_input import values_file
 from .test_golden import CASES, EXTRAS
@@ -232,3 +235,43 @@ def test_the_lookalikes_are_one_exact_name_each_and_nccls_own_names_are_none_of_
 
 def test_the_charts_lookalikes_template_is_what_the_schema_says() -> None:
     assert (chart_dir() / lookalikes.TEMPLATE).read_text() == lookalikes.go_template(), "run `make chart`"
+
+
+# -- the commands read the chart's verdict from the helm run they make ---------------------------------------------
+
+def helm_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Real helm 4 behind a stand-in that logs each call's arguments; returns the log."""
+    return recording_helm(tmp_path, monkeypatch, f'#!/bin/sh\necho "$@" >> {{log}}\nexec {helm_path("helm4")} "$@"\n')
+
+
+def test_generate_and_doctor_run_helm_once_on_the_chart(runner: CliRunner, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    log = helm_runs(tmp_path, monkeypatch)
+    out = runner.invoke(main, ["generate", RELEASE, "--preset", "h100", "--output-dir", str(tmp_path / "chart")])
+    assert out.exit_code == 0, out.output
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["template"]
+    log.unlink()
+    out = runner.invoke(main, ["doctor", RELEASE, "--preset", "h100"])
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["template"]
+
+
+def test_generate_lists_the_charts_rules_and_its_own_errors_together_and_writes_nothing(
+        runner: CliRunner, tmp_path: Path) -> None:
+    out = runner.invoke(main, ["generate", RELEASE, "--preset", "h100", "--output-dir", str(tmp_path / "chart"),
+                               "--set", "vllm.pipelineParallelSize=3", "--set", "vllm.port=10250"])
+    assert out.exit_code == 2, out.output
+    assert "error   vllm.tensorParallelSize: TP 8 x PP 3 = 24" in out.output  # the chart's rule
+    assert "error   vllm.port: port 10250 is taken on the node by the kubelet" in out.output  # doctor's own
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["generate", "--output-dir", "OUT"], ["install", "--dry-run"],
+                                     ["upgrade", "--dry-run"]])
+def test_a_chart_rule_stops_a_command_in_doctors_words(command: list[str], runner: CliRunner,
+                                                      tmp_path: Path) -> None:
+    rule = FIXTURE[0]
+    args = [command[0], RELEASE, "--preset", "h100", *[a.replace("OUT", str(tmp_path / "c")) for a in command[1:]]]
+    out = runner.invoke(main, [*args, "--set", "vllm.pipelineParallelSize=3"])
+    assert out.exit_code == 2, out.output
+    assert f"error   {rule['key']}: {rule['message']}; fix: {rule['fix']}" in out.output
+    assert "helm-rdma's checks" in out.output and list(tmp_path.iterdir()) == []
