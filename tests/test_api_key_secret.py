@@ -87,6 +87,19 @@ def test_a_secret_the_user_made_or_named_is_never_touched(cluster: Cluster, inst
     assert cluster.names("v1/secrets", "ml") == [SECRET]
 
 
+@pytest.mark.parametrize("cluster_checks", [True, False])
+def test_values_a_chart_rule_refuses_create_no_secret(cluster_checks: bool, cluster: Cluster, installs: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's rules are helm's verdict: read from the cluster checks' render, or asked before the Secret is made
+    when those do not run (the stand-in helm here would install anything)."""
+    if cluster_checks:
+        monkeypatch.delenv("HELM_RDMA_SKIP_CLUSTER_CHECKS")
+    out = CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "-n", "ml",
+                                    "--set", "vllm.pipelineParallelSize=3"])
+    assert out.exit_code == 2 and "error   vllm.tensorParallelSize: TP 8 x PP 3" in out.output, out.output
+    assert cluster.names("v1/secrets", "ml") == [] and not installs.exists()
+
+
 def test_two_installs_at_once_end_with_one_key(cluster: Cluster) -> None:
     env = HelmEnv(kubeconfig=str(cluster.kubeconfig), namespace="ml")
     made: list[Any] = []

@@ -14,7 +14,7 @@ CLI = {p.stem for p in (PACKAGE / "cli").glob("*.py")}
 # The path `helm rdma template|plan|generate` takes, which must start fast and need no SDK.
 TEMPLATE_PATH = ("resolve/values", "resolve/valuesources", "resolve/strvals", "resolve/overrides", "validation", "names", "sizing/presets", "sizing/catalog",
                  "sizing/planner", "sizing/doccache", "chart/write", "chart/meta", "chart/readme", "chart/valuesfile", "chart/valuestable", "chart/images",
-                 "checks/doctor", "checks/serving", "checks/rules", "checks/rulestemplate", "dev/chart_sync", "helm", "helmenv",
+                 "checks/doctor", "checks/serving", "checks/facts", "checks/lookalikes", "dev/chart_sync", "helm", "helmenv",
                  "errors", "datafiles", "commands/template",
                  "commands/generate", "commands/plan")
 PROVISIONER = ("oci/network", "oci/clients", "oci/nodejoin", "commands/provision")
@@ -30,7 +30,7 @@ ALLOWED = {
     "sizing": {"root"},
     "resolve": {"root", "sizing"},
     "checks": {"root", "resolve", "sizing"},
-    "chart": {"root", "resolve", "sizing", "checks"},  # checks/rules: the chart's facts, such as ociHooks
+    "chart": {"root", "resolve", "sizing", "checks"},  # checks/facts: the chart's facts, such as ociHooks
     "cluster": {"root", "logs"},
     "commands": {"root", "logs", "oci", "sizing", "resolve", "checks", "chart", "cluster"},
     "cli": {"root", "logs", "oci", "sizing", "resolve", "checks", "chart", "cluster", "commands"},
@@ -167,7 +167,7 @@ def test_the_rules_can_fail() -> None:
     sample = PACKAGE / "cli" / "base.py"
     assert "click" in imported(sample)
     assert "helm_rdma.commands.verify.verify" in imported(PACKAGE / "cli" / "releases.py", module_level=False)
-    assert "helm_rdma.checks.rules" in project_imports(PACKAGE / "checks" / "doctor.py", module_level=True)
+    assert "helm_rdma.checks.facts" in project_imports(PACKAGE / "checks" / "doctor.py", module_level=True)
     assert family_of_module("helm_rdma.oci.network") == "oci" and family_of_module("helm_rdma.errors") == "root"
 
 

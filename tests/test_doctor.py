@@ -133,7 +133,7 @@ def test_sriov_mode_does_not_judge_the_host_device_list() -> None:
 
 
 # Values the chart's validateValues refuses (so `helm template` fails on them, with or without the plugin) and the
-# doctor error that names the same problem before anything is rendered.
+# doctor error that names the same problem (doctor renders the chart and reports its rules as findings).
 REFUSED = [
     # kubelet/runc: a hostPath /dev/infiniband grants no device access (FACTS.md, "How a pod gets RDMA on OKE")
     (("rdma.privileged=false",), "rdma.privileged: is false in hostNetwork mode", "rdma.privileged"),

@@ -1,5 +1,6 @@
 """Facts written once: the provisioning defaults live in schemas/values.schema.json and the "OCI hooks run" condition
-in the rule table's fact ociHooks (the chart's helper vllm-rdma.ociHooks); everything else derives from them."""
+in the chart's helper vllm-rdma.ociHooks (templates/_facts.tpl), which Python mirrors once (checks/facts.py, held to
+the helper by tests/test_rules.py); everything else derives from them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helm_rdma.checks.rules import fact
+from helm_rdma.checks.facts import oci_hooks
 from helm_rdma.cli import main
 from helm_rdma.commands.provision import ProvisionFlags, ProvisionPlan, plan_from_values
 from helm_rdma.oci.clients import OciAuth
@@ -69,17 +70,18 @@ def test_values_without_the_waits_get_the_charts_defaults(tmp_path: Path) -> Non
 
 def test_the_oci_hooks_condition_is_written_once_as_a_fact() -> None:
     both = re.compile(r"provision\W+(\$v\.|\.Values\.)?(clusterNetwork\.)?deleteOnUninstall|"
-                      r"deleteOnUninstall\W+(\$v\.|\.Values\.)?(clusterNetwork\.)?provision\b")
-    generated = ROOT / "charts" / "vllm-rdma" / "templates" / "_rules.tpl"  # the fact's own helper
-    rules = _text(ROOT / "schemas" / "rules.yaml")
-    assert len(re.findall(r"or\(clusterNetwork\.provision, clusterNetwork\.deleteOnUninstall\)", rules)) == 1
-    in_code = [p.name for p in SOURCES if p != generated and both.search(_text(p).replace('"', ""))]
+                      r"deleteOnUninstall\W+(\$v\.|\.Values\.)?(clusterNetwork\.)?provision\b|"
+                      r"provision\W+or\W+network\.get\W+deleteOnUninstall")
+    helper = ROOT / "charts" / "vllm-rdma" / "templates" / "_facts.tpl"  # the fact's own helper
+    mirror = ROOT / "generator" / "helm_rdma" / "checks" / "facts.py"  # Python's one mirror of it
+    in_code = [p.name for p in SOURCES if p not in (helper, mirror) and both.search(_text(p).replace('"', ""))]
     assert not in_code
-    assert _text(generated).count("$v.clusterNetwork.provision $v.clusterNetwork.deleteOnUninstall") == 1
+    assert _text(helper).count(".Values.clusterNetwork.provision .Values.clusterNetwork.deleteOnUninstall") == 1
+    assert len(both.findall(_text(mirror))) == 1
 
 
 @pytest.mark.parametrize(("provision", "delete", "hooks"),
                          [(False, False, False), (True, False, True), (False, True, True), (True, True, True)])
 def test_the_oci_hooks_fact_holds_when_a_hook_provisions_or_deprovisions(provision: bool, delete: bool,
                                                                         hooks: bool) -> None:
-    assert fact("ociHooks", {"clusterNetwork": {"provision": provision, "deleteOnUninstall": delete}}) is hooks
+    assert oci_hooks({"clusterNetwork": {"provision": provision, "deleteOnUninstall": delete}}) is hooks

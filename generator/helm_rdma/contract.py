@@ -28,5 +28,5 @@ DOWNLOAD_CONTAINER = "download-model"
 PREFLIGHT_RESULT_PREFIX = "helm-rdma preflight result: "
 # The helm test templates, as the release ConfigMap carries them (templates/configmap-release.yaml).
 TEST_TEMPLATES = ("job-test-rdma.yaml", "job-test-api.yaml")
-# How vllm-rdma.validateValues begins its one failure message (templates/_rules.tpl, from rulestemplate.py).
+# How vllm-rdma.validateValues begins its one failure message (templates/_rules.tpl).
 VALIDATE_MARKER = "vllm-rdma: the values do not fit together:"

@@ -293,8 +293,9 @@ class ChartValuesError(InputError):
 
     MARKER = VALIDATE_MARKER
 
-    def __init__(self, *, problems: str) -> None:
-        super().__init__(f"the values do not fit together:\n{problems}")
+    def __init__(self, *, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)  # each KEY: MESSAGE; fix: FIX
+        super().__init__("the values do not fit together:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
     @classmethod
     def from_helm(cls, error: HelmCommandError) -> HelmRdmaError:
@@ -302,8 +303,7 @@ class ChartValuesError(InputError):
         if cls.MARKER not in error.stderr:
             return error
         tail = error.stderr.split(cls.MARKER, 1)[1]
-        lines = [line for line in tail.splitlines() if line.strip().startswith("- ")]
-        return cls(problems="\n".join(lines))
+        return cls(problems=[line.strip()[2:] for line in tail.splitlines() if line.strip().startswith("- ")])
 
 
 class OciSdkMissingError(RuntimeFailure):

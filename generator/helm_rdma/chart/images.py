@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from helm_rdma import __version__
-from helm_rdma.checks.rules import fact
+from helm_rdma.checks.facts import oci_hooks
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def chart_images(values: dict[str, Any], *, app_version: str = __version__) -> l
     image = values["image"]
     found = [ChartImage("vllm", "image", image["repository"], str(image["tag"]), image.get("digest") or "")]
     cn = values.get("clusterNetwork") or {}
-    if fact("ociHooks", values) and cn["image"]["repository"]:  # the hooks run the provisioner image
+    if oci_hooks(values) and cn["image"]["repository"]:  # the hooks run the provisioner image
         prov = cn["image"]
         found.append(ChartImage("provisioner", "clusterNetwork.image", prov["repository"],
                                 str(prov["tag"] or app_version), prov.get("digest") or ""))

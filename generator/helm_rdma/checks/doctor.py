@@ -1,39 +1,57 @@
-"""Checks of resolved values before anything is applied: the chart's cross-field rules (the table in
-schemas/rules.yaml, see rules.py) and settings NCCL does not read (lookalikes.py), which the chart refuses too, and
-what only doctor judges: device lists, ports the node's own services hold, the model's token and where its weights
-land. Each finding names the key and the fix."""
+"""doctor's own checks of resolved values before anything is applied: settings NCCL does not read (lookalikes.py,
+which the chart refuses too), device lists, ports the node's own services hold, images CRI-O may refuse, nodes that
+never join, the model's token and where its weights land. The chart's cross-field rules are the chart's own
+(templates/_rules.tpl): doctor learns them by rendering the chart (commands/doctor.py) and reads helm's refusal with
+``chart_findings``. Each finding names the key and the fix."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from helm_rdma.checks import lookalikes, rules
+from helm_rdma.checks import lookalikes
+from helm_rdma.checks.facts import group_watch, oci_hooks
 from helm_rdma.checks.finding import Finding
-from helm_rdma.checks.rules import quantity
 from helm_rdma.checks.serving import serving_findings
-from helm_rdma.errors import ValuesCheckError
 from helm_rdma.resolve.values import Resolved
 
 # Ports that services of an OKE node listen on: a hostNetwork pod cannot bind them.
 NODE_PORTS = {22: "sshd", 2379: "etcd", 2380: "etcd", 6443: "the API server", 10248: "the kubelet health check",
               10249: "kube-proxy metrics", 10250: "the kubelet", 10255: "the kubelet read-only port",
               10256: "kube-proxy health"}
+_FIX = "; fix: "
 
 
 def value_findings(resolved: Resolved) -> list[Finding]:
-    """Every finding about ``resolved``'s values, errors first."""
+    """doctor's own findings about ``resolved``'s values, errors first (the chart's rules not among them)."""
     v = resolved.values
-    found = _table(resolved) + lookalikes.findings(v) + _hca_list(v, resolved) + _ports(v) + _token(v)
-    found += _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
+    found = lookalikes.findings(v) + _hca_list(v, resolved) + _ports(v) + _token(v) + _image_hosts(v)
+    found += _nodes_join(v) + _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
     found += _experimental(v, resolved)
     found += serving_findings(v)
-    return sorted(found, key=lambda f: (f.severity != "error", f.key))
+    return in_order(found)
 
 
-def _table(resolved: Resolved) -> list[Finding]:
-    """The chart's rules that the values break, in the table's words (the chart's validateValues prints the same)."""
-    return [Finding(b.rule.severity, b.rule.key, b.message, b.fix)
-            for b in rules.check(resolved.values, release=resolved.release)]
+def in_order(findings: Sequence[Finding]) -> list[Finding]:
+    """Errors first, then by key (a stable sort: findings of one key keep their order)."""
+    return sorted(findings, key=lambda f: (f.severity != "error", f.key))
+
+
+def chart_findings(problems: Sequence[str]) -> list[Finding]:
+    """The lines of the chart's validateValues (``KEY: MESSAGE; fix: FIX``, see ChartValuesError) as errors."""
+    found = []
+    for line in problems:
+        key, _, rest = line.partition(": ")
+        message, _, fix = rest.partition(_FIX)
+        found.append(Finding("error", key, message, fix))
+    return found
+
+
+def with_chart(own: Sequence[Finding], chart: Sequence[Finding]) -> list[Finding]:
+    """doctor's own findings and the chart's, each once (the chart refuses the NCCL look-alikes too), errors first;
+    the chart's come first among those of one key."""
+    return in_order([*chart, *(f for f in own if f not in chart)])
 
 
 def _hca_list(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
@@ -78,11 +96,11 @@ def _device_order(name: str) -> int:
 
 
 def _ports(v: dict[str, Any]) -> list[Finding]:
-    """Ports the node's own services hold (the table's host-ports rule finds ports that repeat one another)."""
+    """Ports the node's own services hold (the chart's rule host-ports finds ports that repeat one another)."""
     if v["rdma"]["mode"] != "hostNetwork":
         return []
     ports = {"vllm.port": v["vllm"]["port"], "distributed.masterPort": v["distributed"]["masterPort"]}
-    if rules.fact("groupWatch", v):
+    if group_watch(v):
         ports["distributed.groupWatchPort"] = v["distributed"]["groupWatchPort"]
     if v["distributed"]["backend"] == "ray":
         ray = v["distributed"]["ray"]
@@ -103,6 +121,57 @@ def _token(v: dict[str, Any]) -> list[Finding]:
                                          "directory"),
                     "kubectl create secret generic hf-token --from-literal=token=hf_..., then set "
                     "model.hfTokenSecret.name=hf-token")]
+
+
+# A repository whose first component names a registry host (docker's rule: it holds '.' or ':' or is localhost).
+# CRI-O 1.34 enforces short-name resolution, and an image without a host may be refused as ambiguous
+# (containers/image docs/containers-registries.conf.5.md, short-name-mode; Oracle's node script turns it off for
+# Kubernetes >= v1.34, oracle-quickstart/oci-hpc-oke files/oke-ubuntu-cloud-init.sh configure_crio_defaults).
+_IMAGE_HOST = re.compile(r"^(localhost|[^/]*[.:][^/]*)/")
+_SHORT_NAME = "a short name without a registry host, which CRI-O 1.34 and later may refuse to pull (short-name mode)"
+
+
+def _image_hosts(v: dict[str, Any]) -> list[Finding]:
+    """Images named without their registry host: doubts, since nodes may be set up to resolve short names."""
+    found = []
+    vllm = str(v["image"]["repository"])
+    if not _IMAGE_HOST.match(vllm):
+        found.append(Finding("warning", "image.repository", f"is {vllm}, {_SHORT_NAME} on nodes not set up to allow it",
+                             f"write the registry host, e.g. docker.io/{vllm}"))
+    tests = str(v["verify"]["tests"]["image"]["repository"])
+    if v["verify"]["tests"]["enabled"] and not _IMAGE_HOST.match(tests):
+        found.append(Finding("warning", "verify.tests.image.repository", f"is {tests}, {_SHORT_NAME}",
+                             f"write the registry host, e.g. docker.io/library/{tests} for a Docker Official Image"))
+    provisioner = v["clusterNetwork"]["image"]["repository"]
+    if oci_hooks(v) and provisioner and not _IMAGE_HOST.match(str(provisioner)):
+        found.append(Finding("warning", "clusterNetwork.image.repository", f"is {provisioner}, {_SHORT_NAME}",
+                             "write the registry host, e.g. "
+                             "REGION-KEY.ocir.io/TENANCY-NAMESPACE/helm-rdma-provisioner"))
+    return found
+
+
+def _nodes_join(v: dict[str, Any]) -> list[Finding]:
+    """Provisioned nodes join the cluster by a generated cloud-init (clusterNetwork.oke.clusterId) or the user's."""
+    network = v["clusterNetwork"]
+    oke = network["oke"]
+    if (not network["provision"] or oke["clusterId"] or oke["cloudInit"]
+            or (oke["apiServerHost"] and oke["clusterCaCert"])):
+        return []
+    return [Finding("warning", "clusterNetwork.oke.clusterId", "is empty and no cloudInit is given, so the GPU nodes "
+                    "(billed by the hour) never join the cluster and the hook waits for them in vain",
+                    "set clusterNetwork.oke.clusterId to the OKE cluster's OCID: the nodes' cloud-init is then "
+                    "generated")]
+
+
+def quantity(text: str) -> float | None:
+    """The number a Kubernetes quantity such as 1Ti, 900G, 512Mi or 500m stands for (bytes, cores); None when it is
+    not one. The chart's vllm-rdma.quantity reads it the same way."""
+    m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|m)?", str(text))
+    if not m:
+        return None
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 1e3, "M": 1e6, "G": 1e9,
+             "T": 1e12, "P": 1e15, "m": 1e-3, None: 1}
+    return float(m.group(1)) * units[m.group(2)]
 
 
 # Oracle's node set-up builds the local NVMe drives into a RAID mounted here (oracle-quickstart/oci-hpc-oke
@@ -145,7 +214,7 @@ def _debug(v: dict[str, Any]) -> list[Finding]:
 
 def _exposure(v: dict[str, Any]) -> list[Finding]:
     """Under hostNetwork every port listens on the node's VCN address; NetworkPolicies do not reliably apply there."""
-    # Without the opt-out, the rule table's api-without-key refuses this (an error, in plain helm's words too).
+    # Without the opt-out, the chart's rule api-without-key refuses this (an error, in plain helm's words too).
     if v["rdma"]["mode"] != "hostNetwork" or v["api"]["keySecret"]["name"] or not v["api"]["allowUnauthenticated"]:
         return []
     return [Finding("warning", "api.allowUnauthenticated", f"is true, so the OpenAI API listens on the node's VCN "
@@ -196,21 +265,3 @@ def _experimental(v: dict[str, Any], resolved: Resolved) -> list[Finding]:
             "pin a tag you have pulled: image.tag=TAG and image.digest=sha256:... (`helm rdma generate "
             "--pin-digests` fails on a tag the registry does not know)"))
     return found
-
-
-def clean_findings(resolved: Resolved) -> list[Finding]:
-    """For install, upgrade and generate: raise on errors, return the other findings (warnings).
-
-    Raises:
-        ValuesCheckError: Any finding is an error.
-    """
-    findings = value_findings(resolved)
-    errors = [f.line() for f in findings if f.severity == "error"]
-    if errors:
-        raise ValuesCheckError(lines=errors)
-    return findings
-
-
-def require_clean(resolved: Resolved) -> list[str]:
-    """``clean_findings`` as lines."""
-    return [f.line() for f in clean_findings(resolved)]

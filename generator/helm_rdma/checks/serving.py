@@ -1,7 +1,7 @@
 """Doubts about what is served around the model, before anything is applied: the routes to the API (ingress,
 gateway), monitoring, LoRA adapters and the escape hatches (sidecars, Kueue, schedulers). Part of `helm-rdma doctor`
 (see doctor.value_findings); what the chart refuses outright (names, mounts, security contexts, limits, routes without a
-Gateway, adapters that cannot be served) is in the rule table, schemas/rules.yaml."""
+Gateway, adapters that cannot be served) is in the chart's rules, templates/_rules.tpl."""
 
 from __future__ import annotations
 

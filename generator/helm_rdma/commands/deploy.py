@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import clean_findings
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
 from helm_rdma.cluster.kube import kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
-from helm_rdma.commands.doctor import preinstall_report
-from helm_rdma.errors import ClusterCheckError
-from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_chart_command
+from helm_rdma.commands.doctor import chart_verdict, preinstall_report, refusal, render_checked, require_clean
+from helm_rdma.errors import ChartValuesError, ClusterCheckError, ValuesCheckError
+from helm_rdma.helm import duration_seconds, find_helm, helm_major_version
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
+from helm_rdma.resolve.values import ChartRequest, Resolved, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
 IMAGE_PULL_MINUTES = 15  # the vLLM image (about 10 GB) onto a node that has never pulled it; helm's default is 5m
@@ -129,7 +128,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
     # Checked here, not only by helm: helm-rdma's own checks read the values, and with --provision nothing may
     # reach OCI before every check passed.
     resolved = resolve(request)
-    findings = clean_findings(resolved)
+    findings = require_clean(resolved)
     for finding in findings:
         on_warning(_text(finding.key, finding.message, finding.fix))
     notice = "\n".join(f.line() for f in findings) or None
@@ -147,18 +146,18 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
                                    on_warning=on_warning, create_namespace="--create-namespace" in helm_args)
                 args = [*(["upgrade", "--install"] if run.upgrade else ["install"]), release, str(chart),
                         *env.global_flags(), "--timeout", timeout, "--dry-run=server"]
-            result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
+            result = render_checked([*args, *helm_args], helm=helm, resolved=resolved)
         return DeployResult(output=result.stdout, command=result.command, chart=None, plan=resolved.plan,
                             notice=notice)
 
     staging, kept = _staging(cache, release=release, on_warning=on_warning)
     try:
         chart = write_chart(resolved, output=staging / "chart").path
-        if run.cluster_checks:
-            _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
-                           on_warning=on_warning, create_namespace="--create-namespace" in helm_args)
+        rendered = run.cluster_checks and _check_cluster(
+            chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress, on_warning=on_warning,
+            create_namespace="--create-namespace" in helm_args)
         _ensure_api_key(resolved, env=env, create_namespace="--create-namespace" in helm_args,
-                        on_progress=on_progress)
+                        on_progress=on_progress, rendered=rendered)
         args = ["upgrade", "--install"] if run.upgrade else ["install"]
         args += [release, str(chart), *env.global_flags(), "--timeout", timeout]
         if run.wait:
@@ -166,7 +165,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         if run.atomic:
             args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
         started = time.monotonic()
-        result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
+        result = render_checked([*args, *helm_args], helm=helm, resolved=resolved)
         if kept:
             kept = _keep(chart, cache, on_warning=on_warning)
     finally:
@@ -218,18 +217,22 @@ def _text(subject: str, message: str, fix: str) -> str:
 
 
 def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, create_namespace: bool,
-                   on_progress: Callable[[str], None], on_warning: Callable[[str], None]) -> None:
-    """The cluster checks before helm: raise on errors, report warnings and a summary line.
+                   on_progress: Callable[[str], None], on_warning: Callable[[str], None]) -> bool:
+    """The cluster checks before helm: raise on errors, report warnings and a summary line. Whether they ran (and so
+    rendered the chart, applying its rules).
 
     Raises:
+        ValuesCheckError: The chart's rules refuse the values.
         ClusterCheckError: Any check is an error.
     """
-
-    report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
-                                        create_namespace=create_namespace)
+    try:
+        report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
+                                            create_namespace=create_namespace)
+    except ChartValuesError as exc:
+        raise refusal(exc) from None
     if report is None:
         on_progress(str(skipped))
-        return
+        return False
     if report.errors:
         raise ClusterCheckError(context=report.context, namespace=report.namespace,
                                 lines=[c.line() for c in report.checks if c.status != "ok"])
@@ -239,14 +242,23 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
     ok = len(report.checks) - report.warnings
     on_progress(f"cluster checks (kube context {report.context}, namespace {report.namespace}): {ok} ok, "
                 f"{report.warnings} warning(s)")
+    return True
 
 
 def _ensure_api_key(resolved: Resolved, *, env: HelmEnv, create_namespace: bool,
-                    on_progress: Callable[[str], None]) -> None:
-    """Create the API key Secret helm-rdma named, when it is missing (see cluster.apikey)."""
+                    on_progress: Callable[[str], None], rendered: bool) -> None:
+    """Create the API key Secret helm-rdma named, when it is missing (see cluster.apikey). Values the chart's rules
+    refuse create nothing: unless the cluster checks ``rendered`` the chart, one `helm template` asks it first.
+
+    Raises:
+        ValuesCheckError: The chart's rules refuse the values.
+    """
     name = generated_api_key_secret(resolved)
     if name is None or not kubeconfig_found(env):
         return
+    refused = [] if rendered else chart_verdict(resolved)
+    if refused:
+        raise ValuesCheckError(lines=[f.line() for f in refused])
     made = ensure_api_key_secret(name=name, key=str(resolved.values["api"]["keySecret"]["key"]),
                                  release=resolved.release, env=env, create_namespace=create_namespace)
     if made.created:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import require_clean
+from helm_rdma.commands.doctor import render_checked, require_clean
 from helm_rdma.errors import HelmDiffMissingError
-from helm_rdma.helm import find_helm, helm_major_version, run_chart_command, run_helm
+from helm_rdma.helm import find_helm, helm_major_version, run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.resolve.values import ChartRequest, resolve
 from helm_rdma.sizing.planner import Plan
@@ -48,7 +48,7 @@ def diff(request: ChartRequest, *, env: HelmEnv, helm_args: Sequence[str] = ()) 
         HelmDiffMissingError: helm has no helm-diff plugin (the message holds the line that installs it).
     """
     resolved = resolve(request)
-    warnings = require_clean(resolved)
+    warnings = [f.line() for f in require_clean(resolved)]
     notice = "\n".join(warnings) or None
     helm = find_helm()
     if not has_helm_diff(helm):
@@ -56,5 +56,5 @@ def diff(request: ChartRequest, *, env: HelmEnv, helm_args: Sequence[str] = ()) 
     with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
         chart = write_chart(resolved, output=Path(tmp) / "chart").path
         args = ["diff", "upgrade", request.release, str(chart), "--allow-unreleased", *env.global_flags(), *helm_args]
-        result = run_chart_command(args, helm=helm)
+        result = render_checked(args, helm=helm, resolved=resolved)
     return DiffResult(output=result.stdout, command=result.command, plan=resolved.plan, notice=notice)

@@ -1,5 +1,7 @@
-"""`helm-rdma doctor`: check values before anything is applied and, with --cluster, the live cluster too; and the
-same cluster checks `install` and `upgrade` run before helm."""
+"""`helm-rdma doctor`: check values before anything is applied and, with --cluster, the live cluster too; the same
+cluster checks `install` and `upgrade` run before helm; and the values checks of `generate`, `diff`, `install` and
+`upgrade`: doctor's own (checks/doctor.py) and the chart's rules, which helm's render of the chart applies
+(templates/_rules.tpl) and which each command reads from the render it runs anyway."""
 
 from __future__ import annotations
 
@@ -9,21 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import value_findings
+from helm_rdma.checks.doctor import chart_findings, in_order, value_findings, with_chart
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
 from helm_rdma.cluster.kube import Connection, connect, kubeconfig_found
 from helm_rdma.cluster.needs import cluster_needs, parse_manifests
 from helm_rdma.errors import (
+    ChartValuesError,
     ClusterError,
     ContextTooLongError,
+    HelmCommandError,
+    HelmNotFoundError,
     InputError,
     ModelTooLargeError,
     ParallelismError,
     SchemaViolation,
     TooFewNodesError,
+    ValuesCheckError,
 )
-from helm_rdma.helm import find_helm, run_chart_command
+from helm_rdma.helm import HelmResult, find_helm, run_chart_command
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 
@@ -79,18 +85,97 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None) -> DoctorRe
         check_values(resolved)
     except SchemaViolation as exc:
         return _schema_findings(exc, cluster=connection is not None)
-    clean = tuple(value_findings(resolved))
+    own = value_findings(resolved)
     if connection is None:
-        return DoctorResult(findings=clean)
+        return DoctorResult(findings=tuple(with_chart_verdict(own, resolved)))
     try:
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
             report = cluster_report(chart=chart, resolved=resolved, connection=connection)
+    except ChartValuesError as exc:  # the chart's rules: the render that checks the cluster gave their verdict
+        return DoctorResult(findings=tuple(with_chart(own, chart_findings(exc.problems))),
+                            cluster_note="not checked: the chart does not render")
     except InputError as exc:  # values the chart refuses that the checks above let through
-        return DoctorResult(findings=(*clean, Finding("error", "chart", f"does not render: {exc}", "see the "
-                                                         "message")), cluster_note="not checked: the chart does "
-                                                                                   "not render")
-    return DoctorResult(findings=clean, cluster=report)
+        return DoctorResult(findings=(*own, Finding("error", "chart", f"does not render: {exc}", "see the "
+                                                       "message")), cluster_note="not checked: the chart does "
+                                                                                 "not render")
+    return DoctorResult(findings=tuple(own), cluster=report)
+
+
+# Said when no helm renders the chart: its rules were not applied.
+UNCHECKED = ("helm was not found, so the chart was not rendered and its rules (templates/_rules.tpl) were not "
+             "checked")
+UNCHECKED_FIX = "install helm 3 or 4, or set HELM_BIN to it"
+
+
+def chart_verdict(resolved: Resolved) -> list[Finding] | None:
+    """The chart's rules that ``resolved``'s values break, as findings: one `helm template` of the chart, written
+    to a temporary directory. None when no helm binary is found (the rules were not checked).
+
+    Raises:
+        SchemaViolation: helm failed and the values break the schema.
+        HelmCommandError: helm failed for another reason than the chart's rules.
+    """
+    try:
+        helm = find_helm()
+    except HelmNotFoundError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
+        chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
+        try:
+            run_chart_command(["template", resolved.release, str(chart)], helm=helm,
+                              explain=lambda: check_values(resolved))
+        except ChartValuesError as exc:
+            return chart_findings(exc.problems)
+    return []
+
+
+def with_chart_verdict(own: list[Finding], resolved: Resolved) -> list[Finding]:
+    """doctor's own findings and the chart's verdict, or a warning that the chart's rules were not checked, or an
+    error when helm fails on the chart for another reason."""
+    try:
+        chart = chart_verdict(resolved)
+    except HelmCommandError as exc:
+        return in_order([*own, Finding("error", "chart", f"does not render: {exc}", "see the message")])
+    if chart is None:
+        return in_order([*own, Finding("warning", "chart", UNCHECKED, UNCHECKED_FIX)])
+    return with_chart(own, chart)
+
+
+def require_clean(resolved: Resolved) -> list[Finding]:
+    """The values checks before `generate`, `diff`, `install` and `upgrade` write or apply anything: doctor's own
+    findings, whose warnings are returned. On an error, the chart's verdict is added (one `helm template`), so that
+    every problem shows at once, as `doctor` lists them; otherwise the chart's rules are left to the render the
+    command runs anyway (``render_checked``).
+
+    Raises:
+        ValuesCheckError: Any finding is an error.
+    """
+    own = value_findings(resolved)
+    if any(f.severity == "error" for f in own):
+        found = with_chart_verdict(own, resolved)
+        raise ValuesCheckError(lines=[f.line() for f in found if f.severity == "error"])
+    return own
+
+
+def refusal(exc: ChartValuesError) -> ValuesCheckError:
+    """The chart's refusal of the values as the error ``require_clean`` raises: the same lines as `doctor`."""
+    return ValuesCheckError(lines=[f.line() for f in chart_findings(exc.problems)])
+
+
+def render_checked(args: list[str], *, helm: str, resolved: Resolved) -> HelmResult:
+    """``run_chart_command`` for a chart of ``resolved``'s values after ``require_clean``: a schema problem names
+    its file or flag, and the chart's rules refuse the values in `doctor`'s words.
+
+    Raises:
+        ValuesCheckError: The chart's rules refuse the values.
+        SchemaViolation: The values break the schema.
+        HelmCommandError: helm failed otherwise.
+    """
+    try:
+        return run_chart_command(args, helm=helm, explain=lambda: check_values(resolved))
+    except ChartValuesError as exc:
+        raise refusal(exc) from None
 
 
 def _schema_findings(exc: SchemaViolation, *, cluster: bool) -> DoctorResult:

@@ -13,10 +13,10 @@ from helm_rdma.chart.ownership import read_record
 from helm_rdma.chart.package import ChartPackage, package_chart
 from helm_rdma.chart.registry import resolve_digest
 from helm_rdma.chart.write import write_chart
-from helm_rdma.checks.doctor import require_clean
+from helm_rdma.commands.doctor import render_checked, require_clean
 from helm_rdma.errors import HelmNotFoundError, OutputRefusedError
-from helm_rdma.helm import find_helm, run_chart_command
-from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, resolve
+from helm_rdma.helm import find_helm
+from helm_rdma.resolve.values import ChartRequest, Resolved, resolve
 from helm_rdma.sizing.planner import Plan
 from helm_rdma.yamlfile import STDIN
 
@@ -58,7 +58,7 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
     request, recorded, lines = _user_files(request, output)
     resolved = resolve(request)
     _name_files_from_chart(resolved, recorded)
-    warnings = require_clean(resolved)
+    warnings = [f.line() for f in require_clean(resolved)]
     pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
     written = write_chart(resolved, output=output, force=force, discard_edits=discard_edits,
@@ -133,11 +133,12 @@ def _pin_digests(resolved: Resolved) -> list[str]:
 
 
 def _render(resolved: Resolved, chart: Path, unchecked: list[str]) -> None:
-    """Render the staged chart with `helm template`, as Argo CD or Flux will; a chart helm refuses is not written."""
+    """Render the staged chart with `helm template`, as Argo CD or Flux will; a chart helm refuses is not written.
+    This render is also the check of the chart's rules (ValuesCheckError, in `doctor`'s words)."""
     try:
         helm = find_helm()
     except HelmNotFoundError:
-        unchecked.append("helm was not found, so the chart was not rendered before it was written; "
-                         "check it with `helm template` (or set HELM_BIN)")
+        unchecked.append("helm was not found, so the chart was not rendered before it was written and its rules "
+                         "were not checked; check it with `helm template` (or set HELM_BIN)")
         return
-    run_chart_command(["template", resolved.release, str(chart)], helm=helm, explain=lambda: check_values(resolved))
+    render_checked(["template", resolved.release, str(chart)], helm=helm, resolved=resolved)

@@ -2,7 +2,8 @@
 
 charts/vllm-rdma is both the template source of every generated chart and a chart that renders on its own with plain
 helm; its values.yaml, values.schema.json, Chart.yaml and README.md are generator output for the default release,
-and templates/_rules.tpl is the rule table (schemas/rules.yaml) compiled for the chart, which every chart copies.
+and templates/_lookalikes.tpl holds the values schema's NCCL look-alikes for validateValues (checks/lookalikes.py),
+which every chart copies.
 `python -m helm_rdma.dev.chart_sync` rewrites them; `--check` lists what drifted and exits 1.
 """
 
@@ -11,8 +12,7 @@ from __future__ import annotations
 import sys
 
 from helm_rdma.chart.write import chart_files
-from helm_rdma.checks.rules import TEMPLATE
-from helm_rdma.checks.rulestemplate import go_template
+from helm_rdma.checks.lookalikes import TEMPLATE, go_template
 from helm_rdma.datafiles import chart_dir
 from helm_rdma.dev.generatedfiles import stale, sync
 from helm_rdma.resolve.values import ChartRequest, resolve
@@ -22,7 +22,7 @@ DEFAULT_PRESET = "h100"
 
 
 def expected_files() -> dict[str, str]:
-    """The generated files of the default chart, as `generate` would write them, and the compiled rule table."""
+    """The generated files of the default chart, as `generate` would write them, and the look-alikes template."""
     return {**chart_files(resolve(ChartRequest(release=DEFAULT_MODEL, preset=DEFAULT_PRESET))), TEMPLATE: go_template()}
 
 
@@ -34,8 +34,9 @@ def drift() -> list[str]:
 
 def main(argv: list[str]) -> int:
     root = chart_dir()
-    if "--check" not in argv:  # the rules template first: Chart.yaml's version carries a hash of the templates
-        sync(argv, {root / TEMPLATE: go_template()}, root=root.parent.parent, source="the rule table", target="chart")
+    if "--check" not in argv:  # the look-alikes first: Chart.yaml's version carries a hash of the templates
+        sync(argv, {root / TEMPLATE: go_template()}, root=root.parent.parent, source="the values schema",
+             target="chart")
     return sync(argv, {root / n: t for n, t in expected_files().items()}, root=root.parent.parent,
                 source="generator output", target="chart")
 

@@ -1,6 +1,6 @@
 """Files this repository generates from its own sources and keeps in git (the default chart's values, schema,
-README and rule helpers; completion, plugin.yaml and the README's CLI blocks): a `make` target writes them, and
-``--check`` (and a test) holds them against their sources."""
+README and NCCL look-alikes template; completion, plugin.yaml and the README's CLI blocks): a `make` target writes
+them, and ``--check`` (and a test) holds them against their sources."""
 
 from __future__ import annotations
 
