@@ -38,9 +38,9 @@ class SecretRef:
     optional: bool = False
 
 
-# The kinds besides the LeaderWorkerSet that the chart renders and a CRD defines (the monitoring and Gateway API
-# options): helm install fails with "no matches for kind" where their CRD is missing.
-CRD_KINDS = ("ServiceMonitor", "PrometheusRule", "HTTPRoute")
+# The kinds besides the LeaderWorkerSet that the chart renders and a CRD defines (the monitoring, Gateway API, router
+# and autoscaling options): helm install fails with "no matches for kind" where their CRD is missing.
+CRD_KINDS = ("ServiceMonitor", "PrometheusRule", "HTTPRoute", "InferencePool", "ScaledObject")
 
 
 @dataclass(frozen=True)
