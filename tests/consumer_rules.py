@@ -450,7 +450,7 @@ def pools_select_one_serving_pod_per_group(docs: Docs) -> list[str]:
     EndpointPickerRef; its CRD in ../shared/crds). A pod of a group that serves no HTTP (a worker, whose vLLM runs
     headless; a Job) chosen as an endpoint fails every request sent to it. So a pool selects exactly the pods with
     vLLM's `http` port (one per group: the leader) on that port, and names a Service of the release whose port
-    reaches a container port of the picker's pods (llm-d-router's EPP listens for ext_proc on its `grpc` port)."""
+    reaches the picker's ext_proc port (llm-d-router's EPP: its `grpc` container port, 9002)."""
     problems = []
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     for pool in (d for d in docs if d["kind"] == "InferencePool"):
@@ -471,11 +471,12 @@ def pools_select_one_serving_pod_per_group(docs: Docs) -> list[str]:
             problems.append(f"InferencePool {name} names the picker Service {ref['name']}, which the release lacks")
             continue
         port = next((p for p in service["spec"]["ports"] if p["port"] == ref["port"]["number"]), None)
-        picker_ports = {p.get("name") for obj, _role, template in pod_templates(docs)
-                        if selects({"matchLabels": service["spec"]["selector"]},
-                                   (template.get("metadata") or {}).get("labels") or {})
-                        for c in template.get("spec", {}).get("containers") or [] for p in c.get("ports") or []}
-        if port is None or port.get("targetPort") not in picker_ports:
+        grpc = {p.get("name") for obj, _role, template in pod_templates(docs)
+                if selects({"matchLabels": service["spec"]["selector"]}, (template.get("metadata") or {}).get("labels")
+                           or {})
+                for c in template.get("spec", {}).get("containers") or [] for p in c.get("ports") or []
+                if p.get("name") == "grpc"}
+        if port is None or port.get("targetPort") not in grpc:
             problems.append(f"InferencePool {name}'s picker Service {ref['name']} does not reach the picker's "
                             f"port {ref['port']['number']}")
     return problems
@@ -508,13 +509,40 @@ def scalers_own_the_group_count(docs: Docs) -> list[str]:
     return problems
 
 
+def removed_groups_drain_first(docs: Docs) -> list[str]:
+    """A group the scaler removes gets SIGTERM on every pod at once (the kubelet's pod termination:
+    kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle, "Termination of Pods": preStop, then SIGTERM, all
+    within terminationGracePeriodSeconds). vLLM 0.33 aborts its requests at SIGTERM unless --shutdown-timeout N
+    gives them N seconds (vllm/config/vllm.py, shutdown_timeout; vllm/entrypoints/launchers/launcher.py,
+    handle_shutdown: mode "abort" at 0, "drain" above), and a headless worker exits at SIGTERM (vllm/entrypoints/cli/
+    serve.py, run_headless), ending its leader's requests. So under a ScaledObject, the leader's vLLM drains, every
+    pod of the group is granted more than the drain, and each worker's vLLM waits for its leader in a preStop hook."""
+    problems = []
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "ScaledObject"}
+    for obj, role, template in pod_templates(docs):
+        if obj["kind"] != "LeaderWorkerSet" or obj["metadata"]["name"] not in scaled:
+            continue
+        spec = template.get("spec", {})
+        vllm = next((c for c in spec.get("containers") or [] if c["name"] == "vllm"), {})
+        args = [str(a) for a in vllm.get("args") or []]
+        drain = int(args[args.index("--shutdown-timeout") + 1]) if "--shutdown-timeout" in args else 0
+        where = f"{obj['kind']} {obj['metadata']['name']} ({role})"
+        if drain <= 0:
+            problems.append(f"{where}: vLLM aborts its requests at SIGTERM (no --shutdown-timeout)")
+        if int(spec.get("terminationGracePeriodSeconds", 30)) <= drain:
+            problems.append(f"{where}: terminationGracePeriodSeconds does not outlast the {drain}s drain")
+        if role == "worker" and "preStop" not in (vllm.get("lifecycle") or {}):
+            problems.append(f"{where}: the worker stops with its leader's requests in flight (no preStop)")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
     disruption_budgets_select_only_scalable_pods, secrets_are_resolved_before_the_first_step,
     failed_downloads_hold_and_say_why, group_ports_closed_on_the_pod_network, pools_select_one_serving_pod_per_group,
-    scalers_own_the_group_count,
+    scalers_own_the_group_count, removed_groups_drain_first,
 )
 
 

@@ -2,7 +2,8 @@
 both, strictly valid for Kubernetes, the LWS CRD, and the rules of what consumes them (tests/consumer_rules.py).
 Golden files are kept only for a pairwise set a reviewer can read: every value of every axis, every pair of
 backend, workload kind and RDMA mode, and the optional parts (the OCI hooks in each auth mode, emptyDir storage with
-replicas and monitoring, a device plugin with an API key, and the serving extras: routes, LoRA, escape hatches).
+replicas and monitoring, a device plugin with an API key, the serving extras: routes, LoRA, escape hatches, and
+the router with autoscaling).
 
 Refresh after an intended change: make golden   (HELM_RDMA_UPDATE_GOLDEN=1 pytest tests/test_golden.py)
 
@@ -31,7 +32,7 @@ from helm_rdma.sizing.presets import preset_names
 from . import consumer_rules
 from .conftest import SHARED_CRDS, helm_path
 from .k8s_validation import load_manifests, validate_documents
-from .rendering import request
+from .rendering import ROUTER_AUTOSCALING, request
 
 GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
@@ -74,6 +75,7 @@ EXTRAS = {
     "h100-device-plugin-api-key": ("rdma.devicePluginResource=rdma/rdma_shared_device_a",
                                    "api.keySecret.name=vllm-api-key"),
     "h100-statefulset-serving-extras": SERVING_EXTRAS,
+    "h100-router-autoscaling": ROUTER_AUTOSCALING,
 }
 # The matrix cases with golden files: each preset once, and together every pair of backend, kind and mode.
 GOLDEN_CASES = {

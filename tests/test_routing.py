@@ -189,8 +189,8 @@ def test_autoscaling_scales_whole_groups_and_leaves_the_count_to_the_scaler() ->
     assert {t["metadata"]["serverAddress"] for t in scaler["spec"]["triggers"]} == {PROMETHEUS}
     # A group removed drains: vLLM waits drainSeconds for its requests, the kubelet a minute more.
     lwt = lws["spec"]["leaderWorkerTemplate"]
-    for template in (lwt["leaderTemplate"], lwt["workerTemplate"]):
-        assert template["spec"]["terminationGracePeriodSeconds"] == 960
+    for pod in (lwt["leaderTemplate"], lwt["workerTemplate"]):
+        assert pod["spec"]["terminationGracePeriodSeconds"] == 960
     vllm = next(c for c in lwt["leaderTemplate"]["spec"]["containers"] if c["name"] == "vllm")
     assert vllm["args"][vllm["args"].index("--shutdown-timeout") + 1] == "900"
     # Off, replicas is the chart's again and vLLM aborts at SIGTERM as before.
@@ -198,6 +198,25 @@ def test_autoscaling_scales_whole_groups_and_leaves_the_count_to_the_scaler() ->
     assert fixed["spec"]["replicas"] == 3
     assert fixed["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["terminationGracePeriodSeconds"] == 60
     assert "--shutdown-timeout" not in json.dumps(fixed)
+
+
+def test_a_group_the_scaler_removes_that_would_cut_its_requests_breaks_the_consumer_rule() -> None:
+    docs = render(BOTH)
+    assert consumer_rules.removed_groups_drain_first(docs) == []
+    lwt = one(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    del next(c for c in lwt["workerTemplate"]["spec"]["containers"] if c["name"] == "vllm")["lifecycle"]
+    lwt["leaderTemplate"]["spec"]["terminationGracePeriodSeconds"] = 60
+    assert consumer_rules.removed_groups_drain_first(docs) == [
+        "LeaderWorkerSet llama405b-vllm-rdma (leader): terminationGracePeriodSeconds does not outlast the 900s drain",
+        "LeaderWorkerSet llama405b-vllm-rdma (worker): the worker stops with its leader's requests in flight "
+        "(no preStop)"]
+
+
+def test_the_alert_on_missing_groups_counts_the_fewest_groups_the_scaler_keeps() -> None:
+    docs = render(merged(BOTH, {"replicas": 5, "autoscaling": {"minReplicas": 2},
+                                "monitoring": {"rules": {"enabled": True}}}))
+    rule = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]
+    assert rule["alert"] == "VllmRdmaGroupNotReady" and rule["expr"].endswith(" < 4")  # 2 nodes x minReplicas 2
 
 
 def test_a_scaler_that_would_fight_the_chart_breaks_the_consumer_rule() -> None:
@@ -267,3 +286,35 @@ def test_the_schema_refuses_scaling_values_that_cannot_work(values: dict[str, An
     # minReplicas >= 1: a group scaled from zero has no node to learn the GPU shape from.
     with pytest.raises(SchemaViolation, match=re.escape(key)):
         resolve(request(sources=ValueSources(set_json=(json.dumps(values),))))
+
+
+def test_a_worker_of_a_group_being_removed_waits_until_its_leader_has_drained() -> None:
+    """The worker's preStop (vllm-rdma.workerDrainScript) runs under bash as the kubelet runs it: it holds the worker
+    while its leader's API port still accepts connections (vLLM drains, then closes it), and lets it go once the port
+    closes, or at once when the leader's address does not resolve."""
+    import socket
+    import subprocess
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    docs = render(merged(BOTH, {"vllm": {"port": port}}))
+    lwt = one(docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    assert not [c for c in lwt["leaderTemplate"]["spec"]["containers"] if "lifecycle" in c]
+    [worker] = [c for c in lwt["workerTemplate"]["spec"]["containers"] if c["name"] == "vllm"]
+    command = worker["lifecycle"]["preStop"]["exec"]["command"]
+    env = {"PATH": "/usr/bin:/bin", "LWS_LEADER_ADDRESS": "127.0.0.1"}
+    hook = subprocess.Popen(command, env=env)
+    try:
+        time.sleep(3)
+        assert hook.poll() is None  # the leader still serves: the worker stays
+        server.close()
+        assert hook.wait(timeout=15) == 0  # drained and closed: the worker may stop
+    finally:
+        hook.kill()
+        server.close()
+    gone = subprocess.run(command, env={**env, "LWS_LEADER_ADDRESS": "no-such-leader.invalid"}, timeout=15)
+    assert gone.returncode == 0
+    assert "lifecycle" not in json.dumps(one(render({}), "LeaderWorkerSet"))  # without autoscaling: no hook

@@ -43,6 +43,18 @@ completions it is streaming before the kubelet kills it.
 {{- end }}
 
 {{/*
+The preStop of a worker when groups scale (autoscaling.enabled): a group removed gets SIGTERM on every pod at once,
+and vLLM's headless worker exits on it (vllm/entrypoints/cli/serve.py, run_headless: the SIGTERM handler raises
+SystemExit; 0.33.0 lines 207-216), which would end the requests its leader is still draining. So the worker waits
+until its leader's API port closes, as vLLM closes it only after the drain (vllm/entrypoints/launchers/launcher.py,
+handle_shutdown: the engine client's shutdown with shutdown_timeout, then server.should_exit). The leader's address
+resolves while it terminates: LWS's headless Service publishes not-ready addresses. Bounded by the grace period.
+*/}}
+{{- define "vllm-rdma.workerDrainScript" -}}
+ip=$(getent hosts "$LWS_LEADER_ADDRESS" | awk '{print $1; exit}'); [ -n "$ip" ] || exit 0; while timeout 2 bash -c "exec 3<>/dev/tcp/$ip/{{ .Values.vllm.port }}" 2>/dev/null; do sleep 2; done
+{{- end }}
+
+{{/*
 Rule autoscaling-statefulset: autoscaling.enabled, workload.kind. KEDA scales one object through its scale
 subresource; in StatefulSet mode a group is two StatefulSets (the leaders and the workers), which no scaler can
 resize as one unit, so a scale step would leave groups without workers or workers without a leader.
