@@ -444,3 +444,10 @@ def test_the_needs_come_from_the_rendered_objects() -> None:
     assert (needs.pods, needs.groups, needs.lws_api) == (2, 1, ("leaderworkerset.x-k8s.io", "v1"))
     assert dict(needs.resources) == {"nvidia.com/gpu": 8}
     assert {(s.name, s.key) for s in needs.secrets} == {("hf-token", "token"), ("vllm-api-key", "api-key")}
+    # With autoscaling the LeaderWorkerSet renders no replicas: the nodes needed are the fewest groups the scaler keeps.
+    scaling = (SECRETS, "replicas=5", "autoscaling.enabled=true", "autoscaling.minReplicas=2",
+               "autoscaling.maxReplicas=6", "autoscaling.prometheusAddress=http://prometheus:9090")
+    rendered = template(request(sets=scaling), namespace="team-a")
+    needs = cluster_needs(parse_manifests(rendered.manifests), release="llama405b", namespace="team-a",
+                          values=resolve(request(sets=scaling)).values)
+    assert (needs.pods, needs.groups) == (4, 2)
