@@ -265,7 +265,10 @@ SCALING_ON = {"autoscaling": {"enabled": True, "prometheusAddress": PROMETHEUS}}
      "least 3"),
     (merged(SCALING_ON, {"autoscaling": {"targets": {"requestsWaiting": 0, "kvCacheUsage": 0}}}),
      "autoscaling.targets: both targets are 0"),
-], ids=["autoscaling-statefulset", "autoscaling-prometheus", "autoscaling-range", "autoscaling-targets"])
+    ({"router": {"enabled": True, "scorerWeights": {"prefixCache": 0, "queue": 0, "kvCacheUtilization": 0}}},
+     "router.scorerWeights: every weight is 0, so the endpoint picker scores nothing"),
+], ids=["autoscaling-statefulset", "autoscaling-prometheus", "autoscaling-range", "autoscaling-targets",
+        "router-scorers"])
 def test_values_a_scaler_cannot_work_with_stop_at_a_named_rule(tmp_path: Path, values: dict[str, Any],
                                                                  needle: str) -> None:
     out = plain_helm(values, tmp_path)

@@ -99,7 +99,19 @@ Rule autoscaling-targets: autoscaling.targets. A target of 0 leaves its trigger 
 {{- end }}
 
 {{/*
-Every broken rule of the router and the scaler, one line each (empty when all hold).
+Rule router-scorers: router.scorerWeights. A weight of 0 leaves its scorer out; with none the picker's profile
+scores nothing.
+*/}}
+{{- define "vllm-rdma.rule.router-scorers" -}}
+{{- with .Values.router }}
+{{- if and .enabled (not .scorerWeights.prefixCache) (not .scorerWeights.queue) (not .scorerWeights.kvCacheUtilization) }}
+{{- print "router.scorerWeights: every weight is 0, so the endpoint picker scores nothing; fix: give router.scorerWeights.prefixCache a weight (3 by default), the scorer the router is for" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Every broken rule of the scaler, one line each (empty when all hold).
 */}}
 {{- define "vllm-rdma.scalingProblems" -}}
 {{- range $id := list "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets" }}
