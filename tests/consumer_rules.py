@@ -180,7 +180,13 @@ def routes_reach_a_service_port(docs: Docs) -> list[str]:
             backends = [(p["backend"]["service"]["name"], p["backend"]["service"]["port"].get("number"))
                         for r in d["spec"]["rules"] for p in r["http"]["paths"]]
         elif d["kind"] == "HTTPRoute":
-            backends = [(b["name"], b.get("port")) for r in d["spec"]["rules"] for b in r.get("backendRefs", [])]
+            refs = [b for r in d["spec"]["rules"] for b in r.get("backendRefs", [])]
+            backends = [(b["name"], b.get("port")) for b in refs if b.get("kind", "Service") == "Service"]
+            pools = {p["metadata"]["name"] for p in docs if p["kind"] == "InferencePool"
+                     and p["metadata"].get("namespace") == ns}
+            problems += [f"HTTPRoute {name} sends traffic to InferencePool {b['name']}, which the release does not have"
+                         for b in refs if b.get("kind") == "InferencePool" and (
+                             b["name"] not in pools or b.get("group") != "inference.networking.k8s.io")]
         for service, port in backends:
             if port not in services.get((ns, service), set()):
                 problems.append(f"{d['kind']} {name} sends traffic to {service}:{port}, which is no Service port")
@@ -437,12 +443,106 @@ def group_ports_closed_on_the_pod_network(docs: Docs) -> list[str]:
     return problems
 
 
+def pools_select_one_serving_pod_per_group(docs: Docs) -> list[str]:
+    """An InferencePool's endpoints are the pods its selector matches, each on every targetPorts number, and the
+    Gateway asks the Service its endpointPickerRef names, on that port, where each request goes
+    (kubernetes-sigs/gateway-api-inference-extension api/v1/inferencepool_types.go: Selector, TargetPorts,
+    EndpointPickerRef; its CRD in ../shared/crds). A pod of a group that serves no HTTP (a worker, whose vLLM runs
+    headless; a Job) chosen as an endpoint fails every request sent to it. So a pool selects exactly the pods with
+    vLLM's `http` port (one per group: the leader) on that port, and names a Service of the release whose port
+    reaches the picker's ext_proc port (llm-d-router's EPP: its `grpc` container port, 9002)."""
+    problems = []
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    for pool in (d for d in docs if d["kind"] == "InferencePool"):
+        name, spec = pool["metadata"]["name"], pool["spec"]
+        ports = {p["number"] for p in spec["targetPorts"]}
+        for obj, role, template in pod_templates(docs):
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            if not selects(spec["selector"], labels):
+                continue
+            http = {p["containerPort"] for c in template.get("spec", {}).get("containers") or [] if c["name"] == "vllm"
+                    for p in c.get("ports") or [] if p.get("name") == "http"}
+            if not http or not ports <= http:
+                problems.append(f"InferencePool {name} selects {obj['kind']} {obj['metadata']['name']} ({role}), "
+                                f"which serves no API on {sorted(ports)}")
+        ref = spec["endpointPickerRef"]
+        service = services.get(ref["name"])
+        if ref.get("kind", "Service") != "Service" or service is None:
+            problems.append(f"InferencePool {name} names the picker Service {ref['name']}, which the release lacks")
+            continue
+        port = next((p for p in service["spec"]["ports"] if p["port"] == ref["port"]["number"]), None)
+        grpc = {p.get("name") for obj, _role, template in pod_templates(docs)
+                if selects({"matchLabels": service["spec"]["selector"]}, (template.get("metadata") or {}).get("labels")
+                           or {})
+                for c in template.get("spec", {}).get("containers") or [] for p in c.get("ports") or []
+                if p.get("name") == "grpc"}
+        if port is None or port.get("targetPort") not in grpc:
+            problems.append(f"InferencePool {name}'s picker Service {ref['name']} does not reach the picker's "
+                            f"port {ref['port']['number']}")
+    return problems
+
+
+def scalers_own_the_group_count(docs: Docs) -> list[str]:
+    """KEDA scales the object its ScaledObject's scaleTargetRef names through that object's scale subresource
+    (kedacore/keda v2.20.2 controllers/keda/scaledobject_controller.go line 463, ScaleClient.Scales(...).Get; the HPA it creates scales the same subresource), and a LeaderWorkerSet's scale subresource
+    counts groups (kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go line 418,
+    `+kubebuilder:subresource:scale:specpath=.spec.replicas,...,selectorpath=.status.hpaPodSelector`; the selector
+    holds the leaders only: lines 383-387, set in pkg/controllers/leaderworkerset_controller.go lines 541-554 to
+    leaderworkerset.sigs.k8s.io/name=<lws>, worker-index=0). A StatefulSet-mode group is two StatefulSets that no
+    scale subresource resizes together. And the scaler owns spec.replicas only if the chart never renders it: helm
+    patches a custom resource with a three-way JSON merge patch of the last release's manifest, the new one and the
+    live object (helm/helm pkg/kube/client.go, createPatch: jsonmergepatch.CreateThreeWayJSONMergePatch for a kind
+    its scheme does not know), so a rendered replicas resets the scaler's count at every upgrade, while a field in
+    neither manifest keeps the live value; Argo CD likewise compares and syncs only the fields the manifests hold
+    (argo-cd docs/user-guide/best_practices.md, "Leaving Room For Imperativeness": leave replicas out for an HPA)."""
+    problems = []
+    lws = {d["metadata"]["name"]: d for d in docs if d["kind"] == "LeaderWorkerSet"}
+    for so in (d for d in docs if d["kind"] == "ScaledObject"):
+        ref = so["spec"]["scaleTargetRef"]
+        target = lws.get(ref["name"])
+        if (ref.get("apiVersion"), ref.get("kind")) != ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet") or not target:
+            problems.append(f"ScaledObject {so['metadata']['name']} scales {ref.get('kind')} {ref['name']}, no "
+                            "LeaderWorkerSet of the release")
+        elif "replicas" in target["spec"]:
+            problems.append(f"LeaderWorkerSet {ref['name']} renders replicas, which every upgrade or sync would reset "
+                            f"under ScaledObject {so['metadata']['name']}")
+    return problems
+
+
+def removed_groups_drain_first(docs: Docs) -> list[str]:
+    """A group the scaler removes gets SIGTERM on every pod at once (the kubelet's pod termination:
+    kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle, "Termination of Pods": preStop, then SIGTERM, all
+    within terminationGracePeriodSeconds). vLLM 0.33 aborts its requests at SIGTERM unless --shutdown-timeout N
+    gives them N seconds (vllm/config/vllm.py, shutdown_timeout; vllm/entrypoints/launchers/launcher.py,
+    handle_shutdown: mode "abort" at 0, "drain" above), and a headless worker exits at SIGTERM (vllm/entrypoints/cli/
+    serve.py, run_headless), ending its leader's requests. So under a ScaledObject, the leader's vLLM drains, every
+    pod of the group is granted more than the drain, and each worker's vLLM waits for its leader in a preStop hook."""
+    problems = []
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "ScaledObject"}
+    for obj, role, template in pod_templates(docs):
+        if obj["kind"] != "LeaderWorkerSet" or obj["metadata"]["name"] not in scaled:
+            continue
+        spec = template.get("spec", {})
+        vllm = next((c for c in spec.get("containers") or [] if c["name"] == "vllm"), {})
+        args = [str(a) for a in vllm.get("args") or []]
+        drain = int(args[args.index("--shutdown-timeout") + 1]) if "--shutdown-timeout" in args else 0
+        where = f"{obj['kind']} {obj['metadata']['name']} ({role})"
+        if drain <= 0:
+            problems.append(f"{where}: vLLM aborts its requests at SIGTERM (no --shutdown-timeout)")
+        if int(spec.get("terminationGracePeriodSeconds", 30)) <= drain:
+            problems.append(f"{where}: terminationGracePeriodSeconds does not outlast the {drain}s drain")
+        if role == "worker" and "preStop" not in (vllm.get("lifecycle") or {}):
+            problems.append(f"{where}: the worker stops with its leader's requests in flight (no preStop)")
+    return problems
+
+
 RULES: tuple[Callable[[Docs], list[str]], ...] = (
     lws_service_names_are_free, rdma_devices_can_be_opened, hooks_never_take_gpus, multus_networks_are_namespaced,
     statefulset_groups_restart_together, nothing_unauthenticated_on_the_node, routes_reach_a_service_port,
     dashboards_load_in_grafana, images_are_fully_qualified, groups_meet_after_their_downloads,
     disruption_budgets_select_only_scalable_pods, secrets_are_resolved_before_the_first_step,
-    failed_downloads_hold_and_say_why, group_ports_closed_on_the_pod_network,
+    failed_downloads_hold_and_say_why, group_ports_closed_on_the_pod_network, pools_select_one_serving_pod_per_group,
+    scalers_own_the_group_count, removed_groups_drain_first,
 )
 
 

@@ -1,6 +1,7 @@
-"""Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared LWS CRD for
-LeaderWorkerSets, and the published CRDs kept in tests/crds (their sources in tests/crds/README.md) for the
-ServiceMonitor, PrometheusRule and HTTPRoute."""
+"""Validating rendered manifests: kubernetes-validate (strict) for built-in kinds, the shared CRDs (../shared/crds)
+for LeaderWorkerSets and InferencePools, and the published CRDs kept in tests/crds (their sources in
+tests/crds/README.md) for the ServiceMonitor, PrometheusRule, HTTPRoute and KEDA's ScaledObject; every custom
+resource also against its CRD's CEL rules (tests/cel_rules.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,22 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from .cel_rules import evaluate
+
 KUBE_VERSIONS = ("1.30.0", "1.35.0")
-NOT_BUILT_IN = {"LeaderWorkerSet", "ServiceMonitor", "PrometheusRule", "HTTPRoute"}
+NOT_BUILT_IN = {"LeaderWorkerSet", "InferencePool", "ServiceMonitor", "PrometheusRule", "HTTPRoute", "ScaledObject"}
+# kind -> (CRD file in the shared crds directory, the version the chart writes)
+SHARED_CRD_FILES = {
+    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io_leaderworkersets.yaml", "v1"),
+    "InferencePool": ("inference.networking.k8s.io_inferencepools.yaml", "v1"),
+}
 CRDS = Path(__file__).parent / "crds"
 # kind -> (CRD file in tests/crds, the version the chart writes)
 VENDORED_CRDS = {
     "ServiceMonitor": ("monitoring.coreos.com_servicemonitors.yaml", "v1"),
     "PrometheusRule": ("monitoring.coreos.com_prometheusrules.yaml", "v1"),
     "HTTPRoute": ("gateway.networking.k8s.io_httproutes.yaml", "v1"),
+    "ScaledObject": ("keda.sh_scaledobjects.yaml", "v1alpha1"),
 }
 
 
@@ -39,12 +48,27 @@ def closed(schema: Any) -> Any:
 
 
 @cache
-def crd_validator(crd_path: Path, version: str = "v1") -> jsonschema.Draft7Validator:
-    """The strict (closed) validator of one version of a CustomResourceDefinition file. CEL rules
-    (x-kubernetes-validations) are not evaluated: the templates that depend on one say so and keep it."""
+def crd_schema(crd_path: Path, version: str = "v1") -> dict[str, Any]:
+    """The openAPIV3Schema of one version of a CustomResourceDefinition file."""
     crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
-    return jsonschema.Draft7Validator(closed(copy.deepcopy(served["schema"]["openAPIV3Schema"])))
+    schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@cache
+def crd_validator(crd_path: Path, version: str = "v1") -> jsonschema.Draft7Validator:
+    """The strict (closed) validator of one version of a CustomResourceDefinition file; its CEL rules
+    (x-kubernetes-validations) are crd_problems' other half."""
+    return jsonschema.Draft7Validator(closed(copy.deepcopy(crd_schema(crd_path, version))))
+
+
+def crd_problems(doc: dict[str, Any], crd_path: Path, version: str) -> list[str]:
+    """What the API server would refuse in DOC by its CRD: the schema, closed, then the CEL rules after defaulting."""
+    where = f"{doc['kind']}/{doc['metadata']['name']}"
+    problems = [f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in crd_validator(crd_path, version).iter_errors(doc)]
+    return problems + [f"{where}: CEL {p}" for p in evaluate(crd_schema(crd_path, version), doc).broken]
 
 
 def lws_validator(crd_path: Path) -> jsonschema.Draft7Validator:
@@ -56,19 +80,17 @@ def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) ->
     problems = kubernetes_rules(documents)
     for doc in documents:
         kind, name = doc["kind"], doc["metadata"]["name"]
-        if kind == "LeaderWorkerSet":
+        if kind in SHARED_CRD_FILES:
+            crd_file, version = SHARED_CRD_FILES[kind]
             if crds is not None:
-                validator = lws_validator(crds / "leaderworkerset.x-k8s.io_leaderworkersets.yaml")
-                problems += [f"{kind}/{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
-                             for e in validator.iter_errors(doc)]
+                problems += crd_problems(doc, crds / crd_file, version)
             continue
         if kind in VENDORED_CRDS:
             crd_file, version = VENDORED_CRDS[kind]
             if doc.get("apiVersion", "").rsplit("/", 1)[-1] != version:
                 problems.append(f"{kind}/{name}: apiVersion {doc.get('apiVersion')} is not the vendored {version}")
                 continue
-            problems += [f"{kind}/{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
-                         for e in crd_validator(CRDS / crd_file, version).iter_errors(doc)]
+            problems += crd_problems(doc, CRDS / crd_file, version)
             continue
         if kind in NOT_BUILT_IN:
             continue
@@ -94,7 +116,8 @@ QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")
-POD_KINDS = {"Job": ("spec", "template"), "StatefulSet": ("spec", "template"), "Pod": ()}
+POD_KINDS = {"Job": ("spec", "template"), "StatefulSet": ("spec", "template"), "Deployment": ("spec", "template"),
+             "Pod": ()}
 
 
 def is_subdomain(name: Any) -> bool:
@@ -218,7 +241,7 @@ def kubernetes_rules(documents: list[dict[str, Any]]) -> list[str]:
             problems.append(f"{where}: the name is not a DNS-1123 subdomain")
         if kind == "Service" and not (isinstance(name, str) and len(name) <= 63 and DNS1035_LABEL.fullmatch(name)):
             problems.append(f"{where}: a Service name must be a DNS-1035 label")
-        if kind in ("Job", "StatefulSet", "LeaderWorkerSet") and len(str(name)) > 63:
+        if kind in ("Job", "StatefulSet", "Deployment", "LeaderWorkerSet") and len(str(name)) > 63:
             problems.append(f"{where}: the name is longer than 63 characters (it becomes a label value)")
         problems += _labels(where, meta.get("labels"))
         problems += [f"{where}: annotation key {k!r} is not a qualified name"
@@ -233,7 +256,7 @@ def kubernetes_rules(documents: list[dict[str, Any]]) -> list[str]:
         if kind == "LeaderWorkerSet":
             lwt = spec.get("leaderWorkerTemplate") or {}
             templates = [t for t in (lwt.get("leaderTemplate"), lwt.get("workerTemplate")) if t]
-        elif kind in ("Job", "StatefulSet"):
+        elif kind in ("Job", "StatefulSet", "Deployment"):
             templates = [spec.get("template") or {}]
         elif kind == "Pod":
             templates = [doc]

@@ -22,6 +22,12 @@ PROVISION = ("clusterNetwork.provision=true", "clusterNetwork.compartmentId=ocid
              "clusterNetwork.availabilityDomain=AD-1", "clusterNetwork.subnetId=ocid1.subnet.oc1..s",
              "clusterNetwork.imageId=ocid1.image.oc1..i",
              "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
+# One endpoint over groups that follow load (issue 27): the InferencePool and its picker behind a Gateway's route, and
+# the ScaledObject of the LeaderWorkerSet on vLLM's gauges in Prometheus.
+ROUTER_AUTOSCALING = ("router.enabled=true", "gateway.enabled=true", "gateway.parentRefs[0].name=inference-gateway",
+                      "autoscaling.enabled=true", "autoscaling.maxReplicas=4",
+                      "autoscaling.prometheusAddress=http://prometheus-operated.monitoring.svc:9090",
+                      "monitoring.serviceMonitor.enabled=true")
 
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from . import consumer_rules as rules
-from .rendering import PROVISION, hooks, of_kind, render
+from .rendering import PROVISION, ROUTER_AUTOSCALING, hooks, of_kind, render
 
 RAY_TOKEN = ("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.authTokenSecret.name=ray-token")
 CASES = {
@@ -20,6 +20,9 @@ CASES = {
     "lws-ray": RAY_TOKEN,
     "device-plugin": ("rdma.devicePluginResource=rdma/rdma_shared_device_a",),
     "replicas-api-key": ("replicas=3", "api.keySecret.name=vllm-api-key"),
+    "router-autoscaling": ROUTER_AUTOSCALING,
+    "sts-sriov-router": ("workload.kind=StatefulSet", "rdma.mode=sriov", "router.enabled=true", "gateway.enabled=true",
+                         "gateway.parentRefs[0].name=inference-gateway"),
 }
 
 
@@ -379,3 +382,23 @@ def test_group_ports_open_to_every_pod_on_the_pod_network_are_caught() -> None:
     policy["spec"]["ingress"][0]["ports"] = [{"port": 29500, "protocol": "TCP"}]  # NCCL's and ZMQ's ports forgotten
     found = rules.group_ports_closed_on_the_pod_network(docs)
     assert found and all("refuses its group's pods on port" in p for p in found)
+
+
+def test_a_pool_that_takes_the_workers_or_misses_its_picker_is_caught() -> None:
+    docs = copy.deepcopy(render(*ROUTER_AUTOSCALING))
+    pool = first(docs, "InferencePool")
+    del pool["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]  # every pod of the release
+    found = rules.pools_select_one_serving_pod_per_group(docs)
+    assert "InferencePool llama405b-vllm-rdma selects LeaderWorkerSet llama405b-vllm-rdma (worker), which serves no " \
+           "API on [8000]" in found
+    assert "InferencePool llama405b-vllm-rdma selects Deployment llama405b-vllm-rdma-epp (llama405b-vllm-rdma-epp), " \
+           "which serves no API on [8000]" in found  # the picker's own pod too
+    docs = copy.deepcopy(render(*ROUTER_AUTOSCALING))
+    first(docs, "InferencePool")["spec"]["endpointPickerRef"]["port"]["number"] = 9090  # the picker's metrics port
+    assert rules.pools_select_one_serving_pod_per_group(docs) == [
+        "InferencePool llama405b-vllm-rdma's picker Service llama405b-vllm-rdma-epp does not reach the picker's port "
+        "9090"]
+    first(docs, "HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]["name"] = "elsewhere"
+    assert rules.routes_reach_a_service_port(docs) == [
+        "HTTPRoute llama405b-vllm-rdma-api sends traffic to InferencePool elsewhere, which the release does not have"]
+

@@ -92,6 +92,7 @@ READY = [
     crd("httproutes.gateway.networking.k8s.io", "v1", "v1beta1",
         annotations={"gateway.networking.k8s.io/bundle-version": "v1.1.0",
                      "gateway.networking.k8s.io/channel": "standard"}),
+    crd("inferencepools.inference.networking.k8s.io", "v1"), crd("scaledobjects.keda.sh", "v1alpha1"),
     lws_controller(ready=2, namespace="lws-operator"),  # installed with helm into another namespace: found by labels
     {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": meta("rdma-vf", "default"),
      "spec": {"config": "{}"}},
@@ -297,6 +298,28 @@ def test_a_missing_monitoring_crd_is_an_error_before_helm_says_no_matches_for_ki
         "(kube-prometheus-stack installs them), or set monitoring.serviceMonitor.enabled=false"]
 
 
+# The router's and the scaler's kinds: the Gateway API Inference Extension's InferencePool (its CRD in ../shared/crds
+# serves inference.networking.k8s.io/v1) and KEDA's ScaledObject (tests/crds/keda.sh_scaledobjects.yaml, keda.sh/
+# v1alpha1). The ready cluster has both CRDs, the broken one neither.
+SCALING_OPTIONS = ("router.enabled=true,autoscaling.enabled=true,autoscaling.maxReplicas=3,"
+                   "autoscaling.prometheusAddress=http://prometheus-operated.monitoring.svc:9090")
+
+
+def test_the_pool_and_scaler_crds_must_be_installed_and_serve_what_the_chart_renders(use: Any) -> None:
+    use("ready")
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", SCALING_OPTIONS)
+    assert lines(out, "ok", "crd inferencepools.inference.networking.k8s.io: installed, serving v1")
+    assert lines(out, "ok", "crd scaledobjects.keda.sh: installed, serving v1alpha1")
+    use("broken")
+    out = doctor("--preset", "h100", "--set", SECRETS, "--set", SCALING_OPTIONS)
+    [pool] = lines(out, "error", "crd inferencepools.inference.networking.k8s.io")
+    assert "is not installed, so the cluster does not know the InferencePool the release creates" in pool
+    assert "or set router.enabled=false" in pool
+    [scaler] = lines(out, "error", "crd scaledobjects.keda.sh")
+    assert "the ScaledObject the release creates" in scaler and "install KEDA" in scaler
+    assert not lines(doctor("--preset", "h100", "--set", SECRETS), "error", "crd inferencepools")  # off by default
+
+
 def test_json_has_one_stable_shape(use: Any) -> None:
     use("broken")
     out = doctor("--preset", "h100", "--set", SECRETS, "-o", "json")
@@ -421,3 +444,10 @@ def test_the_needs_come_from_the_rendered_objects() -> None:
     assert (needs.pods, needs.groups, needs.lws_api) == (2, 1, ("leaderworkerset.x-k8s.io", "v1"))
     assert dict(needs.resources) == {"nvidia.com/gpu": 8}
     assert {(s.name, s.key) for s in needs.secrets} == {("hf-token", "token"), ("vllm-api-key", "api-key")}
+    # With autoscaling the LeaderWorkerSet renders no replicas: the nodes needed are the fewest groups the scaler keeps.
+    scaling = (SECRETS, "replicas=5", "autoscaling.enabled=true", "autoscaling.minReplicas=2",
+               "autoscaling.maxReplicas=6", "autoscaling.prometheusAddress=http://prometheus:9090")
+    rendered = template(request(sets=scaling), namespace="team-a")
+    needs = cluster_needs(parse_manifests(rendered.manifests), release="llama405b", namespace="team-a",
+                          values=resolve(request(sets=scaling)).values)
+    assert (needs.pods, needs.groups) == (4, 2)

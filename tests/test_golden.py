@@ -3,6 +3,8 @@ both, strictly valid for Kubernetes, the LWS CRD, and the rules of what consumes
 Golden files are kept only for a pairwise set a reviewer can read: every value of every axis, every pair of
 backend, workload kind and RDMA mode, and the optional parts (the OCI hooks in each auth mode, emptyDir storage with
 replicas and monitoring, a device plugin with an API key, and the serving extras: routes, LoRA, escape hatches).
+The router with autoscaling renders on both helms and validates too, without a golden file (tests/test_routing.py
+reads its objects).
 
 Refresh after an intended change: make golden   (HELM_RDMA_UPDATE_GOLDEN=1 pytest tests/test_golden.py)
 
@@ -34,7 +36,7 @@ from helm_rdma.sizing.presets import preset_names
 from . import consumer_rules
 from .conftest import SHARED_CRDS, helm_path
 from .k8s_validation import load_manifests, validate_documents
-from .rendering import request
+from .rendering import ROUTER_AUTOSCALING, request
 
 GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
@@ -195,6 +197,12 @@ def test_optional_parts_match_golden_on_both_helms_and_validate(name: str, monke
         # the provisioner's account, RBAC and values come before its Job
         assert max(w for n, w in weights.items() if n.endswith("provisioner")) < provision
         assert ("llama405b-vllm-rdma-deprovision" in hooks) == ("delete-on-uninstall" in name)
+
+
+def test_the_router_with_autoscaling_renders_alike_on_both_helms_and_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = check_golden("h100-router-autoscaling", render_sets("h100", ROUTER_AUTOSCALING, "helm3", monkeypatch),
+                             render_sets("h100", ROUTER_AUTOSCALING, "helm4", monkeypatch), golden_file=False)
+    assert {"InferencePool", "Deployment", "ScaledObject", "HTTPRoute"} <= {d["kind"] for d in documents}
 
 
 def test_shared_crds_are_present_for_lws_validation() -> None:

@@ -38,8 +38,9 @@ def values_of(*sets: str) -> dict[str, Any]:
     return resolve(request(sets=sets)).values
 
 
-@pytest.mark.parametrize("sets", [(), PROVISION, (*PROVISION, "verify.tests.enabled=false"), PINNED + PROVISION],
-                         ids=["default", "provision", "no-tests", "pinned"])
+@pytest.mark.parametrize("sets", [(), PROVISION, (*PROVISION, "verify.tests.enabled=false"), PINNED + PROVISION,
+                                  ("router.enabled=true", f"router.image.digest={DIGEST['vllm']}")],
+                         ids=["default", "provision", "no-tests", "pinned", "router"])
 def test_the_python_list_of_images_is_what_the_chart_runs(sets: tuple[str, ...]) -> None:
     assert rendered_images(list(render(*sets))) == {i.image for i in chart_images(values_of(*sets))}
 

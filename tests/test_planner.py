@@ -153,3 +153,34 @@ def test_a_quantized_checkpoint_is_split_only_when_vllm_tracks_its_weights() -> 
     assert tracked.first_token.share.fraction == 0.5
     quantizing = plan_values(request(nodes=2, sets=("vllm.extraArgs[0]=--quantization", "vllm.extraArgs[1]=fp8")))
     assert quantizing.first_token.share.why_whole.startswith("a quantized model")
+
+
+def test_plan_shows_what_max_replicas_cost_in_nodes_and_how_long_one_more_group_takes() -> None:
+    """With autoscaling on, `plan` (the values install would use) prices autoscaling.maxReplicas in nodes and GPUs,
+    and says how long a group the scaler adds takes to serve: its nodes' download and load (the first-token estimate;
+    every node of a group fetches and reads in parallel), bounded by the chart's download and start-up budgets."""
+    import json
+
+    from click.testing import CliRunner
+
+    from helm_rdma.cli import main
+    from helm_rdma.commands.plan import plan_table, plan_values
+    from helm_rdma.sizing.firsttoken import duration
+
+    from .rendering import request
+
+    sets = ("autoscaling.enabled=true", "autoscaling.minReplicas=2", "autoscaling.maxReplicas=5")
+    report = plan_values(request(sets=sets))
+    s, ours = report.scaling, report.first_token.ways[0]
+    assert s is not None and (s.min_groups, s.max_groups, s.nodes_per_group) == (2, 5, report.plan.nodes)
+    assert (s.min_nodes, s.max_nodes) == (2 * report.plan.nodes, 5 * report.plan.nodes)
+    assert s.cold_seconds == ours.download_seconds + ours.read_seconds and s.load_seconds == ours.read_seconds
+    assert s.budget_minutes == report.plan.download_minutes + report.plan.startup_minutes
+    assert s.cold_seconds < s.budget_minutes * 60  # the chart's budgets allow the estimate
+    table = plan_table(report)
+    assert "autoscaling: 2 to 5 groups of 2 node(s) = 4 to 10 h100 nodes (80 GPUs at the most)" in table
+    assert f"one group more, once its nodes are up: {duration(s.cold_seconds)}" in table
+    assert plan_values(request()).scaling is None and "autoscaling:" not in plan_table(plan_values(request()))
+    out = CliRunner().invoke(main, ["plan", "llama405b", "--preset", "h100", "--set", ",".join(sets), "-o", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["autoscaling"]["max_nodes"] == 10

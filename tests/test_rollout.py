@@ -125,6 +125,16 @@ def test_wait_times_out_naming_the_pod_that_holds_it_up_with_its_log(helm_log: P
             "--all-containers; helm rdma diagnose llama405b") in out.output
 
 
+def test_with_autoscaling_wait_counts_the_groups_the_scaler_keeps_not_replicas(helm_log: Path, cluster: Any) -> None:
+    # The LeaderWorkerSet renders no replicas then (templates/leaderworkerset.yaml); KEDA keeps minReplicas groups.
+    cluster(group("ready", "running"))
+    scaling = "replicas=3,autoscaling.enabled=true,autoscaling.prometheusAddress=http://prometheus:9090"
+    out = install("--set", scaling, "--timeout", "20s")
+    assert out.exit_code == 0, out.output
+    assert "helm-rdma: serving: 1/1 group(s) serving" in out.stderr
+    assert install("--set", "replicas=3", "--timeout", "1s").exit_code == 1  # without it, 3 groups must serve
+
+
 def test_a_pod_nobody_schedules_is_named(helm_log: Path, cluster: Any) -> None:
     cluster(group("preflight", "pending"))
     out = install("--timeout", "1s")

@@ -108,6 +108,13 @@ RDMA devices and mounts. (dict "root" $ "role" "leader"|"worker")
     timeoutSeconds: 5
     failureThreshold: 3
   {{- end }}
+  {{- if and (eq $role "worker") $v.autoscaling.enabled }}
+  # A worker outlives its leader's drain (vllm-rdma.workerDrainScript).
+  lifecycle:
+    preStop:
+      exec:
+        command: ["/bin/bash", "-c", {{ include "vllm-rdma.workerDrainScript" $root | quote }}]
+  {{- end }}
   resources:
     {{- include "vllm-rdma.gpuResources" $root | trim | nindent 4 }}
   securityContext:

@@ -191,6 +191,12 @@ barrier lined the nodes up after their downloads, so it covers only their load-t
 {{- end }}
 - "--port"
 - {{ .Values.vllm.port | quote }}
+{{- if .Values.autoscaling.enabled }}
+{{- /* A group the scaler removes finishes its in-flight requests first (vllm/config/vllm.py shutdown_timeout,
+0.33: 0 aborts them at SIGTERM, N drains for up to N seconds). */}}
+- "--shutdown-timeout"
+- {{ .Values.autoscaling.drainSeconds | quote }}
+{{- end }}
 {{- if .Values.api.keySecret.name }}
 - "--middleware"
 - "api_auth.ApiKeyMiddleware"

@@ -184,7 +184,7 @@ spec:
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  terminationGracePeriodSeconds: 60
+  terminationGracePeriodSeconds: {{ include "vllm-rdma.terminationGraceSeconds" $root }}
   {{- with $v.priorityClassName }}
   priorityClassName: {{ . | quote }}
   {{- end }}

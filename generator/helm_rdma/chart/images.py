@@ -50,6 +50,11 @@ def chart_images(values: dict[str, Any], *, app_version: str = __version__) -> l
         prov = cn["image"]
         found.append(ChartImage("provisioner", "clusterNetwork.image", prov["repository"],
                                 str(prov["tag"] or app_version), prov.get("digest") or ""))
+    router = values.get("router") or {}
+    if router.get("enabled"):  # the endpoint picker of the InferencePool
+        epp = router["image"]
+        found.append(ChartImage("endpoint-picker", "router.image", epp["repository"], str(epp["tag"] or ""),
+                                epp.get("digest") or ""))
     tests = (values.get("verify") or {}).get("tests") or {}
     if tests.get("enabled"):
         test = tests["image"]

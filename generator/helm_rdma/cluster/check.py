@@ -47,6 +47,12 @@ CRDS = {
     "PrometheusRule": ("prometheusrules", f"{PROMETHEUS_OPERATOR}, or set monitoring.rules.enabled=false"),
     "HTTPRoute": ("httproutes", "install the Gateway API CRDs (https://gateway-api.sigs.k8s.io/guides/#installing-"
                                 "gateway-api) and a Gateway controller, or set gateway.enabled=false"),
+    "InferencePool": ("inferencepools", "install the Gateway API Inference Extension's CRDs (a release's "
+                                        "manifests.yaml from https://github.com/kubernetes-sigs/gateway-api-inference-"
+                                        "extension/releases) and a Gateway that implements it, or set "
+                                        "router.enabled=false"),
+    "ScaledObject": ("scaledobjects", "install KEDA (https://keda.sh/docs/deploy/: `helm install keda kedacore/keda "
+                                      "-n keda --create-namespace`), or set autoscaling.enabled=false"),
 }
 # The release and channel of the Gateway API a CRD belongs to (annotations of every published Gateway API CRD;
 # tests/crds/gateway.networking.k8s.io_httproutes.yaml). HTTPRoute's rules[].timeouts is Standard from v1.2.0.

@@ -38,9 +38,9 @@ class SecretRef:
     optional: bool = False
 
 
-# The kinds besides the LeaderWorkerSet that the chart renders and a CRD defines (the monitoring and Gateway API
-# options): helm install fails with "no matches for kind" where their CRD is missing.
-CRD_KINDS = ("ServiceMonitor", "PrometheusRule", "HTTPRoute")
+# The kinds besides the LeaderWorkerSet that the chart renders and a CRD defines (the monitoring, Gateway API, router
+# and autoscaling options): helm install fails with "no matches for kind" where their CRD is missing.
+CRD_KINDS = ("ServiceMonitor", "PrometheusRule", "HTTPRoute", "InferencePool", "ScaledObject")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,9 @@ def cluster_needs(objects: Iterable[dict[str, Any]], *, release: str, namespace:
             group, _, version = str(obj.get("apiVersion", "")).partition("/")
             lws_api = (group, version)
             template = spec.get("leaderWorkerTemplate") or {}
-            replicas, size = int(spec.get("replicas", 1)), int(template.get("size", 1))
+            # No replicas rendered: a scaler owns the count, and keeps at least autoscaling.minReplicas groups.
+            fewest = (values.get("autoscaling") or {}).get("minReplicas", 1)
+            replicas, size = int(spec.get("replicas", fewest)), int(template.get("size", 1))
             groups += replicas
             worker = template.get("workerTemplate") or {}
             serving.append((name, template.get("leaderTemplate") or worker, replicas))

@@ -175,8 +175,12 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         values = resolved.values
         left = max(budget - (time.monotonic() - started), 0.0)
         polling = Polling(timeout_seconds=left, poll_seconds=poll_seconds, max_poll_seconds=poll_seconds)
-        serving = wait_until_serving(release=release, env=env, groups=int(values["replicas"]),
-                                     nodes=int(values["nodes"]), polling=polling, on_progress=on_progress)
+        # With autoscaling the scaler keeps at least minReplicas groups (KEDA sets them at once) and replicas is not
+        # rendered: those are the groups that must serve.
+        auto = values["autoscaling"]
+        groups = int(auto["minReplicas"]) if auto["enabled"] else int(values["replicas"])
+        serving = wait_until_serving(release=release, env=env, groups=groups, nodes=int(values["nodes"]),
+                                     polling=polling, on_progress=on_progress)
     return DeployResult(output=result.stdout, command=result.command, chart=cache if kept else None,
                         plan=resolved.plan, notice=notice, serving=serving)
 

@@ -13,7 +13,7 @@ from helm_rdma.sizing.catalog import get_model
 from helm_rdma.sizing.firsttoken import FirstToken, Group, Rates, duration, first_token
 from helm_rdma.sizing.lora import LoraSlots
 from helm_rdma.sizing.modelspec import ModelSpec
-from helm_rdma.sizing.planner import GB, GIB, Plan, Sizing, plan_model
+from helm_rdma.sizing.planner import GB, GIB, Plan, ScaleOut, Sizing, plan_model, scale_out
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_json_schema
 
@@ -25,6 +25,7 @@ class PlanReport:
     plan: Plan
     model: ModelSpec
     first_token: FirstToken
+    scaling: ScaleOut | None = None  # with autoscaling.enabled in the values
 
     def sources(self) -> list[tuple[str, str]]:
         """(figure, where it came from) for the model's figures."""
@@ -34,6 +35,7 @@ class PlanReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "first_token": self.first_token.to_dict(),
+                "autoscaling": self.scaling.to_dict() if self.scaling else None,
                 "sources": [{"figure": f, "source": s} for f, s in self.sources()]}
 
 
@@ -112,7 +114,14 @@ def plan_values(request: ChartRequest, *, rates: Rates | None = None) -> PlanRep
     boot = int(resolved.values["clusterNetwork"]["bootVolumeSizeGBs"])
     estimate = first_token(resolved.model, rates=rates or Rates(), boot_volume_gb=boot,
                            group=group_of(resolved.values))
-    return PlanReport(plan=resolved.plan, model=resolved.model, first_token=estimate)
+    scaling = None
+    auto = resolved.values["autoscaling"]
+    if auto["enabled"]:
+        ours = estimate.ways[0]
+        scaling = scale_out(resolved.plan, min_groups=int(auto["minReplicas"]), max_groups=int(auto["maxReplicas"]),
+                            gpus_per_node=resolved.preset.gpus_per_node, download_seconds=ours.download_seconds,
+                            load_seconds=ours.read_seconds)
+    return PlanReport(plan=resolved.plan, model=resolved.model, first_token=estimate, scaling=scaling)
 
 
 def lora_option(*, max_rank: int | None, max_loras: int | None) -> LoraSlots | None:
@@ -198,6 +207,24 @@ def plan_table(report: PlanReport) -> str:
     lines += ["  " + "  ".join(c.ljust(wd) for c, wd in zip(row, widths, strict=True)).rstrip() for row in table]
     lines += [f"  {w.name}: {w.note}" for w in t.ways if w.note]
     lines += [f"  {t.basis}"]
+    if report.scaling:
+        lines += ["", *scaling_lines(report.scaling, preset=p.preset)]
     lines += ["", "where the figures come from:"]
     lines += [f"  {figure}: {source}" for figure, source in report.sources()]
     return "\n".join(lines)
+
+
+def scaling_lines(s: ScaleOut, *, preset: str) -> list[str]:
+    """What autoscaling.minReplicas..maxReplicas cost in nodes, and how long one more group takes to serve."""
+    return [
+        f"autoscaling: {s.min_groups} to {s.max_groups} groups of {s.nodes_per_group} node(s) = {s.min_nodes} to "
+        f"{s.max_nodes} {preset} nodes ({s.max_nodes * s.gpus_per_node} GPUs at the most)",
+        f"  one group more, once its nodes are up: {duration(s.cold_seconds)} (download {duration(s.download_seconds)}"
+        f" + load {duration(s.load_seconds)}; engine start not included), {duration(s.load_seconds)} where the "
+        f"nodes' NVMe already holds the weights; the chart allows it {s.budget_minutes} min (download and start-up "
+        "budgets)",
+        f"  nodes: until nodes follow load on their own, the cluster network holds {s.max_nodes} nodes for "
+        f"{s.max_groups} groups, paid for while idle; a node provisioned on demand adds its bring-up (bare-metal "
+        "GPU nodes: up to 2 hours)",
+    ]
+

@@ -250,3 +250,46 @@ def plan_model(*, model: ModelSpec, preset: Preset, sizing: Sizing | None = None
         repo=model.repo, revision=model.revision,
         lora_bytes_per_gpu=lora_bytes_per_gpu(model, lora, tp=tp, pp=chosen) if lora else 0,
     )
+
+
+@dataclass(frozen=True)
+class ScaleOut:
+    """What groups that follow load (autoscaling) cost: nodes at the fewest and the most groups, and how long one
+    more group takes to serve once its nodes are up (its download and load, as the first-token estimate has them;
+    the chart bounds it by the download and start-up budgets)."""
+
+    min_groups: int
+    max_groups: int
+    nodes_per_group: int
+    gpus_per_node: int
+    download_seconds: float
+    load_seconds: float
+    budget_minutes: int
+
+    @property
+    def min_nodes(self) -> int:
+        return self.min_groups * self.nodes_per_group
+
+    @property
+    def max_nodes(self) -> int:
+        return self.max_groups * self.nodes_per_group
+
+    @property
+    def cold_seconds(self) -> float:
+        """A group on nodes whose NVMe does not hold the weights yet: download, then load."""
+        return self.download_seconds + self.load_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "min_nodes": self.min_nodes, "max_nodes": self.max_nodes,
+                "max_gpus": self.max_nodes * self.gpus_per_node, "cold_seconds": self.cold_seconds}
+
+
+def scale_out(plan: Plan, *, min_groups: int, max_groups: int, gpus_per_node: int, download_seconds: float,
+              load_seconds: float) -> ScaleOut:
+    """The nodes ``min_groups`` to ``max_groups`` groups of ``plan`` take, and how long a group added to them takes
+    to serve: ``download_seconds`` and ``load_seconds`` of one node (every node of a group downloads and loads in
+    parallel, and the group serves when its slowest does), bounded by the plan's download and start-up budgets."""
+    return ScaleOut(min_groups=min_groups, max_groups=max_groups, nodes_per_group=plan.nodes,
+                    gpus_per_node=gpus_per_node, download_seconds=download_seconds, load_seconds=load_seconds,
+                    budget_minutes=plan.download_minutes + plan.startup_minutes)
+
