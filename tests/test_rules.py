@@ -138,7 +138,9 @@ def test_doctor_without_helm_says_the_charts_rules_were_not_checked(tmp_path: Pa
 
 
 def _defines(prefix: str) -> list[str]:
-    return re.findall(r'define "vllm-rdma\.' + re.escape(prefix) + r'([a-z0-9-]+)"', RULES_TPL)
+    """The defines of every template file (a feature's rules may sit beside it, as _router.tpl's do)."""
+    texts = "".join(p.read_text() for p in sorted((chart_dir() / "templates").glob("*.tpl")))
+    return re.findall(r'define "vllm-rdma\.' + re.escape(prefix) + r'([a-z0-9-]+)"', texts)
 
 
 def test_every_rule_of_the_chart_has_one_example_and_validate_values_includes_it() -> None:

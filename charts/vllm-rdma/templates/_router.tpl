@@ -109,14 +109,3 @@ scores nothing.
 {{- end }}
 {{- end }}
 {{- end }}
-
-{{/*
-Every broken rule of the scaler, one line each (empty when all hold).
-*/}}
-{{- define "vllm-rdma.scalingProblems" -}}
-{{- range $id := list "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets" }}
-{{- with include (printf "vllm-rdma.rule.%s" $id) $ }}
-  - {{ . }}
-{{- end }}
-{{- end }}
-{{- end }}

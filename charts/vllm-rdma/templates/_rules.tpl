@@ -495,7 +495,8 @@ fails once, listing each problem, its key and fix. generator/helm_rdma/contract.
       "node-selector-label" "sriov-resource" "container-name-taken" "container-name-repeat" "volume-name-taken"
       "volume-name-repeat" "unknown-volume" "mount-path-repeat" "container-mount-path-repeat" "vllm-mount-taken"
       "unprivileged-security-context" "privilege-escalation" "host-network-sysctl" "cpu-limit" "memory-limit"
-      "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path" }}
+      "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path"
+      "router-scorers" "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets" }}
   {{- with include (printf "vllm-rdma.rule.%s" $rule) $ }}{{ $problems = append $problems . }}{{ end }}
 {{- end }}
 {{- with include "vllm-rdma.ncclLookalikes" . }}
