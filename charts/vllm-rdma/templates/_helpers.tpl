@@ -81,6 +81,14 @@ The ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
+The Role (and RoleBinding) that lets the serving pods' ServiceAccount create Events: the preflight records its figure
+as one (files/preflight_event.py).
+*/}}
+{{- define "vllm-rdma.preflightEventsName" -}}
+{{- printf "%s-preflight-events" (include "vllm-rdma.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 The NCCL settings in force: the preset's and the user's, plus NCCL_DEBUG, NCCL_SOCKET_IFNAME and, in SR-IOV mode,
 NCCL_IB_HCA=mlx5 (the VFs' names are not the host's). Returned as YAML; callers use fromYaml.
 */}}
