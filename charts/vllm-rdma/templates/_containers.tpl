@@ -253,6 +253,15 @@ Environment that tells the entrypoint where its pod stands in its group: (dict "
   value: {{ $v.distributed.groupWatchPort | quote }}
 - name: HELM_RDMA_WORKER_PREFIX
   value: {{ printf "%s-worker" (include "vllm-rdma.fullname" .root) | quote }}
+{{- with $v.api.keySecret.name }}
+# A JOIN proves the release's key (an HMAC of a nonce the leader sends; files/group_watch.py): without it, a process
+# on a worker's node could take that worker's rank before it joins.
+- name: HELM_RDMA_WATCH_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $v.api.keySecret.key | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
