@@ -193,7 +193,10 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 {{- if and (gt (int .Values.nodes) 1) (eq .Values.distributed.backend "native") }}
 {{- /* How long vLLM's peers may take to meet, and every collective's timeout (vllm/config/parallel.py,
 distributed_timeout_seconds; vllm/distributed/parallel_state.py init_distributed_environment): the group's
-barrier lined the nodes up after their downloads, so it covers only their load-time skew. */}}
+barrier lined the nodes up after their downloads, so it covers only their load-time skew. It reaches
+init_process_group only: each GroupCoordinator's gloo (CPU) group is made with new_group(timeout=gloo_comm_timeout),
+None unless vLLM's fault tolerance is on (which also makes NCCL non-blocking), so torch's gloo default, 30 min, holds;
+vLLM has no flag for it. */}}
 - "--distributed-timeout-seconds"
 - {{ .Values.distributed.timeoutSeconds | quote }}
 {{- end }}
