@@ -343,14 +343,14 @@ preflight-api-token
 
 {{/*
 The preflight's API token, as the ServiceAccount admission plugin would mount it in every container (a bound token,
-kube-root-ca.crt's CA, the namespace: kubernetes plugin/pkg/admission/serviceaccount/admission.go,
+kube-root-ca.crt's CA, the namespace, mode 0644: kubernetes plugin/pkg/admission/serviceaccount/admission.go,
 TokenVolumeSource), but in the preflight container only: the ServiceAccount sets automountServiceAccountToken: false,
 so vLLM and the other containers hold no token.
 */}}
 {{- define "vllm-rdma.preflightEventsTokenVolume" -}}
 - name: {{ include "vllm-rdma.preflightEventsVolume" . }}
   projected:
-    defaultMode: 0444
+    defaultMode: 0644
     sources:
       - serviceAccountToken:
           path: token
