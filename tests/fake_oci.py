@@ -1,5 +1,5 @@
-"""A fake OCI API on 127.0.0.1 (Compute Management, Compute images and console histories, Container Engine), for
-the real `oci` SDK to talk to over a real socket.
+"""A fake OCI API on 127.0.0.1 (Compute Management, Compute images, instances, VNIC attachments and console
+histories, Virtual Network VNICs, Container Engine), for the real `oci` SDK to talk to over a real socket.
 
 It checks every request's signature against the test key (draft-cavage HTTP signatures, as the SDK signs), keeps
 instance configurations, cluster networks and OKE clusters in memory with a lifecycle that moves PROVISIONING or
@@ -70,6 +70,9 @@ class FakeOci:
     missing_images: set[str] = field(default_factory=set)
     consoles: dict[str, str] = field(default_factory=dict)  # what each instance printed; "*" for every other one
     console_histories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vnic_attachments: list[dict[str, Any]] = field(default_factory=list)
+    vnics: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -114,6 +117,25 @@ class FakeOci:
             "clusterPodNetworkOptions": [{"cniType": cni}],
         }
         return cluster_id
+
+    def add_instance(self, compartment: str, *nsg_ids: list[str], detached: tuple[str, ...] = ()) -> str:
+        """An instance with one attached VNIC per list of NSG OCIDs (the first its primary), and a VNIC attachment
+        that is DETACHED for each of ``detached`` (NSG OCIDs of a VNIC no longer attached)."""
+        ocid = self.new_id("instance")
+        self.instances[ocid] = {"id": ocid, "compartmentId": compartment, "availabilityDomain": "AD-1",
+                                "region": "iad", "shape": "BM.GPU.H100.8", "lifecycleState": "RUNNING",
+                                "displayName": ocid, "timeCreated": _now()}
+        vnics = [(list(n), "ATTACHED") for n in nsg_ids] + [([d], "DETACHED") for d in detached]
+        for index, (nsgs, state) in enumerate(vnics):
+            vnic = self.new_id("vnic")
+            self.vnics[vnic] = {"id": vnic, "compartmentId": compartment, "availabilityDomain": "AD-1",
+                                "lifecycleState": "AVAILABLE", "nsgIds": nsgs, "isPrimary": index == 0,
+                                "subnetId": "ocid1.subnet.oc1..s", "timeCreated": _now()}
+            self.vnic_attachments.append({"id": self.new_id("vnicattachment"), "instanceId": ocid, "vnicId": vnic,
+                                          "compartmentId": compartment, "availabilityDomain": "AD-1",
+                                          "subnetId": "ocid1.subnet.oc1..s", "lifecycleState": state,
+                                          "timeCreated": _now()})
+        return ocid
 
     def network(self) -> dict[str, Any]:
         """The one live cluster network (the tests' usual case)."""
@@ -312,6 +334,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, {"id": match.group(1), "compartmentId": None, "operatingSystem": "Canonical Ubuntu",
                                  "operatingSystemVersion": "22.04", "lifecycleState": "AVAILABLE"})
             return
+        if method == "GET" and self._instance_network(route, query):
+            return
         match = re.fullmatch(r"/instancePools/([^/]+)", route)
         if match and method == "PUT":
             nets = [n for n in fake.cluster_networks.values()
@@ -376,6 +400,24 @@ class Handler(BaseHTTPRequestHandler):
             del store[item_id]
             self._gone(item_id)
             self._send(204, None)
+
+    def _instance_network(self, route: str, query: dict[str, str]) -> bool:
+        """GET /instances/ID, /vnicAttachments?compartmentId=C&instanceId=I (paged) and /vnics/ID; False for
+        another route."""
+        fake = self.fake
+        if route == "/vnicAttachments":
+            self._page([a for a in fake.vnic_attachments if a["compartmentId"] == query.get("compartmentId")
+                        and a["instanceId"] == query.get("instanceId", a["instanceId"])], query)
+            return True
+        match = re.fullmatch(r"/(instances|vnics)/([^/]+)", route)
+        if not match:
+            return False
+        store = fake.instances if match.group(1) == "instances" else fake.vnics
+        if match.group(2) in store:
+            self._send(200, store[match.group(2)])
+        else:
+            self._error(404, "NotAuthorizedOrNotFound", f"{route} not found")
+        return True
 
     def _console_history(self, method: str, route: str, payload: dict[str, Any]) -> None:
         """CaptureConsoleHistory (REQUESTED, then SUCCEEDED at the next GET), GetConsoleHistory, its /data (the

@@ -10,17 +10,23 @@ Objects of the kinds in RESOURCES can be served (Namespaces, Secrets, Deployment
 NetworkAttachmentDefinitions too, for `doctor --cluster`), `/version/` answers as `/version` does (the official client
 asks for the former), and a GET of /api/v1/namespaces/NAME answers with that Namespace object (kmock's URL parser takes
 NAME for the namespace of a request, not for an object); ``forbidden`` resources answer every request with 403, as an
-API server does to a user RBAC does not allow.
+API server does to a user RBAC does not allow. With ``tls`` (a directory; see self_signed) it listens on HTTPS with a
+self-signed certificate for 127.0.0.1, as a pod's in-cluster client sees the API server; ``requests`` lists what
+came in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import re
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
 
+import aiohttp.test_utils
 import kmock
 import yaml
 
@@ -37,16 +43,49 @@ DECLARED = {LWS: ("LeaderWorkerSet", "leaderworkerset"), "batch/v1/jobs": ("Job"
             "v1/events": ("Event", "event")}
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for IP 127.0.0.1 and its key, written as ca.crt and tls.key in ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kmock")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    crt, pem = directory / "ca.crt", directory / "tls.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return crt, pem
+
+
+def _tls_server(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:
+    class TlsServer(aiohttp.test_utils.RawTestServer):
+        async def start_server(self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+            await super().start_server(loop=loop, ssl=context, **kwargs)
+    return TlsServer
+
+
 class Cluster:
     """kmock's Kubernetes emulator on a background event loop, with a kubeconfig pointing at it."""
 
     def __init__(self, objects: list[dict[str, Any]], kubeconfig: Path,
                  logs: dict[tuple[str, str, bool], bytes | int] | None = None,
-                 forbidden: tuple[str, ...] = ()) -> None:
+                 forbidden: tuple[str, ...] = (), tls: Path | None = None) -> None:
         """``logs`` maps (pod, container, previous) to the log's bytes, or to an HTTP status to fail with;
-        ``forbidden`` names resources (as in RESOURCES' values) that answer 403."""
+        ``forbidden`` names resources (as in RESOURCES' values) that answer 403; ``tls``, a directory for
+        self_signed's files, serves HTTPS."""
         self.objects, self.kubeconfig, self.logs = objects, kubeconfig, logs or {}
-        self.forbidden = forbidden
+        self.forbidden, self.tls = forbidden, tls
+        self.port = 0
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
@@ -54,7 +93,14 @@ class Cluster:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
+        server_cls = aiohttp.test_utils.RawTestServer
+        if self.tls is not None:
+            crt, pem = self_signed(self.tls)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(crt, pem)
+            server_cls = _tls_server(context)
+        async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s, server_cls=server_cls) as server:
+            self.port = server.port
             for resource, (kind, singular) in DECLARED.items():
                 k8s.resources[resource] = {"kind": kind, "namespaced": True, "singular": singular,
                                            "verbs": ["get", "list", "create", "update", "patch", "delete"]}
@@ -68,7 +114,9 @@ class Cluster:
                 self._put(obj)
             self.kubeconfig.write_text(yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-                "clusters": [{"name": "kmock", "cluster": {"server": str(server.url).rstrip("/")}}],
+                "clusters": [{"name": "kmock", "cluster": {
+                    "server": str(server.url).rstrip("/"),
+                    **({"certificate-authority": str(self.tls / "ca.crt")} if self.tls else {})}}],
                 "users": [{"name": "u", "user": {"token": "t"}}],
                 "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": "ml"}}],
             }))
@@ -125,6 +173,10 @@ class Cluster:
         except (KeyError, ValueError):  # gone, or soft-deleted
             return False
         return True
+
+    def requests(self) -> list[kmock.Request]:
+        """Every request the emulator received, in order (method, path, headers, data)."""
+        return list(self._k8s._requests)
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """An object as the emulator holds it now."""

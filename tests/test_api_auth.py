@@ -46,8 +46,9 @@ def middleware() -> str:
 
 
 SERVED_APP = textwrap.dedent('''
-    import importlib, inspect, os
+    import importlib, inspect, json, os
     from starlette.applications import Starlette
+    from starlette.middleware.cors import CORSMiddleware
     from starlette.responses import JSONResponse
     from starlette.routing import Route, WebSocketRoute
 
@@ -68,6 +69,10 @@ SERVED_APP = textwrap.dedent('''
     app = Starlette(routes=[Route(p, answer, methods=["GET", "POST"])
                             for p in ("/health", "/metrics", "/invocations", "/v1/models", "/pause")]
                     + [WebSocketRoute("/v1/realtime", realtime)])
+    # as vllm/entrypoints/openai/api_server.py build_app does before the --middleware classes (--allowed-origins
+    # defaults to ["*"], vllm/entrypoints/openai/cli_args.py)
+    app.add_middleware(CORSMiddleware, allow_origins=json.loads(os.environ.get("ORIGINS", '["*"]')),
+                       allow_methods=["*"], allow_headers=["*"])
     # as vllm/entrypoints/serve/middleware/register.py does with each --middleware (FastAPI inherits
     # add_middleware from Starlette)
     module_path, object_name = os.environ["MIDDLEWARE"].rsplit(".", 1)
@@ -102,25 +107,33 @@ class Server:
                 pass
         return received
 
-    def get(self, method: str, path: str, authorization: str | None = None) -> int:
+    def get(self, method: str, path: str, authorization: str | None = None, **headers: str) -> int:
+        return int(self.answer(method, path, authorization, **headers).split(b" ", 2)[1])
+
+    def answer(self, method: str, path: str, authorization: str | None = None, **headers: str) -> bytes:
+        """The whole answer; ``headers`` as keyword arguments, ``_`` for ``-`` (access_control_request_method)."""
         head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n"
         if authorization is not None:
             head += f"Authorization: {authorization}\r\n"
-        answer = self.raw((head + "\r\n").encode())
-        return int(answer.split(b" ", 2)[1])
+        head += "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in headers.items())
+        return self.raw((head + "\r\n").encode())
 
 
 # uvicorn's two HTTP parsers differ on malformed heads (h11 ends a head at a bare LF; httptools answers 400):
 # uvicorn 0.55 uvicorn/config.py HTTP_PROTOCOLS (line 52), `--http h11|httptools`.
 @pytest.fixture(scope="module", params=["h11", "httptools"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp(f"uvicorn-{request.param}")
+    yield from serve(request.param, tmp_path_factory.mktemp(f"uvicorn-{request.param}"))
+
+
+def serve(parser: str, tmp: Path, origins: str = '["*"]') -> Iterator[Server]:
+    """uvicorn with ``parser`` serving SERVED_APP (vLLM's CORSMiddleware allowing ``origins``, JSON) from ``tmp``."""
     (tmp / "served_app.py").write_text(SERVED_APP)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{FILES}", "HELM_RDMA_API_KEY": KEY,
-           "MIDDLEWARE": middleware(), "SEEN": str(tmp / "seen")}
+           "MIDDLEWARE": middleware(), "SEEN": str(tmp / "seen"), "ORIGINS": origins}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "served_app:app", "--host", "127.0.0.1", "--port",
-                             str(port), "--http", request.param, "--ws", "websockets", "--no-access-log"],
+                             str(port), "--http", parser, "--ws", "websockets", "--no-access-log"],
                             env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while True:
@@ -223,6 +236,34 @@ def test_a_websocket_upgrade_needs_the_key(fresh: Server) -> None:
         ws.send("hello")
         assert ws.recv(timeout=5) == "hello"
     assert fresh.seen() == ["WS /v1/realtime"]
+
+
+# A browser's CORS preflight carries no credentials (Fetch standard, 4.8 CORS-preflight fetch), so with the key
+# required it failed and no browser client could call the API. vLLM always installs Starlette's CORSMiddleware
+# inside the --middleware classes (vllm/entrypoints/openai/api_server.py build_app; --allowed-origins defaults to
+# ["*"]), which answers a preflight itself and never calls a route (starlette 1.x middleware/cors.py,
+# CORSMiddleware.__call__, lines 86-89): the check lets exactly those requests through.
+def test_a_cors_preflight_is_answered_by_vllms_cors_middleware_without_the_key(fresh: Server) -> None:
+    answer = fresh.answer("OPTIONS", "/v1/chat/completions", origin="https://app.example",
+                          access_control_request_method="POST", access_control_request_headers="authorization")
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200") and b"access-control-allow-origin: *" in head  # vLLM's default
+    assert fresh.seen() == []  # no route ran
+    # the request that follows needs the key; an OPTIONS that is no preflight too, and so does one from a page
+    assert fresh.get("POST", "/v1/models", origin="https://app.example") == 401
+    assert fresh.get("OPTIONS", "/v1/models") == 401
+    assert fresh.get("OPTIONS", "/v1/models", origin="https://app.example") == 401
+    assert fresh.get("OPTIONS", "/v1/models", access_control_request_method="POST") == 401
+    assert fresh.seen() == []
+
+
+def test_a_cors_preflight_from_an_origin_vllm_does_not_allow_is_refused_by_vllm(tmp_path: Path) -> None:
+    for server in serve("h11", tmp_path, origins='["https://ok.example"]'):
+        assert server.get("OPTIONS", "/v1/models", origin="https://evil.example",
+                          access_control_request_method="POST") == 400  # "Disallowed CORS origin"
+        assert server.get("OPTIONS", "/v1/models", origin="https://ok.example",
+                          access_control_request_method="POST") == 200
+        assert server.seen() == []
 
 
 def test_without_a_key_vllm_does_not_start_open() -> None:

@@ -402,3 +402,47 @@ def test_a_pool_that_takes_the_workers_or_misses_its_picker_is_caught() -> None:
     assert rules.routes_reach_a_service_port(docs) == [
         "HTTPRoute llama405b-vllm-rdma-api sends traffic to InferencePool elsewhere, which the release does not have"]
 
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector's rule (matchLabels, and matchExpressions with In), as the API server applies it
+    (kubernetes apimachinery pkg/apis/meta/v1/helpers.go, LabelSelectorAsSelector)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    return all(e["operator"] == "In" and labels.get(e["key"]) in e["values"]
+               for e in selector.get("matchExpressions") or [])
+
+
+def serving_template_labels(documents: list[dict[str, Any]]) -> list[dict[str, str]]:
+    found = []
+    for d in documents:
+        if d["kind"] == "LeaderWorkerSet":
+            lwt = d["spec"]["leaderWorkerTemplate"]
+            found += [t["metadata"]["labels"] for t in (lwt.get("leaderTemplate"), lwt["workerTemplate"]) if t]
+        elif d["kind"] == "StatefulSet":
+            found.append(d["spec"]["template"]["metadata"]["labels"])
+    return found
+
+
+# The Job controller keeps `parallelism` pods running until `completions` succeed (kubernetes pkg/controller/job);
+# the scheduler places each test pod on a node that runs a serving pod (required podAffinity) and none that runs
+# another test pod (required podAntiAffinity on kubernetes.io/hostname): kubernetes.io/docs/concepts/scheduling-
+# eviction/assign-pod-node, "Inter-pod affinity and anti-affinity". So every node of every group is checked once.
+@pytest.mark.parametrize(("sets", "pods"), [
+    ((), 2), (("nodes=4",), 4), (("replicas=3",), 6), (("nodes=3", "replicas=2"), 6),
+    (("workload.kind=StatefulSet", "nodes=3", "replicas=2"), 6),
+])
+def test_the_rdma_test_checks_every_node_of_every_group_once(sets: tuple[str, ...], pods: int) -> None:
+    documents = render(*sets)
+    job = hooks(documents)["llama405b-vllm-rdma-test-rdma"]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == pods
+    assert job["spec"]["backoffLimit"] == 0  # one node without its NICs fails the test
+    spec, labels = job["spec"]["template"]["spec"], job["spec"]["template"]["metadata"]["labels"]
+    [apart] = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    [beside] = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert apart["topologyKey"] == beside["topologyKey"] == "kubernetes.io/hostname"
+    assert selects(apart["labelSelector"], labels)  # the test pods keep apart from each other
+    serving = serving_template_labels(documents)
+    assert serving and all(selects(beside["labelSelector"], s) for s in serving)  # and go where the model runs
+    assert not selects(beside["labelSelector"], labels) and not any(selects(apart["labelSelector"], s)
+                                                                    for s in serving)

@@ -179,6 +179,36 @@ def test_what_would_leave_the_group_unreachable_or_open_is_a_warning(setting: st
     assert line.startswith("warning") and fix in line.split("; fix: ", 1)[1]
 
 
+# NetworkPolicy behaviour for hostNetwork pods is undefined (kubernetes.io/docs/concepts/services-networking/
+# network-policies, "NetworkPolicy and hostNetwork pods"; many CNIs ignore them): their ports are on the node's VCN
+# address, where an OCI network security group on the VNIC filters them (docs.oracle.com, Networking, "Network
+# Security Groups"). The torch store, vLLM's ZMQ sockets, NCCL's bootstrap and the group watch take no credentials.
+PROVISION = ("clusterNetwork.provision=true,clusterNetwork.compartmentId=ocid1.compartment.oc1..c,"
+             "clusterNetwork.availabilityDomain=AD-1,clusterNetwork.subnetId=ocid1.subnet.oc1..s,"
+             "clusterNetwork.imageId=ocid1.image.oc1..i,clusterNetwork.image.repository=iad.ocir.io/ns/p,"
+             "clusterNetwork.oke.clusterId=ocid1.cluster.oc1..k")
+
+
+@pytest.mark.parametrize(("setting", "warned"), [
+    ("", True),
+    ("clusterNetwork.nsgIds={ocid1.networksecuritygroup.oc1..n}", False),
+    ("rdma.mode=sriov,rdma.sriov.networkName=default/rdma-vf", False),  # pod network: the chart's NetworkPolicy
+])
+def test_provisioned_nodes_without_an_nsg_leave_the_group_ports_open_on_the_vcn(setting: str, warned: bool) -> None:
+    code, out = doctor("--preset", "h100", "--set", TOKEN, "--set", PROVISION, *(("--set", setting) if setting else ()))
+    assert code == 0, out
+    found = [line for line in out.splitlines() if line.startswith("warning clusterNetwork.nsgIds:")]
+    if not warned:
+        assert found == []
+        return
+    [line] = found
+    assert "the torch store's 29500" in line and "listen on their VCN address with no authentication" in line
+    assert "examples/nsg-rules.json" in line and "clusterNetwork.nsgIds=[OCID]" in line and "--nsg" in line
+    assert "0 error(s)" in out
+    # nodes provisioned elsewhere are someone else's network: no warning without clusterNetwork.provision
+    assert "clusterNetwork.nsgIds" not in doctor("--preset", "h100", "--set", TOKEN)[1]
+
+
 def test_weights_larger_than_the_boot_volume_off_nvme_are_a_warning() -> None:
     # llama405b's 812 GB on a 512 GB boot volume (oracle-quickstart/oci-hpc-oke: worker_rdma_boot_volume_size = 512)
     code, out = doctor("--preset", "h100", "--set", TOKEN, "--set", "model.storage.hostPath=/mnt/models")

@@ -451,3 +451,99 @@ def test_the_needs_come_from_the_rendered_objects() -> None:
     needs = cluster_needs(parse_manifests(rendered.manifests), release="llama405b", namespace="team-a",
                           values=resolve(request(sets=scaling)).values)
     assert (needs.pods, needs.groups) == (4, 2)
+
+
+
+
+# --- the GPU nodes' VNICs under hostNetwork ------------------------------------------------------------------------
+# The group's ports listen on the node's VNIC addresses with no authentication and NetworkPolicy behaviour for
+# hostNetwork pods is undefined (kubernetes.io/docs/concepts/services-networking/network-policies, "NetworkPolicy and
+# hostNetwork pods"): on OCI an NSG on the VNIC filters them. An OKE node names its instance in spec.providerID as
+# oci://OCID (oracle/oci-cloud-controller-manager, providerPrefix "oci://"); its VNICs are its VNIC attachments
+# (Compute ListVnicAttachments, in the instance's compartment) and each VNIC's NSGs its nsgIds (Virtual Network
+# GetVnic): docs.oracle.com API reference, Core Services, VnicAttachment and Vnic.
+NSG = "ocid1.networksecuritygroup.oc1..group-ports"
+
+
+def oci_node(name: str, instance: str) -> dict[str, Any]:
+    found = node(name, H100, network="net-a")
+    found["spec"]["providerID"] = f"oci://{instance}"
+    return found
+
+
+@pytest.fixture
+def oci_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
+    """The fake OCI API with three instances (one whose VNICs carry the NSG, one whose primary VNIC carries none,
+    one whose only NSG-less VNIC is detached) and a kmock cluster whose GPU nodes are those instances."""
+    from .fake_oci import make_key, serve, write_config
+
+    key, public, fingerprint = make_key(tmp_path)
+    config = write_config(tmp_path, key, fingerprint)
+    compartment = "ocid1.compartment.oc1..nodes"
+    with serve(public) as fake:
+        guarded = fake.add_instance(compartment, [NSG], [NSG])
+        open_ = fake.add_instance(compartment, [], [NSG])
+        detached = fake.add_instance(compartment, [NSG], detached=("",))
+        fake.vnics[[a for a in fake.vnic_attachments if a["instanceId"] == detached][-1]["vnicId"]]["nsgIds"] = []
+        objects = [o for o in READY if o["kind"] != "Node"] + [
+            oci_node("gpu-a1", guarded), oci_node("gpu-a2", open_), oci_node("gpu-a3", detached),
+            node("gpu-elsewhere", H100, network="net-a")]  # no providerID: not an OCI instance, not judged
+        with Cluster(objects, tmp_path / "kubeconfig") as cluster:
+            monkeypatch.delenv("HELM_RDMA_SKIP_CLUSTER_CHECKS", raising=False)
+            monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+            monkeypatch.setenv("HELM_RDMA_OCI_ENDPOINT", fake.url)
+            yield fake, config
+
+
+def test_gpu_nodes_whose_vnics_carry_no_nsg_are_reported(oci_cluster: tuple[Any, Path]) -> None:
+    fake, config = oci_cluster
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+    assert out.exit_code == 0, out.output
+    [open_] = lines(out, "warning", "node-nsg")
+    vnic = next(a["vnicId"] for a in fake.vnic_attachments if fake.vnics[a["vnicId"]]["nsgIds"] == [])
+    assert open_.startswith(f"warning node-nsg gpu-a2: VNIC(s) {vnic} carry no network security group, so the "
+                            "group's ports")
+    assert "examples/nsg-rules.json" in open_ and "clusterNetwork.nsgIds" in open_
+    assert "gpu-a1" not in out.stdout.split("node-nsg", 1)[1] and "gpu-elsewhere" not in open_
+    # the SDK's own calls, signed with the config's key, for the three OCI nodes only
+    assert [p for m, p in fake.calls if "/instances/" in p or "/vnic" in p] and not fake.rejected
+    assert len([p for m, p in fake.calls if "/instances/" in p]) == 3
+
+
+def test_every_vnic_with_an_nsg_is_ok(oci_cluster: tuple[Any, Path]) -> None:
+    fake, config = oci_cluster
+    for vnic in fake.vnics.values():
+        vnic["nsgIds"] = vnic["nsgIds"] or [NSG]
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+    assert lines(out, "ok", "node-nsg") == [f"ok      node-nsg {H100}: every attached VNIC of the 3 node(s) carries a "
+                                            "network security group (gpu-a1, gpu-a2, gpu-a3)"]
+    assert out.stdout.endswith("0 error(s), 0 warning(s)\n"), out.output
+
+
+def test_without_an_oci_config_the_vnics_are_said_not_checked(oci_cluster: tuple[Any, Path], tmp_path: Path) -> None:
+    fake, _ = oci_cluster
+    missing = tmp_path / "no-such-config"
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(missing))
+    assert out.exit_code == 0, out.output
+    assert lines(out, "warning", "node-nsg") == [
+        f"warning node-nsg {H100}: not checked: no OCI config at {missing}, so the VNICs of the 3 GPU node(s) were "
+        "not read; fix: pass --oci-config and --oci-profile (or --auth instancePrincipal on an OCI instance) so that "
+        "doctor reads the nodes' VNICs, or check them in the OCI console (Instance, Attached VNICs)"]
+    assert not [p for _, p in fake.calls if "/instances/" in p]
+
+
+def test_an_instance_oci_does_not_show_is_not_checked_and_the_others_still_are(oci_cluster: tuple[Any, Path]) -> None:
+    fake, config = oci_cluster
+    gone = next(iter(fake.instances))
+    del fake.instances[gone]
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+    found = lines(out, "warning", "node-nsg")
+    assert [line.split(":")[0] for line in found] == ["warning node-nsg gpu-a2", "warning node-nsg gpu-a1"]
+    assert "not checked: " in found[1] and "404" in found[1] and "get_instance" in found[1]
+
+
+def test_sriov_mode_does_not_read_the_vnics(oci_cluster: tuple[Any, Path]) -> None:
+    fake, config = oci_cluster
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", "rdma.mode=sriov,rdma.sriov.networkName="
+                 "default/rdma-vf", "--oci-config", str(config))
+    assert "node-nsg" not in out.stdout and not [p for _, p in fake.calls if "/instances/" in p]

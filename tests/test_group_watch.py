@@ -9,17 +9,21 @@ These tests run the real script, and the real entrypoint, against a stand-in lea
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helm_rdma.datafiles import chart_dir
+
+from .rendering import render, serving_pod_specs
 
 WATCH = chart_dir() / "files" / "group_watch.py"
 ENTRYPOINT = chart_dir() / "files" / "entrypoint.sh"
@@ -307,3 +311,80 @@ def test_a_join_for_a_live_rank_is_ignored_and_a_real_restart_restarts_the_group
     wait_for(lambda: leader2.said("group formed") and worker2.said("joined leader"), 30)
     time.sleep(0.5)
     assert leader2.poll() is None and worker2.poll() is None
+
+
+def read_line(s: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return line
+
+
+def impostor_join(port: int, answer: Callable[[str], bytes]) -> bytes:
+    """Connect as a process on a worker's node would, read the leader's first line, send ``answer(that line)``; what
+    the leader then says (b"" when it closed unanswered)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(5)
+        first = read_line(s).decode()
+        s.sendall(answer(first))
+        try:
+            return s.recv(100)
+        except ConnectionResetError:
+            return b""
+
+
+def test_with_the_key_an_impostor_that_joins_first_takes_no_rank(tmp_path: Path, procs: list,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the group forms, a process on the worker's node (its address under hostNetwork, so --allow-dns lets
+    it in) claims rank 1 first. With the release's key, the leader sends a nonce and takes a JOIN only with its HMAC
+    under the key: the impostor's claim, its replay of another nonce's proof and a plain JOIN all change nothing,
+    and the real worker, second, joins. (Without the key the impostor held rank 1 and the real worker was refused.)"""
+    spec = importlib.util.spec_from_file_location("group_watch", WATCH)
+    assert spec and spec.loader
+    watch = importlib.util.module_from_spec(spec)
+    monkeypatch.setenv("HELM_RDMA_WATCH_KEY", "the-release-key")
+    spec.loader.exec_module(watch)
+    port = free_port()
+    leader = lead(port, 2, tmp_path / "leader")
+    procs.append(leader)
+    wait_for(lambda: leader.said("leading a group of 2"))
+    seen = watch.join_proof(b"the-release-key", "00" * 16, 1)  # a proof for another nonce, seen on the network
+    firsts: list[str] = []
+    assert impostor_join(port, lambda first: firsts.append(first) or b"JOIN 1\n") == b""  # a JOIN proving nothing
+    assert firsts[0].startswith("NONCE ") and len(firsts[0].split()[1]) == 32
+    assert impostor_join(port, lambda first: f"JOIN 1 {seen}\n".encode()) == b""
+    assert impostor_join(port, lambda first: f"JOIN 1 {watch.join_proof(b'a-guess', first.split()[1], 1)}\n"
+                         .encode()) == b""
+    wait_for(lambda: leader.said("ignored a JOIN for rank 1 from 127.0.0.1: it does not prove the group's key"))
+    worker = follow(port, 1, tmp_path / "w1")
+    procs.append(worker)
+    wait_for(lambda: leader.said("group formed") and worker.said("joined leader"), 30)
+    assert "worker rank 1 joined from 127.0.0.1" in leader.log.read_text()
+    time.sleep(0.5)
+    assert leader.poll() is None and worker.poll() is None
+
+
+def test_a_worker_with_another_key_is_refused(tmp_path: Path, procs: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("HELM_RDMA_WATCH_KEY", "the-release-key")
+    leader = lead(port, 2, tmp_path / "leader")
+    monkeypatch.setenv("HELM_RDMA_WATCH_KEY", "another-release-key")
+    worker = follow(port, 1, tmp_path / "w1")
+    procs += [leader, worker]
+    code, err = finish(worker, 30)
+    assert code == 3 and "closed the watch before answering" in err
+    assert leader.said("it does not prove the group's key") and not leader.said("group formed")
+
+
+def test_the_statefulset_pods_prove_the_releases_api_key() -> None:
+    documents = render("workload.kind=StatefulSet", "api.keySecret.name=api-key")
+    specs = serving_pod_specs(documents)
+    assert len(specs) == 2  # the leader's and the workers' StatefulSets
+    for spec in specs:
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["HELM_RDMA_WATCH_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "api-key", "key": "api-key"}
+    for spec in serving_pod_specs(render("api.keySecret.name=api-key")):  # LeaderWorkerSet: no group watch
+        assert "HELM_RDMA_WATCH_KEY" not in {e["name"] for e in spec["containers"][0]["env"]}

@@ -3,6 +3,7 @@ read with the real kubernetes client from kmock."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from helm_rdma.cli import main
 from helm_rdma.commands.generate import generate
 from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
+from helm_rdma.datafiles import chart_dir
 
 from .helm_stand_in import stand_in_helm
 from .kmock_cluster import Cluster
@@ -135,7 +137,7 @@ def test_every_group_is_judged_by_its_own_preflight(setup: dict[str, Path], kube
     assert as_json.exit_code == 1
     report = json.loads(as_json.stdout)
     assert report["passed"] is False and set(report["checks"][0]) == {"name", "passed", "detail"}
-    assert [(c["name"], c["passed"]) for c in report["checks"]][-2:] == [("group 0", True), ("group 1", False)]
+    assert [(c["name"], c["passed"]) for c in report["checks"]][-3:-1] == [("group 0", True), ("group 1", False)]
 
 
 def test_a_failed_preflight_is_read_from_the_previous_container(setup: dict[str, Path], kube: Any) -> None:
@@ -208,3 +210,30 @@ def test_nccl_asks_first_and_declining_changes_nothing(setup: dict[str, Path], k
     assert out.exit_code == 0, out.output
     assert "declined: the last preflight results are shown" in out.output
     assert cluster.names("v1/pods", "ml") == ["llama405b-vllm-rdma-0", "llama405b-vllm-rdma-0-1"]
+
+
+def recorded_event(summary: dict[str, Any], pod: str, release: str = "llama405b") -> dict[str, Any]:
+    """The Event the preflight's leader posts (files/preflight_event.py, built by the script itself)."""
+    spec = importlib.util.spec_from_file_location("preflight_event", chart_dir() / "files" / "preflight_event.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    event: dict[str, Any] = script.event(summary, {
+        "POD_NAME": pod, "POD_NAMESPACE": "ml", "POD_UID": "gone",
+        "HELM_RDMA_EVENT_LABELS": json.dumps({"app.kubernetes.io/instance": release})})
+    return event
+
+
+def test_the_figures_recorded_as_events_outlive_a_recreated_group(setup: dict[str, Path], kube: Any) -> None:
+    """Under LeaderWorkerSet a failed preflight recreates the group: the new pods are measuring again and the old
+    ones, with their logs and termination messages, are gone; the Events the leaders recorded remain."""
+    failed = {"verdict": "FAIL", "passed": False, "busbw_gbps": 23.0, "threshold_gbps": 440, "transport": "Socket",
+              "nodes": 2, "ranks": 16, "reason": "NCCL used Socket", "time": "2026-12-06T20:00:00Z"}
+    other = recorded_event({**failed, "busbw_gbps": 999.0}, "other-0", release="other")
+    kube(group_pods(preflight="running") + [recorded_event(failed, "llama405b-vllm-rdma-0"), other], {})
+    out = verify("-o", "json")
+    report = json.loads(out.stdout)
+    [recorded] = [c for c in report["checks"] if c["name"] == "recorded"]
+    assert recorded["passed"] is None
+    assert recorded["detail"] == ("2026-12-06T20:00:00Z llama405b-vllm-rdma-0: FAIL 23.0 GB/s (floor 440) over "
+                                  "Socket")

@@ -26,6 +26,8 @@ BARRIER_CONTAINER = "group-barrier"
 DOWNLOAD_CONTAINER = "download-model"
 # The line rank 0 of the preflight prints (files/nccl_allreduce.py, RESULT_PREFIX), then a JSON object.
 PREFLIGHT_RESULT_PREFIX = "helm-rdma preflight result: "
+# The annotation of the Event the preflight records (files/preflight_event.py, SUMMARY_ANNOTATION): its summary, JSON.
+PREFLIGHT_EVENT_ANNOTATION = "helm-rdma.io/preflight-summary"
 # The helm test templates, as the release ConfigMap carries them (templates/configmap-release.yaml).
 TEST_TEMPLATES = ("job-test-rdma.yaml", "job-test-api.yaml")
 # How vllm-rdma.validateValues begins its one failure message (templates/_rules.tpl).

@@ -1,5 +1,5 @@
 """helm-rdma API key check, inside vLLM's own process: every request to the leader's API carries the key, whatever its
-path, but GET/HEAD of /health and /metrics (probes and Prometheus; they leak nothing).
+path, but GET/HEAD of /health and /metrics (probes and Prometheus; they leak nothing) and a browser's CORS preflight.
 
 vLLM's own key (--api-key / VLLM_API_KEY) guards only paths under /v1, /v2, /inference and /cohere
 (vllm/entrypoints/serve/middleware/authenticate.py, GUARDED_PREFIX); /invocations, /tokenize, /pause and others
@@ -11,6 +11,14 @@ with this file's directory on PYTHONPATH. vLLM imports the dotted path with impo
 `app.add_middleware` (vllm/entrypoints/serve/middleware/register.py, init_entrypoints_middleware); Starlette builds it
 as ApiKeyMiddleware(app), after vLLM's own middleware, so it runs first. It sees every HTTP request and WebSocket
 handshake after uvicorn parsed it: no request head is parsed here.
+
+A CORS preflight (an OPTIONS request with Origin and Access-Control-Request-Method: a browser sends no credentials
+with it, Fetch standard 4.8 "CORS-preflight fetch") passes without the key: vLLM always adds Starlette's CORSMiddleware
+(vllm/entrypoints/openai/api_server.py, build_app, `allow_origins=args.allowed_origins`; --allowed-origins defaults to
+["*"]), before the --middleware classes, so inside this one. It answers exactly those requests itself (starlette
+middleware/cors.py, CORSMiddleware.__call__: `origin is not None and method == "OPTIONS" and
+"access-control-request-method" in headers` -> preflight_response, the app never called), with 400 for an origin not
+in --allowed-origins: a preflight reaches no route of vLLM, and the request that follows it needs the key as any other.
 
 The key is read once, when the module is imported, from $HELM_RDMA_API_KEY (the chart sets it from api.keySecret), and
 kept as its sha256 only. An empty key fails the import: vLLM imports every --middleware while it builds its app, before
@@ -31,6 +39,8 @@ from typing import Any
 KEY_ENV = "HELM_RDMA_API_KEY"
 OPEN_PATHS = frozenset({"/health", "/metrics"})
 OPEN_METHODS = frozenset({"GET", "HEAD"})
+# ASGI: header names are lower-cased in the scope.
+PREFLIGHT_HEADERS = frozenset({b"origin", b"access-control-request-method"})
 # RFC 9110 11.6.1 / RFC 6750 3: a 401 names the scheme it wants.
 DENIAL_HEADERS = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
 DENIAL_BODY = json.dumps({"error": "Unauthorized: send Authorization: Bearer <the API key>"}).encode()
@@ -58,6 +68,11 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return token.lstrip(b" ")
 
 
+def cors_preflight(scope: Scope) -> bool:
+    """Whether an HTTP request is a CORS preflight, as Starlette's CORSMiddleware tells one (see the module's doc)."""
+    return scope["method"] == "OPTIONS" and PREFLIGHT_HEADERS <= {name for name, _ in scope["headers"]}
+
+
 def key_digest() -> bytes:
     """The sha256 of $HELM_RDMA_API_KEY.
 
@@ -83,9 +98,10 @@ class ApiKeyMiddleware:
         self._digest = KEY_DIGEST
 
     def allowed(self, scope: Scope) -> bool:
-        """Whether a request may reach vLLM: an open path, or the key."""
+        """Whether a request may reach vLLM: an open path, a CORS preflight (for vLLM's CORSMiddleware), or the key."""
         path = scope["path"].removeprefix(scope.get("root_path", ""))
-        if scope["type"] == "http" and scope["method"] in OPEN_METHODS and path in OPEN_PATHS:
+        if scope["type"] == "http" and (scope["method"] in OPEN_METHODS and path in OPEN_PATHS
+                                        or cors_preflight(scope)):
             return True
         token = bearer_token(scope["headers"])
         return token is not None and hmac.compare_digest(hashlib.sha256(token).digest(), self._digest)

@@ -22,6 +22,7 @@
 #   HELM_RDMA_GPUS_PER_NODE, HELM_RDMA_PREFLIGHT_SECONDS, HELM_RDMA_PREFLIGHT_HOLD_SECONDS   the preflight
 #   HELM_RDMA_PREFLIGHT_ARGS StatefulSet serve: run the preflight with these arguments before vLLM
 #   HELM_RDMA_BARRIER       StatefulSet serve, preflight off: run the group's barrier before vLLM
+#   HELM_RDMA_PREFLIGHT_EVENTS set: the leader records the preflight's summary as an Event (preflight_event.py)
 #   HELM_RDMA_TERMINATION_LOG where the preflight's summary goes (default /dev/termination-log, the container's
 #                           termination message, which outlives the container in the pod's status)
 #   HELM_RDMA_VERDICT_MIN_HOLD_SECONDS  the least a measured failure holds (default 120: the alert's scrapes)
@@ -193,6 +194,7 @@ run_preflight() {
     "$scripts/nccl_allreduce.py" --result-file "$logs/preflight-result.json" --summary-file "$summary" "$@" \
     || status=$?
   log "preflight: group $group, node $rank of $nnodes"
+  record_event "$logs/preflight-result.json" "$summary"
   [ "$status" -eq 0 ] && return 0
   if measured_failure "$logs/preflight-result.json"; then
     return 78
@@ -206,6 +208,15 @@ run_preflight() {
     tail -n 40 "$f" >&2
   done
   hold_then_fail "$status" "$hold"
+}
+
+# With HELM_RDMA_PREFLIGHT_EVENTS set, the group's leader (node rank 0) records the summary "$2" as an Event when the
+# measurement produced a result "$1" (preflight_event.py): the figure outlives the pods when the group is recreated.
+# Best-effort: the preflight's verdict never depends on it.
+record_event() {
+  if [ -n "${HELM_RDMA_PREFLIGHT_EVENTS:-}" ] && [ "$rank" -eq 0 ] && [ -f "$1" ] && [ -s "$2" ]; then
+    HELM_RDMA_GROUP=$group python3 "$scripts/preflight_event.py" "$2" || log "preflight: the Event was not recorded"
+  fi
 }
 
 # Keeps the container for "$2" seconds so that its log can be read, then returns "$1".

@@ -21,13 +21,23 @@ takes a JOIN only from an address one of those names resolves to (the group's wo
 names). Under hostNetwork that address is the worker node's, shared by every process and hostNetwork pod on it, so a
 JOIN for a rank whose connection is alive is refused too (the leader closes it unanswered): a restarted worker's old
 connection closes when its process ends (or falls silent for --timeout when its node does), which is what breaks
-the group, once; its new JOIN is taken after that. Standard library only.
+the group, once; its new JOIN is taken after that.
+
+With $HELM_RDMA_WATCH_KEY set (the chart sets it from the release's API key Secret, in the leader's and the workers'
+pods alike), a JOIN carries proof of the key: the leader first sends "NONCE <random hex>", and the worker answers
+"JOIN <rank> <HMAC-SHA256 of 'helm-rdma group watch <nonce> <rank>' under the key, hex>". Without it a process on a
+worker's node could take a rank before the real worker joins (the worker is then refused until it leaves, and its
+leaving restarts the group). The key never crosses the wire; a nonce is used once, so a JOIN seen on the network
+cannot be replayed. Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import os
+import secrets
 import selectors
 import signal
 import socket
@@ -38,6 +48,12 @@ import time
 import uuid
 
 BROKEN = 3
+KEY_ENV = "HELM_RDMA_WATCH_KEY"
+
+
+def join_proof(key: bytes, nonce: str, rank: int) -> str:
+    """What a worker sends to prove the key for one JOIN (see the module's doc)."""
+    return hmac.new(key, f"helm-rdma group watch {nonce} {rank}".encode(), hashlib.sha256).hexdigest()
 
 
 def log(message: str) -> None:
@@ -92,8 +108,9 @@ def read_line(conn: socket.socket, buffer: bytearray) -> str | None:
 class Leader:
     """Accepts one connection per worker rank; the group has formed once every rank 1..size-1 joined."""
 
-    def __init__(self, port: int, size: int, timeout: float, allow_dns: tuple[str, ...] = ()) -> None:
-        self.size, self.timeout, self.allow_dns = size, timeout, allow_dns
+    def __init__(self, port: int, size: int, timeout: float, allow_dns: tuple[str, ...] = (),
+                 key: bytes = b"") -> None:
+        self.size, self.timeout, self.allow_dns, self.key = size, timeout, allow_dns, key
         self.epoch = uuid.uuid4().hex
         self.members: dict[int, socket.socket] = {}
         self.formed = False
@@ -138,15 +155,23 @@ class Leader:
             return
         buffer = bytearray()
         conn.settimeout(10)
+        nonce = secrets.token_hex(16)
         try:
+            if self.key:
+                conn.sendall(f"NONCE {nonce}\n".encode())
             hello = read_line(conn, buffer)
         except OSError:
             hello = None
         parts = (hello or "").split()
-        if len(parts) != 2 or parts[0] != "JOIN" or not parts[1].isdigit() or not 0 < int(parts[1]) < self.size:
+        if (len(parts) != (3 if self.key else 2) or parts[0] != "JOIN" or not parts[1].isdigit()
+                or not 0 < int(parts[1]) < self.size):
             conn.close()  # not a worker of this group: ignored
             return
         rank = int(parts[1])
+        if self.key and not hmac.compare_digest(parts[2].encode(), join_proof(self.key, nonce, rank).encode()):
+            log(f"ignored a JOIN for rank {rank} from {address[0]}: it does not prove the group's key")
+            conn.close()
+            return
         with self.lock:
             taken = rank in self.members
             if not taken:
@@ -182,7 +207,7 @@ class Leader:
                 log(f"worker rank {rank} left before the group formed; waiting for it to come back")
 
 def follow(host: str, port: int, rank: int, wait: float, interval: float, timeout: float,
-           child: Child) -> tuple[int, str]:
+           child: Child, key: bytes = b"") -> tuple[int, str]:
     """Join the leader's watch and hold the connection; returns (exit code, reason) when the group breaks."""
     start = time.monotonic()
     while True:
@@ -198,7 +223,13 @@ def follow(host: str, port: int, rank: int, wait: float, interval: float, timeou
     buffer = bytearray()
     try:
         conn.settimeout(timeout)
-        conn.sendall(f"JOIN {rank}\n".encode())
+        if key:
+            nonce = read_line(conn, buffer) or ""
+            if not nonce.startswith("NONCE "):
+                return BROKEN, f"the leader at {host}:{port} sent no nonce (is it of this release, with the key?)"
+            conn.sendall(f"JOIN {rank} {join_proof(key, nonce.split(' ', 1)[1], rank)}\n".encode())
+        else:
+            conn.sendall(f"JOIN {rank}\n".encode())
         epoch = read_line(conn, buffer)
         if epoch is None or not epoch.startswith("EPOCH "):
             return BROKEN, f"the leader at {host}:{port} closed the watch before answering"
@@ -259,8 +290,11 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, command = arguments(sys.argv[1:] if argv is None else argv)
+    key = os.environ.get(KEY_ENV, "").strip().encode()
+    if not key:
+        log(f"${KEY_ENV} is empty: a JOIN proves no key (any process on a worker's node may take its rank)")
     if args.mode == "lead":
-        leader = Leader(args.port, args.size, args.timeout, tuple(args.allow_dns))
+        leader = Leader(args.port, args.size, args.timeout, tuple(args.allow_dns), key)
         threading.Thread(target=leader.serve, daemon=True).start()
         log(f"leading a group of {args.size} on port {args.port}, epoch {leader.epoch}")
         child = Child(command)
@@ -276,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return child.process.returncode
     child = Child(command)
     child.forward_signals()
-    code, reason = follow(args.host, args.port, args.rank, args.wait, args.interval, args.timeout, child)
+    code, reason = follow(args.host, args.port, args.rank, args.wait, args.interval, args.timeout, child, key)
     if code == -1:
         return child.process.returncode
     log(f"{reason}: restarting this pod to rejoin the group")

@@ -260,6 +260,15 @@ Environment that tells the entrypoint where its pod stands in its group: (dict "
   value: {{ $v.distributed.groupWatchPort | quote }}
 - name: HELM_RDMA_WORKER_PREFIX
   value: {{ printf "%s-worker" (include "vllm-rdma.fullname" .root) | quote }}
+{{- with $v.api.keySecret.name }}
+# A JOIN proves the release's key (an HMAC of a nonce the leader sends; files/group_watch.py): without it, a process
+# on a worker's node could take that worker's rank before it joins.
+- name: HELM_RDMA_WATCH_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $v.api.keySecret.key | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -287,6 +296,7 @@ as one line that `helm rdma verify` reads from the leader's log. (dict "root" $ 
       value: preflight
     {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
     {{- include "vllm-rdma.preflightEnv" $root | nindent 4 }}
+    {{- include "vllm-rdma.preflightEventEnv" $root | nindent 4 }}
     {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 4 }}
     {{- if .keyCheck }}
     {{- include "vllm-rdma.apiKeySecretCheckEnv" $root | nindent 4 }}
@@ -299,12 +309,70 @@ as one line that `helm rdma verify` reads from the leader's log. (dict "root" $ 
     {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 4 }}
     - name: tmp
       mountPath: /tmp
+    # The only container with an API token: the leader records the figure as an Event (files/preflight_event.py).
+    - name: {{ include "vllm-rdma.preflightEventsVolume" $root }}
+      mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      readOnly: true
   # The summary (the measured figure and the verdict) stays in the pod's status after the container ended.
   terminationMessagePath: /dev/termination-log
   terminationMessagePolicy: FallbackToLogsOnError
 {{- if eq $pf.onFailure "fail" }}
 {{ include "vllm-rdma.preflightVerdictContainer" . }}
 {{- end }}
+{{- end }}
+
+{{/*
+The preflight's Event (files/preflight_event.py): the pod's uid and node from the downward API (its name and namespace
+come with vllm-rdma.identityEnv), and the release's selector labels, which the Event carries so that verify and
+status find it after the pods are gone.
+*/}}
+{{- define "vllm-rdma.preflightEventEnv" -}}
+- name: HELM_RDMA_PREFLIGHT_EVENTS
+  value: "true"
+- name: HELM_RDMA_EVENT_LABELS
+  value: {{ include "vllm-rdma.selectorLabels" . | fromYaml | toJson | quote }}
+- name: POD_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+{{- end }}
+
+{{/*
+The name of the preflight's token volume.
+*/}}
+{{- define "vllm-rdma.preflightEventsVolume" -}}
+preflight-api-token
+{{- end }}
+
+{{/*
+The preflight's API token, as the ServiceAccount admission plugin would mount it in every container (a bound token,
+kube-root-ca.crt's CA, the namespace, mode 0644: kubernetes plugin/pkg/admission/serviceaccount/admission.go,
+TokenVolumeSource), but in the preflight container only: the ServiceAccount sets automountServiceAccountToken: false,
+so vLLM and the other containers hold no token.
+*/}}
+{{- define "vllm-rdma.preflightEventsTokenVolume" -}}
+- name: {{ include "vllm-rdma.preflightEventsVolume" . }}
+  projected:
+    defaultMode: 0644
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                apiVersion: v1
+                fieldPath: metadata.namespace
 {{- end }}
 
 {{/*

@@ -81,6 +81,14 @@ The ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
+The Role (and RoleBinding) that lets the serving pods' ServiceAccount create Events: the preflight records its figure
+as one (files/preflight_event.py).
+*/}}
+{{- define "vllm-rdma.preflightEventsName" -}}
+{{- printf "%s-preflight-events" (include "vllm-rdma.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 The NCCL settings in force: the preset's and the user's, plus NCCL_DEBUG, NCCL_SOCKET_IFNAME and, in SR-IOV mode,
 NCCL_IB_HCA=mlx5 (the VFs' names are not the host's). Returned as YAML; callers use fromYaml.
 */}}
@@ -185,7 +193,10 @@ Arguments of vllm serve common to every pod; the entrypoint adds the multi-node 
 {{- if and (gt (int .Values.nodes) 1) (eq .Values.distributed.backend "native") }}
 {{- /* How long vLLM's peers may take to meet, and every collective's timeout (vllm/config/parallel.py,
 distributed_timeout_seconds; vllm/distributed/parallel_state.py init_distributed_environment): the group's
-barrier lined the nodes up after their downloads, so it covers only their load-time skew. */}}
+barrier lined the nodes up after their downloads, so it covers only their load-time skew. It reaches
+init_process_group only: each GroupCoordinator's gloo (CPU) group is made with new_group(timeout=gloo_comm_timeout),
+None unless vLLM's fault tolerance is on (which also makes NCCL non-blocking), so torch's gloo default, 30 min, holds;
+vLLM has no flag for it. */}}
 - "--distributed-timeout-seconds"
 - {{ .Values.distributed.timeoutSeconds | quote }}
 {{- end }}

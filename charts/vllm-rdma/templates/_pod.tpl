@@ -232,6 +232,7 @@ spec:
     {{- if include "vllm-rdma.preflightInit" $root }}
     - name: tmp
       emptyDir: {}
+    {{- include "vllm-rdma.preflightEventsTokenVolume" $root | nindent 4 }}
     {{- end }}
     - name: model
       {{- if eq $v.model.storage.type "hostPath" }}

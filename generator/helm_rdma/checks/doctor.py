@@ -27,7 +27,8 @@ def value_findings(resolved: Resolved) -> list[Finding]:
     """doctor's own findings about ``resolved``'s values, errors first (the chart's rules not among them)."""
     v = resolved.values
     found = lookalikes.findings(v) + _hca_list(v, resolved) + _ports(v) + _token(v) + _image_hosts(v)
-    found += _nodes_join(v) + _debug(v) + _exposure(v) + _sriov_network(v) + _placement(v) + _storage(v, resolved)
+    found += _nodes_join(v) + _debug(v) + _exposure(v) + _group_ports(v) + _sriov_network(v) + _placement(v)
+    found += _storage(v, resolved)
     found += _experimental(v, resolved)
     found += serving_findings(v)
     return in_order(found)
@@ -221,6 +222,21 @@ def _exposure(v: dict[str, Any]) -> list[Finding]:
                     f"address (port {v['vllm']['port']}) and answers anyone who reaches it",
                     "keep that port closed with OCI security rules, or drop api.allowUnauthenticated and let helm "
                     "rdma install create a key Secret (or name one in api.keySecret.name)")]
+
+
+def _group_ports(v: dict[str, Any]) -> list[Finding]:
+    """Under hostNetwork the group's own ports listen on the node's VCN address with no authentication, and
+    NetworkPolicies do not apply to hostNetwork pods: on nodes this release provisions, only an NSG closes them."""
+    network = v["clusterNetwork"]
+    if v["rdma"]["mode"] != "hostNetwork" or not network["provision"] or network["nsgIds"]:
+        return []
+    d = v["distributed"]
+    return [Finding("warning", "clusterNetwork.nsgIds", f"is empty, so the nodes this release provisions carry no "
+                    f"network security group, and the group's ports (the torch store's {d['masterPort']}, the group "
+                    f"watch's {d['groupWatchPort']}, vLLM's ZMQ sockets, NCCL's bootstrap) listen on their VCN address "
+                    "with no authentication (hostNetwork; NetworkPolicies do not reach these pods)",
+                    "create an NSG with the rules of examples/nsg-rules.json (the group's ports from the nodes' own "
+                    "subnet only) and set clusterNetwork.nsgIds=[OCID] (install --provision takes --nsg)")]
 
 
 def _sriov_network(v: dict[str, Any]) -> list[Finding]:

@@ -18,6 +18,7 @@ from helm_rdma.cli.base import (
     _values_options,
     main,
 )
+from helm_rdma.cli.cloud import _oci_auth_options
 from helm_rdma.cli.output import columns, emit, flat_rows, output_option
 from helm_rdma.cli.params import MODEL, PRESET, Finite
 from helm_rdma.helmenv import HelmEnv
@@ -25,6 +26,7 @@ from helm_rdma.sizing.firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 
 if TYPE_CHECKING:
     from helm_rdma.commands.doctor import DoctorResult
+    from helm_rdma.oci.clients import OciAuth
     from helm_rdma.resolve.values import ChartRequest
     from helm_rdma.resolve.valuesources import ValueSources
 
@@ -143,17 +145,20 @@ def template(request: ChartRequest, namespace: str | None, helm_args: tuple[str,
               help="Also check the live cluster (kube context and namespace as helm's): LWS, nodes, GPU and RDMA "
                    "resources, Multus networks, Pod Security, Secrets, other releases on the same cluster network, "
                    "and the CRDs of the monitoring and route objects.")
+@_oci_auth_options
 @output_option()
-def doctor(request: ChartRequest, namespace: str | None, cluster: bool, fmt: str) -> None:
+def doctor(request: ChartRequest, namespace: str | None, cluster: bool, auth: OciAuth, fmt: str) -> None:
     """Check values, and with --cluster the cluster, before install.
 
     It looks for NCCL look-alikes, device lists, TP x PP, backend and image, host ports, storage and the model's
-    token; with --cluster, the cluster the release would run on too. Exit 1 on errors, 0 with warnings only.
+    token; with --cluster, the cluster the release would run on too, and under hostNetwork whether the GPU nodes'
+    VNICs carry a network security group (read from OCI with the --auth and --oci-* sign-in). Exit 1 on errors, 0
+    with warnings only.
     RELEASE names the model as for install.
     """
     from helm_rdma.commands.doctor import doctor as run
 
-    result = run(request, cluster=HelmEnv.from_environ(namespace=namespace) if cluster else None)
+    result = run(request, cluster=HelmEnv.from_environ(namespace=namespace) if cluster else None, oci=auth)
     emit(result, fmt, table=lambda: _doctor_table(result))
     if result.errors:
         sys.exit(1)

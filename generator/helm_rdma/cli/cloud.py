@@ -28,19 +28,19 @@ def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return canonical_auth(value)
 
 
-def _oci_options(func: Any) -> Any:
-    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an ocicloud.OciAuth) and
-    ``watch`` (a commands.provision.Watch)."""
+def _oci_auth_options(func: Any) -> Any:
+    """How to sign in to OCI (--auth, --oci-config, --oci-profile, --oci-endpoint), handed to the command as ``auth``
+    (an oci.clients.OciAuth)."""
     from helm_rdma.oci.clients import AUTH_ALIASES, AUTH_MODES
 
     @functools.wraps(func)
     def command(*args: Any, auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None,
-                oci_timeout: float, oci_retry_for: float, poll_interval: float, **kwargs: Any) -> Any:
+                **kwargs: Any) -> Any:
         from helm_rdma.oci.clients import OciAuth, check_endpoint
 
         endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
         return func(*args, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
-                    watch=_watch(oci_timeout, oci_retry_for, poll_interval), **kwargs)
+                    **kwargs)
 
     options = [
         click.option("--auth", type=AliasedChoice(AUTH_MODES, AUTH_ALIASES), default="apiKey", show_default=True,
@@ -49,8 +49,23 @@ def _oci_options(func: Any) -> Any:
         click.option("--oci-config", default="~/.oci/config", show_default=True, help="OCI config file (apiKey)."),
         click.option("--oci-profile", default="DEFAULT", show_default=True, help="Profile in the config file."),
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
-                     help="Endpoint of every OCI client (Compute Management, Compute, Container Engine), for "
-                          "dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
+                     help="Endpoint of every OCI client (Compute Management, Compute, Virtual Network, Container "
+                          "Engine), for dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _oci_options(func: Any) -> Any:
+    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an ocicloud.OciAuth) and
+    ``watch`` (a commands.provision.Watch)."""
+
+    @functools.wraps(func)
+    def command(*args: Any, oci_timeout: float, oci_retry_for: float, poll_interval: float, **kwargs: Any) -> Any:
+        return func(*args, watch=_watch(oci_timeout, oci_retry_for, poll_interval), **kwargs)
+
+    options = [
         click.option("--oci-timeout", type=GoDuration(seconds=True, positive=True, most=3600, example="60s"),
                      default="60s", show_default=True,
                      help="How long one OCI request may go unanswered (above 0s, at most 1h)."),
@@ -64,7 +79,7 @@ def _oci_options(func: Any) -> Any:
     ]
     for option in reversed(options):
         command = option(command)
-    return command
+    return _oci_auth_options(command)
 
 
 def _int_or_none(_ctx: Any, _param: Any, value: str | None) -> int | None:

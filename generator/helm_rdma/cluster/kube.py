@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from helm_rdma.clock import Polling
-from helm_rdma.contract import INSTANCE_LABEL
+from helm_rdma.contract import INSTANCE_LABEL, PREFLIGHT_EVENT_ANNOTATION
 from helm_rdma.errors import ClusterError, LogUnavailable, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.sources import LogSource, chunk_lines
@@ -305,6 +305,41 @@ def pod_events(*, pod: str, env: HelmEnv, limit: int = 10) -> list[str]:
         lines.append(f"{e.get('type', '')} {e.get('reason', '')}: {str(e.get('message', '')).strip()}"
                      + (f" (x{count})" if count > 1 else ""))
     return lines
+
+
+def preflight_events(*, release: str, env: HelmEnv, limit: int = 5) -> list[dict[str, Any]]:
+    """The summaries (files/preflight_event.py) of the last ``limit`` preflights of ``release`` recorded as Events,
+    oldest first, each with the Event's ``pod`` and ``type``: they outlive the pods when a group is recreated, for the
+    API server's event TTL (one hour by default).
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+
+    api_client, namespace = _client_and_namespace(env)
+    selector = f"{INSTANCE_LABEL}={release}"
+    what = f"listing the events with {selector} in namespace {namespace}"
+    try:
+        listing = client.CoreV1Api(api_client).list_namespaced_event(namespace, label_selector=selector)
+    except client.ApiException as exc:
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    found = []
+    for event in (api_client.sanitize_for_serialization(e) for e in listing.items):
+        meta = event.get("metadata", {})
+        if (meta.get("labels") or {}).get(INSTANCE_LABEL) != release:
+            continue  # a selector is a request, and some API servers (and fakes) ignore it
+        try:
+            summary = json.loads((meta.get("annotations") or {})[PREFLIGHT_EVENT_ANNOTATION])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if isinstance(summary, dict):
+            found.append({**summary, "pod": event.get("involvedObject", {}).get("name", ""),
+                          "type": event.get("type", "")})
+    found.sort(key=lambda s: str(s.get("time") or ""))
+    return found[-limit:]
 
 
 def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock
 from helm_rdma.cluster.groups import GroupState, group_states, preflight_result
-from helm_rdma.cluster.kube import delete_pods, pod_log, release_pods
+from helm_rdma.cluster.kube import delete_pods, pod_log, preflight_events, release_pods
 from helm_rdma.cluster.release import helm_status, read_release
 from helm_rdma.cluster.testrun import run_tests
 from helm_rdma.contract import DOWNLOAD_CONTAINER, PREFLIGHT_CONTAINER
@@ -123,6 +123,7 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
         if not groups:
             checks.append(Check("bandwidth", False, "no serving pods of this release"))
         checks += [_group_preflight(g, values, env) for g in groups]
+        checks.append(_recorded(release, env))
     return VerifyResult(checks=tuple(checks), source="helm" if on_helm else "cluster")
 
 
@@ -178,6 +179,18 @@ def _group_preflight(group: GroupState, values: dict[str, Any], env: HelmEnv) ->
               f"ranks, measured {result.get('time', '?')}")
     passed = bool(result.get("passed"))
     return Check(name, passed, detail if passed else f"{result.get('reason')}: {detail}")
+
+
+def _recorded(release: str, env: HelmEnv) -> Check:
+    """The last preflights the groups' leaders recorded as Events (files/preflight_event.py): under LeaderWorkerSet a
+    failed preflight recreates the group, and its pods' logs and termination messages go with them."""
+    events = preflight_events(release=release, env=env)
+    if not events:
+        return Check("recorded", None, "no preflight recorded as an Event in the API server's event TTL (one hour "
+                                       "by default)")
+    return Check("recorded", None, "; ".join(
+        f"{e.get('time', '?')} {e.get('pod')}: {e.get('verdict')} {float(e.get('busbw_gbps') or 0):.1f} GB/s "
+        f"(floor {e.get('threshold_gbps')}) over {e.get('transport')}" for e in events))
 
 
 def _last_line(text: str) -> str:

@@ -37,7 +37,8 @@ AUTH_ALIASES = {"api_key": "apiKey", "instance_principal": "instancePrincipal", 
 # Which client serves an operation; every other operation is Compute Management's.
 SERVICES = {"get_image": "compute", "get_cluster": "container_engine", "create_kubeconfig": "container_engine",
             "capture_console_history": "compute", "get_console_history": "compute",
-            "get_console_history_content": "compute", "delete_console_history": "compute"}
+            "get_console_history_content": "compute", "delete_console_history": "compute",
+            "get_instance": "compute", "list_vnic_attachments": "compute", "get_vnic": "virtual_network"}
 
 POLICY_CHECK = ("clusterNetwork.compartmentId (--compartment), and that a policy lets auth mode {auth} manage "
                 "compute-management-family and instance-family and use virtual-network-family in it (README, "
@@ -200,7 +201,8 @@ def reporting_retry_strategy(patience: OciPatience, on_retry: Callable[[BaseExce
 
 def make_clients(auth: OciAuth, *, patience: OciPatience, retry_strategy: Any,
                  circuit_breaker: bool = False) -> tuple[dict[str, Any], str]:
-    """The Compute Management, Compute and Container Engine clients (by service name) and the tenancy OCID.
+    """The Compute Management, Compute, Virtual Network and Container Engine clients (by service name) and the
+    tenancy OCID.
 
     Raises:
         OciSdkMissingError: The oci package is missing.
@@ -220,6 +222,7 @@ def make_clients(auth: OciAuth, *, patience: OciPatience, retry_strategy: Any,
     clients = {
         "compute_management": oci.core.ComputeManagementClient(config, **kwargs),
         "compute": oci.core.ComputeClient(config, **kwargs),
+        "virtual_network": oci.core.VirtualNetworkClient(config, **kwargs),
         "container_engine": oci.container_engine.ContainerEngineClient(config, **kwargs),
     }
     return clients, tenancy
