@@ -239,7 +239,9 @@ The chart's volumes of a serving pod (templates/_pod.tpl: vllm-rdma.rdmaVolumes 
 {{- define "vllm-rdma.chartVolumeNames" -}}
 {{- $names := list "dshm" "nccl-config" "scripts" }}
 {{- if include "vllm-rdma.hostDevices" . }}{{ $names = append $names "infiniband" }}{{ end }}
-{{- if include "vllm-rdma.preflightInit" . }}{{ $names = append $names "tmp" }}{{ end }}
+{{- if include "vllm-rdma.preflightInit" . }}
+  {{- $names = concat $names (list "tmp" (include "vllm-rdma.preflightEventsVolume" .)) }}
+{{- end }}
 {{- toJson (append $names "model") }}
 {{- end }}
 
