@@ -308,7 +308,8 @@ def test_doctor_warns_when_the_nodes_would_never_join() -> None:
     assert code == 0, out
     assert any(line.startswith("warning clusterNetwork.oke.clusterId: is empty and no cloudInit is given")
                for line in out.splitlines()), out
-    code, out = doctor(*NETWORK, repo, "clusterNetwork.oke.clusterId=ocid1.cluster.oc1..k")
+    nsg = "clusterNetwork.nsgIds[0]=ocid1.networksecuritygroup.oc1..g"  # (without one doctor warns of its own)
+    code, out = doctor(*NETWORK, repo, nsg, "clusterNetwork.oke.clusterId=ocid1.cluster.oc1..k")
     assert (code, out) == (0, "0 error(s), 0 warning(s)\n")
 
 

@@ -20,11 +20,12 @@ NSG_FIX = ("attach an NSG that admits the group's ports only from the nodes' sub
            "OCI console or `oci network vnic update --vnic-id VNIC --nsg-ids '[\"NSG\"]'` for others")
 
 
-def gpu_nodes(connection: Connection, *, shape: str) -> list[dict[str, Any]]:
-    """The cluster's nodes of ``shape`` (node.kubernetes.io/instance-type), as plain dicts.
+def gpu_nodes(connection: Connection, *, shape: str) -> list[dict[str, Any]] | None:
+    """The cluster's nodes of ``shape`` (node.kubernetes.io/instance-type), as plain dicts; None when the kube user
+    may not list nodes (the cluster checks say so on their own line), none when the API serves no nodes.
 
     Raises:
-        ClusterError: The API server refused or stopped answering.
+        ClusterError: The API server failed or stopped answering.
     """
     from kubernetes import client
 
@@ -33,6 +34,8 @@ def gpu_nodes(connection: Connection, *, shape: str) -> list[dict[str, Any]]:
                                                                      _preload_content=False)
         nodes = json.loads(response.data).get("items") or []
     except client.ApiException as exc:
+        if exc.status in (401, 403, 404):
+            return None if exc.status != 404 else []
         raise ClusterError(action="listing nodes", reason=f"HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:  # urllib3 connection errors, an answer that is not JSON
         raise ClusterError(action="listing nodes", reason=str(exc)) from None

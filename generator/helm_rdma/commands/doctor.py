@@ -201,8 +201,11 @@ def node_nsg_checks(connection: Connection, resolved: Resolved, oci: OciAuth) ->
         ClusterError: The API server stopped answering.
     """
     shape = str(resolved.values["preset"]["shape"])
-    instances = {node: ocid for node, pid in provider_ids(gpu_nodes(connection, shape=shape)).items()
-                 if (ocid := instance_id(pid))}
+    nodes = gpu_nodes(connection, shape=shape)
+    if nodes is None:
+        return [not_checked(shape, "the kube user may not list nodes, so their VNICs were not read",
+                            "run doctor --cluster as a user who may list nodes")]
+    instances = {node: ocid for node, pid in provider_ids(nodes).items() if (ocid := instance_id(pid))}
     if not instances:
         return []
     if oci.mode == "apiKey" and not os.path.isfile(os.path.expanduser(oci.config_file)):
