@@ -103,7 +103,7 @@ def test_the_pickers_image_flags_scorers_and_rbac_are_llm_d_routers() -> None:
         "queue-scorer": 2, "kv-cache-utilization-scorer": 2, "prefix-cache-scorer": 3}
     assert {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics",
                                                           "insecureSkipVerify": True}} in config["plugins"]
-    [role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == picker["name"]]
+    [role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "llama405b-vllm-rdma-epp"]
     rules = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert rules == {("", "pods"), ("inference.networking.k8s.io", "inferencepools"),
                      ("inference.networking.x-k8s.io", "inferenceobjectives"),
