@@ -87,6 +87,8 @@ class FakeOci:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
     create_barrier: threading.Barrier | None = None
+    update_barrier: threading.Barrier | None = None  # PUTs of cluster networks meet here (two resizes at once)
+    refusals: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status) of each error
     public_key: Any = None
     url: str = ""
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -243,6 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, code: str, message: str) -> None:
+        self.fake.refusals.append((self.command, urlsplit(self.path).path, status))
         self._send(status, {"code": code, "message": message})
 
     def _verified(self, method: str, body: bytes) -> bool:
@@ -284,6 +287,8 @@ class Handler(BaseHTTPRequestHandler):
         path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
         if fake.create_barrier is not None and method == "POST" and path == f"{CORE}/clusterNetworks":
             fake.create_barrier.wait(10)  # let concurrent creates meet here, then take them one at a time
+        if fake.update_barrier is not None and method == "PUT" and path.startswith(f"{CORE}/clusterNetworks/"):
+            fake.update_barrier.wait(10)
         with fake.lock:
             fake.calls.append((method, path))
             if not self._verified(method, body):

@@ -241,12 +241,29 @@ def _instance_configuration(api: Any, spec: NetworkSpec, node_metadata: Callable
     token = retry_token(spec.namespace, spec.release, spec.name, "instance-configuration", _digest(details), *dead)
     for attempt in range(TOKEN_TRIES):
         try:
-            return str(api.call("create_instance_configuration", details, opc_retry_token=token).id), True
+            made = str(api.call("create_instance_configuration", details, opc_retry_token=token).id)
         except OciRequestError as exc:
             if exc.status != 409 or attempt == TOKEN_TRIES - 1:
                 raise
             token = retry_token(token, "next")  # OCI no longer honours this token (its resource was deleted)
-    raise AssertionError("unreachable")
+            continue
+        if _exists(api, made):
+            return made, True
+        # the first answer to this token again, for a configuration deleted since (a run whose network create
+        # failed deletes the one it made): the next token of the chain is a new request
+        token = retry_token(token, made)
+    raise ClusterNetworkFailedError(name=spec.name, network_id="-", state="not created",
+                                    detail="OCI kept answering with instance configurations that are gone; run again")
+
+
+def _exists(api: Any, config_id: str) -> bool:
+    try:
+        api.call("get_instance_configuration", config_id)
+    except OciRequestError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _create_network(api: Any, spec: NetworkSpec, config_id: str, dead: tuple[str, ...],
