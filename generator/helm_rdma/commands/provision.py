@@ -38,8 +38,8 @@ from helm_rdma.oci.network import (
     deprovision_command,
     provision_network,
 )
-from helm_rdma.oci.teardown import Deprovisioned, deprovision_network, ours_to_remove
 from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
+from helm_rdma.oci.teardown import Deprovisioned, deprovision_network, ours_to_remove
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_yaml_file, read_input
 
@@ -368,7 +368,8 @@ def idle_instances(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch) -> Choose
     def look(instances: list[Any]) -> tuple[list[str], list[str], dict[str, NetworkNode]]:
         nodes = {n.instance_id: n for n in network_nodes(label=plan.node_label, release=plan.spec.release, env=env)}
         newest_first = sorted(instances, key=lambda i: str(i.time_created), reverse=True)
-        idle = [i.id for i in newest_first if i.id not in nodes] +                [i.id for i in newest_first if i.id in nodes and not nodes[i.id].serving]
+        unjoined = [i.id for i in newest_first if i.id not in nodes]
+        idle = unjoined + [i.id for i in newest_first if i.id in nodes and not nodes[i.id].serving]
         serving = [f"{nodes[i.id].name} ({', '.join(nodes[i.id].serving)})" for i in instances
                    if i.id in nodes and nodes[i.id].serving]
         return idle, serving, nodes
