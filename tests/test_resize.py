@@ -201,3 +201,36 @@ def test_a_failed_create_deletes_the_instance_configuration_it_made(config: Path
     again = run(config, fake, "-o", "json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["created_instance_configuration"]
+
+
+def test_two_shrinks_at_once_remove_the_idle_nodes_once_and_never_more(
+        config: Path, fake: FakeOci, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(config, fake, args=with_nodes(4)).exit_code == 0
+    net_id = fake.network()["id"]
+    i0, i1, i2, i3 = (i["id"] for i in fake.instances(net_id))
+    objects = [node(i0, "gpu-0"), node(i1, "gpu-1"), node(i2, "gpu-2"), node(i3, "gpu-3"),
+               pod("llama-vllm-rdma-0", "gpu-0"), pod("llama-vllm-rdma-0-1", "gpu-1", component="worker")]
+    outcomes: list[Any] = []
+
+    def go() -> None:
+        flags = ProvisionFlags(preset="h100", nodes=2, name="llama", compartment=COMPARTMENT,
+                               availability_domain="Uocm:US-ASHBURN-AD-1", subnet="ocid1.subnet.oc1..sub",
+                               image="ocid1.image.oc1..img", wait_nodes=False)
+        auth = OciAuth(mode="apiKey", config_file=str(config), profile="DEFAULT", endpoint=fake.url)
+        plan = plan_from_flags(flags, auth=auth, release=None, namespace="default")._replace(resize="shrink")
+        try:
+            outcomes.append(provision(plan, env=HelmEnv(kubeconfig=str(tmp_path / "kubeconfig")),
+                                      watch=Watch(poll_seconds=0.01)))
+        except Exception as exc:  # reported below
+            outcomes.append(exc)
+
+    with Cluster(objects, tmp_path / "kubeconfig"):
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not any(isinstance(o, Exception) for o in outcomes), outcomes
+    assert sorted(fake.terminated) == sorted([i2, i3]) and fake.pool_size(net_id) == 2
+    removed = [i for o in outcomes for i in o.network.removed_instances]
+    assert sorted(removed) == sorted([i2, i3])  # each went once, by one of the two runs

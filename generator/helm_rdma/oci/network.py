@@ -354,23 +354,25 @@ def _grow(api: Any, spec: NetworkSpec, network: Any, pool: Any, etag: str) -> No
     api.call("update_cluster_network", network.id, details, opc_retry_token=token, if_match=etag or None)
 
 
-def _shrink(api: Any, spec: NetworkSpec, network: Any, pool: Any, choose: Chooser, wait: _Waiter) -> tuple[str, ...]:
+def _shrink(api: Any, spec: NetworkSpec, network: Any, pool: Any, choose: Chooser, wait: _Waiter,
+            removed: list[str]) -> None:
     """Detach exactly the instances ``choose`` names, each with the size decremented and the instance terminated,
-    waiting for the network to be RUNNING again between two (OCI refuses a change while it scales)."""
+    waiting for the network to be RUNNING again between two (OCI refuses a change while it scales); each one
+    detached is added to ``removed`` at once, so a failure later keeps the count."""
     import oci
 
     instances = api.all_pages("list_cluster_network_instances", spec.compartment_id, network.id)
     chosen = choose(list(instances), int(pool.size) - spec.size)
-    removed: list[str] = []
-    for instance_id in chosen:
-        if removed:
-            network, state, _ = wait.until_running(*_read(api, network.id)[:2], size=int(pool.size) - len(removed))
+    for n, instance_id in enumerate(chosen):
+        if n:
+            network, state, _ = wait.until_running(*_read(api, network.id)[:2], size=int(pool.size) - n)
+            if int(_pool(api, network).size) <= spec.size:  # another shrink removed the rest meanwhile
+                break
         details = oci.core.models.DetachInstancePoolInstanceDetails(
             instance_id=instance_id, is_decrement_size=True, is_auto_terminate=True)
         api.call("detach_instance_pool_instance", pool.id, details,
                  opc_retry_token=retry_token(pool.id, instance_id, "detach"))
         removed.append(instance_id)
-    return tuple(removed)
 
 
 def _no_chooser(_: list[Any], count: int) -> tuple[str, ...]:
@@ -444,33 +446,40 @@ def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: _Wai
             choose: Chooser) -> tuple[Any, str, _Change]:
     """Bring the network to the size asked in the direction allowed, reading it again when another run changed it
     in between: (network, state, what changed)."""
+    removed: list[str] = []  # by this run, over every attempt
+    first: int | None = None
+
+    def change(**kept: int) -> _Change:
+        return _Change(resized_from=first if removed or kept.get("grown") else None, removed=tuple(removed),
+                       kept_size=kept.get("kept_size", 0))
+
     for _ in range(RESIZE_TRIES):
         pool = _pool(api, network)
         if pool.size == spec.size:
-            return network, state, _Change()
+            return network, state, change()
         if state in WAITING:  # OCI resizes only a RUNNING network
             network, state, _ = wait.until_running(network, state, size=pool.size)
         network, state, etag = _read(api, network.id)
         pool = _pool(api, network)
         size = int(pool.size)
+        first = size if first is None else first
         growing = spec.size > size
         if size == spec.size or state != "RUNNING":
-            return network, state, _Change()
+            return network, state, change()
         if resize == ("shrink" if growing else "grow"):
-            return network, state, _Change(kept_size=size)
+            return network, state, change(kept_size=size)
         try:
             if growing:
                 _grow(api, spec, network, pool, etag)
-                removed: tuple[str, ...] = ()
             else:
-                removed = _shrink(api, spec, network, pool, choose, wait)
+                _shrink(api, spec, network, pool, choose, wait, removed)
         except OciRequestError as exc:
             if exc.status not in (404, 409, 412):  # changed since read, gone from the pool, busy scaling
                 raise
             network, state, _ = _read(api, network.id)
             continue
         network, state, _ = _read(api, network.id)
-        return network, state, _Change(resized_from=size, removed=removed)
+        return network, state, change(grown=int(growing))
     raise ConcurrentResizeError(name=spec.name, network_id=network.id, tries=RESIZE_TRIES)
 
 
