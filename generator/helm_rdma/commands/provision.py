@@ -33,13 +33,13 @@ from helm_rdma.oci.inputs import check_flags, check_values, label_pair
 from helm_rdma.oci.network import (
     Chooser,
     NetworkSpec,
-    Progress,
     Provisioned,
     deprovision_command,
     provision_network,
 )
 from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
 from helm_rdma.oci.teardown import Deprovisioned, deprovision_network, ours_to_remove
+from helm_rdma.oci.waiting import Progress
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_yaml_file, read_input
 

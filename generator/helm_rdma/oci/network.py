@@ -44,14 +44,11 @@ from helm_rdma.errors import (
     NetworkMismatchError,
     OciRequestError,
 )
+from helm_rdma.oci.waiting import DEAD, WAITING, Progress, Waiter, state_of
 
 TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK = "helm-rdma-release", "helm-rdma-namespace", "helm-rdma-network"
 TAG_NODES = "helm-rdma-nodes"  # a digest of shape, image, availability domain and boot volume: a quick comparison
 RDMA_PLUGINS = ("Compute HPC RDMA Authentication", "Compute HPC RDMA Auto-Configuration")
-DEAD = ("TERMINATING", "TERMINATED", "FAILED")
-WAITING = ("PROVISIONING", "SCALING", "STARTING")
-STOPPED = ("STOPPING", "STOPPED")
-UNKNOWN = "UNKNOWN_ENUM_VALUE"  # the SDK's stand-in for an enum value it does not know
 TOKEN_TRIES = 3
 RESIZE_TRIES = 4
 RESIZES = ("any", "grow", "shrink")
@@ -88,15 +85,6 @@ class NetworkSpec:
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
-class Progress(NamedTuple):
-    """One look at a cluster network while waiting for it."""
-
-    state: str
-    instances_running: int
-    size: int
-    elapsed_seconds: float
-
-
 class Provisioned(NamedTuple):
     """The outcome of a provisioning run."""
 
@@ -129,15 +117,6 @@ def ours(resource: Any, spec: NetworkSpec) -> bool:
     """Whether an OCI resource carries our tags for this network (release, namespace, name)."""
     tags = resource.freeform_tags or {}
     return all(tags.get(k) == v for k, v in spec.tags.items())
-
-
-def state_of(api: Any, network: Any) -> str:
-    """The network's lifecycle state by name, also when the SDK does not know it."""
-    state = str(network.lifecycle_state)
-    if state == UNKNOWN:
-        raw = api.raw("get_cluster_network", network.id)
-        state = str((raw or {}).get("lifecycleState") or state)
-    return state
 
 
 class Found(NamedTuple):
@@ -354,7 +333,7 @@ def _grow(api: Any, spec: NetworkSpec, network: Any, pool: Any, etag: str) -> No
     api.call("update_cluster_network", network.id, details, opc_retry_token=token, if_match=etag or None)
 
 
-def _shrink(api: Any, spec: NetworkSpec, network: Any, pool: Any, choose: Chooser, wait: _Waiter,
+def _shrink(api: Any, spec: NetworkSpec, network: Any, pool: Any, choose: Chooser, wait: Waiter,
             removed: list[str]) -> None:
     """Detach exactly the instances ``choose`` names, each with the size decremented and the instance terminated,
     waiting for the network to be RUNNING again between two (OCI refuses a change while it scales); each one
@@ -407,7 +386,7 @@ def provision_network(
         raise ValueError(f"resize must be one of {RESIZES}, not {resize!r}")
     clock = polling.clock
     start = clock.now()
-    wait = _Waiter(api, spec, polling, on_progress, start)
+    wait = Waiter(api, spec.name, spec.compartment_id, deprovision_command(spec), polling, on_progress, start)
     found = survey(api, spec)
     network, state, created_network, created_config = found.network, found.state, False, False
     config_id = spec.instance_configuration_id
@@ -442,7 +421,7 @@ class _Change(NamedTuple):
     kept_size: int = 0  # the size left as found, when this run may not change it in that direction
 
 
-def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: _Waiter, resize: str,
+def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: Waiter, resize: str,
             choose: Chooser) -> tuple[Any, str, _Change]:
     """Bring the network to the size asked in the direction allowed, reading it again when another run changed it
     in between: (network, state, what changed)."""
@@ -481,54 +460,6 @@ def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: _Wai
         network, state, _ = _read(api, network.id)
         return network, state, change(grown=int(growing))
     raise ConcurrentResizeError(name=spec.name, network_id=network.id, tries=RESIZE_TRIES)
-
-
-@dataclass(frozen=True)
-class _Waiter:
-    api: Any
-    spec: NetworkSpec
-    polling: Polling
-    on_progress: Callable[[Progress], None]
-    start: float
-
-    def until_running(self, network: Any, state: str, *, size: int) -> tuple[Any, str, int]:
-        """Poll with a capped backoff until RUNNING: (network, state, instances running)."""
-        spec, polling, delay = self.spec, self.polling, self.polling.poll_seconds
-        while True:
-            running = _running_instances(self.api, spec, network.id) if state in (*WAITING, "RUNNING") else 0
-            elapsed = polling.clock.now() - self.start
-            self.on_progress(Progress(state=state, instances_running=running, size=size, elapsed_seconds=elapsed))
-            if state == "RUNNING":
-                return network, state, running
-            if state in DEAD:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail="OCI ended it while it came up (out of capacity after the request was accepted, or "
-                           "terminated by hand); look at its work requests in the OCI console, then run again: the "
-                           "next run creates a new network")
-            if state in STOPPED:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail=f"start it again in the OCI console, or delete it ({deprovision_command(spec)})")
-            if state not in WAITING:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail="helm-rdma does not know this lifecycle state; look at the network in the OCI console "
-                           "and run again when it is RUNNING")
-            if elapsed >= polling.timeout_seconds:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail=f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
-                           "waiting: the next run resumes this network")
-            polling.clock.sleep(min(delay, max(polling.timeout_seconds - elapsed, 0)))
-            delay = polling.next_delay(delay)
-            network = self.api.call("get_cluster_network", network.id)
-            state = state_of(self.api, network)
-
-
-def _running_instances(api: Any, spec: NetworkSpec, network_id: str) -> int:
-    instances = api.all_pages("list_cluster_network_instances", spec.compartment_id, network_id)
-    return sum(1 for i in instances if str(i.state).upper() == "RUNNING")
 
 
 def _clean_up_unused(api: Any, spec: NetworkSpec, config_id: str) -> str:

@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 
 from helm_rdma.clock import Polling
 from helm_rdma.errors import ClusterNetworkFailedError
-from helm_rdma.oci.network import NetworkSpec, Progress, ours, state_of
+from helm_rdma.oci.network import NetworkSpec, ours
+from helm_rdma.oci.waiting import Progress, state_of
 
 
 class Deprovisioned(NamedTuple):
