@@ -234,3 +234,26 @@ def test_two_shrinks_at_once_remove_the_idle_nodes_once_and_never_more(
     assert sorted(fake.terminated) == sorted([i2, i3]) and fake.pool_size(net_id) == 2
     removed = [i for o in outcomes for i in o.network.removed_instances]
     assert sorted(removed) == sorted([i2, i3])  # each went once, by one of the two runs
+
+
+def test_the_provisioner_may_cordon_nodes_and_read_only_its_namespaces_pods() -> None:
+    """What a shrink calls (cluster/kube.py network_nodes: list_node, list_namespaced_pod; cordon: patch_node), and
+    nothing more: pods are read through a Role of the release's namespace, never cluster-wide."""
+    from .rendering import PROVISION, render
+
+    def rules(docs: list[dict[str, Any]], kind: str) -> list[tuple[str, tuple[str, ...]]]:
+        return [(r, tuple(rule["verbs"])) for d in docs if d["kind"] == kind
+                for rule in d["rules"] for r in rule["resources"]]
+
+    docs = render(*PROVISION)
+    assert rules(docs, "ClusterRole") == [("nodes", ("get", "list", "watch")), ("nodes", ("patch",))]
+    assert rules(docs, "Role") == [("pods", ("get", "list"))]
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "llm"
+    assert binding["subjects"][0]["name"] == "llama405b-vllm-rdma-provisioner"
+    # deprovisioning only: it reads nodes and nothing else
+    only_delete = render("clusterNetwork.deleteOnUninstall=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
+                         "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
+    assert rules(only_delete, "ClusterRole") == [("nodes", ("get", "list", "watch"))]
+    assert rules(only_delete, "Role") == []
