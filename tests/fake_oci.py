@@ -87,7 +87,7 @@ class FakeOci:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
     create_barrier: threading.Barrier | None = None
-    update_barrier: threading.Barrier | None = None  # PUTs of cluster networks meet here (two resizes at once)
+    update_barrier: threading.Barrier | None = None  # the next PUTs of cluster networks meet here, once
     refusals: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status) of each error
     public_key: Any = None
     url: str = ""
@@ -287,8 +287,10 @@ class Handler(BaseHTTPRequestHandler):
         path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
         if fake.create_barrier is not None and method == "POST" and path == f"{CORE}/clusterNetworks":
             fake.create_barrier.wait(10)  # let concurrent creates meet here, then take them one at a time
-        if fake.update_barrier is not None and method == "PUT" and path.startswith(f"{CORE}/clusterNetworks/"):
-            fake.update_barrier.wait(10)
+        barrier = fake.update_barrier
+        if barrier is not None and method == "PUT" and path.startswith(f"{CORE}/clusterNetworks/"):
+            barrier.wait(10)  # once: the PUTs that meet here were sent together; a later one (a re-read's) goes alone
+            fake.update_barrier = None
         with fake.lock:
             fake.calls.append((method, path))
             if not self._verified(method, body):

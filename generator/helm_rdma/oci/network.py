@@ -428,9 +428,10 @@ def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: Wait
     removed: list[str] = []  # by this run, over every attempt
     first: int | None = None
 
-    def change(**kept: int) -> _Change:
-        return _Change(resized_from=first if removed or kept.get("grown") else None, removed=tuple(removed),
-                       kept_size=kept.get("kept_size", 0))
+    def change(*, grown_from: int | None = None, kept_size: int = 0) -> _Change:
+        """A grow reports the size its write changed; a shrink the size before its first detach."""
+        return _Change(resized_from=grown_from if grown_from is not None else first if removed else None,
+                       removed=tuple(removed), kept_size=kept_size)
 
     for _ in range(RESIZE_TRIES):
         pool = _pool(api, network)
@@ -458,7 +459,7 @@ def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: Wait
             network, state, _ = _read(api, network.id)
             continue
         network, state, _ = _read(api, network.id)
-        return network, state, change(grown=int(growing))
+        return network, state, change(grown_from=size if growing else None)
     raise ConcurrentResizeError(name=spec.name, network_id=network.id, tries=RESIZE_TRIES)
 
 
