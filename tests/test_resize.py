@@ -256,3 +256,15 @@ def test_the_provisioner_may_cordon_nodes_and_read_only_its_namespaces_pods() ->
                          "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
     assert rules(only_delete, "ClusterRole") == [("nodes", ("get", "list", "watch"))]
     assert rules(only_delete, "Role") == []
+
+
+def test_a_network_that_keeps_changing_under_a_grow_fails_after_a_few_reads_naming_why(config: Path,
+                                                                                     fake: FakeOci) -> None:
+    assert run(config, fake).exit_code == 0
+    net_id = fake.network()["id"]
+    fake.fail("PUT", rf".*/clusterNetworks/{net_id}", 412, "PreconditionFailed", "etag mismatch", times=10)
+    result = run(config, fake, args=with_nodes(3))
+    assert result.exit_code == 1
+    assert f"cluster network llama ({net_id}) changed under this run 4 times" in result.output
+    assert "another resize is running" in result.output
+    assert sum(1 for r in fake.refusals if r[2] == 412) == 4 and fake.pool_size(net_id) == 2
