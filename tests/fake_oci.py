@@ -9,6 +9,16 @@ Retry tokens follow OCI's rules (FACTS.md): the same token with the same body an
 was then, even for a resource terminated since); the same token with another body is a 409. With
 ``reject_tokens_of_deleted`` a token whose resource was deleted or terminated is a 409 too (OCI "can invalidate"
 such tokens).
+
+An instance pool holds real instances (an id, a fault domain, a creation time), spread evenly over three fault
+domains as they are launched. A smaller size through UpdateInstancePool or UpdateClusterNetwork terminates in the
+order Oracle documents ("Updating the Size of an Instance Pool", docs.oracle.com/iaas/Content/Compute/Tasks/
+updatinginstancepool_topic-update-instance-pool-size.htm: "the number of instances is balanced across availability
+domains, and then balanced across fault domains. Finally, within a fault domain, the oldest instance is terminated
+first"); DetachInstancePoolInstance (POST /instancePools/ID/actions/detachInstance) removes exactly the instance
+named, with the size decremented and the instance terminated when asked. ``terminated`` lists what went, in order.
+Every cluster network has an ETag (a GET answers it; any change makes a new one) and an update that carries an
+If-Match of another ETag is refused with 412, as OCI does.
 """
 
 from __future__ import annotations
@@ -68,9 +78,11 @@ class FakeOci:
     cluster_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing_images: set[str] = field(default_factory=set)
+    terminated: list[str] = field(default_factory=list)  # instance ids, in the order the fake terminated them
+    etags: dict[str, int] = field(default_factory=dict)  # cluster network id -> version
     consoles: dict[str, str] = field(default_factory=dict)  # what each instance printed; "*" for every other one
     console_histories: dict[str, dict[str, Any]] = field(default_factory=dict)
-    instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instance_records: dict[str, dict[str, Any]] = field(default_factory=dict)  # GetInstance's answers
     vnic_attachments: list[dict[str, Any]] = field(default_factory=list)
     vnics: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
@@ -78,6 +90,8 @@ class FakeOci:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
     create_barrier: threading.Barrier | None = None
+    update_barrier: threading.Barrier | None = None  # the next PUTs of cluster networks meet here, once
+    refusals: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status) of each error
     public_key: Any = None
     url: str = ""
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -100,6 +114,7 @@ class FakeOci:
         pool = {"id": self.new_id("instancepool"), "compartmentId": compartment, "size": size,
                 "instanceConfigurationId": config_id or self.new_id("instanceconfiguration"),
                 "lifecycleState": state, "availabilityDomains": ["Uocm:US-ASHBURN-AD-1"]}
+        self.launch(pool, size)
         self.cluster_networks[net_id] = {
             "id": net_id, "compartmentId": compartment, "displayName": name, "freeformTags": tags,
             "lifecycleState": state, "timeCreated": _now(), "timeUpdated": _now(), "instancePools": [pool],
@@ -122,7 +137,7 @@ class FakeOci:
         """An instance with one attached VNIC per list of NSG OCIDs (the first its primary), and a VNIC attachment
         that is DETACHED for each of ``detached`` (NSG OCIDs of a VNIC no longer attached)."""
         ocid = self.new_id("instance")
-        self.instances[ocid] = {"id": ocid, "compartmentId": compartment, "availabilityDomain": "AD-1",
+        self.instance_records[ocid] = {"id": ocid, "compartmentId": compartment, "availabilityDomain": "AD-1",
                                 "region": "iad", "shape": "BM.GPU.H100.8", "lifecycleState": "RUNNING",
                                 "displayName": ocid, "timeCreated": _now()}
         vnics = [(list(n), "ATTACHED") for n in nsg_ids] + [([d], "DETACHED") for d in detached]
@@ -145,9 +160,61 @@ class FakeOci:
     def pool_size(self, net_id: str) -> int:
         return int(self.cluster_networks[net_id]["instancePools"][0]["size"])
 
+    def instances(self, net_id: str) -> list[dict[str, Any]]:
+        """The instances of the network's pool, oldest first."""
+        return list(self.cluster_networks[net_id]["instancePools"][0]["_instances"])
+
+    def launch(self, pool: dict[str, Any], count: int) -> None:
+        """Add ``count`` instances to ``pool``, each in the fault domain that has the fewest (OCI spreads a pool's
+        instances evenly over its fault domains)."""
+        members = pool.setdefault("_instances", [])
+        for _ in range(count):
+            held = {fd: sum(1 for i in members if i["faultDomain"] == fd) for fd in FAULT_DOMAINS}
+            domain = min(FAULT_DOMAINS, key=lambda fd: held[fd])
+            members.append({"id": self.new_id("instance"), "faultDomain": domain, "timeCreated": _tick()})
+
+    def shrink_by_size(self, pool: dict[str, Any], size: int) -> None:
+        """Terminate instances until ``size`` remain, in Oracle's documented order: from the fault domain that holds
+        the most (balanced across fault domains; one availability domain here), within it the oldest first."""
+        members = pool["_instances"]
+        while len(members) > size:
+            held = {fd: [i for i in members if i["faultDomain"] == fd] for fd in FAULT_DOMAINS}
+            fullest = max(len(v) for v in held.values())
+            # among equally full fault domains, the one whose oldest instance is oldest
+            candidates = [min(v, key=lambda i: i["timeCreated"]) for v in held.values() if len(v) == fullest]
+            victim = min(candidates, key=lambda i: i["timeCreated"])
+            members.remove(victim)
+            self.terminated.append(victim["id"])
+
+    def touch(self, net_id: str) -> None:
+        """A change to the network: a new ETag."""
+        self.etags[net_id] = self.etags.get(net_id, 0) + 1
+
+    def etag(self, net_id: str) -> str:
+        return f'"{net_id}-v{self.etags.get(net_id, 0)}"'
+
+
+FAULT_DOMAINS = ("FAULT-DOMAIN-1", "FAULT-DOMAIN-2", "FAULT-DOMAIN-3")
+_TICKS = itertools.count()
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _tick() -> str:
+    """A creation time later than every earlier one (launches within one request are ordered too)."""
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    return datetime.fromtimestamp(base + next(_TICKS), timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _public(item: dict[str, Any]) -> Any:
+    """An item as the API shows it: without the fake's own bookkeeping (keys that start with _)."""
+    if isinstance(item, dict):
+        return {k: _public(v) for k, v in item.items() if not k.startswith("_")}
+    if isinstance(item, list):
+        return [_public(v) for v in item]
+    return item
 
 
 def make_key(directory: Path) -> tuple[Path, Any, str]:
@@ -189,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
-        data = b"" if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        data = b"" if body is None else body.encode() if isinstance(body, str) else json.dumps(_public(body)).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -200,6 +267,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, code: str, message: str) -> None:
+        self.fake.refusals.append((self.command, urlsplit(self.path).path, status))
         self._send(status, {"code": code, "message": message})
 
     def _verified(self, method: str, body: bytes) -> bool:
@@ -241,6 +309,10 @@ class Handler(BaseHTTPRequestHandler):
         path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
         if fake.create_barrier is not None and method == "POST" and path == f"{CORE}/clusterNetworks":
             fake.create_barrier.wait(10)  # let concurrent creates meet here, then take them one at a time
+        barrier = fake.update_barrier
+        if barrier is not None and method == "PUT" and path.startswith(f"{CORE}/clusterNetworks/"):
+            barrier.wait(10)  # once: the PUTs that meet here were sent together; a later one (a re-read's) goes alone
+            fake.update_barrier = None
         with fake.lock:
             fake.calls.append((method, path))
             if not self._verified(method, body):
@@ -336,12 +408,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "GET" and self._instance_network(route, query):
             return
-        match = re.fullmatch(r"/instancePools/([^/]+)", route)
-        if match and method == "PUT":
+        match = re.fullmatch(r"/instancePools/([^/]+)(/actions/detachInstance)?", route)
+        if match and method in ("PUT", "POST"):
             nets = [n for n in fake.cluster_networks.values()
                     if any(p["id"] == match.group(1) for p in n["instancePools"])]
             if not nets:
                 self._error(404, "NotAuthorizedOrNotFound", "instance pool not found")
+                return
+            if not self._matches(nets[0]):
+                return
+            if match.group(2):
+                self._detach(nets[0], match.group(1), payload)
                 return
             self._resize(nets[0], match.group(1), int(payload["size"]))
             [pool] = [p for p in nets[0]["instancePools"] if p["id"] == match.group(1)]
@@ -370,15 +447,18 @@ class Handler(BaseHTTPRequestHandler):
             self._advance(item)
         if instances:
             running = item["lifecycleState"] == "RUNNING"
-            size = sum(p["size"] for p in item["instancePools"])
-            up = size if running else min(fake.polls.get(item_id, 0), max(size - 1, 0))
-            listed = [{"id": f"{item_id}-instance-{n}", "compartmentId": item["compartmentId"],
-                       "availabilityDomain": "AD-1", "region": "iad", "shape": "BM.GPU", "timeCreated": _now(),
-                       "state": "Running" if n < up else "Provisioning"} for n in range(size)]
+            members = [i for p in item["instancePools"] for i in p.get("_instances", [])]
+            up = len(members) if running else min(fake.polls.get(item_id, 0), max(len(members) - 1, 0))
+            listed = [{"id": i["id"], "compartmentId": item["compartmentId"], "availabilityDomain": "AD-1",
+                       "faultDomain": i["faultDomain"], "region": "iad", "shape": "BM.GPU",
+                       "timeCreated": i["timeCreated"], "state": "Running" if n < up else "Provisioning"}
+                      for n, i in enumerate(members)]
             self._page(listed, query)
         elif method == "GET":
-            self._send(200, item)
+            self._send(200, item, {"etag": fake.etag(item_id)} if kind == "clusterNetworks" else None)
         elif method == "PUT" and kind == "clusterNetworks":
+            if not self._matches(item):
+                return
             if item["lifecycleState"] != "RUNNING":
                 self._error(409, "IncorrectState", f"cluster network is {item['lifecycleState']}")
                 return
@@ -388,6 +468,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, item)
         elif method == "DELETE" and kind == "clusterNetworks":
             item["lifecycleState"] = "TERMINATING"
+            fake.touch(item_id)
             fake.polls[item_id] = 0
             self._gone(item_id)
             self._send(204, None)
@@ -412,7 +493,7 @@ class Handler(BaseHTTPRequestHandler):
         match = re.fullmatch(r"/(instances|vnics)/([^/]+)", route)
         if not match:
             return False
-        store = fake.instances if match.group(1) == "instances" else fake.vnics
+        store = fake.instance_records if match.group(1) == "instances" else fake.vnics
         if match.group(2) in store:
             self._send(200, store[match.group(2)])
         else:
@@ -464,17 +545,56 @@ class Handler(BaseHTTPRequestHandler):
                                "instanceConfigurationId": p["instanceConfigurationId"], "size": p["size"],
                                "lifecycleState": "PROVISIONING", "availabilityDomains": [ad]} for p in pools],
         }
+        for pool in item["instancePools"]:
+            fake.launch(pool, int(pool["size"]))
         fake.cluster_networks[net_id] = item
         self._remember("POST", "/clusterNetworks", payload, item)
         self._send(200, item)
 
+    def _matches(self, network: dict[str, Any]) -> bool:
+        """Whether an If-Match the request carries is the network's ETag (else answer 412, as OCI does)."""
+        wanted = self.headers.get("if-match")
+        if wanted is None or wanted == self.fake.etag(network["id"]):
+            return True
+        self._error(412, "PreconditionFailed", "The resource has changed since the ETag of If-Match was read")
+        return False
+
     def _resize(self, network: dict[str, Any], pool_id: str, size: int) -> None:
         for pool in network["instancePools"]:
             if pool["id"] == pool_id:
+                if size > len(pool["_instances"]):
+                    self.fake.launch(pool, size - len(pool["_instances"]))
+                else:
+                    self.fake.shrink_by_size(pool, size)
                 pool["size"] = size
         network["lifecycleState"] = "SCALING"
         network["timeUpdated"] = _now()
         self.fake.polls[network["id"]] = 0
+        self.fake.touch(network["id"])
+
+    def _detach(self, network: dict[str, Any], pool_id: str, payload: dict[str, Any]) -> None:
+        """DetachInstancePoolInstance: exactly that instance leaves the pool; with isDecrementSize the size drops
+        by one (else the pool launches a replacement), with isAutoTerminate the instance is terminated."""
+        [pool] = [p for p in network["instancePools"] if p["id"] == pool_id]
+        if network["lifecycleState"] != "RUNNING":
+            self._error(409, "IncorrectState", f"cluster network is {network['lifecycleState']}")
+            return
+        found = [i for i in pool["_instances"] if i["id"] == payload.get("instanceId")]
+        if not found:
+            self._error(404, "NotAuthorizedOrNotFound", f"instance {payload.get('instanceId')} is not in {pool_id}")
+            return
+        pool["_instances"].remove(found[0])
+        if payload.get("isDecrementSize"):
+            pool["size"] -= 1
+        else:
+            self.fake.launch(pool, 1)
+        if payload.get("isAutoTerminate"):
+            self.fake.terminated.append(found[0]["id"])
+        network["lifecycleState"] = "SCALING"
+        network["timeUpdated"] = _now()
+        self.fake.polls[network["id"]] = 0
+        self.fake.touch(network["id"])
+        self._send(202, None, {"opc-work-request-id": self.fake.new_id("workrequest")})
 
     def _advance(self, item: dict[str, Any]) -> None:
         fake = self.fake
@@ -482,8 +602,10 @@ class Handler(BaseHTTPRequestHandler):
         fake.polls[item["id"]] = seen
         if item["lifecycleState"] in ("PROVISIONING", "SCALING") and seen >= fake.polls_to_running:
             item["lifecycleState"] = "RUNNING"
+            fake.touch(item["id"])
         elif item["lifecycleState"] == "TERMINATING" and seen >= fake.polls_to_terminated:
             item["lifecycleState"] = "TERMINATED"
+            fake.touch(item["id"])
 
     def _page(self, items: list[dict[str, Any]], query: dict[str, str]) -> None:
         start = int(query.get("page", 0))

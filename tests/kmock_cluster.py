@@ -40,7 +40,8 @@ RESOURCES = {"Pod": "v1/pods", "Node": "v1/nodes", "ConfigMap": "v1/configmaps",
 # Resources kmock must be told of to list them while it holds none (it learns the others from the objects put).
 DECLARED = {LWS: ("LeaderWorkerSet", "leaderworkerset"), "batch/v1/jobs": ("Job", "job"),
             "apps/v1/statefulsets": ("StatefulSet", "statefulset"), "v1/configmaps": ("ConfigMap", "configmap"),
-            "v1/events": ("Event", "event")}
+            "v1/events": ("Event", "event"), "v1/pods": ("Pod", "pod"), "v1/nodes": ("Node", "node")}
+CLUSTER_SCOPED = {"v1/nodes"}
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -102,7 +103,8 @@ class Cluster:
         async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s, server_cls=server_cls) as server:
             self.port = server.port
             for resource, (kind, singular) in DECLARED.items():
-                k8s.resources[resource] = {"kind": kind, "namespaced": True, "singular": singular,
+                k8s.resources[resource] = {"kind": kind, "namespaced": resource not in CLUSTER_SCOPED,
+                                           "singular": singular,
                                            "verbs": ["get", "list", "create", "update", "patch", "delete"]}
             self._k8s = k8s
             k8s[kmock.subresource("log")] << self._serve_log

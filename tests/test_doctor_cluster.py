@@ -534,8 +534,8 @@ def test_without_an_oci_config_the_vnics_are_said_not_checked(oci_cluster: tuple
 
 def test_an_instance_oci_does_not_show_is_not_checked_and_the_others_still_are(oci_cluster: tuple[Any, Path]) -> None:
     fake, config = oci_cluster
-    gone = next(iter(fake.instances))
-    del fake.instances[gone]
+    gone = next(iter(fake.instance_records))
+    del fake.instance_records[gone]
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
     found = lines(out, "warning", "node-nsg")
     assert [line.split(":")[0] for line in found] == ["warning node-nsg gpu-a2", "warning node-nsg gpu-a1"]

@@ -191,11 +191,13 @@ def test_optional_parts_match_golden_on_both_helms_and_validate(name: str, monke
              if "helm.sh/hook" in d["metadata"].get("annotations", {})}
     if "provision" in name:
         job = hooks["llama405b-vllm-rdma-provision"]
-        assert job["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert job["helm.sh/hook"] == "pre-install,pre-upgrade,pre-rollback"  # grows before the workload does
+        assert hooks["llama405b-vllm-rdma-shrink"]["helm.sh/hook"] == "post-upgrade,post-rollback"  # shrinks after
         weights = {n: int(a["helm.sh/hook-weight"]) for n, a in hooks.items()}
         provision = weights["llama405b-vllm-rdma-provision"]
-        # the provisioner's account, RBAC and values come before its Job
+        # the provisioner's account, RBAC and values come before its Jobs
         assert max(w for n, w in weights.items() if n.endswith("provisioner")) < provision
+        assert weights["llama405b-vllm-rdma-shrink"] == provision
         assert ("llama405b-vllm-rdma-deprovision" in hooks) == ("delete-on-uninstall" in name)
 
 

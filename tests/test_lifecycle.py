@@ -7,7 +7,10 @@ pre-upgrade hooks to PreSync and runs them on every sync, never runs test hooks,
 when the Application is deleted, Argo CD 3.3 and later: argo-cd controller/hook.go, argoproj/argo-cd#22288; earlier
 versions ignore it), and lets a resource's own argocd.argoproj.io/hook annotation replace the mapping (argo-cd docs
 user-guide/helm.md, argoproj/argo-cd#14288).
-Upgrades are rendered with `helm template --is-upgrade`. No hook that runs while the serving pods hold the GPUs may
+An object with several events runs at each (helm: pkg/action/hooks.go execHook collects the hooks whose Events hold
+the event; Argo CD: gitops-engine pkg/sync/sync_phase.go syncPhases gives a hook one task per phase its types map to,
+pkg/sync/hook/helm/type.go maps only pre-install, pre-upgrade (PreSync), post-install and post-upgrade (PostSync), so
+pre-rollback and post-rollback are ignored there). Upgrades are rendered with `helm template --is-upgrade`. No hook that runs while the serving pods hold the GPUs may
 request them (tests/consumer_rules.py, hooks_never_take_gpus).
 
 Hooks are not part of the release: `helm uninstall` deletes the release's manifest, never a hook (helm docs "Chart
@@ -33,7 +36,9 @@ PROVISION = (*rendering.PROVISION, "clusterNetwork.deleteOnUninstall=true", "api
 # Every hook the chart has: provisioning, deprovisioning, and both helm tests (hostNetwork mode).
 CASES_ALL_HOOKS = (*PROVISION, "rdma.mode=hostNetwork")
 HELM_EVENTS = {"install": {"pre-install", "post-install"}, "upgrade": {"pre-upgrade", "post-upgrade"},
-               "uninstall": {"pre-delete", "post-delete"}, "test": {"test"}}
+               "rollback": {"pre-rollback", "post-rollback"}, "uninstall": {"pre-delete", "post-delete"},
+               "test": {"test"}, **{e: {e} for e in ("pre-install", "post-install", "pre-upgrade", "post-upgrade",
+                                                    "pre-rollback", "post-rollback")}}
 ARGO_MAPPING = {"pre-install": "PreSync", "pre-upgrade": "PreSync", "post-install": "PostSync",
                 "post-upgrade": "PostSync", "pre-delete": "PreDelete", "post-delete": "PostDelete"}
 DELETE_PHASES = {"PreDelete", "PostDelete"}
@@ -61,9 +66,7 @@ def argo_sync(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
         elif "helm.sh/hook" in notes:
             events = notes["helm.sh/hook"].split(",")
             mapped = {ARGO_MAPPING[e] for e in events if e in ARGO_MAPPING}
-            syncing = sorted(mapped - DELETE_PHASES)
-            found = (mapped & DELETE_PHASES) | set(syncing[:1])
-            found = found or {"Skip"}  # test hooks: Argo never runs them
+            found = mapped or {"Skip"}  # test and rollback hooks: Argo never runs them
         else:
             found = {"Sync"}
         for phase in found:
@@ -76,8 +79,10 @@ def provision_values(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return json.loads(cm["data"]["values.json"])
 
 
+SHRINK = "Job/llama405b-vllm-rdma-shrink"
 PROVISIONER = ["ServiceAccount/llama405b-vllm-rdma-provisioner", "ClusterRole/llm-llama405b-vllm-rdma-provisioner",
-               "ClusterRoleBinding/llm-llama405b-vllm-rdma-provisioner", "ConfigMap/llama405b-vllm-rdma-provisioner"]
+               "ClusterRoleBinding/llm-llama405b-vllm-rdma-provisioner", "ConfigMap/llama405b-vllm-rdma-provisioner",
+               "Role/llama405b-vllm-rdma-provisioner", "RoleBinding/llama405b-vllm-rdma-provisioner"]
 
 
 def names(hooks: list[tuple[int, str]]) -> list[str]:
@@ -94,8 +99,12 @@ def test_install_then_upgrades_then_uninstall_run_only_quick_hooks_that_take_no_
 
     # 2. upgrade with a changed value: the same quick hooks (the provisioner finds the network unchanged), and the
     #    change reaches the pods through the LeaderWorkerSet, whose group restarts and runs its preflight again
+    #    (pre-upgrade: grow if asked; post-upgrade: shrink if asked, after the workload has)
     changed = render(*PROVISION, "vllm.maxModelLen=32768", upgrade=True)
-    assert names(helm_hooks(changed, "upgrade")) == names(hooks)
+    assert names(helm_hooks(changed, "pre-upgrade")) == names(hooks)
+    assert names(helm_hooks(changed, "post-upgrade")) == [*names(hooks)[:-1], SHRINK]
+    assert names(helm_hooks(changed, "pre-rollback")) == names(hooks)
+    assert names(helm_hooks(changed, "post-rollback")) == [*names(hooks)[:-1], SHRINK]
     assert helm_hooks(changed, "install") == hooks  # pre-install too: helm skips it on upgrade, Argo does not
     assert rules.hooks_never_take_gpus(changed) == []
     [lws] = [d for d in changed if d["kind"] == "LeaderWorkerSet"]
@@ -122,12 +131,13 @@ def test_an_argo_cd_sync_runs_the_same_quick_presync_hooks_every_time_and_never_
     for docs in (render(*PROVISION), render(*PROVISION, upgrade=True), render(*PROVISION, nodes=3, upgrade=True)):
         phases = argo_sync(docs)
         assert sorted(phases["PreSync"]) == sorted([*PROVISIONER, "Job/llama405b-vllm-rdma-provision"])
-        assert "PostSync" not in phases
+        # PostSync (after the synced workload is healthy): the shrink, with its own account, RBAC and values
+        assert sorted(phases["PostSync"]) == sorted([*PROVISIONER, SHRINK])
         assert sorted(phases["Skip"]) == ["Job/llama405b-vllm-rdma-test-api", "Job/llama405b-vllm-rdma-test-rdma"]
         # pre-delete: run when the Application is deleted (Argo CD 3.3+), after the account, RBAC and values
         assert sorted(phases["PreDelete"]) == sorted([*PROVISIONER, "Job/llama405b-vllm-rdma-deprovision"])
-        presync = [d for d in docs if f"{d['kind']}/{d['metadata']['name']}" in phases["PreSync"]]
-        assert rules.hooks_never_take_gpus(presync) == []
+        hooks = [d for d in docs if f"{d['kind']}/{d['metadata']['name']}" in phases["PreSync"] + phases["PostSync"]]
+        assert rules.hooks_never_take_gpus(hooks) == []
 
 
 def test_without_provisioning_no_hook_runs_on_install_upgrade_or_sync() -> None:

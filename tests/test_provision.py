@@ -261,7 +261,7 @@ def test_nodes_that_never_register_fail_with_their_own_console_words(config: Pat
                           "helm-rdma: could not install oci-oke-node-all-1.34.1 from https://x "
                           "(clusterNetwork.oke.nodePackageRepository): check ...\nCloud-init finished\n")
     assert run(config, fake).exit_code == 0  # the network exists; its first instance is the node that registered
-    first = f"{fake.network()['id']}-instance-0"
+    first, second = (i["id"] for i in fake.instances(fake.network()["id"]))
     registered = node("gpu-1", ready=True)
     registered["spec"] = {"providerID": f"oci://{first}"}
     with Cluster([registered], tmp_path / "kubeconfig") as cluster:
@@ -269,7 +269,6 @@ def test_nodes_that_never_register_fail_with_their_own_console_words(config: Pat
         result = run(config, fake, "--node-timeout", "0.1s", wait_nodes=True)
     assert result.exit_code == 1
     assert "1 of 2 nodes with helm-rdma.io/cluster-network=llama are Ready after" in result.output
-    second = f"{fake.network()['id']}-instance-1"
     assert (f"console of {second}, last lines:\n  helm-rdma: installing oci-oke-node-all-1.34.1 from https://x\n"
             "  helm-rdma: could not install oci-oke-node-all-1.34.1 from https://x "
             "(clusterNetwork.oke.nodePackageRepository)") in result.output

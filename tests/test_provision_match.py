@@ -18,6 +18,7 @@ from helm_rdma.oci.clients import OciAuth
 from helm_rdma.oci.network import TAG_NODES
 
 from .fake_oci import FakeOci, refused_endpoint, silent_endpoint
+from .kmock_cluster import Cluster
 from .ocitest import BASE, COMPARTMENT, OURS, config, fake, key, posts, run  # noqa: F401  (fixtures)
 
 DEPROVISION = ["deprovision", "--name", "llama", "--compartment", COMPARTMENT, "--poll-interval", "0.01", "--yes"]
@@ -37,7 +38,8 @@ def test_nothing_differs_returns_at_once_with_two_calls(config: Path, fake: Fake
     assert len(fake.calls) - before == json.loads(result.stdout)["api_calls"] == 2  # list networks, list instances
 
 
-def test_a_new_node_count_resizes_the_network_and_back(config: Path, fake: FakeOci) -> None:
+def test_a_new_node_count_resizes_the_network_and_back(config: Path, fake: FakeOci, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     assert run(config, fake).exit_code == 0
     net_id = fake.network()["id"]
     grown = run(config, fake, "-o", "json", args=with_flag("--nodes", "3"))
@@ -45,11 +47,15 @@ def test_a_new_node_count_resizes_the_network_and_back(config: Path, fake: FakeO
     out = json.loads(grown.stdout)
     assert (out["resized_from"], out["size"], out["instances_running"]) == (2, 3, 3)
     assert fake.pool_size(net_id) == 3 and "cluster network SCALING" in grown.stderr
-    shrunk = run(config, fake, args=with_flag("--nodes", "2"))
+    # A shrink reads the cluster for the nodes that serve (tests/test_resize.py); here no instance became a node.
+    with Cluster([], tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        shrunk = run(config, fake, args=with_flag("--nodes", "2"))
     assert shrunk.exit_code == 0, shrunk.output
     assert "resized                 3 -> 2 nodes" in shrunk.stdout
     assert fake.pool_size(net_id) == 2 and len(fake.cluster_networks) == 1
-    assert sum(1 for method, _ in fake.calls if method == "PUT") == 2
+    assert sum(1 for method, _ in fake.calls if method == "PUT") == 1  # the grow; the shrink detached one instance
+    assert len(fake.terminated) == 1
 
 
 def test_other_nodes_are_refused_naming_each_field_and_both_ways_out(config: Path, fake: FakeOci) -> None:
@@ -94,8 +100,9 @@ def test_a_run_after_deprovision_creates_everything_again(config: Path, fake: Fa
     assert fake.network()["id"] == out["cluster_network_id"]
 
 
-def test_two_runs_at_once_with_different_sizes_leave_one_network(config: Path, fake: FakeOci) -> None:
+def test_two_runs_at_once_with_different_sizes_leave_one_network(config: Path, fake: FakeOci, tmp_path: Path) -> None:
     fake.create_barrier = threading.Barrier(2)
+    kubeconfig = tmp_path / "kubeconfig"  # a shrink (the 2 after the 3) reads the nodes and pods
     outcomes: dict[int, Any] = {}
 
     def go(nodes: int) -> None:
@@ -105,15 +112,17 @@ def test_two_runs_at_once_with_different_sizes_leave_one_network(config: Path, f
         auth = OciAuth(mode="apiKey", config_file=str(config), profile="DEFAULT", endpoint=fake.url)
         plan = plan_from_flags(flags, auth=auth, release=None, namespace="default")
         try:
-            outcomes[nodes] = provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01))
+            outcomes[nodes] = provision(plan, env=HelmEnv(kubeconfig=str(kubeconfig)),
+                                        watch=Watch(poll_seconds=0.01))
         except Exception as exc:  # reported below
             outcomes[nodes] = exc
 
     threads = [threading.Thread(target=go, args=(n,)) for n in (2, 3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    with Cluster([], kubeconfig):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
     assert not any(isinstance(o, Exception) for o in outcomes.values()), outcomes
     assert posts(fake, "/clusterNetworks") == 2  # both tried; OCI's token rules let one through
     [network] = fake.cluster_networks.values()

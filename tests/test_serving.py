@@ -280,14 +280,14 @@ def test_hooks_get_the_pod_labels_annotations_and_pull_secrets_too() -> None:
     values = {k: EVERYTHING[k] for k in ("podLabels", "podAnnotations", "imagePullSecrets")}
     out = template(request(sets=provision, sources=ValueSources(set_json=(json.dumps(values),)))).manifests
     jobs = {d["metadata"]["name"]: d["spec"]["template"] for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"}
-    assert set(jobs) == {"llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-test-rdma",
+    assert set(jobs) == {"llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-shrink", "llama405b-vllm-rdma-test-rdma",
                          "llama405b-vllm-rdma-test-api"}
     for name, pod in jobs.items():
         assert pod["metadata"]["labels"]["example.com/team"] == "ml", name
         assert pod["metadata"]["annotations"] == {"example.com/owner": "ml"}, name
         assert {"name": "regcred"} in pod["spec"]["imagePullSecrets"], name
-    assert jobs["llama405b-vllm-rdma-provision"]["spec"]["imagePullSecrets"] == [{"name": "ocir-pull"},
-                                                                                 {"name": "regcred"}]
+    for provisioner in ("llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-shrink"):
+        assert jobs[provisioner]["spec"]["imagePullSecrets"] == [{"name": "ocir-pull"}, {"name": "regcred"}]
 
 
 # -- monitoring ----------------------------------------------------------------------------------------------------

@@ -367,6 +367,27 @@ class ClusterNetworkFailedError(RuntimeFailure):
         super().__init__(f"cluster network {name} ({network_id}) is {state}: {detail}")
 
 
+class ServingNodesError(RuntimeFailure):
+    """A shrink that would have to remove a node running a serving pod of the release: nothing was removed."""
+
+    def __init__(self, *, name: str, wanted: int, idle: Sequence[str], serving: Sequence[str]) -> None:
+        super().__init__(
+            f"cluster network {name}: not shrunk: {wanted} node(s) must go but only {len(idle)} hold no serving pod "
+            f"of the release (idle: {', '.join(idle) or 'none'}; serving: {', '.join(serving) or 'none'}). Nothing "
+            "was cordoned or removed. Wait until the workload has shrunk (its pods left those nodes), then run the "
+            "hook again (`helm upgrade` with the same values, or `helm-rdma provision --resize shrink`)")
+
+
+class ConcurrentResizeError(RuntimeFailure):
+    """Another run kept changing the cluster network while this one tried to resize it."""
+
+    def __init__(self, *, name: str, network_id: str, tries: int) -> None:
+        super().__init__(
+            f"cluster network {name} ({network_id}) changed under this run {tries} times (OCI answered 412 to an "
+            "If-Match, or an instance to remove had already gone): another resize is running. Let it finish, then "
+            "run again: this run changed nothing it had not read first")
+
+
 class ValuesCheckError(InputError):
     """Values that helm-rdma's checks (the same as `helm-rdma doctor`) reject before anything is applied."""
 

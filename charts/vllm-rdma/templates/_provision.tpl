@@ -9,7 +9,7 @@ deleteHooksByPolicy(executingHooks[0:i], HookSucceeded)); this pre-delete pass r
 */}}
 {{- define "vllm-rdma.ociHookEvents" -}}
 {{- $events := list }}
-{{- if .Values.clusterNetwork.provision }}{{ $events = concat $events (list "pre-install" "pre-upgrade") }}{{ end }}
+{{- if .Values.clusterNetwork.provision }}{{ $events = concat $events (list "pre-install" "pre-upgrade" "pre-rollback" "post-upgrade" "post-rollback") }}{{ end }}
 {{- $events = append $events "pre-delete" }}
 {{- join "," $events }}
 {{- end }}

@@ -199,9 +199,13 @@ def _waiting(event: Any) -> None:
               help="Release the network belongs to (tags); default: --name, or the hook's release.")
 @_namespace_option
 @_provision_flags
+@click.option("--resize", type=click.Choice(["any", "grow", "shrink"]), default="any", show_default=True,
+              help="The one direction this run may resize an existing network in: grow (the chart's pre-install, "
+                   "pre-upgrade and pre-rollback hook) never shrinks; shrink (its post-upgrade and post-rollback "
+                   "hook) never grows nor creates, and removes only nodes without a serving pod of the release.")
 @output_option()
 def provision(from_values: Path | None, release: str | None, namespace: str | None, flags: ProvisionFlags,
-              auth: OciAuth, watch: Watch, fmt: str) -> None:
+              resize: str, auth: OciAuth, watch: Watch, fmt: str) -> None:
     """Create or find an OCI cluster network and wait for its nodes.
 
     The cluster network of RDMA-connected GPU nodes is waited for until it is RUNNING, then its nodes until they have
@@ -225,12 +229,19 @@ def provision(from_values: Path | None, release: str | None, namespace: str | No
             plan = plan._replace(wait_nodes=False)
     else:
         plan = plan_from_flags(flags, auth=auth, release=release, namespace=ns)
+    plan = plan._replace(resize=resize)
     result = run(plan, env=env, watch=watch, on_nodes=_nodes_progress)
     n = result.network
     click.echo(f"helm-rdma: {n.api_calls} OCI API calls", err=True)
+    if n.left_larger:
+        click.echo(f"helm-rdma: the network has {n.size} nodes, {plan.spec.size} asked: a grow-only run leaves it "
+                   "(the chart's post-upgrade hook removes the idle ones once the workload has shrunk)", err=True)
+    if n.state == "ABSENT":
+        click.echo(f"helm-rdma: no cluster network {plan.spec.name}: nothing to shrink", err=True)
     rows = [("cluster network", n.cluster_network_id), ("state", n.state),
             ("instances running", f"{n.instances_running}/{plan.spec.size}"),
             ("resized", "no" if n.resized_from is None else f"{n.resized_from} -> {n.size} nodes"),
+            ("instances removed", ", ".join(n.removed_instances) or "none"),
             ("instance configuration", n.instance_configuration_id),
             ("created by this run", ", ".join(w for w, c in (("cluster network", n.created_cluster_network),
                                                               ("instance configuration",

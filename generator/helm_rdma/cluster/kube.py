@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from helm_rdma.clock import Polling
-from helm_rdma.contract import INSTANCE_LABEL, PREFLIGHT_EVENT_ANNOTATION
+from helm_rdma.contract import COMPONENT_LABEL, INSTANCE_LABEL, PREFLIGHT_EVENT_ANNOTATION, SERVING_COMPONENTS
 from helm_rdma.errors import ClusterError, LogUnavailable, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.sources import LogSource, chunk_lines
@@ -385,3 +385,70 @@ def _context_namespace(env: HelmEnv) -> str:
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+class NetworkNode(NamedTuple):
+    """A node of a cluster network and the serving pods of a release on it."""
+
+    name: str
+    instance_id: str  # the node's providerID without "oci://": on OKE the instance's OCID
+    serving: tuple[str, ...]
+
+
+def network_nodes(*, label: tuple[str, str] | None, release: str, env: HelmEnv) -> list[NetworkNode]:
+    """The nodes labelled ``label`` (every node when None) with the serving pods (leader, worker) of ``release`` in
+    the release's namespace on each. A pod counts until it is gone: one terminating still holds its node's GPUs.
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses (the provisioner's RBAC reads nodes and pods).
+    """
+    from kubernetes import client
+
+    api_client, namespace = _client_and_namespace(env)
+    api = client.CoreV1Api(api_client)
+    selector = f"{label[0]}={label[1]}" if label else ""
+    what = f"listing nodes{f' with {selector}' if selector else ''} and the pods of {release} in {namespace}"
+    try:
+        nodes = [api_client.sanitize_for_serialization(n) for n in api.list_node(label_selector=selector).items]
+        pods = [api_client.sanitize_for_serialization(p) for p in api.list_namespaced_pod(
+            namespace, label_selector=f"{INSTANCE_LABEL}={release}").items]
+    except client.ApiException as exc:
+        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 connection errors and the like
+        raise ClusterError(action=what, reason=str(exc)) from None
+    # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
+    if label:
+        nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
+    on: dict[str, list[str]] = {}
+    for pod in pods:
+        labels = pod.get("metadata", {}).get("labels") or {}
+        if labels.get(INSTANCE_LABEL) != release or labels.get(COMPONENT_LABEL) not in SERVING_COMPONENTS:
+            continue
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        node = pod.get("spec", {}).get("nodeName")
+        if node:
+            on.setdefault(node, []).append(str(pod["metadata"]["name"]))
+    return [NetworkNode(name=str(n["metadata"]["name"]),
+                        instance_id=str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://"),
+                        serving=tuple(sorted(on.get(str(n["metadata"]["name"]), []))))
+            for n in sorted(nodes, key=lambda n: str(n["metadata"]["name"]))]
+
+
+def cordon(*, names: Iterable[str], env: HelmEnv, unschedulable: bool = True) -> None:
+    """Mark nodes unschedulable (as `kubectl cordon` does), or schedulable again.
+
+    Raises:
+        ClusterError: The API server cannot be reached or refuses.
+    """
+    from kubernetes import client
+
+    api = client.CoreV1Api(_api_client(env))
+    for name in names:
+        try:
+            api.patch_node(name, {"spec": {"unschedulable": unschedulable}})
+        except client.ApiException as exc:
+            raise ClusterError(action=f"{'cordoning' if unschedulable else 'uncordoning'} node {name}",
+                               reason=f"HTTP {exc.status} {exc.reason}") from None
+        except Exception as exc:
+            raise ClusterError(action=f"cordoning node {name}", reason=str(exc)) from None

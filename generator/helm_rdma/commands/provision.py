@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
-from helm_rdma.cluster.kube import NodeProgress, wait_for_nodes
+from helm_rdma.cluster.kube import NetworkNode, NodeProgress, cordon, network_nodes, wait_for_nodes
 from helm_rdma.datafiles import values_default
-from helm_rdma.errors import InputError, MissingSettingError, NodesNotReadyError, NodesTimeout, YamlFileError
+from helm_rdma.errors import (
+    InputError,
+    MissingSettingError,
+    NodesNotReadyError,
+    NodesTimeout,
+    ServingNodesError,
+    YamlFileError,
+)
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import (
     DEFAULT_PATIENCE,
@@ -24,16 +31,15 @@ from helm_rdma.oci.clients import (
 from helm_rdma.oci.console import unjoined_consoles
 from helm_rdma.oci.inputs import check_flags, check_values, label_pair
 from helm_rdma.oci.network import (
-    Deprovisioned,
+    Chooser,
     NetworkSpec,
-    Progress,
     Provisioned,
     deprovision_command,
-    deprovision_network,
-    ours_to_remove,
     provision_network,
 )
 from helm_rdma.oci.nodejoin import NodeSetup, node_metadata, read_cluster
+from helm_rdma.oci.teardown import Deprovisioned, deprovision_network, ours_to_remove
+from helm_rdma.oci.waiting import Progress
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_yaml_file, read_input
 
@@ -55,6 +61,7 @@ class ProvisionPlan(NamedTuple):
     wait_nodes: bool = WAIT_NODES
     node_label: tuple[str, str] | None = None
     node_timeout_seconds: float = NODE_TIMEOUT_SECONDS
+    resize: str = "any"  # the one direction this run may resize in: any, grow (pre-* hooks), shrink (post-* hooks)
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,12 @@ def _lookup(values: dict[str, Any], key: str, kind: type | tuple[type, ...], pat
     return node
 
 
+def network_size(values: dict[str, Any]) -> int:
+    """How many nodes the cluster network of these values has: every group's nodes (``nodes`` x ``replicas``).
+    The one place the size comes from (a scaler of groups would size it for its maximum here)."""
+    return int(values["nodes"]) * int(values.get("replicas", 1))
+
+
 def plan_from_values(path: Path, *, release: str, namespace: str, name: str | None = None,
                      node_label: str | None = None) -> ProvisionPlan:
     """Read a chart's values (YAML or JSON, as the hook mounts them) into a provisioning plan.
@@ -243,7 +256,7 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
         name=name, compartment_id=cn["compartmentId"],
         availability_domain=cn["availabilityDomain"], subnet_id=cn["subnetId"], image_id=cn["imageId"],
         shape=_lookup(values, "preset.shape", str, path),
-        size=_lookup(values, "nodes", int, path) * int(values.get("replicas", 1)),
+        size=network_size({**values, "nodes": _lookup(values, "nodes", int, path)}),
         release=release, namespace=namespace, boot_volume_gbs=int(net("bootVolumeSizeGBs")),
         placement_constraint=cn.get("placementConstraint", ""),
         instance_configuration_id=cn.get("instanceConfigurationId", ""), nsg_ids=tuple(cn.get("nsgIds") or ()),
@@ -320,9 +333,10 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
         return node_metadata(plan.setup, cluster, tenancy=api.tenancy)
 
     network = provision_network(api, plan.spec, node_metadata=metadata, polling=watch.polling(plan.timeout_seconds),
-                                on_progress=watch.on_progress)
+                                on_progress=watch.on_progress, resize=plan.resize,
+                                choose=idle_instances(plan, env=env, watch=watch))
     nodes = None
-    if plan.wait_nodes and plan.node_label is not None:
+    if plan.wait_nodes and plan.node_label is not None and plan.resize != "shrink":
         try:
             pace = max(watch.poll_seconds, 0.05)
             polling = Polling(timeout_seconds=plan.node_timeout_seconds, poll_seconds=pace, max_poll_seconds=pace,
@@ -340,6 +354,49 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
                                      selector=exc.selector, deprovision=deprovision_command(plan.spec),
                                      consoles=tuple(c.text() for c in consoles)) from None
     return ProvisionResult(network=network, nodes=nodes)
+
+
+def idle_instances(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch) -> Chooser:
+    """The chooser of a shrink: of the pool's instances, those that run no serving pod of the release, cordoned.
+
+    Instances that never became a node go first, then idle nodes, newest first. Serving pods that are still leaving
+    (the workload shrank a moment ago) are waited for, up to the node timeout; then, with too few idle, nothing is
+    cordoned or removed (ServingNodesError names the nodes). After the cordon the pods are read again: a pod
+    scheduled in between keeps its node (uncordoned) and the shrink is refused.
+    """
+
+    def look(instances: list[Any]) -> tuple[list[str], list[str], dict[str, NetworkNode]]:
+        nodes = {n.instance_id: n for n in network_nodes(label=plan.node_label, release=plan.spec.release, env=env)}
+        newest_first = sorted(instances, key=lambda i: str(i.time_created), reverse=True)
+        unjoined = [i.id for i in newest_first if i.id not in nodes]
+        idle = unjoined + [i.id for i in newest_first if i.id in nodes and not nodes[i.id].serving]
+        serving = [f"{nodes[i.id].name} ({', '.join(nodes[i.id].serving)})" for i in instances
+                   if i.id in nodes and nodes[i.id].serving]
+        return idle, serving, nodes
+
+    def named(ids: list[str], nodes: dict[str, NetworkNode]) -> list[str]:
+        return [nodes[i].name if i in nodes else f"{i} (no node)" for i in ids]
+
+    def choose(instances: list[Any], count: int) -> tuple[str, ...]:
+        start, clock = watch.clock.now(), watch.clock
+        idle, serving, nodes = look(instances)
+        while len(idle) < count and clock.now() - start < plan.node_timeout_seconds:
+            clock.sleep(max(watch.poll_seconds, 0.05))
+            idle, serving, nodes = look(instances)
+        if len(idle) < count:
+            raise ServingNodesError(name=plan.spec.name, wanted=count, idle=named(idle, nodes), serving=serving)
+        chosen = idle[:count]
+        cordoned = [nodes[i].name for i in chosen if i in nodes]
+        cordon(names=cordoned, env=env)
+        _, _, again = look(instances)
+        busy = [i for i in chosen if i in again and again[i].serving]
+        if busy:
+            cordon(names=cordoned, env=env, unschedulable=False)
+            raise ServingNodesError(name=plan.spec.name, wanted=count, idle=named(chosen, again),
+                                    serving=[f"{again[i].name} ({', '.join(again[i].serving)})" for i in busy])
+        return tuple(chosen)
+
+    return choose
 
 
 class DeprovisionResult(NamedTuple):

@@ -14,6 +14,18 @@ Retry tokens (OCI keeps them 24 hours; same token and body: the first answer aga
 - both tokens also carry the ids of our dead networks of that name, so a request after a network died (or was
   deprovisioned, which also deletes the instance configuration) is a new request with a new token. Should OCI still
   answer a token with a dead network, or reject it with 409, the next token of a fixed chain is used.
+
+A failed create of the network (LimitExceeded, out of capacity, any refusal OCI answers) deletes the instance
+configuration this run created, unless a live network of ours uses it.
+
+Resizes go one way per run (``resize``): "grow" never shrinks (the chart's pre-install/pre-upgrade/pre-rollback
+hook, before the workload grows), "shrink" never grows nor creates (the post-upgrade/post-rollback hook, after the
+workload shrank), "any" does what is asked. A grow is an UpdateClusterNetwork carrying the If-Match of the network
+just read; a shrink never lets OCI choose (a smaller size terminates by fault domain and age, Oracle's "Updating the
+Size of an Instance Pool"): ``choose`` names the instances that hold no serving pod, and each is detached with the
+size decremented and the instance terminated (DetachInstancePoolInstance). When another run changed the network in
+between (412 on the If-Match, an instance already gone, 409 while it scales), the network is read again and the
+decision made again, a few times, then the run fails; it never overwrites a change it did not read.
 """
 
 from __future__ import annotations
@@ -25,16 +37,23 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import Polling
-from helm_rdma.errors import CapacityError, ClusterNetworkFailedError, NetworkMismatchError, OciRequestError
+from helm_rdma.errors import (
+    CapacityError,
+    ClusterNetworkFailedError,
+    ConcurrentResizeError,
+    NetworkMismatchError,
+    OciRequestError,
+)
+from helm_rdma.oci.waiting import DEAD, WAITING, Progress, Waiter, state_of
 
 TAG_RELEASE, TAG_NAMESPACE, TAG_NETWORK = "helm-rdma-release", "helm-rdma-namespace", "helm-rdma-network"
 TAG_NODES = "helm-rdma-nodes"  # a digest of shape, image, availability domain and boot volume: a quick comparison
 RDMA_PLUGINS = ("Compute HPC RDMA Authentication", "Compute HPC RDMA Auto-Configuration")
-DEAD = ("TERMINATING", "TERMINATED", "FAILED")
-WAITING = ("PROVISIONING", "SCALING", "STARTING")
-STOPPED = ("STOPPING", "STOPPED")
-UNKNOWN = "UNKNOWN_ENUM_VALUE"  # the SDK's stand-in for an enum value it does not know
 TOKEN_TRIES = 3
+RESIZE_TRIES = 4
+RESIZES = ("any", "grow", "shrink")
+# Picks ``count`` of a pool's instances (InstanceSummary) to remove, or raises: the ids, in the order to remove them.
+Chooser = Callable[[list[Any], int], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -66,15 +85,6 @@ class NetworkSpec:
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
-class Progress(NamedTuple):
-    """One look at a cluster network while waiting for it."""
-
-    state: str
-    instances_running: int
-    size: int
-    elapsed_seconds: float
-
-
 class Provisioned(NamedTuple):
     """The outcome of a provisioning run."""
 
@@ -88,6 +98,8 @@ class Provisioned(NamedTuple):
     elapsed_seconds: float
     size: int = 0
     resized_from: int | None = None
+    removed_instances: tuple[str, ...] = ()
+    left_larger: bool = False  # a grow-only run that found more nodes than asked (the shrink comes after)
 
 
 def retry_token(*parts: str) -> str:
@@ -101,18 +113,10 @@ def deprovision_command(spec: NetworkSpec) -> str:
             f"--namespace {spec.namespace}")
 
 
-def _ours(resource: Any, spec: NetworkSpec) -> bool:
+def ours(resource: Any, spec: NetworkSpec) -> bool:
+    """Whether an OCI resource carries our tags for this network (release, namespace, name)."""
     tags = resource.freeform_tags or {}
     return all(tags.get(k) == v for k, v in spec.tags.items())
-
-
-def state_of(api: Any, network: Any) -> str:
-    """The network's lifecycle state by name, also when the SDK does not know it."""
-    state = str(network.lifecycle_state)
-    if state == UNKNOWN:
-        raw = api.raw("get_cluster_network", network.id)
-        state = str((raw or {}).get("lifecycleState") or state)
-    return state
 
 
 class Found(NamedTuple):
@@ -128,7 +132,7 @@ def survey(api: Any, spec: NetworkSpec) -> Found:
     live: list[tuple[Any, str]] = []
     dead: list[str] = []
     for network in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name):
-        if not _ours(network, spec):
+        if not ours(network, spec):
             continue
         state = state_of(api, network)
         if state in DEAD:
@@ -142,7 +146,7 @@ def survey(api: Any, spec: NetworkSpec) -> Found:
 def find_instance_configuration(api: Any, spec: NetworkSpec) -> Any | None:
     """Our newest instance configuration for this network whose nodes match the request, if a run made one."""
     found = [c for c in api.all_pages("list_instance_configurations", spec.compartment_id)
-             if _ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"
+             if ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"
              and (c.freeform_tags or {}).get(TAG_NODES) == spec.nodes_digest]
     return max(found, key=lambda c: str(c.time_created)) if found else None
 
@@ -216,12 +220,29 @@ def _instance_configuration(api: Any, spec: NetworkSpec, node_metadata: Callable
     token = retry_token(spec.namespace, spec.release, spec.name, "instance-configuration", _digest(details), *dead)
     for attempt in range(TOKEN_TRIES):
         try:
-            return str(api.call("create_instance_configuration", details, opc_retry_token=token).id), True
+            made = str(api.call("create_instance_configuration", details, opc_retry_token=token).id)
         except OciRequestError as exc:
             if exc.status != 409 or attempt == TOKEN_TRIES - 1:
                 raise
             token = retry_token(token, "next")  # OCI no longer honours this token (its resource was deleted)
-    raise AssertionError("unreachable")
+            continue
+        if _exists(api, made):
+            return made, True
+        # the first answer to this token again, for a configuration deleted since (a run whose network create
+        # failed deletes the one it made): the next token of the chain is a new request
+        token = retry_token(token, made)
+    raise ClusterNetworkFailedError(name=spec.name, network_id="-", state="not created",
+                                    detail="OCI kept answering with instance configurations that are gone; run again")
+
+
+def _exists(api: Any, config_id: str) -> bool:
+    try:
+        api.call("get_instance_configuration", config_id)
+    except OciRequestError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _create_network(api: Any, spec: NetworkSpec, config_id: str, dead: tuple[str, ...],
@@ -240,10 +261,13 @@ def _create_network(api: Any, spec: NetworkSpec, config_id: str, dead: tuple[str
                 if attempt < TOKEN_TRIES - 1:
                     token = retry_token(token, "next")
                     continue
+            left = _clean_up_unused(api, spec, config_id) if created_config else ""
             if "out of host capacity" in exc.oci_message.lower():
-                left = _clean_up(api, config_id) if created_config else ""
                 raise CapacityError(shape=spec.shape, size=spec.size, availability_domain=spec.availability_domain,
                                     request_id=exc.request_id, left=left) from None
+            if left:
+                raise OciRequestError(operation="create_cluster_network", status=exc.status, code=exc.code,
+                                      message=exc.oci_message, request_id=exc.request_id, hint=left) from None
             raise
         current = api.call("get_cluster_network", made.id)
         state = state_of(api, current)
@@ -291,7 +315,14 @@ def _refuse_differences(api: Any, spec: NetworkSpec, network: Any, pool: Any) ->
                                deprovision=deprovision_command(spec))
 
 
-def _resize(api: Any, spec: NetworkSpec, network: Any, pool: Any) -> None:
+def _read(api: Any, network_id: str) -> tuple[Any, str, str]:
+    """The network as OCI has it now: (network, state, ETag)."""
+    answer = api.response("get_cluster_network", network_id)
+    return answer.data, state_of(api, answer.data), str((answer.headers or {}).get("etag") or "")
+
+
+def _grow(api: Any, spec: NetworkSpec, network: Any, pool: Any, etag: str) -> None:
+    """UpdateClusterNetwork to the size asked, only if the network is still the one read (If-Match)."""
     import oci
 
     m = oci.core.models
@@ -299,7 +330,32 @@ def _resize(api: Any, spec: NetworkSpec, network: Any, pool: Any) -> None:
         m.UpdateClusterNetworkInstancePoolDetails(id=pool.id, size=spec.size)])
     # A retry of this change dedupes; the same change later (after a resize back) is another request.
     token = retry_token(network.id, pool.id, str(pool.size), str(spec.size), str(network.time_updated))
-    api.call("update_cluster_network", network.id, details, opc_retry_token=token)
+    api.call("update_cluster_network", network.id, details, opc_retry_token=token, if_match=etag or None)
+
+
+def _shrink(api: Any, spec: NetworkSpec, network: Any, pool: Any, choose: Chooser, wait: Waiter,
+            removed: list[str]) -> None:
+    """Detach exactly the instances ``choose`` names, each with the size decremented and the instance terminated,
+    waiting for the network to be RUNNING again between two (OCI refuses a change while it scales); each one
+    detached is added to ``removed`` at once, so a failure later keeps the count."""
+    import oci
+
+    instances = api.all_pages("list_cluster_network_instances", spec.compartment_id, network.id)
+    chosen = choose(list(instances), int(pool.size) - spec.size)
+    for n, instance_id in enumerate(chosen):
+        if n:
+            network, state, _ = wait.until_running(*_read(api, network.id)[:2], size=int(pool.size) - n)
+            if int(_pool(api, network).size) <= spec.size:  # another shrink removed the rest meanwhile
+                break
+        details = oci.core.models.DetachInstancePoolInstanceDetails(
+            instance_id=instance_id, is_decrement_size=True, is_auto_terminate=True)
+        api.call("detach_instance_pool_instance", pool.id, details,
+                 opc_retry_token=retry_token(pool.id, instance_id, "detach"))
+        removed.append(instance_id)
+
+
+def _no_chooser(_: list[Any], count: int) -> tuple[str, ...]:
+    raise AssertionError(f"a shrink by {count} needs a chooser of the instances to remove")
 
 
 def provision_network(
@@ -309,27 +365,39 @@ def provision_network(
     polling: Polling,
     node_metadata: Callable[[], dict[str, str]] = dict,
     on_progress: Callable[[Progress], None] = lambda _: None,
+    resize: str = "any",
+    choose: Chooser = _no_chooser,
 ) -> Provisioned:
     """Make sure our cluster network exists with the nodes asked and is RUNNING: create it, resize it, or refuse.
 
     ``node_metadata`` gives the nodes' instance metadata; it is called only when an instance configuration is made.
+    ``resize`` ("any", "grow", "shrink") is the one direction this run may resize in (a shrink-only run never
+    creates); ``choose`` names the instances a shrink removes (see the module's docstring).
 
     Raises:
         NetworkMismatchError: A network of this name has another shape, image, availability domain or boot volume.
         CapacityError: OCI has no hosts for the shape (the instance configuration this run created is deleted).
         ClusterNetworkFailedError: The network stopped, died, is in an unknown state, or was not RUNNING in time.
+        ConcurrentResizeError: Another run kept changing the network while this one resized it.
+        ServingNodesError: (from ``choose``) too few instances hold no serving pod; nothing was removed.
         OciRequestError, OciAuthError, OciUnreachableError: Other API failures.
     """
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}, not {resize!r}")
     clock = polling.clock
     start = clock.now()
-    wait = _Waiter(api, spec, polling, on_progress, start)
+    wait = Waiter(api, spec.name, spec.compartment_id, deprovision_command(spec), polling, on_progress, start)
     found = survey(api, spec)
     network, state, created_network, created_config = found.network, found.state, False, False
     config_id = spec.instance_configuration_id
+    if network is None and resize == "shrink":  # nothing to shrink; creating is the grow hook's work
+        return Provisioned(cluster_network_id="", state="ABSENT", instance_configuration_id="",
+                           created_cluster_network=False, created_instance_configuration=False, instances_running=0,
+                           api_calls=api.calls, elapsed_seconds=clock.now() - start, size=0)
     if network is None:
         config_id, created_config = _instance_configuration(api, spec, node_metadata, found.dead)
         network, state, created_network = _create_network(api, spec, config_id, found.dead, created_config)
-    resized_from = None
+    change = _Change()
     if not created_network:
         pool = _pool(api, network)
         _refuse_differences(api, spec, network, pool)
@@ -337,67 +405,74 @@ def provision_network(
             _clean_up(api, config_id)  # a concurrent run's network won; ours is unused
             created_config = False
         config_id = pool.instance_configuration_id or config_id
-        if pool.size != spec.size and state in WAITING:  # OCI resizes only a RUNNING network
-            network, state, _ = wait.until_running(network, state, size=pool.size)
-            pool = _pool(api, network)
-        if pool.size != spec.size and state == "RUNNING":
-            resized_from = int(pool.size)
-            _resize(api, spec, network, pool)
-            network = api.call("get_cluster_network", network.id)
-            state = state_of(api, network)
-    network, state, running = wait.until_running(network, state, size=spec.size)
+        network, state, change = _resize(api, spec, network, state, wait=wait, resize=resize, choose=choose)
+    size = change.kept_size or spec.size
+    network, state, running = wait.until_running(network, state, size=size)
     return Provisioned(cluster_network_id=network.id, state=state, instance_configuration_id=config_id,
                        created_cluster_network=created_network, created_instance_configuration=created_config,
                        instances_running=running, api_calls=api.calls, elapsed_seconds=clock.now() - start,
-                       size=spec.size, resized_from=resized_from)
+                       size=size, resized_from=change.resized_from, removed_instances=change.removed,
+                       left_larger=change.kept_size > spec.size)
 
 
-@dataclass(frozen=True)
-class _Waiter:
-    api: Any
-    spec: NetworkSpec
-    polling: Polling
-    on_progress: Callable[[Progress], None]
-    start: float
-
-    def until_running(self, network: Any, state: str, *, size: int) -> tuple[Any, str, int]:
-        """Poll with a capped backoff until RUNNING: (network, state, instances running)."""
-        spec, polling, delay = self.spec, self.polling, self.polling.poll_seconds
-        while True:
-            running = _running_instances(self.api, spec, network.id) if state in (*WAITING, "RUNNING") else 0
-            elapsed = polling.clock.now() - self.start
-            self.on_progress(Progress(state=state, instances_running=running, size=size, elapsed_seconds=elapsed))
-            if state == "RUNNING":
-                return network, state, running
-            if state in DEAD:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail="OCI ended it while it came up (out of capacity after the request was accepted, or "
-                           "terminated by hand); look at its work requests in the OCI console, then run again: the "
-                           "next run creates a new network")
-            if state in STOPPED:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail=f"start it again in the OCI console, or delete it ({deprovision_command(spec)})")
-            if state not in WAITING:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail="helm-rdma does not know this lifecycle state; look at the network in the OCI console "
-                           "and run again when it is RUNNING")
-            if elapsed >= polling.timeout_seconds:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail=f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
-                           "waiting: the next run resumes this network")
-            polling.clock.sleep(min(delay, max(polling.timeout_seconds - elapsed, 0)))
-            delay = polling.next_delay(delay)
-            network = self.api.call("get_cluster_network", network.id)
-            state = state_of(self.api, network)
+class _Change(NamedTuple):
+    resized_from: int | None = None
+    removed: tuple[str, ...] = ()
+    kept_size: int = 0  # the size left as found, when this run may not change it in that direction
 
 
-def _running_instances(api: Any, spec: NetworkSpec, network_id: str) -> int:
-    instances = api.all_pages("list_cluster_network_instances", spec.compartment_id, network_id)
-    return sum(1 for i in instances if str(i.state).upper() == "RUNNING")
+def _resize(api: Any, spec: NetworkSpec, network: Any, state: str, *, wait: Waiter, resize: str,
+            choose: Chooser) -> tuple[Any, str, _Change]:
+    """Bring the network to the size asked in the direction allowed, reading it again when another run changed it
+    in between: (network, state, what changed)."""
+    removed: list[str] = []  # by this run, over every attempt
+    first: int | None = None
+
+    def change(*, grown_from: int | None = None, kept_size: int = 0) -> _Change:
+        """A grow reports the size its write changed; a shrink the size before its first detach."""
+        return _Change(resized_from=grown_from if grown_from is not None else first if removed else None,
+                       removed=tuple(removed), kept_size=kept_size)
+
+    for _ in range(RESIZE_TRIES):
+        pool = _pool(api, network)
+        if pool.size == spec.size:
+            return network, state, change()
+        if state in WAITING:  # OCI resizes only a RUNNING network
+            network, state, _ = wait.until_running(network, state, size=pool.size)
+        network, state, etag = _read(api, network.id)
+        pool = _pool(api, network)
+        size = int(pool.size)
+        first = size if first is None else first
+        growing = spec.size > size
+        if size == spec.size or state != "RUNNING":
+            return network, state, change()
+        if resize == ("shrink" if growing else "grow"):
+            return network, state, change(kept_size=size)
+        try:
+            if growing:
+                _grow(api, spec, network, pool, etag)
+            else:
+                _shrink(api, spec, network, pool, choose, wait, removed)
+        except OciRequestError as exc:
+            if exc.status not in (404, 409, 412):  # changed since read, gone from the pool, busy scaling
+                raise
+            network, state, _ = _read(api, network.id)
+            continue
+        network, state, _ = _read(api, network.id)
+        return network, state, change(grown_from=size if growing else None)
+    raise ConcurrentResizeError(name=spec.name, network_id=network.id, tries=RESIZE_TRIES)
+
+
+def _clean_up_unused(api: Any, spec: NetworkSpec, config_id: str) -> str:
+    """Delete the instance configuration this run created for a network whose create failed, unless a live network
+    of ours uses it (a concurrent run's create succeeded): what was done, for the error message."""
+    try:
+        live = survey(api, spec).network
+    except OciRequestError:
+        live = None
+    if live is not None and any(p.instance_configuration_id == config_id for p in (live.instance_pools or [])):
+        return f"The instance configuration this run created, {config_id}, is kept: network {live.id} uses it."
+    return _clean_up(api, config_id)
 
 
 def _clean_up(api: Any, config_id: str) -> str:
@@ -406,61 +481,3 @@ def _clean_up(api: Any, config_id: str) -> str:
     except OciRequestError as exc:
         return f"The instance configuration this run created, {config_id}, could not be deleted ({exc}); delete it."
     return f"The instance configuration this run created, {config_id}, was deleted."
-
-
-class Deprovisioned(NamedTuple):
-    """What a deprovisioning run terminated or deleted."""
-
-    terminated_networks: tuple[str, ...]
-    deleted_instance_configurations: tuple[str, ...]
-    api_calls: int
-
-
-def ours_to_remove(api: Any, spec: NetworkSpec) -> tuple[list[Any], list[Any]]:
-    """Our cluster networks not yet TERMINATED and our instance configurations of this name (never anything
-    untagged)."""
-    networks = [n for n in api.all_pages("list_cluster_networks", spec.compartment_id, display_name=spec.name)
-                if _ours(n, spec) and n.lifecycle_state != "TERMINATED"]
-    configs = [c for c in api.all_pages("list_instance_configurations", spec.compartment_id)
-               if _ours(c, spec) and c.display_name == f"{spec.name}-instance-configuration"]
-    return networks, configs
-
-
-def deprovision_network(
-    api: Any,
-    spec: NetworkSpec,
-    networks: list[Any],
-    configs: list[Any],
-    *,
-    polling: Polling,
-    on_progress: Callable[[Progress], None] = lambda _: None,
-) -> Deprovisioned:
-    """Terminate our networks, wait until they are TERMINATED, then delete our instance configurations.
-
-    Raises:
-        ClusterNetworkFailedError: A network is not TERMINATED in time (its configuration is then kept).
-    """
-    clock = polling.clock
-    start = clock.now()
-    for network in networks:
-        if network.lifecycle_state not in ("TERMINATING", "TERMINATED"):
-            api.call("terminate_cluster_network", network.id)
-    delay = polling.poll_seconds
-    for network in networks:
-        while True:
-            current = api.call("get_cluster_network", network.id)
-            state = state_of(api, current)
-            elapsed = clock.now() - start
-            on_progress(Progress(state=state, instances_running=0, size=0, elapsed_seconds=elapsed))
-            if state == "TERMINATED":
-                break
-            if elapsed >= polling.timeout_seconds:
-                raise ClusterNetworkFailedError(
-                    name=spec.name, network_id=network.id, state=state,
-                    detail=f"not TERMINATED after {elapsed:.0f}s; run deprovision again to finish")
-            clock.sleep(delay)
-            delay = polling.next_delay(delay)
-    for config in configs:
-        api.call("delete_instance_configuration", config.id)
-    return Deprovisioned(terminated_networks=tuple(n.id for n in networks),
-                         deleted_instance_configurations=tuple(c.id for c in configs), api_calls=api.calls)
