@@ -219,6 +219,25 @@ def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path
         TAG_RELEASE: "llama405b", TAG_NAMESPACE: "ml", TAG_NETWORK: "llama405b.ml"}
 
 
+def test_with_a_scaler_the_network_holds_the_nodes_of_its_largest_count(fake: FakeOci, tmp_path: Path) -> None:
+    """autoscaling.enabled: the scaler owns the group count (the LeaderWorkerSet renders no replicas), so the
+    network is sized once for autoscaling.maxReplicas groups and the hooks never resize it to `replicas`."""
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                       subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i")
+    values = json.loads(path.read_text())
+    values["replicas"] = 3
+    assert plan_from_values(path.parent / _write(path, values), release="r", namespace="ml", name="r.ml",
+                            node_label="k=v").spec.size == 6
+    values["autoscaling"].update(enabled=True, minReplicas=1, maxReplicas=4)
+    assert plan_from_values(path.parent / _write(path, values), release="r", namespace="ml", name="r.ml",
+                            node_label="k=v").spec.size == 8
+
+
+def _write(path: Path, values: dict[str, Any]) -> str:
+    path.write_text(json.dumps(values))
+    return path.name
+
+
 def test_from_values_without_a_name_asks_for_one(tmp_path: Path, fake: FakeOci) -> None:
     path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
                        subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i")

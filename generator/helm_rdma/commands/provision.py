@@ -198,9 +198,13 @@ def _lookup(values: dict[str, Any], key: str, kind: type | tuple[type, ...], pat
 
 
 def network_size(values: dict[str, Any]) -> int:
-    """How many nodes the cluster network of these values has: every group's nodes (``nodes`` x ``replicas``).
-    The one place the size comes from (a scaler of groups would size it for its maximum here)."""
-    return int(values["nodes"]) * int(values.get("replicas", 1))
+    """How many nodes the cluster network of these values has: every group's nodes (``nodes`` x ``replicas``), or,
+    when a scaler owns the group count (autoscaling.enabled), the nodes of its largest count (``maxReplicas``): until
+    nodes follow load on their own, the network is sized once for the most groups the scaler may ask for, so the
+    provisioner never fights the scaler over the count (the plan prices it). The one place the size comes from."""
+    auto = values.get("autoscaling") or {}
+    groups = auto.get("maxReplicas", 1) if auto.get("enabled") else values.get("replicas", 1)
+    return int(values["nodes"]) * int(groups)
 
 
 def plan_from_values(path: Path, *, release: str, namespace: str, name: str | None = None,
