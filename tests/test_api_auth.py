@@ -293,3 +293,12 @@ def test_an_empty_key_stops_the_server_at_startup_before_it_listens(tmp_path: Pa
         pytest.fail("the server kept running with an empty key")
     assert proc.returncode != 0
     assert "$HELM_RDMA_API_KEY is empty: put a key in the Secret named in api.keySecret" in stderr
+
+
+def test_a_key_whose_secret_ends_in_a_newline_is_the_key_without_it() -> None:
+    # `kubectl create secret generic NAME --from-file=api-key=FILE` keeps the file's final newline, which no client
+    # can send in a header (h11 and httptools refuse it); the group watch reads the same Secret stripped too.
+    check = "import api_auth, hashlib; print(api_auth.KEY_DIGEST == hashlib.sha256(b'the-key').digest())"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PYTHONPATH": str(FILES), "HELM_RDMA_API_KEY": "the-key\n"})
+    assert out.stdout.strip() == "True", out.stderr

@@ -96,6 +96,18 @@ def test_notes_say_which_nodes_to_label_when_the_release_does_not_label_them() -
     assert "kubectl label namespace llm pod-security.kubernetes.io/enforce=privileged" in text
 
 
+def test_notes_say_the_groups_own_ports_need_an_nsg_under_host_network() -> None:
+    # The torch store, vLLM's ZMQ sockets and NCCL's bootstrap take no key and, under hostNetwork, listen on the node's
+    # VCN address, which NetworkPolicies do not reach (kubernetes.io/docs/concepts/services-networking/
+    # network-policies, "NetworkPolicy and hostNetwork pods"); on OCI an NSG on the VNIC filters them.
+    text = notes()
+    assert "The group's own ports (the torch store's 29500, vLLM's ZMQ sockets, NCCL's bootstrap) listen" in text
+    assert "examples/nsg-rules.json" in text and "doctor --cluster" in text
+    assert "The group's own ports" not in notes("clusterNetwork.nsgIds[0]=ocid1.networksecuritygroup.oc1..g")
+    assert "The group's own ports" not in notes("rdma.mode=sriov")  # the pod network: a NetworkPolicy closes them
+    assert "The group's own ports" not in notes("nodes=1", "vllm.pipelineParallelSize=1")
+
+
 def test_notes_call_the_api_service_with_the_key_from_its_secret() -> None:
     text = notes("api.keySecret.name=vllm-api-key")
     assert "port-forward svc/llama405b-vllm-rdma-api 8000:8000" in text

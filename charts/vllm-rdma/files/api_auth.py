@@ -15,7 +15,7 @@ handshake after uvicorn parsed it: no request head is parsed here.
 A CORS preflight (an OPTIONS request with Origin and Access-Control-Request-Method: a browser sends no credentials
 with it, Fetch standard 4.8 "CORS-preflight fetch") passes without the key: vLLM always adds Starlette's CORSMiddleware
 (vllm/entrypoints/openai/api_server.py, build_app, `allow_origins=args.allowed_origins`; --allowed-origins defaults to
-["*"]), before the --middleware classes, so inside this one. It answers exactly those requests itself (starlette
+[], vllm 0.33.0 entrypoints/openai/cli_args.py), before the --middleware classes, so inside this one. It answers exactly those requests itself (starlette
 middleware/cors.py, CORSMiddleware.__call__: `origin is not None and method == "OPTIONS" and
 "access-control-request-method" in headers` -> preflight_response, the app never called), with 400 for an origin not
 in --allowed-origins: a preflight reaches no route of vLLM, and the request that follows it needs the key as any other.
@@ -79,8 +79,10 @@ def key_digest() -> bytes:
     Raises:
         RuntimeError: The variable is empty (or only blanks): no request could ever be let through.
     """
-    key = os.environ.get(KEY_ENV, "")
-    if not key.strip():
+    # Blanks around the key are not part of it: a Secret made with --from-file usually ends in a newline, which no
+    # HTTP client can send in a header (group_watch.py reads the same Secret the same way).
+    key = os.environ.get(KEY_ENV, "").strip()
+    if not key:
         raise RuntimeError(f"helm-rdma api_auth: ${KEY_ENV} is empty: put a key in the Secret named in "
                            "api.keySecret (its key api.keySecret.key), e.g. kubectl create secret generic NAME "
                            "--from-literal=api-key=$(openssl rand -hex 32)")

@@ -14,8 +14,8 @@ import urllib.request
 def call(url: str, body: dict | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
-    if os.environ.get("VLLM_API_KEY"):
-        headers["Authorization"] = "Bearer " + os.environ["VLLM_API_KEY"]
+    if os.environ.get("VLLM_API_KEY", "").strip():  # blanks are not part of the key (files/api_auth.py)
+        headers["Authorization"] = "Bearer " + os.environ["VLLM_API_KEY"].strip()
     request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)

@@ -180,6 +180,9 @@ metadata:
     {{- end }}
 spec:
   serviceAccountName: {{ include "vllm-rdma.serviceAccountName" $root }}
+  # No container of a serving pod talks to the API server but the preflight, which mounts its own token
+  # (vllm-rdma.preflightEventsTokenVolume); this holds with a ServiceAccount the chart did not create too.
+  automountServiceAccountToken: false
   {{- with $v.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
