@@ -498,15 +498,15 @@ def test_a_kubeconfig_that_is_not_one_fails_naming_the_file(runner: CliRunner, t
     assert str(kubeconfig) in result.output and "kubeconfig" in result.output
 
 
-def float_options() -> list[tuple[tuple[str, ...], str]]:
-    """(command path, flag) of every option that takes a number with a fraction, found by walking the commands."""
+def options_of(types: tuple[type, ...]) -> list[tuple[tuple[str, ...], str]]:
+    """(command path, flag) of every option whose type is one of ``types``, found by walking the commands."""
     import click
 
     found = []
 
     def walk(command: click.Command, path: tuple[str, ...]) -> None:
         for param in command.params:
-            if isinstance(param, click.Option) and isinstance(param.type, click.FloatRange):
+            if isinstance(param, click.Option) and isinstance(param.type, types):
                 found.append((path, param.opts[0]))
         if isinstance(command, click.Group):
             for name, sub in command.commands.items():
@@ -514,6 +514,13 @@ def float_options() -> list[tuple[tuple[str, ...], str]]:
 
     walk(main, ())
     return found
+
+
+def float_options() -> list[tuple[tuple[str, ...], str]]:
+    """Every option that takes a number with a fraction."""
+    import click
+
+    return options_of((click.FloatRange,))
 
 
 @pytest.mark.parametrize(("path", "flag"), float_options(), ids=lambda x: " ".join(x) if isinstance(x, tuple) else x)
@@ -724,22 +731,10 @@ def test_random_nulls_and_numbers_for_any_keys_never_end_in_a_bug(nulls: list[st
 
 
 def numeric_options() -> list[tuple[tuple[str, ...], str]]:
-    """(command path, flag) of every option that takes a number, whole or not, found by walking the commands."""
+    """Every option that takes a number, whole or not."""
     import click
 
-    found = []
-
-    def walk(command: click.Command, path: tuple[str, ...]) -> None:
-        for param in command.params:
-            if isinstance(param, click.Option) and isinstance(param.type, (click.types.IntParamType,
-                                                                           click.types.FloatParamType)):
-                found.append((path, param.opts[0]))
-        if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                walk(sub, (*path, name))
-
-    walk(main, ())
-    return found
+    return options_of((click.types.IntParamType, click.types.FloatParamType))
 
 
 def test_the_numeric_flags_are_found() -> None:

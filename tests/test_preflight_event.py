@@ -5,12 +5,12 @@ stand-in is kmock over HTTPS on 127.0.0.1 with a self-signed CA, reached as a po
 (KUBERNETES_SERVICE_HOST/PORT, the token and ca.crt of the ServiceAccount's directory:
 kubernetes.io/docs/tasks/run-application/access-api-from-pod)."""
 
+# ruff: noqa: F811  (the fixture imported from test_preflight_entrypoint is redefined as a test parameter)
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +24,7 @@ from helm_rdma.datafiles import chart_dir
 
 from .kmock_cluster import Cluster, self_signed
 from .rendering import of_kind, render, serving_pod_specs
+from .test_preflight_entrypoint import bin_dir, free_port, pod  # noqa: F401  (bin_dir: a fixture)
 
 FILES = chart_dir() / "files"
 ENTRYPOINT = FILES / "entrypoint.sh"
@@ -38,12 +39,6 @@ def module() -> ModuleType:
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     return loaded
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def preflight_container(spec: dict[str, Any]) -> dict[str, Any]:
@@ -75,31 +70,6 @@ def account(tmp: Path, cluster: Cluster) -> dict[str, str]:
     (directory / "ca.crt").write_bytes((tmp / "ca.crt").read_bytes())
     return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(cluster.port),
             "HELM_RDMA_ACCOUNT_DIR": str(directory)}
-
-
-def pod(role: str, index: int, port: int, bin_dir: Path, tmp: Path, *args: str,
-        **env: str) -> subprocess.Popen[str]:
-    logs = tmp / f"logs-{index}"
-    logs.mkdir()
-    full = {"PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin", "HELM_RDMA_TASK": "preflight",
-            "HELM_RDMA_ROLE": role, "HELM_RDMA_WORKLOAD": "LeaderWorkerSet", "HELM_RDMA_NNODES": "2",
-            "HELM_RDMA_MASTER_PORT": str(port), "HELM_RDMA_GPUS_PER_NODE": "1", "HELM_RDMA_PREFLIGHT_SECONDS": "120",
-            "HELM_RDMA_RETRY_SECONDS": "0.2", "HELM_RDMA_SCRIPTS": str(FILES), "HELM_RDMA_NCCL_LOG_DIR": str(logs),
-            "LWS_LEADER_ADDRESS": "llama-0.llama.ml", "LWS_WORKER_INDEX": str(index), "VLLM_HOST_IP": "127.0.0.1",
-            "OMP_NUM_THREADS": "1", "HELM_RDMA_TERMINATION_LOG": str(logs / "termination-log"), **env}
-    return subprocess.Popen(["bash", str(ENTRYPOINT), "--backend", "gloo", "--sizes", "4K,64K", "--iters", "2",
-                             "--warmup", "1", *args], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-@pytest.fixture
-def bin_dir(tmp_path: Path) -> Path:
-    pytest.importorskip("torch", reason="CPU PyTorch is installed only on x86-64 Python 3.11 (see pyproject.toml)")
-    d = tmp_path / "bin"
-    d.mkdir()
-    (d / "getent").write_text('#!/bin/bash\necho "127.0.0.1  $2"\n')  # the leader's LWS address resolves to it
-    (d / "getent").chmod(0o755)
-    return d
 
 
 def events(cluster: Cluster) -> list[dict[str, Any]]:
@@ -181,7 +151,7 @@ def test_only_the_preflight_container_holds_a_token_and_it_may_only_create_event
     documents = render()
     spec = serving_pod_specs(documents)[0]
     [account_] = of_kind(documents, "ServiceAccount")
-    assert account_["automountServiceAccountToken"] is False and "automountServiceAccountToken" not in spec
+    assert account_["automountServiceAccountToken"] is False and spec["automountServiceAccountToken"] is False
     mount = "/var/run/secrets/kubernetes.io/serviceaccount"
     holders = [c["name"] for c in spec["initContainers"] + spec["containers"]
                if any(m["mountPath"] == mount for m in c.get("volumeMounts", []))]
