@@ -293,27 +293,28 @@ def test_two_shrinks_at_once_remove_the_idle_nodes_once_and_never_more(
     assert sorted(removed) == sorted([i2, i3])  # each went once, by one of the two runs
 
 
-def test_the_provisioner_may_cordon_nodes_and_read_only_its_namespaces_pods() -> None:
-    """What a shrink calls (cluster/kube.py network_nodes: list_node, list_namespaced_pod; cordon: patch_node), and
-    nothing more: pods are read through a Role of the release's namespace, never cluster-wide."""
+def test_the_provisioner_may_cordon_nodes_and_read_pods_and_nothing_more() -> None:
+    """What a shrink calls (cluster/kube.py network_nodes: list_node, list_pod_for_all_namespaces by spec.nodeName;
+    cordon: patch_node), and nothing more: pods are read cluster-wide (any pod on a node holds it) but never evicted
+    or deleted; no namespaced Role of the provisioner remains (the preflight's events Role is another's)."""
     from .rendering import PROVISION, render
 
     def rules(docs: list[dict[str, Any]], kind: str) -> list[tuple[str, tuple[str, ...]]]:
-        return [(r, tuple(rule["verbs"])) for d in docs if d["kind"] == kind
+        return [(r, tuple(rule["verbs"])) for d in docs if d["kind"] == kind and "provisioner" in d["metadata"]["name"]
                 for rule in d["rules"] for r in rule["resources"]]
 
     docs = render(*PROVISION)
-    assert rules(docs, "ClusterRole") == [("nodes", ("get", "list", "watch")), ("nodes", ("patch",))]
-    assert rules(docs, "Role") == [("pods", ("get", "list"))]
-    [role] = [d for d in docs if d["kind"] == "Role"]
-    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "llm"
-    assert binding["subjects"][0]["name"] == "llama405b-vllm-rdma-provisioner"
+    assert rules(docs, "ClusterRole") == [("nodes", ("get", "list", "watch")), ("nodes", ("patch",)),
+                                          ("pods", ("get", "list"))]
+    assert rules(docs, "Role") == []
+    assert not [d for d in docs if d["kind"] == "RoleBinding" and "provisioner" in d["metadata"]["name"]]
+    [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding" and "provisioner" in d["metadata"]["name"]]
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "llama405b-vllm-rdma-provisioner",
+                                      "namespace": "llm"}
     # deprovisioning only: it reads nodes and nothing else
     only_delete = render("clusterNetwork.deleteOnUninstall=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
                          "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
     assert rules(only_delete, "ClusterRole") == [("nodes", ("get", "list", "watch"))]
-    assert rules(only_delete, "Role") == []
 
 
 def test_a_network_that_keeps_changing_under_a_grow_fails_after_a_few_reads_naming_why(config: Path,
