@@ -317,6 +317,32 @@ def test_the_provisioner_may_cordon_nodes_and_read_pods_and_nothing_more() -> No
     assert rules(only_delete, "ClusterRole") == [("nodes", ("get", "list", "watch"))]
 
 
+def test_the_picker_and_the_provisioning_jobs_prefer_nodes_off_the_cluster_network() -> None:
+    """A shrink keeps a node that runs the picker or its own Job: both prefer nodes without the network's label (NotIn
+    matches a node without the label: "NotIn and DoesNotExist allow you to define node anti-affinity behavior",
+    kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#node-affinity). Only preferred: on a cluster of
+    the network's GPU nodes only, a required rule would leave them unschedulable."""
+    from .rendering import PROVISION, render
+
+    def affinities(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {d["metadata"]["name"]: d["spec"]["template"]["spec"].get("affinity") for d in docs
+                if d["kind"] in ("Deployment", "Job") and "test" not in d["metadata"]["name"]}
+
+    docs = render(*PROVISION, "router.enabled=true", "clusterNetwork.deleteOnUninstall=true")
+    # the serving pods require the network's nodes by the label; the others prefer any node but those
+    [lws] = [d for d in docs if d["kind"] == "LeaderWorkerSet"]
+    network = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["nodeSelector"][LABEL]
+    assert network == "llama405b.llm"
+    off = {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchExpressions": [{"key": LABEL, "operator": "NotIn", "values": [network]}]}},
+        {"weight": 50, "preference": {"matchExpressions": [{"key": LABEL, "operator": "DoesNotExist"}]}}]}
+    assert affinities(docs) == {name: {"nodeAffinity": off} for name in (
+        "llama405b-vllm-rdma-epp", "llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-shrink",
+        "llama405b-vllm-rdma-deprovision")}
+    # pods that do not select by the label: no preference either
+    assert affinities(render("router.enabled=true")) == {"llama405b-vllm-rdma-epp": None}
+
+
 def test_a_network_that_keeps_changing_under_a_grow_fails_after_a_few_reads_naming_why(config: Path,
                                                                                      fake: FakeOci) -> None:
     assert run(config, fake).exit_code == 0
