@@ -81,8 +81,7 @@ def provision_values(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 SHRINK = "Job/llama405b-vllm-rdma-shrink"
 PROVISIONER = ["ServiceAccount/llama405b-vllm-rdma-provisioner", "ClusterRole/llm-llama405b-vllm-rdma-provisioner",
-               "ClusterRoleBinding/llm-llama405b-vllm-rdma-provisioner", "ConfigMap/llama405b-vllm-rdma-provisioner",
-               "Role/llama405b-vllm-rdma-provisioner", "RoleBinding/llama405b-vllm-rdma-provisioner"]
+               "ClusterRoleBinding/llm-llama405b-vllm-rdma-provisioner", "ConfigMap/llama405b-vllm-rdma-provisioner"]
 
 
 def names(hooks: list[tuple[int, str]]) -> list[str]:

@@ -51,13 +51,26 @@ def node(instance_id: str, name: str, network: str = "llama") -> dict[str, Any]:
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-def pod(name: str, node_name: str, *, release: str = "llama", component: str = "leader",
-        namespace: str = "ml") -> dict[str, Any]:
+def pod(name: str, node_name: str, *, release: str = "llama", component: str = "leader", namespace: str = "ml",
+        owner: str | None = None, phase: str = "Running", mirror: bool = False) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/instance": release, "app.kubernetes.io/component": component}},
-            "spec": {"nodeName": node_name, "containers": [{"name": "vllm", "image": "x"}]},
-            "status": {"phase": "Running"}}
+                         "labels": {"app.kubernetes.io/instance": release, "app.kubernetes.io/component": component},
+                         **({"ownerReferences": [{"apiVersion": "apps/v1", "kind": owner, "name": f"{name}-owner",
+                                                  "uid": f"uid-{name}", "controller": True}]} if owner else {}),
+                         **({"annotations": {"kubernetes.io/config.mirror": "abc"}} if mirror else {})},
+            "spec": {"nodeName": node_name, "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": phase}}
+
+
+def node_only(name: str) -> list[dict[str, Any]]:
+    """Pods that hold no node: `kubectl drain` "evicts or deletes all pods except mirror pods (which cannot be deleted
+    through the API server)" and "will not delete any daemon set-managed pods, because those pods would be immediately
+    replaced by the daemon set controller, which ignores unschedulable markings" (the reference page of kubectl
+    drain, kubernetes.io/docs/reference/kubectl/generated/kubectl_drain/); a finished pod runs nothing."""
+    return [pod(f"{name}-rdma-plugin", name, release="net", namespace="kube-system", owner="DaemonSet"),
+            pod(f"kube-proxy-{name}", name, release="", namespace="kube-system", mirror=True),
+            pod(f"{name}-old-job", name, release="other", namespace="batch", owner="Job", phase="Succeeded")]
 
 
 def api_for(config: Path, fake: FakeOci) -> CountingApi:
@@ -106,7 +119,7 @@ def test_a_shrink_removes_exactly_the_idle_node_cordoned_never_a_serving_one(
     assert by_size_order(fake, net_id, 2) == [i0]
     objects = [node(i0, "gpu-0"), node(i1, "gpu-1"), node(i2, "gpu-2"),
                pod("llama-vllm-rdma-0", "gpu-0"), pod("llama-vllm-rdma-0-1", "gpu-1", component="worker"),
-               pod("other-0", "gpu-2", release="other")]  # another release's pod does not hold a node of ours
+               *node_only("gpu-2")]
     with Cluster(objects, tmp_path / "kubeconfig") as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         grown_only = run(config, fake, "--resize", "grow", args=with_nodes(2))
@@ -134,11 +147,56 @@ def test_too_few_idle_nodes_refuse_the_shrink_naming_them_and_change_nothing(
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         result = run(config, fake, "--resize", "shrink", "--node-timeout", "0.2s", args=with_nodes(2))
         assert result.exit_code == 1
-        assert "not shrunk: 1 node(s) must go but only 0 hold no serving pod" in result.output
-        assert "gpu-2 (llama-vllm-rdma-1)" in result.output and "Nothing was cordoned or removed" in result.output
+        assert "not shrunk: 1 node(s) must go but only 0 run no pod but DaemonSet, static or finished" in result.output
+        assert "gpu-2 (ml/llama-vllm-rdma-1)" in result.output and "Nothing was cordoned or removed" in result.output
         assert all(not cluster.get("v1/nodes", None, n)["spec"].get("unschedulable")
                    for n in ("gpu-0", "gpu-1", "gpu-2"))
     assert fake.terminated == [] and fake.pool_size(net_id) == 3
+
+
+def test_a_shrink_removes_only_a_node_that_runs_daemonset_pods_and_names_what_holds_the_others(
+        config: Path, fake: FakeOci, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any pod but a DaemonSet's, a mirror or a finished one holds its node, in every namespace: another release's,
+    a kube-system Deployment's. The shrink evicts nothing; it names the pods and how to move them, and once they have
+    moved, a shrink removes their node."""
+    assert run(config, fake, args=with_nodes(5)).exit_code == 0
+    net_id = fake.network()["id"]
+    i0, i1, i2, i3, i4 = (i["id"] for i in fake.instances(net_id))
+    names = [f"gpu-{n}" for n in range(5)]
+    coredns = pod("coredns-7d9f-x2k4p", "gpu-3", release="", namespace="kube-system", owner="ReplicaSet")
+    objects = [*(node(i, n) for i, n in zip((i0, i1, i2, i3, i4), names, strict=True)),
+               *(p for n in names for p in node_only(n)),
+               pod("llama-vllm-rdma-0", "gpu-0"), pod("llama-vllm-rdma-0-1", "gpu-1", component="worker"),
+               pod("chat-vllm-rdma-epp-5c7f-abcde", "gpu-2", release="chat", namespace="chat",
+                   component="endpoint-picker", owner="ReplicaSet"),
+               coredns]
+    with Cluster(objects, tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        refused = run(config, fake, "--resize", "shrink", "--node-timeout", "0.2s", args=with_nodes(2))
+        assert refused.exit_code == 1, refused.output
+        text = " ".join(refused.output.split())
+        assert "3 node(s) must go but only 1 run no pod but DaemonSet, static or finished ones (free: gpu-4;" in text
+        assert "gpu-2 (chat/chat-vllm-rdma-epp-5c7f-abcde); gpu-3 (kube-system/coredns-7d9f-x2k4p)" in text
+        assert "gpu-0 (ml/llama-vllm-rdma-0)" in text and "kubectl drain NODE --ignore-daemonsets" in text
+        assert "Nothing was cordoned or removed, and the shrink evicts nothing" in text
+        assert fake.terminated == [] and fake.pool_size(net_id) == 5
+        assert not any(cluster.get("v1/nodes", None, n)["spec"].get("unschedulable") for n in names)
+
+        assert by_size_order(fake, net_id, 4) == [i0]  # OCI would take the leader's node
+        shrunk = run(config, fake, "--resize", "shrink", "-o", "json", args=with_nodes(4))
+        assert shrunk.exit_code == 0, shrunk.output
+        assert json.loads(shrunk.stdout)["removed_instances"] == [i4] and fake.terminated == [i4]
+
+        # the user drains gpu-3 (`kubectl drain`): its Deployment's pod comes back on a node of no network
+        cluster.put({**coredns, "spec": {**coredns["spec"], "nodeName": "cpu-0"}})
+        again = run(config, fake, "--resize", "shrink", "-o", "json", args=with_nodes(3))
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["removed_instances"] == [i3] and fake.terminated == [i4, i3]
+        assert cluster.get("v1/nodes", None, "gpu-3")["spec"].get("unschedulable") is True
+        assert not cluster.get("v1/nodes", None, "gpu-2")["spec"].get("unschedulable")
+    # every node's pods were read across namespaces, by node (the provisioner's ClusterRole lists pods)
+    paths = [str(r.url) for r in cluster.requests() if "/pods" in str(r.url)]
+    assert paths and all("/api/v1/pods" in p and "fieldSelector=spec.nodeName" in p for p in paths), paths
 
 
 def test_a_shrink_only_run_never_creates_and_a_grow_only_run_never_shrinks(config: Path, fake: FakeOci) -> None:
@@ -235,27 +293,54 @@ def test_two_shrinks_at_once_remove_the_idle_nodes_once_and_never_more(
     assert sorted(removed) == sorted([i2, i3])  # each went once, by one of the two runs
 
 
-def test_the_provisioner_may_cordon_nodes_and_read_only_its_namespaces_pods() -> None:
-    """What a shrink calls (cluster/kube.py network_nodes: list_node, list_namespaced_pod; cordon: patch_node), and
-    nothing more: pods are read through a Role of the release's namespace, never cluster-wide."""
+def test_the_provisioner_may_cordon_nodes_and_read_pods_and_nothing_more() -> None:
+    """What a shrink calls (cluster/kube.py network_nodes: list_node, list_pod_for_all_namespaces by spec.nodeName;
+    cordon: patch_node), and nothing more: pods are read cluster-wide (any pod on a node holds it) but never evicted
+    or deleted; no namespaced Role of the provisioner remains (the preflight's events Role is another's)."""
     from .rendering import PROVISION, render
 
     def rules(docs: list[dict[str, Any]], kind: str) -> list[tuple[str, tuple[str, ...]]]:
-        return [(r, tuple(rule["verbs"])) for d in docs if d["kind"] == kind
+        return [(r, tuple(rule["verbs"])) for d in docs if d["kind"] == kind and "provisioner" in d["metadata"]["name"]
                 for rule in d["rules"] for r in rule["resources"]]
 
     docs = render(*PROVISION)
-    assert rules(docs, "ClusterRole") == [("nodes", ("get", "list", "watch")), ("nodes", ("patch",))]
-    assert rules(docs, "Role") == [("pods", ("get", "list"))]
-    [role] = [d for d in docs if d["kind"] == "Role"]
-    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "llm"
-    assert binding["subjects"][0]["name"] == "llama405b-vllm-rdma-provisioner"
+    assert rules(docs, "ClusterRole") == [("nodes", ("get", "list", "watch")), ("nodes", ("patch",)),
+                                          ("pods", ("get", "list"))]
+    assert rules(docs, "Role") == []
+    assert not [d for d in docs if d["kind"] == "RoleBinding" and "provisioner" in d["metadata"]["name"]]
+    [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding" and "provisioner" in d["metadata"]["name"]]
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "llama405b-vllm-rdma-provisioner",
+                                      "namespace": "llm"}
     # deprovisioning only: it reads nodes and nothing else
     only_delete = render("clusterNetwork.deleteOnUninstall=true", "clusterNetwork.compartmentId=ocid1.compartment.oc1..c",
                          "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
     assert rules(only_delete, "ClusterRole") == [("nodes", ("get", "list", "watch"))]
-    assert rules(only_delete, "Role") == []
+
+
+def test_the_picker_and_the_provisioning_jobs_prefer_nodes_off_the_cluster_network() -> None:
+    """A shrink keeps a node that runs the picker or its own Job: both prefer nodes without the network's label (NotIn
+    matches a node without the label: "NotIn and DoesNotExist allow you to define node anti-affinity behavior",
+    kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#node-affinity). Only preferred: on a cluster of
+    the network's GPU nodes only, a required rule would leave them unschedulable."""
+    from .rendering import PROVISION, render
+
+    def affinities(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {d["metadata"]["name"]: d["spec"]["template"]["spec"].get("affinity") for d in docs
+                if d["kind"] in ("Deployment", "Job") and "test" not in d["metadata"]["name"]}
+
+    docs = render(*PROVISION, "router.enabled=true", "clusterNetwork.deleteOnUninstall=true")
+    # the serving pods require the network's nodes by the label; the others prefer any node but those
+    [lws] = [d for d in docs if d["kind"] == "LeaderWorkerSet"]
+    network = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["nodeSelector"][LABEL]
+    assert network == "llama405b.llm"
+    off = {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchExpressions": [{"key": LABEL, "operator": "NotIn", "values": [network]}]}},
+        {"weight": 50, "preference": {"matchExpressions": [{"key": LABEL, "operator": "DoesNotExist"}]}}]}
+    assert affinities(docs) == {name: {"nodeAffinity": off} for name in (
+        "llama405b-vllm-rdma-epp", "llama405b-vllm-rdma-provision", "llama405b-vllm-rdma-shrink",
+        "llama405b-vllm-rdma-deprovision")}
+    # pods that do not select by the label: no preference either
+    assert affinities(render("router.enabled=true")) == {"llama405b-vllm-rdma-epp": None}
 
 
 def test_a_network_that_keeps_changing_under_a_grow_fails_after_a_few_reads_naming_why(config: Path,

@@ -367,15 +367,18 @@ class ClusterNetworkFailedError(RuntimeFailure):
         super().__init__(f"cluster network {name} ({network_id}) is {state}: {detail}")
 
 
-class ServingNodesError(RuntimeFailure):
-    """A shrink that would have to remove a node running a serving pod of the release: nothing was removed."""
+class BusyNodesError(RuntimeFailure):
+    """A shrink that would have to remove a node still running a pod (a serving pod of the release, or any other pod
+    but a DaemonSet's, a static pod's mirror or a finished one): nothing was removed."""
 
-    def __init__(self, *, name: str, wanted: int, idle: Sequence[str], serving: Sequence[str]) -> None:
+    def __init__(self, *, name: str, wanted: int, idle: Sequence[str], busy: Sequence[str]) -> None:
         super().__init__(
-            f"cluster network {name}: not shrunk: {wanted} node(s) must go but only {len(idle)} hold no serving pod "
-            f"of the release (idle: {', '.join(idle) or 'none'}; serving: {', '.join(serving) or 'none'}). Nothing "
-            "was cordoned or removed. Wait until the workload has shrunk (its pods left those nodes), then run the "
-            "hook again (`helm upgrade` with the same values, or `helm-rdma provision --resize shrink`)")
+            f"cluster network {name}: not shrunk: {wanted} node(s) must go but only {len(idle)} run no pod but "
+            f"DaemonSet, static or finished ones (free: {', '.join(idle) or 'none'}; busy: {'; '.join(busy) or 'none'}"
+            "). Nothing was cordoned or removed, and the shrink evicts nothing. The release's serving pods leave "
+            "once the workload has shrunk; move any other pod off a busy node yourself (`kubectl drain NODE "
+            "--ignore-daemonsets`, which respects PodDisruptionBudgets), then run the hook again (`helm upgrade` with "
+            "the same values, or `helm-rdma provision --resize shrink`)")
 
 
 class ConcurrentResizeError(RuntimeFailure):

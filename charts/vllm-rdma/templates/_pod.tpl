@@ -87,6 +87,34 @@ affinity:
 {{- end }}
 
 {{/*
+Where the release's pods that need no GPU (the endpoint picker, the provisioning Jobs) prefer to run: off the cluster
+network's nodes, which a shrink removes only when no such pod holds them (cluster/kube.py network_nodes). Nodes
+without the label score highest, then nodes of another network; NotIn also matches a node without the label
+("NotIn and DoesNotExist allow you to define node anti-affinity behavior", kubernetes.io/docs/concepts/
+scheduling-eviction/assign-pod-node/#node-affinity). Preferred, not required: on a cluster made only of the network's
+GPU nodes a required rule would leave these pods unschedulable. Nothing when pods do not select by that label.
+*/}}
+{{- define "vllm-rdma.offNetworkAffinity" -}}
+{{- if include "vllm-rdma.clusterNetworkLabelEnabled" . }}
+{{- $key := .Values.placement.clusterNetworkLabel.key }}
+affinity:
+  nodeAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        preference:
+          matchExpressions:
+            - key: {{ $key | quote }}
+              operator: NotIn
+              values: [{{ include "vllm-rdma.clusterNetworkLabelValue" . | quote }}]
+      - weight: 50
+        preference:
+          matchExpressions:
+            - key: {{ $key | quote }}
+              operator: DoesNotExist
+{{- end }}
+{{- end }}
+
+{{/*
 The Multus annotation that attaches one rdma-vf network per VF (SR-IOV mode only).
 */}}
 {{- define "vllm-rdma.sriovAnnotation" -}}

@@ -62,6 +62,9 @@ metadata:
 spec:
   serviceAccountName: {{ include "vllm-rdma.provisionerName" $root }}
   restartPolicy: Never
+  {{- with include "vllm-rdma.offNetworkAffinity" $root }}
+  {{- . | trim | nindent 2 }}
+  {{- end }}
   {{- /* The provisioner image's own pull Secrets, then the release's (imagePullSecrets), each once. */}}
   {{- with concat $cn.image.pullSecrets $root.Values.imagePullSecrets | uniq }}
   imagePullSecrets:

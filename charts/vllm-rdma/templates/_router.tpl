@@ -99,6 +99,22 @@ Rule autoscaling-targets: autoscaling.targets. A target of 0 leaves its trigger 
 {{- end }}
 
 {{/*
+Rule shrink-wait: autoscaling.drainSeconds, clusterNetwork.nodeTimeoutMinutes. When the scaler drops groups (a lower
+maxReplicas takes effect at once), the shrink hook waits for their pods to leave the nodes it removes for
+nodeTimeoutMinutes (commands/provision.py idle_instances); a grace period longer than that fails the upgrade though
+the pods would have left.
+*/}}
+{{- define "vllm-rdma.rule.shrink-wait" -}}
+{{- if and .Values.autoscaling.enabled .Values.clusterNetwork.provision }}
+{{- $grace := int (include "vllm-rdma.terminationGraceSeconds" .) }}
+{{- $wait := mul .Values.clusterNetwork.nodeTimeoutMinutes 60 }}
+{{- if gt $grace $wait }}
+{{- printf "autoscaling.drainSeconds: %d s plus 60 s makes the pods' grace period %d s, longer than the shrink hook waits for pods to leave (clusterNetwork.nodeTimeoutMinutes %d = %d s); fix: set clusterNetwork.nodeTimeoutMinutes=%d, or autoscaling.drainSeconds=%d" (int .Values.autoscaling.drainSeconds) $grace (int .Values.clusterNetwork.nodeTimeoutMinutes) $wait (div (add $grace 59) 60) (sub $wait 60) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Rule router-scorers: router.scorerWeights. A weight of 0 leaves its scorer out; with none the picker's profile
 scores nothing.
 */}}

@@ -498,7 +498,8 @@ fails once, listing each problem, its key and fix. generator/helm_rdma/contract.
       "volume-name-repeat" "unknown-volume" "mount-path-repeat" "container-mount-path-repeat" "vllm-mount-taken"
       "unprivileged-security-context" "privilege-escalation" "host-network-sysctl" "cpu-limit" "memory-limit"
       "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path"
-      "router-scorers" "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets" }}
+      "router-scorers" "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets"
+      "shrink-wait" }}
   {{- with include (printf "vllm-rdma.rule.%s" $rule) $ }}{{ $problems = append $problems . }}{{ end }}
 {{- end }}
 {{- with include "vllm-rdma.ncclLookalikes" . }}

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from helm_rdma.clock import Polling
-from helm_rdma.contract import COMPONENT_LABEL, INSTANCE_LABEL, PREFLIGHT_EVENT_ANNOTATION, SERVING_COMPONENTS
+from helm_rdma.contract import INSTANCE_LABEL, PREFLIGHT_EVENT_ANNOTATION
 from helm_rdma.errors import ClusterError, LogUnavailable, NodesTimeout
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.sources import LogSource, chunk_lines
@@ -388,51 +388,63 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 
 class NetworkNode(NamedTuple):
-    """A node of a cluster network and the serving pods of a release on it."""
+    """A node of a cluster network and the pods on it that keep it from being removed ("namespace/name")."""
 
     name: str
     instance_id: str  # the node's providerID without "oci://": on OKE the instance's OCID
-    serving: tuple[str, ...]
+    pods: tuple[str, ...]
 
 
-def network_nodes(*, label: tuple[str, str] | None, release: str, env: HelmEnv) -> list[NetworkNode]:
-    """The nodes labelled ``label`` (every node when None) with the serving pods (leader, worker) of ``release`` in
-    the release's namespace on each. A pod counts until it is gone: one terminating still holds its node's GPUs.
+# Set by the kubelet on the API's copy (mirror) of a static pod; the pod lives as long as the node's manifest file.
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def _holds_node(pod: dict[str, Any]) -> bool:
+    """Whether a pod keeps its node from being removed: every pod does that has not finished, except the pods that
+    belong to the node itself, as `kubectl drain --ignore-daemonsets` sees them (a DaemonSet's pod, a static pod's
+    mirror)."""
+    metadata = pod.get("metadata") or {}
+    if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    if MIRROR_ANNOTATION in (metadata.get("annotations") or {}):
+        return False
+    return not any(o.get("kind") == "DaemonSet" for o in metadata.get("ownerReferences") or [])
+
+
+def network_nodes(*, label: tuple[str, str] | None, env: HelmEnv) -> list[NetworkNode]:
+    """The nodes labelled ``label`` (every node when None) with the pods on each, in any namespace, that keep it
+    from being removed (see _holds_node). A pod counts until it is gone: one terminating still holds its node.
 
     Raises:
-        ClusterError: The API server cannot be reached or refuses (the provisioner's RBAC reads nodes and pods).
+        ClusterError: The API server cannot be reached or refuses (the provisioner's ClusterRole reads nodes and
+            pods).
     """
     from kubernetes import client
 
-    api_client, namespace = _client_and_namespace(env)
+    api_client = _api_client(env)
     api = client.CoreV1Api(api_client)
     selector = f"{label[0]}={label[1]}" if label else ""
-    what = f"listing nodes{f' with {selector}' if selector else ''} and the pods of {release} in {namespace}"
+    what = f"listing nodes{f' with {selector}' if selector else ''}"
     try:
         nodes = [api_client.sanitize_for_serialization(n) for n in api.list_node(label_selector=selector).items]
-        pods = [api_client.sanitize_for_serialization(p) for p in api.list_namespaced_pod(
-            namespace, label_selector=f"{INSTANCE_LABEL}={release}").items]
+        # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
+        if label:
+            nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
+        found = []
+        for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+            name = str(node["metadata"]["name"])
+            what = f"listing the pods of every namespace on node {name}"
+            pods = [api_client.sanitize_for_serialization(p) for p in api.list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={name}").items]
+            holding = sorted(f"{p['metadata'].get('namespace')}/{p['metadata']['name']}" for p in pods
+                             if p.get("spec", {}).get("nodeName") == name and _holds_node(p))
+            found.append(NetworkNode(name=name, pods=tuple(holding),
+                                     instance_id=str(node.get("spec", {}).get("providerID", "")).removeprefix("oci://")))
     except client.ApiException as exc:
         raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:  # urllib3 connection errors and the like
         raise ClusterError(action=what, reason=str(exc)) from None
-    # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
-    if label:
-        nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
-    on: dict[str, list[str]] = {}
-    for pod in pods:
-        labels = pod.get("metadata", {}).get("labels") or {}
-        if labels.get(INSTANCE_LABEL) != release or labels.get(COMPONENT_LABEL) not in SERVING_COMPONENTS:
-            continue
-        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        node = pod.get("spec", {}).get("nodeName")
-        if node:
-            on.setdefault(node, []).append(str(pod["metadata"]["name"]))
-    return [NetworkNode(name=str(n["metadata"]["name"]),
-                        instance_id=str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://"),
-                        serving=tuple(sorted(on.get(str(n["metadata"]["name"]), []))))
-            for n in sorted(nodes, key=lambda n: str(n["metadata"]["name"]))]
+    return found
 
 
 def cordon(*, names: Iterable[str], env: HelmEnv, unschedulable: bool = True) -> None:

@@ -11,11 +11,11 @@ from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NetworkNode, NodeProgress, cordon, network_nodes, wait_for_nodes
 from helm_rdma.datafiles import values_default
 from helm_rdma.errors import (
+    BusyNodesError,
     InputError,
     MissingSettingError,
     NodesNotReadyError,
     NodesTimeout,
-    ServingNodesError,
     YamlFileError,
 )
 from helm_rdma.helmenv import HelmEnv
@@ -361,43 +361,48 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
 
 
 def idle_instances(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch) -> Chooser:
-    """The chooser of a shrink: of the pool's instances, those that run no serving pod of the release, cordoned.
+    """The chooser of a shrink: of the pool's instances, those whose node runs no pod but DaemonSet, static (mirror)
+    or finished ones, in any namespace (cluster/kube.py network_nodes), cordoned.
 
-    Instances that never became a node go first, then idle nodes, newest first. Serving pods that are still leaving
-    (the workload shrank a moment ago) are waited for, up to the node timeout; then, with too few idle, nothing is
-    cordoned or removed (ServingNodesError names the nodes). After the cordon the pods are read again: a pod
-    scheduled in between keeps its node (uncordoned) and the shrink is refused.
+    Instances that never became a node go first, then free nodes, newest first. Pods that are still leaving (the
+    workload shrank a moment ago, or the user drains a node) are waited for, up to the node timeout; then, with too
+    few free, nothing is cordoned or removed and nothing is evicted (BusyNodesError names each busy node and its
+    pods). After the cordon the pods are read again: a pod scheduled in between keeps its node (uncordoned) and the
+    shrink is refused.
     """
 
     def look(instances: list[Any]) -> tuple[list[str], list[str], dict[str, NetworkNode]]:
-        nodes = {n.instance_id: n for n in network_nodes(label=plan.node_label, release=plan.spec.release, env=env)}
+        nodes = {n.instance_id: n for n in network_nodes(label=plan.node_label, env=env)}
         newest_first = sorted(instances, key=lambda i: str(i.time_created), reverse=True)
         unjoined = [i.id for i in newest_first if i.id not in nodes]
-        idle = unjoined + [i.id for i in newest_first if i.id in nodes and not nodes[i.id].serving]
-        serving = [f"{nodes[i.id].name} ({', '.join(nodes[i.id].serving)})" for i in instances
-                   if i.id in nodes and nodes[i.id].serving]
-        return idle, serving, nodes
+        idle = unjoined + [i.id for i in newest_first if i.id in nodes and not nodes[i.id].pods]
+        busy = [busy_line(nodes[i.id]) for i in instances if i.id in nodes and nodes[i.id].pods]
+        return idle, busy, nodes
+
+    def busy_line(node: NetworkNode) -> str:
+        return f"{node.name} ({', '.join(node.pods)})"
 
     def named(ids: list[str], nodes: dict[str, NetworkNode]) -> list[str]:
         return [nodes[i].name if i in nodes else f"{i} (no node)" for i in ids]
 
     def choose(instances: list[Any], count: int) -> tuple[str, ...]:
         start, clock = watch.clock.now(), watch.clock
-        idle, serving, nodes = look(instances)
+        idle, busy, nodes = look(instances)
         while len(idle) < count and clock.now() - start < plan.node_timeout_seconds:
             clock.sleep(max(watch.poll_seconds, 0.05))
-            idle, serving, nodes = look(instances)
+            idle, busy, nodes = look(instances)
         if len(idle) < count:
-            raise ServingNodesError(name=plan.spec.name, wanted=count, idle=named(idle, nodes), serving=serving)
+            raise BusyNodesError(name=plan.spec.name, wanted=count, idle=named(idle, nodes), busy=busy)
         chosen = idle[:count]
         cordoned = [nodes[i].name for i in chosen if i in nodes]
         cordon(names=cordoned, env=env)
         _, _, again = look(instances)
-        busy = [i for i in chosen if i in again and again[i].serving]
-        if busy:
+        taken = [i for i in chosen if i in again and again[i].pods]
+        if taken:
             cordon(names=cordoned, env=env, unschedulable=False)
-            raise ServingNodesError(name=plan.spec.name, wanted=count, idle=named(chosen, again),
-                                    serving=[f"{again[i].name} ({', '.join(again[i].serving)})" for i in busy])
+            raise BusyNodesError(name=plan.spec.name, wanted=count, idle=named([i for i in chosen if i not in taken],
+                                                                               again),
+                                 busy=[busy_line(again[i]) for i in taken])
         return tuple(chosen)
 
     return choose

@@ -22,10 +22,11 @@ Resizes go one way per run (``resize``): "grow" never shrinks (the chart's pre-i
 hook, before the workload grows), "shrink" never grows nor creates (the post-upgrade/post-rollback hook, after the
 workload shrank), "any" does what is asked. A grow is an UpdateClusterNetwork carrying the If-Match of the network
 just read; a shrink never lets OCI choose (a smaller size terminates by fault domain and age, Oracle's "Updating the
-Size of an Instance Pool"): ``choose`` names the instances that hold no serving pod, and each is detached with the
-size decremented and the instance terminated (DetachInstancePoolInstance). When another run changed the network in
-between (412 on the If-Match, an instance already gone, 409 while it scales), the network is read again and the
-decision made again, a few times, then the run fails; it never overwrites a change it did not read.
+Size of an Instance Pool"): ``choose`` names the instances whose node runs no pod but DaemonSet, static or finished
+ones, and each is detached with the size decremented and the instance terminated (DetachInstancePoolInstance). When
+another run changed the network in between (412 on the If-Match, an instance already gone, 409 while it scales), the
+network is read again and the decision made again, a few times, then the run fails; it never overwrites a change it
+did not read.
 """
 
 from __future__ import annotations
@@ -379,7 +380,8 @@ def provision_network(
         CapacityError: OCI has no hosts for the shape (the instance configuration this run created is deleted).
         ClusterNetworkFailedError: The network stopped, died, is in an unknown state, or was not RUNNING in time.
         ConcurrentResizeError: Another run kept changing the network while this one resized it.
-        ServingNodesError: (from ``choose``) too few instances hold no serving pod; nothing was removed.
+        BusyNodesError: (from ``choose``) too few instances run no pod but DaemonSet, static or finished ones;
+            nothing was removed.
         OciRequestError, OciAuthError, OciUnreachableError: Other API failures.
     """
     if resize not in RESIZES:
