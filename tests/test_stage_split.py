@@ -191,6 +191,43 @@ def test_a_node_given_other_stages_fetches_only_what_it_lacks_and_then_holds_bot
         assert hub.requests == []
 
 
+def test_a_split_download_stopped_before_its_marker_resumes_without_fetching_again(tmp_path: Path) -> None:
+    """Killed after the local index was written but before the marker: the next run takes the kept Hub index and the
+    shards on disk as they are (sha256 checked) and fetches nothing."""
+    files = checkpoint(layers=8)
+    hub = Hub(repos={REPO: Repo(files=files)})
+    pods = download_containers("nodes=2")
+    dest = tmp_path / "node"
+    with HubServer(hub) as url:
+        assert run_as_pod(pods["worker"], url=url, dest=dest, pod="w", worker_index=1, tmp=tmp_path).returncode == 0
+        local = (dest / INDEX).read_bytes()
+        fetched(hub)
+        (dest / MARKER).unlink()
+        run = run_as_pod(pods["worker"], url=url, dest=dest, pod="w", worker_index=1, tmp=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert fetched(hub) == set()
+    assert (dest / INDEX).read_bytes() == local
+    assert_vllm_would_load(dest)
+
+
+def test_a_split_directory_asked_for_the_whole_checkpoint_gets_the_hubs_index_and_every_shard(tmp_path: Path) -> None:
+    files = checkpoint(layers=8)
+    hub = Hub(repos={REPO: Repo(files=files)})
+    dest = tmp_path / "node"
+    with HubServer(hub) as url:
+        pods = download_containers("nodes=2")
+        assert run_as_pod(pods["worker"], url=url, dest=dest, pod="w", worker_index=1, tmp=tmp_path).returncode == 0
+        held = fetched(hub)
+        # Speculative decoding turned on: the draft may need any stage's tensors.
+        pods = download_containers("nodes=2", 'vllm.extraArgs[0]=--speculative-config={"method":"ngram"}')
+        run = run_as_pod(pods["worker"], url=url, dest=dest, pod="w", worker_index=1, tmp=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert fetched(hub) == {INDEX} | (weights(files) - held)
+    assert (dest / INDEX).read_bytes() == files[INDEX]
+    assert "split" not in json.loads((dest / MARKER).read_text())
+    assert_vllm_would_load(dest)
+
+
 def test_the_layer_partition_the_user_sets_decides_the_shards(tmp_path: Path) -> None:
     files = checkpoint(layers=8)
     hub = Hub(repos={REPO: Repo(files=files)})
