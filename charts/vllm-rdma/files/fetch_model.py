@@ -31,12 +31,17 @@
 - --wait-only SECONDS (pods that share a volume with the one that downloads): wait for the marker instead.
 - With --pipeline-parallel-size (the model's download container), a node fetches only the shards holding the tensors
   of the pipeline stages it runs, and the small files (pipeline_stages.py says which and why, from vLLM's source):
-  its node rank comes from LWS_WORKER_INDEX (LeaderWorkerSet) or the pod's ordinal in POD_NAME (StatefulSet, as
-  entrypoint.sh's locate reads it), its layers from config.json and VLLM_PP_LAYER_PARTITION if set. After the
-  download every tensor its stages need must be in the fetched shards' headers. The marker records the stages; a
-  later run for stages it covers ends at once, one for other stages fetches only what is missing and records both.
-  The whole checkpoint, with the reason in the log: pvc storage, Ray beyond 2 nodes, speculative decoding, a
-  quantized model whose loaded weights vLLM does not check, no index, a node running every stage.
+  its node rank comes from LWS_WORKER_INDEX (LeaderWorkerSet, v0.6.0 or later: without it the run fails) or the
+  pod's ordinal in POD_NAME (StatefulSet, as entrypoint.sh's locate reads it), its layers from config.json and
+  VLLM_PP_LAYER_PARTITION if set. After the download every tensor its stages need must be in the fetched shards'
+  headers (the guard of record: vLLM's own check exempts most weights of an unquantized model). The Hub's index is
+  kept as DIR/.helm-rdma-partial/model.safetensors.index.json.COMMIT.hub, and DIR/model.safetensors.index.json is
+  node-local: its weight_map restricted to the shards the node holds (vLLM refuses an index naming a shard that is
+  not on disk). The marker records the stages and the local index's size; a later run for stages it covers ends at
+  once, one for other stages fetches only what is missing, records both and names both in the local index. The whole
+  checkpoint (with the Hub's index untouched), with the reason in the log: pvc storage, Ray beyond 2 nodes,
+  speculative decoding, a quantized model whose loaded weights vLLM does not check, no index, a node running every
+  stage.
 Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...). That
 line also goes to --termination-log (the pod's termination message, which outlives the container's log), and a
 failed run first holds --hold-on-failure seconds: under LeaderWorkerSet a failed init container recreates the whole
