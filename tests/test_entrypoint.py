@@ -54,7 +54,17 @@ def run(fakebin: Path, env: dict[str, str], *args: str, without: tuple[str, ...]
 
 
 LWS = {"HELM_RDMA_WORKLOAD": "LeaderWorkerSet", "HELM_RDMA_NNODES": "2", "HELM_RDMA_MASTER_PORT": "29500",
-       "LWS_LEADER_ADDRESS": "llama-0.llama.ml"}
+       "LWS_LEADER_ADDRESS": "llama-0.llama.ml", "LWS_WORKER_INDEX": "0"}
+
+
+def test_under_lws_a_missing_worker_index_fails_naming_the_lws_version(fakebin: Path) -> None:
+    """LeaderWorkerSet sets LWS_WORKER_INDEX from v0.6.0 on (kubernetes-sigs/lws PR #416): without it every node
+    would take node rank 0."""
+    env = {k: v for k, v in LWS.items() if k != "LWS_WORKER_INDEX"}
+    code, err, calls = run(fakebin, {**env, "HELM_RDMA_ROLE": "worker", "HELM_RDMA_BACKEND": "native"}, *SERVE_ARGS)
+    assert code != 0
+    assert "LWS_WORKER_INDEX is not set: LeaderWorkerSet v0.6.0 or later sets it; upgrade the LWS controller" in err
+    assert calls == []
 
 
 def test_native_leader_serves_as_rank_0_on_its_own_ip(fakebin: Path) -> None:

@@ -213,8 +213,9 @@ def test_the_charts_own_download_arguments_fetch_only_what_vllm_loads(tmp_path: 
     args[args.index("--boot-volume-probe") + 1] = "/proc/version"
     hub = Hub(repos={"meta-llama/Tiny": Repo(files=repo_files())})
     with HubServer(hub) as url:
-        run = subprocess.run([sys.executable, str(SCRIPT), *args], env=env_for(url, tmp_path), capture_output=True,
-                             text=True, timeout=120)
+        # LWS_WORKER_INDEX: the LeaderWorkerSet controller (v0.6.0 or later) sets it in the worker's init containers.
+        run = subprocess.run([sys.executable, str(SCRIPT), *args], env={**env_for(url, tmp_path), "LWS_WORKER_INDEX": "1"},
+                             capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert downloaded(hub) == WANTED
 

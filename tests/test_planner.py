@@ -124,8 +124,11 @@ def test_each_node_of_llama405b_on_h100_fetches_and_reads_half_the_checkpoint() 
 @pytest.mark.parametrize(("sets", "why"), [
     (("model.storage.type=pvc", "model.storage.claimName=models"), "pvc storage: one claim holds the model"),
     (("distributed.backend=ray", "image.tag=v0.17.1", "distributed.ray.authTokenSecret.name=t"),
-     "Ray with 3 nodes: vLLM ranks the nodes after the leader by their IPs"),
+     "Ray with 3 nodes: vLLM ranks the nodes after the leader by their Ray node ids"),
     (('vllm.extraArgs[0]=--speculative-config={"method":"ngram"}',), "speculative decoding (--speculative-config"),
+    # vLLM's FlexibleArgumentParser reads "_" as "-" and dotted sub-keys (utils/argparse_utils.py).
+    (('vllm.extraArgs[0]=--speculative_config={"method":"ngram"}',), "speculative decoding (--speculative-config"),
+    (("vllm.extraArgs[0]=--speculative-config.method=ngram",), "speculative decoding (--speculative-config"),
 ])
 def test_plan_says_why_every_node_fetches_the_whole_checkpoint(sets: tuple[str, ...], why: str) -> None:
     from helm_rdma.commands.plan import plan_table, plan_values
@@ -153,6 +156,18 @@ def test_a_quantized_checkpoint_is_split_only_when_vllm_tracks_its_weights() -> 
     assert tracked.first_token.share.fraction == 0.5
     quantizing = plan_values(request(nodes=2, sets=("vllm.extraArgs[0]=--quantization", "vllm.extraArgs[1]=fp8")))
     assert quantizing.first_token.share.why_whole.startswith("a quantized model")
+
+
+def test_a_one_node_group_fetches_the_whole_checkpoint_because_it_runs_every_stage() -> None:
+    """The chart passes no stage arguments to a one-node group's download (_containers.tpl, "stages" (gt nodes 1)):
+    that is the reason, whatever the model's quantization."""
+    from helm_rdma.commands.plan import plan_values
+
+    from .rendering import request
+
+    report = plan_values(request(model="llama405b-fp8", nodes=1))
+    assert report.first_token.share.fraction == 1.0
+    assert report.first_token.share.why_whole == "one node runs every stage"
 
 
 def test_plan_shows_what_max_replicas_cost_in_nodes_and_how_long_one_more_group_takes() -> None:

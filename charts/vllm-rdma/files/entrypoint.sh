@@ -45,7 +45,7 @@ locate() {
   case "${HELM_RDMA_WORKLOAD:?}" in
     LeaderWorkerSet)
       leader=${LWS_LEADER_ADDRESS:?LWS_LEADER_ADDRESS is not set: is the LeaderWorkerSet controller running?}
-      rank=${LWS_WORKER_INDEX:-0}
+      rank=${LWS_WORKER_INDEX:?LWS_WORKER_INDEX is not set: LeaderWorkerSet v0.6.0 or later sets it; upgrade the LWS controller}
       group=${HELM_RDMA_GROUP:-0}
       ;;
     StatefulSet)

@@ -31,12 +31,17 @@
 - --wait-only SECONDS (pods that share a volume with the one that downloads): wait for the marker instead.
 - With --pipeline-parallel-size (the model's download container), a node fetches only the shards holding the tensors
   of the pipeline stages it runs, and the small files (pipeline_stages.py says which and why, from vLLM's source):
-  its node rank comes from LWS_WORKER_INDEX (LeaderWorkerSet) or the pod's ordinal in POD_NAME (StatefulSet, as
-  entrypoint.sh's locate reads it), its layers from config.json and VLLM_PP_LAYER_PARTITION if set. After the
-  download every tensor its stages need must be in the fetched shards' headers. The marker records the stages; a
-  later run for stages it covers ends at once, one for other stages fetches only what is missing and records both.
-  The whole checkpoint, with the reason in the log: pvc storage, Ray beyond 2 nodes, speculative decoding, a
-  quantized model whose loaded weights vLLM does not check, no index, a node running every stage.
+  its node rank comes from LWS_WORKER_INDEX (LeaderWorkerSet, v0.6.0 or later: without it the run fails) or the
+  pod's ordinal in POD_NAME (StatefulSet, as entrypoint.sh's locate reads it), its layers from config.json and
+  VLLM_PP_LAYER_PARTITION if set. After the download every tensor its stages need must be in the fetched shards'
+  headers (the guard of record: vLLM's own check exempts most weights of an unquantized model). The Hub's index is
+  kept as DIR/.helm-rdma-partial/model.safetensors.index.json.COMMIT.hub, and DIR/model.safetensors.index.json is
+  node-local: its weight_map restricted to the shards the node holds (vLLM refuses an index naming a shard that is
+  not on disk). The marker records the stages and the local index's size; a later run for stages it covers ends at
+  once, one for other stages fetches only what is missing, records both and names both in the local index. The whole
+  checkpoint (with the Hub's index untouched), with the reason in the log: pvc storage, Ray beyond 2 nodes,
+  speculative decoding, a quantized model whose loaded weights vLLM does not check, no index, a node running every
+  stage.
 Exit 0 when DIR holds every file; 1 with one line saying why (gated or missing repository, no space, ...). That
 line also goes to --termination-log (the pod's termination message, which outlives the container's log), and a
 failed run first holds --hold-on-failure seconds: under LeaderWorkerSet a failed init container recreates the whole
@@ -62,7 +67,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -182,6 +187,7 @@ class Job:
     headers: dict[str, str]
     fetched: dict[str, bytes] = field(default_factory=dict)  # small files already read into memory (the index)
     timeout: float = 60.0  # seconds one connect or one read may wait (never the whole of a file: they take hours)
+    hub_index: Path | None = None  # a stage split keeps the Hub's index here; the model directory gets a node-local one
 
     def url(self, name: str) -> str:
         from huggingface_hub import hf_hub_url
@@ -189,6 +195,8 @@ class Job:
         return str(hf_hub_url(self.repo, name, revision=self.commit))
 
     def target(self, name: str) -> Path:
+        if name == INDEX and self.hub_index is not None:
+            return self.hub_index
         return self.dest / name
 
     def part(self, name: str) -> Path:
@@ -497,10 +505,16 @@ def node_rank(args: argparse.Namespace, env: dict[str, str]) -> int:
     """This pod's node rank in its group, as entrypoint.sh's locate reads it.
 
     Raises:
+        Failed: LWS_WORKER_INDEX is not set under LeaderWorkerSet (an LWS controller before v0.6.0).
         ps.StageError: The environment does not say.
     """
     if args.workload == "LeaderWorkerSet":
-        value = env.get("LWS_WORKER_INDEX", "0")  # set in init containers too (lws pkg/utils/pod/pod_utils.go)
+        # Set in init containers too (kubernetes-sigs/lws pkg/utils/pod/pod_utils.go, AddLWSVariables), from LWS
+        # v0.6.0 on; without it every node would take rank 0 and fetch the first stage.
+        value = env.get("LWS_WORKER_INDEX")
+        if value is None:
+            raise Failed("LWS_WORKER_INDEX is not set: LeaderWorkerSet v0.6.0 or later sets it; upgrade the LWS "
+                         "controller")
         if not value.isdigit():
             raise ps.StageError(f"LWS_WORKER_INDEX={value!r} is not a worker index")
         return int(value)
@@ -563,13 +577,13 @@ def split_shards(args: argparse.Namespace, job: Job, chosen: dict[str, File], in
     except ValueError as exc:
         raise Refused(f"--model-loader-extra-config {args.loader_extra_config!r} is not JSON ({exc})") from exc
     why = ps.tracking_reason(config=config, loader_config=loader if isinstance(loader, dict) else {},
-                             quantize_flag=args.quantize_flag)
+                             quantize_flag=args.quantize_flag, hf_quant_config="hf_quant_config.json" in chosen)
     layers = ps.layer_count(config)
     if why or layers is None:
         return chosen, want.whole(why or "config.json does not say num_hidden_layers")
     try:
         needed = ps.needed_tensors(index["weight_map"], layers=layers, stages=want.stages, pp=want.pp,
-                                   partition=want.partition, tie=ps.tied(config))
+                                   partition=want.partition)
     except ps.StageError as exc:
         raise Refused(str(exc)) from exc
     shards = {index["weight_map"][t] for t in needed}
@@ -615,11 +629,17 @@ def listing(args: argparse.Namespace, want: Stages) -> tuple[Job, dict[str, File
     for name in chosen:
         confined(name)
     job = Job(repo=args.repo, commit=commit, dest=Path(args.dest), headers=build_hf_headers(),
-              timeout=args.read_timeout)
+              timeout=args.read_timeout,
+              hub_index=None if want.stages is None else Path(args.dest) / PARTIAL / f"{INDEX}.{commit}.hub")
     index = read_json(job, {n: everything[n] for n in chosen}, INDEX)
     if index is not None:
         chosen = indexed(chosen, index)
     files, got = split_shards(args, job, {n: everything[n] for n in chosen}, index, want)
+    if got.stages is None and job.hub_index is not None:
+        # The whole checkpoint after all: the Hub's index goes into the model directory, where a node-local one of
+        # an earlier split may be (a small file, fetched again rather than told apart).
+        job = replace(job, hub_index=None)
+        (job.dest / INDEX).unlink(missing_ok=True)
     return job, files, len(everything) - len(files), got
 
 
@@ -673,6 +693,8 @@ def download(args: argparse.Namespace) -> int:
         log(f"{args.repo}@{args.revision} is already complete in {dest} ({len(done['files'])} files, "
             f"{human(sum(done['files'].values()))}, commit {done.get('commit', '?')}); not contacting the Hub")
         return 0
+    if want.stages is None and done is not None and done.get("split") is not None:
+        (dest / INDEX).unlink(missing_ok=True)  # node-local, of the stages held: never taken for the Hub's
     try:
         check_boot_volume(args)
     except Refused as exc:
@@ -721,6 +743,8 @@ def download(args: argparse.Namespace) -> int:
                      f"{', '.join(wrong[:5])}")
     check_tensors(job, files, stages)
     marker = marker_of(args, commit, files, stages, done)
+    if job.hub_index is not None and INDEX in files:
+        write_local_index(job, marker)
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=MARKER + ".", suffix=".tmp")  # one per writer
     with os.fdopen(fd, "w") as out:
         out.write(json.dumps(marker, indent=1, sort_keys=True))
@@ -729,6 +753,23 @@ def download(args: argparse.Namespace) -> int:
     log(f"complete: {len(files)} files, {human(total)} in {duration(took)} "
         f"({human((total - already) / max(took, 1e-6))}/s)")
     return 0
+
+
+def write_local_index(job: Job, marker: dict[str, Any]) -> None:
+    """Put the node-local index in the model directory: the Hub's (kept under PARTIAL), its weight_map restricted to
+    the shards the marker holds. vLLM 0.33.0 refuses an index naming a shard that is not on disk
+    (model_executor/model_loader/weight_utils.py:590-616) and reads only the shards the index names, so it reads the
+    node's stages and nothing else. The marker then lists the local index with its own size, and keeps the Hub's."""
+    hub = json.loads(job.target(INDEX).read_text())
+    held = {n for n in marker["files"] if n.endswith(".safetensors")}
+    hub["weight_map"] = {t: s for t, s in hub["weight_map"].items() if s in held}
+    fd, tmp = tempfile.mkstemp(dir=job.dest, prefix=INDEX + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(hub, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, job.dest / INDEX)
+    marker["files"][INDEX] = (job.dest / INDEX).stat().st_size
+    marker["sha256"].pop(INDEX, None)  # the Hub's sha256 is of the Hub's index, kept as split.hub_index
+    marker["split"]["hub_index"] = str(job.target(INDEX).relative_to(job.dest))
 
 
 def marker_of(args: argparse.Namespace, commit: str, files: dict[str, File], stages: Stages,

@@ -504,7 +504,8 @@ The download's arguments that say which pipeline stages the pod's node runs (fil
 shards, or says why it fetches the whole checkpoint: pvc storage, Ray beyond 2 nodes, speculative decoding, a
 quantized model whose loaded weights vLLM does not check), with vLLM's --model-loader-extra-config and --quantization
 from vllm.extraArgs, which decide whether vLLM checks that every weight of its stage was loaded, and
---speculative-config. (dict "root" $ "role" ...)
+--speculative-config (also spelt with "_" for "-", or as dotted sub-keys such as --speculative-config.method=mtp).
+(dict "root" $ "role" ...)
 */}}
 {{- define "vllm-rdma.stageArgs" -}}
 {{- $v := .root.Values -}}
@@ -526,15 +527,17 @@ from vllm.extraArgs, which decide whether vLLM checks that every weight of its s
 - {{ .role | quote }}
 {{- $args := $v.vllm.extraArgs }}
 {{- range $i, $a := $args }}
-{{- if and (eq $a "--model-loader-extra-config") (lt (add1 $i) (len $args)) }}
+{{- /* the option's name as vLLM's FlexibleArgumentParser reads it: "_" is "-" (utils/argparse_utils.py) */}}
+{{- $name := replace "_" "-" (regexReplaceAll "=.*$" (toString $a) "") }}
+{{- if and (eq $name "--model-loader-extra-config") (not (contains "=" (toString $a))) (lt (add1 $i) (len $args)) }}
 - "--loader-extra-config"
 - {{ index $args (add1 $i) | quote }}
-{{- else if hasPrefix "--model-loader-extra-config=" $a }}
+{{- else if eq $name "--model-loader-extra-config" }}
 - "--loader-extra-config"
-- {{ trimPrefix "--model-loader-extra-config=" $a | quote }}
-{{- else if or (eq $a "--quantization") (eq $a "-q") (hasPrefix "--quantization=" $a) }}
+- {{ regexReplaceAll "^[^=]*=" (toString $a) "" | quote }}
+{{- else if or (eq $name "--quantization") (eq $name "-q") (hasPrefix "--quantization." $name) }}
 - "--quantize-flag"
-{{- else if or (eq $a "--speculative-config") (hasPrefix "--speculative-config=" $a) }}
+{{- else if or (eq $name "--speculative-config") (hasPrefix "--speculative-config." $name) }}
 - "--speculative-flag"
 {{- end }}
 {{- end }}

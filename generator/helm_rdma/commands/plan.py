@@ -45,25 +45,35 @@ def boot_volume_gb() -> int:
     return int(schema["properties"]["clusterNetwork"]["properties"]["bootVolumeSizeGBs"]["default"])
 
 
+def option_name(arg: str) -> str:
+    """An argument's option name as vLLM's FlexibleArgumentParser reads it ("_" is "-"; utils/argparse_utils.py),
+    without an "=VALUE"."""
+    return arg.split("=", 1)[0].replace("_", "-")
+
+
 def loader_settings(extra_args: list[str]) -> tuple[dict[str, Any], bool]:
     """vLLM's --model-loader-extra-config (as JSON) and whether it quantizes (--quantization, -q), from
     vllm.extraArgs, read as the chart's vllm-rdma.stageArgs passes them to the download."""
     config: Any = {}
     for i, arg in enumerate(extra_args):
-        text = extra_args[i + 1] if arg == "--model-loader-extra-config" and i + 1 < len(extra_args) else \
-            arg.removeprefix("--model-loader-extra-config=") if arg.startswith("--model-loader-extra-config=") else None
+        if option_name(arg) != "--model-loader-extra-config":
+            continue
+        text = arg.split("=", 1)[1] if "=" in arg else extra_args[i + 1] if i + 1 < len(extra_args) else None
         if text is not None:
             try:
                 config = json.loads(text)
             except ValueError:
                 config = {}
-    quantize = any(a in ("--quantization", "-q") or a.startswith("--quantization=") for a in extra_args)
+    quantize = any(option_name(a) in ("--quantization", "-q") or option_name(a).startswith("--quantization.")
+                   for a in extra_args)
     return (config if isinstance(config, dict) else {}), quantize
 
 
 def speculative(extra_args: list[str]) -> bool:
-    """vllm.extraArgs turns speculative decoding on (--speculative-config), as vllm-rdma.stageArgs reads it."""
-    return any(a == "--speculative-config" or a.startswith("--speculative-config=") for a in extra_args)
+    """vllm.extraArgs turns speculative decoding on (--speculative-config, --speculative_config, or a dotted sub-key
+    such as --speculative-config.method=mtp), as vllm-rdma.stageArgs reads it."""
+    return any(option_name(a) == "--speculative-config" or option_name(a).startswith("--speculative-config.")
+               for a in extra_args)
 
 
 def group_of(values: dict[str, Any]) -> Group:

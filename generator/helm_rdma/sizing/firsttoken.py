@@ -108,6 +108,8 @@ def node_share(model: ModelSpec, group: Group | None) -> Share:
     of them (the rules of the chart's download, charts/vllm-rdma/files/pipeline_stages.py)."""
     if group is None:
         return Share(fraction=1.0)
+    if group.nodes == 1:  # the chart passes no stage arguments to a one-node group's download
+        return Share(fraction=1.0, why_whole="one node runs every stage")
     ps = pipeline_stages_script()
     why = ps.whole_reason(backend=group.backend, nodes=group.nodes, storage=group.storage,
                           speculative=group.speculative)
@@ -129,6 +131,8 @@ def node_share(model: ModelSpec, group: Group | None) -> Share:
     layers = [sum(ranges[s][1] - ranges[s][0] for s in stages) for stages in per_node]
     if max(layers) >= model.layers:
         return Share(fraction=1.0, why_whole="every node runs every pipeline stage")
+    # The share of the layers: the tensors outside them (embeddings, norm, head), fetched on every stage, and the
+    # shards straddling two stages are a few GB per node more, not counted here (the model's size is all it knows).
     return Share(fraction=max(layers) / model.layers,
                  stages=f"{max(layers)} of {model.layers} layers on the busiest node")
 
