@@ -15,10 +15,11 @@ handshake after uvicorn parsed it: no request head is parsed here.
 A CORS preflight (an OPTIONS request with Origin and Access-Control-Request-Method: a browser sends no credentials
 with it, Fetch standard 4.8 "CORS-preflight fetch") passes without the key: vLLM always adds Starlette's CORSMiddleware
 (vllm/entrypoints/openai/api_server.py, build_app, `allow_origins=args.allowed_origins`; --allowed-origins defaults to
-[], vllm 0.33.0 entrypoints/openai/cli_args.py), before the --middleware classes, so inside this one. It answers exactly those requests itself (starlette
-middleware/cors.py, CORSMiddleware.__call__: `origin is not None and method == "OPTIONS" and
-"access-control-request-method" in headers` -> preflight_response, the app never called), with 400 for an origin not
-in --allowed-origins: a preflight reaches no route of vLLM, and the request that follows it needs the key as any other.
+[], vllm 0.33.0 entrypoints/openai/cli_args.py), before the --middleware classes, so inside this one. It answers
+exactly those requests itself (starlette middleware/cors.py, CORSMiddleware.__call__: `origin is not None and method
+== "OPTIONS" and "access-control-request-method" in headers` -> preflight_response, the app never called), with 400
+for an origin not in --allowed-origins: a preflight reaches no route of vLLM, and the request that follows it needs
+the key as any other.
 
 The key is read once, when the module is imported, from $HELM_RDMA_API_KEY (the chart sets it from api.keySecret), and
 kept as its sha256 only. An empty key fails the import: vLLM imports every --middleware while it builds its app, before
