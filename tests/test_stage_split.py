@@ -414,3 +414,26 @@ def test_a_statefulset_worker_of_the_second_group_reads_its_rank_from_its_ordina
         assert run.returncode == 0, run.stderr
         assert fetched(hub) == SMALL | stage_shards(files, range(6, 9))
     assert json.loads((tmp_path / "w" / MARKER).read_text())["split"]["stages"] == [2]
+
+
+def test_a_split_that_left_the_hubs_whole_index_in_place_is_fetched_again() -> None:
+    # A split marker without the Hub's index kept aside (written before the node-local index existed) means the
+    # model directory still holds the Hub's whole index, which vLLM 0.33.0 refuses while shards are missing
+    # (model_loader/weight_utils.py:590-616, filter_duplicate_safetensors_files): such a marker covers nothing.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_model", chart_dir() / "files" / "fetch_model.py")
+    assert spec is not None and spec.loader is not None
+    fm = importlib.util.module_from_spec(spec)
+    sys.modules["fetch_model"] = fm  # its dataclasses look their module up
+    sys.path.insert(0, str(chart_dir() / "files"))  # it imports pipeline_stages beside it, as the pod does
+    try:
+        spec.loader.exec_module(fm)
+    finally:
+        sys.path.remove(str(chart_dir() / "files"))
+        del sys.modules["fetch_model"]
+    want = fm.Stages(stages=(0,), pp=2)
+    old = {"split": {"stages": [0], "pipeline_parallel_size": 2, "partition": None}}
+    assert not fm.covers(old, want)
+    assert fm.covers({"split": {**old["split"], "hub_index": "model.safetensors.index.json.c.hub"}}, want)
+    assert fm.covers({}, want)  # the whole checkpoint covers every stage

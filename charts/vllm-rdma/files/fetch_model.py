@@ -549,11 +549,12 @@ def wanted_stages(args: argparse.Namespace, env: dict[str, str]) -> Stages:
 
 def covers(marker: dict[str, Any], want: Stages) -> bool:
     """Whether a complete directory's marker holds what ``want`` needs: the whole checkpoint (a marker without
-    stages), or a superset of the stages of the same partition."""
+    stages), or a superset of the stages of the same partition. A split without the Hub's index kept beside it
+    (``hub_index``) left the Hub's whole index in place, which vLLM refuses with shards missing: it covers nothing."""
     had = marker.get("split")
     if had is None:
         return True
-    if want.stages is None or not isinstance(had, dict):
+    if want.stages is None or not isinstance(had, dict) or not had.get("hub_index"):
         return False
     return (had.get("pipeline_parallel_size") == want.pp and had.get("partition") == want.partition
             and set(want.stages) <= set(had.get("stages") or []))

@@ -485,6 +485,26 @@ is on a volume when it is the mount path or under it).
 {{- end }}
 
 {{/*
+Rule extra-args-layout: vllm.extraArgs. The chart passes vLLM the group's layout (TP, PP, the node count and rank,
+the leader's address) and each node's download fetches the shards of the stages that layout gives it
+(files/pipeline_stages.py). vLLM takes the last of a repeated flag and reads -tp/-pp/-dp as the long names (vllm 0.33.0
+engine/arg_utils.py), and --config FILE may set any of them: a layout set there would differ from the one every node
+prepared for, and vLLM would fail at load after the download.
+*/}}
+{{- define "vllm-rdma.rule.extra-args-layout" -}}
+{{- $owned := list "-tp" "-pp" "-dp" "--tensor-parallel-size" "--pipeline-parallel-size" "--data-parallel-size"
+      "--nnodes" "--node-rank" "--master-addr" "--master-port" "--headless" "--config" }}
+{{- $found := list }}
+{{- range $arg := .Values.vllm.extraArgs }}
+  {{- $flag := splitList "=" (toString $arg) | first | replace "_" "-" }}
+  {{- if has $flag $owned }}{{ $found = append $found $flag }}{{ end }}
+{{- end }}
+{{- if $found }}
+  {{- printf "vllm.extraArgs: sets %s, which the chart sets itself from vllm.tensorParallelSize, vllm.pipelineParallelSize and nodes (every node downloads and ranks by them); fix: remove it and set those keys (a --config file's settings go in extraArgs one by one)" (join ", " $found) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Every rule above, and the NCCL look-alikes of the values schema (vllm-rdma.ncclLookalikes, templates/_lookalikes.tpl):
 fails once, listing each problem, its key and fix. generator/helm_rdma/contract.py holds the first line
 (VALIDATE_MARKER), by which helm-rdma finds the problems in helm's error.
@@ -497,7 +517,7 @@ fails once, listing each problem, its key and fix. generator/helm_rdma/contract.
       "node-selector-label" "sriov-resource" "container-name-taken" "container-name-repeat" "volume-name-taken"
       "volume-name-repeat" "unknown-volume" "mount-path-repeat" "container-mount-path-repeat" "vllm-mount-taken"
       "unprivileged-security-context" "privilege-escalation" "host-network-sysctl" "cpu-limit" "memory-limit"
-      "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path"
+      "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path" "extra-args-layout"
       "router-scorers" "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets"
       "shrink-wait" }}
   {{- with include (printf "vllm-rdma.rule.%s" $rule) $ }}{{ $problems = append $problems . }}{{ end }}
