@@ -210,3 +210,60 @@ def test_provision_with_an_instance_configuration_oci_refuses_fails_at_once(conf
     assert time.monotonic() - started < 10
     assert f"{status} {code}" in result.output and "opc-request-id fake-" in result.output
     assert sum(1 for method, path in fake.calls if method == "POST" and path.endswith("/clusterNetworks")) == 1
+
+
+def _ssh_keys() -> tuple[str, str]:
+    """(an OpenSSH public key line, the OpenSSH private key file of the same key), as ssh-keygen writes them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    return public.decode() + " me@laptop\n", pem.decode()
+
+
+# ssh_authorized_keys is an authorized_keys file: one public key per line, "keytype, base64-encoded key, comment"
+# (OpenBSD sshd(8), AUTHORIZED_KEYS FILE FORMAT; the key types it lists: ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/
+# 521, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com, ssh-dss).
+def test_a_private_key_or_any_text_as_ssh_key_file_exits_2_with_no_oci_call(config: Path, fake: FakeOci,
+                                                                          tmp_path: Path) -> None:
+    _, private = _ssh_keys()
+    secret = private.splitlines()[3]
+    (tmp_path / "id_ed25519").write_text(private)
+    (tmp_path / "hi").write_text("hi\n")
+    result = run(config, fake, "--ssh-key-file", str(tmp_path / "id_ed25519"))
+    assert result.exit_code == 2, result.output
+    assert "  - --ssh-key-file: this is a private key: pass the .pub file" in result.output, result.output
+    assert secret not in result.output and "clusterNetwork.sshAuthorizedKeys" in result.output
+    result = run(config, fake, "--ssh-key-file", str(tmp_path / "hi"))
+    assert result.exit_code == 2, result.output
+    assert "--ssh-key-file: 'hi' is not an OpenSSH public key (the .pub file)" in result.output, result.output
+    assert fake.calls == []
+
+
+def test_public_keys_as_ssh_key_file_still_provision(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    public, _ = _ssh_keys()
+    body = public.split()[1]
+    text = (f"# team keys\r\n{public}\n  ssh-rsa {body}\necdsa-sha2-nistp384 {body} a b c\r\n"
+            f"sk-ssh-ed25519@openssh.com {body}== yubi\n")
+    (tmp_path / "keys.pub").write_text(text)
+    result = run(config, fake, "--ssh-key-file", str(tmp_path / "keys.pub"))
+    assert "provision's flags" not in result.output, result.output
+    assert fake.calls
+
+
+@pytest.mark.parametrize("good", [False, True])
+def test_helm_checks_ssh_authorized_keys_with_the_same_pattern(helm_bin: Path, tmp_path: Path, good: bool) -> None:
+    """The pattern is RE2 (helm validates the schema in Go): helm refuses a private key and takes a public one."""
+    import subprocess
+
+    public, private = _ssh_keys()
+    chart = generate(request(), output=tmp_path / "chart").path
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump({"clusterNetwork": {"sshAuthorizedKeys":
+                                                                        public if good else private}}))
+    done = subprocess.run([str(helm_bin), "template", "x", str(chart), "-f", str(tmp_path / "v.yaml")],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode == 0) is good, done.stderr
+    assert good or "sshAuthorizedKeys" in done.stderr

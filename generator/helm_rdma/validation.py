@@ -45,6 +45,9 @@ MOVED = {"serviceMonitor": "monitoring.serviceMonitor"}
 # An OCID pattern of the schema, such as ^(|ocid1\.subnet\..+)$: each ocid1\.KIND\..+ names a resource kind.
 _OCID_KIND = re.compile(r"ocid1\\\.([a-z]+)\\\.\.\+")
 QUALIFIED = "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'"
+SSH_PUBLIC = ("an OpenSSH public key (the .pub file): one key per line, TYPE AAAA... [comment], TYPE one of "
+              "ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com, "
+              "sk-ecdsa-sha2-nistp256@openssh.com, ssh-dss")
 
 
 def dotted(path: Any) -> str:
@@ -114,6 +117,8 @@ def _what(pattern: str) -> str:
         return ocid
     if "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$" in pattern:
         return QUALIFIED
+    if "ssh-ed25519" in pattern:
+        return SSH_PUBLIC
     return f"text matching {pattern}"
 
 
@@ -150,6 +155,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"expected {want_text}, got {_json_type(error.instance)}{shown}"
     if error.validator == "required":
         return "is required (a null removes a key: give it a value instead)"
+    if error.validator == "pattern" and isinstance(error.instance, str) and "PRIVATE KEY" in error.instance:
+        # Never echoed: a private key pasted where a public one belongs (ssh-keygen's id_ed25519 beside id_ed25519.pub).
+        return f"this is a private key: pass the .pub file; expected {_what(error.validator_value)}"
     if error.validator == "pattern":
         return f"{_shown(error.instance)} is not {_what(error.validator_value)}"
     if error.validator == "not" and isinstance(error.validator_value, dict) and "enum" in error.validator_value:
