@@ -48,6 +48,13 @@ BAD = [
     ("--node-label", "pool=gpu nodes", "is not a Kubernetes label value", "clusterNetwork.oke.nodeLabels.pool"),
     ("--node-label", "pool=gpu!", "is not a Kubernetes label value", "clusterNetwork.oke.nodeLabels.pool"),
     ("--node-label", "pool=", "expected KEY=VALUE", "--node-label 'pool='"),
+    # The kubelet's own rule (kubernetes/kubernetes cmd/kubelet/app/options/options.go, ValidateKubeletFlags: a key
+    # whose prefix is kubernetes.io, k8s.io or a subdomain of either must pass pkg/kubelet/apis/well_known_labels.go
+    # IsKubeletLabel: the kubeletLabels set or a kubelet.kubernetes.io / node.kubernetes.io namespace), or the kubelet
+    # exits at start and the billed node never joins.
+    ("--node-label", "node-role.kubernetes.io/worker=true", "is not a label the kubelet sets",
+     "clusterNetwork.oke.nodeLabels.node-role.kubernetes.io/worker"),
+    ("--node-label", "k8s.io/a=b", "e.g. example.com/role", "clusterNetwork.oke.nodeLabels.k8s.io/a"),
     ("--availability-domain", "Uocm:US ASHBURN", "printable ASCII without spaces",
      "clusterNetwork.availabilityDomain"),
     ("--api-server-host", "10.0.0.1 evil", "printable ASCII without spaces", "clusterNetwork.oke.apiServerHost"),
@@ -85,6 +92,8 @@ def test_every_problem_of_one_command_line_is_listed_together(config: Path, fake
 def test_good_flags_still_provision(config: Path, fake: FakeOci) -> None:
     """The checks refuse nothing the chart would accept: OCIDs of the right kinds, a label with a DNS prefix."""
     args = [*BASE, "--oke-cluster", "ocid1.cluster.oc1.iad.aaaa", "--node-label", "example.com/pool=gpu_a-1.b",
+            "--node-label", "node.kubernetes.io/pool=a", "--node-label", "x.kubelet.kubernetes.io/a=b",
+            "--node-label", "kubernetes.io/arch=amd64",
             "--nsg", "ocid1.networksecuritygroup.oc1..n", "--compartment", "ocid1.tenancy.oc1..t"]
     result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", "/dev/null", args=args)
     assert "provision's flags" not in result.output
@@ -267,3 +276,17 @@ def test_helm_checks_ssh_authorized_keys_with_the_same_pattern(helm_bin: Path, t
                           capture_output=True, text=True, check=False)
     assert (done.returncode == 0) is good, done.stderr
     assert good or "sshAuthorizedKeys" in done.stderr
+
+
+@pytest.mark.parametrize(("key", "good"), [("node-role.kubernetes.io/worker", False), ("k8s.io/a", False),
+                                           ("node.kubernetes.io/pool", True), ("example.com/role", True)])
+def test_helm_refuses_a_node_label_the_kubelet_refuses(helm_bin: Path, tmp_path: Path, key: str, good: bool) -> None:
+    """The same rule in values: helm's schema check (Go) refuses clusterNetwork.oke.nodeLabels the kubelet refuses."""
+    import subprocess
+
+    chart = generate(request(), output=tmp_path / "chart").path
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump({"clusterNetwork": {"oke": {"nodeLabels": {key: "x"}}}}))
+    done = subprocess.run([str(helm_bin), "template", "x", str(chart), "-f", str(tmp_path / "v.yaml")],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode == 0) is good, done.stderr
+    assert good or "kubelet" in done.stderr  # the pattern helm quotes

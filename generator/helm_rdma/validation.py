@@ -45,6 +45,10 @@ MOVED = {"serviceMonitor": "monitoring.serviceMonitor"}
 # An OCID pattern of the schema, such as ^(|ocid1\.subnet\..+)$: each ocid1\.KIND\..+ names a resource kind.
 _OCID_KIND = re.compile(r"ocid1\\\.([a-z]+)\\\.\.\+")
 QUALIFIED = "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'"
+KUBELET_LABEL = ("a label the kubelet sets (it refuses other kubernetes.io and k8s.io keys in --node-labels): "
+                 "node.kubernetes.io/... or kubelet.kubernetes.io/..., kubernetes.io/hostname, kubernetes.io/os, "
+                 "kubernetes.io/arch, kubernetes.io/instance-type, failure-domain.kubernetes.io/zone or /region; "
+                 "give your own prefix instead, e.g. example.com/role")
 SSH_PUBLIC = ("an OpenSSH public key (the .pub file): one key per line, TYPE AAAA... [comment], TYPE one of "
               "ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com, "
               "sk-ecdsa-sha2-nistp256@openssh.com, ssh-dss")
@@ -117,6 +121,8 @@ def _what(pattern: str) -> str:
         return ocid
     if "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$" in pattern:
         return QUALIFIED
+    if "kubelet" in pattern:
+        return KUBELET_LABEL
     if "ssh-ed25519" in pattern:
         return SSH_PUBLIC
     return f"text matching {pattern}"
