@@ -225,6 +225,17 @@ class OutputRefusedError(InputError):
         super().__init__(f"--output-dir {path}: {problem}; {fix}")
 
 
+class DamagedRecordError(InputError):
+    """A chart's record (.helm-rdma) that cannot be read: nothing then says which files are generate's."""
+
+    def __init__(self, *, path: str, problem: str) -> None:
+        super().__init__(
+            f"{path}: {problem}, so nothing tells generate's files from yours and nothing was changed (not even with "
+            f"--discard-edits); fix: restore it from version control (e.g. `git checkout -- {path}`, or resolve the "
+            "merge conflict by taking either side and run generate --force again), or remove the chart directory "
+            "yourself and generate it anew")
+
+
 class ChartEditedError(InputError):
     """Files generate wrote that were edited by hand since, found before a regeneration would overwrite them."""
 
