@@ -165,6 +165,7 @@ def test_an_unreadable_file_is_listed_with_the_flags_problems(config: Path, fake
 
 @pytest.mark.parametrize(("content", "expected"), [
     (None, "larger than 1,048,576 bytes"), (b"[DEFAULT]\nuser=\xff\xfe\n", "not UTF-8 text"),
+    (b"no section\n", "not an OCI config file (File contains no section headers"),
 ])
 def test_an_oci_config_that_is_endless_or_binary_exits_2_naming_the_flag(
         fake: FakeOci, tmp_path: Path, content: bytes | None, expected: str) -> None:
