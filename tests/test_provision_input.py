@@ -4,6 +4,7 @@ lists every problem of one command line or values file at once. The fake OCI API
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -291,3 +292,33 @@ def test_helm_refuses_a_node_label_the_kubelet_refuses(helm_bin: Path, tmp_path:
                           capture_output=True, text=True, check=False)
     assert (done.returncode == 0) is good, done.stderr
     assert good or "kubelet" in done.stderr  # the pattern helm quotes
+
+
+# The CA goes to instance metadata cluster_ca_cert, which OKE's bootstrap base64-decodes into /etc/kubernetes/ca.crt
+# (oracle-quickstart/oci-hpc-oke modules/workers/instanceconfig.tf passes the kubeconfig's certificate-authority-data,
+# base64 of the PEM); the repositories become apt source URIs. Either wrong means billed nodes that never join.
+def test_a_ca_that_is_no_certificate_or_a_repository_that_is_no_uri_exits_2_with_no_oci_call(
+        config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    (tmp_path / "ca").write_text("hi\n")
+    result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", str(tmp_path / "ca"),
+                 "--node-package-repository", "not a uri")
+    assert result.exit_code == 2, result.output
+    assert "--cluster-ca-cert-file: 'hi' is not empty or a PEM certificate" in result.output, result.output
+    assert "--node-package-repository: 'not a uri' is not empty or apt repository URIs" in result.output
+    for repository in ("https://a.example/x\nrm", "ftp://a.example/x"):
+        result = run(config, fake, "--node-package-repository", repository)
+        assert result.exit_code == 2 and "(clusterNetwork.oke.nodePackageRepository)" in result.output
+    assert fake.calls == []
+
+
+def test_a_plain_pem_ca_file_is_sent_base64_encoded(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    import base64
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+    (tmp_path / "ca.crt").write_text(pem)
+    result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", str(tmp_path / "ca.crt"),
+                 "--node-package-repository", "https://m.example/ubuntu-{codename} file:///srv/okn")
+    assert "provision's flags" not in result.output, result.output
+    [configuration] = fake.instance_configurations.values()
+    metadata = json.dumps(configuration)
+    assert base64.b64encode(pem.encode()).decode() in metadata, metadata[:2000]

@@ -38,6 +38,11 @@ KINDS = {
     "^[!-~]*$": "printable ASCII without spaces",
     "^[!-~]+$": "printable ASCII without spaces, not empty",
     "^/(\\.?[-A-Za-z0-9_+@/])*\\.?$": "an absolute path of letters, digits and -_+@./ without '..'",
+    "^(|LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t[A-Za-z0-9+/=]*)$":
+        "empty or a PEM certificate (-----BEGIN CERTIFICATE-----) in base64, on one line, as a kubeconfig's "
+        "certificate-authority-data holds it",
+    "^(|(https?|file)://[!-~]+( +(https?|file)://[!-~]+)*)$":
+        "empty or apt repository URIs (http://, https:// or file://), separated by spaces",
 }
 # Keys that moved, by their old dotted path: the schema is closed, so an old values file stops at the old key, and
 # the message names the new one. serviceMonitor moved under monitoring beside the PrometheusRule and the dashboard.
