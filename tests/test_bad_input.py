@@ -765,3 +765,25 @@ def test_any_number_for_any_numeric_flag_never_ends_in_a_bug(option: tuple[tuple
                                          "KUBECONFIG": str(Path(tmp) / "none")})
     assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
     assert result.exit_code in (0, 1, 2), result.output
+
+
+def test_an_output_dir_name_over_255_bytes_exits_2_naming_the_flag(tmp_path: Path) -> None:
+    long = tmp_path / ("a" * 300) / "chart"
+    done = CliRunner().invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(long)])
+    assert done.exit_code == 2, done.output
+    assert f"--output-dir {long}: File name too long" in done.output and "unexpected" not in done.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_at_the_package_archive_name_exits_2_naming_it(tmp_path: Path) -> None:
+    args = ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "c"), "--package"]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 0, done.output
+    archive = next(tmp_path.glob("*.tgz"))
+    archive.unlink()
+    archive.mkdir()
+    (archive / "keep").write_text("mine\n")
+    done = CliRunner().invoke(main, [*args, "--force"])
+    assert done.exit_code == 2, done.output
+    assert f"--package {archive}: is a directory" in done.output and "unexpected" not in done.output
+    assert (archive / "keep").read_text() == "mine\n"

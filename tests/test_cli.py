@@ -232,3 +232,26 @@ def test_a_mistyped_name_suggests_the_nearest_valid_one(runner: CliRunner, args:
 def test_no_suggestion_when_nothing_is_near(runner: CliRunner) -> None:
     result = runner.invoke(main, ["plan", "gpt5", "--preset", "h100"])
     assert result.exit_code == 2 and "did you mean" not in result.output
+
+
+# A reader that stops early (`| head`, `| grep -q`): the shell's convention for a writer killed by SIGPIPE is exit
+# 128 + 13 and no message (Python's documentation, signal module, "Note on SIGPIPE": Python ignores SIGPIPE, so the
+# write raises BrokenPipeError instead, and stdout must go to /dev/null before exit so its flush does not raise again).
+@pytest.mark.parametrize("args", [["presets"], ["generate", "--help"], ["template", "llama405b", "--preset", "h100"]])
+def test_a_reader_that_stops_early_ends_the_cli_as_sigpipe_would(args: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-c", "from helm_rdma.cli import main; main()", *args]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write: every write fails, whatever the pipe's capacity
+    try:
+        done = subprocess.run(cli, stdout=write, stderr=subprocess.PIPE, text=True, check=False, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+    # and through a shell's pipe to `head -c1`: never a message, whichever write meets the closed pipe first
+    shell = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -c1 >/dev/null', "sh", *cli],
+                           capture_output=True, text=True, check=False, timeout=120)
+    assert shell.returncode in (0, 141) and shell.stderr == "", shell.stderr

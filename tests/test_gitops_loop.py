@@ -319,3 +319,20 @@ def test_the_directory_given_twice_and_discard_edits_without_force_are_refused(t
     done = cli(*GENERATE, "--output-dir", str(tmp_path / "a"), "--discard-edits")
     assert done.exit_code == 2 and "give it with --force" in done.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["<<<<<<< HEAD\n", "conflict", "{\"files\": 5}", "\xff"])
+def test_a_damaged_record_stops_generate_even_with_discard_edits_and_changes_nothing(repo: Path, damage: str) -> None:
+    """Two branches regenerate, the merge conflicts in .helm-rdma: the user's own files must survive the next run."""
+    chart = repo / CHART
+    record = chart / MARKER
+    text = record.read_text()
+    record.write_text(damage + text if damage.startswith("<") else damage, encoding="latin-1")
+    (chart / "templates" / "mine.yaml").write_text("kind: ConfigMap\n")
+    before = tree(repo)
+    for extra in ([], ["--force"], ["--force", "--discard-edits"]):
+        done = cli(*GENERATE, "--output-dir", CHART, *extra)
+        assert done.exit_code == 2, done.output
+        assert f"{CHART}/{MARKER}: " in done.output and f"git checkout -- {repo / CHART / MARKER}`" in done.output
+        assert "unexpected" not in done.output
+        assert tree(repo) == before

@@ -279,3 +279,42 @@ def test_a_helm_cache_that_cannot_hold_the_chart_installs_with_one_warning(helm_
     assert "unexpected" not in status.output and "Traceback" not in status.output, status.output
     out = cli("uninstall", "llama405b", "-n", "ml")
     assert out.exit_code == 0 and "unexpected" not in out.output, out.output
+
+
+# KUBECONFIG may list several files, merged (client-go tools/clientcmd/loader.go NewDefaultClientConfigLoadingRules:
+# the KUBECONFIG variable is split with filepath.SplitList), while helm's --kubeconfig sets the loading rules'
+# ExplicitPath, one file (k8s.io/cli-runtime pkg/genericclioptions/config_flags.go toRawKubeConfigLoader). The Python
+# client merges a list given as config_file itself (kubernetes/config/kube_config.py KubeConfigMerger splits it on
+# ENV_KUBECONFIG_PATH_SEPARATOR).
+@pytest.mark.parametrize("helm", sorted(HELM_VERSIONS))
+def test_a_kubeconfig_list_reaches_helm_and_the_client_merged(helm: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import config
+
+    from helm_rdma.cluster.kube import _context_namespace
+    from helm_rdma.helmenv import HelmEnv
+
+    from .kmock_cluster import Cluster
+
+    other = tmp_path / "other"
+    other.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "far", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "far", "user": {"token": "x"}}],
+        "contexts": [{"name": "far", "context": {"cluster": "far", "user": "far"}}]}))
+    monkeypatch.setenv("HELM_BIN", str(helm_path(helm)))
+    with Cluster([], tmp_path / "kmock") as cluster:
+        listed = f"{other}:{cluster.kubeconfig}"
+        monkeypatch.setenv("KUBECONFIG", listed)
+        env = HelmEnv.from_environ()
+        assert "--kubeconfig" not in env.global_flags()
+        result = CliRunner().invoke(main, ["status", "llama405b"])
+        # helm read the merged list and asked kmock (the second file's context) for the release, not
+        # "stat a:b: no such file or directory"
+        assert "no such file" not in result.output and listed not in result.output, result.output
+        assert "kmock" in result.output and any("secrets" in str(r.url) for r in cluster.requests()), result.output
+        contexts, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
+        assert {c["name"] for c in contexts} == {"far", "kmock"} and active["name"] == "kmock"
+        assert _context_namespace(env) == "ml"
+    monkeypatch.setenv("KUBECONFIG", str(other))
+    assert HelmEnv.from_environ().global_flags() == ["--kubeconfig", str(other)]

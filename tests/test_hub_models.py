@@ -325,3 +325,30 @@ def test_a_cached_model_still_plans_when_the_hub_goes_silent(hub_env: Hub, monke
         again = plan(model="Qwen/Qwen3-32B", preset="h100").plan
     assert time.monotonic() - started < 1 + 5
     assert again.weight_bytes == online.weight_bytes and again.nodes == online.nodes
+
+
+def _plan_in_a_fresh_process(**env: str) -> Any:
+    """`helm-rdma plan` in its own process: huggingface_hub reads HF_ENDPOINT and HF_HOME when it is imported."""
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | env
+    return subprocess.run([sys.executable, "-c", "from helm_rdma.cli import main; main()", "plan",
+                           "Qwen/Qwen2.5-72B-Instruct", "--preset", "h100"], env=environ, capture_output=True,
+                          text=True, check=False, timeout=120)
+
+
+# urllib.parse.urlsplit raises ValueError for "Invalid IPv6 URL", and SplitResult.port for a port out of range;
+# huggingface_hub/constants.py splits HF_ENDPOINT when it is imported.
+@pytest.mark.parametrize("endpoint", ["http://[::1", "http://127.0.0.1:99999", "huggingface.co"])
+def test_an_hf_endpoint_that_is_not_a_url_exits_2_naming_it(endpoint: str) -> None:
+    done = _plan_in_a_fresh_process(HF_ENDPOINT=endpoint)
+    assert done.returncode == 2, done.stderr
+    assert f"HF_ENDPOINT={endpoint!r}: not a URL" in done.stderr and "unexpected" not in done.stderr
+
+
+def test_an_hf_home_that_is_not_a_directory_exits_1_naming_it() -> None:
+    done = _plan_in_a_fresh_process(HF_HOME="/dev/null", HF_ENDPOINT="http://127.0.0.1:9")
+    assert done.returncode == 1, done.stderr
+    assert "HF_HOME: /dev/null/" in done.stderr and "Not a directory" in done.stderr, done.stderr
+    assert "unexpected" not in done.stderr

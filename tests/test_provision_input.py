@@ -4,6 +4,7 @@ lists every problem of one command line or values file at once. The fake OCI API
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -48,6 +49,13 @@ BAD = [
     ("--node-label", "pool=gpu nodes", "is not a Kubernetes label value", "clusterNetwork.oke.nodeLabels.pool"),
     ("--node-label", "pool=gpu!", "is not a Kubernetes label value", "clusterNetwork.oke.nodeLabels.pool"),
     ("--node-label", "pool=", "expected KEY=VALUE", "--node-label 'pool='"),
+    # The kubelet's own rule (kubernetes/kubernetes cmd/kubelet/app/options/options.go, ValidateKubeletFlags: a key
+    # whose prefix is kubernetes.io, k8s.io or a subdomain of either must pass pkg/kubelet/apis/well_known_labels.go
+    # IsKubeletLabel: the kubeletLabels set or a kubelet.kubernetes.io / node.kubernetes.io namespace), or the kubelet
+    # exits at start and the billed node never joins.
+    ("--node-label", "node-role.kubernetes.io/worker=true", "is not a label the kubelet sets",
+     "clusterNetwork.oke.nodeLabels.node-role.kubernetes.io/worker"),
+    ("--node-label", "k8s.io/a=b", "e.g. example.com/role", "clusterNetwork.oke.nodeLabels.k8s.io/a"),
     ("--availability-domain", "Uocm:US ASHBURN", "printable ASCII without spaces",
      "clusterNetwork.availabilityDomain"),
     ("--api-server-host", "10.0.0.1 evil", "printable ASCII without spaces", "clusterNetwork.oke.apiServerHost"),
@@ -85,6 +93,8 @@ def test_every_problem_of_one_command_line_is_listed_together(config: Path, fake
 def test_good_flags_still_provision(config: Path, fake: FakeOci) -> None:
     """The checks refuse nothing the chart would accept: OCIDs of the right kinds, a label with a DNS prefix."""
     args = [*BASE, "--oke-cluster", "ocid1.cluster.oc1.iad.aaaa", "--node-label", "example.com/pool=gpu_a-1.b",
+            "--node-label", "node.kubernetes.io/pool=a", "--node-label", "x.kubelet.kubernetes.io/a=b",
+            "--node-label", "kubernetes.io/arch=amd64",
             "--nsg", "ocid1.networksecuritygroup.oc1..n", "--compartment", "ocid1.tenancy.oc1..t"]
     result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", "/dev/null", args=args)
     assert "provision's flags" not in result.output
@@ -156,6 +166,7 @@ def test_an_unreadable_file_is_listed_with_the_flags_problems(config: Path, fake
 
 @pytest.mark.parametrize(("content", "expected"), [
     (None, "larger than 1,048,576 bytes"), (b"[DEFAULT]\nuser=\xff\xfe\n", "not UTF-8 text"),
+    (b"no section\n", "not an OCI config file (File contains no section headers"),
 ])
 def test_an_oci_config_that_is_endless_or_binary_exits_2_naming_the_flag(
         fake: FakeOci, tmp_path: Path, content: bytes | None, expected: str) -> None:
@@ -210,3 +221,104 @@ def test_provision_with_an_instance_configuration_oci_refuses_fails_at_once(conf
     assert time.monotonic() - started < 10
     assert f"{status} {code}" in result.output and "opc-request-id fake-" in result.output
     assert sum(1 for method, path in fake.calls if method == "POST" and path.endswith("/clusterNetworks")) == 1
+
+
+def _ssh_keys() -> tuple[str, str]:
+    """(an OpenSSH public key line, the OpenSSH private key file of the same key), as ssh-keygen writes them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    return public.decode() + " me@laptop\n", pem.decode()
+
+
+# ssh_authorized_keys is an authorized_keys file: one public key per line, "keytype, base64-encoded key, comment"
+# (OpenBSD sshd(8), AUTHORIZED_KEYS FILE FORMAT; the key types it lists: ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/
+# 521, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com, ssh-dss).
+def test_a_private_key_or_any_text_as_ssh_key_file_exits_2_with_no_oci_call(config: Path, fake: FakeOci,
+                                                                          tmp_path: Path) -> None:
+    _, private = _ssh_keys()
+    secret = private.splitlines()[3]
+    (tmp_path / "id_ed25519").write_text(private)
+    (tmp_path / "hi").write_text("hi\n")
+    result = run(config, fake, "--ssh-key-file", str(tmp_path / "id_ed25519"))
+    assert result.exit_code == 2, result.output
+    assert "  - --ssh-key-file: this is a private key: pass the .pub file" in result.output, result.output
+    assert secret not in result.output and "clusterNetwork.sshAuthorizedKeys" in result.output
+    result = run(config, fake, "--ssh-key-file", str(tmp_path / "hi"))
+    assert result.exit_code == 2, result.output
+    assert "--ssh-key-file: 'hi' is not an OpenSSH public key (the .pub file)" in result.output, result.output
+    assert fake.calls == []
+
+
+def test_public_keys_as_ssh_key_file_still_provision(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    public, _ = _ssh_keys()
+    body = public.split()[1]
+    text = (f"# team keys\r\n{public}\n  ssh-rsa {body}\necdsa-sha2-nistp384 {body} a b c\r\n"
+            f"sk-ssh-ed25519@openssh.com {body}== yubi\n")
+    (tmp_path / "keys.pub").write_text(text)
+    result = run(config, fake, "--ssh-key-file", str(tmp_path / "keys.pub"))
+    assert "provision's flags" not in result.output, result.output
+    assert fake.calls
+
+
+@pytest.mark.parametrize("good", [False, True])
+def test_helm_checks_ssh_authorized_keys_with_the_same_pattern(helm_bin: Path, tmp_path: Path, good: bool) -> None:
+    """The pattern is RE2 (helm validates the schema in Go): helm refuses a private key and takes a public one."""
+    import subprocess
+
+    public, private = _ssh_keys()
+    chart = generate(request(), output=tmp_path / "chart").path
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump({"clusterNetwork": {"sshAuthorizedKeys":
+                                                                        public if good else private}}))
+    done = subprocess.run([str(helm_bin), "template", "x", str(chart), "-f", str(tmp_path / "v.yaml")],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode == 0) is good, done.stderr
+    assert good or "sshAuthorizedKeys" in done.stderr
+
+
+@pytest.mark.parametrize(("key", "good"), [("node-role.kubernetes.io/worker", False), ("k8s.io/a", False),
+                                           ("node.kubernetes.io/pool", True), ("example.com/role", True)])
+def test_helm_refuses_a_node_label_the_kubelet_refuses(helm_bin: Path, tmp_path: Path, key: str, good: bool) -> None:
+    """The same rule in values: helm's schema check (Go) refuses clusterNetwork.oke.nodeLabels the kubelet refuses."""
+    import subprocess
+
+    chart = generate(request(), output=tmp_path / "chart").path
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump({"clusterNetwork": {"oke": {"nodeLabels": {key: "x"}}}}))
+    done = subprocess.run([str(helm_bin), "template", "x", str(chart), "-f", str(tmp_path / "v.yaml")],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode == 0) is good, done.stderr
+    assert good or "kubelet" in done.stderr  # the pattern helm quotes
+
+
+# The CA goes to instance metadata cluster_ca_cert, which OKE's bootstrap base64-decodes into /etc/kubernetes/ca.crt
+# (oracle-quickstart/oci-hpc-oke modules/workers/instanceconfig.tf passes the kubeconfig's certificate-authority-data,
+# base64 of the PEM); the repositories become apt source URIs. Either wrong means billed nodes that never join.
+def test_a_ca_that_is_no_certificate_or_a_repository_that_is_no_uri_exits_2_with_no_oci_call(
+        config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    (tmp_path / "ca").write_text("hi\n")
+    result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", str(tmp_path / "ca"),
+                 "--node-package-repository", "not a uri")
+    assert result.exit_code == 2, result.output
+    assert "--cluster-ca-cert-file: 'hi' is not empty or a PEM certificate" in result.output, result.output
+    assert "--node-package-repository: 'not a uri' is not empty or apt repository URIs" in result.output
+    for repository in ("https://a.example/x\nrm", "ftp://a.example/x"):
+        result = run(config, fake, "--node-package-repository", repository)
+        assert result.exit_code == 2 and "(clusterNetwork.oke.nodePackageRepository)" in result.output
+    assert fake.calls == []
+
+
+def test_a_plain_pem_ca_file_is_sent_base64_encoded(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    import base64
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+    (tmp_path / "ca.crt").write_text(pem)
+    result = run(config, fake, "--api-server-host", "10.0.0.1", "--cluster-ca-cert-file", str(tmp_path / "ca.crt"),
+                 "--node-package-repository", "https://m.example/ubuntu-{codename} file:///srv/okn")
+    assert "provision's flags" not in result.output, result.output
+    [configuration] = fake.instance_configurations.values()
+    metadata = json.dumps(configuration)
+    assert base64.b64encode(pem.encode()).decode() in metadata, metadata[:2000]

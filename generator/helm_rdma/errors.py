@@ -225,6 +225,17 @@ class OutputRefusedError(InputError):
         super().__init__(f"--output-dir {path}: {problem}; {fix}")
 
 
+class DamagedRecordError(InputError):
+    """A chart's record (.helm-rdma) that cannot be read: nothing then says which files are generate's."""
+
+    def __init__(self, *, path: str, problem: str) -> None:
+        super().__init__(
+            f"{path}: {problem}, so nothing tells generate's files from yours and nothing was changed (not even with "
+            f"--discard-edits); fix: restore it from version control (e.g. `git checkout -- {path}`, or resolve the "
+            "merge conflict by taking either side and run generate --force again), or remove the chart directory "
+            "yourself and generate it anew")
+
+
 class ChartEditedError(InputError):
     """Files generate wrote that were edited by hand since, found before a regeneration would overwrite them."""
 
@@ -562,6 +573,22 @@ class HubTimeoutError(RuntimeFailure):
                          f"{variable}=SECONDS, or plan offline from the Hugging Face cache with HF_HUB_OFFLINE=1")
 
 
+class HubEndpointSettingError(InputError):
+    """HF_ENDPOINT is not an http(s) URL huggingface_hub can use."""
+
+    def __init__(self, *, value: str, problem: str) -> None:
+        super().__init__(f"HF_ENDPOINT={value!r}: not a URL ({problem}); expected http(s)://HOST[:PORT] of the Hub or "
+                         "a mirror; fix or unset it")
+
+
+class HubEnvironmentError(RuntimeFailure):
+    """A directory huggingface_hub keeps its token or cache in that cannot be used (HF_HOME, HOME, ...)."""
+
+    def __init__(self, *, variable: str, path: str, problem: str) -> None:
+        super().__init__(f"{variable}: {path}: {problem}; huggingface_hub keeps its token and cache there: point "
+                         f"{variable} at a directory you can write, or unset it")
+
+
 class HubTimeoutSettingError(InputError):
     """The Hub's time budget variable is not a number of seconds in range."""
 
@@ -633,6 +660,14 @@ class PackageError(RuntimeFailure):
 
     def __init__(self, *, chart: Path, expected: Path) -> None:
         super().__init__(f"helm package {chart} did not write {expected}; run it by hand to see why")
+
+
+class PackagePathError(InputError):
+    """The archive's path beside the chart cannot take it (a directory stands there, no permission)."""
+
+    def __init__(self, *, path: Path, chart: Path, problem: str) -> None:
+        super().__init__(f"--package {path}: {problem}; the chart was written to {chart}: move or remove what "
+                         "stands at the archive's name, then run generate --force --package again")
 
 
 class MissingSettingError(InputError):

@@ -2,6 +2,7 @@
 
 Helm strips its global flags (-n/--namespace, --kube-context, --kubeconfig, --debug) from a plugin's arguments and
 passes them as HELM_NAMESPACE, HELM_KUBECONTEXT, KUBECONFIG and HELM_DEBUG; HELM_BIN is the helm that called us.
+A KUBECONFIG that lists several files (a:b) is left to helm's environment: helm's --kubeconfig names one file.
 
 helm-rdma's own cache (HELM_RDMA_CACHE, else XDG_CACHE_HOME/helm-rdma, else ~/.cache/helm-rdma) only ever holds
 shortcuts (shipped documents already checked, helm binaries already asked their version), each keyed by what it was
@@ -57,7 +58,9 @@ class HelmEnv:
             flags += ["--namespace", self.namespace]
         if self.kube_context:
             flags += ["--kube-context", self.kube_context]
-        if self.kubeconfig:
+        if self.kubeconfig and os.pathsep not in self.kubeconfig:
+            # --kubeconfig is one file; a list (a:b, kubectl's merge) reaches helm as KUBECONFIG in its environment,
+            # which it splits and merges as kubectl does
             flags += ["--kubeconfig", self.kubeconfig]
         if self.debug:
             flags.append("--debug")

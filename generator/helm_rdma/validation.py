@@ -38,6 +38,11 @@ KINDS = {
     "^[!-~]*$": "printable ASCII without spaces",
     "^[!-~]+$": "printable ASCII without spaces, not empty",
     "^/(\\.?[-A-Za-z0-9_+@/])*\\.?$": "an absolute path of letters, digits and -_+@./ without '..'",
+    "^(|LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t[A-Za-z0-9+/=]*)$":
+        "empty or a PEM certificate (-----BEGIN CERTIFICATE-----) in base64, on one line, as a kubeconfig's "
+        "certificate-authority-data holds it",
+    "^(|(https?|file)://[!-~]+( +(https?|file)://[!-~]+)*)$":
+        "empty or apt repository URIs (http://, https:// or file://), separated by spaces",
 }
 # Keys that moved, by their old dotted path: the schema is closed, so an old values file stops at the old key, and
 # the message names the new one. serviceMonitor moved under monitoring beside the PrometheusRule and the dashboard.
@@ -45,6 +50,13 @@ MOVED = {"serviceMonitor": "monitoring.serviceMonitor"}
 # An OCID pattern of the schema, such as ^(|ocid1\.subnet\..+)$: each ocid1\.KIND\..+ names a resource kind.
 _OCID_KIND = re.compile(r"ocid1\\\.([a-z]+)\\\.\.\+")
 QUALIFIED = "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'"
+KUBELET_LABEL = ("a label the kubelet sets (it refuses other kubernetes.io and k8s.io keys in --node-labels): "
+                 "node.kubernetes.io/... or kubelet.kubernetes.io/..., kubernetes.io/hostname, kubernetes.io/os, "
+                 "kubernetes.io/arch, kubernetes.io/instance-type, failure-domain.kubernetes.io/zone or /region; "
+                 "give your own prefix instead, e.g. example.com/role")
+SSH_PUBLIC = ("an OpenSSH public key (the .pub file): one key per line, TYPE AAAA... [comment], TYPE one of "
+              "ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com, "
+              "sk-ecdsa-sha2-nistp256@openssh.com, ssh-dss")
 
 
 def dotted(path: Any) -> str:
@@ -114,6 +126,10 @@ def _what(pattern: str) -> str:
         return ocid
     if "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$" in pattern:
         return QUALIFIED
+    if "kubelet" in pattern:
+        return KUBELET_LABEL
+    if "ssh-ed25519" in pattern:
+        return SSH_PUBLIC
     return f"text matching {pattern}"
 
 
@@ -150,6 +166,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"expected {want_text}, got {_json_type(error.instance)}{shown}"
     if error.validator == "required":
         return "is required (a null removes a key: give it a value instead)"
+    if error.validator == "pattern" and isinstance(error.instance, str) and "PRIVATE KEY" in error.instance:
+        # Never echoed: a private key pasted where a public one belongs (ssh-keygen's id_ed25519 beside id_ed25519.pub).
+        return f"this is a private key: pass the .pub file; expected {_what(error.validator_value)}"
     if error.validator == "pattern":
         return f"{_shown(error.instance)} is not {_what(error.validator_value)}"
     if error.validator == "not" and isinstance(error.validator_value, dict) and "enum" in error.validator_value:

@@ -19,6 +19,7 @@ from typing import Any
 
 from helm_rdma import __version__
 from helm_rdma.chart.meta import value_changes
+from helm_rdma.errors import DamagedRecordError
 from helm_rdma.resolve.values import schema_defaults
 
 MARKER = ".helm-rdma"
@@ -28,6 +29,8 @@ RECORD_HEADER = (
     "# `generate --force` rewrites only the files below, and stops when one of them was edited by hand or when this\n"
     "# directory holds any other file than these and the values files named here.\n"
 )
+# The whole marker helm-rdma 0.1.0 wrote, which listed no files: only this text is a chart of that version.
+LEGACY_TEXT = "Written by `helm-rdma generate`; `helm-rdma generate --force` may replace this directory."
 VALUES = "values.yaml"
 SCHEMA = "values.schema.json"
 KEYS_LISTED = 8
@@ -67,20 +70,30 @@ def record_text(*, files: Mapping[str, bytes], value_files: tuple[str, ...]) -> 
 
 
 def read_record(chart: Path) -> ChartRecord | None:
-    """The record of a chart directory; None when there is no marker. A marker that is not a record (helm-rdma
-    0.1.0 wrote one sentence) is ``legacy``."""
+    """The record of a chart directory; None when there is no marker; ``legacy`` for the one sentence helm-rdma
+    0.1.0 wrote.
+
+    Raises:
+        DamagedRecordError: Any other marker that is not a record (a merge conflict in it, a truncated file).
+    """
     path = chart / MARKER
     if not path.is_file():
         return None
     try:
         text = path.read_text(encoding="utf-8")
-        body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-        document = json.loads(body)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRecordError(path=str(path), problem=f"cannot be read ({exc})") from None
+    if text.strip() == LEGACY_TEXT:
         return ChartRecord(legacy=True)
+    if any(line.startswith(("<<<<<<<", ">>>>>>>", "=======")) for line in text.splitlines()):
+        raise DamagedRecordError(path=str(path), problem="holds git merge-conflict markers")
+    try:
+        document = json.loads("\n".join(line for line in text.splitlines() if not line.startswith("#")))
+    except ValueError:
+        raise DamagedRecordError(path=str(path), problem="is not the JSON record generate writes") from None
     files, value_files = (document.get(k) if isinstance(document, dict) else None for k in ("files", "valueFiles"))
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        return ChartRecord(legacy=True)
+        raise DamagedRecordError(path=str(path), problem="lists no files with their sha256 as generate writes them")
     if not isinstance(value_files, list) or not all(isinstance(v, str) for v in value_files):
         value_files = []
     return ChartRecord(files={str(k): v for k, v in files.items()}, value_files=tuple(value_files))

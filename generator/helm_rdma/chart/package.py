@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from helm_rdma.errors import PackageError
+from helm_rdma.errors import PackageError, PackagePathError
 from helm_rdma.helm import run_helm
 
 # OCI Registry (OCIR): REGION is the region key (iad, phx, fra...), NAMESPACE the tenancy's Object Storage namespace.
@@ -40,9 +40,12 @@ def package_chart(chart: Path, *, destination: Path, name: str, version: str, he
     Raises:
         HelmCommandError: helm package failed.
         PackageError: The archive is not where helm writes it.
+        PackagePathError: What stands at the archive's name cannot be replaced (a directory).
     """
     destination.mkdir(parents=True, exist_ok=True)
     archive_name = f"{name}-{version}.tgz"
+    if (destination / archive_name).is_dir() and not (destination / archive_name).is_symlink():
+        raise PackagePathError(path=destination / archive_name, chart=chart, problem="is a directory")
     staging = Path(tempfile.mkdtemp(prefix=f".{archive_name}.", dir=destination))
     try:
         run_helm(["package", str(chart), "--destination", str(staging)], helm=helm)
@@ -53,7 +56,10 @@ def package_chart(chart: Path, *, destination: Path, name: str, version: str, he
             members = tuple(sorted(m.name.split("/", 1)[1] for m in archive.getmembers()
                                    if m.isfile() and "/" in m.name))
         path = destination / archive_name
-        os.replace(written, path)
+        try:
+            os.replace(written, path)
+        except OSError as exc:
+            raise PackagePathError(path=path, chart=chart, problem=exc.strerror or str(exc)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ChartPackage(path=path, name=name, version=version, members=members)

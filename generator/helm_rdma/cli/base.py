@@ -30,6 +30,17 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _reader_gone() -> None:
+    """The reader of our output went away (``| head``): end as a process killed by SIGPIPE would, silently, with
+    stdout on /dev/null so that Python's flush at exit does not raise again (Python's documentation of the signal
+    module, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test runner's buffer): nothing to flush at exit
+        pass
+
+
 def _debug(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true")
 
@@ -68,6 +79,9 @@ class Cli(Teaching, click.Group):
             ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            _reader_gone()
+            ctx.exit(128 + signal.SIGPIPE)
         except Exception as exc:  # a bug: one line, and the traceback on request
             if _debug(ctx):
                 import traceback

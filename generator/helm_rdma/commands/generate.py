@@ -54,6 +54,7 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
         RegistryError: With ``pin_digests``, a registry that did not answer with a digest (nothing is written).
         HelmNotFoundError: ``package`` without a helm binary.
     """
+    _reachable(output)
     output = output.resolve()
     request, recorded, lines = _user_files(request, output)
     resolved = resolve(request)
@@ -72,6 +73,21 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
                                  helm=find_helm())
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
                           package=packaged)
+
+
+def _reachable(output: Path) -> None:
+    """Refuse an output path the system cannot even look up (a name over 255 bytes, a loop of links, no permission).
+
+    Raises:
+        OutputRefusedError: Naming the path and the system's reason.
+    """
+    try:
+        os.stat(output)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # not there yet, or under a file: the write's own checks say so
+    except OSError as exc:
+        raise OutputRefusedError(path=str(output), problem=exc.strerror or str(exc),
+                                 fix="choose another --output-dir (each name at most 255 bytes)") from None
 
 
 def _user_files(request: ChartRequest, output: Path) -> tuple[ChartRequest, dict[str, str], list[str]]:

@@ -121,7 +121,7 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
     missing = [flag for flag, value in required.items() if not value]
     unread: list[str] = []
     ssh_keys = _read(f.ssh_key_file, "--ssh-key-file", unread)
-    ca_cert = _read(f.cluster_ca_cert_file, "--cluster-ca-cert-file", unread)
+    ca_cert = _base64_pem(_read(f.cluster_ca_cert_file, "--cluster-ca-cert-file", unread))
     cloud_init = _read(f.cloud_init_file, "--cloud-init-file", unread)
     check_flags({
         "--name": f.name, "--compartment": f.compartment, "--availability-domain": f.availability_domain,
@@ -169,6 +169,16 @@ def _label_pair(text: str) -> tuple[str, str]:
 # core/models/instance_configuration_launch_instance_details.py: "The combined size of the `metadata` and
 # `extendedMetadata` objects can be a maximum of 32,000 bytes"): a larger file can never be sent.
 METADATA_BYTES = 32_000
+
+
+def _base64_pem(text: str) -> str:
+    """A CA file as the instance metadata takes it: a plain PEM certificate (ca.crt) is base64-encoded, anything
+    else is left for the values schema's rule to judge."""
+    if text.startswith("-----BEGIN CERTIFICATE-----"):
+        import base64
+
+        return base64.b64encode((text + "\n").encode()).decode()
+    return text
 
 
 def _read(path: Path | None, flag: str, problems: list[str]) -> str:

@@ -8,6 +8,7 @@ OCI SDK.
 
 from __future__ import annotations
 
+import configparser
 import os
 import stat
 import threading
@@ -158,6 +159,11 @@ def _credentials(oci: Any, auth: OciAuth) -> tuple[dict[str, Any], Any, str]:
             raise OciConfigError(path=auth.config_file, profile=auth.profile, problem="no such profile") from None
         except (oci.exceptions.InvalidConfig, oci.exceptions.InvalidKeyFilePath) as exc:
             raise OciConfigError(path=auth.config_file, profile=auth.profile, problem=str(exc)) from None
+        except configparser.Error as exc:  # the SDK reads the file with configparser: no [PROFILE] line, a bad line
+            first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(".")
+            raise OciConfigError(path=auth.config_file, profile=auth.profile,
+                                 problem=f"not an OCI config file ({first}; each profile starts with a [NAME] line, "
+                                 "as `oci setup config` writes it)") from None
         if config.get("key_file"):
             key = os.path.expanduser(str(config["key_file"]))
             _readable(key, config_file=auth.config_file, profile=auth.profile, what=f"key_file {key}: ")

@@ -29,7 +29,15 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from helm_rdma.datafiles import chart_dir, schema_path
-from helm_rdma.errors import HubRepoError, HubTimeoutError, HubUnreachableError, ModelRefError, UnsupportedModelError
+from helm_rdma.errors import (
+    HubEndpointSettingError,
+    HubEnvironmentError,
+    HubRepoError,
+    HubTimeoutError,
+    HubUnreachableError,
+    ModelRefError,
+    UnsupportedModelError,
+)
 from helm_rdma.sizing.hubbudget import DEFAULT_SECONDS as DEFAULT_BUDGET
 from helm_rdma.sizing.hubbudget import ENV as BUDGET_ENV
 from helm_rdma.sizing.hubbudget import BudgetSpent, budget_seconds, hub_budget
@@ -110,7 +118,7 @@ class HubAccess:
     def from_environ(cls) -> HubAccess:
         env = os.environ
         home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-        return cls(endpoint=(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+        return cls(endpoint=_endpoint(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
                    offline=env.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"),
                    cache_dir=os.path.expanduser(env.get("HF_HUB_CACHE") or os.path.join(home, "hub")),
                    budget=budget_seconds(env))
@@ -171,6 +179,9 @@ class HubAccess:
             status = exc.response.status_code if exc.response is not None else "?"
             raise HubUnreachableError(endpoint=self.endpoint, repo=repo,
                                       problem=f"HTTP {status}: {_first_line(exc)}") from exc
+        except OSError as exc:  # huggingface_hub's token file or cache under a path that is not a directory
+            raise HubEnvironmentError(variable=_variable_of(exc.filename), path=str(exc.filename),
+                                      problem=exc.strerror or str(exc)) from None
 
     def listing(self, repo: str, revision: str) -> Listing | None:
         """The repository's files with their sizes, its commit and whether it is gated; None offline or on failure."""
@@ -192,6 +203,34 @@ class Listing(NamedTuple):
     files: dict[str, int]
     commit: str
     gated: bool
+
+
+def _endpoint(value: str) -> str:
+    """HF_ENDPOINT as huggingface_hub will parse it (it splits the URL when it is imported).
+
+    Raises:
+        HubEndpointSettingError: Not an http(s) URL with a host and a valid port.
+    """
+    import urllib.parse
+
+    try:
+        url = urllib.parse.urlsplit(value)
+        _ = url.port
+    except ValueError as exc:
+        raise HubEndpointSettingError(value=value, problem=str(exc)) from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise HubEndpointSettingError(value=value, problem="no http:// or https:// and host")
+    return value
+
+
+def _variable_of(path: object) -> str:
+    """The environment variable that chose ``path``: the first of huggingface_hub's whose value begins it."""
+    text = str(path or "")
+    for name in ("HF_TOKEN_PATH", "HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME"):
+        value = os.environ.get(name)
+        if value and text.startswith(os.path.expanduser(value)):
+            return name
+    return "HF_HOME"
 
 
 def _first_line(exc: BaseException) -> str:
