@@ -10,6 +10,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -300,6 +302,17 @@ def test_a_silent_hub_fails_within_its_budget_with_one_line_naming_hf_endpoint(
     assert len(lines) == 1, result.output
     assert f"HF_ENDPOINT={silent_endpoint} did not answer within 1.5 s while reading Qwen/Qwen3-32B" in lines[0]
     assert "HELM_RDMA_HUB_TIMEOUT=SECONDS" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+
+
+def test_a_silent_hub_is_one_line_on_stderr_in_a_real_process(silent_endpoint: str) -> None:
+    # huggingface_hub logs each retry to stderr through its own handler (utils/_http.py http_backoff, "Retrying in
+    # 1s [Retry 1/5]"), which CliRunner does not capture: only a real process shows whether the failure is one line.
+    env = {**os.environ, "HELM_RDMA_HUB_TIMEOUT": "3"}
+    out = subprocess.run([sys.executable, "-m", "helm_rdma", "plan", "Qwen/Qwen3-32B", "--preset", "h100"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"HF_ENDPOINT={silent_endpoint}" in lines[0], out.stderr
 
 
 def test_the_hub_budget_is_a_minute_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ httpx error, so ``http_backoff`` does not retry it and it leaves ``hf_hub_downlo
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -72,8 +73,14 @@ def hub_budget(seconds: float) -> Iterator[None]:
         client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bounded]}
         return client
 
+    # huggingface_hub logs a warning per retry ("Retrying in 1s [Retry 1/5]", utils/_http.py http_backoff): the
+    # budget's one failure line says what happened, so those stay quiet within the block.
+    retries = logging.getLogger(_http.__name__)
+    level = retries.level
     set_client_factory(factory)
+    retries.setLevel(logging.ERROR)
     try:
         yield
     finally:
         set_client_factory(previous)
+        retries.setLevel(level)
