@@ -365,3 +365,13 @@ def test_an_hf_home_that_is_not_a_directory_exits_1_naming_it() -> None:
     assert done.returncode == 1, done.stderr
     assert "HF_HOME: /dev/null/" in done.stderr and "Not a directory" in done.stderr, done.stderr
     assert "unexpected" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"])
+def test_a_hub_timeout_setting_that_is_not_whole_seconds_is_named(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # huggingface_hub reads both with int() when it is imported (constants.py lines 310-314): a bare ValueError.
+    monkeypatch.setenv(name, "abc")
+    result = CliRunner().invoke(main, ["plan", "Qwen/Qwen3-32B", "--preset", "h100"])
+    assert result.exit_code == 2, result.output
+    assert f"{name}='abc': huggingface_hub expects a whole number of seconds" in result.output
+    assert "unexpected" not in result.output

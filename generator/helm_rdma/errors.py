@@ -589,6 +589,13 @@ class HubEnvironmentError(RuntimeFailure):
                          f"{variable} at a directory you can write, or unset it")
 
 
+class HubSettingError(InputError):
+    """A huggingface_hub setting in the environment it cannot read."""
+
+    def __init__(self, *, variable: str, value: str, expected: str) -> None:
+        super().__init__(f"{variable}={value!r}: huggingface_hub expects {expected}; fix or unset it")
+
+
 class HubTimeoutSettingError(InputError):
     """The Hub's time budget variable is not a number of seconds in range."""
 

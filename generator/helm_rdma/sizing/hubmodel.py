@@ -33,6 +33,7 @@ from helm_rdma.errors import (
     HubEndpointSettingError,
     HubEnvironmentError,
     HubRepoError,
+    HubSettingError,
     HubTimeoutError,
     HubUnreachableError,
     ModelRefError,
@@ -48,6 +49,23 @@ from helm_rdma.yamlfile import load_json_schema
 DEFAULT_ENDPOINT = "https://huggingface.co"
 INDEX = "model.safetensors.index.json"
 COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+# Settings huggingface_hub reads as whole numbers when it is imported (huggingface_hub 2.4.0 constants.py lines
+# 310-314, _as_int): another value makes its import raise a bare ValueError.
+WHOLE_SECONDS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
+
+
+def check_hub_settings(env: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Refuse, before huggingface_hub is imported, the settings its import cannot read.
+
+    Raises:
+        HubSettingError: One of WHOLE_SECONDS is set and is not a whole number.
+    """
+    for name in WHOLE_SECONDS:
+        value = env.get(name)
+        if value and not value.strip().lstrip("+-").isdigit():
+            raise HubSettingError(variable=name, value=value, expected="a whole number of seconds, e.g. 10")
 
 
 def _model_schema() -> dict[str, Any]:
@@ -69,6 +87,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
                                              "and '.', NAME at most 96 characters)")
     if not re.fullmatch(props["revision"]["pattern"], revision) or len(revision) > props["revision"]["maxLength"]:
         raise ModelRefError(ref=ref, problem=f'"{revision}" is not a revision (a branch, tag or commit)')
+    check_hub_settings()
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # exported lazily
 
@@ -117,6 +136,7 @@ class HubAccess:
     @classmethod
     def from_environ(cls) -> HubAccess:
         env = os.environ
+        check_hub_settings(env)
         home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
         return cls(endpoint=_endpoint(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
                    offline=env.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"),
