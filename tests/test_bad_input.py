@@ -787,3 +787,16 @@ def test_a_directory_at_the_package_archive_name_exits_2_naming_it(tmp_path: Pat
     assert done.exit_code == 2, done.output
     assert f"--package {archive}: is a directory" in done.output and "unexpected" not in done.output
     assert (archive / "keep").read_text() == "mine\n"
+
+
+def test_helm_output_that_is_not_utf8_is_no_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A HELM_BIN that answers `version --short` as helm does, then writes bytes that are not UTF-8.
+    fake = tmp_path / "helm"
+    fake.write_text('#!/bin/bash\nif [ "$1" = version ]; then echo v3.17.2+gcc0b1d9; exit 0; fi\n'
+                    "printf 'kind: \\xff\\xfe\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(fake))
+    monkeypatch.setenv("HELM_RDMA_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
+    assert "kind: \ufffd\ufffd" in result.output

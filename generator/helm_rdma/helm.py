@@ -59,8 +59,8 @@ def _check_helm(binary: str, *, named: str) -> None:
     if cache_get("helm", key) is not None:
         return
     try:
-        proc = subprocess.run([binary, "version", "--short"], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=HELM_VERSION_TIMEOUT_SECONDS)
+        proc = subprocess.run([binary, "version", "--short"], capture_output=True, encoding="utf-8",
+                              errors="replace", stdin=subprocess.DEVNULL, timeout=HELM_VERSION_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         raise HelmNotFoundError(tried=f"{named} did not answer `version --short` within "
                                       f"{HELM_VERSION_TIMEOUT_SECONDS} s") from None
@@ -83,7 +83,8 @@ def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None =
     binary = helm or find_helm()
     command = (binary, *args)
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+        # helm writes UTF-8; a byte that is not (a binary a values file or a HELM_BIN put there) is shown as U+FFFD.
+        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", cwd=cwd)
     except OSError as exc:
         raise HelmNotFoundError(tried=f"{binary}: {exc.strerror}") from None
     if proc.returncode != 0:
