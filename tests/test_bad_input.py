@@ -800,3 +800,14 @@ def test_helm_output_that_is_not_utf8_is_no_crash(tmp_path: Path, monkeypatch: p
     result = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100"])
     assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
     assert "kind: \ufffd\ufffd" in result.output
+
+
+def test_a_named_pipe_nothing_writes_to_is_refused_at_once(tmp_path: Path) -> None:
+    # open(2) of a FIFO without a writer blocks until one comes (fifo(7)): the read must not wait for it.
+    fifo = tmp_path / "values.yaml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["plan", "llama405b", "--preset", "h100", "-f", str(fifo)])
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 2, result.output
+    assert f"{fifo}: a named pipe nothing writes to" in result.output

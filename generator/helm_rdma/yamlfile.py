@@ -7,9 +7,12 @@ instead of eating the machine's memory.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import re
+import stat
 import sys
 from functools import cache
 from pathlib import Path
@@ -41,8 +44,7 @@ def read_input(path: Path | str, *, label: str | None = None, stdin: Any = None,
             stream = stdin if stdin is not None else sys.stdin.buffer
             data = stream.read(max_bytes + 1)
         else:
-            with open(path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
+            data = _read_file(path, max_bytes + 1)
     except FileNotFoundError:
         raise YamlFileError(path=name, problem="no such file") from None
     except IsADirectoryError:
@@ -54,11 +56,25 @@ def read_input(path: Path | str, *, label: str | None = None, stdin: Any = None,
     if len(data) > max_bytes:
         raise YamlFileError(path=name, problem=f"larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; values that "
                             "large cannot be kept in a helm release (one Secret of at most 1 MiB)")
+    if not data and str(path).strip() != STDIN and stat.S_ISFIFO(os.stat(path).st_mode):
+        raise YamlFileError(path=name, problem="a named pipe nothing writes to (it would be read forever)")
     try:
         text: str = data.decode("utf-8")
     except UnicodeDecodeError:
         raise YamlFileError(path=name, problem="not UTF-8 text (a binary file?)") from None
     return text
+
+
+def _read_file(path: Path | str, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path``. A named pipe with no writer would block open(2) forever: the file is
+    opened without waiting (O_NONBLOCK), then read as usual, so such a pipe reads as empty at once."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
 
 
 # How helm's YAML library (go-yaml v2, resolve.go) types a plain scalar; PyYAML's YAML 1.1 rules differ ("y" and
