@@ -156,6 +156,12 @@ def test_only_the_preflight_container_holds_a_token_and_it_may_only_create_event
     holders = [c["name"] for c in spec["initContainers"] + spec["containers"]
                if any(m["mountPath"] == mount for m in c.get("volumeMounts", []))]
     assert holders == [contract.PREFLIGHT_CONTAINER]
+    # Only the leader posts the Event (entrypoint.sh): a worker's pod holds no token at all.
+    worker = serving_pod_specs(documents)[1]
+    assert not [m for c in worker["initContainers"] + worker["containers"] for m in c.get("volumeMounts", [])
+                if m["mountPath"] == mount]
+    assert not [v for v in worker["volumes"] if "projected" in v]
+    assert "HELM_RDMA_PREFLIGHT_EVENTS" not in {e["name"] for e in preflight_container(worker)["env"]}
     volume = next(m["name"] for m in preflight_container(spec)["volumeMounts"] if m["mountPath"] == mount)
     sources = next(v for v in spec["volumes"] if v["name"] == volume)["projected"]["sources"]
     # what the ServiceAccount admission plugin mounts (kubernetes plugin/pkg/admission/serviceaccount/admission.go,

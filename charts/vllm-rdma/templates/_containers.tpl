@@ -296,7 +296,9 @@ as one line that `helm rdma verify` reads from the leader's log. (dict "root" $ 
       value: preflight
     {{- include "vllm-rdma.groupEnv" . | nindent 4 }}
     {{- include "vllm-rdma.preflightEnv" $root | nindent 4 }}
+    {{- if eq .role "leader" }}
     {{- include "vllm-rdma.preflightEventEnv" $root | nindent 4 }}
+    {{- end }}
     {{- include "vllm-rdma.ncclEnv" $root | trim | nindent 4 }}
     {{- if .keyCheck }}
     {{- include "vllm-rdma.apiKeySecretCheckEnv" $root | nindent 4 }}
@@ -309,10 +311,12 @@ as one line that `helm rdma verify` reads from the leader's log. (dict "root" $ 
     {{- include "vllm-rdma.rdmaVolumeMounts" $root | trim | nindent 4 }}
     - name: tmp
       mountPath: /tmp
+    {{- if eq .role "leader" }}
     # The only container with an API token: the leader records the figure as an Event (files/preflight_event.py).
     - name: {{ include "vllm-rdma.preflightEventsVolume" $root }}
       mountPath: /var/run/secrets/kubernetes.io/serviceaccount
       readOnly: true
+    {{- end }}
   # The summary (the measured figure and the verdict) stays in the pod's status after the container ended.
   terminationMessagePath: /dev/termination-log
   terminationMessagePolicy: FallbackToLogsOnError

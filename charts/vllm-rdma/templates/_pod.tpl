@@ -263,7 +263,9 @@ spec:
     {{- if include "vllm-rdma.preflightInit" $root }}
     - name: tmp
       emptyDir: {}
+    {{- if eq $role "leader" }}
     {{- include "vllm-rdma.preflightEventsTokenVolume" $root | nindent 4 }}
+    {{- end }}
     {{- end }}
     - name: model
       {{- if eq $v.model.storage.type "hostPath" }}
