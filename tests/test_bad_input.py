@@ -288,8 +288,11 @@ main(["generate", "llama405b", "--preset", "h100", "--output-dir", sys.argv[1]])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
 def test_sigterm_and_sigint_leave_no_staging_directory(tmp_path: Path, sig: int, code: int) -> None:
     out = tmp_path / "out"
+    # As a command typed at a terminal: a shell starts a background job (and so this suite, when run with `&`) with
+    # SIGINT ignored, which its children inherit, and Python then leaves SIGINT ignored (signal(7), "execve(2)").
     proc = subprocess.Popen([sys.executable, "-c", SLOW_GENERATE, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "staged"
     assert any(p.name.startswith(".out.") for p in tmp_path.iterdir())
