@@ -50,3 +50,15 @@ def run(config: Path, fake: FakeOci | None, *extra: str, args: list[str] | None 
 
 def posts(fake: FakeOci, what: str) -> int:
     return sum(1 for method, path in fake.calls if method == "POST" and path.endswith(what))
+
+
+def flags_plan(config: Path, fake: FakeOci, nodes: int) -> Any:
+    """The provisioning plan of `provision` with the usual network flags for ``nodes`` nodes, signed in to ``fake``."""
+    from helm_rdma.commands.provision import ProvisionFlags, plan_from_flags
+    from helm_rdma.oci.clients import OciAuth
+
+    flags = ProvisionFlags(preset="h100", nodes=nodes, name="llama", compartment=COMPARTMENT,
+                           availability_domain="Uocm:US-ASHBURN-AD-1", subnet="ocid1.subnet.oc1..sub",
+                           image="ocid1.image.oc1..img", wait_nodes=False)
+    auth = OciAuth(mode="apiKey", config_file=str(config), profile="DEFAULT", endpoint=fake.url)
+    return plan_from_flags(flags, auth=auth, release=None, namespace="default")

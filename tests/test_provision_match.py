@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from helm_rdma.commands.provision import ProvisionFlags, Watch, plan_from_flags, provision
+from helm_rdma.commands.provision import Watch, provision
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.oci.clients import OciAuth
 from helm_rdma.oci.network import TAG_NODES
 
 from .fake_oci import FakeOci, refused_endpoint, silent_endpoint
 from .kmock_cluster import Cluster
-from .ocitest import BASE, COMPARTMENT, OURS, config, fake, key, posts, run  # noqa: F401  (fixtures)
+from .ocitest import BASE, COMPARTMENT, OURS, config, fake, flags_plan, key, posts, run  # noqa: F401  (fixtures)
 
 DEPROVISION = ["deprovision", "--name", "llama", "--compartment", COMPARTMENT, "--poll-interval", "0.01", "--yes"]
 
@@ -106,11 +105,7 @@ def test_two_runs_at_once_with_different_sizes_leave_one_network(config: Path, f
     outcomes: dict[int, Any] = {}
 
     def go(nodes: int) -> None:
-        flags = ProvisionFlags(preset="h100", nodes=nodes, name="llama", compartment=COMPARTMENT,
-                               availability_domain="Uocm:US-ASHBURN-AD-1", subnet="ocid1.subnet.oc1..sub",
-                               image="ocid1.image.oc1..img", wait_nodes=False)
-        auth = OciAuth(mode="apiKey", config_file=str(config), profile="DEFAULT", endpoint=fake.url)
-        plan = plan_from_flags(flags, auth=auth, release=None, namespace="default")
+        plan = flags_plan(config, fake, nodes)
         try:
             outcomes[nodes] = provision(plan, env=HelmEnv(kubeconfig=str(kubeconfig)),
                                         watch=Watch(poll_seconds=0.01))

@@ -33,7 +33,7 @@ from helm_rdma.oci.clients import CountingApi, OciAuth
 
 from .fake_oci import FakeOci
 from .kmock_cluster import Cluster
-from .ocitest import BASE, COMPARTMENT, config, fake, key, posts, run  # noqa: F401  (fixtures)
+from .ocitest import BASE, COMPARTMENT, config, fake, flags_plan, key, posts, run  # noqa: F401  (fixtures)
 
 LABEL = "helm-rdma.io/cluster-network"
 
@@ -217,11 +217,7 @@ def test_two_grows_at_once_the_second_reads_again_instead_of_writing_over_the_fi
     outcomes: dict[int, Any] = {}
 
     def go(nodes: int) -> None:
-        flags = ProvisionFlags(preset="h100", nodes=nodes, name="llama", compartment=COMPARTMENT,
-                               availability_domain="Uocm:US-ASHBURN-AD-1", subnet="ocid1.subnet.oc1..sub",
-                               image="ocid1.image.oc1..img", wait_nodes=False)
-        auth = OciAuth(mode="apiKey", config_file=str(config), profile="DEFAULT", endpoint=fake.url)
-        plan = plan_from_flags(flags, auth=auth, release=None, namespace="default")._replace(resize="grow")
+        plan = flags_plan(config, fake, nodes)._replace(resize="grow")
         try:
             outcomes[nodes] = provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01))
         except Exception as exc:  # reported below
