@@ -71,10 +71,6 @@ def crd_problems(doc: dict[str, Any], crd_path: Path, version: str) -> list[str]
     return problems + [f"{where}: CEL {p}" for p in evaluate(crd_schema(crd_path, version), doc).broken]
 
 
-def lws_validator(crd_path: Path) -> jsonschema.Draft7Validator:
-    return crd_validator(crd_path)
-
-
 def validate_documents(documents: list[dict[str, Any]], *, crds: Path | None) -> list[str]:
     """Every problem found in ``documents``; empty when all pass."""
     problems = kubernetes_rules(documents)
