@@ -313,6 +313,39 @@ def test_a_join_for_a_live_rank_is_ignored_and_a_real_restart_restarts_the_group
     assert leader2.poll() is None and worker2.poll() is None
 
 
+def test_a_restarted_worker_waits_for_the_restarted_leader_instead_of_joining_the_stopping_one(
+        tmp_path: Path, procs: list) -> None:
+    """A leader whose group broke stops its vLLM first, which takes up to its grace period (a stand-in that takes
+    3 s here). A worker restarted meanwhile must not join that leader's ending epoch: it would lose it a moment
+    later and end again, one more crash-loop step with the kubelet's back-off. The listener closes as the group
+    breaks, so the worker keeps retrying until the restarted leader answers."""
+    port = free_port()
+    slow = ["bash", "-c", f'echo $$ > {tmp_path / "leader"}; trap "sleep 3; exit 0" TERM; '
+            'sleep 300 </dev/null >/dev/null 2>&1 & wait']
+    leader = start("lead", "--port", str(port), "--size", "2", *FAST, "--", *slow)
+    worker = follow(port, 1, tmp_path / "w1")
+    procs += [leader, worker]
+    wait_for(lambda: leader.said("group formed") and worker.said("joined leader"), 30)
+    epoch = leader.log.read_text().split("epoch ", 1)[1].split()[0]
+
+    worker.send_signal(signal.SIGKILL)  # the worker's container restarts
+    worker.wait()
+    wait_for(lambda: leader.said("restarting this group"))
+    worker2 = follow(port, 1, tmp_path / "w1b", wait=30)  # back while the leader still stops its vLLM
+    procs.append(worker2)
+    time.sleep(1.0)
+    assert leader.poll() is None  # still stopping
+    assert not worker2.said("joined leader")
+    code, _ = finish(leader)
+    assert code == 3
+    leader2 = lead(port, 2, tmp_path / "leader2")
+    procs.append(leader2)
+    wait_for(lambda: leader2.said("group formed") and worker2.said("joined leader"), 30)
+    assert epoch not in worker2.log.read_text()
+    time.sleep(0.5)
+    assert worker2.poll() is None and "restarting this pod" not in worker2.log.read_text()
+
+
 def read_line(s: socket.socket) -> bytes:
     line = b""
     while not line.endswith(b"\n"):

@@ -135,6 +135,9 @@ class Leader:
             if not self.broken.is_set():
                 self.reason = reason
                 self.broken.set()
+        # Stop listening at once: stopping COMMAND takes up to its grace period, and a worker restarted meanwhile
+        # must wait for the restarted leader rather than join this ending epoch (and end again a moment later).
+        self.server.close()
 
     def _allowed(self, address: str) -> bool:
         """Whether ``address`` is one of the group's workers (every address is, without --allow-dns)."""
@@ -173,6 +176,9 @@ class Leader:
             conn.close()
             return
         with self.lock:
+            if self.broken.is_set():
+                conn.close()  # the group broke while this worker was joining: it joins the restarted leader
+                return
             taken = rank in self.members
             if not taken:
                 self.members[rank] = conn
@@ -304,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
         if leader.broken.is_set() and child.process.poll() is None:
             log(f"{leader.reason}: restarting this group")
             child.stop()
-            leader.server.close()
             return BROKEN
         leader.server.close()
         return child.process.returncode
