@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmNotFoundError
@@ -73,7 +72,7 @@ def _check_helm(binary: str, *, named: str) -> None:
     cache_put("helm", key, {"version": answer})  # only a pass is kept
 
 
-def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None = None) -> HelmResult:
+def run_helm(args: Sequence[str], *, helm: str | None = None) -> HelmResult:
     """Run helm with ``args`` and capture its output.
 
     Raises:
@@ -84,7 +83,7 @@ def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None =
     command = (binary, *args)
     try:
         # helm writes UTF-8; a byte that is not (a binary a values file or a HELM_BIN put there) is shown as U+FFFD.
-        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", cwd=cwd)
+        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise HelmNotFoundError(tried=f"{binary}: {exc.strerror}") from None
     if proc.returncode != 0:
@@ -106,15 +105,14 @@ def helm_major_version(helm: str) -> int:
                                stderr=f"unexpected version output: {out!r}") from None
 
 
-def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], None] | None = None) -> HelmResult:
+def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], None]) -> HelmResult:
     """``run_helm`` for commands that render our chart. When helm fails, ``explain`` (our own check of the values,
     with the file or flag of each problem) may raise first; when the chart's cross-field checks fail, the error is a
     ChartValuesError (bad input, exit 2) listing the problems, not helm's raw output."""
     try:
         return run_helm(args, helm=helm)
     except HelmCommandError as exc:
-        if explain is not None:
-            explain()
+        explain()
         raise ChartValuesError.from_helm(exc) from None
 
 

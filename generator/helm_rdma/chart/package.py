@@ -25,9 +25,9 @@ class ChartPackage:
     version: str
     members: tuple[str, ...]
 
-    def push_command(self, registry: str = OCIR_EXAMPLE) -> str:
-        """The `helm push` that publishes it (helm stores the version's `+` as `_` in the tag)."""
-        return f"helm push {self.path} {registry}"
+    def push_command(self) -> str:
+        """The `helm push` that publishes it to OCIR (helm stores the version's `+` as `_` in the tag)."""
+        return f"helm push {self.path} {OCIR_EXAMPLE}"
 
 
 def package_chart(chart: Path, *, destination: Path, name: str, version: str, helm: str) -> ChartPackage:
