@@ -21,7 +21,6 @@ from helm_rdma.logs.check import (
     Expectations,
     Finding,
     diagnose_logs,
-    diagnose_texts,
     interface_ok,
     ranks_text,
 )
@@ -46,6 +45,12 @@ H100 = Expectations(interface="eth0", gpu_direct_rdma=True, threshold_gbps=440)
 
 def scenario(name: str, expect: Expectations = H100) -> Diagnosis:
     return diagnose_logs(directory_sources(FIXTURES / name), expect=expect)
+
+
+def diagnose_texts(logs: dict[str, str], *, expect: Expectations | None = None) -> Diagnosis:
+    """``diagnose_logs`` of ``{pod name: log text}``, one current log per pod."""
+    return diagnose_logs([LogSource(pod=pod, container=None, previous=False, lines=text.splitlines)
+                          for pod, text in logs.items()], expect=expect)
 
 
 def only(diagnosis: Diagnosis, check: str) -> Finding:

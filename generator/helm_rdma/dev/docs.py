@@ -25,7 +25,7 @@ from helm_rdma import __version__
 from helm_rdma.cli import main
 from helm_rdma.cli.help import examples_of, summary
 from helm_rdma.commands.plan import first_token_rows, plan
-from helm_rdma.dev.generatedfiles import stale, sync
+from helm_rdma.dev.generatedfiles import sync
 
 REPO = Path(__file__).resolve().parents[3]
 PROG = "helm rdma"
@@ -227,11 +227,6 @@ def expected() -> dict[Path, str]:
         REPO / "docs" / "cli.md": cli_doc(),
         REPO / "docs" / "models.md": models_doc(),
     }
-
-
-def drift() -> list[Path]:
-    """The generated files whose text differs from what the command tree gives now."""
-    return stale(expected())
 
 
 def run(argv: list[str]) -> int:

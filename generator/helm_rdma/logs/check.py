@@ -1,14 +1,14 @@
 """Reading the logs of a multi-node vLLM group for why it hangs or fails at start-up.
 
-Pure functions over logs (``{pod: text}``, or LogSources streamed line by line): no printing, no cluster, no click.
-The logs are read once (logscan) and only what a finding needs is kept, so memory does not grow with the size of a
-log. The line formats, with their sources, and the fixes live in logformats.
+Pure functions over LogSources, streamed line by line: no printing, no cluster, no click. The logs are read once
+(scan.py) and only what a finding needs is kept, so memory does not grow with the size of a log. The line formats,
+with their sources, and the fixes live in formats.py.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,12 +94,6 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of `diagnose -o json`: {"findings": [...], "summary": {...}} (documented in README)."""
         return {"findings": [f.to_dict() for f in self.findings], "summary": self.summary.to_dict()}
-
-
-def diagnose_texts(logs: Mapping[str, str], *, expect: Expectations | None = None) -> Diagnosis:
-    """Diagnose ``{pod name: log text}``, one current log per pod."""
-    return diagnose_logs([LogSource(pod=pod, container=None, previous=False, lines=text.splitlines)
-                          for pod, text in logs.items()], expect=expect)
 
 
 def diagnose_logs(sources: Iterable[LogSource], *, expect: Expectations | None = None) -> Diagnosis:
