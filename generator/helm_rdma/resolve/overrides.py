@@ -7,15 +7,16 @@ own values they ``coalesce``, where a null removes a key the chart has.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 
 class Layered:
     """Values built up layer by layer; ``origins`` maps each dotted key path set by a layer to that layer's name."""
 
-    def __init__(self, values: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> None:
-        self.values: dict[str, Any] = values if values is not None else {}
-        self.origins: dict[str, str] = origins if origins is not None else {}
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
 
     def apply(self, layer: dict[str, Any], origin: str) -> None:
         """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm, except
@@ -31,13 +32,15 @@ class Layered:
         """Whether a layer other than the defaults set ``path`` (or a parent of it)."""
         return any(_covers(p, path) and o != "defaults" for p, o in self.origins.items())
 
-    def origin_of(self, path: str) -> str:
-        """The layer that last set ``path`` or its nearest parent, for messages."""
-        best, origin = "", "defaults"
-        for p, o in self.origins.items():
-            if _covers(p, path) and len(p) >= len(best):
-                best, origin = p, o
-        return origin
+
+def origin_of(path: str, origins: Mapping[str, str]) -> str:
+    """Where the value of ``path`` came from, for messages (``-f FILE``, ``--set ...``, "defaults"): the origin of
+    ``path`` itself or of its nearest parent."""
+    best, origin = "", "defaults"
+    for p, o in origins.items():
+        if _covers(p, path) and len(p) >= len(best):
+            best, origin = p, o
+    return origin
 
 
 def _covers(parent: str, path: str) -> bool:
