@@ -3,7 +3,6 @@ README), the command through click, and the cluster path with the real kubernete
 
 from __future__ import annotations
 
-import io
 import json
 import tracemalloc
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from helm_rdma.logs.sources import (
     LogSource,
     chunk_lines,
     directory_sources,
+    file_lines,
     parse_log_name,
-    stream_lines,
 )
 from helm_rdma.sizing.presets import load_preset, preset_names
 
@@ -259,9 +258,9 @@ def test_a_long_log_is_read_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 2 * 1024 * 1024, f"peak {peak} bytes for an 8 MB log"
 
 
-def test_lines_are_cut_at_max_line() -> None:
-    pieces = list(stream_lines(io.BytesIO(b"a" * (MAX_LINE + 10) + b"\nb\n")))
-    assert [len(p) for p in pieces] == [MAX_LINE, 10, 1]
+def test_lines_are_cut_at_max_line(tmp_path: Path) -> None:
+    (tmp_path / "p.log").write_bytes(b"a" * (MAX_LINE + 10) + b"\nb\n")
+    assert [len(p) for p in file_lines(tmp_path / "p.log")] == [MAX_LINE, 10, 1]
 
 
 def test_chunked_bodies_split_into_lines_across_chunks_and_characters() -> None:
