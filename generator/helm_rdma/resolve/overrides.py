@@ -19,9 +19,9 @@ class Layered:
         self.origins: dict[str, str] = {}
 
     def apply(self, layer: dict[str, Any], origin: str) -> None:
-        """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm, except
-        in the chart's own defaults, where null is a value: "decide from other keys")."""
-        _merge(self.values, layer, origin, "", self.origins, keep_null=origin == "defaults")
+        """Deep-merge ``layer`` on top: maps merge, anything else replaces. A null is a value here: the chart's
+        defaults hold nulls ("decide from other keys"), and the flags' layers (ChartRequest) never hold one."""
+        _merge(self.values, layer, origin, "", self.origins)
 
     def apply_user(self, user: dict[str, Any], origins: dict[str, str]) -> None:
         """Lay the user's merged values over these, as helm lays them over a chart's values (see ``coalesce``)."""
@@ -47,17 +47,11 @@ def _covers(parent: str, path: str) -> bool:
     return path == parent or path.startswith(parent + ".") or path.startswith(parent + "[")
 
 
-def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str, origins: dict[str, str],
-           *, keep_null: bool = False) -> None:
+def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str, origins: dict[str, str]) -> None:
     for key, value in layer.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if value is None and not keep_null:
-            base.pop(key, None)
-            origins[path] = origin
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value, origin, path, origins, keep_null=keep_null)
-            if not value:
-                origins.setdefault(path, origin)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, origin, path, origins)
         else:
             base[key] = copy.deepcopy(value)
             origins[path] = origin
