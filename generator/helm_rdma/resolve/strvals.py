@@ -177,7 +177,7 @@ class Parser:
             index = self._index(path)
             items: list[Any] = []
             if key in data:
-                items = _want_list(data[key], path)
+                items = _want(list, data[key], path)
             try:
                 items = self._list_item(items, index, level, path)
             finally:
@@ -194,7 +194,7 @@ class Parser:
             raise StrvalsError(f"key names nest deeper than helm's limit of {MAX_NESTED_NAME_LEVEL} levels")
         inner: dict[str, Any] = {}
         if key in data:
-            inner = _want_map(data[key], path)
+            inner = _want(dict, data[key], path)
         try:
             self._key(inner, level, path)
         except ArgumentEnd:
@@ -238,7 +238,7 @@ class Parser:
             inner_index = self._index(here)
             current: list[Any] = []
             if len(items) > index and items[index] is not None:
-                current = _want_list(items[index], here)
+                current = _want(list, items[index], here)
             inner_list = self._list_item(current, inner_index, level, here)
             return _set_index(items, index, inner_list, here)
         # last == "."
@@ -262,15 +262,12 @@ def _kind(value: Any) -> str:
     return f"the {type(value).__name__} {json.dumps(value)[:40]}"
 
 
-def _want_map(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise StrvalsError(f'"{path}" is {_kind(value)} in earlier values, not a map, so "{path}.KEY" cannot be set')
-    return value
-
-
-def _want_list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise StrvalsError(f'"{path}" is {_kind(value)} in earlier values, not a list, so "{path}[N]" cannot be set')
+def _want(kind: type, value: Any, path: str) -> Any:
+    """``value`` when it is a ``kind`` (dict or list), as the key about to be set inside it needs."""
+    if not isinstance(value, kind):
+        what, inside = ("a map", ".KEY") if kind is dict else ("a list", "[N]")
+        raise StrvalsError(f'"{path}" is {_kind(value)} in earlier values, not {what}, so "{path}{inside}" cannot be '
+                           "set")
     return value
 
 
