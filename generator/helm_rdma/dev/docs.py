@@ -57,10 +57,6 @@ def _flags(command: click.Command) -> list[str]:
     return [n for n in out if n not in HELM_GLOBAL_FLAGS]
 
 
-def _yaml_word(word: str) -> str:
-    return f'"{word}"' if word.lower() in YAML_KEYWORDS else word
-
-
 def completion_yaml() -> str:
     """completion.yaml: helm's static completion of `helm rdma` (sub-commands and flag names)."""
     lines = [
@@ -73,7 +69,8 @@ def completion_yaml() -> str:
     def node(command: click.Command, indent: str) -> None:
         flags = _flags(command)
         if flags:
-            lines.append(f"{indent}flags: [{', '.join(_yaml_word(f) for f in flags)}]")
+            quoted = (f'"{f}"' if f.lower() in YAML_KEYWORDS else f for f in flags)
+            lines.append(f"{indent}flags: [{', '.join(quoted)}]")
         if isinstance(command, click.Group):
             lines.append(f"{indent}commands:")
             for name, sub in sorted(command.commands.items()):
@@ -125,10 +122,6 @@ def plugin_yaml() -> str:
     return "\n".join(out) + "\n"
 
 
-def _usage(command: click.Command, path: tuple[str, ...], ctx: click.Context) -> str:
-    return " ".join([PROG, *path, *command.collect_usage_pieces(ctx)])
-
-
 def _contexts(path: tuple[str, ...]) -> click.Context:
     ctx = click.Context(main, info_name=PROG)
     command: click.Command = main
@@ -163,7 +156,8 @@ def readme_reference() -> str:
     out: list[str] = []
     for path, command in commands():
         ctx = _contexts(path)
-        out += [f"### `{' '.join([PROG, *path])}`", "", "```", _usage(command, path, ctx), "```", ""]
+        out += [f"### `{' '.join([PROG, *path])}`", "", "```",
+                " ".join([PROG, *path, *command.collect_usage_pieces(ctx)]), "```", ""]
         out += [p + "\n" for p in _paragraphs(command)]
         records = [p.get_help_record(ctx) for p in command.params if isinstance(p, click.Option) and not p.hidden]
         rows = [r for r in records if r is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from helm_rdma.logs import formats as fmt
@@ -48,8 +48,7 @@ class Finding:
     fix: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "check": self.check, "pods": list(self.pods), "cause": self.cause,
-                "evidence": self.evidence, "fix": self.fix}
+        return {**asdict(self), "pods": list(self.pods)}
 
     def line(self) -> str:
         """The finding on one line: severity, check, logs, cause, evidence, fix."""
@@ -70,8 +69,7 @@ class Summary:
     lines: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"errors": self.errors, "warnings": self.warnings, "info": self.info, "logs": list(self.logs),
-                "lines": self.lines, "passed": self.errors == 0}
+        return {**asdict(self), "logs": list(self.logs), "passed": self.errors == 0}
 
     def line(self) -> str:
         """The summary on one line."""

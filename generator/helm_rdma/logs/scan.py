@@ -95,7 +95,7 @@ class Scan:
 
     def read(self, source: LogSource) -> None:
         """Feed every line of ``source``; a LogUnavailable from it is noted against the source."""
-        default = source.label
+        default = source_label(source.pod, source.container, source.previous)
         self._label(default)
         try:
             for line in source.lines():

@@ -42,14 +42,9 @@ class LogSource:
     previous: bool
     lines: Callable[[], Iterable[str]]
 
-    @property
-    def label(self) -> str:
-        """How findings name this log: ``POD``, ``POD/CONTAINER``, with `` (previous)`` for the earlier instance."""
-        return source_label(self.pod, self.container, self.previous)
-
 
 def source_label(pod: str, container: str | None, previous: bool) -> str:
-    """The name findings give to one log (see LogSource.label)."""
+    """How findings name one log: ``POD``, ``POD/CONTAINER``, with `` (previous)`` for the earlier instance."""
     return pod + (f"/{container}" if container else "") + (" (previous)" if previous else "")
 
 
