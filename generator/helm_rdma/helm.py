@@ -120,12 +120,8 @@ def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], N
 _UNIT_NANOS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
                "m": 60_000_000_000, "h": 3_600_000_000_000}
 _MAX = 1 << 63  # Go's Duration is an int64 of nanoseconds
-
-
-def _digits(text: str, i: int) -> int:
-    while i < len(text) and "0" <= text[i] <= "9":
-        i += 1
-    return i
+# One number and its unit: the digits before the point, after it, and the unit (what follows up to the next number).
+_SEGMENT = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 
 
 def _fraction(text: str) -> tuple[int, float]:
@@ -156,26 +152,17 @@ def go_duration_nanos(text: str) -> int:
         raise ValueError("not a duration")
     total, i = 0, 0
     while i < len(s):
-        if not (s[i] == "." or "0" <= s[i] <= "9"):
+        segment = _SEGMENT.match(s, i)
+        assert segment is not None  # every part of the pattern may be empty
+        digits_before, fraction, unit = segment.group(1), segment.group(2) or "", segment.group(3)
+        if not digits_before and not fraction:
             raise ValueError("not a duration")
-        end = _digits(s, i)
-        whole = int(s[i:end] or "0")
-        pre, i = end > i, end
-        fraction, post = "", False
-        if i < len(s) and s[i] == ".":
-            end = _digits(s, i + 1)
-            fraction, post, i = s[i + 1:end], end > i + 1, end
-        if not pre and not post:
-            raise ValueError("not a duration")
-        end = i
-        while end < len(s) and not (s[end] == "." or "0" <= s[end] <= "9"):
-            end += 1
-        if end == i:
+        if not unit:
             raise ValueError("missing unit")
-        unit, i = s[i:end], end
         if unit not in _UNIT_NANOS:
             raise ValueError(f'unknown unit "{unit}"')
-        scale = _UNIT_NANOS[unit]
+        i = segment.end()
+        whole, scale = int(digits_before or "0"), _UNIT_NANOS[unit]
         if whole > _MAX // scale:
             raise ValueError("out of range")
         value = whole * scale
