@@ -78,22 +78,16 @@ def coalesce(chart: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
     keeps it; helm 3 removes that key, and the templates read a null and a missing key alike (tests/test_strvals.py).
     """
     out = copy.deepcopy(user)
-    for key, value in chart.items():
-        if key not in out:
-            out[key] = copy.deepcopy(value)
-        elif out[key] is None:
-            del out[key]
-        elif isinstance(out[key], dict) and isinstance(value, dict):
-            _coalesce_tables(out[key], value)
+    _coalesce_tables(out, chart, top=True)
     return out
 
 
-def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any]) -> None:
+def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any], *, top: bool = False) -> None:
     for key, value in src.items():
         if key not in dst:
             dst[key] = copy.deepcopy(value)
         elif dst[key] is None:
-            if value is not None:  # over a null default the null stays (helm 4; helm 3 drops the key)
+            if top or value is not None:  # below the top, over a null default the null stays (helm 4; helm 3 drops it)
                 del dst[key]
         elif isinstance(dst[key], dict) and isinstance(value, dict):
             _coalesce_tables(dst[key], value)
