@@ -19,11 +19,10 @@ HELM_VERSION_TIMEOUT_SECONDS = 10
 
 
 class HelmResult(NamedTuple):
-    """What a helm command printed."""
+    """A helm command and what it printed on standard output."""
 
     command: tuple[str, ...]
     stdout: str
-    stderr: str
 
 
 def find_helm() -> str:
@@ -88,7 +87,7 @@ def run_helm(args: Sequence[str], *, helm: str | None = None) -> HelmResult:
         raise HelmNotFoundError(tried=f"{binary}: {exc.strerror}") from None
     if proc.returncode != 0:
         raise HelmCommandError(command=command, returncode=proc.returncode, stderr=proc.stderr)
-    return HelmResult(command=command, stdout=proc.stdout, stderr=proc.stderr)
+    return HelmResult(command=command, stdout=proc.stdout)
 
 
 def helm_major_version(helm: str) -> int:
