@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import yaml
 
 from helm_rdma import __version__
 from helm_rdma.cli import main
@@ -84,10 +84,7 @@ def completion_yaml() -> str:
 
 def plugin_name() -> str:
     """The plugin's name, from plugin.yaml (its one home)."""
-    found = re.search(r'^name:\s*"?([^"\s]+)"?\s*$', (REPO / "plugin.yaml").read_text(encoding="utf-8"), re.M)
-    if not found:
-        raise SystemExit("plugin.yaml has no name")
-    return found.group(1)
+    return str(yaml.safe_load((REPO / "plugin.yaml").read_text(encoding="utf-8"))["name"])
 
 
 def _paragraphs(command: click.Command) -> list[str]:
