@@ -3,7 +3,6 @@ README), the command through click, and the cluster path with the real kubernete
 
 from __future__ import annotations
 
-import io
 import json
 import tracemalloc
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from helm_rdma.logs.check import (
     Expectations,
     Finding,
     diagnose_logs,
-    diagnose_texts,
     interface_ok,
     ranks_text,
 )
@@ -30,8 +28,8 @@ from helm_rdma.logs.sources import (
     LogSource,
     chunk_lines,
     directory_sources,
+    file_lines,
     parse_log_name,
-    stream_lines,
 )
 from helm_rdma.sizing.presets import load_preset, preset_names
 
@@ -46,6 +44,12 @@ H100 = Expectations(interface="eth0", gpu_direct_rdma=True, threshold_gbps=440)
 
 def scenario(name: str, expect: Expectations = H100) -> Diagnosis:
     return diagnose_logs(directory_sources(FIXTURES / name), expect=expect)
+
+
+def diagnose_texts(logs: dict[str, str], *, expect: Expectations | None = None) -> Diagnosis:
+    """``diagnose_logs`` of ``{pod name: log text}``, one current log per pod."""
+    return diagnose_logs([LogSource(pod=pod, container=None, previous=False, lines=text.splitlines)
+                          for pod, text in logs.items()], expect=expect)
 
 
 def only(diagnosis: Diagnosis, check: str) -> Finding:
@@ -254,9 +258,9 @@ def test_a_long_log_is_read_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 2 * 1024 * 1024, f"peak {peak} bytes for an 8 MB log"
 
 
-def test_lines_are_cut_at_max_line() -> None:
-    pieces = list(stream_lines(io.BytesIO(b"a" * (MAX_LINE + 10) + b"\nb\n")))
-    assert [len(p) for p in pieces] == [MAX_LINE, 10, 1]
+def test_lines_are_cut_at_max_line(tmp_path: Path) -> None:
+    (tmp_path / "p.log").write_bytes(b"a" * (MAX_LINE + 10) + b"\nb\n")
+    assert [len(p) for p in file_lines(tmp_path / "p.log")] == [MAX_LINE, 10, 1]
 
 
 def test_chunked_bodies_split_into_lines_across_chunks_and_characters() -> None:

@@ -124,9 +124,8 @@ class DurationError(InputError):
     def out_of_range(*, text: str, flag: str, positive: bool, most: str | None, example: str) -> str:
         """A duration that parses but is negative, zero where that means nothing, or absurdly long, and the fix
         (click puts the flag in front)."""
-        shown = text if len(text) <= 80 else text[:77] + "..."
         expected = ("above 0s" if positive else "of 0s or more") + (f" and at most {most}" if most else "")
-        return f'"{shown}" is out of range: expected a duration {expected}; use for example {flag} {example}'
+        return f'"{clip(text, 80)}" is out of range: expected a duration {expected}; use for example {flag} {example}'
 
 
 class ReleaseNameError(InputError):
@@ -204,8 +203,8 @@ class ValuesLimitError(InputError):
     annotations)."""
 
     def __init__(self, *, key: str, origin: str, problem: str, fix: str) -> None:
-        shown = origin if len(origin) <= 100 else origin[:97] + "..."  # a --set flag may carry the large value
-        where = f" (from {shown})" if origin not in ("defaults", "flags", "") else ""
+        # clipped: a --set flag may carry the large value itself
+        where = f" (from {clip(origin, 100)})" if origin not in ("defaults", "flags", "") else ""
         super().__init__(f"{key}{where}: {problem}; fix: {fix}")
 
 
@@ -302,8 +301,6 @@ class HelmDiffMissingError(RuntimeFailure):
 class ChartValuesError(InputError):
     """Values that the chart's validateValues helper rejected when helm rendered it."""
 
-    MARKER = VALIDATE_MARKER
-
     def __init__(self, *, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)  # each KEY: MESSAGE; fix: FIX
         super().__init__("the values do not fit together:\n" + "\n".join(f"  - {p}" for p in self.problems))
@@ -311,9 +308,9 @@ class ChartValuesError(InputError):
     @classmethod
     def from_helm(cls, error: HelmCommandError) -> HelmRdmaError:
         """Turn helm's failure into this error when the chart's own check failed; otherwise keep helm's error."""
-        if cls.MARKER not in error.stderr:
+        if VALIDATE_MARKER not in error.stderr:
             return error
-        tail = error.stderr.split(cls.MARKER, 1)[1]
+        tail = error.stderr.split(VALIDATE_MARKER, 1)[1]
         return cls(problems=[line.strip()[2:] for line in tail.splitlines() if line.strip().startswith("- ")])
 
 
@@ -535,7 +532,6 @@ class HubRepoError(InputError):
     """A Hub repository that cannot be read as asked: gated, missing, no such revision, or not in the offline cache."""
 
     def __init__(self, *, repo: str, revision: str, endpoint: str, kind: str) -> None:
-        self.kind = kind
         where = f"{repo}@{revision}"
         messages = {
             "gated": f"{repo} is gated and this machine's token cannot read it: accept its license on {endpoint} with "

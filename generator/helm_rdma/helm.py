@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmNotFoundError
@@ -20,11 +19,10 @@ HELM_VERSION_TIMEOUT_SECONDS = 10
 
 
 class HelmResult(NamedTuple):
-    """What a helm command printed."""
+    """A helm command and what it printed on standard output."""
 
     command: tuple[str, ...]
     stdout: str
-    stderr: str
 
 
 def find_helm() -> str:
@@ -73,7 +71,7 @@ def _check_helm(binary: str, *, named: str) -> None:
     cache_put("helm", key, {"version": answer})  # only a pass is kept
 
 
-def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None = None) -> HelmResult:
+def run_helm(args: Sequence[str], *, helm: str | None = None) -> HelmResult:
     """Run helm with ``args`` and capture its output.
 
     Raises:
@@ -84,12 +82,12 @@ def run_helm(args: Sequence[str], *, helm: str | None = None, cwd: Path | None =
     command = (binary, *args)
     try:
         # helm writes UTF-8; a byte that is not (a binary a values file or a HELM_BIN put there) is shown as U+FFFD.
-        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", cwd=cwd)
+        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise HelmNotFoundError(tried=f"{binary}: {exc.strerror}") from None
     if proc.returncode != 0:
         raise HelmCommandError(command=command, returncode=proc.returncode, stderr=proc.stderr)
-    return HelmResult(command=command, stdout=proc.stdout, stderr=proc.stderr)
+    return HelmResult(command=command, stdout=proc.stdout)
 
 
 def helm_major_version(helm: str) -> int:
@@ -106,15 +104,14 @@ def helm_major_version(helm: str) -> int:
                                stderr=f"unexpected version output: {out!r}") from None
 
 
-def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], None] | None = None) -> HelmResult:
+def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], None]) -> HelmResult:
     """``run_helm`` for commands that render our chart. When helm fails, ``explain`` (our own check of the values,
     with the file or flag of each problem) may raise first; when the chart's cross-field checks fail, the error is a
     ChartValuesError (bad input, exit 2) listing the problems, not helm's raw output."""
     try:
         return run_helm(args, helm=helm)
     except HelmCommandError as exc:
-        if explain is not None:
-            explain()
+        explain()
         raise ChartValuesError.from_helm(exc) from None
 
 
@@ -122,12 +119,8 @@ def run_chart_command(args: Sequence[str], *, helm: str, explain: Callable[[], N
 _UNIT_NANOS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
                "m": 60_000_000_000, "h": 3_600_000_000_000}
 _MAX = 1 << 63  # Go's Duration is an int64 of nanoseconds
-
-
-def _digits(text: str, i: int) -> int:
-    while i < len(text) and "0" <= text[i] <= "9":
-        i += 1
-    return i
+# One number and its unit: the digits before the point, after it, and the unit (what follows up to the next number).
+_SEGMENT = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 
 
 def _fraction(text: str) -> tuple[int, float]:
@@ -158,26 +151,17 @@ def go_duration_nanos(text: str) -> int:
         raise ValueError("not a duration")
     total, i = 0, 0
     while i < len(s):
-        if not (s[i] == "." or "0" <= s[i] <= "9"):
+        segment = _SEGMENT.match(s, i)
+        assert segment is not None  # every part of the pattern may be empty
+        digits_before, fraction, unit = segment.group(1), segment.group(2) or "", segment.group(3)
+        if not digits_before and not fraction:
             raise ValueError("not a duration")
-        end = _digits(s, i)
-        whole = int(s[i:end] or "0")
-        pre, i = end > i, end
-        fraction, post = "", False
-        if i < len(s) and s[i] == ".":
-            end = _digits(s, i + 1)
-            fraction, post, i = s[i + 1:end], end > i + 1, end
-        if not pre and not post:
-            raise ValueError("not a duration")
-        end = i
-        while end < len(s) and not (s[end] == "." or "0" <= s[end] <= "9"):
-            end += 1
-        if end == i:
+        if not unit:
             raise ValueError("missing unit")
-        unit, i = s[i:end], end
         if unit not in _UNIT_NANOS:
             raise ValueError(f'unknown unit "{unit}"')
-        scale = _UNIT_NANOS[unit]
+        i = segment.end()
+        whole, scale = int(digits_before or "0"), _UNIT_NANOS[unit]
         if whole > _MAX // scale:
             raise ValueError("out of range")
         value = whole * scale

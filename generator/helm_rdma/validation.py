@@ -70,28 +70,14 @@ def dotted(path: Any) -> str:
     return out or "(top level)"
 
 
+# An escaped character, a character class, or a ``$`` outside both (the one go_regex rewrites).
+_REGEX_PART = re.compile(r"\\.?|\[(?:\\.?|[^\]\\])*\]?|\$", re.DOTALL)
+
+
 @cache
 def go_regex(pattern: str) -> re.Pattern[str]:
     """``pattern`` compiled with Go's meaning: ASCII classes, and ``$`` (outside a class) only at the very end."""
-    out, escaped, in_class = [], False, False
-    for char in pattern:
-        if escaped:
-            out.append(char)
-            escaped = False
-        elif char == "\\":
-            out.append(char)
-            escaped = True
-        elif in_class:
-            out.append(char)
-            in_class = char != "]"
-        elif char == "[":
-            out.append(char)
-            in_class = True
-        elif char == "$":
-            out.append(r"\Z")
-        else:
-            out.append(char)
-    return re.compile("".join(out), re.ASCII)
+    return re.compile(_REGEX_PART.sub(lambda m: r"\Z" if m.group() == "$" else m.group(), pattern), re.ASCII)
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:

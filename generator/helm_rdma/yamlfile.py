@@ -186,24 +186,19 @@ def load_yaml_documents(text: str, *, name: str) -> list[Any]:
     return documents
 
 
-def load_yaml_file(path: Path, *, label: str | None = None) -> Any:
-    """Load one YAML document with PyYAML's safe loader.
-
-    Args:
-        path: The file to read.
-        label: How to name the file in messages (defaults to the path).
+def load_yaml_file(path: Path) -> Any:
+    """Load one YAML document of ``path`` with PyYAML's safe loader.
 
     Raises:
         YamlFileError: The file is missing, unreadable, or not valid YAML (with its line).
     """
     import yaml  # PyYAML costs 10 ms to import: only where a YAML file is really read
 
-    name = label or str(path)
-    text = read_input(path, label=name)
+    text = read_input(path)
     try:
         return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe, in C where possible
     except yaml.YAMLError as exc:
-        raise _yaml_error(name, exc) from None
+        raise _yaml_error(str(path), exc) from None
 
 
 def _check_aliases(root: Any, name: str) -> None:

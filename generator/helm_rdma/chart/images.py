@@ -36,12 +36,12 @@ class ChartImage:
         return ref
 
 
-def chart_images(values: dict[str, Any], *, app_version: str = __version__) -> list[ChartImage]:
+def chart_images(values: dict[str, Any]) -> list[ChartImage]:
     """The images ``values`` make the chart run, in the order the chart's documents use them.
 
     Args:
-        values: Resolved chart values.
-        app_version: The chart's appVersion, the provisioner image's default tag.
+        values: Resolved chart values (the provisioner image's tag defaults to helm-rdma's version, the chart's
+            appVersion).
     """
     image = values["image"]
     found = [ChartImage("vllm", "image", image["repository"], str(image["tag"]), image.get("digest") or "")]
@@ -49,7 +49,7 @@ def chart_images(values: dict[str, Any], *, app_version: str = __version__) -> l
     if oci_hooks(values) and cn["image"]["repository"]:  # the hooks run the provisioner image
         prov = cn["image"]
         found.append(ChartImage("provisioner", "clusterNetwork.image", prov["repository"],
-                                str(prov["tag"] or app_version), prov.get("digest") or ""))
+                                str(prov["tag"] or __version__), prov.get("digest") or ""))
     router = values.get("router") or {}
     if router.get("enabled"):  # the endpoint picker of the InferencePool
         epp = router["image"]
@@ -63,7 +63,7 @@ def chart_images(values: dict[str, Any], *, app_version: str = __version__) -> l
     return found
 
 
-def artifacthub_images(values: dict[str, Any], *, app_version: str = __version__) -> list[dict[str, str]]:
+def artifacthub_images(values: dict[str, Any]) -> list[dict[str, str]]:
     """The `artifacthub.io/images` annotation's entries (name, image) for ``values``; Chart.yaml carries them as a
     YAML string (Artifact Hub's "Helm charts annotations" docs)."""
-    return [{"name": i.name, "image": i.image} for i in chart_images(values, app_version=app_version)]
+    return [{"name": i.name, "image": i.image} for i in chart_images(values)]

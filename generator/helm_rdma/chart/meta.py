@@ -71,7 +71,6 @@ def read_previous(chart: Path) -> PreviousChart | None:
     """
     import yaml
 
-
     try:
         meta = yaml.safe_load((chart / "Chart.yaml").read_text(encoding="utf-8"))
         try:

@@ -18,10 +18,8 @@ def override_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The override schema of the published values ``schema``: its own ``$id`` and title (two schemas under one id
     would be one schema to a tool that caches by id), and no ``required`` where helm merges (`_optional`)."""
     out = _optional(schema)
-    if isinstance(schema.get("$id"), str):
-        out["$id"] = schema["$id"].rsplit("/", 1)[0] + "/" + OVERRIDE_SCHEMA
-    if isinstance(schema.get("title"), str):
-        out["title"] = f"{schema['title']}, for override files"
+    out["$id"] = schema["$id"].rsplit("/", 1)[0] + "/" + OVERRIDE_SCHEMA
+    out["title"] = f"{schema['title']}, for override files"
     return out
 
 
@@ -34,7 +32,6 @@ def _optional(schema: dict[str, Any]) -> dict[str, Any]:
     (``if``, ``not``, ``oneOf``, where it is a test rather than a demand) and in the Kubernetes definitions.
     """
     out = {k: v for k, v in schema.items() if k != "required"}
-    props = schema.get("properties")
-    if isinstance(props, dict):
-        out["properties"] = {key: _optional(sub) if isinstance(sub, dict) else sub for key, sub in props.items()}
+    if "properties" in schema:
+        out["properties"] = {key: _optional(sub) for key, sub in schema["properties"].items()}
     return out

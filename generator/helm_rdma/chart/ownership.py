@@ -123,7 +123,7 @@ def _with_keys(chart: Path, name: str, record: ChartRecord) -> str:
     of the published schema, when that file is as generate wrote it), or the file's name alone."""
     if name != VALUES:
         return name
-    keys = edited_keys(chart, trust_schema=_intact(chart, SCHEMA, record))
+    keys = edited_keys(chart) if _intact(chart, SCHEMA, record) else None
     if keys is None:
         return name
     if not keys:
@@ -137,13 +137,11 @@ def _intact(chart: Path, name: str, record: ChartRecord) -> bool:
     return path.is_file() and name in record.files and digest(path.read_bytes()) == record.files[name]
 
 
-def edited_keys(chart: Path, *, trust_schema: bool = True) -> list[str] | None:
+def edited_keys(chart: Path) -> list[str] | None:
     """The dotted keys of ``values.yaml`` that differ from the values generate wrote (which its values.schema.json
     holds as defaults); None when either file cannot be read."""
     import yaml
 
-    if not trust_schema:
-        return None
     try:
         written = schema_defaults(json.loads((chart / SCHEMA).read_text(encoding="utf-8")))
         found: Any = yaml.safe_load((chart / VALUES).read_text(encoding="utf-8"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +17,15 @@ OCIR_EXAMPLE = "oci://iad.ocir.io/NAMESPACE/charts"
 
 @dataclass(frozen=True)
 class ChartPackage:
-    """A packaged chart: the archive, the chart's name and version, and the files inside it."""
+    """A packaged chart: the archive, the chart's name and version."""
 
     path: Path
     name: str
     version: str
-    members: tuple[str, ...]
 
-    def push_command(self, registry: str = OCIR_EXAMPLE) -> str:
-        """The `helm push` that publishes it (helm stores the version's `+` as `_` in the tag)."""
-        return f"helm push {self.path} {registry}"
+    def push_command(self) -> str:
+        """The `helm push` that publishes it to OCIR (helm stores the version's `+` as `_` in the tag)."""
+        return f"helm push {self.path} {OCIR_EXAMPLE}"
 
 
 def package_chart(chart: Path, *, destination: Path, name: str, version: str, helm: str) -> ChartPackage:
@@ -52,9 +50,6 @@ def package_chart(chart: Path, *, destination: Path, name: str, version: str, he
         written = staging / archive_name
         if written.is_symlink() or not written.is_file():
             raise PackageError(chart=chart, expected=written)
-        with tarfile.open(written) as archive:
-            members = tuple(sorted(m.name.split("/", 1)[1] for m in archive.getmembers()
-                                   if m.isfile() and "/" in m.name))
         path = destination / archive_name
         try:
             os.replace(written, path)
@@ -62,4 +57,4 @@ def package_chart(chart: Path, *, destination: Path, name: str, version: str, he
             raise PackagePathError(path=path, chart=chart, problem=exc.strerror or str(exc)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ChartPackage(path=path, name=name, version=version, members=members)
+    return ChartPackage(path=path, name=name, version=version)

@@ -79,11 +79,7 @@ def _render_mapping(values: dict[str, Any], schema: dict[str, Any], notes: dict[
             lines.append(f"{pad}{name}:")
             dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, width=1000)
             lines.extend(f"{pad}  {line}" for line in dumped.rstrip().splitlines())
-        elif isinstance(value, dict):
-            lines.append(f"{pad}{name}: {{}}")
-        elif isinstance(value, list):
-            lines.append(f"{pad}{name}: []")
-        else:
+        else:  # a scalar, {} or []
             lines.append(f"{pad}{name}: {_scalar(value)}")
 
 

@@ -59,8 +59,7 @@ def _junk(rel: Path) -> bool:
 
 
 def digest_of(resolved: Resolved, sources: dict[str, Path] | None = None) -> str:
-    """The content digest of ``resolved``'s chart (see chartmeta): the same for full and compact charts."""
-
+    """The content digest of ``resolved``'s chart (see meta.py): the same for full and compact charts."""
     sources = source_files() if sources is None else sources
     extra = {"values.schema.json": schema_path(VALUES_SCHEMA).read_bytes(),
              KUBERNETES_DEFINITIONS: schema_path(KUBERNETES_DEFINITIONS).read_bytes(),
@@ -74,7 +73,7 @@ def chart_files(resolved: Resolved, *, compact: bool = False, previous: Previous
 
     ``compact`` is for a chart that is only rendered and thrown away (`template`, `install --dry-run`): no README,
     and values.yaml and values.schema.json as plain JSON (valid YAML), which skips the comments people read.
-    ``previous`` is the chart being replaced, whose version the new one continues (see chartmeta).
+    ``previous`` is the chart being replaced, whose version the new one continues (see meta.py).
     """
     schema = values_schema()
     published = schema_with_defaults(schema, resolved.values)

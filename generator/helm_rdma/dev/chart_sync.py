@@ -14,7 +14,7 @@ import sys
 from helm_rdma.chart.write import chart_files
 from helm_rdma.checks.lookalikes import TEMPLATE, go_template
 from helm_rdma.datafiles import chart_dir
-from helm_rdma.dev.generatedfiles import stale, sync
+from helm_rdma.dev.generatedfiles import sync
 from helm_rdma.resolve.values import ChartRequest, resolve
 from helm_rdma.sizing.catalog import DEFAULT_MODEL
 
@@ -24,12 +24,6 @@ DEFAULT_PRESET = "h100"
 def expected_files() -> dict[str, str]:
     """The generated files of the default chart, as `generate` would write them, and the look-alikes template."""
     return {**chart_files(resolve(ChartRequest(release=DEFAULT_MODEL, preset=DEFAULT_PRESET))), TEMPLATE: go_template()}
-
-
-def drift() -> list[str]:
-    """Generated files of charts/vllm-rdma that differ from what `generate` writes now."""
-    root = chart_dir()
-    return [str(path.relative_to(root)) for path in stale({root / n: t for n, t in expected_files().items()})]
 
 
 def main(argv: list[str]) -> int:

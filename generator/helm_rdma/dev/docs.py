@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import yaml
 
 from helm_rdma import __version__
 from helm_rdma.cli import main
 from helm_rdma.cli.help import examples_of, summary
 from helm_rdma.commands.plan import first_token_rows, plan
-from helm_rdma.dev.generatedfiles import stale, sync
+from helm_rdma.dev.generatedfiles import sync
 
 REPO = Path(__file__).resolve().parents[3]
 PROG = "helm rdma"
@@ -57,10 +57,6 @@ def _flags(command: click.Command) -> list[str]:
     return [n for n in out if n not in HELM_GLOBAL_FLAGS]
 
 
-def _yaml_word(word: str) -> str:
-    return f'"{word}"' if word.lower() in YAML_KEYWORDS else word
-
-
 def completion_yaml() -> str:
     """completion.yaml: helm's static completion of `helm rdma` (sub-commands and flag names)."""
     lines = [
@@ -73,7 +69,8 @@ def completion_yaml() -> str:
     def node(command: click.Command, indent: str) -> None:
         flags = _flags(command)
         if flags:
-            lines.append(f"{indent}flags: [{', '.join(_yaml_word(f) for f in flags)}]")
+            quoted = (f'"{f}"' if f.lower() in YAML_KEYWORDS else f for f in flags)
+            lines.append(f"{indent}flags: [{', '.join(quoted)}]")
         if isinstance(command, click.Group):
             lines.append(f"{indent}commands:")
             for name, sub in sorted(command.commands.items()):
@@ -87,10 +84,7 @@ def completion_yaml() -> str:
 
 def plugin_name() -> str:
     """The plugin's name, from plugin.yaml (its one home)."""
-    found = re.search(r'^name:\s*"?([^"\s]+)"?\s*$', (REPO / "plugin.yaml").read_text(encoding="utf-8"), re.M)
-    if not found:
-        raise SystemExit("plugin.yaml has no name")
-    return found.group(1)
+    return str(yaml.safe_load((REPO / "plugin.yaml").read_text(encoding="utf-8"))["name"])
 
 
 def _paragraphs(command: click.Command) -> list[str]:
@@ -123,10 +117,6 @@ def plugin_yaml() -> str:
         else:
             out.append(line)
     return "\n".join(out) + "\n"
-
-
-def _usage(command: click.Command, path: tuple[str, ...], ctx: click.Context) -> str:
-    return " ".join([PROG, *path, *command.collect_usage_pieces(ctx)])
 
 
 def _contexts(path: tuple[str, ...]) -> click.Context:
@@ -163,7 +153,8 @@ def readme_reference() -> str:
     out: list[str] = []
     for path, command in commands():
         ctx = _contexts(path)
-        out += [f"### `{' '.join([PROG, *path])}`", "", "```", _usage(command, path, ctx), "```", ""]
+        out += [f"### `{' '.join([PROG, *path])}`", "", "```",
+                " ".join([PROG, *path, *command.collect_usage_pieces(ctx)]), "```", ""]
         out += [p + "\n" for p in _paragraphs(command)]
         records = [p.get_help_record(ctx) for p in command.params if isinstance(p, click.Option) and not p.hidden]
         rows = [r for r in records if r is not None]
@@ -227,11 +218,6 @@ def expected() -> dict[Path, str]:
         REPO / "docs" / "cli.md": cli_doc(),
         REPO / "docs" / "models.md": models_doc(),
     }
-
-
-def drift() -> list[Path]:
-    """The generated files whose text differs from what the command tree gives now."""
-    return stale(expected())
 
 
 def run(argv: list[str]) -> int:

@@ -1,15 +1,15 @@
 """Reading the logs of a multi-node vLLM group for why it hangs or fails at start-up.
 
-Pure functions over logs (``{pod: text}``, or LogSources streamed line by line): no printing, no cluster, no click.
-The logs are read once (logscan) and only what a finding needs is kept, so memory does not grow with the size of a
-log. The line formats, with their sources, and the fixes live in logformats.
+Pure functions over LogSources, streamed line by line: no printing, no cluster, no click. The logs are read once
+(scan.py) and only what a finding needs is kept, so memory does not grow with the size of a log. The line formats,
+with their sources, and the fixes live in formats.py.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from helm_rdma.logs import formats as fmt
@@ -48,8 +48,7 @@ class Finding:
     fix: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "check": self.check, "pods": list(self.pods), "cause": self.cause,
-                "evidence": self.evidence, "fix": self.fix}
+        return {**asdict(self), "pods": list(self.pods)}
 
     def line(self) -> str:
         """The finding on one line: severity, check, logs, cause, evidence, fix."""
@@ -70,8 +69,7 @@ class Summary:
     lines: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"errors": self.errors, "warnings": self.warnings, "info": self.info, "logs": list(self.logs),
-                "lines": self.lines, "passed": self.errors == 0}
+        return {**asdict(self), "logs": list(self.logs), "passed": self.errors == 0}
 
     def line(self) -> str:
         """The summary on one line."""
@@ -94,12 +92,6 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of `diagnose -o json`: {"findings": [...], "summary": {...}} (documented in README)."""
         return {"findings": [f.to_dict() for f in self.findings], "summary": self.summary.to_dict()}
-
-
-def diagnose_texts(logs: Mapping[str, str], *, expect: Expectations | None = None) -> Diagnosis:
-    """Diagnose ``{pod name: log text}``, one current log per pod."""
-    return diagnose_logs([LogSource(pod=pod, container=None, previous=False, lines=text.splitlines)
-                          for pod, text in logs.items()], expect=expect)
 
 
 def diagnose_logs(sources: Iterable[LogSource], *, expect: Expectations | None = None) -> Diagnosis:

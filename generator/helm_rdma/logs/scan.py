@@ -95,7 +95,7 @@ class Scan:
 
     def read(self, source: LogSource) -> None:
         """Feed every line of ``source``; a LogUnavailable from it is noted against the source."""
-        default = source.label
+        default = source_label(source.pod, source.container, source.previous)
         self._label(default)
         try:
             for line in source.lines():
@@ -108,8 +108,7 @@ class Scan:
                     self.feed(source_label(pod, container or None, source.previous), pod, source.previous, rest)
         except LogUnavailable as exc:
             self.unavailable[default] = exc.reason
-        for mismatch in self.ray_pending.values():
-            self.ray.append(mismatch)
+        self.ray.extend(self.ray_pending.values())
         self.ray_pending.clear()
 
     def _label(self, label: str) -> None:

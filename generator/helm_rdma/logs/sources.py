@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
 
 from helm_rdma.errors import LogsDirError
 
@@ -43,14 +42,9 @@ class LogSource:
     previous: bool
     lines: Callable[[], Iterable[str]]
 
-    @property
-    def label(self) -> str:
-        """How findings name this log: ``POD``, ``POD/CONTAINER``, with `` (previous)`` for the earlier instance."""
-        return source_label(self.pod, self.container, self.previous)
-
 
 def source_label(pod: str, container: str | None, previous: bool) -> str:
-    """The name findings give to one log (see LogSource.label)."""
+    """How findings name one log: ``POD``, ``POD/CONTAINER``, with `` (previous)`` for the earlier instance."""
     return pod + (f"/{container}" if container else "") + (" (previous)" if previous else "")
 
 
@@ -92,22 +86,14 @@ def parse_log_name(name: str) -> tuple[str, str | None, bool]:
 
 
 def file_lines(path: Path) -> Iterator[str]:
-    """The lines of a file, streamed (see stream_lines)."""
+    """The lines of a file, streamed (see chunk_lines)."""
     with path.open("rb") as handle:
-        yield from stream_lines(handle)
-
-
-def stream_lines(handle: BinaryIO) -> Iterator[str]:
-    """Decoded lines (without their end of line) of a binary stream, each at most MAX_LINE bytes."""
-    while True:
-        chunk = handle.readline(MAX_LINE)
-        if not chunk:
-            return
-        yield chunk.decode("utf-8", errors="replace").rstrip("\r\n")
+        yield from chunk_lines(iter(partial(handle.read, MAX_LINE), b""))
 
 
 def chunk_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Decoded lines of a stream of byte chunks (an HTTP body), each at most MAX_LINE characters."""
+    """Decoded lines (without their end of line) of a stream of byte chunks (a file, an HTTP body), each at most
+    MAX_LINE characters."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     for chunk in chunks:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from helm_rdma.errors import ValuesLimitError
+from helm_rdma.resolve.overrides import origin_of
 
 HELM_FILE_LIMIT = 5 * 1024 * 1024
 HELM_CHART_LIMIT = 100 * 1024 * 1024
@@ -90,16 +91,6 @@ def largest_value(values: Mapping[str, Any], origins: Mapping[str, str]) -> tupl
     if best[1] < 0:
         best = max(((k, _size(v)) for k, v in _leaves(values)), key=lambda item: item[1], default=("", 0))
     return best
-
-
-def origin_of(key: str, origins: Mapping[str, str]) -> str:
-    """Where the value of ``key`` came from (``-f FILE``, ``--set ...``): its own origin or its nearest parent's."""
-    parts = key.split(".")
-    for end in range(len(parts), 0, -1):
-        found = origins.get(".".join(parts[:end]))
-        if found:
-            return found
-    return "defaults"
 
 
 def _size(value: Any) -> int:

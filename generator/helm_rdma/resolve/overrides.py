@@ -7,20 +7,21 @@ own values they ``coalesce``, where a null removes a key the chart has.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 
 class Layered:
     """Values built up layer by layer; ``origins`` maps each dotted key path set by a layer to that layer's name."""
 
-    def __init__(self, values: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> None:
-        self.values: dict[str, Any] = values if values is not None else {}
-        self.origins: dict[str, str] = origins if origins is not None else {}
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
 
     def apply(self, layer: dict[str, Any], origin: str) -> None:
-        """Deep-merge ``layer`` on top (maps merge, anything else replaces; None removes the key, as in helm, except
-        in the chart's own defaults, where null is a value: "decide from other keys")."""
-        _merge(self.values, layer, origin, "", self.origins, keep_null=origin == "defaults")
+        """Deep-merge ``layer`` on top: maps merge, anything else replaces. A null is a value here: the chart's
+        defaults hold nulls ("decide from other keys"), and the flags' layers (ChartRequest) never hold one."""
+        _merge(self.values, layer, origin, "", self.origins)
 
     def apply_user(self, user: dict[str, Any], origins: dict[str, str]) -> None:
         """Lay the user's merged values over these, as helm lays them over a chart's values (see ``coalesce``)."""
@@ -31,30 +32,26 @@ class Layered:
         """Whether a layer other than the defaults set ``path`` (or a parent of it)."""
         return any(_covers(p, path) and o != "defaults" for p, o in self.origins.items())
 
-    def origin_of(self, path: str) -> str:
-        """The layer that last set ``path`` or its nearest parent, for messages."""
-        best, origin = "", "defaults"
-        for p, o in self.origins.items():
-            if _covers(p, path) and len(p) >= len(best):
-                best, origin = p, o
-        return origin
+
+def origin_of(path: str, origins: Mapping[str, str]) -> str:
+    """Where the value of ``path`` came from, for messages (``-f FILE``, ``--set ...``, "defaults"): the origin of
+    ``path`` itself or of its nearest parent."""
+    best, origin = "", "defaults"
+    for p, o in origins.items():
+        if _covers(p, path) and len(p) >= len(best):
+            best, origin = p, o
+    return origin
 
 
 def _covers(parent: str, path: str) -> bool:
     return path == parent or path.startswith(parent + ".") or path.startswith(parent + "[")
 
 
-def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str, origins: dict[str, str],
-           *, keep_null: bool = False) -> None:
+def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str, origins: dict[str, str]) -> None:
     for key, value in layer.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if value is None and not keep_null:
-            base.pop(key, None)
-            origins[path] = origin
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value, origin, path, origins, keep_null=keep_null)
-            if not value:
-                origins.setdefault(path, origin)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, origin, path, origins)
         else:
             base[key] = copy.deepcopy(value)
             origins[path] = origin
@@ -81,22 +78,16 @@ def coalesce(chart: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
     keeps it; helm 3 removes that key, and the templates read a null and a missing key alike (tests/test_strvals.py).
     """
     out = copy.deepcopy(user)
-    for key, value in chart.items():
-        if key not in out:
-            out[key] = copy.deepcopy(value)
-        elif out[key] is None:
-            del out[key]
-        elif isinstance(out[key], dict) and isinstance(value, dict):
-            _coalesce_tables(out[key], value)
+    _coalesce_tables(out, chart, top=True)
     return out
 
 
-def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any]) -> None:
+def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any], *, top: bool = False) -> None:
     for key, value in src.items():
         if key not in dst:
             dst[key] = copy.deepcopy(value)
         elif dst[key] is None:
-            if value is not None:  # over a null default the null stays (helm 4; helm 3 drops the key)
+            if top or value is not None:  # below the top, over a null default the null stays (helm 4; helm 3 drops it)
                 del dst[key]
         elif isinstance(dst[key], dict) and isinstance(value, dict):
             _coalesce_tables(dst[key], value)

@@ -28,9 +28,6 @@ _GO_INT = re.compile(r"[+-]?[0-9]+")
 _JSON_SPACE = " \t\n\r"
 
 
-FileReader = Callable[[str], str]
-
-
 class Parser:
     """One --set-family argument, parsed into ``data`` (which earlier arguments may already fill).
 
@@ -39,7 +36,7 @@ class Parser:
     """
 
     def __init__(self, text: str, data: dict[str, Any], *, mode: str = "set",
-                 read_file: FileReader | None = None) -> None:
+                 read_file: Callable[[str], str] | None = None) -> None:
         self.text = text
         self.pos = 0
         self.data = data
@@ -136,10 +133,6 @@ class Parser:
                     self.pos -= 1
                 return items
 
-    def _plain_value(self) -> Any:
-        raw, _ = self._until(",")
-        return self._typed(raw)
-
     def _value(self) -> tuple[Any, bool]:
         """The value after "=": the rest of the argument (--set-literal), JSON (--set-json), a ``{a,b}`` list or a
         plain value; and whether the argument ended where the value was due (the value is then "")."""
@@ -152,28 +145,25 @@ class Parser:
             listed = self._list_value()
         except ArgumentEnd:
             return "", True
-        return (self._plain_value() if listed is None else listed), False
+        return (self._typed(self._until(",")[0]) if listed is None else listed), False
 
     # -- keys -------------------------------------------------------------------------------------------------------
 
-    def _record(self, path: str) -> None:
-        self.touched.append(path)
-
     def _record_tree(self, value: dict[str, Any], path: str) -> None:
         if not value:
-            self._record(path)
+            self.touched.append(path)
         for key, sub in value.items():
             if isinstance(sub, dict):
                 self._record_tree(sub, f"{path}.{key}")
             else:
-                self._record(f"{path}.{key}")
+                self.touched.append(f"{path}.{key}")
 
     def _set(self, data: dict[str, Any], key: str, value: Any, path: str) -> None:
         if key == "":  # helm ignores an empty key
             return
         data[key] = value
         if not isinstance(value, dict):  # a map's own keys are recorded as they are set
-            self._record(path)
+            self.touched.append(path)
 
     def _key(self, data: dict[str, Any], level: int, prefix: str) -> None:
         stop = "=[." if self.mode == "literal" else "=[,."
@@ -187,7 +177,7 @@ class Parser:
             index = self._index(path)
             items: list[Any] = []
             if key in data:
-                items = _want_list(data[key], path)
+                items = _want(list, data[key], path)
             try:
                 items = self._list_item(items, index, level, path)
             finally:
@@ -204,7 +194,7 @@ class Parser:
             raise StrvalsError(f"key names nest deeper than helm's limit of {MAX_NESTED_NAME_LEVEL} levels")
         inner: dict[str, Any] = {}
         if key in data:
-            inner = _want_map(data[key], path)
+            inner = _want(dict, data[key], path)
         try:
             self._key(inner, level, path)
         except ArgumentEnd:
@@ -242,13 +232,13 @@ class Parser:
             raise ArgumentEnd
         if last == "=":
             value, _ = self._value()
-            self._record(here)
+            self.touched.append(here)
             return _set_index(items, index, value, here)
         if last == "[":
             inner_index = self._index(here)
             current: list[Any] = []
             if len(items) > index and items[index] is not None:
-                current = _want_list(items[index], here)
+                current = _want(list, items[index], here)
             inner_list = self._list_item(current, inner_index, level, here)
             return _set_index(items, index, inner_list, here)
         # last == "."
@@ -272,15 +262,12 @@ def _kind(value: Any) -> str:
     return f"the {type(value).__name__} {json.dumps(value)[:40]}"
 
 
-def _want_map(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise StrvalsError(f'"{path}" is {_kind(value)} in earlier values, not a map, so "{path}.KEY" cannot be set')
-    return value
-
-
-def _want_list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise StrvalsError(f'"{path}" is {_kind(value)} in earlier values, not a list, so "{path}[N]" cannot be set')
+def _want(kind: type, value: Any, path: str) -> Any:
+    """``value`` when it is a ``kind`` (dict or list), as the key about to be set inside it needs."""
+    if not isinstance(value, kind):
+        what, inside = ("a map", ".KEY") if kind is dict else ("a list", "[N]")
+        raise StrvalsError(f'"{path}" is {_kind(value)} in earlier values, not {what}, so "{path}{inside}" cannot be '
+                           "set")
     return value
 
 
@@ -293,18 +280,15 @@ def _set_index(items: list[Any], index: int, value: Any, path: str) -> list[Any]
     return items
 
 
-_FOLDS = {"s": "sSſ", "k": "kKK"}  # Go's strings.EqualFold also folds ſ to s and the Kelvin sign to k
-
-
-def _equal_fold(text: str, word: str) -> bool:
-    return len(text) == len(word) and all(c in _FOLDS.get(w, w + w.upper()) for c, w in zip(text, word, strict=True))
+_WORDS = {"true": True, "false": False, "null": None}
 
 
 def typed_value(raw: str) -> Any:
     """A --set value as helm types it: bool, null or int for those exact spellings, else the string itself."""
-    for word, value in (("true", True), ("false", False), ("null", None)):
-        if _equal_fold(raw, word):
-            return value
+    # helm compares with Go's strings.EqualFold, which for these three words is Unicode case folding (ſ is s, and
+    # no character folds to two of their letters)
+    if raw.casefold() in _WORDS:
+        return _WORDS[raw.casefold()]
     if raw == "0":
         return 0
     if raw and raw[0] != "0" and _GO_INT.fullmatch(raw):

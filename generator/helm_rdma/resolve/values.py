@@ -11,7 +11,7 @@ from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation, UnsupportedModelError
 from helm_rdma.names import check_release
 from helm_rdma.resolve.limits import check_annotations
-from helm_rdma.resolve.overrides import Layered
+from helm_rdma.resolve.overrides import Layered, origin_of
 from helm_rdma.resolve.valuesources import ValueSources, user_values
 from helm_rdma.sizing.catalog import pick_model
 from helm_rdma.sizing.lora import LoraSlots
@@ -315,8 +315,7 @@ def _kind(value: Any) -> str:
 def _validate(values: dict[str, Any], origins: dict[str, str], schema: dict[str, Any]) -> None:
     problems = schema_problems(values, schema)
     if problems:
-        layered = Layered(values=values, origins=origins)
-        lines = [f"{path}: {message} (from {layered.origin_of(path)})" for path, message in problems]
+        lines = [f"{path}: {message} (from {origin_of(path, origins)})" for path, message in problems]
         raise SchemaViolation(
             what="values", problems=lines,
             fix="Fix the keys above in the named -f file or --set flag; `helm-rdma presets show` and "

@@ -7,6 +7,8 @@ values; laid over the chart's own values it removes the key (see overrides.coale
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -106,7 +108,8 @@ def user_values(sources: ValueSources, *, stdin: Any = None) -> UserValues:
         _walk(layer, "", f"-f {path}", origins)
     for argument in sources.set_json:
         if argument.strip().startswith("{"):
-            layer = _checked("--set-json", argument, lambda a=argument: parse_json_object(a))
+            with _worded("--set-json", argument):
+                layer = plain(parse_json_object(argument), where=f"--set-json {argument}")
             values = merge_maps(values, layer)
             _walk(layer, "", f"--set-json {argument}", origins)
         else:
@@ -127,39 +130,30 @@ def user_values(sources: ValueSources, *, stdin: Any = None) -> UserValues:
     return UserValues(values=values, origins=origins)
 
 
-def _checked(flag: str, argument: str, parse: Any) -> Any:
-    _check_text(flag, argument)
-    try:
-        layer = parse()
-    except StrvalsError as exc:
-        raise SetSyntaxError(flag=flag, argument=argument, problem=str(exc)) from None
-    try:
-        return plain(layer, where=f"{flag} {argument}")
-    except YamlFileError as exc:
-        raise SetSyntaxError(flag=flag, argument=argument, problem=str(exc).split(": ", 1)[-1]) from None
-
-
-def _check_text(flag: str, argument: str) -> None:
+@contextmanager
+def _worded(flag: str, argument: str) -> Iterator[None]:
+    """Turn what is wrong with a --set-family argument into a SetSyntaxError naming the flag and the argument: text
+    that is not UTF-8, a break of helm's rules (StrvalsError), a value JSON cannot hold (YamlFileError)."""
     try:
         argument.encode("utf-8")
     except UnicodeEncodeError:
         raise SetSyntaxError(flag=flag, argument=argument.encode("utf-8", "replace").decode(),
                              problem="not UTF-8 text") from None
+    try:
+        yield
+    except StrvalsError as exc:
+        raise SetSyntaxError(flag=flag, argument=argument, problem=str(exc)) from None
+    except YamlFileError as exc:
+        raise SetSyntaxError(flag=flag, argument=argument, problem=str(exc).split(": ", 1)[-1]) from None
 
 
 def _parse(flag: str, argument: str, values: dict[str, Any], origins: dict[str, str], *, mode: str,
            read_file: Any = None) -> None:
-    _check_text(flag, argument)
     parser = Parser(argument, values, mode=mode, read_file=read_file)
-    try:
+    with _worded(flag, argument):
         parser.parse()
-    except StrvalsError as exc:
-        raise SetSyntaxError(flag=flag, argument=argument, problem=str(exc)) from None
+        normalized = plain(values, where=f"{flag} {argument}", json_numbers=mode == "json")
     for path in parser.touched:
         origins[path] = f"{flag} {argument}"
-    try:
-        normalized = plain(values, where=f"{flag} {argument}", json_numbers=mode == "json")
-    except YamlFileError as exc:
-        raise SetSyntaxError(flag=flag, argument=argument, problem=str(exc).split(": ", 1)[-1]) from None
     values.clear()
     values.update(normalized)
