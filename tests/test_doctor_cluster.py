@@ -705,3 +705,21 @@ def test_install_that_provisions_judges_the_planned_subnet_before_helm(oci_clust
     out = install("-n", "ml", "--set", sets, "--oci-config", str(config), accept_open_ports=False)
     assert out.exit_code == 0, out.output
     assert "group ports: no OCI ingress rule opens them to more than the group (1 subnet read)" in out.stderr
+
+
+@pytest.mark.parametrize(("nodes", "forbidden", "why"), [
+    ([], (), f"no node of shape {H100} is in the cluster yet, so there are no rules to read"),
+    ([node("gpu-a1", H100, network="net-a")], ("v1/nodes",),
+     "the kube user may not list nodes, so the GPU nodes could not be read"),
+], ids=["no-gpu-node-yet", "nodes-not-listable"])
+def test_install_refuses_when_it_cannot_see_the_gpu_nodes(nodes: list[dict[str, Any]], forbidden: tuple[str, ...],
+                                                          why: str, installs: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = [o for o in READY if o["kind"] != "Node"] + nodes
+    with Cluster(objects, tmp_path / "kubeconfig", forbidden=forbidden) as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        out = install("-n", "ml", "--skip-cluster-checks", accept_open_ports=False)
+    assert out.exit_code == 1, out.output
+    assert f"closed to all but the group (hostNetwork, no authentication on them): {why}" in out.output
+    assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
+    assert refused_helm(installs)
