@@ -233,9 +233,10 @@ def _group_ports(v: dict[str, Any]) -> list[Finding]:
     if v["rdma"]["mode"] != "hostNetwork" or not network["provision"] or network["nsgIds"]:
         return []
     d = v["distributed"]
+    watch = f", the group watch's {d['groupWatchPort']}" if group_watch(v) else ""
     return [Finding("warning", "clusterNetwork.nsgIds", f"is empty, so the nodes this release provisions carry no "
-                    f"network security group: the group's ports (the torch store's {d['masterPort']}, the group "
-                    f"watch's {d['groupWatchPort']}, vLLM's ZMQ sockets, NCCL's bootstrap) then reach each other only "
+                    f"network security group: the group's ports (the torch store's {d['masterPort']}{watch}, "
+                    "vLLM's ZMQ sockets, NCCL's bootstrap) then reach each other only "
                     "where the subnet's security lists admit them, to everyone in the rules' source range, with no "
                     "authentication (hostNetwork; NetworkPolicies do not reach these pods)",
                     "create an NSG with the rules of examples/nsg-rules.json (TCP from itself, the group, plus what "
