@@ -1,5 +1,6 @@
 """A fake OCI API on 127.0.0.1 (Compute Management, Compute images, instances, VNIC attachments and console
-histories, Virtual Network VNICs, Container Engine), for the real `oci` SDK to talk to over a real socket.
+histories, Virtual Network VNICs, subnets, security lists and NSG security rules, Container Engine), for the real
+`oci` SDK to talk to over a real socket.
 
 It checks every request's signature against the test key (draft-cavage HTTP signatures, as the SDK signs), keeps
 instance configurations, cluster networks and OKE clusters in memory with a lifecycle that moves PROVISIONING or
@@ -85,6 +86,9 @@ class FakeOci:
     instance_records: dict[str, dict[str, Any]] = field(default_factory=dict)  # GetInstance's answers
     vnic_attachments: list[dict[str, Any]] = field(default_factory=list)
     vnics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subnets: dict[str, dict[str, Any]] = field(default_factory=dict)  # GetSubnet's answers
+    security_lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # GetSecurityList's answers
+    nsg_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # NSG OCID -> its security rules
     calls: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -133,9 +137,35 @@ class FakeOci:
         }
         return cluster_id
 
-    def add_instance(self, compartment: str, *nsg_ids: list[str], detached: tuple[str, ...] = ()) -> str:
-        """An instance with one attached VNIC per list of NSG OCIDs (the first its primary), and a VNIC attachment
-        that is DETACHED for each of ``detached`` (NSG OCIDs of a VNIC no longer attached)."""
+    def add_subnet(self, cidr: str, *ingress: list[dict[str, Any]]) -> str:
+        """A subnet with one security list per list of ingress rules (the API's IngressSecurityRule JSON)."""
+        lists = []
+        for rules in ingress:
+            ocid = self.new_id("securitylist")
+            self.security_lists[ocid] = {"id": ocid, "compartmentId": "ocid1.compartment.oc1..net",
+                                         "vcnId": "ocid1.vcn.oc1..v", "displayName": ocid, "lifecycleState": "AVAILABLE",
+                                         "ingressSecurityRules": rules, "egressSecurityRules": [],
+                                         "timeCreated": _now()}
+            lists.append(ocid)
+        subnet = self.new_id("subnet")
+        self.subnets[subnet] = {"id": subnet, "compartmentId": "ocid1.compartment.oc1..net", "vcnId": "ocid1.vcn.oc1..v",
+                                "cidrBlock": cidr, "securityListIds": lists, "lifecycleState": "AVAILABLE",
+                                "displayName": subnet, "timeCreated": _now()}
+        return subnet
+
+    def add_nsg(self, *rules: dict[str, Any]) -> str:
+        """An NSG with these security rules (the API's SecurityRule JSON; an id is given to each, and a source
+        "SELF" becomes the NSG's own OCID)."""
+        ocid = self.new_id("networksecuritygroup")
+        self.nsg_rules[ocid] = [{"id": f"{index:06X}", "isValid": True, **rule,
+                                 **({"source": ocid} if rule.get("source") == "SELF" else {})}
+                                for index, rule in enumerate(rules)]
+        return ocid
+
+    def add_instance(self, compartment: str, *nsg_ids: list[str], detached: tuple[str, ...] = (),
+                     subnet: str = "ocid1.subnet.oc1..s") -> str:
+        """An instance with one attached VNIC per list of NSG OCIDs (the first its primary), all in ``subnet``, and a
+        VNIC attachment that is DETACHED for each of ``detached`` (NSG OCIDs of a VNIC no longer attached)."""
         ocid = self.new_id("instance")
         self.instance_records[ocid] = {"id": ocid, "compartmentId": compartment, "availabilityDomain": "AD-1",
                                 "region": "iad", "shape": "BM.GPU.H100.8", "lifecycleState": "RUNNING",
@@ -145,10 +175,10 @@ class FakeOci:
             vnic = self.new_id("vnic")
             self.vnics[vnic] = {"id": vnic, "compartmentId": compartment, "availabilityDomain": "AD-1",
                                 "lifecycleState": "AVAILABLE", "nsgIds": nsgs, "isPrimary": index == 0,
-                                "subnetId": "ocid1.subnet.oc1..s", "timeCreated": _now()}
+                                "subnetId": subnet, "timeCreated": _now()}
             self.vnic_attachments.append({"id": self.new_id("vnicattachment"), "instanceId": ocid, "vnicId": vnic,
                                           "compartmentId": compartment, "availabilityDomain": "AD-1",
-                                          "subnetId": "ocid1.subnet.oc1..s", "lifecycleState": state,
+                                          "subnetId": subnet, "lifecycleState": state,
                                           "timeCreated": _now()})
         return ocid
 
@@ -483,17 +513,27 @@ class Handler(BaseHTTPRequestHandler):
             self._send(204, None)
 
     def _instance_network(self, route: str, query: dict[str, str]) -> bool:
-        """GET /instances/ID, /vnicAttachments?compartmentId=C&instanceId=I (paged) and /vnics/ID; False for
-        another route."""
+        """GET /instances/ID, /vnicAttachments?compartmentId=C&instanceId=I (paged), /vnics/ID, /subnets/ID,
+        /securityLists/ID and /networkSecurityGroups/ID/securityRules?direction=D (paged); False for another
+        route."""
         fake = self.fake
         if route == "/vnicAttachments":
             self._page([a for a in fake.vnic_attachments if a["compartmentId"] == query.get("compartmentId")
                         and a["instanceId"] == query.get("instanceId", a["instanceId"])], query)
             return True
-        match = re.fullmatch(r"/(instances|vnics)/([^/]+)", route)
+        match = re.fullmatch(r"/networkSecurityGroups/([^/]+)/securityRules", route)
+        if match:
+            if match.group(1) not in fake.nsg_rules:
+                self._error(404, "NotAuthorizedOrNotFound", f"{route} not found")
+            else:
+                self._page([r for r in fake.nsg_rules[match.group(1)]
+                            if r["direction"] == query.get("direction", r["direction"])], query)
+            return True
+        match = re.fullmatch(r"/(instances|vnics|subnets|securityLists)/([^/]+)", route)
         if not match:
             return False
-        store = fake.instance_records if match.group(1) == "instances" else fake.vnics
+        store = {"instances": fake.instance_records, "vnics": fake.vnics, "subnets": fake.subnets,
+                 "securityLists": fake.security_lists}[match.group(1)]
         if match.group(2) in store:
             self._send(200, store[match.group(2)])
         else:

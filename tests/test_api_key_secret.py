@@ -54,8 +54,13 @@ def key_in(cluster: Cluster, name: str = SECRET) -> str:
     return base64.b64decode(cluster.get("v1/secrets", "ml", name)["data"]["api-key"]).decode()
 
 
+# These installs are about the API key Secret: the group's ports are accepted open (tests/test_doctor_cluster.py
+# holds install's check of them).
+OPEN_PORTS = ("--set", "distributed.allowOpenGroupPorts=true")
+
+
 def run(*args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "llama405b", "--preset", "h100", "-n", "ml"])
+    return CliRunner().invoke(main, [*args, "llama405b", "--preset", "h100", "-n", "ml", *OPEN_PORTS])
 
 
 def test_install_creates_the_secret_once_and_upgrade_never_rotates_it(cluster: Cluster, installs: Path) -> None:
@@ -79,10 +84,10 @@ def test_a_secret_the_user_made_or_named_is_never_touched(cluster: Cluster, inst
     assert run("install").exit_code == 0
     assert key_in(cluster) == "chosen"
     named = CliRunner().invoke(main, ["install", "other", "--model", "llama405b", "--preset", "h100", "-n", "ml",
-                                      "--set", "api.keySecret.name=theirs"])
+                                      "--set", "api.keySecret.name=theirs", *OPEN_PORTS])
     assert named.exit_code == 0, named.output
     opted_out = CliRunner().invoke(main, ["install", "open", "--model", "llama405b", "--preset", "h100", "-n",
-                                          "ml", "--set", "api.allowUnauthenticated=true"])
+                                          "ml", "--set", "api.allowUnauthenticated=true", *OPEN_PORTS])
     assert opted_out.exit_code == 0, opted_out.output
     assert cluster.names("v1/secrets", "ml") == [SECRET]
 

@@ -54,7 +54,9 @@ def same_tree(a: Path, b: Path) -> bool:
 def test_diff_hands_helm_diff_the_chart_upgrade_would_install(runner: CliRunner, helm: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HAS_DIFF", "1")
-    flags = ["llama405b", "--preset", "h100", "-n", "team-a", "--max-model-len", "65536", "--set", "replicas=2"]
+    # upgrade's check of the group's ports is tests/test_doctor_cluster.py's: accepted open here
+    flags = ["llama405b", "--preset", "h100", "-n", "team-a", "--max-model-len", "65536", "--set", "replicas=2",
+             "--set", "distributed.allowOpenGroupPorts=true"]
     result = runner.invoke(main, ["diff", *flags, "--", "--context", "3"])
     assert result.exit_code == 0, result.output
     assert "llama405b-vllm-rdma-api, Service (v1) has changed:" in result.output

@@ -202,7 +202,15 @@ def test_provisioned_nodes_without_an_nsg_leave_the_group_ports_open_on_the_vcn(
         assert found == []
         return
     [line] = found
-    assert "the torch store's 29500" in line and "listen on their VCN address with no authentication" in line
+    assert "the torch store's 29500" in line and "with no authentication" in line
+    # OCI admits the union of the subnet's security lists and the VNIC's NSGs ("Comparison of Security Lists and
+    # Network Security Groups", docs.oracle.com/iaas/Content/Network/Concepts/securityrules.htm): no NSG leaves the
+    # subnet's lists alone to admit the group's ports, to everyone in their source range.
+    assert "only where the subnet's security lists admit them" in line
+    assert "keep the group's ports out of the subnet's security lists" in line
+    assert "group watch" not in line  # LeaderWorkerSet: the watch runs only in StatefulSet mode (vllm-rdma.groupWatch)
+    watched = doctor("--preset", "h100", "--set", TOKEN, "--set", PROVISION, "--set", "workload.kind=StatefulSet")[1]
+    assert "the torch store's 29500, the group watch's 29510, vLLM's ZMQ sockets" in watched
     assert "examples/nsg-rules.json" in line and "clusterNetwork.nsgIds=[OCID]" in line and "--nsg" in line
     assert "0 error(s)" in out
     # nodes provisioned elsewhere are someone else's network: no warning without clusterNetwork.provision

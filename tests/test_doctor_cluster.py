@@ -19,7 +19,7 @@ from helm_rdma.cluster.needs import cluster_needs, parse_manifests, pod_security
 from .conftest import helm_path
 from .helm_stand_in import stand_in_helm
 from .kmock_cluster import Cluster
-from .rendering import request
+from .rendering import PROVISION, request
 
 SECRETS = "model.hfTokenSecret.name=hf-token,api.keySecret.name=vllm-api-key"
 H100, H200 = "BM.GPU.H100.8", "BM.GPU.H200.8"
@@ -386,8 +386,11 @@ def installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-def install(*args: str) -> Result:
-    return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, *args])
+def install(*args: str, accept_open_ports: bool = True) -> Result:
+    """install against the stand-in helm; unless told otherwise, with the group's ports accepted open (these tests
+    are about the cluster checks: the group's ports have their own below)."""
+    accept = ("--set", "distributed.allowOpenGroupPorts=true") if accept_open_ports else ()
+    return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, *accept, *args])
 
 
 def test_install_checks_the_cluster_first_and_stops_on_errors(use: Any, installs: Path) -> None:
@@ -455,14 +458,26 @@ def test_the_needs_come_from_the_rendered_objects() -> None:
 
 
 
-# --- the GPU nodes' VNICs under hostNetwork ------------------------------------------------------------------------
+# --- the group's ports on the GPU nodes' network, under hostNetwork ------------------------------------------------
 # The group's ports listen on the node's VNIC addresses with no authentication and NetworkPolicy behaviour for
 # hostNetwork pods is undefined (kubernetes.io/docs/concepts/services-networking/network-policies, "NetworkPolicy and
-# hostNetwork pods"): on OCI an NSG on the VNIC filters them. An OKE node names its instance in spec.providerID as
-# oci://OCID (oracle/oci-cloud-controller-manager, providerPrefix "oci://"); its VNICs are its VNIC attachments
-# (Compute ListVnicAttachments, in the instance's compartment) and each VNIC's NSGs its nsgIds (Virtual Network
-# GetVnic): docs.oracle.com API reference, Core Services, VnicAttachment and Vnic.
-NSG = "ocid1.networksecuritygroup.oc1..group-ports"
+# hostNetwork pods"). OCI admits the union of the VNIC's subnet security lists and its NSGs
+# (docs.oracle.com/iaas/Content/Network/Concepts/securityrules.htm, "Comparison of Security Lists and Network
+# Security Groups": "the union of all the rules"). An OKE node names its instance in spec.providerID as oci://OCID
+# (oracle/oci-cloud-controller-manager, providerPrefix "oci://"); its VNICs are its VNIC attachments (Compute
+# ListVnicAttachments, in the instance's compartment), each VNIC's subnet and NSGs its subnetId and nsgIds (Virtual
+# Network GetVnic), a subnet's security lists its securityListIds (GetSubnet), their rules ingressSecurityRules
+# (GetSecurityList), an NSG's rules ListNetworkSecurityGroupSecurityRules: docs.oracle.com API reference, Core
+# Services. The rules' fields: tests/test_group_ports.py.
+OKE_WORKERS = {"description": "Allow all traffic from worker nodes", "protocol": "all", "source": "10.0.20.0/24",
+               "sourceType": "CIDR_BLOCK", "isStateless": False}  # OKE quick-create's worker subnet list
+SSH = {"protocol": "6", "source": "0.0.0.0/0", "isStateless": False,
+       "tcpOptions": {"destinationPortRange": {"min": 22, "max": 22}}}
+KUBELET = {"protocol": "6", "source": "10.0.0.0/28", "isStateless": False,
+           "tcpOptions": {"destinationPortRange": {"min": 10250, "max": 10250}}}
+FROM_ITSELF = {"description": "the group", "direction": "INGRESS", "protocol": "6", "source": "SELF",
+               "sourceType": "NETWORK_SECURITY_GROUP", "isStateless": False}
+ACCEPT = "distributed.allowOpenGroupPorts=true"
 
 
 def oci_node(name: str, instance: str) -> dict[str, Any]:
@@ -473,21 +488,26 @@ def oci_node(name: str, instance: str) -> dict[str, Any]:
 
 @pytest.fixture
 def oci_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
-    """The fake OCI API with three instances (one whose VNICs carry the NSG, one whose primary VNIC carries none,
-    one whose only NSG-less VNIC is detached) and a kmock cluster whose GPU nodes are those instances."""
+    """The fake OCI API with a subnet whose list admits only SSH and the kubelet, one whose list is OKE
+    quick-create's (all protocols from the worker CIDR), an NSG that admits TCP from itself, and three instances
+    carrying it: one on the closed subnet, one on the open subnet, one on the closed subnet with a detached VNIC on
+    the open one; a kmock cluster whose GPU nodes are those instances, and one more GPU node with no providerID."""
     from .fake_oci import make_key, serve, write_config
 
     key, public, fingerprint = make_key(tmp_path)
     config = write_config(tmp_path, key, fingerprint)
     compartment = "ocid1.compartment.oc1..nodes"
     with serve(public) as fake:
-        guarded = fake.add_instance(compartment, [NSG], [NSG])
-        open_ = fake.add_instance(compartment, [], [NSG])
-        detached = fake.add_instance(compartment, [NSG], detached=("",))
-        fake.vnics[[a for a in fake.vnic_attachments if a["instanceId"] == detached][-1]["vnicId"]]["nsgIds"] = []
+        closed = fake.add_subnet("10.0.10.0/24", [SSH, KUBELET])
+        opened = fake.add_subnet("10.0.20.0/24", [SSH, OKE_WORKERS])
+        nsg = fake.add_nsg(FROM_ITSELF)
+        guarded = fake.add_instance(compartment, [nsg], [nsg], subnet=closed)
+        open_ = fake.add_instance(compartment, [nsg], subnet=opened)
+        detached = fake.add_instance(compartment, [nsg], detached=(nsg,), subnet=closed)
+        fake.vnics[[a for a in fake.vnic_attachments if a["instanceId"] == detached][-1]["vnicId"]]["subnetId"] = opened
         objects = [o for o in READY if o["kind"] != "Node"] + [
             oci_node("gpu-a1", guarded), oci_node("gpu-a2", open_), oci_node("gpu-a3", detached),
-            node("gpu-elsewhere", H100, network="net-a")]  # no providerID: not an OCI instance, not judged
+            node("gpu-elsewhere", H100, network="net-a")]  # no providerID: no OCI instance to read
         with Cluster(objects, tmp_path / "kubeconfig") as cluster:
             monkeypatch.delenv("HELM_RDMA_SKIP_CLUSTER_CHECKS", raising=False)
             monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
@@ -495,41 +515,77 @@ def oci_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
             yield fake, config
 
 
-def test_gpu_nodes_whose_vnics_carry_no_nsg_are_reported(oci_cluster: tuple[Any, Path]) -> None:
+def close_the_open_subnet(fake: Any) -> None:
+    for rules in fake.security_lists.values():
+        rules["ingressSecurityRules"] = [r for r in rules["ingressSecurityRules"] if r is not OKE_WORKERS]
+
+
+def reads(fake: Any, kind: str) -> list[str]:
+    return [p for m, p in fake.calls if m == "GET" and f"/{kind}" in p]
+
+
+def test_gpu_nodes_whose_rules_open_the_group_ports_are_errors(oci_cluster: tuple[Any, Path]) -> None:
     fake, config = oci_cluster
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+    assert out.exit_code == 1, out.output
+    [opened] = lines(out, "error", "group-ports")
+    [listed] = [s for s, sub in fake.subnets.items() if sub["cidrBlock"] == "10.0.20.0/24"]
+    security_list = fake.subnets[listed]["securityListIds"][0]
+    assert opened.startswith("error   group-ports gpu-a2: the group's ports (the torch store's 29500 and NCCL's "
+                             "bootstrap and vLLM's ZMQ sockets on the kernel's default ephemeral ports, 32768-60999) "
+                             "are open to more than the group, with no authentication (hostNetwork): security list "
+                             f'{security_list} ingress rule 1 ("Allow all traffic from worker nodes") admits TCP '
+                             "from 10.0.20.0/24 to every port; fix: the GPU nodes' subnet security lists must not "
+                             "admit the group's ports (nor all protocols) from anywhere: an OKE quick-create worker "
+                             "subnet's list admits all protocols from the worker CIDR")
+    assert "examples/nsg-rules.json" in opened and "clusterNetwork.nsgIds" in opened
+    # The detached VNIC's open subnet is not gpu-a3's; the NSG's rule from itself opens nothing; a node that is no
+    # OCI instance has no OCI rules to report (install refuses on it: see below).
+    assert lines(out, "warning", "group-ports") == [] and "gpu-elsewhere" not in out.stdout.split("group-ports")[1]
+    # the SDK's own calls, signed with the config's key; each subnet, security list and NSG read once
+    assert not fake.rejected and len(reads(fake, "instances/")) == 3
+    assert sorted(reads(fake, "subnets/")) == sorted({p for p in reads(fake, "subnets/")}) and \
+        len(reads(fake, "subnets/")) == 2
+    assert len(reads(fake, "securityLists/")) == 2 and len(reads(fake, "networkSecurityGroups/")) == 1
+
+
+def test_when_no_rule_opens_the_group_ports_the_nodes_are_ok(oci_cluster: tuple[Any, Path]) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
     assert out.exit_code == 0, out.output
-    [open_] = lines(out, "warning", "node-nsg")
-    vnic = next(a["vnicId"] for a in fake.vnic_attachments if fake.vnics[a["vnicId"]]["nsgIds"] == [])
-    assert open_.startswith(f"warning node-nsg gpu-a2: VNIC(s) {vnic} carry no network security group, so the "
-                            "group's ports")
-    assert "examples/nsg-rules.json" in open_ and "clusterNetwork.nsgIds" in open_
-    assert "gpu-a1" not in out.stdout.split("node-nsg", 1)[1] and "gpu-elsewhere" not in open_
-    # the SDK's own calls, signed with the config's key, for the three OCI nodes only
-    assert [p for m, p in fake.calls if "/instances/" in p or "/vnic" in p] and not fake.rejected
-    assert len([p for m, p in fake.calls if "/instances/" in p]) == 3
+    assert lines(out, "ok", "group-ports") == [f"ok      group-ports {H100}: no OCI ingress rule opens the group's "
+                                               "ports to more than the group on the 3 node(s) (gpu-a1, gpu-a2, "
+                                               "gpu-a3)"]
 
 
-def test_every_vnic_with_an_nsg_is_ok(oci_cluster: tuple[Any, Path]) -> None:
+def test_open_ports_the_values_accept_are_a_warning(oci_cluster: tuple[Any, Path]) -> None:
     fake, config = oci_cluster
-    for vnic in fake.vnics.values():
-        vnic["nsgIds"] = vnic["nsgIds"] or [NSG]
-    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
-    assert lines(out, "ok", "node-nsg") == [f"ok      node-nsg {H100}: every attached VNIC of the 3 node(s) carries a "
-                                            "network security group (gpu-a1, gpu-a2, gpu-a3)"]
-    assert out.stdout.endswith("0 error(s), 0 warning(s)\n"), out.output
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", ACCEPT, "--oci-config", str(config))
+    assert out.exit_code == 0, out.output
+    [accepted] = [line for line in lines(out, "warning", "group-ports") if "gpu-a2" in line]
+    assert "(hostNetwork); accepted by distributed.allowOpenGroupPorts=true: security list " in accepted
 
 
-def test_without_an_oci_config_the_vnics_are_said_not_checked(oci_cluster: tuple[Any, Path], tmp_path: Path) -> None:
+def test_a_release_that_provisions_is_judged_by_its_subnet_and_nsgs(oci_cluster: tuple[Any, Path]) -> None:
+    fake, config = oci_cluster
+    [opened] = [s for s, sub in fake.subnets.items() if sub["cidrBlock"] == "10.0.20.0/24"]
+    provision = ",".join((*PROVISION, f"clusterNetwork.subnetId={opened}"))
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", provision, "--oci-config", str(config))
+    [line] = lines(out, "error", "group-ports")
+    assert line.startswith(f"error   group-ports clusterNetwork.subnetId {opened}: the group's ports")
+    assert not reads(fake, "instances/")
+
+
+def test_without_an_oci_config_the_rules_are_said_not_checked(oci_cluster: tuple[Any, Path], tmp_path: Path) -> None:
     fake, _ = oci_cluster
     missing = tmp_path / "no-such-config"
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(missing))
     assert out.exit_code == 0, out.output
-    assert lines(out, "warning", "node-nsg") == [
-        f"warning node-nsg {H100}: not checked: no OCI config at {missing}, so the VNICs of the 3 GPU node(s) were "
-        "not read; fix: pass --oci-config and --oci-profile (or --auth instancePrincipal on an OCI instance) so that "
-        "doctor reads the nodes' VNICs, or check them in the OCI console (Instance, Attached VNICs)"]
-    assert not [p for _, p in fake.calls if "/instances/" in p]
+    assert f"warning group-ports {H100}: not checked: no OCI config at {missing}, so the ingress rules of the 3 GPU " \
+           "node(s) were not read; fix: pass --oci-config and --oci-profile, or --auth instancePrincipal on an OCI " \
+           "instance" in out.stdout
+    assert not fake.calls
 
 
 def test_an_instance_oci_does_not_show_is_not_checked_and_the_others_still_are(oci_cluster: tuple[Any, Path]) -> None:
@@ -537,13 +593,133 @@ def test_an_instance_oci_does_not_show_is_not_checked_and_the_others_still_are(o
     gone = next(iter(fake.instance_records))
     del fake.instance_records[gone]
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
-    found = lines(out, "warning", "node-nsg")
-    assert [line.split(":")[0] for line in found] == ["warning node-nsg gpu-a2", "warning node-nsg gpu-a1"]
-    assert "not checked: " in found[1] and "404" in found[1] and "get_instance" in found[1]
+    assert [line.split(":")[0] for line in lines(out, "error", "group-ports")] == ["error   group-ports gpu-a2"]
+    [unread] = [line for line in lines(out, "warning", "group-ports") if "gpu-a1" in line]
+    assert "not checked: " in unread and "404" in unread and "get_instance" in unread
 
 
-def test_sriov_mode_does_not_read_the_vnics(oci_cluster: tuple[Any, Path]) -> None:
+def test_sriov_mode_does_not_read_the_rules(oci_cluster: tuple[Any, Path]) -> None:
     fake, config = oci_cluster
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", "rdma.mode=sriov,rdma.sriov.networkName="
                  "default/rdma-vf", "--oci-config", str(config))
-    assert "node-nsg" not in out.stdout and not [p for _, p in fake.calls if "/instances/" in p]
+    assert "group-ports" not in out.stdout and not fake.calls
+
+
+# --- install and upgrade refuse while OCI's rules open the group's ports ------------------------------------------
+def refused_helm(installs: Path) -> bool:
+    """helm never installed: the stand-in helm logs every install and upgrade it is asked for."""
+    return not installs.exists()
+
+
+def test_install_refuses_when_a_security_list_opens_the_group_ports(oci_cluster: tuple[Any, Path],
+                                                                  installs: Path) -> None:
+    fake, config = oci_cluster
+    out = install("-n", "ml", "--oci-config", str(config), accept_open_ports=False)
+    assert out.exit_code == 1, out.output
+    [listed] = [s for s, sub in fake.subnets.items() if sub["cidrBlock"] == "10.0.20.0/24"]
+    security_list = fake.subnets[listed]["securityListIds"][0]
+    assert "helm-rdma: error: the group's ports (the torch store's 29500 and NCCL's bootstrap and vLLM's ZMQ " \
+           "sockets on the kernel's default ephemeral ports, 32768-60999) listen on the GPU nodes' VCN addresses " \
+           "with no authentication" in out.output
+    assert f'  gpu-a2: security list {security_list} ingress rule 1 ("Allow all traffic from worker nodes") admits ' \
+           "TCP from 10.0.20.0/24 to every port\nnothing was installed; fix: the GPU nodes' subnet security lists " \
+           "must not admit the group's ports" in out.output
+    assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
+    assert refused_helm(installs)
+    upgrade = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
+                                        "--oci-config", str(config)])
+    assert upgrade.exit_code == 1 and f"  gpu-a2: security list {security_list} ingress rule 1" in upgrade.output
+    assert refused_helm(installs)
+
+
+def test_install_refuses_when_a_node_is_no_oci_instance(oci_cluster: tuple[Any, Path], installs: Path) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    out = install("-n", "ml", "--oci-config", str(config), accept_open_ports=False)
+    assert out.exit_code == 1, out.output
+    assert "cannot tell whether OCI's ingress rules keep the group's ports" in out.output
+    assert "1 GPU node(s) (gpu-elsewhere) name no OCI instance in spec.providerID" in out.output
+    assert refused_helm(installs)
+
+
+def test_install_goes_on_when_only_the_group_reaches_its_ports(oci_cluster: tuple[Any, Path], installs: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The closed world: the subnet's list admits SSH and the kubelet only, the NSG on the nodes TCP from itself."""
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    fake.add_instance("ocid1.compartment.oc1..nodes", [next(iter(fake.nsg_rules))],
+                      subnet=next(iter(fake.subnets)))
+    with Cluster([o for o in READY if o["kind"] != "Node"] + [
+            oci_node(f"gpu-{n}", i) for n, i in enumerate(fake.instance_records)], tmp_path / "closed") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        out = install("-n", "ml", "--oci-config", str(config), accept_open_ports=False)
+        upgrade = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
+                                            "--oci-config", str(config)])
+    assert out.exit_code == 0, out.output
+    assert "helm-rdma: group ports: no OCI ingress rule opens them to more than the group (4 node(s) read)" \
+        in out.stderr
+    assert upgrade.exit_code == 0, upgrade.output
+    assert [line.split()[:2] for line in installs.read_text().splitlines()] == [["install", "llama405b"],
+                                                                               ["upgrade", "--install"]]
+
+
+def test_install_that_cannot_judge_refuses_and_names_both_ways_on(oci_cluster: tuple[Any, Path], installs: Path,
+                                                                  tmp_path: Path) -> None:
+    fake, _ = oci_cluster
+    out = install("-n", "ml", "--oci-config", str(tmp_path / "none"), accept_open_ports=False)
+    assert out.exit_code == 1, out.output
+    assert f"no OCI config at {tmp_path / 'none'}, so the ingress rules of the 3 GPU node(s) were not read; nothing " \
+           "was installed; fix: make the check possible (pass --oci-config and --oci-profile, or --auth " \
+           "instancePrincipal on an OCI instance," in out.output
+    assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
+    assert refused_helm(installs) and not fake.calls
+
+
+def test_install_with_open_ports_accepted_reads_no_oci_rule(oci_cluster: tuple[Any, Path], installs: Path) -> None:
+    fake, config = oci_cluster
+    out = install("-n", "ml", "--oci-config", str(config))
+    assert out.exit_code == 0, out.output
+    assert installs.read_text().startswith("install llama405b") and not fake.calls
+
+
+def test_a_dry_run_reads_no_oci_rule(oci_cluster: tuple[Any, Path], installs: Path) -> None:
+    fake, config = oci_cluster
+    for dry in ("--dry-run", "--dry-run=server"):
+        out = install("-n", "ml", "--oci-config", str(config), dry, accept_open_ports=False)
+        assert out.exit_code == 0, out.output
+    assert not fake.calls and installs.read_text().split()[-1] == "--dry-run=server"  # helm's own dry run only
+
+
+def test_install_that_provisions_judges_the_planned_subnet_before_helm(oci_cluster: tuple[Any, Path],
+                                                                       installs: Path) -> None:
+    fake, config = oci_cluster
+    [opened] = [s for s, sub in fake.subnets.items() if sub["cidrBlock"] == "10.0.20.0/24"]
+    [nsg] = fake.nsg_rules
+    sets = ",".join((*PROVISION, f"clusterNetwork.subnetId={opened}", f"clusterNetwork.nsgIds={{{nsg}}}",
+                     "clusterNetwork.oke.clusterId=ocid1.cluster.oc1..k"))
+    out = install("-n", "ml", "--set", sets, "--oci-config", str(config), accept_open_ports=False)
+    assert out.exit_code == 1, out.output
+    assert f"  clusterNetwork.subnetId {opened}: security list " in out.output and "nothing was installed" in out.output
+    assert refused_helm(installs) and not reads(fake, "instances/")
+    close_the_open_subnet(fake)
+    out = install("-n", "ml", "--set", sets, "--oci-config", str(config), accept_open_ports=False)
+    assert out.exit_code == 0, out.output
+    assert "group ports: no OCI ingress rule opens them to more than the group (1 subnet read)" in out.stderr
+
+
+@pytest.mark.parametrize(("nodes", "forbidden", "why"), [
+    ([], (), f"no node of shape {H100} is in the cluster yet, so there are no rules to read"),
+    ([node("gpu-a1", H100, network="net-a")], ("v1/nodes",),
+     "the kube user may not list nodes, so the GPU nodes could not be read"),
+], ids=["no-gpu-node-yet", "nodes-not-listable"])
+def test_install_refuses_when_it_cannot_see_the_gpu_nodes(nodes: list[dict[str, Any]], forbidden: tuple[str, ...],
+                                                          why: str, installs: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = [o for o in READY if o["kind"] != "Node"] + nodes
+    with Cluster(objects, tmp_path / "kubeconfig", forbidden=forbidden) as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        out = install("-n", "ml", "--skip-cluster-checks", accept_open_ports=False)
+    assert out.exit_code == 1, out.output
+    assert f"closed to all but the group (hostNetwork, no authentication on them): {why}" in out.output
+    assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
+    assert refused_helm(installs)

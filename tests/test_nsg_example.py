@@ -7,6 +7,9 @@ Rules of the consumers:
   SERVICE_CIDR_BLOCK | NETWORK_SECURITY_GROUP, tcpOptions.destinationPortRange {min, max}; a rule without tcpOptions
   admits every TCP port (OCI docs "Security Rules"; the SDK's oci.core.models.AddSecurityRuleDetails validates the
   enums when set).
+- OCI admits the union of the subnet's security lists and the VNIC's NSGs (docs.oracle.com/iaas/Content/Network/
+  Concepts/securityrules.htm, "Comparison of Security Lists and Network Security Groups"): the example closes the
+  group's ports only beside security lists that do not admit them, which the judge of install and doctor checks.
 - Under hostNetwork every port of the serving pods is a port of the node's VCN address, and Kubernetes
   NetworkPolicies do not reliably apply to hostNetwork pods (FACTS.md "Helm" / NetworkPolicy; kubernetes.io docs
   "Network Policies": "the behavior for hostNetwork pods is undefined").
@@ -93,3 +96,26 @@ def test_the_rdma_doc_shows_the_same_rules() -> None:
         span = (r.get("tcpOptions") or {}).get("destinationPortRange", {"min": 0, "max": 65535})
         example.append((span["min"], span["max"], r["sourceType"] == "NETWORK_SECURITY_GROUP"))
     assert shown == example
+
+
+def test_the_judge_of_install_and_doctor_finds_the_example_closed_and_an_oke_worker_list_open() -> None:
+    """The same rules as the API returns them (SecurityRule, this NSG's own OCID as the group's source), judged as
+    install, upgrade, the hook and doctor --cluster judge them."""
+    from helm_rdma.commands.groupports import group_ports_of
+    from helm_rdma.oci.groupports import open_rules
+
+    own = "ocid1.networksecuritygroup.oc1..THIS-NSG"
+    models = oci.core.models
+    rules = [models.SecurityRule(
+        direction=r["direction"], protocol=r["protocol"], source=r["source"], source_type=r["sourceType"],
+        description=r["description"], is_stateless=r["isStateless"], is_valid=True,
+        tcp_options=models.TcpOptions(destination_port_range=models.PortRange(
+            **r["tcpOptions"]["destinationPortRange"])) if "tcpOptions" in r else None) for r in RULES]
+    for sets in ((), ("workload.kind=StatefulSet",)):
+        ports = group_ports_of(resolve(request(sets=sets)).values)
+        assert ports is not None
+        assert open_rules(security_lists={}, nsgs={own: rules}, ports=ports, own_nsgs={own}) == ()
+        # beside OKE quick-create's worker subnet list (all protocols from the worker CIDR) the ports are open
+        workers = oci.core.models.IngressSecurityRule(protocol="all", source="10.0.10.0/24")
+        assert len(open_rules(security_lists={"ocid1.securitylist.oc1..w": [workers]}, nsgs={own: rules},
+                              ports=ports, own_nsgs={own})) == 1

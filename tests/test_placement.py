@@ -96,14 +96,21 @@ def test_notes_say_which_nodes_to_label_when_the_release_does_not_label_them() -
     assert "kubectl label namespace llm pod-security.kubernetes.io/enforce=privileged" in text
 
 
-def test_notes_say_the_groups_own_ports_need_an_nsg_under_host_network() -> None:
+def test_notes_say_what_closes_the_groups_own_ports_under_host_network() -> None:
     # The torch store, vLLM's ZMQ sockets and NCCL's bootstrap take no key and, under hostNetwork, listen on the node's
     # VCN address, which NetworkPolicies do not reach (kubernetes.io/docs/concepts/services-networking/
-    # network-policies, "NetworkPolicy and hostNetwork pods"); on OCI an NSG on the VNIC filters them.
+    # network-policies, "NetworkPolicy and hostNetwork pods"). OCI admits the union of the subnet's security lists
+    # and the VNIC's NSGs (docs.oracle.com/iaas/Content/Network/Concepts/securityrules.htm, "Comparison of Security
+    # Lists and Network Security Groups"): an NSG alone never closes them, so an NSG no longer silences the note.
     text = notes()
     assert "The group's own ports (the torch store's 29500, vLLM's ZMQ sockets, NCCL's bootstrap) listen" in text
+    assert "the GPU nodes' subnet security lists must not admit these ports" in text
     assert "examples/nsg-rules.json" in text and "doctor --cluster" in text
-    assert "The group's own ports" not in notes("clusterNetwork.nsgIds[0]=ocid1.networksecuritygroup.oc1..g")
+    assert "allowOpenGroupPorts is true" not in text
+    assert "The group's own ports" in notes("clusterNetwork.nsgIds[0]=ocid1.networksecuritygroup.oc1..g")
+    accepted = notes("distributed.allowOpenGroupPorts=true")
+    assert "WARNING: distributed.allowOpenGroupPorts is true. The group's own ports" in accepted
+    assert "can run code in the serving process" in accepted
     assert "The group's own ports" not in notes("rdma.mode=sriov")  # the pod network: a NetworkPolicy closes them
     assert "The group's own ports" not in notes("nodes=1", "vllm.pipelineParallelSize=1")
 

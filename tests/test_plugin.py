@@ -136,9 +136,14 @@ def test_failing_command_exit_code_and_message_reach_the_caller(helm: Helm) -> N
     assert 'unknown preset "h1000"; known: a100-v2, b200, gpu4, h100, h200, mi300x' in out.stderr
 
 
+# These installs are about the plugin's flags: the group's ports are accepted open (tests/test_doctor_cluster.py holds
+# install's check of them).
+OPEN_PORTS = ("--set", "distributed.allowOpenGroupPorts=true")
+
+
 def test_install_calls_helm_with_the_global_flags_and_keeps_the_chart(helm: Helm) -> None:
     out = helm.run("-n", "team-a", "--kube-context", "prod", "rdma", "install", "llama405b", "--preset", "h100",
-                   "--atomic", "--", "--create-namespace")
+                   "--atomic", *OPEN_PORTS, "--", "--create-namespace")
     assert out.returncode == 0, out.stderr
     kept = helm.cache / "rdma" / "team-a" / "llama405b"
     [call] = helm.recorded()
@@ -155,7 +160,8 @@ def test_install_calls_helm_with_the_global_flags_and_keeps_the_chart(helm: Helm
 
 
 def test_helm4_name_of_atomic_is_accepted_too(helm: Helm) -> None:
-    out = helm.run("rdma", "upgrade", "llama405b", "--preset", "h100", "--rollback-on-failure", "--timeout", "90m")
+    out = helm.run("rdma", "upgrade", "llama405b", "--preset", "h100", "--rollback-on-failure", "--timeout", "90m",
+                   *OPEN_PORTS)
     assert out.returncode == 0, out.stderr
     [call] = helm.recorded()
     atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
@@ -376,7 +382,7 @@ def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:
 
 PROVISION = ["--provision", "--compartment", "ocid1.compartment.oc1..c", "--availability-domain", "AD-1",
              "--subnet", "ocid1.subnet.oc1..s", "--image", "ocid1.image.oc1..i",
-             "--set", "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner"]
+             "--set", "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner", *OPEN_PORTS]
 
 
 def test_install_provision_fills_the_values_and_covers_the_hook_in_the_timeout(helm: Helm) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from helm_rdma.commands.generate import generate
 from helm_rdma.commands.provision import ProvisionPlan, Watch, plan_from_values, provision
-from helm_rdma.errors import CapacityError, InputError
+from helm_rdma.errors import CapacityError, GroupPortsOpenError, GroupPortsUncheckedError, InputError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import OciAuth
 from helm_rdma.oci.network import (
@@ -201,8 +201,9 @@ def values_file(tmp_path: Path, fake: FakeOci, **cluster_network: Any) -> Path:
 
 
 def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    subnet, nsg = closed_subnet(fake)
     path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
-                       subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i", auth="apiKey")
+                       subnetId=subnet, imageId="ocid1.image.oc1..i", auth="apiKey", nsgIds=[nsg])
     # The hook passes the name and label its helpers computed (tests/test_placement.py checks the chart side).
     plan = plan_from_values(path, release="llama405b", namespace="ml", name="llama405b.ml",
                             node_label="helm-rdma.io/cluster-network=llama405b.ml")
@@ -243,6 +244,90 @@ def test_from_values_without_a_name_asks_for_one(tmp_path: Path, fake: FakeOci) 
                        subnetId="ocid1.subnet.oc1..s", imageId="ocid1.image.oc1..i")
     with pytest.raises(InputError, match="clusterNetwork.name is empty: provisioning needs it; .* --name"):
         plan_from_values(path, release="llama405b", namespace="ml")
+
+
+# --- the hook judges the group's ports before it creates anything (hostNetwork, more than one node) ---------------
+# OCI admits the union of the subnet's security lists and the VNIC's NSGs (docs.oracle.com/iaas/Content/Network/
+# Concepts/securityrules.htm, "Comparison of Security Lists and Network Security Groups"); OKE quick-create's worker
+# subnet list admits all protocols from the worker CIDR (docs.oracle.com/iaas/Content/ContEng/Concepts/
+# contengnetworkconfigexample.htm). The judge's own rules: tests/test_group_ports.py.
+WORKERS_ALL = {"description": "Allow all traffic from worker nodes", "protocol": "all", "source": "10.0.10.0/24",
+               "sourceType": "CIDR_BLOCK", "isStateless": False}
+SSH_AND_KUBELET = [{"protocol": "6", "source": "0.0.0.0/0", "isStateless": False,
+                    "tcpOptions": {"destinationPortRange": {"min": 22, "max": 22}}},
+                   {"protocol": "6", "source": "10.0.0.0/28", "isStateless": False,
+                    "tcpOptions": {"destinationPortRange": {"min": 10250, "max": 10250}}}]
+
+
+def closed_subnet(fake: FakeOci) -> tuple[str, str]:
+    """A subnet whose list admits SSH and the kubelet only, and an NSG that admits TCP from itself."""
+    nsg = fake.add_nsg({"direction": "INGRESS", "protocol": "6", "source": "SELF",
+                        "sourceType": "NETWORK_SECURITY_GROUP", "isStateless": False})
+    return fake.add_subnet("10.0.10.0/24", SSH_AND_KUBELET), nsg
+
+
+def hook_plan(path: Path, config: Path, fake: FakeOci) -> ProvisionPlan:
+    """The hook's plan of the values at ``path`` (as `provision --from-values` reads them), signed in to ``fake``
+    with the test key where the hook would read its mounted config."""
+    plan = plan_from_values(path, release="llama405b", namespace="ml")
+    return plan._replace(auth=OciAuth(config_file=str(config), endpoint=fake.url), wait_nodes=False)
+
+
+def creates(fake: FakeOci) -> list[str]:
+    return [f"{m} {p}" for m, p in fake.calls if m != "GET"]
+
+
+def test_the_hook_refuses_a_subnet_that_opens_the_group_ports_before_it_creates_anything(
+        config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    _, nsg = closed_subnet(fake)
+    subnet = fake.add_subnet("10.0.10.0/24", SSH_AND_KUBELET, [WORKERS_ALL])
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1", subnetId=subnet,
+                       imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml")
+    with pytest.raises(GroupPortsOpenError) as refused:
+        provision(hook_plan(path, config, fake), env=HelmEnv(), watch=Watch(poll_seconds=0.01))
+    assert refused.value.exit_code == 1
+    [second] = fake.subnets[subnet]["securityListIds"][1:]
+    assert (f'  security list {second} ingress rule 0 ("Allow all traffic from worker nodes") admits TCP from '
+            "10.0.10.0/24 to every port\nnothing was created; fix: the GPU nodes' subnet security lists must not "
+            "admit the group's ports") in str(refused.value)
+    assert "or set distributed.allowOpenGroupPorts=true" in str(refused.value)
+    assert creates(fake) == [] and not fake.instance_configurations and not fake.cluster_networks
+    # The group's own NSG rule is read, each object once.
+    assert sorted(p.split("/")[2] for _, p in fake.calls) == [
+        "networkSecurityGroups", "securityLists", "securityLists", "subnets"]
+
+
+def test_the_hook_that_cannot_read_the_rules_creates_nothing(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                       subnetId="ocid1.subnet.oc1..gone", imageId="ocid1.image.oc1..i", name="llama405b.ml")
+    with pytest.raises(GroupPortsUncheckedError) as refused:
+        provision(hook_plan(path, config, fake), env=HelmEnv(), watch=Watch(poll_seconds=0.01))
+    said = str(refused.value)
+    assert refused.value.exit_code == 1 and "cannot tell whether OCI's ingress rules keep the group's ports" in said
+    assert "get_subnet failed: 404" in said and "clusterNetwork.subnetId (--subnet)" in said
+    assert "nothing was created; fix: make the check possible (a policy that lets the hook's sign-in" in said
+    assert creates(fake) == []
+
+
+def test_the_hook_with_open_ports_accepted_reads_no_rule(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    chart = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                        subnetId="ocid1.subnet.oc1..unread", imageId="ocid1.image.oc1..i", name="llama405b.ml")
+    values = json.loads(chart.read_text())
+    values["distributed"]["allowOpenGroupPorts"] = True
+    chart.write_text(json.dumps(values))
+    plan = hook_plan(chart, config, fake)
+    assert plan.group_ports is None
+    assert provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01)).network.state == "RUNNING"
+    assert not [p for _, p in fake.calls if "/subnets/" in p or "/securityLists/" in p]
+
+
+def test_a_shrink_creates_nothing_and_reads_no_rule(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                       subnetId="ocid1.subnet.oc1..unread", imageId="ocid1.image.oc1..i", name="llama405b.ml")
+    plan = hook_plan(path, config, fake)._replace(resize="shrink")
+    assert plan.group_ports is not None
+    assert provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01)).network.state == "ABSENT"
+    assert not [p for _, p in fake.calls if "/subnets/" in p]
 
 
 def test_from_values_names_a_missing_setting(config: Path, fake: FakeOci, tmp_path: Path) -> None:

@@ -79,7 +79,8 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def install(*args: str) -> Any:
     return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "-n", "ml", "--wait",
-                                     "--poll-interval", "0.05", *args])
+                                     "--poll-interval", "0.05", "--set", "distributed.allowOpenGroupPorts=true",
+                                     *args])  # the wait, not the group's ports (tests/test_doctor_cluster.py)
 
 
 def test_wait_returns_once_every_leader_is_ready_and_reports_each_step(helm_log: Path, cluster: Any,

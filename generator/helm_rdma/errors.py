@@ -696,3 +696,23 @@ class LogUnavailable(Exception):  # noqa: N818
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class GroupPortsOpenError(RuntimeFailure):
+    """OCI ingress rules open a hostNetwork group's own ports (no authentication) to more than the group."""
+
+    def __init__(self, *, ports: str, lines: Sequence[str], outcome: str, fix: str) -> None:
+        super().__init__(f"the group's ports ({ports}) listen on the GPU nodes' VCN addresses with no authentication "
+                         "(hostNetwork), and vLLM unpickles what its sockets read, so whoever these OCI ingress rules "
+                         f"admit can run code in the serving process:\n{_indented(lines)}\n{outcome}; fix: {fix}; or "
+                         "set distributed.allowOpenGroupPorts=true to accept these ports open")
+
+
+class GroupPortsUncheckedError(RuntimeFailure):
+    """Whether OCI's rules keep the group's ports closed could not be judged, so nothing is installed on a guess."""
+
+    def __init__(self, *, ports: str, why: str, outcome: str, sign_in: str) -> None:
+        super().__init__(f"cannot tell whether OCI's ingress rules keep the group's ports ({ports}) closed to all but "
+                         f"the group (hostNetwork, no authentication on them): {why}; {outcome}; fix: make the check "
+                         f"possible ({sign_in}), or set distributed.allowOpenGroupPorts=true to accept these ports "
+                         "open")

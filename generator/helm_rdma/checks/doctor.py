@@ -226,17 +226,22 @@ def _exposure(v: dict[str, Any]) -> list[Finding]:
 
 def _group_ports(v: dict[str, Any]) -> list[Finding]:
     """Under hostNetwork the group's own ports listen on the node's VCN address with no authentication, and
-    NetworkPolicies do not apply to hostNetwork pods: on nodes this release provisions, only an NSG closes them."""
+    NetworkPolicies do not apply to hostNetwork pods. OCI admits the union of the subnet's security lists and the
+    VNIC's NSGs, so without an NSG on the nodes this release provisions, the group reaches its own ports only where
+    the subnet's security lists admit them to everyone in their source range."""
     network = v["clusterNetwork"]
     if v["rdma"]["mode"] != "hostNetwork" or not network["provision"] or network["nsgIds"]:
         return []
     d = v["distributed"]
+    watch = f", the group watch's {d['groupWatchPort']}" if group_watch(v) else ""
     return [Finding("warning", "clusterNetwork.nsgIds", f"is empty, so the nodes this release provisions carry no "
-                    f"network security group, and the group's ports (the torch store's {d['masterPort']}, the group "
-                    f"watch's {d['groupWatchPort']}, vLLM's ZMQ sockets, NCCL's bootstrap) listen on their VCN address "
-                    "with no authentication (hostNetwork; NetworkPolicies do not reach these pods)",
-                    "create an NSG with the rules of examples/nsg-rules.json (the group's ports from the nodes' own "
-                    "subnet only) and set clusterNetwork.nsgIds=[OCID] (install --provision takes --nsg)")]
+                    f"network security group: the group's ports (the torch store's {d['masterPort']}{watch}, "
+                    "vLLM's ZMQ sockets, NCCL's bootstrap) then reach each other only "
+                    "where the subnet's security lists admit them, to everyone in the rules' source range, with no "
+                    "authentication (hostNetwork; NetworkPolicies do not reach these pods)",
+                    "create an NSG with the rules of examples/nsg-rules.json (TCP from itself, the group, plus what "
+                    "the node needs), keep the group's ports out of the subnet's security lists, and set "
+                    "clusterNetwork.nsgIds=[OCID] (install --provision takes --nsg)")]
 
 
 def _sriov_network(v: dict[str, Any]) -> list[Finding]:

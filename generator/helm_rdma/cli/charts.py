@@ -151,9 +151,9 @@ def doctor(request: ChartRequest, namespace: str | None, cluster: bool, auth: Oc
     """Check values, and with --cluster the cluster, before install.
 
     It looks for NCCL look-alikes, device lists, TP x PP, backend and image, host ports, storage and the model's
-    token; with --cluster, the cluster the release would run on too, and under hostNetwork whether the GPU nodes'
-    VNICs carry a network security group (read from OCI with the --auth and --oci-* sign-in). Exit 1 on errors, 0
-    with warnings only.
+    token; with --cluster, the cluster the release would run on too, and under hostNetwork with more than one node
+    the OCI ingress rules that open the group's own ports to more than the group (the GPU nodes' subnet security
+    lists and NSGs, read from OCI with the --auth and --oci-* sign-in). Exit 1 on errors, 0 with warnings only.
     RELEASE names the model as for install.
     """
     from helm_rdma.commands.doctor import doctor as run

@@ -28,6 +28,35 @@ def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return canonical_auth(value)
 
 
+def _oci_config_options(purpose: str = "") -> list[Callable[[Any], Any]]:
+    """--oci-config and --oci-profile: the API key to sign in to OCI with, ``purpose`` said in their help."""
+    return [click.option("--oci-config", default="~/.oci/config", show_default=True,
+                         help=f"OCI config file (apiKey){purpose}."),
+            click.option("--oci-profile", default="DEFAULT", show_default=True, help="Profile in the config file.")]
+
+
+def oci_check_options(func: Any) -> Any:
+    """install's and upgrade's sign-in for reading the OCI rules that reach the group's ports (--oci-config,
+    --oci-profile; --auth instancePrincipal and --oci-endpoint, the hook's options, apply too), handed to the command
+    as ``oci`` (an oci.clients.OciAuth)."""
+
+    @functools.wraps(func)
+    def command(*args: Any, oci_config: str, oci_profile: str, **kwargs: Any) -> Any:
+        from helm_rdma.oci.clients import OciAuth, check_endpoint
+
+        network = (kwargs["request"].flag_values or {}).get("clusterNetwork") or {}
+        endpoint = network.get("endpoint")
+        mode = "instancePrincipal" if network.get("auth") == "instancePrincipal" else "apiKey"
+        return func(*args, oci=OciAuth(mode=mode, config_file=oci_config, profile=oci_profile, endpoint=check_endpoint(
+            endpoint, source="--oci-endpoint") if endpoint else None), **kwargs)
+
+    purpose = (", to read the OCI ingress rules that reach the GPU nodes before helm runs (hostNetwork, more than "
+               "one node; with --auth instancePrincipal the check signs in as the instance)")
+    for option in reversed(_oci_config_options(purpose)):
+        command = option(command)
+    return command
+
+
 def _oci_auth_options(func: Any) -> Any:
     """How to sign in to OCI (--auth, --oci-config, --oci-profile, --oci-endpoint), handed to the command as ``auth``
     (an oci.clients.OciAuth)."""
@@ -46,8 +75,7 @@ def _oci_auth_options(func: Any) -> Any:
         click.option("--auth", type=AliasedChoice(AUTH_MODES, AUTH_ALIASES), default="apiKey", show_default=True,
                      callback=_auth, help="How to sign in to OCI, spelled as clusterNetwork.auth "
                      f"({', '.join(AUTH_MODES)}); {', '.join(AUTH_ALIASES)} are accepted as aliases."),
-        click.option("--oci-config", default="~/.oci/config", show_default=True, help="OCI config file (apiKey)."),
-        click.option("--oci-profile", default="DEFAULT", show_default=True, help="Profile in the config file."),
+        *_oci_config_options(),
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
                      help="Endpoint of every OCI client (Compute Management, Compute, Virtual Network, Container "
                           "Engine), for dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),

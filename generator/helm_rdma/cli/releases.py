@@ -18,12 +18,14 @@ from helm_rdma.cli.base import (
     _provision_options,
     main,
 )
+from helm_rdma.cli.cloud import oci_check_options
 from helm_rdma.cli.output import emit, output_option, warn
 from helm_rdma.cli.params import PRESET, UPGRADE_RELEASE, DryRunCommand, Finite, GoDuration, dry_run_option
 from helm_rdma.helmenv import HelmEnv
 
 if TYPE_CHECKING:
     from helm_rdma.commands.deploy import DryRun
+    from helm_rdma.oci.clients import OciAuth
     from helm_rdma.resolve.values import ChartRequest
 
 INSTALL_EXAMPLES = [
@@ -57,7 +59,11 @@ def _deploy_command(upgrade: bool) -> Any:
         " The values are checked first (as doctor), then, when a cluster answers, the cluster (as doctor --cluster):"
         " errors stop before helm runs. The chart is kept under $HELM_CACHE_HOME/rdma/NAMESPACE/RELEASE."
         " --dry-run (or --dry-run=client) renders the manifests and needs no cluster; --dry-run=server is helm's:"
-        " the cluster validates the objects, nothing changes. Arguments after -- go to helm."
+        " the cluster validates the objects, nothing changes. Under hostNetwork with more than one node, the OCI"
+        " ingress rules that reach the GPU nodes are read first (--oci-config, --oci-profile): a rule that admits the"
+        " group's own ports (the torch store, NCCL, vLLM's ZMQ sockets, the group watch) from outside the nodes' own"
+        " NSGs, or rules that cannot be read, stop the install unless distributed.allowOpenGroupPorts=true."
+        " Arguments after -- go to helm."
     )
 
     @click.argument("release", type=UPGRADE_RELEASE if upgrade else CHART_RELEASE)
@@ -77,14 +83,16 @@ def _deploy_command(upgrade: bool) -> Any:
     @click.option("--atomic", "--rollback-on-failure", "atomic", is_flag=True,
                   help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).")
     @_provision_options
+    @oci_check_options
     @_helm_args
     def command(request: ChartRequest, namespace: str | None, wait: bool, timeout: str | None, dry_run: DryRun,
-                atomic: bool, helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool) -> None:
+                atomic: bool, helm_args: tuple[str, ...], poll_interval: float, skip_cluster_checks: bool,
+                oci: OciAuth) -> None:
         from helm_rdma.commands.deploy import HelmRun, deploy
 
         run = HelmRun(upgrade=upgrade, wait=wait, timeout=timeout, dry_run=dry_run, atomic=atomic,
                       cluster_checks=not skip_cluster_checks, helm_args=helm_args)
-        result = deploy(request, env=HelmEnv.from_environ(namespace=namespace), run=run,
+        result = deploy(request, env=HelmEnv.from_environ(namespace=namespace), run=run, oci=oci,
                         on_progress=lambda line: click.echo(f"helm-rdma: {line}", err=True), on_warning=warn,
                         poll_seconds=poll_interval)
         sys.stdout.write(result.output)

@@ -14,12 +14,14 @@ from typing import Any, Literal, NamedTuple
 from helm_rdma.chart.write import write_chart
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
-from helm_rdma.cluster.kube import kubeconfig_found
+from helm_rdma.cluster.kube import connect, kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import chart_verdict, preinstall_report, refusal, render_checked, require_clean
-from helm_rdma.errors import ChartValuesError, ClusterCheckError, ValuesCheckError
+from helm_rdma.commands.groupports import PortsVerdict, judge, judged_ports, require_judged_closed
+from helm_rdma.errors import ChartValuesError, ClusterCheckError, ClusterError, ValuesCheckError
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version
 from helm_rdma.helmenv import HelmEnv
+from helm_rdma.oci.clients import OciAuth
 from helm_rdma.resolve.values import ChartRequest, Resolved, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
@@ -86,8 +88,9 @@ class HelmRun:
     helm_args: tuple[str, ...] = ()
 
 
-def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Callable[[str], None] = lambda _: None,
-           on_warning: Callable[[str], None] = lambda _: None, poll_seconds: float = 10) -> DeployResult:
+def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | None = None,
+           on_progress: Callable[[str], None] = lambda _: None, on_warning: Callable[[str], None] = lambda _: None,
+           poll_seconds: float = 10) -> DeployResult:
     """Install or upgrade-or-install one release, as ``run`` says.
 
     ``run.timeout`` is checked first, before anything is resolved or written. The values' warnings (and the cluster
@@ -106,6 +109,12 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
     errors stop here, warnings go to ``on_warning``, a summary to ``on_progress``. A client dry run never contacts
     the cluster.
 
+    Under hostNetwork with more than one node, unless distributed.allowOpenGroupPorts accepts it, the OCI ingress
+    rules that reach the GPU nodes (the nodes that exist, or the subnet and NSGs of the nodes the release
+    provisions) are read with ``oci`` (default: the API key of ~/.oci/config) before anything is created: a rule
+    that opens the group's ports to more than the group, or rules that cannot be read, stop the install (see
+    commands/groupports.py). A dry run does not read them.
+
     When helm-rdma named the API key Secret (the values name none), it is created with a random key before helm
     runs if it is missing, and never changed when it exists (see cluster.apikey); without a kubeconfig helm cannot
     install either, and nothing is created.
@@ -118,6 +127,8 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         InputError: A bad release name or namespace, bad values (before helm runs), or values the chart's checks
             reject.
         ClusterCheckError: With ``run.cluster_checks``, the cluster would not run the release (nothing installed).
+        GroupPortsOpenError, GroupPortsUncheckedError: The group's ports are open, or could not be judged (nothing
+            installed).
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
         NotServingError: With ``run.wait``, the groups did not serve in time (names the pod and its last log lines).
     """
@@ -156,6 +167,8 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, on_progress: Ca
         rendered = run.cluster_checks and _check_cluster(
             chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress, on_warning=on_warning,
             create_namespace="--create-namespace" in helm_args)
+        rendered = _check_group_ports(resolved, env=env, oci=oci or OciAuth(), on_progress=on_progress,
+                                      rendered=rendered)
         _ensure_api_key(resolved, env=env, create_namespace="--create-namespace" in helm_args,
                         on_progress=on_progress, rendered=rendered)
         args = ["upgrade", "--install"] if run.upgrade else ["install"]
@@ -246,6 +259,39 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
     ok = len(report.checks) - report.warnings
     on_progress(f"cluster checks (kube context {report.context}, namespace {report.namespace}): {ok} ok, "
                 f"{report.warnings} warning(s)")
+    return True
+
+
+def _check_group_ports(resolved: Resolved, *, env: HelmEnv, oci: OciAuth, on_progress: Callable[[str], None],
+                       rendered: bool) -> bool:
+    """Refuse when OCI's rules open the group's ports, or cannot be read (see ``deploy``). Values the chart's rules
+    refuse are refused first, as bad input: unless the cluster checks ``rendered`` the chart, one `helm template`
+    asks it. Whether the chart's rules have been applied.
+
+    Raises:
+        ValuesCheckError: The chart's rules refuse the values.
+        GroupPortsOpenError, GroupPortsUncheckedError: See commands.groupports.require_judged_closed.
+        ClusterError: The API server stopped answering while the nodes were listed.
+    """
+    values = resolved.values
+    ports = judged_ports(values)
+    if ports is None:
+        return rendered
+    refused = [] if rendered else chart_verdict(resolved)
+    if refused:
+        raise ValuesCheckError(lines=[f.line() for f in refused])
+    if values["clusterNetwork"]["provision"] or not kubeconfig_found(env):
+        verdict = judge(values, ports=ports, connection=None, oci=oci)
+    else:
+        try:
+            connection = connect(env)
+        except ClusterError as exc:
+            verdict = PortsVerdict(ports, note=f"the GPU nodes could not be listed ({exc})")
+        else:
+            verdict = judge(values, ports=ports, connection=connection, oci=oci)
+    require_judged_closed(verdict)
+    on_progress(f"group ports: no OCI ingress rule opens them to more than the group ({len(verdict.found)} "
+                f"{'subnet' if values['clusterNetwork']['provision'] else 'node(s)'} read)")
     return True
 
 

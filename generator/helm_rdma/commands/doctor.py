@@ -5,7 +5,6 @@ cluster checks `install` and `upgrade` run before helm; and the values checks of
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,17 +13,16 @@ from typing import Any
 from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import chart_findings, in_order, value_findings, with_chart
 from helm_rdma.checks.finding import Finding
-from helm_rdma.cluster.check import ClusterCheck, ClusterReport, check_cluster
+from helm_rdma.cluster.check import ClusterReport, check_cluster
 from helm_rdma.cluster.kube import Connection, connect, kubeconfig_found
 from helm_rdma.cluster.needs import cluster_needs, parse_manifests
-from helm_rdma.cluster.nodenet import gpu_nodes, not_checked, nsg_checks, provider_ids
+from helm_rdma.commands.groupports import group_port_checks
 from helm_rdma.errors import (
     ChartValuesError,
     ClusterError,
     ContextTooLongError,
     HelmCommandError,
     HelmNotFoundError,
-    HelmRdmaError,
     InputError,
     ModelTooLargeError,
     ParallelismError,
@@ -34,8 +32,7 @@ from helm_rdma.errors import (
 )
 from helm_rdma.helm import HelmResult, find_helm, run_chart_command
 from helm_rdma.helmenv import HelmEnv
-from helm_rdma.oci.clients import CountingApi, OciAuth, OciPatience
-from helm_rdma.oci.vnics import instance_id, instance_vnics
+from helm_rdma.oci.clients import OciAuth
 from helm_rdma.resolve.values import ChartRequest, Resolved, check_values, generated_api_key_secret, resolve
 
 
@@ -67,21 +64,15 @@ class DoctorResult:
                 "summary": {"errors": self.errors, "warnings": self.warnings, "passed": self.errors == 0}}
 
 
-# A doctor run reads a few objects: it waits on OCI far less than provisioning does.
-DOCTOR_PATIENCE = OciPatience(connect_timeout=5, read_timeout=20, retry_seconds=20, heartbeat_seconds=30)
-OCI_SIGN_IN = ("pass --oci-config and --oci-profile (or --auth instancePrincipal on an OCI instance) so that doctor "
-               "reads the nodes' VNICs, or check them in the OCI console (Instance, Attached VNICs)")
-
-
 def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAuth | None = None) -> DoctorResult:
     """Resolve the values as install would and report what is wrong or doubtful, instead of stopping at the first
     problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2).
 
     With ``cluster`` (the kube context and namespace), also check that cluster for the release (see
     clustercheck.check_cluster): the chart is rendered as install would render it, and the checks read the names
-    they need from the rendered objects. Under hostNetwork, with ``oci`` (how to sign in to OCI), the GPU nodes'
-    VNICs are read from OCI too: a node whose VNICs carry no network security group leaves the group's ports open
-    to the VCN.
+    they need from the rendered objects. Under hostNetwork with more than one node, with ``oci`` (how to sign in to
+    OCI), the OCI ingress rules that reach the GPU nodes are read too (commands/groupports.py): a rule that admits
+    the group's ports from outside the nodes' own NSGs is an error.
 
     Raises:
         ClusterError: ``cluster`` is given and its API server does not answer (names the context and server).
@@ -105,8 +96,9 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
             report = cluster_report(chart=chart, resolved=resolved, connection=connection)
-        if oci is not None and resolved.values["rdma"]["mode"] == "hostNetwork":
-            report = replace(report, checks=report.checks + tuple(node_nsg_checks(connection, resolved, oci)))
+        if oci is not None:
+            report = replace(report, checks=report.checks + tuple(group_port_checks(resolved.values,
+                                                                                    connection=connection, oci=oci)))
     except ChartValuesError as exc:  # the chart's rules: the render that checks the cluster gave their verdict
         return DoctorResult(findings=tuple(with_chart(own, chart_findings(exc.problems))),
                             cluster_note="not checked: the chart does not render")
@@ -191,32 +183,6 @@ def render_checked(args: list[str], *, helm: str, resolved: Resolved) -> HelmRes
         return run_chart_command(args, helm=helm, explain=lambda: check_values(resolved))
     except ChartValuesError as exc:
         raise refusal(exc) from None
-
-
-def node_nsg_checks(connection: Connection, resolved: Resolved, oci: OciAuth) -> list[ClusterCheck]:
-    """Whether each GPU node's attached VNICs carry an NSG (nodes whose spec.providerID names no OCI instance are
-    not OCI's to judge); not checked, and why, without an OCI sign-in.
-
-    Raises:
-        ClusterError: The API server stopped answering.
-    """
-    shape = str(resolved.values["preset"]["shape"])
-    nodes = gpu_nodes(connection, shape=shape)
-    if nodes is None:
-        return [not_checked(shape, "the kube user may not list nodes, so their VNICs were not read",
-                            "run doctor --cluster as a user who may list nodes")]
-    instances = {node: ocid for node, pid in provider_ids(nodes).items() if (ocid := instance_id(pid))}
-    if not instances:
-        return []
-    if oci.mode == "apiKey" and not os.path.isfile(os.path.expanduser(oci.config_file)):
-        return [not_checked(shape, f"no OCI config at {oci.config_file}, so the VNICs of the {len(instances)} GPU "
-                                   "node(s) were not read", OCI_SIGN_IN)]
-    try:
-        api = CountingApi.connect(oci, patience=DOCTOR_PATIENCE)
-        read = {i.instance_id: i for i in instance_vnics(api, instances.values())}
-    except HelmRdmaError as exc:
-        return [not_checked(shape, str(exc), OCI_SIGN_IN)]
-    return nsg_checks(shape, {node: read[ocid].problem or read[ocid].without_nsg for node, ocid in instances.items()})
 
 
 def _schema_findings(exc: SchemaViolation, *, cluster: bool) -> DoctorResult:

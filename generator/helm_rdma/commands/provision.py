@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NetworkNode, NodeProgress, cordon, network_nodes, wait_for_nodes
+from helm_rdma.commands.groupports import judged_ports, require_closed
 from helm_rdma.datafiles import values_default
 from helm_rdma.errors import (
     BusyNodesError,
@@ -29,6 +30,7 @@ from helm_rdma.oci.clients import (
     check_endpoint,
 )
 from helm_rdma.oci.console import unjoined_consoles
+from helm_rdma.oci.groupports import GroupPorts
 from helm_rdma.oci.inputs import check_flags, check_values, label_pair
 from helm_rdma.oci.network import (
     Chooser,
@@ -62,6 +64,7 @@ class ProvisionPlan(NamedTuple):
     node_label: tuple[str, str] | None = None
     node_timeout_seconds: float = NODE_TIMEOUT_SECONDS
     resize: str = "any"  # the one direction this run may resize in: any, grow (pre-* hooks), shrink (post-* hooks)
+    group_ports: GroupPorts | None = None  # judged before anything is created (see ``provision``); None: not judged
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,21 @@ def plan_from_values(path: Path, *, release: str, namespace: str, name: str | No
                    endpoint=check_endpoint(endpoint, source="clusterNetwork.endpoint") if endpoint else None)
     return ProvisionPlan(spec=spec, auth=auth, setup=setup, timeout_seconds=float(net("timeoutMinutes")) * 60,
                          wait_nodes=bool(net("waitForNodes")), node_label=label,
-                         node_timeout_seconds=float(net("nodeTimeoutMinutes")) * 60)
+                         node_timeout_seconds=float(net("nodeTimeoutMinutes")) * 60,
+                         group_ports=judged_ports(_group_values(values, nodes=int(values["nodes"]))))
+
+
+def _group_values(values: dict[str, Any], *, nodes: int) -> dict[str, Any]:
+    """The keys the group's ports depend on, as the values give them, else the chart's defaults."""
+
+    def given(key: str) -> Any:
+        section, _, leaf = key.partition(".")
+        found = (values.get(section) or {}).get(leaf)
+        return values_default(key) if found is None else found
+
+    return {"nodes": nodes, "rdma": {"mode": given("rdma.mode")}, "workload": {"kind": given("workload.kind")},
+            "distributed": {k: given(f"distributed.{k}") for k in ("masterPort", "groupWatchPort",
+                                                                    "allowOpenGroupPorts")}}
 
 
 DEPROVISION_TIMEOUT_SECONDS = 3600  # terminating a network takes minutes; deprovision again to keep waiting
@@ -333,14 +350,19 @@ class Watch:
 
 def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
               on_nodes: Callable[[NodeProgress], None] = _ignore) -> ProvisionResult:
-    """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready.
+    """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready. With
+    ``plan.group_ports`` (the hook, under hostNetwork), first refuse when the subnet's security lists or the nodes'
+    NSGs open them: nothing is created or billed.
 
     Raises:
+        GroupPortsOpenError, GroupPortsUncheckedError: See commands.groupports.require_closed.
         NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
         HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
     """
 
     api = watch.connect(plan.auth)
+    require_closed(api, subnet_id=plan.spec.subnet_id, nsg_ids=plan.spec.nsg_ids,
+                   ports=None if plan.resize == "shrink" else plan.group_ports)  # a shrink creates nothing
 
     def metadata() -> dict[str, str]:
         cluster = read_cluster(api, plan.setup.cluster_id) if plan.setup.cluster_id else None

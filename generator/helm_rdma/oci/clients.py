@@ -39,7 +39,9 @@ AUTH_ALIASES = {"api_key": "apiKey", "instance_principal": "instancePrincipal", 
 SERVICES = {"get_image": "compute", "get_cluster": "container_engine", "create_kubeconfig": "container_engine",
             "capture_console_history": "compute", "get_console_history": "compute",
             "get_console_history_content": "compute", "delete_console_history": "compute",
-            "get_instance": "compute", "list_vnic_attachments": "compute", "get_vnic": "virtual_network"}
+            "get_instance": "compute", "list_vnic_attachments": "compute", "get_vnic": "virtual_network",
+            "get_subnet": "virtual_network", "get_security_list": "virtual_network",
+            "list_network_security_group_security_rules": "virtual_network"}
 
 POLICY_CHECK = ("clusterNetwork.compartmentId (--compartment), and that a policy lets auth mode {auth} manage "
                 "compute-management-family and instance-family and use virtual-network-family in it (README, "
@@ -51,6 +53,10 @@ NOT_FOUND_CHECKS = {
                  "(instance-family)",
 }
 NOT_FOUND_CHECKS["create_kubeconfig"] = NOT_FOUND_CHECKS["get_cluster"]
+NOT_FOUND_CHECKS.update(dict.fromkeys(
+    ("get_subnet", "get_security_list", "list_network_security_group_security_rules"),
+    "clusterNetwork.subnetId (--subnet) and clusterNetwork.nsgIds (--nsg), or the GPU nodes' VNICs: OCIDs of this "
+    "region, and that a policy lets auth mode {auth} read virtual-network-family in their compartments"))
 
 
 def canonical_auth(mode: str) -> str:

@@ -1,10 +1,10 @@
-"""The network security groups on the VNICs of OCI instances (the nodes of a cluster), for `doctor --cluster`: under
-hostNetwork the group's ports listen on the node's VNIC addresses, where only an NSG (or the subnet's security list)
-filters them.
+"""The VNICs of OCI instances (the nodes of a cluster), their subnets and network security groups, for the judge of
+the group's ports (oci/groupports.py): under hostNetwork the group's ports listen on the node's VNIC addresses, where
+the subnet's security lists and the VNIC's NSGs together decide who reaches them.
 
 An instance's VNICs are its VNIC attachments (ComputeClient.list_vnic_attachments, in the instance's compartment,
-which GetInstance gives), each VNIC's NSGs in its `nsg_ids` (VirtualNetworkClient.get_vnic): docs.oracle.com, API
-reference, Core Services, VnicAttachment and Vnic."""
+which GetInstance gives), each VNIC's subnet in its `subnet_id` and its NSGs in its `nsg_ids`
+(VirtualNetworkClient.get_vnic): docs.oracle.com, API reference, Core Services, VnicAttachment and Vnic."""
 
 from __future__ import annotations
 
@@ -21,17 +21,21 @@ PROVIDER_PREFIX = "oci://"
 
 
 @dataclass(frozen=True)
+class Vnic:
+    """One attached VNIC: its OCID, its subnet and the NSGs it carries."""
+
+    vnic_id: str
+    subnet_id: str
+    nsg_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InstanceVnics:
-    """One instance's attached VNICs and the NSGs each carries; ``problem`` says why they could not be read."""
+    """One instance's attached VNICs; ``problem`` says why they could not be read."""
 
     instance_id: str
-    vnics: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    vnics: tuple[Vnic, ...] = ()
     problem: str = ""
-
-    @property
-    def without_nsg(self) -> tuple[str, ...]:
-        """The attached VNICs that carry no NSG."""
-        return tuple(vnic for vnic, nsgs in self.vnics if not nsgs)
 
 
 def instance_id(provider_id: str) -> str | None:
@@ -41,15 +45,16 @@ def instance_id(provider_id: str) -> str | None:
 
 
 def instance_vnics(api: CountingApi, instance_ids: Iterable[str]) -> list[InstanceVnics]:
-    """The attached VNICs of each instance and their NSGs; an instance that cannot be read carries its problem (the
-    others are still read)."""
+    """The attached VNICs of each instance, with their subnets and NSGs; an instance that cannot be read carries its
+    problem (the others are still read)."""
     found = []
     for ocid in instance_ids:
         try:
             compartment = api.call("get_instance", ocid).compartment_id
             attachments = api.all_pages("list_vnic_attachments", compartment, instance_id=ocid)
-            vnics = tuple((a.vnic_id, tuple(api.call("get_vnic", a.vnic_id).nsg_ids or ()))
-                          for a in attachments if a.lifecycle_state == ATTACHED and a.vnic_id)
+            read = [api.call("get_vnic", a.vnic_id) for a in attachments
+                    if a.lifecycle_state == ATTACHED and a.vnic_id]
+            vnics = tuple(Vnic(vnic_id=v.id, subnet_id=v.subnet_id, nsg_ids=tuple(v.nsg_ids or ())) for v in read)
         except HelmRdmaError as exc:
             found.append(InstanceVnics(instance_id=ocid, problem=str(exc)))
             continue
