@@ -180,16 +180,14 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
     Raises:
         ClusterError: No kubeconfig, or the API server failed the request.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
+    api, namespace = _core(env)
     selector = f"{INSTANCE_LABEL}={release}"
     try:
-        listing = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector)
+        listing = api.list_namespaced_pod(namespace, label_selector=selector)
     except Exception as exc:  # the API server's answer names the selector; a connection error the namespace only
-        where = f"with {selector} " if isinstance(exc, client.ApiException) else ""
+        where = f"with {selector} " if _status(exc) is not None else ""
         raise _failure(f"listing pods {where}in namespace {namespace}", exc) from None
-    pods = [api_client.sanitize_for_serialization(p) for p in listing.items]
+    pods = [api.api_client.sanitize_for_serialization(p) for p in listing.items]
     # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
     return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
 
@@ -202,7 +200,7 @@ def pod_log_sources(*, release: str, env: HelmEnv) -> tuple[str, list[LogSource]
         ClusterError: No kubeconfig, or the pods could not be listed.
     """
     namespace, pods = release_pods(release=release, env=env)
-    api = _core_api(env)
+    api, _ = _core(env)
     sources = []
     for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
         name = str(pod.get("metadata", {}).get("name", ""))
@@ -215,10 +213,12 @@ def pod_log_sources(*, release: str, env: HelmEnv) -> tuple[str, list[LogSource]
     return namespace, sources
 
 
-def _core_api(env: HelmEnv) -> Any:
+def _core(env: HelmEnv) -> tuple[Any, str]:
+    """The core API of the kube context's cluster, and the namespace to act in (see _client_and_namespace)."""
     from kubernetes import client
 
-    return client.CoreV1Api(_api_client(env))
+    api_client, namespace = _client_and_namespace(env)
+    return client.CoreV1Api(api_client), namespace
 
 
 def _log_lines(api: Any, namespace: str, pod: str, container: str, previous: bool) -> Iterator[str]:
@@ -260,15 +260,13 @@ def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = 
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
+    api, namespace = _core(env)
     kwargs: dict[str, Any] = {"container": container, "previous": previous, "_preload_content": False}
     if tail_lines is not None:
         kwargs["tail_lines"] = tail_lines
     what = f"reading the log of {pod}/{container} in {namespace}"
     try:
-        response = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
+        response = api.read_namespaced_pod_log(pod, namespace, **kwargs)
     except Exception as exc:
         if _status(exc) in (400, 404):  # no such pod, container not started, or no previous instance
             return None
@@ -284,16 +282,14 @@ def pod_events(*, pod: str, env: HelmEnv, limit: int = 10) -> list[str]:
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
+    api, namespace = _core(env)
     what = f"listing the events of pod {pod} in namespace {namespace}"
     try:
-        listing = client.CoreV1Api(api_client).list_namespaced_event(
-            namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
+        listing = api.list_namespaced_event(namespace,
+                                            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
     except Exception as exc:
         raise _failure(what, exc) from None
-    events = [api_client.sanitize_for_serialization(e) for e in listing.items]
+    events = [api.api_client.sanitize_for_serialization(e) for e in listing.items]
     # Filter here too: a field selector is a request, and some API servers (and fakes) ignore it.
     events = [e for e in events if e.get("involvedObject", {}).get("name") == pod
               and e.get("involvedObject", {}).get("kind", "Pod") == "Pod"]
@@ -315,19 +311,15 @@ def preflight_events(*, release: str, env: HelmEnv, limit: int = 5) -> list[dict
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
+    api, namespace = _core(env)
     selector = f"{INSTANCE_LABEL}={release}"
     what = f"listing the events with {selector} in namespace {namespace}"
     try:
-        listing = client.CoreV1Api(api_client).list_namespaced_event(namespace, label_selector=selector)
-    except client.ApiException as exc:
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
+        listing = api.list_namespaced_event(namespace, label_selector=selector)
+    except Exception as exc:
+        raise _failure(what, exc) from None
     found = []
-    for event in (api_client.sanitize_for_serialization(e) for e in listing.items):
+    for event in (api.api_client.sanitize_for_serialization(e) for e in listing.items):
         meta = event.get("metadata", {})
         if (meta.get("labels") or {}).get(INSTANCE_LABEL) != release:
             continue  # a selector is a request, and some API servers (and fakes) ignore it
@@ -348,10 +340,7 @@ def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
-    api = client.CoreV1Api(api_client)
+    api, namespace = _core(env)
     deleted = []
     for name in names:
         try:
@@ -440,10 +429,8 @@ def network_nodes(*, label: tuple[str, str] | None, env: HelmEnv) -> list[Networ
                              if p.get("spec", {}).get("nodeName") == name and _holds_node(p))
             found.append(NetworkNode(name=name, pods=tuple(holding),
                                      instance_id=str(node.get("spec", {}).get("providerID", "")).removeprefix("oci://")))
-    except client.ApiException as exc:
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
+    except Exception as exc:
+        raise _failure(what, exc) from None
     return found
 
 
