@@ -10,7 +10,7 @@ from typing import Any
 
 from helm_rdma.cluster.kube import pod_log_sources
 from helm_rdma.contract import INSTANCE_LABEL
-from helm_rdma.datafiles import schema_path
+from helm_rdma.datafiles import values_default
 from helm_rdma.errors import (
     HelmCommandError,
     HelmNotFoundError,
@@ -21,9 +21,7 @@ from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.check import Diagnosis, Expectations, diagnose_logs
 from helm_rdma.logs.sources import LogSource, directory_sources
-from helm_rdma.resolve.values import VALUES_SCHEMA, schema_defaults
 from helm_rdma.sizing.presets import Preset, load_preset
-from helm_rdma.yamlfile import load_json_schema
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ def expectations(*, values: dict[str, Any], interface: str | None, preset: str |
     if interface is None and chosen is not None:
         interface = chosen.network.interface
     if interface is None:
-        interface = schema_defaults(load_json_schema(schema_path(VALUES_SCHEMA)))["network"]["interface"]
+        interface = values_default("network.interface")
     return Expectations(interface=str(interface),
                         gpu_direct_rdma=chosen.gpu_direct_rdma if chosen is not None else Expectations.gpu_direct_rdma,
                         threshold_gbps=float(threshold) if isinstance(threshold, (int, float)) else None)

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from helm_rdma.datafiles import chart_dir, schema_path
+from helm_rdma.datafiles import chart_dir, schema_path, values_default
 from helm_rdma.errors import (
     HubEndpointSettingError,
     HubEnvironmentError,
@@ -285,10 +285,9 @@ def _fetch_model_script() -> ModuleType:
 def downloaded_files(files: dict[str, int], index: dict[str, Any] | None = None) -> dict[str, int]:
     """The files the chart's download fetches with its default patterns (model.download in the values schema): with
     the safetensors ``index``, only the shards it names."""
-    download = _model_schema()["properties"]["download"]["properties"]
     script = _fetch_model_script()
-    selected: dict[str, int] = script.select(
-        files, list(download["allowPatterns"]["default"]), list(download["ignorePatterns"]["default"]))
+    selected: dict[str, int] = script.select(files, list(values_default("model.download.allowPatterns")),
+                                             list(values_default("model.download.ignorePatterns")))
     if index is not None and INDEX in selected:
         try:
             selected = script.indexed(selected, index)
