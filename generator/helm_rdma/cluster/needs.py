@@ -65,10 +65,6 @@ class ClusterNeeds:
     resource_roles: tuple[tuple[str, str], ...]  # resource -> gpu | rdma-vf | rdma-device
     provisions_nodes: bool  # a pre-install hook creates the nodes
 
-    @property
-    def selector(self) -> dict[str, str]:
-        return dict(self.node_selector)
-
 
 def parse_manifests(text: str) -> list[dict[str, Any]]:
     """The objects of a multi-document YAML stream, as `helm template` prints it."""

@@ -26,11 +26,10 @@ from helm_rdma.sizing.presets import Preset, load_preset
 
 @dataclass(frozen=True)
 class DiagnoseResult:
-    """The diagnosis, where the logs came from, what was expected of them, and a notice for the user (or None)."""
+    """The diagnosis, where the logs came from, and a notice for the user (or None)."""
 
     diagnosis: Diagnosis
     read_from: str
-    expect: Expectations
     notice: str | None = None
 
 
@@ -67,8 +66,7 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
             raise NoPodsError(release=release, namespace=namespace, label=INSTANCE_LABEL)
         read_from = f"namespace {namespace}"
     expect = expectations(values=values, interface=interface, preset=preset)
-    return DiagnoseResult(diagnosis=diagnose_logs(sources, expect=expect), read_from=read_from, expect=expect,
-                          notice=notice)
+    return DiagnoseResult(diagnosis=diagnose_logs(sources, expect=expect), read_from=read_from, notice=notice)
 
 
 def expectations(*, values: dict[str, Any], interface: str | None, preset: str | None) -> Expectations:

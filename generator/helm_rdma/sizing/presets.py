@@ -51,11 +51,6 @@ class RdmaFacts:
     gpu_direct_rdma: bool
     source: str
 
-    @property
-    def line_rate_gbps(self) -> int:
-        """Total RDMA line rate of one node in Gb/s."""
-        return self.nics * self.nic_gbps
-
 
 @dataclass(frozen=True)
 class NcclFacts:
@@ -143,7 +138,7 @@ class Preset:
     @property
     def line_rate_gbps(self) -> int:
         """Total RDMA line rate of one node in Gb/s."""
-        return self.rdma.line_rate_gbps
+        return self.rdma.nics * self.rdma.nic_gbps
 
     @property
     def nccl_settings(self) -> tuple[NcclSetting, ...]:
