@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
@@ -19,8 +20,6 @@ from helm_rdma.logs.sources import LogSource, chunk_lines
 
 def _api_client(env: HelmEnv) -> Any:
     """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account)."""
-    import os
-
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
@@ -55,8 +54,6 @@ class Connection(NamedTuple):
 def kubeconfig_found(env: HelmEnv) -> bool:
     """Whether there is a cluster to talk to at all: a kubeconfig file (KUBECONFIG's, else ~/.kube/config) or,
     inside a pod, the in-cluster service account."""
-    import os
-
     if env.kubeconfig:
         return any(os.path.isfile(p) for p in env.kubeconfig.split(os.pathsep) if p)
     return os.path.isfile(os.path.expanduser("~/.kube/config")) or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
@@ -114,6 +111,15 @@ def _failure(action: str, exc: Exception, reason: Callable[[Exception], str] = s
     return ClusterError(action=action, reason=reason(exc))
 
 
+def _listed(api: Any, what: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """The items of the list ``request`` as plain dicts; a failure is a ClusterError of ``what``."""
+    try:
+        listing = request(*args, **kwargs)
+    except Exception as exc:
+        raise _failure(what, exc) from None
+    return [api.api_client.sanitize_for_serialization(item) for item in listing.items]
+
+
 def _short_reason(exc: BaseException) -> str:
     """The innermost cause of a urllib3 error (connection refused, timed out), not its whole chain."""
     reason: object = getattr(exc, "reason", None)
@@ -155,11 +161,7 @@ def wait_for_nodes(
     start = now()
     selector = f"{label}={value}"
     while True:
-        try:
-            listing = api.list_node(label_selector=selector)
-        except Exception as exc:
-            raise _failure(f"listing nodes with {selector}", exc) from None
-        nodes = [api.api_client.sanitize_for_serialization(n) for n in listing.items]
+        nodes = _listed(api, f"listing nodes with {selector}", api.list_node, label_selector=selector)
         nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
         ready = sum(1 for n in nodes if _ready(n))
         ids = tuple(str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://") for n in nodes if _ready(n))
@@ -283,13 +285,8 @@ def pod_events(*, pod: str, env: HelmEnv, limit: int = 10) -> list[str]:
         ClusterError: The API server cannot be reached or refuses.
     """
     api, namespace = _core(env)
-    what = f"listing the events of pod {pod} in namespace {namespace}"
-    try:
-        listing = api.list_namespaced_event(namespace,
-                                            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
-    except Exception as exc:
-        raise _failure(what, exc) from None
-    events = [api.api_client.sanitize_for_serialization(e) for e in listing.items]
+    events = _listed(api, f"listing the events of pod {pod} in namespace {namespace}", api.list_namespaced_event,
+                     namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
     # Filter here too: a field selector is a request, and some API servers (and fakes) ignore it.
     events = [e for e in events if e.get("involvedObject", {}).get("name") == pod
               and e.get("involvedObject", {}).get("kind", "Pod") == "Pod"]
@@ -313,13 +310,9 @@ def preflight_events(*, release: str, env: HelmEnv, limit: int = 5) -> list[dict
     """
     api, namespace = _core(env)
     selector = f"{INSTANCE_LABEL}={release}"
-    what = f"listing the events with {selector} in namespace {namespace}"
-    try:
-        listing = api.list_namespaced_event(namespace, label_selector=selector)
-    except Exception as exc:
-        raise _failure(what, exc) from None
     found = []
-    for event in (api.api_client.sanitize_for_serialization(e) for e in listing.items):
+    for event in _listed(api, f"listing the events with {selector} in namespace {namespace}",
+                         api.list_namespaced_event, namespace, label_selector=selector):
         meta = event.get("metadata", {})
         if (meta.get("labels") or {}).get(INSTANCE_LABEL) != release:
             continue  # a selector is a request, and some API servers (and fakes) ignore it
@@ -410,27 +403,22 @@ def network_nodes(*, label: tuple[str, str] | None, env: HelmEnv) -> list[Networ
     """
     from kubernetes import client
 
-    api_client = _api_client(env)
-    api = client.CoreV1Api(api_client)
+    api = client.CoreV1Api(_api_client(env))
     selector = f"{label[0]}={label[1]}" if label else ""
-    what = f"listing nodes{f' with {selector}' if selector else ''}"
-    try:
-        nodes = [api_client.sanitize_for_serialization(n) for n in api.list_node(label_selector=selector).items]
-        # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
-        if label:
-            nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
-        found = []
-        for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
-            name = str(node["metadata"]["name"])
-            what = f"listing the pods of every namespace on node {name}"
-            pods = [api_client.sanitize_for_serialization(p) for p in api.list_pod_for_all_namespaces(
-                field_selector=f"spec.nodeName={name}").items]
-            holding = sorted(f"{p['metadata'].get('namespace')}/{p['metadata']['name']}" for p in pods
-                             if p.get("spec", {}).get("nodeName") == name and _holds_node(p))
-            found.append(NetworkNode(name=name, pods=tuple(holding),
-                                     instance_id=str(node.get("spec", {}).get("providerID", "")).removeprefix("oci://")))
-    except Exception as exc:
-        raise _failure(what, exc) from None
+    nodes = _listed(api, f"listing nodes{f' with {selector}' if selector else ''}", api.list_node,
+                    label_selector=selector)
+    # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
+    if label:
+        nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
+    found = []
+    for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+        name = str(node["metadata"]["name"])
+        pods = _listed(api, f"listing the pods of every namespace on node {name}", api.list_pod_for_all_namespaces,
+                       field_selector=f"spec.nodeName={name}")
+        holding = sorted(f"{p['metadata'].get('namespace')}/{p['metadata']['name']}" for p in pods
+                         if p.get("spec", {}).get("nodeName") == name and _holds_node(p))
+        found.append(NetworkNode(name=name, pods=tuple(holding),
+                                 instance_id=str(node.get("spec", {}).get("providerID", "")).removeprefix("oci://")))
     return found
 
 
