@@ -98,11 +98,6 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return repo, revision
 
 
-def served_name(repo: str) -> str:
-    """The name clients send in API requests for a repository's model: its NAME, lower-case."""
-    return repo.split("/", 1)[1].lower()
-
-
 @dataclass(frozen=True)
 class HubAccess:
     """Where and how to reach the Hub, from the environment at the time of the call."""
@@ -354,10 +349,12 @@ def _read(ref: str, repo: str, revision: str, hub: HubAccess) -> ModelSpec:
                                     + ("the Hub's model info" if listing and listing.commit else
                                        "the Hugging Face cache's snapshot") + "): the values pin it"))
     where = f"{hub.endpoint}/{repo} @ {revision}" + (f" (commit {commit})" if commit else "")
-    base = ModelSpec(alias=served_name(repo), repo=repo, revision=revision, description=repo, params_billions=0.0,
-                     dtype=weights_label(config), kv_cache_dtype="bf16", layers=0, attention_heads=0, kv_heads=0,
-                     head_dim=0, max_context=0, gated=bool(listing and listing.gated), source=where,
-                     checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes, commit=commit)
+    # alias: the name clients send in API requests for the model, its NAME lower-case
+    base = ModelSpec(alias=repo.split("/", 1)[1].lower(), repo=repo, revision=revision, description=repo,
+                     params_billions=0.0, dtype=weights_label(config), kv_cache_dtype="bf16", layers=0,
+                     attention_heads=0, kv_heads=0, head_dim=0, max_context=0, gated=bool(listing and listing.gated),
+                     source=where, checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes,
+                     commit=commit)
     try:
         f = read_config(config)
     except ConfigProblem as problem:
