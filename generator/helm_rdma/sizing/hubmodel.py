@@ -354,25 +354,13 @@ def _read(ref: str, repo: str, revision: str, hub: HubAccess) -> ModelSpec:
                      params_billions=0.0, dtype=weights_label(config), kv_cache_dtype="bf16", layers=0,
                      attention_heads=0, kv_heads=0, head_dim=0, max_context=0, gated=bool(listing and listing.gated),
                      source=where, checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes,
-                     commit=commit)
+                     commit=commit, origins=tuple(origins))
     try:
-        f = read_config(config)
+        return read_config(config, base)
     except ConfigProblem as problem:
         length = config.get("max_position_embeddings")
         return replace(base, description=f"{repo} ({base.dtype} weights; architecture not sized)",
-                       max_context=length if isinstance(length, int) else 0, unsized=str(problem),
-                       origins=tuple(origins))
-    moe = f", MoE {f.active_experts} of {f.experts} experts per token" if f.experts else ""
-    return replace(
-        base,
-        description=f"{f.architecture}, {f.weights} weights, {f.attention}{moe}",
-        dtype=f.weights, kv_cache_dtype=f.kv_cache_dtype, layers=f.layers, attention_heads=f.attention_heads,
-        kv_heads=f.kv_heads, head_dim=f.head_dim, max_context=f.max_context, mla_kv_lora_rank=f.mla_kv_lora_rank,
-        mla_rope_dim=f.mla_rope_dim, sliding_window=f.sliding_window, sliding_layers=f.sliding_layers,
-        experts=f.experts, active_experts=f.active_experts, hidden_size=f.hidden_size,
-        intermediate_size=f.intermediate_size, expert_intermediate_size=f.expert_intermediate_size,
-        origins=(*f.origins, *origins),
-    )
+                       max_context=length if isinstance(length, int) else 0, unsized=str(problem))
 
 
 def _index(hub: HubAccess, repo: str, revision: str) -> dict[str, Any] | None:
