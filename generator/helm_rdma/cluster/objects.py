@@ -10,7 +10,6 @@ from helm_rdma.cluster.kube import _client_and_namespace, _failure, _status
 from helm_rdma.helmenv import HelmEnv
 
 LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
-KINDS = ("ConfigMap", "Pod", "Job", "StatefulSet", "LeaderWorkerSet")
 
 
 def _calls(kind: str, api_client: Any) -> dict[str, Callable[..., Any]]:

@@ -102,8 +102,6 @@ class Preset:
 
     name: str
     shape: str
-    description: str
-    path: Path
     sources: Mapping[str, str] = field(hash=False)
     gpu: GpuFacts
     rdma: RdmaFacts
@@ -182,18 +180,17 @@ def preset_from_file(path: Path) -> Preset:
         problems = _cross_checks(data, path)
     if problems:
         raise SchemaViolation(what=label, problems=problems, fix=f"Fix {path.name} against schemas/preset.schema.json.")
-    return _typed(data, path)
+    return _typed(data)
 
 
-def _typed(data: dict[str, Any], path: Path) -> Preset:
+def _typed(data: dict[str, Any]) -> Preset:
     """The typed preset of a document that passed the schema and the cross-checks."""
     sources = {str(k): str(v) for k, v in data["sources"].items()}
     gpu, rdma, nccl, bus, pod, image = (data[k] for k in ("gpu", "rdma", "nccl", "busBandwidth", "pod", "image"))
     settings = tuple(NcclSetting(name=k, value=v["value"], source=sources[v["source"]], note=v.get("note", ""))
                      for k, v in nccl["settings"].items())
     return Preset(
-        name=data["name"], shape=data["shape"], description=data["description"], path=path,
-        sources=MappingProxyType(sources),
+        name=data["name"], shape=data["shape"], sources=MappingProxyType(sources),
         gpu=GpuFacts(vendor=gpu["vendor"], model=gpu["model"], count=gpu["count"], memory_gib=gpu["memoryGiB"],
                      resource=gpu["resource"], taint=gpu["taint"], source=gpu["source"]),
         rdma=RdmaFacts(nics=rdma["nics"], nic_gbps=rdma["nicGbps"], hcas=tuple(rdma["hcas"]),
