@@ -13,7 +13,7 @@ from helm_rdma.sizing.catalog import get_model
 from helm_rdma.sizing.firsttoken import FirstToken, Group, Rates, duration, first_token
 from helm_rdma.sizing.lora import LoraSlots
 from helm_rdma.sizing.modelspec import ModelSpec
-from helm_rdma.sizing.planner import GB, GIB, Plan, ScaleOut, Sizing, plan_model, scale_out
+from helm_rdma.sizing.planner import GB, GIB, Plan, ScaleOut, plan_model, scale_out
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_json_schema
 
@@ -92,15 +92,14 @@ def default_group(the_plan: Plan, *, gpus_per_node: int) -> Group:
                  backend=str(values_default("distributed.backend")), storage=str(values_default("model.storage.type")))
 
 
-def plan(*, model: str, preset: str, sizing: Sizing | None = None, rates: Rates | None = None) -> PlanReport:
-    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` as ``sizing`` asks (see
-    sizing/planner.py), and estimate how long its weights take to download and load (see sizing/firsttoken.py),
-    with the chart's default backend and storage."""
+def plan(*, model: str, preset: str) -> PlanReport:
+    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` with the planner's choices (see
+    sizing/planner.py), and estimate how long its weights take to download and load at the default rates (see
+    sizing/firsttoken.py), with the chart's default backend and storage."""
     spec = get_model(model)
     shape = load_preset(preset)
-    the_plan = plan_model(model=spec, preset=shape, sizing=sizing)
-    boot = values_default("clusterNetwork.bootVolumeSizeGBs")
-    estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot,
+    the_plan = plan_model(model=spec, preset=shape)
+    estimate = first_token(spec, rates=Rates(), boot_volume_gb=values_default("clusterNetwork.bootVolumeSizeGBs"),
                            group=default_group(the_plan, gpus_per_node=shape.gpus_per_node))
     return PlanReport(plan=the_plan, model=spec, first_token=estimate)
 
