@@ -68,11 +68,6 @@ def check_hub_settings(env: dict[str, str] | os._Environ[str] = os.environ) -> N
             raise HubSettingError(variable=name, value=value, expected="a whole number of seconds, e.g. 10")
 
 
-def _model_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = load_json_schema(schema_path("values.schema.json"))["properties"]["model"]
-    return schema
-
-
 def parse_ref(ref: str) -> tuple[str, str]:
     """``ORG/NAME[@REVISION]`` as (repo, revision), checked with the chart schema's rules for model.name and revision.
 
@@ -80,7 +75,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
         ModelRefError: Not a repository id, or a revision the chart would refuse.
     """
     repo, _, revision = ref.partition("@")
-    props = _model_schema()["properties"]
+    props = load_json_schema(schema_path("values.schema.json"))["properties"]["model"]["properties"]
     revision = revision or str(props["revision"]["default"])
     if not re.fullmatch(props["name"]["pattern"], repo) or len(repo) > props["name"]["maxLength"]:
         raise ModelRefError(ref=ref, problem="not a Hugging Face repository id (ORG/NAME: letters, digits, '-', '_' "
