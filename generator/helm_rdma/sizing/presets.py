@@ -102,6 +102,7 @@ class Preset:
 
     name: str
     shape: str
+    description: str
     sources: Mapping[str, str] = field(hash=False)
     gpu: GpuFacts
     rdma: RdmaFacts
@@ -190,7 +191,7 @@ def _typed(data: dict[str, Any]) -> Preset:
     settings = tuple(NcclSetting(name=k, value=v["value"], source=sources[v["source"]], note=v.get("note", ""))
                      for k, v in nccl["settings"].items())
     return Preset(
-        name=data["name"], shape=data["shape"], sources=MappingProxyType(sources),
+        name=data["name"], shape=data["shape"], description=data["description"], sources=MappingProxyType(sources),
         gpu=GpuFacts(vendor=gpu["vendor"], model=gpu["model"], count=gpu["count"], memory_gib=gpu["memoryGiB"],
                      resource=gpu["resource"], taint=gpu["taint"], source=gpu["source"]),
         rdma=RdmaFacts(nics=rdma["nics"], nic_gbps=rdma["nicGbps"], hcas=tuple(rdma["hcas"]),
