@@ -68,7 +68,6 @@ def run_test(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll
 
 
 def _wait_gone(kind: str, name: str, *, env: HelmEnv, clock: Clock, poll_seconds: float) -> None:
-
     start = clock.now()
     while read_object(kind=kind, name=name, env=env) is not None and clock.now() - start < 60:
         clock.sleep(min(poll_seconds, 1.0))
@@ -99,7 +98,6 @@ def _status_line(obj: dict[str, Any]) -> str:
 
 def _log_line(obj: dict[str, Any], *, env: HelmEnv) -> str:
     """The last `helm-rdma test:` line of the object's pods (a failed pod's first), else ""."""
-
     name = obj.get("metadata", {}).get("name", "")
     if obj.get("kind") == "Pod":
         pods = [obj]

@@ -54,7 +54,6 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
         sources = directory_sources(logs_dir)  # checked first: a bad directory is bad input, whatever else
         read_from = f"directory {logs_dir}"
     else:
-
         try:
             values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json",
                                           *env.global_flags()]).stdout or "{}") or {}

@@ -99,7 +99,6 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
             checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
         rdma_test, by = checks[-1].passed, "helm test"
     else:
-
         runs = [run_test(t, env=env, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds, clock=clock)
                 for t in tests]
         if not runs:

@@ -68,7 +68,6 @@ def get_model(alias: str) -> ModelSpec:
         HubRepoError, HubUnreachableError: The repository cannot be read (see helm_rdma.sizing.hubmodel).
     """
     if "/" in alias:
-
         return read_hub_model(alias)
     catalog = load_catalog()
     if alias not in catalog:
