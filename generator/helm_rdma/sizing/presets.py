@@ -139,10 +139,6 @@ class Preset:
         """Total RDMA line rate of one node in Gb/s."""
         return self.rdma.nics * self.rdma.nic_gbps
 
-    @property
-    def nccl_settings(self) -> tuple[NcclSetting, ...]:
-        return self.nccl.settings
-
     def source(self, key: str) -> str:
         """The text of one of the preset's sources."""
         return self.sources[key]
