@@ -263,12 +263,10 @@ def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = 
         ClusterError: The API server cannot be reached or refuses.
     """
     api, namespace = _core(env)
-    kwargs: dict[str, Any] = {"container": container, "previous": previous, "_preload_content": False}
-    if tail_lines is not None:
-        kwargs["tail_lines"] = tail_lines
     what = f"reading the log of {pod}/{container} in {namespace}"
-    try:
-        response = api.read_namespaced_pod_log(pod, namespace, **kwargs)
+    try:  # the client sends tailLines only when it is not None
+        response = api.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
+                                               tail_lines=tail_lines, _preload_content=False)
     except Exception as exc:
         if _status(exc) in (400, 404):  # no such pod, container not started, or no previous instance
             return None
