@@ -146,13 +146,12 @@ class GoDuration(click.ParamType):  # type: ignore[type-arg]
         if isinstance(value, float):  # a default already in seconds
             return value
         text = str(value)
+        flag = param.opts[0] if param is not None and param.opts else "--timeout"
         try:
             nanos = go_duration_nanos(text)
         except ValueError as exc:
-            flag = param.opts[0] if param is not None and param.opts else "--timeout"
             self.fail(DurationError.explain(text=text, problem=str(exc), flag=flag), param, ctx)
         if nanos < 0 or (self.positive and nanos == 0) or nanos / 1e9 > (self.most or math.inf):
-            flag = param.opts[0] if param is not None and param.opts else "--timeout"
             self.fail(DurationError.out_of_range(text=text, flag=flag, positive=self.positive,
                                                  most=_go(self.most) if self.most is not None else None,
                                                  example=self.example), param, ctx)
