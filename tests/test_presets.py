@@ -50,7 +50,7 @@ def test_preset_matches_the_published_facts(name: str) -> None:
     assert set(preset.front_end_nics) == FRONT_END[name]
     assert preset.line_rate_gbps == LINE_RATE_GBPS[name]
     assert preset.bus_bandwidth.threshold_gbps == THRESHOLD[name]
-    settings = {s.name: s.value for s in preset.nccl_settings}
+    settings = {s.name: s.value for s in preset.nccl.settings}
     assert settings == {**COMMON, **EXTRA[name]}
     assert not NOT_NCCL & set(settings)
     assert preset.gpus_per_node == 8
@@ -61,7 +61,7 @@ def test_every_nccl_value_cites_a_defined_source(name: str) -> None:
     preset = load_preset(name)
     # Oracle's published NCCL/RCCL recommendations for its shapes (FACTS.md: oci-hpc-oke's
     # docs/recommended-nccl-rccl-parameters-by-shape.md, oci-hpc's scripts): a public file, named.
-    for setting in preset.nccl_settings:
+    for setting in preset.nccl.settings:
         assert setting.source.startswith(("oracle-quickstart/oci-hpc-oke, docs/", "oracle-quickstart/oci-hpc, ")), \
             f"{name}: {setting.name} cites {setting.source!r}"
 

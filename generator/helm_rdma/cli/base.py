@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from helm_rdma import __version__
-from helm_rdma.cli.help import RdmaCommand, Teaching, program_name
+from helm_rdma.cli.help import RdmaCommand, Teaching, program_name, summary
 from helm_rdma.cli.params import ANY_RELEASE, CHART_RELEASE, MODEL, PRESET, UPGRADE_RELEASE, AliasedChoice
 from helm_rdma.errors import EXIT_RUNTIME, HelmRdmaError
 from helm_rdma.suggest import did_you_mean
@@ -41,8 +41,9 @@ def _reader_gone() -> None:
         pass
 
 
-def _debug(ctx: click.Context) -> bool:
-    return bool(ctx.params.get("debug")) or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true")
+def _stacked(func: Any, options: list[Any]) -> Any:
+    """``func`` under ``options``, the first outermost (as if written as decorators in that order)."""
+    return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), func)
 
 
 class Cli(Teaching, click.Group):
@@ -67,6 +68,14 @@ class Cli(Teaching, click.Group):
                                    f"{did_you_mean(name, visible)}", ctx)
         return super().resolve_command(ctx, args)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The sub-commands with their whole summaries (click would cut them to the terminal's width with "...")."""
+        rows = [(name, summary(command)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             previous: Any = signal.signal(signal.SIGTERM, _terminate)
@@ -83,7 +92,7 @@ class Cli(Teaching, click.Group):
             _reader_gone()
             ctx.exit(128 + signal.SIGPIPE)
         except Exception as exc:  # a bug: one line, and the traceback on request
-            if _debug(ctx):
+            if ctx.params.get("debug") or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
                 import traceback
 
                 traceback.print_exc(file=sys.stderr)
@@ -118,7 +127,7 @@ def _values_options(func: Any) -> Any:
                                set_json=set_json_values, set_file=set_file_values, set_literal=set_literal_values)
         return func(*args, sources=sources, **kwargs)
 
-    options = [
+    return _stacked(command, [
         click.option("-f", "--values", "value_files", multiple=True, type=click.Path(path_type=Path),
                      help="A values file, applied after the preset and the model (repeatable, in order; - reads "
                           "standard input)."),
@@ -133,10 +142,7 @@ def _values_options(func: Any) -> Any:
                      help="Set a value to the text of a file (applied after --set-string)."),
         click.option("--set-literal", "set_literal_values", multiple=True, metavar="KEY=VALUE",
                      help="Set a string value taken literally, commas and backslashes included (applied last)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    ])
 
 
 def _chart_request(func: Any) -> Any:
@@ -158,7 +164,7 @@ def _chart_request(func: Any) -> Any:
 
 
 def _chart_options(func: Any) -> Any:
-    options = [
+    return _stacked(func, [
         click.option("--model", "-m", type=MODEL,
                      help="Catalog model alias, or a Hugging Face repository id ORG/NAME[@REVISION]; defaults to "
                           "RELEASE when that is an alias."),
@@ -167,10 +173,7 @@ def _chart_options(func: Any) -> Any:
         _values_options,
         _preset_option,
         _chart_request,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ])
 
 
 def _provision_options(func: Any) -> Any:
@@ -195,7 +198,7 @@ def _provision_options(func: Any) -> Any:
             request = dataclasses.replace(request, flag_values={"clusterNetwork": network})
         return func(*args, request=request, **kwargs)
 
-    options = [
+    return _stacked(command, [
         click.option("--provision", is_flag=True,
                      help="Provision the OCI cluster network in the chart's pre-install hook (with the flags below)."),
         click.option("--compartment", metavar="OCID", help="Compartment OCID (with --provision)."),
@@ -212,10 +215,7 @@ def _provision_options(func: Any) -> Any:
                      help="Secret with the OCI config and key, for --auth apiKey."),
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None, metavar="URL",
                      help="Endpoint of every OCI client the hook uses [env HELM_RDMA_OCI_ENDPOINT]."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    ])
 
 
 def _namespace_option(func: Any) -> Any:

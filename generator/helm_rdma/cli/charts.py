@@ -19,7 +19,7 @@ from helm_rdma.cli.base import (
     main,
 )
 from helm_rdma.cli.cloud import _oci_auth_options
-from helm_rdma.cli.output import columns, emit, flat_rows, output_option
+from helm_rdma.cli.output import FORMATS, columns, emit, flat_rows, output_option
 from helm_rdma.cli.params import MODEL, PRESET, Finite
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.sizing.firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from helm_rdma.resolve.valuesources import ValueSources
 
 PLAN_RELEASE = "plan"  # the release name plan resolves values for; no object is named from it
-
-
-# Values of -o that name an output format in the other commands: for generate they are refused as ambiguous.
-FORMATS = ("json", "yaml", "table")
 
 
 @main.command(examples=[
@@ -95,7 +91,7 @@ def _output_dir(output_dir: str | None, legacy_output: str | None) -> Path:
     if output_dir is not None and legacy_output is not None:
         raise click.UsageError("give the chart's directory once, with --output-dir (-o is its deprecated spelling)")
     if legacy_output is not None:
-        if legacy_output.strip().lower() in FORMATS:
+        if legacy_output.strip().lower() in FORMATS:  # the formats -o names in the other commands
             raise click.BadParameter(
                 f'"{legacy_output}" is ambiguous: -o names an output format in the other commands, and generate '
                 f"prints no {legacy_output.strip().lower()}; to write the chart into a directory of that name, use "

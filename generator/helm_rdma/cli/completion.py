@@ -32,10 +32,6 @@ class Completion:
     candidates: list[str]
     directive: int
 
-    def lines(self) -> list[str]:
-        """What plugin.complete prints: one candidate a line, then `:DIRECTIVE`."""
-        return [*self.candidates, f":{self.directive}"]
-
 
 def complete(words: list[str]) -> Completion:
     """Completion of the last of ``words`` (the word being typed, possibly empty), the others being the command
@@ -61,9 +57,11 @@ def complete(words: list[str]) -> Completion:
 
 
 def main(argv: list[str]) -> int:
-    """plugin.complete: print the candidates for ``argv`` and the directive; `:1` (ignore them) on any failure."""
+    """plugin.complete: print one candidate for ``argv`` a line, then `:DIRECTIVE`; `:1` (ignore them) on any
+    failure."""
     try:
-        lines = complete(argv).lines()
+        found = complete(argv)
+        lines = [*found.candidates, f":{found.directive}"]
     except Exception:  # completion must never print a traceback where the shell reads candidates
         lines = [f":{ERROR}"]
     sys.stdout.write("".join(f"{line}\n" for line in lines))

@@ -52,20 +52,6 @@ class Teaching:
                     formatter.write("\n")
                 formatter.write(f"{indent}# {what}\n{indent}{prog} {args}\n")
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The sub-commands with their whole summaries (click would cut them to the terminal's width with "...")."""
-        group = self if isinstance(self, click.Group) else None
-        if group is None:
-            return
-        rows = []
-        for name in group.list_commands(ctx):
-            command = group.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, summary(command)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
 
 class RdmaCommand(Teaching, click.Command):
     """A helm-rdma command: a summary line, its options, then examples."""

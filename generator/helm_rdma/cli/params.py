@@ -11,7 +11,7 @@ import math
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import click
@@ -53,40 +53,30 @@ def release_names(environ: Mapping[str, str] | None = None, *,
 
 
 class Completed(click.ParamType):  # type: ignore[type-arg]
-    """A text parameter that offers its known values (looked up only when a shell asks) as completion candidates."""
+    """A text parameter that offers ``known()`` (looked up only when a shell asks) as completion candidates; the
+    value is checked, with a suggestion, where it is used (the preset loaded, the model looked up)."""
+
+    def __init__(self, name: str, known: Callable[[], list[str]]) -> None:
+        self.name, self.known = name, known
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return value
-
-    def known(self) -> list[str]:
-        """The values completion offers, in order."""
-        return []
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter,
                        incomplete: str) -> list[CompletionItem]:
         return [CompletionItem(v) for v in dict.fromkeys(self.known()) if v.startswith(incomplete)]
 
 
-class PresetName(Completed):
-    """A shape preset's name (checked, with a suggestion, where the preset is loaded)."""
+def _presets() -> list[str]:
+    from helm_rdma.sizing.presets import preset_names
 
-    name = "preset"
-
-    def known(self) -> list[str]:
-        from helm_rdma.sizing.presets import preset_names
-
-        return preset_names()
+    return preset_names()
 
 
-class ModelName(Completed):
-    """A model of the catalog (checked, with a suggestion, where the model is looked up)."""
+def _models() -> list[str]:
+    from helm_rdma.sizing.catalog import model_names
 
-    name = "model"
-
-    def known(self) -> list[str]:
-        from helm_rdma.sizing.catalog import model_names
-
-        return model_names()
+    return model_names()
 
 
 class ReleaseName(Completed):
@@ -94,15 +84,9 @@ class ReleaseName(Completed):
 
     It completes the releases of the namespace (``existing``), then the catalog's models (``models``)."""
 
-    name = "release"
-
     def __init__(self, *, for_chart: bool, existing: bool, models: bool) -> None:
+        super().__init__("release", lambda: [*(release_names() if existing else []), *(_models() if models else [])])
         self.for_chart = for_chart
-        self.existing = existing
-        self.models = models
-
-    def known(self) -> list[str]:
-        return [*(release_names() if self.existing else []), *(MODEL.known() if self.models else [])]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from helm_rdma.errors import ReleaseNameError
@@ -114,8 +98,8 @@ class ReleaseName(Completed):
             self.fail(str(exc), param, ctx)
 
 
-PRESET = PresetName()
-MODEL = ModelName()
+PRESET = Completed("preset", _presets)
+MODEL = Completed("model", _models)
 # A new release is usually named after its model (`install llama405b`); status, uninstall and the like name one that
 # exists; upgrade and diff take either.
 CHART_RELEASE = ReleaseName(for_chart=True, existing=False, models=True)
@@ -162,13 +146,12 @@ class GoDuration(click.ParamType):  # type: ignore[type-arg]
         if isinstance(value, float):  # a default already in seconds
             return value
         text = str(value)
+        flag = param.opts[0] if param is not None and param.opts else "--timeout"
         try:
             nanos = go_duration_nanos(text)
         except ValueError as exc:
-            flag = param.opts[0] if param is not None and param.opts else "--timeout"
             self.fail(DurationError.explain(text=text, problem=str(exc), flag=flag), param, ctx)
         if nanos < 0 or (self.positive and nanos == 0) or nanos / 1e9 > (self.most or math.inf):
-            flag = param.opts[0] if param is not None and param.opts else "--timeout"
             self.fail(DurationError.out_of_range(text=text, flag=flag, positive=self.positive,
                                                  most=_go(self.most) if self.most is not None else None,
                                                  example=self.example), param, ctx)

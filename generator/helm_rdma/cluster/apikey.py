@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from helm_rdma.cluster.kube import _client_and_namespace
+from helm_rdma.cluster.kube import _core, _failure, _status
 from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 
@@ -34,33 +34,12 @@ class ApiKeySecret:
                 "base64 -d")
 
 
-def _status(exc: Exception) -> int | None:
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
-
-
-def _failed(action: str, exc: Exception) -> ClusterError:
-    status = _status(exc)
-    reason = f"HTTP {status} {getattr(exc, 'reason', '')}".strip() if status else str(exc)
-    return ClusterError(action=action, reason=reason)
-
-
-def _exists(core: Any, name: str, namespace: str) -> bool:
-    try:
-        core.read_namespaced_secret(name, namespace, _preload_content=False)
-    except Exception as exc:
-        if _status(exc) == 404:
-            return False
-        raise _failed(f"reading Secret {name} in namespace {namespace}", exc) from None
-    return True
-
-
 def _create_namespace(core: Any, namespace: str) -> None:
     try:
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     except Exception as exc:
         if _status(exc) != 409:  # created meanwhile, by helm or anyone
-            raise _failed(f"creating namespace {namespace} (--create-namespace)", exc) from None
+            raise _failure(f"creating namespace {namespace} (--create-namespace)", exc) from None
 
 
 def ensure_api_key_secret(*, name: str, key: str, release: str, env: HelmEnv,
@@ -74,51 +53,35 @@ def ensure_api_key_secret(*, name: str, key: str, release: str, env: HelmEnv,
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
-    core = client.CoreV1Api(api_client)
+    core, namespace = _core(env)
     found = ApiKeySecret(name=name, namespace=namespace, key=key, created=False)
-    if _exists(core, name, namespace):
+    try:
+        core.read_namespaced_secret(name, namespace, _preload_content=False)
         return found
+    except Exception as exc:
+        if _status(exc) != 404:
+            raise _failure(f"reading Secret {name} in namespace {namespace}", exc) from None
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "labels": dict([CREATED_BY_LABEL]),
                          "annotations": {RELEASE_ANNOTATION: release}},
             "data": {key: base64.b64encode(secrets.token_urlsafe(KEY_BYTES).encode()).decode()}}
-    created = _create(core, namespace, body, create_namespace=create_namespace)
-    return ApiKeySecret(name=name, namespace=namespace, key=key, created=created)
+    return replace(found, created=_create(core, namespace, body, create_namespace=create_namespace))
 
 
 def _create(core: Any, namespace: str, body: dict[str, Any], *, create_namespace: bool) -> bool:
     """Whether this call created the Secret (False: another install created it first, and theirs is kept)."""
+    name = body["metadata"]["name"]
     try:
-        _create_secret(core, namespace, body)
-    except _Exists:
-        return False
-    except _NoNamespace:
+        core.create_namespaced_secret(namespace, body)
+    except Exception as exc:
+        if _status(exc) == 409:
+            return False
+        if _status(exc) != 404:
+            raise _failure(f"creating Secret {name} in namespace {namespace}", exc) from None
         if not create_namespace:
-            raise ClusterError(action=f"creating Secret {body['metadata']['name']}",
+            raise ClusterError(action=f"creating Secret {name}",
                                reason=f"namespace {namespace} does not exist (pass --create-namespace, or create "
                                "it)") from None
         _create_namespace(core, namespace)
         return _create(core, namespace, body, create_namespace=False)
     return True
-
-
-class _NoNamespace(Exception):
-    pass
-
-
-class _Exists(Exception):
-    pass
-
-
-def _create_secret(core: Any, namespace: str, body: dict[str, Any]) -> None:
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except Exception as exc:
-        if _status(exc) == 409:
-            raise _Exists from None
-        if _status(exc) == 404:
-            raise _NoNamespace from None
-        raise _failed(f"creating Secret {body['metadata']['name']} in namespace {namespace}", exc) from None

@@ -4,7 +4,7 @@ serving; and the preflight's result line in a leader's log. Pure functions over 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -143,9 +143,7 @@ def progress(groups: list[GroupState], *, wanted_groups: int, nodes: int) -> str
     pods = [p for g in groups for p in g.pods]
     wanted = wanted_groups * nodes
     scheduled = sum(1 for p in pods if p.node)
-    steps: dict[str, int] = defaultdict(int)
-    for p in pods:
-        steps[p.step.replace("init:", "")] += 1
+    steps = Counter(p.step.replace("init:", "") for p in pods)
     order = ("pending", DOWNLOAD_CONTAINER, PREFLIGHT_CONTAINER, "starting", "running", "ready", "failed")
     parts = [f"{steps[s]} {'loading' if s == 'running' else s}" for s in order if steps.get(s)]
     parts += [f"{n} {s}" for s, n in sorted(steps.items()) if s not in order]

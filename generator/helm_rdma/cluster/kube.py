@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
@@ -19,8 +20,6 @@ from helm_rdma.logs.sources import LogSource, chunk_lines
 
 def _api_client(env: HelmEnv) -> Any:
     """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account)."""
-    import os
-
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
@@ -55,8 +54,6 @@ class Connection(NamedTuple):
 def kubeconfig_found(env: HelmEnv) -> bool:
     """Whether there is a cluster to talk to at all: a kubeconfig file (KUBECONFIG's, else ~/.kube/config) or,
     inside a pod, the in-cluster service account."""
-    import os
-
     if env.kubeconfig:
         return any(os.path.isfile(p) for p in env.kubeconfig.split(os.pathsep) if p)
     return os.path.isfile(os.path.expanduser("~/.kube/config")) or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
@@ -114,6 +111,15 @@ def _failure(action: str, exc: Exception, reason: Callable[[Exception], str] = s
     return ClusterError(action=action, reason=reason(exc))
 
 
+def _listed(api: Any, what: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """The items of the list ``request`` as plain dicts; a failure is a ClusterError of ``what``."""
+    try:
+        listing = request(*args, **kwargs)
+    except Exception as exc:
+        raise _failure(what, exc) from None
+    return [api.api_client.sanitize_for_serialization(item) for item in listing.items]
+
+
 def _short_reason(exc: BaseException) -> str:
     """The innermost cause of a urllib3 error (connection refused, timed out), not its whole chain."""
     reason: object = getattr(exc, "reason", None)
@@ -155,11 +161,7 @@ def wait_for_nodes(
     start = now()
     selector = f"{label}={value}"
     while True:
-        try:
-            listing = api.list_node(label_selector=selector)
-        except Exception as exc:
-            raise _failure(f"listing nodes with {selector}", exc) from None
-        nodes = [api.api_client.sanitize_for_serialization(n) for n in listing.items]
+        nodes = _listed(api, f"listing nodes with {selector}", api.list_node, label_selector=selector)
         nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
         ready = sum(1 for n in nodes if _ready(n))
         ids = tuple(str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://") for n in nodes if _ready(n))
@@ -180,16 +182,14 @@ def release_pods(*, release: str, env: HelmEnv) -> tuple[str, list[dict[str, Any
     Raises:
         ClusterError: No kubeconfig, or the API server failed the request.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
+    api, namespace = _core(env)
     selector = f"{INSTANCE_LABEL}={release}"
     try:
-        listing = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector)
+        listing = api.list_namespaced_pod(namespace, label_selector=selector)
     except Exception as exc:  # the API server's answer names the selector; a connection error the namespace only
-        where = f"with {selector} " if isinstance(exc, client.ApiException) else ""
+        where = f"with {selector} " if _status(exc) is not None else ""
         raise _failure(f"listing pods {where}in namespace {namespace}", exc) from None
-    pods = [api_client.sanitize_for_serialization(p) for p in listing.items]
+    pods = [api.api_client.sanitize_for_serialization(p) for p in listing.items]
     # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
     return namespace, [p for p in pods if p.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL) == release]
 
@@ -202,7 +202,7 @@ def pod_log_sources(*, release: str, env: HelmEnv) -> tuple[str, list[LogSource]
         ClusterError: No kubeconfig, or the pods could not be listed.
     """
     namespace, pods = release_pods(release=release, env=env)
-    api = _core_api(env)
+    api, _ = _core(env)
     sources = []
     for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
         name = str(pod.get("metadata", {}).get("name", ""))
@@ -215,10 +215,12 @@ def pod_log_sources(*, release: str, env: HelmEnv) -> tuple[str, list[LogSource]
     return namespace, sources
 
 
-def _core_api(env: HelmEnv) -> Any:
+def _core(env: HelmEnv) -> tuple[Any, str]:
+    """The core API of the kube context's cluster, and the namespace to act in (see _client_and_namespace)."""
     from kubernetes import client
 
-    return client.CoreV1Api(_api_client(env))
+    api_client, namespace = _client_and_namespace(env)
+    return client.CoreV1Api(api_client), namespace
 
 
 def _log_lines(api: Any, namespace: str, pod: str, container: str, previous: bool) -> Iterator[str]:
@@ -260,15 +262,11 @@ def pod_log(*, pod: str, container: str, env: HelmEnv, tail_lines: int | None = 
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
-    kwargs: dict[str, Any] = {"container": container, "previous": previous, "_preload_content": False}
-    if tail_lines is not None:
-        kwargs["tail_lines"] = tail_lines
+    api, namespace = _core(env)
     what = f"reading the log of {pod}/{container} in {namespace}"
-    try:
-        response = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, namespace, **kwargs)
+    try:  # the client sends tailLines only when it is not None
+        response = api.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
+                                               tail_lines=tail_lines, _preload_content=False)
     except Exception as exc:
         if _status(exc) in (400, 404):  # no such pod, container not started, or no previous instance
             return None
@@ -284,16 +282,9 @@ def pod_events(*, pod: str, env: HelmEnv, limit: int = 10) -> list[str]:
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
-    what = f"listing the events of pod {pod} in namespace {namespace}"
-    try:
-        listing = client.CoreV1Api(api_client).list_namespaced_event(
-            namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
-    except Exception as exc:
-        raise _failure(what, exc) from None
-    events = [api_client.sanitize_for_serialization(e) for e in listing.items]
+    api, namespace = _core(env)
+    events = _listed(api, f"listing the events of pod {pod} in namespace {namespace}", api.list_namespaced_event,
+                     namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
     # Filter here too: a field selector is a request, and some API servers (and fakes) ignore it.
     events = [e for e in events if e.get("involvedObject", {}).get("name") == pod
               and e.get("involvedObject", {}).get("kind", "Pod") == "Pod"]
@@ -315,19 +306,11 @@ def preflight_events(*, release: str, env: HelmEnv, limit: int = 5) -> list[dict
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
+    api, namespace = _core(env)
     selector = f"{INSTANCE_LABEL}={release}"
-    what = f"listing the events with {selector} in namespace {namespace}"
-    try:
-        listing = client.CoreV1Api(api_client).list_namespaced_event(namespace, label_selector=selector)
-    except client.ApiException as exc:
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
     found = []
-    for event in (api_client.sanitize_for_serialization(e) for e in listing.items):
+    for event in _listed(api, f"listing the events with {selector} in namespace {namespace}",
+                         api.list_namespaced_event, namespace, label_selector=selector):
         meta = event.get("metadata", {})
         if (meta.get("labels") or {}).get(INSTANCE_LABEL) != release:
             continue  # a selector is a request, and some API servers (and fakes) ignore it
@@ -348,10 +331,7 @@ def delete_pods(*, names: Iterable[str], env: HelmEnv) -> list[str]:
     Raises:
         ClusterError: The API server cannot be reached or refuses.
     """
-    from kubernetes import client
-
-    api_client, namespace = _client_and_namespace(env)
-    api = client.CoreV1Api(api_client)
+    api, namespace = _core(env)
     deleted = []
     for name in names:
         try:
@@ -421,29 +401,22 @@ def network_nodes(*, label: tuple[str, str] | None, env: HelmEnv) -> list[Networ
     """
     from kubernetes import client
 
-    api_client = _api_client(env)
-    api = client.CoreV1Api(api_client)
+    api = client.CoreV1Api(_api_client(env))
     selector = f"{label[0]}={label[1]}" if label else ""
-    what = f"listing nodes{f' with {selector}' if selector else ''}"
-    try:
-        nodes = [api_client.sanitize_for_serialization(n) for n in api.list_node(label_selector=selector).items]
-        # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
-        if label:
-            nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
-        found = []
-        for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
-            name = str(node["metadata"]["name"])
-            what = f"listing the pods of every namespace on node {name}"
-            pods = [api_client.sanitize_for_serialization(p) for p in api.list_pod_for_all_namespaces(
-                field_selector=f"spec.nodeName={name}").items]
-            holding = sorted(f"{p['metadata'].get('namespace')}/{p['metadata']['name']}" for p in pods
-                             if p.get("spec", {}).get("nodeName") == name and _holds_node(p))
-            found.append(NetworkNode(name=name, pods=tuple(holding),
-                                     instance_id=str(node.get("spec", {}).get("providerID", "")).removeprefix("oci://")))
-    except client.ApiException as exc:
-        raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors and the like
-        raise ClusterError(action=what, reason=str(exc)) from None
+    nodes = _listed(api, f"listing nodes{f' with {selector}' if selector else ''}", api.list_node,
+                    label_selector=selector)
+    # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
+    if label:
+        nodes = [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(label[0]) == label[1]]
+    found = []
+    for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+        name = str(node["metadata"]["name"])
+        pods = _listed(api, f"listing the pods of every namespace on node {name}", api.list_pod_for_all_namespaces,
+                       field_selector=f"spec.nodeName={name}")
+        holding = sorted(f"{p['metadata'].get('namespace')}/{p['metadata']['name']}" for p in pods
+                         if p.get("spec", {}).get("nodeName") == name and _holds_node(p))
+        found.append(NetworkNode(name=name, pods=tuple(holding),
+                                 instance_id=str(node.get("spec", {}).get("providerID", "")).removeprefix("oci://")))
     return found
 
 

@@ -65,10 +65,6 @@ class ClusterNeeds:
     resource_roles: tuple[tuple[str, str], ...]  # resource -> gpu | rdma-vf | rdma-device
     provisions_nodes: bool  # a pre-install hook creates the nodes
 
-    @property
-    def selector(self) -> dict[str, str]:
-        return dict(self.node_selector)
-
 
 def parse_manifests(text: str) -> list[dict[str, Any]]:
     """The objects of a multi-document YAML stream, as `helm template` prints it."""
@@ -90,8 +86,7 @@ def cluster_needs(objects: Iterable[dict[str, Any]], *, release: str, namespace:
         kind, spec = obj["kind"], obj.get("spec") or {}
         name = f"{kind}/{obj.get('metadata', {}).get('name', '')}"
         if kind == "LeaderWorkerSet":
-            group, _, version = str(obj.get("apiVersion", "")).partition("/")
-            lws_api = (group, version)
+            lws_api = _group_version(obj)
             template = spec.get("leaderWorkerTemplate") or {}
             # No replicas rendered: a scaler owns the count, and keeps at least autoscaling.minReplicas groups.
             fewest = (values.get("autoscaling") or {}).get("minReplicas", 1)
@@ -215,7 +210,6 @@ def multus_networks(annotation: str | None, namespace: str) -> list[str]:
     if not annotation:
         return []
     text = annotation.strip()
-    found: list[str] = []
     if text.startswith("["):
         entries = [(str(e.get("namespace") or namespace), str(e.get("name", ""))) for e in yaml.safe_load(text)
                    if isinstance(e, dict)]
@@ -225,10 +219,7 @@ def multus_networks(annotation: str | None, namespace: str) -> list[str]:
             item = item.split("@", 1)[0]
             ns, _, name = item.rpartition("/")
             entries.append((ns or namespace, name))
-    for ns, name in entries:
-        if f"{ns}/{name}" not in found:
-            found.append(f"{ns}/{name}")
-    return found
+    return list(dict.fromkeys(f"{ns}/{name}" for ns, name in entries))
 
 
 def secret_refs(pod: Mapping[str, Any], *, used_by: str) -> list[SecretRef]:

@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from helm_rdma.cluster.kube import _client_and_namespace
-from helm_rdma.errors import ClusterError
+from helm_rdma.cluster.kube import _client_and_namespace, _failure, _status
 from helm_rdma.helmenv import HelmEnv
 
 LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
-KINDS = ("ConfigMap", "Pod", "Job", "StatefulSet", "LeaderWorkerSet")
 
 
 def _calls(kind: str, api_client: Any) -> dict[str, Callable[..., Any]]:
@@ -37,12 +35,6 @@ def _plain(api_client: Any, obj: Any) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else dict(api_client.sanitize_for_serialization(obj))
 
 
-def _failed(action: str, exc: Exception) -> ClusterError:
-    status = getattr(exc, "status", None)
-    return ClusterError(action=action, reason=f"HTTP {status} {getattr(exc, 'reason', '')}".strip() if status
-                        else str(exc))
-
-
 def list_objects(*, kind: str, labels: dict[str, str], env: HelmEnv) -> tuple[str, list[dict[str, Any]]]:
     """The namespace used and the objects of ``kind`` there carrying every one of ``labels``.
 
@@ -56,9 +48,9 @@ def list_objects(*, kind: str, labels: dict[str, str], env: HelmEnv) -> tuple[st
     try:
         listing = _plain(api_client, _calls(kind, api_client)["list"](namespace, label_selector=selector))
     except Exception as exc:
-        if kind == "LeaderWorkerSet" and getattr(exc, "status", None) == 404:
+        if kind == "LeaderWorkerSet" and _status(exc) == 404:
             return namespace, []
-        raise _failed(f"listing {kind}s with {selector} in namespace {namespace}", exc) from None
+        raise _failure(f"listing {kind}s with {selector} in namespace {namespace}", exc) from None
     items = [i if isinstance(i, dict) else _plain(api_client, i) for i in listing.get("items") or []]
     # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
     return namespace, [i for i in items
@@ -77,7 +69,7 @@ def create_object(obj: dict[str, Any], *, env: HelmEnv) -> dict[str, Any]:
     try:
         return _plain(api_client, _calls(kind, api_client)["create"](namespace, body))
     except Exception as exc:
-        raise _failed(f"creating {kind} {name} in namespace {namespace}", exc) from None
+        raise _failure(f"creating {kind} {name} in namespace {namespace}", exc) from None
 
 
 def read_object(*, kind: str, name: str, env: HelmEnv) -> dict[str, Any] | None:
@@ -90,9 +82,9 @@ def read_object(*, kind: str, name: str, env: HelmEnv) -> dict[str, Any] | None:
     try:
         return _plain(api_client, _calls(kind, api_client)["read"](name, namespace))
     except Exception as exc:
-        if getattr(exc, "status", None) == 404:
+        if _status(exc) == 404:
             return None
-        raise _failed(f"reading {kind} {name} in namespace {namespace}", exc) from None
+        raise _failure(f"reading {kind} {name} in namespace {namespace}", exc) from None
 
 
 def delete_object(*, kind: str, name: str, env: HelmEnv) -> bool:
@@ -105,7 +97,7 @@ def delete_object(*, kind: str, name: str, env: HelmEnv) -> bool:
     try:
         _calls(kind, api_client)["delete"](name, namespace, propagation_policy="Background")
     except Exception as exc:
-        if getattr(exc, "status", None) == 404:
+        if _status(exc) == 404:
             return False
-        raise _failed(f"deleting {kind} {name} in namespace {namespace}", exc) from None
+        raise _failure(f"deleting {kind} {name} in namespace {namespace}", exc) from None
     return True

@@ -80,7 +80,6 @@ def read_release(*, release: str, env: HelmEnv) -> tuple[str, ClusterRelease]:
         NoReleaseError: No such ConfigMap.
         ClusterError: The cluster could not be read.
     """
-
     namespace, found = list_objects(kind="ConfigMap", labels={INSTANCE_LABEL: release,
                                                                COMPONENT_LABEL: RELEASE_COMPONENT}, env=env)
     if not found:

@@ -26,17 +26,6 @@ class TestRun(NamedTuple):
     detail: str
 
 
-def run_tests(tests: tuple[dict[str, Any], ...], *, env: HelmEnv, timeout_seconds: float, poll_seconds: float = 5,
-              clock: Clock = SYSTEM_CLOCK) -> list[TestRun]:
-    """Run each test object in turn.
-
-    Raises:
-        ClusterError: The cluster refused to create, read or delete them.
-    """
-    return [_run_one(t, env=env, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds, clock=clock)
-            for t in tests]
-
-
 def plain_object(test: dict[str, Any]) -> dict[str, Any]:
     """The test object without Helm's hook annotations (they mean nothing outside helm)."""
     obj = copy.deepcopy(test)
@@ -49,9 +38,13 @@ def plain_object(test: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _run_one(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll_seconds: float,
-             clock: Clock) -> TestRun:
+def run_test(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll_seconds: float = 5,
+             clock: Clock = SYSTEM_CLOCK) -> TestRun:
+    """Run one test object: replace one left from before, wait until it ends, read its result, delete it.
 
+    Raises:
+        ClusterError: The cluster refused to create, read or delete it.
+    """
     obj = plain_object(test)
     kind, name = obj["kind"], obj["metadata"]["name"]
     component = str((obj["metadata"].get("labels") or {}).get(COMPONENT_LABEL, name))
@@ -75,7 +68,6 @@ def _run_one(test: dict[str, Any], *, env: HelmEnv, timeout_seconds: float, poll
 
 
 def _wait_gone(kind: str, name: str, *, env: HelmEnv, clock: Clock, poll_seconds: float) -> None:
-
     start = clock.now()
     while read_object(kind=kind, name=name, env=env) is not None and clock.now() - start < 60:
         clock.sleep(min(poll_seconds, 1.0))
@@ -106,7 +98,6 @@ def _status_line(obj: dict[str, Any]) -> str:
 
 def _log_line(obj: dict[str, Any], *, env: HelmEnv) -> str:
     """The last `helm-rdma test:` line of the object's pods (a failed pod's first), else ""."""
-
     name = obj.get("metadata", {}).get("name", "")
     if obj.get("kind") == "Pod":
         pods = [obj]

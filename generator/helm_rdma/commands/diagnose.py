@@ -10,7 +10,7 @@ from typing import Any
 
 from helm_rdma.cluster.kube import pod_log_sources
 from helm_rdma.contract import INSTANCE_LABEL
-from helm_rdma.datafiles import schema_path
+from helm_rdma.datafiles import values_default
 from helm_rdma.errors import (
     HelmCommandError,
     HelmNotFoundError,
@@ -21,18 +21,15 @@ from helm_rdma.helm import run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.logs.check import Diagnosis, Expectations, diagnose_logs
 from helm_rdma.logs.sources import LogSource, directory_sources
-from helm_rdma.resolve.values import VALUES_SCHEMA, schema_defaults
 from helm_rdma.sizing.presets import Preset, load_preset
-from helm_rdma.yamlfile import load_json_schema
 
 
 @dataclass(frozen=True)
 class DiagnoseResult:
-    """The diagnosis, where the logs came from, what was expected of them, and a notice for the user (or None)."""
+    """The diagnosis, where the logs came from, and a notice for the user (or None)."""
 
     diagnosis: Diagnosis
     read_from: str
-    expect: Expectations
     notice: str | None = None
 
 
@@ -57,7 +54,6 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
         sources = directory_sources(logs_dir)  # checked first: a bad directory is bad input, whatever else
         read_from = f"directory {logs_dir}"
     else:
-
         try:
             values = json.loads(run_helm(["get", "values", release, "--all", "--output", "json",
                                           *env.global_flags()]).stdout or "{}") or {}
@@ -69,8 +65,7 @@ def diagnose(*, release: str, env: HelmEnv, logs_dir: Path | None = None, interf
             raise NoPodsError(release=release, namespace=namespace, label=INSTANCE_LABEL)
         read_from = f"namespace {namespace}"
     expect = expectations(values=values, interface=interface, preset=preset)
-    return DiagnoseResult(diagnosis=diagnose_logs(sources, expect=expect), read_from=read_from, expect=expect,
-                          notice=notice)
+    return DiagnoseResult(diagnosis=diagnose_logs(sources, expect=expect), read_from=read_from, notice=notice)
 
 
 def expectations(*, values: dict[str, Any], interface: str | None, preset: str | None) -> Expectations:
@@ -88,7 +83,7 @@ def expectations(*, values: dict[str, Any], interface: str | None, preset: str |
     if interface is None and chosen is not None:
         interface = chosen.network.interface
     if interface is None:
-        interface = schema_defaults(load_json_schema(schema_path(VALUES_SCHEMA)))["network"]["interface"]
+        interface = values_default("network.interface")
     return Expectations(interface=str(interface),
                         gpu_direct_rdma=chosen.gpu_direct_rdma if chosen is not None else Expectations.gpu_direct_rdma,
                         threshold_gbps=float(threshold) if isinstance(threshold, (int, float)) else None)

@@ -13,15 +13,12 @@ from helm_rdma.errors import HelmDiffMissingError
 from helm_rdma.helm import find_helm, helm_major_version, run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.resolve.values import ChartRequest, resolve
-from helm_rdma.sizing.planner import Plan
 
 
 class DiffResult(NamedTuple):
-    """What helm diff printed, and the command that ran."""
+    """What helm diff printed, and the warnings of helm-rdma's checks (or None)."""
 
     output: str
-    command: tuple[str, ...]
-    plan: Plan
     notice: str | None = None
 
 
@@ -57,4 +54,4 @@ def diff(request: ChartRequest, *, env: HelmEnv, helm_args: Sequence[str] = ()) 
         chart = write_chart(resolved, output=Path(tmp) / "chart").path
         args = ["diff", "upgrade", request.release, str(chart), "--allow-unreleased", *env.global_flags(), *helm_args]
         result = render_checked(args, helm=helm, resolved=resolved)
-    return DiffResult(output=result.stdout, command=result.command, plan=resolved.plan, notice=notice)
+    return DiffResult(output=result.stdout, notice=notice)

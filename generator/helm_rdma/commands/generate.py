@@ -131,7 +131,6 @@ def _name_files_from_chart(resolved: Resolved, recorded: dict[str, str]) -> None
 
 def _pin_digests(resolved: Resolved) -> list[str]:
     """Set the digest of every image of the chart that has none to what its tag points at now; one line each."""
-
     lines = []
     for image in chart_images(resolved.values):
         if image.digest:

@@ -6,14 +6,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from helm_rdma.datafiles import schema_path
+from helm_rdma.datafiles import schema_path, values_default
 from helm_rdma.errors import SchemaViolation
 from helm_rdma.resolve.values import ChartRequest, resolve
 from helm_rdma.sizing.catalog import get_model
 from helm_rdma.sizing.firsttoken import FirstToken, Group, Rates, duration, first_token
 from helm_rdma.sizing.lora import LoraSlots
 from helm_rdma.sizing.modelspec import ModelSpec
-from helm_rdma.sizing.planner import GB, GIB, Plan, ScaleOut, Sizing, plan_model, scale_out
+from helm_rdma.sizing.planner import GB, GIB, Plan, ScaleOut, plan_model, scale_out
 from helm_rdma.sizing.presets import load_preset
 from helm_rdma.yamlfile import load_json_schema
 
@@ -37,12 +37,6 @@ class PlanReport:
         return {**self.plan.to_dict(), "first_token": self.first_token.to_dict(),
                 "autoscaling": self.scaling.to_dict() if self.scaling else None,
                 "sources": [{"figure": f, "source": s} for f, s in self.sources()]}
-
-
-def boot_volume_gb() -> int:
-    """The chart's default boot volume size (clusterNetwork.bootVolumeSizeGBs in the values schema)."""
-    schema = load_json_schema(schema_path("values.schema.json"))
-    return int(schema["properties"]["clusterNetwork"]["properties"]["bootVolumeSizeGBs"]["default"])
 
 
 def option_name(arg: str) -> str:
@@ -93,21 +87,19 @@ def group_of(values: dict[str, Any]) -> Group:
 
 def default_group(the_plan: Plan, *, gpus_per_node: int) -> Group:
     """The group of ``the_plan`` with the chart's default backend and storage (the values schema's defaults)."""
-    props = load_json_schema(schema_path("values.schema.json"))["properties"]
     return Group(nodes=the_plan.nodes, tensor_parallel_size=the_plan.tensor_parallel_size,
                  pipeline_parallel_size=the_plan.pipeline_parallel_size, gpus_per_node=gpus_per_node,
-                 backend=str(props["distributed"]["properties"]["backend"]["default"]),
-                 storage=str(props["model"]["properties"]["storage"]["properties"]["type"]["default"]))
+                 backend=str(values_default("distributed.backend")), storage=str(values_default("model.storage.type")))
 
 
-def plan(*, model: str, preset: str, sizing: Sizing | None = None, rates: Rates | None = None) -> PlanReport:
-    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` as ``sizing`` asks (see
-    sizing/planner.py), and estimate how long its weights take to download and load (see sizing/firsttoken.py),
-    with the chart's default backend and storage."""
+def plan(*, model: str, preset: str) -> PlanReport:
+    """Size ``model`` (a catalog alias or ``ORG/NAME[@REVISION]``) on ``preset`` with the planner's choices (see
+    sizing/planner.py), and estimate how long its weights take to download and load at the default rates (see
+    sizing/firsttoken.py), with the chart's default backend and storage."""
     spec = get_model(model)
     shape = load_preset(preset)
-    the_plan = plan_model(model=spec, preset=shape, sizing=sizing)
-    estimate = first_token(spec, rates=rates or Rates(), boot_volume_gb=boot_volume_gb(),
+    the_plan = plan_model(model=spec, preset=shape)
+    estimate = first_token(spec, rates=Rates(), boot_volume_gb=values_default("clusterNetwork.bootVolumeSizeGBs"),
                            group=default_group(the_plan, gpus_per_node=shape.gpus_per_node))
     return PlanReport(plan=the_plan, model=spec, first_token=estimate)
 

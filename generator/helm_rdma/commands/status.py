@@ -54,7 +54,6 @@ def status(*, release: str, env: HelmEnv) -> StatusResult:
         NoReleaseError: Neither a Helm release nor the release's ConfigMap.
         ClusterError: The pods could not be listed.
     """
-
     chart = app_version = managed_by = None
     helm_says = helm_status(release=release, env=env)
     if helm_says is None:

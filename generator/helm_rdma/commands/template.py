@@ -13,10 +13,9 @@ from helm_rdma.resolve.values import ChartRequest, check_values, resolve
 
 
 class TemplateResult(NamedTuple):
-    """The rendered manifests and the helm command that rendered them."""
+    """The rendered manifests."""
 
     manifests: str
-    command: tuple[str, ...]
 
 
 def template(request: ChartRequest, *, namespace: str | None = None, helm_args: Sequence[str] = ()) -> TemplateResult:
@@ -29,4 +28,4 @@ def template(request: ChartRequest, *, namespace: str | None = None, helm_args: 
         if namespace:
             args += ["--namespace", namespace]
         result = run_chart_command([*args, *helm_args], helm=helm, explain=lambda: check_values(resolved))
-    return TemplateResult(manifests=result.stdout, command=result.command)
+    return TemplateResult(manifests=result.stdout)

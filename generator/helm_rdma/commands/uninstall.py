@@ -13,10 +13,9 @@ from helm_rdma.helmenv import HelmEnv
 
 
 class UninstallResult(NamedTuple):
-    """What helm printed and whether a kept chart was removed."""
+    """What helm printed."""
 
     output: str
-    removed_chart: bool
 
 
 def _deprovision_timeout(chart: Path) -> list[str]:
@@ -49,7 +48,6 @@ def uninstall(*, release: str, env: HelmEnv, helm_args: Sequence[str] = ()) -> U
     if not any(a == "--timeout" or a.startswith("--timeout=") for a in helm_args):
         args += _deprovision_timeout(cache)
     result = run_helm(args)
-    removed = cache.is_dir()
-    if removed:
+    if cache.is_dir():
         shutil.rmtree(cache)
-    return UninstallResult(output=result.stdout, removed_chart=removed)
+    return UninstallResult(output=result.stdout)

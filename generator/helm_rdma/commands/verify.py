@@ -15,7 +15,7 @@ from helm_rdma.clock import SYSTEM_CLOCK, Clock
 from helm_rdma.cluster.groups import GroupState, group_states, preflight_result
 from helm_rdma.cluster.kube import delete_pods, pod_log, preflight_events, release_pods
 from helm_rdma.cluster.release import helm_status, read_release
-from helm_rdma.cluster.testrun import run_tests
+from helm_rdma.cluster.testrun import run_test
 from helm_rdma.contract import DOWNLOAD_CONTAINER, PREFLIGHT_CONTAINER
 from helm_rdma.errors import HelmCommandError
 from helm_rdma.helm import duration_seconds, run_helm
@@ -99,9 +99,8 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
             checks.append(Check("helm test", False, _last_line(exc.stderr) or f"exit {exc.returncode}"))
         rdma_test, by = checks[-1].passed, "helm test"
     else:
-
-        runs = run_tests(tests, env=env, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds,
-                         clock=clock)
+        runs = [run_test(t, env=env, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds, clock=clock)
+                for t in tests]
         if not runs:
             checks.append(Check("tests", None, "verify.tests.enabled is false: no test objects to run"))
         checks += [Check(r.component, r.passed, f"{r.kind} {r.name}: {r.detail}") for r in runs]

@@ -7,7 +7,6 @@ helm_rdma.sizing.hubmodel); both give the same ModelSpec.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from helm_rdma.datafiles import presets_dir, schema_path
 from helm_rdma.errors import NoModelError, SchemaViolation, UnknownModelError
@@ -20,19 +19,15 @@ from helm_rdma.sizing.presets import CATALOG_FILE
 DEFAULT_MODEL = "llama405b"
 
 
-def catalog_path() -> Path:
-    return presets_dir() / CATALOG_FILE
-
-
 @cache
-def load_catalog(path: Path | None = None) -> dict[str, ModelSpec]:
+def load_catalog() -> dict[str, ModelSpec]:
     """Load and validate the model catalog.
 
     Raises:
         YamlFileError: The file is not valid YAML.
         SchemaViolation: The catalog breaks schemas/models.schema.json or cites an unknown source.
     """
-    path = path or catalog_path()
+    path = presets_dir() / CATALOG_FILE
     data, found = load_checked(path, schema=schema_path("models.schema.json"))
     problems = [f"{k}: {m}" for k, m in found]
     if not problems:
@@ -73,7 +68,6 @@ def get_model(alias: str) -> ModelSpec:
         HubRepoError, HubUnreachableError: The repository cannot be read (see helm_rdma.sizing.hubmodel).
     """
     if "/" in alias:
-
         return read_hub_model(alias)
     catalog = load_catalog()
     if alias not in catalog:

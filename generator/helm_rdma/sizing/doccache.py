@@ -26,13 +26,11 @@ def load_checked(path: Path, *, schema: Path) -> tuple[Any, list[tuple[str, str]
     Raises:
         YamlFileError: The file is missing or not valid YAML.
     """
-
     key = f"{__version__}|{_stamp(path)}|{_stamp(schema)}"
     entry = cache_get("documents", key)
     if entry is not None and "data" in entry:
         return entry["data"], []
     data = load_yaml_file(path)
-
     problems = schema_problems(data, load_json_schema(schema))
     if not problems:
         cache_put("documents", key, {"data": data})

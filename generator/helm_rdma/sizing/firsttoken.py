@@ -67,10 +67,6 @@ class Group:
     """How one group runs the model, as the chart's download reads it to choose each node's shards.
 
     Attributes:
-        nodes: Nodes per group.
-        tensor_parallel_size: TP.
-        pipeline_parallel_size: PP.
-        gpus_per_node: GPUs of one node.
         backend: distributed.backend (native or ray).
         storage: model.storage.type (hostPath, emptyDir, pvc).
         partition: VLLM_PP_LAYER_PARTITION from vllm.extraEnv, if set.

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from helm_rdma.datafiles import chart_dir, schema_path
+from helm_rdma.datafiles import chart_dir, schema_path, values_default
 from helm_rdma.errors import (
     HubEndpointSettingError,
     HubEnvironmentError,
@@ -68,11 +68,6 @@ def check_hub_settings(env: dict[str, str] | os._Environ[str] = os.environ) -> N
             raise HubSettingError(variable=name, value=value, expected="a whole number of seconds, e.g. 10")
 
 
-def _model_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = load_json_schema(schema_path("values.schema.json"))["properties"]["model"]
-    return schema
-
-
 def parse_ref(ref: str) -> tuple[str, str]:
     """``ORG/NAME[@REVISION]`` as (repo, revision), checked with the chart schema's rules for model.name and revision.
 
@@ -80,7 +75,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
         ModelRefError: Not a repository id, or a revision the chart would refuse.
     """
     repo, _, revision = ref.partition("@")
-    props = _model_schema()["properties"]
+    props = load_json_schema(schema_path("values.schema.json"))["properties"]["model"]["properties"]
     revision = revision or str(props["revision"]["default"])
     if not re.fullmatch(props["name"]["pattern"], repo) or len(repo) > props["name"]["maxLength"]:
         raise ModelRefError(ref=ref, problem="not a Hugging Face repository id (ORG/NAME: letters, digits, '-', '_' "
@@ -96,11 +91,6 @@ def parse_ref(ref: str) -> tuple[str, str]:
     except HFValidationError as exc:
         raise ModelRefError(ref=ref, problem=f"not a Hugging Face repository id ({exc})") from None
     return repo, revision
-
-
-def served_name(repo: str) -> str:
-    """The name clients send in API requests for a repository's model: its NAME, lower-case."""
-    return repo.split("/", 1)[1].lower()
 
 
 @dataclass(frozen=True)
@@ -285,10 +275,9 @@ def _fetch_model_script() -> ModuleType:
 def downloaded_files(files: dict[str, int], index: dict[str, Any] | None = None) -> dict[str, int]:
     """The files the chart's download fetches with its default patterns (model.download in the values schema): with
     the safetensors ``index``, only the shards it names."""
-    download = _model_schema()["properties"]["download"]["properties"]
     script = _fetch_model_script()
-    selected: dict[str, int] = script.select(
-        files, list(download["allowPatterns"]["default"]), list(download["ignorePatterns"]["default"]))
+    selected: dict[str, int] = script.select(files, list(values_default("model.download.allowPatterns")),
+                                             list(values_default("model.download.ignorePatterns")))
     if index is not None and INDEX in selected:
         try:
             selected = script.indexed(selected, index)
@@ -355,28 +344,18 @@ def _read(ref: str, repo: str, revision: str, hub: HubAccess) -> ModelSpec:
                                     + ("the Hub's model info" if listing and listing.commit else
                                        "the Hugging Face cache's snapshot") + "): the values pin it"))
     where = f"{hub.endpoint}/{repo} @ {revision}" + (f" (commit {commit})" if commit else "")
-    base = ModelSpec(alias=served_name(repo), repo=repo, revision=revision, description=repo, params_billions=0.0,
-                     dtype=weights_label(config), kv_cache_dtype="bf16", layers=0, attention_heads=0, kv_heads=0,
-                     head_dim=0, max_context=0, gated=bool(listing and listing.gated), source=where,
-                     checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes, commit=commit)
+    # alias: the name clients send in API requests for the model, its NAME lower-case
+    base = ModelSpec(alias=repo.split("/", 1)[1].lower(), repo=repo, revision=revision, description=repo,
+                     params_billions=0.0, dtype=weights_label(config), kv_cache_dtype="bf16", layers=0,
+                     attention_heads=0, kv_heads=0, head_dim=0, max_context=0, gated=bool(listing and listing.gated),
+                     source=where, checkpoint_bytes=checkpoint, download_bytes=download, repo_bytes=repo_bytes,
+                     commit=commit, origins=tuple(origins))
     try:
-        f = read_config(config)
+        return read_config(config, base)
     except ConfigProblem as problem:
         length = config.get("max_position_embeddings")
         return replace(base, description=f"{repo} ({base.dtype} weights; architecture not sized)",
-                       max_context=length if isinstance(length, int) else 0, unsized=str(problem),
-                       origins=tuple(origins))
-    moe = f", MoE {f.active_experts} of {f.experts} experts per token" if f.experts else ""
-    return replace(
-        base,
-        description=f"{f.architecture}, {f.weights} weights, {f.attention}{moe}",
-        dtype=f.weights, kv_cache_dtype=f.kv_cache_dtype, layers=f.layers, attention_heads=f.attention_heads,
-        kv_heads=f.kv_heads, head_dim=f.head_dim, max_context=f.max_context, mla_kv_lora_rank=f.mla_kv_lora_rank,
-        mla_rope_dim=f.mla_rope_dim, sliding_window=f.sliding_window, sliding_layers=f.sliding_layers,
-        experts=f.experts, active_experts=f.active_experts, hidden_size=f.hidden_size,
-        intermediate_size=f.intermediate_size, expert_intermediate_size=f.expert_intermediate_size,
-        origins=(*f.origins, *origins),
-    )
+                       max_context=length if isinstance(length, int) else 0, unsized=str(problem))
 
 
 def _index(hub: HubAccess, repo: str, revision: str) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """What the planner needs from a model's config.json (Hugging Face transformers format), and where each figure is.
 
-Pure: a dict in, the architecture figures and their origins out. The rules follow vLLM where it decides the shapes:
+Pure: a dict and the model's spec known without it in, the spec with the architecture's figures and their origins
+out. The rules follow vLLM where it decides the shapes:
 - The context length is vLLM's default max_model_len (``_get_and_verify_max_len``, vllm/config.py, now
   vllm/config/model.py): the smallest of max_position_embeddings and its aliases, times the RoPE scaling factor
   except for the "su", "longrope" and "llama3" types and Gemma 3 (whose max_position_embeddings already holds it);
@@ -20,7 +21,10 @@ Pure: a dict in, the architecture figures and their origins out. The rules follo
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from dataclasses import replace
+from typing import Any
+
+from helm_rdma.sizing.modelspec import ModelSpec
 
 # Architectures the planner sizes, and how their attention caches keys and values.
 GQA, MLA, HYBRID = "grouped-query attention", "multi-head latent attention", "hybrid sliding-window attention"
@@ -47,31 +51,6 @@ ROPE_KEEPS_LENGTH = ("su", "longrope", "llama3")
 KV_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "bf16", "float": "bf16"}
 EXPERT_KEYS = ("n_routed_experts", "num_experts", "num_local_experts")
 ACTIVE_EXPERT_KEYS = ("num_experts_per_tok", "experts_per_token")
-
-
-class ConfigFigures(NamedTuple):
-    """The architecture figures of one config.json, with the key each came from."""
-
-    architecture: str
-    attention: str
-    layers: int
-    attention_heads: int
-    kv_heads: int
-    head_dim: int
-    max_context: int
-    kv_cache_dtype: str
-    weights: str
-    mla_kv_lora_rank: int | None
-    mla_rope_dim: int | None
-    sliding_window: int | None
-    sliding_layers: int
-    experts: int
-    active_experts: int
-    # For the LoRA estimate only (helm_rdma.sizing.lora): None where the config does not say.
-    hidden_size: int | None
-    intermediate_size: int | None
-    expert_intermediate_size: int | None
-    origins: tuple[tuple[str, str], ...]
 
 
 class ConfigProblem(Exception):
@@ -107,8 +86,8 @@ class _Reader:
         self.origins.append((figure, f"config.json {where}" + (f" ({how})" if how else "")))
 
 
-def read_config(config: dict[str, Any]) -> ConfigFigures:
-    """The figures the planner needs from ``config`` (a parsed config.json).
+def read_config(config: dict[str, Any], base: ModelSpec) -> ModelSpec:
+    """``base`` with the figures the planner needs from ``config`` (a parsed config.json), their origins first.
 
     Raises:
         ConfigProblem: An architecture this module does not size, or a field it needs is missing or not a number;
@@ -152,15 +131,16 @@ def read_config(config: dict[str, Any]) -> ConfigFigures:
     if experts:
         r.note("experts", next(k for k in EXPERT_KEYS if r.has(k)),
                how=f"{active} used per token; GPU memory holds all {experts}")
-    return ConfigFigures(
-        architecture=architecture, attention=attention, layers=layers, attention_heads=heads, kv_heads=kv_heads,
-        head_dim=head_dim, max_context=max_context, kv_cache_dtype=kv_dtype, weights=weights_label(config),
+    moe = f", MoE {active} of {experts} experts per token" if experts else ""
+    return replace(
+        base, description=f"{architecture}, {base.dtype} weights, {attention}{moe}", kv_cache_dtype=kv_dtype,
+        layers=layers, attention_heads=heads, kv_heads=kv_heads, head_dim=head_dim, max_context=max_context,
         mla_kv_lora_rank=mla_rank, mla_rope_dim=mla_rope, sliding_window=window, sliding_layers=sliding,
         experts=experts, active_experts=active, hidden_size=r.optional("hidden_size"),
         intermediate_size=r.optional("intermediate_size"),
         expert_intermediate_size=(r.optional("moe_intermediate_size") or r.optional("intermediate_size")) if experts
         else None,
-        origins=tuple(r.origins),
+        origins=(*r.origins, *base.origins),
     )
 
 

@@ -36,7 +36,7 @@ from helm_rdma.errors import (
     TooFewNodesError,
     UnsupportedModelError,
 )
-from helm_rdma.sizing.firsttoken import Rates
+from helm_rdma.sizing.firsttoken import DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS
 from helm_rdma.sizing.lora import LoraSlots, lora_bytes_per_gpu, lora_bytes_per_group
 from helm_rdma.sizing.modelspec import DTYPE_BYTES, ModelSpec
 from helm_rdma.sizing.presets import Preset
@@ -86,25 +86,24 @@ class Plan:
         return asdict(self)
 
 
-def startup_budget(weight_bytes: int, nodes: int) -> tuple[int, str]:
+def startup_budget(weight_bytes: int) -> tuple[int, str]:
     """Minutes the leader may take to load and serve, and how they were reckoned.
 
     Every node reads all the weights, whatever its pipeline stage: vLLM's default loader opens every safetensors
     file and reads every tensor before the model keeps its own (vllm/model_executor/model_loader/weight_utils.py,
-    safetensors_weights_iterator: get_tensor for each key of each file). ``nodes`` does not shorten it.
+    safetensors_weights_iterator: get_tensor for each key of each file), so more nodes do not shorten it.
     """
-    per_node = weight_bytes
-    load = per_node / (LOAD_GB_PER_SECOND * GB) / 60
+    load = weight_bytes / (LOAD_GB_PER_SECOND * GB) / 60
     minutes = STARTUP_FLOOR_MINUTES + int(-(-STARTUP_HEADROOM * load // 1))
-    return minutes, (f"{STARTUP_FLOOR_MINUTES} min fixed + {STARTUP_HEADROOM} x {per_node / GB:.0f} GB read per node "
-                     f"at {LOAD_GB_PER_SECOND:g} GB/s ({load:.1f} min)")
+    return minutes, (f"{STARTUP_FLOOR_MINUTES} min fixed + {STARTUP_HEADROOM} x {weight_bytes / GB:.0f} GB read per "
+                     f"node at {LOAD_GB_PER_SECOND:g} GB/s ({load:.1f} min)")
 
 
-def download_budget(download_bytes: int, *, rates: Rates | None = None) -> tuple[int, str]:
-    """Minutes one node's download may take, and how they were reckoned: the group's barrier waits this long for
-    its slowest node (a node whose cache is empty can finish a whole download after one whose cache is full)."""
-    rates = rates or Rates()
-    rate = min(rates.network_gbs, rates.nvme_gbs)
+def download_budget(download_bytes: int) -> tuple[int, str]:
+    """Minutes one node's download may take at the first-token estimate's default rates, and how they were
+    reckoned: the group's barrier waits this long for its slowest node (a node whose cache is empty can finish a whole
+    download after one whose cache is full)."""
+    rate = min(DEFAULT_NETWORK_GBS, DEFAULT_NVME_GBS)
     minutes = download_bytes / (rate * GB) / 60
     total = DOWNLOAD_FLOOR_MINUTES + int(-(-STARTUP_HEADROOM * minutes // 1))
     return total, (f"{DOWNLOAD_FLOOR_MINUTES} min fixed + {STARTUP_HEADROOM} x {download_bytes / GB:.0f} GB fetched "
@@ -235,7 +234,7 @@ def plan_model(*, model: ModelSpec, preset: Preset, sizing: Sizing | None = None
     if chosen < minimum:
         raise TooFewNodesError(model=name, preset=preset.name, nodes=chosen, minimum=minimum, detail=detail(chosen))
     budget = chosen * usable - model.weight_bytes - adapters
-    startup, why = startup_budget(model.weight_bytes, chosen)
+    startup, why = startup_budget(model.weight_bytes)
     download, download_why = download_budget(
         model.download_bytes if model.download_bytes is not None else model.weight_bytes)
     timeout, timeout_why = distributed_timeout(model.weight_bytes)

@@ -51,11 +51,6 @@ class RdmaFacts:
     gpu_direct_rdma: bool
     source: str
 
-    @property
-    def line_rate_gbps(self) -> int:
-        """Total RDMA line rate of one node in Gb/s."""
-        return self.nics * self.nic_gbps
-
 
 @dataclass(frozen=True)
 class NcclFacts:
@@ -108,7 +103,6 @@ class Preset:
     name: str
     shape: str
     description: str
-    path: Path
     sources: Mapping[str, str] = field(hash=False)
     gpu: GpuFacts
     rdma: RdmaFacts
@@ -143,11 +137,7 @@ class Preset:
     @property
     def line_rate_gbps(self) -> int:
         """Total RDMA line rate of one node in Gb/s."""
-        return self.rdma.line_rate_gbps
-
-    @property
-    def nccl_settings(self) -> tuple[NcclSetting, ...]:
-        return self.nccl.settings
+        return self.rdma.nics * self.rdma.nic_gbps
 
     def source(self, key: str) -> str:
         """The text of one of the preset's sources."""
@@ -187,18 +177,17 @@ def preset_from_file(path: Path) -> Preset:
         problems = _cross_checks(data, path)
     if problems:
         raise SchemaViolation(what=label, problems=problems, fix=f"Fix {path.name} against schemas/preset.schema.json.")
-    return _typed(data, path)
+    return _typed(data)
 
 
-def _typed(data: dict[str, Any], path: Path) -> Preset:
+def _typed(data: dict[str, Any]) -> Preset:
     """The typed preset of a document that passed the schema and the cross-checks."""
     sources = {str(k): str(v) for k, v in data["sources"].items()}
     gpu, rdma, nccl, bus, pod, image = (data[k] for k in ("gpu", "rdma", "nccl", "busBandwidth", "pod", "image"))
     settings = tuple(NcclSetting(name=k, value=v["value"], source=sources[v["source"]], note=v.get("note", ""))
                      for k, v in nccl["settings"].items())
     return Preset(
-        name=data["name"], shape=data["shape"], description=data["description"], path=path,
-        sources=MappingProxyType(sources),
+        name=data["name"], shape=data["shape"], description=data["description"], sources=MappingProxyType(sources),
         gpu=GpuFacts(vendor=gpu["vendor"], model=gpu["model"], count=gpu["count"], memory_gib=gpu["memoryGiB"],
                      resource=gpu["resource"], taint=gpu["taint"], source=gpu["source"]),
         rdma=RdmaFacts(nics=rdma["nics"], nic_gbps=rdma["nicGbps"], hcas=tuple(rdma["hcas"]),
