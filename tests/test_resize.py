@@ -21,13 +21,16 @@ Rules of OCI (the fake holds them, tests/fake_oci.py):
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helm_rdma.cluster.kube import cordon
 from helm_rdma.commands.provision import ProvisionFlags, Watch, plan_from_flags, provision
+from helm_rdma.errors import ClusterError
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import CountingApi, OciAuth
 
@@ -349,3 +352,19 @@ def test_a_network_that_keeps_changing_under_a_grow_fails_after_a_few_reads_nami
     assert f"cluster network llama ({net_id}) changed under this run 4 times" in result.output
     assert "another resize is running" in result.output
     assert sum(1 for r in fake.refusals if r[2] == 412) == 4 and fake.pool_size(net_id) == 2
+
+
+@pytest.mark.parametrize("unschedulable, verb", [(True, "cordoning"), (False, "uncordoning")])
+def test_a_node_patch_that_cannot_reach_the_api_server_names_what_it_was_doing(
+        tmp_path: Path, unschedulable: bool, verb: str) -> None:
+    """A shrink that gives a node back uncordons it: a failure then must not say it was cordoning it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing answers there
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
+    with pytest.raises(ClusterError, match=f"{verb} node gpu-1"):
+        cordon(names=["gpu-1"], env=HelmEnv(kubeconfig=str(kubeconfig)), unschedulable=unschedulable)

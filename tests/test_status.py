@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from helm_rdma.cluster.groups import group_states
 
 from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
+from .test_verify import recorded_event
 
 STATUS_HELM = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -107,3 +109,25 @@ def test_statefulset_pods_are_grouped_by_ordinal() -> None:
         (1, ["r-vllm-rdma-leader-1", "r-vllm-rdma-worker-2", "r-vllm-rdma-worker-3"], True),
     ]
     assert [sum(p.ready for p in g.pods) for g in groups] == [2, 3]
+
+
+def test_status_shows_the_preflights_recorded_as_events_and_only_this_releases(
+        fake_helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under LeaderWorkerSet a failed preflight recreates the group: its pods, logs and termination messages go, and
+    the status of the new pods says only "preflight". The Events the leaders recorded (files/preflight_event.py)
+    remain, so status shows them: why the group keeps starting over."""
+    failed = {"verdict": "FAIL", "passed": False, "busbw_gbps": 23.0, "threshold_gbps": 440, "transport": "Socket",
+              "nodes": 2, "ranks": 16, "reason": "NCCL used Socket", "time": "2026-12-06T20:00:00Z"}
+    objects = [pod("llama405b-vllm-rdma-0", component="leader", ready=False, group=0),
+               recorded_event(failed, "llama405b-vllm-rdma-0"),
+               recorded_event({**failed, "busbw_gbps": 999.0}, "other-0", release="other")]
+    with Cluster(objects, tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        table = CliRunner().invoke(main, ["status", "llama405b", "-n", "ml"])
+        as_json = CliRunner().invoke(main, ["status", "llama405b", "-n", "ml", "-o", "json"])
+    assert table.exit_code == 0, table.output
+    assert ("PREFLIGHTS (recorded as Events, oldest first):\n  2026-12-06T20:00:00Z llama405b-vllm-rdma-0: FAIL 23.0 "
+            "GB/s (floor 440) over Socket") in table.output
+    assert "999.0" not in table.output
+    [recorded] = json.loads(as_json.stdout)["preflights"]
+    assert recorded["pod"] == "llama405b-vllm-rdma-0" and recorded["busbw_gbps"] == 23.0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, main
+from helm_rdma.cli.base import ANY_RELEASE, _namespace_option, _stacked, main
 from helm_rdma.cli.output import columns, emit, output_option
 from helm_rdma.cli.params import PRESET, AliasedChoice, Finite, GoDuration
 from helm_rdma.datafiles import go_minutes, values_default, values_range
@@ -52,9 +52,7 @@ def oci_check_options(func: Any) -> Any:
 
     purpose = (", to read the OCI ingress rules that reach the GPU nodes before helm runs (hostNetwork, more than "
                "one node; with --auth instancePrincipal the check signs in as the instance)")
-    for option in reversed(_oci_config_options(purpose)):
-        command = option(command)
-    return command
+    return _stacked(command, _oci_config_options(purpose))
 
 
 def _oci_auth_options(func: Any) -> Any:
@@ -80,9 +78,7 @@ def _oci_auth_options(func: Any) -> Any:
                      help="Endpoint of every OCI client (Compute Management, Compute, Virtual Network, Container "
                           "Engine), for dedicated regions or a local test server [env HELM_RDMA_OCI_ENDPOINT]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _stacked(command, options)
 
 
 def _oci_options(func: Any) -> Any:
@@ -105,9 +101,7 @@ def _oci_options(func: Any) -> Any:
                      help="Seconds before the first status check; later checks back off to 60 s. A request to OCI "
                           "still unanswered is reported at this interval (at most every 30 s)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return _oci_auth_options(command)
+    return _oci_auth_options(_stacked(command, options))
 
 
 def _int_or_none(_ctx: Any, _param: Any, value: str | None) -> int | None:
@@ -171,9 +165,7 @@ def _provision_flags(func: Any) -> Any:
                      help="How long to wait for the nodes to be Ready."),
         click.option("--no-wait-nodes", is_flag=True, help="Do not wait for the nodes to join the cluster."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _stacked(command, options)
 
 
 def _minutes_of(key: str) -> GoDuration:

@@ -118,7 +118,7 @@ upgrade = _deploy_command(upgrade=True)
 @_namespace_option
 @output_option()
 def status(release: str, namespace: str | None, fmt: str) -> None:
-    """Show RELEASE's helm status, ready pods per group, kept chart.
+    """Show RELEASE's helm status, groups, preflights, kept chart.
 
     With no Helm release (Argo CD applied it), the release's ConfigMap and workloads say what helm would.
     """
@@ -129,6 +129,8 @@ def status(release: str, namespace: str | None, fmt: str) -> None:
 
 
 def _status_table(release: str, result: Any) -> str:
+    from helm_rdma.cluster.groups import preflight_line
+
     if result.helm_status is not None:
         lines = [result.helm_status.rstrip("\n")]
     else:
@@ -147,6 +149,11 @@ def _status_table(release: str, result: Any) -> str:
         leader = "ready" if g.serving else "not ready"
         ready = sum(1 for p in g.pods if p.ready)
         lines.append(f"  group {g.group}: {ready}/{len(g.pods)} pods ready, leader {leader}")
+    if result.preflights:
+        lines += ["", "PREFLIGHTS (recorded as Events, oldest first):"]
+        lines += [f"  {preflight_line(e)}" for e in result.preflights]
+    elif result.preflights_note:
+        lines += ["", f"PREFLIGHTS: not read ({result.preflights_note})"]
     lines.append(f"CHART: {result.kept_chart}" if result.kept_chart else "CHART: not kept here (installed by another "
                                                                          "tool)")
     return "\n".join(lines)

@@ -138,6 +138,13 @@ def preflight_result(log: str | None) -> dict[str, Any] | None:
     return found
 
 
+def preflight_line(event: dict[str, Any]) -> str:
+    """One recorded preflight (an Event's summary, as cluster.kube.preflight_events returns it) as a line."""
+    return (f"{event.get('time', '?')} {event.get('pod')}: {event.get('verdict')} "
+            f"{float(event.get('busbw_gbps') or 0):.1f} GB/s (floor {event.get('threshold_gbps')}) over "
+            f"{event.get('transport')}")
+
+
 def progress(groups: list[GroupState], *, wanted_groups: int, nodes: int) -> str:
     """One line of where the rollout stands, for `install --wait`."""
     pods = [p for g in groups for p in g.pods]

@@ -429,11 +429,11 @@ def cordon(*, names: Iterable[str], env: HelmEnv, unschedulable: bool = True) ->
     from kubernetes import client
 
     api = client.CoreV1Api(_api_client(env))
+    verb = "cordoning" if unschedulable else "uncordoning"
     for name in names:
         try:
             api.patch_node(name, {"spec": {"unschedulable": unschedulable}})
         except client.ApiException as exc:
-            raise ClusterError(action=f"{'cordoning' if unschedulable else 'uncordoning'} node {name}",
-                               reason=f"HTTP {exc.status} {exc.reason}") from None
+            raise ClusterError(action=f"{verb} node {name}", reason=f"HTTP {exc.status} {exc.reason}") from None
         except Exception as exc:
-            raise ClusterError(action=f"cordoning node {name}", reason=str(exc)) from None
+            raise ClusterError(action=f"{verb} node {name}", reason=str(exc)) from None

@@ -1,5 +1,5 @@
 """`helm-rdma status`: helm's status of a release (or, with no Helm release, what its ConfigMap and workloads say),
-how many pods of each group are ready, and the kept chart."""
+how many pods of each group are ready, the last preflights recorded as Events, and the kept chart."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from helm_rdma.cluster.groups import GroupState, group_states
-from helm_rdma.cluster.kube import release_pods
+from helm_rdma.cluster.kube import preflight_events, release_pods
 from helm_rdma.cluster.objects import list_objects
 from helm_rdma.cluster.release import helm_status, read_release, workload_states
 from helm_rdma.contract import INSTANCE_LABEL
@@ -19,8 +19,9 @@ from helm_rdma.helmenv import HelmEnv
 @dataclass(frozen=True)
 class StatusResult:
     """Where the release was read (helm, or the cluster's objects when there is no Helm release), its helm status
-    (None without a Helm release), chart and app version, its workloads' and groups' readiness, and where its
-    chart is kept (None if not kept here)."""
+    (None without a Helm release), chart and app version, its workloads' and groups' readiness, the last preflights
+    its leaders recorded as Events (they outlive a recreated group; ``preflights_note`` says why they could not be
+    read), and where its chart is kept (None if not kept here)."""
 
     source: str
     helm_status: str | None
@@ -31,6 +32,8 @@ class StatusResult:
     workloads: tuple[dict[str, Any], ...]
     groups: tuple[GroupState, ...]
     kept_chart: Path | None
+    preflights: tuple[dict[str, Any], ...] = ()
+    preflights_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The status as JSON-ready data (status -o json)."""
@@ -42,6 +45,7 @@ class StatusResult:
                                   "step": p.step, "detail": p.detail, "restarts": p.restarts} for p in g.pods]}
                        for g in self.groups],
             "serving": bool(self.groups) and all(g.serving for g in self.groups),
+            "preflights": list(self.preflights), "preflightsNote": self.preflights_note or None,
             "keptChart": str(self.kept_chart) if self.kept_chart else None,
         }
 
@@ -66,8 +70,13 @@ def status(*, release: str, env: HelmEnv) -> StatusResult:
             workloads += workload_states(list_objects(kind=kind, labels={INSTANCE_LABEL: release}, env=env)[1])
         except ClusterError:  # no right to list them: the pods say enough
             continue
+    try:
+        preflights, note = tuple(preflight_events(release=release, env=env)), ""
+    except ClusterError as exc:  # no right to list events: the rest of the status stands
+        preflights, note = (), str(exc)
     cache = env.chart_cache(release)
     return StatusResult(source="helm" if helm_says is not None else "cluster", helm_status=helm_says,
                         namespace=namespace, chart=chart, app_version=app_version, managed_by=managed_by,
                         workloads=tuple(workloads), groups=tuple(group_states(pods)),
-                        kept_chart=cache if cache.is_dir() else None)
+                        kept_chart=cache if cache.is_dir() else None, preflights=preflights,
+                        preflights_note=note)

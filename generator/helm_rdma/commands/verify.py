@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock
-from helm_rdma.cluster.groups import GroupState, group_states, preflight_result
+from helm_rdma.cluster.groups import GroupState, group_states, preflight_line, preflight_result
 from helm_rdma.cluster.kube import delete_pods, pod_log, preflight_events, release_pods
 from helm_rdma.cluster.release import helm_status, read_release
 from helm_rdma.cluster.testrun import run_test
@@ -187,9 +187,7 @@ def _recorded(release: str, env: HelmEnv) -> Check:
     if not events:
         return Check("recorded", None, "no preflight recorded as an Event in the API server's event TTL (one hour "
                                        "by default)")
-    return Check("recorded", None, "; ".join(
-        f"{e.get('time', '?')} {e.get('pod')}: {e.get('verdict')} {float(e.get('busbw_gbps') or 0):.1f} GB/s "
-        f"(floor {e.get('threshold_gbps')}) over {e.get('transport')}" for e in events))
+    return Check("recorded", None, "; ".join(preflight_line(e) for e in events))
 
 
 def _last_line(text: str) -> str:
