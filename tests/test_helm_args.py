@@ -1,0 +1,221 @@
+"""Arguments after `--` go to helm, except those that would make helm use values, manifests or a cluster or
+namespace that helm-rdma never checked (generator/helm_rdma/cli/helmargs.py holds the list and its sources).
+
+The rules these tests hold, from upstream:
+- helm takes the last value of a repeated flag and merges every values flag over the chart's values.yaml (helm
+  pkg/cli/values/options.go MergeValues); helm-rdma's own flags come first, so what follows `--` wins.
+- pflag reads `--flag=value`, `--flag value`, and a run of shorthand letters in which a letter that takes a value
+  takes the rest of the run (`-nfoo`, `-n=foo`) or else the next argument (spf13/pflag v1.0.10 flag.go,
+  parseLongArg 980-1010, parseSingleShortArg 1040-1100); a boolean letter lets the next letter be read as a flag
+  (`-gnfoo`: --generate-name, then -n foo).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from helm_rdma.cli import main
+from helm_rdma.cli.helmargs import REFUSED
+
+from .helm_stand_in import stand_in_helm
+from .test_doctor_cluster import install, installs, oci_cluster  # noqa: F401  (fixtures)
+
+# A helm that records every call, `helm version` included, and answers as helm 4 with the helm-diff plugin.
+RECORDER = """#!/bin/sh
+python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$CALLS"
+case "$1" in
+  version) echo "v4.1.4+gstandin" ;;
+  plugin) printf 'NAME\\tVERSION\\tDESCRIPTION\\ndiff\\t3.15.11\\tPreview helm upgrade changes as a diff\\n' ;;
+  *) echo "STATUS: deployed" ;;
+esac
+"""
+OPEN_PORTS_AND_SECRETS = ("--set", "distributed.allowOpenGroupPorts=true,model.hfTokenSecret.name=hf-token,"
+                                  "api.keySecret.name=vllm-api-key")
+CHART_COMMANDS = {  # the commands with a chart, each with what it needs before `--`
+    "install": ("--preset", "h100", "--skip-cluster-checks", *OPEN_PORTS_AND_SECRETS),
+    "upgrade": ("--preset", "h100", "--skip-cluster-checks", *OPEN_PORTS_AND_SECRETS),
+    "template": ("--preset", "h100"),
+    "diff": ("--preset", "h100", *OPEN_PORTS_AND_SECRETS),
+}
+COMMANDS = {**CHART_COMMANDS, "uninstall": ()}
+
+
+@pytest.fixture
+def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the recording helm appends its calls to (absent until helm is called), with helm's cache (where the
+    kept charts go) and the kubeconfig under tmp_path: no cluster answers."""
+    stand_in_helm(tmp_path, monkeypatch, RECORDER, answers_version=False)
+    log = tmp_path / "calls"
+    monkeypatch.setenv("CALLS", str(log))
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    for name in ("HELM_NAMESPACE", "HELM_KUBECONTEXT", "HELM_RDMA_SKIP_CLUSTER_CHECKS"):
+        monkeypatch.delenv(name, raising=False)
+    return log
+
+
+def run(command: str, *helm_args: str) -> Result:
+    return CliRunner().invoke(main, [command, "llama405b", *COMMANDS[command], "-n", "ml", "--", *helm_args])
+
+
+def recorded(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+# Each spelling helm (pflag) reads as a refused flag, and the flag the refusal names.
+SPELLINGS = [
+    (("--set=rdma.mode=hostNetwork",), "--set"),
+    (("--set", "rdma.mode=hostNetwork"), "--set"),
+    (("--set-string", "rdma.mode=hostNetwork"), "--set-string"),
+    (("--set-string=rdma.mode=hostNetwork",), "--set-string"),
+    (("--set-file", "vllm.chatTemplate=open.jinja"), "--set-file"),
+    (("--set-json", 'rdma={"mode":"hostNetwork"}'), "--set-json"),
+    (("--set-json={}",), "--set-json"),
+    (("--set-literal", "rdma.mode=hostNetwork"), "--set-literal"),
+    (("-fopen.yaml",), "-f"),
+    (("-f", "open.yaml"), "-f"),
+    (("-f=open.yaml",), "-f"),
+    (("--values=open.yaml",), "--values"),
+    (("--values", "open.yaml"), "--values"),
+    (("--reuse-values",), "--reuse-values"),
+    (("--reset-then-reuse-values",), "--reset-then-reuse-values"),
+    (("--post-renderer", "./open-ports.sh"), "--post-renderer"),
+    (("--post-renderer=./open-ports.sh",), "--post-renderer"),
+    (("--post-renderer-args", "hostNetwork"), "--post-renderer-args"),
+    (("--kube-context", "prod"), "--kube-context"),
+    (("--kube-context=prod",), "--kube-context"),
+    (("--kubeconfig", "/tmp/other"), "--kubeconfig"),
+    (("--kubeconfig=/tmp/other",), "--kubeconfig"),
+    (("--kube-apiserver", "https://10.0.0.1:6443"), "--kube-apiserver"),
+    (("-n", "other"), "-n"),
+    (("-nother",), "-n"),
+    (("-n=other",), "-n"),
+    (("--namespace", "other"), "--namespace"),
+    (("--namespace=other",), "--namespace"),
+    (("--timeout", "5m", "--set", "nodes=2"), "--set"),  # after an allowed flag and its value
+    (("--debug", "--", "--kube-context", "prod"), "--kube-context"),  # helm takes kube flags from a plugin's anywhere
+    (("--description", "--set"), "--set"),  # helm would read "--set" as the description: refused all the same
+]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize(("helm_args", "flag"), SPELLINGS, ids=[" ".join(s) for s, _ in SPELLINGS])
+def test_a_refused_helm_argument_exits_2_naming_it_before_anything_runs(command: str, helm_args: tuple[str, ...],
+                                                                         flag: str, calls: Path,
+                                                                         tmp_path: Path) -> None:
+    out = run(command, *helm_args)
+    assert out.exit_code == 2, out.output
+    shown = next(a for a in helm_args if a.startswith(flag))
+    assert f"helm-rdma: error: {command} -- {shown}: the arguments after -- go to helm as they are, and with {flag} " \
+           "helm would " in out.output
+    assert "nothing was run; fix: " in out.output
+    assert not calls.exists()  # helm never ran, not even `helm version`
+    assert not (tmp_path / "cache").exists()  # no chart written or kept
+
+
+@pytest.mark.parametrize(("command", "argument", "flag"), [
+    ("install", "-gnother", "-n"),  # -g (--generate-name) takes no value: n is the next flag
+    ("template", "-gfopen.yaml", "-f"),
+    ("upgrade", "-inother", "-n"),  # -i (--install)
+    ("diff", "-qfopen.yaml", "-f"),  # helm-diff's -q (--suppress-secrets)
+    ("diff", "-xnother", "-n"),  # a letter helm-diff skips under HELM_DIFF_IGNORE_UNKNOWN_FLAGS=true
+])
+def test_a_refused_letter_after_boolean_letters_is_refused(command: str, argument: str, flag: str,
+                                                           calls: Path) -> None:
+    out = run(command, argument)
+    assert out.exit_code == 2, out.output
+    assert f"error: {command} -- {argument}: the arguments after -- go to helm as they are, and with {flag} helm " \
+           "would" in out.output
+    assert not calls.exists()
+
+
+def test_each_refusal_names_what_the_command_offers_instead(calls: Path) -> None:
+    assert "fix: pass --set before -- instead: helm-rdma merges its own --set into the values it checks" \
+        in run("install", "--set", "nodes=2").output
+    assert "fix: pass -f before -- instead" in run("template", "-fopen.yaml").output
+    assert "fix: pass -n NAMESPACE before -- instead: helm-rdma checks that namespace and hands it to helm" \
+        in run("diff", "--namespace=other").output
+    assert "fix: drop it: uninstall takes no values" in run("uninstall", "--set", "a=b").output
+    assert "fix: set HELM_KUBECONTEXT=CONTEXT instead (helm sets it for a plugin from `helm --kube-context CONTEXT " \
+           "rdma ...`): helm-rdma's checks and the helm it runs both read it" \
+        in run("upgrade", "--kube-context", "prod").output
+    assert "fix: set KUBECONFIG=PATH instead" in run("install", "--kubeconfig", "/tmp/x").output
+    assert "fix: drop it; to post-render, write the chart with `helm rdma generate`" \
+        in run("install", "--post-renderer", "x").output
+    assert "fix: drop it and pass the release's values files and --set values again, before --" \
+        in run("upgrade", "--reuse-values").output
+    assert not calls.exists()
+
+
+# Flags that change neither the values, the manifests, nor the cluster or namespace (see cli/helmargs.py), and
+# letters that take a value, so that what follows is theirs (-o json, -l team=n, -s templates/...).
+ALLOWED = {
+    "install": ("--atomic", "--timeout", "5m", "--wait", "--debug", "--create-namespace", "--description", "x",
+                "-ojson", "-lteam=nlp", "--kube-token", "t", "--kube-as-user", "u", "--kube-as-group", "g",
+                "--kube-ca-file", "ca.pem", "--kube-tls-server-name", "k", "--kube-insecure-skip-tls-verify",
+                "--repo", "https://example.com", "--version", "1.0.0", "--no-hooks"),
+    "upgrade": ("--reset-values", "--timeout=5m", "--wait=watcher", "-o", "yaml", "--history-max", "3"),
+    "template": ("-stemplates/service.yaml", "-a", "x/v1", "--kube-version", "1.31.0", "--is-upgrade"),
+    "diff": ("--context", "3", "-C3", "--suppress-secrets", "-D0.5", "--three-way-merge"),
+    "uninstall": ("--keep-history", "--wait", "--cascade", "foreground", "--description", "bye"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_allowed_helm_arguments_reach_helm_unchanged_after_the_plugins_own(command: str, calls: Path) -> None:
+    out = run(command, *ALLOWED[command])
+    assert out.exit_code == 0, out.output
+    [call] = [c for c in recorded(calls) if c[0] not in ("version", "plugin")]
+    head = {"diff": ["diff", "upgrade"], "upgrade": ["upgrade", "--install"]}.get(command, [command])
+    assert call[:len(head) + 1] == [*head, "llama405b"]
+    assert call[-len(ALLOWED[command]):] == list(ALLOWED[command])
+    assert "ml" in call[:-len(ALLOWED[command])]  # the namespace helm-rdma checked, given before them
+
+
+def test_the_reviews_reproduction_is_refused_before_oci_or_helm(oci_cluster: tuple[Any, Path],  # noqa: F811
+                                                                installs: Path) -> None:  # noqa: F811
+    """Outside review (group ports), BLOCKER 1: the values say SR-IOV, so the group-ports gate has nothing to judge,
+    and helm would have installed hostNetwork from the argument after `--`."""
+    fake, config = oci_cluster
+    sriov = ("-n", "ml", "--oci-config", str(config), "--skip-cluster-checks",
+             "--set", "rdma.mode=sriov,rdma.sriov.networkName=default/rdma-vf")
+    out = install(*sriov, "--", "--set", "rdma.mode=hostNetwork", accept_open_ports=False)
+    assert out.exit_code == 2, out.output
+    assert "install -- --set: the arguments after -- go to helm as they are, and with --set helm would merge " \
+           "these values over the ones helm-rdma resolved" in out.output
+    assert not installs.exists() and not fake.calls
+    for route in (("--nodes", "1", "--", "--set", "nodes=2,vllm.pipelineParallelSize=2"),
+                  ("--", "-f", "open.yaml"), ("--", "--kube-context", "prod")):
+        out = install("-n", "ml", "--oci-config", str(config), *route, accept_open_ports=False)
+        assert out.exit_code == 2, (route, out.output)
+    assert not installs.exists() and not fake.calls
+    # the same install without the argument after -- goes on (SR-IOV: the group's ports are not on the node network)
+    out = install(*sriov, accept_open_ports=False)
+    assert out.exit_code == 0, out.output
+    assert installs.read_text().startswith("install llama405b")
+
+
+def test_every_refused_flag_is_a_flag_of_helm_or_helm_diff() -> None:
+    """A misspelt entry would refuse nothing: each one is defined by helm 3.17 and 4 or by helm-diff (the sources
+    in cli/helmargs.py), as `--name` or as the shorthand `-x` of the flag before it."""
+    helm = {"--values", "-f", "--set", "--set-string", "--set-file", "--set-json", "--set-literal",
+            "--reuse-values", "--reset-then-reuse-values", "--post-renderer", "--post-renderer-args", "--namespace",
+            "-n", "--kubeconfig", "--kube-context", "--kube-apiserver"}
+    assert {flag for rule in REFUSED for flag in rule.flags} == helm
+
+
+def test_the_flags_let_through_for_capabilities_leave_the_manifests_as_they_are(helm_bin: Path) -> None:
+    """--api-versions, --kube-version, --is-upgrade and --enable-dns pass because the chart reads neither
+    .Capabilities nor .Release.IsUpgrade nor DNS: the same manifests with and without them, on helm 3 and 4."""
+    plain = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100"])
+    assert plain.exit_code == 0, plain.output
+    told = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100", "--", "--api-versions",
+                                     "leaderworkerset.x-k8s.io/v1", "--kube-version", "1.27.0", "--is-upgrade",
+                                     "--enable-dns"])
+    assert told.exit_code == 0, told.output
+    assert told.output == plain.output
