@@ -13,10 +13,15 @@ The rules these tests hold, from upstream:
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from helm_rdma.cli import main
@@ -219,3 +224,74 @@ def test_the_flags_let_through_for_capabilities_leave_the_manifests_as_they_are(
                                      "--enable-dns"])
     assert told.exit_code == 0, told.output
     assert told.output == plain.output
+
+
+# --- upgrade takes no values from the last release ---------------------------------------------------------------
+class _Discovery(BaseHTTPRequestHandler):
+    """The three discovery answers helm asks before an upgrade (the Kubernetes version for the chart's kubeVersion,
+    no API groups); with HELM_DRIVER=memory the release store and the kube client are helm's own fakes."""
+
+    ANSWERS: ClassVar[dict[str, Any]] = {
+        "/version": {"major": "1", "minor": "31", "gitVersion": "v1.31.0"},
+        "/api": {"kind": "APIVersions", "versions": ["v1"]},
+        "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+    }
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        body = self.ANSWERS.get(self.path.split("?")[0])
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body or {"kind": "Status", "code": 404}).encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def last_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """helm's memory release store holding revision 1 of llama405b in ml, installed with values of its own
+    (`rdma.mode=hostNetwork`, as `-- --set rdma.mode=hostNetwork` gave it before it was refused), and a kubeconfig
+    whose server answers helm's discovery. helm loads HELM_MEMORY_DRIVER_DATA into the memory driver and swaps in a
+    kube client that creates nothing (helm v3.17.4 cmd/helm/helm.go:97-130, v4.2.4 pkg/cmd/root.go:315-350)."""
+    releases = tmp_path / "releases.yaml"
+    releases.write_text(yaml.safe_dump([{
+        "name": "llama405b", "version": 1, "namespace": "ml", "info": {"status": "deployed"},
+        "chart": {"metadata": {"name": "vllm-rdma", "version": "0.1.0"}},
+        "config": {"rdma": {"mode": "hostNetwork"}}}]))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Discovery)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "u", "user": {}}], "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    for name, value in (("HELM_DRIVER", "memory"), ("HELM_MEMORY_DRIVER_DATA", str(releases)),
+                        ("KUBECONFIG", str(kubeconfig)), ("HELM_CACHE_HOME", str(tmp_path / "cache"))):
+        monkeypatch.setenv(name, value)
+    for name in ("HELM_NAMESPACE", "HELM_KUBECONTEXT", "HELM_RDMA_SKIP_CLUSTER_CHECKS"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        yield tmp_path
+    finally:
+        server.shutdown()
+
+
+def test_upgrade_drops_the_values_the_last_release_got_from_helm_directly(helm_bin: Path, last_release: Path) -> None:
+    """helm upgrade given no values merges the last release's own values over the chart's (helm pkg/action/
+    upgrade.go reuseValues: v3.17.4 line 585, v4.2.4 line 642); helm-rdma's values are all in its chart, so upgrade
+    passes --reset-values and helm installs what helm-rdma checked: SR-IOV, not the hostNetwork of revision 1."""
+    sriov = ("--set", "rdma.mode=sriov,rdma.sriov.networkName=default/rdma-vf,model.hfTokenSecret.name=hf-token,"
+                      "api.keySecret.name=vllm-api-key")
+    out = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "-n", "ml", "--skip-cluster-checks",
+                                    *sriov, "--", "-o", "json"])
+    assert out.exit_code == 0, out.output
+    revision = json.loads(out.stdout)
+    assert revision["version"] == 2 and not revision.get("config")
+    assert "hostNetwork: true" not in revision["manifest"]
+    # the rule itself: the same chart by helm without --reset-values takes revision 1's hostNetwork
+    kept = last_release / "cache" / "rdma" / "ml" / "llama405b"
+    plain = subprocess.run([str(helm_bin), "upgrade", "llama405b", str(kept), "-n", "ml", "-o", "json"],
+                           capture_output=True, text=True, check=True)
+    assert json.loads(plain.stdout)["config"] == {"rdma": {"mode": "hostNetwork"}}
+    assert "hostNetwork: true" in json.loads(plain.stdout)["manifest"]
