@@ -13,6 +13,7 @@ The rules these tests hold, from upstream:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from helm_rdma.cli import main
-from helm_rdma.cli.helmargs import REFUSED
+from helm_rdma.cli.helmargs import REFUSED, VALUE_SHORTHANDS
 
 from .helm_stand_in import stand_in_helm
 from .test_doctor_cluster import install, installs, oci_cluster  # noqa: F401  (fixtures)
@@ -205,13 +206,31 @@ def test_the_reviews_reproduction_is_refused_before_oci_or_helm(oci_cluster: tup
     assert installs.read_text().startswith("install llama405b")
 
 
-def test_every_refused_flag_is_a_flag_of_helm_or_helm_diff() -> None:
-    """A misspelt entry would refuse nothing: each one is defined by helm 3.17 and 4 or by helm-diff (the sources
-    in cli/helmargs.py), as `--name` or as the shorthand `-x` of the flag before it."""
-    helm = {"--values", "-f", "--set", "--set-string", "--set-file", "--set-json", "--set-literal",
-            "--reuse-values", "--reset-then-reuse-values", "--post-renderer", "--post-renderer-args", "--namespace",
-            "-n", "--kubeconfig", "--kube-context", "--kube-apiserver"}
-    assert {flag for rule in REFUSED for flag in rule.flags} == helm
+HELP_FLAG = re.compile(r"^\s+(?:-(\w), )?--([\w-]+)(?: (\w+))?\s", re.MULTILINE)  # "  -l, --labels stringToString"
+
+
+def helm_flags(helm: Path, command: str) -> dict[str, tuple[str, bool]]:
+    """The flags `helm COMMAND --help` lists: long name -> (shorthand or "", whether it takes a value)."""
+    text = subprocess.run([str(helm), command, "--help"], capture_output=True, text=True, check=True).stdout
+    return {name: (short, bool(kind)) for short, name, kind in HELP_FLAG.findall(text)}
+
+
+def test_the_refused_flags_and_the_value_letters_are_helms_own(helm_bin: Path) -> None:
+    """Each refused flag (but helm-diff's, which helm has too) is one that helm 3 and 4 list for install, upgrade or
+    template, with the same shorthand; every shorthand letter that takes a value in a helm command is listed in
+    VALUE_SHORTHANDS for it (or refused), and no boolean one is: a misspelt entry would refuse nothing, a missing
+    letter would let `-ojson`'s kin be scanned as flags, a boolean one listed would hide the flags after it."""
+    flags = {command: helm_flags(helm_bin, command) for command in ("install", "upgrade", "template", "uninstall")}
+    for rule in REFUSED:
+        [long], short = [f for f in rule.flags if f.startswith("--")], [f for f in rule.flags if not f.startswith("--")]
+        listed = [table[long[2:]] for table in flags.values() if long[2:] in table]
+        assert listed, long
+        assert {f"-{letter}" for letter, _ in listed if letter} == set(short), long
+    for command, table in flags.items():
+        takes_value = {letter for letter, value in table.values() if letter and value} - {"f", "n"}
+        boolean = {letter for letter, value in table.values() if letter and not value} - {"h"}
+        assert takes_value <= set(VALUE_SHORTHANDS[command]), command
+        assert not boolean & set(VALUE_SHORTHANDS[command]), command
 
 
 def test_the_flags_let_through_for_capabilities_leave_the_manifests_as_they_are(helm_bin: Path) -> None:
@@ -253,7 +272,7 @@ def last_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """helm's memory release store holding revision 1 of llama405b in ml, installed with values of its own
     (`rdma.mode=hostNetwork`, as `-- --set rdma.mode=hostNetwork` gave it before it was refused), and a kubeconfig
     whose server answers helm's discovery. helm loads HELM_MEMORY_DRIVER_DATA into the memory driver and swaps in a
-    kube client that creates nothing (helm v3.17.4 cmd/helm/helm.go:97-130, v4.2.4 pkg/cmd/root.go:315-350)."""
+    kube client that creates nothing (helm v3.17.4 cmd/helm/helm.go:98-132, v4.2.4 pkg/cmd/root.go:316-350)."""
     releases = tmp_path / "releases.yaml"
     releases.write_text(yaml.safe_dump([{
         "name": "llama405b", "version": 1, "namespace": "ml", "info": {"status": "deployed"},
