@@ -50,8 +50,9 @@ def _deploy_command(upgrade: bool) -> Any:
     verb = "upgrade" if upgrade else "install"
     doc = (
         "Generate RELEASE's chart and upgrade it (or install it).\n\n"
-        "This is helm upgrade --install: it installs RELEASE if it is absent; `diff` with the same flags shows "
-        "first what it would change."
+        "This is helm upgrade --install --reset-values: it installs RELEASE if it is absent, and takes the values of"
+        " the chart it generates alone, never those helm kept from the last release; `diff` with the same flags"
+        " shows first what it would change."
         if upgrade else
         "Generate RELEASE's chart and install it with helm.\n\n"
         "It fails if the release exists, like helm install."
