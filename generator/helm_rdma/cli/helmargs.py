@@ -37,7 +37,7 @@ letter whose flag takes a value takes the rest as its value (`-nfoo`, `-n=foo`, 
 Every argument is scanned, even one that is another flag's value (`--description --set` is refused although helm
 would read "--set" as the description) and those after a second `--`: helm stops reading flags there, but when it
 starts a plugin (helm diff) it takes -n and the kube flags out of the plugin's arguments wherever they stand
-(manuallyProcessArgs, v3 cmd/helm/load_plugins.go:154-157, v4 pkg/cmd/load_plugins.go:170-173).
+(manuallyProcessArgs, v3 cmd/helm/load_plugins.go:154-193, v4 pkg/cmd/load_plugins.go:170-209; tests/test_plugin.py).
 """
 
 from __future__ import annotations
