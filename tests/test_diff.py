@@ -64,7 +64,7 @@ def test_diff_hands_helm_diff_the_chart_upgrade_would_install(runner: CliRunner,
     assert check == ["version", "--short"]
     assert listing == ["plugin", "list"]
     assert call[:3] == ["diff", "upgrade", "llama405b"]
-    assert call[4:] == ["--allow-unreleased", "--namespace", "team-a", "--context", "3"]
+    assert call[4:] == ["--allow-unreleased", "--namespace", "team-a", "--reset-values", "--context", "3"]
     assert not Path(call[3]).exists()  # a temporary chart, removed afterwards
 
     upgrade = runner.invoke(main, ["upgrade", *flags])

@@ -166,7 +166,7 @@ def test_helm4_name_of_atomic_is_accepted_too(helm: Helm) -> None:
     [call] = helm.recorded()
     atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
     assert call[:3] == ["upgrade", "--install", "llama405b"]
-    assert call[4:] == ["--namespace", "default", "--timeout", "90m", atomic]
+    assert call[4:] == ["--namespace", "default", "--timeout", "90m", "--reset-values", atomic]
 
 
 def test_debug_and_kubeconfig_are_passed_on(helm: Helm, tmp_path: Path) -> None:
@@ -176,6 +176,25 @@ def test_debug_and_kubeconfig_are_passed_on(helm: Helm, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     [call] = helm.recorded()
     assert call == ["uninstall", "llama405b", "--namespace", "default", "--kubeconfig", str(kubeconfig), "--debug"]
+
+
+def test_kube_flags_after_dashdash_are_helms_and_the_rest_that_reach_the_plugin_are_refused(helm: Helm) -> None:
+    """helm takes -n/--namespace VALUE and the kube flags out of a plugin's arguments wherever they stand, `--`
+    or not, and hands them over as HELM_NAMESPACE, HELM_KUBECONTEXT, ... (manuallyProcessArgs: v3.17 cmd/helm/
+    load_plugins.go:154-193, v4 pkg/cmd/load_plugins.go:170-209): helm-rdma then checks and installs the same
+    target. The spellings helm leaves in place (-nother, a values flag) reach helm-rdma, which refuses them
+    (cli/helmargs.py)."""
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", *OPEN_PORTS, "--", "--kube-context", "prod",
+                   "--namespace=team-b")
+    assert out.returncode == 0, out.stderr
+    [call] = helm.recorded()
+    assert call[3:7] == ["--namespace", "team-b", "--kube-context", "prod"]
+    assert (helm.cache / "rdma" / "team-b" / "llama405b" / "Chart.yaml").is_file()
+    for refused, flag in ((("-nother",), "-n"), (("--set", "rdma.mode=hostNetwork"), "--set")):
+        out = helm.run("rdma", "install", "llama405b", "--preset", "h100", *OPEN_PORTS, "--", *refused)
+        assert out.returncode == 2, out.stderr
+        assert f"with {flag} helm would" in out.stderr
+    assert len(helm.recorded()) == 1
 
 
 def test_a_failed_install_keeps_nothing(helm: Helm) -> None:
@@ -256,7 +275,8 @@ def test_diff_runs_helm_diff_through_helm_with_the_global_flags(helm: Helm, tmp_
     assert "Service (v1) has changed:" in out.stdout
     [call] = [json.loads(line) for line in Path(f"{helm.calls}.diff").read_text().splitlines()]
     assert call["argv"][:2] == ["upgrade", "llama405b"] and call["chart"]
-    assert call["argv"][3:] == ["--allow-unreleased", "--context", "3"]  # helm took its global flags ...
+    assert call["argv"][3:] == ["--allow-unreleased", "--reset-values", "--context", "3"]  # helm took its global
+    # flags ...
     assert (call["namespace"], call["context"]) == ("team-a", "prod")  # ... and handed them over
 
 

@@ -716,3 +716,11 @@ class GroupPortsUncheckedError(RuntimeFailure):
                          f"the group (hostNetwork, no authentication on them): {why}; {outcome}; fix: make the check "
                          f"possible ({sign_in}), or set distributed.allowOpenGroupPorts=true to accept these ports "
                          "open")
+
+
+class HelmArgumentError(InputError):
+    """An argument after `--` that would make helm install values, manifests or a target helm-rdma never checked."""
+
+    def __init__(self, *, argument: str, flag: str, command: str, effect: str, fix: str) -> None:
+        super().__init__(f"{command} -- {clip(argument, 80)}: the arguments after -- go to helm as they are, and "
+                         f"with {flag} helm would {effect}; nothing was run; fix: {fix}")

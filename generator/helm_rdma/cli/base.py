@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from helm_rdma import __version__
+from helm_rdma.cli.helmargs import check_helm_args
 from helm_rdma.cli.help import RdmaCommand, Teaching, program_name, summary
 from helm_rdma.cli.params import ANY_RELEASE, CHART_RELEASE, MODEL, PRESET, UPGRADE_RELEASE, AliasedChoice
 from helm_rdma.errors import EXIT_RUNTIME, HelmRdmaError
@@ -223,8 +224,18 @@ def _namespace_option(func: Any) -> Any:
                         help="Namespace of the release (default: $HELM_NAMESPACE, as helm sets it for plugins).")(func)
 
 
+def _checked_helm_args(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """HELM_ARGS once none sets values, changes the manifests or the target (cli/helmargs.py); checked while the
+    command line is parsed, so before the command runs or writes anything."""
+    command = ctx.command
+    offered = {opt for p in command.params if isinstance(p, click.Option) for opt in (*p.opts, *p.secondary_opts)}
+    check_helm_args(value, command=command.name or "", offered=offered)
+    return value
+
+
 def _helm_args(func: Any) -> Any:
-    return click.argument("helm_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HELM_ARGS]...")(func)
+    return click.argument("helm_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HELM_ARGS]...",
+                          callback=_checked_helm_args)(func)
 
 
 @click.group("helm-rdma", cls=Cli, context_settings={"help_option_names": ["-h", "--help"]}, examples=[

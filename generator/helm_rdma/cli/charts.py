@@ -121,7 +121,9 @@ def _output_dir(output_dir: str | None, legacy_output: str | None) -> Path:
 def template(request: ChartRequest, namespace: str | None, helm_args: tuple[str, ...]) -> None:
     """Render the chart of RELEASE with helm template.
 
-    The chart is generated into a temporary directory; arguments after -- go to helm template.
+    The chart is generated into a temporary directory; arguments after -- go to helm template, except those that
+    would change the values or the manifests (the --set family, -f, --post-renderer, -n, ...): those are refused
+    (exit 2), naming helm-rdma's own way to say them.
     """
     from helm_rdma.commands.template import template as run
 

@@ -32,7 +32,9 @@ def diff(request: ChartRequest, namespace: str | None, helm_args: tuple[str, ...
     The chart is generated exactly as `upgrade` with the same options would generate it, and `helm diff upgrade`
     compares it with what is installed; nothing changes in the cluster. Needs the helm-diff plugin
     (https://github.com/databus23/helm-diff): without it, the message says how to install it. Arguments after --
-    go to helm diff (--context N, --suppress-secrets, --color, ...).
+    go to helm diff (--context N, --suppress-secrets, --color, ...), except those that would change the values, the
+    manifests or the cluster or namespace (the --set family, -f, --reuse-values, -n, --kube-context, ...): those are
+    refused (exit 2), as upgrade refuses them.
     """
     from helm_rdma.commands.diff import diff as run
 

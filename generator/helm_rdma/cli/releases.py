@@ -50,8 +50,9 @@ def _deploy_command(upgrade: bool) -> Any:
     verb = "upgrade" if upgrade else "install"
     doc = (
         "Generate RELEASE's chart and upgrade it (or install it).\n\n"
-        "This is helm upgrade --install: it installs RELEASE if it is absent; `diff` with the same flags shows "
-        "first what it would change."
+        "This is helm upgrade --install --reset-values: it installs RELEASE if it is absent, and takes the values of"
+        " the chart it generates alone, never those helm kept from the last release; `diff` with the same flags"
+        " shows first what it would change."
         if upgrade else
         "Generate RELEASE's chart and install it with helm.\n\n"
         "It fails if the release exists, like helm install."
@@ -63,7 +64,9 @@ def _deploy_command(upgrade: bool) -> Any:
         " ingress rules that reach the GPU nodes are read first (--oci-config, --oci-profile): a rule that admits the"
         " group's own ports (the torch store, NCCL, vLLM's ZMQ sockets, the group watch) from outside the nodes' own"
         " NSGs, or rules that cannot be read, stop the install unless distributed.allowOpenGroupPorts=true."
-        " Arguments after -- go to helm."
+        " Arguments after -- go to helm, except those that would change the values, the manifests or the cluster or"
+        " namespace (the --set family, -f, --reuse-values, --post-renderer, -n, --kube-context, --kubeconfig,"
+        " --kube-apiserver): those are refused (exit 2), naming helm-rdma's own way to say them."
     )
 
     @click.argument("release", type=UPGRADE_RELEASE if upgrade else CHART_RELEASE)
@@ -173,7 +176,8 @@ def _status_table(release: str, result: Any) -> str:
 def uninstall(release: str, namespace: str | None, timeout: str | None, helm_args: tuple[str, ...]) -> None:
     """Uninstall RELEASE with helm and drop its kept chart.
 
-    Arguments after -- go to helm uninstall.
+    Arguments after -- go to helm uninstall, except those that would change the cluster or namespace (-n,
+    --kube-context, --kubeconfig, --kube-apiserver): those are refused (exit 2).
     """
     from helm_rdma.commands.uninstall import uninstall as run
 

@@ -25,6 +25,10 @@ from helm_rdma.oci.clients import OciAuth
 from helm_rdma.resolve.values import ChartRequest, Resolved, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
+# helm upgrade given no values of its own (helm-rdma's are all in the chart it writes) merges the last release's
+# user-supplied values over the chart's (helm pkg/action/upgrade.go reuseValues: v3.17.4 line 585, v4.2.4 line 642),
+# values helm-rdma never checked; --reset-values makes helm take the chart's values alone.
+_RESET = ("--reset-values",)
 IMAGE_PULL_MINUTES = 15  # the vLLM image (about 10 GB) onto a node that has never pulled it; helm's default is 5m
 
 
@@ -68,7 +72,7 @@ class HelmRun:
     """How install or upgrade runs helm.
 
     Attributes:
-        upgrade: helm upgrade --install instead of helm install.
+        upgrade: helm upgrade --install --reset-values instead of helm install.
         wait: Wait until every group serves (see ``deploy``).
         timeout: helm's --timeout (a Go duration); None: ``default_timeout`` of the values.
         dry_run: helm's --dry-run: "client" renders with no cluster (`helm template`, as helm 4's client dry run
@@ -156,7 +160,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
                     _check_cluster(chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress,
                                    on_warning=on_warning, create_namespace="--create-namespace" in helm_args)
                 args = [*(["upgrade", "--install"] if run.upgrade else ["install"]), release, str(chart),
-                        *env.global_flags(), "--timeout", timeout, "--dry-run=server"]
+                        *env.global_flags(), "--timeout", timeout, *(_RESET if run.upgrade else ()), "--dry-run=server"]
             result = render_checked([*args, *helm_args], helm=helm, resolved=resolved)
         return DeployResult(output=result.stdout, command=result.command, chart=None, plan=resolved.plan,
                             notice=notice)
@@ -172,7 +176,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
         _ensure_api_key(resolved, env=env, create_namespace="--create-namespace" in helm_args,
                         on_progress=on_progress, rendered=rendered)
         args = ["upgrade", "--install"] if run.upgrade else ["install"]
-        args += [release, str(chart), *env.global_flags(), "--timeout", timeout]
+        args += [release, str(chart), *env.global_flags(), "--timeout", timeout, *(_RESET if run.upgrade else ())]
         if run.wait:
             args.append("--wait")
         if run.atomic:

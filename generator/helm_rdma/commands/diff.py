@@ -37,7 +37,8 @@ def diff(request: ChartRequest, *, env: HelmEnv, helm_args: Sequence[str] = ()) 
 
     The chart is generated exactly as upgrade generates it, into a temporary directory, and handed to
     `helm diff upgrade --allow-unreleased` (upgrade installs a release that is absent) with helm's global flags
-    from ``env``; ``helm_args`` go to helm diff as they are.
+    from ``env`` and `--reset-values` (as upgrade: the chart holds every value); ``helm_args`` go to helm diff as
+    they are.
 
     Raises:
         InputError: Bad values, or values helm-rdma's checks (as doctor) or the chart's reject.
@@ -52,6 +53,7 @@ def diff(request: ChartRequest, *, env: HelmEnv, helm_args: Sequence[str] = ()) 
         raise HelmDiffMissingError(helm=helm, major=helm_major_version(helm))
     with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
         chart = write_chart(resolved, output=Path(tmp) / "chart").path
-        args = ["diff", "upgrade", request.release, str(chart), "--allow-unreleased", *env.global_flags(), *helm_args]
+        args = ["diff", "upgrade", request.release, str(chart), "--allow-unreleased", *env.global_flags(),
+                "--reset-values", *helm_args]  # as upgrade: helm-diff reuses the last values too (cmd/helm.go:221)
         result = render_checked(args, helm=helm, resolved=resolved)
     return DiffResult(output=result.stdout, notice=notice)

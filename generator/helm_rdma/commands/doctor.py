@@ -76,6 +76,7 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
 
     Raises:
         ClusterError: ``cluster`` is given and its API server does not answer (names the context and server).
+        OciConfigError: With ``oci``, its config names no such profile or its key cannot be read.
     """
     try:
         resolved = resolve(request, validate=False)
@@ -96,9 +97,6 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
             report = cluster_report(chart=chart, resolved=resolved, connection=connection)
-        if oci is not None:
-            report = replace(report, checks=report.checks + tuple(group_port_checks(resolved.values,
-                                                                                    connection=connection, oci=oci)))
     except ChartValuesError as exc:  # the chart's rules: the render that checks the cluster gave their verdict
         return DoctorResult(findings=tuple(with_chart(own, chart_findings(exc.problems))),
                             cluster_note="not checked: the chart does not render")
@@ -106,6 +104,9 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
         return DoctorResult(findings=(*own, Finding("error", "chart", f"does not render: {exc}", "see the "
                                                        "message")), cluster_note="not checked: the chart does "
                                                                                  "not render")
+    if oci is not None:  # outside the chart's try: a bad --oci-profile is the user's (exit 2), not the chart's
+        report = replace(report, checks=report.checks + tuple(group_port_checks(resolved.values,
+                                                                                connection=connection, oci=oci)))
     return DoctorResult(findings=tuple(own), cluster=report)
 
 

@@ -19,7 +19,7 @@ from helm_rdma.checks.facts import group_watch
 from helm_rdma.cluster.check import SHOWN, ClusterCheck
 from helm_rdma.cluster.kube import Connection
 from helm_rdma.cluster.nodenet import GROUP_PORTS_FIX, gpu_nodes, not_checked, port_checks, provider_ids
-from helm_rdma.errors import GroupPortsOpenError, GroupPortsUncheckedError, HelmRdmaError
+from helm_rdma.errors import GroupPortsOpenError, GroupPortsUncheckedError, HelmRdmaError, InputError
 from helm_rdma.oci.clients import CountingApi, OciAuth, OciPatience
 from helm_rdma.oci.groupports import GroupPorts, OpenRule, RuleReader, group_ports
 from helm_rdma.oci.vnics import instance_id, instance_vnics
@@ -157,12 +157,18 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
 
 
 def _sign_in(oci: OciAuth, *, count: int = 0) -> CountingApi | str:
-    """An OCI session for ``oci``, or why there is none."""
+    """An OCI session for ``oci``, or why there is none.
+
+    Raises:
+        InputError: The config names no such profile, or its key file cannot be read (the user's to fix).
+    """
     if oci.mode == "apiKey" and not os.path.isfile(os.path.expanduser(oci.config_file)):
         nodes = f" of the {count} GPU node(s)" if count else ""
         return f"no OCI config at {oci.config_file}, so the ingress rules{nodes} were not read"
     try:
         return CountingApi.connect(oci, patience=CHECK_PATIENCE)
+    except InputError:  # a profile the config lacks, a key file missing: the user's to fix (exit 2), no guess
+        raise
     except HelmRdmaError as exc:
         return str(exc)
 

@@ -151,6 +151,24 @@ def _readable(path: str, *, config_file: str, profile: str, what: str) -> None:
                              problem=f"{what}not UTF-8 text (a binary file?)") from None
 
 
+def _profiles(path: str) -> list[str]:
+    """The profiles of the OCI config file at ``path`` (read as the SDK's config.from_file reads it: configparser
+    without interpolation), DEFAULT first when the file writes it."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return []
+    return [*(["DEFAULT"] if parser.defaults() else []), *parser.sections()]
+
+
+def _no_profile(path: str, auth: OciAuth) -> OciConfigError:
+    profiles = _profiles(path)
+    return OciConfigError(path=auth.config_file, profile=auth.profile,
+                          problem=f"no such profile; the file has {', '.join(profiles)}" if profiles else
+                          "no such profile; the file has none")
+
+
 def _credentials(oci: Any, auth: OciAuth) -> tuple[dict[str, Any], Any, str]:
     """The SDK config, the signer (None for an API key) and the tenancy OCID ("" when the auth mode hides it)."""
     if auth.mode == "apiKey":
@@ -162,8 +180,10 @@ def _credentials(oci: Any, auth: OciAuth) -> tuple[dict[str, Any], Any, str]:
         except oci.exceptions.ConfigFileNotFound:
             raise OciConfigError(path=auth.config_file, profile=auth.profile, problem="no such file") from None
         except oci.exceptions.ProfileNotFound:
-            raise OciConfigError(path=auth.config_file, profile=auth.profile, problem="no such profile") from None
+            raise _no_profile(path, auth) from None
         except (oci.exceptions.InvalidConfig, oci.exceptions.InvalidKeyFilePath) as exc:
+            if auth.profile not in _profiles(path):  # DEFAULT: configparser always has it, empty when not written
+                raise _no_profile(path, auth) from None
             raise OciConfigError(path=auth.config_file, profile=auth.profile, problem=str(exc)) from None
         except configparser.Error as exc:  # the SDK reads the file with configparser: no [PROFILE] line, a bad line
             first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(".")
