@@ -330,7 +330,9 @@ def test_a_restarted_worker_waits_for_the_restarted_leader_instead_of_joining_th
 
     worker.send_signal(signal.SIGKILL)  # the worker's container restarts
     worker.wait()
-    wait_for(lambda: leader.said("restarting this group"))
+    wait_for(lambda: leader.said("restarting this group"), seconds=10)
+    with pytest.raises(ConnectionRefusedError):  # nothing listens any more, not even for the accept timeout
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
     worker2 = follow(port, 1, tmp_path / "w1b", wait=30)  # back while the leader still stops its vLLM
     procs.append(worker2)
     time.sleep(1.0)

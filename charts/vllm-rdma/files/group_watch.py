@@ -137,6 +137,12 @@ class Leader:
                 self.broken.set()
         # Stop listening at once: stopping COMMAND takes up to its grace period, and a worker restarted meanwhile
         # must wait for the restarted leader rather than join this ending epoch (and end again a moment later).
+        # shutdown() takes the socket out of LISTEN even while the accepting thread still holds it (its poll keeps
+        # a reference, so close() alone would leave it queueing connections for up to the accept timeout).
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
 
     def _allowed(self, address: str) -> bool:
