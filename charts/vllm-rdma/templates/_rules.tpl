@@ -505,6 +505,22 @@ prepared for, and vLLM would fail at load after the download.
 {{- end }}
 
 {{/*
+An NSG admits, through a rule whose source is itself, every VNIC in it (docs.oracle.com/iaas/Content/Network/Concepts/
+networksecuritygroups.htm). Pods' VNICs carry clusterNetwork.oke.podNsgIds (OKE's pod-nsgids: VCN-native pods), so an
+NSG in both lists makes every pod on those nodes a member of the GPU nodes' own NSG, admitted to the group's ports.
+*/}}
+{{- define "vllm-rdma.rule.pod-nsg-overlap" -}}
+{{- $network := .Values.clusterNetwork }}
+{{- $both := list }}
+{{- range $id := ($network.oke.podNsgIds | default list) }}
+  {{- if has $id ($network.nsgIds | default list) }}{{ $both = append $both $id }}{{ end }}
+{{- end }}
+{{- if and $network.provision $both }}
+  {{- printf "clusterNetwork.oke.podNsgIds: %s is in clusterNetwork.nsgIds too, so every pod's VNIC on the GPU nodes would be a member of the nodes' own NSG, whose rule from itself admits its members to the group's ports; fix: give the pods NSGs of their own in clusterNetwork.oke.podNsgIds, none of them in clusterNetwork.nsgIds" (join ", " $both) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Every rule above, and the NCCL look-alikes of the values schema (vllm-rdma.ncclLookalikes, templates/_lookalikes.tpl):
 fails once, listing each problem, its key and fix. generator/helm_rdma/contract.py holds the first line
 (VALIDATE_MARKER), by which helm-rdma finds the problems in helm's error.
@@ -519,7 +535,7 @@ fails once, listing each problem, its key and fix. generator/helm_rdma/contract.
       "unprivileged-security-context" "privilege-escalation" "host-network-sysctl" "cpu-limit" "memory-limit"
       "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path" "extra-args-layout"
       "router-scorers" "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets"
-      "shrink-wait" }}
+      "shrink-wait" "pod-nsg-overlap" }}
   {{- with include (printf "vllm-rdma.rule.%s" $rule) $ }}{{ $problems = append $problems . }}{{ end }}
 {{- end }}
 {{- with include "vllm-rdma.ncclLookalikes" . }}
