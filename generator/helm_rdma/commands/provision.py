@@ -351,17 +351,18 @@ class Watch:
 def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
               on_nodes: Callable[[NodeProgress], None] = _ignore) -> ProvisionResult:
     """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready. With
-    ``plan.group_ports`` (the hook, under hostNetwork), first refuse when the subnet's security lists or the nodes'
-    NSGs open them: nothing is created or billed.
+    ``plan.group_ports`` (the hook, under hostNetwork), first refuse when the subnet's security lists, the nodes'
+    NSGs (planned, and those of the network's nodes when it exists) or the pod network open them, or when the
+    network's nodes have other NSGs or another subnet than the plan: nothing is created or billed.
 
     Raises:
-        GroupPortsOpenError, GroupPortsUncheckedError: See commands.groupports.require_closed.
+        GroupPortsOpenError, GroupPortsUncheckedError, NetworkMismatchError: See commands.groupports.require_closed.
         NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
         HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
     """
 
     api = watch.connect(plan.auth)
-    require_closed(api, subnet_id=plan.spec.subnet_id, nsg_ids=plan.spec.nsg_ids,
+    require_closed(api, spec=plan.spec, cluster_id=plan.setup.cluster_id,
                    ports=None if plan.resize == "shrink" else plan.group_ports)  # a shrink creates nothing
 
     def metadata() -> dict[str, str]:
