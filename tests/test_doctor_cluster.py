@@ -598,6 +598,47 @@ def test_an_instance_with_no_attached_vnic_is_not_judged_closed(oci_cluster: tup
                              "yet, so its rules could not be read")
 
 
+# flannel's kube subnet manager annotates every node it runs on with the --kube-annotation-prefix (default
+# "flannel.alpha.coreos.com", flannel-io/flannel main.go) + "/backend-type" etc. (pkg/subnet/kube/annotations.go); its
+# VXLAN backend carries pod traffic between nodes inside UDP 8472 (Documentation/backends.md), which OKE's worker
+# rules admit between workers: no OCI rule closes a GPU node's listeners to pods there.
+def test_on_a_flannel_cluster_the_group_ports_are_open_whatever_ocis_rules_say(
+        oci_cluster: tuple[Any, Path], installs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    nodes = [oci_node(f"gpu-{n}", i) for n, i in enumerate(fake.instance_records)]
+    nodes[0]["metadata"]["annotations"] = {"flannel.alpha.coreos.com/backend-type": "vxlan",
+                                           "flannel.alpha.coreos.com/kube-subnet-manager": "true"}
+    with Cluster([o for o in READY if o["kind"] != "Node"] + nodes, tmp_path / "flannel") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+        refused = install("-n", "ml", "--oci-config", str(config), accept_open_ports=False)
+    [overlay] = lines(out, "error", "group-ports")
+    assert overlay.startswith("error   group-ports pod network: the group's ports (") and \
+        "the cluster's pods use flannel's VXLAN overlay (flannel's annotations on node(s) gpu-0): any pod on any " \
+        "node reaches the GPU nodes' listeners through it" in overlay
+    assert lines(out, "ok", "group-ports") == []
+    assert refused.exit_code == 1 and "  pod network: the cluster's pods use flannel's VXLAN overlay" in \
+        refused.output and refused_helm(installs)
+
+
+def test_the_oke_clusters_cni_says_whether_pods_reach_the_nodes_past_ocis_rules(
+        oci_cluster: tuple[Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    flannel, native = fake.add_cluster(cni="FLANNEL_OVERLAY"), fake.add_cluster(cni="OCI_VCN_IP_NATIVE")
+    nodes = [oci_node(f"gpu-{n}", i) for n, i in enumerate(fake.instance_records)]
+    with Cluster([o for o in READY if o["kind"] != "Node"] + nodes, tmp_path / "cni") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        said = {cni: doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set",
+                            f"clusterNetwork.oke.clusterId={cluster_id}", "--oci-config", str(config))
+                for cni, cluster_id in (("flannel", flannel), ("native", native))}
+    [overlay] = lines(said["flannel"], "error", "group-ports")
+    assert f"the cluster's pods use flannel's VXLAN overlay (cluster {flannel}'s CNI is FLANNEL_OVERLAY)" in overlay
+    assert lines(said["native"], "error", "group-ports") == []
+    assert len(lines(said["native"], "ok", "group-ports")) == 1
+
+
 def test_open_ports_the_values_accept_are_a_warning(oci_cluster: tuple[Any, Path]) -> None:
     fake, config = oci_cluster
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", ACCEPT, "--oci-config", str(config))
