@@ -32,10 +32,11 @@ import pytest
 from oci.core.models import IngressSecurityRule, PortRange, SecurityRule, TcpOptions
 
 from helm_rdma.commands.groupports import group_ports_of, judged_ports
+from helm_rdma.errors import HelmRdmaError
 from helm_rdma.oci.groupports import EPHEMERAL_HIGH, EPHEMERAL_LOW, Member, group_ports, open_rules
 from helm_rdma.resolve.values import resolve
 
-from .rendering import request
+from .rendering import render, request
 
 PORTS = group_ports(master_port=29500, watch_port=29510)
 OWN = "ocid1.networksecuritygroup.oc1..own"
@@ -183,3 +184,24 @@ def test_a_rule_index_counts_from_0_and_says_which_one_a_person_counts(index: in
     rules = [listed("6", ports=tcp(22))] * index + [listed("6", ports=tcp(29500))]
     assert judge(lists={LIST: rules}) == [f"security list {LIST} ingress rule {said} admits TCP from 10.0.10.0/24 "
                                           "to 29500"]
+
+
+# VLLM_PORT moves vLLM's own sockets to a base port of the user's (vllm 0.33.0 vllm/envs.py VLLM_PORT,
+# vllm/utils/network_utils.py get_open_port); NCCL_COMM_ID fixes the bootstrap root's host:port (NVIDIA/nccl
+# src/bootstrap.cc, bootstrapGetUniqueId); NCCL_RAS_ADDR moves NCCL's RAS client socket off localhost
+# (src/ras/client_support.cc). None of them is on the ports the judge reads.
+@pytest.mark.parametrize(("sets", "refused"), [
+    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000",), "nccl.settings.NCCL_COMM_ID: NCCL_COMM_ID moves a listener"),
+    (("vllm.extraEnv[0].name=NCCL_RAS_ADDR", "vllm.extraEnv[0].value=0.0.0.0:28028"),
+     "vllm.extraEnv[0].name: NCCL_RAS_ADDR moves a listener"),
+    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", "distributed.allowOpenGroupPorts=true"), ""),
+    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", "rdma.mode=sriov", "rdma.sriov.networkName=default/rdma-vf"), ""),
+], ids=["comm-id", "ras-addr", "accepted-open", "sriov"])
+def test_env_that_moves_a_group_listener_is_refused_unless_the_ports_are_accepted_open(
+        sets: tuple[str, ...], refused: str) -> None:
+    if not refused:
+        assert render(*sets)
+        return
+    with pytest.raises(HelmRdmaError) as error:
+        render(*sets)
+    assert refused in str(error.value) and "set distributed.allowOpenGroupPorts=true" in str(error.value)
