@@ -701,6 +701,11 @@ def test_install_refuses_when_a_security_list_opens_the_group_ports(oci_cluster:
     assert "helm-rdma: error: the group's ports (the torch store's 29500 and NCCL's bootstrap and vLLM's ZMQ " \
            "sockets on the kernel's default ephemeral ports, 32768-60999) listen on the GPU nodes' VCN addresses " \
            "with no authentication" in out.output
+    # what an outsider gets: every request's tokens from vLLM's broadcast (its XPUB socket, vllm 0.33.0
+    # shm_broadcast.py:567), and through the torch store's keys the group's peers and vLLM's readers, which unpickle
+    # what they receive (shm_broadcast.py:1003, 1019)
+    assert "read vLLM's broadcast socket, which sends the token IDs of every request, and write the torch store's " \
+           "keys" in out.output
     assert f'  gpu-a2: security list {security_list} ingress rule #1 (the 2nd, "Allow all traffic from worker nodes") ' \
            "admits TCP from 10.0.20.0/24 to every port\nnothing was installed; fix: give the GPU nodes a subnet of " \
            "their own" in out.output
