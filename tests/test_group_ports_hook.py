@@ -159,3 +159,20 @@ def test_on_a_flannel_cluster_the_hook_refuses_whatever_ocis_rules_say(config: P
     accepted = hook_values(tmp_path / "a", fake, subnet=subnet, nsgs=[closed], accept_open=True,
                            oke={"clusterId": flannel})
     assert provision(hook_plan(accepted, config, fake), env=HelmEnv(), watch=WATCH).network.state == "RUNNING"
+
+
+def test_the_pods_vnics_are_judged_as_the_existing_nodes_are(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+    """VCN-native pods' VNICs are attached to the node's instance, so doctor --cluster judges them with the node's
+    own; the hook judges clusterNetwork.oke.podSubnetId and podNsgIds too, so both say the same of the same nodes."""
+    subnet, closed = closed_subnet(fake)
+    oke = native(fake)
+    pods = fake.add_subnet("10.0.128.0/18", [OPEN])
+    path = hook_values(tmp_path, fake, subnet=subnet, nsgs=[closed], oke={**oke, "podSubnetId": pods})
+    with pytest.raises(GroupPortsOpenError) as refused:
+        provision(hook_plan(path, config, fake), env=HelmEnv(), watch=WATCH)
+    [listed] = fake.subnets[pods]["securityListIds"]
+    assert f"security list {listed} ingress rule #0 (the first, \"anyone\") admits TCP from 0.0.0.0/0" in \
+        str(refused.value)
+    assert creates(fake) == []
+    closed_pods = hook_values(tmp_path / "c", fake, subnet=subnet, nsgs=[closed], oke=oke)
+    assert provision(hook_plan(closed_pods, config, fake), env=HelmEnv(), watch=WATCH).network.state == "RUNNING"

@@ -269,8 +269,10 @@ def closed_subnet(fake: FakeOci) -> tuple[str, str]:
 
 
 def native(fake: FakeOci) -> dict[str, Any]:
-    """clusterNetwork.oke of a VCN-native OKE cluster (pods have VCN addresses, so OCI's rules reach them)."""
-    return {"clusterId": fake.add_cluster(cni="OCI_VCN_IP_NATIVE"), "podSubnetId": "ocid1.subnet.oc1..pods"}
+    """clusterNetwork.oke of a VCN-native OKE cluster (pods have VCN addresses, so OCI's rules reach them), its pod
+    subnet's list closed to the group's ports."""
+    return {"clusterId": fake.add_cluster(cni="OCI_VCN_IP_NATIVE"),
+            "podSubnetId": fake.add_subnet("10.0.64.0/18", SSH_AND_KUBELET)}
 
 
 def hook_plan(path: Path, config: Path, fake: FakeOci) -> ProvisionPlan:
@@ -288,8 +290,9 @@ def test_the_hook_refuses_a_subnet_that_opens_the_group_ports_before_it_creates_
         config: Path, fake: FakeOci, tmp_path: Path) -> None:
     _, nsg = closed_subnet(fake)
     subnet = fake.add_subnet("10.0.10.0/24", SSH_AND_KUBELET, [WORKERS_ALL])
+    oke = native(fake)
     path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1", subnetId=subnet,
-                       imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml", oke=native(fake))
+                       imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml", oke=oke)
     with pytest.raises(GroupPortsOpenError) as refused:
         provision(hook_plan(path, config, fake), env=HelmEnv(), watch=Watch(poll_seconds=0.01))
     assert refused.value.exit_code == 1
@@ -299,11 +302,14 @@ def test_the_hook_refuses_a_subnet_that_opens_the_group_ports_before_it_creates_
             "the GPU nodes a subnet of their own") in str(refused.value)
     assert "or set distributed.allowOpenGroupPorts=true" in str(refused.value)
     assert creates(fake) == [] and not fake.instance_configurations and not fake.cluster_networks
-    # Each object is read once: the network (none yet), the subnet and its lists, the NSG's rules and, as its rule
-    # from itself admits its members, its members (none: only the new nodes will carry it), the cluster's CNI.
+    # Each object is read once: the network (none yet), the nodes' and the pods' subnets and their lists, the NSG's
+    # rules and, as its rule from itself admits its members, its members (none: only the new nodes will carry it),
+    # the cluster's CNI.
     first = fake.subnets[subnet]["securityListIds"][0]
+    [pods] = fake.subnets[oke["podSubnetId"]]["securityListIds"]
     assert sorted(p.split("?")[0].split("/", 2)[2] for _, p in fake.calls) == sorted([
         "clusterNetworks", f"subnets/{subnet}", f"securityLists/{first}", f"securityLists/{second}",
+        f"subnets/{oke['podSubnetId']}", f"securityLists/{pods}",
         f"networkSecurityGroups/{nsg}/securityRules", f"networkSecurityGroups/{nsg}/vnics",
         f"clusters/{next(iter(fake.clusters))}"])
 

@@ -85,18 +85,29 @@ def judged_ports(values: dict[str, Any]) -> GroupPorts | None:
     return None if values["distributed"]["allowOpenGroupPorts"] else group_ports_of(values)
 
 
-def planned_vnics(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...],
-                  config_id: str) -> tuple[Vnic, ...]:
+def pod_vnics(oke: dict[str, Any]) -> Vnic | None:
+    """The VNICs VCN-native pods get on each node (clusterNetwork.oke.podSubnetId and podNsgIds), None without a pod
+    subnet. They are attached to the node's instance, so the existing-node path judges them with the node's own; the
+    planned path judges them too, so that both say the same of the same nodes (whether a listener the group binds on
+    every address answers on them depends on the CNI's plumbing, and the judge errs toward open)."""
+    subnet = str(oke.get("podSubnetId") or "")
+    return Vnic(vnic_id="the pods' VNICs on each node", subnet_id=subnet,
+                nsg_ids=tuple(oke.get("podNsgIds") or ())) if subnet else None
+
+
+def planned_vnics(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], config_id: str,
+                  pods: Vnic | None = None) -> tuple[Vnic, ...]:
     """The VNICs nodes provisioned into ``subnet_id`` get: with an instance configuration of the user's
     (clusterNetwork.instanceConfigurationId) its own (clusterNetwork.nsgIds are not used then), else one primary VNIC
-    carrying ``nsg_ids``.
+    carrying ``nsg_ids``; and ``pods``, the VCN-native pods' VNICs (see ``pod_vnics``).
 
     Raises:
         HelmRdmaError: OCI refused or failed a read.
     """
+    extra = (pods,) if pods is not None else ()
     if config_id:
-        return configured_vnics(api, config_id, subnet_id=subnet_id)
-    return (Vnic(vnic_id="the primary VNIC of each node", subnet_id=subnet_id, nsg_ids=nsg_ids, primary=True),)
+        return configured_vnics(api, config_id, subnet_id=subnet_id) + extra
+    return (Vnic(vnic_id="the primary VNIC of each node", subnet_id=subnet_id, nsg_ids=nsg_ids, primary=True), *extra)
 
 
 def pod_network(api: CountingApi | None, *, cluster_id: str, nodes: list[dict[str, Any]] | None) -> Found | None:
@@ -179,14 +190,15 @@ def _existing(api: CountingApi, spec: NetworkSpec, planned: tuple[Vnic, ...]) ->
 
 
 def _planned_found(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], config_id: str, cluster_id: str,
-                   ports: GroupPorts, spec: NetworkSpec | None = None) -> tuple[list[Found], _Network]:
+                   ports: GroupPorts, spec: NetworkSpec | None = None,
+                   pods: Vnic | None = None) -> tuple[list[Found], _Network]:
     """The verdict entries of nodes to be provisioned (see the module's docstring); with ``spec`` (the hook), the
     nodes of the network that exists already too, each of them a subject.
 
     Raises:
         HelmRdmaError: OCI refused or failed a read.
     """
-    planned = planned_vnics(api, subnet_id=subnet_id, nsg_ids=nsg_ids, config_id=config_id)
+    planned = planned_vnics(api, subnet_id=subnet_id, nsg_ids=nsg_ids, config_id=config_id, pods=pods)
     network = _existing(api, spec, planned) if spec is not None else _Network()
     group = {v.vnic_id for node in network.live for v in node.vnics} | {node.instance_id for node in network.live}
     reader = RuleReader(api)
@@ -199,10 +211,11 @@ def _planned_found(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...]
     return found + ([overlay] if overlay else []), network
 
 
-def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, ports: GroupPorts | None) -> None:
+def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, ports: GroupPorts | None,
+                   pods: Vnic | None = None) -> None:
     """The provisioning hook's check, before anything is created: refuse when the nodes' VNICs (planned, and those
     of the network when it exists) are open to more than the group, or the network's nodes differ from the values
-    (nothing to judge when ``ports`` is None).
+    (nothing to judge when ``ports`` is None); ``pods``: the VCN-native pods' VNICs (see ``pod_vnics``).
 
     Raises:
         NetworkMismatchError: The network exists and its nodes have other NSGs or another subnet than the values.
@@ -214,7 +227,7 @@ def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, port
     try:
         found, network = _planned_found(api, subnet_id=spec.subnet_id, nsg_ids=spec.nsg_ids,
                                         config_id=spec.instance_configuration_id, cluster_id=cluster_id, ports=ports,
-                                        spec=spec)
+                                        spec=spec, pods=pods)
     except HelmRdmaError as exc:
         raise GroupPortsUncheckedError(ports=ports.text(), why=str(exc), outcome="nothing was created",
                                        sign_in=HOOK_SIGN_IN) from None
@@ -266,7 +279,7 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
         try:
             found, _ = _planned_found(api, subnet_id=subnet, nsg_ids=tuple(network.get("nsgIds") or ()),
                                       config_id=str(network.get("instanceConfigurationId") or ""),
-                                      cluster_id=cluster_id, ports=ports)
+                                      cluster_id=cluster_id, ports=ports, pods=pod_vnics(network.get("oke") or {}))
         except HelmRdmaError as exc:
             return PortsVerdict(ports, found=((f"clusterNetwork.subnetId {subnet}", str(exc)),))
         return PortsVerdict(ports, found=tuple(found))

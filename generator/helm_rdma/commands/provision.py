@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NetworkNode, NodeProgress, cordon, network_nodes, wait_for_nodes
-from helm_rdma.commands.groupports import judged_ports, require_closed
+from helm_rdma.commands.groupports import judged_ports, pod_vnics, require_closed
 from helm_rdma.datafiles import values_default
 from helm_rdma.errors import (
     BusyNodesError,
@@ -363,7 +363,8 @@ def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
 
     api = watch.connect(plan.auth)
     require_closed(api, spec=plan.spec, cluster_id=plan.setup.cluster_id,
-                   ports=None if plan.resize == "shrink" else plan.group_ports)  # a shrink creates nothing
+                   ports=None if plan.resize == "shrink" else plan.group_ports,  # a shrink creates nothing
+                   pods=pod_vnics({"podSubnetId": plan.setup.pod_subnet_id, "podNsgIds": plan.setup.pod_nsg_ids}))
 
     def metadata() -> dict[str, str]:
         cluster = read_cluster(api, plan.setup.cluster_id) if plan.setup.cluster_id else None
