@@ -516,11 +516,11 @@ localhost). Refused unless the ports are accepted open.
 {{- $moved := list }}
 {{- $keys := list }}
 {{- $watched := list "VLLM_PORT" "NCCL_COMM_ID" "NCCL_RAS_ADDR" }}
-{{- range $i, $env := .Values.vllm.extraEnv }}
-  {{- if has (toString $env.name) $watched }}{{ $moved = append $moved $env.name }}{{ $keys = append $keys (printf "vllm.extraEnv[%d].name" $i) }}{{ end }}
+{{- range $env := .Values.vllm.extraEnv }}
+  {{- if has (toString $env.name) $watched }}{{ $moved = append $moved $env.name }}{{ $keys = append $keys "vllm.extraEnv" }}{{ end }}
 {{- end }}
 {{- range $name := keys .Values.nccl.settings | sortAlpha }}
-  {{- if has $name $watched }}{{ $moved = append $moved $name }}{{ $keys = append $keys (printf "nccl.settings.%s" $name) }}{{ end }}
+  {{- if has $name $watched }}{{ $moved = append $moved $name }}{{ $keys = append $keys "nccl.settings" }}{{ end }}
 {{- end }}
 {{- if and $moved (eq .Values.rdma.mode "hostNetwork") (gt (int .Values.nodes) 1) (not .Values.distributed.allowOpenGroupPorts) }}
   {{- printf "%s: %s moves a listener of the group (VLLM_PORT: vLLM's own sockets, from that port up; NCCL_COMM_ID: NCCL's bootstrap root; NCCL_RAS_ADDR: NCCL's RAS client port) off the ports the group-ports check judges, onto the node's VCN address with no authentication (hostNetwork); fix: remove it, or set distributed.allowOpenGroupPorts=true to accept the group's ports open" (first $keys) (join ", " $moved) }}
