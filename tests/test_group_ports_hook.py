@@ -176,3 +176,18 @@ def test_the_pods_vnics_are_judged_as_the_existing_nodes_are(config: Path, fake:
     assert creates(fake) == []
     closed_pods = hook_values(tmp_path / "c", fake, subnet=subnet, nsgs=[closed], oke=oke)
     assert provision(hook_plan(closed_pods, config, fake), env=HelmEnv(), watch=WATCH).network.state == "RUNNING"
+
+
+def test_a_network_is_not_grown_into_values_that_name_another_subnet(config: Path, fake: FakeOci,
+                                                                     tmp_path: Path) -> None:
+    subnet, closed = closed_subnet(fake)
+    provision(hook_plan(hook_values(tmp_path / "1", fake, subnet=subnet, nsgs=[closed]), config, fake),
+              env=HelmEnv(), watch=WATCH)
+    net = fake.network()["id"]
+    other, _ = closed_subnet(fake)
+    with pytest.raises(NetworkMismatchError) as refused:
+        provision(hook_plan(hook_values(tmp_path / "2", fake, subnet=other, nsgs=[closed], nodes=3), config, fake),
+                  env=HelmEnv(), watch=WATCH)
+    said = str(refused.value)
+    assert f"the subnet its nodes are placed in is {subnet}, asked {other}" in said
+    assert said.count(f"'s primary VNIC is {subnet}, asked {other}") == 2 and fake.pool_size(net) == 2

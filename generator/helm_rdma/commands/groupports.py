@@ -171,10 +171,11 @@ class _Network:
 
 def _existing(api: CountingApi, spec: NetworkSpec, planned: tuple[Vnic, ...]) -> _Network:
     """The network of ``spec`` as it is (nothing when there is none yet)."""
-    network = survey(api, spec).network
-    if network is None:
+    found = survey(api, spec).network
+    if found is None:
         return _Network()
-    pools = network.instance_pools or api.call("get_cluster_network", network.id).instance_pools or []
+    network = api.call("get_cluster_network", found.id)  # the summary a list gives has no placement
+    pools = network.instance_pools or []
     members = api.all_pages("list_cluster_network_instances", spec.compartment_id, network.id)
     live = instance_vnics(api, [str(m.id) for m in members])
     used: tuple[Vnic, ...] = ()
