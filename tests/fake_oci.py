@@ -163,24 +163,37 @@ class FakeOci:
         return ocid
 
     def add_instance(self, compartment: str, *nsg_ids: list[str], detached: tuple[str, ...] = (),
-                     subnet: str = "ocid1.subnet.oc1..s") -> str:
+                     subnet: str = "ocid1.subnet.oc1..s", ocid: str = "") -> str:
         """An instance with one attached VNIC per list of NSG OCIDs (the first its primary), all in ``subnet``, and a
         VNIC attachment that is DETACHED for each of ``detached`` (NSG OCIDs of a VNIC no longer attached)."""
-        ocid = self.new_id("instance")
+        ocid = ocid or self.new_id("instance")
         self.instance_records[ocid] = {"id": ocid, "compartmentId": compartment, "availabilityDomain": "AD-1",
                                 "region": "iad", "shape": "BM.GPU.H100.8", "lifecycleState": "RUNNING",
                                 "displayName": ocid, "timeCreated": _now()}
         vnics = [(list(n), "ATTACHED") for n in nsg_ids] + [([d], "DETACHED") for d in detached]
         for index, (nsgs, state) in enumerate(vnics):
-            vnic = self.new_id("vnic")
-            self.vnics[vnic] = {"id": vnic, "compartmentId": compartment, "availabilityDomain": "AD-1",
-                                "lifecycleState": "AVAILABLE", "nsgIds": nsgs, "isPrimary": index == 0,
-                                "subnetId": subnet, "timeCreated": _now()}
-            self.vnic_attachments.append({"id": self.new_id("vnicattachment"), "instanceId": ocid, "vnicId": vnic,
-                                          "compartmentId": compartment, "availabilityDomain": "AD-1",
-                                          "subnetId": subnet, "lifecycleState": state,
-                                          "timeCreated": _now()})
+            self.attach_vnic(ocid, compartment, subnet=subnet, nsgs=nsgs, primary=index == 0, state=state)
         return ocid
+
+    def attach_vnic(self, instance: str, compartment: str, *, subnet: str, nsgs: list[str], primary: bool = False,
+                    state: str = "ATTACHED") -> str:
+        """A VNIC in ``subnet`` carrying ``nsgs``, attached to ``instance`` (``state`` its attachment's state)."""
+        vnic = self.new_id("vnic")
+        self.vnics[vnic] = {"id": vnic, "compartmentId": compartment, "availabilityDomain": "AD-1",
+                            "lifecycleState": "AVAILABLE", "nsgIds": nsgs, "isPrimary": primary,
+                            "subnetId": subnet, "timeCreated": _now()}
+        self.vnic_attachments.append({"id": self.new_id("vnicattachment"), "instanceId": instance, "vnicId": vnic,
+                                      "compartmentId": compartment, "availabilityDomain": "AD-1",
+                                      "subnetId": subnet, "lifecycleState": state, "timeCreated": _now()})
+        return vnic
+
+    def nsg_members(self, nsg: str) -> list[dict[str, Any]]:
+        """ListNetworkSecurityGroupVnics' items: each VNIC carrying ``nsg``, with the instance it is attached to (a
+        VNIC whose attachment is DETACHED is gone: OCI deletes a secondary VNIC it detaches)."""
+        attached = {a["vnicId"]: a["instanceId"] for a in self.vnic_attachments if a["lifecycleState"] == "ATTACHED"}
+        gone = {a["vnicId"] for a in self.vnic_attachments} - set(attached)
+        return [{"vnicId": v["id"], "resourceId": attached.get(v["id"]), "timeAssociated": v["timeCreated"]}
+                for v in self.vnics.values() if nsg in (v.get("nsgIds") or []) and v["id"] not in gone]
 
     def network(self) -> dict[str, Any]:
         """The one live cluster network (the tests' usual case)."""
@@ -202,6 +215,11 @@ class FakeOci:
             held = {fd: sum(1 for i in members if i["faultDomain"] == fd) for fd in FAULT_DOMAINS}
             domain = min(FAULT_DOMAINS, key=lambda fd: held[fd])
             members.append({"id": self.new_id("instance"), "faultDomain": domain, "timeCreated": _tick()})
+            if pool.get("_subnet"):  # a network placed in a subnet: its instances get the configuration's VNIC
+                launch = self.instance_configurations.get(pool["instanceConfigurationId"], {})
+                vnic = launch.get("instanceDetails", {}).get("launchDetails", {}).get("createVnicDetails", {})
+                self.add_instance(pool["compartmentId"], list(vnic.get("nsgIds") or []), subnet=pool["_subnet"],
+                                  ocid=members[-1]["id"])
 
     def shrink_by_size(self, pool: dict[str, Any], size: int) -> None:
         """Terminate instances until ``size`` remain, in Oracle's documented order: from the fault domain that holds
@@ -514,12 +532,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def _instance_network(self, route: str, query: dict[str, str]) -> bool:
         """GET /instances/ID, /vnicAttachments?compartmentId=C&instanceId=I (paged), /vnics/ID, /subnets/ID,
-        /securityLists/ID and /networkSecurityGroups/ID/securityRules?direction=D (paged); False for another
-        route."""
+        /securityLists/ID, /networkSecurityGroups/ID/securityRules?direction=D and /networkSecurityGroups/ID/vnics
+        (both paged); False for another route."""
         fake = self.fake
         if route == "/vnicAttachments":
             self._page([a for a in fake.vnic_attachments if a["compartmentId"] == query.get("compartmentId")
                         and a["instanceId"] == query.get("instanceId", a["instanceId"])], query)
+            return True
+        match = re.fullmatch(r"/networkSecurityGroups/([^/]+)/vnics", route)
+        if match:
+            if match.group(1) not in fake.nsg_rules:
+                self._error(404, "NotAuthorizedOrNotFound", f"{route} not found")
+            else:
+                self._page(fake.nsg_members(match.group(1)), query)
             return True
         match = re.fullmatch(r"/networkSecurityGroups/([^/]+)/securityRules", route)
         if match:
@@ -583,7 +608,9 @@ class Handler(BaseHTTPRequestHandler):
             "timeCreated": _now(), "timeUpdated": _now(), "placementConfiguration": payload["placementConfiguration"],
             "instancePools": [{"id": fake.new_id("instancepool"), "compartmentId": payload["compartmentId"],
                                "instanceConfigurationId": p["instanceConfigurationId"], "size": p["size"],
-                               "lifecycleState": "PROVISIONING", "availabilityDomains": [ad]} for p in pools],
+                               "lifecycleState": "PROVISIONING", "availabilityDomains": [ad],
+                               "_subnet": payload["placementConfiguration"].get("primaryVnicSubnets", {})
+                               .get("subnetId")} for p in pools],
         }
         for pool in item["instancePools"]:
             fake.launch(pool, int(pool["size"]))

@@ -534,10 +534,9 @@ def test_gpu_nodes_whose_rules_open_the_group_ports_are_errors(oci_cluster: tupl
     assert opened.startswith("error   group-ports gpu-a2: the group's ports (the torch store's 29500 and NCCL's "
                              "bootstrap and vLLM's ZMQ sockets on the kernel's default ephemeral ports, 32768-60999) "
                              "are open to more than the group, with no authentication (hostNetwork): security list "
-                             f'{security_list} ingress rule 1 ("Allow all traffic from worker nodes") admits TCP '
-                             "from 10.0.20.0/24 to every port; fix: the GPU nodes' subnet security lists must not "
-                             "admit the group's ports (nor all protocols) from anywhere: an OKE quick-create worker "
-                             "subnet's list admits all protocols from the worker CIDR")
+                             f'{security_list} ingress rule #1 (the 2nd, "Allow all traffic from worker nodes") admits '
+                             "TCP from 10.0.20.0/24 to every port; fix: give the GPU nodes a subnet of their own (so "
+                             "that other workers keep the rules they need)")
     assert "examples/nsg-rules.json" in opened and "clusterNetwork.nsgIds" in opened
     # The detached VNIC's open subnet is not gpu-a3's; the NSG's rule from itself opens nothing; a node that is no
     # OCI instance has no OCI rules to report (install refuses on it: see below).
@@ -546,7 +545,11 @@ def test_gpu_nodes_whose_rules_open_the_group_ports_are_errors(oci_cluster: tupl
     assert not fake.rejected and len(reads(fake, "instances/")) == 3
     assert sorted(reads(fake, "subnets/")) == sorted({p for p in reads(fake, "subnets/")}) and \
         len(reads(fake, "subnets/")) == 2
-    assert len(reads(fake, "securityLists/")) == 2 and len(reads(fake, "networkSecurityGroups/")) == 1
+    assert len(reads(fake, "securityLists/")) == 2
+    # The NSG's rules once, its members once: 3 VNICs, 2 to a page (the NSG holds only the judged nodes' VNICs, so
+    # its rule from itself is closed).
+    nsg_reads = [p.rsplit("/", 1)[1] for p in reads(fake, "networkSecurityGroups/")]
+    assert nsg_reads == ["securityRules", "vnics", "vnics"]
 
 
 def test_when_no_rule_opens_the_group_ports_the_nodes_are_ok(oci_cluster: tuple[Any, Path]) -> None:
@@ -556,7 +559,84 @@ def test_when_no_rule_opens_the_group_ports_the_nodes_are_ok(oci_cluster: tuple[
     assert out.exit_code == 0, out.output
     assert lines(out, "ok", "group-ports") == [f"ok      group-ports {H100}: no OCI ingress rule opens the group's "
                                                "ports to more than the group on the 3 node(s) (gpu-a1, gpu-a2, "
-                                               "gpu-a3)"]
+                                               "gpu-a3); pods and hostNetwork processes on the GPU nodes themselves "
+                                               "still reach the ports (the chart's pods take every GPU, so only pods "
+                                               "that tolerate the GPU nodes' taints land there, DaemonSets among "
+                                               "them): only a host firewall on the nodes closes that"]
+
+
+def test_an_nsg_that_a_cpu_node_carries_too_opens_the_gpu_nodes(oci_cluster: tuple[Any, Path]) -> None:
+    """Oracle's OKE layout puts every worker in one "workers" NSG: its rule from itself admits every worker. The
+    members are listed (ListNetworkSecurityGroupVnics); one that is not a VNIC of a judged GPU node is named."""
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    [nsg] = fake.nsg_rules
+    cpu = fake.add_instance("ocid1.compartment.oc1..nodes", [nsg], subnet=next(iter(fake.subnets)))
+    [cpu_vnic] = [a["vnicId"] for a in fake.vnic_attachments if a["instanceId"] == cpu]
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+    assert out.exit_code == 1, out.output
+    opened = lines(out, "error", "group-ports")
+    assert [line.split(":")[0] for line in opened] == [f"error   group-ports gpu-a{n}" for n in (1, 2, 3)]
+    assert f'ingress rule #0 (the first, 000000, "the group") admits TCP from NSG {nsg}, which admits its members, 1 ' \
+           f"of them not the GPU nodes judged (VNIC {cpu_vnic} of instance {cpu}) to every port" in opened[0]
+    assert lines(out, "ok", "group-ports") == []
+
+
+def test_an_instance_with_no_attached_vnic_is_not_judged_closed(oci_cluster: tuple[Any, Path], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    [nsg] = fake.nsg_rules
+    launching = fake.add_instance("ocid1.compartment.oc1..nodes", detached=(nsg,))
+    with Cluster([o for o in READY if o["kind"] != "Node"] + [oci_node("gpu-new", launching)],
+                 tmp_path / "launching") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+    assert lines(out, "ok", "group-ports") == []
+    [unread] = lines(out, "warning", "group-ports")
+    assert unread.startswith(f"warning group-ports gpu-new: not checked: instance {launching} has no attached VNIC "
+                             "yet, so its rules could not be read")
+
+
+# flannel's kube subnet manager annotates every node it runs on with the --kube-annotation-prefix (default
+# "flannel.alpha.coreos.com", flannel-io/flannel main.go) + "/backend-type" etc. (pkg/subnet/kube/annotations.go); its
+# VXLAN backend carries pod traffic between nodes inside UDP 8472 (Documentation/backends.md), which OKE's worker
+# rules admit between workers: no OCI rule closes a GPU node's listeners to pods there.
+def test_on_a_flannel_cluster_the_group_ports_are_open_whatever_ocis_rules_say(
+        oci_cluster: tuple[Any, Path], installs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    nodes = [oci_node(f"gpu-{n}", i) for n, i in enumerate(fake.instance_records)]
+    nodes[0]["metadata"]["annotations"] = {"flannel.alpha.coreos.com/backend-type": "vxlan",
+                                           "flannel.alpha.coreos.com/kube-subnet-manager": "true"}
+    with Cluster([o for o in READY if o["kind"] != "Node"] + nodes, tmp_path / "flannel") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+        refused = install("-n", "ml", "--oci-config", str(config), accept_open_ports=False)
+    [overlay] = lines(out, "error", "group-ports")
+    assert overlay.startswith("error   group-ports pod network: the group's ports (") and \
+        "the cluster's pods use flannel's VXLAN overlay (flannel's annotations on node(s) gpu-0): any pod on any " \
+        "node reaches the GPU nodes' listeners through it" in overlay
+    assert lines(out, "ok", "group-ports") == []
+    assert refused.exit_code == 1 and "  pod network: the cluster's pods use flannel's VXLAN overlay" in \
+        refused.output and refused_helm(installs)
+
+
+def test_the_oke_clusters_cni_says_whether_pods_reach_the_nodes_past_ocis_rules(
+        oci_cluster: tuple[Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, config = oci_cluster
+    close_the_open_subnet(fake)
+    flannel, native = fake.add_cluster(cni="FLANNEL_OVERLAY"), fake.add_cluster(cni="OCI_VCN_IP_NATIVE")
+    nodes = [oci_node(f"gpu-{n}", i) for n, i in enumerate(fake.instance_records)]
+    with Cluster([o for o in READY if o["kind"] != "Node"] + nodes, tmp_path / "cni") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        said = {cni: doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set",
+                            f"clusterNetwork.oke.clusterId={cluster_id}", "--oci-config", str(config))
+                for cni, cluster_id in (("flannel", flannel), ("native", native))}
+    [overlay] = lines(said["flannel"], "error", "group-ports")
+    assert f"the cluster's pods use flannel's VXLAN overlay (cluster {flannel}'s CNI is FLANNEL_OVERLAY)" in overlay
+    assert lines(said["native"], "error", "group-ports") == []
+    assert len(lines(said["native"], "ok", "group-ports")) == 1
 
 
 def test_open_ports_the_values_accept_are_a_warning(oci_cluster: tuple[Any, Path]) -> None:
@@ -621,14 +701,19 @@ def test_install_refuses_when_a_security_list_opens_the_group_ports(oci_cluster:
     assert "helm-rdma: error: the group's ports (the torch store's 29500 and NCCL's bootstrap and vLLM's ZMQ " \
            "sockets on the kernel's default ephemeral ports, 32768-60999) listen on the GPU nodes' VCN addresses " \
            "with no authentication" in out.output
-    assert f'  gpu-a2: security list {security_list} ingress rule 1 ("Allow all traffic from worker nodes") admits ' \
-           "TCP from 10.0.20.0/24 to every port\nnothing was installed; fix: the GPU nodes' subnet security lists " \
-           "must not admit the group's ports" in out.output
+    # what an outsider gets: every request's tokens from vLLM's broadcast (its XPUB socket, vllm 0.33.0
+    # shm_broadcast.py:567), and through the torch store's keys the group's peers and vLLM's readers, which unpickle
+    # what they receive (shm_broadcast.py:1003, 1019)
+    assert "read vLLM's broadcast socket, which sends the token IDs of every request, and write the torch store's " \
+           "keys" in out.output
+    assert f'  gpu-a2: security list {security_list} ingress rule #1 (the 2nd, "Allow all traffic from worker nodes") ' \
+           "admits TCP from 10.0.20.0/24 to every port\nnothing was installed; fix: give the GPU nodes a subnet of " \
+           "their own" in out.output
     assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
     assert refused_helm(installs)
     upgrade = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
                                         "--oci-config", str(config)])
-    assert upgrade.exit_code == 1 and f"  gpu-a2: security list {security_list} ingress rule 1" in upgrade.output
+    assert upgrade.exit_code == 1 and f"  gpu-a2: security list {security_list} ingress rule #1" in upgrade.output
     assert refused_helm(installs)
 
 
@@ -694,15 +779,25 @@ def test_install_that_provisions_judges_the_planned_subnet_before_helm(oci_clust
                                                                        installs: Path) -> None:
     fake, config = oci_cluster
     [opened] = [s for s, sub in fake.subnets.items() if sub["cidrBlock"] == "10.0.20.0/24"]
-    [nsg] = fake.nsg_rules
-    sets = ",".join((*PROVISION, f"clusterNetwork.subnetId={opened}", f"clusterNetwork.nsgIds={{{nsg}}}",
-                     "clusterNetwork.oke.clusterId=ocid1.cluster.oc1..k"))
-    out = install("-n", "ml", "--set", sets, "--oci-config", str(config), accept_open_ports=False)
+    [shared] = fake.nsg_rules  # the three GPU instances of the fixture carry it
+    native = fake.add_cluster(cni="OCI_VCN_IP_NATIVE")
+
+    def planned(nsg: str) -> Any:
+        sets = ",".join((*PROVISION, f"clusterNetwork.subnetId={opened}", f"clusterNetwork.nsgIds={{{nsg}}}",
+                         f"clusterNetwork.oke.clusterId={native}"))
+        return install("-n", "ml", "--set", sets, "--oci-config", str(config), accept_open_ports=False)
+
+    out = planned(shared)
     assert out.exit_code == 1, out.output
     assert f"  clusterNetwork.subnetId {opened}: security list " in out.output and "nothing was installed" in out.output
     assert refused_helm(installs) and not reads(fake, "instances/")
     close_the_open_subnet(fake)
-    out = install("-n", "ml", "--set", sets, "--oci-config", str(config), accept_open_ports=False)
+    # The NSG's rule from itself admits its members: instances that are not the nodes this release provisions.
+    out = planned(shared)
+    assert out.exit_code == 1, out.output
+    assert f"admits TCP from NSG {shared}, which admits its members, 4 of them not the GPU nodes judged (VNIC " \
+        in out.output and refused_helm(installs)
+    out = planned(fake.add_nsg(FROM_ITSELF))  # an NSG no VNIC carries yet: only the new nodes will
     assert out.exit_code == 0, out.output
     assert "group ports: no OCI ingress rule opens them to more than the group (1 subnet read)" in out.stderr
 

@@ -13,6 +13,13 @@ Rules of the consumers:
 - Under hostNetwork every port of the serving pods is a port of the node's VCN address, and Kubernetes
   NetworkPolicies do not reliably apply to hostNetwork pods (FACTS.md "Helm" / NetworkPolicy; kubernetes.io docs
   "Network Policies": "the behavior for hostNetwork pods is undefined").
+- What OKE requires of worker nodes (docs.oracle.com/iaas/Content/ContEng/Concepts/contengnetworkconfig.htm, "Security
+  Rule Configuration in Security Lists and/or Network Security Groups"; the same rules as Terraform in
+  oracle-terraform-modules/terraform-oci-oke modules/network/nsg-workers.tf): ICMP ingress for path discovery (type
+  3 code 4 in the docs' tables), the kubelet (TCP 10250) from the control plane, and from the load balancers the
+  NodePorts (TCP 30000-32767, Kubernetes' default --service-node-port-range) and kube-proxy's health check (TCP 10256).
+  Its "ALL from the other workers / pods / control plane" are what a GPU subnet of its own leaves out: each admits the
+  group's ports.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ def model(cls: Any, data: dict[str, Any]) -> Any:
 
 
 def admits(rule: Any, port: int) -> bool:
+    """Whether ``rule`` admits TCP to ``port``."""
     if rule.direction != "INGRESS" or rule.protocol not in ("6", "all"):
         return False
     if rule.tcp_options is None:
@@ -53,13 +61,23 @@ def admits(rule: Any, port: int) -> bool:
 def test_every_rule_is_an_add_security_rule_the_sdk_accepts() -> None:
     rules = [model(oci.core.models.AddSecurityRuleDetails, r) for r in RULES]
     for rule in rules:
-        assert rule.direction == "INGRESS" and rule.protocol == "6" and rule.is_stateless is False
+        assert rule.direction == "INGRESS" and rule.protocol in ("6", "1") and rule.is_stateless is False
         assert rule.source_type in ("CIDR_BLOCK", "NETWORK_SECURITY_GROUP")
         if rule.tcp_options:
             span = model(oci.core.models.PortRange, rule.tcp_options["destinationPortRange"])
             assert 1 <= span.min <= span.max <= 65535
+        if rule.protocol == "1":
+            icmp = model(oci.core.models.IcmpOptions, rule.icmp_options)
+            assert (icmp.type, icmp.code) == (3, 4)
     with pytest.raises(ValueError):
         model(oci.core.models.AddSecurityRuleDetails, {**RULES[0], "sourceType": "SUBNET"})
+
+
+def test_it_carries_what_oke_requires_of_worker_nodes() -> None:
+    rules = [model(oci.core.models.AddSecurityRuleDetails, r) for r in RULES]
+    assert any(r.protocol == "1" and r.icmp_options == {"type": 3, "code": 4} for r in rules)
+    for port in (10250, 10256, 30000, 32767):
+        assert any(admits(r, port) and r.source_type == "CIDR_BLOCK" for r in rules), port
 
 
 @pytest.mark.parametrize("sets", [(), ("workload.kind=StatefulSet",),
@@ -78,23 +96,26 @@ def test_the_nsg_itself_admits_every_port_of_the_group_and_outsiders_only_the_ap
         ports |= {ray["port"], ray["clientPort"], ray["dashboardPort"]}
     ports |= {40000, 60999}  # NCCL's bootstrap and vLLM's ZMQ sockets take ephemeral ports
     assert all(any(admits(r, p) for r in own) for p in ports)
-    assert {p for p in range(1, 65536, 7) if any(admits(r, p) for r in outside)} <= {v["vllm"]["port"], 10250}
-    assert any(admits(r, v["vllm"]["port"]) for r in outside) and any(admits(r, 10250) for r in outside)
+    needed = {v["vllm"]["port"], 10250, 10256, *range(30000, 32768)}  # the API, OKE's worker rules
+    assert {p for p in range(1, 65536) if any(admits(r, p) for r in outside)} == needed
+    assert not needed & (ports - {v["vllm"]["port"]})
 
 
 def test_the_rdma_doc_shows_the_same_rules() -> None:
-    """The docs' block (one line per rule: direction, protocol, ports, source) and the example say the same."""
+    """The docs' block (one line per rule: direction, protocol, ports or ICMP type/code, source) and the example say
+    the same."""
     text = (REPO / "docs" / "rdma.md").read_text(encoding="utf-8")
     assert "examples/nsg-rules.json" in text and "clusterNetwork.nsgIds" in text
-    lines = re.findall(r"^ingress\s+TCP\s+(\S+)\s+from (.+?)\s+#", text, flags=re.MULTILINE)
-    shown = []
-    for ports, source in lines:
-        low, _, high = ports.partition("-")
-        shown.append((int(low), int(high or low), "NSG" in source))
+    lines = re.findall(r"^ingress\s+(TCP|ICMP)\s+(\S+)\s+from (.+?)\s+#", text, flags=re.MULTILINE)
+    shown = [(proto, ports, "NSG" in source) for proto, ports, source in lines]
     example = []
     for r in RULES:
+        if r["protocol"] == "1":
+            example.append(("ICMP", f"{r['icmpOptions']['type']}/{r['icmpOptions']['code']}", False))
+            continue
         span = (r.get("tcpOptions") or {}).get("destinationPortRange", {"min": 0, "max": 65535})
-        example.append((span["min"], span["max"], r["sourceType"] == "NETWORK_SECURITY_GROUP"))
+        ports = str(span["min"]) if span["min"] == span["max"] else f"{span['min']}-{span['max']}"
+        example.append(("TCP", ports, r["sourceType"] == "NETWORK_SECURITY_GROUP"))
     assert shown == example
 
 
@@ -102,7 +123,7 @@ def test_the_judge_of_install_and_doctor_finds_the_example_closed_and_an_oke_wor
     """The same rules as the API returns them (SecurityRule, this NSG's own OCID as the group's source), judged as
     install, upgrade, the hook and doctor --cluster judge them."""
     from helm_rdma.commands.groupports import group_ports_of
-    from helm_rdma.oci.groupports import open_rules
+    from helm_rdma.oci.groupports import Member, open_rules
 
     own = "ocid1.networksecuritygroup.oc1..THIS-NSG"
     models = oci.core.models
@@ -114,8 +135,11 @@ def test_the_judge_of_install_and_doctor_finds_the_example_closed_and_an_oke_wor
     for sets in ((), ("workload.kind=StatefulSet",)):
         ports = group_ports_of(resolve(request(sets=sets)).values)
         assert ports is not None
-        assert open_rules(security_lists={}, nsgs={own: rules}, ports=ports, own_nsgs={own}) == ()
+        assert open_rules(security_lists={}, nsgs={own: rules}, ports=ports, own_nsgs={own: ()}) == ()
+        # an NSG that another VNIC carries too (a CPU worker's) admits that worker through its rule from itself
+        assert len(open_rules(security_lists={}, nsgs={own: rules}, ports=ports,
+                              own_nsgs={own: (Member("ocid1.vnic.oc1..cpu"),)})) == 1
         # beside OKE quick-create's worker subnet list (all protocols from the worker CIDR) the ports are open
         workers = oci.core.models.IngressSecurityRule(protocol="all", source="10.0.10.0/24")
         assert len(open_rules(security_lists={"ocid1.securitylist.oc1..w": [workers]}, nsgs={own: rules},
-                              ports=ports, own_nsgs={own})) == 1
+                              ports=ports, own_nsgs={own: ()})) == 1

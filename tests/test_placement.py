@@ -106,6 +106,10 @@ def test_notes_say_what_closes_the_groups_own_ports_under_host_network() -> None
     assert "The group's own ports (the torch store's 29500, vLLM's ZMQ sockets, NCCL's bootstrap) listen" in text
     assert "the GPU nodes' subnet security lists must not admit these ports" in text
     assert "examples/nsg-rules.json" in text and "doctor --cluster" in text
+    assert "give the GPU nodes a subnet of their own" in text  # the other workers keep their rules
+    # what OCI's rules never see: flannel's overlay, and the GPU nodes' own pods and processes
+    assert "On a flannel cluster every pod reaches these ports through the VXLAN overlay" in text
+    assert "only a host firewall on\nthe nodes closes that" in text
     assert "allowOpenGroupPorts is true" not in text
     assert "The group's own ports" in notes("clusterNetwork.nsgIds[0]=ocid1.networksecuritygroup.oc1..g")
     accepted = notes("distributed.allowOpenGroupPorts=true")

@@ -191,10 +191,12 @@ def test_deprovision_touches_only_what_is_tagged_as_ours(config: Path, fake: Fak
     assert again.exit_code == 0 and "nothing tagged as ours" in again.output
 
 
-def values_file(tmp_path: Path, fake: FakeOci, **cluster_network: Any) -> Path:
+def values_file(tmp_path: Path, fake: FakeOci, oke: dict[str, Any] | None = None, **cluster_network: Any) -> Path:
+    """The generated chart's values with these clusterNetwork keys (and clusterNetwork.oke keys)."""
     chart = generate(request(), output=tmp_path / "chart").path
     values = yaml.safe_load((chart / "values.yaml").read_text())
     values["clusterNetwork"].update(cluster_network)
+    values["clusterNetwork"]["oke"].update(oke or {})
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
     return path
@@ -203,7 +205,7 @@ def values_file(tmp_path: Path, fake: FakeOci, **cluster_network: Any) -> Path:
 def test_from_values_is_what_the_hook_runs(config: Path, fake: FakeOci, tmp_path: Path) -> None:
     subnet, nsg = closed_subnet(fake)
     path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
-                       subnetId=subnet, imageId="ocid1.image.oc1..i", auth="apiKey", nsgIds=[nsg])
+                       subnetId=subnet, imageId="ocid1.image.oc1..i", auth="apiKey", nsgIds=[nsg], oke=native(fake))
     # The hook passes the name and label its helpers computed (tests/test_placement.py checks the chart side).
     plan = plan_from_values(path, release="llama405b", namespace="ml", name="llama405b.ml",
                             node_label="helm-rdma.io/cluster-network=llama405b.ml")
@@ -266,6 +268,13 @@ def closed_subnet(fake: FakeOci) -> tuple[str, str]:
     return fake.add_subnet("10.0.10.0/24", SSH_AND_KUBELET), nsg
 
 
+def native(fake: FakeOci) -> dict[str, Any]:
+    """clusterNetwork.oke of a VCN-native OKE cluster (pods have VCN addresses, so OCI's rules reach them), its pod
+    subnet's list closed to the group's ports."""
+    return {"clusterId": fake.add_cluster(cni="OCI_VCN_IP_NATIVE"),
+            "podSubnetId": fake.add_subnet("10.0.64.0/18", SSH_AND_KUBELET)}
+
+
 def hook_plan(path: Path, config: Path, fake: FakeOci) -> ProvisionPlan:
     """The hook's plan of the values at ``path`` (as `provision --from-values` reads them), signed in to ``fake``
     with the test key where the hook would read its mounted config."""
@@ -281,20 +290,28 @@ def test_the_hook_refuses_a_subnet_that_opens_the_group_ports_before_it_creates_
         config: Path, fake: FakeOci, tmp_path: Path) -> None:
     _, nsg = closed_subnet(fake)
     subnet = fake.add_subnet("10.0.10.0/24", SSH_AND_KUBELET, [WORKERS_ALL])
+    oke = native(fake)
     path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1", subnetId=subnet,
-                       imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml")
+                       imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml", oke=oke)
     with pytest.raises(GroupPortsOpenError) as refused:
         provision(hook_plan(path, config, fake), env=HelmEnv(), watch=Watch(poll_seconds=0.01))
     assert refused.value.exit_code == 1
     [second] = fake.subnets[subnet]["securityListIds"][1:]
-    assert (f'  security list {second} ingress rule 0 ("Allow all traffic from worker nodes") admits TCP from '
-            "10.0.10.0/24 to every port\nnothing was created; fix: the GPU nodes' subnet security lists must not "
-            "admit the group's ports") in str(refused.value)
+    assert (f'  clusterNetwork.subnetId {subnet}: security list {second} ingress rule #0 (the first, "Allow all '
+            'traffic from worker nodes") admits TCP from 10.0.10.0/24 to every port\nnothing was created; fix: give '
+            "the GPU nodes a subnet of their own") in str(refused.value)
     assert "or set distributed.allowOpenGroupPorts=true" in str(refused.value)
     assert creates(fake) == [] and not fake.instance_configurations and not fake.cluster_networks
-    # The group's own NSG rule is read, each object once.
-    assert sorted(p.split("/")[2] for _, p in fake.calls) == [
-        "networkSecurityGroups", "securityLists", "securityLists", "subnets"]
+    # Each object is read once: the network (none yet), the nodes' and the pods' subnets and their lists, the NSG's
+    # rules and, as its rule from itself admits its members, its members (none: only the new nodes will carry it),
+    # the cluster's CNI.
+    first = fake.subnets[subnet]["securityListIds"][0]
+    [pods] = fake.subnets[oke["podSubnetId"]]["securityListIds"]
+    assert sorted(p.split("?")[0].split("/", 2)[2] for _, p in fake.calls) == sorted([
+        "clusterNetworks", f"subnets/{subnet}", f"securityLists/{first}", f"securityLists/{second}",
+        f"subnets/{oke['podSubnetId']}", f"securityLists/{pods}",
+        f"networkSecurityGroups/{nsg}/securityRules", f"networkSecurityGroups/{nsg}/vnics",
+        f"clusters/{next(iter(fake.clusters))}"])
 
 
 def test_the_hook_that_cannot_read_the_rules_creates_nothing(config: Path, fake: FakeOci, tmp_path: Path) -> None:

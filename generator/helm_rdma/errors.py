@@ -703,8 +703,10 @@ class GroupPortsOpenError(RuntimeFailure):
 
     def __init__(self, *, ports: str, lines: Sequence[str], outcome: str, fix: str) -> None:
         super().__init__(f"the group's ports ({ports}) listen on the GPU nodes' VCN addresses with no authentication "
-                         "(hostNetwork), and vLLM unpickles what its sockets read, so whoever these OCI ingress rules "
-                         f"admit can run code in the serving process:\n{_indented(lines)}\n{outcome}; fix: {fix}; or "
+                         "(hostNetwork): whoever these paths admit can read vLLM's broadcast socket, which sends the "
+                         "token IDs of every request, and write the torch store's keys, which redirect the group's "
+                         "NCCL and gloo peers and vLLM's readers, which unpickle what they receive (code in the "
+                         f"serving process):\n{_indented(lines)}\n{outcome}; fix: {fix}; or "
                          "set distributed.allowOpenGroupPorts=true to accept these ports open")
 
 

@@ -505,6 +505,45 @@ prepared for, and vLLM would fail at load after the download.
 {{- end }}
 
 {{/*
+The group-ports check (helm-rdma's oci/groupports.py) judges the torch store's, the group watch's and the kernel's
+ephemeral ports, where vLLM's and NCCL's sockets listen when they bind port 0. Three variables move a listener
+elsewhere, on the node's VCN address under hostNetwork, with no authentication: VLLM_PORT (vLLM's envs.py: the base
+port vLLM's own sockets take, upward from it), NCCL_COMM_ID (NVIDIA/nccl src/bootstrap.cc: a fixed host:port for the
+bootstrap root) and NCCL_RAS_ADDR (src/ras/client_support.cc: the RAS client port, 28028 by default, beyond
+localhost). Refused unless the ports are accepted open.
+*/}}
+{{- define "vllm-rdma.rule.group-port-env" -}}
+{{- $moved := list }}
+{{- $keys := list }}
+{{- $watched := list "VLLM_PORT" "NCCL_COMM_ID" "NCCL_RAS_ADDR" }}
+{{- range $env := .Values.vllm.extraEnv }}
+  {{- if has (toString $env.name) $watched }}{{ $moved = append $moved $env.name }}{{ $keys = append $keys "vllm.extraEnv" }}{{ end }}
+{{- end }}
+{{- range $name := keys .Values.nccl.settings | sortAlpha }}
+  {{- if has $name $watched }}{{ $moved = append $moved $name }}{{ $keys = append $keys "nccl.settings" }}{{ end }}
+{{- end }}
+{{- if and $moved (eq .Values.rdma.mode "hostNetwork") (gt (int .Values.nodes) 1) (not .Values.distributed.allowOpenGroupPorts) }}
+  {{- printf "%s: %s moves a listener of the group (VLLM_PORT: vLLM's own sockets, from that port up; NCCL_COMM_ID: NCCL's bootstrap root; NCCL_RAS_ADDR: NCCL's RAS client port) off the ports the group-ports check judges, onto the node's VCN address with no authentication (hostNetwork); fix: remove it, or set distributed.allowOpenGroupPorts=true to accept the group's ports open" (first $keys) (join ", " $moved) }}
+{{- end }}
+{{- end }}
+
+{{/*
+An NSG admits, through a rule whose source is itself, every VNIC in it (docs.oracle.com/iaas/Content/Network/Concepts/
+networksecuritygroups.htm). Pods' VNICs carry clusterNetwork.oke.podNsgIds (OKE's pod-nsgids: VCN-native pods), so an
+NSG in both lists makes every pod on those nodes a member of the GPU nodes' own NSG, admitted to the group's ports.
+*/}}
+{{- define "vllm-rdma.rule.pod-nsg-overlap" -}}
+{{- $network := .Values.clusterNetwork }}
+{{- $both := list }}
+{{- range $id := ($network.oke.podNsgIds | default list) }}
+  {{- if has $id ($network.nsgIds | default list) }}{{ $both = append $both $id }}{{ end }}
+{{- end }}
+{{- if and $network.provision $both }}
+  {{- printf "clusterNetwork.oke.podNsgIds: %s is in clusterNetwork.nsgIds too, so every pod's VNIC on the GPU nodes would be a member of the nodes' own NSG, whose rule from itself admits its members to the group's ports; fix: give the pods NSGs of their own in clusterNetwork.oke.podNsgIds, none of them in clusterNetwork.nsgIds" (join ", " $both) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Every rule above, and the NCCL look-alikes of the values schema (vllm-rdma.ncclLookalikes, templates/_lookalikes.tpl):
 fails once, listing each problem, its key and fix. generator/helm_rdma/contract.py holds the first line
 (VALIDATE_MARKER), by which helm-rdma finds the problems in helm's error.
@@ -519,7 +558,7 @@ fails once, listing each problem, its key and fix. generator/helm_rdma/contract.
       "unprivileged-security-context" "privilege-escalation" "host-network-sysctl" "cpu-limit" "memory-limit"
       "gateway-parents" "lora-disabled" "lora-name-repeat" "lora-base-name" "lora-path" "extra-args-layout"
       "router-scorers" "autoscaling-statefulset" "autoscaling-prometheus" "autoscaling-range" "autoscaling-targets"
-      "shrink-wait" }}
+      "shrink-wait" "pod-nsg-overlap" "group-port-env" }}
   {{- with include (printf "vllm-rdma.rule.%s" $rule) $ }}{{ $problems = append $problems . }}{{ end }}
 {{- end }}
 {{- with include "vllm-rdma.ncclLookalikes" . }}

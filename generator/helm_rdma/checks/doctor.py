@@ -239,8 +239,9 @@ def _group_ports(v: dict[str, Any]) -> list[Finding]:
                     "vLLM's ZMQ sockets, NCCL's bootstrap) then reach each other only "
                     "where the subnet's security lists admit them, to everyone in the rules' source range, with no "
                     "authentication (hostNetwork; NetworkPolicies do not reach these pods)",
-                    "create an NSG with the rules of examples/nsg-rules.json (TCP from itself, the group, plus what "
-                    "the node needs), keep the group's ports out of the subnet's security lists, and set "
+                    "create an NSG that only these nodes will carry, with the rules of examples/nsg-rules.json (TCP "
+                    "from itself, the group, plus what the node needs), keep the group's ports out of the subnet's "
+                    "security lists (a subnet of the GPU nodes' own, so other workers keep theirs), and set "
                     "clusterNetwork.nsgIds=[OCID] (install --provision takes --nsg)")]
 
 

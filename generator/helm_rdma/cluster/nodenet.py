@@ -16,17 +16,48 @@ from helm_rdma.errors import ClusterError
 
 CHECK = "group-ports"
 # What closes the group's ports: OCI admits what the UNION of a VNIC's subnet security lists and its NSGs admits, so
-# the security lists must not admit them, and an NSG on the GPU nodes admits them from itself (oci/groupports.py).
-GROUP_PORTS_FIX = ("the GPU nodes' subnet security lists must not admit the group's ports (nor all protocols) from "
-                   "anywhere: an OKE quick-create worker subnet's list admits all protocols from the worker CIDR, so "
-                   "give the GPU nodes' subnet a security list without that rule (or give the GPU nodes a subnet of "
-                   "their own), and put an NSG on the GPU nodes that admits TCP from itself (the group) plus what the "
-                   "node needs (examples/nsg-rules.json): clusterNetwork.nsgIds (install --provision --nsg) for nodes "
-                   "this release provisions, the OCI console or `oci network vnic update --vnic-id VNIC --nsg-ids "
-                   "'[\"NSG\"]'` for others")
+# the security lists must not admit them, and an NSG only the GPU nodes carry admits them from itself
+# (oci/groupports.py). A security list applies to every VNIC in its subnet, so the GPU nodes get a subnet of their
+# own, whose list admits what OKE requires of worker nodes (docs.oracle.com/iaas/Content/ContEng/Concepts/
+# contengnetworkconfig.htm, "Security Rule Configuration in Security Lists and/or Network Security Groups", worker
+# nodes: all traffic from the other workers' CIDR and the pods' CIDR, TCP from the Kubernetes API endpoint, ICMP
+# type 3 code 4 path discovery) but not the group's ports. On a flannel cluster that "all traffic from the workers"
+# carries the pod overlay, so no OCI rule closes the ports to pods there.
+GROUP_PORTS_FIX = ("give the GPU nodes a subnet of their own (so that other workers keep the rules they need), whose "
+                   "security list admits what OKE requires of worker nodes (Oracle's \"Security Rule Configuration in "
+                   "Security Lists and/or Network Security Groups\": the Kubernetes API endpoint's TCP, ICMP 3/4, and "
+                   "from the other workers and pods only what they need) but not the group's ports, and put an NSG "
+                   "that only the GPU nodes carry on them that admits TCP from itself (examples/nsg-rules.json): "
+                   "clusterNetwork.nsgIds (install --provision --nsg) for nodes this release provisions, the OCI "
+                   "console or `oci network vnic update --vnic-id VNIC --nsg-ids '[\"NSG\"]'` for others; on a "
+                   "flannel cluster no OCI rule closes them: use VCN-native pod networking (OCI_VCN_IP_NATIVE)")
+# The subject of the pod network's own verdict (flannel's overlay).
+POD_NETWORK = "pod network"
+# The annotations flannel's kube subnet manager writes on every node it runs on: the --kube-annotation-prefix
+# default "flannel.alpha.coreos.com" (flannel-io/flannel main.go) + "/backend-type", "/backend-data", "/public-ip",
+# "/kube-subnet-manager" (pkg/subnet/kube/annotations.go, newAnnotations).
+FLANNEL_ANNOTATIONS = "flannel.alpha.coreos.com/"
+# What stays open when OCI's rules pass: traffic that starts on the GPU node never crosses its VNIC's rules.
+SAME_NODE = ("pods and hostNetwork processes on the GPU nodes themselves still reach the ports (the chart's pods take "
+             "every GPU, so only pods that tolerate the GPU nodes' taints land there, DaemonSets among them): only a "
+             "host firewall on the nodes closes that")
 ACCEPTED = "accepted by distributed.allowOpenGroupPorts=true"
 CHECK_BY_HAND = ("check the node's subnet security lists and its VNICs' NSGs in the OCI console (Instance, Attached "
                  "VNICs)")
+
+
+def flannel_nodes(nodes: list[dict[str, Any]]) -> list[str]:
+    """The names of the nodes flannel annotated (it runs there: the cluster's pods use its overlay)."""
+    return sorted(str(n["metadata"]["name"]) for n in nodes
+                  if any(k.startswith(FLANNEL_ANNOTATIONS) for k in (n["metadata"].get("annotations") or {})))
+
+
+def flannel_open(evidence: str) -> str:
+    """Why flannel's overlay opens the group's ports, whatever OCI's rules say (``evidence``: how it was seen)."""
+    return (f"the cluster's pods use flannel's VXLAN overlay ({evidence}): any pod on any node reaches the GPU nodes' "
+            "listeners through it, inside UDP 8472 between the worker nodes, which OKE's worker rules must admit, so "
+            "no OCI rule can close the group's ports to pods; the ways on are VCN-native pod networking "
+            "(OCI_VCN_IP_NATIVE) with OCI's rules closed, or distributed.allowOpenGroupPorts=true")
 
 
 def gpu_nodes(connection: Connection, *, shape: str) -> list[dict[str, Any]] | None:
@@ -78,7 +109,7 @@ def port_checks(shape: str, found: Mapping[str, tuple[str, ...] | str], *, ports
     if closed and not open_:
         shown = ", ".join(closed[:SHOWN]) + (f" and {len(closed) - SHOWN} more" if len(closed) > SHOWN else "")
         checks.append(ClusterCheck(CHECK, "ok", shape, f"no OCI ingress rule opens the group's ports to more than the "
-                                   f"group on the {len(closed)} node(s) ({shown})"))
+                                   f"group on the {len(closed)} node(s) ({shown}); {SAME_NODE}"))
     return checks
 
 

@@ -3,8 +3,18 @@ them), `install` and `upgrade` (which refuse before helm runs) and the provision
 creates anything). One judge (oci/groupports.py), two ways to the rules:
 
 - nodes that exist (clusterNetwork.provision false): the GPU nodes of the preset's shape, their instances from
-  spec.providerID, each instance's attached VNICs, each VNIC's subnet security lists and NSGs;
-- nodes to be provisioned: clusterNetwork.subnetId's security lists and clusterNetwork.nsgIds (the nodes' own NSGs).
+  spec.providerID, each instance's attached VNICs, each VNIC's subnet security lists and NSGs; an NSG a rule admits
+  from must hold only these nodes' VNICs;
+- nodes to be provisioned: the VNICs they will get (clusterNetwork.subnetId, and clusterNetwork.nsgIds or, with
+  clusterNetwork.instanceConfigurationId, that configuration's NSGs and secondary VNICs); the hook, which knows the
+  network's name, also judges the live VNICs of a network that exists already and refuses when its nodes have other
+  NSGs or another subnet than the values say. An NSG a rule admits from must hold only that network's nodes.
+
+OCI's rules are not every path: on a flannel cluster every pod reaches the GPU nodes' listeners through the VXLAN
+overlay (UDP between the workers, which OKE's worker rules must admit), so the ports count as open there; the CNI is
+read from flannel's node annotations or the OKE cluster (clusterNetwork.oke.clusterId). Pods and hostNetwork processes
+on the GPU nodes themselves never cross a VNIC's rules: only a host firewall on the nodes closes that (the texts say
+so even when the judge passes).
 
 The provisioner imports this module: it never imports the chart writer.
 """
@@ -18,21 +28,45 @@ from typing import Any
 from helm_rdma.checks.facts import group_watch
 from helm_rdma.cluster.check import SHOWN, ClusterCheck
 from helm_rdma.cluster.kube import Connection
-from helm_rdma.cluster.nodenet import GROUP_PORTS_FIX, gpu_nodes, not_checked, port_checks, provider_ids
-from helm_rdma.errors import GroupPortsOpenError, GroupPortsUncheckedError, HelmRdmaError, InputError
+from helm_rdma.cluster.nodenet import (
+    GROUP_PORTS_FIX,
+    POD_NETWORK,
+    flannel_nodes,
+    flannel_open,
+    gpu_nodes,
+    not_checked,
+    port_checks,
+    provider_ids,
+)
+from helm_rdma.errors import (
+    GroupPortsOpenError,
+    GroupPortsUncheckedError,
+    HelmRdmaError,
+    InputError,
+    NetworkMismatchError,
+    OciRequestError,
+)
 from helm_rdma.oci.clients import CountingApi, OciAuth, OciPatience
-from helm_rdma.oci.groupports import GroupPorts, OpenRule, RuleReader, group_ports
-from helm_rdma.oci.vnics import instance_id, instance_vnics
+from helm_rdma.oci.groupports import GroupPorts, RuleReader, group_ports
+from helm_rdma.oci.network import NetworkSpec, deprovision_command, survey
+from helm_rdma.oci.vnics import InstanceVnics, Vnic, configured_vnics, instance_id, instance_vnics
 
 # A check reads a few objects: it waits on OCI far less than provisioning does.
 CHECK_PATIENCE = OciPatience(connect_timeout=5, read_timeout=20, retry_seconds=20, heartbeat_seconds=30)
 # What lets a local sign-in read the rules (doctor --cluster, install, upgrade).
 LOCAL_SIGN_IN = ("pass --oci-config and --oci-profile, or --auth instancePrincipal on an OCI instance, for a user or "
-                 "instance that may read the GPU nodes' instances, VNICs, subnets, security lists and NSGs: inspect "
-                 "instance-family, read virtual-network-family")
+                 "instance that may read the GPU nodes' instances, VNICs, subnets, security lists and NSGs (and the "
+                 "OKE cluster): inspect instance-family, read virtual-network-family, read clusters")
 # What lets the hook's sign-in read them.
 HOOK_SIGN_IN = ("a policy that lets the hook's sign-in (clusterNetwork.auth) read virtual-network-family in the "
-                "subnet's and the NSGs' compartments, and a clusterNetwork.subnetId and nsgIds that exist")
+                "subnet's and the NSGs' compartments and the OKE cluster, and a clusterNetwork.subnetId, nsgIds and "
+                "oke.clusterId that exist")
+# The OKE cluster's pod networking (ContainerEngineClient.get_cluster, cluster_pod_network_options[].cni_type; the
+# SDK's container_engine/models/cluster_pod_network_option_details.py).
+FLANNEL, VCN_NATIVE = "FLANNEL_OVERLAY", "OCI_VCN_IP_NATIVE"
+# A verdict entry: a subject (a node, the planned subnet, the pod network) and the rules that open the ports there
+# (as text; none: closed), or why it was not judged.
+Found = tuple[str, "tuple[str, ...] | str"]
 
 
 def group_ports_of(values: dict[str, Any]) -> GroupPorts | None:
@@ -52,35 +86,157 @@ def judged_ports(values: dict[str, Any]) -> GroupPorts | None:
     return None if values["distributed"]["allowOpenGroupPorts"] else group_ports_of(values)
 
 
-def planned_open_rules(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...],
-                       ports: GroupPorts) -> tuple[OpenRule, ...]:
-    """The rules that would open ``ports`` on nodes provisioned into ``subnet_id`` with ``nsg_ids`` on their VNIC
-    (clusterNetwork.subnetId and nsgIds): the subnet's security lists and those NSGs, the nodes' own NSGs.
+def pod_vnics(oke: dict[str, Any]) -> Vnic | None:
+    """The VNICs VCN-native pods get on each node (clusterNetwork.oke.podSubnetId and podNsgIds), None without a pod
+    subnet. They are attached to the node's instance, so the existing-node path judges them with the node's own; the
+    planned path judges them too, so that both say the same of the same nodes (whether a listener the group binds on
+    every address answers on them depends on the CNI's plumbing, and the judge errs toward open)."""
+    subnet = str(oke.get("podSubnetId") or "")
+    return Vnic(vnic_id="the pods' VNICs on each node", subnet_id=subnet,
+                nsg_ids=tuple(oke.get("podNsgIds") or ())) if subnet else None
+
+
+def planned_vnics(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], config_id: str,
+                  pods: Vnic | None = None) -> tuple[Vnic, ...]:
+    """The VNICs nodes provisioned into ``subnet_id`` get: with an instance configuration of the user's
+    (clusterNetwork.instanceConfigurationId) its own (clusterNetwork.nsgIds are not used then), else one primary VNIC
+    carrying ``nsg_ids``; and ``pods``, the VCN-native pods' VNICs (see ``pod_vnics``).
 
     Raises:
         HelmRdmaError: OCI refused or failed a read.
     """
-    return RuleReader(api).judge(subnet_ids=(subnet_id,), nsg_ids=nsg_ids, ports=ports)
+    extra = (pods,) if pods is not None else ()
+    if config_id:
+        return configured_vnics(api, config_id, subnet_id=subnet_id) + extra
+    return (Vnic(vnic_id="the primary VNIC of each node", subnet_id=subnet_id, nsg_ids=nsg_ids, primary=True), *extra)
 
 
-def require_closed(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], ports: GroupPorts | None) -> None:
-    """The provisioning hook's check, before anything is created: refuse when the subnet or the NSGs open ``ports``
-    (nothing to judge when None).
+def pod_network(api: CountingApi | None, *, cluster_id: str, nodes: list[dict[str, Any]] | None) -> Found | None:
+    """Whether pods reach the GPU nodes' listeners past OCI's rules: a finding for the pod network on a flannel
+    cluster (flannel's node annotations, or the OKE cluster's CNI), or why the CNI is unknown; None when pods have
+    VCN addresses (OCI_VCN_IP_NATIVE), whose VNICs OCI's rules judge. ``nodes`` None: the nodes are to be
+    provisioned, so only the cluster can tell, and with no ``cluster_id`` the CNI is unknown.
 
     Raises:
-        GroupPortsOpenError: A rule opens them (names each rule).
+        HelmRdmaError: OCI refused or failed the read of the cluster.
+    """
+    annotated = flannel_nodes(nodes or [])
+    if annotated:
+        return POD_NETWORK, (flannel_open(f"flannel's annotations on node(s) {', '.join(annotated[:SHOWN])}"),)
+    if not cluster_id:
+        if nodes is not None:
+            return None  # flannel's kube subnet manager annotates every node it runs on: none did
+        return POD_NETWORK, ("clusterNetwork.oke.clusterId is empty, so the cluster's pod networking (flannel's "
+                             "overlay, or VCN-native) is unknown")
+    if api is None:
+        return None
+    cluster = api.call("get_cluster", cluster_id)
+    cni = next((o.cni_type for o in cluster.cluster_pod_network_options or [] if o.cni_type), "")
+    if cni == FLANNEL:
+        return POD_NETWORK, (flannel_open(f"cluster {cluster_id}'s CNI is {FLANNEL}"),)
+    if cni == VCN_NATIVE:
+        return None
+    return POD_NETWORK, f"cluster {cluster_id}'s CNI is {cni or 'not given'}, so its pod network was not judged"
+
+
+def _differences(planned: tuple[Vnic, ...], live: list[InstanceVnics], *, network: Any, used: tuple[Vnic, ...],
+                 subnet_id: str) -> list[tuple[str, str, str]]:
+    """What the nodes of a network that exists get, where it differs from what the values plan: the subnet it
+    places them in, the NSGs of its instance configuration's primary VNIC, each instance's primary VNIC."""
+    asked = ", ".join(sorted(planned[0].nsg_ids)) or "no NSG"
+    found = []
+    placement = getattr(network, "placement_configuration", None)
+    subnets = getattr(placement, "primary_vnic_subnets", None)
+    placed = str(getattr(subnets, "subnet_id", None) or getattr(placement, "primary_subnet_id", None) or "")
+    if placed and placed != subnet_id:
+        found.append(("the subnet its nodes are placed in", placed, subnet_id))
+    if used and (now := ", ".join(sorted(used[0].nsg_ids)) or "no NSG") != asked:
+        found.append(("the NSGs of the primary VNIC its instance configuration gives new nodes", now, asked))
+    for node in live:
+        for vnic in (v for v in node.vnics if v.primary):
+            if vnic.subnet_id != subnet_id:
+                found.append((f"the subnet of instance {node.instance_id}'s primary VNIC", vnic.subnet_id, subnet_id))
+            if (now := ", ".join(sorted(vnic.nsg_ids)) or "no NSG") != asked:
+                found.append((f"the NSGs of instance {node.instance_id}'s primary VNIC", now, asked))
+    return found
+
+
+@dataclass(frozen=True)
+class _Network:
+    """A cluster network that exists already: its nodes' VNICs, and what differs from the values."""
+
+    live: tuple[InstanceVnics, ...] = ()
+    differences: tuple[tuple[str, str, str], ...] = ()
+    network_id: str = ""
+
+
+def _existing(api: CountingApi, spec: NetworkSpec, planned: tuple[Vnic, ...]) -> _Network:
+    """The network of ``spec`` as it is (nothing when there is none yet)."""
+    found = survey(api, spec).network
+    if found is None:
+        return _Network()
+    network = api.call("get_cluster_network", found.id)  # the summary a list gives has no placement
+    pools = network.instance_pools or []
+    members = api.all_pages("list_cluster_network_instances", spec.compartment_id, network.id)
+    live = instance_vnics(api, [str(m.id) for m in members])
+    used: tuple[Vnic, ...] = ()
+    config = str(pools[0].instance_configuration_id or "") if pools else ""
+    if config:
+        try:
+            used = configured_vnics(api, config, subnet_id=spec.subnet_id)
+        except OciRequestError as exc:
+            if exc.status != 404:  # gone: a grow fails at OCI, and the instances are compared below
+                raise
+    return _Network(live=tuple(live), network_id=str(network.id), differences=tuple(
+        _differences(planned, live, network=network, used=used, subnet_id=spec.subnet_id)))
+
+
+def _planned_found(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], config_id: str, cluster_id: str,
+                   ports: GroupPorts, spec: NetworkSpec | None = None,
+                   pods: Vnic | None = None) -> tuple[list[Found], _Network]:
+    """The verdict entries of nodes to be provisioned (see the module's docstring); with ``spec`` (the hook), the
+    nodes of the network that exists already too, each of them a subject.
+
+    Raises:
+        HelmRdmaError: OCI refused or failed a read.
+    """
+    planned = planned_vnics(api, subnet_id=subnet_id, nsg_ids=nsg_ids, config_id=config_id, pods=pods)
+    network = _existing(api, spec, planned) if spec is not None else _Network()
+    group = {v.vnic_id for node in network.live for v in node.vnics} | {node.instance_id for node in network.live}
+    reader = RuleReader(api)
+    found: list[Found] = [(f"clusterNetwork.subnetId {subnet_id}",
+                           tuple(r.text() for r in reader.judge_vnics(planned, ports=ports, group=group)))]
+    for node in network.live:
+        found.append((f"instance {node.instance_id}", node.problem or tuple(
+            r.text() for r in reader.judge_vnics(node.vnics, ports=ports, group=group))))
+    overlay = pod_network(api, cluster_id=cluster_id, nodes=None)
+    return found + ([overlay] if overlay else []), network
+
+
+def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, ports: GroupPorts | None,
+                   pods: Vnic | None = None) -> None:
+    """The provisioning hook's check, before anything is created: refuse when the nodes' VNICs (planned, and those
+    of the network when it exists) are open to more than the group, or the network's nodes differ from the values
+    (nothing to judge when ``ports`` is None); ``pods``: the VCN-native pods' VNICs (see ``pod_vnics``).
+
+    Raises:
+        NetworkMismatchError: The network exists and its nodes have other NSGs or another subnet than the values.
+        GroupPortsOpenError: A rule, or the pod network, opens them (names each).
         GroupPortsUncheckedError: The rules could not be read.
     """
     if ports is None:
         return
     try:
-        found = planned_open_rules(api, subnet_id=subnet_id, nsg_ids=nsg_ids, ports=ports)
+        found, network = _planned_found(api, subnet_id=spec.subnet_id, nsg_ids=spec.nsg_ids,
+                                        config_id=spec.instance_configuration_id, cluster_id=cluster_id, ports=ports,
+                                        spec=spec, pods=pods)
     except HelmRdmaError as exc:
         raise GroupPortsUncheckedError(ports=ports.text(), why=str(exc), outcome="nothing was created",
                                        sign_in=HOOK_SIGN_IN) from None
-    if found:
-        raise GroupPortsOpenError(ports=ports.text(), lines=[r.text() for r in found], outcome="nothing was created",
-                                  fix=GROUP_PORTS_FIX)
+    if network.differences:
+        raise NetworkMismatchError(name=spec.name, network_id=network.network_id, differences=network.differences,
+                                   deprovision=deprovision_command(spec))
+    _require(PortsVerdict(ports, found=tuple(found)), outcome="nothing was created", sign_in=HOOK_SIGN_IN)
 
 
 @dataclass(frozen=True)
@@ -107,13 +263,14 @@ class PortsVerdict:
 
 
 def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection | None, oci: OciAuth) -> PortsVerdict:
-    """Judge the group's ``ports`` on the nodes of these values: the planned subnet and NSGs when the release
-    provisions them, else the GPU nodes of the preset's shape that ``connection`` lists (None: no cluster).
+    """Judge the group's ``ports`` on the nodes of these values: the planned VNICs when the release provisions them,
+    else the GPU nodes of the preset's shape that ``connection`` lists (None: no cluster); and the pod network.
 
     Raises:
         ClusterError: The API server stopped answering.
     """
     network = values.get("clusterNetwork") or {}
+    cluster_id = str((network.get("oke") or {}).get("clusterId") or "")
     if network.get("provision"):
         subnet = str(network.get("subnetId") or "")
         if not subnet:
@@ -121,12 +278,13 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
         api = _sign_in(oci)
         if isinstance(api, str):
             return PortsVerdict(ports, note=api)
-        subject = f"clusterNetwork.subnetId {subnet}"
         try:
-            rules = planned_open_rules(api, subnet_id=subnet, nsg_ids=tuple(network.get("nsgIds") or ()), ports=ports)
+            found, _ = _planned_found(api, subnet_id=subnet, nsg_ids=tuple(network.get("nsgIds") or ()),
+                                      config_id=str(network.get("instanceConfigurationId") or ""),
+                                      cluster_id=cluster_id, ports=ports, pods=pod_vnics(network.get("oke") or {}))
         except HelmRdmaError as exc:
-            return PortsVerdict(ports, found=((subject, str(exc)),))
-        return PortsVerdict(ports, found=((subject, tuple(r.text() for r in rules)),))
+            return PortsVerdict(ports, found=((f"clusterNetwork.subnetId {subnet}", str(exc)),))
+        return PortsVerdict(ports, found=tuple(found))
     if connection is None:
         return PortsVerdict(ports, note="no kubeconfig, so the GPU nodes could not be listed")
     shape = str(values["preset"]["shape"])
@@ -140,20 +298,32 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
     foreign = sorted(str(n["metadata"]["name"]) for n in nodes if str(n["metadata"]["name"]) not in instances)
     beyond = (f"{len(foreign)} GPU node(s) ({', '.join(foreign[:SHOWN])}{' ...' if len(foreign) > SHOWN else ''}) "
               "name no OCI instance in spec.providerID, so their rules could not be read") if foreign else ""
+    session = _sign_in(oci, count=len(instances)) if instances or cluster_id else None
+    if isinstance(session, str):
+        return PortsVerdict(ports, note=session, beyond=beyond)
+    per_node = _node_found(session, instances, ports=ports) if session is not None and instances else {}
+    try:
+        overlay = pod_network(session, cluster_id=cluster_id, nodes=nodes)
+    except HelmRdmaError as exc:
+        overlay = (POD_NETWORK, str(exc))
+    return PortsVerdict(ports, found=tuple(sorted(per_node.items())) + ((overlay,) if overlay else ()),
+                        beyond=beyond)
+
+
+def _node_found(api: CountingApi, instances: dict[str, str], *, ports: GroupPorts) -> dict[str, tuple[str, ...] | str]:
+    """Node -> the rules that open ``ports`` on its VNICs, or why they were not read; an NSG a rule admits from must
+    hold only VNICs of these nodes' instances."""
+    reader = RuleReader(api)
+    read = {i.instance_id: i for i in instance_vnics(api, instances.values())}
+    group = {v.vnic_id for i in read.values() for v in i.vnics} | set(instances.values())
     found: dict[str, tuple[str, ...] | str] = {}
-    if instances:
-        api = _sign_in(oci, count=len(instances))
-        if isinstance(api, str):
-            return PortsVerdict(ports, note=api, beyond=beyond)
-        reader = RuleReader(api)
-        read = {i.instance_id: i for i in instance_vnics(api, instances.values())}
-        for node, ocid in instances.items():
-            try:
-                found[node] = read[ocid].problem or tuple(r.text() for r in reader.judge_vnics(read[ocid].vnics,
-                                                                                                ports=ports))
-            except HelmRdmaError as exc:
-                found[node] = str(exc)
-    return PortsVerdict(ports, found=tuple(sorted(found.items())), beyond=beyond)
+    for node, ocid in instances.items():
+        try:
+            found[node] = read[ocid].problem or tuple(r.text() for r in reader.judge_vnics(
+                read[ocid].vnics, ports=ports, group=group))
+        except HelmRdmaError as exc:
+            found[node] = str(exc)
+    return found
 
 
 def _sign_in(oci: OciAuth, *, count: int = 0) -> CountingApi | str:
@@ -197,13 +367,17 @@ def require_judged_closed(verdict: PortsVerdict) -> None:
     """install's and upgrade's refusal, before helm runs.
 
     Raises:
-        GroupPortsOpenError: A rule opens the group's ports (names each rule, with the node or subnet).
-        GroupPortsUncheckedError: Some node, or the planned subnet, could not be judged.
+        GroupPortsOpenError: A rule, or the pod network, opens the group's ports (names each, with the node or
+            subnet).
+        GroupPortsUncheckedError: Some node, the planned subnet or the pod network could not be judged.
     """
-    outcome = "nothing was installed"
+    _require(verdict, outcome="nothing was installed", sign_in=LOCAL_SIGN_IN)
+
+
+def _require(verdict: PortsVerdict, *, outcome: str, sign_in: str) -> None:
     if verdict.opened:
         raise GroupPortsOpenError(ports=verdict.ports.text(), lines=verdict.opened, outcome=outcome,
                                   fix=GROUP_PORTS_FIX)
     if verdict.unjudged:
         raise GroupPortsUncheckedError(ports=verdict.ports.text(), why="; ".join(verdict.unjudged), outcome=outcome,
-                                       sign_in=LOCAL_SIGN_IN)
+                                       sign_in=sign_in)

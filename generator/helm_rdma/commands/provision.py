@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from helm_rdma.clock import SYSTEM_CLOCK, Clock, Polling
 from helm_rdma.cluster.kube import NetworkNode, NodeProgress, cordon, network_nodes, wait_for_nodes
-from helm_rdma.commands.groupports import judged_ports, require_closed
+from helm_rdma.commands.groupports import judged_ports, pod_vnics, require_closed
 from helm_rdma.datafiles import values_default
 from helm_rdma.errors import (
     BusyNodesError,
@@ -351,18 +351,20 @@ class Watch:
 def provision(plan: ProvisionPlan, *, env: HelmEnv, watch: Watch = Watch(),
               on_nodes: Callable[[NodeProgress], None] = _ignore) -> ProvisionResult:
     """Provision the cluster network of ``plan`` and, unless told not to, wait for its nodes to be Ready. With
-    ``plan.group_ports`` (the hook, under hostNetwork), first refuse when the subnet's security lists or the nodes'
-    NSGs open them: nothing is created or billed.
+    ``plan.group_ports`` (the hook, under hostNetwork), first refuse when the subnet's security lists, the nodes'
+    NSGs (planned, and those of the network's nodes when it exists) or the pod network open them, or when the
+    network's nodes have other NSGs or another subnet than the plan: nothing is created or billed.
 
     Raises:
-        GroupPortsOpenError, GroupPortsUncheckedError: See commands.groupports.require_closed.
+        GroupPortsOpenError, GroupPortsUncheckedError, NetworkMismatchError: See commands.groupports.require_closed.
         NodesNotReadyError: The network runs but its nodes did not join in time (the message says how to delete it).
         HelmRdmaError: See ``provision_network``, ``read_cluster`` and ``node_metadata``.
     """
 
     api = watch.connect(plan.auth)
-    require_closed(api, subnet_id=plan.spec.subnet_id, nsg_ids=plan.spec.nsg_ids,
-                   ports=None if plan.resize == "shrink" else plan.group_ports)  # a shrink creates nothing
+    require_closed(api, spec=plan.spec, cluster_id=plan.setup.cluster_id,
+                   ports=None if plan.resize == "shrink" else plan.group_ports,  # a shrink creates nothing
+                   pods=pod_vnics({"podSubnetId": plan.setup.pod_subnet_id, "podNsgIds": plan.setup.pod_nsg_ids}))
 
     def metadata() -> dict[str, str]:
         cluster = read_cluster(api, plan.setup.cluster_id) if plan.setup.cluster_id else None

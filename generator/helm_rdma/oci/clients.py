@@ -41,7 +41,8 @@ SERVICES = {"get_image": "compute", "get_cluster": "container_engine", "create_k
             "get_console_history_content": "compute", "delete_console_history": "compute",
             "get_instance": "compute", "list_vnic_attachments": "compute", "get_vnic": "virtual_network",
             "get_subnet": "virtual_network", "get_security_list": "virtual_network",
-            "list_network_security_group_security_rules": "virtual_network"}
+            "list_network_security_group_security_rules": "virtual_network",
+            "list_network_security_group_vnics": "virtual_network"}
 
 POLICY_CHECK = ("clusterNetwork.compartmentId (--compartment), and that a policy lets auth mode {auth} manage "
                 "compute-management-family and instance-family and use virtual-network-family in it (README, "
@@ -54,7 +55,8 @@ NOT_FOUND_CHECKS = {
 }
 NOT_FOUND_CHECKS["create_kubeconfig"] = NOT_FOUND_CHECKS["get_cluster"]
 NOT_FOUND_CHECKS.update(dict.fromkeys(
-    ("get_subnet", "get_security_list", "list_network_security_group_security_rules"),
+    ("get_subnet", "get_security_list", "list_network_security_group_security_rules",
+     "list_network_security_group_vnics"),
     "clusterNetwork.subnetId (--subnet) and clusterNetwork.nsgIds (--nsg), or the GPU nodes' VNICs: OCIDs of this "
     "region, and that a policy lets auth mode {auth} read virtual-network-family in their compartments"))
 

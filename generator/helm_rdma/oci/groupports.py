@@ -6,15 +6,21 @@ Under hostNetwork the torch store (distributed.masterPort), NCCL's bootstrap and
 VCN address, with no authentication; Kubernetes NetworkPolicies do not reach hostNetwork pods. What reaches a VNIC is
 what the UNION of its subnet's security lists and its network security groups admits (docs.oracle.com, "Comparison of
 Security Lists and Network Security Groups": "the union of all the rules"): an NSG can open a port, never close one a
-security list admits. So every rule of either kind that admits TCP to those ports from anywhere but the node's own
-NSGs is a path to the serving process.
+security list admits. So every rule of either kind that admits TCP to those ports from anywhere but the group is a
+path to the serving process. A rule whose source is one of the VNIC's own NSGs admits every VNIC in that NSG
+(VirtualNetworkClient.list_network_security_group_vnics lists them): it is closed only while every member is a VNIC
+of the group's own nodes.
 
 The rules are the SDK's models: a security list's IngressSecurityRule (VirtualNetworkClient.get_security_list,
 ``ingress_security_rules``) and an NSG's SecurityRule (list_network_security_group_security_rules, direction
 INGRESS). Their fields: ``protocol`` ("6" TCP, "all", or another IANA number), ``source`` and ``source_type``
 (CIDR_BLOCK, SERVICE_CIDR_BLOCK, NETWORK_SECURITY_GROUP), ``tcp_options.destination_port_range.min/max`` (no
-``tcp_options``, or no range, is every port), and for NSG rules ``is_valid`` (False once the NSG it names is deleted:
-it admits nothing).
+``tcp_options``, or no range, is every port), and for NSG rules ``is_valid`` (the SDK's security_rule.py: "If the
+rule's `source` or `destination` is a network security group, the value changes to `False` if that network security
+group is deleted": only such a rule admits nothing; False on any other rule is not trusted to close anything).
+
+These are OCI's rules only: traffic that never crosses a VNIC's rules (pods on the GPU nodes themselves, or a pod
+overlay such as flannel's VXLAN, which the workers' rules must admit) is judged by the caller (commands/groupports.py).
 """
 
 from __future__ import annotations
@@ -71,6 +77,31 @@ def group_ports(*, master_port: int, watch_port: int | None) -> GroupPorts:
     return GroupPorts(spans=tuple(spans))
 
 
+# How many foreign members of an NSG a refusal names (then "and N more").
+MEMBERS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class Member:
+    """One VNIC in an NSG (NetworkSecurityGroupVnic): its OCID and the instance it is attached to ("" when the API
+    gives none)."""
+
+    vnic_id: str
+    instance_id: str = ""
+
+    def text(self) -> str:
+        return f"VNIC {self.vnic_id}" + (f" of instance {self.instance_id}" if self.instance_id else "")
+
+
+def _ordinal(index: int) -> str:
+    """ "the first" for 0, "the 2nd" for 1, ... (a rule's place counted from 1, as a person counts)."""
+    n = index + 1
+    if n == 1:
+        return "the first"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"the {n}{suffix}"
+
+
 @dataclass(frozen=True)
 class OpenRule:
     """One ingress rule that admits TCP to the group's ports from outside the group.
@@ -78,7 +109,8 @@ class OpenRule:
     Attributes:
         holder: The OCID of the security list or NSG the rule belongs to.
         kind: "security list" or "NSG".
-        index: The rule's place among the holder's ingress rules (from 0, as the API lists them).
+        index: The rule's place among the holder's ingress rules (from 0, as the API lists them; the text says
+            both: "rule #0 (the first)").
         description: The rule's own description ("" when it has none).
         source: Where the rule admits traffic from, with its kind unless a CIDR block.
         ports: The group's ports it admits.
@@ -94,9 +126,10 @@ class OpenRule:
     rule_id: str = ""
 
     def text(self) -> str:
-        named = ", ".join(p for p in (self.rule_id, f'"{self.description}"' if self.description else "") if p)
-        return (f"{self.kind} {self.holder} ingress rule {self.index}{f' ({named})' if named else ''} admits TCP from "
-                f"{self.source} to {self.ports}")
+        named = ", ".join(p for p in (_ordinal(self.index), self.rule_id,
+                                      f'"{self.description}"' if self.description else "") if p)
+        return (f"{self.kind} {self.holder} ingress rule #{self.index} ({named}) admits TCP from {self.source} to "
+                f"{self.ports}")
 
 
 def _admitted(rule: Any, ports: GroupPorts) -> str:
@@ -120,16 +153,33 @@ def _source(rule: Any) -> str:
     return str(rule.source)
 
 
+def _members_text(nsg: str, foreign: Sequence[Member]) -> str:
+    shown = ", ".join(m.text() for m in foreign[:MEMBERS_SHOWN])
+    more = f" and {len(foreign) - MEMBERS_SHOWN} more" if len(foreign) > MEMBERS_SHOWN else ""
+    return f"NSG {nsg}, which admits its members, {len(foreign)} of them not the GPU nodes judged ({shown}{more})"
+
+
+def _closed_by_nsg(rule: Any, own_nsgs: Mapping[str, Sequence[Member]]) -> bool:
+    """Whether ``rule`` admits nobody: its NSG source was deleted (is_valid False, which the SDK documents only for
+    NSG sources), or it is one of the VNIC's own NSGs with no member outside the group."""
+    if rule.source_type != NSG_SOURCE:
+        return False
+    return rule.is_valid is False or (rule.source in own_nsgs and not own_nsgs[rule.source])
+
+
 def open_rules(*, security_lists: Mapping[str, Sequence[Any]], nsgs: Mapping[str, Sequence[Any]],
-               ports: GroupPorts, own_nsgs: Collection[str]) -> tuple[OpenRule, ...]:
-    """Every rule that admits TCP to any of ``ports`` from a source that is not one of ``own_nsgs``.
+               ports: GroupPorts, own_nsgs: Mapping[str, Sequence[Member]]) -> tuple[OpenRule, ...]:
+    """Every rule that admits TCP to any of ``ports`` from anyone but the group.
 
     Args:
         security_lists: Security list OCID -> its ingress rules (IngressSecurityRule): a subnet's lists apply to
             every VNIC in it, and their sources are CIDR blocks or services, never the group alone.
-        nsgs: NSG OCID -> its rules (SecurityRule); egress rules and rules no longer valid are passed over.
+        nsgs: NSG OCID -> its rules (SecurityRule); egress rules, and rules whose source NSG was deleted, are passed
+            over.
         ports: The group's ports.
-        own_nsgs: The NSGs of the VNIC being judged: a rule whose source is one of them admits only their members.
+        own_nsgs: The NSGs of the VNIC being judged, each with its members that are not the group's own VNICs
+            (none: only the group is in it): a rule whose source is one of them admits its members, so it is open
+            when any of them is foreign.
     """
     found = []
     for holder, rules in security_lists.items():
@@ -139,10 +189,12 @@ def open_rules(*, security_lists: Mapping[str, Sequence[Any]], nsgs: Mapping[str
     for holder, rules in nsgs.items():
         ingress = [r for r in rules if r.direction == "INGRESS"]
         for index, rule in enumerate(ingress):
-            if rule.is_valid is False or (rule.source_type == NSG_SOURCE and rule.source in own_nsgs):
+            if _closed_by_nsg(rule, own_nsgs):
                 continue
             if admitted := _admitted(rule, ports):
-                found.append(OpenRule(holder, NSG, index, rule.description or "", _source(rule), admitted,
+                source = (_members_text(rule.source, own_nsgs[rule.source])
+                          if rule.source_type == NSG_SOURCE and rule.source in own_nsgs else _source(rule))
+                found.append(OpenRule(holder, NSG, index, rule.description or "", source, admitted,
                                       rule_id=rule.id or ""))
     return tuple(found)
 
@@ -156,6 +208,7 @@ class RuleReader:
         self._subnets: dict[str, tuple[str, ...]] = {}
         self._lists: dict[str, list[Any]] = {}
         self._nsgs: dict[str, list[Any]] = {}
+        self._members: dict[str, tuple[Member, ...]] = {}
 
     def security_lists(self, subnet_id: str) -> dict[str, list[Any]]:
         """The ingress rules of each security list of the subnet (GetSubnet, then GetSecurityList)."""
@@ -174,8 +227,19 @@ class RuleReader:
                                                       direction="INGRESS")
         return {ocid: self._nsgs[ocid] for ocid in nsg_ids}
 
-    def judge(self, *, subnet_ids: Iterable[str], nsg_ids: Sequence[str], ports: GroupPorts) -> tuple[OpenRule, ...]:
-        """The rules that open ``ports`` on a VNIC in ``subnet_ids`` carrying ``nsg_ids`` (see ``open_rules``).
+    def members(self, nsg_id: str) -> tuple[Member, ...]:
+        """The VNICs in an NSG (ListNetworkSecurityGroupVnics, every page)."""
+        if nsg_id not in self._members:
+            self._members[nsg_id] = tuple(Member(vnic_id=str(m.vnic_id), instance_id=str(m.resource_id or ""))
+                                          for m in self.api.all_pages("list_network_security_group_vnics", nsg_id))
+        return self._members[nsg_id]
+
+    def judge(self, *, subnet_ids: Iterable[str], nsg_ids: Sequence[str], ports: GroupPorts,
+              group: Collection[str]) -> tuple[OpenRule, ...]:
+        """The rules that open ``ports`` on a VNIC in ``subnet_ids`` carrying ``nsg_ids`` (see ``open_rules``):
+        the members of each own NSG a rule admits from are read, and every one that is not in ``group`` (the VNIC
+        and instance OCIDs of the group's own nodes), by its VNIC or by the instance it is attached to, is
+        foreign.
 
         Raises:
             HelmRdmaError: OCI refused or failed a read (see oci.clients).
@@ -183,16 +247,24 @@ class RuleReader:
         lists: dict[str, list[Any]] = {}
         for subnet in subnet_ids:
             lists.update(self.security_lists(subnet))
-        return open_rules(security_lists=lists, nsgs=self.nsg_rules(nsg_ids), ports=ports, own_nsgs=set(nsg_ids))
+        rules = self.nsg_rules(nsg_ids)
+        named = {r.source for held in rules.values() for r in held if r.direction == "INGRESS"
+                 and r.source_type == NSG_SOURCE and r.source in nsg_ids and _admitted(r, ports)}
+        own = {nsg: tuple(m for m in self.members(nsg) if m.vnic_id not in group and m.instance_id not in group)
+                    if nsg in named else ()
+               for nsg in nsg_ids}
+        return open_rules(security_lists=lists, nsgs=rules, ports=ports, own_nsgs=own)
 
-    def judge_vnics(self, vnics: Iterable[Vnic], *, ports: GroupPorts) -> tuple[OpenRule, ...]:
-        """The rules that open ``ports`` on any of one node's ``vnics``, each rule once.
+    def judge_vnics(self, vnics: Iterable[Vnic], *, ports: GroupPorts,
+                    group: Collection[str]) -> tuple[OpenRule, ...]:
+        """The rules that open ``ports`` on any of one node's ``vnics``, each rule once (see ``judge``).
 
         Raises:
             HelmRdmaError: OCI refused or failed a read (see oci.clients).
         """
         found: dict[tuple[str, int], OpenRule] = {}
         for vnic in vnics:
-            for rule in self.judge(subnet_ids=(vnic.subnet_id,), nsg_ids=vnic.nsg_ids, ports=ports):
+            for rule in self.judge(subnet_ids=(vnic.subnet_id,), nsg_ids=vnic.nsg_ids, ports=ports,
+                                   group=group):
                 found.setdefault((rule.holder, rule.index), rule)
         return tuple(found.values())
