@@ -741,8 +741,8 @@ def test_install_goes_on_when_only_the_group_reaches_its_ports(oci_cluster: tupl
         upgrade = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
                                             "--oci-config", str(config)])
     assert out.exit_code == 0, out.output
-    assert "helm-rdma: group ports: no OCI ingress rule opens them to more than the group (4 node(s) read)" \
-        in out.stderr
+    assert ("helm-rdma: group ports: no OCI ingress rule opens them to more than the group, and no overlay reaches "
+            "them (4 node(s) read); pods and processes on the GPU nodes themselves still reach them") in out.stderr
     assert upgrade.exit_code == 0, upgrade.output
     assert [line.split()[:2] for line in installs.read_text().splitlines()] == [["install", "llama405b"],
                                                                                ["upgrade", "--install"]]
@@ -799,7 +799,7 @@ def test_install_that_provisions_judges_the_planned_subnet_before_helm(oci_clust
         in out.output and refused_helm(installs)
     out = planned(fake.add_nsg(FROM_ITSELF))  # an NSG no VNIC carries yet: only the new nodes will
     assert out.exit_code == 0, out.output
-    assert "group ports: no OCI ingress rule opens them to more than the group (1 subnet read)" in out.stderr
+    assert "no overlay reaches them (1 subject(s) read)" in out.stderr
 
 
 @pytest.mark.parametrize(("nodes", "forbidden", "why"), [

@@ -294,8 +294,9 @@ def _check_group_ports(resolved: Resolved, *, env: HelmEnv, oci: OciAuth, on_pro
         else:
             verdict = judge(values, ports=ports, connection=connection, oci=oci)
     require_judged_closed(verdict)
-    on_progress(f"group ports: no OCI ingress rule opens them to more than the group ({len(verdict.found)} "
-                f"{'subnet' if values['clusterNetwork']['provision'] else 'node(s)'} read)")
+    on_progress(f"group ports: no OCI ingress rule opens them to more than the group, and no overlay reaches them "
+                f"({len(verdict.found)} {'subject(s)' if values['clusterNetwork']['provision'] else 'node(s)'} "
+                "read); pods and processes on the GPU nodes themselves still reach them")
     return True
 
 
