@@ -818,3 +818,17 @@ def test_install_refuses_when_it_cannot_see_the_gpu_nodes(nodes: list[dict[str, 
     assert f"closed to all but the group (hostNetwork, no authentication on them): {why}" in out.output
     assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
     assert refused_helm(installs)
+
+
+def test_install_that_provisions_refuses_no_hooks(oci_cluster: tuple[Any, Path], installs: Path) -> None:
+    """The provisioning hook makes the network and judges the nodes OCI really has before anything bills; helm's
+    --no-hooks would skip it and install on whatever nodes are there."""
+    fake, config = oci_cluster
+    [subnet] = [s for s, sub in fake.subnets.items() if sub["cidrBlock"] == "10.0.20.0/24"]
+    sets = ",".join((*PROVISION, f"clusterNetwork.subnetId={subnet}"))
+    out = install("-n", "ml", "--set", sets, "--oci-config", str(config), "--", "--no-hooks")
+    assert out.exit_code == 2, out.output
+    assert "install -- --no-hooks: the arguments after -- go to helm as they are, and with --no-hooks helm would " \
+           "skip the hook that provisions the cluster network" in out.output
+    assert "fix: drop --no-hooks, or set clusterNetwork.provision=false" in out.output
+    assert refused_helm(installs) and not fake.calls

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from helm_rdma.commands.groupports import PortsVerdict, judge, judged_ports
 from helm_rdma.commands.provision import Watch, provision
 from helm_rdma.errors import GroupPortsOpenError, GroupPortsUncheckedError, NetworkMismatchError
 from helm_rdma.helmenv import HelmEnv
@@ -191,3 +192,28 @@ def test_a_network_is_not_grown_into_values_that_name_another_subnet(config: Pat
     said = str(refused.value)
     assert f"the subnet its nodes are placed in is {subnet}, asked {other}" in said
     assert said.count(f"'s primary VNIC is {subnet}, asked {other}") == 2 and fake.pool_size(net) == 2
+
+
+def test_install_counts_the_releases_own_provisioned_nodes_as_the_group(config: Path, fake: FakeOci,
+                                                                        tmp_path: Path) -> None:
+    """Once the hook made the network, the NSG that admits TCP from itself holds exactly its nodes. install and
+    upgrade, which cannot know the name the chart gives the network, find the release's networks by their release
+    and namespace tags: their nodes are the group, so the second day's upgrade goes on; another release's are not."""
+    subnet, closed = closed_subnet(fake)
+    day1 = hook_values(tmp_path / "1", fake, subnet=subnet, nsgs=[closed])
+    plan = hook_plan(day1, config, fake)
+    provision(plan, env=HelmEnv(), watch=WATCH)
+    values = json.loads(day1.read_text())
+    values["clusterNetwork"]["provision"] = True
+    ports = judged_ports(values)
+    assert ports is not None
+
+    def verdict(release: str, namespace: str | None) -> PortsVerdict:
+        return judge(values, ports=ports, connection=None, oci=plan.auth, release=release, namespace=namespace)
+
+    for namespace in ("ml", None):  # the namespace helm targets, or unknown here (the kube context's)
+        own = verdict("llama405b", namespace)
+        assert not own.opened and not own.unjudged, own
+    for other in (verdict("other", "ml"), verdict("llama405b", "team-b")):
+        assert any(f"admits TCP from NSG {closed}, which admits its members, 2 of them not the GPU nodes judged" in line
+                   for line in other.opened), other.opened

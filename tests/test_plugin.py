@@ -406,7 +406,9 @@ PROVISION = ["--provision", "--compartment", "ocid1.compartment.oc1..c", "--avai
 
 
 def test_install_provision_fills_the_values_and_covers_the_hook_in_the_timeout(helm: Helm) -> None:
-    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", *PROVISION, "--auth", "instance_principal")
+    nsgs = ["ocid1.networksecuritygroup.oc1..a", "ocid1.networksecuritygroup.oc1..b"]
+    out = helm.run("rdma", "install", "llama405b", "--preset", "h100", *PROVISION, "--auth", "instance_principal",
+                   "--nsg", nsgs[0], "--nsg", nsgs[1])
     assert out.returncode == 0, out.stderr
     [call] = helm.recorded()
     assert call[call.index("--timeout") + 1] == "303m"  # 153m first start (tests/test_values.py) + 120m network + 30m nodes
@@ -414,6 +416,7 @@ def test_install_provision_fills_the_values_and_covers_the_hook_in_the_timeout(h
     assert values["clusterNetwork"]["provision"] is True
     assert values["clusterNetwork"]["auth"] == "instancePrincipal"
     assert values["clusterNetwork"]["subnetId"] == "ocid1.subnet.oc1..s"
+    assert values["clusterNetwork"]["nsgIds"] == nsgs  # what the texts that ask for an NSG tell the user to pass
     assert "name: llama405b-vllm-rdma-provision" in (helm.calls.parent / "calls.jsonl.rendered").read_text()
 
 

@@ -184,12 +184,14 @@ def _provision_options(func: Any) -> Any:
 
     @functools.wraps(func)
     def command(*args: Any, provision: bool, compartment: str | None, availability_domain: str | None,
-                subnet: str | None, image: str | None, oke_cluster: str | None, pod_subnet: str | None,
+                subnet: str | None, image: str | None, nsgs: tuple[str, ...], oke_cluster: str | None,
+                pod_subnet: str | None,
                 auth: str | None, oci_api_key_secret: str | None, oci_endpoint: str | None, request: ChartRequest,
                 **kwargs: Any) -> Any:
         network: dict[str, Any] = {key: value for key, value in (
             ("provision", provision or None), ("compartmentId", compartment),
             ("availabilityDomain", availability_domain), ("subnetId", subnet), ("imageId", image),
+            ("nsgIds", list(nsgs) or None),
             ("auth", auth), ("apiKeySecret", oci_api_key_secret), ("endpoint", oci_endpoint),
         ) if value is not None}
         oke = {key: value for key, value in (("clusterId", oke_cluster), ("podSubnetId", pod_subnet)) if value}
@@ -206,6 +208,8 @@ def _provision_options(func: Any) -> Any:
         click.option("--availability-domain", metavar="AD", help="Availability domain (with --provision)."),
         click.option("--subnet", metavar="OCID", help="Subnet OCID of the nodes (with --provision)."),
         click.option("--image", metavar="OCID", help="Image OCID of the nodes (with --provision)."),
+        click.option("--nsg", "nsgs", multiple=True, metavar="OCID",
+                     help="NSG of the nodes' primary VNIC (with --provision; repeatable): clusterNetwork.nsgIds."),
         click.option("--oke-cluster", metavar="OCID",
                      help="OKE cluster the provisioned nodes join (with --provision)."),
         click.option("--pod-subnet", metavar="OCID", help="Pod subnet of a VCN-native cluster (with --provision)."),

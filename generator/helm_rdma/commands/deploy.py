@@ -18,7 +18,7 @@ from helm_rdma.cluster.kube import connect, kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import chart_verdict, preinstall_report, refusal, render_checked, require_clean
 from helm_rdma.commands.groupports import PortsVerdict, judge, judged_ports, require_judged_closed
-from helm_rdma.errors import ChartValuesError, ClusterCheckError, ClusterError, ValuesCheckError
+from helm_rdma.errors import ChartValuesError, ClusterCheckError, ClusterError, HelmArgumentError, ValuesCheckError
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import OciAuth
@@ -143,6 +143,13 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
     # Checked here, not only by helm: helm-rdma's own checks read the values, and with --provision nothing may
     # reach OCI before every check passed.
     resolved = resolve(request)
+    if "--no-hooks" in helm_args and resolved.values["clusterNetwork"]["provision"]:
+        # The provisioning hook is where the network is made, and where its nodes' rules are judged against the
+        # nodes OCI really has: without it the release would run on whatever nodes are there.
+        raise HelmArgumentError(argument="--no-hooks", flag="--no-hooks", command="upgrade" if run.upgrade else
+                                "install", effect="skip the hook that provisions the cluster network and judges its "
+                                "nodes' OCI rules (clusterNetwork.provision is on)",
+                                fix="drop --no-hooks, or set clusterNetwork.provision=false for nodes that exist")
     findings = require_clean(resolved)
     for finding in findings:
         on_warning(_text(finding.key, finding.message, finding.fix))
@@ -285,14 +292,16 @@ def _check_group_ports(resolved: Resolved, *, env: HelmEnv, oci: OciAuth, on_pro
     if refused:
         raise ValuesCheckError(lines=[f.line() for f in refused])
     if values["clusterNetwork"]["provision"] or not kubeconfig_found(env):
-        verdict = judge(values, ports=ports, connection=None, oci=oci)
+        verdict = judge(values, ports=ports, connection=None, oci=oci, release=resolved.release,
+                        namespace=env.namespace)
     else:
         try:
             connection = connect(env)
         except ClusterError as exc:
             verdict = PortsVerdict(ports, note=f"the GPU nodes could not be listed ({exc})")
         else:
-            verdict = judge(values, ports=ports, connection=connection, oci=oci)
+            verdict = judge(values, ports=ports, connection=connection, oci=oci, release=resolved.release,
+                            namespace=connection.namespace)
     require_judged_closed(verdict)
     on_progress(f"group ports: no OCI ingress rule opens them to more than the group, and no overlay reaches them "
                 f"({len(verdict.found)} {'subject(s)' if values['clusterNetwork']['provision'] else 'node(s)'} "

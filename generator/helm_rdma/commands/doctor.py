@@ -105,8 +105,8 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
                                                        "message")), cluster_note="not checked: the chart does "
                                                                                  "not render")
     if oci is not None:  # outside the chart's try: a bad --oci-profile is the user's (exit 2), not the chart's
-        report = replace(report, checks=report.checks + tuple(group_port_checks(resolved.values,
-                                                                                connection=connection, oci=oci)))
+        report = replace(report, checks=report.checks + tuple(group_port_checks(
+            resolved.values, connection=connection, oci=oci, release=resolved.release)))
     return DoctorResult(findings=tuple(own), cluster=report)
 
 

@@ -8,7 +8,9 @@ creates anything). One judge (oci/groupports.py), two ways to the rules:
 - nodes to be provisioned: the VNICs they will get (clusterNetwork.subnetId, and clusterNetwork.nsgIds or, with
   clusterNetwork.instanceConfigurationId, that configuration's NSGs and secondary VNICs); the hook, which knows the
   network's name, also judges the live VNICs of a network that exists already and refuses when its nodes have other
-  NSGs or another subnet than the values say. An NSG a rule admits from must hold only that network's nodes.
+  NSGs or another subnet than the values say. install and upgrade, which do not know the name the chart gives it,
+  count the nodes of every live network tagged with the release (and its namespace when known) as the group. An
+  NSG a rule admits from must hold only that network's nodes.
 
 OCI's rules are not every path: on a flannel cluster every pod reaches the GPU nodes' listeners through the VXLAN
 overlay (UDP between the workers, which OKE's worker rules must admit), so the ports count as open there; the CNI is
@@ -48,8 +50,9 @@ from helm_rdma.errors import (
 )
 from helm_rdma.oci.clients import CountingApi, OciAuth, OciPatience
 from helm_rdma.oci.groupports import GroupPorts, RuleReader, group_ports
-from helm_rdma.oci.network import NetworkSpec, deprovision_command, survey
+from helm_rdma.oci.network import TAG_NAMESPACE, TAG_RELEASE, NetworkSpec, deprovision_command, survey
 from helm_rdma.oci.vnics import InstanceVnics, Vnic, configured_vnics, instance_id, instance_vnics
+from helm_rdma.oci.waiting import DEAD, state_of
 
 # A check reads a few objects: it waits on OCI far less than provisioning does.
 CHECK_PATIENCE = OciPatience(connect_timeout=5, read_timeout=20, retry_seconds=20, heartbeat_seconds=30)
@@ -191,17 +194,43 @@ def _existing(api: CountingApi, spec: NetworkSpec, planned: tuple[Vnic, ...]) ->
         _differences(planned, live, network=network, used=used, subnet_id=spec.subnet_id)))
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The release whose cluster networks' nodes count as the group when the network's name is not known (install,
+    upgrade): its networks carry its release and namespace tags (oci/network.py, NetworkSpec.tags)."""
+
+    compartment_id: str
+    release: str
+    namespace: str | None = None
+
+
+def _owned(api: CountingApi, owner: Owner) -> _Network:
+    """The live nodes of every cluster network of ``owner``'s compartment tagged with its release (and namespace)."""
+    live: list[InstanceVnics] = []
+    for network in api.all_pages("list_cluster_networks", owner.compartment_id):
+        tags = network.freeform_tags or {}
+        if tags.get(TAG_RELEASE) != owner.release or (owner.namespace and tags.get(TAG_NAMESPACE) != owner.namespace):
+            continue
+        if state_of(api, network) in DEAD:
+            continue
+        members = api.all_pages("list_cluster_network_instances", owner.compartment_id, network.id)
+        live += instance_vnics(api, [str(m.id) for m in members])
+    return _Network(live=tuple(live))
+
+
 def _planned_found(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], config_id: str, cluster_id: str,
-                   ports: GroupPorts, spec: NetworkSpec | None = None,
+                   ports: GroupPorts, known: NetworkSpec | Owner | None = None,
                    pods: Vnic | None = None) -> tuple[list[Found], _Network]:
-    """The verdict entries of nodes to be provisioned (see the module's docstring); with ``spec`` (the hook), the
-    nodes of the network that exists already too, each of them a subject.
+    """The verdict entries of nodes to be provisioned (see the module's docstring); with the network's spec (the
+    hook), the nodes of the network that exists already too, each of them a subject; with its ``Owner`` (install,
+    upgrade), the nodes of the release's networks, found by their tags.
 
     Raises:
         HelmRdmaError: OCI refused or failed a read.
     """
     planned = planned_vnics(api, subnet_id=subnet_id, nsg_ids=nsg_ids, config_id=config_id, pods=pods)
-    network = _existing(api, spec, planned) if spec is not None else _Network()
+    network = (_existing(api, known, planned) if isinstance(known, NetworkSpec)
+               else _owned(api, known) if known is not None else _Network())
     group = {v.vnic_id for node in network.live for v in node.vnics} | {node.instance_id for node in network.live}
     reader = RuleReader(api)
     found: list[Found] = [(f"clusterNetwork.subnetId {subnet_id}",
@@ -229,7 +258,7 @@ def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, port
     try:
         found, network = _planned_found(api, subnet_id=spec.subnet_id, nsg_ids=spec.nsg_ids,
                                         config_id=spec.instance_configuration_id, cluster_id=cluster_id, ports=ports,
-                                        spec=spec, pods=pods)
+                                        known=spec, pods=pods)
     except HelmRdmaError as exc:
         raise GroupPortsUncheckedError(ports=ports.text(), why=str(exc), outcome="nothing was created",
                                        sign_in=HOOK_SIGN_IN) from None
@@ -262,9 +291,11 @@ class PortsVerdict:
                                                             if isinstance(why, str)]
 
 
-def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection | None, oci: OciAuth) -> PortsVerdict:
-    """Judge the group's ``ports`` on the nodes of these values: the planned VNICs when the release provisions them,
-    else the GPU nodes of the preset's shape that ``connection`` lists (None: no cluster); and the pod network.
+def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection | None, oci: OciAuth,
+          release: str = "", namespace: str | None = None) -> PortsVerdict:
+    """Judge the group's ``ports`` on the nodes of these values: the planned VNICs when the release provisions them
+    (with the nodes of the networks ``release`` made, in ``namespace`` when known), else the GPU nodes of the
+    preset's shape that ``connection`` lists (None: no cluster); and the pod network.
 
     Raises:
         ClusterError: The API server stopped answering.
@@ -279,9 +310,12 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
         if isinstance(api, str):
             return PortsVerdict(ports, note=api)
         try:
+            owner = Owner(compartment_id=str(network.get("compartmentId") or ""), release=release,
+                          namespace=namespace) if release and network.get("compartmentId") else None
             found, _ = _planned_found(api, subnet_id=subnet, nsg_ids=tuple(network.get("nsgIds") or ()),
                                       config_id=str(network.get("instanceConfigurationId") or ""),
-                                      cluster_id=cluster_id, ports=ports, pods=pod_vnics(network.get("oke") or {}))
+                                      cluster_id=cluster_id, ports=ports, known=owner,
+                                      pods=pod_vnics(network.get("oke") or {}))
         except HelmRdmaError as exc:
             return PortsVerdict(ports, found=((f"clusterNetwork.subnetId {subnet}", str(exc)),))
         return PortsVerdict(ports, found=tuple(found))
@@ -343,7 +377,8 @@ def _sign_in(oci: OciAuth, *, count: int = 0) -> CountingApi | str:
         return str(exc)
 
 
-def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: OciAuth) -> list[ClusterCheck]:
+def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: OciAuth,
+                      release: str = "") -> list[ClusterCheck]:
     """doctor --cluster's lines about the group's ports: an error per node (or planned subnet) whose rules open them
     (a warning when distributed.allowOpenGroupPorts accepts it), ok when none does, not checked and why otherwise;
     nothing when the group's ports are not on the node network.
@@ -354,7 +389,8 @@ def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: Oc
     ports = group_ports_of(values)
     if ports is None:
         return []
-    verdict = judge(values, ports=ports, connection=connection, oci=oci)
+    verdict = judge(values, ports=ports, connection=connection, oci=oci, release=release,
+                    namespace=connection.namespace)
     shape = str(values["preset"]["shape"])
     checks = port_checks(shape, dict(verdict.found), ports=ports.text(),
                          accepted=bool(values["distributed"]["allowOpenGroupPorts"]))
