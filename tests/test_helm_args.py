@@ -103,7 +103,7 @@ SPELLINGS = [
     (("-n=other",), "-n"),
     (("--namespace", "other"), "--namespace"),
     (("--namespace=other",), "--namespace"),
-    (("--timeout", "5m", "--set", "nodes=2"), "--set"),  # after an allowed flag and its value
+    (("--labels", "team=nlp", "--set", "nodes=2"), "--set"),  # after an allowed flag and its value
     (("--debug", "--", "--kube-context", "prod"), "--kube-context"),  # helm takes kube flags from a plugin's anywhere
     (("--description", "--set"), "--set"),  # helm would read "--set" as the description: refused all the same
 ]
@@ -161,14 +161,14 @@ def test_each_refusal_names_what_the_command_offers_instead(calls: Path) -> None
 # Flags that change neither the values, the manifests, nor the cluster or namespace (see cli/helmargs.py), and
 # letters that take a value, so that what follows is theirs (-o json, -l team=n, -s templates/...).
 ALLOWED = {
-    "install": ("--atomic", "--timeout", "5m", "--wait", "--debug", "--create-namespace", "--description", "x",
+    "install": ("--atomic", "--wait", "--debug", "--create-namespace", "--description", "x",
                 "-ojson", "-lteam=nlp", "--kube-token", "t", "--kube-as-user", "u", "--kube-as-group", "g",
                 "--kube-ca-file", "ca.pem", "--kube-tls-server-name", "k", "--kube-insecure-skip-tls-verify",
                 "--repo", "https://example.com", "--version", "1.0.0", "--no-hooks"),
-    "upgrade": ("--reset-values", "--timeout=5m", "--wait=watcher", "-o", "yaml", "--history-max", "3"),
+    "upgrade": ("--reset-values", "--wait=watcher", "-o", "yaml", "--history-max", "3"),
     "template": ("-stemplates/service.yaml", "-a", "x/v1", "--kube-version", "1.31.0", "--is-upgrade"),
     "diff": ("--context", "3", "-C3", "--suppress-secrets", "-D0.5", "--three-way-merge"),
-    "uninstall": ("--keep-history", "--wait", "--cascade", "foreground", "--description", "bye"),
+    "uninstall": ("--keep-history", "--wait", "--cascade", "foreground", "--description", "bye", "--timeout", "9m"),
 }
 
 
@@ -181,6 +181,20 @@ def test_allowed_helm_arguments_reach_helm_unchanged_after_the_plugins_own(comma
     assert call[:len(head) + 1] == [*head, "llama405b"]
     assert call[-len(ALLOWED[command]):] == list(ALLOWED[command])
     assert "ml" in call[:-len(ALLOWED[command])]  # the namespace helm-rdma checked, given before them
+
+
+@pytest.mark.parametrize("command", ["install", "upgrade"])
+@pytest.mark.parametrize("timeout", [("--timeout", "5m"), ("--timeout=5m",)])
+def test_a_second_timeout_after_the_dashes_is_refused_where_the_command_has_its_own(
+        command: str, timeout: tuple[str, ...], calls: Path) -> None:
+    """install's and upgrade's --timeout is the plan's start-up budget, which helm-rdma's own wait keeps too; helm
+    takes the last of a repeated flag, so one after `--` would cut helm's wait (and the provisioning hook) alone.
+    uninstall reads one given after `--` (test above); template and diff have none of their own."""
+    out = run(command, *timeout)
+    assert out.exit_code == 2, out.output
+    assert f"{command} -- {timeout[0]}: the arguments after -- go to helm as they are, and with --timeout helm " \
+           "would wait by its own timeout" in out.output
+    assert "fix: pass --timeout before -- instead" in out.output and not calls.exists()
 
 
 def test_the_reviews_reproduction_is_refused_before_oci_or_helm(oci_cluster: tuple[Any, Path],  # noqa: F811

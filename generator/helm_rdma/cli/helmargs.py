@@ -29,7 +29,11 @@ Everything else passes, among them: --kube-token, --kube-as-user, --kube-as-grou
 before any repository is asked: v3 pkg/action/install.go:740-758, v4 :890-906); --reset-values (drops the last
 release's values, the chart's own are what helm-rdma checked); --api-versions, --kube-version, --is-upgrade,
 --enable-dns (the chart reads no .Capabilities, .Release.IsUpgrade or DNS: tests/test_helm_args.py holds that);
---timeout, --wait, --atomic, --create-namespace, --description, --labels, --no-hooks, --show-only, --output.
+--wait, --atomic, --create-namespace, --description, --labels, --no-hooks (refused by install and upgrade when the
+release provisions: commands/deploy.py), --show-only, --output; and --timeout where the command has none of its own
+(template, diff) or reads the one given after `--` (uninstall). install's and upgrade's own --timeout is the plan's
+start-up budget, which helm-rdma's wait also keeps: a second one after `--` would win at helm alone (the last value
+of a repeated flag) and cut the provisioning hook short, so it is refused there.
 
 How pflag reads an argument (spf13/pflag v1.0.10 flag.go, parseArgs 1131, parseLongArg 980, parseSingleShortArg
 1040; helm 3.17 uses v1.0.5, the same rules): `--name=value` or `--name value`; a run of shorthand letters, where a
@@ -59,6 +63,7 @@ class Refused:
         own: The command's own option for it, None when only another way exists; "" for the flag as it was given
             (`-f` or `--values`). A command without that option gets ``fix_otherwise``.
         fix_otherwise: The fix when the command has no option of its own for it.
+        only_in: The commands that refuse it (none: every command).
     """
 
     flags: tuple[str, ...]
@@ -66,6 +71,7 @@ class Refused:
     fix: str
     own: str | None = None
     fix_otherwise: str = ""
+    only_in: tuple[str, ...] = ()
 
 
 CHECKED = "the schema, doctor, the chart's rules and the group ports' OCI rules"
@@ -86,6 +92,10 @@ REFUSED: tuple[Refused, ...] = (
     Refused(("--namespace", "-n"), "act in another namespace than the one helm-rdma checked and keeps the chart for",
             "pass {own} NAMESPACE before -- instead: helm-rdma checks that namespace and hands it to helm", own="-n",
             fix_otherwise="drop it: {command} acts in $HELM_NAMESPACE"),
+    Refused(("--timeout",), "wait by its own timeout while helm-rdma waits by the one it computed (the plan's "
+            "start-up budget, with the provisioning hook's), and may cut the hook short",
+            "pass --timeout before -- instead: helm-rdma hands it to helm and waits by it too", own="--timeout",
+            only_in=("install", "upgrade")),
     Refused(("--kube-context",), "act on another cluster than the one helm-rdma checked",
             "set HELM_KUBECONTEXT=CONTEXT instead (helm sets it for a plugin from `helm --kube-context CONTEXT "
             "rdma ...`): helm-rdma's checks and the helm it runs both read it"),
@@ -124,6 +134,8 @@ def check_helm_args(args: Sequence[str], *, command: str, offered: Collection[st
         found = refused_flag(argument, command=command)
         if found is not None:
             rule = BY_FLAG[found]
+            if rule.only_in and command not in rule.only_in:
+                continue
             own = found if rule.own == "" else rule.own
             fix = rule.fix if own is None or own in offered else rule.fix_otherwise
             fix = fix.format(own=own, command=command)
