@@ -657,14 +657,21 @@ def test_a_release_that_provisions_is_judged_by_its_subnet_and_nsgs(oci_cluster:
     assert not reads(fake, "instances/")
 
 
-def test_without_an_oci_config_the_rules_are_said_not_checked(oci_cluster: tuple[Any, Path], tmp_path: Path) -> None:
+def test_without_an_oci_config_the_rules_are_said_not_checked(oci_cluster: tuple[Any, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No config at the default place: doctor says what it could not read. A config the user names that is not
+    there is bad input (exit 2), as provision says it."""
     fake, _ = oci_cluster
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.oci/config
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS)
+    assert out.exit_code == 0, out.output
+    assert f"warning group-ports {H100}: not checked: no OCI config at ~/.oci/config, so the ingress rules of the 3 " \
+           "GPU node(s) were not read; fix: pass --oci-config and --oci-profile, or --auth instancePrincipal on an " \
+           "OCI instance" in out.stdout
     missing = tmp_path / "no-such-config"
     out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(missing))
-    assert out.exit_code == 0, out.output
-    assert f"warning group-ports {H100}: not checked: no OCI config at {missing}, so the ingress rules of the 3 GPU " \
-           "node(s) were not read; fix: pass --oci-config and --oci-profile, or --auth instancePrincipal on an OCI " \
-           "instance" in out.stdout
+    assert out.exit_code == 2, out.output
+    assert f"--oci-config {missing}, profile [DEFAULT]: no such file" in out.output
     assert not fake.calls
 
 
@@ -749,14 +756,19 @@ def test_install_goes_on_when_only_the_group_reaches_its_ports(oci_cluster: tupl
 
 
 def test_install_that_cannot_judge_refuses_and_names_both_ways_on(oci_cluster: tuple[Any, Path], installs: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     fake, _ = oci_cluster
-    out = install("-n", "ml", "--oci-config", str(tmp_path / "none"), accept_open_ports=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.oci/config
+    out = install("-n", "ml", accept_open_ports=False)
     assert out.exit_code == 1, out.output
-    assert f"no OCI config at {tmp_path / 'none'}, so the ingress rules of the 3 GPU node(s) were not read; nothing " \
+    assert "no OCI config at ~/.oci/config, so the ingress rules of the 3 GPU node(s) were not read; nothing " \
            "was installed; fix: make the check possible (pass --oci-config and --oci-profile, or --auth " \
            "instancePrincipal on an OCI instance," in out.output
     assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
+    out = install("-n", "ml", "--oci-config", str(tmp_path / "none"), accept_open_ports=False)
+    assert out.exit_code == 2, out.output  # a config the user names that is not there: bad input
+    assert f"--oci-config {tmp_path / 'none'}, profile [DEFAULT]: no such file" in out.output
     assert refused_helm(installs) and not fake.calls
 
 

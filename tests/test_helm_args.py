@@ -197,6 +197,19 @@ def test_a_second_timeout_after_the_dashes_is_refused_where_the_command_has_its_
     assert "fix: pass --timeout before -- instead" in out.output and not calls.exists()
 
 
+@pytest.mark.parametrize("command", ["install", "upgrade"])
+@pytest.mark.parametrize("dry", ["--dry-run", "--dry-run=server", "--dry-run=client"])
+def test_a_dry_run_after_the_dashes_is_refused_where_helm_rdma_would_not_know_of_it(command: str, dry: str,
+                                                                                     calls: Path) -> None:
+    """helm would only render or simulate, while helm-rdma, told of no dry run, would create the API key Secret and
+    replace the kept chart: the dry run belongs before `--`, where helm-rdma writes and creates nothing."""
+    out = run(command, dry)
+    assert out.exit_code == 2, out.output
+    assert f"{command} -- {dry}: the arguments after -- go to helm as they are, and with --dry-run helm would " \
+           "render or simulate only" in out.output
+    assert "fix: pass --dry-run (or --dry-run=server) before -- instead" in out.output and not calls.exists()
+
+
 def test_the_reviews_reproduction_is_refused_before_oci_or_helm(oci_cluster: tuple[Any, Path],  # noqa: F811
                                                                 installs: Path) -> None:  # noqa: F811
     """Outside review (group ports), BLOCKER 1: the values say SR-IOV, so the group-ports gate has nothing to judge,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,16 @@ def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return canonical_auth(value)
 
 
+def _given_config(config: str, profile: str) -> None:
+    """A --oci-config the user names must exist (bad input, exit 2); the default may be absent: the commands then say
+    what they could not read, and how to sign in."""
+    from helm_rdma.errors import OciConfigError
+
+    source = click.get_current_context().get_parameter_source("oci_config")
+    if source == click.core.ParameterSource.COMMANDLINE and not os.path.exists(os.path.expanduser(config)):
+        raise OciConfigError(path=config, profile=profile, problem="no such file")
+
+
 def _oci_config_options(purpose: str = "") -> list[Callable[[Any], Any]]:
     """--oci-config and --oci-profile: the API key to sign in to OCI with, ``purpose`` said in their help."""
     return [click.option("--oci-config", default="~/.oci/config", show_default=True,
@@ -44,6 +55,7 @@ def oci_check_options(func: Any) -> Any:
     def command(*args: Any, oci_config: str, oci_profile: str, **kwargs: Any) -> Any:
         from helm_rdma.oci.clients import OciAuth, check_endpoint
 
+        _given_config(oci_config, oci_profile)
         network = (kwargs["request"].flag_values or {}).get("clusterNetwork") or {}
         endpoint = network.get("endpoint")
         mode = "instancePrincipal" if network.get("auth") == "instancePrincipal" else "apiKey"
@@ -65,6 +77,7 @@ def _oci_auth_options(func: Any) -> Any:
                 **kwargs: Any) -> Any:
         from helm_rdma.oci.clients import OciAuth, check_endpoint
 
+        _given_config(oci_config, oci_profile)
         endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
         return func(*args, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
                     **kwargs)

@@ -33,7 +33,8 @@ release's values, the chart's own are what helm-rdma checked); --api-versions, -
 release provisions: commands/deploy.py), --show-only, --output; and --timeout where the command has none of its own
 (template, diff) or reads the one given after `--` (uninstall). install's and upgrade's own --timeout is the plan's
 start-up budget, which helm-rdma's wait also keeps: a second one after `--` would win at helm alone (the last value
-of a repeated flag) and cut the provisioning hook short, so it is refused there.
+of a repeated flag) and cut the provisioning hook short, so it is refused there; so is their --dry-run after `--`,
+which helm-rdma would not know of (it would create the API key Secret and replace the kept chart).
 
 How pflag reads an argument (spf13/pflag v1.0.10 flag.go, parseArgs 1131, parseLongArg 980, parseSingleShortArg
 1040; helm 3.17 uses v1.0.5, the same rules): `--name=value` or `--name value`; a run of shorthand letters, where a
@@ -96,6 +97,10 @@ REFUSED: tuple[Refused, ...] = (
             "start-up budget, with the provisioning hook's), and may cut the hook short",
             "pass --timeout before -- instead: helm-rdma hands it to helm and waits by it too", own="--timeout",
             only_in=("install", "upgrade")),
+    Refused(("--dry-run",), "render or simulate only, while helm-rdma, told of no dry run, creates the API key "
+            "Secret and replaces the kept chart as for a real install",
+            "pass --dry-run (or --dry-run=server) before -- instead: helm-rdma then writes and creates nothing",
+            own="--dry-run", only_in=("install", "upgrade")),
     Refused(("--kube-context",), "act on another cluster than the one helm-rdma checked",
             "set HELM_KUBECONTEXT=CONTEXT instead (helm sets it for a plugin from `helm --kube-context CONTEXT "
             "rdma ...`): helm-rdma's checks and the helm it runs both read it"),
