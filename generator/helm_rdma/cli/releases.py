@@ -67,8 +67,8 @@ def _deploy_command(upgrade: bool) -> Any:
         " rules that cannot be read, stop the install unless distributed.allowOpenGroupPorts=true."
         " Arguments after -- go to helm, except those that would change the values, the manifests or the cluster or"
         " namespace (the --set family, -f, --reuse-values, --post-renderer, -n, --kube-context, --kubeconfig,"
-        " --kube-apiserver; a second --timeout; --no-hooks when the release provisions): those are refused (exit 2),"
-        " naming helm-rdma's own way to say them."
+        " --kube-apiserver; a second --timeout or --dry-run; --no-hooks when the release provisions): those are"
+        " refused (exit 2), naming helm-rdma's own way to say them."
     )
 
     @click.argument("release", type=UPGRADE_RELEASE if upgrade else CHART_RELEASE)
