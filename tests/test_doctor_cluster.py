@@ -844,3 +844,29 @@ def test_install_that_provisions_refuses_no_hooks(oci_cluster: tuple[Any, Path],
            "skip the hook that provisions the cluster network" in out.output
     assert "fix: drop --no-hooks, or set clusterNetwork.provision=false" in out.output
     assert refused_helm(installs) and not fake.calls
+
+
+def test_only_the_nodes_the_pods_may_run_on_are_judged(oci_cluster: tuple[Any, Path], installs: Path,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the cluster-network label the pods run only on the labelled nodes (the rendered pods' nodeSelector): a
+    node of the shape in another network is not judged as the group's. It is still no member of the group, so the
+    NSG that admits TCP from itself, which that node carries too, opens the ports to it (named)."""
+    fake, config = oci_cluster
+    guarded, open_, detached = list(fake.instance_records)
+    objects = [o for o in READY if o["kind"] != "Node"] + [
+        oci_node("gpu-a1", guarded), oci_node("gpu-a3", detached),
+        {**oci_node("gpu-b1", open_), "metadata": meta("gpu-b1", **{SHAPE: H100, NETWORK: "net-b"})}]
+    label = "placement.clusterNetworkLabel.enabled=true,placement.clusterNetworkLabel.value=net-a"
+    with Cluster(objects, tmp_path / "kubeconfig-b") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        everyone = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config))
+        labelled = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--set", label, "--oci-config",
+                          str(config))
+        out = install("-n", "ml", "--set", label, "--oci-config", str(config), accept_open_ports=False)
+    judged = [line.split(":")[0].split()[-1] for line in lines(everyone, "error", "group-ports")]
+    assert "gpu-b1" in judged  # without the label the pods may land on it: judged
+    judged = [line.split(":")[0].split()[-1] for line in lines(labelled, "error", "group-ports")]
+    assert "gpu-b1" not in judged and judged, labelled.output
+    assert out.exit_code == 1 and refused_helm(installs), out.output
+    assert "gpu-b1" not in out.output.split("nothing was installed")[0].split("OCI's ingress rules")[0]
+    assert f"of instance {open_})" in out.output  # named as the NSG's member outside the group

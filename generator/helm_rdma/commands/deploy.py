@@ -16,7 +16,14 @@ from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
 from helm_rdma.cluster.kube import connect, kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
-from helm_rdma.commands.doctor import chart_verdict, preinstall_report, refusal, render_checked, require_clean
+from helm_rdma.commands.doctor import (
+    chart_verdict,
+    pods_node_selector,
+    preinstall_report,
+    refusal,
+    render_checked,
+    require_clean,
+)
 from helm_rdma.commands.groupports import PortsVerdict, judge, judged_ports, require_judged_closed
 from helm_rdma.errors import ChartValuesError, ClusterCheckError, ClusterError, HelmArgumentError, ValuesCheckError
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version
@@ -178,7 +185,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
         rendered = run.cluster_checks and _check_cluster(
             chart=chart, resolved=resolved, env=env, helm=helm, on_progress=on_progress, on_warning=on_warning,
             create_namespace="--create-namespace" in helm_args)
-        rendered = _check_group_ports(resolved, env=env, oci=oci or OciAuth(), on_progress=on_progress,
+        rendered = _check_group_ports(resolved, chart=chart, env=env, oci=oci or OciAuth(), on_progress=on_progress,
                                       rendered=rendered)
         _ensure_api_key(resolved, env=env, create_namespace="--create-namespace" in helm_args,
                         on_progress=on_progress, rendered=rendered)
@@ -273,8 +280,8 @@ def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, 
     return True
 
 
-def _check_group_ports(resolved: Resolved, *, env: HelmEnv, oci: OciAuth, on_progress: Callable[[str], None],
-                       rendered: bool) -> bool:
+def _check_group_ports(resolved: Resolved, *, chart: Path, env: HelmEnv, oci: OciAuth,
+                       on_progress: Callable[[str], None], rendered: bool) -> bool:
     """Refuse when OCI's rules open the group's ports, or cannot be read (see ``deploy``). Values the chart's rules
     refuse are refused first, as bad input: unless the cluster checks ``rendered`` the chart, one `helm template`
     asks it. Whether the chart's rules have been applied.
@@ -300,8 +307,9 @@ def _check_group_ports(resolved: Resolved, *, env: HelmEnv, oci: OciAuth, on_pro
         except ClusterError as exc:
             verdict = PortsVerdict(ports, note=f"the GPU nodes could not be listed ({exc})")
         else:
+            selector = pods_node_selector(chart=chart, resolved=resolved, namespace=connection.namespace)
             verdict = judge(values, ports=ports, connection=connection, oci=oci, release=resolved.release,
-                            namespace=connection.namespace)
+                            namespace=connection.namespace, node_selector=selector)
     require_judged_closed(verdict)
     on_progress(f"group ports: no OCI ingress rule opens them to more than the group, and no overlay reaches them "
                 f"({len(verdict.found)} {'subject(s)' if values['clusterNetwork']['provision'] else 'node(s)'} "

@@ -97,6 +97,8 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
             report = cluster_report(chart=chart, resolved=resolved, connection=connection)
+            selector = pods_node_selector(chart=chart, resolved=resolved, namespace=connection.namespace) \
+                if oci is not None else None
     except ChartValuesError as exc:  # the chart's rules: the render that checks the cluster gave their verdict
         return DoctorResult(findings=tuple(with_chart(own, chart_findings(exc.problems))),
                             cluster_note="not checked: the chart does not render")
@@ -106,7 +108,7 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
                                                                                  "not render")
     if oci is not None:  # outside the chart's try: a bad --oci-profile is the user's (exit 2), not the chart's
         report = replace(report, checks=report.checks + tuple(group_port_checks(
-            resolved.values, connection=connection, oci=oci, release=resolved.release)))
+            resolved.values, connection=connection, oci=oci, release=resolved.release, node_selector=selector)))
     return DoctorResult(findings=tuple(own), cluster=report)
 
 
@@ -208,6 +210,20 @@ def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, h
     created = generated_api_key_secret(resolved)
     return check_cluster(needs, connection=connection, create_namespace=create_namespace,
                          install_creates=frozenset({created} if created else ()))
+
+
+def pods_node_selector(*, chart: Path, resolved: Resolved, namespace: str, helm: str | None = None) -> dict[str, str]:
+    """The nodeSelector of the pods ``chart`` renders in ``namespace`` (the instance type, the cluster-network label
+    when the chart selects on it, placement.nodeSelector): the nodes they may run on.
+
+    Raises:
+        ChartValuesError, HelmCommandError: The chart does not render.
+    """
+    rendered = run_chart_command(["template", resolved.release, str(chart), "--namespace", namespace],
+                                 helm=helm or find_helm(), explain=lambda: check_values(resolved))
+    needs = cluster_needs(parse_manifests(rendered.stdout), release=resolved.release, namespace=namespace,
+                          values=resolved.values)
+    return dict(needs.node_selector)
 
 
 def preinstall_report(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str,

@@ -24,6 +24,7 @@ The provisioner imports this module: it never imports the chart writer.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,10 +293,12 @@ class PortsVerdict:
 
 
 def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection | None, oci: OciAuth,
-          release: str = "", namespace: str | None = None) -> PortsVerdict:
+          release: str = "", namespace: str | None = None,
+          node_selector: Mapping[str, str] | None = None) -> PortsVerdict:
     """Judge the group's ``ports`` on the nodes of these values: the planned VNICs when the release provisions them
     (with the nodes of the networks ``release`` made, in ``namespace`` when known), else the GPU nodes of the
-    preset's shape that ``connection`` lists (None: no cluster); and the pod network.
+    preset's shape that ``connection`` lists (None: no cluster), only those the pods' ``node_selector`` selects
+    when it is given (the rendered pods'); and the pod network.
 
     Raises:
         ClusterError: The API server stopped answering.
@@ -325,6 +328,13 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
     nodes = gpu_nodes(connection, shape=shape)
     if nodes is None:
         return PortsVerdict(ports, note="the kube user may not list nodes, so the GPU nodes could not be read")
+    if nodes and node_selector:
+        nodes = [n for n in nodes if all(((n.get("metadata") or {}).get("labels") or {}).get(k) == v
+                                         for k, v in node_selector.items())]
+        if not nodes:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+            return PortsVerdict(ports, beyond=f"no node that the pods' nodeSelector ({shown}) selects is in the "
+                                              "cluster yet, so there are no rules to read")
     if not nodes:
         return PortsVerdict(ports, beyond=f"no node of shape {shape} is in the cluster yet, so there are no rules to "
                                           "read (with clusterNetwork.provision the planned subnet is read instead)")
@@ -377,8 +387,8 @@ def _sign_in(oci: OciAuth, *, count: int = 0) -> CountingApi | str:
         return str(exc)
 
 
-def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: OciAuth,
-                      release: str = "") -> list[ClusterCheck]:
+def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: OciAuth, release: str = "",
+                      node_selector: Mapping[str, str] | None = None) -> list[ClusterCheck]:
     """doctor --cluster's lines about the group's ports: an error per node (or planned subnet) whose rules open them
     (a warning when distributed.allowOpenGroupPorts accepts it), ok when none does, not checked and why otherwise;
     nothing when the group's ports are not on the node network.
@@ -390,7 +400,7 @@ def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: Oc
     if ports is None:
         return []
     verdict = judge(values, ports=ports, connection=connection, oci=oci, release=release,
-                    namespace=connection.namespace)
+                    namespace=connection.namespace, node_selector=node_selector)
     shape = str(values["preset"]["shape"])
     checks = port_checks(shape, dict(verdict.found), ports=ports.text(),
                          accepted=bool(values["distributed"]["allowOpenGroupPorts"]))
