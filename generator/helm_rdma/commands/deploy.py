@@ -18,10 +18,10 @@ from helm_rdma.cluster.kube import connect, kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import (
     chart_verdict,
-    pods_node_selector,
     preinstall_report,
     refusal,
     render_checked,
+    rendered_needs,
     require_clean,
 )
 from helm_rdma.commands.groupports import PortsVerdict, judge, judged_ports, require_judged_closed
@@ -307,7 +307,8 @@ def _check_group_ports(resolved: Resolved, *, chart: Path, env: HelmEnv, oci: Oc
         except ClusterError as exc:
             verdict = PortsVerdict(ports, note=f"the GPU nodes could not be listed ({exc})")
         else:
-            selector = pods_node_selector(chart=chart, resolved=resolved, namespace=connection.namespace)
+            needs = rendered_needs(chart=chart, resolved=resolved, namespace=connection.namespace)
+            selector = dict(needs.node_selector)
             verdict = judge(values, ports=ports, connection=connection, oci=oci, release=resolved.release,
                             namespace=connection.namespace, node_selector=selector)
     require_judged_closed(verdict)

@@ -15,7 +15,7 @@ from helm_rdma.checks.doctor import chart_findings, in_order, value_findings, wi
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
 from helm_rdma.cluster.kube import Connection, connect, kubeconfig_found
-from helm_rdma.cluster.needs import cluster_needs, parse_manifests
+from helm_rdma.cluster.needs import ClusterNeeds, cluster_needs, parse_manifests
 from helm_rdma.commands.groupports import group_port_checks
 from helm_rdma.errors import (
     ChartValuesError,
@@ -96,9 +96,8 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
     try:
         with tempfile.TemporaryDirectory(prefix="helm-rdma-") as tmp:
             chart = write_chart(resolved, output=Path(tmp) / "chart", compact=True).path
-            report = cluster_report(chart=chart, resolved=resolved, connection=connection)
-            selector = pods_node_selector(chart=chart, resolved=resolved, namespace=connection.namespace) \
-                if oci is not None else None
+            needs = rendered_needs(chart=chart, resolved=resolved, namespace=connection.namespace)
+            report = cluster_report(chart=chart, resolved=resolved, connection=connection, needs=needs)
     except ChartValuesError as exc:  # the chart's rules: the render that checks the cluster gave their verdict
         return DoctorResult(findings=tuple(with_chart(own, chart_findings(exc.problems))),
                             cluster_note="not checked: the chart does not render")
@@ -108,7 +107,8 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
                                                                                  "not render")
     if oci is not None:  # outside the chart's try: a bad --oci-profile is the user's (exit 2), not the chart's
         report = replace(report, checks=report.checks + tuple(group_port_checks(
-            resolved.values, connection=connection, oci=oci, release=resolved.release, node_selector=selector)))
+            resolved.values, connection=connection, oci=oci, release=resolved.release,
+            node_selector=dict(needs.node_selector))))
     return DoctorResult(findings=tuple(own), cluster=report)
 
 
@@ -195,35 +195,33 @@ def _schema_findings(exc: SchemaViolation, *, cluster: bool) -> DoctorResult:
                         cluster_note="not checked: the values have errors" if cluster else None)
 
 
-def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, helm: str | None = None,
-                   create_namespace: bool = False) -> ClusterReport:
-    """Render ``chart`` as helm installs it into the connection's namespace and check the cluster for it.
-
-    Raises:
-        ChartValuesError, HelmCommandError: The chart does not render.
-        ClusterError: The API server stopped answering.
-    """
-    rendered = run_chart_command(["template", resolved.release, str(chart), "--namespace", connection.namespace],
-                                 helm=helm or find_helm(), explain=lambda: check_values(resolved))
-    needs = cluster_needs(parse_manifests(rendered.stdout), release=resolved.release, namespace=connection.namespace,
-                          values=resolved.values)
-    created = generated_api_key_secret(resolved)
-    return check_cluster(needs, connection=connection, create_namespace=create_namespace,
-                         install_creates=frozenset({created} if created else ()))
-
-
-def pods_node_selector(*, chart: Path, resolved: Resolved, namespace: str, helm: str | None = None) -> dict[str, str]:
-    """The nodeSelector of the pods ``chart`` renders in ``namespace`` (the instance type, the cluster-network label
-    when the chart selects on it, placement.nodeSelector): the nodes they may run on.
+def rendered_needs(*, chart: Path, resolved: Resolved, namespace: str, helm: str | None = None) -> ClusterNeeds:
+    """What the pods of ``chart``, rendered as helm installs it into ``namespace``, need of the cluster (their
+    nodeSelector among it: the nodes they may run on).
 
     Raises:
         ChartValuesError, HelmCommandError: The chart does not render.
     """
     rendered = run_chart_command(["template", resolved.release, str(chart), "--namespace", namespace],
                                  helm=helm or find_helm(), explain=lambda: check_values(resolved))
-    needs = cluster_needs(parse_manifests(rendered.stdout), release=resolved.release, namespace=namespace,
-                          values=resolved.values)
-    return dict(needs.node_selector)
+    return cluster_needs(parse_manifests(rendered.stdout), release=resolved.release, namespace=namespace,
+                         values=resolved.values)
+
+
+def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, helm: str | None = None,
+                   create_namespace: bool = False, needs: ClusterNeeds | None = None) -> ClusterReport:
+    """Check the cluster for ``chart`` rendered into the connection's namespace (``needs``, when the caller
+    rendered it already).
+
+    Raises:
+        ChartValuesError, HelmCommandError: The chart does not render.
+        ClusterError: The API server stopped answering.
+    """
+    if needs is None:
+        needs = rendered_needs(chart=chart, resolved=resolved, namespace=connection.namespace, helm=helm)
+    created = generated_api_key_secret(resolved)
+    return check_cluster(needs, connection=connection, create_namespace=create_namespace,
+                         install_creates=frozenset({created} if created else ()))
 
 
 def preinstall_report(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str,
