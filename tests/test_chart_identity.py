@@ -86,7 +86,7 @@ def test_artifacthub_images_list_every_image_the_chart_runs() -> None:
     run = {c["image"] for _, spec in pod_specs(docs) for c in spec.get("initContainers", []) + spec["containers"]}
     chart = generate_meta(sets)
     listed = {entry["image"] for entry in yaml.safe_load(chart["annotations"]["artifacthub.io/images"])}
-    assert listed == run and len(run) == 3  # vLLM, the API test's python, the provisioner
+    assert listed == run and len(run) == 4  # vLLM, the port guard, the API test's python, the provisioner
 
 
 def generate_meta(sets: tuple[str, ...]) -> dict[str, Any]:

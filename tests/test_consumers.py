@@ -26,6 +26,11 @@ CASES = {
 }
 
 
+def init(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """The init container ``name`` of a pod spec."""
+    return next(c for c in spec["initContainers"] if c["name"] == name)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_rule_holds_on_what_the_chart_renders(case: str) -> None:
     assert rules.problems(render(*CASES[case])) == []
@@ -154,8 +159,9 @@ def test_every_group_runs_its_own_preflight_before_vllm() -> None:
     assert lws["spec"]["replicas"] == 3
     for role in ("leaderTemplate", "workerTemplate"):
         spec = lws["spec"]["leaderWorkerTemplate"][role]["spec"]
-        assert [c["name"] for c in spec["initContainers"]] == ["download-model", "preflight", "preflight-verdict"]
-        preflight = spec["initContainers"][1]
+        assert [c["name"] for c in spec["initContainers"]] == [
+            "port-guard", "download-model", "preflight", "preflight-verdict"]
+        preflight = init(spec, "preflight")
         assert preflight["resources"] == spec["containers"][0]["resources"]  # the pod's own GPUs, no more
     assert not [d for d in docs if d["kind"] == "Job" and "preflight" in d["metadata"]["name"]]
 
@@ -219,15 +225,17 @@ def lws_pod(docs: list[dict[str, Any]], role: str = "worker") -> dict[str, Any]:
 def test_a_group_that_meets_before_its_download_ends_is_caught() -> None:
     docs = copy.deepcopy(render())
     spec = lws_pod(docs)
-    assert [c["name"] for c in spec["initContainers"]] == ["download-model", "preflight", "preflight-verdict"]
-    spec["initContainers"] = spec["initContainers"][1:] + spec["initContainers"][:1]  # the order the chart had
+    assert [c["name"] for c in spec["initContainers"]] == [
+        "port-guard", "download-model", "preflight", "preflight-verdict"]
+    guard, download, *rest = spec["initContainers"]
+    spec["initContainers"] = [guard, *rest, download]  # the order the chart had
     found = rules.groups_meet_after_their_downloads(docs)
     assert found and "meets its group (preflight) before its download (download-model) ends" in found[0]
 
 
 def test_a_group_with_the_preflight_off_still_meets_after_its_download() -> None:
     docs = copy.deepcopy(render("verify.preflight.enabled=false"))
-    assert [c["name"] for c in lws_pod(docs)["initContainers"]] == ["download-model", "group-barrier"]
+    assert [c["name"] for c in lws_pod(docs)["initContainers"]] == ["port-guard", "download-model", "group-barrier"]
     lws_pod(docs)["initContainers"].pop()  # what the chart rendered: nothing between the download and vLLM
     assert rules.groups_meet_after_their_downloads(docs) == [
         "LeaderWorkerSet llama405b-vllm-rdma (worker) starts vLLM with no barrier after its download"]
@@ -243,7 +251,7 @@ def test_a_group_with_the_preflight_off_still_meets_after_its_download() -> None
 
 def test_a_barrier_shorter_than_vllms_own_wait_is_caught() -> None:
     docs = copy.deepcopy(render())
-    preflight = lws_pod(docs)["initContainers"][1]
+    preflight = init(lws_pod(docs), "preflight")
     [wait] = [e for e in preflight["env"] if e["name"] == "HELM_RDMA_BARRIER_SECONDS"]
     assert int(wait["value"]) >= 600
     wait["value"] = "300"
@@ -274,7 +282,7 @@ def test_vllms_distributed_timeout_covers_the_load_not_the_download() -> None:
     vllm = lws_pod(docs)["containers"][0]
     args = vllm["args"]
     timeout = int(args[args.index("--distributed-timeout-seconds") + 1])
-    barrier = int({e["name"]: e.get("value") for e in lws_pod(docs)["initContainers"][1]["env"]}[
+    barrier = int({e["name"]: e.get("value") for e in init(lws_pod(docs), "preflight")["env"]}[
         "HELM_RDMA_BARRIER_SECONDS"])
     load = int({e["name"]: e.get("value") for e in vllm["env"]}["VLLM_ENGINE_READY_TIMEOUT_S"])
     assert 600 < timeout <= load  # above vLLM's default, within the load budget
@@ -317,14 +325,13 @@ def test_workers_and_other_init_containers_never_see_the_api_key() -> None:
 
 def test_a_download_that_fails_at_once_without_its_reason_kept_is_caught() -> None:
     docs = render("model.download.holdOnFailureMinutes=3")
-    download = lws_pod(docs, "leader")["initContainers"][0]
-    assert download["name"] == "download-model"
+    download = init(lws_pod(docs, "leader"), "download-model")
     args = download["args"]
     assert args[args.index("--hold-on-failure") + 1] == "180"
     assert args[args.index("--termination-log") + 1] == download["terminationMessagePath"] == "/dev/termination-log"
     assert rules.failed_downloads_hold_and_say_why(docs) == []
     docs = copy.deepcopy(docs)
-    download = lws_pod(docs, "leader")["initContainers"][0]
+    download = init(lws_pod(docs, "leader"), "download-model")
     i = download["args"].index("--hold-on-failure")
     del download["args"][i:i + 4]  # what the chart rendered before: exit 1 at once, the reason in the log only
     del download["terminationMessagePolicy"]

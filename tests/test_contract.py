@@ -28,15 +28,16 @@ def test_serving_pods_carry_the_contracts_labels_and_containers() -> None:
         assert labels[contract.COMPONENT_LABEL] == {"leader": contract.LEADER, "worker": contract.WORKER}[role]
         spec = template["spec"]
         assert [c["name"] for c in spec["initContainers"]] == [
-            contract.DOWNLOAD_CONTAINER, contract.PREFLIGHT_CONTAINER, contract.PREFLIGHT_VERDICT_CONTAINER]
+            contract.PORT_GUARD_CONTAINER, contract.DOWNLOAD_CONTAINER, contract.PREFLIGHT_CONTAINER,
+            contract.PREFLIGHT_VERDICT_CONTAINER]
         assert spec["containers"][0]["name"] == contract.SERVING_CONTAINER
         env = {e["name"]: e.get("valueFrom") for e in spec["containers"][0]["env"]}
         assert env["HELM_RDMA_GROUP"]["fieldRef"]["fieldPath"] == f"metadata.labels['{contract.LWS_GROUP_LABEL}']"
     leader = lws_templates(docs)["leader"]["spec"]
     assert [c["name"] for c in leader["containers"]] == [contract.SERVING_CONTAINER]
     for template in lws_templates(render("verify.preflight.enabled=false")).values():
-        assert [c["name"] for c in template["spec"]["initContainers"]] == [contract.DOWNLOAD_CONTAINER,
-                                                                           contract.BARRIER_CONTAINER]
+        assert [c["name"] for c in template["spec"]["initContainers"]] == [
+            contract.PORT_GUARD_CONTAINER, contract.DOWNLOAD_CONTAINER, contract.BARRIER_CONTAINER]
     for d in of_kind(render(*("workload.kind=StatefulSet",)), "StatefulSet"):
         assert d["spec"]["template"]["metadata"]["labels"][contract.COMPONENT_LABEL] in contract.SERVING_COMPONENTS
 

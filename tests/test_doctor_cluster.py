@@ -128,8 +128,14 @@ def use(clusters: dict[str, Cluster], monkeypatch: pytest.MonkeyPatch) -> Any:
     return pick
 
 
-def doctor(*args: str) -> Result:
-    return CliRunner().invoke(main, ["doctor", "llama405b", "--cluster", *args])
+# The group-ports tests below judge OCI's rules, which install, upgrade and doctor read only when the pods' port guard
+# is off (distributed.portGuard; tests/test_port_guard.py runs the guard itself).
+UNGUARDED = "distributed.portGuard.enabled=false"
+
+
+def doctor(*args: str, guarded: bool = False) -> Result:
+    unguarded = () if guarded else ("--set", UNGUARDED)
+    return CliRunner().invoke(main, ["doctor", "llama405b", "--cluster", *unguarded, *args])
 
 
 def lines(result: Result, status: str, check: str) -> list[str]:
@@ -389,7 +395,7 @@ def installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def install(*args: str, accept_open_ports: bool = True) -> Result:
     """install against the stand-in helm; unless told otherwise, with the group's ports accepted open (these tests
     are about the cluster checks: the group's ports have their own below)."""
-    accept = ("--set", "distributed.allowOpenGroupPorts=true") if accept_open_ports else ()
+    accept = ("--set", "distributed.allowOpenGroupPorts=true") if accept_open_ports else ("--set", UNGUARDED)
     return CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, *accept, *args])
 
 
@@ -562,7 +568,8 @@ def test_when_no_rule_opens_the_group_ports_the_nodes_are_ok(oci_cluster: tuple[
                                                "gpu-a3); pods and hostNetwork processes on the GPU nodes themselves "
                                                "still reach the ports (the chart's pods take every GPU, so only pods "
                                                "that tolerate the GPU nodes' taints land there, DaemonSets among "
-                                               "them): only a host firewall on the nodes closes that"]
+                                               "them): only a host firewall on the nodes closes that "
+                                               "(distributed.portGuard.enabled=true, the default)"]
 
 
 def test_an_nsg_that_a_cpu_node_carries_too_opens_the_gpu_nodes(oci_cluster: tuple[Any, Path]) -> None:
@@ -719,9 +726,28 @@ def test_install_refuses_when_a_security_list_opens_the_group_ports(oci_cluster:
     assert "or set distributed.allowOpenGroupPorts=true to accept these ports open" in out.output
     assert refused_helm(installs)
     upgrade = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
-                                        "--oci-config", str(config)])
+                                        "--set", UNGUARDED, "--oci-config", str(config)])
     assert upgrade.exit_code == 1 and f"  gpu-a2: security list {security_list} ingress rule #1" in upgrade.output
     assert refused_helm(installs)
+
+
+def test_with_the_port_guard_on_no_oci_rule_is_read_and_open_rules_do_not_refuse(oci_cluster: tuple[Any, Path],
+                                                                                  installs: Path) -> None:
+    """The default: each serving pod's port guard closes the group's ports on its node (files/port_guard.py), so the
+    OCI rules that open them (the worker subnet's "all from the worker CIDR", above) are not the last word: doctor
+    says what closes them and install goes on, neither signing in to OCI."""
+    fake, config = oci_cluster
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS, "--oci-config", str(config), guarded=True)
+    assert out.exit_code == 0, out.output
+    assert lines(out, "ok", "group-ports") == [
+        f"ok      group-ports {H100}: the group's ports (the torch store's 29500 and NCCL's bootstrap and vLLM's ZMQ "
+        "sockets on the kernel's default ephemeral ports, 32768-60999) are closed on each GPU node by the pods' port "
+        "guard (distributed.portGuard): new connections to the serving pods' listeners come only from the node itself "
+        "and the release's pods"]
+    ok = CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
+                                   "--oci-config", str(config)])
+    assert ok.exit_code == 0, ok.output
+    assert not fake.calls and not refused_helm(installs)
 
 
 def test_install_refuses_when_a_node_is_no_oci_instance(oci_cluster: tuple[Any, Path], installs: Path) -> None:

@@ -242,8 +242,9 @@ def test_preflight_and_test_hooks_render_and_validate_for_every_preset(preset: s
     assert consumer_rules.problems(documents) == []
     [lws] = [d for d in documents if d["kind"] == "LeaderWorkerSet"]
     pod = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
-    preflight = pod["initContainers"][1]
-    assert [c["name"] for c in pod["initContainers"]] == ["download-model", "preflight", "preflight-verdict"]
+    guard = ["port-guard"] if mode == "hostNetwork" else []  # first: no listener starts before its table
+    assert [c["name"] for c in pod["initContainers"]] == [*guard, "download-model", "preflight", "preflight-verdict"]
+    preflight = pod["initContainers"][len(guard) + 1]
     env = {e["name"]: e.get("value") for e in preflight["env"]}
     assert env["HELM_RDMA_TASK"] == "preflight" and env["HELM_RDMA_GPUS_PER_NODE"] == "8"
     assert env["NCCL_IB_GID_INDEX"] == "3" or preset == "mi300x" and env["NCCL_NET_PLUGIN"] == "none"

@@ -43,6 +43,9 @@ OWN = "ocid1.networksecuritygroup.oc1..own"
 OTHER = "ocid1.networksecuritygroup.oc1..other"
 LIST = "ocid1.securitylist.oc1..workers"
 
+# OCI's rules are judged only when the pods' port guard is off (distributed.portGuard).
+UNGUARDED = "distributed.portGuard.enabled=false"
+
 
 def tcp(low: int, high: int | None = None) -> TcpOptions:
     return TcpOptions(destination_port_range=PortRange(min=low, max=high or low))
@@ -139,6 +142,10 @@ def test_the_ports_judged_are_the_groups_of_the_values(sets: tuple[str, ...], sp
     assert (None if ports is None else [(s.low, s.high) for s in ports.spans]) == spans
     accepted = resolve(request(sets=(*sets, "distributed.allowOpenGroupPorts=true"))).values
     assert judged_ports(accepted) is None and group_ports_of(accepted) == ports
+    guarded = resolve(request(sets=sets)).values  # the default: the port guard closes them on the nodes
+    assert judged_ports(guarded) is None
+    unguarded = resolve(request(sets=(*sets, UNGUARDED))).values
+    assert judged_ports(unguarded) == ports
 
 
 def test_one_node_has_no_group_ports_on_the_network() -> None:
@@ -191,12 +198,15 @@ def test_a_rule_index_counts_from_0_and_says_which_one_a_person_counts(index: in
 # src/bootstrap.cc, bootstrapGetUniqueId); NCCL_RAS_ADDR moves NCCL's RAS client socket off localhost
 # (src/ras/client_support.cc). None of them is on the ports the judge reads.
 @pytest.mark.parametrize(("sets", "refused"), [
-    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000",), "nccl.settings: NCCL_COMM_ID moves a listener"),
-    (("vllm.extraEnv[0].name=NCCL_RAS_ADDR", "vllm.extraEnv[0].value=0.0.0.0:28028"),
+    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", UNGUARDED), "nccl.settings: NCCL_COMM_ID moves a listener"),
+    (("vllm.extraEnv[0].name=NCCL_RAS_ADDR", "vllm.extraEnv[0].value=0.0.0.0:28028", UNGUARDED),
      "vllm.extraEnv: NCCL_RAS_ADDR moves a listener"),
-    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", "distributed.allowOpenGroupPorts=true"), ""),
+    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", UNGUARDED, "distributed.allowOpenGroupPorts=true"), ""),
     (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", "rdma.mode=sriov", "rdma.sriov.networkName=default/rdma-vf"), ""),
-], ids=["comm-id", "ras-addr", "accepted-open", "sriov"])
+    # the port guard matches the pod's sockets wherever they listen (files/port_guard.py)
+    (("nccl.settings.NCCL_COMM_ID=10.0.10.5:40000", "vllm.extraEnv[0].name=NCCL_RAS_ADDR",
+      "vllm.extraEnv[0].value=0.0.0.0:28028"), ""),
+], ids=["comm-id", "ras-addr", "accepted-open", "sriov", "guarded"])
 def test_env_that_moves_a_group_listener_is_refused_unless_the_ports_are_accepted_open(
         sets: tuple[str, ...], refused: str) -> None:
     if not refused:

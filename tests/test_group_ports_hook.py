@@ -51,6 +51,7 @@ def hook_values(tmp_path: Path, fake: FakeOci, *, subnet: str, nsgs: list[str], 
     values = json.loads(path.read_text())
     values["nodes"] = nodes
     values["distributed"]["allowOpenGroupPorts"] = accept_open
+    values["distributed"]["portGuard"]["enabled"] = False  # OCI's rules are the judge only without the port guard
     path.write_text(json.dumps(values))
     return path
 

@@ -17,9 +17,10 @@ from helm_rdma.yamlfile import load_json_schema
 from .conftest import REPO
 from .rendering import PROVISION, render, request
 
-DIGEST = {"vllm": "sha256:" + "a" * 64, "provisioner": "sha256:" + "b" * 64, "test-api": "sha256:" + "c" * 64}
+DIGEST = {"vllm": "sha256:" + "a" * 64, "provisioner": "sha256:" + "b" * 64, "test-api": "sha256:" + "c" * 64,
+          "port-guard": "sha256:" + "d" * 64}
 PINNED = (f"image.digest={DIGEST['vllm']}", f"clusterNetwork.image.digest={DIGEST['provisioner']}",
-          f"verify.tests.image.digest={DIGEST['test-api']}")
+          f"verify.tests.image.digest={DIGEST['test-api']}", f"distributed.portGuard.image.digest={DIGEST['port-guard']}")
 PRESETS = ("a100-v2", "b200", "gpu4", "h100", "h200", "mi300x")
 
 
@@ -49,6 +50,7 @@ def test_a_digest_pins_every_image_as_repository_tag_at_digest() -> None:
     images = rendered_images(list(render(*PROVISION, *PINNED)))
     assert images == {f"docker.io/vllm/vllm-openai:v0.33.0@{DIGEST['vllm']}",
                       f"iad.ocir.io/example/helm-rdma-provisioner:0.1.0@{DIGEST['provisioner']}",
+                      f"docker.io/nicolaka/netshoot:v0.16@{DIGEST['port-guard']}",
                       f"docker.io/library/python:3.13-alpine@{DIGEST['test-api']}"}
     # a digest without a tag: repository@digest
     docs = list(render("verify.tests.image.tag=", f"verify.tests.image.digest={DIGEST['test-api']}"))
@@ -65,6 +67,7 @@ def test_a_malformed_digest_is_refused_by_the_schema() -> None:
 def test_the_artifact_hub_images_list_names_each_image_and_its_reference() -> None:
     assert artifacthub_images(values_of(*PROVISION, *PINNED)) == [
         {"name": "vllm", "image": f"docker.io/vllm/vllm-openai:v0.33.0@{DIGEST['vllm']}"},
+        {"name": "port-guard", "image": f"docker.io/nicolaka/netshoot:v0.16@{DIGEST['port-guard']}"},
         {"name": "provisioner", "image": f"iad.ocir.io/example/helm-rdma-provisioner:0.1.0@{DIGEST['provisioner']}"},
         {"name": "test-api", "image": f"docker.io/library/python:3.13-alpine@{DIGEST['test-api']}"},
     ]

@@ -108,7 +108,7 @@ def test_install_then_upgrades_then_uninstall_run_only_quick_hooks_that_take_no_
     assert rules.hooks_never_take_gpus(changed) == []
     [lws] = [d for d in changed if d["kind"] == "LeaderWorkerSet"]
     init = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["initContainers"]
-    assert [c["name"] for c in init] == ["download-model", "preflight", "preflight-verdict"]
+    assert [c["name"] for c in init] == ["port-guard", "download-model", "preflight", "preflight-verdict"]
 
     # 3. upgrade with more nodes: the provisioner is asked for the new size; the new group's preflight covers 3 nodes
     bigger = render(*PROVISION, nodes=3, upgrade=True)

@@ -58,6 +58,7 @@ def test_install_with_a_profile_the_config_lacks_exits_2_before_oci_or_helm(oci_
 def test_doctor_cluster_with_a_profile_the_config_lacks_exits_2(oci_cluster: tuple[Any, Path]) -> None:  # noqa: F811
     fake, config = oci_cluster
     out = CliRunner().invoke(main, ["doctor", "--preset", "h100", "-n", "ml", "--set", SECRETS, "--cluster",
+                                    "--set", "distributed.portGuard.enabled=false",  # OCI's rules are read
                                     "--oci-config", str(config), "--oci-profile", "NOPE"])
     assert out.exit_code == 2, out.output
     assert "profile [NOPE]: no such profile; the file has DEFAULT" in out.output and not fake.calls

@@ -22,7 +22,9 @@ from helm_rdma.cli import main
 TOKEN = "anonymous-pull-token"
 VLLM = "sha256:" + hashlib.sha256(b"vllm index").hexdigest()
 BODY = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}'
-MANIFESTS = {("vllm/vllm-openai", "v0.33.0"): VLLM, ("library/python", "3.13-alpine"): None}  # None: no header
+GUARD = "sha256:" + hashlib.sha256(b"netshoot index").hexdigest()
+MANIFESTS = {("vllm/vllm-openai", "v0.33.0"): VLLM, ("library/python", "3.13-alpine"): None,  # None: no header
+             ("nicolaka/netshoot", "v0.16"): GUARD}
 
 
 class FakeRegistry(BaseHTTPRequestHandler):
@@ -96,13 +98,15 @@ def test_generate_pins_every_tag_to_the_digest_the_registry_names(registry: str,
     assert out.exit_code == 0, out.output
     values = yaml.safe_load((tmp_path / "c" / "values.yaml").read_text())
     assert values["image"]["digest"] == VLLM
+    assert values["distributed"]["portGuard"]["image"]["digest"] == GUARD
     assert values["verify"]["tests"]["image"]["digest"] == "sha256:" + hashlib.sha256(BODY).hexdigest()  # hashed GET
     assert f"pinned image docker.io/vllm/vllm-openai:v0.33.0 to {VLLM}" in out.output
     text = " ".join(line.strip().lstrip("#").strip() for line in (tmp_path / "c" / "values.yaml").open())
     assert "Pinned by `helm-rdma generate --pin-digests`: what docker.io/vllm/vllm-openai:v0.33.0 pointed at" in text
     manifests = [r for r in FakeRegistry.requests if "/manifests/" in r[1]]
     assert {r[1] for r in manifests} == {"/v2/vllm/vllm-openai/manifests/v0.33.0",
-                                         "/v2/library/python/manifests/3.13-alpine"}
+                                         "/v2/library/python/manifests/3.13-alpine",
+                                         "/v2/nicolaka/netshoot/manifests/v0.16"}
     assert all("application/vnd.oci.image.index.v1+json" in r[2] for r in manifests)
 
 

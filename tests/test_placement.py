@@ -102,17 +102,21 @@ def test_notes_say_what_closes_the_groups_own_ports_under_host_network() -> None
     # network-policies, "NetworkPolicy and hostNetwork pods"). OCI admits the union of the subnet's security lists
     # and the VNIC's NSGs (docs.oracle.com/iaas/Content/Network/Concepts/securityrules.htm, "Comparison of Security
     # Lists and Network Security Groups"): an NSG alone never closes them, so an NSG no longer silences the note.
-    text = notes()
+    guarded = notes()  # the default: each pod's port guard closes them on its node
+    assert "The group's own ports (the torch store's 29500, vLLM's ZMQ sockets, NCCL's bootstrap) listen" in guarded
+    assert "admits new connections to them only from the node itself and\nthe release's pods" in guarded
+    assert "-c port-guard" in guarded and "subnet security lists" not in guarded
+    text = notes("distributed.portGuard.enabled=false")  # OCI's rules are what closes them then
     assert "The group's own ports (the torch store's 29500, vLLM's ZMQ sockets, NCCL's bootstrap) listen" in text
     assert "the GPU nodes' subnet security lists must not admit these ports" in text
     assert "examples/nsg-rules.json" in text and "doctor --cluster" in text
     assert "give the GPU nodes a subnet of their own" in text  # the other workers keep their rules
     # what OCI's rules never see: flannel's overlay, and the GPU nodes' own pods and processes
     assert "On a flannel cluster every pod reaches these ports through the VXLAN overlay" in text
-    assert "only a host firewall on\nthe nodes closes that" in text
+    assert "only a host firewall on\nthe nodes closes that: distributed.portGuard.enabled=true" in text
     assert "allowOpenGroupPorts is true" not in text
     assert "The group's own ports" in notes("clusterNetwork.nsgIds[0]=ocid1.networksecuritygroup.oc1..g")
-    accepted = notes("distributed.allowOpenGroupPorts=true")
+    accepted = notes("distributed.allowOpenGroupPorts=true", "distributed.portGuard.enabled=false")
     assert "WARNING: distributed.allowOpenGroupPorts is true. The group's own ports" in accepted
     assert "can run code in the serving process" in accepted
     assert "The group's own ports" not in notes("rdma.mode=sriov")  # the pod network: a NetworkPolicy closes them

@@ -291,8 +291,8 @@ def test_the_hook_refuses_a_subnet_that_opens_the_group_ports_before_it_creates_
     _, nsg = closed_subnet(fake)
     subnet = fake.add_subnet("10.0.10.0/24", SSH_AND_KUBELET, [WORKERS_ALL])
     oke = native(fake)
-    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1", subnetId=subnet,
-                       imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml", oke=oke)
+    path = unguarded(values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1", subnetId=subnet,
+                                 imageId="ocid1.image.oc1..i", nsgIds=[nsg], name="llama405b.ml", oke=oke))
     with pytest.raises(GroupPortsOpenError) as refused:
         provision(hook_plan(path, config, fake), env=HelmEnv(), watch=Watch(poll_seconds=0.01))
     assert refused.value.exit_code == 1
@@ -315,8 +315,8 @@ def test_the_hook_refuses_a_subnet_that_opens_the_group_ports_before_it_creates_
 
 
 def test_the_hook_that_cannot_read_the_rules_creates_nothing(config: Path, fake: FakeOci, tmp_path: Path) -> None:
-    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
-                       subnetId="ocid1.subnet.oc1..gone", imageId="ocid1.image.oc1..i", name="llama405b.ml")
+    path = unguarded(values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                                 subnetId="ocid1.subnet.oc1..gone", imageId="ocid1.image.oc1..i", name="llama405b.ml"))
     with pytest.raises(GroupPortsUncheckedError) as refused:
         provision(hook_plan(path, config, fake), env=HelmEnv(), watch=Watch(poll_seconds=0.01))
     said = str(refused.value)
@@ -326,12 +326,24 @@ def test_the_hook_that_cannot_read_the_rules_creates_nothing(config: Path, fake:
     assert creates(fake) == []
 
 
-def test_the_hook_with_open_ports_accepted_reads_no_rule(config: Path, fake: FakeOci, tmp_path: Path) -> None:
+def unguarded(chart: Path) -> Path:
+    """The values with the pods' port guard off: OCI's rules are then what must close the group's ports."""
+    values = json.loads(chart.read_text())
+    values["distributed"]["portGuard"]["enabled"] = False
+    chart.write_text(json.dumps(values))
+    return chart
+
+
+@pytest.mark.parametrize("accepted", ["portGuard", "allowOpenGroupPorts"])
+def test_the_hook_with_the_ports_guarded_or_accepted_open_reads_no_rule(config: Path, fake: FakeOci, tmp_path: Path,
+                                                                      accepted: str) -> None:
+    """The default: each serving pod's port guard closes the ports on its node (files/port_guard.py)."""
     chart = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
                         subnetId="ocid1.subnet.oc1..unread", imageId="ocid1.image.oc1..i", name="llama405b.ml")
-    values = json.loads(chart.read_text())
-    values["distributed"]["allowOpenGroupPorts"] = True
-    chart.write_text(json.dumps(values))
+    if accepted == "allowOpenGroupPorts":
+        values = json.loads(unguarded(chart).read_text())
+        values["distributed"]["allowOpenGroupPorts"] = True
+        chart.write_text(json.dumps(values))
     plan = hook_plan(chart, config, fake)
     assert plan.group_ports is None
     assert provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01)).network.state == "RUNNING"
@@ -339,8 +351,8 @@ def test_the_hook_with_open_ports_accepted_reads_no_rule(config: Path, fake: Fak
 
 
 def test_a_shrink_creates_nothing_and_reads_no_rule(config: Path, fake: FakeOci, tmp_path: Path) -> None:
-    path = values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
-                       subnetId="ocid1.subnet.oc1..unread", imageId="ocid1.image.oc1..i", name="llama405b.ml")
+    path = unguarded(values_file(tmp_path, fake, compartmentId=COMPARTMENT, availabilityDomain="AD-1",
+                                 subnetId="ocid1.subnet.oc1..unread", imageId="ocid1.image.oc1..i", name="llama405b.ml"))
     plan = hook_plan(path, config, fake)._replace(resize="shrink")
     assert plan.group_ports is not None
     assert provision(plan, env=HelmEnv(), watch=Watch(poll_seconds=0.01)).network.state == "ABSENT"

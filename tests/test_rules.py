@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from helm_rdma import contract
 from helm_rdma.checks import lookalikes
 from helm_rdma.checks.doctor import value_findings
-from helm_rdma.checks.facts import group_watch, oci_hooks
+from helm_rdma.checks.facts import group_watch, oci_hooks, port_guard
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cli import main
 from helm_rdma.commands.doctor import UNCHECKED, UNCHECKED_FIX, doctor, with_chart_verdict
@@ -169,9 +169,9 @@ def test_the_rules_know_the_charts_containers_by_the_contracts_names() -> None:
 
 
 # The chart's helpers that Python mirrors (checks/facts.py), by name.
-MIRRORS = {"groupWatch": group_watch, "ociHooks": oci_hooks}
+MIRRORS = {"groupWatch": group_watch, "ociHooks": oci_hooks, "portGuard": port_guard}
 FACT_PROBE = """{{- range $i, $values := .Values.probeCases }}
-{{ $i }}: "{{ include "vllm-rdma.groupWatch" (dict "Values" $values) }},{{ include "vllm-rdma.ociHooks" (dict "Values" $values) }}"
+{{ $i }}: "{{ include "vllm-rdma.groupWatch" (dict "Values" $values) }},{{ include "vllm-rdma.ociHooks" (dict "Values" $values) }},{{ include "vllm-rdma.portGuard" (dict "Values" $values) }}"
 {{- end }}
 """
 
@@ -195,7 +195,8 @@ def test_the_python_facts_are_the_charts_helpers_across_the_render_matrix(tmp_pa
     answers = {i: tuple(a == "true" for a in text.split(",")) for i, text in yaml.safe_load(out.stdout).items()}
     for i, v in enumerate(values):
         assert answers[i] == tuple(f(v) for f in MIRRORS.values()), cases[i]
-    assert set(answers.values()) >= {(True, False), (False, True), (False, False)}  # both sides of each fact
+    for fact in range(len(MIRRORS)):  # both sides of each fact
+        assert {a[fact] for a in answers.values()} == {True, False}, list(MIRRORS)[fact]
 
 
 LOOKALIKES = lookalikes.lookalikes()

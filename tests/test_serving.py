@@ -158,8 +158,8 @@ def test_the_users_pod_settings_reach_the_serving_pods_and_join_the_charts() -> 
     assert affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] == \
         EVERYTHING["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert len(affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 3  # RDMA locality
-    assert [c["name"] for c in spec["initContainers"]] == [  # downloads and the user's, then the group's barrier
-        "download-model", "download-lora-0", "warm", "preflight", "preflight-verdict"]
+    assert [c["name"] for c in spec["initContainers"]] == [  # the guard, downloads and the user's, then the barrier
+        "port-guard", "download-model", "download-lora-0", "warm", "preflight", "preflight-verdict"]
     assert [c["name"] for c in spec["containers"]] == ["vllm", "exporter"]
     assert {"name": "adapters", "persistentVolumeClaim": {"claimName": "lora-adapters"}} in spec["volumes"]
     vllm = container(spec, "vllm")

@@ -24,6 +24,7 @@ PREFLIGHT_CONTAINER = "preflight"
 PREFLIGHT_VERDICT_CONTAINER = "preflight-verdict"
 BARRIER_CONTAINER = "group-barrier"
 DOWNLOAD_CONTAINER = "download-model"
+PORT_GUARD_CONTAINER = "port-guard"
 # The line rank 0 of the preflight prints (files/nccl_allreduce.py, RESULT_PREFIX), then a JSON object.
 PREFLIGHT_RESULT_PREFIX = "helm-rdma preflight result: "
 # The annotation of the Event the preflight records (files/preflight_event.py, SUMMARY_ANNOTATION): its summary, JSON.

@@ -1,6 +1,6 @@
 {{/*
 Named facts the templates and the rules share: each renders "true" or nothing, so `if include ...` reads it.
-Python mirrors two of them (checks/facts.py: groupWatch, ociHooks); tests/test_rules.py holds each mirror against
+Python mirrors three of them (checks/facts.py: groupWatch, ociHooks, portGuard); tests/test_rules.py holds each mirror against
 its helper over the render matrix.
 */}}
 
@@ -73,4 +73,13 @@ whether this release provisions the nodes (and so labels them).
 {{- if .Values.clusterNetwork.provision }}true{{ end }}
 {{- else if $enabled }}true
 {{- end }}
+{{- end }}
+
+{{/*
+Whether each serving pod runs the port guard (files/port_guard.py, vllm-rdma.portGuardContainer): hostNetwork with
+more than one node, where the group's own ports listen on the nodes' addresses (one node has no peers to listen for),
+unless distributed.portGuard.enabled is false.
+*/}}
+{{- define "vllm-rdma.portGuard" -}}
+{{- if and (eq (toString .Values.rdma.mode) "hostNetwork") (gt (float64 .Values.nodes) 1.0) .Values.distributed.portGuard.enabled }}true{{ end }}
 {{- end }}

@@ -232,10 +232,16 @@ spec:
   {{- include "vllm-rdma.placement" (dict "root" $root "components" (list "leader" "worker")) | trim | nindent 2 }}
   {{- $lwsBarrier := and (include "vllm-rdma.groupBarrier" $root) (eq $v.workload.kind "LeaderWorkerSet") }}
   {{- /* The leader's first init container of the chart also names the API key's Secret (vllm-rdma.apiKeySecretCheckEnv). */}}
-  {{- $keyCheck := and (eq $role "leader") $v.api.keySecret.name (include "vllm-rdma.download" $root) }}
-  {{- $keyCheckLater := and (eq $role "leader") $v.api.keySecret.name (not (include "vllm-rdma.download" $root)) }}
-  {{- if or $lwsBarrier (include "vllm-rdma.download" $root) $v.initContainers }}
+  {{- $guard := include "vllm-rdma.portGuard" $root }}
+  {{- $keyFirst := and (eq $role "leader") $v.api.keySecret.name }}
+  {{- $keyCheck := and $keyFirst (not $guard) (include "vllm-rdma.download" $root) }}
+  {{- $keyCheckLater := and $keyFirst (not $guard) (not (include "vllm-rdma.download" $root)) }}
+  {{- if or $lwsBarrier (include "vllm-rdma.download" $root) $v.initContainers $guard }}
   initContainers:
+    {{- /* The port guard first: no listener of the pod may start before its table is loaded. */}}
+    {{- if $guard }}
+    {{- include "vllm-rdma.portGuardContainer" (dict "root" $root "keyCheck" (and $keyFirst $guard)) | nindent 4 }}
+    {{- end }}
     {{- /* Download first, then the group's barrier, then vLLM: vLLM gives its peers distributed.timeoutSeconds to
     meet (vllm/config/parallel.py), and nodes finish their downloads minutes apart. */}}
     {{- if include "vllm-rdma.download" $root }}
@@ -286,6 +292,13 @@ spec:
       hostPath:
         path: /etc/hostname
         type: File
+    {{- end }}
+    {{- if include "vllm-rdma.portGuard" $root }}
+    # The host's cgroup hierarchy, where the port guard finds its pod's cgroup and nft resolves it.
+    - name: host-cgroup
+      hostPath:
+        path: /sys/fs/cgroup
+        type: Directory
     {{- end }}
     {{- with $v.extraVolumes }}
     {{- toYaml . | nindent 4 }}

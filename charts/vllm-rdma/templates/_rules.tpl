@@ -510,7 +510,8 @@ ephemeral ports, where vLLM's and NCCL's sockets listen when they bind port 0. T
 elsewhere, on the node's VCN address under hostNetwork, with no authentication: VLLM_PORT (vLLM's envs.py: the base
 port vLLM's own sockets take, upward from it), NCCL_COMM_ID (NVIDIA/nccl src/bootstrap.cc: a fixed host:port for the
 bootstrap root) and NCCL_RAS_ADDR (src/ras/client_support.cc: the RAS client port, 28028 by default, beyond
-localhost). Refused unless the ports are accepted open.
+localhost). Refused when that check is what closes the ports (distributed.portGuard off: the guard covers every
+listener of the pod, wherever it binds) unless they are accepted open.
 */}}
 {{- define "vllm-rdma.rule.group-port-env" -}}
 {{- $moved := list }}
@@ -522,7 +523,7 @@ localhost). Refused unless the ports are accepted open.
 {{- range $name := keys .Values.nccl.settings | sortAlpha }}
   {{- if has $name $watched }}{{ $moved = append $moved $name }}{{ $keys = append $keys "nccl.settings" }}{{ end }}
 {{- end }}
-{{- if and $moved (eq .Values.rdma.mode "hostNetwork") (gt (int .Values.nodes) 1) (not .Values.distributed.allowOpenGroupPorts) }}
+{{- if and $moved (eq .Values.rdma.mode "hostNetwork") (gt (int .Values.nodes) 1) (not .Values.distributed.allowOpenGroupPorts) (not (include "vllm-rdma.portGuard" .)) }}
   {{- printf "%s: %s moves a listener of the group (VLLM_PORT: vLLM's own sockets, from that port up; NCCL_COMM_ID: NCCL's bootstrap root; NCCL_RAS_ADDR: NCCL's RAS client port) off the ports the group-ports check judges, onto the node's VCN address with no authentication (hostNetwork); fix: remove it, or set distributed.allowOpenGroupPorts=true to accept the group's ports open" (first $keys) (join ", " $moved) }}
 {{- end }}
 {{- end }}

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from helm_rdma import __version__
-from helm_rdma.checks.facts import oci_hooks
+from helm_rdma.checks.facts import oci_hooks, port_guard
+from helm_rdma.contract import PORT_GUARD_CONTAINER
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ def chart_images(values: dict[str, Any]) -> list[ChartImage]:
     """
     image = values["image"]
     found = [ChartImage("vllm", "image", image["repository"], str(image["tag"]), image.get("digest") or "")]
+    if port_guard(values):  # a sidecar of every serving pod under hostNetwork
+        guard = values["distributed"]["portGuard"]["image"]
+        found.append(ChartImage(PORT_GUARD_CONTAINER, "distributed.portGuard.image", guard["repository"],
+                                str(guard["tag"] or ""), guard.get("digest") or ""))
     cn = values.get("clusterNetwork") or {}
     if oci_hooks(values) and cn["image"]["repository"]:  # the hooks run the provisioner image
         prov = cn["image"]

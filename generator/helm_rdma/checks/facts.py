@@ -16,3 +16,9 @@ def oci_hooks(values: dict[str, Any]) -> bool:
     """vllm-rdma.ociHooks: an OCI hook runs (provisioning, or deprovisioning on uninstall)."""
     network = values.get("clusterNetwork") or {}
     return bool(network.get("provision") or network.get("deleteOnUninstall"))
+
+
+def port_guard(values: dict[str, Any]) -> bool:
+    """vllm-rdma.portGuard: each serving pod runs the port guard (hostNetwork, more than one node, enabled)."""
+    return bool(values["rdma"]["mode"] == "hostNetwork" and values["nodes"] > 1
+                and values["distributed"]["portGuard"]["enabled"])

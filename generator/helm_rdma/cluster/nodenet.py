@@ -40,8 +40,12 @@ FLANNEL_ANNOTATIONS = "flannel.alpha.coreos.com/"
 # What stays open when OCI's rules pass: traffic that starts on the GPU node never crosses its VNIC's rules.
 SAME_NODE = ("pods and hostNetwork processes on the GPU nodes themselves still reach the ports (the chart's pods take "
              "every GPU, so only pods that tolerate the GPU nodes' taints land there, DaemonSets among them): only a "
-             "host firewall on the nodes closes that")
+             "host firewall on the nodes closes that (distributed.portGuard.enabled=true, the default)")
 ACCEPTED = "accepted by distributed.allowOpenGroupPorts=true"
+# The check's line when each pod's port guard (files/port_guard.py) closes the ports on the node: OCI's rules are not
+# read then, since no rule of theirs is the last word.
+GUARDED = ("the group's ports ({ports}) are closed on each GPU node by the pods' port guard (distributed.portGuard): "
+           "new connections to the serving pods' listeners come only from the node itself and the release's pods")
 CHECK_BY_HAND = ("check the node's subnet security lists and its VNICs' NSGs in the OCI console (Instance, Attached "
                  "VNICs)")
 

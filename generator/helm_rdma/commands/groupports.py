@@ -28,11 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from helm_rdma.checks.facts import group_watch
+from helm_rdma.checks.facts import group_watch, port_guard
 from helm_rdma.cluster.check import SHOWN, ClusterCheck
 from helm_rdma.cluster.kube import Connection
 from helm_rdma.cluster.nodenet import (
+    CHECK,
     GROUP_PORTS_FIX,
+    GUARDED,
     POD_NETWORK,
     flannel_nodes,
     flannel_open,
@@ -85,9 +87,12 @@ def group_ports_of(values: dict[str, Any]) -> GroupPorts | None:
 
 
 def judged_ports(values: dict[str, Any]) -> GroupPorts | None:
-    """``group_ports_of``, unless the values accept the ports open (distributed.allowOpenGroupPorts): the ports that
-    install, upgrade and the provisioning hook must find closed before they go on."""
-    return None if values["distributed"]["allowOpenGroupPorts"] else group_ports_of(values)
+    """``group_ports_of``, unless each pod's port guard closes them on the node (distributed.portGuard, the default)
+    or the values accept them open (distributed.allowOpenGroupPorts): the ports that install, upgrade and the
+    provisioning hook must find closed in OCI's rules before they go on."""
+    if port_guard(values) or values["distributed"]["allowOpenGroupPorts"]:
+        return None
+    return group_ports_of(values)
 
 
 def pod_vnics(oke: dict[str, Any]) -> Vnic | None:
@@ -399,6 +404,8 @@ def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: Oc
     ports = group_ports_of(values)
     if ports is None:
         return []
+    if port_guard(values):
+        return [ClusterCheck(CHECK, "ok", str(values["preset"]["shape"]), GUARDED.format(ports=ports.text()), "")]
     verdict = judge(values, ports=ports, connection=connection, oci=oci, release=release,
                     namespace=connection.namespace, node_selector=node_selector)
     shape = str(values["preset"]["shape"])

@@ -305,9 +305,11 @@ def _group_values(values: dict[str, Any], *, nodes: int) -> dict[str, Any]:
         found = (values.get(section) or {}).get(leaf)
         return values_default(key) if found is None else found
 
+    distributed = {k: given(f"distributed.{k}") for k in ("masterPort", "groupWatchPort", "allowOpenGroupPorts")}
+    guard = ((values.get("distributed") or {}).get("portGuard") or {}).get("enabled")
+    distributed["portGuard"] = {"enabled": values_default("distributed.portGuard.enabled") if guard is None else guard}
     return {"nodes": nodes, "rdma": {"mode": given("rdma.mode")}, "workload": {"kind": given("workload.kind")},
-            "distributed": {k: given(f"distributed.{k}") for k in ("masterPort", "groupWatchPort",
-                                                                    "allowOpenGroupPorts")}}
+            "distributed": distributed}
 
 
 DEPROVISION_TIMEOUT_SECONDS = 3600  # terminating a network takes minutes; deprovision again to keep waiting

@@ -1,0 +1,321 @@
+"""The port guard (files/port_guard.py) run for real: the chart's own container environment, the real nft, the real
+kernel, in network namespaces made here. A "node" namespace holds the pod's listeners in a cgroup named as the kubelet
+names a Burstable pod's with the systemd driver (kubernetes pkg/kubelet/cm/pod_container_manager_linux.go,
+GetPodContainerName: kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid, - as _>.slice), and another
+workload's listener in a cgroup of its own. Around it: a peer (a node of the release, which the release's headless
+Service name resolves to, by the namespace's hosts file), a stranger on the node network, and a pod behind the node
+(a veth, forwarded as a CNI forwards). The guard matches the pod's listening sockets with nft's `socket cgroupv2`
+on the input hook (Linux net/netfilter/nft_socket.c: the lookup finds the listener a SYN is for) and resolves the
+cgroup path under /sys/fs/cgroup (nftables src/datatype.c), where the chart mounts the host's hierarchy.
+
+Needs root, nft (Debian's nftables; scripts/test-tools installs it), iproute2 and a writable cgroup v2 hierarchy;
+elsewhere these tests skip, saying which is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helm_rdma.datafiles import chart_dir
+
+from .rendering import render, serving_pod_specs
+
+SCRIPT = chart_dir() / "files" / "port_guard.py"
+RELEASE_SERVICE = "llama405b-vllm-rdma.llm.svc"  # what the chart's guard resolves for release llama405b in llm
+LISTENER = """
+import socket, sys, threading
+def serve(s):
+    while True:
+        c, _ = s.accept(); c.close()
+socks = []
+for port in [int(p) for p in sys.argv[1:]]:
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port)); s.listen(16); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
+for s in socks:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def cgroup2_root() -> Path | None:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, kind, *_ = line.split()
+        if kind == "cgroup2":
+            return Path(mount)
+    return None
+
+
+def missing() -> str:
+    if os.geteuid() != 0:
+        return "not root"
+    for tool in ("nft", "ip"):
+        if shutil.which(tool) is None:
+            return f"no {tool} (scripts/test-tools installs nftables and iproute2)"
+    root = cgroup2_root()
+    if root is None or not os.access(root, os.W_OK):
+        return "no writable cgroup v2 hierarchy"
+    probe = f"hrprobe{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode:
+        return "cannot make network namespaces"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(missing()), reason=missing() or "")
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass
+class Net:
+    tag: str
+    cgroups: Path
+    pod_uid: str
+    pod_cgroup: Path
+    other_cgroup: Path
+
+    def ns(self, name: str) -> str:
+        return f"{name}{self.tag}"
+
+    def reaches(self, source: str, address: str, port: int) -> bool:
+        """Whether a TCP connection from namespace ``source`` to address:port opens within a second."""
+        code = (f"import socket\ntry:\n socket.create_connection(('{address}', {port}), timeout=1).close()\n"
+                "except OSError:\n raise SystemExit(1)")
+        return subprocess.run(["ip", "netns", "exec", self.ns(source), sys.executable, "-c", code],
+                              capture_output=True).returncode == 0
+
+    def listen(self, cgroup: Path, *ports: int) -> tuple[subprocess.Popen[str], list[int]]:
+        """Listeners in ``cgroup`` on the node (port 0: an ephemeral one, as NCCL's and vLLM's sockets bind)."""
+        proc = subprocess.Popen(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec ip netns exec '
+                                 f'{self.ns("node")} "$0" -c "$@"', sys.executable, LISTENER,
+                                 *map(str, ports)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        return proc, [int(p) for p in proc.stdout.readline().split()]
+
+    def peers(self, *addresses: str) -> None:
+        """The hosts file the node's namespace resolves with (ip-netns(8): /etc/netns/NAME/hosts)."""
+        Path(f"/etc/netns/{self.ns('node')}/hosts").write_text(
+            "".join(f"{a} {RELEASE_SERVICE}\n" for a in addresses) + "127.0.0.1 localhost\n")
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    tag = f"g{os.getpid() % 100000}"
+    root = cgroup2_root()
+    assert root is not None
+    uid = str(uuid.uuid4())
+    pod = (root / "kubepods.slice" / "kubepods-burstable.slice" /
+           f"kubepods-burstable-pod{uid.replace('-', '_')}.slice" / "crio-vllm.scope")
+    other = root / f"other-{tag}.slice"
+    n = Net(tag, root, uid, pod, other)
+    for name in ("node", "peer", "stranger", "pod"):
+        sh("ip", "netns", "add", n.ns(name))
+        sh("ip", "-n", n.ns(name), "link", "set", "lo", "up")
+    links = {"peer": ("10.77.1.1", "10.77.1.2"), "stranger": ("10.77.2.1", "10.77.2.2"), "pod": ("10.77.3.1", "10.77.3.2")}
+    for i, (name, (near, far)) in enumerate(links.items()):
+        sh("ip", "link", "add", f"h{i}{tag}", "netns", n.ns("node"), "type", "veth", "peer", "name", f"c{i}{tag}",
+           "netns", n.ns(name))
+        sh("ip", "-n", n.ns("node"), "addr", "add", f"{near}/24", "dev", f"h{i}{tag}")
+        sh("ip", "-n", n.ns("node"), "link", "set", f"h{i}{tag}", "up")
+        sh("ip", "-n", n.ns(name), "addr", "add", f"{far}/24", "dev", f"c{i}{tag}")
+        sh("ip", "-n", n.ns(name), "link", "set", f"c{i}{tag}", "up")
+        sh("ip", "-n", n.ns(name), "route", "add", "default", "via", near)
+    sh("ip", "netns", "exec", n.ns("node"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    pod.mkdir(parents=True)
+    other.mkdir()
+    Path(f"/etc/netns/{n.ns('node')}").mkdir(parents=True, exist_ok=True)
+    n.peers("10.77.1.2")
+    procs: list[subprocess.Popen[Any]] = []
+    n.procs = procs  # type: ignore[attr-defined]
+    try:
+        yield n
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for name in ("node", "peer", "stranger", "pod"):
+            subprocess.run(["ip", "netns", "del", n.ns(name)], capture_output=True)
+        shutil.rmtree(f"/etc/netns/{n.ns('node')}", ignore_errors=True)
+        for top in (pod.parent, other):
+            remove_cgroup(top)
+
+
+def remove_cgroup(top: Path) -> None:
+    """Remove a cgroup and its children, deepest first (a killed process leaves its cgroup a moment later)."""
+    if not top.exists():
+        return
+    for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
+        for _ in range(50):
+            if not d.exists() or subprocess.run(["rmdir", str(d)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+
+
+def chart_env() -> dict[str, str]:
+    """The port guard container's plain environment as the chart renders it (release llama405b in llm, h100)."""
+    spec = serving_pod_specs(render())[0]
+    guard = next(c for c in spec["initContainers"] if c["name"] == "port-guard")
+    assert guard["restartPolicy"] == "Always" and spec["initContainers"][0] is guard  # first, and a sidecar
+    return {e["name"]: str(e["value"]) for e in guard["env"] if "value" in e}
+
+
+RUN_GUARD = r"""#!/bin/sh
+# $1 the container's cgroup, $2 unshare's extra flags, $3 the node's network namespace, $4 the host's cgroup v2
+# hierarchy, $5 a directory for its bind mount, $6 python, $7 the guard.
+echo $$ > "$1/cgroup.procs" || exit 99
+exec unshare -m $2 sh -c 'mount --bind "$0" "$1" && exec ip netns exec "$2" sh -c \
+    "mount --bind \"\$0\" /sys/fs/cgroup && exec \"\$1\" \"\$2\"" "$1" "$3" "$4"' "$4" "$5" "$3" "$6" "$7"
+"""
+
+
+def guard_command(n: Net, scope: Path, tmp: Path, *, unshare: str = "") -> list[str]:
+    """The guard as the chart runs it: in a container scope of its pod's cgroup, in the node's cgroup namespace (a
+    privileged container's) unless ``unshare`` is -C (a namespace of its own, an unprivileged container's), with the
+    host's cgroup v2 hierarchy bound at /sys/fs/cgroup as the chart's hostPath volume binds it (ip netns exec gives it
+    /etc/netns/NAME/hosts as /etc/hosts)."""
+    scope.mkdir(exist_ok=True)
+    run = tmp / "run-guard"
+    run.write_text(RUN_GUARD)
+    mount = tmp / "host-cgroup"
+    mount.mkdir(exist_ok=True)
+    return ["sh", str(run), str(scope), unshare, n.ns("node"), str(n.cgroups), str(mount), sys.executable,
+            str(SCRIPT)]
+
+
+def guard_env(n: Net, uid: str, ready: Path) -> dict[str, str]:
+    return {**os.environ, **chart_env(), "HELM_RDMA_POD_UID": uid, "HELM_RDMA_GUARD_READY_FILE": str(ready),
+            "HELM_RDMA_GUARD_REFRESH_SECONDS": "1"}
+
+
+def start_guard(n: Net, tmp_path: Path, uid: str | None = None, pod: Path | None = None) -> subprocess.Popen[str]:
+    ready = tmp_path / "ready"
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen(guard_command(n, (pod or n.pod_cgroup.parent) / "crio-guard.scope", tmp_path),
+                            env=guard_env(n, uid or n.pod_uid, ready), stderr=subprocess.PIPE, text=True)
+    n.procs.append(proc)  # type: ignore[attr-defined]
+    for _ in range(100):
+        if ready.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert ready.exists(), proc.stderr.read() if proc.poll() is not None and proc.stderr else "not ready"
+    return proc
+
+
+def tables(n: Net) -> str:
+    return subprocess.run(["ip", "netns", "exec", n.ns("node"), "nft", "list", "tables"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_the_guard_admits_only_the_node_and_the_peers_to_the_pods_listeners(net: Net, tmp_path: Path) -> None:
+    """Before, a stranger on the node network and a pod on the node reach every listener of the serving pod; with the
+    guard, only the node itself, the peers and anyone on the API's port do, and another workload's listener is
+    untouched; a peer that appears later is admitted at the next refresh; SIGTERM deletes the table."""
+    env = chart_env()
+    api, store = int(env["HELM_RDMA_GUARD_OPEN"]), int(env["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")[0])
+    listeners, (api, store, ephemeral) = net.listen(net.pod_cgroup, api, store, 0)
+    other, (other_port,) = net.listen(net.other_cgroup, 0)
+    net.procs += [listeners, other]  # type: ignore[attr-defined]
+    assert net.reaches("stranger", "10.77.2.1", store) and net.reaches("pod", "10.77.3.1", ephemeral)  # open before
+
+    guard = start_guard(net, tmp_path)
+    assert net.reaches("peer", "10.77.1.1", store) and net.reaches("peer", "10.77.1.1", ephemeral)
+    assert net.reaches("node", "10.77.2.1", store)  # the node itself, on any of its addresses
+    for source, address in (("stranger", "10.77.2.1"), ("pod", "10.77.3.1")):
+        assert not net.reaches(source, address, store), source
+        assert not net.reaches(source, address, ephemeral), source
+        assert net.reaches(source, address, api), source  # the API checks its key itself
+        assert net.reaches(source, address, other_port), source  # not this pod's listener
+
+    net.peers("10.77.1.2", "10.77.2.2")  # a pod of the release starts on the stranger's node
+    deadline = time.monotonic() + 10
+    while not net.reaches("stranger", "10.77.2.1", store):
+        assert time.monotonic() < deadline, "the new peer was never admitted"
+    assert not net.reaches("pod", "10.77.3.1", store)
+
+    guard.send_signal(signal.SIGTERM)
+    assert guard.wait(timeout=10) == 0
+    assert "helm_rdma_guard_" not in tables(net)
+    assert net.reaches("pod", "10.77.3.1", store)
+
+
+def test_pods_on_the_node_cannot_reach_the_group_ports_of_a_peer(net: Net, tmp_path: Path) -> None:
+    """A CNI that masquerades pod traffic to the node's address (flannel's --ip-masq) makes a pod's connection look
+    like the node's at the peer: the guard drops it where it is forwarded, on the group's ports only."""
+    store = int(chart_env()["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")[0])
+    peer_listener = subprocess.Popen(["ip", "netns", "exec", net.ns("peer"), sys.executable, "-c", LISTENER,
+                                      str(store), "9100"], stdout=subprocess.PIPE, text=True)
+    net.procs.append(peer_listener)  # type: ignore[attr-defined]
+    assert peer_listener.stdout is not None and peer_listener.stdout.readline()
+    assert net.reaches("pod", "10.77.1.2", store)
+    start_guard(net, tmp_path)
+    assert not net.reaches("pod", "10.77.1.2", store)
+    assert net.reaches("pod", "10.77.1.2", 9100)  # a node exporter, say: not the group's
+    assert net.reaches("node", "10.77.1.2", store)  # the node's own processes: the group's among them
+
+
+def test_a_killed_guard_leaves_its_table_until_its_pod_is_gone(net: Net, tmp_path: Path) -> None:
+    """SIGKILL (a node under pressure) skips the cleanup: the table keeps guarding while the kubelet restarts the
+    container, a restart replaces it in one transaction, and once the pod's cgroup is gone the next guard on the node
+    deletes it."""
+    store = int(chart_env()["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")[0])
+    listeners, (store,) = net.listen(net.pod_cgroup, store)
+    net.procs.append(listeners)  # type: ignore[attr-defined]
+    table = "helm_rdma_guard_" + net.pod_uid.replace("-", "_")
+    start_guard(net, tmp_path).kill()
+    assert table in tables(net) and not net.reaches("stranger", "10.77.2.1", store)
+    start_guard(net, tmp_path).kill()  # the restart
+    assert tables(net).count(table) == 1 and not net.reaches("stranger", "10.77.2.1", store)
+
+    for p in net.procs:  # type: ignore[attr-defined]  # the pod is gone
+        p.kill()
+        p.wait()
+    remove_cgroup(net.pod_cgroup.parent)
+    other_uid = str(uuid.uuid4())
+    other_pod = (net.cgroups / "kubepods.slice" / f"kubepods-pod{other_uid.replace('-', '_')}.slice")  # Guaranteed
+    other_pod.mkdir(parents=True)
+    try:
+        start_guard(net, tmp_path, uid=other_uid, pod=other_pod)
+        assert table not in tables(net) and "helm_rdma_guard_" + other_uid.replace("-", "_") in tables(net)
+    finally:
+        for p in net.procs:  # type: ignore[attr-defined]
+            p.kill()
+            p.wait()
+        remove_cgroup(other_pod)
+
+
+def test_without_the_pods_cgroup_the_guard_fails_naming_it(net: Net, tmp_path: Path) -> None:
+    """A node whose kubelet does not use cgroup v2, or a chart without the host's mount: exit 1, one line saying so,
+    and no table (the pod does not start unguarded: the kubelet restarts the container)."""
+    ready = tmp_path / "ready"
+    done = subprocess.run(guard_command(net, net.other_cgroup / "crio-guard.scope", tmp_path),
+                          env=guard_env(net, str(uuid.uuid4()), ready), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and not ready.exists()
+    assert "no cgroup of pod" in done.stderr and "/sys/fs/cgroup" in done.stderr
+    assert "helm_rdma_guard_" not in tables(net)
+
+
+def test_from_a_cgroup_namespace_of_its_own_the_guard_refuses(net: Net, tmp_path: Path) -> None:
+    """An unprivileged container gets a cgroup namespace of its own (containerd and CRI-O on cgroup v2), and Linux
+    adds that namespace root's level to a `socket cgroupv2` rule's level (net/netfilter/nft_socket.c,
+    nft_socket_cgroup_subtree_level; since 6.11 and the 6.1.112, 6.6.53, 6.10.12 stable releases): the rule would
+    load and match nothing. The guard sees its namespace in /proc/self/cgroup and refuses, saying why."""
+    ready = tmp_path / "ready"
+    done = subprocess.run(guard_command(net, net.pod_cgroup.parent / "crio-guard.scope", tmp_path, unshare="-C"),
+                          env=guard_env(net, net.pod_uid, ready), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and not ready.exists(), done.stderr
+    assert "cgroup namespace is not the node's" in done.stderr and "privileged" in done.stderr
+    assert "helm_rdma_guard_" not in tables(net)
