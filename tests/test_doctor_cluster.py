@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from helm_rdma.cli import main
@@ -141,6 +142,30 @@ def doctor(*args: str, guarded: bool = False) -> Result:
 def lines(result: Result, status: str, check: str) -> list[str]:
     """The lines of one status whose check (and subject) start with ``check``."""
     return [line for line in result.stdout.splitlines() if line.startswith(f"{status:<7} {check}")]
+
+
+def test_helms_connection_overrides_reach_the_cluster_checks(clusters: dict[str, Cluster], use: Any,
+                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """helm hands a plugin its --kube-apiserver, --kube-token, ... as HELM_KUBEAPISERVER, HELM_KUBETOKEN, ... (helm
+    pkg/cli/environment.go, EnvVars), and the helm that helm-rdma runs reads them from the same environment, over the
+    kubeconfig (genericclioptions.ConfigFlags): the checks judge that API server too. Here the kubeconfig names the
+    broken cluster and the overrides the ready one (the kubeconfig loader re-applies the kubeconfig's server before
+    every request: the first try at this read /version from the ready one and everything else from the broken)."""
+    use("broken")
+    assert doctor("--preset", "h100", "-n", "ml", "--set", SECRETS).exit_code == 1
+    server = yaml.safe_load(clusters["ready"].kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    monkeypatch.setenv("HELM_KUBEAPISERVER", server)
+    monkeypatch.setenv("HELM_KUBETOKEN", "t")
+    out = doctor("--preset", "h100", "-n", "ml", "--set", SECRETS)
+    assert out.exit_code == 0, out.output
+    assert f"cluster: kube context kmock ({server})" in out.stdout
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))  # no kubeconfig at all: the overrides alone
+    out = doctor("--preset", "h100", "--set", SECRETS)
+    assert f"cluster: kube context HELM_KUBEAPISERVER ({server}), namespace default" in out.stdout
+    assert "ok      lws-crd" in out.stdout  # the ready cluster's answers (the emulator holds no namespace default)
+    monkeypatch.setenv("HELM_KUBEASGROUPS", "a,b")
+    out = doctor("--preset", "h100", "--set", SECRETS)
+    assert out.exit_code == 2 and "HELM_KUBEASGROUPS (--kube-as-group) names 2 groups" in out.output
 
 
 def test_a_ready_cluster_passes_every_check(use: Any) -> None:

@@ -1,7 +1,13 @@
 """What helm tells its plugins through the environment, where helm-rdma keeps installed charts, and its own cache.
 
 Helm strips its global flags (-n/--namespace, --kube-context, --kubeconfig, --debug) from a plugin's arguments and
-passes them as HELM_NAMESPACE, HELM_KUBECONTEXT, KUBECONFIG and HELM_DEBUG; HELM_BIN is the helm that called us.
+passes them as HELM_NAMESPACE, HELM_KUBECONTEXT, KUBECONFIG and HELM_DEBUG; HELM_BIN is the helm that called us. Its
+connection overrides (--kube-apiserver, --kube-token, --kube-ca-file, --kube-insecure-skip-tls-verify,
+--kube-tls-server-name, --kube-as-user, --kube-as-group) arrive as HELM_KUBEAPISERVER, HELM_KUBETOKEN, HELM_KUBECAFILE,
+HELM_KUBEINSECURE_SKIP_TLS_VERIFY, HELM_KUBETLS_SERVER_NAME, HELM_KUBEASUSER and HELM_KUBEASGROUPS (helm
+pkg/cli/environment.go, New and EnvVars); the helm we run reads them from the same environment, and helm-rdma's own
+cluster checks apply them over the kubeconfig as helm does (cluster/kube.py), so both talk to one API server as one
+user.
 A KUBECONFIG that lists several files (a:b) is left to helm's environment: helm's --kubeconfig names one file.
 
 helm-rdma's own cache (HELM_RDMA_CACHE, else XDG_CACHE_HOME/helm-rdma, else ~/.cache/helm-rdma) only ever holds
@@ -25,6 +31,30 @@ from helm_rdma.names import check_namespace, check_release
 
 
 @dataclass(frozen=True)
+class KubeOverrides:
+    """helm's connection overrides, applied over the kubeconfig (k8s.io/cli-runtime genericclioptions.ConfigFlags,
+    which helm binds them to): the API server, a bearer token, the CA, TLS checks, and whom to impersonate."""
+
+    api_server: str = ""
+    token: str = ""
+    ca_file: str = ""
+    tls_server_name: str = ""
+    insecure: bool = False
+    as_user: str = ""
+    as_groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> KubeOverrides | None:
+        """The overrides helm passed (each variable is set for every plugin, empty when unused); None when none."""
+        found = cls(api_server=env.get("HELM_KUBEAPISERVER", ""), token=env.get("HELM_KUBETOKEN", ""),
+                    ca_file=env.get("HELM_KUBECAFILE", ""), tls_server_name=env.get("HELM_KUBETLS_SERVER_NAME", ""),
+                    insecure=env.get("HELM_KUBEINSECURE_SKIP_TLS_VERIFY", "").lower() in ("1", "t", "true"),
+                    as_user=env.get("HELM_KUBEASUSER", ""),
+                    as_groups=tuple(g.strip() for g in env.get("HELM_KUBEASGROUPS", "").split(",") if g.strip()))
+        return None if found == cls() else found
+
+
+@dataclass(frozen=True)
 class HelmEnv:
     """The cluster coordinates and settings a command passes on to helm."""
 
@@ -33,6 +63,7 @@ class HelmEnv:
     kubeconfig: str | None = None
     debug: bool = False
     cache_home: Path = Path.home() / ".cache" / "helm"
+    overrides: KubeOverrides | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, *, namespace: str | None = None) -> HelmEnv:
@@ -49,6 +80,7 @@ class HelmEnv:
             kubeconfig=env.get("KUBECONFIG") or None,
             debug=env.get("HELM_DEBUG", "").lower() in ("1", "true"),
             cache_home=_cache_home(env),
+            overrides=KubeOverrides.from_environ(env),
         )
 
     def global_flags(self) -> list[str]:

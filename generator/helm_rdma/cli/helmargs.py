@@ -108,8 +108,8 @@ REFUSED: tuple[Refused, ...] = (
             "set KUBECONFIG=PATH instead (helm sets it for a plugin from `helm --kubeconfig PATH rdma ...`): "
             "helm-rdma's checks and the helm it runs both read it"),
     Refused(("--kube-apiserver",), "act on another API server than the one helm-rdma checked",
-            "name the server in a kubeconfig context and choose it with HELM_KUBECONTEXT (or KUBECONFIG): "
-            "helm-rdma's checks read the kubeconfig"),
+            "set HELM_KUBEAPISERVER=URL instead (helm sets it for a plugin from `helm --kube-apiserver URL rdma "
+            "...`): helm-rdma's checks and the helm it runs both read it"),
 )
 BY_FLAG = {flag: rule for rule in REFUSED for flag in rule.flags}
 

@@ -13,22 +13,72 @@ import yaml
 
 from helm_rdma.clock import Polling
 from helm_rdma.contract import INSTANCE_LABEL, PREFLIGHT_EVENT_ANNOTATION
-from helm_rdma.errors import ClusterError, LogUnavailable, NodesTimeout
-from helm_rdma.helmenv import HelmEnv
+from helm_rdma.errors import ClusterError, InputError, LogUnavailable, NodesTimeout
+from helm_rdma.helmenv import HelmEnv, KubeOverrides
 from helm_rdma.logs.sources import LogSource, chunk_lines
 
 
 def _api_client(env: HelmEnv) -> Any:
-    """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account)."""
-    from kubernetes import config
+    """A client from the kubeconfig (or, inside a pod with none, the in-cluster service account), with helm's
+    connection overrides over it (or alone, when they name the API server and there is no kubeconfig)."""
+    return _overridden(_kubeconfig_client(env), env.overrides)
+
+
+def _overridden(api_client: Any, overrides: KubeOverrides | None) -> Any:
+    """What clientcmd does with genericclioptions' overrides (k8s.io/client-go tools/clientcmd
+    client_config.go, getContext/getAuthInfo/getCluster merge the ConfigOverrides over the kubeconfig): the server,
+    CA, TLS name and check replace the cluster's, a token the user's, and impersonation adds the headers the API
+    server reads (Impersonate-User, Impersonate-Group: kubernetes.io/docs/reference/access-authn-authz/
+    authentication/#user-impersonation)."""
+    if overrides is None:
+        return api_client
+
+    def apply(c: Any) -> None:
+        if overrides.api_server:
+            c.host = overrides.api_server.rstrip("/")
+        if overrides.ca_file:
+            c.ssl_ca_cert = overrides.ca_file
+        if overrides.insecure:
+            c.verify_ssl = False
+        if overrides.tls_server_name:
+            c.tls_server_name = overrides.tls_server_name
+        if overrides.token:
+            c.api_key = {"BearerToken": f"Bearer {overrides.token}"}  # the key the client's auth settings read
+
+    c = api_client.configuration
+    apply(c)
+    # The kubeconfig loader re-applies the kubeconfig's server, CA and token before every request, and installs its
+    # hook again as it does (kubernetes/config/kube_config.py, _set_config's refresh_api_key_hook): the overrides
+    # follow it, and so does this hook.
+    hook = c.refresh_api_key_hook
+    if hook is not None:
+        def refreshed(conf: Any) -> None:
+            hook(conf)
+            apply(conf)
+            conf.refresh_api_key_hook = refreshed
+
+        c.refresh_api_key_hook = refreshed
+    if overrides.as_user:
+        api_client.set_default_header("Impersonate-User", overrides.as_user)
+    if overrides.as_groups:
+        if len(overrides.as_groups) > 1:  # one header per group, which the client's header map cannot hold
+            raise InputError(f"HELM_KUBEASGROUPS (--kube-as-group) names {len(overrides.as_groups)} groups; "
+                             "helm-rdma's cluster checks can impersonate one; fix: name one group, or bind the "
+                             "rights to a user you impersonate with --kube-as-user")
+        api_client.set_default_header("Impersonate-Group", overrides.as_groups[0])
+    return api_client
+
+
+def _kubeconfig_client(env: HelmEnv) -> Any:
+    from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
     try:
+        if env.overrides and env.overrides.api_server and not kubeconfig_file(env):
+            return client.ApiClient(client.Configuration())  # the overrides alone, as clientcmd does then
         if env.kubeconfig is None and env.kube_context is None and os.environ.get("KUBERNETES_SERVICE_HOST") \
                 and not os.path.exists(os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)):
             config.load_incluster_config()
-            from kubernetes import client
-
             return client.ApiClient()
         return config.new_client_from_config(config_file=env.kubeconfig, context=env.kube_context)
     except (ConfigException, OSError) as exc:
@@ -52,11 +102,17 @@ class Connection(NamedTuple):
 
 
 def kubeconfig_found(env: HelmEnv) -> bool:
-    """Whether there is a cluster to talk to at all: a kubeconfig file (KUBECONFIG's, else ~/.kube/config) or,
-    inside a pod, the in-cluster service account."""
+    """Whether there is a cluster to talk to at all: a kubeconfig file (KUBECONFIG's, else ~/.kube/config), helm's
+    HELM_KUBEAPISERVER or, inside a pod, the in-cluster service account."""
+    return kubeconfig_file(env) or bool(env.overrides and env.overrides.api_server) \
+        or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def kubeconfig_file(env: HelmEnv) -> bool:
+    """Whether a kubeconfig file exists: KUBECONFIG's (any of its list), else ~/.kube/config."""
     if env.kubeconfig:
         return any(os.path.isfile(p) for p in env.kubeconfig.split(os.pathsep) if p)
-    return os.path.isfile(os.path.expanduser("~/.kube/config")) or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    return os.path.isfile(os.path.expanduser("~/.kube/config"))
 
 
 def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
@@ -73,7 +129,7 @@ def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
     try:
         context = env.kube_context or _active_context(env)
     except (ConfigException, OSError):
-        context = "in-cluster"
+        context = "HELM_KUBEAPISERVER" if env.overrides and env.overrides.api_server else "in-cluster"
     settings = copy.copy(api_client.configuration)
     settings.retries = 0  # one try: urllib3 would retry a silent server three times, each up to the timeout
     probe = client.ApiClient(settings)
@@ -349,7 +405,7 @@ def _client_and_namespace(env: HelmEnv) -> tuple[Any, str]:
 
     api_client = _api_client(env)
     try:
-        return api_client, env.namespace or _context_namespace(env)
+        return api_client, env.namespace or (_context_namespace(env) if kubeconfig_file(env) else "default")
     except (ConfigException, OSError) as exc:
         raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
 
