@@ -13,6 +13,7 @@ elsewhere these tests skip, saying which is missing."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -319,3 +320,27 @@ def test_from_a_cgroup_namespace_of_its_own_the_guard_refuses(net: Net, tmp_path
     assert done.returncode == 1 and not ready.exists(), done.stderr
     assert "cgroup namespace is not the node's" in done.stderr and "privileged" in done.stderr
     assert "helm_rdma_guard_" not in tables(net)
+
+
+def test_the_ray_backends_port_ranges_load(net: Net) -> None:
+    """Ray's worker ports are a range (`ray start --min-worker-port 10002 --max-worker-port 19999`): nft takes the
+    chart's list as it renders it (checked with `nft -c`, which resolves the cgroup and parses everything)."""
+    spec = serving_pod_specs(render("distributed.backend=ray", "image.tag=v0.17.1",
+                                    "distributed.ray.authTokenSecret.name=ray-token"))[0]
+    guard = next(c for c in spec["initContainers"] if c["name"] == "port-guard")
+    env = {e["name"]: str(e["value"]) for e in guard["env"] if "value" in e}
+    assert "10002-19999" in env["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")
+    spec_ = importlib.util.spec_from_file_location("port_guard", SCRIPT)
+    assert spec_ and spec_.loader
+    script = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(script)
+    cgroup = net.pod_cgroup.parent.relative_to(net.cgroups).as_posix()
+    rules = script.ruleset("helm_rdma_guard_check", cgroup=cgroup, open_ports=script.ports(env["HELM_RDMA_GUARD_OPEN"]),
+                           group_ports=script.ports(env["HELM_RDMA_GUARD_GROUP_PORTS"]), ephemeral="32768-60999",
+                           v4=["10.77.1.2"], v6=["fd00::2"])
+    checked = subprocess.run(["ip", "netns", "exec", net.ns("node"), "sh", "-c",
+                              'mount -t cgroup2 none /sys/fs/cgroup && nft -c -f -'], input=rules, text=True,
+                             capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+    with pytest.raises(script.GuardError):
+        script.ports("8000,70000")

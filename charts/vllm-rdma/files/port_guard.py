@@ -88,9 +88,15 @@ def pod_cgroup(pod_uid: str, root: Path = CGROUP_ROOT) -> str | None:
     return None
 
 
-def ports(text: str) -> list[int]:
-    found = [int(p) for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not found or any(not 0 < p < 65536 for p in found):
+def ports(text: str) -> list[str]:
+    """A list of ports and port ranges ("8000,10002-19999"), as nft writes them."""
+    found = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    for p in found:
+        low, _, high = p.partition("-")
+        if not (low.isdigit() and (not high or high.isdigit())
+                and 0 < int(low) <= int(high or low) < 65536):
+            raise GuardError(f"bad port list {text!r}")
+    if not found:
         raise GuardError(f"bad port list {text!r}")
     return found
 
@@ -116,13 +122,13 @@ def resolve(names: Iterable[str]) -> tuple[list[str], list[str]]:
     return sorted(v4), sorted(v6)
 
 
-def ruleset(table: str, *, cgroup: str, open_ports: list[int], group_ports: list[int], ephemeral: str,
+def ruleset(table: str, *, cgroup: str, open_ports: list[str], group_ports: list[str], ephemeral: str,
             v4: list[str], v6: list[str]) -> str:
     """The whole table, replacing any table of the same name in one transaction (`table` then `delete table` makes
     the delete succeed whether or not it existed; nft(8), "delete table")."""
     level = len(cgroup.split("/"))
-    open_set = ", ".join(str(p) for p in sorted(set(open_ports)))
-    group_set = ", ".join([*(str(p) for p in sorted(set(group_ports))), ephemeral])
+    open_set = ", ".join(dict.fromkeys(open_ports))
+    group_set = ", ".join(dict.fromkeys([*group_ports, ephemeral]))
     syn = "tcp flags & (fin | syn | rst | ack) == syn"
     return f"""table inet {table}
 delete table inet {table}
@@ -226,8 +232,8 @@ def main() -> int:
     return 0
 
 
-def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports: list[int],
-          group_ports: list[int]) -> None:
+def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports: list[str],
+          group_ports: list[str]) -> None:
     """Load the table, say so, and keep the peers current until a signal stops it."""
     if not uid or not peers:
         raise GuardError("HELM_RDMA_POD_UID and HELM_RDMA_GUARD_PEERS must be set (the chart sets them)")
@@ -250,7 +256,7 @@ def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports
                 v4=v4, v6=v6))
     ready.write_text("ready\n")
     log(f"table inet {table}: new TCP connections to this pod's listeners (cgroup {cgroup}) but on ports "
-        f"{', '.join(map(str, open_ports))} come only from this node and the peers "
+        f"{', '.join(open_ports)} come only from this node and the peers "
         f"{', '.join(v4 + v6) or '(none resolved yet)'}")
     while True:
         time.sleep(refresh)

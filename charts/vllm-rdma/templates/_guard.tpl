@@ -23,7 +23,10 @@ Guaranteed pod stays Guaranteed. As the leader's first container it names the AP
 {{- $groupPorts := list $v.distributed.masterPort }}
 {{- if include "vllm-rdma.groupWatch" $root }}{{ $groupPorts = append $groupPorts $v.distributed.groupWatchPort }}{{ end }}
 {{- if eq $v.distributed.backend "ray" }}
-{{- $groupPorts = concat $groupPorts (list $v.distributed.ray.port $v.distributed.ray.clientPort $v.distributed.ray.dashboardPort) }}
+{{- /* Ray's worker ports and its dashboard agent's, at `ray start`'s defaults (--min-worker-port 10002,
+--max-worker-port 19999, --dashboard-agent-listen-port 52365: ray python/ray/scripts/scripts.py); its other
+components take ephemeral ports. */}}
+{{- $groupPorts = concat $groupPorts (list $v.distributed.ray.port $v.distributed.ray.clientPort $v.distributed.ray.dashboardPort "10002-19999" 52365) }}
 {{- end -}}
 - name: port-guard
   image: {{ include "vllm-rdma.imageRef" $g.image | quote }}
