@@ -768,7 +768,8 @@ def test_with_the_port_guard_on_no_oci_rule_is_read_and_open_rules_do_not_refuse
         f"ok      group-ports {H100}: the group's ports (the torch store's 29500 and NCCL's bootstrap and vLLM's ZMQ "
         "sockets on the kernel's default ephemeral ports, 32768-60999) are closed on each GPU node by the pods' port "
         "guard (distributed.portGuard): new connections to the serving pods' listeners come only from the node itself "
-        "and the release's pods"]
+        "and the release's pods, and pods on a GPU node of the release reach the others only on vllm.port and "
+        "openPorts"]
     ok = CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "--set", SECRETS, "-n", "ml",
                                    "--oci-config", str(config)])
     assert ok.exit_code == 0, ok.output

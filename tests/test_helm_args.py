@@ -266,7 +266,7 @@ def test_the_flags_let_through_for_capabilities_leave_the_manifests_as_they_are(
     plain = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100"])
     assert plain.exit_code == 0, plain.output
     told = CliRunner().invoke(main, ["template", "llama405b", "--preset", "h100", "--", "--api-versions",
-                                     "leaderworkerset.x-k8s.io/v1", "--kube-version", "1.27.0", "--is-upgrade",
+                                     "leaderworkerset.x-k8s.io/v1", "--kube-version", "1.29.0", "--is-upgrade",
                                      "--enable-dns"])
     assert told.exit_code == 0, told.output
     assert told.output == plain.output

@@ -13,7 +13,6 @@ elsewhere these tests skip, saying which is missing."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -34,6 +33,7 @@ from .rendering import render, serving_pod_specs
 
 SCRIPT = chart_dir() / "files" / "port_guard.py"
 RELEASE_SERVICE = "llama405b-vllm-rdma.llm.svc"  # what the chart's guard resolves for release llama405b in llm
+STORE = 29500  # distributed.masterPort: the torch store's
 LISTENER = """
 import socket, sys, threading
 def serve(s):
@@ -225,9 +225,8 @@ def test_the_guard_admits_only_the_node_and_the_peers_to_the_pods_listeners(net:
     """Before, a stranger on the node network and a pod on the node reach every listener of the serving pod; with the
     guard, only the node itself, the peers and anyone on the API's port do, and another workload's listener is
     untouched; a peer that appears later is admitted at the next refresh; SIGTERM deletes the table."""
-    env = chart_env()
-    api, store = int(env["HELM_RDMA_GUARD_OPEN"]), int(env["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")[0])
-    listeners, (api, store, ephemeral) = net.listen(net.pod_cgroup, api, store, 0)
+    api = int(chart_env()["HELM_RDMA_GUARD_OPEN"])
+    listeners, (api, store, ephemeral) = net.listen(net.pod_cgroup, api, STORE, 0)
     other, (other_port,) = net.listen(net.other_cgroup, 0)
     net.procs += [listeners, other]  # type: ignore[attr-defined]
     assert net.reaches("stranger", "10.77.2.1", store) and net.reaches("pod", "10.77.3.1", ephemeral)  # open before
@@ -253,27 +252,27 @@ def test_the_guard_admits_only_the_node_and_the_peers_to_the_pods_listeners(net:
     assert net.reaches("pod", "10.77.3.1", store)
 
 
-def test_pods_on_the_node_cannot_reach_the_group_ports_of_a_peer(net: Net, tmp_path: Path) -> None:
+def test_pods_on_the_node_reach_a_peer_only_on_the_open_ports(net: Net, tmp_path: Path) -> None:
     """A CNI that masquerades pod traffic to the node's address (flannel's --ip-masq) makes a pod's connection look
-    like the node's at the peer: the guard drops it where it is forwarded, on the group's ports only."""
-    store = int(chart_env()["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")[0])
+    like the node's at the peer, on whatever port a listener of the group took (Ray's worker ports 10002-19999,
+    VLLM_PORT's, a sidecar's): the guard drops it where it is forwarded, on every port but the open ones."""
+    api = int(chart_env()["HELM_RDMA_GUARD_OPEN"])
     peer_listener = subprocess.Popen(["ip", "netns", "exec", net.ns("peer"), sys.executable, "-c", LISTENER,
-                                      str(store), "9100"], stdout=subprocess.PIPE, text=True)
+                                      str(STORE), "15000", str(api)], stdout=subprocess.PIPE, text=True)
     net.procs.append(peer_listener)  # type: ignore[attr-defined]
     assert peer_listener.stdout is not None and peer_listener.stdout.readline()
-    assert net.reaches("pod", "10.77.1.2", store)
+    assert net.reaches("pod", "10.77.1.2", STORE) and net.reaches("pod", "10.77.1.2", 15000)
     start_guard(net, tmp_path)
-    assert not net.reaches("pod", "10.77.1.2", store)
-    assert net.reaches("pod", "10.77.1.2", 9100)  # a node exporter, say: not the group's
-    assert net.reaches("node", "10.77.1.2", store)  # the node's own processes: the group's among them
+    assert not net.reaches("pod", "10.77.1.2", STORE) and not net.reaches("pod", "10.77.1.2", 15000)
+    assert net.reaches("pod", "10.77.1.2", api)  # the API, which checks its key
+    assert net.reaches("node", "10.77.1.2", STORE)  # the node's own processes: the group's among them
 
 
 def test_a_killed_guard_leaves_its_table_until_its_pod_is_gone(net: Net, tmp_path: Path) -> None:
     """SIGKILL (a node under pressure) skips the cleanup: the table keeps guarding while the kubelet restarts the
     container, a restart replaces it in one transaction, and once the pod's cgroup is gone the next guard on the node
     deletes it."""
-    store = int(chart_env()["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")[0])
-    listeners, (store,) = net.listen(net.pod_cgroup, store)
+    listeners, (store,) = net.listen(net.pod_cgroup, STORE)
     net.procs.append(listeners)  # type: ignore[attr-defined]
     table = "helm_rdma_guard_" + net.pod_uid.replace("-", "_")
     start_guard(net, tmp_path).kill()
@@ -322,25 +321,28 @@ def test_from_a_cgroup_namespace_of_its_own_the_guard_refuses(net: Net, tmp_path
     assert "helm_rdma_guard_" not in tables(net)
 
 
-def test_the_ray_backends_port_ranges_load(net: Net) -> None:
-    """Ray's worker ports are a range (`ray start --min-worker-port 10002 --max-worker-port 19999`): nft takes the
-    chart's list as it renders it (checked with `nft -c`, which resolves the cgroup and parses everything)."""
-    spec = serving_pod_specs(render("distributed.backend=ray", "image.tag=v0.17.1",
-                                    "distributed.ray.authTokenSecret.name=ray-token"))[0]
-    guard = next(c for c in spec["initContainers"] if c["name"] == "port-guard")
-    env = {e["name"]: str(e["value"]) for e in guard["env"] if "value" in e}
-    assert "10002-19999" in env["HELM_RDMA_GUARD_GROUP_PORTS"].split(",")
-    spec_ = importlib.util.spec_from_file_location("port_guard", SCRIPT)
-    assert spec_ and spec_.loader
-    script = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(script)
-    cgroup = net.pod_cgroup.parent.relative_to(net.cgroups).as_posix()
-    rules = script.ruleset("helm_rdma_guard_check", cgroup=cgroup, open_ports=script.ports(env["HELM_RDMA_GUARD_OPEN"]),
-                           group_ports=script.ports(env["HELM_RDMA_GUARD_GROUP_PORTS"]), ephemeral="32768-60999",
-                           v4=["10.77.1.2"], v6=["fd00::2"])
-    checked = subprocess.run(["ip", "netns", "exec", net.ns("node"), "sh", "-c",
-                              'mount -t cgroup2 none /sys/fs/cgroup && nft -c -f -'], input=rules, text=True,
-                             capture_output=True)
-    assert checked.returncode == 0, checked.stderr
-    with pytest.raises(script.GuardError):
-        script.ports("8000,70000")
+def test_the_guard_restores_a_table_removed_under_it_and_never_exits_for_it(net: Net, tmp_path: Path) -> None:
+    """`nft flush ruleset` (what restarting a node's nftables service does) removes every table: the guard loads its
+    own again at the next refresh, and stays up (LeaderWorkerSet recreates the whole group when a container of a pod
+    restarts: kubernetes-sigs/lws pkg/utils/pod/pod_utils.go, ContainerRestarted counts init containers)."""
+    listeners, (store,) = net.listen(net.pod_cgroup, STORE)
+    net.procs.append(listeners)  # type: ignore[attr-defined]
+    guard = start_guard(net, tmp_path)
+    assert not net.reaches("stranger", "10.77.2.1", store)
+    sh("ip", "netns", "exec", net.ns("node"), "nft", "flush", "ruleset")
+    assert net.reaches("stranger", "10.77.2.1", store)  # unguarded, until the next refresh
+    deadline = time.monotonic() + 10
+    while net.reaches("stranger", "10.77.2.1", store):
+        assert time.monotonic() < deadline, "the table was never loaded again"
+    assert guard.poll() is None
+
+
+def test_a_guard_restarted_while_dns_fails_keeps_the_peers_it_had(net: Net, tmp_path: Path) -> None:
+    """A restart (an OOM kill, say) while the cluster's DNS does not answer must not load an empty peer set: the
+    group's own connections would be dropped until DNS answers."""
+    listeners, (store,) = net.listen(net.pod_cgroup, STORE)
+    net.procs.append(listeners)  # type: ignore[attr-defined]
+    start_guard(net, tmp_path).kill()
+    net.peers()  # the name resolves no more
+    start_guard(net, tmp_path)
+    assert net.reaches("peer", "10.77.1.1", store) and not net.reaches("stranger", "10.77.2.1", store)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from helm_rdma.cli import main
-from helm_rdma.cluster.groups import group_states, progress
+from helm_rdma.cluster.groups import group_states, pod_state, progress
 
 from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
@@ -183,3 +183,25 @@ def test_progress_counts_every_group() -> None:
     states = group_states(group("ready", "running") + group("preflight", "pending", g=1))
     assert progress(states, wanted_groups=2, nodes=2) == (
         "1/2 group(s) serving; pods 3/4 scheduled (1 pending, 1 preflight, 1 loading, 1 ready)")
+
+
+def test_a_started_sidecar_is_not_the_step_a_pod_waits_on() -> None:
+    """The port guard is a restartable init container: it runs for the pod's life, and the kubelet marks it started
+    once its startup probe passes (KEP-753; pod status initContainerStatuses[].started). The pod's step is the init
+    container after it; a sidecar that has not started (its image does not pull) is the step."""
+    guard = {"name": "port-guard", "image": "g", "restartPolicy": "Always"}
+    spec = {"nodeName": "gpu-0-0", "containers": [{"name": "vllm", "image": "i"}],
+            "initContainers": [guard, {"name": "download-model", "image": "i"}, {"name": "preflight", "image": "i"}]}
+
+    def state(guard_status: dict[str, Any]) -> Any:
+        return pod_state({"metadata": {"name": "llama405b-vllm-rdma-0", "labels": {
+            "app.kubernetes.io/component": "leader", "leaderworkerset.sigs.k8s.io/group-index": "0"}},
+            "spec": spec, "status": {"phase": "Pending", "initContainerStatuses": [
+                {"name": "port-guard", **guard_status},
+                {"name": "download-model", "started": True, "state": {"running": {}}},
+                {"name": "preflight", "state": {"waiting": {"reason": "PodInitializing"}}}]}})
+
+    running = state({"started": True, "state": {"running": {}}})
+    assert (running.step, running.container) == ("init:download-model", "download-model")
+    pulling = state({"started": False, "state": {"waiting": {"reason": "ErrImagePull"}}})
+    assert (pulling.step, pulling.detail, pulling.container) == ("init:port-guard", "ErrImagePull", "port-guard")

@@ -10,11 +10,16 @@ unless it comes from the node itself or from a peer (a pod of the same release, 
 Services publish), on every port but the ones open to all (the API's, which checks its key). It matches the pod's
 sockets by their cgroup (nft `socket cgroupv2`, the pod's cgroup as the kubelet names it), so no other workload's
 listener is touched and a port chosen at random is guarded too. A second chain drops new TCP connections that pods on
-this node (forwarded, not local) open to the group's ports on a peer: a CNI that masquerades pod traffic to the node's
-address (flannel's --ip-masq) would otherwise make them look like the peer node itself.
+this node (forwarded, not local) open to a peer's address on any port but the open ones: a CNI that masquerades pod
+traffic to the node's address (flannel's --ip-masq: pkg/trafficmngr/iptables/iptables.go, masqRules) would otherwise
+make them look like the peer node itself, on whatever port a listener of the group took (Ray's worker ports,
+VLLM_PORT's, a sidecar's). So pods on a node of the release reach the other nodes of the release only on the open
+ports. (A CNI that masquerades in eBPF before netfilter's forward hook, as Cilium can, is not covered.)
 
 Trusted: the node's own processes and hostNetwork pods (the Pod Security Standards allow hostNetwork only at the
-privileged level, which can read this pod's secrets anyway). Everything else is dropped, and TCP retries the SYN.
+privileged level, which can read this pod's secrets anyway), and the peers at the addresses DNS publishes for them
+(the node's InternalIP under hostNetwork: the group's sockets must use the interface of that address, as
+network.interface does by default). Everything else is dropped, and TCP retries the SYN.
 
     python3 port_guard.py
 
@@ -24,16 +29,18 @@ cgroup namespace root to the rule's level, so a rule loaded from a namespace of 
 start). It needs the host's /sys/fs/cgroup at /sys/fs/cgroup (nft resolves a cgroupv2 path there when it loads the
 rule), nft 1.0 or later, and Linux 5.15.35 or later with cgroup v2 (the socket match on the input hook). It loads
 the table (replacing one a killed run left), writes the ready file its startup probe reads,
-then re-resolves the peers every few seconds and updates their sets in one transaction. On SIGTERM (the pod's end:
-the kubelet stops a sidecar after the pod's other containers) it deletes the table; when it fails, the table stays
-while the kubelet restarts it. Tables of pods whose cgroup is
+then, every few seconds, re-resolves the peers and updates their sets in one transaction, and loads the table again
+if something removed it (`nft flush ruleset`, a restart of the node's nftables service). A failure there is logged and
+tried again, never an exit: LeaderWorkerSet recreates the whole group when any container of a pod restarts. A guard
+restarted while DNS does not answer keeps the table its last run loaded. On SIGTERM (the pod's end: the kubelet stops
+a sidecar after the pod's other containers, and sends no other SIGTERM once its startup probe passed) it deletes the
+table. Tables of pods whose cgroup is
 gone (a node crash, SIGKILL) are deleted at start. Any step that fails ends the container with one line naming
 what is missing: the pod does not start unguarded.
 
 Settings (set by the chart): HELM_RDMA_POD_UID (downward API metadata.uid); HELM_RDMA_GUARD_PEERS (DNS names, space
 separated, each resolving to the release's pod addresses); HELM_RDMA_GUARD_OPEN (ports open to all, comma
-separated); HELM_RDMA_GUARD_GROUP_PORTS (the group's fixed ports, comma separated; the kernel's ephemeral range is
-added); HELM_RDMA_GUARD_REFRESH_SECONDS; HELM_RDMA_GUARD_READY_FILE. Standard library only.
+separated); HELM_RDMA_GUARD_REFRESH_SECONDS; HELM_RDMA_GUARD_READY_FILE. Standard library only.
 """
 
 from __future__ import annotations
@@ -51,7 +58,6 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")  # where nft resolves `socket cgroupv2` paths (nftables src/datatype.c)
 TABLE_PREFIX = "helm_rdma_guard_"
-EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 def log(message: str) -> None:
@@ -88,24 +94,12 @@ def pod_cgroup(pod_uid: str, root: Path = CGROUP_ROOT) -> str | None:
     return None
 
 
-def ports(text: str) -> list[str]:
-    """A list of ports and port ranges ("8000,10002-19999"), as nft writes them."""
-    found = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    for p in found:
-        low, _, high = p.partition("-")
-        if not (low.isdigit() and (not high or high.isdigit())
-                and 0 < int(low) <= int(high or low) < 65536):
-            raise GuardError(f"bad port list {text!r}")
-    if not found:
+def ports(text: str) -> list[int]:
+    found = [int(p) for p in re.split(r"[,\s]+", text.strip()) if p.isdigit()]
+    if not found or len(found) != len([p for p in re.split(r"[,\s]+", text.strip()) if p]) \
+            or any(not 0 < p < 65536 for p in found):
         raise GuardError(f"bad port list {text!r}")
     return found
-
-
-def ephemeral_range(path: Path = EPHEMERAL) -> str:
-    """The kernel's ephemeral ports (net.ipv4.ip_local_port_range, this network namespace's: the node's), where
-    NCCL's bootstrap and vLLM's ZMQ sockets listen (they bind port 0)."""
-    low, high = path.read_text().split()
-    return f"{int(low)}-{int(high)}"
 
 
 def resolve(names: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -122,13 +116,11 @@ def resolve(names: Iterable[str]) -> tuple[list[str], list[str]]:
     return sorted(v4), sorted(v6)
 
 
-def ruleset(table: str, *, cgroup: str, open_ports: list[str], group_ports: list[str], ephemeral: str,
-            v4: list[str], v6: list[str]) -> str:
+def ruleset(table: str, *, cgroup: str, open_ports: list[int], v4: list[str], v6: list[str]) -> str:
     """The whole table, replacing any table of the same name in one transaction (`table` then `delete table` makes
     the delete succeed whether or not it existed; nft(8), "delete table")."""
     level = len(cgroup.split("/"))
-    open_set = ", ".join(dict.fromkeys(open_ports))
-    group_set = ", ".join(dict.fromkeys([*group_ports, ephemeral]))
+    open_set = ", ".join(str(p) for p in sorted(set(open_ports)))
     syn = "tcp flags & (fin | syn | rst | ack) == syn"
     return f"""table inet {table}
 delete table inet {table}
@@ -152,8 +144,8 @@ table inet {table} {{
   }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
-    {syn} ip daddr @peers4 tcp dport != {{ {open_set} }} tcp dport {{ {group_set} }} counter drop
-    {syn} ip6 daddr @peers6 tcp dport != {{ {open_set} }} tcp dport {{ {group_set} }} counter drop
+    {syn} ip daddr @peers4 tcp dport != {{ {open_set} }} counter drop
+    {syn} ip6 daddr @peers6 tcp dport != {{ {open_set} }} counter drop
   }}
 }}
 """
@@ -208,6 +200,10 @@ def preconditions() -> None:
                          "distributed.portGuard.enabled=false and close the group's ports another way (docs/rdma.md)")
 
 
+def table_loaded(table: str) -> bool:
+    return subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, check=False).returncode == 0
+
+
 def main() -> int:
     env = os.environ
     uid = env.get("HELM_RDMA_POD_UID", "")
@@ -218,23 +214,21 @@ def main() -> int:
     signal.signal(signal.SIGINT, _stop)
     try:
         guard(uid, peers, ready=ready, refresh=float(env.get("HELM_RDMA_GUARD_REFRESH_SECONDS", "5")),
-              open_ports=ports(env.get("HELM_RDMA_GUARD_OPEN", "")),
-              group_ports=ports(env.get("HELM_RDMA_GUARD_GROUP_PORTS", "")))
+              open_ports=ports(env.get("HELM_RDMA_GUARD_OPEN", "")))
     except Stop:  # the pod ends: its listeners are gone, and so goes the table
         subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, check=False)
         log(f"deleted table inet {table}")
         return 0
     except (GuardError, OSError, ValueError) as exc:
-        # A table already loaded stays: the pod's processes keep running while the kubelet restarts this container,
-        # and the next run replaces the table in one transaction.
+        # Only before the table is loaded: a table an earlier run loaded stays, and guards, while the kubelet
+        # restarts this container.
         log(str(exc))
         return 1
     return 0
 
 
-def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports: list[str],
-          group_ports: list[str]) -> None:
-    """Load the table, say so, and keep the peers current until a signal stops it."""
+def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports: list[int]) -> None:
+    """Load the table, say so, and keep it and the peers current until a signal stops it."""
     if not uid or not peers:
         raise GuardError("HELM_RDMA_POD_UID and HELM_RDMA_GUARD_PEERS must be set (the chart sets them)")
     preconditions()
@@ -252,19 +246,28 @@ def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports
     table = table_name(uid)
     remove_stale()
     v4, v6 = resolve(peers)
-    nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, group_ports=group_ports, ephemeral=ephemeral_range(),
-                v4=v4, v6=v6))
+    if (v4 or v6) or not table_loaded(table):
+        nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, v4=v4, v6=v6))
+        said = ", ".join(v4 + v6) or "(none resolved yet)"
+    else:  # a restart while DNS does not answer: the last run's peers are the best known
+        said = "as the table its last run loaded holds (DNS gave none)"
     ready.write_text("ready\n")
     log(f"table inet {table}: new TCP connections to this pod's listeners (cgroup {cgroup}) but on ports "
-        f"{', '.join(open_ports)} come only from this node and the peers "
-        f"{', '.join(v4 + v6) or '(none resolved yet)'}")
+        f"{', '.join(map(str, open_ports))} come only from this node and the peers {said}")
     while True:
         time.sleep(refresh)
-        now = resolve(peers)
-        if now != (v4, v6) and (now[0] or now[1]):  # a name that stops resolving for a moment keeps the last peers
-            nft(peers_update(table, *now))
-            v4, v6 = now
-            log(f"peers now {', '.join(v4 + v6)}")
+        try:
+            now = resolve(peers)
+            if not table_loaded(table):
+                v4, v6 = (now if now[0] or now[1] else (v4, v6))
+                nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, v4=v4, v6=v6))
+                log(f"table inet {table} was gone (removed outside this guard): loaded it again")
+            elif now != (v4, v6) and (now[0] or now[1]):  # a name that stops resolving keeps the last peers
+                nft(peers_update(table, *now))
+                v4, v6 = now
+                log(f"peers now {', '.join(v4 + v6)}")
+        except (GuardError, OSError) as exc:  # tried again at the next refresh: an exit would recreate the group
+            log(f"{exc}; trying again in {refresh:g}s")
 
 
 if __name__ == "__main__":

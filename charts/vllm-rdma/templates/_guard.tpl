@@ -19,14 +19,6 @@ Guaranteed pod stays Guaranteed. As the leader's first container it names the AP
 {{- $peers := list (printf "%s.%s.svc" $fullname $ns) }}
 {{- if eq $v.workload.kind "StatefulSet" }}
 {{- $peers = list (printf "%s-leader.%s.svc" $fullname $ns) (printf "%s-worker.%s.svc" $fullname $ns) }}
-{{- end }}
-{{- $groupPorts := list $v.distributed.masterPort }}
-{{- if include "vllm-rdma.groupWatch" $root }}{{ $groupPorts = append $groupPorts $v.distributed.groupWatchPort }}{{ end }}
-{{- if eq $v.distributed.backend "ray" }}
-{{- /* Ray's worker ports and its dashboard agent's, at `ray start`'s defaults (--min-worker-port 10002,
---max-worker-port 19999, --dashboard-agent-listen-port 52365: ray python/ray/scripts/scripts.py); its other
-components take ephemeral ports. */}}
-{{- $groupPorts = concat $groupPorts (list $v.distributed.ray.port $v.distributed.ray.clientPort $v.distributed.ray.dashboardPort "10002-19999" 52365) }}
 {{- end -}}
 - name: port-guard
   image: {{ include "vllm-rdma.imageRef" $g.image | quote }}
@@ -45,8 +37,6 @@ components take ephemeral ports. */}}
       value: {{ join " " $peers | quote }}
     - name: HELM_RDMA_GUARD_OPEN
       value: {{ join "," (concat (list $v.vllm.port) $g.openPorts | uniq) | quote }}
-    - name: HELM_RDMA_GUARD_GROUP_PORTS
-      value: {{ join "," ($groupPorts | uniq) | quote }}
     - name: HELM_RDMA_GUARD_REFRESH_SECONDS
       value: {{ $g.refreshSeconds | quote }}
     - name: PYTHONDONTWRITEBYTECODE

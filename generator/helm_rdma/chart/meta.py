@@ -25,7 +25,9 @@ from helm_rdma.suggest import clip
 FIRST_VERSION = "0.1.0"
 DIGEST_LENGTH = 12
 LICENSE = "Apache-2.0"  # helm-rdma's, and so its charts'
-KUBE_VERSION = ">=1.27.0-0"
+# Sidecar containers (the port guard: a restartable init container with a startup probe) are on by default from
+# Kubernetes 1.29 (KEP-753, beta in 1.29, GA in 1.33); on 1.27 and 1.28 the API server refuses the pod template.
+KUBE_VERSION = ">=1.29.0-0"
 VLLM_SOURCE = "https://github.com/vllm-project/vllm"
 LWS_SOURCE = "https://github.com/kubernetes-sigs/lws"
 ICON = "https://raw.githubusercontent.com/vllm-project/vllm/main/docs/assets/logos/vllm-logo-only-light.png"

@@ -81,9 +81,14 @@ def _step(spec: dict[str, Any], status: dict[str, Any], init_statuses: list[dict
         unscheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
                             and c.get("status") == "False"), None)
         return "pending", (unscheduled or {}).get("reason", ""), main
+    # A sidecar (a restartable init container: the port guard) runs for the pod's life; once started (its startup
+    # probe passed: KEP-753) it is not a step the pod waits on.
+    sidecars = {c.get("name") for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"}
     for init in init_statuses:
         state = init.get("state") or {}
         if "terminated" in state and state["terminated"].get("exitCode") == 0:
+            continue
+        if init.get("name") in sidecars and init.get("started"):
             continue
         reason = (state.get("waiting") or state.get("terminated") or {}).get("reason", "")
         return f"init:{init.get('name', '')}", reason, init.get("name", "")

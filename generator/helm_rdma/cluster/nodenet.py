@@ -45,7 +45,8 @@ ACCEPTED = "accepted by distributed.allowOpenGroupPorts=true"
 # The check's line when each pod's port guard (files/port_guard.py) closes the ports on the node: OCI's rules are not
 # read then, since no rule of theirs is the last word.
 GUARDED = ("the group's ports ({ports}) are closed on each GPU node by the pods' port guard (distributed.portGuard): "
-           "new connections to the serving pods' listeners come only from the node itself and the release's pods")
+           "new connections to the serving pods' listeners come only from the node itself and the release's pods, "
+           "and pods on a GPU node of the release reach the others only on vllm.port and openPorts")
 CHECK_BY_HAND = ("check the node's subnet security lists and its VNICs' NSGs in the OCI console (Instance, Attached "
                  "VNICs)")
 
