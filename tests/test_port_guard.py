@@ -256,15 +256,19 @@ def test_pods_on_the_node_reach_a_peer_only_on_the_open_ports(net: Net, tmp_path
     """A CNI that masquerades pod traffic to the node's address (flannel's --ip-masq) makes a pod's connection look
     like the node's at the peer, on whatever port a listener of the group took (Ray's worker ports 10002-19999,
     VLLM_PORT's, a sidecar's): the guard drops it where it is forwarded, on every port but the open ones."""
-    api = int(chart_env()["HELM_RDMA_GUARD_OPEN"])
+    env = chart_env()
+    api, kubelet = int(env["HELM_RDMA_GUARD_OPEN"]), int(env["HELM_RDMA_GUARD_NODE_PORTS"])
     peer_listener = subprocess.Popen(["ip", "netns", "exec", net.ns("peer"), sys.executable, "-c", LISTENER,
-                                      str(STORE), "15000", str(api)], stdout=subprocess.PIPE, text=True)
+                                      str(STORE), "15000", "9100", str(api), str(kubelet)], stdout=subprocess.PIPE,
+                                     text=True)
     net.procs.append(peer_listener)  # type: ignore[attr-defined]
     assert peer_listener.stdout is not None and peer_listener.stdout.readline()
     assert net.reaches("pod", "10.77.1.2", STORE) and net.reaches("pod", "10.77.1.2", 15000)
     start_guard(net, tmp_path)
     assert not net.reaches("pod", "10.77.1.2", STORE) and not net.reaches("pod", "10.77.1.2", 15000)
+    assert not net.reaches("pod", "10.77.1.2", 9100)  # a node exporter: not named in peerNodePorts
     assert net.reaches("pod", "10.77.1.2", api)  # the API, which checks its key
+    assert kubelet == 10250 and net.reaches("pod", "10.77.1.2", kubelet)  # peerNodePorts: the kubelet's
     assert net.reaches("node", "10.77.1.2", STORE)  # the node's own processes: the group's among them
 
 

@@ -169,6 +169,23 @@ def test_a_preflight_still_running_is_not_judged(setup: dict[str, Path], kube: A
     assert "      group 0    llama405b-vllm-rdma-0: the preflight has not finished yet (init:preflight)" in out.output
 
 
+def test_a_port_guard_not_started_yet_is_waited_for_not_failed(setup: dict[str, Path], kube: Any) -> None:
+    """The port guard is the pod's first init container and a sidecar: until its startup probe passes (an image still
+    pulling, say) nothing after it ran, and the preflight has no log: that is waiting, not a failed preflight."""
+    pods = group_pods(preflight="running")
+    for p in pods:
+        p["spec"]["initContainers"].insert(0, {"name": "port-guard", "image": "g", "restartPolicy": "Always"})
+        p["status"]["initContainerStatuses"] = [
+            {"name": "port-guard", "state": {"waiting": {"reason": "ErrImagePull"}}, "restartCount": 0, "image": "g",
+             "imageID": "", "ready": False, "started": False},
+            {"name": "preflight", "state": {"waiting": {"reason": "PodInitializing"}}, "restartCount": 0,
+             "image": "i", "imageID": "", "ready": False}]
+    kube(pods, {})
+    out = verify()
+    assert "the preflight has not finished yet (init:port-guard)" in out.output
+    assert "failed before measuring" not in out.output
+
+
 def test_sriov_mode_says_the_preflight_proves_the_vfs(setup: dict[str, Path], kube: Any) -> None:
     values = json.loads(setup["values"].read_text())
     values["rdma"]["mode"] = "sriov"

@@ -14,7 +14,10 @@ this node (forwarded, not local) open to a peer's address on any port but the op
 traffic to the node's address (flannel's --ip-masq: pkg/trafficmngr/iptables/iptables.go, masqRules) would otherwise
 make them look like the peer node itself, on whatever port a listener of the group took (Ray's worker ports,
 VLLM_PORT's, a sidecar's). So pods on a node of the release reach the other nodes of the release only on the open
-ports. (A CNI that masquerades in eBPF before netfilter's forward hook, as Cilium can, is not covered.)
+ports and the node ports named (the kubelet's, by default). (A CNI that masquerades in eBPF before netfilter's forward
+hook, as Cilium can, is not covered; nor is kube-proxy in IPVS mode, which rewrites a Service's destination after the
+filter hooks: a Service aimed at the group's ports, which only someone who may create Services in the release's
+privileged namespace can make, bypasses both chains.)
 
 Trusted: the node's own processes and hostNetwork pods (the Pod Security Standards allow hostNetwork only at the
 privileged level, which can read this pod's secrets anyway), and the peers at the addresses DNS publishes for them
@@ -40,6 +43,7 @@ what is missing: the pod does not start unguarded.
 
 Settings (set by the chart): HELM_RDMA_POD_UID (downward API metadata.uid); HELM_RDMA_GUARD_PEERS (DNS names, space
 separated, each resolving to the release's pod addresses); HELM_RDMA_GUARD_OPEN (ports open to all, comma
+separated); HELM_RDMA_GUARD_NODE_PORTS (ports of the peer nodes that pods on this node may reach too, comma
 separated); HELM_RDMA_GUARD_REFRESH_SECONDS; HELM_RDMA_GUARD_READY_FILE. Standard library only.
 """
 
@@ -102,25 +106,27 @@ def ports(text: str) -> list[int]:
     return found
 
 
-def resolve(names: Iterable[str]) -> tuple[list[str], list[str]]:
-    """The IPv4 and IPv6 addresses the names resolve to now (a name that does not resolve yet adds none)."""
-    v4: set[str] = set()
-    v6: set[str] = set()
+def resolve(names: Iterable[str], known: dict[str, set[str]] | None = None) -> tuple[list[str], list[str]]:
+    """The IPv4 and IPv6 addresses the names resolve to now. A name that does not resolve keeps the addresses it had
+    in ``known`` (updated in place), so a lookup that fails for a moment never drops a peer."""
+    known = {} if known is None else known
     for name in names:
         try:
             infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
             continue
-        for family, *_, address in infos:
-            (v4 if family == socket.AF_INET else v6).add(str(address[0]).split("%")[0])
-    return sorted(v4), sorted(v6)
+        known[name] = {str(address[0]).split("%")[0] for *_, address in infos}
+    found = set().union(*known.values()) if known else set()
+    return sorted(a for a in found if ":" not in a), sorted(a for a in found if ":" in a)
 
 
-def ruleset(table: str, *, cgroup: str, open_ports: list[int], v4: list[str], v6: list[str]) -> str:
+def ruleset(table: str, *, cgroup: str, open_ports: list[int], node_ports: list[int], v4: list[str],
+            v6: list[str]) -> str:
     """The whole table, replacing any table of the same name in one transaction (`table` then `delete table` makes
     the delete succeed whether or not it existed; nft(8), "delete table")."""
     level = len(cgroup.split("/"))
     open_set = ", ".join(str(p) for p in sorted(set(open_ports)))
+    reachable = ", ".join(str(p) for p in sorted(set(open_ports) | set(node_ports)))
     syn = "tcp flags & (fin | syn | rst | ack) == syn"
     return f"""table inet {table}
 delete table inet {table}
@@ -144,8 +150,8 @@ table inet {table} {{
   }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
-    {syn} ip daddr @peers4 tcp dport != {{ {open_set} }} counter drop
-    {syn} ip6 daddr @peers6 tcp dport != {{ {open_set} }} counter drop
+    {syn} ip daddr @peers4 tcp dport != {{ {reachable} }} counter drop
+    {syn} ip6 daddr @peers6 tcp dport != {{ {reachable} }} counter drop
   }}
 }}
 """
@@ -165,8 +171,15 @@ def peers_update(table: str, v4: list[str], v6: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+NFT_SECONDS = 30  # an nft that hangs (a netlink lock) must not hang the guard
+
+
 def nft(script: str) -> None:
-    done = subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True, check=False)
+    try:
+        done = subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True, check=False,
+                              timeout=NFT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise GuardError(f"nft did not answer within {NFT_SECONDS}s") from None
     if done.returncode:
         raise GuardError(f"nft refused the rules: {done.stderr.strip()}")
 
@@ -201,7 +214,11 @@ def preconditions() -> None:
 
 
 def table_loaded(table: str) -> bool:
-    return subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, check=False).returncode == 0
+    try:
+        return subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, check=False,
+                              timeout=NFT_SECONDS).returncode == 0
+    except subprocess.TimeoutExpired:
+        raise GuardError(f"nft did not answer within {NFT_SECONDS}s") from None
 
 
 def main() -> int:
@@ -214,8 +231,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, _stop)
     try:
         guard(uid, peers, ready=ready, refresh=float(env.get("HELM_RDMA_GUARD_REFRESH_SECONDS", "5")),
-              open_ports=ports(env.get("HELM_RDMA_GUARD_OPEN", "")))
-    except Stop:  # the pod ends: its listeners are gone, and so goes the table
+              open_ports=ports(env.get("HELM_RDMA_GUARD_OPEN", "")),
+              node_ports=ports(env.get("HELM_RDMA_GUARD_NODE_PORTS", "")) if env.get("HELM_RDMA_GUARD_NODE_PORTS")
+              else [])
+    except Stop:
+        if not ready.exists():  # stopped before this run took over (its startup probe failed): an earlier run's
+            return 0            # table keeps guarding the pod's listeners
+        # the pod ends: the kubelet stops a sidecar after the pod's other containers, and probes it no more once
+        # its startup probe passed; its listeners are gone, and so goes the table
         subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, check=False)
         log(f"deleted table inet {table}")
         return 0
@@ -227,7 +250,8 @@ def main() -> int:
     return 0
 
 
-def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports: list[int]) -> None:
+def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports: list[int],
+          node_ports: list[int]) -> None:
     """Load the table, say so, and keep it and the peers current until a signal stops it."""
     if not uid or not peers:
         raise GuardError("HELM_RDMA_POD_UID and HELM_RDMA_GUARD_PEERS must be set (the chart sets them)")
@@ -245,9 +269,14 @@ def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports
                          "guard privileged, which containerd and CRI-O give the node's cgroup namespace; keep it so")
     table = table_name(uid)
     remove_stale()
-    v4, v6 = resolve(peers)
+    known: dict[str, set[str]] = {}
+    v4, v6 = resolve(peers, known)
+
+    def load() -> None:
+        nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, node_ports=node_ports, v4=v4, v6=v6))
+
     if (v4 or v6) or not table_loaded(table):
-        nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, v4=v4, v6=v6))
+        load()
         said = ", ".join(v4 + v6) or "(none resolved yet)"
     else:  # a restart while DNS does not answer: the last run's peers are the best known
         said = "as the table its last run loaded holds (DNS gave none)"
@@ -257,12 +286,11 @@ def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports
     while True:
         time.sleep(refresh)
         try:
-            now = resolve(peers)
-            if not table_loaded(table):
-                v4, v6 = (now if now[0] or now[1] else (v4, v6))
-                nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, v4=v4, v6=v6))
+            if not table_loaded(table):  # first, with the peers known: DNS may take seconds to fail
+                load()
                 log(f"table inet {table} was gone (removed outside this guard): loaded it again")
-            elif now != (v4, v6) and (now[0] or now[1]):  # a name that stops resolving keeps the last peers
+            now = resolve(peers, known)
+            if now != (v4, v6) and (now[0] or now[1]):
                 nft(peers_update(table, *now))
                 v4, v6 = now
                 log(f"peers now {', '.join(v4 + v6)}")

@@ -37,6 +37,10 @@ Guaranteed pod stays Guaranteed. As the leader's first container it names the AP
       value: {{ join " " $peers | quote }}
     - name: HELM_RDMA_GUARD_OPEN
       value: {{ join "," (concat (list $v.vllm.port) $g.openPorts | uniq) | quote }}
+    {{- with $g.peerNodePorts }}
+    - name: HELM_RDMA_GUARD_NODE_PORTS
+      value: {{ join "," (. | uniq) | quote }}
+    {{- end }}
     - name: HELM_RDMA_GUARD_REFRESH_SECONDS
       value: {{ $g.refreshSeconds | quote }}
     - name: PYTHONDONTWRITEBYTECODE

@@ -16,14 +16,16 @@ from helm_rdma.cluster.groups import GroupState, group_states, preflight_line, p
 from helm_rdma.cluster.kube import delete_pods, pod_log, preflight_events, release_pods
 from helm_rdma.cluster.release import helm_status, read_release
 from helm_rdma.cluster.testrun import run_test
-from helm_rdma.contract import DOWNLOAD_CONTAINER, PREFLIGHT_CONTAINER
+from helm_rdma.contract import DOWNLOAD_CONTAINER, PORT_GUARD_CONTAINER, PREFLIGHT_CONTAINER
 from helm_rdma.errors import HelmCommandError
 from helm_rdma.helm import duration_seconds, run_helm
 from helm_rdma.helmenv import HelmEnv
 
 # Steps of a leader whose preflight has not finished yet.
 # The leader downloads, then meets its group at the preflight: before that it has no result yet.
-WAITING = ("pending", f"init:{DOWNLOAD_CONTAINER}", f"init:{PREFLIGHT_CONTAINER}")
+# The steps before the preflight can have run: the port guard (until its startup probe passes), the download, the
+# preflight itself.
+WAITING = ("pending", f"init:{PORT_GUARD_CONTAINER}", f"init:{DOWNLOAD_CONTAINER}", f"init:{PREFLIGHT_CONTAINER}")
 
 
 class Check(NamedTuple):
