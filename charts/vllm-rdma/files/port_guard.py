@@ -98,12 +98,12 @@ def pod_cgroup(pod_uid: str, root: Path = CGROUP_ROOT) -> str | None:
     return None
 
 
-def ports(text: str) -> list[int]:
-    found = [int(p) for p in re.split(r"[,\s]+", text.strip()) if p.isdigit()]
-    if not found or len(found) != len([p for p in re.split(r"[,\s]+", text.strip()) if p]) \
-            or any(not 0 < p < 65536 for p in found):
+def ports(text: str, *, required: bool = True) -> list[int]:
+    """A comma-separated list of ports (empty only when not ``required``)."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if (required and not parts) or not all(p.isdigit() and 0 < int(p) < 65536 for p in parts):
         raise GuardError(f"bad port list {text!r}")
-    return found
+    return [int(p) for p in parts]
 
 
 def resolve(names: Iterable[str], known: dict[str, set[str]] | None = None) -> tuple[list[str], list[str]]:
@@ -232,8 +232,7 @@ def main() -> int:
     try:
         guard(uid, peers, ready=ready, refresh=float(env.get("HELM_RDMA_GUARD_REFRESH_SECONDS", "5")),
               open_ports=ports(env.get("HELM_RDMA_GUARD_OPEN", "")),
-              node_ports=ports(env.get("HELM_RDMA_GUARD_NODE_PORTS", "")) if env.get("HELM_RDMA_GUARD_NODE_PORTS")
-              else [])
+              node_ports=ports(env.get("HELM_RDMA_GUARD_NODE_PORTS", ""), required=False))
     except Stop:
         if not ready.exists():  # stopped before this run took over (its startup probe failed): an earlier run's
             return 0            # table keeps guarding the pod's listeners
