@@ -726,3 +726,23 @@ class HelmArgumentError(InputError):
     def __init__(self, *, argument: str, flag: str, command: str, effect: str, fix: str) -> None:
         super().__init__(f"{command} -- {clip(argument, 80)}: the arguments after -- go to helm as they are, and "
                          f"with {flag} helm would {effect}; nothing was run; fix: {fix}")
+
+
+class DroppedValuesError(InputError):
+    """An upgrade that would put the chart's defaults back over values the deployed release was given."""
+
+    def __init__(self, *, release: str, lines: Sequence[str]) -> None:
+        super().__init__(f'upgrade of release "{release}" would drop values its deployed revision has: helm-rdma '
+                         "upgrades with this run's flags and files alone (helm --reset-values), and this run sets "
+                         f"none of these:\n{_indented(lines)}\nnothing was run; fix: pass them again as before "
+                         "(--set KEY=VALUE, the -f file that held them, --model), or give the new value explicitly "
+                         "to change it on purpose")
+
+
+class AtomicUndoError(RuntimeFailure):
+    """With --atomic, the groups did not serve: the release was rolled back (or uninstalled), or that failed too."""
+
+    def __init__(self, *, failure: str, command: str, problem: str | None) -> None:
+        done = (f"--atomic undid it: `{command}` succeeded" if problem is None else
+                f"--atomic could not undo it: `{command}` failed ({problem}); run it again, and see `helm history`")
+        super().__init__(f"{failure}\n{done}")
