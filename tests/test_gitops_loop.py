@@ -336,3 +336,33 @@ def test_a_damaged_record_stops_generate_even_with_discard_edits_and_changes_not
         assert f"{CHART}/{MARKER}: " in done.output and f"git checkout -- {repo / CHART / MARKER}`" in done.output
         assert "unexpected" not in done.output
         assert tree(repo) == before
+
+
+def test_a_regeneration_that_would_drop_a_value_naming_the_outside_world_stops_and_says_what_changes(
+        repo: Path) -> None:
+    """--set applies to one run (docs/gitops.md): a regeneration without it would put back the default API key
+    Secret name, which only `helm rdma install` creates (plain helm and Argo CD then start pods that reference a
+    Secret nobody made), and drop the token Secret; resolve/carried.py names the values this holds for."""
+    chart = repo / CHART
+    secrets = ("--set", "api.keySecret.name=vllm-api-key,model.hfTokenSecret.name=hf-token")
+    done = cli(*GENERATE, "--output-dir", CHART, "--force", "--nodes", "3", *secrets)
+    assert done.exit_code == 0, done.output
+    before = tree(repo)
+    dropped = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert dropped.exit_code == 2, dropped.output
+    assert tree(repo) == before
+    assert f"regenerating {chart} would drop values the chart there has, which this run does not set:" in dropped.stderr
+    assert '  api.keySecret.name: "vllm-api-key" in llama405b, "llama405b-api-key" in this run' in dropped.stderr
+    assert '  model.hfTokenSecret.name: "hf-token" in llama405b, "" in this run' in dropped.stderr
+    assert "nodes" not in dropped.stderr  # sizing follows the plan; it is listed as a change below, not refused
+    # the way the error names: the values in the user's own file, which the chart records for the next regeneration
+    user = Path(USER)
+    user.write_text(user.read_text() + "api:\n  keySecret:\n    name: vllm-api-key\nmodel:\n  hfTokenSecret:\n"
+                                       "    name: hf-token\n")
+    kept = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert kept.exit_code == 0, kept.output
+    assert "\n2 value(s) change in llama405b\n  nodes: 3 -> 2\n  vllm.pipelineParallelSize: 3 -> 2\n" in kept.stderr
+    values = values_of(chart)
+    assert values["api"]["keySecret"]["name"] == "vllm-api-key" and values["model"]["hfTokenSecret"]["name"] == "hf-token"
+    again = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert again.exit_code == 0 and "\nno value changes in llama405b\n" in again.stderr

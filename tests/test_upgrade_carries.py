@@ -9,7 +9,7 @@ bare-metal network running, and another model.name downloads another model. The 
 `helm get values --all` prints: the chart's values with the user-supplied ones merged (helm pkg/action/
 get_values.go, AllValues: chartutil.CoalesceValues(rel.Chart, rel.Config)); here helm's memory driver holds the
 deployed revision (HELM_MEMORY_DRIVER_DATA, helm v3.17.4 cmd/helm/helm.go:98-132, v4.2.4 pkg/cmd/root.go:316-350),
-and the cluster checks run against kmock.
+and the cluster checks run against kmock. resolve/carried.py names the values this holds for.
 """
 
 from __future__ import annotations

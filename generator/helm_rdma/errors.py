@@ -729,14 +729,11 @@ class HelmArgumentError(InputError):
 
 
 class DroppedValuesError(InputError):
-    """An upgrade that would put the chart's defaults back over values the deployed release was given."""
+    """A new chart that would put defaults back over values the chart it replaces has (see resolve/carried.py)."""
 
-    def __init__(self, *, release: str, lines: Sequence[str]) -> None:
-        super().__init__(f'upgrade of release "{release}" would drop values its deployed revision has: helm-rdma '
-                         "upgrades with this run's flags and files alone (helm --reset-values), and this run sets "
-                         f"none of these:\n{_indented(lines)}\nnothing was run; fix: pass them again as before "
-                         "(--set KEY=VALUE, the -f file that held them, --model), or give the new value explicitly "
-                         "to change it on purpose")
+    def __init__(self, *, action: str, holder: str, lines: Sequence[str], fix: str) -> None:
+        super().__init__(f"{action} would drop values {holder} has, which this run does not set:\n{_indented(lines)}"
+                         f"\nnothing was changed; fix: {fix}")
 
 
 class AtomicUndoError(RuntimeFailure):

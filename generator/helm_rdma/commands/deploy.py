@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -41,22 +40,16 @@ from helm_rdma.errors import (
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import OciAuth
-from helm_rdma.resolve.limits import leaves
-from helm_rdma.resolve.overrides import origin_of
-from helm_rdma.resolve.values import API_KEY_ORIGIN, ChartRequest, Resolved, generated_api_key_secret, resolve
+from helm_rdma.resolve.carried import dropped_values
+from helm_rdma.resolve.values import ChartRequest, Resolved, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
 # helm upgrade given no values of its own (helm-rdma's are all in the chart it writes) merges the last release's
 # user-supplied values over the chart's (helm pkg/action/upgrade.go reuseValues: v3.17.4 line 585, v4.2.4 line 642),
 # values helm-rdma never checked; --reset-values makes helm take the chart's values alone.
 _RESET = ("--reset-values",)
-# Values that name what lives outside the chart: the model, the Secrets the pods read, the API's authentication, the
-# OCI network and its sign-in. An upgrade that leaves one out puts the chart's default back (--reset-values above):
-# another model to download, no token for it, a new random API key (every client's key refused), a network no longer
-# deleted on uninstall. So upgrade refuses unless this run sets them. Defaults that move with the chart's versions
-# (the provisioner's image, the node package mirror) are not among them.
-CARRIED = ("model.name", "model.hfTokenSecret", "api.allowUnauthenticated", "api.keySecret", "clusterNetwork")
-NOT_CARRIED = ("clusterNetwork.image", "clusterNetwork.oke.nodePackageRepository")
+UPGRADE_AGAIN = ("pass them again as before (--set KEY=VALUE, the -f file that held them, --model), or give the new "
+                 "value explicitly to change it on purpose")
 IMAGE_PULL_MINUTES = 15  # the vLLM image (about 10 GB) onto a node that has never pulled it; helm's default is 5m
 
 
@@ -183,8 +176,11 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
                                 fix="drop --no-hooks, or set clusterNetwork.provision=false for nodes that exist")
     findings = require_clean(resolved)
     if run.upgrade and run.cluster_checks and run.dry_run != "client" and kubeconfig_found(env):
-        _require_carried(resolved, deployed=deployed_values(release=release, env=env),
-                         model_given=request.model is not None)
+        dropped = dropped_values(deployed_values(release=release, env=env) or {}, resolved,
+                                 model_given=request.model is not None, where="on the deployed release")
+        if dropped:
+            raise DroppedValuesError(action=f'upgrade of release "{release}"', holder="its deployed revision",
+                                     lines=dropped, fix=UPGRADE_AGAIN)
     for finding in findings:
         on_warning(_text(finding.key, finding.message, finding.fix))
     notice = "\n".join(f.line() for f in findings) or None
@@ -247,41 +243,6 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
             raise _undo(exc, release=release, env=env, existed=existed, timeout=timeout) from None
     return DeployResult(output=result.stdout, command=result.command, chart=cache if kept else None,
                         plan=resolved.plan, notice=notice, serving=serving)
-
-
-def _require_carried(resolved: Resolved, *, deployed: dict[str, Any] | None, model_given: bool) -> None:
-    """Refuse an upgrade that would change a ``CARRIED`` value of the ``deployed`` release back to a default: a value
-    this run does not set (the model when no --model is given) that differs from the deployed one.
-
-    Raises:
-        DroppedValuesError: One or more such values, each named with both.
-    """
-    dropped = []
-    for key, before in leaves(deployed or {}):
-        if not _within(key, CARRIED) or _within(key, NOT_CARRIED):
-            continue
-        now = _at(resolved.values, key.split("."))  # absent: a key this chart no longer has
-        given = model_given if key == "model.name" else \
-            origin_of(key, resolved.origins) not in ("defaults", API_KEY_ORIGIN)
-        if not given and now is not _ABSENT and now != before:
-            dropped.append(f"{key}: {json.dumps(before)} on the deployed release, {json.dumps(now)} in this run")
-    if dropped:
-        raise DroppedValuesError(release=resolved.release, lines=dropped)
-
-
-_ABSENT = object()
-
-
-def _within(key: str, prefixes: tuple[str, ...]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-def _at(values: Any, path: list[str]) -> Any:
-    for part in path:
-        if not isinstance(values, dict) or part not in values:
-            return _ABSENT
-        values = values[part]
-    return values
 
 
 def _undo(failure: NotServingError, *, release: str, env: HelmEnv, existed: bool, timeout: str) -> AtomicUndoError:

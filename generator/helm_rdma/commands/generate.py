@@ -8,20 +8,24 @@ from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.chart.images import chart_images
-from helm_rdma.chart.meta import read_identity
+from helm_rdma.chart.meta import CHANGES_LISTED, change_lines, read_identity, read_previous
 from helm_rdma.chart.ownership import read_record
 from helm_rdma.chart.package import ChartPackage, package_chart
 from helm_rdma.chart.registry import resolve_digest
 from helm_rdma.chart.write import write_chart
 from helm_rdma.commands.doctor import render_checked, require_clean
-from helm_rdma.errors import HelmNotFoundError, OutputRefusedError
+from helm_rdma.errors import DroppedValuesError, HelmNotFoundError, OutputRefusedError
 from helm_rdma.helm import find_helm
+from helm_rdma.resolve.carried import dropped_values
 from helm_rdma.resolve.values import ChartRequest, Resolved, resolve
 from helm_rdma.sizing.planner import Plan
 from helm_rdma.yamlfile import STDIN
 
 # What generate writes at the top of every chart: never a user's -f file.
 OWN_FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "README.md")
+GENERATE_AGAIN = ("keep them in a values file of yours and pass it with -f (the chart records it, and a regeneration "
+                  "without -f reads it again), or pass them again; give the new value explicitly to change it on "
+                  "purpose")
 
 
 class GenerateResult(NamedTuple):
@@ -59,6 +63,17 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
     request, recorded, lines = _user_files(request, output)
     resolved = resolve(request)
     _name_files_from_chart(resolved, recorded)
+    previous = read_previous(output) if force and read_record(output) is not None else None
+    if previous is not None:
+        dropped = dropped_values(previous.values, resolved, model_given=request.model is not None,
+                                 where=f"in {output.name}")
+        if dropped:
+            raise DroppedValuesError(action=f"regenerating {output}", holder="the chart there", lines=dropped,
+                                     fix=GENERATE_AGAIN)
+        changed = change_lines(previous.values, resolved.values)
+        lines.append(f"{len(changed)} value(s) change in {output.name}" + "".join(
+            f"\n  {line}" for line in changed[:CHANGES_LISTED]) + ("\n  ..." if len(changed) > CHANGES_LISTED else "")
+            if changed else f"no value changes in {output.name}")
     warnings = [f.line() for f in require_clean(resolved)]
     pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
