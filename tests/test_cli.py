@@ -255,3 +255,38 @@ def test_a_reader_that_stops_early_ends_the_cli_as_sigpipe_would(args: list[str]
     shell = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -c1 >/dev/null', "sh", *cli],
                            capture_output=True, text=True, check=False, timeout=120)
     assert shell.returncode in (0, 141) and shell.stderr == "", shell.stderr
+
+
+def test_a_values_url_is_refused_as_such_not_as_a_mangled_path(runner: CliRunner) -> None:
+    """helm's -f also fetches URLs (helm pkg/cli/values/options.go, readFile, through its getters); helm-rdma reads
+    local files only, and says so instead of "https:/example.com/values.yaml: no such file"."""
+    result = runner.invoke(main, ["template", "llama405b", "--preset", "h100", "-f", "https://example.com/v.yaml"])
+    assert result.exit_code == 2
+    assert ("https://example.com/v.yaml: helm-rdma reads local values files (and - for standard input), not URLs; "
+            "download it first") in result.output
+
+
+def test_doctor_without_release_or_model_says_which_model_it_checks(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["doctor", "--preset", "h100"])
+    assert "helm-rdma: no RELEASE and no --model: checking llama405b, the default model" in result.stderr
+    named = runner.invoke(main, ["doctor", "llama70b", "--preset", "h100"])
+    assert "no RELEASE" not in named.stderr
+
+
+def test_package_without_helm_writes_nothing(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("HELM_BIN", "/nonexistent/helm")
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(tmp_path / "c"),
+                                  "--package"])
+    assert result.exit_code == 1 and "helm not found" in result.output
+    assert not (tmp_path / "c").exists()  # a rerun needs no --force
+
+
+def test_a_regeneration_from_inside_the_chart_says_to_cd_again(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    chart = tmp_path / "c"
+    assert runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", str(chart)]).exit_code == 0
+    monkeypatch.chdir(chart / "templates")
+    result = runner.invoke(main, ["generate", "llama405b", "--preset", "h100", "--output-dir", "..", "--force"])
+    assert result.exit_code == 0, result.output
+    assert f"the chart directory was replaced as a whole: run `cd {chart}` in a shell that was in it" in result.stderr

@@ -225,4 +225,4 @@ def test_weights_larger_than_the_boot_volume_off_nvme_are_a_warning() -> None:
             "weights go to the boot volume, which holds 512 GB") in out
     code, out = doctor("llama70b", "--preset", "h100", "--set", TOKEN, "--set", "model.storage.hostPath=/mnt/models")
     assert "model.storage.hostPath" not in out  # 141 GB fits
-    assert doctor("--preset", "h100", "--set", TOKEN) == (0, "0 error(s), 0 warning(s)\n")  # the default: NVMe
+    assert doctor("llama405b", "--preset", "h100", "--set", TOKEN) == (0, "0 error(s), 0 warning(s)\n")  # the default: NVMe

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from helm_rdma import datafiles
-from helm_rdma.chart.ownership import MARKER
+from helm_rdma.chart.ownership import MARKER, read_record
 from helm_rdma.cli import main
 
 from .conftest import helm_path
@@ -263,7 +264,10 @@ def test_a_missing_recorded_values_file_stops_the_regeneration(repo: Path) -> No
     Path(USER).rename("elsewhere.yaml")
     before = tree(repo)
     done = cli(*GENERATE, "--output-dir", CHART, "--force")
-    assert done.exit_code == 2 and "llama405b-values.yaml" in done.output, done.output
+    assert done.exit_code == 2, done.output
+    assert (f"its record (.helm-rdma) names the values file ../llama405b-values.yaml, and {repo / USER} is not a "
+            "file (moved, renamed, or never one); pass it with -f where it is now (that replaces the record)") \
+        in done.output
     assert tree(repo) == before
     # naming the file where it is now records that one instead
     done = cli(*GENERATE, "-f", "elsewhere.yaml", "--output-dir", CHART, "--force")
@@ -336,3 +340,68 @@ def test_a_damaged_record_stops_generate_even_with_discard_edits_and_changes_not
         assert f"{CHART}/{MARKER}: " in done.output and f"git checkout -- {repo / CHART / MARKER}`" in done.output
         assert "unexpected" not in done.output
         assert tree(repo) == before
+
+
+def test_a_regeneration_that_would_drop_a_value_naming_the_outside_world_stops_and_says_what_changes(
+        repo: Path) -> None:
+    """--set applies to one run (docs/gitops.md): a regeneration without it would put back the default API key
+    Secret name, which only `helm rdma install` creates (plain helm and Argo CD then start pods that reference a
+    Secret nobody made), and drop the token Secret; resolve/carried.py names the values this holds for."""
+    chart = repo / CHART
+    secrets = ("--set", "api.keySecret.name=vllm-api-key,model.hfTokenSecret.name=hf-token")
+    done = cli(*GENERATE, "--output-dir", CHART, "--force", "--nodes", "3", *secrets)
+    assert done.exit_code == 0, done.output
+    before = tree(repo)
+    dropped = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert dropped.exit_code == 2, dropped.output
+    assert tree(repo) == before
+    assert f"regenerating {chart} would drop values the chart there has, which this run does not set:" in dropped.stderr
+    assert '  api.keySecret.name: "vllm-api-key" in llama405b, "llama405b-api-key" in this run' in dropped.stderr
+    assert '  model.hfTokenSecret.name: "hf-token" in llama405b, "" in this run' in dropped.stderr
+    assert "nodes" not in dropped.stderr  # sizing follows the plan; it is listed as a change below, not refused
+    # the way the error names: the values in the user's own file, which the chart records for the next regeneration
+    user = Path(USER)
+    user.write_text(user.read_text() + "api:\n  keySecret:\n    name: vllm-api-key\nmodel:\n  hfTokenSecret:\n"
+                                       "    name: hf-token\n")
+    kept = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert kept.exit_code == 0, kept.output
+    assert "\n2 value(s) change in llama405b\n  nodes: 3 -> 2\n  vllm.pipelineParallelSize: 3 -> 2\n" in kept.stderr
+    values = values_of(chart)
+    assert values["api"]["keySecret"]["name"] == "vllm-api-key" and values["model"]["hfTokenSecret"]["name"] == "hf-token"
+    again = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert again.exit_code == 0 and "\nno value changes in llama405b\n" in again.stderr
+
+
+def test_values_from_a_pipe_apply_once_and_are_not_recorded(repo: Path) -> None:
+    """The shell's <(...) hands over /dev/fd/N, which is gone once the run ends: like -f -, it applies to this run
+    and the record keeps naming the user's file."""
+    read, write = os.pipe()
+    os.write(write, b"replicas: 2\n")
+    os.close(write)
+    try:
+        done = cli(*GENERATE, "-f", USER, "-f", f"/dev/fd/{read}", "--output-dir", CHART, "--force")
+    finally:
+        os.close(read)
+    assert done.exit_code == 0, done.output
+    assert f"values read from /dev/fd/{read} (a pipe, such as the shell's <(...)) are not recorded" in done.stderr
+    assert values_of(repo / CHART)["replicas"] == 2
+    assert read_record(repo / CHART).value_files == ("../llama405b-values.yaml",)
+
+
+def test_a_mount_point_as_output_directory_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """generate replaces the chart directory by a rename, which Linux refuses for a mount point (rename(2): EBUSY);
+    a bind-mounted output directory in a container or CI gets the fix, not "a bug"."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)]).returncode != 0:
+        pytest.skip("needs root and mount(8)")
+    try:
+        for args in ((), ("--force",)):
+            done = cli(*GENERATE, "--output-dir", str(mnt), *args)
+            assert done.exit_code == 2, done.output
+            assert (f"--output-dir {mnt}: is a mount point, and generate replaces the chart directory as a whole") \
+                in done.output
+            assert f"give a directory inside it, such as --output-dir {mnt / 'chart'}" in done.output
+            assert not any(mnt.iterdir()) and [p.name for p in tmp_path.iterdir()] == ["mnt"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -726,3 +726,20 @@ class HelmArgumentError(InputError):
     def __init__(self, *, argument: str, flag: str, command: str, effect: str, fix: str) -> None:
         super().__init__(f"{command} -- {clip(argument, 80)}: the arguments after -- go to helm as they are, and "
                          f"with {flag} helm would {effect}; nothing was run; fix: {fix}")
+
+
+class DroppedValuesError(InputError):
+    """A new chart that would put defaults back over values the chart it replaces has (see resolve/carried.py)."""
+
+    def __init__(self, *, action: str, holder: str, lines: Sequence[str], fix: str) -> None:
+        super().__init__(f"{action} would drop values {holder} has, which this run does not set:\n{_indented(lines)}"
+                         f"\nnothing was changed; fix: {fix}")
+
+
+class AtomicUndoError(RuntimeFailure):
+    """With --atomic, the groups did not serve: the release was rolled back (or uninstalled), or that failed too."""
+
+    def __init__(self, *, failure: str, command: str, problem: str | None) -> None:
+        done = (f"--atomic undid it: `{command}` succeeded" if problem is None else
+                f"--atomic could not undo it: `{command}` failed ({problem}); run it again, and see `helm history`")
+        super().__init__(f"{failure}\n{done}")

@@ -151,13 +151,18 @@ def _changes(resolved: Resolved, digest: str, previous: PreviousChart | None) ->
     if previous is None:
         return _block([{"kind": "added", "description": f"{resolved.model.alias} ({resolved.model.repo}) on "
                         f"{v['nodes']} x {resolved.preset.shape}, {v['replicas']} group(s)"}])
-    changed = [f"{path}: {_short(old)} -> {_short(new)}" for path, old, new in value_changes(previous.values, v)]
+    changed = change_lines(previous.values, v)
     entries = [{"kind": "changed", "description": text} for text in changed[:CHANGES_LISTED]]
     if len(changed) > CHANGES_LISTED:
         entries.append({"kind": "changed", "description": f"{len(changed) - CHANGES_LISTED} more values"})
     if not entries:
         entries = [{"kind": "changed", "description": f"templates and files of helm-rdma {__version__}"}]
     return _block(entries)
+
+
+def change_lines(old: Any, new: Any) -> list[str]:
+    """``KEY: OLD -> NEW`` for every leaf value that differs (see ``value_changes``), each value clipped."""
+    return [f"{path}: {_short(was)} -> {_short(now)}" for path, was, now in value_changes(old, new)]
 
 
 def value_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:

@@ -175,6 +175,10 @@ def _check_output(output: Path, *, force: bool, discard_edits: bool,
         raise OutputRefusedError(path=str(output), problem="holds a git repository (.git), which generate never "
                                  "replaces", fix="write the chart into a directory of its own, such as "
                                  f"--output-dir {output / 'deploy'}")
+    if os.path.ismount(output):
+        raise OutputRefusedError(path=str(output), problem="is a mount point, and generate replaces the chart "
+                                 "directory as a whole (a rename, which a mount point refuses)",
+                                 fix=f"give a directory inside it, such as --output-dir {output / 'chart'}")
     if not entries:
         return None
     if not force:

@@ -28,7 +28,7 @@ def value_findings(resolved: Resolved) -> list[Finding]:
     v = resolved.values
     found = lookalikes.findings(v) + _hca_list(v, resolved) + _ports(v) + _token(v) + _image_hosts(v)
     found += _nodes_join(v) + _debug(v) + _exposure(v) + _group_ports(v) + _sriov_network(v) + _placement(v)
-    found += _storage(v, resolved)
+    found += _storage(v, resolved) + _statefulset_roll(v)
     found += _experimental(v, resolved)
     found += serving_findings(v)
     return in_order(found)
@@ -253,6 +253,24 @@ def _sriov_network(v: dict[str, Any]) -> list[Finding]:
     return [Finding("warning", "rdma.sriov.networkName", f"{name} has no namespace, so Multus looks for it in the "
                     "release's namespace, and Oracle's rdma-vf NetworkAttachmentDefinition lives in default",
                     f"set rdma.sriov.networkName=default/{name}, unless you created {name} in this namespace")]
+
+
+def _statefulset_roll(v: dict[str, Any]) -> list[Finding]:
+    """StatefulSet mode with more than one group: on a pod-template change each of the two StatefulSets replaces its
+    pods from the highest ordinal down, one at a time, waiting only for the replaced pod (kubernetes
+    pkg/controller/statefulset/stateful_set_control.go, updateStatefulSet); a worker replaced in one group breaks
+    that group while another is still rolling, so every group restarts during one roll. LeaderWorkerSet rolls whole
+    groups, maxUnavailable 1 by default (kubernetes-sigs/lws pkg/webhooks/leaderworkerset_webhook.go)."""
+    if v["workload"]["kind"] != "StatefulSet" or int(v["nodes"]) <= 1:
+        return []
+    groups = v["autoscaling"]["maxReplicas"] if v["autoscaling"]["enabled"] else v["replicas"]
+    if int(groups) <= 1:
+        return []
+    return [Finding("warning", "workload.kind", f"is StatefulSet with up to {groups} groups, so any change of the pod "
+                    "template (an upgrade that changes a value the pods read) restarts every group in one roll, and "
+                    "the endpoint stops serving until they have loaded again",
+                    "set workload.kind=LeaderWorkerSet, which replaces one group at a time, or plan such upgrades "
+                    "as downtime")]
 
 
 def _placement(v: dict[str, Any]) -> list[Finding]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -115,6 +116,18 @@ def _preset_option(func: Any) -> Any:
     return click.option("--preset", "-p", required=True, type=PRESET, help="Shape preset (`presets` lists them).")(func)
 
 
+
+def _local_files(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[Path, ...]:
+    """-f paths, refusing a URL: helm's -f also fetches http(s) and oci URLs through its getters (pkg/cli/values/
+    options.go, readFile), helm-rdma reads local files and standard input only."""
+    for path in value:
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+            raise click.BadParameter(f"{path}: helm-rdma reads local values files (and - for standard input), not "
+                                     "URLs; download it first (curl -fsSLo values.yaml URL) and pass the file",
+                                     ctx=ctx, param=param)
+    return tuple(Path(p) for p in value)
+
+
 def _values_options(func: Any) -> Any:
     """-f and the --set family, handed to the command as one ``sources`` (a ValueSources)."""
 
@@ -129,7 +142,7 @@ def _values_options(func: Any) -> Any:
         return func(*args, sources=sources, **kwargs)
 
     return _stacked(command, [
-        click.option("-f", "--values", "value_files", multiple=True, type=click.Path(path_type=Path),
+        click.option("-f", "--values", "value_files", multiple=True, type=click.Path(), callback=_local_files,
                      help="A values file, applied after the preset and the model (repeatable, in order; - reads "
                           "standard input)."),
         click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE",
@@ -157,6 +170,8 @@ def _chart_request(func: Any) -> Any:
         from helm_rdma.resolve.values import ChartRequest
         from helm_rdma.sizing.catalog import DEFAULT_MODEL
 
+        if release is None and model is None:
+            click.echo(f"helm-rdma: no RELEASE and no --model: checking {DEFAULT_MODEL}, the default model", err=True)
         request = ChartRequest(release=release or model or DEFAULT_MODEL, preset=preset, model=model, nodes=nodes,
                                max_model_len=max_model_len, sources=sources)
         return func(*args, request=request, **kwargs)

@@ -68,7 +68,8 @@ def generate(request: ChartRequest, output_dir: str | None, legacy_output: str |
     renders later with plain helm (Argo CD, Flux): no plugin and no Python. It is rendered with helm first (when
     one is installed) and written atomically; --package also writes the .tgz to push to a registry. The chart is
     the tool's: keep your choices in a values file of your own and pass it with -f; the chart records it, and a
-    regeneration without -f reads it again.
+    regeneration without -f reads it again. --set and the other flags apply to one run: a regeneration lists the
+    values that change, and refuses to drop the model, Secret names, API authentication or clusterNetwork it has.
     """
     from helm_rdma.commands.generate import generate as run
 

@@ -47,9 +47,35 @@ def helm_status(*, release: str, env: HelmEnv) -> str | None:
     except HelmNotFoundError:
         return None
     except HelmCommandError as exc:
-        if "not found" in exc.stderr.lower():
+        if _no_release(exc):
             return None
         raise
+
+
+def deployed_values(*, release: str, env: HelmEnv) -> dict[str, Any] | None:
+    """The values the deployed revision of ``release`` runs with (`helm get values --all`: the chart's values and
+    the user-supplied ones, merged), or None when helm knows no such release (or there is no helm to ask).
+
+    Raises:
+        HelmCommandError: helm failed for another reason (no cluster, no access).
+    """
+    try:
+        found = run_helm(["get", "values", release, "--all", "--output", "json", *env.global_flags()])
+    except HelmNotFoundError:
+        return None
+    except HelmCommandError as exc:
+        if _no_release(exc):
+            return None
+        raise
+    return dict(json.loads(found.stdout) or {})
+
+
+def _no_release(exc: HelmCommandError) -> bool:
+    """Whether helm failed because it holds no revision of the release: its storage drivers' "release: not found"
+    (pkg/storage/driver ErrReleaseNotFound), or "no revision for release" when a driver's query finds an empty
+    history (pkg/storage/storage.go, Storage.Last)."""
+    stderr = exc.stderr.lower()
+    return "not found" in stderr or "no revision for release" in stderr
 
 
 def parse_release(config_map: dict[str, Any]) -> ClusterRelease:

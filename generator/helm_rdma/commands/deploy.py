@@ -15,6 +15,7 @@ from helm_rdma.chart.write import write_chart
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
 from helm_rdma.cluster.kube import connect, kubeconfig_found
+from helm_rdma.cluster.release import deployed_values, helm_status
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import (
     chart_verdict,
@@ -25,10 +26,21 @@ from helm_rdma.commands.doctor import (
     require_clean,
 )
 from helm_rdma.commands.groupports import PortsVerdict, judge, judged_ports, require_judged_closed
-from helm_rdma.errors import ChartValuesError, ClusterCheckError, ClusterError, HelmArgumentError, ValuesCheckError
-from helm_rdma.helm import duration_seconds, find_helm, helm_major_version
+from helm_rdma.errors import (
+    AtomicUndoError,
+    ChartValuesError,
+    ClusterCheckError,
+    ClusterError,
+    DroppedValuesError,
+    HelmArgumentError,
+    HelmCommandError,
+    NotServingError,
+    ValuesCheckError,
+)
+from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import OciAuth
+from helm_rdma.resolve.carried import dropped_values
 from helm_rdma.resolve.values import ChartRequest, Resolved, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
@@ -36,6 +48,8 @@ from helm_rdma.sizing.planner import Plan
 # user-supplied values over the chart's (helm pkg/action/upgrade.go reuseValues: v3.17.4 line 585, v4.2.4 line 642),
 # values helm-rdma never checked; --reset-values makes helm take the chart's values alone.
 _RESET = ("--reset-values",)
+UPGRADE_AGAIN = ("pass them again as before (--set KEY=VALUE, the -f file that held them, --model), or give the new "
+                 "value explicitly to change it on purpose")
 IMAGE_PULL_MINUTES = 15  # the vLLM image (about 10 GB) onto a node that has never pulled it; helm's default is 5m
 
 
@@ -85,7 +99,8 @@ class HelmRun:
         dry_run: helm's --dry-run: "client" renders with no cluster (`helm template`, as helm 4's client dry run
             does; helm 3's would want a cluster), "server" runs helm's own --dry-run=server (the cluster validates
             and lookups answer); neither keeps anything. "none": install.
-        atomic: Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure).
+        atomic: Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure); implies ``wait``, and groups
+            that do not serve in time are undone too (see ``_undo``).
         cluster_checks: Check the cluster first when one answers (as `doctor --cluster`).
         helm_args: Passed to helm as they are.
     """
@@ -142,6 +157,8 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
             installed).
         HelmNotFoundError, HelmCommandError: helm is missing or failed.
         NotServingError: With ``run.wait``, the groups did not serve in time (names the pod and its last log lines).
+        AtomicUndoError: With ``run.atomic`` (which implies the wait), the groups did not serve in time: the release
+            was rolled back, or uninstalled when this run installed it (see ``_undo``).
     """
     release, helm_args = request.release, run.helm_args
     if run.timeout is not None:
@@ -158,6 +175,12 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
                                 "nodes' OCI rules (clusterNetwork.provision is on)",
                                 fix="drop --no-hooks, or set clusterNetwork.provision=false for nodes that exist")
     findings = require_clean(resolved)
+    if run.upgrade and run.cluster_checks and run.dry_run != "client" and kubeconfig_found(env):
+        dropped = dropped_values(deployed_values(release=release, env=env) or {}, resolved,
+                                 model_given=request.model is not None, where="on the deployed release")
+        if dropped:
+            raise DroppedValuesError(action=f'upgrade of release "{release}"', holder="its deployed revision",
+                                     lines=dropped, fix=UPGRADE_AGAIN)
     for finding in findings:
         on_warning(_text(finding.key, finding.message, finding.fix))
     notice = "\n".join(f.line() for f in findings) or None
@@ -195,6 +218,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
             args.append("--wait")
         if run.atomic:
             args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
+        existed = run.atomic and run.upgrade and helm_status(release=release, env=env) is not None
         started = time.monotonic()
         result = render_checked([*args, *helm_args], helm=helm, resolved=resolved)
         if kept:
@@ -202,7 +226,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     serving = None
-    if run.wait:
+    if run.wait or run.atomic:  # --atomic implies --wait, as helm's does
         values = resolved.values
         left = max(budget - (time.monotonic() - started), 0.0)
         polling = Polling(timeout_seconds=left, poll_seconds=poll_seconds, max_poll_seconds=poll_seconds)
@@ -210,10 +234,29 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
         # rendered: those are the groups that must serve.
         auto = values["autoscaling"]
         groups = int(auto["minReplicas"]) if auto["enabled"] else int(values["replicas"])
-        serving = wait_until_serving(release=release, env=env, groups=groups, nodes=int(values["nodes"]),
-                                     polling=polling, on_progress=on_progress)
+        try:
+            serving = wait_until_serving(release=release, env=env, groups=groups, nodes=int(values["nodes"]),
+                                         polling=polling, on_progress=on_progress)
+        except NotServingError as exc:
+            if not run.atomic:
+                raise
+            raise _undo(exc, release=release, env=env, existed=existed, timeout=timeout) from None
     return DeployResult(output=result.stdout, command=result.command, chart=cache if kept else None,
                         plan=resolved.plan, notice=notice, serving=serving)
+
+
+def _undo(failure: NotServingError, *, release: str, env: HelmEnv, existed: bool, timeout: str) -> AtomicUndoError:
+    """--atomic for what helm cannot wait on: helm undoes a release when its own wait fails (pkg/action/upgrade.go
+    failRelease rolls back to the last revision; install.go uninstalls), but it counts a LeaderWorkerSet as ready at
+    once (pkg/kube/ready.go, IsReady), so a group that never serves fails only helm-rdma's wait. Undone the same way
+    here: a rollback when the release existed before this run, else an uninstall."""
+    args = ["rollback", release] if existed else ["uninstall", release]
+    args += [*env.global_flags(), "--wait", "--timeout", timeout]
+    try:
+        run_helm(args)
+    except HelmCommandError as exc:
+        return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=exc.stderr.strip())
+    return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=None)
 
 
 def _staging(cache: Path, *, release: str, on_warning: Callable[[str], None]) -> tuple[Path, bool]:

@@ -8,20 +8,26 @@ from pathlib import Path
 from typing import NamedTuple
 
 from helm_rdma.chart.images import chart_images
-from helm_rdma.chart.meta import read_identity
-from helm_rdma.chart.ownership import read_record
+from helm_rdma.chart.meta import CHANGES_LISTED, change_lines, read_identity, read_previous
+from helm_rdma.chart.ownership import MARKER, read_record
 from helm_rdma.chart.package import ChartPackage, package_chart
 from helm_rdma.chart.registry import resolve_digest
 from helm_rdma.chart.write import write_chart
 from helm_rdma.commands.doctor import render_checked, require_clean
-from helm_rdma.errors import HelmNotFoundError, OutputRefusedError
+from helm_rdma.errors import DroppedValuesError, HelmNotFoundError, OutputRefusedError
 from helm_rdma.helm import find_helm
+from helm_rdma.resolve.carried import dropped_values
 from helm_rdma.resolve.values import ChartRequest, Resolved, resolve
 from helm_rdma.sizing.planner import Plan
 from helm_rdma.yamlfile import STDIN
 
 # What generate writes at the top of every chart: never a user's -f file.
 OWN_FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "README.md")
+# Paths of a pipe the shell hands over for <(...): gone once this run ends, so never recorded.
+PIPES = ("/dev/fd/", "/proc/self/fd/")
+GENERATE_AGAIN = ("keep them in a values file of yours and pass it with -f (the chart records it, and a regeneration "
+                  "without -f reads it again), or pass them again; give the new value explicitly to change it on "
+                  "purpose")
 
 
 class GenerateResult(NamedTuple):
@@ -56,23 +62,47 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
     """
     _reachable(output)
     output = output.resolve()
+    helm = find_helm() if package else ""  # before anything is written: a chart with no package is half the job
+    inside = _inside(output)  # before: the working directory may be gone after
     request, recorded, lines = _user_files(request, output)
     resolved = resolve(request)
     _name_files_from_chart(resolved, recorded)
+    previous = read_previous(output) if force and read_record(output) is not None else None
+    if previous is not None:
+        dropped = dropped_values(previous.values, resolved, model_given=request.model is not None,
+                                 where=f"in {output.name}")
+        if dropped:
+            raise DroppedValuesError(action=f"regenerating {output}", holder="the chart there", lines=dropped,
+                                     fix=GENERATE_AGAIN)
+        changed = change_lines(previous.values, resolved.values)
+        lines.append(f"{len(changed)} value(s) change in {output.name}" + "".join(
+            f"\n  {line}" for line in changed[:CHANGES_LISTED]) + ("\n  ..." if len(changed) > CHANGES_LISTED else "")
+            if changed else f"no value changes in {output.name}")
     warnings = [f.line() for f in require_clean(resolved)]
     pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
     written = write_chart(resolved, output=output, force=force, discard_edits=discard_edits,
                           value_files=tuple(recorded.values()),
                           check=lambda chart: _render(resolved, chart, unchecked))
+    if inside:
+        lines.append(f"the chart directory was replaced as a whole: run `cd {output}` in a shell that was in it")
     notice = "\n".join([*lines, *warnings, *pinned, *unchecked]) or None
     packaged = None
     if package:
         name, version = read_identity(written.path)
         packaged = package_chart(written.path, destination=written.path.parent, name=name, version=version,
-                                 helm=find_helm())
+                                 helm=helm)
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
                           package=packaged)
+
+
+def _inside(output: Path) -> bool:
+    """Whether the working directory is ``output`` or below it (a shell there now holds a removed directory)."""
+    try:
+        here = Path.cwd()
+    except OSError:
+        return False
+    return here == output or output in here.parents
 
 
 def _reachable(output: Path) -> None:
@@ -98,6 +128,12 @@ def _user_files(request: ChartRequest, output: Path) -> tuple[ChartRequest, dict
     files = request.sources.files
     if not files and record is not None and record.value_files:
         files = tuple(Path(os.path.normpath(output / name)) for name in record.value_files)
+        for name, path in zip(record.value_files, files, strict=True):
+            if not path.is_file():
+                raise OutputRefusedError(path=str(output), problem=f"its record ({MARKER}) names the values file "
+                                         f"{name}, and {path} is not a file (moved, renamed, or never one)",
+                                         fix="pass it with -f where it is now (that replaces the record), or put it "
+                                         "back")
         request = dataclasses.replace(request, sources=dataclasses.replace(request.sources, files=files))
         lines.append(f"read the values files {output.name} records: {', '.join(record.value_files)}")
     recorded: dict[str, str] = {}
@@ -105,6 +141,10 @@ def _user_files(request: ChartRequest, output: Path) -> tuple[ChartRequest, dict
         if str(path).strip() == STDIN:
             lines.append("values read from standard input (-f -) are not recorded: a regeneration without -f will "
                          "not apply them; keep them in a file")
+            continue
+        if str(path).startswith(PIPES):
+            lines.append(f"values read from {path} (a pipe, such as the shell's <(...)) are not recorded: a "
+                         "regeneration without -f will not apply them; keep them in a file")
             continue
         absolute = Path(os.path.abspath(path))
         if absolute.parent == output or output in absolute.parents:
