@@ -7,6 +7,8 @@ with the Job's label and a log, and marks them finished, as Kubernetes would.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import threading
 import time
@@ -22,7 +24,7 @@ from helm_rdma.contract import PREFLIGHT_RESULT_PREFIX
 
 from .helm_stand_in import recording_helm
 from .kmock_cluster import Cluster
-from .rendering import render
+from .rendering import PROVISION, render
 
 NO_RELEASE_HELM = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -63,9 +65,10 @@ PREFLIGHT = {"passed": True, "reason": "ok", "ranks": 16, "transport": "IB", "gd
              "busbw_gbps": 451.0, "threshold_gbps": 440, "time": "2026-11-27T01:00:00Z"}
 
 
-@pytest.fixture
-def argo_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    objects = [d for d in applied() if d["kind"] in ("ConfigMap", "LeaderWorkerSet")] + serving_pods()
+@contextlib.contextmanager
+def argo_applied(docs: list[dict[str, Any]], kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A cluster holding what Argo CD applied of ``docs`` (the release ConfigMap, the workload) and serving pods."""
+    objects = [d for d in docs if d["kind"] in ("ConfigMap", "LeaderWorkerSet")] + serving_pods()
     for d in objects:
         if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-release"):
             d["metadata"]["annotations"] = {"argocd.argoproj.io/tracking-id":
@@ -74,8 +77,14 @@ def argo_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cl
             d["status"] = {"readyReplicas": 1, "updatedReplicas": 1, "replicas": 1}
     logs = {("llama405b-vllm-rdma-0", "preflight", False):
             f"{PREFLIGHT_RESULT_PREFIX}{json.dumps(PREFLIGHT)}\n".encode()}
-    with Cluster(objects, tmp_path / "kubeconfig", logs=logs) as cluster:
+    with Cluster(objects, kubeconfig, logs=logs) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        yield cluster
+
+
+@pytest.fixture
+def argo_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    with argo_applied(applied(), tmp_path / "kubeconfig", monkeypatch) as cluster:
         yield cluster
 
 
@@ -205,3 +214,57 @@ def test_doctor_prints_json_with_o_json() -> None:
     data = json.loads(out.output)
     assert data["summary"]["errors"] >= 1 and data["summary"]["passed"] is False
     assert {"severity": "error", "key": "nccl.settings.NCCL_TIMEOUT"}.items() <= data["values"][0].items()
+
+
+# What a user may put in values that carries a credential: a cloud-init of their own (tokens, passwords), an Object
+# Storage pre-authenticated request URL as the node package repository (the URL is the credential: OCI docs, "Using
+# Pre-Authenticated Requests"), and the nodes' SSH keys. The namespace's `view` role reads ConfigMaps, pods and Jobs
+# but not Secrets (kubernetes.io docs, "Using RBAC Authorization", User-facing roles: "It does not allow viewing
+# Secrets"), so none of these may reach an object other than a Secret.
+CREDENTIALS = {
+    "clusterNetwork.oke.cloudInit": "#cloud-config runcmd: [registry-login --token tok-cloudinit-4f1c9a]",
+    "clusterNetwork.oke.nodePackageRepository":
+        "https://objectstorage.us-ashburn-1.oraclecloud.com/p/par-secret-9b2e7d/n/ns/b/repo/o/ubuntu-{codename}",
+    "clusterNetwork.sshAuthorizedKeys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIsshkey7e3f me@laptop",
+}
+TELLTALES = ("tok-cloudinit-4f1c9a", "par-secret-9b2e7d", "AAAAC3NzaC1lZDI1NTE5AAAAIsshkey7e3f")
+
+
+def test_values_that_carry_credentials_reach_only_the_provisioners_secret_and_day2_still_reads_the_configmap(
+        no_helm_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render(*PROVISION, *(f"{key}={value}" for key, value in CREDENTIALS.items()), namespace="ml")
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            text = json.dumps(doc)
+            assert not [t for t in TELLTALES if t in text], f"{doc['kind']}/{doc['metadata']['name']}"
+    # the provisioner still gets them, from its Secret (the volume it mounts at /etc/helm-rdma)
+    [secret] = [d for d in docs if d["kind"] == "Secret"]
+    held = json.loads(base64.b64decode(secret["data"]["values.json"]))
+    assert held["clusterNetwork"]["oke"]["cloudInit"] == CREDENTIALS["clusterNetwork.oke.cloudInit"]
+    assert held["clusterNetwork"]["oke"]["nodePackageRepository"] == CREDENTIALS[
+        "clusterNetwork.oke.nodePackageRepository"]
+    assert held["clusterNetwork"]["sshAuthorizedKeys"] == CREDENTIALS["clusterNetwork.sshAuthorizedKeys"]
+    [job] = [d for d in docs if d["kind"] == "Job" and d["metadata"]["name"] == "llama405b-vllm-rdma-provision"]
+    [volume] = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "values"]
+    assert volume == {"name": "values", "secret": {"secretName": secret["metadata"]["name"]}}
+    # the release ConfigMap says which keys it withholds, and keeps everything else
+    [cm] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-release")]
+    assert cm["data"]["valuesLeftOut"].split(",") == list(CREDENTIALS)
+    kept = json.loads(cm["data"]["values.json"])
+    assert kept["clusterNetwork"]["compartmentId"] == "ocid1.compartment.oc1..c" and kept["nodes"] == 2
+    assert "cloudInit" not in kept["clusterNetwork"]["oke"] and "sshAuthorizedKeys" not in kept["clusterNetwork"]
+
+    # status and verify without helm read that ConfigMap as before
+    applied_docs = [json.loads(json.dumps(d)) for d in docs
+                    if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})]
+    with argo_applied(applied_docs, tmp_path / "kubeconfig", monkeypatch) as cluster:
+        out = CliRunner().invoke(main, ["status", "llama405b", "-n", "ml"])
+        assert out.exit_code == 0, out.output
+        assert "group 0: 2/2 pods ready, leader ready" in out.output
+        kubernetes_runs_the_tests(cluster)
+        out = CliRunner().invoke(main, ["verify", "llama405b", "-n", "ml", "--poll-interval", "0.05", "-o", "json"])
+        assert out.exit_code == 0, out.output
+        checks = {c["name"]: c for c in json.loads(out.output)["checks"]}
+        assert checks["release"]["detail"].startswith("llama405b: 2 x BM.GPU.H100.8 (2 per group, 1 group(s)); "
+                                                      "no Helm release: read from ConfigMap")
+        assert checks["test-rdma"]["passed"] and checks["RDMA NICs"]["passed"] and checks["group 0"]["passed"]

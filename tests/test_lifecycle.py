@@ -25,6 +25,7 @@ fails"). Argo CD deletes HookSucceeded hooks when the whole sync succeeded and o
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -75,13 +76,13 @@ def argo_sync(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def provision_values(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-provisioner"))
-    return json.loads(cm["data"]["values.json"])
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-provisioner"))
+    return json.loads(base64.b64decode(secret["data"]["values.json"]))
 
 
 SHRINK = "Job/llama405b-vllm-rdma-shrink"
 PROVISIONER = ["ServiceAccount/llama405b-vllm-rdma-provisioner", "ClusterRole/llm-llama405b-vllm-rdma-provisioner",
-               "ClusterRoleBinding/llm-llama405b-vllm-rdma-provisioner", "ConfigMap/llama405b-vllm-rdma-provisioner"]
+               "ClusterRoleBinding/llm-llama405b-vllm-rdma-provisioner", "Secret/llama405b-vllm-rdma-provisioner"]
 
 
 def names(hooks: list[tuple[int, str]]) -> list[str]:

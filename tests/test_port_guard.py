@@ -13,9 +13,11 @@ elsewhere these tests skip, saying which is missing."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,7 +76,13 @@ def missing() -> str:
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(missing()), reason=missing() or "")
+def load_guard() -> Any:
+    """files/port_guard.py as a module, to drive one part of it in this process (its main() does not run)."""
+    spec = importlib.util.spec_from_file_location("port_guard", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sh(*args: str) -> None:
@@ -115,6 +123,8 @@ class Net:
 
 @pytest.fixture
 def net() -> Iterator[Net]:
+    if missing():
+        pytest.skip(missing())
     tag = f"g{os.getpid() % 100000}"
     root = cgroup2_root()
     assert root is not None
@@ -350,3 +360,76 @@ def test_a_guard_restarted_while_dns_fails_keeps_the_peers_it_had(net: Net, tmp_
     net.peers()  # the name resolves no more
     start_guard(net, tmp_path)
     assert net.reaches("peer", "10.77.1.1", store) and not net.reaches("stranger", "10.77.2.1", store)
+
+
+def test_while_a_peer_name_fails_to_resolve_the_guard_says_so_once_and_again_when_it_resolves(
+        net: Net, tmp_path: Path) -> None:
+    """The guard keeps a name's last addresses while DNS fails (CoreDNS down, port 53 blocked, the Service deleted),
+    so a group recreated on other nodes meanwhile cannot form: its log says which name fails and what it keeps, at the
+    first failure and then at most once a minute (not at every refresh), and says when the name resolves again."""
+    listeners, (store,) = net.listen(net.pod_cgroup, STORE)
+    net.procs.append(listeners)  # type: ignore[attr-defined]
+    guard = start_guard(net, tmp_path)  # refreshes every second
+    net.peers()  # the name resolves no more
+    time.sleep(4.5)  # four refreshes
+    net.peers("10.77.1.2", "10.77.2.2")  # it answers again, with a peer that started meanwhile
+    deadline = time.monotonic() + 10
+    while not net.reaches("stranger", "10.77.2.1", store):
+        assert time.monotonic() < deadline, "the new peer was never admitted"
+    assert net.reaches("peer", "10.77.1.1", store)  # kept all along
+    guard.send_signal(signal.SIGTERM)
+    assert guard.wait(timeout=10) == 0 and guard.stderr is not None
+    log = guard.stderr.read().splitlines()
+    failed = [line for line in log if "does not resolve" in line or "has not resolved" in line]
+    assert len(failed) == 1, log
+    assert failed[0].startswith(f"helm-rdma port guard: {RELEASE_SERVICE} does not resolve (")
+    assert "keeping its last addresses: 10.77.1.2." in failed[0]
+    back = [line for line in log if "resolves again" in line]
+    assert len(back) == 1 and f"{RELEASE_SERVICE} resolves again, after " in back[0], log
+    assert back[0].endswith(": 10.77.1.2, 10.77.2.2")
+
+
+def test_a_name_that_keeps_failing_is_logged_once_a_minute_and_a_new_failure_is_logged_at_once(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cadence over a long failure, on a clock the test moves (the run above covers the first line and the
+    recovery on the real resolver): the first failure, then one line per minute with how long it lasts, none between,
+    the recovery, and a later failure logged at once as a new one."""
+    guard = load_guard()
+    address = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 0))]
+    dns = {"up": True}
+
+    def getaddrinfo(name: str, *_: Any, **__: Any) -> Any:
+        assert name == "peer.llm.svc"
+        if not dns["up"]:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return address
+
+    monkeypatch.setattr(guard.socket, "getaddrinfo", getaddrinfo)
+    now = [1000.0]
+    peers = guard.Peers(["peer.llm.svc"], clock=lambda: now[0])
+    lines: list[str] = []
+
+    def at(t: float, up: bool) -> tuple[list[str], list[str]]:
+        """Refresh at time ``t`` with DNS up or not; the guard's log lines are collected in ``lines``."""
+        now[0], dns["up"] = 1000.0 + t, up
+        found = peers.resolve()
+        lines.extend(capsys.readouterr().err.splitlines())
+        return found
+
+    assert at(0, True) == (["10.0.0.7"], []) and lines == []
+    for t in range(5, 60, 5):  # every refresh fails for a minute: one line, the first
+        assert at(t, False) == (["10.0.0.7"], [])  # the last addresses are kept
+    assert len(lines) == 1 and "peer.llm.svc does not resolve ([Errno -3] Temporary failure" in lines[0]
+    assert at(65, False) == (["10.0.0.7"], [])  # a minute after the first line: the second
+    assert len(lines) == 2 and "peer.llm.svc has not resolved for 60s" in lines[1] and "10.0.0.7" in lines[1]
+    for t in (70, 100, 120):
+        at(t, False)
+    assert len(lines) == 2
+    at(125, False)
+    assert len(lines) == 3 and "has not resolved for 120s" in lines[2]
+    at(130, True)
+    assert len(lines) == 4 and lines[3] == "helm-rdma port guard: peer.llm.svc resolves again, after 125s: 10.0.0.7"
+    at(135, True)
+    assert len(lines) == 4  # nothing while it resolves
+    at(140, False)
+    assert len(lines) == 5 and "peer.llm.svc does not resolve (" in lines[4]  # a new failure: said at once

@@ -34,11 +34,12 @@ rule), nft 1.0 or later, and Linux 5.15.35 or later with cgroup v2 (the socket m
 the table (replacing one a killed run left), writes the ready file its startup probe reads,
 then, every few seconds, re-resolves the peers and updates their sets in one transaction, and loads the table again
 if something removed it (`nft flush ruleset`, a restart of the node's nftables service). A failure there is logged and
-tried again, never an exit: LeaderWorkerSet recreates the whole group when any container of a pod restarts. A guard
-restarted while DNS does not answer keeps the table its last run loaded. On SIGTERM (the pod's end: the kubelet stops
-a sidecar after the pod's other containers, and sends no other SIGTERM once its startup probe passed) it deletes the
-table. Tables of pods whose cgroup is
-gone (a node crash, SIGKILL) are deleted at start. Any step that fails ends the container with one line naming
+tried again, never an exit: LeaderWorkerSet recreates the whole group when any container of a pod restarts. A peer
+name that does not resolve keeps its last addresses, and the log says so at its first failure, once a minute while it
+lasts and when it resolves again. A guard restarted while DNS does not answer keeps the table its last run loaded.
+On SIGTERM (the pod's end: the kubelet stops a sidecar after the pod's other containers, and sends no other SIGTERM
+once its startup probe passed) it deletes the table. Tables of pods whose cgroup is gone (a node crash, SIGKILL) are
+deleted at start. Any step that fails ends the container with one line naming
 what is missing: the pod does not start unguarded.
 
 Settings (set by the chart): HELM_RDMA_POD_UID (downward API metadata.uid); HELM_RDMA_GUARD_PEERS (DNS names, space
@@ -57,7 +58,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")  # where nft resolves `socket cgroupv2` paths (nftables src/datatype.c)
@@ -106,18 +107,51 @@ def ports(text: str, *, required: bool = True) -> list[int]:
     return [int(p) for p in parts]
 
 
-def resolve(names: Iterable[str], known: dict[str, set[str]] | None = None) -> tuple[list[str], list[str]]:
-    """The IPv4 and IPv6 addresses the names resolve to now. A name that does not resolve keeps the addresses it had
-    in ``known`` (updated in place), so a lookup that fails for a moment never drops a peer."""
-    known = {} if known is None else known
-    for name in names:
-        try:
-            infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            continue
-        known[name] = {str(address[0]).split("%")[0] for *_, address in infos}
-    found = set().union(*known.values()) if known else set()
-    return sorted(a for a in found if ":" not in a), sorted(a for a in found if ":" in a)
+DNS_LOG_SECONDS = 60.0  # while a peer name does not resolve, the log says so at most this often
+
+
+class Peers:
+    """The addresses the peer names resolve to. A name that does not resolve keeps the addresses it had, so a lookup
+    that fails for a moment never drops a peer; the log says so at the name's first failure, then at most once every
+    ``log_every`` seconds while it lasts, and once when the name resolves again."""
+
+    def __init__(self, names: Iterable[str], *, log_every: float = DNS_LOG_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.names = list(names)
+        self.log_every = log_every
+        self.clock = clock
+        self.known: dict[str, set[str]] = {}
+        self.failing: dict[str, tuple[float, float]] = {}  # name: (its first failure, its last line), by clock
+
+    def resolve(self) -> tuple[list[str], list[str]]:
+        """The IPv4 and IPv6 addresses of all names now (the last known ones of a name that fails)."""
+        for name in self.names:
+            try:
+                infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                self._failed(name, exc)
+                continue
+            self.known[name] = {str(address[0]).split("%")[0] for *_, address in infos}
+            if name in self.failing:
+                since, _ = self.failing.pop(name)
+                log(f"{name} resolves again, after {self.clock() - since:.0f}s: {self._addresses(name)}")
+        found = set().union(*self.known.values()) if self.known else set()
+        return sorted(a for a in found if ":" not in a), sorted(a for a in found if ":" in a)
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        now = self.clock()
+        if name not in self.failing:
+            self.failing[name] = (now, now)
+            log(f"{name} does not resolve ({exc}); keeping its last addresses: {self._addresses(name)}. A peer that "
+                "started since is refused until it does: does the cluster's DNS answer?")
+        elif now - self.failing[name][1] >= self.log_every:
+            since = self.failing[name][0]
+            self.failing[name] = (since, now)
+            log(f"{name} has not resolved for {now - since:.0f}s ({exc}); keeping its last addresses: "
+                f"{self._addresses(name)}")
+
+    def _addresses(self, name: str) -> str:
+        return ", ".join(sorted(self.known.get(name, ()))) or "none known yet"
 
 
 def ruleset(table: str, *, cgroup: str, open_ports: list[int], node_ports: list[int], v4: list[str],
@@ -268,8 +302,8 @@ def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports
                          "guard privileged, which containerd and CRI-O give the node's cgroup namespace; keep it so")
     table = table_name(uid)
     remove_stale()
-    known: dict[str, set[str]] = {}
-    v4, v6 = resolve(peers, known)
+    names = Peers(peers)
+    v4, v6 = names.resolve()
 
     def load() -> None:
         nft(ruleset(table, cgroup=cgroup, open_ports=open_ports, node_ports=node_ports, v4=v4, v6=v6))
@@ -288,7 +322,7 @@ def guard(uid: str, peers: list[str], *, ready: Path, refresh: float, open_ports
             if not table_loaded(table):  # first, with the peers known: DNS may take seconds to fail
                 load()
                 log(f"table inet {table} was gone (removed outside this guard): loaded it again")
-            now = resolve(peers, known)
+            now = names.resolve()
             if now != (v4, v6) and (now[0] or now[1]):
                 nft(peers_update(table, *now))
                 v4, v6 = now

@@ -57,7 +57,7 @@ so every re-formed group measures again on all its nodes.
 
 {{/*
 Whether any OCI hook runs: provisioning before install/upgrade, or deprovisioning on uninstall (the hooks'
-ServiceAccount, RBAC and values ConfigMap exist exactly then).
+ServiceAccount, RBAC and values Secret exist exactly then).
 */}}
 {{- define "vllm-rdma.ociHooks" -}}
 {{- if or .Values.clusterNetwork.provision .Values.clusterNetwork.deleteOnUninstall }}true{{ end }}

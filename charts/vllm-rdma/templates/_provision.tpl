@@ -1,5 +1,5 @@
 {{/*
-Hook events of the objects the OCI hook Jobs need (ServiceAccount, RBAC, values ConfigMap). Hooks are not part of the
+Hook events of the objects the OCI hook Jobs need (ServiceAccount, RBAC, values Secret). Hooks are not part of the
 release and helm uninstall never deletes them (helm docs "Chart Hooks"): these carry hook-delete-policy
 before-hook-creation,hook-succeeded (vllm-rdma.hookDeletePolicy), so helm deletes them once every hook of the event
 succeeded, and they are pre-delete hooks too, even without a deprovision Job: on helm uninstall helm deletes what a
@@ -115,8 +115,8 @@ spec:
         {{- end }}
   volumes:
     - name: values
-      configMap:
-        name: {{ include "vllm-rdma.provisionerName" $root }}
+      secret:
+        secretName: {{ include "vllm-rdma.provisionerName" $root }}
     - name: tmp
       emptyDir: {}
     {{- if eq $cn.auth "apiKey" }}
