@@ -21,13 +21,17 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from helm_rdma import helm as helm_module
+from helm_rdma.cli import main
+from helm_rdma.commands.generate import generate
 from helm_rdma.errors import HelmInterruptedError
 from helm_rdma.helm import run_helm
 
 from .conftest import BIN
 from .helm_stand_in import trapping_helm
+from .rendering import request
 
 
 def _wait_for(log: Path, line: str, *, seconds: float) -> None:
@@ -97,3 +101,19 @@ def test_a_helm_that_does_not_end_after_the_signal_is_killed_after_the_grace_per
     assert log.read_text().splitlines() == ["start upgrade", "got TERM"]
     assert took < 15
     assert caught.value.exit_code == 1
+
+
+def test_an_interrupted_uninstall_keeps_the_chart_and_says_to_run_it_again(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    log = trapping_helm(tmp_path, monkeypatch, BIN / "helm4")
+    kept = generate(request(), output=tmp_path / "cache" / "rdma" / "ml" / "llama405b").path
+    sender = threading.Thread(target=lambda: (_wait_for(log, "start uninstall", seconds=30),
+                                              os.kill(os.getpid(), signal.SIGINT)))
+    sender.start()
+    out = CliRunner().invoke(main, ["uninstall", "llama405b", "-n", "ml"])
+    sender.join()
+    assert out.exit_code == 1, out.output
+    assert log.read_text().splitlines() == ["start uninstall", "got INT", "recorded the release as failed"]
+    assert "was interrupted (SIGINT)" in out.output and "left uninstalling is removed by running the uninstall " \
+        "again" in out.output and "`helm status llama405b --namespace ml`" in out.output
+    assert kept.is_dir()  # nothing was uninstalled for sure: the chart (and the timeout it gives) stays
