@@ -117,3 +117,18 @@ def test_an_interrupted_uninstall_keeps_the_chart_and_says_to_run_it_again(tmp_p
     assert "was interrupted (SIGINT)" in out.output and "left uninstalling is removed by running the uninstall " \
         "again" in out.output and "`helm status llama405b --namespace ml`" in out.output
     assert kept.is_dir()  # nothing was uninstalled for sure: the chart (and the timeout it gives) stays
+
+
+@pytest.mark.parametrize(("command", "returncode", "says"), [
+    (("helm", "install", "r", "chart", "--dry-run=server"), 1, "it was a dry run: nothing was changed"),
+    (("helm", "rollback", "r", "--namespace", "ml"), 1, "left pending-rollback is cleared by running the rollback"),
+    # helm ended by the signal's default action: before helm's own handler was set up (it is set just before the
+    # release operation starts, pkg/cmd/upgrade.go:245), as for the commands that set none
+    (("helm", "uninstall", "r"), -2, "ended by signal 2"),
+])
+def test_the_interrupted_message_says_what_helm_did_and_what_is_next(command: tuple[str, ...], returncode: int,
+                                                                     says: str) -> None:
+    message = str(HelmInterruptedError(command=command, signal_name="SIGINT", returncode=returncode, output="",
+                                       killed=False, grace_seconds=60))
+    assert message.startswith(f"`{' '.join(command)}` was interrupted (SIGINT): helm was sent SIGINT once")
+    assert says in message

@@ -745,6 +745,8 @@ class HelmInterruptedError(RuntimeFailure):
         if killed:
             ended = (f"did not end within {grace_seconds:g} s, so it was killed and may not have recorded the "
                      "release's state")
+        elif returncode is not None and returncode < 0:  # a signal's default action ended it (Popen's -N)
+            ended = f"ended by signal {-returncode}"
         else:
             ended = f"ended (exit {returncode})"
         last = "\n".join(output.strip().splitlines()[-5:])
