@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -390,6 +392,89 @@ def test_hook_never_clears_an_environment_its_venv_links_to(tmp_path: Path) -> N
                          env={"PATH": f"{python_dir}:/usr/bin:/bin", "HELM_PLUGIN_DIR": str(plugin_dir)})
     assert out.returncode == 1 and "is a symbolic link" in out.stderr and "HELM_RDMA_VENV" in out.stderr
     assert sorted(p.name for p in shared.iterdir()) == ["keep"]
+
+
+def _old_environment(venv: Path) -> None:
+    """An environment a previous install left, stamped from another lock: its helm-rdma answers as an older one."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv / "bin" / "helm-rdma").write_text("#!/bin/sh\necho 'helm-rdma, version 0.0.1'\n")
+    (venv / "bin" / "helm-rdma").chmod(0o755)
+    (venv / ".helm-rdma-lock").write_text("the stamp of an earlier lock\n")
+
+
+def _hook(plugin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    python_dir = Path(sys.executable).resolve().parent
+    return subprocess.run(["/bin/sh", str(REPO / "scripts" / "plugin-venv"), "update"], capture_output=True, text=True,
+                          timeout=600, env={"PATH": f"{python_dir}:/usr/bin:/bin", "HOME": str(plugin_dir.parent),
+                                            "HELM_PLUGIN_DIR": str(plugin_dir), "PIP_CONFIG_FILE": os.devnull, **env})
+
+
+def _entry(plugin_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", str(REPO / "scripts" / "helm-rdma"), "--version"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HELM_PLUGIN_DIR": str(plugin_dir)})
+
+
+@pytest.mark.parametrize("killed_before", [False, True])
+def test_an_update_that_cannot_reach_the_index_keeps_the_working_environment_then_one_that_can_replaces_it(
+        tmp_path: Path, wheelhouse: Path, killed_before: bool) -> None:
+    # A new lock (what `helm plugin update` or a new checkout brings) and no index (an offline bastion, a mirror
+    # down): pip fails. The plugin must still run, from the environment it had.
+    plugin_dir = tmp_path / "plugin"
+    snapshot_repo(plugin_dir)  # a checkout of the plugin, as helm leaves it
+    venv = plugin_dir / ".venv"
+    if killed_before:  # an earlier run was killed outright mid-build: the old environment aside, a partial new one
+        _old_environment(plugin_dir / ".venv.previous")
+        (venv / "bin").mkdir(parents=True)
+    else:
+        _old_environment(venv)
+    out = _hook(plugin_dir, PIP_NO_INDEX="1")
+    assert out.returncode == 1, out.stdout + out.stderr  # helm reports a failed hook
+    assert "pip could not install" in out.stderr
+    assert "the plugin still runs the previous environment" in out.stderr and "version 0.0.1" in out.stderr
+    assert f"once the cause is fixed, run: HELM_PLUGIN_DIR={plugin_dir} sh {plugin_dir}/scripts/plugin-venv" \
+        in out.stderr
+    assert _entry(plugin_dir).stdout.strip() == "helm-rdma, version 0.0.1"  # the old environment, at its own path
+    assert not (plugin_dir / ".venv.previous").exists()
+
+    # The index is back (the locked wheels, hash-checked as from an index): the same hook replaces the environment.
+    out = _hook(plugin_dir, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ready: helm-rdma, version" in out.stdout
+    ran = _entry(plugin_dir)
+    assert ran.returncode == 0 and ran.stdout.startswith("helm-rdma, version") and "0.0.1" not in ran.stdout
+    assert venv_freeze(venv) == pinned_here(RUNTIME) and not (plugin_dir / ".venv.previous").exists()
+
+
+def test_an_update_interrupted_while_pip_runs_moves_the_previous_environment_back(tmp_path: Path) -> None:
+    # Ctrl-C (SIGINT to the terminal's foreground group: the hook and pip) while pip waits for an index that never
+    # answers (a socket on 127.0.0.1 that accepts and says nothing).
+    plugin_dir = tmp_path / "plugin"
+    snapshot_repo(plugin_dir)
+    _old_environment(plugin_dir / ".venv")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        python_dir = Path(sys.executable).resolve().parent
+        env = {"PATH": f"{python_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "HELM_PLUGIN_DIR": str(plugin_dir),
+               "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
+               "PIP_TIMEOUT": "60", "PIP_RETRIES": "0"}
+        hook = subprocess.Popen(["/bin/sh", str(REPO / "scripts" / "plugin-venv"), "update"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        try:
+            assert hook.stdout is not None
+            for line in hook.stdout:
+                if "installing the locked dependencies" in line:
+                    break
+            silent.accept()  # pip has connected and waits for an answer
+            os.killpg(hook.pid, signal.SIGINT)
+            _, stderr = hook.communicate(timeout=60)
+        finally:
+            if hook.poll() is None:
+                os.killpg(hook.pid, signal.SIGKILL)
+    assert hook.returncode == 130, stderr
+    assert "interrupted" in stderr and "the plugin still runs the previous environment" in stderr
+    assert _entry(plugin_dir).stdout.strip() == "helm-rdma, version 0.0.1"
+    assert not (plugin_dir / ".venv.previous").exists()
 
 
 def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:

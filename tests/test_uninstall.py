@@ -45,3 +45,25 @@ def test_uninstall_gives_the_deprovisioning_hook_time_to_finish(helm_log: Path, 
     else:
         assert args.count("--timeout") == (1 if extra else 0)
     assert not (tmp_path / "cache" / "rdma" / "ml" / "llama405b").exists()
+
+
+@pytest.mark.parametrize(("extra", "dropped"), [
+    (("--dry-run",), False),
+    (("--dry-run=true",), False),
+    (("--dry-run=false",), True),
+    (("--dry-run", "--dry-run=false"), True),  # pflag: the last one wins
+    (("--keep-history",), True),
+])
+def test_a_dry_run_uninstall_keeps_the_chart(helm_log: Path, tmp_path: Path, extra: tuple[str, ...],
+                                             dropped: bool) -> None:
+    # helm uninstall --dry-run "simulate[s] a uninstall" (helm/helm v4.1.4 pkg/cmd/uninstall.go:75, a bool flag that
+    # pflag reads with strconv.ParseBool), so the release and its pre-delete hook's --timeout stay: so does the chart.
+    kept(tmp_path, *PROVISION, "clusterNetwork.deleteOnUninstall=true")
+    out = CliRunner().invoke(main, ["uninstall", "llama405b", "-n", "ml", "--", *extra])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "cache" / "rdma" / "ml" / "llama405b").exists() != dropped
+    if not dropped:  # the real uninstall after it still gives the deprovisioning hook its time
+        out = CliRunner().invoke(main, ["uninstall", "llama405b", "-n", "ml"])
+        assert out.exit_code == 0, out.output
+        assert helm_log.read_text().splitlines()[-1].split()[-2:] == ["--timeout", "130m"]
+        assert not (tmp_path / "cache" / "rdma" / "ml" / "llama405b").exists()

@@ -743,3 +743,42 @@ class AtomicUndoError(RuntimeFailure):
         done = (f"--atomic undid it: `{command}` succeeded" if problem is None else
                 f"--atomic could not undo it: `{command}` failed ({problem}); run it again, and see `helm history`")
         super().__init__(f"{failure}\n{done}")
+
+
+class HelmInterruptedError(RuntimeFailure):
+    """A helm command that changes a release was interrupted (SIGINT, SIGTERM): the signal went on to helm."""
+
+    # helm's global flags that name where the release is, for the commands this message suggests
+    _TARGET_FLAGS = ("--namespace", "--kube-context", "--kubeconfig")
+
+    def __init__(self, *, command: Sequence[str], signal_name: str, returncode: int | None, output: str,
+                 killed: bool, grace_seconds: float) -> None:
+        self.command = tuple(command)
+        verb = command[1] if len(command) > 1 else "helm"
+        release = next((a for a in command[2:] if not a.startswith("-")), "RELEASE")
+        target = " ".join(f"{flag} {value}" for flag, value in zip(command[:-1], command[1:], strict=True)
+                          if flag in self._TARGET_FLAGS)
+        where = f"{release} {target}".rstrip()
+        if killed:
+            ended = (f"did not end within {grace_seconds:g} s, so it was killed and may not have recorded the "
+                     "release's state")
+        elif returncode is not None and returncode < 0:  # a signal's default action ended it (Popen's -N)
+            ended = f"ended by signal {-returncode}"
+        else:
+            ended = f"ended (exit {returncode})"
+        last = "\n".join(output.strip().splitlines()[-5:])
+        detail = f":\n{last}\n" if last else "; "
+        if any(a.startswith("--dry-run") for a in command):
+            fix = "it was a dry run: nothing was changed"
+        elif verb == "uninstall":
+            fix = (f"`helm status {where}` shows the release's state; a release left uninstalling is removed by "
+                   "running the uninstall again")
+        elif verb == "rollback":
+            fix = (f"`helm status {where}` shows the release's state; a release left pending-rollback is cleared by "
+                   "running the rollback again")
+        else:
+            fix = (f"`helm status {where}` shows the release's state; a release left pending-install or "
+                   f"pending-upgrade refuses every later upgrade until `helm rollback {where}` (back to the last "
+                   f"deployed revision) or, for a first install, `helm uninstall {where}` clears it")
+        super().__init__(f"`{' '.join(command)}` was interrupted ({signal_name}): helm was sent {signal_name} once "
+                         f"and {ended}{detail}next: {fix}")

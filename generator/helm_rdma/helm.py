@@ -5,17 +5,29 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmNotFoundError
+from helm_rdma.errors import ChartValuesError, DurationError, HelmCommandError, HelmInterruptedError, HelmNotFoundError
 from helm_rdma.helmenv import cache_get, cache_put
 
 # What `helm version --short` prints ("print the version number": helm.sh/docs/helm/helm_version): the release's
 # semantic version and the commit, v3.17.2+gcc0bbbd and v4.1.4+g05fa379 for the helms `make setup` fetches.
 HELM_VERSION = re.compile(r"v[34]\.[0-9]+\.[0-9]+\S*")
 HELM_VERSION_TIMEOUT_SECONDS = 10
+# The helm commands that change a release. helm install and upgrade handle SIGINT and SIGTERM themselves to leave the
+# release consistent: they cancel the operation, which marks the release failed (and rolls it back with --atomic /
+# --rollback-on-failure) instead of leaving it pending (helm/helm v4.1.4 pkg/cmd/upgrade.go:245 and
+# pkg/cmd/install.go:320 signal.Notify; pkg/action/upgrade.go:437 handleContext -> failRelease :523; v3.17.2
+# cmd/helm/upgrade.go:234, cmd/helm/install.go:310). uninstall and rollback do not, yet a signal sent on to them still
+# ends them as a terminal's Ctrl-C would, and their release may be left uninstalling or pending-rollback.
+RELEASE_COMMANDS = frozenset({"install", "upgrade", "uninstall", "rollback"})
+# How long helm may take, after the signal, to record the release before it is killed.
+HELM_SIGNAL_GRACE_SECONDS = 60.0
+_POLL_SECONDS = 0.5
 
 
 class HelmResult(NamedTuple):
@@ -81,13 +93,91 @@ def run_helm(args: Sequence[str], *, helm: str | None = None) -> HelmResult:
     binary = helm or find_helm()
     command = (binary, *args)
     try:
-        # helm writes UTF-8; a byte that is not (a binary a values file or a HELM_BIN put there) is shown as U+FFFD.
-        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
+        if args and args[0] in RELEASE_COMMANDS:
+            returncode, stdout, stderr = _run_release_command(command)
+        else:
+            # helm writes UTF-8; a byte that is not (a binary a values file or a HELM_BIN put there) is shown as
+            # U+FFFD.
+            proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
+            returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     except OSError as exc:
         raise HelmNotFoundError(tried=f"{binary}: {exc.strerror}") from None
-    if proc.returncode != 0:
-        raise HelmCommandError(command=command, returncode=proc.returncode, stderr=proc.stderr)
-    return HelmResult(command=command, stdout=proc.stdout)
+    if returncode != 0:
+        raise HelmCommandError(command=command, returncode=returncode, stderr=stderr)
+    return HelmResult(command=command, stdout=stdout)
+
+
+class _Forwarder:
+    """The SIGINT/SIGTERM handler while helm changes a release: the first signal goes on to helm, once; later ones
+    only wait with it."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.signum: int | None = None
+        self.at = 0.0
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            return
+        self.signum, self.at = signum, time.monotonic()
+        self.forward()
+
+    def forward(self) -> None:
+        if self.proc is not None and self.signum is not None and self.proc.returncode is None:
+            try:
+                self.proc.send_signal(self.signum)
+            except ProcessLookupError:  # helm has just ended
+                pass
+
+
+def _run_release_command(command: tuple[str, ...]) -> tuple[int, str, str]:
+    """Run a helm command that changes a release, with an interrupt sent on to helm rather than killing it.
+
+    Python's subprocess.run kills its child on any exception (CPython Lib/subprocess.py, run: ``except:
+    process.kill()``), and a SIGINT (KeyboardInterrupt) or SIGTERM (SystemExit, cli/base.py) is one: helm would never
+    record the release. Here helm starts in a session of its own, so a terminal's Ctrl-C, sent to the terminal's
+    foreground process group, reaches helm-rdma only and helm gets it once, from here; a SIGTERM sent to helm-rdma
+    alone (CI, timeout, kill) reaches helm the same way. helm then has HELM_SIGNAL_GRACE_SECONDS to finish (mark the
+    release failed, roll back), after which it is killed. A new session rather than only a process group: helm keeps
+    its standard input (an exec credential plugin's prompt reads it) without a controlling terminal that would stop
+    a background group reading it (SIGTTIN).
+
+    Raises:
+        HelmInterruptedError: A signal came while helm ran; helm has ended.
+    """
+    forwarder = _Forwarder()
+    try:
+        previous = {signum: signal.signal(signum, forwarder) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to handle, so helm runs as any other command
+        done = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
+        return done.returncode, done.stdout, done.stderr
+    killed = False
+    try:
+        forwarder.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+                                          errors="replace", start_new_session=True)
+        forwarder.forward()  # a signal that came while helm was starting
+        proc = forwarder.proc
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if forwarder.signum is not None and time.monotonic() - forwarder.at > HELM_SIGNAL_GRACE_SECONDS:
+                    try:  # helm leads its own process group: whatever it started ends with it
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    killed = True
+                    stdout, stderr = proc.communicate()
+                    break
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if forwarder.signum is not None:
+        raise HelmInterruptedError(command=command, signal_name=signal.Signals(forwarder.signum).name,
+                                   returncode=proc.returncode, output=stderr or stdout, killed=killed,
+                                   grace_seconds=HELM_SIGNAL_GRACE_SECONDS)
+    return proc.returncode, stdout, stderr
 
 
 def helm_major_version(helm: str) -> int:

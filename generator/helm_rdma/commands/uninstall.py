@@ -35,8 +35,25 @@ def _deprovision_timeout(chart: Path) -> list[str]:
     return []
 
 
+# Go's strconv.ParseBool, which reads a bool flag's `--flag=VALUE` (spf13/pflag bool.go); a bare --dry-run is true.
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+def _dry_run(helm_args: Sequence[str]) -> bool:
+    """Whether helm was asked for `uninstall --dry-run` ("simulate a uninstall": helm/helm v4.1.4
+    pkg/cmd/uninstall.go:75, v3.17.2 cmd/helm/uninstall.go:75), read as pflag reads a bool flag: the last one wins."""
+    asked = False
+    for arg in helm_args:
+        if arg == "--dry-run":
+            asked = True
+        elif arg.startswith("--dry-run="):
+            asked = arg.partition("=")[2] in _GO_TRUE
+    return asked
+
+
 def uninstall(*, release: str, env: HelmEnv, helm_args: Sequence[str] = ()) -> UninstallResult:
-    """Uninstall ``release`` with helm; the kept chart goes only once helm succeeded. A release whose chart
+    """Uninstall ``release`` with helm; the kept chart goes only once helm succeeded, and never after a dry run
+    (``--dry-run`` among ``helm_args``), which uninstalls nothing. A release whose chart
     terminates its cluster network on uninstall gets a helm --timeout that covers the termination, unless one is
     given after --.
 
@@ -48,6 +65,6 @@ def uninstall(*, release: str, env: HelmEnv, helm_args: Sequence[str] = ()) -> U
     if not any(a == "--timeout" or a.startswith("--timeout=") for a in helm_args):
         args += _deprovision_timeout(cache)
     result = run_helm(args)
-    if cache.is_dir():
+    if cache.is_dir() and not _dry_run(helm_args):
         shutil.rmtree(cache)
     return UninstallResult(output=result.stdout)
