@@ -21,7 +21,6 @@ from helm_rdma.cluster.needs import LEVELS, ClusterNeeds, SecretRef
 from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.errors import ClusterError
 
-STATUSES = ("ok", "warning", "error")
 PSS_DOC = "kubernetes.io/docs/concepts/security/pod-security-standards"
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 # Set by the kubelet from the cloud provider (kubernetes.io/docs/reference/labels-annotations-taints): not a label to
