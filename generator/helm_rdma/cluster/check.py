@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from helm_rdma.cluster.kube import Connection
+from helm_rdma.cluster.kube import Connection, _failure, _status, is_ready
 from helm_rdma.cluster.needs import LEVELS, ClusterNeeds, SecretRef
 from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.errors import ClusterError
@@ -129,21 +129,17 @@ class _Reader:
         self.ext, self.custom = client.ApiextensionsV1Api(api_client), client.CustomObjectsApi(api_client)
 
     def get(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
-        from kubernetes import client
-
         try:
             response = call(*args, _preload_content=False)
             return json.loads(response.data)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status in (401, 403):
-                raise _Denied(f"HTTP {exc.status}: the kube user may not {what}") from None
-            raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
         except ValueError as exc:
             raise ClusterError(action=what, reason=f"the answer is not JSON ({exc})") from None
-        except Exception as exc:  # urllib3 connection errors and the like
-            raise ClusterError(action=what, reason=str(exc)) from None
+        except Exception as exc:  # the API server's status, or urllib3 connection errors and the like
+            if _status(exc) == 404:
+                return None
+            if _status(exc) in (401, 403):
+                raise _Denied(f"HTTP {_status(exc)}: the kube user may not {what}") from None
+            raise _failure(what, exc) from None
 
     def items(self, what: str, call: Callable[..., Any], *args: Any) -> list[dict[str, Any]]:
         found = self.get(what, call, *args)
@@ -342,11 +338,6 @@ def _names(nodes: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
-def _ready(node: Mapping[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 def _tolerated(taint: Mapping[str, Any], tolerations: Iterable[Mapping[str, Any]]) -> bool:
     """Whether a toleration matches a taint (kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration)."""
     for t in tolerations:
@@ -383,7 +374,7 @@ def _nodes(reader: _Reader, needs: ClusterNeeds) -> list[ClusterCheck]:
     usable = []
     for node in matching:
         name = node.get("metadata", {}).get("name")
-        if not _ready(node):
+        if not is_ready(node):
             lost.append(f"{name} is not Ready")
             fix = fix or f"kubectl describe node {name} (its conditions and kubelet)"
         elif (node.get("spec") or {}).get("unschedulable"):
