@@ -18,7 +18,7 @@ from helm_rdma.cluster.kube import connect, kubeconfig_found
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import (
     chart_verdict,
-    preinstall_report,
+    cluster_report,
     refusal,
     render_checked,
     rendered_needs,
@@ -253,21 +253,27 @@ def _text(subject: str, message: str, fix: str) -> str:
 
 def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, create_namespace: bool,
                    on_progress: Callable[[str], None], on_warning: Callable[[str], None]) -> bool:
-    """The cluster checks before helm: raise on errors, report warnings and a summary line. Whether they ran (and so
-    rendered the chart, applying its rules).
+    """The cluster checks before helm, when a cluster is reachable (a kubeconfig, or an in-cluster service account,
+    whose API server answers within 5 s; otherwise helm reports the cluster's absence itself): raise on errors, report
+    warnings and a summary line. Whether they ran (and so rendered the chart, applying its rules).
 
     Raises:
         ValuesCheckError: The chart's rules refuse the values.
         ClusterCheckError: Any check is an error.
     """
+    if not kubeconfig_found(env):
+        on_progress("no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)")
+        return False
     try:
-        report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
-                                            create_namespace=create_namespace)
+        connection = connect(env)
+    except ClusterError as exc:
+        on_progress(f"cluster checks skipped: {exc}")
+        return False
+    try:
+        report = cluster_report(chart=chart, resolved=resolved, connection=connection, helm=helm,
+                                create_namespace=create_namespace)
     except ChartValuesError as exc:
         raise refusal(exc) from None
-    if report is None:
-        on_progress(str(skipped))
-        return False
     if report.errors:
         raise ClusterCheckError(context=report.context, namespace=report.namespace,
                                 lines=[c.line() for c in report.checks if c.status != "ok"])
