@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -84,9 +84,8 @@ class ClusterCheck:
         about = f" {self.subject}" if self.subject else ""
         return f"{self.status:<7} {self.check}{about}: {self.message}" + (f"; fix: {self.fix}" if self.fix else "")
 
-    def to_dict(self) -> dict[str, str]:
-        return {"check": self.check, "status": self.status, "subject": self.subject, "message": self.message,
-                "fix": self.fix}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,7 @@ class ClusterReport:
         return sum(1 for c in self.checks if c.status == "warning")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"context": self.context, "server": self.server, "namespace": self.namespace,
-                "release": self.release, "checks": [c.to_dict() for c in self.checks]}
+        return {**asdict(self), "checks": [c.to_dict() for c in self.checks]}
 
 
 class _Denied(Exception):
@@ -441,8 +439,7 @@ def _network(reader: _Reader, network: str) -> ClusterCheck:
                        group, version, namespace, plural, name)
     if found is not None:
         return ClusterCheck("network-attachment", "ok", network, "NetworkAttachmentDefinition exists")
-    crd = reader.get(f"read customresourcedefinition {plural}.{group}", reader.ext.read_custom_resource_definition,
-                     f"{plural}.{group}")
+    crd = _read_crd(reader, f"{plural}.{group}")
     if crd is None:
         return ClusterCheck("network-attachment", "error", network, "Multus is not installed (no "
                             f"{plural}.{group} CRD), so the pods get no RDMA VFs", "install the NVIDIA Network "

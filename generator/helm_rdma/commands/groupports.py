@@ -54,6 +54,7 @@ from helm_rdma.errors import (
 from helm_rdma.oci.clients import CountingApi, OciAuth, OciPatience
 from helm_rdma.oci.groupports import GroupPorts, RuleReader, group_ports
 from helm_rdma.oci.network import TAG_NAMESPACE, TAG_RELEASE, NetworkSpec, deprovision_command, survey
+from helm_rdma.oci.nodejoin import VCN_NATIVE
 from helm_rdma.oci.vnics import InstanceVnics, Vnic, configured_vnics, instance_id, instance_vnics
 from helm_rdma.oci.waiting import DEAD, state_of
 
@@ -69,7 +70,7 @@ HOOK_SIGN_IN = ("a policy that lets the hook's sign-in (clusterNetwork.auth) rea
                 "oke.clusterId that exist")
 # The OKE cluster's pod networking (ContainerEngineClient.get_cluster, cluster_pod_network_options[].cni_type; the
 # SDK's container_engine/models/cluster_pod_network_option_details.py).
-FLANNEL, VCN_NATIVE = "FLANNEL_OVERLAY", "OCI_VCN_IP_NATIVE"
+FLANNEL = "FLANNEL_OVERLAY"
 # A verdict entry: a subject (a node, the planned subnet, the pod network) and the rules that open the ports there
 # (as text; none: closed), or why it was not judged.
 Found = tuple[str, "tuple[str, ...] | str"]
