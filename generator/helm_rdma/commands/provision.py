@@ -75,9 +75,7 @@ class ProvisionResult:
     nodes: NodeProgress | None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.network._asdict()
-        out["nodes_ready"] = None if self.nodes is None else self.nodes.ready
-        return out
+        return {**self.network._asdict(), "nodes_ready": None if self.nodes is None else self.nodes.ready}
 
 
 @dataclass(frozen=True)
