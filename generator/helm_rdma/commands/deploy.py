@@ -107,11 +107,9 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
     ``run.timeout`` is checked first, before anything is resolved or written. The values' warnings (and the cluster
     checks' ones) go to ``on_warning`` before helm runs.
 
-    A client dry run renders with `helm template` (Helm 3's client dry-run wants a cluster) and keeps nothing; a
-    server dry run is helm's install --dry-run=server on a chart in a temporary directory, after the cluster
-    checks. Otherwise the
-    chart is written to a staging directory beside the cache, helm runs on it, and only a successful run replaces
-    the kept chart, so the cache always holds what is installed.
+    A dry run (``HelmRun.dry_run``) renders a chart in a temporary directory, a server's after the cluster checks,
+    and keeps nothing. Otherwise the chart is written to a staging directory beside the cache, helm runs on it, and
+    only a successful run replaces the kept chart, so the cache always holds what is installed.
 
     When the values provision a cluster network (install --provision), helm's --timeout also covers the
     provisioning hook (network and nodes) unless the caller set one.
