@@ -85,12 +85,6 @@ def gpu_nodes(connection: Connection, *, shape: str) -> list[dict[str, Any]] | N
     return [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(SHAPE_LABEL) == shape]
 
 
-def provider_ids(nodes: list[dict[str, Any]]) -> dict[str, str]:
-    """Node name -> spec.providerID, for the nodes that have one."""
-    return {str(n["metadata"]["name"]): str(n["spec"]["providerID"]) for n in nodes
-            if (n.get("spec") or {}).get("providerID")}
-
-
 def port_checks(shape: str, found: Mapping[str, tuple[str, ...] | str], *, ports: str,
                 accepted: bool = False) -> list[ClusterCheck]:
     """The checks of the GPU nodes' ingress rules: ``found`` maps each node to the rules (as text) that open the
@@ -113,8 +107,3 @@ def port_checks(shape: str, found: Mapping[str, tuple[str, ...] | str], *, ports
         checks.append(ClusterCheck(CHECK, "ok", shape, f"no OCI ingress rule opens the group's ports to more than the "
                                    f"group on the {len(closed)} node(s) ({shown}); {SAME_NODE}"))
     return checks
-
-
-def not_checked(shape: str, why: str, fix: str) -> ClusterCheck:
-    """The line that says the nodes' ingress rules were not judged, and how to have them judged."""
-    return ClusterCheck(CHECK, "warning", shape, f"not checked: {why}", fix)
