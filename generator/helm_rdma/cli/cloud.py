@@ -82,7 +82,7 @@ def _oci_auth_options(func: Any) -> Any:
 
 
 def _oci_options(func: Any) -> Any:
-    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an ocicloud.OciAuth) and
+    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an oci.clients.OciAuth) and
     ``watch`` (a commands.provision.Watch)."""
 
     @functools.wraps(func)

@@ -3,7 +3,7 @@ pods, the Secrets they read exist with their keys, the LeaderWorkerSet operator 
 and advertise what they request, the Multus networks exist, and no other release selects the same cluster network.
 
 Each check is one ClusterCheck (ok, warning or error, with the fix). What the pods need comes from the release's
-rendered objects (clusterneeds.ClusterNeeds); the cluster is read with the official `kubernetes` client. A read the
+rendered objects (cluster.needs.ClusterNeeds); the cluster is read with the official `kubernetes` client. A read the
 kube user may not do (401/403) becomes a warning naming what could not be checked; an API server that stops answering
 is a ClusterError."""
 
@@ -38,7 +38,7 @@ LWS_CONTROLLER_LABELS = {"control-plane": "controller-manager", "app.kubernetes.
 LWS_INSTALL = ("install the LeaderWorkerSet operator (https://lws.sigs.k8s.io/docs/installation/: `helm install lws "
                "oci://registry.k8s.io/lws/charts/lws -n lws-system --create-namespace`), or set "
                "workload.kind=StatefulSet")
-# What defines each kind of clusterneeds.CRD_KINDS (the plural of its CRD, as the published CRDs in tests/crds name it),
+# What defines each kind of needs.CRD_KINDS (the plural of its CRD, as the published CRDs in tests/crds name it),
 # and how to get it or do without it.
 PROMETHEUS_OPERATOR = "install the Prometheus Operator's CRDs (kube-prometheus-stack installs them)"
 CRDS = {

@@ -68,7 +68,7 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
     problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2).
 
     With ``cluster`` (the kube context and namespace), also check that cluster for the release (see
-    clustercheck.check_cluster): the chart is rendered as install would render it, and the checks read the names
+    cluster.check.check_cluster): the chart is rendered as install would render it, and the checks read the names
     they need from the rendered objects. Under hostNetwork with more than one node, with ``oci`` (how to sign in to
     OCI), the OCI ingress rules that reach the GPU nodes are read too (commands/groupports.py): a rule that admits
     the group's ports from outside the nodes' own NSGs is an error.

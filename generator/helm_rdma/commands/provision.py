@@ -320,9 +320,9 @@ class Watch:
     Attributes:
         poll_seconds: The first pause between status checks (they back off to 60 s).
         on_progress: Each status check of the cluster network.
-        on_wait: An OCI request still unanswered (see ocicloud.OciPatience).
+        on_wait: An OCI request still unanswered (see oci.clients.OciPatience).
         patience: How long one OCI request may take and be retried.
-        retry_strategy: The oci SDK's retry strategy; None: ocicloud's.
+        retry_strategy: The oci SDK's retry strategy; None: oci.clients'.
         clock: Time, replaceable in tests.
     """
 

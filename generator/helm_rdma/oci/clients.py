@@ -1,9 +1,6 @@
-"""OCI clients for provisioning: signers for each auth mode, one endpoint for every client, time-outs, retries that
-report progress, and OCI's failures turned into our errors (a network failure or a 404 becomes one message saying what
-to check, never a traceback).
-
-Only the provisioning commands call into this module's SDK parts, so `template`, `plan` and `install` never load the
-OCI SDK.
+"""OCI clients for provisioning and the group-ports check: signers for each auth mode, one endpoint for every client,
+time-outs, retries that report progress, and OCI's failures turned into our errors (a network failure or a 404 becomes
+one message saying what to check, never a traceback). The SDK is imported only when a client is made.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Provisioning an OCI cluster network (RDMA-connected bare-metal GPU nodes): find, compare, create, resize, wait,
-terminate. Works on a ``CountingApi`` (see ocicloud).
+terminate. Works on a ``CountingApi`` (see oci.clients).
 
 What exists is compared with what is asked. A network of our name and tags whose nodes match returns at once (two
 API calls); one of another size is resized; one of another shape, image, availability domain or boot volume is
