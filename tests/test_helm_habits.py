@@ -297,7 +297,7 @@ def test_a_kubeconfig_list_reaches_helm_and_the_client_merged(helm: str, tmp_pat
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from kubernetes import config
 
-    from helm_rdma.cluster.kube import _context_namespace
+    from helm_rdma.cluster.kube import release_pods
     from helm_rdma.helmenv import HelmEnv
 
     from .kmock_cluster import Cluster
@@ -321,6 +321,6 @@ def test_a_kubeconfig_list_reaches_helm_and_the_client_merged(helm: str, tmp_pat
         assert "kmock" in result.output and any("secrets" in str(r.url) for r in cluster.requests()), result.output
         contexts, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
         assert {c["name"] for c in contexts} == {"far", "kmock"} and active["name"] == "kmock"
-        assert _context_namespace(env) == "ml"
+        assert release_pods(release="llama405b", env=env)[0] == "ml"  # the merged list's context namespace
     monkeypatch.setenv("KUBECONFIG", str(other))
     assert HelmEnv.from_environ().global_flags() == ["--kubeconfig", str(other)]

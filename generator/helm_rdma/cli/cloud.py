@@ -23,20 +23,17 @@ if TYPE_CHECKING:
     from helm_rdma.oci.clients import OciAuth
 
 
-def _auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from helm_rdma.oci.clients import canonical_auth
-
-    return canonical_auth(value)
-
-
-def _given_config(config: str, profile: str) -> None:
-    """A --oci-config the user names must exist (bad input, exit 2); the default may be absent: the commands then say
-    what they could not read, and how to sign in."""
+def _oci_auth(mode: str, config: str, profile: str, endpoint: str | None) -> OciAuth:
+    """The sign-in the options give. A --oci-config the user names must exist (bad input, exit 2); the default may be
+    absent: the commands then say what they could not read, and how to sign in."""
     from helm_rdma.errors import OciConfigError
+    from helm_rdma.oci.clients import OciAuth, check_endpoint
 
     source = click.get_current_context().get_parameter_source("oci_config")
     if source == click.core.ParameterSource.COMMANDLINE and not os.path.exists(os.path.expanduser(config)):
         raise OciConfigError(path=config, profile=profile, problem="no such file")
+    return OciAuth(mode=mode, config_file=config, profile=profile,
+                   endpoint=check_endpoint(endpoint, source="--oci-endpoint") if endpoint else None)
 
 
 def _oci_config_options(purpose: str = "") -> list[Callable[[Any], Any]]:
@@ -53,14 +50,9 @@ def oci_check_options(func: Any) -> Any:
 
     @functools.wraps(func)
     def command(*args: Any, oci_config: str, oci_profile: str, **kwargs: Any) -> Any:
-        from helm_rdma.oci.clients import OciAuth, check_endpoint
-
-        _given_config(oci_config, oci_profile)
         network = (kwargs["request"].flag_values or {}).get("clusterNetwork") or {}
-        endpoint = network.get("endpoint")
         mode = "instancePrincipal" if network.get("auth") == "instancePrincipal" else "apiKey"
-        return func(*args, oci=OciAuth(mode=mode, config_file=oci_config, profile=oci_profile, endpoint=check_endpoint(
-            endpoint, source="--oci-endpoint") if endpoint else None), **kwargs)
+        return func(*args, oci=_oci_auth(mode, oci_config, oci_profile, network.get("endpoint")), **kwargs)
 
     purpose = (", to read the OCI ingress rules that reach the GPU nodes before helm runs (hostNetwork, more than "
                "one node; with --auth instancePrincipal the check signs in as the instance)")
@@ -75,16 +67,11 @@ def _oci_auth_options(func: Any) -> Any:
     @functools.wraps(func)
     def command(*args: Any, auth: str, oci_config: str, oci_profile: str, oci_endpoint: str | None,
                 **kwargs: Any) -> Any:
-        from helm_rdma.oci.clients import OciAuth, check_endpoint
-
-        _given_config(oci_config, oci_profile)
-        endpoint = check_endpoint(oci_endpoint, source="--oci-endpoint") if oci_endpoint else None
-        return func(*args, auth=OciAuth(mode=auth, config_file=oci_config, profile=oci_profile, endpoint=endpoint),
-                    **kwargs)
+        return func(*args, auth=_oci_auth(auth, oci_config, oci_profile, oci_endpoint), **kwargs)
 
     options = [
         click.option("--auth", type=AliasedChoice(AUTH_MODES, AUTH_ALIASES), default="apiKey", show_default=True,
-                     callback=_auth, help="How to sign in to OCI, spelled as clusterNetwork.auth "
+                     help="How to sign in to OCI, spelled as clusterNetwork.auth "
                      f"({', '.join(AUTH_MODES)}); {', '.join(AUTH_ALIASES)} are accepted as aliases."),
         *_oci_config_options(),
         click.option("--oci-endpoint", envvar="HELM_RDMA_OCI_ENDPOINT", default=None,
@@ -95,7 +82,7 @@ def _oci_auth_options(func: Any) -> Any:
 
 
 def _oci_options(func: Any) -> Any:
-    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an ocicloud.OciAuth) and
+    """How to sign in to OCI and how to wait for it, handed to the command as ``auth`` (an oci.clients.OciAuth) and
     ``watch`` (a commands.provision.Watch)."""
 
     @functools.wraps(func)
@@ -201,11 +188,8 @@ def _watch(oci_timeout: float, oci_retry_for: float, poll_interval: float) -> An
 
 
 def _progress(event: Any) -> None:
-    if event.size:
-        click.echo(f"helm-rdma: cluster network {event.state}, {event.instances_running}/{event.size} instances "
-                   f"running, {event.elapsed_seconds:.0f}s", err=True)
-    else:
-        click.echo(f"helm-rdma: cluster network {event.state}, {event.elapsed_seconds:.0f}s", err=True)
+    running = f"{event.instances_running}/{event.size} instances running, " if event.size else ""
+    click.echo(f"helm-rdma: cluster network {event.state}, {running}{event.elapsed_seconds:.0f}s", err=True)
 
 
 def _nodes_progress(event: Any) -> None:

@@ -3,7 +3,7 @@ pods, the Secrets they read exist with their keys, the LeaderWorkerSet operator 
 and advertise what they request, the Multus networks exist, and no other release selects the same cluster network.
 
 Each check is one ClusterCheck (ok, warning or error, with the fix). What the pods need comes from the release's
-rendered objects (clusterneeds.ClusterNeeds); the cluster is read with the official `kubernetes` client. A read the
+rendered objects (cluster.needs.ClusterNeeds); the cluster is read with the official `kubernetes` client. A read the
 kube user may not do (401/403) becomes a warning naming what could not be checked; an API server that stops answering
 is a ClusterError."""
 
@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
-from helm_rdma.cluster.kube import Connection
+from helm_rdma.cluster.kube import Connection, _failure, _status, is_ready
 from helm_rdma.cluster.needs import LEVELS, ClusterNeeds, SecretRef
 from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.errors import ClusterError
 
-STATUSES = ("ok", "warning", "error")
 PSS_DOC = "kubernetes.io/docs/concepts/security/pod-security-standards"
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 # Set by the kubelet from the cloud provider (kubernetes.io/docs/reference/labels-annotations-taints): not a label to
@@ -39,7 +38,7 @@ LWS_CONTROLLER_LABELS = {"control-plane": "controller-manager", "app.kubernetes.
 LWS_INSTALL = ("install the LeaderWorkerSet operator (https://lws.sigs.k8s.io/docs/installation/: `helm install lws "
                "oci://registry.k8s.io/lws/charts/lws -n lws-system --create-namespace`), or set "
                "workload.kind=StatefulSet")
-# What defines each kind of clusterneeds.CRD_KINDS (the plural of its CRD, as the published CRDs in tests/crds name it),
+# What defines each kind of needs.CRD_KINDS (the plural of its CRD, as the published CRDs in tests/crds name it),
 # and how to get it or do without it.
 PROMETHEUS_OPERATOR = "install the Prometheus Operator's CRDs (kube-prometheus-stack installs them)"
 CRDS = {
@@ -85,9 +84,8 @@ class ClusterCheck:
         about = f" {self.subject}" if self.subject else ""
         return f"{self.status:<7} {self.check}{about}: {self.message}" + (f"; fix: {self.fix}" if self.fix else "")
 
-    def to_dict(self) -> dict[str, str]:
-        return {"check": self.check, "status": self.status, "subject": self.subject, "message": self.message,
-                "fix": self.fix}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -109,8 +107,7 @@ class ClusterReport:
         return sum(1 for c in self.checks if c.status == "warning")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"context": self.context, "server": self.server, "namespace": self.namespace,
-                "release": self.release, "checks": [c.to_dict() for c in self.checks]}
+        return {**asdict(self), "checks": [c.to_dict() for c in self.checks]}
 
 
 class _Denied(Exception):
@@ -130,21 +127,17 @@ class _Reader:
         self.ext, self.custom = client.ApiextensionsV1Api(api_client), client.CustomObjectsApi(api_client)
 
     def get(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
-        from kubernetes import client
-
         try:
             response = call(*args, _preload_content=False)
             return json.loads(response.data)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status in (401, 403):
-                raise _Denied(f"HTTP {exc.status}: the kube user may not {what}") from None
-            raise ClusterError(action=what, reason=f"HTTP {exc.status} {exc.reason}") from None
         except ValueError as exc:
             raise ClusterError(action=what, reason=f"the answer is not JSON ({exc})") from None
-        except Exception as exc:  # urllib3 connection errors and the like
-            raise ClusterError(action=what, reason=str(exc)) from None
+        except Exception as exc:  # the API server's status, or urllib3 connection errors and the like
+            if _status(exc) == 404:
+                return None
+            if _status(exc) in (401, 403):
+                raise _Denied(f"HTTP {_status(exc)}: the kube user may not {what}") from None
+            raise _failure(what, exc) from None
 
     def items(self, what: str, call: Callable[..., Any], *args: Any) -> list[dict[str, Any]]:
         found = self.get(what, call, *args)
@@ -343,11 +336,6 @@ def _names(nodes: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
-def _ready(node: Mapping[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 def _tolerated(taint: Mapping[str, Any], tolerations: Iterable[Mapping[str, Any]]) -> bool:
     """Whether a toleration matches a taint (kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration)."""
     for t in tolerations:
@@ -384,7 +372,7 @@ def _nodes(reader: _Reader, needs: ClusterNeeds) -> list[ClusterCheck]:
     usable = []
     for node in matching:
         name = node.get("metadata", {}).get("name")
-        if not _ready(node):
+        if not is_ready(node):
             lost.append(f"{name} is not Ready")
             fix = fix or f"kubectl describe node {name} (its conditions and kubelet)"
         elif (node.get("spec") or {}).get("unschedulable"):
@@ -451,8 +439,7 @@ def _network(reader: _Reader, network: str) -> ClusterCheck:
                        group, version, namespace, plural, name)
     if found is not None:
         return ClusterCheck("network-attachment", "ok", network, "NetworkAttachmentDefinition exists")
-    crd = reader.get(f"read customresourcedefinition {plural}.{group}", reader.ext.read_custom_resource_definition,
-                     f"{plural}.{group}")
+    crd = _read_crd(reader, f"{plural}.{group}")
     if crd is None:
         return ClusterCheck("network-attachment", "error", network, "Multus is not installed (no "
                             f"{plural}.{group} CRD), so the pods get no RDMA VFs", "install the NVIDIA Network "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -127,7 +127,7 @@ def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
     api_client, namespace = _client_and_namespace(env)
     server = str(api_client.configuration.host)
     try:
-        context = env.kube_context or _active_context(env)
+        context = env.kube_context or str((_context(env) or {}).get("name", ""))
     except (ConfigException, OSError):
         context = "HELM_KUBEAPISERVER" if env.overrides and env.overrides.api_server else "in-cluster"
     settings = copy.copy(api_client.configuration)
@@ -141,13 +141,6 @@ def connect(env: HelmEnv, *, timeout_seconds: float = 5) -> Connection:
     finally:
         probe.close()
     return Connection(api_client=api_client, namespace=namespace, context=context, server=server)
-
-
-def _active_context(env: HelmEnv) -> str:
-    from kubernetes import config
-
-    _, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
-    return str((active or {}).get("name", ""))
 
 
 def _status(exc: Exception) -> int | None:
@@ -219,8 +212,8 @@ def wait_for_nodes(
     while True:
         nodes = _listed(api, f"listing nodes with {selector}", api.list_node, label_selector=selector)
         nodes = [n for n in nodes if n.get("metadata", {}).get("labels", {}).get(label) == value]
-        ready = sum(1 for n in nodes if _ready(n))
-        ids = tuple(str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://") for n in nodes if _ready(n))
+        ready = sum(1 for n in nodes if is_ready(n))
+        ids = tuple(str(n.get("spec", {}).get("providerID", "")).removeprefix("oci://") for n in nodes if is_ready(n))
         seen = NodeProgress(ready=ready, total=len(nodes), wanted=count, elapsed_seconds=now() - start,
                             ready_ids=tuple(i for i in ids if i))
         on_progress(seen)
@@ -405,21 +398,25 @@ def _client_and_namespace(env: HelmEnv) -> tuple[Any, str]:
 
     api_client = _api_client(env)
     try:
-        return api_client, env.namespace or (_context_namespace(env) if kubeconfig_file(env) else "default")
+        context = _context(env) if not env.namespace and kubeconfig_file(env) else None
     except (ConfigException, OSError) as exc:
         raise ClusterError(action="loading the kubeconfig", reason=str(exc)) from None
+    return api_client, env.namespace or str((context or {}).get("context", {}).get("namespace") or "default")
 
 
-def _context_namespace(env: HelmEnv) -> str:
+def _context(env: HelmEnv) -> dict[str, Any] | None:
+    """The kubeconfig's context of ``env.kube_context``, else its current context."""
     from kubernetes import config
 
     contexts, active = config.list_kube_config_contexts(config_file=env.kubeconfig)
-    chosen = next((c for c in contexts if c["name"] == env.kube_context), active) if env.kube_context else active
-    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+    chosen: dict[str, Any] | None = next((c for c in contexts if c["name"] == env.kube_context), active) \
+        if env.kube_context else active
+    return chosen
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    """Whether a node's or pod's Ready condition is True."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
@@ -489,7 +486,5 @@ def cordon(*, names: Iterable[str], env: HelmEnv, unschedulable: bool = True) ->
     for name in names:
         try:
             api.patch_node(name, {"spec": {"unschedulable": unschedulable}})
-        except client.ApiException as exc:
-            raise ClusterError(action=f"{verb} node {name}", reason=f"HTTP {exc.status} {exc.reason}") from None
         except Exception as exc:
-            raise ClusterError(action=f"{verb} node {name}", reason=str(exc)) from None
+            raise _failure(f"{verb} node {name}", exc) from None

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helm_rdma.cluster.check import SHAPE_LABEL, SHOWN, ClusterCheck
-from helm_rdma.cluster.kube import Connection
-from helm_rdma.errors import ClusterError
+from helm_rdma.cluster.kube import Connection, _failure, _status
 
 CHECK = "group-ports"
 # What closes the group's ports: OCI admits what the UNION of a VNIC's subnet security lists and its NSGs admits, so
@@ -78,20 +77,12 @@ def gpu_nodes(connection: Connection, *, shape: str) -> list[dict[str, Any]] | N
         response = client.CoreV1Api(connection.api_client).list_node(label_selector=f"{SHAPE_LABEL}={shape}",
                                                                      _preload_content=False)
         nodes = json.loads(response.data).get("items") or []
-    except client.ApiException as exc:
-        if exc.status in (401, 403, 404):
-            return None if exc.status != 404 else []
-        raise ClusterError(action="listing nodes", reason=f"HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors, an answer that is not JSON
-        raise ClusterError(action="listing nodes", reason=str(exc)) from None
+    except Exception as exc:  # the API server's status, urllib3 connection errors, an answer that is not JSON
+        if _status(exc) in (401, 403, 404):
+            return None if _status(exc) != 404 else []
+        raise _failure("listing nodes", exc) from None
     # Filter here too: a selector is a request, and some API servers (and fakes) ignore it.
     return [n for n in nodes if (n.get("metadata", {}).get("labels") or {}).get(SHAPE_LABEL) == shape]
-
-
-def provider_ids(nodes: list[dict[str, Any]]) -> dict[str, str]:
-    """Node name -> spec.providerID, for the nodes that have one."""
-    return {str(n["metadata"]["name"]): str(n["spec"]["providerID"]) for n in nodes
-            if (n.get("spec") or {}).get("providerID")}
 
 
 def port_checks(shape: str, found: Mapping[str, tuple[str, ...] | str], *, ports: str,
@@ -116,8 +107,3 @@ def port_checks(shape: str, found: Mapping[str, tuple[str, ...] | str], *, ports
         checks.append(ClusterCheck(CHECK, "ok", shape, f"no OCI ingress rule opens the group's ports to more than the "
                                    f"group on the {len(closed)} node(s) ({shown}); {SAME_NODE}"))
     return checks
-
-
-def not_checked(shape: str, why: str, fix: str) -> ClusterCheck:
-    """The line that says the nodes' ingress rules were not judged, and how to have them judged."""
-    return ClusterCheck(CHECK, "warning", shape, f"not checked: {why}", fix)

@@ -19,7 +19,7 @@ from helm_rdma.cluster.release import deployed_values, helm_status
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import (
     chart_verdict,
-    preinstall_report,
+    cluster_report,
     refusal,
     render_checked,
     rendered_needs,
@@ -122,11 +122,9 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
     ``run.timeout`` is checked first, before anything is resolved or written. The values' warnings (and the cluster
     checks' ones) go to ``on_warning`` before helm runs.
 
-    A client dry run renders with `helm template` (Helm 3's client dry-run wants a cluster) and keeps nothing; a
-    server dry run is helm's install --dry-run=server on a chart in a temporary directory, after the cluster
-    checks. Otherwise the
-    chart is written to a staging directory beside the cache, helm runs on it, and only a successful run replaces
-    the kept chart, so the cache always holds what is installed.
+    A dry run (``HelmRun.dry_run``) renders a chart in a temporary directory, a server's after the cluster checks,
+    and keeps nothing. Otherwise the chart is written to a staging directory beside the cache, helm runs on it, and
+    only a successful run replaces the kept chart, so the cache always holds what is installed.
 
     When the values provision a cluster network (install --provision), helm's --timeout also covers the
     provisioning hook (network and nodes) unless the caller set one.
@@ -296,21 +294,27 @@ def _text(subject: str, message: str, fix: str) -> str:
 
 def _check_cluster(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str, create_namespace: bool,
                    on_progress: Callable[[str], None], on_warning: Callable[[str], None]) -> bool:
-    """The cluster checks before helm: raise on errors, report warnings and a summary line. Whether they ran (and so
-    rendered the chart, applying its rules).
+    """The cluster checks before helm, when a cluster is reachable (a kubeconfig, or an in-cluster service account,
+    whose API server answers within 5 s; otherwise helm reports the cluster's absence itself): raise on errors, report
+    warnings and a summary line. Whether they ran (and so rendered the chart, applying its rules).
 
     Raises:
         ValuesCheckError: The chart's rules refuse the values.
         ClusterCheckError: Any check is an error.
     """
+    if not kubeconfig_found(env):
+        on_progress("no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)")
+        return False
     try:
-        report, skipped = preinstall_report(chart=chart, resolved=resolved, env=env, helm=helm,
-                                            create_namespace=create_namespace)
+        connection = connect(env)
+    except ClusterError as exc:
+        on_progress(f"cluster checks skipped: {exc}")
+        return False
+    try:
+        report = cluster_report(chart=chart, resolved=resolved, connection=connection, helm=helm,
+                                create_namespace=create_namespace)
     except ChartValuesError as exc:
         raise refusal(exc) from None
-    if report is None:
-        on_progress(str(skipped))
-        return False
     if report.errors:
         raise ClusterCheckError(context=report.context, namespace=report.namespace,
                                 lines=[c.line() for c in report.checks if c.status != "ok"])

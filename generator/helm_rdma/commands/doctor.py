@@ -14,12 +14,11 @@ from helm_rdma.chart.write import write_chart
 from helm_rdma.checks.doctor import chart_findings, in_order, value_findings, with_chart
 from helm_rdma.checks.finding import Finding
 from helm_rdma.cluster.check import ClusterReport, check_cluster
-from helm_rdma.cluster.kube import Connection, connect, kubeconfig_found
+from helm_rdma.cluster.kube import Connection, connect
 from helm_rdma.cluster.needs import ClusterNeeds, cluster_needs, parse_manifests
 from helm_rdma.commands.groupports import group_port_checks
 from helm_rdma.errors import (
     ChartValuesError,
-    ClusterError,
     ContextTooLongError,
     HelmCommandError,
     HelmNotFoundError,
@@ -69,7 +68,7 @@ def doctor(request: ChartRequest, *, cluster: HelmEnv | None = None, oci: OciAut
     problem. Unknown presets, models, unreadable files and bad --set syntax still raise (exit 2).
 
     With ``cluster`` (the kube context and namespace), also check that cluster for the release (see
-    clustercheck.check_cluster): the chart is rendered as install would render it, and the checks read the names
+    cluster.check.check_cluster): the chart is rendered as install would render it, and the checks read the names
     they need from the rendered objects. Under hostNetwork with more than one node, with ``oci`` (how to sign in to
     OCI), the OCI ingress rules that reach the GPU nodes are read too (commands/groupports.py): a rule that admits
     the group's ports from outside the nodes' own NSGs is an error.
@@ -222,18 +221,3 @@ def cluster_report(*, chart: Path, resolved: Resolved, connection: Connection, h
     created = generated_api_key_secret(resolved)
     return check_cluster(needs, connection=connection, create_namespace=create_namespace,
                          install_creates=frozenset({created} if created else ()))
-
-
-def preinstall_report(*, chart: Path, resolved: Resolved, env: HelmEnv, helm: str,
-                      create_namespace: bool = False) -> tuple[ClusterReport | None, str | None]:
-    """The cluster checks `install` runs before helm when a cluster is reachable: a kubeconfig (or in-cluster
-    service account) is there and its API server answers within 5 s. Otherwise no report, and why (helm then
-    reports the cluster's absence itself)."""
-    if not kubeconfig_found(env):
-        return None, "no kubeconfig: cluster checks skipped (`helm rdma doctor --cluster` runs them)"
-    try:
-        connection = connect(env)
-    except ClusterError as exc:
-        return None, f"cluster checks skipped: {exc}"
-    return cluster_report(chart=chart, resolved=resolved, connection=connection, helm=helm,
-                          create_namespace=create_namespace), None

@@ -39,9 +39,7 @@ from helm_rdma.cluster.nodenet import (
     flannel_nodes,
     flannel_open,
     gpu_nodes,
-    not_checked,
     port_checks,
-    provider_ids,
 )
 from helm_rdma.errors import (
     GroupPortsOpenError,
@@ -54,6 +52,7 @@ from helm_rdma.errors import (
 from helm_rdma.oci.clients import CountingApi, OciAuth, OciPatience
 from helm_rdma.oci.groupports import GroupPorts, RuleReader, group_ports
 from helm_rdma.oci.network import TAG_NAMESPACE, TAG_RELEASE, NetworkSpec, deprovision_command, survey
+from helm_rdma.oci.nodejoin import VCN_NATIVE
 from helm_rdma.oci.vnics import InstanceVnics, Vnic, configured_vnics, instance_id, instance_vnics
 from helm_rdma.oci.waiting import DEAD, state_of
 
@@ -69,7 +68,7 @@ HOOK_SIGN_IN = ("a policy that lets the hook's sign-in (clusterNetwork.auth) rea
                 "oke.clusterId that exist")
 # The OKE cluster's pod networking (ContainerEngineClient.get_cluster, cluster_pod_network_options[].cni_type; the
 # SDK's container_engine/models/cluster_pod_network_option_details.py).
-FLANNEL, VCN_NATIVE = "FLANNEL_OVERLAY", "OCI_VCN_IP_NATIVE"
+FLANNEL = "FLANNEL_OVERLAY"
 # A verdict entry: a subject (a node, the planned subnet, the pod network) and the rules that open the ports there
 # (as text; none: closed), or why it was not judged.
 Found = tuple[str, "tuple[str, ...] | str"]
@@ -200,43 +199,30 @@ def _existing(api: CountingApi, spec: NetworkSpec, planned: tuple[Vnic, ...]) ->
         _differences(planned, live, network=network, used=used, subnet_id=spec.subnet_id)))
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The release whose cluster networks' nodes count as the group when the network's name is not known (install,
-    upgrade): its networks carry its release and namespace tags (oci/network.py, NetworkSpec.tags)."""
-
-    compartment_id: str
-    release: str
-    namespace: str | None = None
-
-
-def _owned(api: CountingApi, owner: Owner) -> _Network:
-    """The live nodes of every cluster network of ``owner``'s compartment tagged with its release (and namespace)."""
+def _owned(api: CountingApi, *, compartment_id: str, release: str, namespace: str | None) -> _Network:
+    """The live nodes of every cluster network of the compartment tagged with ``release`` (and ``namespace`` when
+    known): the group when the network's name is not known (install, upgrade; oci/network.py, NetworkSpec.tags)."""
     live: list[InstanceVnics] = []
-    for network in api.all_pages("list_cluster_networks", owner.compartment_id):
+    for network in api.all_pages("list_cluster_networks", compartment_id):
         tags = network.freeform_tags or {}
-        if tags.get(TAG_RELEASE) != owner.release or (owner.namespace and tags.get(TAG_NAMESPACE) != owner.namespace):
+        if tags.get(TAG_RELEASE) != release or (namespace and tags.get(TAG_NAMESPACE) != namespace):
             continue
         if state_of(api, network) in DEAD:
             continue
-        members = api.all_pages("list_cluster_network_instances", owner.compartment_id, network.id)
+        members = api.all_pages("list_cluster_network_instances", compartment_id, network.id)
         live += instance_vnics(api, [str(m.id) for m in members])
     return _Network(live=tuple(live))
 
 
-def _planned_found(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...], config_id: str, cluster_id: str,
-                   ports: GroupPorts, known: NetworkSpec | Owner | None = None,
-                   pods: Vnic | None = None) -> tuple[list[Found], _Network]:
-    """The verdict entries of nodes to be provisioned (see the module's docstring); with the network's spec (the
-    hook), the nodes of the network that exists already too, each of them a subject; with its ``Owner`` (install,
-    upgrade), the nodes of the release's networks, found by their tags.
+def _planned_found(api: CountingApi, planned: tuple[Vnic, ...], network: _Network, *, subnet_id: str,
+                   cluster_id: str, ports: GroupPorts) -> list[Found]:
+    """The verdict entries of nodes to be provisioned into ``subnet_id`` with the VNICs ``planned`` (see the module's
+    docstring), and of ``network``'s live nodes, each of them a subject: the network that exists already (the hook),
+    or the release's networks, found by their tags (install, upgrade).
 
     Raises:
         HelmRdmaError: OCI refused or failed a read.
     """
-    planned = planned_vnics(api, subnet_id=subnet_id, nsg_ids=nsg_ids, config_id=config_id, pods=pods)
-    network = (_existing(api, known, planned) if isinstance(known, NetworkSpec)
-               else _owned(api, known) if known is not None else _Network())
     group = {v.vnic_id for node in network.live for v in node.vnics} | {node.instance_id for node in network.live}
     reader = RuleReader(api)
     found: list[Found] = [(f"clusterNetwork.subnetId {subnet_id}",
@@ -245,7 +231,7 @@ def _planned_found(api: CountingApi, *, subnet_id: str, nsg_ids: tuple[str, ...]
         found.append((f"instance {node.instance_id}", node.problem or tuple(
             r.text() for r in reader.judge_vnics(node.vnics, ports=ports, group=group))))
     overlay = pod_network(api, cluster_id=cluster_id, nodes=None)
-    return found + ([overlay] if overlay else []), network
+    return found + ([overlay] if overlay else [])
 
 
 def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, ports: GroupPorts | None,
@@ -262,9 +248,10 @@ def require_closed(api: CountingApi, *, spec: NetworkSpec, cluster_id: str, port
     if ports is None:
         return
     try:
-        found, network = _planned_found(api, subnet_id=spec.subnet_id, nsg_ids=spec.nsg_ids,
-                                        config_id=spec.instance_configuration_id, cluster_id=cluster_id, ports=ports,
-                                        known=spec, pods=pods)
+        planned = planned_vnics(api, subnet_id=spec.subnet_id, nsg_ids=spec.nsg_ids,
+                                config_id=spec.instance_configuration_id, pods=pods)
+        network = _existing(api, spec, planned)
+        found = _planned_found(api, planned, network, subnet_id=spec.subnet_id, cluster_id=cluster_id, ports=ports)
     except HelmRdmaError as exc:
         raise GroupPortsUncheckedError(ports=ports.text(), why=str(exc), outcome="nothing was created",
                                        sign_in=HOOK_SIGN_IN) from None
@@ -318,12 +305,13 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
         if isinstance(api, str):
             return PortsVerdict(ports, note=api)
         try:
-            owner = Owner(compartment_id=str(network.get("compartmentId") or ""), release=release,
-                          namespace=namespace) if release and network.get("compartmentId") else None
-            found, _ = _planned_found(api, subnet_id=subnet, nsg_ids=tuple(network.get("nsgIds") or ()),
-                                      config_id=str(network.get("instanceConfigurationId") or ""),
-                                      cluster_id=cluster_id, ports=ports, known=owner,
-                                      pods=pod_vnics(network.get("oke") or {}))
+            planned = planned_vnics(api, subnet_id=subnet, nsg_ids=tuple(network.get("nsgIds") or ()),
+                                    config_id=str(network.get("instanceConfigurationId") or ""),
+                                    pods=pod_vnics(network.get("oke") or {}))
+            compartment = str(network.get("compartmentId") or "")
+            owned = (_owned(api, compartment_id=compartment, release=release, namespace=namespace)
+                     if release and compartment else _Network())
+            found = _planned_found(api, planned, owned, subnet_id=subnet, cluster_id=cluster_id, ports=ports)
         except HelmRdmaError as exc:
             return PortsVerdict(ports, found=((f"clusterNetwork.subnetId {subnet}", str(exc)),))
         return PortsVerdict(ports, found=tuple(found))
@@ -343,7 +331,8 @@ def judge(values: dict[str, Any], *, ports: GroupPorts, connection: Connection |
     if not nodes:
         return PortsVerdict(ports, beyond=f"no node of shape {shape} is in the cluster yet, so there are no rules to "
                                           "read (with clusterNetwork.provision the planned subnet is read instead)")
-    instances = {node: ocid for node, pid in provider_ids(nodes).items() if (ocid := instance_id(pid))}
+    instances = {str(n["metadata"]["name"]): ocid for n in nodes
+                 if (ocid := instance_id(str((n.get("spec") or {}).get("providerID") or "")))}
     foreign = sorted(str(n["metadata"]["name"]) for n in nodes if str(n["metadata"]["name"]) not in instances)
     beyond = (f"{len(foreign)} GPU node(s) ({', '.join(foreign[:SHOWN])}{' ...' if len(foreign) > SHOWN else ''}) "
               "name no OCI instance in spec.providerID, so their rules could not be read") if foreign else ""
@@ -412,7 +401,7 @@ def group_port_checks(values: dict[str, Any], *, connection: Connection, oci: Oc
     checks = port_checks(shape, dict(verdict.found), ports=ports.text(),
                          accepted=bool(values["distributed"]["allowOpenGroupPorts"]))
     if verdict.note:
-        checks.append(not_checked(shape, verdict.note, LOCAL_SIGN_IN))
+        checks.append(ClusterCheck(CHECK, "warning", shape, f"not checked: {verdict.note}", LOCAL_SIGN_IN))
     return checks
 
 

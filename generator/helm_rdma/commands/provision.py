@@ -75,9 +75,7 @@ class ProvisionResult:
     nodes: NodeProgress | None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.network._asdict()
-        out["nodes_ready"] = None if self.nodes is None else self.nodes.ready
-        return out
+        return {**self.network._asdict(), "nodes_ready": None if self.nodes is None else self.nodes.ready}
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,9 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
         "--node-label": f.node_label,
     }, missing=missing, extra=unread)
     assert f.preset and f.nodes and f.name and f.compartment and f.availability_domain and f.subnet and f.image
-    key, value = _label_pair(f.node_label or f"helm-rdma.io/cluster-network={f.name}")
+    pair = label_pair(f.node_label or f"helm-rdma.io/cluster-network={f.name}")
+    assert pair is not None  # check_flags refused a --node-label that is not KEY=VALUE; a --name holds no '='
+    key, value = pair
     spec = NetworkSpec(
         name=f.name, compartment_id=f.compartment, availability_domain=f.availability_domain, subnet_id=f.subnet,
         image_id=f.image, shape=load_preset(f.preset).shape, size=f.nodes, release=release or f.name,
@@ -159,13 +159,6 @@ def plan_from_flags(flags: ProvisionFlags, *, auth: OciAuth, release: str | None
 def _or_default(given: Any, key: str) -> Any:
     """``given``, or when None the chart's default of ``key`` (the values schema is its one home)."""
     return values_default(key) if given is None else given
-
-
-def _label_pair(text: str) -> tuple[str, str]:
-    pair = label_pair(text)
-    if pair is None:
-        raise InputError(f'--node-label "{text}": expected KEY=VALUE')
-    return pair
 
 
 # OCI's bound on an instance's metadata, which carries the SSH keys, the cluster CA and the cloud-init (oci SDK,
@@ -327,9 +320,9 @@ class Watch:
     Attributes:
         poll_seconds: The first pause between status checks (they back off to 60 s).
         on_progress: Each status check of the cluster network.
-        on_wait: An OCI request still unanswered (see ocicloud.OciPatience).
+        on_wait: An OCI request still unanswered (see oci.clients.OciPatience).
         patience: How long one OCI request may take and be retried.
-        retry_strategy: The oci SDK's retry strategy; None: ocicloud's.
+        retry_strategy: The oci SDK's retry strategy; None: oci.clients'.
         clock: Time, replaceable in tests.
     """
 

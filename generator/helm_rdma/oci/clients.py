@@ -1,9 +1,6 @@
-"""OCI clients for provisioning: signers for each auth mode, one endpoint for every client, time-outs, retries that
-report progress, and OCI's failures turned into our errors (a network failure or a 404 becomes one message saying what
-to check, never a traceback).
-
-Only the provisioning commands call into this module's SDK parts, so `template`, `plan` and `install` never load the
-OCI SDK.
+"""OCI clients for provisioning and the group-ports check: signers for each auth mode, one endpoint for every client,
+time-outs, retries that report progress, and OCI's failures turned into our errors (a network failure or a 404 becomes
+one message saying what to check, never a traceback). The SDK is imported only when a client is made.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -233,8 +230,7 @@ def reporting_retry_strategy(patience: OciPatience, on_retry: Callable[[BaseExce
                      checker_container=container, decorrelated_jitter=base)
 
 
-def make_clients(auth: OciAuth, *, patience: OciPatience, retry_strategy: Any,
-                 circuit_breaker: bool = False) -> tuple[dict[str, Any], str]:
+def make_clients(auth: OciAuth, *, patience: OciPatience, retry_strategy: Any) -> tuple[dict[str, Any], str]:
     """The Compute Management, Compute, Virtual Network and Container Engine clients (by service name) and the
     tenancy OCID.
 
@@ -245,10 +241,10 @@ def make_clients(auth: OciAuth, *, patience: OciPatience, retry_strategy: Any,
     """
     oci = _sdk()
     config, signer, tenancy = _credentials(oci, auth)
+    # No circuit breaker: a one-shot command wants each failure's own message, not "circuit open".
     kwargs: dict[str, Any] = {"retry_strategy": retry_strategy,
-                              "timeout": (patience.connect_timeout, patience.read_timeout)}
-    if not circuit_breaker:  # a one-shot command wants each failure's own message, not "circuit open"
-        kwargs["circuit_breaker_strategy"] = oci.circuit_breaker.NoCircuitBreakerStrategy()
+                              "timeout": (patience.connect_timeout, patience.read_timeout),
+                              "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
     if signer is not None:
         kwargs["signer"] = signer
     if auth.endpoint:
@@ -266,10 +262,9 @@ class CountingApi:
     """Calls the SDK clients, counting calls, reporting calls that take long, and turning the SDK's exceptions into
     our errors."""
 
-    def __init__(self, clients: Mapping[str, Any] | Any, *, auth: str, tenancy: str = "",
-                 patience: OciPatience = DEFAULT_PATIENCE, on_wait: Callable[[Waiting], None] = lambda _: None) -> None:
-        self.clients = dict(clients) if isinstance(clients, Mapping) else {"compute_management": clients}
-        self.auth, self.tenancy, self.patience, self.on_wait = auth, tenancy, patience, on_wait
+    def __init__(self, *, auth: str, patience: OciPatience, on_wait: Callable[[Waiting], None]) -> None:
+        self.clients: dict[str, Any] = {}  # ``connect`` makes them, with the tenancy
+        self.auth, self.tenancy, self.patience, self.on_wait = auth, "", patience, on_wait
         self.calls = 0
         self.last_error = ""
 
@@ -277,7 +272,7 @@ class CountingApi:
     def connect(cls, auth: OciAuth, *, patience: OciPatience = DEFAULT_PATIENCE, retry_strategy: Any = None,
                 on_wait: Callable[[Waiting], None] = lambda _: None) -> CountingApi:
         """Clients for ``auth`` whose retries report to the returned api (see ``make_clients`` for errors)."""
-        api = cls({}, auth=auth.mode, patience=patience, on_wait=on_wait)
+        api = cls(auth=auth.mode, patience=patience, on_wait=on_wait)
         strategy = retry_strategy or reporting_retry_strategy(patience, api.note_retry)
         api.clients, api.tenancy = make_clients(auth, patience=patience, retry_strategy=strategy)
         return api

@@ -234,19 +234,16 @@ class RuleReader:
                                           for m in self.api.all_pages("list_network_security_group_vnics", nsg_id))
         return self._members[nsg_id]
 
-    def judge(self, *, subnet_ids: Iterable[str], nsg_ids: Sequence[str], ports: GroupPorts,
-              group: Collection[str]) -> tuple[OpenRule, ...]:
-        """The rules that open ``ports`` on a VNIC in ``subnet_ids`` carrying ``nsg_ids`` (see ``open_rules``):
-        the members of each own NSG a rule admits from are read, and every one that is not in ``group`` (the VNIC
-        and instance OCIDs of the group's own nodes), by its VNIC or by the instance it is attached to, is
-        foreign.
+    def judge(self, vnic: Vnic, *, ports: GroupPorts, group: Collection[str]) -> tuple[OpenRule, ...]:
+        """The rules that open ``ports`` on ``vnic``, by its subnet's security lists and its NSGs (see
+        ``open_rules``): the members of each own NSG a rule admits from are read, and every one that is not in
+        ``group`` (the VNIC and instance OCIDs of the group's own nodes), by its VNIC or by the instance it is
+        attached to, is foreign.
 
         Raises:
             HelmRdmaError: OCI refused or failed a read (see oci.clients).
         """
-        lists: dict[str, list[Any]] = {}
-        for subnet in subnet_ids:
-            lists.update(self.security_lists(subnet))
+        lists, nsg_ids = self.security_lists(vnic.subnet_id), vnic.nsg_ids
         rules = self.nsg_rules(nsg_ids)
         named = {r.source for held in rules.values() for r in held if r.direction == "INGRESS"
                  and r.source_type == NSG_SOURCE and r.source in nsg_ids and _admitted(r, ports)}
@@ -264,7 +261,6 @@ class RuleReader:
         """
         found: dict[tuple[str, int], OpenRule] = {}
         for vnic in vnics:
-            for rule in self.judge(subnet_ids=(vnic.subnet_id,), nsg_ids=vnic.nsg_ids, ports=ports,
-                                   group=group):
+            for rule in self.judge(vnic, ports=ports, group=group):
                 found.setdefault((rule.holder, rule.index), rule)
         return tuple(found.values())

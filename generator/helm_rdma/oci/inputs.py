@@ -7,7 +7,7 @@ values file would be, and every problem of one input is reported at once, with n
 
 from __future__ import annotations
 
-import copy
+import json
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 from helm_rdma.datafiles import schema_path
 from helm_rdma.errors import SchemaViolation
 from helm_rdma.validation import schema_problems
-from helm_rdma.yamlfile import load_json_schema
 
 # The clusterNetwork key (dotted below clusterNetwork) each provision flag becomes.
 FLAG_KEYS: dict[str, str] = {
@@ -50,20 +49,10 @@ VALUES_FIX = ("Nothing was sent to OCI. Fix the keys above in the values file (t
 @cache
 def _section_schema() -> dict[str, Any]:
     """The values schema's clusterNetwork, with no key required: a flag not given keeps the chart's default."""
-    schema: dict[str, Any] = copy.deepcopy(
-        load_json_schema(schema_path("values.schema.json"))["properties"]["clusterNetwork"])
-
-    def loosen(node: Any) -> None:
-        if isinstance(node, dict):
-            node.pop("required", None)
-            for value in node.values():
-                loosen(value)
-        elif isinstance(node, list):
-            for value in node:
-                loosen(value)
-
-    loosen(schema)
-    return schema
+    schema = json.loads(schema_path("values.schema.json").read_text(encoding="utf-8"),
+                        object_hook=lambda node: {k: v for k, v in node.items() if k != "required"})
+    section: dict[str, Any] = schema["properties"]["clusterNetwork"]
+    return section
 
 
 def section_problems(section: Mapping[str, Any]) -> list[tuple[str, str]]:

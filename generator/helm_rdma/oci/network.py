@@ -1,5 +1,5 @@
 """Provisioning an OCI cluster network (RDMA-connected bare-metal GPU nodes): find, compare, create, resize, wait,
-terminate. Works on a ``CountingApi`` (see ocicloud).
+terminate. Works on a ``CountingApi`` (see oci.clients).
 
 What exists is compared with what is asked. A network of our name and tags whose nodes match returns at once (two
 API calls); one of another size is resized; one of another shape, image, availability domain or boot volume is
@@ -52,7 +52,6 @@ TAG_NODES = "helm-rdma-nodes"  # a digest of shape, image, availability domain a
 RDMA_PLUGINS = ("Compute HPC RDMA Authentication", "Compute HPC RDMA Auto-Configuration")
 TOKEN_TRIES = 3
 RESIZE_TRIES = 4
-RESIZES = ("any", "grow", "shrink")
 # Picks ``count`` of a pool's instances (InstanceSummary) to remove, or raises: the ids, in the order to remove them.
 Chooser = Callable[[list[Any], int], tuple[str, ...]]
 
@@ -355,19 +354,15 @@ def _shrink(api: Any, spec: NetworkSpec, network: Any, pool: Any, choose: Choose
         removed.append(instance_id)
 
 
-def _no_chooser(_: list[Any], count: int) -> tuple[str, ...]:
-    raise AssertionError(f"a shrink by {count} needs a chooser of the instances to remove")
-
-
 def provision_network(
     api: Any,
     spec: NetworkSpec,
     *,
     polling: Polling,
-    node_metadata: Callable[[], dict[str, str]] = dict,
-    on_progress: Callable[[Progress], None] = lambda _: None,
-    resize: str = "any",
-    choose: Chooser = _no_chooser,
+    node_metadata: Callable[[], dict[str, str]],
+    on_progress: Callable[[Progress], None],
+    resize: str,
+    choose: Chooser,
 ) -> Provisioned:
     """Make sure our cluster network exists with the nodes asked and is RUNNING: create it, resize it, or refuse.
 
@@ -384,8 +379,6 @@ def provision_network(
             nothing was removed.
         OciRequestError, OciAuthError, OciUnreachableError: Other API failures.
     """
-    if resize not in RESIZES:
-        raise ValueError(f"resize must be one of {RESIZES}, not {resize!r}")
     clock = polling.clock
     start = clock.now()
     wait = Waiter(api, spec.name, spec.compartment_id, deprovision_command(spec), polling, on_progress, start)

@@ -124,7 +124,7 @@ def short_names_disabled(kubernetes_version: str) -> bool:
 def cloud_init(*, api_server_host: str, ca_cert: str, kubernetes_version: str = "", package_repository: str = "",
                raid_level: int = 10) -> str:
     """The nodes' cloud-config: the endpoint and CA files, CRI-O's settings, systemd-networkd's, then the NVMe RAID
-    and the join (the scripts in helm_rdma/nodeinit, checked with shellcheck in the tests).
+    and the join (the scripts in oci/nodeinit, checked with shellcheck in the tests).
 
     ``kubernetes_version`` (the cluster's, v1.34.1) chooses the OKE node package a node without one installs, from
     the image's repository or ``package_repository``; from v1.34 CRI-O's short-name resolution is turned off."""

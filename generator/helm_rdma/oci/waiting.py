@@ -57,29 +57,24 @@ class Waiter:
             if state == "RUNNING":
                 return network, state, running
             if state in DEAD:
-                raise ClusterNetworkFailedError(
-                    name=self.name, network_id=network.id, state=state,
-                    detail="OCI ended it while it came up (out of capacity after the request was accepted, or "
-                           "terminated by hand); look at its work requests in the OCI console, then run again: the "
-                           "next run creates a new network")
-            if state in STOPPED:
-                raise ClusterNetworkFailedError(
-                    name=self.name, network_id=network.id, state=state,
-                    detail=f"start it again in the OCI console, or delete it ({self.deprovision})")
-            if state not in WAITING:
-                raise ClusterNetworkFailedError(
-                    name=self.name, network_id=network.id, state=state,
-                    detail="helm-rdma does not know this lifecycle state; look at the network in the OCI console "
-                           "and run again when it is RUNNING")
-            if elapsed >= polling.timeout_seconds:
-                raise ClusterNetworkFailedError(
-                    name=self.name, network_id=network.id, state=state,
-                    detail=f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
-                           "waiting: the next run resumes this network")
-            polling.clock.sleep(min(delay, max(polling.timeout_seconds - elapsed, 0)))
-            delay = polling.next_delay(delay)
-            network = self.api.call("get_cluster_network", network.id)
-            state = state_of(self.api, network)
+                detail = ("OCI ended it while it came up (out of capacity after the request was accepted, or "
+                          "terminated by hand); look at its work requests in the OCI console, then run again: the "
+                          "next run creates a new network")
+            elif state in STOPPED:
+                detail = f"start it again in the OCI console, or delete it ({self.deprovision})"
+            elif state not in WAITING:
+                detail = ("helm-rdma does not know this lifecycle state; look at the network in the OCI console "
+                          "and run again when it is RUNNING")
+            elif elapsed >= polling.timeout_seconds:
+                detail = (f"not RUNNING after {elapsed:.0f}s ({running}/{size} instances up); run again to keep "
+                          "waiting: the next run resumes this network")
+            else:
+                polling.clock.sleep(min(delay, max(polling.timeout_seconds - elapsed, 0)))
+                delay = polling.next_delay(delay)
+                network = self.api.call("get_cluster_network", network.id)
+                state = state_of(self.api, network)
+                continue
+            raise ClusterNetworkFailedError(name=self.name, network_id=network.id, state=state, detail=detail)
 
 
 def running_instances(api: Any, compartment_id: str, network_id: str) -> int:
