@@ -220,7 +220,7 @@ def mounted_secret(key: tuple[Path, Any, str]) -> Iterator[tuple[Path, Path, dic
                   "clusterNetwork.apiKeySecret=oci-api-key",
                   "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
     pod = hooks(docs)["llama405b-vllm-rdma-provision"]["spec"]["template"]["spec"]
-    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    [volume] = [v for v in pod["volumes"] if (v.get("secret") or {}).get("secretName") == "oci-api-key"]
     directory = Path(tempfile.mkdtemp(prefix="helm-rdma-secret-"))
     directory.chmod(0o755)
     try:
@@ -235,7 +235,7 @@ def mounted_secret(key: tuple[Path, Any, str]) -> Iterator[tuple[Path, Path, dic
 def test_the_hooks_uid_can_read_the_api_key_secret_as_the_chart_mounts_it(
         mounted_secret: tuple[Path, Path, dict[str, Any]]) -> None:
     config, key_file, pod = mounted_secret
-    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    [volume] = [v for v in pod["volumes"] if (v.get("secret") or {}).get("secretName") == "oci-api-key"]
     owner, group, mode = kubelet_secret_file(pod, volume)
     uid, groups = process_ids(pod)
     assert uid == 65532 and group in groups and mode & 0o040, (owner, group, oct(mode))
@@ -281,7 +281,7 @@ def read_as(uid: int, gid: int, config: Path) -> str:
 
 
 def doctor(*sets: str) -> tuple[int, str]:
-    args = ["doctor", "--preset", "h100", "--set", "model.hfTokenSecret.name=hf-token",
+    args = ["doctor", "llama405b", "--preset", "h100", "--set", "model.hfTokenSecret.name=hf-token",
             "--set", "api.keySecret.name=vllm-api-key"]
     for item in sets:
         args += ["--set", item]

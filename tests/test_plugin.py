@@ -19,7 +19,9 @@ import pytest
 import yaml
 
 from .conftest import HELM_VERSIONS, REPO, helm_path
+from .kmock_cluster import Cluster
 from .lockfile import RUNTIME, parse_freeze, pinned_here
+from .test_rollout import group
 
 H100_HCA = "=mlx5_0,mlx5_1,mlx5_3,mlx5_4,mlx5_5,mlx5_6,mlx5_7,mlx5_8,mlx5_9,mlx5_10,mlx5_12,mlx5_13,mlx5_14,mlx5_15,mlx5_16,mlx5_17"
 
@@ -145,15 +147,14 @@ OPEN_PORTS = ("--set", "distributed.allowOpenGroupPorts=true")
 
 def test_install_calls_helm_with_the_global_flags_and_keeps_the_chart(helm: Helm) -> None:
     out = helm.run("-n", "team-a", "--kube-context", "prod", "rdma", "install", "llama405b", "--preset", "h100",
-                   "--atomic", *OPEN_PORTS, "--", "--create-namespace")
+                   *OPEN_PORTS, "--", "--create-namespace")
     assert out.returncode == 0, out.stderr
     kept = helm.cache / "rdma" / "team-a" / "llama405b"
     [call] = helm.recorded()
-    atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
     assert call[:2] == ["install", "llama405b"]
     assert Path(call[2]).parent.parent == kept.parent  # a staging directory beside the kept chart
     # the timeout comes from the plan (tests/test_values.py holds it against the first start's budget)
-    assert call[3:] == ["--namespace", "team-a", "--kube-context", "prod", "--timeout", "153m", atomic,
+    assert call[3:] == ["--namespace", "team-a", "--kube-context", "prod", "--timeout", "153m",
                         "--create-namespace"]  # --wait (helm's, then the groups') is in tests/test_rollout.py
     assert (kept / "Chart.yaml").is_file() and (kept / "values.yaml").is_file()
     assert f"chart kept in {kept}" in out.stderr
@@ -161,14 +162,21 @@ def test_install_calls_helm_with_the_global_flags_and_keeps_the_chart(helm: Helm
     assert "kind: LeaderWorkerSet" in (helm.calls.parent / "calls.jsonl.rendered").read_text()
 
 
-def test_helm4_name_of_atomic_is_accepted_too(helm: Helm) -> None:
-    out = helm.run("rdma", "upgrade", "llama405b", "--preset", "h100", "--rollback-on-failure", "--timeout", "90m",
-                   *OPEN_PORTS)
+def test_helm4_name_of_atomic_is_accepted_too(helm: Helm, tmp_path: Path) -> None:
+    """Either spelling reaches either helm as its own; it also waits for the groups, as --wait does (the undo when
+    they do not serve is in tests/test_rollout.py): here a cluster whose one group serves."""
+    with Cluster(group("ready", "ready"), tmp_path / "kubeconfig") as cluster:
+        out = helm.run("-n", "ml", "rdma", "upgrade", "llama405b", "--preset", "h100", "--rollback-on-failure",
+                       "--timeout", "90m", "--skip-cluster-checks", *OPEN_PORTS,
+                       env={"KUBECONFIG": str(cluster.kubeconfig)})
     assert out.returncode == 0, out.stderr
-    [call] = helm.recorded()
+    status, call = helm.recorded()
+    assert status[:2] == ["status", "llama405b"]  # a rollback needs a revision to go back to
     atomic = "--atomic" if helm.name == "helm3" else "--rollback-on-failure"
     assert call[:3] == ["upgrade", "--install", "llama405b"]
-    assert call[4:] == ["--namespace", "default", "--timeout", "90m", "--reset-values", atomic]
+    assert call[4:] == ["--namespace", "ml", "--kubeconfig", str(cluster.kubeconfig), "--timeout", "90m",
+                        "--reset-values", atomic]
+    assert "serving: 1/1 group(s) serving" in out.stderr
 
 
 def test_debug_and_kubeconfig_are_passed_on(helm: Helm, tmp_path: Path) -> None:

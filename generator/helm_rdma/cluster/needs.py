@@ -115,10 +115,13 @@ def cluster_needs(objects: Iterable[dict[str, Any]], *, release: str, namespace:
         annotation = (template.get("metadata", {}).get("annotations") or {}).get(MULTUS_ANNOTATION)
         networks += [n for n in multus_networks(annotation, namespace) if n not in networks]
     secrets: list[SecretRef] = []
+    # A Secret the release renders itself (the provisioner's values) exists when its pods start: helm creates it
+    # with or before them (hook weights), so only Secrets from elsewhere are the cluster's to hold.
+    own = {str(o.get("metadata", {}).get("name")) for o in objects if o["kind"] == "Secret"}
     level, reasons = "restricted", list[str]()
     for name, template in _pod_templates(objects):
         for ref in secret_refs(template.get("spec") or {}, used_by=name):
-            if all((s.name, s.key) != (ref.name, ref.key) for s in secrets):
+            if ref.name not in own and all((s.name, s.key) != (ref.name, ref.key) for s in secrets):
                 secrets.append(ref)
         needed, why = pod_security_level(template.get("spec") or {})
         if LEVELS.index(needed) > LEVELS.index(level):
