@@ -438,6 +438,11 @@ def serving_template_labels(documents: list[dict[str, Any]]) -> list[dict[str, s
 @pytest.mark.parametrize(("sets", "pods"), [
     ((), 2), (("nodes=4",), 4), (("replicas=3",), 6), (("nodes=3", "replicas=2"), 6),
     (("workload.kind=StatefulSet", "nodes=3", "replicas=2"), 6),
+    # with autoscaling the groups the scaler always keeps (the hook is rendered at upgrade, not at `helm test`):
+    # replicas is not rendered then, and more pods than serving nodes would stay Pending and fail the test
+    (("autoscaling.enabled=true", "autoscaling.minReplicas=2", "autoscaling.maxReplicas=3", "replicas=5",
+      "autoscaling.prometheusAddress=http://prometheus.monitoring.svc:9090", "monitoring.serviceMonitor.enabled=true"),
+     4),
 ])
 def test_the_rdma_test_checks_every_node_of_every_group_once(sets: tuple[str, ...], pods: int) -> None:
     documents = render(*sets)

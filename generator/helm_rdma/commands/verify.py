@@ -86,8 +86,12 @@ def verify(*, release: str, env: HelmEnv, timeout: str = "15m", remeasure: Calla
             f", applied by {found.managed_by})" if found.managed_by else ")")
     preset = values.get("preset", {})
     nodes, replicas = int(values.get("nodes", 1)), int(values.get("replicas", 1))
+    auto, scaled = values.get("autoscaling") or {}, ""
+    if auto.get("enabled"):  # the groups KEDA always keeps: what the test Job checks (templates/job-test-rdma.yaml)
+        replicas = int(auto.get("minReplicas", 1))
+        scaled = f" kept by the scaler, up to {auto.get('maxReplicas')}; the tests check those"
     checks = [Check("release", None, f"{release}: {nodes * replicas} x {preset.get('shape')} "
-                                     f"({nodes} per group, {replicas} group(s)){origin}")]
+                                     f"({nodes} per group, {replicas} group(s){scaled}){origin}")]
     preflight_on = nodes > 1 and bool(values.get("verify", {}).get("preflight", {}).get("enabled", True))
     if remeasure is not None:
         checks.append(_remeasure(release, env, remeasure, preflight_on=preflight_on, seconds=remeasure_seconds,
