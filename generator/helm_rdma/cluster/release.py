@@ -42,14 +42,7 @@ def helm_status(*, release: str, env: HelmEnv) -> str | None:
     Raises:
         HelmCommandError: helm failed for another reason (no cluster, no access).
     """
-    try:
-        return run_helm(["status", release, *env.global_flags()]).stdout
-    except HelmNotFoundError:
-        return None
-    except HelmCommandError as exc:
-        if _no_release(exc):
-            return None
-        raise
+    return _of_release(["status", release, *env.global_flags()])
 
 
 def deployed_values(*, release: str, env: HelmEnv) -> dict[str, Any] | None:
@@ -59,15 +52,20 @@ def deployed_values(*, release: str, env: HelmEnv) -> dict[str, Any] | None:
     Raises:
         HelmCommandError: helm failed for another reason (no cluster, no access).
     """
+    found = _of_release(["get", "values", release, "--all", "--output", "json", *env.global_flags()])
+    return None if found is None else dict(json.loads(found) or {})
+
+
+def _of_release(args: list[str]) -> str | None:
+    """What helm prints for ``args`` about one release; None when there is no helm or no such release."""
     try:
-        found = run_helm(["get", "values", release, "--all", "--output", "json", *env.global_flags()])
+        return run_helm(args).stdout
     except HelmNotFoundError:
         return None
     except HelmCommandError as exc:
         if _no_release(exc):
             return None
         raise
-    return dict(json.loads(found.stdout) or {})
 
 
 def _no_release(exc: HelmCommandError) -> bool:
