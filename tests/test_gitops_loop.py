@@ -405,3 +405,16 @@ def test_a_mount_point_as_output_directory_is_refused_before_anything_is_written
             assert not any(mnt.iterdir()) and [p.name for p in tmp_path.iterdir()] == ["mnt"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_hand_edit_and_a_file_of_the_users_are_named_in_one_run(repo: Path) -> None:
+    chart = repo / CHART
+    with (chart / "templates" / "service.yaml").open("a") as f:
+        f.write("# a hand edit\n")
+    (chart / "templates" / "mine.yaml").write_text("# mine\n")
+    before = tree(repo)
+    done = cli(*GENERATE, "--output-dir", CHART, "--force")
+    assert done.exit_code == 2 and tree(repo) == before
+    assert "edited by hand since: templates/service.yaml" in done.output
+    assert ("It also holds files generate did not write, which --discard-edits does not touch and which stop the run "
+            "too: templates/mine.yaml; move each out of the chart directory") in done.output

@@ -238,15 +238,20 @@ class DamagedRecordError(InputError):
 class ChartEditedError(InputError):
     """Files generate wrote that were edited by hand since, found before a regeneration would overwrite them."""
 
-    def __init__(self, *, path: str, edited: Sequence[str], value_files: Sequence[str]) -> None:
+    def __init__(self, *, path: str, edited: Sequence[str], value_files: Sequence[str],
+                 foreign: Sequence[str] = ()) -> None:
         yours = (f"your values file ({', '.join(value_files)}, which generate reads on every regeneration)"
                  if value_files else "a values file of your own (pass it once with -f: the chart records it and "
                  "generate reads it on every regeneration)")
+        also = (f". It also holds files generate did not write, which --discard-edits does not touch and which stop "
+                f"the run too: {', '.join(foreign[:ForeignFilesError.LISTED])}"
+                + (f" and {len(foreign) - ForeignFilesError.LISTED} more" if len(foreign) > ForeignFilesError.LISTED
+                   else "") + "; move each out of the chart directory" if foreign else "")
         super().__init__(
             f"--output-dir {path}: generate wrote these files and they were edited by hand since: "
             f"{'; '.join(edited)}. Regenerating would discard those edits, so nothing was written. Move each change "
             f"into {yours}, or restore the files (git checkout), then run generate again; or pass --discard-edits "
-            "to overwrite them"
+            f"to overwrite them{also}"
         )
 
 

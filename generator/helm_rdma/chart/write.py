@@ -199,10 +199,10 @@ def _check_output(output: Path, *, force: bool, discard_edits: bool,
                                  "pass --discard-edits once to replace the whole directory (files you added "
                                  "included)")
     found = survey(output, record)
-    if found.edited and not discard_edits:
-        raise ChartEditedError(path=str(output), edited=found.edited, value_files=record.value_files)
     values = {os.path.normpath(name).replace(os.sep, "/") for name in (*record.value_files, *value_files)}
     foreign = tuple(name for name in found.foreign if name not in values)
+    if found.edited and not discard_edits:  # with the files of someone else's, so that one run names both
+        raise ChartEditedError(path=str(output), edited=found.edited, value_files=record.value_files, foreign=foreign)
     if foreign:
         raise ForeignFilesError(path=str(output), files=foreign)
     return tuple(name for name in found.foreign if name in values)
