@@ -98,3 +98,27 @@ def test_a_first_upgrade_and_one_without_cluster_checks_read_no_release(
     deployed(tmp_path, monkeypatch, INSTALLED)
     skipped = upgrade("--skip-cluster-checks", "--set", "model.hfTokenSecret.name=hf-token")
     assert skipped.exit_code == 0, skipped.output
+
+
+def test_what_the_refusal_shows_and_what_counts_as_set(
+        use: Any, installs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    use("ready")
+    secret_init = "#cloud-config\nwrite_files:\n- path: /etc/token\n  content: S3CRET-TOKEN\n"
+    network = {**INSTALLED["clusterNetwork"], "oke": {**INSTALLED["clusterNetwork"]["oke"], "cloudInit": secret_init,
+                                                      "nodeLabels": {"pool": "gpu-prod"}}}
+    deployed(tmp_path, monkeypatch, {**INSTALLED, "clusterNetwork": network,
+                                     "model": {**INSTALLED["model"], "servedName": "gpt"}})
+    out = upgrade("--set", AGAIN)
+    assert out.exit_code == 2, out.output
+    # a value the release ConfigMap withholds (contract.CREDENTIAL_VALUES) is never printed
+    assert "S3CRET-TOKEN" not in out.output
+    assert f"  clusterNetwork.oke.cloudInit: (set, {len(secret_init)} characters, not shown) on the deployed " \
+           'release, "" in this run' in out.stderr
+    # an entry of a free-form map the new values lack, and the name clients send
+    assert '  clusterNetwork.oke.nodeLabels.pool: "gpu-prod" on the deployed release, absent in this run' in out.stderr
+    assert '  model.servedName: "gpt" on the deployed release, "llama405b" in this run' in out.stderr
+    # a value decided by one the user sets: turning the API key off names no Secret, and that is asked for
+    deployed(tmp_path, monkeypatch, {**INSTALLED, "api": {"allowUnauthenticated": False,
+                                                          "keySecret": {"key": "api-key", "name": "llama405b-api-key"}}})
+    off = upgrade("--set", AGAIN.replace("api.keySecret.name=vllm-api-key,", "") + ",api.allowUnauthenticated=true")
+    assert "would drop values" not in off.output, off.output

@@ -33,3 +33,7 @@ PREFLIGHT_EVENT_ANNOTATION = "helm-rdma.io/preflight-summary"
 TEST_TEMPLATES = ("job-test-rdma.yaml", "job-test-api.yaml")
 # How vllm-rdma.validateValues begins its one failure message (templates/_rules.tpl).
 VALIDATE_MARKER = "vllm-rdma: the values do not fit together:"
+# Values that may hold a credential, which the release ConfigMap leaves out and names in its valuesLeftOut
+# (templates/configmap-release.yaml): never printed either.
+CREDENTIAL_VALUES = ("clusterNetwork.oke.cloudInit", "clusterNetwork.oke.nodePackageRepository",
+                     "clusterNetwork.sshAuthorizedKeys")
