@@ -23,6 +23,9 @@ echo "$@" >> "{log}"
 case "$1" in
   version) echo "v4.1.4+g0" ;;
   install) echo "NAME: $2"; echo "STATUS: deployed" ;;
+  get) echo "Error: release: not found" >&2; exit 1 ;;
+  history) echo '[{{"revision": 1, "status": "superseded"}}, {{"revision": 2, "status": "deployed"}},
+                  {{"revision": 3, "status": "failed"}}]' ;;
 esac
 """
 
@@ -207,19 +210,20 @@ def test_a_started_sidecar_is_not_the_step_a_pod_waits_on() -> None:
     assert (pulling.step, pulling.detail, pulling.container) == ("init:port-guard", "ErrImagePull", "port-guard")
 
 
-@pytest.mark.parametrize(("command", "undo"), [("upgrade", "rollback"), ("install", "uninstall")])
+@pytest.mark.parametrize(("command", "undo"), [("upgrade", "rollback llama405b 2"), ("install", "uninstall llama405b")])
 def test_atomic_undoes_a_release_whose_groups_never_serve(helm_log: Path, cluster: Any, command: str,
                                                           undo: str) -> None:
     """helm undoes a release only when its own wait fails (pkg/action/upgrade.go failRelease, install.go), and its
     wait counts a LeaderWorkerSet as ready at once (pkg/kube/ready.go IsReady): --atomic waits as --wait does and
-    undoes the release itself: a rollback to the last revision, or an uninstall of what this run installed."""
+    undoes the release itself: a rollback to the revision deployed before (2 here, not the failed 3, as helm's own
+    --atomic: pkg/action/upgrade.go failRelease), or an uninstall of what this run installed."""
     cluster(group("crashing", "running"))
     out = CliRunner().invoke(main, [command, "llama405b", "--preset", "h100", "-n", "ml", "--atomic", "--timeout",
                                     "1s", "--poll-interval", "0.05", "--skip-cluster-checks"])
     assert out.exit_code == 1
     assert "helm-rdma: error: llama405b is not serving after" in out.output
-    assert f"--atomic undid it: `helm {undo} llama405b --namespace ml" in out.output
+    assert f"--atomic undid it: `helm {undo} --namespace ml" in out.output
     assert "--wait --timeout 1s` succeeded" in out.output
     calls = helm_log.read_text().splitlines()
-    assert calls[-1].startswith(f"{undo} llama405b")
-    assert (command == "upgrade") == any(c.startswith("status llama405b") for c in calls)
+    assert calls[-1].startswith(undo)
+    assert (command == "upgrade") == any(c.startswith("history llama405b") for c in calls)

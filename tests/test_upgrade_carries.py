@@ -57,13 +57,13 @@ def test_an_upgrade_that_leaves_out_what_the_install_was_given_is_refused_before
                                      "clusterNetwork": {**INSTALLED["clusterNetwork"], "deleteOnUninstall": True}})
     out = upgrade("--max-model-len", "65536")
     assert out.exit_code == 2, out.output
-    assert 'helm-rdma: error: upgrade of release "llama405b" would drop values its deployed revision has' in out.stderr
-    for line in ('  model.name: "org/another-model" on the deployed release, '
+    assert 'helm-rdma: error: upgrade of release "llama405b" would drop values its last revision has' in out.stderr
+    for line in ('  model.name: "org/another-model" in the last revision, '
                  '"meta-llama/Llama-3.1-405B-Instruct" in this run',
-                 '  model.hfTokenSecret.name: "hf-token" on the deployed release, "" in this run',
-                 '  api.keySecret.name: "vllm-api-key" on the deployed release, "llama405b-api-key" in this run',
-                 "  clusterNetwork.deleteOnUninstall: true on the deployed release, false in this run",
-                 '  clusterNetwork.oke.clusterId: "ocid1.cluster.oc1.iad.aaaa" on the deployed release, "" in this run'):
+                 '  model.hfTokenSecret.name: "hf-token" in the last revision, "" in this run',
+                 '  api.keySecret.name: "vllm-api-key" in the last revision, "llama405b-api-key" in this run',
+                 "  clusterNetwork.deleteOnUninstall: true in the last revision, false in this run",
+                 '  clusterNetwork.oke.clusterId: "ocid1.cluster.oc1.iad.aaaa" in the last revision, "" in this run'):
         assert line in out.stderr
     assert "fix: pass them again as before (--set KEY=VALUE, the -f file that held them, --model)" in out.stderr
     # defaults that move with the chart's versions, and values that are not about the world outside, may change
@@ -87,7 +87,7 @@ def test_an_upgrade_that_passes_them_again_or_changes_them_on_purpose_goes_on(
     assert installs.read_text().startswith("upgrade --install llama405b")
 
 
-def test_a_first_upgrade_and_one_without_cluster_checks_read_no_release(
+def test_a_first_upgrade_reads_no_release_and_skipping_the_cluster_checks_keeps_this_one(
         use: Any, installs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     use("ready")
     deployed(tmp_path, monkeypatch, INSTALLED)
@@ -95,9 +95,11 @@ def test_a_first_upgrade_and_one_without_cluster_checks_read_no_release(
     (tmp_path / "none.yaml").write_text("[]\n")
     first = upgrade()  # upgrade --install of a release helm does not know: nothing to keep
     assert first.exit_code == 0, first.output
+    # not one of the cluster checks: --skip-cluster-checks, which their refusals suggest, leaves it on
     deployed(tmp_path, monkeypatch, INSTALLED)
     skipped = upgrade("--skip-cluster-checks", "--set", "model.hfTokenSecret.name=hf-token")
-    assert skipped.exit_code == 0, skipped.output
+    assert skipped.exit_code == 2 and "would drop values its last revision has" in skipped.stderr
+    assert "model.hfTokenSecret" not in skipped.stderr  # set again, so not among them
 
 
 def test_what_the_refusal_shows_and_what_counts_as_set(
@@ -112,11 +114,11 @@ def test_what_the_refusal_shows_and_what_counts_as_set(
     assert out.exit_code == 2, out.output
     # a value the release ConfigMap withholds (contract.CREDENTIAL_VALUES) is never printed
     assert "S3CRET-TOKEN" not in out.output
-    assert f"  clusterNetwork.oke.cloudInit: (set, {len(secret_init)} characters, not shown) on the deployed " \
-           'release, "" in this run' in out.stderr
+    assert f"  clusterNetwork.oke.cloudInit: (set, {len(secret_init)} characters, not shown) in the last " \
+           'revision, "" in this run' in out.stderr
     # an entry of a free-form map the new values lack, and the name clients send
-    assert '  clusterNetwork.oke.nodeLabels.pool: "gpu-prod" on the deployed release, absent in this run' in out.stderr
-    assert '  model.servedName: "gpt" on the deployed release, "llama405b" in this run' in out.stderr
+    assert '  clusterNetwork.oke.nodeLabels.pool: "gpu-prod" in the last revision, absent in this run' in out.stderr
+    assert '  model.servedName: "gpt" in the last revision, "llama405b" in this run' in out.stderr
     # a value decided by one the user sets: turning the API key off names no Secret, and that is asked for
     deployed(tmp_path, monkeypatch, {**INSTALLED, "api": {"allowUnauthenticated": False,
                                                           "keySecret": {"key": "api-key", "name": "llama405b-api-key"}}})

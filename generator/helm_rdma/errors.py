@@ -746,7 +746,8 @@ class AtomicUndoError(RuntimeFailure):
 
     def __init__(self, *, failure: str, command: str, problem: str | None) -> None:
         done = (f"--atomic undid it: `{command}` succeeded" if problem is None else
-                f"--atomic could not undo it: `{command}` failed ({problem}); run it again, and see `helm history`")
+                f"--atomic could not undo it: `{command}` failed ({problem}); run it again, and see `helm history`"
+                if command else f"--atomic could not undo it: {problem}; see `helm history`")
         super().__init__(f"{failure}\n{done}")
 
 

@@ -69,7 +69,8 @@ def generate(request: ChartRequest, output_dir: str | None, legacy_output: str |
     one is installed) and written atomically; --package also writes the .tgz to push to a registry. The chart is
     the tool's: keep your choices in a values file of your own and pass it with -f; the chart records it, and a
     regeneration without -f reads it again. --set and the other flags apply to one run: a regeneration lists the
-    values that change, and refuses to drop the model, Secret names, API authentication or clusterNetwork it has.
+    values that change, and refuses to drop those it has that name something outside the chart (the model, Secret
+    names, API authentication, clusterNetwork, ...).
     """
     from helm_rdma.commands.generate import generate as run
 

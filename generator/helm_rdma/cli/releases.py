@@ -85,9 +85,8 @@ def _deploy_command(upgrade: bool) -> Any:
                        "download and barrier, preflight and model load).")
     @dry_run_option
     @click.option("--skip-cluster-checks", is_flag=True, envvar="HELM_RDMA_SKIP_CLUSTER_CHECKS",
-                  help="Do not check the cluster before helm runs (as `doctor --cluster` does, and for upgrade the "
-                       "values the deployed revision has; by default they run when a cluster answers, and errors stop "
-                       "the install).")
+                  help="Do not check the cluster before helm runs (as `doctor --cluster` does; by default they run "
+                       "when a cluster answers, and errors stop the install).")
     @click.option("--atomic", "--rollback-on-failure", "atomic", is_flag=True,
                   help="Roll back on failure (helm 3 --atomic, helm 4 --rollback-on-failure), and wait as --wait does: "
                        "groups that do not serve in time are rolled back too (uninstalled when this run installed "

@@ -56,6 +56,21 @@ def deployed_values(*, release: str, env: HelmEnv) -> dict[str, Any] | None:
     return None if found is None else dict(json.loads(found) or {})
 
 
+def last_deployed(*, release: str, env: HelmEnv) -> int | None:
+    """The revision of ``release`` whose status is deployed, what helm's own --atomic rolls back to (pkg/action/
+    upgrade.go, failRelease: the last deployed or superseded revision); 0 when helm holds revisions but none is
+    deployed, None when it holds none (or there is no helm to ask).
+
+    Raises:
+        HelmCommandError: helm failed for another reason (no cluster, no access).
+    """
+    found = _of_release(["history", release, "--max", "256", "--output", "json", *env.global_flags()])
+    if found is None:
+        return None
+    deployed = [int(r["revision"]) for r in json.loads(found) or [] if r.get("status") == "deployed"]
+    return max(deployed, default=0)
+
+
 def _of_release(args: list[str]) -> str | None:
     """What helm prints for ``args`` about one release; None when there is no helm or no such release."""
     try:

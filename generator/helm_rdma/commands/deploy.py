@@ -15,7 +15,7 @@ from helm_rdma.chart.write import write_chart
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.apikey import ensure_api_key_secret
 from helm_rdma.cluster.kube import connect, kubeconfig_found
-from helm_rdma.cluster.release import deployed_values, helm_status
+from helm_rdma.cluster.release import deployed_values, last_deployed
 from helm_rdma.cluster.rollout import wait_until_serving
 from helm_rdma.commands.doctor import (
     chart_verdict,
@@ -173,11 +173,12 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
                                 "nodes' OCI rules (clusterNetwork.provision is on)",
                                 fix="drop --no-hooks, or set clusterNetwork.provision=false for nodes that exist")
     findings = require_clean(resolved)
-    if run.upgrade and run.cluster_checks and run.dry_run != "client" and kubeconfig_found(env):
+    # Not one of the cluster checks --skip-cluster-checks skips: one `helm get values`, and a refusal of bad input.
+    if run.upgrade and run.dry_run != "client" and kubeconfig_found(env):
         dropped = dropped_values(deployed_values(release=release, env=env) or {}, resolved,
-                                 model_given=request.model is not None, where="on the deployed release")
+                                 model_given=request.model is not None, where="in the last revision")
         if dropped:
-            raise DroppedValuesError(action=f'upgrade of release "{release}"', holder="its deployed revision",
+            raise DroppedValuesError(action=f'upgrade of release "{release}"', holder="its last revision",
                                      lines=dropped, fix=UPGRADE_AGAIN)
     for finding in findings:
         on_warning(_text(finding.key, finding.message, finding.fix))
@@ -216,7 +217,7 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
             args.append("--wait")
         if run.atomic:
             args.append("--atomic" if helm_major_version(helm) < 4 else "--rollback-on-failure")
-        existed = run.atomic and run.upgrade and helm_status(release=release, env=env) is not None
+        back_to = last_deployed(release=release, env=env) if run.atomic and run.upgrade else None
         started = time.monotonic()
         result = render_checked([*args, *helm_args], helm=helm, resolved=resolved)
         if kept:
@@ -238,17 +239,21 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
         except NotServingError as exc:
             if not run.atomic:
                 raise
-            raise _undo(exc, release=release, env=env, existed=existed, timeout=timeout) from None
+            raise _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout) from None
     return DeployResult(output=result.stdout, command=result.command, chart=cache if kept else None,
                         plan=resolved.plan, notice=notice, serving=serving)
 
 
-def _undo(failure: NotServingError, *, release: str, env: HelmEnv, existed: bool, timeout: str) -> AtomicUndoError:
+def _undo(failure: NotServingError, *, release: str, env: HelmEnv, back_to: int | None,
+          timeout: str) -> AtomicUndoError:
     """--atomic for what helm cannot wait on: helm undoes a release when its own wait fails (pkg/action/upgrade.go
-    failRelease rolls back to the last revision; install.go uninstalls), but it counts a LeaderWorkerSet as ready at
-    once (pkg/kube/ready.go, IsReady), so a group that never serves fails only helm-rdma's wait. Undone the same way
-    here: a rollback when the release existed before this run, else an uninstall."""
-    args = ["rollback", release] if existed else ["uninstall", release]
+    failRelease rolls back to the last deployed revision; install.go uninstalls), but it counts a LeaderWorkerSet as
+    ready at once (pkg/kube/ready.go, IsReady), so a group that never serves fails only helm-rdma's wait. Undone the
+    same way here: a rollback to ``back_to``, the revision deployed before this run, or an uninstall when there was
+    none (None); with earlier revisions but none deployed (0) there is nothing to go back to."""
+    if back_to == 0:
+        return AtomicUndoError(failure=str(failure), command="", problem="no earlier revision was deployed")
+    args = ["rollback", release, str(back_to)] if back_to else ["uninstall", release]
     args += [*env.global_flags(), "--wait", "--timeout", timeout]
     try:
         run_helm(args)
