@@ -227,3 +227,15 @@ def test_atomic_undoes_a_release_whose_groups_never_serve(helm_log: Path, cluste
     calls = helm_log.read_text().splitlines()
     assert calls[-1].startswith(undo)
     assert (command == "upgrade") == any(c.startswith("history llama405b") for c in calls)
+
+
+def test_a_terminating_leader_does_not_count_as_serving() -> None:
+    """An upgrade's rolling update deletes a group's pods; until they exit, the kubelet may still report them Ready
+    (the Ready condition turns False only when a probe fails or the containers stop). Such a leader is the old
+    release's, not a group that serves the new one."""
+    old = group("ready", "ready")
+    for p in old:
+        p["metadata"]["deletionTimestamp"] = "2026-12-07T05:00:00Z"
+    [state] = group_states(old)
+    assert not state.serving
+    assert progress([state], wanted_groups=1, nodes=2) == "0/1 group(s) serving; pods 2/2 scheduled (2 terminating)"

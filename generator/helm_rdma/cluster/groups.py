@@ -64,6 +64,8 @@ def pod_state(pod: dict[str, Any]) -> PodState:
     restarts = sum(int(s.get("restartCount", 0)) for s in statuses + init_statuses)
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     step, detail, container = _step(spec, status, init_statuses, statuses, ready)
+    if meta.get("deletionTimestamp"):  # on its way out (a rolling update, a group restart): no longer the release's
+        ready, step, detail = False, "terminating", ""
     finished = tuple(s.get("name", "") for s in init_statuses
                      if "terminated" in (s.get("state") or {}) or "terminated" in (s.get("lastState") or {}))
     return PodState(name=meta.get("name", ""), uid=meta.get("uid", ""), leader=leader,
