@@ -383,7 +383,8 @@ def test_values_from_a_pipe_apply_once_and_are_not_recorded(repo: Path) -> None:
     finally:
         os.close(read)
     assert done.exit_code == 0, done.output
-    assert f"values read from /dev/fd/{read} (a pipe, such as the shell's <(...)) are not recorded" in done.stderr
+    assert f"values read from /dev/fd/{read} (not a regular file: a pipe, such as the shell's <(...), or a device) " \
+           "are not recorded" in done.stderr
     assert values_of(repo / CHART)["replicas"] == 2
     assert read_record(repo / CHART).value_files == ("../llama405b-values.yaml",)
 
@@ -418,3 +419,16 @@ def test_a_hand_edit_and_a_file_of_the_users_are_named_in_one_run(repo: Path) ->
     assert "edited by hand since: templates/service.yaml" in done.output
     assert ("It also holds files generate did not write, which --discard-edits does not touch and which stop the run "
             "too: templates/mine.yaml; move each out of the chart directory") in done.output
+
+
+def test_values_from_a_named_pipe_are_not_recorded(repo: Path) -> None:
+    fifo = repo / "deploy" / "values.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"printf 'replicas: 2\\n' > {fifo}"])
+    try:
+        done = cli(*GENERATE, "-f", USER, "-f", str(fifo), "--output-dir", CHART, "--force")
+    finally:
+        writer.kill()
+    assert done.exit_code == 0, done.output
+    assert values_of(repo / CHART)["replicas"] == 2
+    assert read_record(repo / CHART).value_files == ("../llama405b-values.yaml",)

@@ -23,8 +23,9 @@ from helm_rdma.yamlfile import STDIN
 
 # What generate writes at the top of every chart: never a user's -f file.
 OWN_FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "README.md")
-# Paths of a pipe the shell hands over for <(...): gone once this run ends, so never recorded.
-PIPES = ("/dev/fd/", "/proc/self/fd/")
+# Paths that name this process's own input (the shell's <(...), /dev/stdin): gone once this run ends, so never
+# recorded, even when they lead to a file.
+PIPES = ("/dev/", "/proc/")
 GENERATE_AGAIN = ("keep them in a values file of yours and pass it with -f (the chart records it, and a regeneration "
                   "without -f reads it again), or pass them again; give the new value explicitly to change it on "
                   "purpose")
@@ -142,9 +143,9 @@ def _user_files(request: ChartRequest, output: Path) -> tuple[ChartRequest, dict
             lines.append("values read from standard input (-f -) are not recorded: a regeneration without -f will "
                          "not apply them; keep them in a file")
             continue
-        if str(path).startswith(PIPES):
-            lines.append(f"values read from {path} (a pipe, such as the shell's <(...)) are not recorded: a "
-                         "regeneration without -f will not apply them; keep them in a file")
+        if str(path).startswith(PIPES) or not os.path.isfile(path):
+            lines.append(f"values read from {path} (not a regular file: a pipe, such as the shell's <(...), or a "
+                         "device) are not recorded: a regeneration without -f will not apply them; keep them in a file")
             continue
         absolute = Path(os.path.abspath(path))
         if absolute.parent == output or output in absolute.parents:
