@@ -486,6 +486,32 @@ def test_an_update_interrupted_while_pip_runs_moves_the_previous_environment_bac
     assert not (plugin_dir / ".venv.previous").exists()
 
 
+def test_a_second_run_while_one_builds_changes_nothing_and_a_dead_builders_lock_is_taken_over(tmp_path: Path) -> None:
+    """The plugin's own message sends the user to the hook while an update builds: two builds at once would remove
+    each other's environments, so the second refuses while the first lives (its pid in .venv.building)."""
+    plugin_dir = tmp_path / "plugin"
+    snapshot_repo(plugin_dir)
+    _old_environment(plugin_dir / ".venv")
+    lock = plugin_dir / ".venv.building"
+    lock.mkdir()
+    builder = subprocess.Popen(["sleep", "60"])
+    try:
+        (lock / "pid").write_text(f"{builder.pid}\n")
+        out = _hook(plugin_dir, PIP_NO_INDEX="1")
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"another run (pid {builder.pid}) is building {plugin_dir / '.venv'}; nothing was changed" in out.stderr
+        assert _entry(plugin_dir).stderr.startswith("helm rdma: error: the plugin's environment")
+    finally:
+        builder.kill()
+        builder.wait()
+    assert (plugin_dir / ".venv" / ".helm-rdma-lock").read_text() == "the stamp of an earlier lock\n"
+    # the builder is gone (killed outright): its lock no longer holds, and the next run goes on (here pip fails: no
+    # index) and leaves no lock behind
+    out = _hook(plugin_dir, PIP_NO_INDEX="1")
+    assert "pip could not install" in out.stderr and "the plugin still runs the previous environment" in out.stderr
+    assert not lock.exists() and _entry(plugin_dir).stdout.strip() == "helm-rdma, version 0.0.1"
+
+
 def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:
     out = subprocess.run(["/bin/sh", str(REPO / "scripts" / "helm-rdma"), "--help"], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "HELM_PLUGIN_DIR": str(tmp_path)})
