@@ -239,3 +239,34 @@ def test_a_terminating_leader_does_not_count_as_serving() -> None:
     [state] = group_states(old)
     assert not state.serving
     assert progress([state], wanted_groups=1, nodes=2) == "0/1 group(s) serving; pods 2/2 scheduled (2 terminating)"
+
+
+def lws(*, generation: int, observed: int, updating: bool) -> dict[str, Any]:
+    """The release's LeaderWorkerSet as its controller reports it (kubernetes-sigs/lws api/leaderworkerset/v1,
+    LeaderWorkerSetStatus: observedGeneration, and the UpdateInProgress condition while groups are not yet updated)."""
+    return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+            "metadata": {"name": "llama405b-vllm-rdma", "namespace": "ml", "generation": generation,
+                         "labels": {"app.kubernetes.io/instance": "llama405b"}},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": observed, "readyReplicas": 1, "replicas": 1,
+                       "conditions": [{"type": "UpdateInProgress", "status": "True" if updating else "False"}]}}
+
+
+@pytest.mark.parametrize(("observed", "updating", "pending"), [
+    (1, False, "the LeaderWorkerSet controller has not taken in the new spec yet"),
+    (2, True, "the LeaderWorkerSet is moving its groups onto the new template"),
+    (2, False, None),
+])
+def test_ready_leaders_end_the_wait_only_once_the_lws_has_rolled_onto_the_new_spec(
+        helm_log: Path, cluster: Any, observed: int, updating: bool, pending: str | None) -> None:
+    """helm returns as soon as an upgrade's LeaderWorkerSet spec is stored; until its controller has taken it in and
+    moved every group onto the new template, the Ready leaders are the old release's."""
+    cluster([*group("ready", "ready"), lws(generation=2, observed=observed, updating=updating)])
+    out = install("--timeout", "1s")
+    if pending is None:
+        assert out.exit_code == 0, out.output
+        assert "serving: 1/1 group(s) serving" in out.stderr
+    else:
+        assert out.exit_code == 1
+        assert "llama405b is not serving after" in out.output
+        assert f": 1/1 group(s) serving; pods 2/2 scheduled (2 ready); {pending}" in out.output

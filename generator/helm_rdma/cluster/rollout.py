@@ -1,7 +1,7 @@
 """Waiting until a release serves: every group's leader Ready, with progress, and the reason when it does not.
 
 Helm has no readiness rule for a LeaderWorkerSet, so `helm install --wait` returns as soon as the object exists;
-`helm rdma install --wait` then waits here, reading the pods.
+`helm rdma install --wait` then waits here, reading the pods, and after an upgrade the LeaderWorkerSet's status too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from helm_rdma.clock import Polling
 from helm_rdma.cluster.groups import group_states, progress, stuck_pod
 from helm_rdma.cluster.kube import pod_events, pod_log, release_pods
+from helm_rdma.cluster.objects import list_objects
+from helm_rdma.contract import INSTANCE_LABEL
 from helm_rdma.errors import ClusterError, NotServingError
 from helm_rdma.helmenv import HelmEnv
 
@@ -39,7 +41,10 @@ def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, p
             on_progress(f"{line} ({elapsed:.0f}s)")
             last_line, last_report = line, clock.now()
         if sum(1 for g in states if g.serving) >= groups:
-            return line
+            pending = _rolling(release=release, env=env)
+            if pending is None:
+                return line
+            line = f"{line}; {pending}"
         if elapsed >= polling.timeout_seconds:
             stuck = stuck_pod(states)
             log = ""
@@ -53,6 +58,23 @@ def wait_until_serving(*, release: str, env: HelmEnv, groups: int, nodes: int, p
                                   events=_events(stuck.name, env) if stuck else "")
         clock.sleep(delay)
         delay = polling.next_delay(delay)
+
+
+def _rolling(*, release: str, env: HelmEnv) -> str | None:
+    """What a LeaderWorkerSet of ``release`` has still to do after an upgrade, None when nothing: Ready leaders may be
+    the old template's until its controller has seen the new spec (status.observedGeneration below
+    metadata.generation) and rolled every group onto it (the UpdateInProgress condition: kubernetes-sigs/lws
+    api/leaderworkerset/v1/leaderworkerset_types.go, set in pkg/controllers/leaderworkerset_controller.go while
+    updated groups are fewer than the groups). An operator that reports neither is judged by its pods alone."""
+    _, found = list_objects(kind="LeaderWorkerSet", labels={INSTANCE_LABEL: release}, env=env)
+    for lws in found:
+        status, generation = lws.get("status") or {}, (lws.get("metadata") or {}).get("generation")
+        if "observedGeneration" in status and generation is not None and int(status["observedGeneration"]) < generation:
+            return "the LeaderWorkerSet controller has not taken in the new spec yet"
+        conditions = status.get("conditions") or []
+        if any(c.get("type") == "UpdateInProgress" and c.get("status") == "True" for c in conditions):
+            return "the LeaderWorkerSet is moving its groups onto the new template"
+    return None
 
 
 def _events(pod: str, env: HelmEnv) -> str:
