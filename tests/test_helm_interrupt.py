@@ -46,6 +46,7 @@ def _wait_for(log: Path, line: str, *, seconds: float) -> None:
 @pytest.mark.parametrize(("signum", "whole_group"), [
     (signal.SIGINT, True),    # Ctrl-C at a terminal: the whole foreground group gets it
     (signal.SIGTERM, False),  # CI cancelling a job, `timeout`, `kill`: helm-rdma alone gets it
+    (signal.SIGHUP, False),   # the terminal closed, the ssh session dropped: helm handles no SIGHUP, so it gets SIGTERM
 ])
 def test_an_interrupted_upgrade_reaches_helm_once_and_waits_for_it_to_record_the_release(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, whole_group: bool) -> None:
@@ -65,7 +66,7 @@ def test_an_interrupted_upgrade_reaches_helm_once_and_waits_for_it_to_record_the
     finally:
         if proc.poll() is None:
             proc.kill()
-    name = signal.Signals(signum).name.removeprefix("SIG")
+    name = signal.Signals(signal.SIGTERM if signum == signal.SIGHUP else signum).name.removeprefix("SIG")
     assert log.read_text().splitlines() == ["start upgrade", f"got {name}", "recorded the release as failed"]
     assert proc.returncode == 1, stderr
     assert "upgrade --install llama405b" in stderr and f"was interrupted ({signal.Signals(signum).name})" in stderr

@@ -758,8 +758,9 @@ class HelmInterruptedError(RuntimeFailure):
     _TARGET_FLAGS = ("--namespace", "--kube-context", "--kubeconfig")
 
     def __init__(self, *, command: Sequence[str], signal_name: str, returncode: int | None, output: str,
-                 killed: bool, grace_seconds: float) -> None:
+                 killed: bool, grace_seconds: float, sent_name: str = "") -> None:
         self.command = tuple(command)
+        sent_name = sent_name or signal_name
         verb = command[1] if len(command) > 1 else "helm"
         release = next((a for a in command[2:] if not a.startswith("-")), "RELEASE")
         target = " ".join(f"{flag} {value}" for flag, value in zip(command[:-1], command[1:], strict=True)
@@ -786,5 +787,5 @@ class HelmInterruptedError(RuntimeFailure):
             fix = (f"`helm status {where}` shows the release's state; a release left pending-install or "
                    f"pending-upgrade refuses every later upgrade until `helm rollback {where}` (back to the last "
                    f"deployed revision) or, for a first install, `helm uninstall {where}` clears it")
-        super().__init__(f"`{' '.join(command)}` was interrupted ({signal_name}): helm was sent {signal_name} once "
+        super().__init__(f"`{' '.join(command)}` was interrupted ({signal_name}): helm was sent {sent_name} once "
                          f"and {ended}{detail}next: {fix}")

@@ -122,10 +122,16 @@ class _Forwarder:
         self.signum, self.at = signum, time.monotonic()
         self.forward()
 
+    @property
+    def sent(self) -> int:
+        """What helm gets: the signal itself, or SIGTERM for a SIGHUP (a closed terminal, a dropped ssh session),
+        which helm does not handle and would die of without recording the release."""
+        return signal.SIGTERM if self.signum == signal.SIGHUP else int(self.signum or signal.SIGTERM)
+
     def forward(self) -> None:
         if self.proc is not None and self.signum is not None and self.proc.returncode is None:
             try:
-                self.proc.send_signal(self.signum)
+                self.proc.send_signal(self.sent)
             except ProcessLookupError:  # helm has just ended
                 pass
 
@@ -147,7 +153,8 @@ def _run_release_command(command: tuple[str, ...]) -> tuple[int, str, str]:
     """
     forwarder = _Forwarder()
     try:
-        previous = {signum: signal.signal(signum, forwarder) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {signum: signal.signal(signum, forwarder)
+                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     except ValueError:  # not the main thread: signals are not ours to handle, so helm runs as any other command
         done = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
         return done.returncode, done.stdout, done.stderr
@@ -175,6 +182,7 @@ def _run_release_command(command: tuple[str, ...]) -> tuple[int, str, str]:
             signal.signal(signum, handler)
     if forwarder.signum is not None:
         raise HelmInterruptedError(command=command, signal_name=signal.Signals(forwarder.signum).name,
+                                   sent_name=signal.Signals(forwarder.sent).name,
                                    returncode=proc.returncode, output=stderr or stdout, killed=killed,
                                    grace_seconds=HELM_SIGNAL_GRACE_SECONDS)
     return proc.returncode, stdout, stderr
