@@ -218,6 +218,9 @@ def test_atomic_undoes_a_release_whose_groups_never_serve(helm_log: Path, cluste
     undoes the release itself: a rollback to the revision deployed before (2 here, not the failed 3, as helm's own
     --atomic: pkg/action/upgrade.go failRelease), or an uninstall of what this run installed."""
     cluster(group("crashing", "running"))
+    kept = helm_log.parent / "cache" / "rdma" / "ml" / "llama405b"  # the chart of the revision that ran before
+    kept.mkdir(parents=True)
+    (kept / "Chart.yaml").write_text("version: 0.1.0+before\n")
     out = CliRunner().invoke(main, [command, "llama405b", "--preset", "h100", "-n", "ml", "--atomic", "--timeout",
                                     "1s", "--poll-interval", "0.05", "--skip-cluster-checks"])
     assert out.exit_code == 1
@@ -227,6 +230,12 @@ def test_atomic_undoes_a_release_whose_groups_never_serve(helm_log: Path, cluste
     calls = helm_log.read_text().splitlines()
     assert calls[-1].startswith(undo)
     assert (command == "upgrade") == any(c.startswith("history llama405b") for c in calls)
+    # the kept chart stays what runs: the one before a rollback, none after an uninstall
+    if command == "upgrade":
+        assert (kept / "Chart.yaml").read_text() == "version: 0.1.0+before\n"
+    else:
+        assert not kept.exists()
+    assert [p.name for p in kept.parent.iterdir()] == (["llama405b"] if command == "upgrade" else [])  # no staging
 
 
 def test_a_terminating_leader_does_not_count_as_serving() -> None:

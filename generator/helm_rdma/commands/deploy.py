@@ -220,28 +220,42 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
         back_to = last_deployed(release=release, env=env) if run.atomic and run.upgrade else None
         started = time.monotonic()
         result = render_checked([*args, *helm_args], helm=helm, resolved=resolved)
-        if kept:
+        if kept and not run.atomic:
+            kept = _keep(chart, cache, on_warning=on_warning)
+        serving = None
+        if run.wait or run.atomic:  # --atomic implies --wait, as helm's does
+            left = max(budget - (time.monotonic() - started), 0.0)
+            try:
+                serving = _wait(resolved.values, release=release, env=env, seconds=left, poll_seconds=poll_seconds,
+                                on_progress=on_progress)
+            except NotServingError as exc:
+                if not run.atomic:
+                    raise
+                if back_to is None and cache.exists():  # uninstalled: no chart of it to keep
+                    shutil.rmtree(cache, ignore_errors=True)
+                raise _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout) from None
+        if kept and run.atomic:  # only now is it what runs; an undone one leaves the kept chart of the one before
             kept = _keep(chart, cache, on_warning=on_warning)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    serving = None
-    if run.wait or run.atomic:  # --atomic implies --wait, as helm's does
-        values = resolved.values
-        left = max(budget - (time.monotonic() - started), 0.0)
-        polling = Polling(timeout_seconds=left, poll_seconds=poll_seconds, max_poll_seconds=poll_seconds)
-        # With autoscaling the scaler keeps at least minReplicas groups (KEDA sets them at once) and replicas is not
-        # rendered: those are the groups that must serve.
-        auto = values["autoscaling"]
-        groups = int(auto["minReplicas"]) if auto["enabled"] else int(values["replicas"])
-        try:
-            serving = wait_until_serving(release=release, env=env, groups=groups, nodes=int(values["nodes"]),
-                                         polling=polling, on_progress=on_progress)
-        except NotServingError as exc:
-            if not run.atomic:
-                raise
-            raise _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout) from None
     return DeployResult(output=result.stdout, command=result.command, chart=cache if kept else None,
                         plan=resolved.plan, notice=notice, serving=serving)
+
+
+def _wait(values: dict[str, Any], *, release: str, env: HelmEnv, seconds: float, poll_seconds: float,
+          on_progress: Callable[[str], None]) -> str:
+    """Wait up to ``seconds`` until the groups serve (see cluster/rollout.py). With autoscaling the scaler keeps at
+    least minReplicas groups (KEDA sets them at once) and replicas is not rendered: those are the groups that must
+    serve.
+
+    Raises:
+        NotServingError: They did not in time.
+    """
+    auto = values["autoscaling"]
+    groups = int(auto["minReplicas"]) if auto["enabled"] else int(values["replicas"])
+    polling = Polling(timeout_seconds=seconds, poll_seconds=poll_seconds, max_poll_seconds=poll_seconds)
+    return wait_until_serving(release=release, env=env, groups=groups, nodes=int(values["nodes"]), polling=polling,
+                              on_progress=on_progress)
 
 
 def _undo(failure: NotServingError, *, release: str, env: HelmEnv, back_to: int | None,
