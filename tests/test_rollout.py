@@ -279,3 +279,19 @@ def test_ready_leaders_end_the_wait_only_once_the_lws_has_rolled_onto_the_new_sp
         assert out.exit_code == 1
         assert "llama405b is not serving after" in out.output
         assert f": 1/1 group(s) serving; pods 2/2 scheduled (2 ready); {pending}" in out.output
+
+
+def test_an_undone_install_that_provisioned_says_the_network_is_still_there(helm_log: Path, cluster: Any) -> None:
+    """The uninstall deletes the network only with clusterNetwork.deleteOnUninstall (templates/job-deprovision.yaml
+    renders only then); otherwise the bare-metal nodes keep billing, and the message says so."""
+    cluster(group("crashing", "running"))
+    network = ("clusterNetwork.provision=true,clusterNetwork.compartmentId=ocid1.compartment.oc1..c,"
+               "clusterNetwork.availabilityDomain=AD-1,clusterNetwork.subnetId=ocid1.subnet.oc1..s,"
+               "clusterNetwork.imageId=ocid1.image.oc1..i,"
+               "clusterNetwork.image.repository=iad.ocir.io/example/helm-rdma-provisioner")
+    out = CliRunner().invoke(main, ["install", "llama405b", "--preset", "h100", "-n", "ml", "--atomic", "--timeout",
+                                    "1s", "--poll-interval", "0.05", "--skip-cluster-checks", "--set", network])
+    assert out.exit_code == 1, out.output
+    assert "--atomic undid it: `helm uninstall llama405b" in out.output
+    assert "the cluster network the install provisioned is still there (clusterNetwork.deleteOnUninstall is false)" \
+        in out.output

@@ -50,6 +50,9 @@ from helm_rdma.sizing.planner import Plan
 _RESET = ("--reset-values",)
 UPGRADE_AGAIN = ("pass them again as before (--set KEY=VALUE, the -f file that held them, --model), or give the new "
                  "value explicitly to change it on purpose")
+# What an undone install says of a network it provisioned and its uninstall does not delete.
+NETWORK_LEFT = ("the cluster network the install provisioned is still there (clusterNetwork.deleteOnUninstall is "
+                "false): its nodes bill until you delete it (`helm rdma deprovision --help`) or install again")
 IMAGE_PULL_MINUTES = 15  # the vLLM image (about 10 GB) onto a node that has never pulled it; helm's default is 5m
 
 
@@ -233,7 +236,10 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
                     raise
                 if back_to is None and cache.exists():  # uninstalled: no chart of it to keep
                     shutil.rmtree(cache, ignore_errors=True)
-                raise _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout) from None
+                network = resolved.values["clusterNetwork"]
+                left = back_to is None and network["provision"] and not network["deleteOnUninstall"]
+                raise _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout, note=NETWORK_LEFT * left
+                            ) from None
         if kept and run.atomic:  # only now is it what runs; an undone one leaves the kept chart of the one before
             kept = _keep(chart, cache, on_warning=on_warning)
     finally:
@@ -258,22 +264,23 @@ def _wait(values: dict[str, Any], *, release: str, env: HelmEnv, seconds: float,
                               on_progress=on_progress)
 
 
-def _undo(failure: NotServingError, *, release: str, env: HelmEnv, back_to: int | None,
-          timeout: str) -> AtomicUndoError:
+def _undo(failure: NotServingError, *, release: str, env: HelmEnv, back_to: int | None, timeout: str,
+          note: str = "") -> AtomicUndoError:
     """--atomic for what helm cannot wait on: helm undoes a release when its own wait fails (pkg/action/upgrade.go
     failRelease rolls back to the last deployed revision; install.go uninstalls), but it counts a LeaderWorkerSet as
     ready at once (pkg/kube/ready.go, IsReady), so a group that never serves fails only helm-rdma's wait. Undone the
     same way here: a rollback to ``back_to``, the revision deployed before this run, or an uninstall when there was
     none (None); with earlier revisions but none deployed (0) there is nothing to go back to."""
     if back_to == 0:
-        return AtomicUndoError(failure=str(failure), command="", problem="no earlier revision was deployed")
+        return AtomicUndoError(failure=str(failure), command="", problem="no earlier revision was deployed", note=note)
     args = ["rollback", release, str(back_to)] if back_to else ["uninstall", release]
     args += [*env.global_flags(), "--wait", "--timeout", timeout]
     try:
         run_helm(args)
     except HelmCommandError as exc:
-        return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=exc.stderr.strip())
-    return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=None)
+        return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=exc.stderr.strip(),
+                               note=note)
+    return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=None, note=note)
 
 
 def _staging(cache: Path, *, release: str, on_warning: Callable[[str], None]) -> tuple[Path, bool]:
