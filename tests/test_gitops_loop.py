@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -424,11 +426,16 @@ def test_a_hand_edit_and_a_file_of_the_users_are_named_in_one_run(repo: Path) ->
 def test_values_from_a_named_pipe_are_not_recorded(repo: Path) -> None:
     fifo = repo / "deploy" / "values.fifo"
     os.mkfifo(fifo)
-    writer = subprocess.Popen(["sh", "-c", f"printf 'replicas: 2\\n' > {fifo}"])
-    try:
-        done = cli(*GENERATE, "-f", USER, "-f", str(fifo), "--output-dir", CHART, "--force")
-    finally:
-        writer.kill()
+
+    def write() -> None:  # blocks in open(2) until generate opens the pipe to read it
+        with open(fifo, "w") as pipe:
+            pipe.write("replicas: 2\n")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    time.sleep(0.5)  # the writer waits in open(2) by now: generate's reader finds it there
+    done = cli(*GENERATE, "-f", USER, "-f", str(fifo), "--output-dir", CHART, "--force")
+    writer.join(timeout=10)
     assert done.exit_code == 0, done.output
     assert values_of(repo / CHART)["replicas"] == 2
     assert read_record(repo / CHART).value_files == ("../llama405b-values.yaml",)

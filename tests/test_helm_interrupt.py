@@ -133,3 +133,25 @@ def test_the_interrupted_message_says_what_helm_did_and_what_is_next(command: tu
                                        killed=False, grace_seconds=60))
     assert message.startswith(f"`{' '.join(command)}` was interrupted (SIGINT): helm was sent SIGINT once")
     assert says in message
+
+
+def test_a_sighup_that_nohup_ignores_stays_ignored_and_helm_finishes(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """nohup ignores SIGHUP for the run and what it starts: taking it over would cancel the upgrade nohup keeps."""
+    log = trapping_helm(tmp_path, monkeypatch, BIN / "helm4")
+    monkeypatch.setenv("KUBECONFIG", os.devnull)
+    cli = ["nohup", sys.executable, "-m", "helm_rdma", "upgrade", "llama405b", "--preset", "h100", "-n", "llm",
+           "--skip-cluster-checks"]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=tmp_path)
+    try:
+        _wait_for(log, "start upgrade", seconds=180)
+        os.killpg(proc.pid, signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None and log.read_text().splitlines() == ["start upgrade"]  # both go on
+        proc.send_signal(signal.SIGTERM)  # (the end of the test: helm-rdma hands it on and waits)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert log.read_text().splitlines() == ["start upgrade", "got TERM", "recorded the release as failed"]

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -510,6 +511,23 @@ def test_a_second_run_while_one_builds_changes_nothing_and_a_dead_builders_lock_
     out = _hook(plugin_dir, PIP_NO_INDEX="1")
     assert "pip could not install" in out.stderr and "the plugin still runs the previous environment" in out.stderr
     assert not lock.exists() and _entry(plugin_dir).stdout.strip() == "helm-rdma, version 0.0.1"
+
+
+def test_a_build_lock_older_than_any_build_holds_nothing_even_when_its_pid_lives_again(tmp_path: Path) -> None:
+    """After a reboot (or in a container) the pid a dead build left may name another live process: a lock older than
+    two hours is stale whatever its pid says."""
+    plugin_dir = tmp_path / "plugin"
+    snapshot_repo(plugin_dir)
+    _old_environment(plugin_dir / ".venv")
+    lock = plugin_dir / ".venv.building"
+    lock.mkdir()
+    (lock / "pid").write_text(f"{os.getpid()}\n")  # alive: this test's own process
+    hours_ago = time.time() - 3 * 3600
+    os.utime(lock, (hours_ago, hours_ago))
+    assert _entry(plugin_dir).stdout.strip() == "helm-rdma, version 0.0.1"
+    out = _hook(plugin_dir, PIP_NO_INDEX="1")
+    assert "another run" not in out.stderr and "pip could not install" in out.stderr
+    assert not lock.exists()
 
 
 def test_entry_script_says_how_to_repair_a_missing_venv(tmp_path: Path) -> None:

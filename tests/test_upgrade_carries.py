@@ -124,3 +124,28 @@ def test_what_the_refusal_shows_and_what_counts_as_set(
                                                           "keySecret": {"key": "api-key", "name": "llama405b-api-key"}}})
     off = upgrade("--set", AGAIN.replace("api.keySecret.name=vllm-api-key,", "") + ",api.allowUnauthenticated=true")
     assert "would drop values" not in off.output, off.output
+
+
+def test_the_second_reviews_leaks_and_dead_ends(
+        use: Any, installs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    use("ready")
+    # a label key holds dots (oci.oraclecloud.com/...): the entry is still found, and its drop refused
+    network = {**INSTALLED["clusterNetwork"], "oke": {**INSTALLED["clusterNetwork"]["oke"],
+                                                      "nodeLabels": {"oci.oraclecloud.com/pool": "gpu"}}}
+    deployed(tmp_path, monkeypatch, {**INSTALLED, "clusterNetwork": network})
+    out = upgrade("--set", AGAIN)
+    assert out.exit_code == 2 and '  clusterNetwork.oke.nodeLabels.oci.oraclecloud.com/pool: "gpu" in the last ' \
+                                  "revision, absent in this run" in out.stderr, out.output
+    # the served name does not follow a --set of model.name (it is the catalog alias): clients would get 404
+    deployed(tmp_path, monkeypatch, {**INSTALLED, "model": {**INSTALLED["model"], "servedName": "gpt"}})
+    out = upgrade("--set", AGAIN + ",model.name=meta-llama/Llama-3.1-405B-Instruct-FP8")
+    assert out.exit_code == 2 and '  model.servedName: "gpt" in the last revision' in out.stderr, out.output
+    # a deciding value set to what it was decides nothing: the key Secret's name is still dropped
+    deployed(tmp_path, monkeypatch, INSTALLED)
+    out = upgrade("--set", AGAIN.replace("api.keySecret.name=vllm-api-key,", "") + ",api.allowUnauthenticated=false")
+    assert out.exit_code == 2 and '  api.keySecret.name: "vllm-api-key" in the last revision' in out.stderr
+    # a key a newer schema dropped (not a free-form map's entry) is no change: nothing could set it again
+    gone = {**INSTALLED["clusterNetwork"], "legacyTimeout": 30}
+    deployed(tmp_path, monkeypatch, {**INSTALLED, "clusterNetwork": gone})
+    out = upgrade("--set", AGAIN)
+    assert out.exit_code == 0, out.output

@@ -745,6 +745,7 @@ class AtomicUndoError(RuntimeFailure):
     """With --atomic, the groups did not serve: the release was rolled back (or uninstalled), or that failed too."""
 
     def __init__(self, *, failure: str, command: str, problem: str | None, note: str = "") -> None:
+        self.undone = problem is None
         done = (f"--atomic undid it: `{command}` succeeded" if problem is None else
                 f"--atomic could not undo it: `{command}` failed ({problem}); run it again, and see `helm history`"
                 if command else f"--atomic could not undo it: {problem}; see `helm history`")

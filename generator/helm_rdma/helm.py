@@ -27,6 +27,7 @@ HELM_VERSION_TIMEOUT_SECONDS = 10
 RELEASE_COMMANDS = frozenset({"install", "upgrade", "uninstall", "rollback"})
 # How long helm may take, after the signal, to record the release before it is killed.
 HELM_SIGNAL_GRACE_SECONDS = 60.0
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _POLL_SECONDS = 0.5
 
 
@@ -153,8 +154,10 @@ def _run_release_command(command: tuple[str, ...]) -> tuple[int, str, str]:
     """
     forwarder = _Forwarder()
     try:
-        previous = {signum: signal.signal(signum, forwarder)
-                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        # A signal already ignored stays so (nohup ignores SIGHUP for the run and helm alike: taking it over would
+        # cancel the very upgrade nohup was to keep going).
+        previous = {signum: signal.signal(signum, forwarder) for signum in FORWARDED
+                    if signal.getsignal(signum) is not signal.SIG_IGN}
     except ValueError:  # not the main thread: signals are not ours to handle, so helm runs as any other command
         done = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
         return done.returncode, done.stdout, done.stderr

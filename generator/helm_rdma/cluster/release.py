@@ -57,9 +57,9 @@ def deployed_values(*, release: str, env: HelmEnv) -> dict[str, Any] | None:
 
 
 def last_deployed(*, release: str, env: HelmEnv) -> int | None:
-    """The revision of ``release`` whose status is deployed, what helm's own --atomic rolls back to (pkg/action/
-    upgrade.go, failRelease: the last deployed or superseded revision); 0 when helm holds revisions but none is
-    deployed, None when it holds none (or there is no helm to ask).
+    """The last revision of ``release`` that ran (status deployed or superseded), what helm's own --atomic rolls back
+    to (pkg/action/upgrade.go, failRelease); 0 when helm holds revisions but none ran, None when it holds none (or
+    there is no helm to ask).
 
     Raises:
         HelmCommandError: helm failed for another reason (no cluster, no access).
@@ -67,7 +67,7 @@ def last_deployed(*, release: str, env: HelmEnv) -> int | None:
     found = _of_release(["history", release, "--max", "256", "--output", "json", *env.global_flags()])
     if found is None:
         return None
-    deployed = [int(r["revision"]) for r in json.loads(found) or [] if r.get("status") == "deployed"]
+    deployed = [int(r["revision"]) for r in json.loads(found) or [] if r.get("status") in ("deployed", "superseded")]
     return max(deployed, default=0)
 
 

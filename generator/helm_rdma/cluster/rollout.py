@@ -65,8 +65,12 @@ def _rolling(*, release: str, env: HelmEnv) -> str | None:
     the old template's until its controller has seen the new spec (status.observedGeneration below
     metadata.generation) and rolled every group onto it (the UpdateInProgress condition: kubernetes-sigs/lws
     api/leaderworkerset/v1/leaderworkerset_types.go, set in pkg/controllers/leaderworkerset_controller.go while
-    updated groups are fewer than the groups). An operator that reports neither is judged by its pods alone."""
-    _, found = list_objects(kind="LeaderWorkerSet", labels={INSTANCE_LABEL: release}, env=env)
+    updated groups are fewer than the groups). An operator that reports neither, or a LeaderWorkerSet the kube user
+    may not read, is judged by its pods alone."""
+    try:
+        _, found = list_objects(kind="LeaderWorkerSet", labels={INSTANCE_LABEL: release}, env=env)
+    except ClusterError:  # a kube user who may read pods but not LeaderWorkerSets: the pods alone say it
+        return None
     for lws in found:
         status, generation = lws.get("status") or {}, (lws.get("metadata") or {}).get("generation")
         if "observedGeneration" in status and generation is not None and int(status["observedGeneration"]) < generation:

@@ -234,12 +234,13 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
             except NotServingError as exc:
                 if not run.atomic:
                     raise
-                if back_to is None and cache.exists():  # uninstalled: no chart of it to keep
-                    shutil.rmtree(cache, ignore_errors=True)
                 network = resolved.values["clusterNetwork"]
                 left = back_to is None and network["provision"] and not network["deleteOnUninstall"]
-                raise _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout, note=NETWORK_LEFT * left
-                            ) from None
+                undone = _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout,
+                               note=NETWORK_LEFT * left)
+                if back_to is None and undone.undone and cache.exists():  # uninstalled: no chart of it to keep
+                    shutil.rmtree(cache, ignore_errors=True)
+                raise undone from None
         if kept and run.atomic:  # only now is it what runs; an undone one leaves the kept chart of the one before
             kept = _keep(chart, cache, on_warning=on_warning)
     finally:
