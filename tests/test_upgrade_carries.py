@@ -149,3 +149,15 @@ def test_the_second_reviews_leaks_and_dead_ends(
     deployed(tmp_path, monkeypatch, {**INSTALLED, "clusterNetwork": gone})
     out = upgrade("--set", AGAIN)
     assert out.exit_code == 0, out.output
+
+
+def test_another_model_by_model_says_the_served_name_changes(
+        use: Any, installs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    use("ready")
+    deployed(tmp_path, monkeypatch, {**INSTALLED, "model": {**INSTALLED["model"], "servedName": "llama405b"}})
+    out = upgrade("--model", "llama405b-fp8", "--set", AGAIN)
+    assert out.exit_code == 0, out.output
+    assert ('warning: model.servedName: "llama405b" in the last revision, "llama405b-fp8" in this run: clients must '
+            'send "model": "llama405b-fp8" from then on') in out.stderr
+    same = upgrade("--set", AGAIN)
+    assert same.exit_code == 0 and "model.servedName" not in same.stderr

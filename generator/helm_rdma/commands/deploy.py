@@ -40,7 +40,7 @@ from helm_rdma.errors import (
 from helm_rdma.helm import duration_seconds, find_helm, helm_major_version, run_helm
 from helm_rdma.helmenv import HelmEnv
 from helm_rdma.oci.clients import OciAuth
-from helm_rdma.resolve.carried import dropped_values
+from helm_rdma.resolve.carried import dropped_values, renamed_model
 from helm_rdma.resolve.values import ChartRequest, Resolved, generated_api_key_secret, resolve
 from helm_rdma.sizing.planner import Plan
 
@@ -178,8 +178,11 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
     findings = require_clean(resolved)
     # Not one of the cluster checks --skip-cluster-checks skips: one `helm get values`, and a refusal of bad input.
     if run.upgrade and run.dry_run != "client" and kubeconfig_found(env):
-        dropped = dropped_values(deployed_values(release=release, env=env) or {}, resolved,
-                                 model_given=request.model is not None, where="in the last revision")
+        last = deployed_values(release=release, env=env) or {}
+        dropped = dropped_values(last, resolved, model_given=request.model is not None, where="in the last revision")
+        renamed = renamed_model(last, resolved) if not dropped else None
+        if renamed:
+            on_warning(renamed)
         if dropped:
             raise DroppedValuesError(action=f'upgrade of release "{release}"', holder="its last revision",
                                      lines=dropped, fix=UPGRADE_AGAIN)

@@ -97,3 +97,15 @@ def _at(values: Any, path: tuple[str, ...], schema: Mapping[str, Any]) -> Any:
         values = values[part]
         node = (node.get("properties") or {}).get(part) if isinstance(node, Mapping) else None
     return values
+
+
+def renamed_model(before: Mapping[str, Any], resolved: Resolved) -> str | None:
+    """A line saying the served model name changes (--model with another alias renames it): clients send that name,
+    and the old one is answered 404 from then on; None when it stays."""
+    old = (before.get("model") or {}).get("servedName")
+    new = resolved.values["model"]["servedName"]
+    if old is None or old == new:
+        return None
+    return (f"model.servedName: {json.dumps(old)} in the last revision, {json.dumps(new)} in this run: clients must "
+            f"send \"model\": {json.dumps(new)} from then on (vLLM answers the old name 404); keep it with --set "
+            f"model.servedName={old}")
