@@ -295,3 +295,20 @@ def test_an_undone_install_that_provisioned_says_the_network_is_still_there(helm
     assert "--atomic undid it: `helm uninstall llama405b" in out.output
     assert "the cluster network the install provisioned is still there (clusterNetwork.deleteOnUninstall is false)" \
         in out.output
+
+
+def test_atomic_undoes_an_upgrade_interrupted_while_it_waits(helm_log: Path, cluster: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """helm's own --atomic undoes on an interrupt of its wait too (pkg/action/upgrade.go, handleContext): Ctrl-C
+    while helm-rdma waits for the groups rolls back the same way."""
+    cluster(group("running", "running"))
+
+    def interrupted(**_: Any) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("helm_rdma.commands.deploy.wait_until_serving", interrupted)
+    out = CliRunner().invoke(main, ["upgrade", "llama405b", "--preset", "h100", "-n", "ml", "--atomic",
+                                    "--skip-cluster-checks"])
+    assert out.exit_code == 1, out.output
+    assert "interrupted while waiting for the groups of llama405b to serve" in out.output
+    assert "--atomic undid it: `helm rollback llama405b 2 --namespace ml" in out.output

@@ -234,12 +234,15 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
             try:
                 serving = _wait(resolved.values, release=release, env=env, seconds=left, poll_seconds=poll_seconds,
                                 on_progress=on_progress)
-            except NotServingError as exc:
+            except (NotServingError, KeyboardInterrupt, SystemExit) as exc:  # SIGTERM is SystemExit (cli/base.py)
                 if not run.atomic:
                     raise
+                # helm's own --atomic undoes on an interrupt of its wait too (pkg/action/upgrade.go, handleContext)
+                failure = str(exc) if isinstance(exc, NotServingError) else \
+                    f"interrupted while waiting for the groups of {release} to serve"
                 network = resolved.values["clusterNetwork"]
                 left = back_to is None and network["provision"] and not network["deleteOnUninstall"]
-                undone = _undo(exc, release=release, env=env, back_to=back_to, timeout=timeout,
+                undone = _undo(failure, release=release, env=env, back_to=back_to, timeout=timeout,
                                note=NETWORK_LEFT * left)
                 if back_to is None and undone.undone and cache.exists():  # uninstalled: no chart of it to keep
                     shutil.rmtree(cache, ignore_errors=True)
@@ -268,7 +271,7 @@ def _wait(values: dict[str, Any], *, release: str, env: HelmEnv, seconds: float,
                               on_progress=on_progress)
 
 
-def _undo(failure: NotServingError, *, release: str, env: HelmEnv, back_to: int | None, timeout: str,
+def _undo(failure: str, *, release: str, env: HelmEnv, back_to: int | None, timeout: str,
           note: str = "") -> AtomicUndoError:
     """--atomic for what helm cannot wait on: helm undoes a release when its own wait fails (pkg/action/upgrade.go
     failRelease rolls back to the last deployed revision; install.go uninstalls), but it counts a LeaderWorkerSet as
@@ -276,15 +279,15 @@ def _undo(failure: NotServingError, *, release: str, env: HelmEnv, back_to: int 
     same way here: a rollback to ``back_to``, the revision deployed before this run, or an uninstall when there was
     none (None); with earlier revisions but none deployed (0) there is nothing to go back to."""
     if back_to == 0:
-        return AtomicUndoError(failure=str(failure), command="", problem="no earlier revision was deployed", note=note)
+        return AtomicUndoError(failure=failure, command="", problem="no earlier revision was deployed", note=note)
     args = ["rollback", release, str(back_to)] if back_to else ["uninstall", release]
     args += [*env.global_flags(), "--wait", "--timeout", timeout]
     try:
         run_helm(args)
     except HelmCommandError as exc:
-        return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=exc.stderr.strip(),
+        return AtomicUndoError(failure=failure, command=" ".join(["helm", *args]), problem=exc.stderr.strip(),
                                note=note)
-    return AtomicUndoError(failure=str(failure), command=" ".join(["helm", *args]), problem=None, note=note)
+    return AtomicUndoError(failure=failure, command=" ".join(["helm", *args]), problem=None, note=note)
 
 
 def _staging(cache: Path, *, release: str, on_warning: Callable[[str], None]) -> tuple[Path, bool]:
