@@ -157,7 +157,8 @@ def test_another_model_by_model_says_the_served_name_changes(
     deployed(tmp_path, monkeypatch, {**INSTALLED, "model": {**INSTALLED["model"], "servedName": "llama405b"}})
     out = upgrade("--model", "llama405b-fp8", "--set", AGAIN)
     assert out.exit_code == 0, out.output
-    assert ('warning: model.servedName: "llama405b" in the last revision, "llama405b-fp8" in this run: clients must '
-            'send "model": "llama405b-fp8" from then on') in out.stderr
+    warned = " ".join(line.removeprefix("warning: ") for line in out.stderr.splitlines())  # wrapped to the width
+    assert ('model.servedName: "llama405b" in the last revision, "llama405b-fp8" in this run: clients must send '
+            '"model": "llama405b-fp8" from then on') in warned
     same = upgrade("--set", AGAIN)
     assert same.exit_code == 0 and "model.servedName" not in same.stderr
