@@ -82,14 +82,14 @@ def check_chart_files(sizes: Mapping[str, int], values: Mapping[str, Any], origi
 def largest_value(values: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[str, int]:
     """The deepest user-set key whose value is the largest (its dotted key and size as compact JSON)."""
     best = ("", -1)
-    for key, value in leaves(values):
+    for key, value in _leaves(values):
         if origin_of(key, origins) == "defaults":
             continue
         size = _size(value)
         if size > best[1]:
             best = (key, size)
     if best[1] < 0:
-        best = max(((k, _size(v)) for k, v in leaves(values)), key=lambda item: item[1], default=("", 0))
+        best = max(((k, _size(v)) for k, v in _leaves(values)), key=lambda item: item[1], default=("", 0))
     return best
 
 
@@ -97,12 +97,11 @@ def _size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-def leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every leaf of ``values`` as its dotted path and value; a list or an empty map is a leaf."""
+def _leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for name, value in values.items():
         path = f"{prefix}.{name}" if prefix else str(name)
         if isinstance(value, Mapping) and value:
-            yield from leaves(value, path)
+            yield from _leaves(value, path)
         else:
             yield path, value
 
