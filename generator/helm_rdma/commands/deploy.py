@@ -241,9 +241,9 @@ def deploy(request: ChartRequest, *, env: HelmEnv, run: HelmRun, oci: OciAuth | 
                 failure = str(exc) if isinstance(exc, NotServingError) else \
                     f"interrupted while waiting for the groups of {release} to serve"
                 network = resolved.values["clusterNetwork"]
-                left = back_to is None and network["provision"] and not network["deleteOnUninstall"]
+                network_left = back_to is None and network["provision"] and not network["deleteOnUninstall"]
                 undone = _undo(failure, release=release, env=env, back_to=back_to, timeout=timeout,
-                               note=NETWORK_LEFT * left)
+                               note=NETWORK_LEFT if network_left else "")
                 if back_to is None and undone.undone and cache.exists():  # uninstalled: no chart of it to keep
                     shutil.rmtree(cache, ignore_errors=True)
                 raise undone from None
@@ -274,20 +274,21 @@ def _wait(values: dict[str, Any], *, release: str, env: HelmEnv, seconds: float,
 def _undo(failure: str, *, release: str, env: HelmEnv, back_to: int | None, timeout: str,
           note: str = "") -> AtomicUndoError:
     """--atomic for what helm cannot wait on: helm undoes a release when its own wait fails (pkg/action/upgrade.go
-    failRelease rolls back to the last deployed revision; install.go uninstalls), but it counts a LeaderWorkerSet as
+    failRelease rolls back to the last revision that ran; install.go uninstalls), but it counts a LeaderWorkerSet as
     ready at once (pkg/kube/ready.go, IsReady), so a group that never serves fails only helm-rdma's wait. Undone the
-    same way here: a rollback to ``back_to``, the revision deployed before this run, or an uninstall when there was
-    none (None); with earlier revisions but none deployed (0) there is nothing to go back to."""
+    same way here: a rollback to ``back_to``, the last revision that ran before this one (see
+    cluster.release.last_deployed), or an uninstall when there was none (None); with earlier revisions of which none
+    ran (0) there is nothing to go back to."""
     if back_to == 0:
-        return AtomicUndoError(failure=failure, command="", problem="no earlier revision was deployed", note=note)
+        return AtomicUndoError(failure=failure, command="", problem="no earlier revision ran", note=note)
     args = ["rollback", release, str(back_to)] if back_to else ["uninstall", release]
     args += [*env.global_flags(), "--wait", "--timeout", timeout]
+    command = " ".join(["helm", *args])
     try:
         run_helm(args)
     except HelmCommandError as exc:
-        return AtomicUndoError(failure=failure, command=" ".join(["helm", *args]), problem=exc.stderr.strip(),
-                               note=note)
-    return AtomicUndoError(failure=failure, command=" ".join(["helm", *args]), problem=None, note=note)
+        return AtomicUndoError(failure=failure, command=command, problem=exc.stderr.strip(), note=note)
+    return AtomicUndoError(failure=failure, command=command, problem=None, note=note)
 
 
 def _staging(cache: Path, *, release: str, on_warning: Callable[[str], None]) -> tuple[Path, bool]:

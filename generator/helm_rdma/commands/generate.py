@@ -75,10 +75,7 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
         if dropped:
             raise DroppedValuesError(action=f"regenerating {output}", holder="the chart there", lines=dropped,
                                      fix=GENERATE_AGAIN)
-        changed = change_lines(previous.values, resolved.values)
-        lines.append(f"{len(changed)} value(s) change in {output.name}" + "".join(
-            f"\n  {line}" for line in changed[:CHANGES_LISTED]) + ("\n  ..." if len(changed) > CHANGES_LISTED else "")
-            if changed else f"no value changes in {output.name}")
+        lines.append(_changes(change_lines(previous.values, resolved.values), chart=output.name))
     warnings = [f.line() for f in require_clean(resolved)]
     pinned = _pin_digests(resolved) if pin_digests else []
     unchecked: list[str] = []
@@ -95,6 +92,14 @@ def generate(request: ChartRequest, *, output: Path, force: bool = False, discar
                                  helm=helm)
     return GenerateResult(path=written.path, files=written.files, plan=resolved.plan, notice=notice,
                           package=packaged)
+
+
+def _changes(changed: list[str], *, chart: str) -> str:
+    """The values a regeneration changes, as generate says them: the first CHANGES_LISTED, as Chart.yaml lists them."""
+    if not changed:
+        return f"no value changes in {chart}"
+    more = ["..."] if len(changed) > CHANGES_LISTED else []
+    return "\n  ".join([f"{len(changed)} value(s) change in {chart}", *changed[:CHANGES_LISTED], *more])
 
 
 def _inside(output: Path) -> bool:
